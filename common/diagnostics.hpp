@@ -1,0 +1,117 @@
+// Input diagnostics shared by every loader: one error type that names the file, the JSON
+// pointer (or line:column) and the problem, and a reader that carries that context along.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace dnnplan {
+
+using Json = nlohmann::json;
+
+// Every user-facing input problem. what() is the one line the CLI prints:
+// "FILE: /json/pointer: message" or "FILE:LINE:COL: message" for syntax errors.
+class InputError : public std::runtime_error {
+public:
+    InputError(std::string file, std::string location, std::string message);
+    const std::string& file() const { return file_; }
+    const std::string& location() const { return location_; }
+    const std::string& message() const { return message_; }
+
+private:
+    std::string file_;
+    std::string location_;
+    std::string message_;
+};
+
+// Escapes one reference token of a JSON pointer (RFC 6901: '~' -> "~0", '/' -> "~1").
+std::string json_pointer_token(std::string_view key);
+
+// Reads a whole text file; a missing file, a directory or an unreadable file is an InputError.
+std::string read_text_file(const std::string& path);
+
+// Parses JSON text; a syntax error becomes "FILE:LINE:COL: syntax error: ...".
+Json parse_json_text(const std::string& text, const std::string& file);
+
+// Reads and parses a JSON file.
+Json load_json_file(const std::string& path);
+
+// A JSON value with the file and pointer it came from, for reading specs with exact diagnostics.
+class SpecNode {
+public:
+    SpecNode(const Json& value, std::string file, std::string pointer = "");
+
+    const Json& json() const { return *value_; }
+    const std::string& file() const { return file_; }
+    const std::string& pointer() const { return pointer_; }
+    std::string pointer_or_root() const { return pointer_.empty() ? "/" : pointer_; }
+
+    [[noreturn]] void fail(const std::string& message) const;
+
+    bool is_object() const { return value_->is_object(); }
+    bool is_array() const { return value_->is_array(); }
+    bool has(const std::string& key) const;
+    SpecNode child(const std::string& key) const;  // requires presence
+    SpecNode element(std::size_t index) const;
+    std::size_t size() const { return value_->size(); }
+
+    void expect_object(std::string_view what = "an object") const;
+    void expect_array(std::string_view what = "an array") const;
+    // Rejects keys not in `allowed`, naming the valid ones (typos in hand-written specs).
+    void check_keys(const std::vector<std::string>& allowed) const;
+
+    // Typed reads of this node.
+    std::int64_t as_int(std::int64_t min = std::numeric_limits<std::int64_t>::min(),
+                        std::int64_t max = std::numeric_limits<std::int64_t>::max()) const;
+    double as_number(double min = -std::numeric_limits<double>::infinity(),
+                     double max = std::numeric_limits<double>::infinity()) const;
+    double as_positive_number() const;
+    std::string as_string() const;
+    bool as_bool() const;
+
+    // Typed reads of a member: required, or with a default.
+    std::int64_t get_int(const std::string& key, std::int64_t min = std::numeric_limits<std::int64_t>::min(),
+                         std::int64_t max = std::numeric_limits<std::int64_t>::max()) const;
+    std::int64_t get_int_or(const std::string& key, std::int64_t fallback,
+                            std::int64_t min = std::numeric_limits<std::int64_t>::min(),
+                            std::int64_t max = std::numeric_limits<std::int64_t>::max()) const;
+    double get_number(const std::string& key, double min = -std::numeric_limits<double>::infinity(),
+                      double max = std::numeric_limits<double>::infinity()) const;
+    double get_number_or(const std::string& key, double fallback,
+                         double min = -std::numeric_limits<double>::infinity(),
+                         double max = std::numeric_limits<double>::infinity()) const;
+    std::string get_string(const std::string& key) const;
+    std::string get_string_or(const std::string& key, const std::string& fallback) const;
+    bool get_bool_or(const std::string& key, bool fallback) const;
+    // One of `choices`; an unknown value lists the valid ones.
+    std::string get_choice(const std::string& key, const std::vector<std::string>& choices) const;
+    std::string get_choice_or(const std::string& key, const std::vector<std::string>& choices,
+                              const std::string& fallback) const;
+
+private:
+    const Json* value_;
+    std::string file_;
+    std::string pointer_;
+};
+
+// "a, b or c" for messages that list valid choices.
+std::string join_choices(const std::vector<std::string>& choices);
+
+// A short description of a JSON value's type for "expected X, got Y" messages.
+std::string json_type_name(const Json& value);
+
+}  // namespace dnnplan
+
+namespace dnnplan {
+// Writes a whole file or nothing: a temporary file beside it, renamed over it once complete, so an
+// interrupted or failed run leaves the previous file intact. Failure is an InputError on `path`.
+void write_file_atomically(const std::string& path, const std::string& content);
+}  // namespace dnnplan

@@ -1,0 +1,124 @@
+// The network IR: a DAG of layers with per-sample shapes, parameters, FLOPs and bytes inferred
+// exactly (PyTorch's arithmetic), plus the loaders that build it from a JSON spec.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/diagnostics.hpp"
+#include "common/units.hpp"
+
+namespace dnnplan::networks {
+
+using Shape = std::vector<std::int64_t>;
+
+enum class LayerKind {
+    input,
+    conv2d,
+    conv_transpose2d,
+    linear,
+    maxpool2d,
+    avgpool2d,
+    adaptive_avgpool2d,
+    batchnorm2d,
+    layernorm,
+    activation,  // relu, gelu, sigmoid, tanh, silu, leaky_relu, hardswish, elu
+    dropout,
+    flatten,
+    reshape,
+    softmax,
+    add,
+    concat,
+    embedding,
+    position_embedding,
+    attention,  // multi-head self-attention incl. QKV and output projections
+    upsample,   // nearest or bilinear, integer scale factor
+};
+
+std::string to_string(LayerKind kind);
+
+// Kind-specific attributes, all explicit (defaults applied by the loader).
+struct LayerAttributes {
+    std::int64_t out_channels = 0;  // conv2d
+    std::int64_t kernel_h = 0, kernel_w = 0;
+    std::int64_t stride_h = 1, stride_w = 1;
+    std::int64_t padding_h = 0, padding_w = 0;
+    std::int64_t dilation_h = 1, dilation_w = 1;
+    std::int64_t groups = 1;
+    std::int64_t output_padding_h = 0, output_padding_w = 0;  // conv_transpose2d
+    std::int64_t scale = 1;          // upsample
+    std::string mode;                // upsample: nearest or bilinear
+    bool bias = true;                // conv2d, linear, attention
+    bool ceil_mode = false;          // pooling
+    std::int64_t out_features = 0;   // linear
+    std::int64_t output_h = 0, output_w = 0;  // adaptive_avgpool2d
+    std::string function;            // activation: relu, gelu, ...
+    double probability = 0.0;        // dropout
+    Shape target_shape;              // reshape (per sample; -1 inferred)
+    std::int64_t axis = 0;           // concat, softmax (per-sample axis, negative from the end)
+    std::int64_t num_embeddings = 0, embedding_dim = 0;  // embedding, position_embedding
+    std::int64_t heads = 0;          // attention
+    bool causal = false;             // attention
+    std::string tied_to;             // linear sharing another layer's weight (tied embeddings)
+    bool operator==(const LayerAttributes&) const = default;
+};
+
+// One layer with everything inferred for a single sample; batch-dependent totals multiply by B.
+struct Layer {
+    std::string name;
+    LayerKind kind = LayerKind::input;
+    LayerAttributes attrs;
+    std::vector<int> inputs;  // indices of producer layers (always smaller: topological order)
+    std::string spec_pointer; // where the layer was defined in its file, for diagnostics
+
+    Shape output_shape;                // per sample
+    std::int64_t params = 0;           // trainable parameters owned by this layer (PyTorch's count)
+    std::int64_t fwd_flops = 0;        // per sample; a multiply-add counts 2
+    std::int64_t bwd_input_flops = 0;  // per sample: gradient with respect to the inputs
+    std::int64_t bwd_weight_flops = 0; // per sample: gradient with respect to the weights
+    std::int64_t output_elements = 0;  // per sample
+    std::int64_t saved_elements = 0;   // per sample, kept for backward beyond the output (attention's internals)
+
+    bool operator==(const Layer&) const = default;
+};
+
+struct Network {
+    std::string name;
+    std::string description;
+    DType dtype = DType::fp32;
+    std::int64_t default_batch = 1;
+    bool token_input = false;   // the input is a sequence of integer token ids (8 bytes each)
+    std::vector<Layer> layers;  // layers[0] is the input; topological order
+
+    const Layer& input() const { return layers.front(); }
+    int find(const std::string& layer_name) const;  // -1 when absent
+    bool operator==(const Network&) const = default;
+};
+
+// Totals over the network for a given batch; fails (InputError on `file`) on 64-bit overflow.
+struct NetworkTotals {
+    std::int64_t params = 0;
+    std::int64_t fwd_flops = 0;
+    std::int64_t bwd_input_flops = 0;
+    std::int64_t bwd_weight_flops = 0;
+    std::int64_t activation_bytes = 0;  // outputs plus saved internals of every layer, whole batch
+    std::int64_t weight_bytes = 0;
+};
+NetworkTotals totals(const Network& network, std::int64_t batch, const std::string& file = "<network>");
+
+// Loading. `source` is a path, or a built-in name resolved in `networks_dir`.
+Network parse_network(const Json& spec, const std::string& file);
+Network load_network_file(const std::string& path);
+
+// The directory holding the built-in network specs (compiled-in source path, overridable by the
+// DNNPLAN_DATA_DIR environment variable at the CLI edge).
+std::vector<std::string> builtin_network_names(const std::string& networks_dir);
+// A path if `name_or_path` names a file or ends in .json/.onnx; otherwise networks_dir/NAME.json.
+std::string resolve_network_path(const std::string& name_or_path, const std::string& networks_dir);
+
+// Round trip of the inferred network as JSON (used by `inspect --format json`).
+Json to_json(const Network& network, std::int64_t batch);
+
+}  // namespace dnnplan::networks

@@ -1,0 +1,99 @@
+#include "text.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace dnnplan::reports {
+
+namespace {
+bool looks_numeric(const std::string& cell) {
+    if (cell.empty()) return false;
+    char c = cell.front();
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.';
+}
+}  // namespace
+
+std::string TextTable::render() const {
+    std::vector<std::size_t> width(header.size(), 0);
+    auto widen = [&](const std::vector<std::string>& row) {
+        for (std::size_t i = 0; i < row.size() && i < width.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    };
+    widen(header);
+    for (const auto& row : rows) widen(row);
+    std::string out;
+    auto emit = [&](const std::vector<std::string>& row, bool is_header) {
+        std::string line;
+        for (std::size_t i = 0; i < width.size(); ++i) {
+            std::string cell = i < row.size() ? row[i] : "";
+            std::string pad(width[i] - std::min(width[i], cell.size()), ' ');
+            bool right = !is_header && i > 0 && looks_numeric(cell);
+            line += right ? pad + cell : cell + pad;
+            if (i + 1 < width.size()) line += "  ";
+        }
+        while (!line.empty() && line.back() == ' ') line.pop_back();
+        out += line + "\n";
+    };
+    emit(header, true);
+    std::size_t total = 0;
+    for (auto w : width) total += w + 2;
+    out += std::string(total > 2 ? total - 2 : 0, '-') + "\n";
+    for (const auto& row : rows) emit(row, false);
+    return out;
+}
+
+std::string terminal_safe(const std::string& text) {
+    std::string out;
+    for (unsigned char c : text) {
+        if (c < 0x20 || c == 0x7f) {
+            char buffer[8];
+            std::snprintf(buffer, sizeof buffer, "\\x%02x", c);
+            out += buffer;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+std::string csv_field(const std::string& text) {
+    if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+    std::string out = "\"";
+    for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return out + "\"";
+}
+
+std::string csv_row(const std::vector<std::string>& fields) {
+    std::string out;
+    for (std::size_t i = 0; i < fields.size(); ++i) out += (i ? "," : "") + csv_field(fields[i]);
+    return out + "\n";
+}
+
+std::string html_escape(const std::string& text) {
+    std::string out;
+    for (char c : text) {
+        switch (c) {
+            case '&': out += "&amp;"; break;
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '"': out += "&quot;"; break;
+            case '\'': out += "&#39;"; break;
+            default: out += c;
+        }
+    }
+    return out;
+}
+
+std::string markdown_escape(const std::string& text) {
+    std::string out;
+    for (char c : text) {
+        if (std::string("\\`*_{}[]()#+-.!|<>&").find(c) != std::string::npos) out += '\\';
+        if (c == '\n' || c == '\r') {
+            out += ' ';
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+}  // namespace dnnplan::reports
