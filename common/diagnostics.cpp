@@ -1,6 +1,7 @@
 #include "diagnostics.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -8,18 +9,47 @@
 namespace dnnplan {
 
 namespace {
+// The CLI prints what() as exactly one line, so names taken from the input (file paths, layer
+// names, JSON keys) must not smuggle in newlines or terminal escape sequences.
+std::string one_line(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (unsigned char c : text) {
+        if (c == '\n')
+            out += "\\n";
+        else if (c == '\t')
+            out += "\\t";
+        else if (c == '\r')
+            out += "\\r";
+        else if (c < 0x20 || c == 0x7f) {
+            char buffer[8];
+            std::snprintf(buffer, sizeof buffer, "\\x%02x", c);
+            out += buffer;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
 std::string format_location(const std::string& file, const std::string& location, const std::string& message) {
     // Syntax errors carry "LINE:COL" and are written FILE:LINE:COL; pointers are "FILE: /ptr".
-    if (!location.empty() && location.front() != '/') return file + ":" + location + ": " + message;
-    if (location.empty()) return file + ": " + message;
-    return file + ": " + location + ": " + message;
+    if (!location.empty() && location.front() != '/') return one_line(file + ":" + location + ": " + message);
+    if (location.empty()) return one_line(file + ": " + message);
+    return one_line(file + ": " + location + ": " + message);
+}
+
+// Cuts a string to at most `limit` bytes without splitting a UTF-8 sequence.
+std::string truncate_utf8(const std::string& s, std::size_t limit) {
+    if (s.size() <= limit) return s;
+    std::size_t cut = limit;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    return s.substr(0, cut) + "...";
 }
 
 std::string describe_value(const Json& value) {
     if (value.is_string()) {
-        std::string s = value.get<std::string>();
-        if (s.size() > 40) s = s.substr(0, 37) + "...";
-        return "\"" + s + "\"";
+        return "\"" + truncate_utf8(value.get<std::string>(), 37) + "\"";
     }
     if (value.is_number() || value.is_boolean() || value.is_null()) return value.dump();
     return json_type_name(value);
@@ -49,42 +79,87 @@ std::string read_text_file(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status)) throw InputError(path, "", "no such file");
+    if (ec || !fs::exists(status)) {
+        // ENOENT is the common case; "File name too long" or "Permission denied" say more.
+        if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory)
+            throw InputError(path, "", "cannot be read: " + ec.message());
+        throw InputError(path, "", "no such file");
+    }
     if (fs::is_directory(status)) throw InputError(path, "", "is a directory, expected a file");
+    // Devices such as /dev/zero never end; pipes (process substitution) are fine and bounded below.
+    if (!fs::is_regular_file(status) && !fs::is_fifo(status))
+        throw InputError(path, "", "is not a regular file");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw InputError(path, "", "cannot be opened for reading");
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
+    std::string text;
+    char buffer[1 << 16];
+    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+        text.append(buffer, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > kMaxInputFileBytes)
+            throw InputError(path, "", "is larger than " + std::to_string(kMaxInputFileBytes >> 20) +
+                                           " MiB, too large for a specification file");
+    }
     if (in.bad()) throw InputError(path, "", "read error");
-    return buffer.str();
+    return text;
 }
 
-Json parse_json_text(const std::string& text, const std::string& file) {
-    try {
-        return Json::parse(text);
-    } catch (const Json::parse_error& e) {
-        // nlohmann reports a byte offset; turn it into line:column (1-based) for editors.
-        std::size_t offset = e.byte == 0 ? 0 : e.byte - 1;
-        if (offset > text.size()) offset = text.size();
-        std::size_t line = 1, column = 1;
-        for (std::size_t i = 0; i < offset; ++i) {
-            if (text[i] == '\n') {
-                ++line;
-                column = 1;
-            } else {
-                ++column;
-            }
-        }
-        std::string what = e.what();
-        // Keep nlohmann's explanation, drop its "[json.exception...] parse error at ..: " prefix.
-        std::string detail = what;
-        if (auto pos = what.find(": syntax error"); pos != std::string::npos)
-            detail = what.substr(pos + 2);
-        else if (auto pos2 = what.rfind(": "); pos2 != std::string::npos)
-            detail = "syntax error: " + what.substr(pos2 + 2);
-        if (text.find_first_not_of(" \t\r\n") == std::string::npos) detail = "syntax error: empty file, expected a JSON document";
-        throw InputError(file, std::to_string(line) + ":" + std::to_string(column), detail);
+namespace {
+// nlohmann's DOM builder, but a parse error (or a number too large for a double, which Json::parse
+// reports without any position) is recorded with its byte offset instead of thrown.
+class PositionedDomParser : public nlohmann::detail::json_sax_dom_parser<Json> {
+public:
+    using nlohmann::detail::json_sax_dom_parser<Json>::json_sax_dom_parser;
+    bool parse_error(std::size_t position, const std::string& token, const nlohmann::detail::exception& ex) {
+        failed = true;
+        byte = position;
+        last_token = token;
+        out_of_range = ex.id == 406;
+        message = ex.what();
+        return false;
     }
+    bool failed = false;
+    bool out_of_range = false;
+    std::size_t byte = 0;
+    std::string last_token;
+    std::string message;
+};
+}  // namespace
+
+Json parse_json_text(const std::string& text, const std::string& file) {
+    Json result;
+    PositionedDomParser handler(result, false);
+    bool ok = Json::sax_parse(text, &handler) && !handler.failed;
+    if (ok) return result;
+    // nlohmann reports the offset just past the offending character (syntax errors) or token
+    // (numbers); turn it into line:column (1-based) of that character or token's start.
+    std::size_t end = handler.byte;
+    std::size_t offset = handler.out_of_range ? (end >= handler.last_token.size() ? end - handler.last_token.size() : 0)
+                                              : (end == 0 ? 0 : end - 1);
+    if (offset > text.size()) offset = text.size();
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i < offset; ++i) {
+        if (text[i] == '\n') {
+            ++line;
+            column = 1;
+        } else {
+            ++column;
+        }
+    }
+    std::string what = handler.message;
+    std::string detail;
+    if (handler.out_of_range) {
+        detail = "number " + handler.last_token + " is out of range";
+    } else if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+        detail = "syntax error: empty file, expected a JSON document";
+    } else if (auto pos = what.find(": syntax error"); pos != std::string::npos) {
+        // Keep nlohmann's explanation, drop its "[json.exception...] parse error at ..: " prefix.
+        detail = what.substr(pos + 2);
+    } else if (auto pos2 = what.rfind(": "); pos2 != std::string::npos) {
+        detail = "syntax error: " + what.substr(pos2 + 2);
+    } else {
+        detail = "syntax error";
+    }
+    throw InputError(file, std::to_string(line) + ":" + std::to_string(column), detail);
 }
 
 Json load_json_file(const std::string& path) { return parse_json_text(read_text_file(path), path); }
@@ -161,8 +236,9 @@ std::int64_t SpecNode::as_int(std::int64_t min, std::int64_t max) const {
         result = v.get<std::int64_t>();
     } else if (v.is_number_float()) {
         double d = v.get<double>();
-        if (!(std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18))
-            fail("expected an integer, got " + v.dump());
+        if (!(std::isfinite(d) && d == std::floor(d))) fail("expected an integer, got " + v.dump());
+        if (std::fabs(d) >= 9.0e18)
+            fail("integer " + v.dump() + " is too large (at most " + std::to_string(max) + ")");
         result = static_cast<std::int64_t>(d);
     } else {
         fail("expected an integer, got " + describe_value(v));

@@ -35,7 +35,9 @@ private:
 // Escapes one reference token of a JSON pointer (RFC 6901: '~' -> "~0", '/' -> "~1").
 std::string json_pointer_token(std::string_view key);
 
-// Reads a whole text file; a missing file, a directory or an unreadable file is an InputError.
+// Reads a whole text file; a missing file, a directory, a device, an unreadable file or one larger
+// than kMaxInputFileBytes is an InputError (no input may take unbounded time or memory).
+constexpr std::size_t kMaxInputFileBytes = std::size_t{64} << 20;
 std::string read_text_file(const std::string& path);
 
 // Parses JSON text; a syntax error becomes "FILE:LINE:COL: syntax error: ...".

@@ -1,0 +1,328 @@
+#include "clusters/cluster.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+
+namespace dnnplan::clusters {
+
+namespace {
+
+constexpr int max_small_int = 1 << 20;  // bound for per-node and per-switch counts: catches typos like 8e9
+
+// Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
+// the pointer of the number itself (so "/nodes", never "/nodes/value").
+class SourcedReader {
+public:
+    explicit SourcedReader(std::map<std::string, std::string>& sources) : sources_(sources) {}
+
+    SpecNode value_of(const SpecNode& node) const {
+        if (!node.is_object()) return node;
+        node.check_keys({"value", "source"});
+        SpecNode source = node.child("source");
+        std::string note = source.as_string();
+        if (note.find_first_not_of(" \t\r\n") == std::string::npos)
+            source.fail("must not be empty: say where the number comes from");
+        SpecNode value = node.child("value");
+        sources_[node.pointer()] = note;
+        return value;
+    }
+
+    double positive(const SpecNode& parent, const std::string& key) const {
+        return value_of(parent.child(key)).as_positive_number();
+    }
+    std::int64_t integer(const SpecNode& parent, const std::string& key, std::int64_t min, std::int64_t max) const {
+        return value_of(parent.child(key)).as_int(min, max);
+    }
+    int small_int(const SpecNode& node, std::int64_t min) const {
+        return static_cast<int>(value_of(node).as_int(min, max_small_int));
+    }
+
+private:
+    std::map<std::string, std::string>& sources_;
+};
+
+Link parse_link(const SpecNode& node, const SourcedReader& reader) {
+    node.check_keys({"bandwidth_Bps", "latency_s"});
+    Link link;
+    link.bandwidth_Bps = reader.positive(node, "bandwidth_Bps");
+    link.latency_s = reader.positive(node, "latency_s");
+    return link;
+}
+
+Device parse_device(const SpecNode& node, const SourcedReader& reader) {
+    node.check_keys({"name", "peak_flops", "achievable_fraction", "memory_bytes", "memory_bandwidth_Bps"});
+    Device device;
+    device.name = node.get_string("name");
+    if (device.name.empty()) node.child("name").fail("must not be empty");
+
+    SpecNode peaks = node.child("peak_flops");
+    peaks.check_keys(dtype_names());
+    if (peaks.size() == 0)
+        peaks.fail("give the peak FLOP/s of at least one element type (" + join_choices(dtype_names()) + ")");
+    for (const auto& dtype_name : dtype_names())
+        if (peaks.has(dtype_name)) device.peak_flops[*parse_dtype(dtype_name)] = reader.positive(peaks, dtype_name);
+
+    SpecNode fraction = reader.value_of(node.child("achievable_fraction"));
+    device.achievable_fraction = fraction.as_number();
+    if (!(device.achievable_fraction > 0 && device.achievable_fraction <= 1))
+        fraction.fail("must be in (0, 1], got " + fraction.json().dump());
+
+    device.memory_bytes = reader.integer(node, "memory_bytes", 1, std::numeric_limits<std::int64_t>::max());
+    device.memory_bandwidth_Bps = reader.positive(node, "memory_bandwidth_Bps");
+    return device;
+}
+
+// Fails on `node` unless `capacity` (nullopt: overflowed, so certainly large enough) >= nodes.
+void check_capacity(const SpecNode& node, std::optional<std::int64_t> capacity, const std::string& how,
+                    std::int64_t nodes) {
+    if (capacity && *capacity < nodes)
+        node.fail("holds " + std::to_string(*capacity) + " nodes (" + how + "), but the cluster has " +
+                  std::to_string(nodes) + " nodes");
+}
+
+Topology parse_topology(const SpecNode& inter, TopologyKind kind, std::int64_t nodes, const SourcedReader& reader) {
+    Topology topology;
+    topology.kind = kind;
+    // A parameter block for another kind is a mistake, not something to ignore silently.
+    for (const auto& name : topology_names())
+        if (name != "crossbar" && name != to_string(kind) && inter.has(name))
+            inter.child(name).fail("\"" + name + "\" parameters do not apply: the topology is \"" + to_string(kind) +
+                                   "\"");
+
+    switch (kind) {
+        case TopologyKind::crossbar:
+            break;
+        case TopologyKind::fat_tree: {
+            SpecNode tree = inter.child("fat_tree");
+            tree.check_keys({"levels", "arity", "oversubscription"});
+            topology.fat_tree_levels = reader.small_int(tree.child("levels"), 1);
+            topology.fat_tree_arity = reader.small_int(tree.child("arity"), 2);
+            if (tree.has("oversubscription"))
+                topology.oversubscription = reader.value_of(tree.child("oversubscription")).as_number(1.0);
+            std::optional<std::int64_t> capacity = 1;
+            for (int level = 0; level < topology.fat_tree_levels && capacity; ++level)
+                capacity = checked_mul(*capacity, topology.fat_tree_arity);
+            check_capacity(tree, capacity,
+                           "arity " + std::to_string(topology.fat_tree_arity) + " ^ levels " +
+                               std::to_string(topology.fat_tree_levels),
+                           nodes);
+            break;
+        }
+        case TopologyKind::torus: {
+            SpecNode torus = inter.child("torus");
+            torus.check_keys({"dims"});
+            SpecNode dims = torus.child("dims");
+            dims.expect_array("an array of dimension extents");
+            if (dims.size() == 0) dims.fail("must list at least one dimension");
+            std::optional<std::int64_t> product = 1;
+            std::string shown;
+            for (std::size_t i = 0; i < dims.size(); ++i) {
+                int extent = reader.small_int(dims.element(i), 2);
+                topology.torus_dims.push_back(extent);
+                if (product) product = checked_mul(*product, extent);
+                shown += (i ? " x " : "") + std::to_string(extent);
+            }
+            // Exactly filled: hop distances and wrap-around links assume every position is a node.
+            if (!product || *product != nodes)
+                dims.fail("the product of the dimensions is " + (product ? std::to_string(*product) : "too large") +
+                          " (" + shown + "), but the cluster has " + std::to_string(nodes) +
+                          " nodes; a torus must be exactly filled");
+            break;
+        }
+        case TopologyKind::dragonfly: {
+            SpecNode fly = inter.child("dragonfly");
+            fly.check_keys({"groups", "routers_per_group", "nodes_per_router", "global_link"});
+            topology.dragonfly_groups = reader.small_int(fly.child("groups"), 1);
+            topology.dragonfly_routers_per_group = reader.small_int(fly.child("routers_per_group"), 1);
+            topology.dragonfly_nodes_per_router = reader.small_int(fly.child("nodes_per_router"), 1);
+            topology.dragonfly_global = parse_link(fly.child("global_link"), reader);
+            std::optional<std::int64_t> capacity =
+                checked_mul(topology.dragonfly_groups, topology.dragonfly_routers_per_group);
+            if (capacity) capacity = checked_mul(*capacity, topology.dragonfly_nodes_per_router);
+            check_capacity(fly, capacity,
+                           "groups " + std::to_string(topology.dragonfly_groups) + " x routers_per_group " +
+                               std::to_string(topology.dragonfly_routers_per_group) + " x nodes_per_router " +
+                               std::to_string(topology.dragonfly_nodes_per_router),
+                           nodes);
+            break;
+        }
+    }
+    return topology;
+}
+
+Json sourced(const Cluster& cluster, const std::string& pointer, Json value) {
+    auto it = cluster.sources.find(pointer);
+    if (it == cluster.sources.end()) return value;
+    return Json{{"value", std::move(value)}, {"source", it->second}};
+}
+
+Json link_json(const Cluster& cluster, const std::string& pointer, const Link& link) {
+    return Json{{"bandwidth_Bps", sourced(cluster, pointer + "/bandwidth_Bps", link.bandwidth_Bps)},
+                {"latency_s", sourced(cluster, pointer + "/latency_s", link.latency_s)}};
+}
+
+}  // namespace
+
+std::string to_string(TopologyKind kind) {
+    switch (kind) {
+        case TopologyKind::crossbar:
+            return "crossbar";
+        case TopologyKind::fat_tree:
+            return "fat_tree";
+        case TopologyKind::torus:
+            return "torus";
+        case TopologyKind::dragonfly:
+            return "dragonfly";
+    }
+    return "crossbar";
+}
+
+const std::vector<std::string>& topology_names() {
+    static const std::vector<std::string> names{"crossbar", "fat_tree", "torus", "dragonfly"};
+    return names;
+}
+
+double Cluster::peak_flops(DType dtype) const {
+    auto it = device.peak_flops.find(dtype);
+    if (it == device.peak_flops.end())
+        throw std::out_of_range("cluster " + name + " has no peak FLOP/s for " + to_string(dtype));
+    return it->second;
+}
+
+double Cluster::achievable_flops(DType dtype) const {
+    return peak_flops(dtype) * device.achievable_fraction;
+}
+
+void require_dtype(const Cluster& cluster, DType dtype, const std::string& file) {
+    if (cluster.supports(dtype)) return;
+    std::vector<std::string> given;
+    for (const auto& [d, _] : cluster.device.peak_flops) given.push_back(to_string(d));
+    throw InputError(file, "/device/peak_flops",
+                     "no peak FLOP/s for " + to_string(dtype) + " (given: " + join_choices(given) + ")");
+}
+
+Cluster parse_cluster(const Json& spec, const std::string& file) {
+    SpecNode root(spec, file);
+    root.expect_object("a cluster spec object");
+    // Checked before any required field so that a misspelt name is reported as such.
+    root.check_keys({"name", "description", "nodes", "devices_per_node", "device", "intra_node", "inter_node"});
+
+    Cluster cluster;
+    SourcedReader reader(cluster.sources);
+    cluster.name = root.get_string("name");
+    if (cluster.name.empty()) root.child("name").fail("must not be empty");
+    cluster.description = root.get_string_or("description", "");
+    cluster.nodes = reader.integer(root, "nodes", 1, std::numeric_limits<std::int64_t>::max());
+    cluster.devices_per_node = static_cast<int>(reader.integer(root, "devices_per_node", 1, max_small_int));
+    if (!checked_mul(cluster.nodes, cluster.devices_per_node))
+        root.child("nodes").fail("nodes x devices_per_node does not fit in 64 bits");
+
+    cluster.device = parse_device(root.child("device"), reader);
+
+    if (root.has("intra_node"))
+        cluster.intra_node = parse_link(root.child("intra_node"), reader);
+    else if (cluster.devices_per_node > 1)
+        root.fail("missing required field \"intra_node\" (devices_per_node is " +
+                  std::to_string(cluster.devices_per_node) + ")");
+
+    SpecNode inter = root.child("inter_node");
+    std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "topology"};
+    for (const auto& name : topology_names())
+        if (name != "crossbar") inter_keys.push_back(name);
+    inter.check_keys(inter_keys);
+    cluster.inter_node.bandwidth_Bps = reader.positive(inter, "bandwidth_Bps");
+    cluster.inter_node.latency_s = reader.positive(inter, "latency_s");
+    std::string kind_name = inter.get_choice("topology", topology_names());
+    auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
+                                          topology_names().begin());
+    cluster.topology = parse_topology(inter, kind, cluster.nodes, reader);
+    return cluster;
+}
+
+Cluster load_cluster_file(const std::string& path) {
+    return parse_cluster(load_json_file(path), path);
+}
+
+std::vector<std::string> builtin_cluster_names(const std::string& clusters_dir) {
+    namespace fs = std::filesystem;
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (fs::directory_iterator it(clusters_dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code file_ec;
+        if (it->path().extension() == ".json" && it->is_regular_file(file_ec))
+            names.push_back(it->path().stem().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+std::string resolve_cluster_path(const std::string& name_or_path, const std::string& clusters_dir) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    bool looks_like_path =
+        name_or_path.find('/') != std::string::npos || (name_or_path.size() >= 5 && name_or_path.ends_with(".json"));
+    if (looks_like_path || fs::exists(name_or_path, ec)) return name_or_path;
+    fs::path candidate = fs::path(clusters_dir) / (name_or_path + ".json");
+    if (fs::exists(candidate, ec)) return candidate.string();
+    std::vector<std::string> names = builtin_cluster_names(clusters_dir);
+    if (names.empty()) throw InputError(name_or_path, "", "no such file, and no built-in clusters in " + clusters_dir);
+    throw InputError(name_or_path, "", "no such file or built-in cluster (built-in: " + join_choices(names) + ")");
+}
+
+Json to_json(const Cluster& cluster) {
+    const Cluster& c = cluster;
+    Json peaks = Json::object();
+    for (const auto& [dtype, flops] : c.device.peak_flops)
+        peaks[to_string(dtype)] = sourced(c, "/device/peak_flops/" + to_string(dtype), flops);
+
+    Json out = Json::object();
+    out["name"] = c.name;
+    out["description"] = c.description;
+    out["nodes"] = sourced(c, "/nodes", c.nodes);
+    out["devices_per_node"] = sourced(c, "/devices_per_node", c.devices_per_node);
+    out["device"] =
+        Json{{"name", c.device.name},
+             {"peak_flops", peaks},
+             {"achievable_fraction", sourced(c, "/device/achievable_fraction", c.device.achievable_fraction)},
+             {"memory_bytes", sourced(c, "/device/memory_bytes", c.device.memory_bytes)},
+             {"memory_bandwidth_Bps", sourced(c, "/device/memory_bandwidth_Bps", c.device.memory_bandwidth_Bps)}};
+    // A zero intra-node link means "not given" (one device per node); writing it would not parse.
+    if (!(c.intra_node == Link{})) out["intra_node"] = link_json(c, "/intra_node", c.intra_node);
+
+    Json inter = link_json(c, "/inter_node", c.inter_node);
+    inter["topology"] = to_string(c.topology.kind);
+    const Topology& t = c.topology;
+    switch (t.kind) {
+        case TopologyKind::crossbar:
+            break;
+        case TopologyKind::fat_tree:
+            inter["fat_tree"] =
+                Json{{"levels", sourced(c, "/inter_node/fat_tree/levels", t.fat_tree_levels)},
+                     {"arity", sourced(c, "/inter_node/fat_tree/arity", t.fat_tree_arity)},
+                     {"oversubscription", sourced(c, "/inter_node/fat_tree/oversubscription", t.oversubscription)}};
+            break;
+        case TopologyKind::torus: {
+            Json dims = Json::array();
+            for (std::size_t i = 0; i < t.torus_dims.size(); ++i)
+                dims.push_back(sourced(c, "/inter_node/torus/dims/" + std::to_string(i), t.torus_dims[i]));
+            inter["torus"] = Json{{"dims", dims}};
+            break;
+        }
+        case TopologyKind::dragonfly:
+            inter["dragonfly"] =
+                Json{{"groups", sourced(c, "/inter_node/dragonfly/groups", t.dragonfly_groups)},
+                     {"routers_per_group",
+                      sourced(c, "/inter_node/dragonfly/routers_per_group", t.dragonfly_routers_per_group)},
+                     {"nodes_per_router",
+                      sourced(c, "/inter_node/dragonfly/nodes_per_router", t.dragonfly_nodes_per_router)},
+                     {"global_link", link_json(c, "/inter_node/dragonfly/global_link", t.dragonfly_global)}};
+            break;
+    }
+    out["inter_node"] = inter;
+    return out;
+}
+
+}  // namespace dnnplan::clusters

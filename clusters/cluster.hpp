@@ -1,0 +1,99 @@
+// The cluster model (devices, links, network topology), its JSON spec loader in which every
+// number may carry its source, and the lookup of the built-in presets in clusters/*.json.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/diagnostics.hpp"
+#include "common/units.hpp"
+
+namespace dnnplan::clusters {
+
+// One direction of a link as one device sees it: bandwidth in bytes per second and the
+// small-message (alpha) latency in seconds.
+struct Link {
+    double bandwidth_Bps = 0;
+    double latency_s = 0;
+    bool operator==(const Link&) const = default;
+};
+
+enum class TopologyKind { crossbar, fat_tree, torus, dragonfly };
+
+std::string to_string(TopologyKind kind);
+// "crossbar", "fat_tree", "torus", "dragonfly": the spellings of the JSON "topology" field.
+const std::vector<std::string>& topology_names();
+
+// How the nodes are wired. Only the fields of `kind` are meaningful; the others stay zero/empty.
+struct Topology {
+    TopologyKind kind = TopologyKind::crossbar;
+    // fat_tree: a regular tree of `fat_tree_levels` switch levels with `fat_tree_arity` down-links
+    // per switch (it holds arity^levels nodes). `oversubscription` is the ratio of down-link to
+    // up-link bandwidth at the leaf switches; higher levels are non-blocking, as in every preset.
+    int fat_tree_levels = 0;
+    int fat_tree_arity = 0;
+    double oversubscription = 1.0;
+    // torus: the extent of each dimension; their product equals the node count.
+    std::vector<int> torus_dims;
+    // dragonfly: groups of all-to-all connected routers, nodes on each router, one global link
+    // (bandwidth per direction, latency of that link) between groups.
+    int dragonfly_groups = 0;
+    int dragonfly_routers_per_group = 0;
+    int dragonfly_nodes_per_router = 0;
+    Link dragonfly_global{};
+    bool operator==(const Topology&) const = default;
+};
+
+// The unit one process runs on: a GPU, or for CPU clusters the whole node.
+struct Device {
+    std::string name;
+    std::map<DType, double> peak_flops;  // FLOP/s per element type; an absent type is unsupported
+    double achievable_fraction = 1.0;    // share of peak that DL kernels reach, in (0, 1]
+    std::int64_t memory_bytes = 0;
+    double memory_bandwidth_Bps = 0;
+    bool operator==(const Device&) const = default;
+};
+
+struct Cluster {
+    std::string name;
+    std::string description;
+    std::int64_t nodes = 1;
+    int devices_per_node = 1;
+    Device device;
+    Link intra_node;  // device to device inside a node; all zero when devices_per_node is 1
+    Link inter_node;  // per device: node injection bandwidth / devices_per_node, end-to-end latency
+    Topology topology;
+    // JSON pointer of every number given as {"value", "source"} -> its source note.
+    std::map<std::string, std::string> sources;
+
+    std::int64_t total_devices() const { return nodes * devices_per_node; }  // fits: checked at load
+    bool supports(DType dtype) const { return device.peak_flops.count(dtype) != 0; }
+    // Peak and achievable FLOP/s for `dtype`. An unsupported dtype is a programming error here
+    // (std::out_of_range); input edges call require_dtype first to report it against the file.
+    double peak_flops(DType dtype) const;
+    double achievable_flops(DType dtype) const;  // peak * achievable_fraction
+
+    bool operator==(const Cluster&) const = default;
+};
+
+// InputError on `file` at /device/peak_flops when the cluster has no peak for `dtype`.
+void require_dtype(const Cluster& cluster, DType dtype, const std::string& file);
+
+// Parses and validates a cluster spec; every problem is an InputError naming `file` and the
+// JSON pointer. Unknown fields are rejected so that typos are caught.
+Cluster parse_cluster(const Json& spec, const std::string& file);
+Cluster load_cluster_file(const std::string& path);
+
+// Sorted stems of the *.json files in `clusters_dir`; empty when the directory is missing.
+std::vector<std::string> builtin_cluster_names(const std::string& clusters_dir);
+// `name_or_path` itself when it exists, ends in .json or contains '/'; otherwise
+// clusters_dir/NAME.json, and an InputError listing the built-in names when that is missing.
+std::string resolve_cluster_path(const std::string& name_or_path, const std::string& clusters_dir);
+
+// The spec form of a cluster; numbers with a recorded source are written as {"value", "source"},
+// so parse_cluster(to_json(c), f) == c.
+Json to_json(const Cluster& cluster);
+
+}  // namespace dnnplan::clusters

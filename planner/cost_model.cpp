@@ -1,0 +1,584 @@
+#include "cost_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace dnnplan::planner {
+
+using networks::Layer;
+using networks::LayerKind;
+using clusters::Collective;
+using clusters::GroupPlacement;
+
+std::string to_string(Optimizer optimizer) { return optimizer == Optimizer::adam ? "adam" : "sgd"; }
+
+std::string to_string(Phase phase) {
+    switch (phase) {
+        case Phase::forward: return "forward";
+        case Phase::backward: return "backward";
+        case Phase::sync: return "sync";
+    }
+    return "forward";
+}
+
+std::string to_string(CommKind kind) {
+    switch (kind) {
+        case CommKind::all_reduce: return "all_reduce";
+        case CommKind::all_gather: return "all_gather";
+        case CommKind::reduce_scatter: return "reduce_scatter";
+        case CommKind::all_to_all: return "all_to_all";
+        case CommKind::halo: return "halo";
+        case CommKind::point_to_point: return "point_to_point";
+        case CommKind::redistribution: return "redistribution";
+    }
+    return "all_reduce";
+}
+
+namespace {
+bool is_anchor_kind(LayerKind kind) {
+    return kind == LayerKind::conv2d || kind == LayerKind::conv_transpose2d || kind == LayerKind::linear ||
+           kind == LayerKind::attention || kind == LayerKind::embedding;
+}
+bool is_spatial(const Layer& layer) { return layer.output_shape.size() == 3; }
+
+// The extent of the dimension a dist's c / h / w split applies to, for a per-sample shape.
+std::int64_t channel_extent(const networks::Shape& s) { return s.empty() ? 1 : (s.size() == 3 ? s[0] : s.back()); }
+std::int64_t height_extent(const networks::Shape& s) { return s.size() == 3 ? s[1] : 1; }
+std::int64_t width_extent(const networks::Shape& s) { return s.size() == 3 ? s[2] : 1; }
+
+// Keeps only the splits a tensor of this shape can take evenly; the rest become replication.
+Dist fit(Dist d, const networks::Shape& shape) {
+    if (channel_extent(shape) % d.c != 0) d.c = 1;
+    if (height_extent(shape) % d.h != 0) d.h = 1;
+    if (width_extent(shape) % d.w != 0) d.w = 1;
+    return d;
+}
+}  // namespace
+
+// Collects calls and per-kind seconds while scoring; the search passes nullptr.
+struct CostModel::Recorder {
+    std::vector<CommCall>* calls;
+    CostBreakdown* cost;
+    void add(const CommCall& call) {
+        calls->push_back(call);
+        double s = call.seconds;
+        if (call.phase == Phase::sync) return;  // sync is accounted separately (overlap)
+        switch (call.kind) {
+            case CommKind::all_reduce: cost->all_reduce_s += s; break;
+            case CommKind::all_gather: cost->all_gather_s += s; break;
+            case CommKind::reduce_scatter: cost->reduce_scatter_s += s; break;
+            case CommKind::all_to_all: cost->all_to_all_s += s; break;
+            case CommKind::halo: cost->halo_s += s; break;
+            case CommKind::point_to_point: cost->point_to_point_s += s; break;
+            case CommKind::redistribution: cost->redistribution_s += s; break;
+        }
+    }
+};
+
+CostModel::CostModel(const networks::Network& network, const clusters::Cluster& cluster, const PlannerOptions& options)
+    : network_(&network), cluster_(&cluster), options_(options) {
+    const auto& layers = network.layers;
+    anchor_of_.assign(layers.size(), 0);
+    segments_.assign(layers.size(), {});
+    for (std::size_t i = 1; i < layers.size(); ++i) {
+        if (is_anchor_kind(layers[i].kind)) {
+            anchor_of_[i] = static_cast<int>(i);
+            anchors_.push_back(static_cast<int>(i));
+        } else {
+            anchor_of_[i] = anchor_of_[layers[i].inputs.front()];
+        }
+        segments_[anchor_of_[i]].push_back(static_cast<int>(i));
+    }
+    input_elements_.assign(layers.size(), 0);
+    for (std::size_t i = 1; i < layers.size(); ++i) input_elements_[i] = layers[layers[i].inputs.front()].output_elements;
+    element_bytes_ = static_cast<double>(dtype_bytes(options.dtype));
+    flops_rate_ = cluster.achievable_flops(options.dtype);
+    intra_ = clusters::LinkCost{cluster.intra_node.bandwidth_Bps, cluster.intra_node.latency_s};
+    inter_ = clusters::LinkCost{cluster.inter_node.bandwidth_Bps, cluster.inter_node.latency_s};
+    if (cluster.devices_per_node <= 1) intra_ = inter_;
+}
+
+const std::vector<int>& CostModel::segment(int anchor) const { return segments_[anchor]; }
+
+std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
+    const Layer& layer = network_->layers[layer_index];
+    const std::int64_t p = options_.procs;
+    if (l.procs() > p || p % l.procs() != 0)
+        return "layout " + to_string(l) + " does not divide P = " + std::to_string(p);
+    if (l.n > options_.batch || options_.batch % l.n != 0)
+        return "batch " + std::to_string(options_.batch) + " cannot be split " + std::to_string(l.n) + " ways";
+    const networks::Shape& out = layer.output_shape;
+    const networks::Shape& in = network_->layers[layer.inputs.front()].output_shape;
+    auto need = [&](std::int64_t extent, int factor, const char* what) -> std::string {
+        if (factor == 1 || extent % factor == 0) return "";
+        return std::string(what) + " " + std::to_string(extent) + " cannot be split " + std::to_string(factor) + " ways";
+    };
+    std::string problem;
+    switch (layer.kind) {
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d:
+            if (layer.attrs.groups > 1 && l.ci > 1) return "grouped convolution cannot split input channels";
+            if (!(problem = need(layer.attrs.groups > 1 ? layer.attrs.groups : out[0], l.co, "output channels")).empty()) return problem;
+            if (!(problem = need(in[0], l.ci, "input channels")).empty()) return problem;
+            if (!(problem = need(out[1], l.h, "output height")).empty()) return problem;
+            if (!(problem = need(out[2], l.w, "output width")).empty()) return problem;
+            if (!(problem = need(in[1], l.h, "input height")).empty()) return problem;
+            return need(in[2], l.w, "input width");
+        case LayerKind::linear:
+            if (l.h > 1 || l.w > 1) return "linear layers have no spatial axes";
+            if (!(problem = need(out.back(), l.co, "output features")).empty()) return problem;
+            return need(in.back(), l.ci, "input features");
+        case LayerKind::attention:
+            if (l.h > 1 || l.w > 1 || l.ci > 1) return "attention splits by heads (co) only";
+            return need(layer.attrs.heads, l.co, "heads");
+        case LayerKind::embedding:
+            if (l.h > 1 || l.w > 1 || l.ci > 1) return "embedding splits its dimension (co) only";
+            return need(layer.attrs.embedding_dim, l.co, "embedding dimension");
+        default: return "";
+    }
+}
+
+std::vector<Layout> CostModel::candidates(int layer_index) const {
+    const Layer& layer = network_->layers[layer_index];
+    std::vector<Layout> out;
+    const int p = static_cast<int>(options_.procs);
+    std::vector<int> divisors;
+    for (int d = 1; d <= p; ++d)
+        if (p % d == 0) divisors.push_back(d);
+    bool spatial = is_spatial(layer) && (layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d);
+    bool has_ci = layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d ||
+                  layer.kind == LayerKind::linear;
+    // Every process is used by the layer: replication only when the axes cannot absorb P.
+    for (int n : divisors) {
+        for (int m : divisors) {
+            if (p % (static_cast<std::int64_t>(n) * m) != 0) continue;
+            int rest = p / (n * m);
+            for (int h : divisors) {
+                if (rest % h != 0 || (!spatial && h > 1)) continue;
+                int w = rest / h;
+                if (!spatial && w > 1) continue;
+                // Near-square domain splits only (w = h or w = 2h), as Gholami's analysis assumes.
+                if (spatial && !(w == h || w == 2 * h)) continue;
+                Layout col{n, m, 1, h, w};
+                if (layout_problem(layer_index, col).empty()) out.push_back(col);
+                if (has_ci && m > 1) {
+                    Layout row{n, 1, m, h, w};
+                    if (layout_problem(layer_index, row).empty()) out.push_back(row);
+                }
+            }
+        }
+    }
+    if (out.empty()) {
+        // Nothing uses all P processes: allow replication over the remainder.
+        for (int n : divisors)
+            for (int m : divisors) {
+                if (p % (static_cast<std::int64_t>(n) * m) != 0) continue;
+                Layout col{n, m, 1, 1, 1};
+                if (layout_problem(layer_index, col).empty()) out.push_back(col);
+            }
+    }
+    return out;
+}
+
+GroupPlacement CostModel::contiguous(std::int64_t size) const {
+    int d = std::max(1, cluster_->devices_per_node);
+    int per_node = static_cast<int>(std::gcd<std::int64_t>(size, d));
+    return GroupPlacement{static_cast<int>(size), per_node};
+}
+
+// Ranks are numbered with w innermost, then h, ci, co, n outermost: model and domain groups,
+// which communicate every layer, land inside a node first (as Megatron places tensor groups).
+GroupPlacement CostModel::placement(const Layout& l, bool n, bool co, bool ci, bool h, bool w) const {
+    const int factors[5] = {l.w, l.h, l.ci, l.co, l.n};
+    const bool in_group[5] = {w, h, ci, co, n};
+    std::int64_t size = 1;
+    for (int a = 0; a < 5; ++a)
+        if (in_group[a]) size *= factors[a];
+    int d = std::max(1, cluster_->devices_per_node);
+    int members_on_first_node = 0;
+    for (int r = 0; r < d; ++r) {
+        int rest = r;
+        bool member = true;
+        for (int a = 0; a < 5; ++a) {
+            int coord = rest % factors[a];
+            rest /= factors[a];
+            if (!in_group[a] && coord != 0) member = false;
+        }
+        if (rest != 0) member = false;  // past the last process
+        if (member) ++members_on_first_node;
+    }
+    int per_node = static_cast<int>(std::gcd<std::int64_t>(size, std::max(1, members_on_first_node)));
+    return GroupPlacement{static_cast<int>(size), per_node};
+}
+
+double CostModel::compute_seconds(double flops, double bytes_moved) const {
+    double t = flops / flops_rate_;
+    if (options_.roofline && cluster_->device.memory_bandwidth_Bps > 0)
+        t = std::max(t, bytes_moved / cluster_->device.memory_bandwidth_Bps);
+    return t;
+}
+
+double CostModel::collective(Collective kind, const GroupPlacement& group, double bytes, int layer, Phase phase,
+                             const char* what, Recorder* recorder) const {
+    if (group.size <= 1 || bytes <= 0) return 0;
+    clusters::CollectiveChoice choice = clusters::cheapest(kind, group, bytes, intra_, inter_);
+    if (recorder) {
+        CommCall call;
+        call.layer = layer;
+        call.phase = phase;
+        call.kind = kind == Collective::all_reduce       ? CommKind::all_reduce
+                    : kind == Collective::all_gather     ? CommKind::all_gather
+                    : kind == Collective::reduce_scatter ? CommKind::reduce_scatter
+                                                         : CommKind::all_to_all;
+        call.collective = kind;
+        call.algorithm = choice.algorithm;
+        call.group = group;
+        call.bytes = bytes;
+        call.seconds = choice.seconds;
+        call.what = what;
+        recorder->add(call);
+    }
+    return choice.seconds;
+}
+
+// One direction of a redistribution of a whole-batch tensor of `bytes` (DistDL's repartition):
+// free when the target needs no data it lacks, an all-gather when the target only merges splits,
+// an all-to-all otherwise.
+double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, int layer, Recorder* recorder) const {
+    if (from == to) return 0;
+    auto divides = [](int a, int b) { return b % a == 0; };
+    bool target_coarser = divides(to.n, from.n) && divides(to.c, from.c) && divides(to.h, from.h) && divides(to.w, from.w);
+    bool target_finer = divides(from.n, to.n) && divides(from.c, to.c) && divides(from.h, to.h) && divides(from.w, to.w);
+    if (target_finer) return 0;  // a local slice
+    double seconds = 0;
+    CommCall call;
+    call.layer = layer;
+    call.phase = Phase::forward;
+    call.kind = CommKind::redistribution;
+    if (target_coarser) {
+        std::int64_t group = from.parts() / to.parts();
+        call.collective = Collective::all_gather;
+        call.group = contiguous(group);
+        call.bytes = bytes / static_cast<double>(to.parts());
+        auto choice = clusters::cheapest(Collective::all_gather, call.group, call.bytes, intra_, inter_);
+        call.algorithm = choice.algorithm;
+        seconds = choice.seconds;
+        call.what = "redistribution (all-gather)";
+    } else {
+        std::int64_t group = options_.procs;
+        call.collective = Collective::all_to_all;
+        call.group = contiguous(group);
+        call.bytes = bytes / static_cast<double>(std::min(from.parts(), to.parts()));
+        auto choice = clusters::cheapest(Collective::all_to_all, call.group, call.bytes, intra_, inter_);
+        call.algorithm = choice.algorithm;
+        seconds = choice.seconds;
+        call.what = "redistribution (all-to-all)";
+    }
+    call.seconds = seconds;
+    if (recorder && seconds > 0) recorder->add(call);
+    return seconds;
+}
+
+double CostModel::redistribution_seconds(const Dist& from, const Dist& to, double bytes) const {
+    // Forward moves the activation; backward moves its gradient the opposite way.
+    return redistribute(from, to, bytes, 0, nullptr) + redistribute(to, from, bytes, 0, nullptr);
+}
+
+Dist CostModel::required_input_dist(int layer_index, const Layout& l, int input_index) const {
+    const Layer& layer = network_->layers[layer_index];
+    const Layer& input = network_->layers[layer.inputs[input_index]];
+    switch (layer.kind) {
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d: return Dist{l.n, l.ci, l.h, l.w};
+        case LayerKind::linear: return Dist{l.n, l.ci, 1, 1};
+        case LayerKind::attention:
+        case LayerKind::embedding: return Dist{l.n, 1, 1, 1};
+        default: break;
+    }
+    // Followers: take what their first input delivers, as far as the layer allows.
+    Dist d = segment_output_dist(layer.inputs.front(), l);
+    if (input_index > 0) {
+        // Merges read every input in the first input's dist.
+    }
+    switch (layer.kind) {
+        case LayerKind::layernorm:
+        case LayerKind::softmax: d.c = 1; break;  // normalise over the whole feature axis
+        case LayerKind::reshape: d = Dist{d.n, 1, 1, 1}; break;
+        case LayerKind::maxpool2d:
+        case LayerKind::avgpool2d:
+        case LayerKind::adaptive_avgpool2d:
+        case LayerKind::upsample: d = fit(fit(d, layer.output_shape), input.output_shape); break;
+        default: d = fit(d, input.output_shape); break;
+    }
+    return d;
+}
+
+Dist CostModel::segment_output_dist(int layer_index, const Layout& l) const {
+    if (layer_index == 0) return Dist{l.n, 1, 1, 1};  // the data loader delivers the input as asked
+    const Layer& layer = network_->layers[layer_index];
+    switch (layer.kind) {
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d: return Dist{l.n, l.co, l.h, l.w};
+        case LayerKind::linear:
+        case LayerKind::embedding: return Dist{l.n, l.co, 1, 1};
+        case LayerKind::attention: return Dist{l.n, 1, 1, 1};
+        default: break;
+    }
+    Dist in = required_input_dist(layer_index, l, 0);
+    if (layer.kind == LayerKind::flatten) return Dist{in.n, in.c * in.h * in.w, 1, 1};
+    return in;
+}
+
+double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec) const {
+    const Layer& layer = network_->layers[index];
+    const double batch = static_cast<double>(options_.batch);
+    const double b = batch / in.n;  // local batch
+    const double eb = element_bytes_;
+    double fwd_comm = 0, bwd_comm = 0, sync = 0;
+    double work_split = 1;    // how many ways the layer's FLOPs are divided
+    double weight_split = 1;  // how many ways its parameters are divided
+    GroupPlacement sync_group{1, 1};
+    const double in_bytes_local = b * static_cast<double>(input_elements_[index]) * eb / (in.c * in.h * in.w);
+    const double out_bytes_local = b * static_cast<double>(layer.output_elements) * eb / (out.c * out.h * out.w);
+    const bool needs_input_grad = layer.bwd_input_flops > 0;
+
+    if (is_anchor_kind(layer.kind)) {
+        work_split = static_cast<double>(l.co) * l.ci * l.h * l.w;
+        weight_split = static_cast<double>(l.co) * l.ci;
+        sync_group = placement(l, true, false, false, true, true);
+        if (layer.kind == LayerKind::attention) {
+            // Megatron: heads split = column-parallel QKV + row-parallel output projection.
+            fwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
+                                   b * layer.output_elements * eb, index, Phase::forward, "attention output (row-parallel projection)", rec);
+            if (needs_input_grad)
+                bwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
+                                       b * input_elements_[index] * eb, index, Phase::backward, "input gradient (column-parallel QKV)", rec);
+        } else if (layer.kind != LayerKind::embedding) {
+            // Pci (row split): partial sums of the output are summed over the ci group.
+            if (l.ci > 1)
+                fwd_comm += collective(Collective::all_reduce, placement(l, false, false, true, false, false),
+                                       out_bytes_local, index, Phase::forward, "output partial sums (row split)", rec);
+            // Pco (model): each output shard yields a partial input gradient (Gholami: AR over Pr).
+            if (l.co > 1 && needs_input_grad)
+                bwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
+                                       in_bytes_local, index, Phase::backward, "input gradient (model split)", rec);
+            // Domain: halo of the input forward and of the output gradient backward.
+            if ((l.h > 1 || l.w > 1) && is_spatial(layer)) {
+                const auto& x = network_->layers[layer.inputs.front()].output_shape;
+                auto halo = [&](std::int64_t channels, std::int64_t rows_h, std::int64_t cols_w, std::int64_t kh,
+                                std::int64_t kw, std::int64_t dh, std::int64_t dw, Phase phase, const char* what) {
+                    double t = 0;
+                    std::int64_t width_h = (kh / 2) * dh, width_w = (kw / 2) * dw;
+                    // One halo exchange per split dimension (clusters::halo_exchange_seconds).
+                    auto exchange = [&](double bytes, const GroupPlacement& line) {
+                        double s = clusters::halo_exchange_seconds(bytes, line, intra_, inter_);
+                        if (rec && s > 0) rec->add(CommCall{index, phase, CommKind::halo, Collective::all_reduce,
+                                                            clusters::Algorithm::ring, line, bytes, s, what});
+                        t += s;
+                    };
+                    if (l.h > 1 && width_h > 0)
+                        exchange(b * channels * width_h * (static_cast<double>(cols_w) / l.w) * eb,
+                                 placement(l, false, false, false, true, false));
+                    if (l.w > 1 && width_w > 0)
+                        exchange(b * channels * width_w * (static_cast<double>(rows_h) / l.h) * eb,
+                                 placement(l, false, false, false, false, true));
+                    return t;
+                };
+                const auto& a = layer.attrs;
+                fwd_comm += halo(x[0] / l.ci, x[1], x[2], a.kernel_h, a.kernel_w, a.dilation_h, a.dilation_w,
+                                 Phase::forward, "halo of the input");
+                if (needs_input_grad || layer.params > 0)
+                    bwd_comm += halo(layer.output_shape[0] / l.co, layer.output_shape[1], layer.output_shape[2],
+                                     a.kernel_h, a.kernel_w, a.dilation_h, a.dilation_w, Phase::backward,
+                                     "halo of the output gradient");
+            }
+        }
+    } else {
+        work_split = static_cast<double>(out.c) * out.h * out.w;
+        if (layer.kind == LayerKind::flatten || layer.kind == LayerKind::reshape) work_split = std::max(1.0, static_cast<double>(in.c) * in.h * in.w);
+        weight_split = layer.kind == LayerKind::batchnorm2d ? in.c : 1;
+        sync_group = contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
+        if (layer.kind == LayerKind::batchnorm2d && (in.h > 1 || in.w > 1)) {
+            // Spatially split batch norm needs global statistics (sum and sum of squares) both ways.
+            double stats = 2.0 * layer.output_shape[0] / in.c * 4;
+            auto g = contiguous(static_cast<std::int64_t>(in.h) * in.w);
+            fwd_comm += collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
+            bwd_comm += collective(Collective::all_reduce, g, stats, index, Phase::backward, "batch-norm gradient statistics", rec);
+        }
+        if ((layer.kind == LayerKind::maxpool2d || layer.kind == LayerKind::avgpool2d) && (in.h > 1 || in.w > 1)) {
+            // Overlapping windows (kernel > stride) need the neighbour's edge rows: one-sided halos.
+            const auto& a = layer.attrs;
+            const auto& x = network_->layers[layer.inputs.front()].output_shape;
+            std::int64_t rows = std::max<std::int64_t>(0, a.kernel_h - a.stride_h);
+            std::int64_t cols = std::max<std::int64_t>(0, a.kernel_w - a.stride_w);
+            double bytes = 0;
+            if (in.h > 1) bytes += b * x[0] / in.c * rows * (static_cast<double>(x[2]) / in.w) * eb;
+            if (in.w > 1) bytes += b * x[0] / in.c * cols * (static_cast<double>(x[1]) / in.h) * eb;
+            if (bytes > 0) {
+                double t = clusters::point_to_point_seconds(bytes, inter_);
+                fwd_comm += t;
+                bwd_comm += t;
+                if (rec) {
+                    rec->add(CommCall{index, Phase::forward, CommKind::halo, Collective::all_reduce, clusters::Algorithm::ring,
+                                      contiguous(static_cast<std::int64_t>(in.h) * in.w), bytes, t, "pooling halo"});
+                    rec->add(CommCall{index, Phase::backward, CommKind::halo, Collective::all_reduce, clusters::Algorithm::ring,
+                                      contiguous(static_cast<std::int64_t>(in.h) * in.w), bytes, t, "pooling halo gradient"});
+                }
+            }
+        }
+    }
+    // Weight-gradient synchronisation over the processes that hold the same weight shard but see
+    // different data (Gholami: AR(|W| / Pr, Pc)).
+    if (layer.params > 0)
+        sync = collective(Collective::all_reduce, sync_group, layer.params * eb / weight_split, index, Phase::sync,
+                          "weight gradient", rec);
+
+    double fwd_flops = static_cast<double>(layer.fwd_flops) * b / work_split;
+    double bwd_flops = static_cast<double>(layer.bwd_input_flops + layer.bwd_weight_flops) * b / work_split;
+    double weight_local = layer.params * eb / weight_split;
+    double fwd_c = compute_seconds(fwd_flops, in_bytes_local + out_bytes_local + weight_local);
+    double bwd_c = compute_seconds(bwd_flops, 2 * (in_bytes_local + out_bytes_local) + 2 * weight_local);
+    if (rec) {
+        rec->cost->fwd_compute_s += fwd_c;
+        rec->cost->bwd_compute_s += bwd_c;
+    }
+    return fwd_c + bwd_c + fwd_comm + bwd_comm + sync;
+}
+
+double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder) const {
+    double total = 0;
+    for (int index : segments_[anchor]) {
+        const Layer& layer = network_->layers[index];
+        Dist in = required_input_dist(index, l, 0);
+        Dist out = segment_output_dist(index, l);
+        total += layer_seconds(index, l, in, out, recorder);
+        // Inputs produced inside this segment are redistributed here; others are edges.
+        for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
+            int producer = layer.inputs[k];
+            if (producer == 0 || anchor_of_[producer] != anchor) continue;
+            Dist have = segment_output_dist(producer, l);
+            Dist want = required_input_dist(index, l, static_cast<int>(k));
+            double bytes = static_cast<double>(options_.batch) * network_->layers[producer].output_elements * element_bytes_;
+            total += redistribute(have, want, bytes, index, recorder) + redistribute(want, have, bytes, index, recorder);
+        }
+    }
+    return total;
+}
+
+double CostModel::segment_seconds(int anchor, const Layout& layout) const { return evaluate_segment(anchor, layout, nullptr); }
+
+ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
+    ScoredPlan plan;
+    plan.anchor_layouts = anchor_layouts;
+    const auto& layers = network_->layers;
+    plan.layers.assign(layers.size(), LayerCost{});
+    CostBreakdown& cost = plan.cost;
+    Recorder recorder{&plan.calls, &cost};
+    cost.memory_capacity_bytes = static_cast<double>(cluster_->device.memory_bytes);
+
+    // Problems with the layouts themselves make the plan infeasible, with the first reason.
+    for (int a : anchors_) {
+        std::string problem = layout_problem(a, anchor_layouts[a]);
+        if (!problem.empty() && cost.feasible) {
+            cost.feasible = false;
+            cost.reason = "layer " + layers[a].name + ": " + problem;
+        }
+    }
+    auto layout_of = [&](int index) -> Layout {
+        int a = anchor_of_[index];
+        if (a == 0) {
+            // Followers of the raw input: batch split as far as the batch allows.
+            Layout l;
+            l.n = static_cast<int>(std::gcd(options_.procs, options_.batch));
+            return l;
+        }
+        return anchor_layouts[a];
+    };
+
+    double max_buffer = 0;
+    for (std::size_t i = 1; i < layers.size(); ++i) {
+        const Layer& layer = layers[i];
+        Layout l = layout_of(static_cast<int>(i));
+        LayerCost& lc = plan.layers[i];
+        lc.layout = l;
+        lc.in_dist = required_input_dist(static_cast<int>(i), l, 0);
+        lc.out_dist = segment_output_dist(static_cast<int>(i), l);
+        std::size_t calls_before = plan.calls.size();
+        double fwd_before = cost.fwd_compute_s, bwd_before = cost.bwd_compute_s;
+        layer_seconds(static_cast<int>(i), l, lc.in_dist, lc.out_dist, &recorder);
+        // Every input's redistribution, cross-segment or not, is charged to the consumer.
+        for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
+            int producer = layer.inputs[k];
+            if (producer == 0) continue;
+            Dist have = segment_output_dist(producer, layout_of(producer));
+            Dist want = required_input_dist(static_cast<int>(i), l, static_cast<int>(k));
+            double bytes = static_cast<double>(options_.batch) * layers[producer].output_elements * element_bytes_;
+            std::size_t before = plan.calls.size();
+            redistribute(have, want, bytes, static_cast<int>(i), &recorder);
+            redistribute(want, have, bytes, static_cast<int>(i), &recorder);
+            if (plan.calls.size() > before + 1) plan.calls.back().phase = Phase::backward;
+            else if (plan.calls.size() == before + 1 && !(want == have)) {
+                // Only the backward direction moved data (the forward was a local slice).
+                bool forward_free = redistribute(have, want, bytes, 0, nullptr) == 0;
+                if (forward_free) plan.calls.back().phase = Phase::backward;
+            }
+        }
+        lc.fwd_compute_s = cost.fwd_compute_s - fwd_before;
+        lc.bwd_compute_s = cost.bwd_compute_s - bwd_before;
+        for (std::size_t c = calls_before; c < plan.calls.size(); ++c) {
+            const CommCall& call = plan.calls[c];
+            if (call.phase == Phase::forward) lc.fwd_comm_s += call.seconds;
+            if (call.phase == Phase::backward) lc.bwd_comm_s += call.seconds;
+            if (call.phase == Phase::sync) lc.sync_s += call.seconds;
+            double buffer = call.kind == CommKind::all_gather || call.what.find("all-gather") != std::string::npos
+                                ? call.bytes * call.group.size
+                                : call.bytes;
+            max_buffer = std::max(max_buffer, buffer);
+        }
+        // Memory: the local shard of weights, gradients and optimizer state; activations kept.
+        double weight_split = is_anchor_kind(layer.kind) ? static_cast<double>(l.co) * l.ci
+                              : layer.kind == LayerKind::batchnorm2d ? lc.in_dist.c : 1.0;
+        double local_params = layer.params / weight_split;
+        lc.weight_bytes = local_params * element_bytes_;
+        double b = static_cast<double>(options_.batch) / lc.in_dist.n;
+        double saved_split = layer.kind == LayerKind::attention ? l.co : 1.0;
+        lc.activation_bytes = b * element_bytes_ *
+                              (layer.output_elements / static_cast<double>(lc.out_dist.c * lc.out_dist.h * lc.out_dist.w) +
+                               layer.saved_elements / saved_split);
+        cost.weights_bytes += lc.weight_bytes;
+        cost.gradients_bytes += lc.weight_bytes;
+        // Optimizer state in fp32 (SGD momentum: 1 copy; Adam: 2), plus an fp32 master copy of
+        // the weights when training in 16-bit (mixed precision).
+        double states = options_.optimizer == Optimizer::adam ? 2 : 1;
+        if (options_.dtype != DType::fp32) states += 1;
+        cost.optimizer_bytes += local_params * 4 * states;
+        cost.activations_bytes += lc.activation_bytes;
+    }
+    // The input batch itself is resident too.
+    cost.activations_bytes += static_cast<double>(options_.batch) / std::max(1, layout_of(1).n) *
+                              layers[0].output_elements * (network_->token_input ? 8 : element_bytes_);
+    cost.buffers_bytes = max_buffer;
+
+    // Gradient synchronisation overlaps the backward pass: layer i's all-reduce starts when its
+    // backward is done, one all-reduce at a time on the network (the simulator replays this).
+    double backward_clock = 0, network_free = 0;
+    for (std::size_t i = layers.size(); i-- > 1;) {
+        const LayerCost& lc = plan.layers[i];
+        backward_clock += lc.bwd_compute_s + lc.bwd_comm_s;
+        cost.sync_total_s += lc.sync_s;
+        if (lc.sync_s > 0) network_free = std::max(network_free, backward_clock) + lc.sync_s;
+    }
+    cost.sync_exposed_s = options_.overlap_sync ? std::max(0.0, network_free - backward_clock) : cost.sync_total_s;
+    cost.iteration_s = cost.fwd_compute_s + cost.bwd_compute_s + cost.blocking_comm_s() + cost.sync_exposed_s;
+    cost.memory_bytes = cost.weights_bytes + cost.gradients_bytes + cost.optimizer_bytes + cost.activations_bytes +
+                        cost.buffers_bytes;
+    if (cost.feasible && cost.memory_capacity_bytes > 0 && cost.memory_bytes > cost.memory_capacity_bytes) {
+        cost.feasible = false;
+        cost.reason = "needs " + human_bytes(cost.memory_bytes) + " per process, more than the device's " +
+                      human_bytes(cost.memory_capacity_bytes);
+    }
+    return plan;
+}
+
+}  // namespace dnnplan::planner

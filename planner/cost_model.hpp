@@ -1,0 +1,154 @@
+// The alpha-beta cost model: compute, communication and memory of a network under an
+// assignment of layouts to its layers (DESIGN.md sections 3a and 4).
+//
+// Layers are grouped into segments: each "anchor" layer (convolution, linear, attention,
+// embedding) chooses a Layout; every other layer follows the distribution of its first input
+// (elementwise layers fuse with their producer). Communication per anchor layout follows
+// Gholami et al. (SPAA'18) for batch x model and batch x domain, and Megatron-LM's column/row
+// split for the reduction axis; redistributions between layouts are costed on the edges.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "clusters/cluster.hpp"
+#include "clusters/collectives.hpp"
+#include "networks/network.hpp"
+#include "planner/layout.hpp"
+
+namespace dnnplan::planner {
+
+enum class Optimizer { sgd, adam };  // sgd = SGD with momentum
+std::string to_string(Optimizer optimizer);
+
+struct PlannerOptions {
+    std::int64_t procs = 1;
+    std::int64_t batch = 1;
+    DType dtype = DType::fp32;
+    Optimizer optimizer = Optimizer::sgd;
+    bool overlap_sync = true;  // weight-gradient all-reduce overlaps the backward pass
+    bool roofline = false;     // compute time = max(FLOPs / rate, bytes / memory bandwidth)
+};
+
+// How a tensor [B, C, H, W] (or [B, S, H] with c = hidden, or [B, F]) is split; the processes
+// beyond n*c*h*w hold replicas.
+struct Dist {
+    int n = 1, c = 1, h = 1, w = 1;
+    std::int64_t parts() const { return std::int64_t{n} * c * h * w; }
+    bool operator==(const Dist&) const = default;
+};
+
+enum class Phase { forward, backward, sync };
+enum class CommKind { all_reduce, all_gather, reduce_scatter, all_to_all, halo, point_to_point, redistribution };
+std::string to_string(Phase phase);
+std::string to_string(CommKind kind);
+
+// One communication the plan performs: the simulator replays exactly these calls.
+struct CommCall {
+    int layer = 0;
+    Phase phase = Phase::forward;
+    CommKind kind = CommKind::all_reduce;
+    clusters::Collective collective = clusters::Collective::all_reduce;  // for collective kinds
+    clusters::CollectiveAlgorithm algorithm;
+    clusters::GroupPlacement group;
+    double bytes = 0;
+    double seconds = 0;
+    std::string what;  // "weight gradient", "input gradient", "halo of input", ...
+    bool operator==(const CommCall&) const = default;
+};
+
+// Seconds and bytes for a whole plan (or one layer), units in the names.
+struct CostBreakdown {
+    double fwd_compute_s = 0, bwd_compute_s = 0;
+    double all_reduce_s = 0, all_gather_s = 0, reduce_scatter_s = 0, all_to_all_s = 0, halo_s = 0,
+           point_to_point_s = 0, redistribution_s = 0;
+    double sync_total_s = 0;    // weight-gradient synchronisation, all of it
+    double sync_exposed_s = 0;  // the part not hidden behind the backward pass
+    double bubble_s = 0;        // pipeline bubble (pipelines only)
+    double iteration_s = 0;
+    double weights_bytes = 0, gradients_bytes = 0, optimizer_bytes = 0, activations_bytes = 0, buffers_bytes = 0;
+    double memory_bytes = 0;  // per process, the sum of the above
+    double memory_capacity_bytes = 0;
+    bool feasible = true;
+    std::string reason;  // why not feasible
+    double blocking_comm_s() const {
+        return all_reduce_s + all_gather_s + reduce_scatter_s + all_to_all_s + halo_s + point_to_point_s +
+               redistribution_s;
+    }
+};
+
+// Per-layer result of a scored assignment.
+struct LayerCost {
+    Layout layout;   // the anchor's layout (followers: their segment anchor's)
+    Dist in_dist, out_dist;
+    double fwd_compute_s = 0, bwd_compute_s = 0, fwd_comm_s = 0, bwd_comm_s = 0, sync_s = 0;
+    double activation_bytes = 0, weight_bytes = 0;
+};
+
+struct ScoredPlan {
+    std::vector<Layout> anchor_layouts;  // per layer; meaningful for anchors only
+    std::vector<LayerCost> layers;
+    std::vector<CommCall> calls;
+    CostBreakdown cost;
+};
+
+// Immutable context built once per (network, cluster, options): per-layer shapes and the
+// segment structure. Plain data; cheap to query from the search's inner loops.
+class CostModel {
+public:
+    CostModel(const networks::Network& network, const clusters::Cluster& cluster, const PlannerOptions& options);
+
+    const networks::Network& network() const { return *network_; }
+    const clusters::Cluster& cluster() const { return *cluster_; }
+    const PlannerOptions& options() const { return options_; }
+
+    bool is_anchor(int layer) const { return anchor_of_[layer] == layer && layer != 0; }
+    int anchor_of(int layer) const { return anchor_of_[layer]; }
+    const std::vector<int>& anchors() const { return anchors_; }
+    const std::vector<int>& segment(int anchor) const;  // the anchor and its followers, topological order
+
+    // Why `layout` cannot be used by anchor `layer` ("" when it can).
+    std::string layout_problem(int layer, const Layout& layout) const;
+    // The layouts an anchor may use: all factorizations of a divisor of P over the axes the layer
+    // has, pruned by divisibility and by at most one of co/ci (column or row, not both).
+    std::vector<Layout> candidates(int layer) const;
+
+    // Cost of one segment (anchor + followers) under the anchor's layout, given the distribution
+    // each external input arrives in is what the segment needs (edges are costed separately).
+    // Returns seconds (forward + backward + full sync); fills `out` when given.
+    double segment_seconds(int anchor, const Layout& layout) const;
+    Dist segment_output_dist(int layer, const Layout& anchor_layout) const;  // dist of `layer`'s output
+    Dist required_input_dist(int layer, const Layout& anchor_layout, int input_index) const;
+
+    // Forward + backward seconds to move a tensor of `bytes` (whole batch) from one dist to another.
+    double redistribution_seconds(const Dist& from, const Dist& to, double bytes) const;
+
+    // Exact score of a full assignment (layouts of the anchors; others ignored).
+    ScoredPlan score(const std::vector<Layout>& anchor_layouts) const;
+
+private:
+    struct Recorder;
+    double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder) const;
+    double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out,
+                         Recorder* recorder) const;
+    double redistribute(const Dist& from, const Dist& to, double bytes, int layer, Recorder* recorder) const;
+    double collective(clusters::Collective kind, const clusters::GroupPlacement& group, double bytes, int layer,
+                      Phase phase, const char* what, Recorder* recorder) const;
+    double compute_seconds(double flops, double bytes_moved) const;
+    clusters::GroupPlacement placement(const Layout& layout, bool n, bool co, bool ci, bool h, bool w) const;
+    clusters::GroupPlacement contiguous(std::int64_t size) const;
+
+    const networks::Network* network_;
+    const clusters::Cluster* cluster_;
+    PlannerOptions options_;
+    std::vector<int> anchor_of_;
+    std::vector<int> anchors_;
+    std::vector<std::vector<int>> segments_;  // indexed by anchor layer
+    std::vector<std::int64_t> input_elements_; // per sample, first input of each layer
+    double element_bytes_ = 4;
+    double flops_rate_ = 1;
+    clusters::LinkCost intra_{}, inter_{};
+};
+
+}  // namespace dnnplan::planner

@@ -1,0 +1,172 @@
+#include "plan.hpp"
+
+#include <cstdio>
+#include <map>
+
+namespace dnnplan::planner {
+
+std::string network_fingerprint(const networks::Network& network) {
+    // FNV-1a, 64 bit: stable across runs and platforms.
+    std::uint64_t hash = 1469598103934665603ULL;
+    auto mix = [&](const std::string& text) {
+        for (unsigned char c : text) {
+            hash ^= c;
+            hash *= 1099511628211ULL;
+        }
+        hash ^= 0xff;
+        hash *= 1099511628211ULL;
+    };
+    for (const auto& layer : network.layers) {
+        mix(layer.name);
+        mix(networks::to_string(layer.kind));
+        for (auto d : layer.output_shape) mix(std::to_string(d));
+        mix(std::to_string(layer.params));
+    }
+    char buffer[17];
+    std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(hash));
+    return buffer;
+}
+
+Json cost_to_json(const CostBreakdown& c) {
+    return Json{{"iteration_s", c.iteration_s},
+                {"fwd_compute_s", c.fwd_compute_s},
+                {"bwd_compute_s", c.bwd_compute_s},
+                {"all_reduce_s", c.all_reduce_s},
+                {"all_gather_s", c.all_gather_s},
+                {"reduce_scatter_s", c.reduce_scatter_s},
+                {"all_to_all_s", c.all_to_all_s},
+                {"halo_s", c.halo_s},
+                {"point_to_point_s", c.point_to_point_s},
+                {"redistribution_s", c.redistribution_s},
+                {"sync_total_s", c.sync_total_s},
+                {"sync_exposed_s", c.sync_exposed_s},
+                {"bubble_s", c.bubble_s},
+                {"memory",
+                 {{"weights_bytes", c.weights_bytes},
+                  {"gradients_bytes", c.gradients_bytes},
+                  {"optimizer_bytes", c.optimizer_bytes},
+                  {"activations_bytes", c.activations_bytes},
+                  {"buffers_bytes", c.buffers_bytes},
+                  {"total_bytes", c.memory_bytes},
+                  {"capacity_bytes", c.memory_capacity_bytes}}},
+                {"feasible", c.feasible},
+                {"reason", c.reason}};
+}
+
+Json plan_to_json(const Plan& plan, const CostModel& model) {
+    const auto& layers = model.network().layers;
+    Json layouts = Json::array();
+    for (const auto& [name, layout] : plan.layouts) layouts.push_back(Json{{"name", name}, {"layout", to_json(layout)}});
+    Json per_layer = Json::array();
+    for (std::size_t i = 1; i < layers.size(); ++i) {
+        const LayerCost& lc = plan.scored.layers[i];
+        auto dist = [](const Dist& d) { return Json{{"n", d.n}, {"c", d.c}, {"h", d.h}, {"w", d.w}}; };
+        per_layer.push_back(Json{{"name", layers[i].name},
+                                 {"anchor", layers[model.anchor_of(static_cast<int>(i))].name},
+                                 {"layout", to_string(lc.layout)},
+                                 {"input_dist", dist(lc.in_dist)},
+                                 {"output_dist", dist(lc.out_dist)},
+                                 {"fwd_compute_s", lc.fwd_compute_s},
+                                 {"bwd_compute_s", lc.bwd_compute_s},
+                                 {"fwd_comm_s", lc.fwd_comm_s},
+                                 {"bwd_comm_s", lc.bwd_comm_s},
+                                 {"sync_s", lc.sync_s},
+                                 {"weights_bytes", lc.weight_bytes},
+                                 {"activations_bytes", lc.activation_bytes}});
+    }
+    Json calls = Json::array();
+    for (const CommCall& c : plan.scored.calls)
+        calls.push_back(Json{{"layer", layers[c.layer].name},
+                             {"phase", to_string(c.phase)},
+                             {"kind", to_string(c.kind)},
+                             {"collective", clusters::to_string(c.collective)},
+                             {"algorithm", clusters::to_string(c.algorithm)},
+                             {"group_size", c.group.size},
+                             {"group_per_node", c.group.per_node},
+                             {"bytes", c.bytes},
+                             {"seconds", c.seconds},
+                             {"what", c.what}});
+    return Json{{"format", "dnnplan-plan"},
+                {"version", 1},
+                {"network", {{"name", plan.network_name}, {"source", plan.network_source},
+                             {"fingerprint", plan.network_fingerprint}}},
+                {"cluster", {{"name", plan.cluster_name}, {"source", plan.cluster_source}}},
+                {"procs", plan.options.procs},
+                {"batch", plan.options.batch},
+                {"dtype", to_string(plan.options.dtype)},
+                {"optimizer", to_string(plan.options.optimizer)},
+                {"overlap_sync", plan.options.overlap_sync},
+                {"roofline", plan.options.roofline},
+                {"strategy", plan.strategy},
+                {"grid", plan.grid},
+                {"pipeline", {{"stages", 1}, {"micro_batches", 1}, {"replicas", 1}}},
+                {"layouts", layouts},
+                {"predicted", cost_to_json(plan.scored.cost)},
+                {"per_layer", per_layer},
+                {"communication", calls}};
+}
+
+PlanRequest parse_plan_request(const Json& json, const std::string& file) {
+    SpecNode root(json, file);
+    root.expect_object("a plan object");
+    if (!root.has("format") || root.child("format").json() != "dnnplan-plan")
+        root.fail("not a dnnplan plan (expected \"format\": \"dnnplan-plan\")");
+    PlanRequest r;
+    root.get_int("version", 1, 1);
+    SpecNode net = root.child("network");
+    r.network_source = net.get_string("source");
+    r.network_fingerprint = net.get_string("fingerprint");
+    r.cluster_source = root.child("cluster").get_string("source");
+    r.options.procs = root.get_int("procs", 1, 1 << 22);
+    r.options.batch = root.get_int("batch", 1);
+    r.options.dtype = *parse_dtype(root.get_choice("dtype", dtype_names()));
+    r.options.optimizer = root.get_choice("optimizer", {"sgd", "adam"}) == "adam" ? Optimizer::adam : Optimizer::sgd;
+    r.options.overlap_sync = root.get_bool_or("overlap_sync", true);
+    r.options.roofline = root.get_bool_or("roofline", false);
+    r.strategy = root.get_string_or("strategy", "hand-edited");
+    r.grid = root.get_string_or("grid", "");
+    SpecNode layouts = root.child("layouts");
+    layouts.expect_array("an array of {name, layout}");
+    for (std::size_t i = 0; i < layouts.size(); ++i) {
+        SpecNode entry = layouts.element(i);
+        entry.expect_object("a {name, layout} object");
+        r.layouts.emplace_back(entry.get_string("name"), layout_from_json(entry.child("layout")));
+        r.layout_pointers.push_back(entry.pointer());
+    }
+    return r;
+}
+
+std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& model, const std::string& file) {
+    const auto& network = model.network();
+    if (request.network_fingerprint != network_fingerprint(network))
+        throw InputError(file, "/network/fingerprint",
+                         "the plan was made for another network (fingerprint " + request.network_fingerprint +
+                             ", network \"" + network.name + "\" has " + network_fingerprint(network) + ")");
+    if (request.options.procs > model.cluster().total_devices())
+        throw InputError(file, "/procs", "P = " + std::to_string(request.options.procs) + " exceeds the cluster's " +
+                                             std::to_string(model.cluster().total_devices()) + " devices");
+    std::vector<Layout> layouts(network.layers.size());
+    std::map<std::string, std::size_t> given;
+    for (std::size_t i = 0; i < request.layouts.size(); ++i) {
+        const auto& [name, layout] = request.layouts[i];
+        int index = network.find(name);
+        if (index < 0 || !model.is_anchor(index))
+            throw InputError(file, request.layout_pointers[i] + "/name",
+                             "\"" + name + "\" is not a layer that takes a layout in network \"" + network.name + "\"");
+        std::int64_t p = request.options.procs;
+        if (layout.procs() > p || p % layout.procs() != 0)
+            throw InputError(file, request.layout_pointers[i] + "/layout",
+                             "layout " + to_string(layout) + " uses " + std::to_string(layout.procs()) +
+                                 " processes, which does not divide P = " + std::to_string(p));
+        std::string problem = model.layout_problem(index, layout);
+        if (!problem.empty()) throw InputError(file, request.layout_pointers[i] + "/layout", problem);
+        layouts[index] = layout;
+        given[name] = i;
+    }
+    for (int a : model.anchors())
+        if (!given.count(network.layers[a].name))
+            throw InputError(file, "/layouts", "no layout for layer \"" + network.layers[a].name + "\"");
+    return layouts;
+}
+
+}  // namespace dnnplan::planner

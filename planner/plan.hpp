@@ -1,0 +1,42 @@
+// The Plan document: what `plan` chose and what `simulate`, `validate` and `report` read back.
+// Schema in planner/README.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "planner/cost_model.hpp"
+
+namespace dnnplan::planner {
+
+struct Plan {
+    std::string network_name, network_source, network_fingerprint;
+    std::string cluster_name, cluster_source;
+    PlannerOptions options;
+    std::string strategy, grid;
+    std::vector<std::pair<std::string, Layout>> layouts;  // anchor layer name -> layout
+    ScoredPlan scored;
+};
+
+// A digest of the network's layers (names, kinds, shapes, parameters) to catch plans for
+// another network.
+std::string network_fingerprint(const networks::Network& network);
+
+Json plan_to_json(const Plan& plan, const CostModel& model);
+Json cost_to_json(const CostBreakdown& cost);
+
+// What a plan file asks for, before the network and cluster are loaded.
+struct PlanRequest {
+    std::string network_source, network_fingerprint, cluster_source;
+    PlannerOptions options;
+    std::string strategy, grid;
+    std::vector<std::pair<std::string, Layout>> layouts;
+    std::vector<std::string> layout_pointers;  // JSON pointer of each layout, for diagnostics
+};
+PlanRequest parse_plan_request(const Json& json, const std::string& file);
+
+// Checks the request against the network and cluster (fingerprint, P, layouts naming every anchor
+// and dividing P) and returns the anchors' layouts; InputError with the plan's pointer otherwise.
+std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& model, const std::string& file);
+
+}  // namespace dnnplan::planner

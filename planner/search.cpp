@@ -1,0 +1,269 @@
+#include "search.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+
+namespace dnnplan::planner {
+
+using networks::LayerKind;
+
+namespace {
+bool spatial_anchor(const networks::Layer& layer) {
+    return (layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d) &&
+           layer.output_shape.size() == 3;
+}
+
+// The most square h x w = p with w = h or 2h where possible (Gholami splits the image evenly).
+std::pair<int, int> square_split(int p) {
+    int h = 1;
+    for (int d = 1; static_cast<long long>(d) * d <= p; ++d)
+        if (p % d == 0) h = d;
+    return {h, p / h};
+}
+
+// Seconds of all edges from segment `from` (layout lf) into segment `to` (layout lt).
+struct Edge {
+    int consumer;
+    int input_index;
+    int producer;
+};
+
+double edge_seconds(const CostModel& model, const std::vector<Edge>& edges, const Layout& lf, const Layout& lt) {
+    double total = 0;
+    for (const Edge& e : edges) {
+        Dist have = model.segment_output_dist(e.producer, lf);
+        Dist want = model.required_input_dist(e.consumer, lt, e.input_index);
+        if (have == want) continue;
+        double bytes = static_cast<double>(model.options().batch) *
+                       model.network().layers[e.producer].output_elements * dtype_bytes(model.options().dtype);
+        total += model.redistribution_seconds(have, want, bytes);
+    }
+    return total;
+}
+}  // namespace
+
+const Candidate* SearchResult::find(const std::string& strategy) const {
+    for (const auto& c : ranked)
+        if (c.strategy == strategy) return &c;
+    return nullptr;
+}
+
+std::vector<Layout> uniform_layouts(const CostModel& model, const std::string& strategy, int pr, int pc) {
+    const auto& layers = model.network().layers;
+    std::vector<Layout> layouts(layers.size());
+    for (int a : model.anchors()) {
+        Layout l;
+        l.n = pc;
+        bool domain = strategy == "domain" || strategy == "grid-domain";
+        if (domain && spatial_anchor(layers[a])) {
+            auto [h, w] = square_split(pr);
+            l.h = h;
+            l.w = w;
+        } else {
+            l.co = pr;
+        }
+        layouts[a] = l;
+    }
+    return layouts;
+}
+
+std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluations) {
+    const auto& layers = model.network().layers;
+    const auto& anchors = model.anchors();
+    std::vector<Layout> result(layers.size());
+    if (anchors.empty()) return result;
+    long long evals = 0;
+
+    // Segment graph: edges between segments, each a list of layer-level edges.
+    std::map<std::pair<int, int>, std::vector<Edge>> edges;
+    std::map<int, std::vector<int>> predecessors, successors;
+    for (std::size_t x = 1; x < layers.size(); ++x)
+        for (std::size_t k = 0; k < layers[x].inputs.size(); ++k) {
+            int y = layers[x].inputs[k];
+            int from = model.anchor_of(y), to = model.anchor_of(static_cast<int>(x));
+            if (y == 0 || from == 0 || from == to) continue;
+            auto& list = edges[{from, to}];
+            if (list.empty()) {
+                predecessors[to].push_back(from);
+                successors[from].push_back(to);
+            }
+            list.push_back(Edge{static_cast<int>(x), static_cast<int>(k), y});
+        }
+
+    // Topological order of segments (Kahn); segments are anchors.
+    std::map<int, int> indegree;
+    for (int a : anchors) indegree[a] = static_cast<int>(predecessors[a].size());
+    std::vector<int> order;
+    std::vector<int> ready;
+    for (int a : anchors)
+        if (indegree[a] == 0) ready.push_back(a);
+    while (!ready.empty()) {
+        std::sort(ready.begin(), ready.end(), std::greater<>());
+        int a = ready.back();
+        ready.pop_back();
+        order.push_back(a);
+        for (int s : successors[a])
+            if (--indegree[s] == 0) ready.push_back(s);
+    }
+    if (order.size() != anchors.size()) order = anchors;  // segment cycle: fall back to layer order
+
+    // The main chain: the heaviest path (by forward FLOPs) ending at the last layer's segment.
+    std::map<int, double> path_weight;
+    std::map<int, int> path_prev;
+    for (int a : order) {
+        double own = 0;
+        for (int i : model.segment(a)) own += static_cast<double>(layers[i].fwd_flops);
+        double best = 0;
+        int prev = -1;
+        for (int p : predecessors[a])
+            if (path_weight.count(p) && path_weight[p] > best) {
+                best = path_weight[p];
+                prev = p;
+            }
+        path_weight[a] = best + own;
+        path_prev[a] = prev;
+    }
+    int end = model.anchor_of(static_cast<int>(layers.size()) - 1);
+    if (end == 0) end = order.back();
+    std::vector<int> chain;
+    for (int a = end; a >= 0; a = path_prev[a]) chain.push_back(a);
+    std::reverse(chain.begin(), chain.end());
+
+    // Exact DP along the chain; skip connections are left to the exact final score.
+    std::vector<std::vector<Layout>> cands(chain.size());
+    std::vector<std::vector<double>> value(chain.size());
+    std::vector<std::vector<int>> choice(chain.size());
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+        cands[i] = model.candidates(chain[i]);
+        value[i].assign(cands[i].size(), std::numeric_limits<double>::infinity());
+        choice[i].assign(cands[i].size(), -1);
+        // Predecessor candidates sorted by value: once a value alone exceeds the best total, stop.
+        std::vector<int> sorted;
+        const std::vector<Edge>* link = nullptr;
+        if (i > 0) {
+            sorted.resize(cands[i - 1].size());
+            for (std::size_t c = 0; c < sorted.size(); ++c) sorted[c] = static_cast<int>(c);
+            std::sort(sorted.begin(), sorted.end(), [&](int x, int y) { return value[i - 1][x] < value[i - 1][y]; });
+            link = &edges[{chain[i - 1], chain[i]}];
+        }
+        for (std::size_t c = 0; c < cands[i].size(); ++c) {
+            double own = model.segment_seconds(chain[i], cands[i][c]);
+            ++evals;
+            if (i == 0) {
+                value[i][c] = own;
+                continue;
+            }
+            double best = std::numeric_limits<double>::infinity();
+            int arg = -1;
+            for (int p : sorted) {
+                if (value[i - 1][p] >= best) break;
+                double e = edge_seconds(model, *link, cands[i - 1][p], cands[i][c]);
+                ++evals;
+                if (value[i - 1][p] + e < best) {
+                    best = value[i - 1][p] + e;
+                    arg = p;
+                }
+            }
+            value[i][c] = own + best;
+            choice[i][c] = arg;
+        }
+    }
+    std::set<int> assigned;
+    if (!cands.back().empty()) {
+        int c = static_cast<int>(std::min_element(value.back().begin(), value.back().end()) - value.back().begin());
+        for (std::size_t i = chain.size(); i-- > 0 && c >= 0;) {
+            result[chain[i]] = cands[i][c];
+            assigned.insert(chain[i]);
+            c = choice[i][c];
+        }
+    }
+    // Side segments (branches off the chain), greedily against their assigned neighbours.
+    for (int a : order) {
+        if (assigned.count(a)) continue;
+        auto cs = model.candidates(a);
+        double best = std::numeric_limits<double>::infinity();
+        for (const Layout& l : cs) {
+            double t = model.segment_seconds(a, l);
+            ++evals;
+            for (int p : predecessors[a])
+                if (assigned.count(p)) t += edge_seconds(model, edges[{p, a}], result[p], l);
+            for (int s : successors[a])
+                if (assigned.count(s)) t += edge_seconds(model, edges[{a, s}], l, result[s]);
+            if (t < best) {
+                best = t;
+                result[a] = l;
+            }
+        }
+        assigned.insert(a);
+    }
+    if (evaluations) *evaluations += evals;
+    return result;
+}
+
+std::vector<Layout> brute_force(const CostModel& model, double* best_seconds) {
+    const auto& anchors = model.anchors();
+    std::vector<std::vector<Layout>> cands;
+    for (int a : anchors) cands.push_back(model.candidates(a));
+    std::vector<std::size_t> index(anchors.size(), 0);
+    std::vector<Layout> layouts(model.network().layers.size()), best_layouts;
+    double best = std::numeric_limits<double>::infinity();
+    while (true) {
+        for (std::size_t i = 0; i < anchors.size(); ++i) layouts[anchors[i]] = cands[i][index[i]];
+        // The DP's objective: every segment plus every edge, gradient sync counted in full.
+        double t = 0;
+        for (int a : anchors) t += model.segment_seconds(a, layouts[a]);
+        const auto& layers = model.network().layers;
+        for (std::size_t x = 1; x < layers.size(); ++x)
+            for (std::size_t k = 0; k < layers[x].inputs.size(); ++k) {
+                int y = layers[x].inputs[k];
+                int from = model.anchor_of(y), to = model.anchor_of(static_cast<int>(x));
+                if (y == 0 || from == 0 || from == to) continue;
+                t += edge_seconds(model, {Edge{static_cast<int>(x), static_cast<int>(k), y}}, layouts[from], layouts[to]);
+            }
+        if (t < best) {
+            best = t;
+            best_layouts = layouts;
+        }
+        std::size_t i = 0;
+        while (i < index.size() && ++index[i] == cands[i].size()) index[i++] = 0;
+        if (i == index.size()) break;
+    }
+    if (best_seconds) *best_seconds = best;
+    return best_layouts;
+}
+
+SearchResult search(const CostModel& model) {
+    SearchResult result;
+    const int p = static_cast<int>(model.options().procs);
+    auto add = [&](std::string strategy, int pr, int pc, const std::vector<Layout>& layouts) {
+        Candidate c;
+        c.strategy = std::move(strategy);
+        c.pr = pr;
+        c.pc = pc;
+        if (c.strategy.rfind("grid", 0) == 0) c.grid = "Pr=" + std::to_string(pr) + " x Pc=" + std::to_string(pc);
+        c.plan = model.score(layouts);
+        result.layout_evaluations += static_cast<long long>(model.anchors().size());
+        result.ranked.push_back(std::move(c));
+    };
+    add("batch", 1, p, uniform_layouts(model, "batch", 1, p));
+    add("model", p, 1, uniform_layouts(model, "model", p, 1));
+    add("domain", p, 1, uniform_layouts(model, "domain", p, 1));
+    for (int pr = 2; pr < p; ++pr) {
+        if (p % pr != 0) continue;
+        add("grid-model", pr, p / pr, uniform_layouts(model, "grid-model", pr, p / pr));
+        add("grid-domain", pr, p / pr, uniform_layouts(model, "grid-domain", pr, p / pr));
+    }
+    add("per-layer", 0, 0, dynamic_programme(model, &result.layout_evaluations));
+
+    std::stable_sort(result.ranked.begin(), result.ranked.end(), [](const Candidate& a, const Candidate& b) {
+        if (a.plan.cost.feasible != b.plan.cost.feasible) return a.plan.cost.feasible;
+        return a.plan.cost.iteration_s < b.plan.cost.iteration_s;
+    });
+    for (const auto& c : result.ranked) (c.plan.cost.feasible ? result.feasible_count : result.infeasible_count)++;
+    return result;
+}
+
+}  // namespace dnnplan::planner

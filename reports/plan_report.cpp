@@ -1,0 +1,143 @@
+#include "plan_report.hpp"
+
+#include <cstdio>
+
+#include "text.hpp"
+
+namespace dnnplan::reports {
+
+namespace {
+std::string seconds(double s) { return human_seconds(s); }
+
+std::string fixed(double v, const char* format) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, format, v);
+    return buffer;
+}
+
+std::string header(const planner::CostModel& model) {
+    const auto& o = model.options();
+    return "dnnplan: " + terminal_safe(model.network().name) + " on " + terminal_safe(model.cluster().name) +
+           ", P = " + std::to_string(o.procs) + ", batch " + std::to_string(o.batch) + " (" + to_string(o.dtype) +
+           ", " + planner::to_string(o.optimizer) + (o.overlap_sync ? ", gradient sync overlapped" : "") + ")\n";
+}
+
+std::string strategy_label(const planner::Candidate& c) {
+    return c.grid.empty() ? c.strategy : c.strategy + " " + c.grid;
+}
+
+std::string layer_table(const planner::CostModel& model, const planner::ScoredPlan& plan) {
+    TextTable table;
+    table.header = {"layer", "kind", "layout", "fwd compute", "bwd compute", "fwd comm", "bwd comm", "grad sync",
+                    "activations"};
+    const auto& layers = model.network().layers;
+    for (std::size_t i = 1; i < layers.size(); ++i) {
+        const auto& lc = plan.layers[i];
+        const auto& layer = layers[i];
+        if (!model.is_anchor(static_cast<int>(i)) && layer.params == 0 && lc.fwd_comm_s + lc.bwd_comm_s == 0)
+            continue;  // followers without communication add nothing to read
+        table.rows.push_back({terminal_safe(layer.name),
+                              layer.kind == networks::LayerKind::activation ? layer.attrs.function
+                                                                            : networks::to_string(layer.kind),
+                              model.is_anchor(static_cast<int>(i)) ? planner::to_string(lc.layout) : "(follows)",
+                              seconds(lc.fwd_compute_s), seconds(lc.bwd_compute_s), seconds(lc.fwd_comm_s),
+                              seconds(lc.bwd_comm_s), seconds(lc.sync_s), human_bytes(lc.activation_bytes)});
+    }
+    return table.render();
+}
+
+std::string breakdown(const planner::CostBreakdown& c) {
+    std::string out;
+    out += "  iteration " + seconds(c.iteration_s) + " = compute " + seconds(c.fwd_compute_s) + " fwd + " +
+           seconds(c.bwd_compute_s) + " bwd; communication " + seconds(c.blocking_comm_s()) + " (all-reduce " +
+           seconds(c.all_reduce_s) + ", all-gather " + seconds(c.all_gather_s) + ", halo " + seconds(c.halo_s) +
+           ", redistribution " + seconds(c.redistribution_s) + "); gradient sync " + seconds(c.sync_total_s) +
+           " of which exposed " + seconds(c.sync_exposed_s) + "\n";
+    out += "  memory per process " + human_bytes(c.memory_bytes) + " of " + human_bytes(c.memory_capacity_bytes) +
+           " (weights " + human_bytes(c.weights_bytes) + ", gradients " + human_bytes(c.gradients_bytes) +
+           ", optimizer " + human_bytes(c.optimizer_bytes) + ", activations " + human_bytes(c.activations_bytes) +
+           ", buffers " + human_bytes(c.buffers_bytes) + ")\n";
+    return out;
+}
+}  // namespace
+
+std::string plan_text(const PlanReportInput& in) {
+    const auto& r = *in.result;
+    const auto* batch = r.find("batch");
+    double batch_time = batch && batch->plan.cost.feasible ? batch->plan.cost.iteration_s : 0;
+    std::string out = header(*in.model);
+    out += std::to_string(r.ranked.size()) + " strategies scored (" + std::to_string(r.infeasible_count) +
+           " infeasible), " + std::to_string(r.layout_evaluations) + " layer-layout evaluations\n\n";
+    TextTable table;
+    table.header = {"#", "strategy", "iteration", "compute", "all-reduce", "all-gather", "halo", "redistrib.",
+                    "exposed sync", "memory/proc", "vs batch"};
+    int shown = 0;
+    for (const auto& c : r.ranked) {
+        if (!c.plan.cost.feasible) continue;
+        if (shown++ >= in.top) break;
+        const auto& k = c.plan.cost;
+        table.rows.push_back({std::to_string(shown), strategy_label(c), seconds(k.iteration_s),
+                              seconds(k.fwd_compute_s + k.bwd_compute_s), seconds(k.all_reduce_s),
+                              seconds(k.all_gather_s), seconds(k.halo_s), seconds(k.redistribution_s),
+                              seconds(k.sync_exposed_s), human_bytes(k.memory_bytes),
+                              batch_time > 0 ? fixed(batch_time / k.iteration_s, "%.2fx") : "-"});
+    }
+    out += table.render();
+    if (r.infeasible_count > 0) {
+        out += "\ninfeasible (" + std::to_string(r.infeasible_count) + "):\n";
+        int listed = 0;
+        for (const auto& c : r.ranked)
+            if (!c.plan.cost.feasible && listed++ < in.top)
+                out += "  " + strategy_label(c) + ": " + terminal_safe(c.plan.cost.reason) + "\n";
+        if (listed > in.top) out += "  ... and " + std::to_string(listed - in.top) + " more\n";
+    }
+    if (const auto* best = r.best()) {
+        out += "\nbest: " + strategy_label(*best) +
+               (batch_time > 0 ? fixed(batch_time / best->plan.cost.iteration_s, ", %.2fx faster than pure batch")
+                               : std::string(", pure batch is infeasible")) +
+               "\n";
+        out += breakdown(best->plan.cost) + "\n";
+        out += layer_table(*in.model, best->plan);
+    } else {
+        out += "\nno feasible plan\n";
+    }
+    return out;
+}
+
+std::string plan_csv(const PlanReportInput& in) {
+    std::string out = csv_row({"rank", "strategy", "pr", "pc", "feasible", "iteration_s", "fwd_compute_s",
+                               "bwd_compute_s", "all_reduce_s", "all_gather_s", "reduce_scatter_s", "all_to_all_s",
+                               "halo_s", "redistribution_s", "sync_total_s", "sync_exposed_s", "memory_bytes",
+                               "reason"});
+    int rank = 0;
+    for (const auto& c : in.result->ranked) {
+        const auto& k = c.plan.cost;
+        out += csv_row({std::to_string(++rank), c.strategy, std::to_string(c.pr), std::to_string(c.pc),
+                        k.feasible ? "true" : "false", fixed(k.iteration_s, "%.9g"), fixed(k.fwd_compute_s, "%.9g"),
+                        fixed(k.bwd_compute_s, "%.9g"), fixed(k.all_reduce_s, "%.9g"), fixed(k.all_gather_s, "%.9g"),
+                        fixed(k.reduce_scatter_s, "%.9g"), fixed(k.all_to_all_s, "%.9g"), fixed(k.halo_s, "%.9g"),
+                        fixed(k.redistribution_s, "%.9g"), fixed(k.sync_total_s, "%.9g"),
+                        fixed(k.sync_exposed_s, "%.9g"), fixed(k.memory_bytes, "%.0f"), k.reason});
+    }
+    return out;
+}
+
+std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
+    Json ranked = Json::array();
+    for (const auto& c : in.result->ranked)
+        ranked.push_back(Json{{"strategy", c.strategy}, {"pr", c.pr}, {"pc", c.pc}, {"cost", planner::cost_to_json(c.plan.cost)}});
+    Json out{{"ranked", ranked},
+             {"feasible_count", in.result->feasible_count},
+             {"infeasible_count", in.result->infeasible_count},
+             {"best", planner::plan_to_json(best, *in.model)}};
+    return out.dump(2) + "\n";
+}
+
+std::string scored_plan_text(const planner::CostModel& model, const planner::Plan& plan) {
+    std::string out = header(model) + "plan: " + plan.strategy + (plan.grid.empty() ? "" : " " + plan.grid) + "\n";
+    out += breakdown(plan.scored.cost);
+    if (!plan.scored.cost.feasible) out += "  infeasible: " + terminal_safe(plan.scored.cost.reason) + "\n";
+    return out + "\n" + layer_table(model, plan.scored);
+}
+
+}  // namespace dnnplan::reports
