@@ -139,13 +139,23 @@ void require_bytes(double bytes) {
 // Costing primitives shared by the closed forms and the step walk, so both compute a message's
 // time with the very same expression.
 
-struct Links {
-    const LinkCost& intra;
-    const LinkCost& inter;
+// A link kind as the cost expression uses it, with the inverse bandwidth taken once per call
+// (divisions were most of a closed form's time). The step walk uses this very expression too.
+struct LinkTerms {
+    double latency_s;
+    double seconds_per_byte;
 };
 
-double transfer_seconds(const LinkCost& link, double bytes) {
-    return link.latency_s + bytes / link.bandwidth_Bps;
+struct Links {
+    LinkTerms intra;
+    LinkTerms inter;
+    Links(const LinkCost& intra_link, const LinkCost& inter_link)
+        : intra{intra_link.latency_s, 1 / intra_link.bandwidth_Bps},
+          inter{inter_link.latency_s, 1 / inter_link.bandwidth_Bps} {}
+};
+
+double transfer_seconds(const LinkTerms& link, double bytes) {
+    return link.latency_s + bytes * link.seconds_per_byte;
 }
 
 // A step whose intra-node messages carry at most `intra_bytes` and inter-node ones at most
@@ -715,7 +725,10 @@ void validate(const GroupPlacement& placement) {
 std::string to_string(const CollectiveAlgorithm& algorithm) {
     std::string out = name_of(algorithm.algorithm);
     if (algorithm.algorithm == Algorithm::hierarchical && algorithm.inter_node) {
-        out += "(" + std::string(name_of(*algorithm.inter_node)) + ")";
+        // Appended piecewise: GCC 12 warns falsely (-Wrestrict) on "(" + std::string(...).
+        out += '(';
+        out += name_of(*algorithm.inter_node);
+        out += ')';
     }
     return out;
 }
@@ -786,6 +799,7 @@ double collective_seconds_by_steps(Collective collective, const CollectiveAlgori
                                    const GroupPlacement& placement, double bytes,
                                    const LinkCost& intra, const LinkCost& inter) {
     validate(placement);
+    const Links links{intra, inter};
     std::vector<double> step_time;
     for (int x = 0; x < placement.size; ++x) {
         const std::vector<RankStep> steps = rank_steps(collective, algorithm, placement, bytes, x);
@@ -799,7 +813,7 @@ double collective_seconds_by_steps(Collective collective, const CollectiveAlgori
             const RankStep& st = steps[k];
             if (st.send_to < 0) continue;
             const bool same_node = node_of(placement, x) == node_of(placement, st.send_to);
-            step_time[k] = std::max(step_time[k], transfer_seconds(same_node ? intra : inter, st.send_bytes));
+            step_time[k] = std::max(step_time[k], transfer_seconds(same_node ? links.intra : links.inter, st.send_bytes));
         }
     }
     return compensated_sum(step_time);
@@ -814,6 +828,14 @@ CollectiveChoice cheapest(Collective collective, const GroupPlacement& placement
     const int d = placement.per_node;
     bool found = false;
     CollectiveChoice best;
+    // Hierarchical on one rank per node is its inter-node algorithm, and on one node it is the
+    // flat ring (binomial tree for broadcast and reduce): bit for bit the same times, so when that
+    // flat algorithm is a candidate anyway hierarchical can only tie, and the tie goes to flat.
+    const bool try_hierarchical =
+        allowed.contains(Algorithm::hierarchical) && applies(collective, Algorithm::hierarchical) && d > 1 &&
+        !(p == d && allowed.contains(collective == Collective::broadcast || collective == Collective::reduce
+                                         ? Algorithm::binomial_tree
+                                         : Algorithm::ring));
     bool found_inner = false;
     Algorithm best_inner = Algorithm::ring;
     double best_inner_seconds = 0;
@@ -824,7 +846,7 @@ CollectiveChoice cheapest(Collective collective, const GroupPlacement& placement
             best = CollectiveChoice{a, t};
             found = true;
         }
-        if (!allowed.contains(Algorithm::hierarchical) || !applies(collective, Algorithm::hierarchical)) continue;
+        if (!try_hierarchical) continue;
         const double lane = p == 1 || bytes == 0 ? 0.0 : hierarchical_lane_seconds(collective, a, p, d, bytes, links);
         if (!found_inner || lane < best_inner_seconds) {
             best_inner = a;
@@ -849,7 +871,7 @@ CollectiveChoice cheapest(Collective collective, const GroupPlacement& placement
 
 double point_to_point_seconds(double bytes, const LinkCost& link) {
     require_bytes(bytes);
-    return bytes == 0 ? 0.0 : transfer_seconds(link, bytes);
+    return bytes == 0 ? 0.0 : link.latency_s + bytes / link.bandwidth_Bps;
 }
 
 std::vector<RankStep> halo_rank_steps(const GroupPlacement& line, double halo_bytes, int rank) {

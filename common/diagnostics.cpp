@@ -237,8 +237,8 @@ std::int64_t SpecNode::as_int(std::int64_t min, std::int64_t max) const {
     } else if (v.is_number_float()) {
         double d = v.get<double>();
         if (!(std::isfinite(d) && d == std::floor(d))) fail("expected an integer, got " + v.dump());
-        if (std::fabs(d) >= 9.0e18)
-            fail("integer " + v.dump() + " is too large (at most " + std::to_string(max) + ")");
+        if (d >= 9.0e18) fail("integer " + v.dump() + " is too large (at most " + std::to_string(max) + ")");
+        if (d <= -9.0e18) fail("integer " + v.dump() + " is too small (at least " + std::to_string(min) + ")");
         result = static_cast<std::int64_t>(d);
     } else {
         fail("expected an integer, got " + describe_value(v));

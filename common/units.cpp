@@ -28,18 +28,6 @@ std::optional<DType> parse_dtype(const std::string& name) {
 
 std::int64_t dtype_bytes(DType dtype) { return dtype == DType::fp32 ? 4 : 2; }
 
-std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b) {
-    std::int64_t r;
-    if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
-    return r;
-}
-
-std::optional<std::int64_t> checked_add(std::int64_t a, std::int64_t b) {
-    std::int64_t r;
-    if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
-    return r;
-}
-
 namespace {
 std::string scaled(double value, const char* const* prefixes, int count, double base, const std::string& unit) {
     double magnitude = std::fabs(value);

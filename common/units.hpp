@@ -17,8 +17,17 @@ const std::vector<std::string>& dtype_names();
 std::int64_t dtype_bytes(DType dtype);
 
 // Overflow-checked arithmetic on counts: nullopt when the exact result does not fit 64 bits.
-std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b);
-std::optional<std::int64_t> checked_add(std::int64_t a, std::int64_t b);
+// Inline: shape inference and totals call them for every count of every layer.
+inline std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b) {
+    std::int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;
+    return r;
+}
+inline std::optional<std::int64_t> checked_add(std::int64_t a, std::int64_t b) {
+    std::int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) return std::nullopt;
+    return r;
+}
 
 // "138.4 M", "15.5 G" with an optional unit suffix ("15.5 GFLOP", "411.0 MB").
 // Exact below 10,000 ("9,216" is shown as "9216").

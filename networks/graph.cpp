@@ -1,9 +1,11 @@
 #include "graph.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <queue>
 
 #include <boost/graph/depth_first_search.hpp>
-#include <boost/graph/topological_sort.hpp>
+#include <boost/graph/exception.hpp>
 
 #include "network.hpp"
 
@@ -54,9 +56,29 @@ std::optional<std::vector<int>> find_cycle(const LayerGraph& graph) {
 }
 
 std::vector<int> topological_order(const LayerGraph& graph) {
-    std::vector<LayerGraph::vertex_descriptor> reversed;
-    boost::topological_sort(graph, std::back_inserter(reversed));
-    return std::vector<int>(reversed.rbegin(), reversed.rend());
+    // Kahn's algorithm taking the smallest ready index first: the order equals the vertex (file)
+    // order wherever the edges allow it, so a spec with one forward reference is only locally
+    // reordered (Boost's DFS-based topological_sort may interleave unrelated branches).
+    const std::size_t n = boost::num_vertices(graph);
+    std::vector<std::size_t> pending(n);
+    std::priority_queue<int, std::vector<int>, std::greater<int>> ready;
+    for (std::size_t v = 0; v < n; ++v) {
+        pending[v] = boost::in_degree(v, graph);
+        if (pending[v] == 0) ready.push(static_cast<int>(v));
+    }
+    std::vector<int> order;
+    order.reserve(n);
+    while (!ready.empty()) {
+        int u = ready.top();
+        ready.pop();
+        order.push_back(u);
+        for (auto [e, end] = boost::out_edges(u, graph); e != end; ++e) {
+            auto v = boost::target(*e, graph);
+            if (--pending[v] == 0) ready.push(static_cast<int>(v));
+        }
+    }
+    if (order.size() != n) throw boost::not_a_dag();
+    return order;
 }
 
 }  // namespace dnnplan::networks

@@ -19,7 +19,9 @@ LayerGraph make_graph(const Network& network);
 // One cycle as a vertex sequence v0 -> v1 -> ... -> v0 (v0 not repeated), or nullopt for a DAG.
 std::optional<std::vector<int>> find_cycle(const LayerGraph& graph);
 
-// A topological order (producers before consumers); the graph must be acyclic.
+// A topological order (producers before consumers), the smallest index first among the vertices
+// that are ready, so it is the identity on a graph whose edges all go forward. The graph must be
+// acyclic (boost::not_a_dag otherwise).
 std::vector<int> topological_order(const LayerGraph& graph);
 
 }  // namespace dnnplan::networks

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -68,68 +69,152 @@ constexpr int kSoftmaxForward = 5, kSoftmaxBackward = 4;
 constexpr int kDropoutForward = 2, kDropoutBackward = 1;
 constexpr int kBilinearPerOutput = 8;
 
-// A layer after `repeat` expansion, before name resolution and inference.
-struct RawLayer {
-    std::string name;
-    std::string kind_name;
-    SpecNode node;
-    std::vector<std::string> scopes;  // enclosing block prefixes, innermost first ("a.0.", "")
-    std::string block_input;          // full name "$in" stands for
-    std::string previous;             // full name of the layer before it in file order
-};
-
 std::string shape_string(const Shape& shape) {
     std::string out = "[";
     for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
     return out + "]";
 }
 
+// Limits that keep the cost of any input bounded: time and memory grow with the expanded layer
+// count (about 0.8 KB and 1.3 us a layer), and scope names with the nesting depth. Real networks
+// are far below both: ResNet-1001 is 3,341 layers and nests blocks 1 deep. At the cap a load
+// takes about 0.15 s and 90 MB; a million layers took 1.3 s and 840 MB.
+constexpr std::int64_t kMaxLayers = 100'000;
+constexpr int kMaxBlockDepth = 16;
+
+// One layer object of the spec. Every copy of a repeat block shares it, so its fields are read and
+// checked once, not once per copy.
+struct SpecLayer {
+    SpecNode node;
+    std::string kind_name;
+    LayerKind kind = LayerKind::input;
+    std::string local_name;            // its "name", or KIND_INDEX within its block
+    bool has_inputs = false;
+    std::vector<std::string> inputs;   // its "inputs" as written: short names, "$in" or full names
+};
+
+// The spec's layer list with repeat blocks kept as a tree; expanded once everything is checked.
+struct SpecItem {
+    int layer = -1;                    // index into the SpecLayer table, or -1 for a block
+    std::string block_name;
+    std::int64_t copies = 0;
+    std::vector<SpecItem> body;
+};
+
+// Reads and checks the `layers` tree in document order, counting what it expands to before
+// anything is expanded, so a huge `repeat` fails at once instead of after filling memory.
+class SpecReader {
+public:
+    std::vector<SpecLayer> layers;
+
+    // Returns the number of layers `array` expands to (never more than kMaxLayers).
+    std::int64_t read(const SpecNode& array, int depth, std::vector<SpecItem>& items) {
+        array.expect_array("an array of layers");
+        if (array.size() == 0) array.fail("expected at least one layer");
+        std::map<std::string, int> kind_counts;
+        std::int64_t total = 0;
+        for (std::size_t i = 0; i < array.size(); ++i) {
+            SpecNode node = array.element(i);
+            node.expect_object("a layer object");
+            SpecItem item;
+            std::int64_t expanded = 1;
+            if (node.has("repeat")) {
+                node.check_keys({"repeat", "name", "layers"});
+                item.copies = node.get_int("repeat", 1);
+                item.block_name = node.get_string("name");
+                if (item.block_name.empty()) node.child("name").fail("block name must not be empty");
+                if (depth >= kMaxBlockDepth)
+                    node.fail("repeat blocks nest more than " + std::to_string(kMaxBlockDepth) + " levels deep");
+                std::int64_t per_copy = read(node.child("layers"), depth + 1, item.body);
+                auto product = checked_mul(item.copies, per_copy);
+                if (!product || *product > kMaxLayers)
+                    node.fail("repeat block \"" + item.block_name + "\" expands to " +
+                              (product ? std::to_string(*product) : std::string("more than 2^63")) +
+                              " layers, more than the limit of " + std::to_string(kMaxLayers));
+                expanded = *product;
+            } else {
+                item.layer = read_layer(node, kind_counts);
+            }
+            total += expanded;  // both terms are at most kMaxLayers: no overflow
+            if (total > kMaxLayers)
+                node.fail("the layers expand to more than the limit of " + std::to_string(kMaxLayers) + " layers");
+            items.push_back(std::move(item));
+        }
+        return total;
+    }
+
+private:
+    int read_layer(const SpecNode& node, std::map<std::string, int>& kind_counts) {
+        if (!node.has("kind")) node.fail("missing required field \"kind\" (or \"repeat\" for a block)");
+        SpecNode kind_node = node.child("kind");
+        SpecLayer layer{node, kind_node.as_string(), LayerKind::input, {}, false, {}};
+        auto kind_it = std::find_if(std::begin(kKindNames), std::end(kKindNames),
+                                    [&](const KindName& k) { return layer.kind_name == k.name; });
+        if (kind_it == std::end(kKindNames))
+            kind_node.fail("unknown layer kind \"" + layer.kind_name + "\" (valid kinds: " + join_choices(kind_names()) +
+                           ")");
+        layer.kind = kind_it->kind;
+        int& seen = kind_counts[layer.kind_name];
+        if (node.has("name")) {
+            layer.local_name = node.get_string("name");
+            if (layer.local_name.empty()) node.child("name").fail("layer name must not be empty");
+        } else {
+            layer.local_name = layer.kind_name + "_" + std::to_string(seen);
+        }
+        ++seen;
+        if (node.has("inputs")) {
+            SpecNode refs = node.child("inputs");
+            refs.expect_array("an array of layer names");
+            if (refs.size() == 0) refs.fail("expected at least one input layer name");
+            layer.has_inputs = true;
+            for (std::size_t k = 0; k < refs.size(); ++k) layer.inputs.push_back(refs.element(k).as_string());
+        }
+        layers.push_back(std::move(layer));
+        return static_cast<int>(layers.size()) - 1;
+    }
+};
+
+// A block copy's name prefix ("stage1.0.") and the scope enclosing it (-1 for the global scope).
+struct Scope {
+    std::string prefix;
+    int parent = -1;
+};
+
+// A layer after expansion. Indices are in file order with 0 for the input, so raw layer i is i + 1.
+struct RawLayer {
+    std::string name;     // full name
+    int spec = 0;         // its SpecLayer
+    int scope = 0;        // innermost enclosing block copy (0: global)
+    int block_input = 0;  // what "$in" stands for
+    int previous = 0;     // the layer before it in file order
+};
+
 class Expander {
 public:
-    explicit Expander(std::vector<RawLayer>& out) : out_(out) {}
+    Expander(const std::vector<SpecLayer>& specs, std::vector<RawLayer>& out, std::vector<Scope>& scopes)
+        : specs_(specs), out_(out), scopes_(scopes) {}
 
-    void expand(const SpecNode& layers, const std::vector<std::string>& scopes, const std::string& block_input,
-                std::string& previous) {
-        layers.expect_array("an array of layers");
-        if (layers.size() == 0) layers.fail("expected at least one layer");
-        std::map<std::string, int> kind_counts;
-        for (std::size_t i = 0; i < layers.size(); ++i) {
-            SpecNode node = layers.element(i);
-            node.expect_object("a layer object");
-            if (node.has("repeat")) {
-                expand_repeat(node, scopes, previous);
+    void expand(const std::vector<SpecItem>& items, int scope, int block_input, int& previous) {
+        for (const auto& item : items) {
+            if (item.layer >= 0) {
+                out_.push_back(RawLayer{scopes_[scope].prefix + specs_[item.layer].local_name, item.layer, scope,
+                                        block_input, previous});
+                previous = static_cast<int>(out_.size());
                 continue;
             }
-            if (!node.has("kind")) node.fail("missing required field \"kind\" (or \"repeat\" for a block)");
-            std::string kind = node.child("kind").as_string();
-            std::string local = node.has("name") ? node.get_string("name")
-                                                 : kind + "_" + std::to_string(kind_counts[kind]);
-            ++kind_counts[kind];
-            if (local.empty()) node.child("name").fail("layer name must not be empty");
-            std::string full = scopes.front() + local;
-            out_.push_back(RawLayer{full, kind, node, scopes, block_input, previous});
-            previous = full;
+            for (std::int64_t c = 0; c < item.copies; ++c) {
+                scopes_.push_back(Scope{scopes_[scope].prefix + item.block_name + "." + std::to_string(c) + ".", scope});
+                int copy_scope = static_cast<int>(scopes_.size()) - 1;
+                int copy_input = previous;
+                expand(item.body, copy_scope, copy_input, previous);
+            }
         }
     }
 
 private:
-    void expand_repeat(const SpecNode& node, const std::vector<std::string>& scopes, std::string& previous) {
-        node.check_keys({"repeat", "name", "layers"});
-        // 100,000 copies is far past any real network and keeps expansion bounded.
-        std::int64_t copies = node.get_int("repeat", 1, 100000);
-        std::string name = node.get_string("name");
-        if (name.empty()) node.child("name").fail("block name must not be empty");
-        SpecNode body = node.child("layers");
-        for (std::int64_t c = 0; c < copies; ++c) {
-            std::vector<std::string> inner = scopes;
-            inner.insert(inner.begin(), scopes.front() + name + "." + std::to_string(c) + ".");
-            std::string block_input = previous;
-            expand(body, inner, block_input, previous);
-            if (out_.size() > 10'000'000) node.fail("expands to more than 10,000,000 layers");
-        }
-    }
-
+    const std::vector<SpecLayer>& specs_;
     std::vector<RawLayer>& out_;
+    std::vector<Scope>& scopes_;
 };
 
 // Reads an integer-or-[h, w] field.
@@ -150,8 +235,9 @@ std::vector<std::string> with_common(std::vector<std::string> keys) {
     return keys;
 }
 
-LayerAttributes parse_attributes(const RawLayer& raw, LayerKind kind) {
-    const SpecNode& n = raw.node;
+LayerAttributes parse_attributes(const SpecLayer& spec) {
+    const SpecNode& n = spec.node;
+    const LayerKind kind = spec.kind;
     LayerAttributes a;
     switch (kind) {
         case LayerKind::conv2d:
@@ -196,7 +282,7 @@ LayerAttributes parse_attributes(const RawLayer& raw, LayerKind kind) {
             break;
         }
         case LayerKind::adaptive_avgpool2d:
-            if (raw.kind_name == "global_avgpool2d") {
+            if (spec.kind_name == "global_avgpool2d") {
                 n.check_keys(with_common({}));
                 a.output_h = a.output_w = 1;
             } else {
@@ -207,7 +293,7 @@ LayerAttributes parse_attributes(const RawLayer& raw, LayerKind kind) {
             break;
         case LayerKind::activation:
             n.check_keys(with_common({}));
-            a.function = raw.kind_name;
+            a.function = spec.kind_name;
             break;
         case LayerKind::dropout:
             n.check_keys(with_common({"p"}));
@@ -267,14 +353,31 @@ LayerAttributes parse_attributes(const RawLayer& raw, LayerKind kind) {
 // Shape inference and counting for one layer; every overflow or misfit fails at the layer.
 class LayerInference {
 public:
-    LayerInference(Layer& layer, const std::vector<const Layer*>& inputs, const SpecNode& node, bool token_input_feeds)
-        : layer_(layer), inputs_(inputs), node_(node), token_input_feeds_(token_input_feeds) {}
+    // `kind_name` is the spec's kind ("relu", "global_avgpool2d"), for messages; `tied` is the
+    // embedding a linear layer's `tied_to` names (resolved by the caller), or null.
+    LayerInference(Layer& layer, const std::vector<const Layer*>& inputs, const SpecNode& node,
+                   const std::string& kind_name, bool token_input_feeds, const Layer* tied)
+        : layer_(layer),
+          inputs_(inputs),
+          node_(node),
+          kind_name_(kind_name),
+          token_input_feeds_(token_input_feeds),
+          tied_(tied) {}
 
-    void run(const Network& network) {
+    // The part of bwd_input_flops that autograd computes even when no input needs a gradient:
+    // attention's internal gradients (dP, dS, dQ, dK, dV, d context) feed its weight gradients.
+    std::int64_t internal_backward_flops() const { return internal_backward_flops_; }
+
+    void run() {
+        // Only an embedding turns token ids into something differentiable.
+        if (token_input_feeds_ && layer_.kind != LayerKind::embedding)
+            for (const Layer* in : inputs_)
+                if (in->kind == LayerKind::input)
+                    fail(kind_name_ + " cannot read integer token ids; add an embedding layer first");
         switch (layer_.kind) {
             case LayerKind::conv2d: conv(false); break;
             case LayerKind::conv_transpose2d: conv(true); break;
-            case LayerKind::linear: linear(network); break;
+            case LayerKind::linear: linear(); break;
             case LayerKind::maxpool2d:
             case LayerKind::avgpool2d: pool(); break;
             case LayerKind::adaptive_avgpool2d: adaptive_pool(); break;
@@ -317,7 +420,7 @@ private:
 
     const Layer& single_input() const {
         if (inputs_.size() != 1)
-            fail(to_string(layer_.kind) + " takes exactly one input, got " + std::to_string(inputs_.size()));
+            fail(kind_name_ + " takes exactly one input, got " + std::to_string(inputs_.size()));
         return *inputs_.front();
     }
     std::string from(const Layer& in) const { return shape_string(in.output_shape) + " from layer \"" + in.name + "\""; }
@@ -347,7 +450,7 @@ private:
     }
 
     void conv(bool transposed) {
-        const Shape& x = image_input(transposed ? "conv_transpose2d" : "conv2d");
+        const Shape& x = image_input(kind_name_.c_str());
         const auto& a = layer_.attrs;
         std::int64_t cin = x[0];
         if (cin % a.groups != 0)
@@ -364,10 +467,11 @@ private:
                 a.output_padding_w >= std::max(a.stride_w, a.dilation_w))
                 fail("output_padding must be smaller than the stride or the dilation");
             // PyTorch: (in - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1.
-            oh = add(add(mul(x[1] - 1, a.stride_h) - 2 * a.padding_h, mul(a.dilation_h, a.kernel_h - 1)),
-                     a.output_padding_h + 1);
-            ow = add(add(mul(x[2] - 1, a.stride_w) - 2 * a.padding_w, mul(a.dilation_w, a.kernel_w - 1)),
-                     a.output_padding_w + 1);
+            // (The subtraction of two non-negative values cannot overflow; everything else is checked.)
+            oh = add(add(mul(x[1] - 1, a.stride_h) - mul(2, a.padding_h), mul(a.dilation_h, a.kernel_h - 1)),
+                     add(a.output_padding_h, 1));
+            ow = add(add(mul(x[2] - 1, a.stride_w) - mul(2, a.padding_w), mul(a.dilation_w, a.kernel_w - 1)),
+                     add(a.output_padding_w, 1));
             if (oh < 1 || ow < 1) fail("padding leaves no output (" + std::to_string(oh) + "x" + std::to_string(ow) + ")");
         }
         layer_.output_shape = {a.out_channels, oh, ow};
@@ -385,11 +489,9 @@ private:
         layer_.bwd_weight_flops = add(mul(2, macs), bias_flops);
     }
 
-    void linear(const Network& network) {
+    void linear() {
         const Layer& in = single_input();
         if (in.output_shape.empty()) fail("linear needs an input with at least one dimension");
-        if (token_input_feeds_ && in.kind == LayerKind::input)
-            fail("linear cannot read integer token ids; add an embedding layer first");
         std::int64_t features = in.output_shape.back();
         const auto& a = layer_.attrs;
         Shape out = in.output_shape;
@@ -399,10 +501,8 @@ private:
             fail("linear acts on [F] or [S, F]; got " + from(in) + " (add a flatten layer first)");
         layer_.output_shape = out;
         std::int64_t weights = mul(features, a.out_features);
-        if (!a.tied_to.empty()) {
-            int tied = network.find(a.tied_to);
-            if (tied < 0) node_.child("tied_to").fail("no layer named \"" + a.tied_to + "\"");
-            const Layer& t = network.layers[tied];
+        if (tied_) {
+            const Layer& t = *tied_;
             if (t.kind != LayerKind::embedding || t.attrs.num_embeddings != a.out_features ||
                 t.attrs.embedding_dim != features)
                 node_.child("tied_to").fail("layer \"" + a.tied_to + "\" is not an embedding of " +
@@ -419,11 +519,13 @@ private:
 
     void pool() {
         bool is_max = layer_.kind == LayerKind::maxpool2d;
-        const Shape& x = image_input(is_max ? "maxpool2d" : "avgpool2d");
+        const Shape& x = image_input(kind_name_.c_str());
         const auto& a = layer_.attrs;
-        // PyTorch: "pad should be at most half of effective kernel size".
-        if (a.padding_h * 2 > a.kernel_h || a.padding_w * 2 > a.kernel_w)
-            fail("padding must be at most half the kernel size");
+        // PyTorch: "pad should be at most half of effective kernel size" (kernel / 2, rounded down).
+        if (a.padding_h > a.kernel_h / 2 || a.padding_w > a.kernel_w / 2)
+            fail("padding " + std::to_string(a.padding_h > a.kernel_h / 2 ? a.padding_h : a.padding_w) +
+                 " is more than half the kernel size " +
+                 std::to_string(a.padding_h > a.kernel_h / 2 ? a.kernel_h : a.kernel_w));
         std::int64_t oh = window_output(x[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, a.ceil_mode, "height");
         std::int64_t ow = window_output(x[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, a.ceil_mode, "width");
         layer_.output_shape = {x[0], oh, ow};
@@ -434,7 +536,7 @@ private:
     }
 
     void adaptive_pool() {
-        const Shape& x = image_input("adaptive_avgpool2d");
+        const Shape& x = image_input(kind_name_.c_str());
         const auto& a = layer_.attrs;
         layer_.output_shape = {x[0], a.output_h, a.output_w};
         // PyTorch's adaptive windows: [floor(i*in/out), ceil((i+1)*in/out)).
@@ -468,8 +570,6 @@ private:
 
     void same_shape(int forward_per_element, int backward_per_element) {
         const Layer& in = single_input();
-        if (token_input_feeds_ && in.kind == LayerKind::input)
-            fail(to_string(layer_.kind) + " cannot read integer token ids; add an embedding layer first");
         layer_.output_shape = in.output_shape;
         std::int64_t elements = product(in.output_shape);
         layer_.fwd_flops = mul(forward_per_element, elements);
@@ -597,6 +697,8 @@ private:
         layer_.fwd_flops = add(add(add(projections, mul(2, scores)), bias_flops), mul(per_score, score_elements));
         // Backward: dX through both projections; dQ, dK, dV and dP are four S x S x H products.
         layer_.bwd_input_flops = add(add(projections, mul(4, scores)), mul(kSoftmaxBackward + 1, score_elements));
+        // Without an input gradient autograd still needs everything but dX = dQKV x W_qkv^T (6 S H^2).
+        internal_backward_flops_ = layer_.bwd_input_flops - mul(2, mul(s, mul(3, hh)));
         layer_.bwd_weight_flops = add(projections, bias_flops);
         // Kept for backward: Q, K, V, the probabilities and the context (input to the output projection).
         layer_.saved_elements = add(mul(4, mul(s, h)), score_elements);
@@ -615,20 +717,86 @@ private:
     Layer& layer_;
     const std::vector<const Layer*>& inputs_;
     const SpecNode& node_;
+    const std::string& kind_name_;
     bool token_input_feeds_;
+    const Layer* tied_;
+    std::int64_t internal_backward_flops_ = 0;
 };
 
-// Resolves an `inputs` or `tied_to` reference: the copy's own layers, then enclosing blocks.
-int resolve_reference(const std::string& ref, const RawLayer& raw, const std::unordered_map<std::string, int>& index) {
-    if (ref == "$in") {
-        auto it = index.find(raw.block_input);
-        return it == index.end() ? -1 : it->second;
-    }
-    for (const auto& scope : raw.scopes) {
-        auto it = index.find(scope + ref);
+// Resolves an `inputs` or `tied_to` reference to a file-order index (-1 when absent): "$in", then
+// the copy's own layers, then each enclosing block's, then global names.
+int resolve_reference(const std::string& ref, const RawLayer& raw, const std::vector<Scope>& scopes,
+                      const std::unordered_map<std::string, int>& index) {
+    if (ref == "$in") return raw.block_input;
+    std::string key;
+    for (int s = raw.scope; s >= 0; s = scopes[s].parent) {
+        key = scopes[s].prefix;
+        key += ref;
+        auto it = index.find(key);
         if (it != index.end()) return it->second;
     }
     return -1;
+}
+
+// Levenshtein distance, giving up (returning limit + 1) once it must exceed `limit`.
+std::size_t edit_distance(const std::string& a, const std::string& b, std::size_t limit) {
+    if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > limit) return limit + 1;
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0], best = row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            std::size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+            best = std::min(best, row[j]);
+        }
+        if (best > limit) return limit + 1;
+    }
+    return row[b.size()];
+}
+
+// "no layer named X" with the valid names: all of them for a small network, else the closest name
+// visible from the referring layer (a whole ResNet's names would not help).
+std::string unknown_reference(const std::string& ref, const RawLayer& raw, const std::vector<Scope>& scopes,
+                              const std::vector<RawLayer>& layers) {
+    std::string message = "no layer named \"" + ref + "\"";
+    constexpr std::size_t kListAll = 12;
+    if (layers.size() + 1 <= kListAll) {
+        std::vector<std::string> names{"input"};
+        for (const auto& l : layers) names.push_back(l.name);
+        return message + " (layers: " + join_choices(names) + ")";
+    }
+    const std::size_t limit = std::max<std::size_t>(1, ref.size() / 3);
+    std::string best;
+    std::size_t best_distance = limit + 1;
+    auto consider = [&](const std::string& candidate) {
+        std::size_t d = edit_distance(ref, candidate, std::min(limit, best_distance));
+        if (d < best_distance) best_distance = d, best = candidate;
+    };
+    consider("input");
+    for (int s = raw.scope; s >= 0; s = scopes[s].parent) {
+        const std::string& prefix = scopes[s].prefix;
+        for (const auto& l : layers)
+            if (l.name.size() > prefix.size() && l.name.compare(0, prefix.size(), prefix) == 0)
+                consider(l.name.substr(prefix.size()));
+    }
+    if (best_distance <= limit) message += " (did you mean \"" + best + "\"?)";
+    return message;
+}
+
+// "a -> b -> c -> a", shortened in the middle for long cycles.
+std::string cycle_path(const std::vector<std::string>& names) {
+    constexpr std::size_t kHead = 5, kTail = 4;
+    std::string out;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        if (names.size() > kHead + kTail + 1 && i == kHead) {
+            out += "... (" + std::to_string(names.size() - kHead - kTail) + " more) -> ";
+            i = names.size() - kTail;
+        }
+        out += names[i] + " -> ";
+    }
+    return out + names.front();
 }
 
 }  // namespace
@@ -684,108 +852,138 @@ Network parse_network(const Json& spec_json, const std::string& file) {
         std::int64_t elements = 1;
         for (auto d : input_layer.output_shape) {
             auto r = checked_mul(elements, d);
-            if (!r) input.fail("input size overflows 64-bit integers");
+            if (!r)
+                (input.has("shape") ? input.child("shape") : input)
+                    .fail("input shape " + shape_string(input_layer.output_shape) +
+                          " has too many elements for 64-bit counts");
             elements = *r;
         }
         input_layer.output_elements = elements;
     }
 
-    // Expand repeat blocks into a flat list.
+    // Read and check the layer tree, then expand repeat blocks into a flat list.
+    SpecReader reader;
+    std::vector<SpecItem> items;
+    std::int64_t expanded = reader.read(spec.child("layers"), 0, items);
+    std::vector<Scope> scopes{Scope{"", -1}};
     std::vector<RawLayer> raw;
-    std::string previous = "input";
-    Expander(raw).expand(spec.child("layers"), {""}, "input", previous);
+    raw.reserve(static_cast<std::size_t>(expanded));
+    int previous = 0;
+    Expander(reader.layers, raw, scopes).expand(items, 0, 0, previous);
+    auto spec_of = [&](const RawLayer& r) -> const SpecLayer& { return reader.layers[r.spec]; };
 
     // Index names; duplicates are an error at the second definition.
-    std::unordered_map<std::string, int> index{{"input", 0}};
+    const std::size_t count = raw.size() + 1;
+    std::unordered_map<std::string, int> index;
+    index.reserve(count);
+    index.emplace("input", 0);
     for (std::size_t i = 0; i < raw.size(); ++i) {
         auto [it, inserted] = index.emplace(raw[i].name, static_cast<int>(i) + 1);
         if (!inserted) {
-            SpecNode where = raw[i].node.has("name") ? raw[i].node.child("name") : raw[i].node;
-            where.fail("duplicate layer name \"" + raw[i].name + "\"");
+            const SpecNode& node = spec_of(raw[i]).node;
+            SpecNode where = node.has("name") ? node.child("name") : node;
+            if (it->second == 0) where.fail("the name \"input\" is reserved for the network's input");
+            where.fail("duplicate layer name \"" + raw[i].name + "\" (first defined at " +
+                       spec_of(raw[it->second - 1]).node.pointer() + ")");
         }
     }
 
     // Resolve inputs (file order indices, 0 = input).
-    const std::size_t count = raw.size() + 1;
     std::vector<std::vector<int>> inputs_of(count);
-    std::vector<LayerKind> kinds(count, LayerKind::input);
-    std::vector<std::string> valid_kinds = kind_names();
+    bool file_order_is_topological = true;
     for (std::size_t i = 0; i < raw.size(); ++i) {
         const RawLayer& r = raw[i];
-        auto kind_it = std::find_if(std::begin(kKindNames), std::end(kKindNames),
-                                    [&](const KindName& k) { return r.kind_name == k.name; });
-        if (kind_it == std::end(kKindNames))
-            r.node.child("kind").fail("unknown layer kind \"" + r.kind_name + "\" (valid kinds: " +
-                                      join_choices(valid_kinds) + ")");
-        kinds[i + 1] = kind_it->kind;
-        if (r.node.has("inputs")) {
-            SpecNode refs = r.node.child("inputs");
-            refs.expect_array("an array of layer names");
-            if (refs.size() == 0) refs.fail("expected at least one input layer name");
-            for (std::size_t k = 0; k < refs.size(); ++k) {
-                std::string ref = refs.element(k).as_string();
-                int target = resolve_reference(ref, r, index);
-                if (target < 0) refs.element(k).fail("no layer named \"" + ref + "\"");
-                if (target == static_cast<int>(i) + 1) refs.element(k).fail("layer \"" + r.name + "\" reads itself");
-                inputs_of[i + 1].push_back(target);
-            }
-        } else {
-            inputs_of[i + 1].push_back(index.at(r.previous));
+        const SpecLayer& s = spec_of(r);
+        const int self = static_cast<int>(i) + 1;
+        if (!s.has_inputs) {
+            inputs_of[self].push_back(r.previous);
+            continue;
+        }
+        for (std::size_t k = 0; k < s.inputs.size(); ++k) {
+            int target = resolve_reference(s.inputs[k], r, scopes, index);
+            if (target < 0) s.node.child("inputs").element(k).fail(unknown_reference(s.inputs[k], r, scopes, raw));
+            if (target == self) s.node.child("inputs").element(k).fail("layer \"" + r.name + "\" reads itself");
+            file_order_is_topological = file_order_is_topological && target < self;
+            inputs_of[self].push_back(target);
         }
     }
 
-    // Cycle detection and topological order through the Boost.Graph view.
-    LayerGraph graph = make_graph(static_cast<int>(count), inputs_of);
-    if (auto cycle = find_cycle(graph)) {
-        std::string path;
-        for (int v : *cycle) path += raw[v - 1].name + " -> ";
-        path += raw[cycle->front() - 1].name;
-        raw[cycle->front() - 1].node.fail("the layers form a cycle: " + path);
-    }
-    std::vector<int> order;
-    bool file_order_is_topological = true;
-    for (std::size_t v = 0; v < count; ++v)
-        for (int u : inputs_of[v]) file_order_is_topological = file_order_is_topological && u < static_cast<int>(v);
-    if (file_order_is_topological) {
-        order.resize(count);
-        for (std::size_t v = 0; v < count; ++v) order[v] = static_cast<int>(v);
-    } else {
+    // With only backward references the file order is already topological (and acyclic); otherwise
+    // the Boost.Graph view finds a cycle or a topological order that keeps file order where it can.
+    std::vector<int> order(count);
+    for (std::size_t v = 0; v < count; ++v) order[v] = static_cast<int>(v);
+    if (!file_order_is_topological) {
+        LayerGraph graph = make_graph(static_cast<int>(count), inputs_of);
+        if (auto cycle = find_cycle(graph)) {
+            // The cycle closes through a reference to a later layer (implicit inputs only look back):
+            // report it at the `inputs` entry that makes it, with the cycle starting at its reader.
+            const std::vector<int>& c = *cycle;
+            std::size_t start = 0;
+            while (start < c.size() && c[(start + c.size() - 1) % c.size()] < c[start]) ++start;
+            start %= c.size();
+            int reader_index = c[start], producer = c[(start + c.size() - 1) % c.size()];
+            std::vector<std::string> names;
+            for (std::size_t k = 0; k < c.size(); ++k) names.push_back(raw[c[(start + k) % c.size()] - 1].name);
+            const RawLayer& r = raw[reader_index - 1];
+            const SpecLayer& s = spec_of(r);
+            std::size_t entry = 0;
+            while (entry + 1 < inputs_of[reader_index].size() && inputs_of[reader_index][entry] != producer) ++entry;
+            SpecNode where = s.has_inputs ? s.node.child("inputs").element(entry) : s.node;
+            where.fail("reading \"" + (s.has_inputs ? s.inputs[entry] : raw[producer - 1].name) +
+                       "\" makes a cycle: " + cycle_path(names));
+        }
         order = topological_order(graph);
     }
     std::vector<int> position(count);
     for (std::size_t p = 0; p < order.size(); ++p) position[order[p]] = static_cast<int>(p);
 
-    // Build layers in topological order and infer them.
+    // Build layers in topological order and infer them. Attributes are read once per spec layer
+    // and shared by the copies of its block.
     network.layers.reserve(count);
     network.layers.push_back(std::move(input_layer));
     std::vector<bool> requires_grad(count, false);
+    std::vector<std::optional<LayerAttributes>> attributes(reader.layers.size());
+    std::vector<const Layer*> inputs;
     for (std::size_t p = 1; p < order.size(); ++p) {
         int v = order[p];
         const RawLayer& r = raw[v - 1];
+        const SpecLayer& s = spec_of(r);
+        if (!attributes[r.spec]) attributes[r.spec] = parse_attributes(s);
         Layer layer;
         layer.name = r.name;
-        layer.kind = kinds[v];
-        layer.spec_pointer = r.node.pointer();
-        layer.attrs = parse_attributes(r, layer.kind);
-        std::vector<const Layer*> inputs;
+        layer.kind = s.kind;
+        layer.spec_pointer = s.node.pointer();
+        layer.attrs = *attributes[r.spec];
+        inputs.clear();
         bool any_input_requires_grad = false;
         for (int u : inputs_of[v]) {
             layer.inputs.push_back(position[u]);
             inputs.push_back(&network.layers[position[u]]);
             any_input_requires_grad = any_input_requires_grad || requires_grad[position[u]];
         }
-        if (!layer.attrs.tied_to.empty()) {
-            // Resolve the tie by scope so blocks can refer to short names.
-            std::string ref = layer.attrs.tied_to;
-            int target = resolve_reference(ref, r, index);
-            if (target < 0) r.node.child("tied_to").fail("no layer named \"" + ref + "\"");
-            layer.attrs.tied_to = raw[target - 1].name;
-            if (position[target] > static_cast<int>(p))
-                r.node.child("tied_to").fail("tied layer \"" + ref + "\" must come before this layer");
+        try {
+            const Layer* tied = nullptr;
+            if (!layer.attrs.tied_to.empty()) {
+                // Resolve the tie by scope so blocks can refer to short names.
+                const std::string& ref = layer.attrs.tied_to;
+                SpecNode field = s.node.child("tied_to");
+                int target = resolve_reference(ref, r, scopes, index);
+                if (target < 0) field.fail(unknown_reference(ref, r, scopes, raw));
+                if (target == v) field.fail("a layer cannot be tied to itself");
+                if (position[target] > static_cast<int>(p))
+                    field.fail("tied layer \"" + ref + "\" must come before this layer");
+                tied = &network.layers[position[target]];
+                layer.attrs.tied_to = tied->name;
+            }
+            LayerInference inference(layer, inputs, s.node, s.kind_name, network.token_input, tied);
+            inference.run();
+            // Autograd computes an input gradient only for inputs that depend on parameters.
+            if (!any_input_requires_grad) layer.bwd_input_flops = inference.internal_backward_flops();
+        } catch (const InputError& e) {
+            // Copies of a block share their spec's pointer; say which copy went wrong.
+            if (r.scope == 0) throw;
+            throw InputError(e.file(), e.location(), e.message() + " (in layer \"" + r.name + "\")");
         }
-        LayerInference(layer, inputs, r.node, network.token_input).run(network);
-        // Autograd computes an input gradient only for inputs that depend on parameters.
-        if (!any_input_requires_grad) layer.bwd_input_flops = 0;
         requires_grad[p] = any_input_requires_grad || layer.params > 0 || !layer.attrs.tied_to.empty();
         network.layers.push_back(std::move(layer));
     }
@@ -843,11 +1041,12 @@ std::vector<std::string> builtin_network_names(const std::string& networks_dir) 
 std::string resolve_network_path(const std::string& name_or_path, const std::string& networks_dir) {
     namespace fs = std::filesystem;
     fs::path p(name_or_path);
-    if (fs::exists(p) || p.extension() == ".json" || p.extension() == ".onnx" ||
+    std::error_code ec;  // an unusable path (too long, no permission) is reported when it is read
+    if (fs::exists(p, ec) || p.extension() == ".json" || p.extension() == ".onnx" ||
         name_or_path.find('/') != std::string::npos)
         return name_or_path;
     fs::path builtin = fs::path(networks_dir) / (name_or_path + ".json");
-    if (fs::exists(builtin)) return builtin.string();
+    if (fs::exists(builtin, ec)) return builtin.string();
     throw InputError(name_or_path, "", "no such file or built-in network (built-ins: " +
                                            join_choices(builtin_network_names(networks_dir)) + ")");
 }

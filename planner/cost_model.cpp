@@ -330,7 +330,8 @@ Dist CostModel::segment_output_dist(int layer_index, const Layout& l) const {
     return in;
 }
 
-double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec) const {
+double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
+                                double sync_weight) const {
     const Layer& layer = network_->layers[index];
     const double batch = static_cast<double>(options_.batch);
     const double b = batch / in.n;  // local batch
@@ -443,16 +444,16 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
         rec->cost->fwd_compute_s += fwd_c;
         rec->cost->bwd_compute_s += bwd_c;
     }
-    return fwd_c + bwd_c + fwd_comm + bwd_comm + sync;
+    return fwd_c + bwd_c + fwd_comm + bwd_comm + sync_weight * sync;
 }
 
-double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder) const {
+double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight) const {
     double total = 0;
     for (int index : segments_[anchor]) {
         const Layer& layer = network_->layers[index];
         Dist in = required_input_dist(index, l, 0);
         Dist out = segment_output_dist(index, l);
-        total += layer_seconds(index, l, in, out, recorder);
+        total += layer_seconds(index, l, in, out, recorder, sync_weight);
         // Inputs produced inside this segment are redistributed here; others are edges.
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
             int producer = layer.inputs[k];
@@ -466,7 +467,9 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
     return total;
 }
 
-double CostModel::segment_seconds(int anchor, const Layout& layout) const { return evaluate_segment(anchor, layout, nullptr); }
+double CostModel::segment_seconds(int anchor, const Layout& layout, double sync_weight) const {
+    return evaluate_segment(anchor, layout, nullptr, sync_weight);
+}
 
 ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
     ScoredPlan plan;

@@ -117,7 +117,8 @@ public:
     // Cost of one segment (anchor + followers) under the anchor's layout, given the distribution
     // each external input arrives in is what the segment needs (edges are costed separately).
     // Returns seconds (forward + backward + full sync); fills `out` when given.
-    double segment_seconds(int anchor, const Layout& layout) const;
+    // `sync_weight` scales the weight-gradient all-reduce (0: assume the overlap hides it all).
+    double segment_seconds(int anchor, const Layout& layout, double sync_weight = 1.0) const;
     Dist segment_output_dist(int layer, const Layout& anchor_layout) const;  // dist of `layer`'s output
     Dist required_input_dist(int layer, const Layout& anchor_layout, int input_index) const;
 
@@ -129,9 +130,9 @@ public:
 
 private:
     struct Recorder;
-    double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder) const;
+    double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder, double sync_weight = 1.0) const;
     double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out,
-                         Recorder* recorder) const;
+                         Recorder* recorder, double sync_weight = 1.0) const;
     double redistribute(const Dist& from, const Dist& to, double bytes, int layer, Recorder* recorder) const;
     double collective(clusters::Collective kind, const clusters::GroupPlacement& group, double bytes, int layer,
                       Phase phase, const char* what, Recorder* recorder) const;

@@ -29,7 +29,11 @@ struct SearchResult {
 std::vector<Layout> uniform_layouts(const CostModel& model, const std::string& strategy, int pr, int pc);
 
 // Per-layer layouts by dynamic programming (exact on chains; see planner/README.md for DAGs).
-std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluations = nullptr);
+// `sync_weight` scales gradient synchronisation in the DP's additive objective: 1 counts it in
+// full, 0 assumes the overlap with the backward pass hides it; search() runs both and keeps the
+// plan whose exact score is better.
+std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluations = nullptr,
+                                      double sync_weight = 1.0);
 
 SearchResult search(const CostModel& model);
 

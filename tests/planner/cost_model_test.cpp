@@ -1,0 +1,479 @@
+// Tests of the planner's cost model against numbers computed by hand from the alpha-beta
+// formulas (DESIGN.md section 4; Gholami et al., SPAA'18): pure batch, pure model and the
+// integrated Pr x Pc grid on a chain of linear layers, the corner-case identities of the grid,
+// ResNet-1001's single-process memory, and invariants (finite, non-negative, monotone).
+//
+// The clusters are built in code: one device per node, so every group is spread one rank per node
+// and every message costs a + n b with a = 1 us and 1 / b = 1 GB/s; peak 1 TFLOP/s reached in
+// full. With these numbers each expected value below is written out as arithmetic.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "clusters/cluster.hpp"
+#include "networks/network.hpp"
+#include "planner/cost_model.hpp"
+#include "planner/search.hpp"
+
+using namespace dnnplan;
+using namespace dnnplan::planner;
+using clusters::Algorithm;
+using clusters::Collective;
+
+namespace {
+
+const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
+
+constexpr double kLatency = 1e-6;       // a, seconds
+constexpr double kBandwidth = 1e9;      // 1 / b, bytes per second
+constexpr double kFlops = 1e12;         // achievable FLOP/s
+constexpr double kB = 1.0 / kBandwidth; // b, seconds per byte
+
+clusters::Cluster hand_cluster(double bandwidth = kBandwidth, double latency = kLatency,
+                               std::int64_t memory = std::int64_t{1} << 50) {
+    clusters::Cluster c;
+    c.name = "hand";
+    c.nodes = 1 << 22;
+    c.devices_per_node = 1;
+    c.device.name = "hand device";
+    c.device.peak_flops[DType::fp32] = kFlops;
+    c.device.achievable_fraction = 1.0;
+    c.device.memory_bytes = memory;
+    c.inter_node = clusters::Link{bandwidth, latency};
+    return c;
+}
+
+networks::Network builtin(const std::string& name) {
+    return networks::load_network_file(kSourceDir + "/networks/" + name + ".json");
+}
+
+PlannerOptions options(std::int64_t procs, std::int64_t batch, bool overlap = true) {
+    PlannerOptions o;
+    o.procs = procs;
+    o.batch = batch;
+    o.overlap_sync = overlap;
+    return o;
+}
+
+// Three linear layers without bias: 64 -> 96 -> 48 -> 24. fc1 reads the data, so it has no input
+// gradient (DESIGN: the first layer's input gradient is skipped); fc2 and fc3 have one.
+networks::Network three_linear() {
+    return networks::parse_network(Json::parse(R"({
+        "name": "three_linear", "batch": 1, "input": {"shape": [64]},
+        "layers": [
+            {"name": "fc1", "kind": "linear", "out_features": 96, "bias": false},
+            {"name": "fc2", "kind": "linear", "out_features": 48, "bias": false},
+            {"name": "fc3", "kind": "linear", "out_features": 24, "bias": false}
+        ]})"),
+                                   "inline.json");
+}
+
+// Textbook alpha-beta formulas for p processes and n bytes (one link kind).
+double ring_all_reduce(int p, double n) { return 2.0 * (p - 1) * (kLatency + n / p * kB); }
+// Power-of-two p only.
+double log2i(int p) { return std::log2(static_cast<double>(p)); }
+double rabenseifner_all_reduce(int p, double n) { return 2 * log2i(p) * kLatency + 2.0 * (p - 1) / p * n * kB; }
+double recursive_doubling_all_reduce(int p, double n) { return log2i(p) * (kLatency + n * kB); }
+double recursive_doubling_all_gather(int p, double n) { return log2i(p) * kLatency + (p - 1.0) / p * n * kB; }
+
+const CommCall* find_call(const ScoredPlan& plan, int layer, const std::string& what) {
+    for (const CommCall& c : plan.calls)
+        if (c.layer == layer && c.what == what) return &c;
+    return nullptr;
+}
+
+void check_call(const ScoredPlan& plan, int layer, const std::string& what, Collective collective,
+                Algorithm algorithm, int group, double bytes, double seconds) {
+    INFO("layer " << layer << ", " << what);
+    const CommCall* c = find_call(plan, layer, what);
+    REQUIRE(c != nullptr);
+    CHECK(c->collective == collective);
+    CHECK(c->algorithm == clusters::CollectiveAlgorithm(algorithm));
+    CHECK(c->group.size == group);
+    CHECK(c->group.per_node == 1);
+    CHECK(c->bytes == bytes);
+    CHECK(c->seconds == Approx(seconds).epsilon(1e-12));
+}
+
+std::vector<Layout> all(const networks::Network& net, const CostModel& model, Layout l) {
+    std::vector<Layout> layouts(net.layers.size());
+    for (int a : model.anchors()) layouts[a] = l;
+    return layouts;
+}
+
+void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
+    CHECK(x.fwd_compute_s == y.fwd_compute_s);
+    CHECK(x.bwd_compute_s == y.bwd_compute_s);
+    CHECK(x.all_reduce_s == y.all_reduce_s);
+    CHECK(x.all_gather_s == y.all_gather_s);
+    CHECK(x.reduce_scatter_s == y.reduce_scatter_s);
+    CHECK(x.all_to_all_s == y.all_to_all_s);
+    CHECK(x.halo_s == y.halo_s);
+    CHECK(x.point_to_point_s == y.point_to_point_s);
+    CHECK(x.redistribution_s == y.redistribution_s);
+    CHECK(x.sync_total_s == y.sync_total_s);
+    CHECK(x.sync_exposed_s == y.sync_exposed_s);
+    CHECK(x.bubble_s == y.bubble_s);
+    CHECK(x.iteration_s == y.iteration_s);
+    CHECK(x.weights_bytes == y.weights_bytes);
+    CHECK(x.gradients_bytes == y.gradients_bytes);
+    CHECK(x.optimizer_bytes == y.optimizer_bytes);
+    CHECK(x.activations_bytes == y.activations_bytes);
+    CHECK(x.buffers_bytes == y.buffers_bytes);
+    CHECK(x.memory_bytes == y.memory_bytes);
+    CHECK(x.memory_capacity_bytes == y.memory_capacity_bytes);
+    CHECK(x.feasible == y.feasible);
+    CHECK(x.reason == y.reason);
+}
+
+void check_sane(const CostBreakdown& c) {
+    const double values[] = {c.fwd_compute_s,   c.bwd_compute_s,  c.all_reduce_s,     c.all_gather_s,
+                             c.reduce_scatter_s, c.all_to_all_s,  c.halo_s,           c.point_to_point_s,
+                             c.redistribution_s, c.sync_total_s,  c.sync_exposed_s,   c.bubble_s,
+                             c.iteration_s,      c.weights_bytes, c.gradients_bytes,  c.optimizer_bytes,
+                             c.activations_bytes, c.buffers_bytes, c.memory_bytes,    c.memory_capacity_bytes};
+    for (double v : values) {
+        CHECK(std::isfinite(v));
+        CHECK(v >= 0);
+    }
+    CHECK(c.sync_exposed_s <= c.sync_total_s * (1 + 1e-12));
+    CHECK(c.iteration_s >= c.fwd_compute_s + c.bwd_compute_s);
+}
+
+}  // namespace
+
+TEST_CASE("the three-linear test network is what the hand calculations assume", "[planner][cost]") {
+    networks::Network net = three_linear();
+    REQUIRE(net.layers.size() == 4);
+    // Linear without bias: in*out parameters, 2*in*out FLOPs per sample forward, the same for the
+    // weight gradient and for the input gradient (absent on fc1, which reads the data).
+    CHECK(net.layers[1].params == 64 * 96);
+    CHECK(net.layers[2].params == 96 * 48);
+    CHECK(net.layers[3].params == 48 * 24);
+    CHECK(net.layers[1].fwd_flops == 2 * 64 * 96);
+    CHECK(net.layers[1].bwd_input_flops == 0);
+    CHECK(net.layers[1].bwd_weight_flops == 2 * 64 * 96);
+    CHECK(net.layers[2].bwd_input_flops == 2 * 96 * 48);
+    CHECK(net.layers[3].bwd_input_flops == 2 * 48 * 24);
+    clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(4, 8));
+    CHECK(model.anchors() == std::vector<int>{1, 2, 3});
+}
+
+TEST_CASE("pure batch: the weight-gradient ring all-reduce 2(p-1)(a + n/(p bw)) per layer", "[planner][cost]") {
+    // P = 6 (not a power of two), B = 12, every layer n6. The only communication is the weight-
+    // gradient all-reduce of |W| * 4 bytes over all 6 processes. For p = 6 the candidates are
+    //   ring                2(p-1)(a + n/(p) b)          = 10 a + 1.667 n b
+    //   rabenseifner        fold in/out 2(a + n b) + 2(a + n/2 b) + 2(a + n/4 b) = 6 a + 3.5 n b
+    //   recursive doubling  (floor(log2 6) + 2)(a + n b) = 4 a + 4 n b
+    //   binomial            2 ceil(log2 6)(a + n b)      = 6 a + 6 n b
+    // so the ring wins once 1.833 n b > 4 a, i.e. n > 2182 bytes: every layer here.
+    networks::Network net = three_linear();
+    clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(6, 12));
+    ScoredPlan plan = model.score(all(net, model, Layout{6, 1, 1, 1, 1}));
+
+    // |W1| = 64*96*4 = 24576 B: 10 (1e-6 + 24576 / 6e9) = 10 (1e-6 + 4.096e-6) = 50.96e-6 s
+    // |W2| = 96*48*4 = 18432 B: 10 (1e-6 + 3.072e-6)                          = 40.72e-6 s
+    // |W3| = 48*24*4 =  4608 B: 10 (1e-6 + 0.768e-6)                          = 17.68e-6 s
+    CHECK(ring_all_reduce(6, 24576) == Approx(50.96e-6));
+    check_call(plan, 1, "weight gradient", Collective::all_reduce, Algorithm::ring, 6, 24576, 50.96e-6);
+    check_call(plan, 2, "weight gradient", Collective::all_reduce, Algorithm::ring, 6, 18432, 40.72e-6);
+    check_call(plan, 3, "weight gradient", Collective::all_reduce, Algorithm::ring, 6, 4608, 17.68e-6);
+    CHECK(plan.calls.size() == 3);
+    for (const CommCall& c : plan.calls) CHECK(c.phase == Phase::sync);
+
+    const CostBreakdown& cost = plan.cost;
+    CHECK(cost.sync_total_s == Approx(50.96e-6 + 40.72e-6 + 17.68e-6).epsilon(1e-12));
+    CHECK(cost.blocking_comm_s() == 0);
+    // Compute: 2 samples per process. Forward 2*2*(64*96 + 96*48 + 48*24) = 47616 FLOPs;
+    // backward: weight gradients 47616 plus the input gradients of fc2 and fc3,
+    // 2*2*(96*48 + 48*24) = 23040, so 70656 FLOPs; at 1e12 FLOP/s.
+    CHECK(cost.fwd_compute_s == Approx(47616e-12).epsilon(1e-12));
+    CHECK(cost.bwd_compute_s == Approx(70656e-12).epsilon(1e-12));
+    // Overlap, walking the backward pass from fc3 down; one all-reduce on the network at a time:
+    //   fc3 backward ends at 2*2*48*24*2 = 9216 FLOPs = 9.216e-9 s; its sync ends at 9.216e-9 + 17.68e-6
+    //   fc2 backward ends at 9.216e-9 + 36.864e-9 = 46.08e-9; the network is busy until 17.689216e-6,
+    //       so fc2's sync ends at 17.689216e-6 + 40.72e-6 = 58.409216e-6
+    //   fc1 backward ends at 70.656e-9; fc1's sync ends at 58.409216e-6 + 50.96e-6 = 109.369216e-6
+    // exposed = 109.369216e-6 - 70.656e-9 = 109.29856e-6; iteration = 47.616e-9 + 109.369216e-6.
+    CHECK(cost.sync_exposed_s == Approx(109.29856e-6).epsilon(1e-12));
+    CHECK(cost.iteration_s == Approx(109.416832e-6).epsilon(1e-12));
+
+    // Without overlap the whole synchronisation is exposed.
+    CostModel no_overlap(net, cluster, options(6, 12, false));
+    ScoredPlan flat = no_overlap.score(all(net, no_overlap, Layout{6, 1, 1, 1, 1}));
+    CHECK(flat.cost.sync_exposed_s == flat.cost.sync_total_s);
+    CHECK(flat.cost.iteration_s == Approx(47616e-12 + 70656e-12 + 109.36e-6).epsilon(1e-12));
+}
+
+TEST_CASE("pure model (co = P): all-gather on the edge, input-gradient all-reduce, no weight sync", "[planner][cost]") {
+    // P = 8, B = 64, every layer co8 (Pr = 8, Pc = 1). For p = 8 (a power of two):
+    //   all-gather: recursive doubling 3 a + 7/8 n b beats the ring's 7 a + 7/8 n b;
+    //   all-reduce: Rabenseifner 6 a + 1.75 n b vs recursive doubling 3 a + 3 n b: Rabenseifner
+    //   once 1.25 n b > 3 a, i.e. n > 2400 bytes (both all-reduces below are larger).
+    networks::Network net = three_linear();
+    clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(8, 64));
+    ScoredPlan plan = model.score(all(net, model, Layout{1, 8, 1, 1, 1}));
+
+    // fc1 -> fc2: fc1 leaves its output split 8 ways over features, fc2 (co split) needs all of it:
+    // an all-gather of the whole 64*96*4 = 24576 B over 8: 3e-6 + 7/8 * 24.576e-6 = 24.504e-6 s.
+    CHECK(recursive_doubling_all_gather(8, 24576) == Approx(24.504e-6));
+    check_call(plan, 2, "redistribution (all-gather)", Collective::all_gather, Algorithm::recursive_doubling, 8,
+               24576, 24.504e-6);
+    // fc2's input gradient: each feature shard holds a partial sum of dX (64*96*4 = 24576 B):
+    // Rabenseifner 6e-6 + 1.75 * 24.576e-6 = 49.008e-6 s.
+    CHECK(rabenseifner_all_reduce(8, 24576) == Approx(49.008e-6));
+    check_call(plan, 2, "input gradient (model split)", Collective::all_reduce, Algorithm::rabenseifner, 8, 24576,
+               49.008e-6);
+    // fc2 -> fc3: all-gather of 64*48*4 = 12288 B: 3e-6 + 7/8 * 12.288e-6 = 13.752e-6 s.
+    check_call(plan, 3, "redistribution (all-gather)", Collective::all_gather, Algorithm::recursive_doubling, 8,
+               12288, 13.752e-6);
+    // fc3's input gradient, 12288 B: 6e-6 + 1.75 * 12.288e-6 = 27.504e-6 s.
+    check_call(plan, 3, "input gradient (model split)", Collective::all_reduce, Algorithm::rabenseifner, 8, 12288,
+               27.504e-6);
+    // fc1 has no input gradient; Pc = 1 means no weight-gradient all-reduce; fc3's output stays split.
+    CHECK(plan.calls.size() == 4);
+
+    const CostBreakdown& cost = plan.cost;
+    CHECK(cost.all_reduce_s == Approx(49.008e-6 + 27.504e-6).epsilon(1e-12));
+    CHECK(cost.redistribution_s == Approx(24.504e-6 + 13.752e-6).epsilon(1e-12));
+    CHECK(cost.all_gather_s == 0);
+    CHECK(cost.sync_total_s == 0);
+    CHECK(cost.sync_exposed_s == 0);
+    // Compute split 8 ways over features: forward 64 * 2 * (6144 + 4608 + 1152) / 8 = 190464 FLOPs.
+    CHECK(cost.fwd_compute_s == Approx(190464e-12).epsilon(1e-12));
+    // Gholami's integrated cost of fc2 with Pc = 1: AG(B d2, 8) + AR(B d1, 8) + AR(|W2|/8, 1) = 0.
+    double fc2 = find_call(plan, 3, "redistribution (all-gather)")->seconds +
+                 find_call(plan, 2, "input gradient (model split)")->seconds;
+    CHECK(fc2 == Approx(13.752e-6 + 49.008e-6).epsilon(1e-12));
+}
+
+TEST_CASE("the 4 x 8 grid: Gholami's AG(B d_i/Pc, Pr) + AR(B d_{i-1}/Pc, Pr) + AR(|W_i|/Pr, Pc)", "[planner][cost]") {
+    // P = 32 = Pr 4 (co) x Pc 8 (n), B = 64, so 8 samples per batch group.
+    // Algorithm choice, p = 4: all-gather recursive doubling 2 a + 3/4 n b (ring: 3 a + 3/4 n b);
+    //   all-reduce recursive doubling 2 a + 2 n b vs Rabenseifner 4 a + 1.5 n b: recursive doubling
+    //   below n = 4000 B. p = 8: all-reduce Rabenseifner above n = 2400 B, recursive doubling below.
+    networks::Network net = three_linear();
+    clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(32, 64));
+    std::vector<Layout> layouts = uniform_layouts(model, "grid-model", 4, 8);
+    for (int a : model.anchors()) CHECK(layouts[a] == Layout{8, 4, 1, 1, 1});
+    ScoredPlan plan = model.score(layouts);
+
+    // fc1: AR(|W1|/Pr, Pc): 64*96*4/4 = 6144 B over 8, Rabenseifner: 6e-6 + 1.75*6.144e-6 = 16.752e-6
+    check_call(plan, 1, "weight gradient", Collective::all_reduce, Algorithm::rabenseifner, 8, 6144, 16.752e-6);
+    // fc1 -> fc2: AG(B d1/Pc, Pr): 64*96*4/8 = 3072 B over 4: 2e-6 + 0.75*3.072e-6 = 4.304e-6
+    check_call(plan, 2, "redistribution (all-gather)", Collective::all_gather, Algorithm::recursive_doubling, 4,
+               3072, 4.304e-6);
+    // fc2: AR(B d1/Pc, Pr): 8*96*4 = 3072 B over 4, recursive doubling 2 (1e-6 + 3.072e-6) = 8.144e-6
+    //      (Rabenseifner would be 4e-6 + 1.5*3.072e-6 = 8.608e-6)
+    CHECK(recursive_doubling_all_reduce(4, 3072) < rabenseifner_all_reduce(4, 3072));
+    check_call(plan, 2, "input gradient (model split)", Collective::all_reduce, Algorithm::recursive_doubling, 4,
+               3072, 8.144e-6);
+    //      AR(|W2|/Pr, Pc): 96*48*4/4 = 4608 B over 8, Rabenseifner 6e-6 + 1.75*4.608e-6 = 14.064e-6
+    check_call(plan, 2, "weight gradient", Collective::all_reduce, Algorithm::rabenseifner, 8, 4608, 14.064e-6);
+    // fc2 -> fc3: AG(B d2/Pc, Pr): 64*48*4/8 = 1536 B over 4: 2e-6 + 0.75*1.536e-6 = 3.152e-6
+    check_call(plan, 3, "redistribution (all-gather)", Collective::all_gather, Algorithm::recursive_doubling, 4,
+               1536, 3.152e-6);
+    // fc3: AR(B d2/Pc, Pr): 8*48*4 = 1536 B over 4: 2 (1e-6 + 1.536e-6) = 5.072e-6
+    check_call(plan, 3, "input gradient (model split)", Collective::all_reduce, Algorithm::recursive_doubling, 4,
+               1536, 5.072e-6);
+    //      AR(|W3|/Pr, Pc): 48*24*4/4 = 1152 B over 8: recursive doubling 3 (1e-6 + 1.152e-6) = 6.456e-6
+    //      (Rabenseifner 6e-6 + 1.75*1.152e-6 = 8.016e-6)
+    check_call(plan, 3, "weight gradient", Collective::all_reduce, Algorithm::recursive_doubling, 8, 1152, 6.456e-6);
+    CHECK(plan.calls.size() == 7);
+
+    // Gholami's integrated cost of the middle layer fc2 (d1 = 96 inputs, d2 = 48 outputs):
+    // AG(64*48/8 words, 4) + AR(64*96/8 words, 4) + AR(96*48/4 words, 8)
+    //   = 3.152e-6 + 8.144e-6 + 14.064e-6 = 25.36e-6 s
+    double fc2 = find_call(plan, 3, "redistribution (all-gather)")->seconds +
+                 find_call(plan, 2, "input gradient (model split)")->seconds +
+                 find_call(plan, 2, "weight gradient")->seconds;
+    CHECK(fc2 == Approx(25.36e-6).epsilon(1e-12));
+
+    const CostBreakdown& cost = plan.cost;
+    CHECK(cost.all_reduce_s == Approx(8.144e-6 + 5.072e-6).epsilon(1e-12));
+    CHECK(cost.redistribution_s == Approx(4.304e-6 + 3.152e-6).epsilon(1e-12));
+    CHECK(cost.sync_total_s == Approx(16.752e-6 + 14.064e-6 + 6.456e-6).epsilon(1e-12));
+    // Compute split 32 ways (8 samples, a quarter of the features): 2*64*11904/32 = 47616 FLOPs forward.
+    CHECK(cost.fwd_compute_s == Approx(47616e-12).epsilon(1e-12));
+    // Per-layer bookkeeping of fc2: the all-gather into fc2 is its forward, the all-reduce its backward.
+    CHECK(plan.layers[2].fwd_comm_s == Approx(4.304e-6).epsilon(1e-12));
+    CHECK(plan.layers[2].bwd_comm_s == Approx(8.144e-6).epsilon(1e-12));
+    CHECK(plan.layers[2].sync_s == Approx(14.064e-6).epsilon(1e-12));
+}
+
+TEST_CASE("the grid's corners are exactly pure batch (Pr = 1) and pure model or domain (Pc = 1)", "[planner][cost]") {
+    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/cori-knl.json");
+    for (const std::string name : {"vgg16", "alexnet"}) {
+        networks::Network net = builtin(name);
+        const int p = 16;
+        CostModel model(net, cluster, options(p, 64));
+        // The pure families built by hand, not through uniform_layouts.
+        std::vector<Layout> batch(net.layers.size()), model_split(net.layers.size());
+        for (int a : model.anchors()) {
+            batch[a] = Layout{p, 1, 1, 1, 1};
+            model_split[a] = Layout{1, p, 1, 1, 1};
+        }
+        ScoredPlan pure_batch = model.score(batch);
+        ScoredPlan pure_model = model.score(model_split);
+        ScoredPlan grid_pr1 = model.score(uniform_layouts(model, "grid-model", 1, p));
+        ScoredPlan grid_pc1 = model.score(uniform_layouts(model, "grid-model", p, 1));
+        ScoredPlan domain_pr1 = model.score(uniform_layouts(model, "grid-domain", 1, p));
+        ScoredPlan domain_pc1 = model.score(uniform_layouts(model, "grid-domain", p, 1));
+        ScoredPlan pure_domain = model.score(uniform_layouts(model, "domain", p, 1));
+        {
+            INFO(name << ": Pr = 1 is pure batch");
+            check_equal(grid_pr1.cost, pure_batch.cost);
+            check_equal(domain_pr1.cost, pure_batch.cost);
+            CHECK(grid_pr1.calls == pure_batch.calls);
+            CHECK(domain_pr1.calls == pure_batch.calls);
+            // Pure batch communicates only the weight gradients, over all P processes.
+            for (const CommCall& c : pure_batch.calls) {
+                CHECK(c.phase == Phase::sync);
+                CHECK(c.group.size == p);
+            }
+        }
+        {
+            INFO(name << ": Pc = 1 is pure model, and pure domain");
+            check_equal(grid_pc1.cost, pure_model.cost);
+            CHECK(grid_pc1.calls == pure_model.calls);
+            check_equal(domain_pc1.cost, pure_domain.cost);
+            CHECK(domain_pc1.calls == pure_domain.calls);
+            // Pure model never synchronises weight gradients: each weight shard lives on one process.
+            CHECK(pure_model.cost.sync_total_s == 0);
+        }
+    }
+}
+
+TEST_CASE("ResNet-1001 at batch 1, 224x224, fp32: the one-process memory (HyPar-Flow's 16.8 GB case)", "[planner][memory]") {
+    networks::Network net = builtin("resnet1001");
+    REQUIRE(net.input().output_shape == networks::Shape{3, 224, 224});
+    // Independent count from the layer table (DESIGN section 4): weights, their gradients and the
+    // SGD momentum (3 x 4 bytes per parameter) plus every layer's output and saved internals and
+    // the input itself, 4 bytes each, batch 1; no communication buffers with one process.
+    double params = 0, elements = static_cast<double>(net.layers[0].output_elements);
+    for (std::size_t i = 1; i < net.layers.size(); ++i) {
+        params += static_cast<double>(net.layers[i].params);
+        elements += static_cast<double>(net.layers[i].output_elements + net.layers[i].saved_elements);
+    }
+    const double expected = 12 * params + 4 * elements;
+
+    for (double capacity : {16e9, 192e9}) {
+        clusters::Cluster cluster = hand_cluster(kBandwidth, kLatency, static_cast<std::int64_t>(capacity));
+        CostModel model(net, cluster, options(1, 1));
+        ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
+        INFO("capacity " << capacity << ", memory " << plan.cost.memory_bytes);
+        CHECK(plan.cost.memory_bytes == Approx(expected).epsilon(1e-12));
+        CHECK(plan.cost.buffers_bytes == 0);
+        CHECK(plan.cost.memory_bytes > 12e9);
+        CHECK(plan.cost.memory_bytes < 192e9);
+        // Within 10% of HyPar-Flow's 16.8 GB (a TensorFlow measurement; the model counts no
+        // framework workspace).
+        CHECK(std::abs(plan.cost.memory_bytes - 16.8e9) < 0.1 * 16.8e9);
+        if (capacity == 192e9) CHECK(plan.cost.feasible);
+    }
+}
+
+// HyPar-Flow reports that ResNet-1001 at batch 1 does not fit a 16 GB GPU. The model predicts
+// 15.9e9 bytes (every layer's output kept, no framework workspace, no activation-gradient buffers),
+// 5.4% under the paper's 16.8 GB, so on a 16e9-byte device it says "fits". Kept visible here,
+// not tuned away (references.md: never tune to reproduce a published figure).
+TEST_CASE("ResNet-1001 at batch 1 does not fit a 16 GB device (HyPar-Flow)", "[planner][memory][!mayfail]") {
+    networks::Network net = builtin("resnet1001");
+    clusters::Cluster small = hand_cluster(kBandwidth, kLatency, 16'000'000'000);
+    CostModel model(net, small, options(1, 1));
+    ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
+    INFO("memory " << plan.cost.memory_bytes << " bytes");
+    CHECK(plan.cost.memory_bytes > 16e9);
+    CHECK_FALSE(plan.cost.feasible);
+}
+
+TEST_CASE("invariants: costs finite and non-negative, more bandwidth never slower, batch comm independent of B", "[planner][invariants]") {
+    clusters::Cluster cori = clusters::load_cluster_file(kSourceDir + "/clusters/cori-knl.json");
+    clusters::Cluster dgx = clusters::load_cluster_file(kSourceDir + "/clusters/dgx-a100.json");
+    for (const std::string name : {"lenet5", "alexnet", "vgg16", "resnet50", "unet", "gpt2"}) {
+        networks::Network net = builtin(name);
+        for (const clusters::Cluster* cluster : {&cori, &dgx}) {
+            for (std::int64_t p : {1, 8, 64}) {
+                if (p > cluster->total_devices()) continue;
+                std::int64_t batch = std::max<std::int64_t>(p, 16);
+                CostModel model(net, *cluster, options(p, batch));
+                SearchResult result = search(model);
+                INFO(name << " on " << cluster->name << ", P = " << p);
+                CHECK(result.feasible_count + result.infeasible_count == static_cast<int>(result.ranked.size()));
+                for (const Candidate& c : result.ranked) {
+                    INFO(c.strategy << " " << c.grid);
+                    check_sane(c.plan.cost);
+                    for (const CommCall& call : c.plan.calls) {
+                        CHECK(std::isfinite(call.seconds));
+                        CHECK(call.seconds >= 0);
+                        CHECK(call.bytes >= 0);
+                    }
+                    if (!c.plan.cost.feasible) CHECK_FALSE(c.plan.cost.reason.empty());
+                }
+                // Feasible ones first, in increasing iteration time.
+                for (std::size_t i = 1; i < result.ranked.size(); ++i) {
+                    const auto& x = result.ranked[i - 1].plan.cost;
+                    const auto& y = result.ranked[i].plan.cost;
+                    if (x.feasible == y.feasible) CHECK(x.iteration_s <= y.iteration_s);
+                    else CHECK(x.feasible);
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("invariants: more bandwidth or less latency never makes a uniform plan slower", "[planner][invariants]") {
+    for (const std::string name : {"lenet5", "alexnet", "vgg16", "resnet50"}) {
+        networks::Network net = builtin(name);
+        const int p = 16;
+        clusters::Cluster slow = hand_cluster(1e9, 2e-6);
+        clusters::Cluster wide = hand_cluster(4e9, 2e-6);
+        clusters::Cluster quick = hand_cluster(1e9, 0.5e-6);
+        CostModel m_slow(net, slow, options(p, 64)), m_wide(net, wide, options(p, 64)), m_quick(net, quick, options(p, 64));
+        std::vector<std::pair<std::string, std::pair<int, int>>> families{
+            {"batch", {1, p}}, {"model", {p, 1}}, {"domain", {p, 1}}};
+        for (int pr = 2; pr < p; pr *= 2) {
+            families.push_back({"grid-model", {pr, p / pr}});
+            families.push_back({"grid-domain", {pr, p / pr}});
+        }
+        for (const auto& [strategy, grid] : families) {
+            INFO(name << " " << strategy << " Pr=" << grid.first << " Pc=" << grid.second);
+            auto layouts = uniform_layouts(m_slow, strategy, grid.first, grid.second);
+            CostBreakdown a = m_slow.score(layouts).cost;
+            CostBreakdown b = m_wide.score(layouts).cost;
+            CostBreakdown c = m_quick.score(layouts).cost;
+            CHECK(b.iteration_s <= a.iteration_s);
+            CHECK(c.iteration_s <= a.iteration_s);
+            CHECK(b.blocking_comm_s() <= a.blocking_comm_s());
+            CHECK(b.sync_total_s <= a.sync_total_s);
+            CHECK(b.fwd_compute_s == a.fwd_compute_s);
+            if (a.blocking_comm_s() + a.sync_total_s > 0) CHECK(b.iteration_s < a.iteration_s);
+        }
+    }
+}
+
+TEST_CASE("invariants: pure batch's communication does not depend on the batch size", "[planner][invariants]") {
+    clusters::Cluster cori = clusters::load_cluster_file(kSourceDir + "/clusters/cori-knl.json");
+    for (const std::string name : {"lenet5", "alexnet", "vgg16", "resnet50"}) {
+        networks::Network net = builtin(name);
+        const int p = 32;
+        CostModel small(net, cori, options(p, 32)), large(net, cori, options(p, 1024));
+        ScoredPlan x = small.score(uniform_layouts(small, "batch", 1, p));
+        ScoredPlan y = large.score(uniform_layouts(large, "batch", 1, p));
+        INFO(name);
+        CHECK(x.calls == y.calls);
+        CHECK(x.cost.sync_total_s == y.cost.sync_total_s);
+        CHECK(x.cost.blocking_comm_s() == 0);
+        CHECK(y.cost.blocking_comm_s() == 0);
+        // The compute, by contrast, scales with the local batch (32x here).
+        CHECK(y.cost.fwd_compute_s == Approx(32 * x.cost.fwd_compute_s).epsilon(1e-12));
+    }
+}

@@ -1,0 +1,211 @@
+// Tests of the Plan document: plan_to_json -> parse_plan_request -> layouts_for -> score gives the
+// same CostBreakdown, the CLI-written fixture reads back, and each hand-edited bad plan
+// (tests/data/bad/plan_*.json, made from `dnnplan --net lenet5 --procs 4 --cluster cori-knl --out`)
+// gives its exact "FILE: /pointer: message" diagnostic.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "clusters/cluster.hpp"
+#include "networks/network.hpp"
+#include "planner/plan.hpp"
+#include "planner/search.hpp"
+
+using namespace dnnplan;
+using namespace dnnplan::planner;
+
+namespace {
+
+const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
+
+networks::Network builtin(const std::string& name) {
+    return networks::load_network_file(kSourceDir + "/networks/" + name + ".json");
+}
+clusters::Cluster preset(const std::string& name) {
+    return clusters::load_cluster_file(kSourceDir + "/clusters/" + name + ".json");
+}
+
+void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
+    CHECK(x.fwd_compute_s == y.fwd_compute_s);
+    CHECK(x.bwd_compute_s == y.bwd_compute_s);
+    CHECK(x.all_reduce_s == y.all_reduce_s);
+    CHECK(x.all_gather_s == y.all_gather_s);
+    CHECK(x.reduce_scatter_s == y.reduce_scatter_s);
+    CHECK(x.all_to_all_s == y.all_to_all_s);
+    CHECK(x.halo_s == y.halo_s);
+    CHECK(x.point_to_point_s == y.point_to_point_s);
+    CHECK(x.redistribution_s == y.redistribution_s);
+    CHECK(x.sync_total_s == y.sync_total_s);
+    CHECK(x.sync_exposed_s == y.sync_exposed_s);
+    CHECK(x.bubble_s == y.bubble_s);
+    CHECK(x.iteration_s == y.iteration_s);
+    CHECK(x.weights_bytes == y.weights_bytes);
+    CHECK(x.gradients_bytes == y.gradients_bytes);
+    CHECK(x.optimizer_bytes == y.optimizer_bytes);
+    CHECK(x.activations_bytes == y.activations_bytes);
+    CHECK(x.buffers_bytes == y.buffers_bytes);
+    CHECK(x.memory_bytes == y.memory_bytes);
+    CHECK(x.memory_capacity_bytes == y.memory_capacity_bytes);
+    CHECK(x.feasible == y.feasible);
+    CHECK(x.reason == y.reason);
+}
+
+Plan make_plan(const networks::Network& net, const std::string& source, const clusters::Cluster& cluster,
+               const std::string& cluster_source, const CostModel& model, const Candidate& c) {
+    Plan plan{net.name, source, network_fingerprint(net), cluster.name, cluster_source, model.options(),
+              c.strategy, c.grid, {}, c.plan};
+    for (int a : model.anchors()) plan.layouts.emplace_back(net.layers[a].name, c.plan.anchor_layouts[a]);
+    return plan;
+}
+
+std::string bad_path(const std::string& what) { return kSourceDir + "/tests/data/bad/plan_" + what + ".json"; }
+
+// The message of the InputError that reading the plan file `path` against lenet5 on cori-knl
+// throws, as `dnnplan plan --net lenet5 --plan FILE` does; "" when it reads.
+std::string lenet5_plan_error(const std::string& path) {
+    networks::Network net = builtin("lenet5");
+    clusters::Cluster cluster = preset("cori-knl");
+    try {
+        Json json = load_json_file(path);
+        PlanRequest request = parse_plan_request(json, path);
+        CostModel model(net, cluster, request.options);
+        layouts_for(request, model, path);
+    } catch (const InputError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("plan JSON round trip gives the same CostBreakdown for every ranked candidate", "[planner][plan]") {
+    clusters::Cluster cori = preset("cori-knl");
+    clusters::Cluster dgx = preset("dgx-a100");
+    struct Case {
+        std::string net;
+        const clusters::Cluster* cluster;
+        std::int64_t procs, batch;
+    };
+    int round_tripped = 0, rejected = 0;
+    for (const Case& k : {Case{"lenet5", &cori, 4, 64}, Case{"alexnet", &cori, 16, 256}, Case{"resnet50", &dgx, 16, 64},
+                          Case{"gpt2", &dgx, 8, 16}}) {
+        networks::Network net = builtin(k.net);
+        PlannerOptions o;
+        o.procs = k.procs;
+        o.batch = k.batch;
+        o.optimizer = k.net == "gpt2" ? Optimizer::adam : Optimizer::sgd;
+        o.overlap_sync = k.net != "alexnet";
+        CostModel model(net, *k.cluster, o);
+        SearchResult result = search(model);
+        REQUIRE(!result.ranked.empty());
+        for (const Candidate& c : result.ranked) {
+            INFO(k.net << ": " << c.strategy << " " << c.grid);
+            Plan plan = make_plan(net, k.net, *k.cluster, k.cluster->name, model, c);
+            // Through text, as the CLI writes and reads it.
+            std::string text = plan_to_json(plan, model).dump(2);
+            PlanRequest request = parse_plan_request(parse_json_text(text, "roundtrip.json"), "roundtrip.json");
+            CHECK(request.network_source == k.net);
+            CHECK(request.network_fingerprint == network_fingerprint(net));
+            CHECK(request.cluster_source == k.cluster->name);
+            CHECK(request.options.procs == o.procs);
+            CHECK(request.options.batch == o.batch);
+            CHECK(request.options.dtype == o.dtype);
+            CHECK(request.options.optimizer == o.optimizer);
+            CHECK(request.options.overlap_sync == o.overlap_sync);
+            CHECK(request.options.roofline == o.roofline);
+            CHECK(request.strategy == c.strategy);
+            CHECK(request.grid == c.grid);
+            CHECK(request.layouts == plan.layouts);
+            CostModel again(net, *k.cluster, request.options);
+            // A layout the layer cannot take is rejected on reading, with the score's own reason.
+            std::string problem;
+            for (int a : model.anchors())
+                if (problem.empty() && !model.layout_problem(a, c.plan.anchor_layouts[a]).empty())
+                    problem = model.layout_problem(a, c.plan.anchor_layouts[a]);
+            if (!problem.empty()) {
+                CHECK_FALSE(c.plan.cost.feasible);
+                CHECK_THROWS_WITH(layouts_for(request, again, "roundtrip.json"), Catch::Contains(problem));
+                ++rejected;
+                continue;
+            }
+            ++round_tripped;
+            std::vector<Layout> layouts = layouts_for(request, again, "roundtrip.json");
+            for (int a : model.anchors()) CHECK(layouts[a] == c.plan.anchor_layouts[a]);
+            ScoredPlan rescored = again.score(layouts);
+            check_equal(rescored.cost, c.plan.cost);
+            CHECK(rescored.calls == c.plan.calls);
+        }
+    }
+    CHECK(round_tripped >= 12);
+    CHECK(rejected >= 1);
+}
+
+TEST_CASE("the plan written by the CLI reads back", "[planner][plan]") {
+    // tests/data/planner/lenet5_p4_plan.json: `dnnplan --net lenet5 --procs 4 --cluster cori-knl --out`.
+    const std::string path = kSourceDir + "/tests/data/planner/lenet5_p4_plan.json";
+    REQUIRE(lenet5_plan_error(path).empty());
+    PlanRequest request = parse_plan_request(load_json_file(path), path);
+    CHECK(request.network_source == "lenet5");
+    CHECK(request.cluster_source == "cori-knl");
+    CHECK(request.options.procs == 4);
+    CHECK(request.options.batch == 64);  // lenet5's default batch
+    CHECK(request.options.dtype == DType::fp32);
+    CHECK(request.options.optimizer == Optimizer::sgd);
+    CHECK(request.options.overlap_sync);
+    CHECK_FALSE(request.options.roofline);
+    REQUIRE(request.layouts.size() == 5);
+    std::vector<std::string> names;
+    for (const auto& [name, layout] : request.layouts) {
+        names.push_back(name);
+        CHECK(layout.procs() == 4);
+    }
+    CHECK(names == std::vector<std::string>{"conv1", "conv2", "fc1", "fc2", "fc3"});
+    CHECK(request.layout_pointers == std::vector<std::string>{"/layouts/0", "/layouts/1", "/layouts/2", "/layouts/3", "/layouts/4"});
+    // The fingerprint is a stable FNV-1a digest: the file's matches this build's.
+    CHECK(request.network_fingerprint == network_fingerprint(builtin("lenet5")));
+    CHECK(request.network_fingerprint == "df4466db94fa9bbc");
+    // Re-scoring the file's layouts is a feasible plan on Cori.
+    networks::Network net = builtin("lenet5");
+    clusters::Cluster cori = preset("cori-knl");
+    CostModel model(net, cori, request.options);
+    ScoredPlan scored = model.score(layouts_for(request, model, path));
+    CHECK(scored.cost.feasible);
+    CHECK(scored.cost.iteration_s > 0);
+}
+
+TEST_CASE("bad plan files give their exact diagnostics", "[planner][plan][bad]") {
+    // Each fixture is the CLI's lenet5 P = 4 plan with one hand edit.
+    CHECK(lenet5_plan_error(bad_path("other_network")) ==
+          bad_path("other_network") +
+              ": /network/fingerprint: the plan was made for another network (fingerprint 2ac3b14f19ddf8df, "
+              "network \"lenet5\" has df4466db94fa9bbc)");
+    CHECK(lenet5_plan_error(bad_path("layout_not_dividing_p")) ==
+          bad_path("layout_not_dividing_p") +
+              ": /layouts/2/layout: layout n2 x co3 uses 6 processes, which does not divide P = 4");
+    CHECK(lenet5_plan_error(bad_path("layout_bad_split")) ==
+          bad_path("layout_bad_split") + ": /layouts/4/layout: output features 10 cannot be split 4 ways");
+    CHECK(lenet5_plan_error(bad_path("unknown_layer")) ==
+          bad_path("unknown_layer") + ": /layouts/3/name: \"fc4\" is not a layer that takes a layout in network \"lenet5\"");
+    CHECK(lenet5_plan_error(bad_path("missing_layout")) ==
+          bad_path("missing_layout") + ": /layouts: no layout for layer \"fc3\"");
+    CHECK(lenet5_plan_error(bad_path("not_a_plan")) ==
+          bad_path("not_a_plan") + ": /: not a dnnplan plan (expected \"format\": \"dnnplan-plan\")");
+    CHECK(lenet5_plan_error(bad_path("negative_factor")) ==
+          bad_path("negative_factor") + ": /layouts/3/layout/n: must be a positive integer, got -2");
+}
+
+TEST_CASE("a plan's P must fit the cluster", "[planner][plan][bad]") {
+    networks::Network net = builtin("lenet5");
+    clusters::Cluster cluster = preset("cori-knl");
+    cluster.nodes = 2;  // 2 devices, the plan asks for 4
+    const std::string path = kSourceDir + "/tests/data/planner/lenet5_p4_plan.json";
+    PlanRequest request = parse_plan_request(load_json_file(path), path);
+    CostModel model(net, cluster, request.options);
+    try {
+        layouts_for(request, model, path);
+        FAIL("expected an InputError");
+    } catch (const InputError& e) {
+        CHECK(std::string(e.what()) == path + ": /procs: P = 4 exceeds the cluster's 2 devices");
+    }
+}
