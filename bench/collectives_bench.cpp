@@ -1,8 +1,8 @@
 // Throughput of the collective cost model on the planner's path (closed forms, cheapest()) and of
 // expanding one rank's steps for the simulator.
-#include "clusters/collectives.hpp"
-
 #include <benchmark/benchmark.h>
+
+#include "clusters/collectives.hpp"
 
 namespace {
 
@@ -24,10 +24,18 @@ void collective_seconds_bench(benchmark::State& state, Collective c, Algorithm a
     state.SetItemsProcessed(state.iterations());
 }
 
-void BM_ring_all_reduce(benchmark::State& state) { collective_seconds_bench(state, Collective::all_reduce, Algorithm::ring); }
-void BM_rabenseifner(benchmark::State& state) { collective_seconds_bench(state, Collective::all_reduce, Algorithm::rabenseifner); }
-void BM_rd_all_gather(benchmark::State& state) { collective_seconds_bench(state, Collective::all_gather, Algorithm::recursive_doubling); }
-void BM_hierarchical_all_reduce(benchmark::State& state) { collective_seconds_bench(state, Collective::all_reduce, Algorithm::hierarchical); }
+void BM_ring_all_reduce(benchmark::State& state) {
+    collective_seconds_bench(state, Collective::all_reduce, Algorithm::ring);
+}
+void BM_rabenseifner(benchmark::State& state) {
+    collective_seconds_bench(state, Collective::all_reduce, Algorithm::rabenseifner);
+}
+void BM_rd_all_gather(benchmark::State& state) {
+    collective_seconds_bench(state, Collective::all_gather, Algorithm::recursive_doubling);
+}
+void BM_hierarchical_all_reduce(benchmark::State& state) {
+    collective_seconds_bench(state, Collective::all_reduce, Algorithm::hierarchical);
+}
 
 void BM_cheapest(benchmark::State& state) {
     const GroupPlacement g{static_cast<int>(state.range(0)), static_cast<int>(state.range(1))};
@@ -55,7 +63,12 @@ BENCHMARK(BM_rabenseifner)->Args({64, 8})->Args({4096, 8})->Args({1536, 6});
 BENCHMARK(BM_rd_all_gather)->Args({4096, 8})->Args({1536, 6});
 BENCHMARK(BM_hierarchical_all_reduce)->Args({4096, 8});
 // {size, per_node, collective}: all_reduce (0), all_gather (1), broadcast (3).
-BENCHMARK(BM_cheapest)->Args({64, 8, 0})->Args({4096, 8, 0})->Args({1536, 6, 0})->Args({4096, 8, 1})->Args({4096, 8, 3});
+BENCHMARK(BM_cheapest)
+    ->Args({64, 8, 0})
+    ->Args({4096, 8, 0})
+    ->Args({1536, 6, 0})
+    ->Args({4096, 8, 1})
+    ->Args({4096, 8, 3});
 BENCHMARK(BM_rank_steps_ring)->Arg(4096);
 
 BENCHMARK_MAIN();

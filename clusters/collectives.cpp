@@ -19,7 +19,7 @@
 //
 // Conventions: p ranks, d ranks per node, m = p / d nodes, n bytes, blk = n / p.
 // Non-power-of-two p for the recursive algorithms: p2 = 2^floor(log2 p), r = p - p2. Like MPICH
-// (Thakur 2005, sec. 4.4) the r extra ranks are folded into partners in a pre-step and unfolded
+// (Thakur 2005, all-reduce) the r extra ranks are folded into partners in a pre-step and unfolded
 // in a post-step; unlike MPICH, whose partners are the even/odd neighbours among the first 2r
 // ranks, the extra ranks are the tail [p2, p) and rank p2 + j folds into rank j. The surviving
 // ranks then form the contiguous range [0, p2), and whether a step crosses a node boundary is
@@ -42,40 +42,49 @@ constexpr std::array<Collective, 6> kCollectives{
 
 // Enumerator order, which is also cheapest()'s tie-break order.
 constexpr std::array<Algorithm, 9> kAlgorithms{
-    Algorithm::ring,
-    Algorithm::recursive_doubling,
-    Algorithm::recursive_halving,
-    Algorithm::rabenseifner,
-    Algorithm::binomial_tree,
-    Algorithm::scatter_allgather,
-    Algorithm::reduce_scatter_gather,
-    Algorithm::pairwise,
+    Algorithm::ring,          Algorithm::recursive_doubling, Algorithm::recursive_halving,     Algorithm::rabenseifner,
+    Algorithm::binomial_tree, Algorithm::scatter_allgather,  Algorithm::reduce_scatter_gather, Algorithm::pairwise,
     Algorithm::hierarchical,
 };
 
 const char* name_of(Collective collective) {
     switch (collective) {
-        case Collective::all_reduce: return "all_reduce";
-        case Collective::all_gather: return "all_gather";
-        case Collective::reduce_scatter: return "reduce_scatter";
-        case Collective::broadcast: return "broadcast";
-        case Collective::reduce: return "reduce";
-        case Collective::all_to_all: return "all_to_all";
+        case Collective::all_reduce:
+            return "all_reduce";
+        case Collective::all_gather:
+            return "all_gather";
+        case Collective::reduce_scatter:
+            return "reduce_scatter";
+        case Collective::broadcast:
+            return "broadcast";
+        case Collective::reduce:
+            return "reduce";
+        case Collective::all_to_all:
+            return "all_to_all";
     }
     return "all_reduce";
 }
 
 const char* name_of(Algorithm algorithm) {
     switch (algorithm) {
-        case Algorithm::ring: return "ring";
-        case Algorithm::recursive_doubling: return "recursive_doubling";
-        case Algorithm::recursive_halving: return "recursive_halving";
-        case Algorithm::rabenseifner: return "rabenseifner";
-        case Algorithm::binomial_tree: return "binomial_tree";
-        case Algorithm::scatter_allgather: return "scatter_allgather";
-        case Algorithm::reduce_scatter_gather: return "reduce_scatter_gather";
-        case Algorithm::pairwise: return "pairwise";
-        case Algorithm::hierarchical: return "hierarchical";
+        case Algorithm::ring:
+            return "ring";
+        case Algorithm::recursive_doubling:
+            return "recursive_doubling";
+        case Algorithm::recursive_halving:
+            return "recursive_halving";
+        case Algorithm::rabenseifner:
+            return "rabenseifner";
+        case Algorithm::binomial_tree:
+            return "binomial_tree";
+        case Algorithm::scatter_allgather:
+            return "scatter_allgather";
+        case Algorithm::reduce_scatter_gather:
+            return "reduce_scatter_gather";
+        case Algorithm::pairwise:
+            return "pairwise";
+        case Algorithm::hierarchical:
+            return "hierarchical";
     }
     return "ring";
 }
@@ -83,15 +92,24 @@ const char* name_of(Algorithm algorithm) {
 bool applies(Collective c, Algorithm a) {
     using C = Collective;
     switch (a) {
-        case Algorithm::ring: return c == C::all_reduce || c == C::all_gather || c == C::reduce_scatter;
-        case Algorithm::recursive_doubling: return c == C::all_reduce || c == C::all_gather;
-        case Algorithm::recursive_halving: return c == C::reduce_scatter;
-        case Algorithm::rabenseifner: return c == C::all_reduce;
-        case Algorithm::binomial_tree: return c == C::broadcast || c == C::reduce || c == C::all_reduce;
-        case Algorithm::scatter_allgather: return c == C::broadcast;
-        case Algorithm::reduce_scatter_gather: return c == C::reduce;
-        case Algorithm::pairwise: return c == C::all_to_all;
-        case Algorithm::hierarchical: return c != C::all_to_all;
+        case Algorithm::ring:
+            return c == C::all_reduce || c == C::all_gather || c == C::reduce_scatter;
+        case Algorithm::recursive_doubling:
+            return c == C::all_reduce || c == C::all_gather;
+        case Algorithm::recursive_halving:
+            return c == C::reduce_scatter;
+        case Algorithm::rabenseifner:
+            return c == C::all_reduce;
+        case Algorithm::binomial_tree:
+            return c == C::broadcast || c == C::reduce || c == C::all_reduce;
+        case Algorithm::scatter_allgather:
+            return c == C::broadcast;
+        case Algorithm::reduce_scatter_gather:
+            return c == C::reduce;
+        case Algorithm::pairwise:
+            return c == C::all_to_all;
+        case Algorithm::hierarchical:
+            return c != C::all_to_all;
     }
     return false;
 }
@@ -108,23 +126,22 @@ std::string applicable_list(Collective c) {
 
 // The flat algorithm of a hierarchical collective's inter-node phase.
 Algorithm default_inter_node(Collective c) {
-    return c == Collective::broadcast || c == Collective::reduce ? Algorithm::binomial_tree
-                                                                 : Algorithm::ring;
+    return c == Collective::broadcast || c == Collective::reduce ? Algorithm::binomial_tree : Algorithm::ring;
 }
 
 // Checks an algorithm against a collective; returns the resolved inter-node algorithm (only
 // meaningful for hierarchical).
 Algorithm require_applicable(Collective c, const CollectiveAlgorithm& a) {
     if (!applies(c, a.algorithm)) {
-        throw std::invalid_argument(std::string(name_of(a.algorithm)) + " does not apply to " +
-                                    name_of(c) + "; applicable: " + applicable_list(c));
+        throw std::invalid_argument(std::string(name_of(a.algorithm)) + " does not apply to " + name_of(c) +
+                                    "; applicable: " + applicable_list(c));
     }
     if (a.algorithm != Algorithm::hierarchical) return a.algorithm;
     const Algorithm inner = a.inter_node.value_or(default_inter_node(c));
     if (inner == Algorithm::hierarchical || !applies(c, inner)) {
         throw std::invalid_argument("hierarchical " + std::string(name_of(c)) +
-                                    ": the inter-node phase needs a flat algorithm that applies to " +
-                                    name_of(c) + ", not " + name_of(inner));
+                                    ": the inter-node phase needs a flat algorithm that applies to " + name_of(c) +
+                                    ", not " + name_of(inner));
     }
     return inner;
 }
@@ -154,15 +171,12 @@ struct Links {
           inter{inter_link.latency_s, 1 / inter_link.bandwidth_Bps} {}
 };
 
-double transfer_seconds(const LinkTerms& link, double bytes) {
-    return link.latency_s + bytes * link.seconds_per_byte;
-}
+double transfer_seconds(const LinkTerms& link, double bytes) { return link.latency_s + bytes * link.seconds_per_byte; }
 
 // A step whose intra-node messages carry at most `intra_bytes` and inter-node ones at most
 // `inter_bytes` lasts as long as the slowest of the two (each is latency + bytes / bandwidth,
 // increasing in bytes, so the largest message of a kind is its slowest).
-double step_seconds(bool has_intra, double intra_bytes, bool has_inter, double inter_bytes,
-                    const Links& links) {
+double step_seconds(bool has_intra, double intra_bytes, bool has_inter, double inter_bytes, const Links& links) {
     double t = 0;
     if (has_intra) t = transfer_seconds(links.intra, intra_bytes);
     if (has_inter) t = std::max(t, transfer_seconds(links.inter, inter_bytes));
@@ -180,8 +194,37 @@ RankStep exchange(int partner, double send, double recv, double reduce) {
 RankStep send_only(int to, double bytes) { return RankStep{to, bytes, -1, 0, 0}; }
 RankStep recv_only(int from, double bytes, double reduce) { return RankStep{-1, 0, from, bytes, reduce}; }
 
+// Power-of-two fast paths. When p is a power of two so is d (it divides p), and the recursive
+// algorithms' and binomial trees' step at distance s stays on a node for s < d and crosses for
+// s >= d: log2(d) intra-node steps, then log2(m) inter-node ones. The per-step sums then collapse:
+// every step moving n bytes gives log2(d)(a_i + n b_i) + log2(m)(a_e + n b_e), and steps moving
+// n/2s give log2(d) a_i + (1 - 1/d) n b_i + log2(m) a_e + (1/d - 1/p) n b_e. Equal to the
+// per-step loop up to rounding; a link kind that no step uses is never read (an unset bandwidth
+// of 0 must not turn 0 x inf into NaN).
+bool is_pow2(int p) { return std::has_single_bit(static_cast<unsigned>(p)); }
+int log2_exact(int p) { return std::countr_zero(static_cast<unsigned>(p)); }
+
+double pow2_whole_buffer_seconds(int p, int d, double n, const Links& links) {
+    const int intra_steps = log2_exact(d);
+    const int inter_steps = log2_exact(p / d);
+    double t = 0;
+    if (intra_steps > 0) t += intra_steps * transfer_seconds(links.intra, n);
+    if (inter_steps > 0) t += inter_steps * transfer_seconds(links.inter, n);
+    return t;
+}
+
+double pow2_halving_seconds(int p, int d, double n, const Links& links) {
+    const int intra_steps = log2_exact(d);
+    const int inter_steps = log2_exact(p / d);
+    double t = 0;
+    if (intra_steps > 0) t += intra_steps * links.intra.latency_s + n * (1 - 1.0 / d) * links.intra.seconds_per_byte;
+    if (inter_steps > 0)
+        t += inter_steps * links.inter.latency_s + n * (1.0 / d - 1.0 / p) * links.inter.seconds_per_byte;
+    return t;
+}
+
 // ---------------------------------------------------------------------------------------------
-// Ring (Thakur 2005 sec. 4.1 and 4.5; Patarasuk and Yuan 2009 for all-reduce): p - 1 steps, rank x
+// Ring (Thakur 2005, all-gather and reduce-scatter; Patarasuk and Yuan 2009 for all-reduce): p - 1 steps, rank x
 // sends one n/p chunk to x + 1 and receives one from x - 1 (mod p). The ring is in rank order, so
 // with several nodes one pair of neighbours per node boundary crosses nodes (and the wrap-around
 // pair), and with d > 1 the others do not.
@@ -219,17 +262,23 @@ double fold_step_seconds(int p, int d, double bytes, const Links& links) {
 // Pre-step: the extra rank sends `bytes` to its partner, which reduces `reduce` of them.
 void fold_in(const Fold& f, int x, double bytes, double reduce, std::vector<RankStep>& out) {
     if (f.r == 0) return;
-    if (x >= f.p2) out.push_back(send_only(x - f.p2, bytes));
-    else if (x < f.r) out.push_back(recv_only(x + f.p2, bytes, reduce));
-    else out.push_back(idle());
+    if (x >= f.p2)
+        out.push_back(send_only(x - f.p2, bytes));
+    else if (x < f.r)
+        out.push_back(recv_only(x + f.p2, bytes, reduce));
+    else
+        out.push_back(idle());
 }
 
 // Post-step: the partner sends `bytes` of the result back to the extra rank.
 void fold_out(const Fold& f, int x, double bytes, std::vector<RankStep>& out) {
     if (f.r == 0) return;
-    if (x >= f.p2) out.push_back(recv_only(x - f.p2, bytes, 0));
-    else if (x < f.r) out.push_back(send_only(x + f.p2, bytes));
-    else out.push_back(idle());
+    if (x >= f.p2)
+        out.push_back(recv_only(x - f.p2, bytes, 0));
+    else if (x < f.r)
+        out.push_back(send_only(x + f.p2, bytes));
+    else
+        out.push_back(idle());
 }
 
 // Core step at distance s (a power of two < p2) pairs i with i ^ s over [0, p2). With s >= d
@@ -281,11 +330,12 @@ double fold_core_step_seconds(const Fold& f, int s, int d, double blk, const Lin
 }
 
 // ---------------------------------------------------------------------------------------------
-// Recursive doubling all-reduce (Thakur 2005 sec. 4.4, short messages): log2(p) (a + n b) for a
+// Recursive doubling all-reduce (Thakur 2005, short-message all-reduce): log2(p) (a + n b) for a
 // power of two; otherwise fold in (n, reduced), log2(p2) exchanges of the whole buffer, fold out
 // (n): (floor(log2 p) + 2)(a + n b).
 
 double rd_allreduce_seconds(int p, int d, double n, const Links& links) {
+    if (is_pow2(p)) return pow2_whole_buffer_seconds(p, d, n, links);
     const Fold f = fold_of(p);
     double t = f.r > 0 ? 2 * fold_step_seconds(p, d, n, links) : 0.0;
     for (int s = 1; s < f.p2; s *= 2) {
@@ -302,18 +352,17 @@ void rd_allreduce_steps(int p, double n, int x, std::vector<RankStep>& out) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rabenseifner's all-reduce (Rabenseifner 2004; Thakur 2005 sec. 4.4, long messages):
+// Rabenseifner's all-reduce (Rabenseifner 2004; Thakur 2005, long-message all-reduce):
 // reduce-scatter by recursive halving at distances 1, 2, ..., p2/2 moving n/2, n/4, ..., n/p2,
 // then all-gather by recursive doubling at distances p2/2, ..., 1 moving n/p2, ..., n/2. Power of
 // two: 2 log2(p) a + 2 (p-1)/p n b, the bandwidth lower bound of Chan 2007. Otherwise fold in and
 // out with the whole buffer (n) around the p2-rank algorithm. Nearest partners carry the largest
 // halves, which keeps the big messages on a node.
 
-double rabenseifner_bytes(const Fold& f, int s, double n) {
-    return static_cast<double>(f.p2 / (2 * s)) * (n / f.p2);
-}
+double rabenseifner_bytes(const Fold& f, int s, double n) { return static_cast<double>(f.p2 / (2 * s)) * (n / f.p2); }
 
 double rabenseifner_seconds(int p, int d, double n, const Links& links) {
+    if (is_pow2(p)) return 2 * pow2_halving_seconds(p, d, n, links);
     const Fold f = fold_of(p);
     double t = f.r > 0 ? 2 * fold_step_seconds(p, d, n, links) : 0.0;
     for (int s = 1; s < f.p2; s *= 2) {
@@ -339,7 +388,7 @@ void rabenseifner_steps(int p, double n, int x, std::vector<RankStep>& out) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Recursive doubling all-gather (Thakur 2005 sec. 4.1): power of two log2(p) a + (p-1)/p n b.
+// Recursive doubling all-gather (Thakur 2005): power of two log2(p) a + (p-1)/p n b.
 // Distances p2/2, ..., 1 so that the small early messages take the long (inter-node) hops and the
 // large late ones stay on a node; before the step at distance s, rank i holds the blocks of the
 // ranks j = i (mod 2s) and sends them all. Non-power-of-two: the extra rank sends its block in
@@ -348,6 +397,7 @@ void rabenseifner_steps(int p, double n, int x, std::vector<RankStep>& out) {
 // (1, 2, ...); on one link kind the cost is the same.
 
 double rd_allgather_seconds(int p, int d, double n, const Links& links) {
+    if (is_pow2(p)) return pow2_halving_seconds(p, d, n, links);
     const Fold f = fold_of(p);
     const double blk = n / p;
     double t = 0;
@@ -369,20 +419,21 @@ void rd_allgather_steps(int p, double n, int x, std::vector<RankStep>& out) {
             continue;
         }
         const int two_s = 2 * s;
-        out.push_back(exchange(x ^ s, fold_block_bytes(f, s, x % two_s, blk),
-                               fold_block_bytes(f, s, (x ^ s) % two_s, blk), 0));
+        out.push_back(
+            exchange(x ^ s, fold_block_bytes(f, s, x % two_s, blk), fold_block_bytes(f, s, (x ^ s) % two_s, blk), 0));
     }
     fold_out(f, x, static_cast<double>(p - 1) * blk, out);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Recursive halving reduce-scatter (Thakur 2005 sec. 4.5): power of two log2(p) a + (p-1)/p n b.
+// Recursive halving reduce-scatter (Thakur 2005): power of two log2(p) a + (p-1)/p n b.
 // Distances 1, 2, ..., p2/2 (the large early halves stay on a node): before the step at distance
 // s, rank i holds partial sums of the blocks j = i (mod s); it keeps j = i (mod 2s) and sends the
 // others, receiving and reducing its partner's contribution to its own. Non-power-of-two: the
 // extra rank sends its whole input in (n, reduced), and gets its finished block back (n/p).
 
 double rh_reduce_scatter_seconds(int p, int d, double n, const Links& links) {
+    if (is_pow2(p)) return pow2_halving_seconds(p, d, n, links);
     const Fold f = fold_of(p);
     const double blk = n / p;
     double t = 0;
@@ -411,18 +462,18 @@ void rh_reduce_scatter_steps(int p, double n, int x, std::vector<RankStep>& out)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Binomial trees rooted at rank 0 (Thakur 2005 sec. 4.2, 4.3): ceil(log2 p)(a + n b) for any p,
-// the latency lower bound of Chan 2007. Broadcast round at distance s = 1, 2, 4, ...: every rank
-// x < s that has the data sends it to x + s (< p); reduce runs the same tree backwards. MPICH
-// walks the distances from the largest down; the round count and the single-link cost are the
-// same, and nearest-first makes the node crossing of a round O(1) to decide: the pairs
-// (x, x + s), x < min(s, p - s), include (0, s), on node 0 iff s < d, and reach past node 0 iff
-// their largest receiver min(2s, p) - 1 does.
+// Binomial trees rooted at rank 0 (Thakur 2005, short-message broadcast and reduce):
+// ceil(log2 p)(a + n b) for any p, the latency lower bound of Chan 2007. Broadcast round at distance s = 1, 2, 4, ...:
+// every rank x < s that has the data sends it to x + s (< p); reduce runs the same tree backwards. MPICH walks the
+// distances from the largest down; the round count and the single-link cost are the same, and nearest-first makes the
+// node crossing of a round O(1) to decide: the pairs (x, x + s), x < min(s, p - s), include (0, s), on node 0 iff s <
+// d, and reach past node 0 iff their largest receiver min(2s, p) - 1 does.
 
 bool tree_has_intra(int s, int d) { return s < d; }
 bool tree_has_inter(int s, int p, int d) { return std::min(2 * s, p) - 1 >= d; }
 
 double binomial_seconds(int p, int d, double n, const Links& links) {
+    if (is_pow2(p)) return pow2_whole_buffer_seconds(p, d, n, links);
     double t = 0;
     for (int s = 1; s < p; s *= 2) t += step_seconds(tree_has_intra(s, d), n, tree_has_inter(s, p, d), n, links);
     return t;
@@ -430,17 +481,23 @@ double binomial_seconds(int p, int d, double n, const Links& links) {
 
 void binomial_broadcast_steps(int p, double n, int x, std::vector<RankStep>& out) {
     for (int s = 1; s < p; s *= 2) {
-        if (x < s && x + s < p) out.push_back(send_only(x + s, n));
-        else if (x >= s && x < 2 * s) out.push_back(recv_only(x - s, n, 0));
-        else out.push_back(idle());
+        if (x < s && x + s < p)
+            out.push_back(send_only(x + s, n));
+        else if (x >= s && x < 2 * s)
+            out.push_back(recv_only(x - s, n, 0));
+        else
+            out.push_back(idle());
     }
 }
 
 void binomial_reduce_steps(int p, double n, int x, std::vector<RankStep>& out) {
     for (int s = p > 1 ? 1 << (ceil_log2(p) - 1) : 0; s >= 1; s /= 2) {
-        if (x >= s && x < 2 * s) out.push_back(send_only(x - s, n));
-        else if (x < s && x + s < p) out.push_back(recv_only(x + s, n, n));
-        else out.push_back(idle());
+        if (x >= s && x < 2 * s)
+            out.push_back(send_only(x - s, n));
+        else if (x < s && x + s < p)
+            out.push_back(recv_only(x + s, n, n));
+        else
+            out.push_back(idle());
     }
 }
 
@@ -453,6 +510,7 @@ void binomial_reduce_steps(int p, double n, int x, std::vector<RankStep>& out) {
 int subtree_blocks(int p, int s, int x) { return (p - x - s - 1) / (2 * s) + 1; }
 
 double binomial_scatter_seconds(int p, int d, double n, const Links& links) {
+    if (is_pow2(p)) return pow2_halving_seconds(p, d, n, links);
     const double blk = n / p;
     double t = 0;
     for (int s = 1; s < p; s *= 2) {
@@ -460,8 +518,7 @@ double binomial_scatter_seconds(int p, int d, double n, const Links& links) {
         const int first_crossing = std::max(0, d - s);
         const bool has_inter = first_crossing < std::min(s, p - s);
         t += step_seconds(has_intra, static_cast<double>(subtree_blocks(p, s, 0)) * blk, has_inter,
-                          has_inter ? static_cast<double>(subtree_blocks(p, s, first_crossing)) * blk : 0.0,
-                          links);
+                          has_inter ? static_cast<double>(subtree_blocks(p, s, first_crossing)) * blk : 0.0, links);
     }
     return t;
 }
@@ -469,25 +526,29 @@ double binomial_scatter_seconds(int p, int d, double n, const Links& links) {
 void binomial_scatter_steps(int p, double n, int x, std::vector<RankStep>& out) {
     const double blk = n / p;
     for (int s = 1; s < p; s *= 2) {
-        if (x < s && x + s < p) out.push_back(send_only(x + s, static_cast<double>(subtree_blocks(p, s, x)) * blk));
+        if (x < s && x + s < p)
+            out.push_back(send_only(x + s, static_cast<double>(subtree_blocks(p, s, x)) * blk));
         else if (x >= s && x < 2 * s)
             out.push_back(recv_only(x - s, static_cast<double>(subtree_blocks(p, s, x - s)) * blk, 0));
-        else out.push_back(idle());
+        else
+            out.push_back(idle());
     }
 }
 
 void binomial_gather_steps(int p, double n, int x, std::vector<RankStep>& out) {
     const double blk = n / p;
     for (int s = p > 1 ? 1 << (ceil_log2(p) - 1) : 0; s >= 1; s /= 2) {
-        if (x >= s && x < 2 * s) out.push_back(send_only(x - s, static_cast<double>(subtree_blocks(p, s, x - s)) * blk));
+        if (x >= s && x < 2 * s)
+            out.push_back(send_only(x - s, static_cast<double>(subtree_blocks(p, s, x - s)) * blk));
         else if (x < s && x + s < p)
             out.push_back(recv_only(x + s, static_cast<double>(subtree_blocks(p, s, x)) * blk, 0));
-        else out.push_back(idle());
+        else
+            out.push_back(idle());
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pairwise all-to-all (Thakur 2005 sec. 4.6): step k = 1, ..., p-1 sends n/p to x + k and
+// Pairwise all-to-all (Thakur 2005): step k = 1, ..., p-1 sends n/p to x + k and
 // receives from x - k (mod p): (p-1)(a + n/p b). With several nodes every shift crosses some
 // boundary; shift k also keeps some pair on a node iff k < d or k > p - d, i.e. in 2(d-1) of the
 // p - 1 steps.
@@ -496,8 +557,9 @@ double pairwise_seconds(int p, int d, double n, const Links& links) {
     const double chunk = n / p;
     if (p / d == 1) return (p - 1) * step_seconds(true, chunk, false, 0, links);
     const int mixed = 2 * (d - 1);
-    return mixed * step_seconds(true, chunk, true, chunk, links) +
-           (p - 1 - mixed) * step_seconds(false, 0, true, chunk, links);
+    const double inter_only = (p - 1 - mixed) * step_seconds(false, 0, true, chunk, links);
+    // Not 0 x (a step that reads the intra link): that link may be unset when d == 1.
+    return mixed > 0 ? mixed * step_seconds(true, chunk, true, chunk, links) + inter_only : inter_only;
 }
 
 void pairwise_steps(int p, double n, int x, std::vector<RankStep>& out) {
@@ -516,15 +578,19 @@ double flat_seconds(Collective c, Algorithm a, int p, int d, double n, const Lin
         case Algorithm::recursive_doubling:
             return c == Collective::all_reduce ? rd_allreduce_seconds(p, d, n, links)
                                                : rd_allgather_seconds(p, d, n, links);
-        case Algorithm::recursive_halving: return rh_reduce_scatter_seconds(p, d, n, links);
-        case Algorithm::rabenseifner: return rabenseifner_seconds(p, d, n, links);
+        case Algorithm::recursive_halving:
+            return rh_reduce_scatter_seconds(p, d, n, links);
+        case Algorithm::rabenseifner:
+            return rabenseifner_seconds(p, d, n, links);
         case Algorithm::binomial_tree:
             return (c == Collective::all_reduce ? 2 : 1) * binomial_seconds(p, d, n, links);
         case Algorithm::scatter_allgather:
         case Algorithm::reduce_scatter_gather:
             return binomial_scatter_seconds(p, d, n, links) + (p - 1) * ring_step_seconds(p, d, n, links);
-        case Algorithm::pairwise: return pairwise_seconds(p, d, n, links);
-        case Algorithm::hierarchical: break;
+        case Algorithm::pairwise:
+            return pairwise_seconds(p, d, n, links);
+        case Algorithm::hierarchical:
+            break;
     }
     throw std::logic_error("flat_seconds: hierarchical is not flat");
 }
@@ -537,11 +603,17 @@ void flat_steps(Collective c, Algorithm a, int p, double n, int x, std::vector<R
             if (c != Collective::reduce_scatter) ring_pass(p, n, x, false, out);
             return;
         case Algorithm::recursive_doubling:
-            if (c == Collective::all_reduce) rd_allreduce_steps(p, n, x, out);
-            else rd_allgather_steps(p, n, x, out);
+            if (c == Collective::all_reduce)
+                rd_allreduce_steps(p, n, x, out);
+            else
+                rd_allgather_steps(p, n, x, out);
             return;
-        case Algorithm::recursive_halving: rh_reduce_scatter_steps(p, n, x, out); return;
-        case Algorithm::rabenseifner: rabenseifner_steps(p, n, x, out); return;
+        case Algorithm::recursive_halving:
+            rh_reduce_scatter_steps(p, n, x, out);
+            return;
+        case Algorithm::rabenseifner:
+            rabenseifner_steps(p, n, x, out);
+            return;
         case Algorithm::binomial_tree:
             if (c != Collective::broadcast) binomial_reduce_steps(p, n, x, out);
             if (c != Collective::reduce) binomial_broadcast_steps(p, n, x, out);
@@ -554,15 +626,18 @@ void flat_steps(Collective c, Algorithm a, int p, double n, int x, std::vector<R
             ring_pass(p, n, x, true, out);
             binomial_gather_steps(p, n, x, out);
             return;
-        case Algorithm::pairwise: pairwise_steps(p, n, x, out); return;
-        case Algorithm::hierarchical: break;
+        case Algorithm::pairwise:
+            pairwise_steps(p, n, x, out);
+            return;
+        case Algorithm::hierarchical:
+            break;
     }
     throw std::logic_error("flat_steps: hierarchical is not flat");
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hierarchical collectives (the two-level schemes of NCCL / MVAPICH; Thakur 2005 sec. 5 discusses
-// the SMP-aware variants). Local rank l of node j is rank j d + l; "lane" l is the m ranks with
+// Hierarchical collectives (the two-level, SMP-aware schemes of MVAPICH and NCCL's 2D
+// all-reduce). Local rank l of node j is rank j d + l; "lane" l is the m ranks with
 // local rank l, one per node, so the inter-node phase only uses inter-node links and all d lanes
 // run it at the same time on their share of the data:
 // - all_reduce: ring reduce-scatter of n over the node (each keeps n/d), all-reduce of n/d over
@@ -583,12 +658,16 @@ bool lanes_split_data(Collective c) { return c != Collective::broadcast && c != 
 // The intra-node phases' time, the same for every inter-node algorithm.
 double hierarchical_intra_seconds(Collective c, int d, double n, const Links& links) {
     switch (c) {
-        case Collective::all_reduce: return 2 * flat_seconds(Collective::all_gather, Algorithm::ring, d, d, n, links);
+        case Collective::all_reduce:
+            return 2 * flat_seconds(Collective::all_gather, Algorithm::ring, d, d, n, links);
         case Collective::all_gather:
-        case Collective::reduce_scatter: return flat_seconds(c, Algorithm::ring, d, d, n, links);
+        case Collective::reduce_scatter:
+            return flat_seconds(c, Algorithm::ring, d, d, n, links);
         case Collective::broadcast:
-        case Collective::reduce: return flat_seconds(c, Algorithm::binomial_tree, d, d, n, links);
-        case Collective::all_to_all: break;
+        case Collective::reduce:
+            return flat_seconds(c, Algorithm::binomial_tree, d, d, n, links);
+        case Collective::all_to_all:
+            break;
     }
     throw std::logic_error("hierarchical all_to_all");
 }
@@ -651,7 +730,8 @@ void hierarchical_steps(Collective c, Algorithm inner, int p, int d, double n, i
             intra(Collective::reduce, Algorithm::binomial_tree);
             lane(local == 0);
             return;
-        case Collective::all_to_all: break;
+        case Collective::all_to_all:
+            break;
     }
     throw std::logic_error("hierarchical all_to_all");
 }
@@ -782,9 +862,8 @@ std::vector<RankStep> rank_steps(Collective collective, const CollectiveAlgorith
     return out;
 }
 
-double collective_seconds(Collective collective, const CollectiveAlgorithm& algorithm,
-                          const GroupPlacement& placement, double bytes, const LinkCost& intra,
-                          const LinkCost& inter) {
+double collective_seconds(Collective collective, const CollectiveAlgorithm& algorithm, const GroupPlacement& placement,
+                          double bytes, const LinkCost& intra, const LinkCost& inter) {
     validate(placement);
     require_bytes(bytes);
     const Algorithm resolved = require_applicable(collective, algorithm);
@@ -796,8 +875,8 @@ double collective_seconds(Collective collective, const CollectiveAlgorithm& algo
 }
 
 double collective_seconds_by_steps(Collective collective, const CollectiveAlgorithm& algorithm,
-                                   const GroupPlacement& placement, double bytes,
-                                   const LinkCost& intra, const LinkCost& inter) {
+                                   const GroupPlacement& placement, double bytes, const LinkCost& intra,
+                                   const LinkCost& inter) {
     validate(placement);
     const Links links{intra, inter};
     std::vector<double> step_time;
@@ -805,22 +884,22 @@ double collective_seconds_by_steps(Collective collective, const CollectiveAlgori
         const std::vector<RankStep> steps = rank_steps(collective, algorithm, placement, bytes, x);
         if (x == 0) step_time.assign(steps.size(), 0.0);
         if (steps.size() != step_time.size()) {
-            throw std::logic_error("rank_steps: rank " + std::to_string(x) + " has " +
-                                   std::to_string(steps.size()) + " steps, rank 0 has " +
-                                   std::to_string(step_time.size()));
+            throw std::logic_error("rank_steps: rank " + std::to_string(x) + " has " + std::to_string(steps.size()) +
+                                   " steps, rank 0 has " + std::to_string(step_time.size()));
         }
         for (std::size_t k = 0; k < steps.size(); ++k) {
             const RankStep& st = steps[k];
             if (st.send_to < 0) continue;
             const bool same_node = node_of(placement, x) == node_of(placement, st.send_to);
-            step_time[k] = std::max(step_time[k], transfer_seconds(same_node ? links.intra : links.inter, st.send_bytes));
+            step_time[k] =
+                std::max(step_time[k], transfer_seconds(same_node ? links.intra : links.inter, st.send_bytes));
         }
     }
     return compensated_sum(step_time);
 }
 
-CollectiveChoice cheapest(Collective collective, const GroupPlacement& placement, double bytes,
-                          const LinkCost& intra, const LinkCost& inter, AlgorithmSet allowed) {
+CollectiveChoice cheapest(Collective collective, const GroupPlacement& placement, double bytes, const LinkCost& intra,
+                          const LinkCost& inter, AlgorithmSet allowed) {
     validate(placement);
     require_bytes(bytes);
     const Links links{intra, inter};
@@ -902,7 +981,8 @@ double halo_exchange_seconds(double halo_bytes, const GroupPlacement& line, cons
     if (parts == 1 || halo_bytes == 0) return 0;
     // Neighbour pairs (x, x + 1): some share a node iff per_node > 1, some cross iff the line
     // spans more than one node.
-    const double step = step_seconds(line.per_node > 1, halo_bytes, node_count(line) > 1, halo_bytes, Links{intra, inter});
+    const double step =
+        step_seconds(line.per_node > 1, halo_bytes, node_count(line) > 1, halo_bytes, Links{intra, inter});
     return parts == 2 ? step : 2 * step;
 }
 

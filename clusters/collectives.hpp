@@ -121,16 +121,19 @@ std::vector<RankStep> rank_steps(Collective collective, const CollectiveAlgorith
 // lasts as long as its slowest message (so a ring crossing a node boundary runs every step at the
 // inter-node speed); steps are sequential. Local reduction compute is not counted (RankStep
 // reports it for the simulator). 0 when size == 1 or bytes == 0.
+// The model is lockstep: step k starts everywhere once step k - 1 has ended everywhere. A replay
+// where each rank moves on as soon as its own messages are done can finish a little earlier when
+// one step's messages have different speeds (a ring over several nodes, say); a replay that
+// synchronises the ranks of a collective between steps reproduces these numbers exactly.
 // Closed form, O(log p) time and no allocation (O(per_node) per step only for the recursive
 // all-gather / reduce-scatter with a per_node that is not a power of two); the planner's path.
-double collective_seconds(Collective collective, const CollectiveAlgorithm& algorithm,
-                          const GroupPlacement& placement, double bytes, const LinkCost& intra,
-                          const LinkCost& inter);
+double collective_seconds(Collective collective, const CollectiveAlgorithm& algorithm, const GroupPlacement& placement,
+                          double bytes, const LinkCost& intra, const LinkCost& inter);
 // The same number computed by expanding rank_steps for every rank and taking, per step, the
 // slowest message: O(p x steps); for tests and for checking the simulator.
 double collective_seconds_by_steps(Collective collective, const CollectiveAlgorithm& algorithm,
-                                   const GroupPlacement& placement, double bytes,
-                                   const LinkCost& intra, const LinkCost& inter);
+                                   const GroupPlacement& placement, double bytes, const LinkCost& intra,
+                                   const LinkCost& inter);
 
 // A set of algorithms the cluster allows (bit per Algorithm), a plain value.
 class AlgorithmSet {
@@ -160,9 +163,8 @@ struct CollectiveChoice {
 // hierarchical). Hierarchical is tried with the cheapest allowed flat inter-node algorithm, and
 // only when one is allowed. No allocation. Throws std::invalid_argument when nothing allowed
 // applies.
-CollectiveChoice cheapest(Collective collective, const GroupPlacement& placement, double bytes,
-                          const LinkCost& intra, const LinkCost& inter,
-                          AlgorithmSet allowed = AlgorithmSet::all());
+CollectiveChoice cheapest(Collective collective, const GroupPlacement& placement, double bytes, const LinkCost& intra,
+                          const LinkCost& inter, AlgorithmSet allowed = AlgorithmSet::all());
 
 // One message: latency + bytes / bandwidth; 0 for bytes == 0 (nothing is sent).
 double point_to_point_seconds(double bytes, const LinkCost& link);

@@ -81,6 +81,9 @@ std::string shape_string(const Shape& shape) {
 // takes about 0.15 s and 90 MB; a million layers took 1.3 s and 840 MB.
 constexpr std::int64_t kMaxLayers = 100'000;
 constexpr int kMaxBlockDepth = 16;
+// Input references cost like layers (one edge, one lookup each) and a long `inputs` list in a block
+// multiplies without adding layers. Real layers read 1 or 2 (a DenseNet concat a few dozen).
+constexpr std::int64_t kMaxInputReferences = 1'000'000;
 
 // One layer object of the spec. Every copy of a repeat block shares it, so its fields are read and
 // checked once, not once per copy.
@@ -101,23 +104,29 @@ struct SpecItem {
     std::vector<SpecItem> body;
 };
 
+// What a layer list expands to: layers and `inputs` entries.
+struct Expansion {
+    std::int64_t layers = 0;
+    std::int64_t references = 0;
+};
+
 // Reads and checks the `layers` tree in document order, counting what it expands to before
 // anything is expanded, so a huge `repeat` fails at once instead of after filling memory.
 class SpecReader {
 public:
     std::vector<SpecLayer> layers;
 
-    // Returns the number of layers `array` expands to (never more than kMaxLayers).
-    std::int64_t read(const SpecNode& array, int depth, std::vector<SpecItem>& items) {
+    // Returns what `array` expands to (never more than kMaxLayers and kMaxInputReferences).
+    Expansion read(const SpecNode& array, int depth, std::vector<SpecItem>& items) {
         array.expect_array("an array of layers");
         if (array.size() == 0) array.fail("expected at least one layer");
         std::map<std::string, int> kind_counts;
-        std::int64_t total = 0;
+        Expansion total;
         for (std::size_t i = 0; i < array.size(); ++i) {
             SpecNode node = array.element(i);
             node.expect_object("a layer object");
             SpecItem item;
-            std::int64_t expanded = 1;
+            Expansion expanded{1, 0};
             if (node.has("repeat")) {
                 node.check_keys({"repeat", "name", "layers"});
                 item.copies = node.get_int("repeat", 1);
@@ -125,19 +134,29 @@ public:
                 if (item.block_name.empty()) node.child("name").fail("block name must not be empty");
                 if (depth >= kMaxBlockDepth)
                     node.fail("repeat blocks nest more than " + std::to_string(kMaxBlockDepth) + " levels deep");
-                std::int64_t per_copy = read(node.child("layers"), depth + 1, item.body);
-                auto product = checked_mul(item.copies, per_copy);
-                if (!product || *product > kMaxLayers)
-                    node.fail("repeat block \"" + item.block_name + "\" expands to " +
-                              (product ? std::to_string(*product) : std::string("more than 2^63")) +
-                              " layers, more than the limit of " + std::to_string(kMaxLayers));
-                expanded = *product;
+                Expansion per_copy = read(node.child("layers"), depth + 1, item.body);
+                auto check = [&](std::int64_t count, std::int64_t limit, const char* what) {
+                    auto product = checked_mul(item.copies, count);
+                    if (!product || *product > limit)
+                        node.fail("repeat block \"" + item.block_name + "\" expands to " +
+                                  (product ? std::to_string(*product) : std::string("more than 2^63")) + " " + what +
+                                  ", more than the limit of " + std::to_string(limit));
+                    return *product;
+                };
+                expanded.layers = check(per_copy.layers, kMaxLayers, "layers");
+                expanded.references = check(per_copy.references, kMaxInputReferences, "input references");
             } else {
                 item.layer = read_layer(node, kind_counts);
+                expanded.references = static_cast<std::int64_t>(layers[item.layer].inputs.size());
             }
-            total += expanded;  // both terms are at most kMaxLayers: no overflow
-            if (total > kMaxLayers)
+            // Each term is at most its limit: no overflow.
+            total.layers += expanded.layers;
+            total.references += expanded.references;
+            if (total.layers > kMaxLayers)
                 node.fail("the layers expand to more than the limit of " + std::to_string(kMaxLayers) + " layers");
+            if (total.references > kMaxInputReferences)
+                node.fail("the layers expand to more than the limit of " + std::to_string(kMaxInputReferences) +
+                          " input references");
             items.push_back(std::move(item));
         }
         return total;
@@ -864,10 +883,10 @@ Network parse_network(const Json& spec_json, const std::string& file) {
     // Read and check the layer tree, then expand repeat blocks into a flat list.
     SpecReader reader;
     std::vector<SpecItem> items;
-    std::int64_t expanded = reader.read(spec.child("layers"), 0, items);
+    Expansion expanded = reader.read(spec.child("layers"), 0, items);
     std::vector<Scope> scopes{Scope{"", -1}};
     std::vector<RawLayer> raw;
-    raw.reserve(static_cast<std::size_t>(expanded));
+    raw.reserve(static_cast<std::size_t>(expanded.layers));
     int previous = 0;
     Expander(reader.layers, raw, scopes).expand(items, 0, 0, previous);
     auto spec_of = [&](const RawLayer& r) -> const SpecLayer& { return reader.layers[r.spec]; };

@@ -54,6 +54,45 @@ Dist fit(Dist d, const networks::Shape& shape) {
     if (width_extent(shape) % d.w != 0) d.w = 1;
     return d;
 }
+
+// The dist rules of section 3a, one place for CostModel's queries and its cached loops.
+Dist anchor_input_dist(LayerKind kind, const Layout& l) {
+    switch (kind) {
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d: return Dist{l.n, l.ci, l.h, l.w};
+        case LayerKind::linear: return Dist{l.n, l.ci, 1, 1};
+        default: return Dist{l.n, 1, 1, 1};  // attention, embedding
+    }
+}
+Dist anchor_output_dist(LayerKind kind, const Layout& l) {
+    switch (kind) {
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d: return Dist{l.n, l.co, l.h, l.w};
+        case LayerKind::linear:
+        case LayerKind::embedding: return Dist{l.n, l.co, 1, 1};
+        default: return Dist{l.n, 1, 1, 1};  // attention
+    }
+}
+// Followers take what their first input delivers (`d`), as far as the layer allows; merges read
+// every input in the first input's dist.
+Dist follower_input_dist(const networks::Network& network, const Layer& layer, int input_index, Dist d) {
+    const Layer& input = network.layers[layer.inputs[input_index]];
+    switch (layer.kind) {
+        case LayerKind::layernorm:
+        case LayerKind::softmax: d.c = 1; break;  // normalise over the whole feature axis
+        case LayerKind::reshape: d = Dist{d.n, 1, 1, 1}; break;
+        case LayerKind::maxpool2d:
+        case LayerKind::avgpool2d:
+        case LayerKind::adaptive_avgpool2d:
+        case LayerKind::upsample: d = fit(fit(d, layer.output_shape), input.output_shape); break;
+        default: d = fit(d, input.output_shape); break;
+    }
+    return d;
+}
+Dist follower_output_dist(const Layer& layer, const Dist& in) {
+    if (layer.kind == LayerKind::flatten) return Dist{in.n, in.c * in.h * in.w, 1, 1};
+    return in;
+}
 }  // namespace
 
 // Collects calls and per-kind seconds while scoring; the search passes nullptr.
@@ -287,47 +326,17 @@ double CostModel::redistribution_seconds(const Dist& from, const Dist& to, doubl
 
 Dist CostModel::required_input_dist(int layer_index, const Layout& l, int input_index) const {
     const Layer& layer = network_->layers[layer_index];
-    const Layer& input = network_->layers[layer.inputs[input_index]];
-    switch (layer.kind) {
-        case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: return Dist{l.n, l.ci, l.h, l.w};
-        case LayerKind::linear: return Dist{l.n, l.ci, 1, 1};
-        case LayerKind::attention:
-        case LayerKind::embedding: return Dist{l.n, 1, 1, 1};
-        default: break;
-    }
-    // Followers: take what their first input delivers, as far as the layer allows.
-    Dist d = segment_output_dist(layer.inputs.front(), l);
-    if (input_index > 0) {
-        // Merges read every input in the first input's dist.
-    }
-    switch (layer.kind) {
-        case LayerKind::layernorm:
-        case LayerKind::softmax: d.c = 1; break;  // normalise over the whole feature axis
-        case LayerKind::reshape: d = Dist{d.n, 1, 1, 1}; break;
-        case LayerKind::maxpool2d:
-        case LayerKind::avgpool2d:
-        case LayerKind::adaptive_avgpool2d:
-        case LayerKind::upsample: d = fit(fit(d, layer.output_shape), input.output_shape); break;
-        default: d = fit(d, input.output_shape); break;
-    }
-    return d;
+    if (is_anchor_kind(layer.kind)) return anchor_input_dist(layer.kind, l);
+    return follower_input_dist(*network_, layer, input_index, segment_output_dist(layer.inputs.front(), l));
 }
 
+// Recursive along the first inputs back to the segment's anchor: O(depth) per call. The loops over
+// whole segments (evaluate_segment, score) keep each layer's output dist instead.
 Dist CostModel::segment_output_dist(int layer_index, const Layout& l) const {
     if (layer_index == 0) return Dist{l.n, 1, 1, 1};  // the data loader delivers the input as asked
     const Layer& layer = network_->layers[layer_index];
-    switch (layer.kind) {
-        case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: return Dist{l.n, l.co, l.h, l.w};
-        case LayerKind::linear:
-        case LayerKind::embedding: return Dist{l.n, l.co, 1, 1};
-        case LayerKind::attention: return Dist{l.n, 1, 1, 1};
-        default: break;
-    }
-    Dist in = required_input_dist(layer_index, l, 0);
-    if (layer.kind == LayerKind::flatten) return Dist{in.n, in.c * in.h * in.w, 1, 1};
-    return in;
+    if (is_anchor_kind(layer.kind)) return anchor_output_dist(layer.kind, l);
+    return follower_output_dist(layer, required_input_dist(layer_index, l, 0));
 }
 
 double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
@@ -449,17 +458,36 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
 
 double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight) const {
     double total = 0;
-    for (int index : segments_[anchor]) {
+    // Output dists of the segment's layers, in segment order (increasing layer index): a follower's
+    // first input is earlier in the same segment, so each dist is one step from a kept one
+    // instead of a recursion back to the anchor (ResNet-1001's residual chains are 300 deep).
+    const std::vector<int>& seg = segments_[anchor];
+    Dist small[32];
+    std::vector<Dist> large;
+    Dist* outs = small;
+    if (seg.size() > 32) {
+        large.resize(seg.size());
+        outs = large.data();
+    }
+    auto out_of = [&](int producer) {
+        return outs[std::lower_bound(seg.begin(), seg.end(), producer) - seg.begin()];
+    };
+    for (std::size_t s = 0; s < seg.size(); ++s) {
+        const int index = seg[s];
         const Layer& layer = network_->layers[index];
-        Dist in = required_input_dist(index, l, 0);
-        Dist out = segment_output_dist(index, l);
+        const bool anchor_layer = is_anchor_kind(layer.kind);
+        const int first = layer.inputs.front();
+        const Dist first_out = anchor_layer ? Dist{} : first == 0 ? Dist{l.n, 1, 1, 1} : out_of(first);
+        Dist in = anchor_layer ? anchor_input_dist(layer.kind, l) : follower_input_dist(*network_, layer, 0, first_out);
+        Dist out = anchor_layer ? anchor_output_dist(layer.kind, l) : follower_output_dist(layer, in);
+        outs[s] = out;
         total += layer_seconds(index, l, in, out, recorder, sync_weight);
         // Inputs produced inside this segment are redistributed here; others are edges.
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
             int producer = layer.inputs[k];
             if (producer == 0 || anchor_of_[producer] != anchor) continue;
-            Dist have = segment_output_dist(producer, l);
-            Dist want = required_input_dist(index, l, static_cast<int>(k));
+            Dist have = out_of(producer);
+            Dist want = anchor_layer ? in : follower_input_dist(*network_, layer, static_cast<int>(k), first_out);
             double bytes = static_cast<double>(options_.batch) * network_->layers[producer].output_elements * element_bytes_;
             total += redistribute(have, want, bytes, index, recorder) + redistribute(want, have, bytes, index, recorder);
         }
@@ -505,8 +533,13 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
         Layout l = layout_of(static_cast<int>(i));
         LayerCost& lc = plan.layers[i];
         lc.layout = l;
-        lc.in_dist = required_input_dist(static_cast<int>(i), l, 0);
-        lc.out_dist = segment_output_dist(static_cast<int>(i), l);
+        // The same dists as required_input_dist / segment_output_dist, from the first input's
+        // already computed output dist (a follower shares its first input's layout).
+        const bool anchor_layer = is_anchor_kind(layer.kind);
+        const int first = layer.inputs.front();
+        const Dist first_out = anchor_layer ? Dist{} : first == 0 ? Dist{l.n, 1, 1, 1} : plan.layers[first].out_dist;
+        lc.in_dist = anchor_layer ? anchor_input_dist(layer.kind, l) : follower_input_dist(*network_, layer, 0, first_out);
+        lc.out_dist = anchor_layer ? anchor_output_dist(layer.kind, l) : follower_output_dist(layer, lc.in_dist);
         std::size_t calls_before = plan.calls.size();
         double fwd_before = cost.fwd_compute_s, bwd_before = cost.bwd_compute_s;
         layer_seconds(static_cast<int>(i), l, lc.in_dist, lc.out_dist, &recorder);
@@ -514,8 +547,8 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
             int producer = layer.inputs[k];
             if (producer == 0) continue;
-            Dist have = segment_output_dist(producer, layout_of(producer));
-            Dist want = required_input_dist(static_cast<int>(i), l, static_cast<int>(k));
+            Dist have = plan.layers[producer].out_dist;
+            Dist want = anchor_layer ? lc.in_dist : follower_input_dist(*network_, layer, static_cast<int>(k), first_out);
             double bytes = static_cast<double>(options_.batch) * layers[producer].output_elements * element_bytes_;
             std::size_t before = plan.calls.size();
             redistribute(have, want, bytes, static_cast<int>(i), &recorder);

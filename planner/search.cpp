@@ -142,12 +142,28 @@ std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluat
         choice[i].assign(cands[i].size(), -1);
         // Predecessor candidates sorted by value: once a value alone exceeds the best total, stop.
         std::vector<int> sorted;
-        const std::vector<Edge>* link = nullptr;
+        // The link's dists once per candidate on either side (edge_seconds recomputes them per
+        // pair, and a follower's dist walks back to its anchor); summed in edge_seconds' order.
+        std::size_t link_size = 0;
+        std::vector<Dist> have, want;
+        std::vector<double> link_bytes;
         if (i > 0) {
             sorted.resize(cands[i - 1].size());
             for (std::size_t c = 0; c < sorted.size(); ++c) sorted[c] = static_cast<int>(c);
             std::sort(sorted.begin(), sorted.end(), [&](int x, int y) { return value[i - 1][x] < value[i - 1][y]; });
-            link = &edges[{chain[i - 1], chain[i]}];
+            const std::vector<Edge>& link = edges[{chain[i - 1], chain[i]}];
+            link_size = link.size();
+            have.resize(cands[i - 1].size() * link_size);
+            want.resize(cands[i].size() * link_size);
+            for (std::size_t k = 0; k < link_size; ++k) {
+                const Edge& e = link[k];
+                link_bytes.push_back(static_cast<double>(model.options().batch) *
+                                     model.network().layers[e.producer].output_elements * dtype_bytes(model.options().dtype));
+                for (std::size_t p = 0; p < cands[i - 1].size(); ++p)
+                    have[p * link_size + k] = model.segment_output_dist(e.producer, cands[i - 1][p]);
+                for (std::size_t c = 0; c < cands[i].size(); ++c)
+                    want[c * link_size + k] = model.required_input_dist(e.consumer, cands[i][c], e.input_index);
+            }
         }
         for (std::size_t c = 0; c < cands[i].size(); ++c) {
             double own = model.segment_seconds(chain[i], cands[i][c], sync_weight);
@@ -160,7 +176,12 @@ std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluat
             int arg = -1;
             for (int p : sorted) {
                 if (value[i - 1][p] >= best) break;
-                double e = edge_seconds(model, *link, cands[i - 1][p], cands[i][c]);
+                double e = 0;
+                for (std::size_t k = 0; k < link_size; ++k) {
+                    const Dist& from = have[p * link_size + k];
+                    const Dist& to = want[c * link_size + k];
+                    if (!(from == to)) e += model.redistribution_seconds(from, to, link_bytes[k]);
+                }
                 ++evals;
                 if (value[i - 1][p] + e < best) {
                     best = value[i - 1][p] + e;
@@ -185,13 +206,50 @@ std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluat
         if (assigned.count(a)) continue;
         auto cs = model.candidates(a);
         double best = std::numeric_limits<double>::infinity();
+        // The assigned neighbours' side of every edge is fixed: its dist once, not per candidate.
+        struct Fixed {
+            const Edge* edge;
+            Dist dist;  // the neighbour's output (into a) or required input (out of a)
+            bool into_a;
+            double bytes;
+            int group;  // one per neighbour: edge_seconds' subtotal
+        };
+        std::vector<Fixed> fixed;
+        int groups = 0;
+        auto fix = [&](const std::vector<Edge>& list, bool into_a, const Layout& neighbour) {
+            ++groups;
+            for (const Edge& e : list) {
+                double bytes = static_cast<double>(model.options().batch) *
+                               model.network().layers[e.producer].output_elements * dtype_bytes(model.options().dtype);
+                fixed.push_back(Fixed{&e,
+                                      into_a ? model.segment_output_dist(e.producer, neighbour)
+                                             : model.required_input_dist(e.consumer, neighbour, e.input_index),
+                                      into_a, bytes, groups});
+            }
+        };
+        for (int p : predecessors[a])
+            if (assigned.count(p)) fix(edges[{p, a}], true, result[p]);
+        for (int s : successors[a])
+            if (assigned.count(s)) fix(edges[{a, s}], false, result[s]);
         for (const Layout& l : cs) {
             double t = model.segment_seconds(a, l, sync_weight);
             ++evals;
-            for (int p : predecessors[a])
-                if (assigned.count(p)) t += edge_seconds(model, edges[{p, a}], result[p], l);
-            for (int s : successors[a])
-                if (assigned.count(s)) t += edge_seconds(model, edges[{a, s}], l, result[s]);
+            // Summed as before: per neighbour a subtotal (edge_seconds), predecessors first.
+            double subtotal = 0;
+            int group = 0;
+            for (const Fixed& f : fixed) {
+                if (f.group != group) {
+                    t += subtotal;
+                    subtotal = 0;
+                    group = f.group;
+                }
+                Dist mine = f.into_a ? model.required_input_dist(f.edge->consumer, l, f.edge->input_index)
+                                     : model.segment_output_dist(f.edge->producer, l);
+                const Dist& have = f.into_a ? f.dist : mine;
+                const Dist& want = f.into_a ? mine : f.dist;
+                if (!(have == want)) subtotal += model.redistribution_seconds(have, want, f.bytes);
+            }
+            t += subtotal;
             if (t < best) {
                 best = t;
                 result[a] = l;

@@ -2,9 +2,8 @@
 // against the explicit per-rank steps, and the steps' own consistency.
 #include "clusters/collectives.hpp"
 
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -20,9 +19,9 @@ bool rel_eq(double a, double b, double tol = 1e-12) {
     return std::abs(a - b) <= tol * std::max({std::abs(a), std::abs(b), 1e-300});
 }
 
-const std::vector<Collective> kAllCollectives{Collective::all_reduce, Collective::all_gather,
-                                               Collective::reduce_scatter, Collective::broadcast,
-                                               Collective::reduce, Collective::all_to_all};
+const std::vector<Collective> kAllCollectives{Collective::all_reduce,     Collective::all_gather,
+                                              Collective::reduce_scatter, Collective::broadcast,
+                                              Collective::reduce,         Collective::all_to_all};
 
 // Every applicable algorithm of a collective, hierarchical once per inter-node algorithm.
 std::vector<CollectiveAlgorithm> variants(Collective c) {
@@ -48,8 +47,8 @@ std::vector<int> divisors(int p) {
 }
 
 std::string label(Collective c, const CollectiveAlgorithm& a, const GroupPlacement& g, double n) {
-    return to_string(c) + " " + to_string(a) + " p=" + std::to_string(g.size) + " per_node=" +
-           std::to_string(g.per_node) + " n=" + std::to_string(n);
+    return to_string(c) + " " + to_string(a) + " p=" + std::to_string(g.size) +
+           " per_node=" + std::to_string(g.per_node) + " n=" + std::to_string(n);
 }
 
 // One link kind everywhere: a = 1 us, 10 GB/s, so b = 1e-10 s/B.
@@ -104,8 +103,8 @@ TEST_CASE("applicability table", "[collectives]") {
           std::vector<Algorithm>{Algorithm::binomial_tree, Algorithm::reduce_scatter_gather, Algorithm::hierarchical});
     CHECK(applicable_algorithms(Collective::all_to_all) == std::vector<Algorithm>{Algorithm::pairwise});
     CHECK(algorithm_applies(Collective::broadcast, CollectiveAlgorithm{Algorithm::hierarchical}));
-    CHECK_FALSE(algorithm_applies(Collective::broadcast,
-                                  CollectiveAlgorithm{Algorithm::hierarchical, Algorithm::ring}));
+    CHECK_FALSE(
+        algorithm_applies(Collective::broadcast, CollectiveAlgorithm{Algorithm::hierarchical, Algorithm::ring}));
 }
 
 TEST_CASE("bad inputs are rejected with a reason", "[collectives]") {
@@ -133,10 +132,10 @@ TEST_CASE("bad inputs are rejected with a reason", "[collectives]") {
     CHECK_THROWS_AS(rank_steps(Collective::all_reduce, Algorithm::ring, g, 1.0, 8), std::out_of_range);
     CHECK_THROWS_AS(collective_seconds(Collective::all_reduce, Algorithm::ring, g, -1.0, kLink, kLink),
                     std::invalid_argument);
-    CHECK_THROWS_AS(collective_seconds(Collective::all_reduce, Algorithm::ring, GroupPlacement{0, 1}, 1.0, kLink, kLink),
-                    std::invalid_argument);
-    CHECK_THROWS_AS(cheapest(Collective::broadcast, g, 1.0, kLink, kLink,
-                             AlgorithmSet::none().with(Algorithm::ring)),
+    CHECK_THROWS_AS(
+        collective_seconds(Collective::all_reduce, Algorithm::ring, GroupPlacement{0, 1}, 1.0, kLink, kLink),
+        std::invalid_argument);
+    CHECK_THROWS_AS(cheapest(Collective::broadcast, g, 1.0, kLink, kLink, AlgorithmSet::none().with(Algorithm::ring)),
                     std::invalid_argument);
 }
 
@@ -151,6 +150,29 @@ TEST_CASE("one rank or no bytes costs nothing", "[collectives]") {
     CHECK(point_to_point_seconds(0, kLink) == 0);
 }
 
+TEST_CASE("a link kind no message uses is never read", "[collectives]") {
+    // Clusters with one device per node may leave the intra-node link unset (bandwidth 0), and a
+    // group on one node never uses the inter-node link: the result must not become inf or NaN.
+    const LinkCost unset{};
+    for (int p : {6, 8, 12, 16}) {
+        for (Collective c : kAllCollectives) {
+            for (const CollectiveAlgorithm& alg : variants(c)) {
+                INFO(to_string(c) << " " << to_string(alg) << " p=" << p);
+                const GroupPlacement spread{p, 1};
+                const GroupPlacement packed{p, p};
+                const double n = 1e6;
+                CHECK(collective_seconds(c, alg, spread, n, unset, kSlowInter) ==
+                      collective_seconds(c, alg, spread, n, kFastIntra, kSlowInter));
+                CHECK(collective_seconds(c, alg, packed, n, kFastIntra, unset) ==
+                      collective_seconds(c, alg, packed, n, kFastIntra, kSlowInter));
+                CHECK(std::isfinite(collective_seconds_by_steps(c, alg, spread, n, unset, kSlowInter)));
+                CHECK(cheapest(c, packed, n, kFastIntra, unset).seconds ==
+                      cheapest(c, packed, n, kFastIntra, kSlowInter).seconds);
+            }
+        }
+    }
+}
+
 TEST_CASE("ring all-reduce is 2(p-1)(a + n/(p bw)) for any p", "[collectives]") {
     const double n = 3e6;
     for (int p : {2, 3, 5, 7, 12, 100}) {
@@ -158,9 +180,9 @@ TEST_CASE("ring all-reduce is 2(p-1)(a + n/(p bw)) for any p", "[collectives]") 
         const double expected = 2 * (p - 1) * (a + n / (p * bw));
         CHECK(rel_eq(flat(Collective::all_reduce, Algorithm::ring, p, n), expected));
         // All on one node, on the intra link: the same formula.
-        CHECK(rel_eq(collective_seconds(Collective::all_reduce, Algorithm::ring, GroupPlacement{p, p}, n, kLink,
-                                        LinkCost{1, 1}),
-                     expected));
+        CHECK(rel_eq(
+            collective_seconds(Collective::all_reduce, Algorithm::ring, GroupPlacement{p, p}, n, kLink, LinkCost{1, 1}),
+            expected));
         CHECK(rel_eq(flat(Collective::all_gather, Algorithm::ring, p, n), (p - 1) * (a + n / (p * bw))));
         CHECK(rel_eq(flat(Collective::reduce_scatter, Algorithm::ring, p, n), (p - 1) * (a + n / (p * bw))));
     }
@@ -198,8 +220,9 @@ TEST_CASE("hand-worked example: p = 8, n = 1 MiB, a = 1 us, 10 GB/s", "[collecti
     // Pairwise all-to-all: 7 (1 + 13.1072) = 98.7504 us.
     CHECK(rel_eq(flat(Collective::all_to_all, Algorithm::pairwise, 8, n), 98.7504 * us));
     // Hierarchical with one rank per node is its inter-node algorithm over 8 nodes.
-    CHECK(rel_eq(flat(Collective::all_reduce, CollectiveAlgorithm{Algorithm::hierarchical, Algorithm::rabenseifner}, 8, n),
-                 189.5008 * us));
+    CHECK(rel_eq(
+        flat(Collective::all_reduce, CollectiveAlgorithm{Algorithm::hierarchical, Algorithm::rabenseifner}, 8, n),
+        189.5008 * us));
     // Point to point: 1 + 104.8576 = 105.8576 us.
     CHECK(rel_eq(point_to_point_seconds(n, kLink), 105.8576 * us));
 }
@@ -259,7 +282,8 @@ TEST_CASE("closed form equals the step walk for every algorithm and placement", 
             for (Collective c : kAllCollectives) {
                 for (const CollectiveAlgorithm& alg : variants(c)) {
                     for (double n : {1048576.0, 1000.0}) {
-                        for (const auto& [intra, inter] : {std::pair{kFastIntra, kSlowInter}, std::pair{kOddIntra, kOddInter}}) {
+                        for (const auto& [intra, inter] :
+                             {std::pair{kFastIntra, kSlowInter}, std::pair{kOddIntra, kOddInter}}) {
                             const double closed = collective_seconds(c, alg, g, n, intra, inter);
                             const double walked = collective_seconds_by_steps(c, alg, g, n, intra, inter);
                             if (!rel_eq(closed, walked)) {
@@ -297,8 +321,9 @@ TEST_CASE("closed form equals the step walk at large p", "[collectives][slow]") 
         }
     }
     const GroupPlacement g{1000, 8};
-    CHECK(rel_eq(collective_seconds(Collective::all_to_all, Algorithm::pairwise, g, 1e8, kFastIntra, kSlowInter),
-                 collective_seconds_by_steps(Collective::all_to_all, Algorithm::pairwise, g, 1e8, kFastIntra, kSlowInter)));
+    CHECK(rel_eq(
+        collective_seconds(Collective::all_to_all, Algorithm::pairwise, g, 1e8, kFastIntra, kSlowInter),
+        collective_seconds_by_steps(Collective::all_to_all, Algorithm::pairwise, g, 1e8, kFastIntra, kSlowInter)));
 }
 
 TEST_CASE("every message sent is received in the same step, and the data suffices", "[collectives]") {
@@ -340,7 +365,8 @@ TEST_CASE("every message sent is received in the same step, and the data suffice
                                 REQUIRE(st.recv_bytes == 0);
                                 REQUIRE(st.reduce_bytes == 0);
                             }
-                            if (c == Collective::all_gather || c == Collective::broadcast || c == Collective::all_to_all) {
+                            if (c == Collective::all_gather || c == Collective::broadcast ||
+                                c == Collective::all_to_all) {
                                 REQUIRE(st.reduce_bytes == 0);
                             }
                         }
@@ -356,11 +382,22 @@ TEST_CASE("every message sent is received in the same step, and the data suffice
                     for (int x = 0; x < p; ++x) {
                         switch (c) {
                             case Collective::all_reduce:
-                            case Collective::all_gather: CHECK(received[x] >= share); break;
-                            case Collective::all_to_all: CHECK(received[x] >= share); CHECK(sent[x] >= share); break;
-                            case Collective::reduce_scatter: CHECK(sent[x] >= share); break;
-                            case Collective::broadcast: CHECK((x == 0 || received[x] >= n * (1 - 1e-12))); break;
-                            case Collective::reduce: CHECK((x == 0 || sent[x] >= share)); break;
+                            case Collective::all_gather:
+                                CHECK(received[x] >= share);
+                                break;
+                            case Collective::all_to_all:
+                                CHECK(received[x] >= share);
+                                CHECK(sent[x] >= share);
+                                break;
+                            case Collective::reduce_scatter:
+                                CHECK(sent[x] >= share);
+                                break;
+                            case Collective::broadcast:
+                                CHECK((x == 0 || received[x] >= n * (1 - 1e-12)));
+                                break;
+                            case Collective::reduce:
+                                CHECK((x == 0 || sent[x] >= share));
+                                break;
                         }
                     }
                 }
@@ -389,40 +426,51 @@ TEST_CASE("no algorithm beats the lower bounds of Chan et al. 2007", "[collectiv
     }
 }
 
-TEST_CASE("cheapest picks latency-bound algorithms for small messages, bandwidth-bound for large",
-          "[collectives]") {
+TEST_CASE("cheapest picks latency-bound algorithms for small messages, bandwidth-bound for large", "[collectives]") {
     const GroupPlacement g8{8, 1};
     // All-reduce, p = 8: ring 14a + 1.75 n b, recursive doubling 3a + 3 n b, Rabenseifner
     // 6a + 1.75 n b, binomial 6a + 6 n b. Rabenseifner never loses to ring at a power of two;
     // recursive doubling beats it while 3a + 3 n b < 6a + 1.75 n b, i.e. n < 2.4 a/b = 24000 B.
-    CHECK(cheapest(Collective::all_reduce, g8, 1024, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::recursive_doubling});
-    CHECK(cheapest(Collective::all_reduce, g8, 23000, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::recursive_doubling});
-    CHECK(cheapest(Collective::all_reduce, g8, 25000, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::rabenseifner});
-    CHECK(cheapest(Collective::all_reduce, g8, 1 << 20, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::rabenseifner});
+    CHECK(cheapest(Collective::all_reduce, g8, 1024, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::recursive_doubling});
+    CHECK(cheapest(Collective::all_reduce, g8, 23000, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::recursive_doubling});
+    CHECK(cheapest(Collective::all_reduce, g8, 25000, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::rabenseifner});
+    CHECK(cheapest(Collective::all_reduce, g8, 1 << 20, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::rabenseifner});
     // p = 6: ring 10a + 10/6 n b, RD 4a + 4 n b, Rabenseifner 6a + 3.5 n b (folding costs 2 n b).
     // Tiny: RD (4a). Large: ring, which beats Rabenseifner once 4a < (3.5 - 10/6) n b, i.e.
     // n > 2.18 a/b = 21.8 kB, and RD once 6a < (4 - 10/6) n b, n > 25.7 kB.
     const GroupPlacement g6{6, 1};
-    CHECK(cheapest(Collective::all_reduce, g6, 8, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::recursive_doubling});
-    CHECK(cheapest(Collective::all_reduce, g6, 1 << 20, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::ring});
+    CHECK(cheapest(Collective::all_reduce, g6, 8, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::recursive_doubling});
+    CHECK(cheapest(Collective::all_reduce, g6, 1 << 20, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::ring});
     // Broadcast, p = 8: binomial 3a + 3 n b against scatter + all-gather 10a + 1.75 n b; the
     // crossover is 7a = 1.25 n b, n = 5.6 a/b = 56 kB.
-    CHECK(cheapest(Collective::broadcast, g8, 50000, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::binomial_tree});
-    CHECK(cheapest(Collective::broadcast, g8, 60000, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::scatter_allgather});
+    CHECK(cheapest(Collective::broadcast, g8, 50000, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::binomial_tree});
+    CHECK(cheapest(Collective::broadcast, g8, 60000, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::scatter_allgather});
     // All-gather, p = 6: ring 5a + 5/6 n b, RD 4a + 11/6 n b: RD while n b < a (n < 10 kB).
-    CHECK(cheapest(Collective::all_gather, g6, 9000, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::recursive_doubling});
+    CHECK(cheapest(Collective::all_gather, g6, 9000, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::recursive_doubling});
     CHECK(cheapest(Collective::all_gather, g6, 11000, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::ring});
     // At a power of two the recursive all-gather is never worse: 3a against 7a, same n b.
-    CHECK(cheapest(Collective::all_gather, g8, 1 << 24, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::recursive_doubling});
+    CHECK(cheapest(Collective::all_gather, g8, 1 << 24, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::recursive_doubling});
     // Only one all-to-all algorithm.
-    CHECK(cheapest(Collective::all_to_all, g8, 1 << 20, kLink, kLink).algorithm == CollectiveAlgorithm{Algorithm::pairwise});
+    CHECK(cheapest(Collective::all_to_all, g8, 1 << 20, kLink, kLink).algorithm ==
+          CollectiveAlgorithm{Algorithm::pairwise});
     // A restricted set is honoured.
-    CHECK(cheapest(Collective::all_reduce, g8, 1024, kLink, kLink, AlgorithmSet::none().with(Algorithm::ring)).algorithm ==
-          CollectiveAlgorithm{Algorithm::ring});
+    CHECK(cheapest(Collective::all_reduce, g8, 1024, kLink, kLink, AlgorithmSet::none().with(Algorithm::ring))
+              .algorithm == CollectiveAlgorithm{Algorithm::ring});
     // On one node hierarchical all-reduce is a ring; with ring itself not allowed it is still a
     // candidate. p = 6 on one node, 1 MiB: ring 10a + 10/6 n b beats Rabenseifner 6a + 3.5 n b.
     const auto no_ring = AlgorithmSet::none().with(Algorithm::rabenseifner).with(Algorithm::hierarchical);
-    const CollectiveChoice one_node = cheapest(Collective::all_reduce, GroupPlacement{6, 6}, 1 << 20, kLink, kLink, no_ring);
+    const CollectiveChoice one_node =
+        cheapest(Collective::all_reduce, GroupPlacement{6, 6}, 1 << 20, kLink, kLink, no_ring);
     CHECK(one_node.algorithm == CollectiveAlgorithm{Algorithm::hierarchical, Algorithm::rabenseifner});
     CHECK(rel_eq(one_node.seconds, 10 * a + 10.0 / 6 * (1 << 20) * b));
     // The reported seconds are collective_seconds' bit for bit, for every choice.
@@ -434,7 +482,8 @@ TEST_CASE("cheapest picks latency-bound algorithms for small messages, bandwidth
                     CHECK(choice.seconds ==
                           collective_seconds(c, choice.algorithm, GroupPlacement{p, d}, n, kFastIntra, kSlowInter));
                     for (const CollectiveAlgorithm& alg : variants(c)) {
-                        CHECK(choice.seconds <= collective_seconds(c, alg, GroupPlacement{p, d}, n, kFastIntra, kSlowInter));
+                        CHECK(choice.seconds <=
+                              collective_seconds(c, alg, GroupPlacement{p, d}, n, kFastIntra, kSlowInter));
                     }
                 }
             }
@@ -454,14 +503,15 @@ TEST_CASE("hierarchical all-reduce beats the flat ring on multi-GPU nodes", "[co
     // 1 + (n/8) / 100 GB/s = 84.88608 us = 1188.40512 us; Rabenseifner over the 4 nodes on n/8 =
     // 8 MiB: 4 x 5 us + 2 (3/4) 8388608 / 1e10 = 20 + 1258.2912 = 1278.2912 us. Total 2466.69632 us.
     const double hier = collective_seconds(Collective::all_reduce,
-                                           CollectiveAlgorithm{Algorithm::hierarchical, Algorithm::rabenseifner}, g,
-                                           n, kFastIntra, kSlowInter);
+                                           CollectiveAlgorithm{Algorithm::hierarchical, Algorithm::rabenseifner}, g, n,
+                                           kFastIntra, kSlowInter);
     CHECK(rel_eq(hier, 2466.69632e-6));
     CHECK(hier < ring / 5);
     // Flat Rabenseifner is as node-friendly at powers of two (its distances 1, 2, 4 stay on a node
     // and carry n/2, n/4, n/8; distances 8, 16 carry n/16, n/32 across): 2 (3 + 587.20256 +
     // 10 + 629.1456) = 2458.69632 us, 8 intra-node latencies less than hierarchical.
-    const double rab = collective_seconds(Collective::all_reduce, Algorithm::rabenseifner, g, n, kFastIntra, kSlowInter);
+    const double rab =
+        collective_seconds(Collective::all_reduce, Algorithm::rabenseifner, g, n, kFastIntra, kSlowInter);
     CHECK(rel_eq(rab, 2458.69632e-6));
     CHECK(cheapest(Collective::all_reduce, g, n, kFastIntra, kSlowInter).algorithm ==
           CollectiveAlgorithm{Algorithm::rabenseifner});
@@ -486,8 +536,9 @@ TEST_CASE("node crossings make a step run at the inter-node speed", "[collective
     const double n = 8e6;
     // Ring all-gather on 8 ranks, 4 per node: the pairs (3, 4) and (7, 0) cross, so all 7 steps
     // take 5 us + 1e6 B / 10 GB/s = 105 us.
-    CHECK(rel_eq(collective_seconds(Collective::all_gather, Algorithm::ring, GroupPlacement{8, 4}, n, kFastIntra, kSlowInter),
-                 7 * 105e-6));
+    CHECK(rel_eq(
+        collective_seconds(Collective::all_gather, Algorithm::ring, GroupPlacement{8, 4}, n, kFastIntra, kSlowInter),
+        7 * 105e-6));
     // Recursive doubling all-gather on the same placement: distance 4 crosses (1 block: 105 us),
     // distances 2 and 1 stay on a node (2 and 4 blocks: 1 + 20 and 1 + 40 us).
     CHECK(rel_eq(collective_seconds(Collective::all_gather, Algorithm::recursive_doubling, GroupPlacement{8, 4}, n,
@@ -495,8 +546,8 @@ TEST_CASE("node crossings make a step run at the inter-node speed", "[collective
                  (105 + 21 + 41) * 1e-6));
     // Binomial broadcast, 8 ranks, 2 per node: round 1 is on a node (1 + 80 us), rounds 2 and 4
     // cross (5 + 800 us each).
-    CHECK(rel_eq(collective_seconds(Collective::broadcast, Algorithm::binomial_tree, GroupPlacement{8, 2}, n, kFastIntra,
-                                    kSlowInter),
+    CHECK(rel_eq(collective_seconds(Collective::broadcast, Algorithm::binomial_tree, GroupPlacement{8, 2}, n,
+                                    kFastIntra, kSlowInter),
                  (81 + 2 * 805) * 1e-6));
     // Pairwise all-to-all, 8 ranks, 4 per node: shifts 1..3 and 5..7 keep some pair on a node but
     // all shifts cross, so 7 x (5 + 100) us.

@@ -477,3 +477,93 @@ TEST_CASE("invariants: pure batch's communication does not depend on the batch s
         CHECK(y.cost.fwd_compute_s == Approx(32 * x.cost.fwd_compute_s).epsilon(1e-12));
     }
 }
+
+TEST_CASE("a scored plan's per-layer dists are the model's dist queries", "[planner][cost]") {
+    // score() and the segment evaluation keep each layer's output dist instead of recursing back
+    // to the anchor; they must agree with required_input_dist / segment_output_dist everywhere,
+    // merges (add, concat), reshapes, layer norms and pooling included.
+    clusters::Cluster cluster = hand_cluster();
+    for (const std::string name : {"resnet50", "unet", "gpt2", "lenet5"}) {
+        networks::Network net = builtin(name);
+        CostModel model(net, cluster, options(16, 64));
+        SearchResult result = search(model);
+        for (const Candidate& c : result.ranked) {
+            INFO(name << " " << c.strategy << " " << c.grid);
+            const auto& layers = net.layers;
+            for (std::size_t i = 1; i < layers.size(); ++i) {
+                int a = model.anchor_of(static_cast<int>(i));
+                if (a == 0) continue;  // followers of the raw input take a layout of their own
+                const Layout& l = c.plan.anchor_layouts[a];
+                const LayerCost& lc = c.plan.layers[i];
+                CHECK(lc.layout == l);
+                CHECK(lc.in_dist == model.required_input_dist(static_cast<int>(i), l, 0));
+                CHECK(lc.out_dist == model.segment_output_dist(static_cast<int>(i), l));
+            }
+            // The segments' seconds add up to the score's total when nothing overlaps and no edge
+            // costs anything: checked on the uniform batch plan below.
+        }
+        // Pure batch: no redistribution anywhere, so the segments' sum is the no-overlap iteration.
+        CostModel flat(net, cluster, options(16, 64, false));
+        auto layouts = uniform_layouts(flat, "batch", 1, 16);
+        double sum = 0;
+        for (int a : flat.anchors()) sum += flat.segment_seconds(a, layouts[a]);
+        ScoredPlan scored = flat.score(layouts);
+        double input_followers = 0;  // layers following the raw input belong to no anchor's segment
+        for (std::size_t i = 1; i < net.layers.size(); ++i)
+            if (flat.anchor_of(static_cast<int>(i)) == 0)
+                input_followers += scored.layers[i].fwd_compute_s + scored.layers[i].bwd_compute_s +
+                                   scored.layers[i].fwd_comm_s + scored.layers[i].bwd_comm_s + scored.layers[i].sync_s;
+        CHECK(scored.cost.redistribution_s == 0);
+        CHECK(scored.cost.iteration_s == Approx(sum + input_followers).epsilon(1e-9));
+    }
+}
+
+TEST_CASE("domain split: one halo exchange per split dimension, input forward and output gradient backward", "[planner][cost]") {
+    // Two 3x3 convolutions (padding 1, no bias) on 4 x 8 x 8 images, 8 output channels each,
+    // B = 4 and n = 1, so every process holds all 4 samples. Halo width floor(3/2) * 1 = 1 row or
+    // column; a + n b per step with a = 1 us, 1 GB/s.
+    networks::Network net = networks::parse_network(Json::parse(R"({
+        "name": "two_conv", "batch": 4, "input": {"shape": [4, 8, 8]},
+        "layers": [
+            {"name": "conv1", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false},
+            {"name": "conv2", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false}
+        ]})"),
+                                                     "inline.json");
+    clusters::Cluster cluster = hand_cluster();
+
+    SECTION("2 x 2 split: two-part lines, one step each") {
+        CostModel model(net, cluster, options(4, 4));
+        ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 2, 2}));
+        // conv1 forward, per dimension: 4 samples x 4 channels x 1 row x 8/2 columns x 4 B = 256 B:
+        //   1e-6 + 0.256e-6 = 1.256e-6 s, twice (h and w).
+        // conv1 backward (output gradient, 8 channels): 4 x 8 x 1 x 4 x 4 = 512 B: 1.512e-6 s, twice.
+        // conv2 forward and backward: 8 channels both ways, 512 B: 1.512e-6 s, four times.
+        // halo = 2 x 1.256e-6 + 6 x 1.512e-6 = 11.584e-6 s
+        CHECK(plan.cost.halo_s == Approx(11.584e-6).epsilon(1e-12));
+        int halos = 0;
+        for (const CommCall& c : plan.calls) {
+            if (c.kind != CommKind::halo) continue;
+            ++halos;
+            CHECK(c.group.size == 2);
+            CHECK(c.bytes == (c.layer == 1 && c.phase == Phase::forward ? 256 : 512));
+        }
+        CHECK(halos == 8);
+        // Weights replicated: the gradient is all-reduced over n x h x w = 4 processes.
+        // conv1: 8*4*9*4 = 1152 B, recursive doubling 2 (1e-6 + 1.152e-6) = 4.304e-6 s
+        //        (Rabenseifner 4e-6 + 1.5 * 1.152e-6 = 5.728e-6);
+        // conv2: 8*8*9*4 = 2304 B, 2 (1e-6 + 2.304e-6) = 6.608e-6 s (Rabenseifner 7.456e-6).
+        check_call(plan, 1, "weight gradient", Collective::all_reduce, Algorithm::recursive_doubling, 4, 1152, 4.304e-6);
+        check_call(plan, 2, "weight gradient", Collective::all_reduce, Algorithm::recursive_doubling, 4, 2304, 6.608e-6);
+        CHECK(plan.cost.redistribution_s == 0);  // conv1's output is already split as conv2 needs
+        // Compute splits 4 ways: conv2 forward 2 * 8*8*8 * 4*9 = 36864 FLOPs per sample.
+        CHECK(net.layers[2].fwd_flops == 36864);
+    }
+    SECTION("1 x 4 split: a four-part line, two steps") {
+        CostModel model(net, cluster, options(4, 4));
+        ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 1, 4}));
+        // conv1 forward: 4 x 4 x 1 column x 8 rows x 4 B = 512 B; inner parts have two neighbours:
+        //   2 (1e-6 + 0.512e-6) = 3.024e-6 s. Every other exchange carries 8 channels: 1024 B,
+        //   2 (1e-6 + 1.024e-6) = 4.048e-6 s, three of them.
+        CHECK(plan.cost.halo_s == Approx(3.024e-6 + 3 * 4.048e-6).epsilon(1e-12));
+    }
+}
