@@ -81,6 +81,8 @@ const BadCase kBadCases[] = {
     {"net_repeat_no_name.json", ": /layers/0: missing required field \"name\""},
     {"net_repeat_too_large.json",
      ": /layers/0: repeat block \"outer\" expands to 10000000000 layers, more than the limit of 100000"},
+    {"net_too_many_inputs.json",
+     ": /layers/0: repeat block \"wide\" expands to 1001000 input references, more than the limit of 1000000"},
     {"net_repeat_too_deep.json",
      ": /layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/"
      "layers/0/layers/0/layers/0/layers/0/layers/0: repeat blocks nest more than 16 levels deep"},
