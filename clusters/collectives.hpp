@@ -125,8 +125,10 @@ std::vector<RankStep> rank_steps(Collective collective, const CollectiveAlgorith
 // where each rank moves on as soon as its own messages are done can finish a little earlier when
 // one step's messages have different speeds (a ring over several nodes, say); a replay that
 // synchronises the ranks of a collective between steps reproduces these numbers exactly.
-// Closed form, O(log p) time and no allocation (O(per_node) per step only for the recursive
-// all-gather / reduce-scatter with a per_node that is not a power of two); the planner's path.
+// Closed form, the planner's path: no allocation, O(1) for ring and pairwise and for every
+// algorithm when size is a power of two, else O(log p) (with O(per_node) per step only for the
+// recursive all-gather / reduce-scatter when per_node is not a power of two). Throws as
+// rank_steps does.
 double collective_seconds(Collective collective, const CollectiveAlgorithm& algorithm, const GroupPlacement& placement,
                           double bytes, const LinkCost& intra, const LinkCost& inter);
 // The same number computed by expanding rank_steps for every rank and taking, per step, the
