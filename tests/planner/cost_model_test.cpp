@@ -555,8 +555,10 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         check_call(plan, 1, "weight gradient", Collective::all_reduce, Algorithm::recursive_doubling, 4, 1152, 4.304e-6);
         check_call(plan, 2, "weight gradient", Collective::all_reduce, Algorithm::recursive_doubling, 4, 2304, 6.608e-6);
         CHECK(plan.cost.redistribution_s == 0);  // conv1's output is already split as conv2 needs
-        // Compute splits 4 ways: conv2 forward 2 * 8*8*8 * 4*9 = 36864 FLOPs per sample.
-        CHECK(net.layers[2].fwd_flops == 36864);
+        // Compute splits 4 ways: conv2 forward 2 * (8 out x 8 x 8 positions) * (8 in x 9) = 73728
+        // FLOPs per sample, 4 samples / 4 processes: 73.728e-9 s at 1e12 FLOP/s.
+        CHECK(net.layers[2].fwd_flops == 73728);
+        CHECK(plan.layers[2].fwd_compute_s == Approx(73728e-12).epsilon(1e-12));
     }
     SECTION("1 x 4 split: a four-part line, two steps") {
         CostModel model(net, cluster, options(4, 4));
