@@ -214,5 +214,12 @@ int main(int argc, char** argv) {
     } catch (const InputError& e) {
         std::cerr << e.what() << "\n";
         return 2;
+    } catch (const std::bad_alloc&) {
+        std::cerr << "dnnplan: out of memory\n";
+        return 2;
+    } catch (const std::exception& e) {
+        // Anything else is a bug in dnnplan, but still one line and no abort.
+        std::cerr << "dnnplan: internal error: " << e.what() << "\n";
+        return 2;
     }
 }

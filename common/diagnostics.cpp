@@ -32,19 +32,22 @@ std::string one_line(const std::string& text) {
     return out;
 }
 
-std::string format_location(const std::string& file, const std::string& location, const std::string& message) {
-    // Syntax errors carry "LINE:COL" and are written FILE:LINE:COL; pointers are "FILE: /ptr".
-    if (!location.empty() && location.front() != '/') return one_line(file + ":" + location + ": " + message);
-    if (location.empty()) return one_line(file + ": " + message);
-    return one_line(file + ": " + location + ": " + message);
-}
-
 // Cuts a string to at most `limit` bytes without splitting a UTF-8 sequence.
 std::string truncate_utf8(const std::string& s, std::size_t limit) {
     if (s.size() <= limit) return s;
     std::size_t cut = limit;
     while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
     return s.substr(0, cut) + "...";
+}
+
+std::string format_location(const std::string& file, const std::string& location, const std::string& message) {
+    // Syntax errors carry "LINE:COL" and are written FILE:LINE:COL; pointers are "FILE: /ptr".
+    std::string line = !location.empty() && location.front() != '/' ? file + ":" + location + ": " + message
+                       : location.empty()                          ? file + ": " + message
+                                                                   : file + ": " + location + ": " + message;
+    // A message quotes names from the input; a multi-megabyte name must not make a multi-megabyte line.
+    constexpr std::size_t kMaxMessageBytes = 4096;
+    return one_line(truncate_utf8(line, kMaxMessageBytes));
 }
 
 std::string describe_value(const Json& value) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -78,12 +79,16 @@ std::string shape_string(const Shape& shape) {
 // Limits that keep the cost of any input bounded: time and memory grow with the expanded layer
 // count (about 0.8 KB and 1.3 us a layer), and scope names with the nesting depth. Real networks
 // are far below both: ResNet-1001 is 3,341 layers and nests blocks 1 deep. At the cap a load
-// takes about 0.15 s and 90 MB; a million layers took 1.3 s and 840 MB.
+// takes about 0.17 s and 86 MB; a million layers took 1.3 s and 840 MB.
 constexpr std::int64_t kMaxLayers = 100'000;
 constexpr int kMaxBlockDepth = 16;
 // Input references cost like layers (one edge, one lookup each) and a long `inputs` list in a block
 // multiplies without adding layers. Real layers read 1 or 2 (a DenseNet concat a few dozen).
 constexpr std::int64_t kMaxInputReferences = 1'000'000;
+// Every layer stores its shape and full name, so both must be short for the layer cap to bound
+// memory: per-sample tensors have rank 1 to 4 in practice, names a few dozen characters.
+constexpr std::size_t kMaxRank = 16;
+constexpr std::size_t kMaxNameLength = 256;
 
 // One layer object of the spec. Every copy of a repeat block shares it, so its fields are read and
 // checked once, not once per copy.
@@ -216,8 +221,13 @@ public:
     void expand(const std::vector<SpecItem>& items, int scope, int block_input, int& previous) {
         for (const auto& item : items) {
             if (item.layer >= 0) {
-                out_.push_back(RawLayer{scopes_[scope].prefix + specs_[item.layer].local_name, item.layer, scope,
-                                        block_input, previous});
+                const SpecLayer& spec = specs_[item.layer];
+                if (scopes_[scope].prefix.size() + spec.local_name.size() > kMaxNameLength)
+                    (spec.node.has("name") ? spec.node.child("name") : spec.node)
+                        .fail("layer name \"" + scopes_[scope].prefix + spec.local_name + "\" is longer than " +
+                              std::to_string(kMaxNameLength) + " characters");
+                out_.push_back(RawLayer{scopes_[scope].prefix + spec.local_name, item.layer, scope, block_input,
+                                        previous});
                 previous = static_cast<int>(out_.size());
                 continue;
             }
@@ -323,6 +333,8 @@ LayerAttributes parse_attributes(const SpecLayer& spec) {
             SpecNode shape = n.child("shape");
             shape.expect_array("an array of sizes");
             if (shape.size() == 0) shape.fail("expected at least one size");
+            if (shape.size() > kMaxRank)
+                shape.fail("expected at most " + std::to_string(kMaxRank) + " sizes, got " + std::to_string(shape.size()));
             for (std::size_t i = 0; i < shape.size(); ++i) {
                 std::int64_t v = shape.element(i).as_int(-1);
                 if (v == 0) shape.element(i).fail("sizes must be positive (or -1 for one inferred size)");
@@ -558,17 +570,11 @@ private:
         const Shape& x = image_input(kind_name_.c_str());
         const auto& a = layer_.attrs;
         layer_.output_shape = {x[0], a.output_h, a.output_w};
-        // PyTorch's adaptive windows: [floor(i*in/out), ceil((i+1)*in/out)).
-        auto window_sum = [&](std::int64_t in, std::int64_t out) {
-            std::int64_t total = 0;
-            for (std::int64_t i = 0; i < out; ++i) {
-                std::int64_t start = mul(i, in) / out;
-                std::int64_t end = (add(mul(i + 1, in), out - 1)) / out;
-                total = add(total, end - start);
-            }
-            return total;
-        };
-        if (a.output_h > 1'000'000 || a.output_w > 1'000'000) fail("output_size is absurdly large");
+        // PyTorch's adaptive windows are [floor(i*in/out), ceil((i+1)*in/out)) for i < out. Writing
+        // ceil(y) = floor(y) + [y not an integer], the floors telescope to floor(out*in/out) = in, and
+        // j*in/out (j = 1..out) is an integer for gcd(in, out) values of j: the window lengths sum to
+        // in + out - gcd(in, out). O(1), so a huge output_size costs nothing.
+        auto window_sum = [&](std::int64_t in, std::int64_t out) { return add(in, out) - std::gcd(in, out); };
         std::int64_t per_channel = mul(window_sum(x[1], a.output_h), window_sum(x[2], a.output_w));
         layer_.fwd_flops = mul(x[0], per_channel);
         layer_.bwd_input_flops = layer_.fwd_flops;
@@ -786,6 +792,8 @@ std::string unknown_reference(const std::string& ref, const RawLayer& raw, const
         for (const auto& l : layers) names.push_back(l.name);
         return message + " (layers: " + join_choices(names) + ")";
     }
+    // Long references are not typos of a name, and would make the search quadratic in their length.
+    if (ref.size() > 64) return message;
     const std::size_t limit = std::max<std::size_t>(1, ref.size() / 3);
     std::string best;
     std::size_t best_distance = limit + 1;
@@ -865,6 +873,8 @@ Network parse_network(const Json& spec_json, const std::string& file) {
         SpecNode shape = input.child("shape");
         shape.expect_array("an array of sizes");
         if (shape.size() == 0) shape.fail("expected at least one size");
+        if (shape.size() > kMaxRank)
+            shape.fail("expected at most " + std::to_string(kMaxRank) + " sizes, got " + std::to_string(shape.size()));
         for (std::size_t i = 0; i < shape.size(); ++i) input_layer.output_shape.push_back(shape.element(i).as_int(1));
     }
     {

@@ -188,34 +188,35 @@ std::vector<Layout> CostModel::candidates(int layer_index) const {
     bool spatial = is_spatial(layer) && (layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d);
     bool has_ci = layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d ||
                   layer.kind == LayerKind::linear;
-    // Every process is used by the layer: replication only when the axes cannot absorb P.
-    for (int n : divisors) {
-        for (int m : divisors) {
-            if (p % (static_cast<std::int64_t>(n) * m) != 0) continue;
-            int rest = p / (n * m);
-            for (int h : divisors) {
-                if (rest % h != 0 || (!spatial && h > 1)) continue;
-                int w = rest / h;
-                if (!spatial && w > 1) continue;
-                // Near-square domain splits only (w = h or w = 2h), as Gholami's analysis assumes.
-                if (spatial && !(w == h || w == 2 * h)) continue;
-                Layout col{n, m, 1, h, w};
-                if (layout_problem(layer_index, col).empty()) out.push_back(col);
-                if (has_ci && m > 1) {
-                    Layout row{n, 1, m, h, w};
-                    if (layout_problem(layer_index, row).empty()) out.push_back(row);
+    // The layouts that use exactly q of the P processes (q divides P).
+    auto enumerate = [&](int q) {
+        for (int n : divisors) {
+            for (int m : divisors) {
+                if (q % (static_cast<std::int64_t>(n) * m) != 0) continue;
+                int rest = q / (n * m);
+                for (int h : divisors) {
+                    if (rest % h != 0 || (!spatial && h > 1)) continue;
+                    int w = rest / h;
+                    if (!spatial && w > 1) continue;
+                    // Near-square domain splits only (w = h or w = 2h), as Gholami's analysis assumes.
+                    if (spatial && !(w == h || w == 2 * h)) continue;
+                    Layout col{n, m, 1, h, w};
+                    if (layout_problem(layer_index, col).empty()) out.push_back(col);
+                    if (has_ci && m > 1) {
+                        Layout row{n, 1, m, h, w};
+                        if (layout_problem(layer_index, row).empty()) out.push_back(row);
+                    }
                 }
             }
         }
-    }
+    };
+    // Every process is used by the layer: replication only when the axes cannot absorb P.
+    enumerate(p);
     if (out.empty()) {
-        // Nothing uses all P processes: allow replication over the remainder.
-        for (int n : divisors)
-            for (int m : divisors) {
-                if (p % (static_cast<std::int64_t>(n) * m) != 0) continue;
-                Layout col{n, m, 1, 1, 1};
-                if (layout_problem(layer_index, col).empty()) out.push_back(col);
-            }
+        // Nothing uses all P processes: every smaller process count, over every axis the layer
+        // has, with replicas over the remainder.
+        for (int q : divisors)
+            if (q < p) enumerate(q);
     }
     return out;
 }

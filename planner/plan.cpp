@@ -58,7 +58,8 @@ Json plan_to_json(const Plan& plan, const CostModel& model) {
     Json layouts = Json::array();
     for (const auto& [name, layout] : plan.layouts) layouts.push_back(Json{{"name", name}, {"layout", to_json(layout)}});
     Json per_layer = Json::array();
-    for (std::size_t i = 1; i < layers.size(); ++i) {
+    // A default Plan (nothing feasible was found) has no scored layers: no rows then.
+    for (std::size_t i = 1; i < layers.size() && i < plan.scored.layers.size(); ++i) {
         const LayerCost& lc = plan.scored.layers[i];
         auto dist = [](const Dist& d) { return Json{{"n", d.n}, {"c", d.c}, {"h", d.h}, {"w", d.w}}; };
         per_layer.push_back(Json{{"name", layers[i].name},

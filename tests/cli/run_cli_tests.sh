@@ -95,6 +95,8 @@ net_tokens_to_linear.json : /layers/0: linear cannot read integer token ids; add
 net_repeat_no_name.json : /layers/0: missing required field "name"
 net_repeat_too_large.json : /layers/0: repeat block "outer" expands to 10000000000 layers, more than the limit of 100000
 net_too_many_inputs.json : /layers/0: repeat block "wide" expands to 1001000 input references, more than the limit of 1000000
+net_rank_too_large.json : /input/shape: expected at most 16 sizes, got 17
+net_name_too_long.json : /layers/0/layers/0/name: layer name "blockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblock.0.blockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblock" is longer than 256 characters
 net_repeat_too_deep.json : /layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0: repeat blocks nest more than 16 levels deep
 net_tied_not_embedding.json : /layers/2/tied_to: layer "proj" is not an embedding of 100 x 32
 net_reshape_mismatch.json : /layers/0/shape: cannot reshape [3, 32, 32] from layer "input" to [-1, 7]

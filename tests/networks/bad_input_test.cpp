@@ -83,6 +83,9 @@ const BadCase kBadCases[] = {
      ": /layers/0: repeat block \"outer\" expands to 10000000000 layers, more than the limit of 100000"},
     {"net_too_many_inputs.json",
      ": /layers/0: repeat block \"wide\" expands to 1001000 input references, more than the limit of 1000000"},
+    {"net_rank_too_large.json", ": /input/shape: expected at most 16 sizes, got 17"},
+    {"net_name_too_long.json",
+     ": /layers/0/layers/0/name: layer name \"blockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblock.0.blockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblockblock\" is longer than 256 characters"},
     {"net_repeat_too_deep.json",
      ": /layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/layers/0/"
      "layers/0/layers/0/layers/0/layers/0/layers/0: repeat blocks nest more than 16 levels deep"},

@@ -220,6 +220,13 @@ TEST_CASE("adaptive_avgpool2d with sizes that do not divide sums PyTorch's exact
     CHECK(g.output_shape == Shape{2, 1, 1});
     CHECK(g.fwd_flops == 70);
     CHECK(g.kind == LayerKind::adaptive_avgpool2d);
+
+    // An output larger than the input (PyTorch allows it): height 2 -> 4 has windows [0,1) [0,1) [1,2)
+    // [1,2) (sum 4), width 4 -> 2 has [0,2) [2,4) (sum 4): 16 per channel.
+    Network up = make(Json::array({{{"name", "pool"}, {"kind", "adaptive_avgpool2d"}, {"output_size", {4, 2}}}}),
+                      Json{{"shape", {1, 2, 4}}});
+    CHECK(layer(up, "pool").output_shape == Shape{1, 4, 2});
+    CHECK(layer(up, "pool").fwd_flops == 16);
 }
 
 TEST_CASE("batchnorm2d and layernorm parameters and per-element FLOPs", "[networks][shape]") {

@@ -209,3 +209,19 @@ TEST_CASE("a plan's P must fit the cluster", "[planner][plan][bad]") {
         CHECK(std::string(e.what()) == path + ": /procs: P = 4 exceeds the cluster's 2 devices");
     }
 }
+
+TEST_CASE("plan_to_json of a plan with nothing scored (no feasible candidate) writes no per-layer rows", "[planner][plan]") {
+    // The CLI hands the default Plan to the JSON report when every candidate is infeasible
+    // (e.g. `dnnplan --net gpt2 --procs 4 --cluster dgx-a100 --format json`: 180 GiB per process).
+    networks::Network net = builtin("lenet5");
+    clusters::Cluster cluster = preset("cori-knl");
+    PlannerOptions o;
+    o.procs = 4;
+    o.batch = 64;
+    CostModel model(net, cluster, o);
+    Plan empty;
+    Json json = plan_to_json(empty, model);
+    CHECK(json["per_layer"].empty());
+    CHECK(json["communication"].empty());
+    CHECK(json["layouts"].empty());
+}

@@ -302,3 +302,32 @@ TEST_CASE("domain splitting makes P = 4096 feasible for a batch of 256", "[plann
     REQUIRE(per_layer != nullptr);
     CHECK(per_layer->plan.cost.feasible);
 }
+
+TEST_CASE("candidates: every factorisation the layer can take, all P when possible, else fewer with replicas",
+          "[planner][search]") {
+    clusters::Cluster cluster = hand_cluster();
+    networks::Network net = builtin("lenet5");
+    SECTION("P = 4: every candidate uses all 4 processes") {
+        CostModel model(net, cluster, options(4, 64));
+        // conv1 (1 -> 6 channels, 32x32 -> 28x28): n x co x (h, w) with w = h or 2h, ci impossible
+        // (one input channel): n4; n2 co2; n2 w2; n1 co2 w2; n1 h2 w2 (co4 does not divide 6).
+        std::vector<Layout> expected{{4, 1, 1, 1, 1}, {2, 2, 1, 1, 1}, {2, 1, 1, 1, 2}, {1, 2, 1, 1, 2}, {1, 1, 1, 2, 2}};
+        std::vector<Layout> got = model.candidates(1);
+        std::sort(expected.begin(), expected.end());
+        std::sort(got.begin(), got.end());
+        CHECK(got == expected);
+    }
+    SECTION("P = 4096, B = 64: no conv1 layout uses 4096, the candidates still split every axis") {
+        // conv1 can absorb at most n64 x co2 x h4 x w4 = 2048 processes (28 and 32 divide by 4,
+        // not 8; 6 channels by 2 and 3, and 3 does not divide 4096). The header's contract: all
+        // factorisations of a divisor of P over the axes the layer has.
+        CostModel model(net, cluster, options(4096, 64));
+        std::vector<Layout> got = model.candidates(1);
+        CHECK(std::find(got.begin(), got.end(), Layout{64, 2, 1, 4, 4}) != got.end());
+        CHECK(std::find(got.begin(), got.end(), Layout{64, 1, 1, 1, 1}) != got.end());
+        for (const Layout& l : got) {
+            CHECK(4096 % l.procs() == 0);
+            CHECK(model.layout_problem(1, l).empty());
+        }
+    }
+}
