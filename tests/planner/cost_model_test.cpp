@@ -8,6 +8,8 @@
 // full. With these numbers each expected value below is written out as arithmetic.
 #include <catch2/catch.hpp>
 
+#include "planner_test_helpers.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -21,6 +23,7 @@
 
 using namespace dnnplan;
 using namespace dnnplan::planner;
+using dnnplan::planner::test::check_equal;
 using clusters::Algorithm;
 using clusters::Collective;
 
@@ -105,30 +108,6 @@ std::vector<Layout> all(const networks::Network& net, const CostModel& model, La
     return layouts;
 }
 
-void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
-    CHECK(x.fwd_compute_s == y.fwd_compute_s);
-    CHECK(x.bwd_compute_s == y.bwd_compute_s);
-    CHECK(x.all_reduce_s == y.all_reduce_s);
-    CHECK(x.all_gather_s == y.all_gather_s);
-    CHECK(x.reduce_scatter_s == y.reduce_scatter_s);
-    CHECK(x.all_to_all_s == y.all_to_all_s);
-    CHECK(x.halo_s == y.halo_s);
-    CHECK(x.point_to_point_s == y.point_to_point_s);
-    CHECK(x.redistribution_s == y.redistribution_s);
-    CHECK(x.sync_total_s == y.sync_total_s);
-    CHECK(x.sync_exposed_s == y.sync_exposed_s);
-    CHECK(x.bubble_s == y.bubble_s);
-    CHECK(x.iteration_s == y.iteration_s);
-    CHECK(x.weights_bytes == y.weights_bytes);
-    CHECK(x.gradients_bytes == y.gradients_bytes);
-    CHECK(x.optimizer_bytes == y.optimizer_bytes);
-    CHECK(x.activations_bytes == y.activations_bytes);
-    CHECK(x.buffers_bytes == y.buffers_bytes);
-    CHECK(x.memory_bytes == y.memory_bytes);
-    CHECK(x.memory_capacity_bytes == y.memory_capacity_bytes);
-    CHECK(x.feasible == y.feasible);
-    CHECK(x.reason == y.reason);
-}
 
 void check_sane(const CostBreakdown& c) {
     const double values[] = {c.fwd_compute_s,   c.bwd_compute_s,  c.all_reduce_s,     c.all_gather_s,

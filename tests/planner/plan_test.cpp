@@ -4,6 +4,8 @@
 // gives its exact "FILE: /pointer: message" diagnostic.
 #include <catch2/catch.hpp>
 
+#include "planner_test_helpers.hpp"
+
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 
 using namespace dnnplan;
 using namespace dnnplan::planner;
+using dnnplan::planner::test::check_equal;
 
 namespace {
 
@@ -26,30 +29,6 @@ clusters::Cluster preset(const std::string& name) {
     return clusters::load_cluster_file(kSourceDir + "/clusters/" + name + ".json");
 }
 
-void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
-    CHECK(x.fwd_compute_s == y.fwd_compute_s);
-    CHECK(x.bwd_compute_s == y.bwd_compute_s);
-    CHECK(x.all_reduce_s == y.all_reduce_s);
-    CHECK(x.all_gather_s == y.all_gather_s);
-    CHECK(x.reduce_scatter_s == y.reduce_scatter_s);
-    CHECK(x.all_to_all_s == y.all_to_all_s);
-    CHECK(x.halo_s == y.halo_s);
-    CHECK(x.point_to_point_s == y.point_to_point_s);
-    CHECK(x.redistribution_s == y.redistribution_s);
-    CHECK(x.sync_total_s == y.sync_total_s);
-    CHECK(x.sync_exposed_s == y.sync_exposed_s);
-    CHECK(x.bubble_s == y.bubble_s);
-    CHECK(x.iteration_s == y.iteration_s);
-    CHECK(x.weights_bytes == y.weights_bytes);
-    CHECK(x.gradients_bytes == y.gradients_bytes);
-    CHECK(x.optimizer_bytes == y.optimizer_bytes);
-    CHECK(x.activations_bytes == y.activations_bytes);
-    CHECK(x.buffers_bytes == y.buffers_bytes);
-    CHECK(x.memory_bytes == y.memory_bytes);
-    CHECK(x.memory_capacity_bytes == y.memory_capacity_bytes);
-    CHECK(x.feasible == y.feasible);
-    CHECK(x.reason == y.reason);
-}
 
 Plan make_plan(const networks::Network& net, const std::string& source, const clusters::Cluster& cluster,
                const std::string& cluster_source, const CostModel& model, const Candidate& c) {

@@ -1,0 +1,36 @@
+// Helpers shared by the planner tests.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include "planner/cost_model.hpp"
+
+namespace dnnplan::planner::test {
+
+// Field by field, so a failure names the field that differs.
+inline void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
+    CHECK(x.fwd_compute_s == y.fwd_compute_s);
+    CHECK(x.bwd_compute_s == y.bwd_compute_s);
+    CHECK(x.all_reduce_s == y.all_reduce_s);
+    CHECK(x.all_gather_s == y.all_gather_s);
+    CHECK(x.reduce_scatter_s == y.reduce_scatter_s);
+    CHECK(x.all_to_all_s == y.all_to_all_s);
+    CHECK(x.halo_s == y.halo_s);
+    CHECK(x.point_to_point_s == y.point_to_point_s);
+    CHECK(x.redistribution_s == y.redistribution_s);
+    CHECK(x.sync_total_s == y.sync_total_s);
+    CHECK(x.sync_exposed_s == y.sync_exposed_s);
+    CHECK(x.bubble_s == y.bubble_s);
+    CHECK(x.iteration_s == y.iteration_s);
+    CHECK(x.weights_bytes == y.weights_bytes);
+    CHECK(x.gradients_bytes == y.gradients_bytes);
+    CHECK(x.optimizer_bytes == y.optimizer_bytes);
+    CHECK(x.activations_bytes == y.activations_bytes);
+    CHECK(x.buffers_bytes == y.buffers_bytes);
+    CHECK(x.memory_bytes == y.memory_bytes);
+    CHECK(x.memory_capacity_bytes == y.memory_capacity_bytes);
+    CHECK(x.feasible == y.feasible);
+    CHECK(x.reason == y.reason);
+}
+
+}  // namespace dnnplan::planner::test
