@@ -1,7 +1,9 @@
 #include "cost_model.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 namespace dnnplan::planner {
@@ -179,8 +181,14 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
 }
 
 std::vector<Layout> CostModel::candidates(int layer_index) const {
+    if (candidates_ready_.empty()) {
+        candidates_ready_.assign(network_->layers.size(), 0);
+        candidates_cache_.resize(network_->layers.size());
+    }
+    if (candidates_ready_[layer_index]) return candidates_cache_[layer_index];
     const Layer& layer = network_->layers[layer_index];
-    std::vector<Layout> out;
+    std::vector<Layout>& out = candidates_cache_[layer_index];
+    candidates_ready_[layer_index] = 1;
     const int p = static_cast<int>(options_.procs);
     std::vector<int> divisors;
     for (int d = 1; d <= p; ++d)
@@ -262,7 +270,7 @@ double CostModel::compute_seconds(double flops, double bytes_moved) const {
 double CostModel::collective(Collective kind, const GroupPlacement& group, double bytes, int layer, Phase phase,
                              const char* what, Recorder* recorder) const {
     if (group.size <= 1 || bytes <= 0) return 0;
-    clusters::CollectiveChoice choice = clusters::cheapest(kind, group, bytes, intra_, inter_);
+    clusters::CollectiveChoice choice = cheapest(kind, group, bytes);
     if (recorder) {
         CommCall call;
         call.layer = layer;
@@ -291,33 +299,25 @@ double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, i
     bool target_coarser = divides(to.n, from.n) && divides(to.c, from.c) && divides(to.h, from.h) && divides(to.w, from.w);
     bool target_finer = divides(from.n, to.n) && divides(from.c, to.c) && divides(from.h, to.h) && divides(from.w, to.w);
     if (target_finer) return 0;  // a local slice
-    double seconds = 0;
-    CommCall call;
-    call.layer = layer;
-    call.phase = Phase::forward;
-    call.kind = CommKind::redistribution;
-    if (target_coarser) {
-        std::int64_t group = from.parts() / to.parts();
-        call.collective = Collective::all_gather;
-        call.group = contiguous(group);
-        call.bytes = bytes / static_cast<double>(to.parts());
-        auto choice = clusters::cheapest(Collective::all_gather, call.group, call.bytes, intra_, inter_);
+    const Collective kind = target_coarser ? Collective::all_gather : Collective::all_to_all;
+    const GroupPlacement group = contiguous(target_coarser ? from.parts() / to.parts() : options_.procs);
+    const double part_bytes =
+        bytes / static_cast<double>(target_coarser ? to.parts() : std::min(from.parts(), to.parts()));
+    const clusters::CollectiveChoice choice = cheapest(kind, group, part_bytes);
+    if (recorder && choice.seconds > 0) {
+        CommCall call;
+        call.layer = layer;
+        call.phase = Phase::forward;
+        call.kind = CommKind::redistribution;
+        call.collective = kind;
+        call.group = group;
+        call.bytes = part_bytes;
         call.algorithm = choice.algorithm;
-        seconds = choice.seconds;
-        call.what = "redistribution (all-gather)";
-    } else {
-        std::int64_t group = options_.procs;
-        call.collective = Collective::all_to_all;
-        call.group = contiguous(group);
-        call.bytes = bytes / static_cast<double>(std::min(from.parts(), to.parts()));
-        auto choice = clusters::cheapest(Collective::all_to_all, call.group, call.bytes, intra_, inter_);
-        call.algorithm = choice.algorithm;
-        seconds = choice.seconds;
-        call.what = "redistribution (all-to-all)";
+        call.seconds = choice.seconds;
+        call.what = target_coarser ? "redistribution (all-gather)" : "redistribution (all-to-all)";
+        recorder->add(call);
     }
-    call.seconds = seconds;
-    if (recorder && seconds > 0) recorder->add(call);
-    return seconds;
+    return choice.seconds;
 }
 
 double CostModel::redistribution_seconds(const Dist& from, const Dist& to, double bytes) const {
@@ -341,7 +341,7 @@ Dist CostModel::segment_output_dist(int layer_index, const Layout& l) const {
 }
 
 double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
-                                double sync_weight) const {
+                                double sync_weight, double* sync_out) const {
     const Layer& layer = network_->layers[index];
     const double batch = static_cast<double>(options_.batch);
     const double b = batch / in.n;  // local batch
@@ -454,10 +454,12 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
         rec->cost->fwd_compute_s += fwd_c;
         rec->cost->bwd_compute_s += bwd_c;
     }
+    if (sync_out) *sync_out += sync;
     return fwd_c + bwd_c + fwd_comm + bwd_comm + sync_weight * sync;
 }
 
-double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight) const {
+double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight,
+                                   double* sync_out) const {
     double total = 0;
     // Output dists of the segment's layers, in segment order (increasing layer index): a follower's
     // first input is earlier in the same segment, so each dist is one step from a kept one
@@ -482,7 +484,7 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
         Dist in = anchor_layer ? anchor_input_dist(layer.kind, l) : follower_input_dist(*network_, layer, 0, first_out);
         Dist out = anchor_layer ? anchor_output_dist(layer.kind, l) : follower_output_dist(layer, in);
         outs[s] = out;
-        total += layer_seconds(index, l, in, out, recorder, sync_weight);
+        total += layer_seconds(index, l, in, out, recorder, sync_weight, sync_out);
         // Inputs produced inside this segment are redistributed here; others are edges.
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
             int producer = layer.inputs[k];
@@ -498,6 +500,54 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
 
 double CostModel::segment_seconds(int anchor, const Layout& layout, double sync_weight) const {
     return evaluate_segment(anchor, layout, nullptr, sync_weight);
+}
+
+SegmentCost CostModel::segment_cost(int anchor, const Layout& layout) const {
+    SegmentCost cost;
+    cost.seconds = evaluate_segment(anchor, layout, nullptr, 0.0, &cost.sync_s);
+    return cost;
+}
+
+clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlacement& group, double bytes) const {
+    // splitmix64 over the fields: the bytes vary in their low mantissa bits, the sizes are small.
+    auto mix = [](std::uint64_t x) {
+        x += 0x9e3779b97f4a7c15ULL;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        return x ^ (x >> 31);
+    };
+    auto slot_of = [&](const CollectiveKey& k) {
+        return mix(std::bit_cast<std::uint64_t>(k.bytes) ^
+                   mix(static_cast<std::uint64_t>(k.kind) << 56 | static_cast<std::uint64_t>(k.size) << 24 |
+                       static_cast<std::uint64_t>(k.per_node)));
+    };
+    const CollectiveKey key{kind, group.size, group.per_node, bytes};
+    if (collective_cache_.empty()) collective_cache_.resize(1024);
+    const std::size_t mask = collective_cache_.size() - 1;  // the size is a power of two
+    std::size_t i = slot_of(key) & mask;
+    for (; collective_cache_[i].key.bytes >= 0; i = (i + 1) & mask)
+        if (collective_cache_[i].key == key) return collective_cache_[i].choice;
+    const auto choice = clusters::cheapest(kind, group, bytes, intra_, inter_);
+    if ((collective_cache_used_ + 1) * 4 > collective_cache_.size() * 3) {
+        // Grow (rehash) while small; past a bound start again, so memory stays bounded.
+        std::vector<CollectiveSlot> old;
+        old.swap(collective_cache_);
+        collective_cache_.resize(old.size() < (std::size_t{1} << 18) ? old.size() * 2 : old.size());
+        collective_cache_used_ = 0;
+        const bool rehash = collective_cache_.size() > old.size();
+        for (const auto& slot : old) {
+            if (!rehash || slot.key.bytes < 0) continue;
+            std::size_t j = slot_of(slot.key) & (collective_cache_.size() - 1);
+            while (collective_cache_[j].key.bytes >= 0) j = (j + 1) & (collective_cache_.size() - 1);
+            collective_cache_[j] = slot;
+            ++collective_cache_used_;
+        }
+        i = slot_of(key) & (collective_cache_.size() - 1);
+        while (collective_cache_[i].key.bytes >= 0) i = (i + 1) & (collective_cache_.size() - 1);
+    }
+    collective_cache_[i] = CollectiveSlot{key, choice};
+    ++collective_cache_used_;
+    return choice;
 }
 
 ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {

@@ -93,8 +93,17 @@ struct ScoredPlan {
     CostBreakdown cost;
 };
 
+// A segment's seconds with the weight-gradient synchronisation kept apart, so that searches can
+// weigh the sync (how much of it the backward pass hides) without evaluating the segment again.
+struct SegmentCost {
+    double seconds = 0;  // forward + backward compute and blocking communication
+    double sync_s = 0;   // weight-gradient all-reduce, in full
+};
+
 // Immutable context built once per (network, cluster, options): per-layer shapes and the
-// segment structure. Plain data; cheap to query from the search's inner loops.
+// segment structure. Plain data; cheap to query from the search's inner loops. Queries memoise
+// collective choices and candidate lists internally, so one CostModel must not be shared
+// between threads.
 class CostModel {
 public:
     CostModel(const networks::Network& network, const clusters::Cluster& cluster, const PlannerOptions& options);
@@ -119,6 +128,7 @@ public:
     // Returns seconds (forward + backward + full sync); fills `out` when given.
     // `sync_weight` scales the weight-gradient all-reduce (0: assume the overlap hides it all).
     double segment_seconds(int anchor, const Layout& layout, double sync_weight = 1.0) const;
+    SegmentCost segment_cost(int anchor, const Layout& layout) const;  // one evaluation, sync apart
     Dist segment_output_dist(int layer, const Layout& anchor_layout) const;  // dist of `layer`'s output
     Dist required_input_dist(int layer, const Layout& anchor_layout, int input_index) const;
 
@@ -130,9 +140,12 @@ public:
 
 private:
     struct Recorder;
-    double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder, double sync_weight = 1.0) const;
+    double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder, double sync_weight = 1.0,
+                            double* sync_out = nullptr) const;
     double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out,
-                         Recorder* recorder, double sync_weight = 1.0) const;
+                         Recorder* recorder, double sync_weight = 1.0, double* sync_out = nullptr) const;
+    clusters::CollectiveChoice cheapest(clusters::Collective kind, const clusters::GroupPlacement& group,
+                                        double bytes) const;
     double redistribute(const Dist& from, const Dist& to, double bytes, int layer, Recorder* recorder) const;
     double collective(clusters::Collective kind, const clusters::GroupPlacement& group, double bytes, int layer,
                       Phase phase, const char* what, Recorder* recorder) const;
@@ -150,6 +163,24 @@ private:
     double element_bytes_ = 4;
     double flops_rate_ = 1;
     clusters::LinkCost intra_{}, inter_{};
+
+    // Memoised collective choices: the search asks the same (collective, group, bytes) many times.
+    // Open addressing with linear probing in flat arrays (a node-based map spent its time in cache
+    // misses); cleared when full rather than grown without bound.
+    struct CollectiveKey {
+        clusters::Collective kind = clusters::Collective::all_reduce;
+        int size = 0, per_node = 0;
+        double bytes = -1;  // -1: empty slot
+        bool operator==(const CollectiveKey&) const = default;
+    };
+    struct CollectiveSlot {
+        CollectiveKey key;
+        clusters::CollectiveChoice choice;
+    };
+    mutable std::vector<CollectiveSlot> collective_cache_;
+    mutable std::size_t collective_cache_used_ = 0;
+    mutable std::vector<std::vector<Layout>> candidates_cache_;  // per layer, filled on first use
+    mutable std::vector<char> candidates_ready_;
 };
 
 }  // namespace dnnplan::planner
