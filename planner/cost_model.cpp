@@ -578,7 +578,7 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
         return anchor_layouts[a];
     };
 
-    double max_buffer = 0;
+    double max_buffer = 0, max_gradients = 0;
     for (std::size_t i = 1; i < layers.size(); ++i) {
         const Layer& layer = layers[i];
         Layout l = layout_of(static_cast<int>(i));
@@ -641,11 +641,16 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
         if (options_.dtype != DType::fp32) states += 1;
         cost.optimizer_bytes += local_params * 4 * states;
         cost.activations_bytes += lc.activation_bytes;
+        // Backward working set: the gradients of this layer's output and input are live together.
+        max_gradients = std::max(max_gradients, b * element_bytes_ *
+                                                    (layer.output_elements / static_cast<double>(lc.out_dist.c * lc.out_dist.h * lc.out_dist.w) +
+                                                     input_elements_[i] / static_cast<double>(lc.in_dist.c * lc.in_dist.h * lc.in_dist.w)));
     }
     // The input batch itself is resident too.
     cost.activations_bytes += static_cast<double>(options_.batch) / std::max(1, layout_of(1).n) *
                               layers[0].output_elements * (network_->token_input ? 8 : element_bytes_);
-    cost.buffers_bytes = max_buffer;
+    // The largest communication buffer and the largest pair of activation gradients.
+    cost.buffers_bytes = max_buffer + max_gradients;
 
     // Gradient synchronisation overlaps the backward pass: layer i's all-reduce starts when its
     // backward is done, one all-reduce at a time on the network (the simulator replays this).

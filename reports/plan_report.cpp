@@ -1,5 +1,6 @@
 #include "plan_report.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "text.hpp"
@@ -68,19 +69,42 @@ std::string plan_text(const PlanReportInput& in) {
     std::string out = header(*in.model);
     out += std::to_string(r.ranked.size()) + " strategies scored (" + std::to_string(r.infeasible_count) +
            " infeasible), " + std::to_string(r.layout_evaluations) + " layer-layout evaluations\n\n";
+    // One column per communication kind that any shown strategy uses; gradient sync in full and
+    // the part the backward pass does not hide.
+    std::vector<const planner::Candidate*> shown;
+    for (const auto& c : r.ranked)
+        if (c.plan.cost.feasible && static_cast<int>(shown.size()) < in.top) shown.push_back(&c);
+    struct Column {
+        const char* title;
+        double planner::CostBreakdown::*field;
+    };
+    const Column kinds[] = {{"all-reduce", &planner::CostBreakdown::all_reduce_s},
+                            {"all-gather", &planner::CostBreakdown::all_gather_s},
+                            {"reduce-scatter", &planner::CostBreakdown::reduce_scatter_s},
+                            {"all-to-all", &planner::CostBreakdown::all_to_all_s},
+                            {"halo", &planner::CostBreakdown::halo_s},
+                            {"point-to-point", &planner::CostBreakdown::point_to_point_s},
+                            {"redistrib.", &planner::CostBreakdown::redistribution_s},
+                            {"bubble", &planner::CostBreakdown::bubble_s}};
+    std::vector<Column> used;
+    for (const auto& k : kinds)
+        if (std::any_of(shown.begin(), shown.end(), [&](const auto* c) { return c->plan.cost.*k.field > 0; }))
+            used.push_back(k);
     TextTable table;
-    table.header = {"#", "strategy", "iteration", "compute", "all-reduce", "all-gather", "halo", "redistrib.",
-                    "exposed sync", "memory/proc", "vs batch"};
-    int shown = 0;
-    for (const auto& c : r.ranked) {
-        if (!c.plan.cost.feasible) continue;
-        if (shown++ >= in.top) break;
-        const auto& k = c.plan.cost;
-        table.rows.push_back({std::to_string(shown), strategy_label(c), seconds(k.iteration_s),
-                              seconds(k.fwd_compute_s + k.bwd_compute_s), seconds(k.all_reduce_s),
-                              seconds(k.all_gather_s), seconds(k.halo_s), seconds(k.redistribution_s),
-                              seconds(k.sync_exposed_s), human_bytes(k.memory_bytes),
-                              batch_time > 0 ? fixed(batch_time / k.iteration_s, "%.2fx") : "-"});
+    table.header = {"#", "strategy", "grid", "iteration", "compute"};
+    for (const auto& k : used) table.header.push_back(k.title);
+    for (const char* h : {"grad sync", "exposed sync", "memory/proc", "vs batch"}) table.header.push_back(h);
+    int rank = 0;
+    for (const auto* c : shown) {
+        const auto& k = c->plan.cost;
+        std::vector<std::string> row{std::to_string(++rank), c->strategy, c->grid.empty() ? "-" : c->grid,
+                                     seconds(k.iteration_s), seconds(k.fwd_compute_s + k.bwd_compute_s)};
+        for (const auto& column : used) row.push_back(seconds(k.*column.field));
+        row.push_back(seconds(k.sync_total_s));
+        row.push_back(seconds(k.sync_exposed_s));
+        row.push_back(human_bytes(k.memory_bytes));
+        row.push_back(batch_time > 0 ? fixed(batch_time / k.iteration_s, "%.2fx") : "-");
+        table.rows.push_back(std::move(row));
     }
     out += table.render();
     if (r.infeasible_count > 0) {
@@ -129,7 +153,8 @@ std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
     Json out{{"ranked", ranked},
              {"feasible_count", in.result->feasible_count},
              {"infeasible_count", in.result->infeasible_count},
-             {"best", planner::plan_to_json(best, *in.model)}};
+             // null when nothing is feasible: there is no plan to write.
+             {"best", in.result->best() ? planner::plan_to_json(best, *in.model) : Json(nullptr)}};
     return out.dump(2) + "\n";
 }
 

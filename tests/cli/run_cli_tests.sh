@@ -202,9 +202,67 @@ run inspect
 check "inspect without --net exits 2" [ "$status" -eq 2 ]
 
 # ======================================================================================================
-# PLANNER COMMANDS (`dnnplan --net X --procs P`, `dnnplan plan ...`): being added by the lead engineer.
-# Their tests go here, in the same style (run / check / expect_error); not tested yet.
+# PLANNER COMMANDS (`dnnplan --net X --procs P`, `dnnplan plan ...`)
 # ======================================================================================================
+
+run --net vgg16 --procs 512
+check "the default command exits 0" [ "$status" -eq 0 ]
+check "the default command names its inputs" grep -q '^dnnplan: vgg16 on cori-knl, P = 512, batch 256' "$work/stdout"
+check "the ranked table has the per-layer plan" grep -Eq '^[0-9]+ +per-layer ' "$work/stdout"
+check "the best plan is named" grep -q '^best: ' "$work/stdout"
+check "the best plan's per-layer layouts follow" grep -Eq '^fc8 +linear ' "$work/stdout"
+
+# --out writes the best plan; `plan --plan` re-scores it to the very same document.
+run --net alexnet --procs 64 --batch 512 --out "$work/plan.json"
+check "--out exits 0" [ "$status" -eq 0 ]
+check "--out writes a plan" grep -q '"format": "dnnplan-plan"' "$work/plan.json"
+run plan --plan "$work/plan.json" --format json
+check "plan --plan exits 0" [ "$status" -eq 0 ]
+check "plan --plan re-scores to the same plan document" cmp -s "$work/stdout" "$work/plan.json"
+run plan --plan "$work/plan.json"
+check "plan --plan prints the breakdown" grep -q '^  iteration ' "$work/stdout"
+
+expect_error "dnnplan: --procs must be a positive number of processes" --net vgg16 --procs 0
+expect_error "$DNNPLAN_SOURCE_DIR/clusters/cori-knl.json: /nodes: P = 100000 exceeds the cluster's 9688 devices" \
+    --net vgg16 --procs 100000
+run --net vgg16 --procs 8 --batch 0
+check "--batch 0 exits 2" [ "$status" -eq 2 ]
+check "--batch 0 prints nothing on stdout" stdout_empty
+expect_error "dnnplan: --net is required (a spec file or a built-in name)" --procs 8
+
+# Nothing feasible: exit 1, the closest candidates' reasons on stderr, "best": null in JSON.
+run --net gpt2 --procs 4 --cluster dgx-a100
+check "no feasible plan exits 1" [ "$status" -eq 1 ]
+check "no feasible plan says why" grep -q '^dnnplan: no feasible plan among ' "$work/stderr"
+check "no feasible plan gives the reasons" grep -q 'more than the device' "$work/stderr"
+run --net gpt2 --procs 4 --cluster dgx-a100 --format json
+check "no feasible plan: best is null in JSON" grep -q '"best": null' "$work/stdout"
+run --net gpt2 --procs 4 --cluster dgx-a100 --out "$work/none.json"
+check "no feasible plan writes no plan file" [ ! -e "$work/none.json" ]
+
+# Hand-edited plans: one fixture per failure (the lenet5 P = 4 plan with one edit).
+plan_cases=$(
+    cat <<'EOF'
+plan_other_cluster.json : /cluster/name: the plan was made for cluster "frontera", not "cori-knl" (loaded from "cori-knl")
+plan_layout_not_dividing_p.json : /layouts/2/layout: layout n2 x co3 uses 6 processes, which does not divide P = 4
+plan_layout_bad_split.json : /layouts/4/layout: output features 10 cannot be split 4 ways
+plan_unknown_layer.json : /layouts/3/name: "fc4" is not a layer that takes a layout in network "lenet5"
+plan_missing_layout.json : /layouts: no layout for layer "fc3"
+plan_not_a_plan.json : /: not a dnnplan plan (expected "format": "dnnplan-plan")
+plan_negative_factor.json : /layouts/3/layout/n: must be a positive integer, got -2
+EOF
+)
+while IFS= read -r line; do
+    fixture=${line%% *}
+    after=${line#* }
+    expect_error "tests/data/bad/$fixture$after" plan --plan "tests/data/bad/$fixture"
+done <<<"$plan_cases"
+# The plan names smallcnn's fingerprint; re-scoring it on lenet5 (--net) is refused.
+expect_error 'tests/data/bad/plan_other_network.json: /network/fingerprint: the plan was made for another network (fingerprint 2ac3b14f19ddf8df, network "lenet5" has df4466db94fa9bbc)' \
+    plan --plan tests/data/bad/plan_other_network.json --net lenet5
+run plan --plan tests/data/bad/no_such_plan.json
+check "a missing plan file exits 2" [ "$status" -eq 2 ]
+check "a missing plan file is named" grep -q '^tests/data/bad/no_such_plan.json: ' "$work/stderr"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -336,13 +336,16 @@ TEST_CASE("ResNet-1001 at batch 1, 224x224, fp32: the one-process memory (HyPar-
     REQUIRE(net.input().output_shape == networks::Shape{3, 224, 224});
     // Independent count from the layer table (DESIGN section 4): weights, their gradients and the
     // SGD momentum (3 x 4 bytes per parameter) plus every layer's output and saved internals and
-    // the input itself, 4 bytes each, batch 1; no communication buffers with one process.
+    // the input itself, 4 bytes each, batch 1; no communication buffers with one process, but the
+    // backward working set: the largest pair of live activation gradients is a 64x224x224 output
+    // and a 64x224x224 input in stage 1 (e.g. a residual add), 2 x 3,211,264 x 4 B = 25,690,112 B.
     double params = 0, elements = static_cast<double>(net.layers[0].output_elements);
     for (std::size_t i = 1; i < net.layers.size(); ++i) {
         params += static_cast<double>(net.layers[i].params);
         elements += static_cast<double>(net.layers[i].output_elements + net.layers[i].saved_elements);
     }
-    const double expected = 12 * params + 4 * elements;
+    const double working_set = 2.0 * 64 * 224 * 224 * 4;
+    const double expected = 12 * params + 4 * elements + working_set;
 
     for (double capacity : {16e9, 192e9}) {
         clusters::Cluster cluster = hand_cluster(kBandwidth, kLatency, static_cast<std::int64_t>(capacity));
@@ -350,7 +353,7 @@ TEST_CASE("ResNet-1001 at batch 1, 224x224, fp32: the one-process memory (HyPar-
         ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
         INFO("capacity " << capacity << ", memory " << plan.cost.memory_bytes);
         CHECK(plan.cost.memory_bytes == Approx(expected).epsilon(1e-12));
-        CHECK(plan.cost.buffers_bytes == 0);
+        CHECK(plan.cost.buffers_bytes == working_set);
         CHECK(plan.cost.memory_bytes > 12e9);
         CHECK(plan.cost.memory_bytes < 192e9);
         // Within 10% of HyPar-Flow's 16.8 GB (a TensorFlow measurement; the model counts no
@@ -361,8 +364,9 @@ TEST_CASE("ResNet-1001 at batch 1, 224x224, fp32: the one-process memory (HyPar-
 }
 
 // HyPar-Flow reports that ResNet-1001 at batch 1 does not fit a 16 GB GPU. The model predicts
-// 15.9e9 bytes (every layer's output kept, no framework workspace, no activation-gradient buffers),
-// 5.4% under the paper's 16.8 GB, so on a 16e9-byte device it says "fits". Kept visible here,
+// 15.90e9 bytes (every layer's output kept plus the live activation gradients, no framework
+// workspace or allocator slack), 5.4% under the paper's TensorFlow measurement of 16.8 GB, so on
+// a 16e9-byte device it says "fits" by 0.6%. Kept visible here,
 // not tuned away (references.md: never tune to reproduce a published figure).
 TEST_CASE("ResNet-1001 at batch 1 does not fit a 16 GB device (HyPar-Flow)", "[planner][memory][!mayfail]") {
     networks::Network net = builtin("resnet1001");
