@@ -181,14 +181,15 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
 }
 
 std::vector<Layout> CostModel::candidates(int layer_index) const {
-    if (candidates_ready_.empty()) {
-        candidates_ready_.assign(network_->layers.size(), 0);
-        candidates_cache_.resize(network_->layers.size());
-    }
-    if (candidates_ready_[layer_index]) return candidates_cache_[layer_index];
     const Layer& layer = network_->layers[layer_index];
-    std::vector<Layout>& out = candidates_cache_[layer_index];
-    candidates_ready_[layer_index] = 1;
+    std::string signature = networks::to_string(layer.kind) + "|" + std::to_string(layer.attrs.groups) + "|" +
+                            std::to_string(layer.attrs.heads) + "|" + std::to_string(layer.attrs.embedding_dim) + "|";
+    for (auto d : layer.output_shape) signature += std::to_string(d) + ",";
+    signature += "|";
+    for (auto d : network_->layers[layer.inputs.front()].output_shape) signature += std::to_string(d) + ",";
+    auto [entry, fresh] = candidates_by_signature_.try_emplace(std::move(signature));
+    if (!fresh) return entry->second;
+    std::vector<Layout>& out = entry->second;
     const int p = static_cast<int>(options_.procs);
     std::vector<int> divisors;
     for (int d = 1; d <= p; ++d)
@@ -321,8 +322,12 @@ double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, i
 }
 
 double CostModel::redistribution_seconds(const Dist& from, const Dist& to, double bytes) const {
+    const RedistributionKey key{from, to, bytes};
+    if (const double* known = redistribution_memo_.find(key)) return *known;
     // Forward moves the activation; backward moves its gradient the opposite way.
-    return redistribute(from, to, bytes, 0, nullptr) + redistribute(to, from, bytes, 0, nullptr);
+    const double seconds = redistribute(from, to, bytes, 0, nullptr) + redistribute(to, from, bytes, 0, nullptr);
+    redistribution_memo_.insert(key, seconds);
+    return seconds;
 }
 
 Dist CostModel::required_input_dist(int layer_index, const Layout& l, int input_index) const {
@@ -508,45 +513,25 @@ SegmentCost CostModel::segment_cost(int anchor, const Layout& layout) const {
     return cost;
 }
 
-clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlacement& group, double bytes) const {
-    // splitmix64 over the fields: the bytes vary in their low mantissa bits, the sizes are small.
-    auto mix = [](std::uint64_t x) {
-        x += 0x9e3779b97f4a7c15ULL;
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-        return x ^ (x >> 31);
-    };
-    auto slot_of = [&](const CollectiveKey& k) {
-        return mix(std::bit_cast<std::uint64_t>(k.bytes) ^
-                   mix(static_cast<std::uint64_t>(k.kind) << 56 | static_cast<std::uint64_t>(k.size) << 24 |
+std::uint64_t CostModel::CollectiveKeyHash::operator()(const CollectiveKey& k) const {
+    return mix64(std::bit_cast<std::uint64_t>(k.bytes) ^
+                 mix64(static_cast<std::uint64_t>(k.kind) << 56 | static_cast<std::uint64_t>(k.size) << 24 |
                        static_cast<std::uint64_t>(k.per_node)));
+}
+
+std::uint64_t CostModel::RedistributionKeyHash::operator()(const RedistributionKey& k) const {
+    auto pack = [](const Dist& d) {
+        return static_cast<std::uint64_t>(d.n) << 48 ^ static_cast<std::uint64_t>(d.c) << 32 ^
+               static_cast<std::uint64_t>(d.h) << 16 ^ static_cast<std::uint64_t>(d.w);
     };
+    return mix64(std::bit_cast<std::uint64_t>(k.bytes) ^ mix64(pack(k.from) ^ mix64(pack(k.to))));
+}
+
+clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlacement& group, double bytes) const {
     const CollectiveKey key{kind, group.size, group.per_node, bytes};
-    if (collective_cache_.empty()) collective_cache_.resize(1024);
-    const std::size_t mask = collective_cache_.size() - 1;  // the size is a power of two
-    std::size_t i = slot_of(key) & mask;
-    for (; collective_cache_[i].key.bytes >= 0; i = (i + 1) & mask)
-        if (collective_cache_[i].key == key) return collective_cache_[i].choice;
+    if (const auto* known = collective_memo_.find(key)) return *known;
     const auto choice = clusters::cheapest(kind, group, bytes, intra_, inter_);
-    if ((collective_cache_used_ + 1) * 4 > collective_cache_.size() * 3) {
-        // Grow (rehash) while small; past a bound start again, so memory stays bounded.
-        std::vector<CollectiveSlot> old;
-        old.swap(collective_cache_);
-        collective_cache_.resize(old.size() < (std::size_t{1} << 18) ? old.size() * 2 : old.size());
-        collective_cache_used_ = 0;
-        const bool rehash = collective_cache_.size() > old.size();
-        for (const auto& slot : old) {
-            if (!rehash || slot.key.bytes < 0) continue;
-            std::size_t j = slot_of(slot.key) & (collective_cache_.size() - 1);
-            while (collective_cache_[j].key.bytes >= 0) j = (j + 1) & (collective_cache_.size() - 1);
-            collective_cache_[j] = slot;
-            ++collective_cache_used_;
-        }
-        i = slot_of(key) & (collective_cache_.size() - 1);
-        while (collective_cache_[i].key.bytes >= 0) i = (i + 1) & (collective_cache_.size() - 1);
-    }
-    collective_cache_[i] = CollectiveSlot{key, choice};
-    ++collective_cache_used_;
+    collective_memo_.insert(key, choice);
     return choice;
 }
 

@@ -9,12 +9,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "clusters/cluster.hpp"
 #include "clusters/collectives.hpp"
 #include "networks/network.hpp"
+#include "planner/flat_memo.hpp"
 #include "planner/layout.hpp"
 
 namespace dnnplan::planner {
@@ -164,23 +166,29 @@ private:
     double flops_rate_ = 1;
     clusters::LinkCost intra_{}, inter_{};
 
-    // Memoised collective choices: the search asks the same (collective, group, bytes) many times.
-    // Open addressing with linear probing in flat arrays (a node-based map spent its time in cache
-    // misses); cleared when full rather than grown without bound.
+    // Memoised collective choices and redistributions: the search asks the same ones many times.
     struct CollectiveKey {
         clusters::Collective kind = clusters::Collective::all_reduce;
         int size = 0, per_node = 0;
-        double bytes = -1;  // -1: empty slot
+        double bytes = 0;
         bool operator==(const CollectiveKey&) const = default;
     };
-    struct CollectiveSlot {
-        CollectiveKey key;
-        clusters::CollectiveChoice choice;
+    struct CollectiveKeyHash {
+        std::uint64_t operator()(const CollectiveKey& k) const;
     };
-    mutable std::vector<CollectiveSlot> collective_cache_;
-    mutable std::size_t collective_cache_used_ = 0;
-    mutable std::vector<std::vector<Layout>> candidates_cache_;  // per layer, filled on first use
-    mutable std::vector<char> candidates_ready_;
+    struct RedistributionKey {
+        Dist from, to;
+        double bytes = 0;
+        bool operator==(const RedistributionKey&) const = default;
+    };
+    struct RedistributionKeyHash {
+        std::uint64_t operator()(const RedistributionKey& k) const;
+    };
+    mutable FlatMemo<CollectiveKey, clusters::CollectiveChoice, CollectiveKeyHash> collective_memo_;
+    mutable FlatMemo<RedistributionKey, double, RedistributionKeyHash> redistribution_memo_;
+    // Candidate layouts depend only on what layout_problem reads (kind, shapes, groups, heads,
+    // embedding size): layers alike share one list (ResNet-1001's 1004 anchors have a dozen kinds).
+    mutable std::map<std::string, std::vector<Layout>> candidates_by_signature_;
 };
 
 }  // namespace dnnplan::planner
