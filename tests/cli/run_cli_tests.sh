@@ -250,6 +250,7 @@ plan_unknown_layer.json : /layouts/3/name: "fc4" is not a layer that takes a lay
 plan_missing_layout.json : /layouts: no layout for layer "fc3"
 plan_not_a_plan.json : /: not a dnnplan plan (expected "format": "dnnplan-plan")
 plan_negative_factor.json : /layouts/3/layout/n: must be a positive integer, got -2
+plan_dtype_not_on_cluster.json : /dtype: cluster cori-knl has no peak rate for fp16
 EOF
 )
 while IFS= read -r line; do
