@@ -24,6 +24,7 @@
 using namespace dnnplan;
 using namespace dnnplan::planner;
 using dnnplan::planner::test::check_equal;
+using dnnplan::planner::test::check_sane;
 using clusters::Algorithm;
 using clusters::Collective;
 
@@ -109,19 +110,6 @@ std::vector<Layout> all(const networks::Network& net, const CostModel& model, La
 }
 
 
-void check_sane(const CostBreakdown& c) {
-    const double values[] = {c.fwd_compute_s,   c.bwd_compute_s,  c.all_reduce_s,     c.all_gather_s,
-                             c.reduce_scatter_s, c.all_to_all_s,  c.halo_s,           c.point_to_point_s,
-                             c.redistribution_s, c.sync_total_s,  c.sync_exposed_s,   c.bubble_s,
-                             c.iteration_s,      c.weights_bytes, c.gradients_bytes,  c.optimizer_bytes,
-                             c.activations_bytes, c.buffers_bytes, c.memory_bytes,    c.memory_capacity_bytes};
-    for (double v : values) {
-        CHECK(std::isfinite(v));
-        CHECK(v >= 0);
-    }
-    CHECK(c.sync_exposed_s <= c.sync_total_s * (1 + 1e-12));
-    CHECK(c.iteration_s >= c.fwd_compute_s + c.bwd_compute_s);
-}
 
 }  // namespace
 

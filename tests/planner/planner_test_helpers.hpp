@@ -1,6 +1,8 @@
 // Helpers shared by the planner tests.
 #pragma once
 
+#include <cmath>
+
 #include <catch2/catch.hpp>
 
 #include "planner/cost_model.hpp"
@@ -31,6 +33,22 @@ inline void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
     CHECK(x.memory_capacity_bytes == y.memory_capacity_bytes);
     CHECK(x.feasible == y.feasible);
     CHECK(x.reason == y.reason);
+}
+
+// Every figure finite and non-negative; exposed sync within the total; the iteration at least
+// its compute.
+inline void check_sane(const CostBreakdown& c) {
+    const double values[] = {c.fwd_compute_s,   c.bwd_compute_s,  c.all_reduce_s,     c.all_gather_s,
+                             c.reduce_scatter_s, c.all_to_all_s,  c.halo_s,           c.point_to_point_s,
+                             c.redistribution_s, c.sync_total_s,  c.sync_exposed_s,   c.bubble_s,
+                             c.iteration_s,      c.weights_bytes, c.gradients_bytes,  c.optimizer_bytes,
+                             c.activations_bytes, c.buffers_bytes, c.memory_bytes,    c.memory_capacity_bytes};
+    for (double v : values) {
+        CHECK(std::isfinite(v));
+        CHECK(v >= 0);
+    }
+    CHECK(c.sync_exposed_s <= c.sync_total_s * (1 + 1e-12));
+    CHECK(c.iteration_s >= c.fwd_compute_s + c.bwd_compute_s);
 }
 
 }  // namespace dnnplan::planner::test
