@@ -312,7 +312,8 @@ TEST_CASE("embedding, position_embedding and attention", "[networks][shape]") {
     SECTION("non-causal attention has no mask FLOP; no bias drops 4H parameters and 4*S*H FLOPs") {
         Json plain = layers;
         plain[2] = {{"name", "attn"}, {"kind", "attention"}, {"heads", 4}, {"bias", false}};
-        const Layer& a = layer(make(plain, Json{{"tokens", 8}}), "attn");
+        const Network plain_net = make(plain, Json{{"tokens", 8}});  // outlives the reference
+        const Layer& a = layer(plain_net, "attn");
         CHECK(a.params == 1024);  // 4 H^2
         // 22,784 - 512 bias - 256 mask (1*h*S^2) = 22,016.
         CHECK(a.fwd_flops == 22016);
