@@ -67,6 +67,7 @@ struct CostBreakdown {
            point_to_point_s = 0, redistribution_s = 0;
     double sync_total_s = 0;    // weight-gradient synchronisation, all of it
     double sync_exposed_s = 0;  // the part not hidden behind the backward pass
+    double sync_contention_s = 0;  // backward communication slowed by sharing links with the sync
     double bubble_s = 0;        // pipeline bubble (pipelines only)
     double iteration_s = 0;
     double weights_bytes = 0, gradients_bytes = 0, optimizer_bytes = 0, activations_bytes = 0, buffers_bytes = 0;

@@ -53,7 +53,8 @@ std::string breakdown(const planner::CostBreakdown& c) {
            seconds(c.bwd_compute_s) + " bwd; communication " + seconds(c.blocking_comm_s()) + " (all-reduce " +
            seconds(c.all_reduce_s) + ", all-gather " + seconds(c.all_gather_s) + ", halo " + seconds(c.halo_s) +
            ", redistribution " + seconds(c.redistribution_s) + "); gradient sync " + seconds(c.sync_total_s) +
-           " of which exposed " + seconds(c.sync_exposed_s) + "\n";
+           " of which exposed " + seconds(c.sync_exposed_s) + ", contention with it " + seconds(c.sync_contention_s) +
+           "\n";
     out += "  memory per process " + human_bytes(c.memory_bytes) + " of " + human_bytes(c.memory_capacity_bytes) +
            " (weights " + human_bytes(c.weights_bytes) + ", gradients " + human_bytes(c.gradients_bytes) +
            ", optimizer " + human_bytes(c.optimizer_bytes) + ", activations " + human_bytes(c.activations_bytes) +
@@ -85,6 +86,7 @@ std::string plan_text(const PlanReportInput& in) {
                             {"halo", &planner::CostBreakdown::halo_s},
                             {"point-to-point", &planner::CostBreakdown::point_to_point_s},
                             {"redistrib.", &planner::CostBreakdown::redistribution_s},
+                            {"sync contention", &planner::CostBreakdown::sync_contention_s},
                             {"bubble", &planner::CostBreakdown::bubble_s}};
     std::vector<Column> used;
     for (const auto& k : kinds)
@@ -131,7 +133,7 @@ std::string plan_text(const PlanReportInput& in) {
 std::string plan_csv(const PlanReportInput& in) {
     std::string out = csv_row({"rank", "strategy", "pr", "pc", "feasible", "iteration_s", "fwd_compute_s",
                                "bwd_compute_s", "all_reduce_s", "all_gather_s", "reduce_scatter_s", "all_to_all_s",
-                               "halo_s", "redistribution_s", "sync_total_s", "sync_exposed_s", "memory_bytes",
+                               "halo_s", "redistribution_s", "sync_total_s", "sync_exposed_s", "sync_contention_s", "memory_bytes",
                                "reason"});
     int rank = 0;
     for (const auto& c : in.result->ranked) {
@@ -141,7 +143,8 @@ std::string plan_csv(const PlanReportInput& in) {
                         fixed(k.bwd_compute_s, "%.9g"), fixed(k.all_reduce_s, "%.9g"), fixed(k.all_gather_s, "%.9g"),
                         fixed(k.reduce_scatter_s, "%.9g"), fixed(k.all_to_all_s, "%.9g"), fixed(k.halo_s, "%.9g"),
                         fixed(k.redistribution_s, "%.9g"), fixed(k.sync_total_s, "%.9g"),
-                        fixed(k.sync_exposed_s, "%.9g"), fixed(k.memory_bytes, "%.0f"), k.reason});
+                        fixed(k.sync_exposed_s, "%.9g"), fixed(k.sync_contention_s, "%.9g"), fixed(k.memory_bytes, "%.0f"),
+                        k.reason});
     }
     return out;
 }

@@ -22,6 +22,7 @@ inline void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
     CHECK(x.redistribution_s == y.redistribution_s);
     CHECK(x.sync_total_s == y.sync_total_s);
     CHECK(x.sync_exposed_s == y.sync_exposed_s);
+    CHECK(x.sync_contention_s == y.sync_contention_s);
     CHECK(x.bubble_s == y.bubble_s);
     CHECK(x.iteration_s == y.iteration_s);
     CHECK(x.weights_bytes == y.weights_bytes);
@@ -40,7 +41,7 @@ inline void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
 inline void check_sane(const CostBreakdown& c) {
     const double values[] = {c.fwd_compute_s,   c.bwd_compute_s,  c.all_reduce_s,     c.all_gather_s,
                              c.reduce_scatter_s, c.all_to_all_s,  c.halo_s,           c.point_to_point_s,
-                             c.redistribution_s, c.sync_total_s,  c.sync_exposed_s,   c.bubble_s,
+                             c.redistribution_s, c.sync_total_s,  c.sync_exposed_s,   c.sync_contention_s, c.bubble_s,
                              c.iteration_s,      c.weights_bytes, c.gradients_bytes,  c.optimizer_bytes,
                              c.activations_bytes, c.buffers_bytes, c.memory_bytes,    c.memory_capacity_bytes};
     for (double v : values) {
