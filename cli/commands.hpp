@@ -8,6 +8,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include "clusters/cluster.hpp"
+#include "networks/network.hpp"
+#include "planner/cost_model.hpp"
+
 namespace dnnplan::cli {
 
 // A registered subcommand: `app` is its CLI11 node, `run` executes it after parsing and returns
@@ -21,6 +25,9 @@ std::string data_dir();  // DNNPLAN_DATA_DIR, else the source tree
 std::string networks_dir();
 std::string clusters_dir();
 
+// A CLI11 check: a positive integer, explained as such ("--batch: must be a positive integer, got 0").
+CLI::Validator positive_integer();
+
 // Emits to stdout or, with a non-empty out_path, writes the file whole (temporary + rename).
 void emit(const std::string& content, const std::string& out_path);
 
@@ -29,6 +36,37 @@ Command add_inspect_command(CLI::App& app);
 Command add_networks_command(CLI::App& app);
 Command add_clusters_command(CLI::App& app);
 Command add_plan_command(CLI::App& app);  // `plan` subcommand
+Command add_simulate_command(CLI::App& app);  // `simulate`: SimGrid replay of a plan file
 Command add_default_plan(CLI::App& app);  // top-level --net/--procs: the same as `plan`
+Command add_report_command(CLI::App& app);  // `report`: HTML/Markdown/CSV/JSON strategy report
+Command add_sweep_command(CLI::App& app);   // `sweep`: every network x cluster x P, serial or under mpirun
+Command add_validate_command(CLI::App& app);   // `validate`: run plans under MPI (cli/validate_command.cpp)
+Command add_calibrate_command(CLI::App& app);  // `calibrate`: measure this machine under MPI
+
+// The planner's options as given on the command line (cli/planning_inputs.cpp), shared by plan,
+// report and sweep so they check inputs identically.
+struct PlanningArgs {
+    std::string net;
+    std::string cluster = "cori-knl";
+    std::int64_t procs = 0;
+    std::int64_t batch = 0;  // 0: the network's default
+    std::string dtype;       // "": the network's
+    std::string optimizer = "sgd";
+    bool no_overlap = false;
+    bool roofline = false;
+    networks::LoadOptions load;  // --allow-unknown-ops (ONNX import)
+};
+// Owns the network and cluster a CostModel built from it refers to: keep it alive as long.
+struct PlanningInputs {
+    std::string net_path, cluster_path;
+    networks::Network network;
+    clusters::Cluster cluster;
+    planner::PlannerOptions options;
+};
+// Checks P, the cluster's size and dtype and the network's counts; InputError otherwise.
+planner::PlannerOptions planner_options(const PlanningArgs& args, const networks::Network& network,
+                                        const clusters::Cluster& cluster, const std::string& net_path,
+                                        const std::string& cluster_path);
+PlanningInputs load_planning_inputs(const PlanningArgs& args);
 
 }  // namespace dnnplan::cli

@@ -16,11 +16,12 @@ struct InspectOptions {
     std::int64_t batch = 0;
     std::string format = "text";
     std::string out;
+    networks::LoadOptions load;  // --allow-unknown-ops
 };
 
 int run_inspect(const InspectOptions& o) {
     std::string path = networks::resolve_network_path(o.net, networks_dir());
-    networks::Network network = networks::load_network_file(path);
+    networks::Network network = networks::load_network_file(path, o.load);
     std::int64_t batch = o.batch > 0 ? o.batch : network.default_batch;
     networks::totals(network, batch, path);  // rejects a batch whose totals overflow, naming the layer
     std::string text = o.format == "json"  ? reports::network_json(network, batch)
@@ -59,9 +60,10 @@ Command add_inspect_command(CLI::App& app) {
     auto o = std::make_shared<InspectOptions>();
     auto* cmd = app.add_subcommand("inspect", "per-layer shapes, parameters, FLOPs and activation bytes");
     cmd->add_option("--net", o->net, "network spec file or built-in name (see `dnnplan networks`)")->required();
-    cmd->add_option("--batch", o->batch, "batch size (default: the spec's)")->check(CLI::PositiveNumber);
+    cmd->add_option("--batch", o->batch, "batch size (default: the spec's)")->check(positive_integer());
     cmd->add_option("--format", o->format, "text, json or csv")->check(CLI::IsMember({"text", "json", "csv"}));
     cmd->add_option("--out", o->out, "write to this file instead of standard output");
+    cmd->add_flag("--allow-unknown-ops", o->load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
     return {cmd, [o] { return run_inspect(*o); }};
 }
 

@@ -16,6 +16,20 @@ std::string data_dir() {
 std::string networks_dir() { return data_dir() + "/networks"; }
 std::string clusters_dir() { return data_dir() + "/clusters"; }
 
+CLI::Validator positive_integer() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+            try {
+                std::size_t used = 0;
+                long long value = std::stoll(text, &used);
+                if (used == text.size() && value >= 1) return "";
+            } catch (const std::exception&) {
+            }
+            return "must be a positive integer, got " + text;
+        },
+        "POSITIVE");
+}
+
 void emit(const std::string& content, const std::string& out_path) {
     if (out_path.empty())
         std::cout << content;
@@ -32,7 +46,9 @@ int main(int argc, char** argv) {
 
     // Subcommands first, the top-level default (plain `dnnplan --net ... --procs ...`) last.
     std::vector<cli::Command> commands{cli::add_inspect_command(app), cli::add_networks_command(app),
-                                       cli::add_clusters_command(app), cli::add_plan_command(app)};
+                                       cli::add_clusters_command(app), cli::add_plan_command(app), cli::add_simulate_command(app),
+                                       cli::add_report_command(app), cli::add_sweep_command(app),
+                                       cli::add_validate_command(app), cli::add_calibrate_command(app)};
     cli::Command default_plan = cli::add_default_plan(app);
 
     try {

@@ -9,6 +9,7 @@
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
 #include "reports/plan_report.hpp"
+#include "reports/text.hpp"
 
 namespace dnnplan::cli {
 namespace {
@@ -26,38 +27,51 @@ struct PlanOptions {
     std::string format = "text";
     std::string out;
     std::string plan_file;
+    int tensor = 0, stages = 0, micro_batches = 0, replicas = 0;  // an explicit pipeline (planner/pipeline.hpp)
+    std::string schedule = "1f1b";
+    bool zero = false, recompute = false;
+    networks::LoadOptions load;  // --allow-unknown-ops
 };
 
 void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     app->add_option("--net", o.net, "network spec file or built-in name (see `dnnplan networks`)");
+    app->add_flag("--allow-unknown-ops", o.load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
     app->add_option("--procs,-p", o.procs, "number of processes P");
     app->add_option("--cluster", o.cluster, "cluster file or preset name (see `dnnplan clusters`)")->capture_default_str();
-    app->add_option("--batch", o.batch, "global batch size (default: the network's)");
+    app->add_option("--batch", o.batch, "global batch size (default: the network's)")->check(positive_integer());
     app->add_option("--dtype", o.dtype, "fp32, fp16 or bf16 (default: the network's)")
         ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
     app->add_option("--optimizer", o.optimizer, "sgd (with momentum) or adam")->capture_default_str()->check(CLI::IsMember({"sgd", "adam"}));
     app->add_flag("--no-overlap", o.no_overlap, "do not overlap gradient all-reduce with the backward pass");
     app->add_flag("--roofline", o.roofline, "compute time is the max of FLOPs/rate and bytes/memory bandwidth");
-    app->add_option("--top", o.top, "how many ranked strategies to show")->capture_default_str()->check(CLI::PositiveNumber);
+    app->add_option("--top", o.top, "how many ranked strategies to show")->capture_default_str()->check(positive_integer());
     app->add_option("--format", o.format, "text, json or csv")->capture_default_str()->check(CLI::IsMember({"text", "json", "csv"}));
     app->add_option("--out", o.out, "write the best plan as JSON to this file");
     if (with_plan_file) app->add_option("--plan", o.plan_file, "re-score a saved (or hand-edited) plan file");
+    app->add_option("--stages", o.stages, "score this many pipeline stages (with --micro-batches, --replicas, --tensor)");
+    app->add_option("--micro-batches", o.micro_batches, "micro-batches per replica of an explicit pipeline (default 1)");
+    app->add_option("--replicas", o.replicas, "data-parallel replicas of an explicit pipeline (default P / (T x S))");
+    app->add_option("--tensor", o.tensor, "processes per stage (tensor parallelism) of an explicit pipeline (default 1)");
+    app->add_option("--schedule", o.schedule, "gpipe or 1f1b")->capture_default_str()->check(CLI::IsMember({"gpipe", "1f1b"}));
+    app->add_flag("--zero", o.zero, "ZeRO stage 1 in an explicit pipeline: optimizer state sharded over the replicas");
+    app->add_flag("--recompute", o.recompute, "activation recomputation in an explicit pipeline");
 }
 
 int run_plan_file(const PlanOptions& o) {
     Json json = load_json_file(o.plan_file);
     planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
     std::string net_path = networks::resolve_network_path(o.net.empty() ? request.network_source : o.net, networks_dir());
-    networks::Network network = networks::load_network_file(net_path);
+    networks::Network network = networks::load_network_file(net_path, o.load);
     std::string cluster_path = clusters::resolve_cluster_path(request.cluster_source, clusters_dir());
     clusters::Cluster cluster = clusters::load_cluster_file(cluster_path);
-    if (!cluster.supports(request.options.dtype))
-        throw InputError(o.plan_file, "/dtype", "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
+    planner::check_request_fits_cluster(request, cluster, o.plan_file);
     planner::CostModel model(network, cluster, request.options);
     std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
     planner::Plan plan{network.name, request.network_source, planner::network_fingerprint(network), cluster.name,
                        request.cluster_source, request.options, request.strategy, request.grid, request.layouts,
                        model.score(layouts)};
+    plan.pipeline = planner::pipeline_for(request, model, o.plan_file);
+    if (plan.pipeline.active()) plan.scored = planner::score_pipeline(model, plan.pipeline, layouts).plan;
     if (o.format == "json")
         emit(planner::plan_to_json(plan, model).dump(2) + "\n", o.out);
     else
@@ -67,27 +81,32 @@ int run_plan_file(const PlanOptions& o) {
 
 int run_plan(const PlanOptions& o) {
     if (!o.plan_file.empty()) return run_plan_file(o);
-    if (o.net.empty()) throw InputError("dnnplan", "", "--net is required (a spec file or a built-in name)");
-    if (o.procs < 1) throw InputError("dnnplan", "", "--procs must be a positive number of processes");
-    std::string net_path = networks::resolve_network_path(o.net, networks_dir());
-    networks::Network network = networks::load_network_file(net_path);
-    std::string cluster_path = clusters::resolve_cluster_path(o.cluster, clusters_dir());
-    clusters::Cluster cluster = clusters::load_cluster_file(cluster_path);
-    planner::PlannerOptions options;
-    options.procs = o.procs;
-    options.batch = o.batch > 0 ? o.batch : network.default_batch;
-    options.dtype = o.dtype.empty() ? network.dtype : *parse_dtype(o.dtype);
-    options.optimizer = o.optimizer == "adam" ? planner::Optimizer::adam : planner::Optimizer::sgd;
-    options.overlap_sync = !o.no_overlap;
-    options.roofline = o.roofline;
-    if (o.procs > cluster.total_devices())
-        throw InputError(cluster_path, "/nodes", "P = " + std::to_string(o.procs) + " exceeds the cluster's " +
-                                                     std::to_string(cluster.total_devices()) + " devices");
-    if (o.procs > (1 << 22)) throw InputError("dnnplan", "", "--procs above 4194304 is not supported");
-    if (!cluster.supports(options.dtype))
-        throw InputError(cluster_path, "/device/peak_flops", "no peak rate for " + to_string(options.dtype));
-    networks::totals(network, options.batch, net_path);
+    PlanningInputs in = load_planning_inputs(
+        PlanningArgs{o.net, o.cluster, o.procs, o.batch, o.dtype, o.optimizer, o.no_overlap, o.roofline, o.load});
+    const networks::Network& network = in.network;
+    const clusters::Cluster& cluster = in.cluster;
+    const planner::PlannerOptions& options = in.options;
     planner::CostModel model(network, cluster, options);
+    if (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0) {
+        planner::PipelineSpec spec;
+        spec.tensor = std::max(1, o.tensor);
+        spec.stages = std::max(1, o.stages);
+        spec.micro_batches = std::max(1, o.micro_batches);
+        spec.replicas = o.replicas > 0 ? o.replicas
+                                       : static_cast<int>(std::max<std::int64_t>(1, o.procs / (std::int64_t{spec.tensor} * spec.stages)));
+        spec.schedule = o.schedule == "gpipe" ? planner::Schedule::gpipe : planner::Schedule::one_f_one_b;
+        spec.zero = o.zero;
+        spec.recompute = o.recompute;
+        planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
+        planner::Plan plan{network.name, o.net, planner::network_fingerprint(network), cluster.name, o.cluster, options,
+                           pc.spec.tensor > 1 ? "tp-pp-dp" : "pipeline", planner::pipeline_label(pc.spec, pc.score),
+                           {}, pc.score.plan, pc.spec};
+        for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, pc.layouts[a]);
+        std::string json = planner::plan_to_json(plan, model).dump(2) + "\n";
+        std::cout << (o.format == "json" ? json : reports::scored_plan_text(model, plan));
+        if (!o.out.empty()) write_file_atomically(o.out, json);
+        return plan.scored.cost.feasible ? 0 : 1;
+    }
     planner::SearchResult result = planner::search(model);
     reports::PlanReportInput input{&model, &result, o.top};
     const planner::Candidate* best = result.best();
@@ -96,13 +115,19 @@ int run_plan(const PlanOptions& o) {
         plan = planner::Plan{network.name, o.net, planner::network_fingerprint(network), cluster.name, o.cluster,
                              options, best->strategy, best->grid, {}, best->plan};
         for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, best->plan.anchor_layouts[a]);
+        plan.pipeline = best->pipeline;
     }
     std::string text = o.format == "json"  ? reports::plan_json(input, plan)
                        : o.format == "csv" ? reports::plan_csv(input)
                                            : reports::plan_text(input);
     std::cout << text;
     if (!best) {
-        std::cerr << "dnnplan: no feasible plan: " << (result.ranked.empty() ? "" : result.ranked.front().plan.cost.reason) << "\n";
+        // The reasons of the closest candidates (ranked: infeasible ones by iteration time).
+        std::cerr << "dnnplan: no feasible plan among " << result.ranked.size() << " candidates; the closest:\n";
+        for (std::size_t i = 0; i < result.ranked.size() && i < 3; ++i)
+            std::cerr << "  " << result.ranked[i].strategy
+                      << (result.ranked[i].grid.empty() ? "" : " " + result.ranked[i].grid) << ": "
+                      << reports::terminal_safe(result.ranked[i].plan.cost.reason) << "\n";
         return 1;
     }
     if (!o.out.empty()) write_file_atomically(o.out, planner::plan_to_json(plan, model).dump(2) + "\n");

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "graph.hpp"
+#include "onnx_import.hpp"
 
 namespace dnnplan::networks {
 
@@ -1021,7 +1022,8 @@ Network parse_network(const Json& spec_json, const std::string& file) {
     return network;
 }
 
-Network load_network_file(const std::string& path) {
+Network load_network_file(const std::string& path, const LoadOptions& options) {
+    if (std::filesystem::path(path).extension() == ".onnx") return load_onnx_file(path, options);
     Json spec = load_json_file(path);
     return parse_network(spec, path);
 }

@@ -110,7 +110,12 @@ NetworkTotals totals(const Network& network, std::int64_t batch, const std::stri
 
 // Loading. `source` is a path, or a built-in name resolved in `networks_dir`.
 Network parse_network(const Json& spec, const std::string& file);
-Network load_network_file(const std::string& path);
+// How a file is read; only ONNX import has options (networks/onnx_import.hpp).
+struct LoadOptions {
+    bool allow_unknown_ops = false;  // ONNX: import unsupported operators as elementwise layers
+};
+// A .onnx path is imported from ONNX, anything else read as a JSON spec.
+Network load_network_file(const std::string& path, const LoadOptions& options = {});
 
 // The directory holding the built-in network specs (compiled-in source path, overridable by the
 // DNNPLAN_DATA_DIR environment variable at the CLI edge).

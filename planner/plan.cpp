@@ -40,6 +40,7 @@ Json cost_to_json(const CostBreakdown& c) {
                 {"redistribution_s", c.redistribution_s},
                 {"sync_total_s", c.sync_total_s},
                 {"sync_exposed_s", c.sync_exposed_s},
+                {"sync_contention_s", c.sync_contention_s},
                 {"bubble_s", c.bubble_s},
                 {"memory",
                  {{"weights_bytes", c.weights_bytes},
@@ -52,6 +53,26 @@ Json cost_to_json(const CostBreakdown& c) {
                 {"feasible", c.feasible},
                 {"reason", c.reason}};
 }
+
+namespace {
+// The "pipeline" block: stages as layer-name ranges, or (graph partition) every layer's device.
+Json pipeline_to_json(const PipelineSpec& p, const std::vector<networks::Layer>& layers) {
+    if (!p.active()) return Json{{"stages", 1}, {"micro_batches", 1}, {"replicas", 1}};  // a plain grid plan
+    Json j{{"stages", p.stages},       {"micro_batches", p.micro_batches}, {"replicas", p.replicas},
+           {"tensor", p.tensor},       {"schedule", to_string(p.schedule)}, {"zero", p.zero},
+           {"recompute", p.recompute}};
+    if (!p.stage_first.empty() && p.device_of.empty()) {
+        Json ranges = Json::array();
+        for (std::size_t s = 0; s < p.stage_first.size(); ++s) {
+            std::size_t last = s + 1 < p.stage_first.size() ? p.stage_first[s + 1] - 1 : layers.size() - 1;
+            ranges.push_back(Json{{"first", layers[p.stage_first[s]].name}, {"last", layers[last].name}});
+        }
+        j["stage_ranges"] = ranges;
+    }
+    if (!p.device_of.empty()) j["device_of"] = std::vector<int>(p.device_of.begin() + 1, p.device_of.end());
+    return j;
+}
+}  // namespace
 
 Json plan_to_json(const Plan& plan, const CostModel& model) {
     const auto& layers = model.network().layers;
@@ -100,7 +121,7 @@ Json plan_to_json(const Plan& plan, const CostModel& model) {
                 {"roofline", plan.options.roofline},
                 {"strategy", plan.strategy},
                 {"grid", plan.grid},
-                {"pipeline", {{"stages", 1}, {"micro_batches", 1}, {"replicas", 1}}},
+                {"pipeline", pipeline_to_json(plan.pipeline, layers)},
                 {"layouts", layouts},
                 {"predicted", cost_to_json(plan.scored.cost)},
                 {"per_layer", per_layer},
@@ -117,6 +138,7 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     SpecNode net = root.child("network");
     r.network_source = net.get_string("source");
     r.network_fingerprint = net.get_string("fingerprint");
+    r.cluster_name = root.child("cluster").get_string("name");
     r.cluster_source = root.child("cluster").get_string("source");
     r.options.procs = root.get_int("procs", 1, 1 << 22);
     r.options.batch = root.get_int("batch", 1);
@@ -126,6 +148,34 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     r.options.roofline = root.get_bool_or("roofline", false);
     r.strategy = root.get_string_or("strategy", "hand-edited");
     r.grid = root.get_string_or("grid", "");
+    if (root.has("pipeline")) {
+        SpecNode p = root.child("pipeline");
+        p.expect_object("a pipeline object");
+        r.pipeline.stages = static_cast<int>(p.get_int_or("stages", 1, 1, 1 << 22));
+        r.pipeline.micro_batches = static_cast<int>(p.get_int_or("micro_batches", 1, 1, 1 << 30));
+        r.pipeline.replicas = static_cast<int>(p.get_int_or("replicas", 1, 1, 1 << 22));
+        r.pipeline.tensor = static_cast<int>(p.get_int_or("tensor", 1, 1, 1 << 22));
+        r.pipeline.schedule = p.get_choice_or("schedule", {"gpipe", "1f1b"}, "gpipe") == "1f1b" ? Schedule::one_f_one_b
+                                                                                               : Schedule::gpipe;
+        r.pipeline.zero = p.get_bool_or("zero", false);
+        r.pipeline.recompute = p.get_bool_or("recompute", false);
+        if (p.has("stage_ranges")) {
+            SpecNode ranges = p.child("stage_ranges");
+            ranges.expect_array("an array of {first, last} layer names");
+            for (std::size_t i = 0; i < ranges.size(); ++i) {
+                SpecNode range = ranges.element(i);
+                range.expect_object("a {first, last} object");
+                r.stage_ranges.emplace_back(range.get_string("first"), range.get_string("last"));
+            }
+        }
+        if (p.has("device_of")) {
+            SpecNode devices = p.child("device_of");
+            devices.expect_array("an array of device numbers, one per layer after the input");
+            r.pipeline.device_of.push_back(0);
+            for (std::size_t i = 0; i < devices.size(); ++i)
+                r.pipeline.device_of.push_back(static_cast<int>(devices.element(i).as_int(0, 1 << 22)));
+        }
+    }
     SpecNode layouts = root.child("layouts");
     layouts.expect_array("an array of {name, layout}");
     for (std::size_t i = 0; i < layouts.size(); ++i) {
@@ -137,15 +187,26 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     return r;
 }
 
+void check_request_fits_cluster(const PlanRequest& request, const clusters::Cluster& cluster, const std::string& file) {
+    if (!cluster.supports(request.options.dtype))
+        throw InputError(file, "/dtype",
+                         "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
+    if (request.options.procs > cluster.total_devices())
+        throw InputError(file, "/procs", "P = " + std::to_string(request.options.procs) + " exceeds the cluster's " +
+                                             std::to_string(cluster.total_devices()) + " devices");
+}
+
 std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& model, const std::string& file) {
     const auto& network = model.network();
     if (request.network_fingerprint != network_fingerprint(network))
         throw InputError(file, "/network/fingerprint",
                          "the plan was made for another network (fingerprint " + request.network_fingerprint +
                              ", network \"" + network.name + "\" has " + network_fingerprint(network) + ")");
-    if (request.options.procs > model.cluster().total_devices())
-        throw InputError(file, "/procs", "P = " + std::to_string(request.options.procs) + " exceeds the cluster's " +
-                                             std::to_string(model.cluster().total_devices()) + " devices");
+    if (request.cluster_name != model.cluster().name)
+        throw InputError(file, "/cluster/name",
+                         "the plan was made for cluster \"" + request.cluster_name + "\", not \"" +
+                             model.cluster().name + "\" (loaded from \"" + request.cluster_source + "\")");
+    check_request_fits_cluster(request, model.cluster(), file);
     std::vector<Layout> layouts(network.layers.size());
     std::map<std::string, std::size_t> given;
     for (std::size_t i = 0; i < request.layouts.size(); ++i) {
@@ -168,6 +229,48 @@ std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& mod
         if (!given.count(network.layers[a].name))
             throw InputError(file, "/layouts", "no layout for layer \"" + network.layers[a].name + "\"");
     return layouts;
+}
+
+PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, const std::string& file) {
+    PipelineSpec spec = request.pipeline;
+    const auto& layers = model.network().layers;
+    if (!spec.active() && request.stage_ranges.empty()) {
+        // No pipeline: one stage of all P processes, i.e. the plain plan.
+        spec.tensor = static_cast<int>(request.options.procs);
+        spec.stage_first = {1};
+        return spec;
+    }
+    const int n = static_cast<int>(layers.size());
+    if (!spec.device_of.empty() && static_cast<int>(spec.device_of.size()) != n)
+        throw InputError(file, "/pipeline/device_of",
+                         std::to_string(spec.device_of.size() - 1) + " devices for " + std::to_string(n - 1) + " layers");
+    if (spec.device_of.empty()) {
+        if (request.stage_ranges.empty() && spec.stages == 1) spec.stage_first = {1};
+        else if (static_cast<int>(request.stage_ranges.size()) != spec.stages)
+            throw InputError(file, "/pipeline/stage_ranges",
+                             std::to_string(request.stage_ranges.size()) + " ranges for " + std::to_string(spec.stages) +
+                                 " stages");
+        int expected = 1;
+        for (std::size_t s = 0; s < request.stage_ranges.size(); ++s) {
+            const auto& [first, last] = request.stage_ranges[s];
+            std::string where = "/pipeline/stage_ranges/" + std::to_string(s);
+            int f = model.network().find(first), l = model.network().find(last);
+            if (f < 1) throw InputError(file, where + "/first", "no layer \"" + first + "\" (after the input)");
+            if (l < 1) throw InputError(file, where + "/last", "no layer \"" + last + "\" (after the input)");
+            if (f != expected)
+                throw InputError(file, where + "/first",
+                                 "stage " + std::to_string(s) + " must start at layer \"" + layers[expected].name +
+                                     "\", right after the previous stage");
+            if (l < f) throw InputError(file, where + "/last", "the stage ends before it starts");
+            spec.stage_first.push_back(f);
+            expected = l + 1;
+        }
+        if (!request.stage_ranges.empty() && expected != n)
+            throw InputError(file, "/pipeline/stage_ranges", "the last stage must end at layer \"" + layers[n - 1].name + "\"");
+    }
+    std::string problem = pipeline_problem(model, spec);
+    if (!problem.empty()) throw InputError(file, "/pipeline", problem);
+    return spec;
 }
 
 }  // namespace dnnplan::planner

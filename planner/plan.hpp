@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "planner/cost_model.hpp"
+#include "planner/pipeline.hpp"
 
 namespace dnnplan::planner {
 
@@ -16,6 +17,7 @@ struct Plan {
     std::string strategy, grid;
     std::vector<std::pair<std::string, Layout>> layouts;  // anchor layer name -> layout
     ScoredPlan scored;
+    PipelineSpec pipeline;  // the "pipeline" block (planner/pipeline.hpp)
 };
 
 // A digest of the network's layers (names, kinds, shapes, parameters) to catch plans for
@@ -27,16 +29,26 @@ Json cost_to_json(const CostBreakdown& cost);
 
 // What a plan file asks for, before the network and cluster are loaded.
 struct PlanRequest {
-    std::string network_source, network_fingerprint, cluster_source;
+    std::string network_source, network_fingerprint, cluster_name, cluster_source;
     PlannerOptions options;
     std::string strategy, grid;
     std::vector<std::pair<std::string, Layout>> layouts;
     std::vector<std::string> layout_pointers;  // JSON pointer of each layout, for diagnostics
+    PipelineSpec pipeline;  // stage_first and device_of resolved by pipeline_for()
+    std::vector<std::pair<std::string, std::string>> stage_ranges;  // first and last layer name per stage
 };
 PlanRequest parse_plan_request(const Json& json, const std::string& file);
 
-// Checks the request against the network and cluster (fingerprint, P, layouts naming every anchor
+// Checks what a CostModel needs of the cluster before one is built for the request (the dtype has
+// a peak rate, P fits the devices); InputError with the plan's pointer otherwise.
+void check_request_fits_cluster(const PlanRequest& request, const clusters::Cluster& cluster, const std::string& file);
+
+// Checks the request against the network and cluster (fingerprint, cluster name, P, layouts naming every anchor
 // and dividing P) and returns the anchors' layouts; InputError with the plan's pointer otherwise.
 std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& model, const std::string& file);
+
+// The request's pipeline block resolved against the network (stage and device layer names to
+// indices) and checked (pipeline_problem); InputError at /pipeline otherwise.
+PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, const std::string& file);
 
 }  // namespace dnnplan::planner

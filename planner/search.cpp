@@ -323,6 +323,7 @@ std::vector<Layout> dp_over_table(const CostModel& model, SegmentTable& table, l
                 subtotal += known->second;
             }
             t += subtotal;
+            evals += groups;  // one layout-pair evaluation per assigned neighbour, as on DP edges
             if (t < best) {
                 best = t;
                 result[a] = l;
@@ -458,6 +459,7 @@ SearchResult search(const CostModel& model) {
     per_layer.pr = per_layer.pc = 0;
     per_layer.plan = std::move(best_plan);
     result.ranked.push_back(std::move(per_layer));
+    append_pipeline_candidates(model, result);  // pipeline, tp-pp-dp and graph-partition (planner/pipeline.hpp)
     std::stable_sort(result.ranked.begin(), result.ranked.end(), [](const Candidate& a, const Candidate& b) {
         if (a.plan.cost.feasible != b.plan.cost.feasible) return a.plan.cost.feasible;
         return a.plan.cost.iteration_s < b.plan.cost.iteration_s;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "planner/cost_model.hpp"
+#include "planner/pipeline.hpp"
 
 namespace dnnplan::planner {
 
@@ -14,6 +15,7 @@ struct Candidate {
     std::string grid;      // "Pr=8 x Pc=64", "" where not a grid
     int pr = 1, pc = 1;
     ScoredPlan plan;
+    PipelineSpec pipeline;  // stages, micro-batches, replicas (planner/pipeline.hpp); default: none
 };
 
 struct SearchResult {

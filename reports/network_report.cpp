@@ -26,8 +26,7 @@ std::int64_t activation_bytes(const Network& network, const Layer& layer, std::i
 
 std::string join_inputs(const Network& network, const Layer& layer) {
     std::string out;
-    for (std::size_t i = 0; i < layer.inputs.size(); ++i)
-        out += (i ? " " : "") + network.layers[layer.inputs[i]].name;
+    for (std::size_t i = 0; i < layer.inputs.size(); ++i) out += (i ? " " : "") + network.layers[layer.inputs[i]].name;
     return out;
 }
 }  // namespace
@@ -35,7 +34,7 @@ std::string join_inputs(const Network& network, const Layer& layer) {
 std::string network_text(const Network& network, std::int64_t batch) {
     networks::NetworkTotals t = networks::totals(network, batch);
     TextTable table;
-    table.header = {"layer", "kind", "output shape", "params", "fwd FLOPs", "bwd input FLOPs", "bwd weight FLOPs",
+    table.header = {"layer",      "kind", "output shape", "params", "fwd FLOPs", "bwd input FLOPs", "bwd weight FLOPs",
                     "activations"};
     for (const auto& layer : network.layers) {
         table.rows.push_back({terminal_safe(layer.name), kind_name(layer), batched_shape(layer.output_shape, batch),

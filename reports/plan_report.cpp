@@ -29,20 +29,20 @@ std::string strategy_label(const planner::Candidate& c) {
 
 std::string layer_table(const planner::CostModel& model, const planner::ScoredPlan& plan) {
     TextTable table;
-    table.header = {"layer", "kind", "layout", "fwd compute", "bwd compute", "fwd comm", "bwd comm", "grad sync",
-                    "activations"};
+    table.header = {"layer",    "kind",     "layout",    "fwd compute", "bwd compute",
+                    "fwd comm", "bwd comm", "grad sync", "activations"};
     const auto& layers = model.network().layers;
     for (std::size_t i = 1; i < layers.size(); ++i) {
         const auto& lc = plan.layers[i];
         const auto& layer = layers[i];
         if (!model.is_anchor(static_cast<int>(i)) && layer.params == 0 && lc.fwd_comm_s + lc.bwd_comm_s == 0)
             continue;  // followers without communication add nothing to read
-        table.rows.push_back({terminal_safe(layer.name),
-                              layer.kind == networks::LayerKind::activation ? layer.attrs.function
-                                                                            : networks::to_string(layer.kind),
-                              model.is_anchor(static_cast<int>(i)) ? planner::to_string(lc.layout) : "(follows)",
-                              seconds(lc.fwd_compute_s), seconds(lc.bwd_compute_s), seconds(lc.fwd_comm_s),
-                              seconds(lc.bwd_comm_s), seconds(lc.sync_s), human_bytes(lc.activation_bytes)});
+        table.rows.push_back(
+            {terminal_safe(layer.name),
+             layer.kind == networks::LayerKind::activation ? layer.attrs.function : networks::to_string(layer.kind),
+             model.is_anchor(static_cast<int>(i)) ? planner::to_string(lc.layout) : "(follows)",
+             seconds(lc.fwd_compute_s), seconds(lc.bwd_compute_s), seconds(lc.fwd_comm_s), seconds(lc.bwd_comm_s),
+             seconds(lc.sync_s), human_bytes(lc.activation_bytes)});
     }
     return table.render();
 }
@@ -131,20 +131,20 @@ std::string plan_text(const PlanReportInput& in) {
 }
 
 std::string plan_csv(const PlanReportInput& in) {
-    std::string out = csv_row({"rank", "strategy", "pr", "pc", "feasible", "iteration_s", "fwd_compute_s",
-                               "bwd_compute_s", "all_reduce_s", "all_gather_s", "reduce_scatter_s", "all_to_all_s",
-                               "halo_s", "redistribution_s", "sync_total_s", "sync_exposed_s", "sync_contention_s", "memory_bytes",
-                               "reason"});
+    std::string out =
+        csv_row({"rank", "strategy", "pr", "pc", "feasible", "iteration_s", "fwd_compute_s", "bwd_compute_s",
+                 "all_reduce_s", "all_gather_s", "reduce_scatter_s", "all_to_all_s", "halo_s", "redistribution_s",
+                 "sync_total_s", "sync_exposed_s", "sync_contention_s", "memory_bytes", "reason"});
     int rank = 0;
     for (const auto& c : in.result->ranked) {
         const auto& k = c.plan.cost;
-        out += csv_row({std::to_string(++rank), c.strategy, std::to_string(c.pr), std::to_string(c.pc),
-                        k.feasible ? "true" : "false", fixed(k.iteration_s, "%.9g"), fixed(k.fwd_compute_s, "%.9g"),
-                        fixed(k.bwd_compute_s, "%.9g"), fixed(k.all_reduce_s, "%.9g"), fixed(k.all_gather_s, "%.9g"),
-                        fixed(k.reduce_scatter_s, "%.9g"), fixed(k.all_to_all_s, "%.9g"), fixed(k.halo_s, "%.9g"),
-                        fixed(k.redistribution_s, "%.9g"), fixed(k.sync_total_s, "%.9g"),
-                        fixed(k.sync_exposed_s, "%.9g"), fixed(k.sync_contention_s, "%.9g"), fixed(k.memory_bytes, "%.0f"),
-                        k.reason});
+        out +=
+            csv_row({std::to_string(++rank), c.strategy, std::to_string(c.pr), std::to_string(c.pc),
+                     k.feasible ? "true" : "false", fixed(k.iteration_s, "%.9g"), fixed(k.fwd_compute_s, "%.9g"),
+                     fixed(k.bwd_compute_s, "%.9g"), fixed(k.all_reduce_s, "%.9g"), fixed(k.all_gather_s, "%.9g"),
+                     fixed(k.reduce_scatter_s, "%.9g"), fixed(k.all_to_all_s, "%.9g"), fixed(k.halo_s, "%.9g"),
+                     fixed(k.redistribution_s, "%.9g"), fixed(k.sync_total_s, "%.9g"), fixed(k.sync_exposed_s, "%.9g"),
+                     fixed(k.sync_contention_s, "%.9g"), fixed(k.memory_bytes, "%.0f"), k.reason});
     }
     return out;
 }
@@ -152,7 +152,8 @@ std::string plan_csv(const PlanReportInput& in) {
 std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
     Json ranked = Json::array();
     for (const auto& c : in.result->ranked)
-        ranked.push_back(Json{{"strategy", c.strategy}, {"pr", c.pr}, {"pc", c.pc}, {"cost", planner::cost_to_json(c.plan.cost)}});
+        ranked.push_back(
+            Json{{"strategy", c.strategy}, {"pr", c.pr}, {"pc", c.pc}, {"cost", planner::cost_to_json(c.plan.cost)}});
     Json out{{"ranked", ranked},
              {"feasible_count", in.result->feasible_count},
              {"infeasible_count", in.result->infeasible_count},

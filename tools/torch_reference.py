@@ -329,6 +329,7 @@ def main():
         ("vgg16", lambda: tv.vgg16(weights=None), image(3, 224)),
         ("resnet50", lambda: tv.resnet50(weights=None), image(3, 224)),
         ("resnet152", lambda: tv.resnet152(weights=None), image(3, 224)),
+        ("googlenet", lambda: tv.googlenet(weights=None, aux_logits=False, init_weights=False), image(3, 224)),
         ("resnet1001", ResNetV2Keras, image(3, 224)),
         ("unet", UNet, image(3, 1024)),
         ("gpt2", Gpt2, torch.zeros(1, 1024, dtype=torch.long)),

@@ -154,15 +154,49 @@ check "plan --plan prints the breakdown" grep -q '^  iteration ' "$work/stdout"
 
 
 # Nothing feasible: exit 1, the closest candidates' reasons on stderr, "best": null in JSON.
-run --net gpt2 --procs 4 --cluster dgx-a100
+run --net gpt3-175b --procs 8 --cluster dgx-a100
 check "no feasible plan exits 1" [ "$status" -eq 1 ]
 check "no feasible plan says why" grep -q '^dnnplan: no feasible plan among ' "$work/stderr"
 check "no feasible plan gives the reasons" grep -q 'more than the device' "$work/stderr"
-run --net gpt2 --procs 4 --cluster dgx-a100 --format json
+run --net gpt3-175b --procs 8 --cluster dgx-a100 --format json
 check "no feasible plan: best is null in JSON" grep -q '"best": null' "$work/stdout"
-run --net gpt2 --procs 4 --cluster dgx-a100 --out "$work/none.json"
+run --net gpt3-175b --procs 8 --cluster dgx-a100 --out "$work/none.json"
 check "no feasible plan writes no plan file" [ ! -e "$work/none.json" ]
 
+
+# --- ONNX (issue 8): --net model.onnx everywhere --net works; bad ONNX exits 2 with one line. ----
+onnx=tests/data/onnx
+for n in alexnet vgg16 resnet50; do
+    # The torchvision export (dynamic batch) and the JSON built-in give the same totals at batch 256.
+    run inspect --net "$onnx/$n.onnx" --batch 256
+    check "inspect $n.onnx exits 0" [ "$status" -eq 0 ]
+    grep -E '^(parameters|forward|backward|activations):' "$work/stdout" >"$work/onnx_totals"
+    run inspect --net "$n" --batch 256
+    grep -E '^(parameters|forward|backward|activations):' "$work/stdout" >"$work/json_totals"
+    check "inspect $n.onnx has the totals of the $n built-in" cmp -s "$work/onnx_totals" "$work/json_totals"
+done
+run --net "$onnx/alexnet.onnx" --procs 64 --batch 256
+check "planning an ONNX model exits 0" [ "$status" -eq 0 ]
+check "planning an ONNX model names it" grep -q '^dnnplan: alexnet on cori-knl, P = 64, batch 256' "$work/stdout"
+check "planning an ONNX model ends with the best plan" grep -q '^best: ' "$work/stdout"
+expect_error "$onnx/bad/truncated.onnx: cannot be parsed as an ONNX model (truncated, corrupt or not ONNX)" \
+    inspect --net "$onnx/bad/truncated.onnx"
+expect_error "$onnx/bad/not_onnx.onnx: cannot be parsed as an ONNX model (truncated, corrupt or not ONNX)" \
+    --net "$onnx/bad/not_onnx.onnx" --procs 4
+expect_error "$onnx/bad/opset_too_new.onnx: opset 99 is newer than this build supports (ONNX opsets up to 17); export with opset_version=17 or lower" \
+    inspect --net "$onnx/bad/opset_too_new.onnx"
+expect_error "$onnx/bad/uninferable_reshape.onnx: /graph/node/1: Reshape node \"reshape\": ONNX shape inference could not infer the shape of its output \"y\"" \
+    inspect --net "$onnx/bad/uninferable_reshape.onnx"
+expect_error "$onnx/unknown_op.onnx: unsupported ONNX operators: Selu x2 (first: \"selu_a\"), com.example.FancyNorm x1 (first: \"fancy\"); --allow-unknown-ops imports them as elementwise layers without parameters" \
+    inspect --net "$onnx/unknown_op.onnx"
+run inspect --net "$onnx/unknown_op.onnx" --allow-unknown-ops
+check "--allow-unknown-ops imports the model" [ "$status" -eq 0 ]
+check "--allow-unknown-ops says so in inspect" grep -q 'UNSUPPORTED OPERATORS imported as elementwise' "$work/stdout"
+check "--allow-unknown-ops marks the layers" grep -q '^selu_a  *unknown:Selu ' "$work/stdout"
+run --net "$onnx/unknown_op.onnx" --allow-unknown-ops --procs 4
+check "--allow-unknown-ops plans" [ "$status" -eq 0 ]
+check "--allow-unknown-ops says so in the plan" grep -q '^dnnplan: unknown_op \[unknown ops as elementwise: Selu x2, com.example.FancyNorm x1\] on ' "$work/stdout"
+# --- end of ONNX ----------------------------------------------------------------------------------
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

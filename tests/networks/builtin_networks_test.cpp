@@ -78,7 +78,7 @@ std::int64_t expected_forward_flops(const Layer& layer, const nlohmann::json& re
 }
 
 const std::vector<std::string> kBuiltins = {"lenet5",     "smallcnn", "alexnet", "vgg16", "resnet50",
-                                             "resnet152",  "resnet1001", "unet",  "gpt2",  "gpt3-175b"};
+                                             "resnet152",  "resnet1001", "unet",  "gpt2",  "gpt3-175b", "googlenet"};
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 
 #include "clusters/cluster.hpp"
 #include "networks/network.hpp"
+#include "planner/pipeline.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
 
@@ -35,6 +36,7 @@ Plan make_plan(const networks::Network& net, const std::string& source, const cl
     Plan plan{net.name, source, network_fingerprint(net), cluster.name, cluster_source, model.options(),
               c.strategy, c.grid, {}, c.plan};
     for (int a : model.anchors()) plan.layouts.emplace_back(net.layers[a].name, c.plan.anchor_layouts[a]);
+    plan.pipeline = c.pipeline;
     return plan;
 }
 
@@ -111,7 +113,10 @@ TEST_CASE("plan JSON round trip gives the same CostBreakdown for every ranked ca
             ++round_tripped;
             std::vector<Layout> layouts = layouts_for(request, again, "roundtrip.json");
             for (int a : model.anchors()) CHECK(layouts[a] == c.plan.anchor_layouts[a]);
-            ScoredPlan rescored = again.score(layouts);
+            // Pipeline, 3-D and graph-partition candidates carry their pipeline block along.
+            PipelineSpec spec = pipeline_for(request, again, "roundtrip.json");
+            CHECK(spec.active() == c.pipeline.active());
+            ScoredPlan rescored = spec.active() ? score_pipeline(again, spec, layouts).plan : again.score(layouts);
             check_equal(rescored.cost, c.plan.cost);
             CHECK(rescored.calls == c.plan.calls);
         }

@@ -1,0 +1,102 @@
+// Benchmarks of the pipeline / 3-D search (planner/pipeline.hpp): every TP (inside a node), PP,
+// DP, micro-batch count, schedule, ZeRO-1 and recomputation option for GPT-3 175B on 1024 A100s
+// (target: under 1 s), with configurations per second as a counter (Calculon, the analytical
+// LLM tool, reports about 490 per second on 2 cores); and the graph-partition family on
+// GoogLeNet.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <string>
+
+#include "clusters/cluster.hpp"
+#include "networks/network.hpp"
+#include "planner/cost_model.hpp"
+#include "planner/graph_partition.hpp"
+#include "planner/pipeline.hpp"
+
+namespace {
+
+using namespace dnnplan;
+
+const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
+
+void run_3d(benchmark::State& state, const std::string& net_name, const std::string& cluster_name, std::int64_t procs,
+            std::int64_t batch) {
+    networks::Network net = networks::load_network_file(kSourceDir + "/networks/" + net_name + ".json");
+    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/" + cluster_name + ".json");
+    planner::PlannerOptions options;
+    options.procs = procs;
+    options.batch = batch;
+    options.dtype = net.dtype;
+    planner::CostModel model(net, cluster, options);
+    long long configurations = 0, skipped = 0, infeasible = 0;
+    double best_s = 0;
+    for (auto _ : state) {
+        planner::PipelineSearchStats stats;
+        auto found = planner::search_pipelines(model, &stats);
+        configurations += stats.configurations;
+        skipped = stats.skipped;
+        infeasible = stats.infeasible;
+        best_s = found.empty() ? 0 : found.front().score.plan.cost.iteration_s;
+        benchmark::DoNotOptimize(found.data());
+    }
+    state.counters["configs_per_s"] =
+        benchmark::Counter(static_cast<double>(configurations), benchmark::Counter::kIsRate);
+    state.counters["configs"] = static_cast<double>(configurations) / static_cast<double>(state.iterations());
+    state.counters["skipped"] = static_cast<double>(skipped);
+    state.counters["over_memory"] = static_cast<double>(infeasible);
+    state.counters["best_iteration_s"] = best_s;
+}
+
+void BM_Gpt3_175b_1024_A100(benchmark::State& state) { run_3d(state, "gpt3-175b", "dgx-a100", 1024, 1536); }
+BENCHMARK(BM_Gpt3_175b_1024_A100)->Unit(benchmark::kMillisecond);
+
+void BM_Gpt2_64_A100(benchmark::State& state) { run_3d(state, "gpt2", "dgx-a100", 64, 512); }
+BENCHMARK(BM_Gpt2_64_A100)->Unit(benchmark::kMillisecond);
+
+void BM_Resnet1001_512_Frontera(benchmark::State& state) { run_3d(state, "resnet1001", "frontera", 512, 512); }
+BENCHMARK(BM_Resnet1001_512_Frontera)->Unit(benchmark::kMillisecond);
+
+// The share of planner_bench's whole searches that the appended families take.
+void BM_Families_Vgg16_512(benchmark::State& state) { run_3d(state, "vgg16", "cori-knl", 512, 256); }
+BENCHMARK(BM_Families_Vgg16_512)->Unit(benchmark::kMillisecond);
+void BM_Families_Resnet1001_4096(benchmark::State& state) { run_3d(state, "resnet1001", "cori-knl", 4096, 4096); }
+BENCHMARK(BM_Families_Resnet1001_4096)->Unit(benchmark::kMillisecond);
+
+void graph_search(benchmark::State& state, const std::string& net_name, const std::string& cluster_name,
+                  std::int64_t procs, std::int64_t batch) {
+    networks::Network net = networks::load_network_file(kSourceDir + "/networks/" + net_name + ".json");
+    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/" + cluster_name + ".json");
+    planner::PlannerOptions options;
+    options.procs = procs;
+    options.batch = batch;
+    planner::CostModel model(net, cluster, options);
+    for (auto _ : state) {
+        auto found = planner::search_graph_partitions(model);
+        benchmark::DoNotOptimize(found.data());
+    }
+}
+void BM_GraphPartition_Vgg16_512(benchmark::State& state) { graph_search(state, "vgg16", "cori-knl", 512, 256); }
+BENCHMARK(BM_GraphPartition_Vgg16_512)->Unit(benchmark::kMillisecond);
+void BM_GraphPartition_Resnet1001_4096(benchmark::State& state) {
+    graph_search(state, "resnet1001", "cori-knl", 4096, 4096);
+}
+BENCHMARK(BM_GraphPartition_Resnet1001_4096)->Unit(benchmark::kMillisecond);
+
+void BM_GraphPartition_Googlenet_64(benchmark::State& state) {
+    networks::Network net = networks::load_network_file(kSourceDir + "/networks/googlenet.json");
+    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/dgx-a100.json");
+    planner::PlannerOptions options;
+    options.procs = 64;
+    options.batch = 256;
+    planner::CostModel model(net, cluster, options);
+    for (auto _ : state) {
+        auto found = planner::search_graph_partitions(model);
+        benchmark::DoNotOptimize(found.data());
+    }
+}
+BENCHMARK(BM_GraphPartition_Googlenet_64)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();

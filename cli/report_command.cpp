@@ -1,0 +1,110 @@
+// `dnnplan report`: the strategy report of one planning run as a self-contained HTML page,
+// Markdown, CSV or JSON, with a scaling study and, when given, simulated and measured results.
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "common/diagnostics.hpp"
+#include "planner/search.hpp"
+#include "reports/strategy_report.hpp"
+
+namespace dnnplan::cli {
+namespace {
+
+struct ReportOptions {
+    PlanningArgs planning;
+    std::string format;  // "": from --out's extension, else Markdown
+    std::string out;
+    std::string simulated, measured;
+    int top = 15;
+    bool no_scaling = false;
+};
+
+std::string format_for(const ReportOptions& o) {
+    if (!o.format.empty()) return o.format == "markdown" ? "md" : o.format;
+    auto ends = [&](const std::string& suffix) {
+        return o.out.size() >= suffix.size() && o.out.compare(o.out.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (ends(".html") || ends(".htm")) return "html";
+    if (ends(".csv")) return "csv";
+    if (ends(".json")) return "json";
+    return "md";
+}
+
+int run_report(const ReportOptions& o) {
+    std::string format = format_for(o);
+    // Result files are read first: a bad one fails before minutes of planning.
+    std::optional<reports::SimulatedResult> simulated;
+    std::optional<reports::MeasuredResult> measured;
+    if (!o.simulated.empty()) simulated = reports::parse_simulated_result(load_json_file(o.simulated), o.simulated);
+    if (!o.measured.empty()) measured = reports::parse_measured_result(load_json_file(o.measured), o.measured);
+
+    PlanningInputs in = load_planning_inputs(o.planning);
+    planner::CostModel model(in.network, in.cluster, in.options);
+    planner::SearchResult result = planner::search(model);
+
+    reports::ReportInput input;
+    input.model = &model;
+    input.result = &result;
+    input.network_source = o.planning.net;
+    input.cluster_source = o.planning.cluster;
+    input.simulated = simulated;
+    input.measured = measured;
+    input.chart_top = o.top;
+    if (!o.no_scaling) {
+        for (std::int64_t p : reports::scaling_procs(in.options.procs)) {
+            if (p == in.options.procs) {
+                input.scaling.push_back({p, result});
+                continue;
+            }
+            planner::PlannerOptions options = in.options;
+            options.procs = p;
+            planner::CostModel scaled(in.network, in.cluster, options);
+            input.scaling.push_back({p, planner::search(scaled)});
+        }
+    }
+    reports::StrategyReport report = reports::build_strategy_report(input);
+    std::string text = format == "html"   ? reports::report_html(report)
+                       : format == "csv"  ? reports::report_csv(report)
+                       : format == "json" ? reports::report_json(report)
+                                          : reports::report_markdown(report);
+    emit(text, o.out);
+    if (!result.best()) {
+        std::cerr << "dnnplan: no feasible plan: "
+                  << (result.ranked.empty() ? "" : result.ranked.front().plan.cost.reason) << "\n";
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace
+
+Command add_report_command(CLI::App& app) {
+    auto o = std::make_shared<ReportOptions>();
+    auto* cmd = app.add_subcommand("report", "strategy report: HTML (charts), Markdown, CSV or JSON");
+    auto& p = o->planning;
+    cmd->add_option("--net", p.net, "network spec file or built-in name")->required();
+    cmd->add_option("--procs,-p", p.procs, "number of processes P")->required();
+    cmd->add_option("--cluster", p.cluster, "cluster file or preset name")->capture_default_str();
+    cmd->add_option("--batch", p.batch, "global batch size (default: the network's)");
+    cmd->add_option("--dtype", p.dtype, "fp32, fp16 or bf16 (default: the network's)")
+        ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+    cmd->add_option("--optimizer", p.optimizer, "sgd (with momentum) or adam")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"sgd", "adam"}));
+    cmd->add_flag("--no-overlap", p.no_overlap, "do not overlap gradient all-reduce with the backward pass");
+    cmd->add_flag("--roofline", p.roofline, "compute time is the max of FLOPs/rate and bytes/memory bandwidth");
+    cmd->add_option("--out", o->out, "write to this file (.html, .md, .csv or .json; default: stdout)");
+    cmd->add_option("--format", o->format, "html, md, csv or json (default: from --out's extension, else md)")
+        ->check(CLI::IsMember({"html", "md", "markdown", "csv", "json"}));
+    cmd->add_option("--simulated", o->simulated,
+                    "JSON of `dnnplan simulate --format json` to show beside the prediction");
+    cmd->add_option("--measured", o->measured,
+                    "JSON of `dnnplan validate --format json` to show beside the prediction");
+    cmd->add_option("--top", o->top, "strategies drawn in the charts")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_flag("--no-scaling", o->no_scaling, "skip the scaling study (P = 1, 2, 4, ... up to --procs)");
+    return {cmd, [o] { return run_report(*o); }};
+}
+
+}  // namespace dnnplan::cli

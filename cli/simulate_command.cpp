@@ -1,0 +1,119 @@
+// `dnnplan simulate`: replay a plan file on a SimGrid platform and set the simulated iteration
+// beside the analytical prediction.
+#include <iostream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "clusters/cluster.hpp"
+#include "common/diagnostics.hpp"
+#include "networks/network.hpp"
+#include "planner/plan.hpp"
+#include "simulator/simulator.hpp"
+
+namespace dnnplan::cli {
+namespace {
+
+struct SimulateOptions {
+    std::string plan_file;
+    std::string net;
+    std::string cluster;
+    std::string platform;
+    std::string hosts;
+    std::string topology = "cluster";
+    double oversubscription = 0;
+    std::string network_model = "cm02";
+    std::string format = "text";
+    std::string trace;
+    std::string out;
+};
+
+std::vector<std::string> read_host_list(const std::string& path) {
+    std::istringstream in(read_text_file(path));
+    std::vector<std::string> hosts;
+    std::string line;
+    while (std::getline(in, line)) {
+        std::size_t begin = line.find_first_not_of(" \t\r");
+        if (begin == std::string::npos || line[begin] == '#') continue;
+        std::size_t end = line.find_last_not_of(" \t\r");
+        hosts.push_back(line.substr(begin, end - begin + 1));
+    }
+    return hosts;
+}
+
+int run_simulate(const SimulateOptions& o) {
+    simulator::SimOptions options;
+    options.platform.network_model = simulator::parse_network_model(o.network_model, "dnnplan", "--network-model");
+    options.platform.topology = o.topology;
+    options.platform.oversubscription = o.oversubscription;
+    options.platform.platform_file = o.platform;
+    if (!o.hosts.empty()) {
+        if (o.platform.empty())
+            throw InputError("dnnplan", "--hosts",
+                             "--hosts maps ranks onto the hosts of --platform FILE.xml; give --platform too");
+        options.platform.hosts = read_host_list(o.hosts);
+        options.platform.hosts_source = o.hosts;
+    }
+    options.timeline = !o.trace.empty();
+
+    Json json = load_json_file(o.plan_file);
+    planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
+    // Pipelines (stages, micro-batches, replicas; issue 4) are scored by planner::score_pipeline
+    // with their own schedule; replaying them as one stage would be wrong, so they are refused.
+    if (request.pipeline.active())
+        throw InputError(o.plan_file, "/pipeline",
+                         "pipeline plans (stages, micro-batches or replicas above 1, ZeRO, recomputation or a graph "
+                         "partition) are not replayed yet: the simulator replays single-stage plans only");
+    std::string net_path =
+        networks::resolve_network_path(o.net.empty() ? request.network_source : o.net, networks_dir());
+    networks::Network network = networks::load_network_file(net_path);
+    std::string cluster_path =
+        clusters::resolve_cluster_path(o.cluster.empty() ? request.cluster_source : o.cluster, clusters_dir());
+    clusters::Cluster cluster = clusters::load_cluster_file(cluster_path);
+    // --cluster replays the plan's layouts on another cluster on purpose: the plan's cluster name
+    // (checked by layouts_for against the cluster file) is then the chosen one's.
+    if (!o.cluster.empty()) request.cluster_name = cluster.name;
+    if (!cluster.supports(request.options.dtype))
+        throw InputError(o.plan_file, "/dtype",
+                         "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
+    planner::CostModel model(network, cluster, request.options);
+    std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
+    planner::ScoredPlan scored = model.score(layouts);
+
+    simulator::SimResult result = simulator::simulate(model, scored, options);
+    if (!o.trace.empty()) write_file_atomically(o.trace, simulator::chrome_trace(result).dump() + "\n");
+    std::string text = o.format == "json"  ? simulator::result_to_json(result, scored.cost, options).dump(2) + "\n"
+                       : o.format == "csv" ? simulator::result_csv(result, scored.cost)
+                                           : simulator::result_text(result, scored.cost, options);
+    emit(text, o.out);
+    return 0;
+}
+
+}  // namespace
+
+Command add_simulate_command(CLI::App& app) {
+    auto o = std::make_shared<SimulateOptions>();
+    auto* cmd = app.add_subcommand(
+        "simulate", "replay a plan file on a simulated cluster (SimGrid) and compare with the prediction");
+    cmd->add_option("--plan", o->plan_file, "plan file written by `dnnplan ... --out plan.json`")->required();
+    cmd->add_option("--net", o->net, "the network (spec, .onnx or built-in name) when not the plan's network.source");
+    cmd->add_option("--cluster", o->cluster, "replay on this cluster file or preset instead of the plan's");
+    cmd->add_option("--platform", o->platform, "a SimGrid platform XML file instead of the cluster's topology");
+    cmd->add_option("--hosts", o->hosts, "with --platform: file naming the host of rank 0, 1, ... one per line");
+    cmd->add_option("--topology", o->topology, "cluster: the cluster's own network; star: private links, no contention")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"cluster", "star"}));
+    cmd->add_option("--oversubscription", o->oversubscription, "override the fat tree's leaf oversubscription (e.g. 4)")
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--network-model", o->network_model,
+                    "cm02 (alpha-beta, default), lv08 (SimGrid's TCP default) or smpi")
+        ->capture_default_str();
+    cmd->add_option("--format", o->format, "text, json or csv")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"text", "json", "csv"}));
+    cmd->add_option("--trace", o->trace,
+                    "write the timeline in the Chrome trace event format (Perfetto, chrome://tracing)");
+    cmd->add_option("--out", o->out, "write the report to this file instead of stdout");
+    return {cmd, [o] { return run_simulate(*o); }};
+}
+
+}  // namespace dnnplan::cli

@@ -1,0 +1,113 @@
+// `dnnplan sweep`: plan every network x cluster x P and write one row per configuration. Under
+// mpirun the configurations are split over the ranks (sweep/sweep.hpp) and rank 0 writes the
+// same file the serial sweep writes.
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "common/diagnostics.hpp"
+#include "planner/search.hpp"
+#include "reports/sweep_table.hpp"
+#include "sweep/sweep.hpp"
+
+namespace dnnplan::cli {
+namespace {
+
+struct SweepOptions {
+    PlanningArgs planning;  // net, cluster and procs hold the lists
+    std::string procs = "";
+    std::string format;  // "": from --out's extension, else csv
+    std::string out;
+};
+
+struct Config {
+    std::size_t net = 0, cluster = 0;
+    std::int64_t procs = 1;
+};
+
+int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
+    std::vector<std::string> nets = sweep::split_list(o.planning.net, "--net");
+    std::vector<std::string> cluster_names = sweep::split_list(o.planning.cluster, "--cluster");
+    std::vector<std::int64_t> procs = sweep::parse_procs(o.procs);
+    std::string format = o.format;
+    if (format.empty()) format = o.out.size() >= 5 && o.out.compare(o.out.size() - 5, 5, ".json") == 0 ? "json" : "csv";
+
+    // Every rank loads every input, so a bad file fails identically everywhere before any work.
+    std::vector<std::string> net_paths, cluster_paths;
+    std::vector<networks::Network> networks;
+    std::vector<clusters::Cluster> clusters;
+    for (const auto& n : nets) {
+        net_paths.push_back(networks::resolve_network_path(n, networks_dir()));
+        networks.push_back(networks::load_network_file(net_paths.back()));
+    }
+    for (const auto& c : cluster_names) {
+        cluster_paths.push_back(clusters::resolve_cluster_path(c, clusters_dir()));
+        clusters.push_back(clusters::load_cluster_file(cluster_paths.back()));
+    }
+    std::vector<Config> configs;
+    for (std::size_t n = 0; n < nets.size(); ++n)
+        for (std::size_t c = 0; c < clusters.size(); ++c)
+            for (std::int64_t p : procs) configs.push_back({n, c, p});
+
+    auto evaluate = [&](std::size_t i) -> std::string {
+        const Config& config = configs[i];
+        const auto& network = networks[config.net];
+        const auto& cluster = clusters[config.cluster];
+        PlanningArgs args = o.planning;
+        args.procs = config.procs;
+        planner::PlannerOptions options;
+        try {
+            options = planner_options(args, network, cluster, net_paths[config.net], cluster_paths[config.cluster]);
+        } catch (const InputError& e) {  // this combination cannot be planned; the sweep goes on
+            return reports::invalid_sweep_row(network.name, cluster.name, config.procs, e.message()).dump();
+        }
+        planner::CostModel model(network, cluster, options);
+        planner::SearchResult result = planner::search(model);
+        return reports::sweep_row(network.name, cluster.name, config.procs, options, result).dump();
+    };
+
+    sweep::ProgressBar bar(session.rank() == 0 && sweep::stderr_is_terminal());
+    std::vector<std::string> results =
+        sweep::run(session, configs.size(), evaluate, [&](std::size_t done, std::size_t total) { bar(done, total); });
+    bar.finish();
+    if (session.rank() != 0) return 0;
+    std::vector<Json> rows;
+    for (const auto& r : results) rows.push_back(Json::parse(r));
+    emit(format == "json" ? reports::sweep_json(rows) : reports::sweep_csv(rows), o.out);
+    return 0;
+}
+
+int run_sweep(const SweepOptions& o) {
+    sweep::Session session;  // MPI_Init only under mpirun
+    try {
+        return run_sweep_in(o, session);
+    } catch (const InputError& e) {
+        if (session.rank() == 0) std::cerr << e.what() << "\n";  // once, not once per rank
+        return 2;
+    }
+}
+
+}  // namespace
+
+Command add_sweep_command(CLI::App& app) {
+    auto o = std::make_shared<SweepOptions>();
+    auto* cmd = app.add_subcommand(
+        "sweep", "plan every combination of networks, clusters and process counts (serial, or split under mpirun)");
+    auto& p = o->planning;
+    cmd->add_option("--net", p.net, "networks, comma-separated (built-in names or files)")->required();
+    cmd->add_option("--procs,-p", o->procs, "process counts: 8:4096 (doubling), 8,64,512, or a mix")->required();
+    cmd->add_option("--cluster", p.cluster, "clusters, comma-separated (presets or files)")->capture_default_str();
+    cmd->add_option("--batch", p.batch, "global batch size (default: each network's)");
+    cmd->add_option("--dtype", p.dtype, "fp32, fp16 or bf16 (default: each network's)")
+        ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+    cmd->add_option("--optimizer", p.optimizer, "sgd (with momentum) or adam")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"sgd", "adam"}));
+    cmd->add_flag("--no-overlap", p.no_overlap, "do not overlap gradient all-reduce with the backward pass");
+    cmd->add_flag("--roofline", p.roofline, "compute time is the max of FLOPs/rate and bytes/memory bandwidth");
+    cmd->add_option("--out", o->out, "write to this file (default: stdout)");
+    cmd->add_option("--format", o->format, "csv or json (default: json for a .json --out, else csv)")
+        ->check(CLI::IsMember({"csv", "json"}));
+    return {cmd, [o] { return run_sweep(*o); }};
+}
+
+}  // namespace dnnplan::cli

@@ -1,0 +1,274 @@
+// `dnnplan validate` and `dnnplan calibrate`: launch the MPI worker (build/dnnplan-validate, which
+// links MPI; dnnplan itself does not) under mpirun, or print the exact mpirun line (--dry-run).
+// Checks what can be checked before starting anything (plan files, P against --np), and turns a
+// rank's death or a hang into one message naming the rank and the step (validators/README.md).
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "common/diagnostics.hpp"
+#include "planner/plan.hpp"
+
+namespace dnnplan::cli {
+namespace {
+
+struct LaunchOptions {
+    int np = 2;
+    bool dry_run = false;
+    double timeout = 120;
+    std::string mpirun;
+};
+
+struct ValidateOptions {
+    LaunchOptions launch;
+    std::vector<std::string> plans;
+    std::string net, cluster, strategies, format = "text", out, trace, inject;
+    std::int64_t batch = 0;
+    int warmup = -1, iterations = -1, sgd_steps = -1;
+    bool no_check = false;
+};
+
+struct CalibrateOptions {
+    LaunchOptions launch;
+    std::string out, name, report, format = "text";
+    bool quick = false;
+};
+
+void add_launch_options(CLI::App* app, LaunchOptions& o) {
+    app->add_option("--np", o.np, "number of MPI ranks")->capture_default_str()->check(CLI::PositiveNumber);
+    app->add_flag("--dry-run", o.dry_run, "print the mpirun command line instead of running it");
+    app->add_option("--timeout", o.timeout, "seconds one step may take before the run is ended")->capture_default_str();
+    app->add_option("--mpirun", o.mpirun, "the mpirun to use (default: $DNNPLAN_MPIRUN, else mpirun on the PATH)");
+}
+
+// The worker sits next to this executable (both are built into the build directory's root).
+std::string worker_path() {
+    if (const char* env = std::getenv("DNNPLAN_VALIDATE_WORKER"); env && *env) return env;
+    std::error_code ec;
+    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return (ec ? std::filesystem::path(".") : self.parent_path()) / "dnnplan-validate";
+}
+
+std::string shell_quote(const std::string& s) {
+    if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") ==
+                          std::string::npos)
+        return s;
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+std::vector<std::string> mpirun_prefix(const LaunchOptions& o) {
+    std::string mpirun = o.mpirun;
+    if (mpirun.empty()) {
+        const char* env = std::getenv("DNNPLAN_MPIRUN");
+        mpirun = env && *env ? env : "mpirun";
+    }
+    std::vector<std::string> argv{mpirun};
+    if (geteuid() == 0) argv.push_back("--allow-run-as-root");  // Open MPI refuses root otherwise
+    // Open MPI counts slots in cores, not hardware threads, and refuses more ranks than slots;
+    // allowing oversubscription is harmless when there are enough.
+    argv.push_back("--oversubscribe");
+    argv.insert(argv.end(), {"-np", std::to_string(o.np)});
+    return argv;
+}
+
+std::string read_step(const std::string& dir, int rank) {
+    std::ifstream in(dir + "/rank" + std::to_string(rank) + ".step", std::ios::binary);
+    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return s.substr(0, s.find('\0'));
+}
+
+// Runs argv with stderr copied through and kept; returns the exit status (128 + signal if killed).
+int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text) {
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("cannot create a pipe");
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("cannot fork");
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        execvp(args[0], args.data());
+        std::fprintf(stderr, "dnnplan: cannot run %s: %s\n", args[0], std::strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    // Open MPI's boxed banners ("-----" lines around "Primary job terminated ...") are kept for
+    // the fault analysis but not echoed: dnnplan prints its own one-line summary instead.
+    char buf[4096];
+    std::string line;
+    bool in_banner = false;
+    auto echo = [&](const std::string& l) {
+        if (l.rfind("-----", 0) == 0) {
+            in_banner = !in_banner;
+            return;
+        }
+        if (!in_banner) std::cerr << l;
+    };
+    for (;;) {
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        stderr_text.append(buf, static_cast<std::size_t>(n));
+        for (ssize_t i = 0; i < n; ++i) {
+            line += buf[i];
+            if (buf[i] == '\n') {
+                echo(line);
+                line.clear();
+            }
+        }
+        std::cerr.flush();
+    }
+    if (!line.empty()) echo(line);
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+// Launches the worker; on a fault (not 0, 1 = checks failed, 2 = bad input) names the rank and step.
+int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool with_status) {
+    std::vector<std::string> argv = mpirun_prefix(o);
+    argv.push_back(worker_path());
+    argv.insert(argv.end(), worker_args.begin(), worker_args.end());
+    if (o.dry_run) {
+        std::string line;
+        for (const auto& a : argv) line += (line.empty() ? "" : " ") + shell_quote(a);
+        std::cout << line << "\n";
+        return 0;
+    }
+    if (!std::filesystem::exists(worker_path()))
+        throw InputError(worker_path(), "",
+                         "the MPI worker is not built (cmake --build BUILD --target dnnplan-validate)");
+    char dir_template[] = "/tmp/dnnplan-validate.XXXXXX";
+    char* dir = mkdtemp(dir_template);
+    if (!dir) throw std::runtime_error("cannot create a status directory in /tmp");
+    if (with_status) argv.insert(argv.end(), {"--status-dir", dir});
+    std::string err;
+    int status = run_and_watch(argv, err);
+    if (status != 0 && status != 1 && status != 2) {
+        std::smatch m;
+        std::string what;
+        if (std::regex_search(err, m, std::regex("rank ([0-9]+) (made no progress|waited)[^']*'([^']*)'"))) {
+            what = "rank " + m[1].str() + (m[2] == "waited" ? " waited for other ranks" : " hung") + " in step '" +
+                   m[3].str() + "' past the timeout of " + std::to_string(static_cast<int>(o.timeout)) + " s";
+        } else if (std::regex_search(err, m,
+                                     std::regex("process rank ([0-9]+)[^\\n]*(exited on signal [0-9]+[^\\n]*)"))) {
+            int rank = std::stoi(m[1]);
+            std::string step = read_step(dir, rank);
+            what = "rank " + m[1].str() + " died (" + m[2].str() + ") during step '" +
+                   (step.empty() ? "start-up" : step) + "'";
+        } else {
+            what = "the MPI run failed with status " + std::to_string(status);
+        }
+        std::cerr << "dnnplan: " << what << "; the run was ended\n";
+        status = 3;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    return status;
+}
+
+int run_validate(const ValidateOptions& o) {
+    // What can be checked without MPI is checked before anything starts.
+    if (o.plans.empty() && o.net.empty())
+        throw InputError("validate", "", "give --plan FILE (one or more) or --net NAME");
+    for (const std::string& f : o.plans) {
+        planner::PlanRequest request = planner::parse_plan_request(load_json_file(f), f);
+        if (request.options.procs != o.launch.np)
+            throw InputError(f, "/procs",
+                             "the plan is for P = " + std::to_string(request.options.procs) +
+                                 " processes, but --np is " + std::to_string(o.launch.np));
+    }
+    std::vector<std::string> args{"validate"};
+    for (const std::string& f : o.plans) args.insert(args.end(), {"--plan", f});
+    auto opt = [&](const char* flag, const std::string& v) {
+        if (!v.empty()) args.insert(args.end(), {flag, v});
+    };
+    auto num = [&](const char* flag, long long v) {
+        if (v >= 0) args.insert(args.end(), {flag, std::to_string(v)});
+    };
+    opt("--net", o.net);
+    if (o.batch > 0) num("--batch", o.batch);
+    opt("--strategies", o.strategies);
+    opt("--cluster", o.cluster);
+    opt("--format", o.format);
+    opt("--out", o.out);
+    opt("--trace", o.trace);
+    opt("--inject-fault", o.inject);
+    num("--warmup", o.warmup);
+    num("--iterations", o.iterations);
+    num("--sgd-steps", o.sgd_steps);
+    if (o.no_check) args.push_back("--no-check");
+    std::ostringstream t;
+    t << o.launch.timeout;
+    args.insert(args.end(), {"--timeout", t.str()});
+    return launch(o.launch, args, true);
+}
+
+int run_calibrate(const CalibrateOptions& o) {
+    std::vector<std::string> args{"calibrate", "--out", o.out, "--format", o.format};
+    if (!o.name.empty()) args.insert(args.end(), {"--name", o.name});
+    if (!o.report.empty()) args.insert(args.end(), {"--report", o.report});
+    if (o.quick) args.push_back("--quick");
+    return launch(o.launch, args, false);
+}
+
+}  // namespace
+
+Command add_validate_command(CLI::App& app) {
+    auto o = std::make_shared<ValidateOptions>();
+    CLI::App* sub = app.add_subcommand("validate", "run plans for real under MPI and compare with the cost model");
+    add_launch_options(sub, o->launch);
+    sub->add_option("--plan", o->plans, "plan file written by `dnnplan plan --out` (repeat for several)");
+    sub->add_option("--net", o->net, "instead of plan files: every feasible candidate of the search for this network");
+    sub->add_option("--batch", o->batch, "global batch with --net (default: the network's)");
+    sub->add_option("--strategies", o->strategies, "with --net: comma-separated strategy names (default: all)");
+    sub->add_option("--cluster", o->cluster,
+                    "cluster for the predictions, e.g. from `dnnplan calibrate` (default: the plan's)");
+    sub->add_option("--warmup", o->warmup, "warm-up iterations (default 2)");
+    sub->add_option("--iterations", o->iterations, "measured iterations (default 10)");
+    sub->add_option("--sgd-steps", o->sgd_steps, "SGD steps compared with the sequential run (default 3)");
+    sub->add_flag("--no-check", o->no_check, "skip the comparison with the sequential network");
+    sub->add_option("--format", o->format, "text or json")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"text", "json"}));
+    sub->add_option("--out", o->out, "also write the JSON results to this file");
+    sub->add_option("--trace", o->trace, "write the last iteration's per-rank timeline (Chrome trace format)");
+    sub->add_option("--inject-fault", o->inject, "kill:RANK:STEP or hang:RANK:STEP, to test fault handling");
+    return Command{sub, [o] { return run_validate(*o); }};
+}
+
+Command add_calibrate_command(CLI::App& app) {
+    auto o = std::make_shared<CalibrateOptions>();
+    CLI::App* sub = app.add_subcommand("calibrate", "measure this machine under MPI and write a cluster spec");
+    add_launch_options(sub, o->launch);
+    sub->add_option("--out", o->out, "cluster spec to write (JSON, clusters/README.md format)")->required();
+    sub->add_option("--name", o->name, "the cluster's name (default this-machine)");
+    sub->add_option("--report", o->report, "also write every measurement as JSON");
+    sub->add_flag("--quick", o->quick, "fewer message sizes and repetitions");
+    sub->add_option("--format", o->format, "text or json")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"text", "json"}));
+    return Command{sub, [o] { return run_calibrate(*o); }};
+}
+
+}  // namespace dnnplan::cli

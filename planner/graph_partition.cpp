@@ -1,0 +1,480 @@
+#include "graph_partition.hpp"
+
+#include <metis.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <stdexcept>
+
+namespace dnnplan::planner {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Layer-level view: the weight of each layer (forward + backward) and each producer-consumer
+// tensor's bytes (forward activation + its gradient), the pairs being contracted.
+struct LayerGraphView {
+    std::vector<double> weight;                                 // per layer
+    std::vector<std::pair<std::pair<int, int>, double>> edges;  // (producer, consumer) -> bytes
+};
+
+LayerGraphView layer_view(const DataflowGraph& g) {
+    LayerGraphView v;
+    v.weight.assign(g.layers, 0.0);
+    for (int i = 1; i < g.layers; ++i) v.weight[i] = g.seconds[2 * i] + g.seconds[2 * i + 1];
+    for (const auto& e : g.edges) {
+        int a = e.from / 2, b = e.to / 2;
+        if (a == b) continue;  // saved activations stay with their layer
+        int u = std::min(a, b), w = std::max(a, b);
+        v.edges.push_back({{u, w}, e.bytes});
+    }
+    return v;
+}
+
+}  // namespace
+
+DataflowGraph training_graph(const CostModel& micro_model) {
+    const auto& layers = micro_model.network().layers;
+    const int n = static_cast<int>(layers.size());
+    std::vector<Layout> ones(n);
+    ScoredPlan plan = micro_model.score(ones);
+    DataflowGraph g;
+    g.layers = n;
+    g.seconds.assign(2 * n, 0.0);
+    const double eb = static_cast<double>(dtype_bytes(micro_model.options().dtype));
+    const double b = static_cast<double>(micro_model.options().batch);
+    for (int i = 1; i < n; ++i) {
+        const LayerCost& lc = plan.layers[i];
+        g.seconds[2 * i] = lc.fwd_compute_s + lc.fwd_comm_s;
+        g.seconds[2 * i + 1] = lc.bwd_compute_s + lc.bwd_comm_s;
+        g.edges.push_back({2 * i, 2 * i + 1, lc.activation_bytes});
+        for (int p : layers[i].inputs) {
+            if (p == 0) continue;
+            double bytes = b * layers[p].output_elements * eb;
+            g.edges.push_back({2 * p, 2 * i, bytes});          // the activation
+            g.edges.push_back({2 * i + 1, 2 * p + 1, bytes});  // its gradient
+        }
+    }
+    return g;
+}
+
+GraphPartition measure(const DataflowGraph& graph, std::vector<int> part, int parts) {
+    GraphPartition out;
+    out.part = std::move(part);
+    out.parts = parts;
+    LayerGraphView v = layer_view(graph);
+    std::vector<double> load(parts, 0.0);
+    double total = 0;
+    for (int i = 1; i < graph.layers; ++i) {
+        load[out.part[i]] += v.weight[i];
+        total += v.weight[i];
+    }
+    double heaviest = *std::max_element(load.begin(), load.end());
+    out.balance = total > 0 ? heaviest / (total / parts) : 1;
+    for (const auto& [uv, bytes] : v.edges)
+        if (out.part[uv.first] != out.part[uv.second]) out.cut_bytes += bytes;
+    return out;
+}
+
+GraphPartition greedy_topological_split(const DataflowGraph& graph, int parts) {
+    LayerGraphView v = layer_view(graph);
+    double total = std::accumulate(v.weight.begin(), v.weight.end(), 0.0);
+    std::vector<int> part(graph.layers, -1);
+    int current = 0;
+    double filled = 0;
+    for (int i = 1; i < graph.layers; ++i) {
+        // Close the part when adding this layer overshoots the target by more than leaving it out.
+        double target = total / parts * (current + 1);
+        if (current + 1 < parts && filled + v.weight[i] > target && filled + v.weight[i] - target > target - filled)
+            ++current;
+        part[i] = current;
+        filled += v.weight[i];
+    }
+    return measure(graph, std::move(part), parts);
+}
+
+namespace {
+
+// Boundary refinement (Fiduccia-Mattheyses-like, greedy, no hill climbing): first move vertices
+// out of parts above the cap with the least cut increase, then move any vertex to the neighbouring
+// part that lowers the cut most while every part stays under the cap.
+std::vector<int> refine(const DataflowGraph& graph, std::vector<int> part, int parts, double tolerance) {
+    LayerGraphView v = layer_view(graph);
+    const int n = graph.layers;
+    std::vector<std::vector<std::pair<int, double>>> adjacency(n);
+    for (const auto& [uv, bytes] : v.edges) {
+        adjacency[uv.first].push_back({uv.second, bytes});
+        adjacency[uv.second].push_back({uv.first, bytes});
+    }
+    std::vector<double> load(parts, 0.0);
+    double total = 0;
+    for (int i = 1; i < n; ++i) load[part[i]] += v.weight[i], total += v.weight[i];
+    const double cap = (1 + tolerance) * total / parts;
+    std::vector<double> conn(parts, 0.0);
+    auto connections = [&](int i) {
+        std::fill(conn.begin(), conn.end(), 0.0);
+        for (const auto& [u, w] : adjacency[i]) conn[part[u]] += w;
+    };
+    for (int pass = 0; pass < 8; ++pass) {
+        bool moved = false;
+        // Balance: the cheapest moves out of overfull parts.
+        for (int guard = 0; guard < n; ++guard) {
+            int heavy = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+            if (load[heavy] <= cap) break;
+            int best_v = -1, best_q = -1;
+            double best_gain = -kInf;
+            for (int i = 1; i < n; ++i) {
+                if (part[i] != heavy) continue;
+                connections(i);
+                for (int q = 0; q < parts; ++q) {
+                    if (q == heavy || load[q] + v.weight[i] > std::max(cap, load[heavy] - v.weight[i])) continue;
+                    double gain = conn[q] - conn[heavy];
+                    if (gain > best_gain) best_gain = gain, best_v = i, best_q = q;
+                }
+            }
+            if (best_v < 0) break;
+            load[heavy] -= v.weight[best_v];
+            load[best_q] += v.weight[best_v];
+            part[best_v] = best_q;
+            moved = true;
+        }
+        // Cut: strictly improving moves that keep every part under the cap.
+        for (int i = 1; i < n; ++i) {
+            int p = part[i];
+            connections(i);
+            int best_q = -1;
+            double best_gain = 0;
+            for (int q = 0; q < parts; ++q) {
+                if (q == p || load[q] + v.weight[i] > cap) continue;
+                double gain = conn[q] - conn[p];
+                if (gain > best_gain * (1 + 1e-12) + 1e-9) best_gain = gain, best_q = q;
+            }
+            if (best_q < 0) continue;
+            load[p] -= v.weight[i];
+            load[best_q] += v.weight[i];
+            part[i] = best_q;
+            moved = true;
+        }
+        if (!moved) break;
+    }
+    return part;
+}
+
+// The contiguous split with the lightest heaviest part (the stage partitioner, transfers free).
+std::vector<int> minmax_topological_split(const DataflowGraph& graph, int parts) {
+    LayerGraphView v = layer_view(graph);
+    StageWeights w;
+    w.layer_s = v.weight;
+    w.recv_fwd_s.assign(graph.layers + 1, 0.0);
+    w.recv_bwd_s.assign(graph.layers + 1, 0.0);
+    std::vector<int> cuts;
+    for (int c = 2; c < graph.layers; ++c) cuts.push_back(c);
+    std::vector<int> starts = partition_stages(w, cuts, parts);
+    std::vector<int> part(graph.layers, -1);
+    for (std::size_t s = 0; s < starts.size(); ++s) {
+        int end = s + 1 < starts.size() ? starts[s + 1] : graph.layers;
+        for (int i = starts[s]; i < end; ++i) part[i] = static_cast<int>(s);
+    }
+    return part;
+}
+
+GraphPartition metis_kway(const DataflowGraph& graph, int parts, double tolerance) {
+    const int n = graph.layers - 1;  // METIS vertex v = layer v + 1
+    if (parts == 1 || n < parts) {
+        std::vector<int> part(graph.layers, 0);
+        part[0] = -1;
+        if (n < parts)
+            for (int i = 1; i < graph.layers; ++i) part[i] = (i - 1) % parts;
+        return measure(graph, std::move(part), parts);
+    }
+    LayerGraphView v = layer_view(graph);
+    // METIS takes integer weights: scale compute to about 10^6 in total and bytes to at most
+    // 10^6 per edge, keeping every weight at least 1.
+    double total = std::accumulate(v.weight.begin(), v.weight.end(), 0.0);
+    double max_bytes = 0;
+    std::map<std::pair<int, int>, double> merged;
+    for (const auto& [uv, bytes] : v.edges) {
+        merged[uv] += bytes;
+        max_bytes = std::max(max_bytes, merged[uv]);
+    }
+    std::vector<std::vector<std::pair<int, idx_t>>> adjacency(n);
+    for (const auto& [uv, bytes] : merged) {
+        idx_t w = static_cast<idx_t>(std::max(1.0, std::round(max_bytes > 0 ? bytes / max_bytes * 1e6 : 1)));
+        adjacency[uv.first - 1].push_back({uv.second - 1, w});
+        adjacency[uv.second - 1].push_back({uv.first - 1, w});
+    }
+    std::vector<idx_t> xadj{0}, adjncy, adjwgt, vwgt(n);
+    for (int i = 0; i < n; ++i) {
+        for (const auto& [to, w] : adjacency[i]) {
+            adjncy.push_back(to);
+            adjwgt.push_back(w);
+        }
+        xadj.push_back(static_cast<idx_t>(adjncy.size()));
+        vwgt[i] = static_cast<idx_t>(std::max(1.0, std::round(total > 0 ? v.weight[i + 1] / total * 1e6 : 1)));
+    }
+    idx_t nvtxs = n, ncon = 1, nparts = parts, objval = 0;
+    real_t ubvec = static_cast<real_t>(1.0 + tolerance);
+    idx_t options[METIS_NOPTIONS];
+    METIS_SetDefaultOptions(options);
+    options[METIS_OPTION_SEED] = 1;  // deterministic
+    options[METIS_OPTION_NUMBERING] = 0;
+    options[METIS_OPTION_NCUTS] = 4;
+    std::vector<idx_t> part(n, 0);
+    int status = METIS_PartGraphKway(&nvtxs, &ncon, xadj.data(), adjncy.data(), vwgt.data(), nullptr, adjwgt.data(),
+                                     &nparts, nullptr, &ubvec, options, &objval, part.data());
+    if (status != METIS_OK)
+        throw std::runtime_error("METIS_PartGraphKway failed with status " + std::to_string(status));
+    std::vector<int> out(graph.layers, -1);
+    for (int i = 0; i < n; ++i) out[i + 1] = static_cast<int>(part[i]);
+    return measure(graph, std::move(out), parts);
+}
+
+}  // namespace
+
+GraphPartition partition_graph(const DataflowGraph& graph, int parts, double tolerance) {
+    if (parts < 1) throw std::invalid_argument("partition_graph: parts must be at least 1");
+    if (parts == 1 || graph.layers - 1 < parts) return metis_kway(graph, parts, tolerance);
+    // METIS complains (on stdout) and fails on graphs with few vertices per part: splits only.
+    const bool small = graph.layers - 1 < 8 * parts;
+    // METIS is built for meshes; on these nearly sequential graphs a topological split can cut
+    // less. So: METIS k-way, the greedy and the min-max topological splits, the first and last
+    // refined; the
+    // smallest cut among those within the tolerance (else the best balanced) wins.
+    std::vector<GraphPartition> tried;
+    if (!small) tried.push_back(metis_kway(graph, parts, tolerance));
+    tried.push_back(greedy_topological_split(graph, parts));
+    tried.push_back(measure(graph, minmax_topological_split(graph, parts), parts));
+    std::size_t count = tried.size();
+    // The greedy split (second to last) is the baseline, kept as it is; the others are refined.
+    for (std::size_t t = 0; t < count; ++t)
+        if (t + 2 != count) tried.push_back(measure(graph, refine(graph, tried[t].part, parts, tolerance), parts));
+    const GraphPartition* best = nullptr;
+    auto within = [&](const GraphPartition& p) { return p.balance <= 1 + tolerance + 1e-9; };
+    for (const GraphPartition& p : tried) {
+        if (!best)
+            best = &p;
+        else if (within(p) != within(*best))
+            best = within(p) ? &p : best;
+        else if (within(p) ? p.cut_bytes < best->cut_bytes : p.balance < best->balance)
+            best = &p;
+    }
+    return *best;
+}
+
+PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& spec,
+                                    const std::vector<Layout>& layouts) {
+    PipelineScore out;
+    const auto& layers = model.network().layers;
+    const int n = static_cast<int>(layers.size());
+    const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
+    CostBreakdown& cost = out.plan.cost;
+    cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.memory_bytes);
+    std::string problem = pipeline_problem(model, spec);
+    if (problem.empty() && spec.tensor != 1) problem = "a graph partition places whole layers (tensor = 1)";
+    if (problem.empty() && static_cast<int>(spec.device_of.size()) != n)
+        problem =
+            "device_of has " + std::to_string(spec.device_of.size()) + " entries for " + std::to_string(n) + " layers";
+    for (int i = 1; problem.empty() && i < n; ++i)
+        if (spec.device_of[i] < 0 || spec.device_of[i] >= k)
+            problem = "layer " + layers[i].name + " is on device " + std::to_string(spec.device_of[i]) +
+                      ", not in 0.." + std::to_string(k - 1);
+    for (int a : model.anchors())
+        if (problem.empty() && layouts.size() == layers.size() && layouts[a].procs() != 1)
+            problem = "layer " + layers[a].name + ": a graph partition places whole layers (layout 1)";
+    if (!problem.empty()) {
+        out.plan.anchor_layouts = layouts;
+        out.plan.layers.assign(n, LayerCost{});
+        cost.feasible = false;
+        cost.reason = problem;
+        return out;
+    }
+    PlannerOptions micro_options = model.options();
+    micro_options.procs = 1;
+    micro_options.batch = model.options().batch / (std::int64_t{R} * M);
+    CostModel micro(model.network(), model.cluster(), micro_options);
+    std::vector<Layout> ones(n);
+    out.plan = micro.score(ones);
+    DataflowGraph g = training_graph(micro);
+
+    const auto& cl = model.cluster();
+    const int d = std::max(1, cl.devices_per_node);
+    clusters::LinkCost intra{cl.intra_node.bandwidth_Bps, cl.intra_node.latency_s};
+    clusters::LinkCost inter{cl.inter_node.bandwidth_Bps, cl.inter_node.latency_s};
+    if (d <= 1) intra = inter;
+    auto transfer = [&](int from_dev, int to_dev, double bytes) {
+        if (from_dev == to_dev) return 0.0;
+        return clusters::point_to_point_seconds(bytes, from_dev / d == to_dev / d ? intra : inter);
+    };
+    const double eb = static_cast<double>(dtype_bytes(micro_options.dtype));
+    const double b = static_cast<double>(micro_options.batch);
+    std::vector<std::vector<int>> consumers(n);
+    for (int i = 1; i < n; ++i)
+        for (int p : layers[i].inputs)
+            if (p > 0) consumers[p].push_back(i);
+
+    // List schedule, GPipe order on every device: all forwards (micro-batch by micro-batch, in
+    // topological order), then all backwards. Transfers do not occupy the devices (no link
+    // contention is modelled).
+    std::vector<double> device_free(k, 0.0), busy(k, 0.0), received(k, 0.0);
+    std::vector<double> fwd_done(static_cast<std::size_t>(n) * M, 0.0), bwd_done(static_cast<std::size_t>(n) * M, 0.0);
+    auto at = [&](int layer, int m) { return static_cast<std::size_t>(m) * n + layer; };
+    for (int m = 0; m < M; ++m)
+        for (int i = 1; i < n; ++i) {
+            int dev = spec.device_of[i];
+            double ready = 0;
+            for (int p : layers[i].inputs) {
+                if (p == 0) continue;
+                double t = transfer(spec.device_of[p], dev, b * layers[p].output_elements * eb);
+                received[dev] += t;
+                ready = std::max(ready, fwd_done[at(p, m)] + t);
+            }
+            double start = std::max(ready, device_free[dev]);
+            device_free[dev] = start + g.seconds[2 * i];
+            busy[dev] += g.seconds[2 * i];
+            fwd_done[at(i, m)] = device_free[dev];
+        }
+    for (int m = 0; m < M; ++m)
+        for (int i = n - 1; i >= 1; --i) {
+            int dev = spec.device_of[i];
+            double ready = fwd_done[at(i, m)];
+            for (int c : consumers[i]) {
+                double t = transfer(spec.device_of[c], dev, b * layers[i].output_elements * eb);
+                received[dev] += t;
+                ready = std::max(ready, bwd_done[at(c, m)] + t);
+            }
+            double start = std::max(ready, device_free[dev]);
+            device_free[dev] = start + g.seconds[2 * i + 1];
+            busy[dev] += g.seconds[2 * i + 1];
+            bwd_done[at(i, m)] = device_free[dev];
+        }
+    double makespan = *std::max_element(device_free.begin(), device_free.end());
+
+    // Gradient all-reduce over the R replicas, layer by layer once its last backward is done,
+    // one at a time per device.
+    const int replicas_per_node = k < d ? d / k : 1;
+    clusters::GroupPlacement group{R, std::max(1, std::gcd(R, std::min(R, replicas_per_node)))};
+    std::vector<double> network_free(k, 0.0), sync_total(k, 0.0);
+    for (int i = n - 1; i >= 1; --i) {
+        if (layers[i].params == 0 || R == 1) continue;
+        int dev = spec.device_of[i];
+        double bytes = layers[i].params * eb;
+        double s = spec.zero
+                       ? clusters::cheapest(clusters::Collective::reduce_scatter, group, bytes, intra, inter).seconds +
+                             clusters::cheapest(clusters::Collective::all_gather, group, bytes, intra, inter).seconds
+                       : clusters::cheapest(clusters::Collective::all_reduce, group, bytes, intra, inter).seconds;
+        network_free[dev] = std::max(network_free[dev], bwd_done[at(i, M - 1)]) + s;
+        sync_total[dev] += s;
+    }
+    double iteration = makespan;
+    for (int dev = 0; dev < k; ++dev) iteration = std::max(iteration, network_free[dev]);
+
+    // Memory per device: its layers' weights, gradients and optimizer state, and the activations
+    // of all M micro-batches (GPipe keeps them until the backward pass).
+    double states = micro_options.optimizer == Optimizer::adam ? 2 : 1;
+    if (micro_options.dtype != DType::fp32) states += 1;
+    std::vector<double> weights(k, 0.0), activations(k, 0.0), fwd_c(k, 0.0), bwd_c(k, 0.0);
+    for (int i = 1; i < n; ++i) {
+        const LayerCost& lc = out.plan.layers[i];
+        int dev = spec.device_of[i];
+        weights[dev] += lc.weight_bytes;
+        activations[dev] += M * lc.activation_bytes;
+        fwd_c[dev] += lc.fwd_compute_s;
+        bwd_c[dev] += lc.bwd_compute_s;
+    }
+    activations[spec.device_of[1]] += M * b * layers[0].output_elements * (model.network().token_input ? 8.0 : eb);
+    int worst = 0, busiest = 0;
+    std::vector<double> memory(k);
+    for (int dev = 0; dev < k; ++dev) {
+        double optimizer = weights[dev] / eb * 4 * states / (spec.zero ? R : 1);
+        memory[dev] = 2 * weights[dev] + optimizer + activations[dev] + out.plan.cost.buffers_bytes;
+        if (memory[dev] > memory[worst]) worst = dev;
+        if (busy[dev] > busy[busiest]) busiest = dev;
+    }
+    CostBreakdown k_cost;
+    k_cost.memory_capacity_bytes = cost.memory_capacity_bytes;
+    k_cost.fwd_compute_s = M * fwd_c[busiest];
+    k_cost.bwd_compute_s = M * bwd_c[busiest];
+    double idle = std::max(0.0, makespan - busy[busiest]);
+    k_cost.point_to_point_s = std::min(received[busiest], idle);
+    k_cost.bubble_s = idle - k_cost.point_to_point_s;
+    k_cost.sync_total_s = *std::max_element(sync_total.begin(), sync_total.end());
+    k_cost.sync_exposed_s = iteration - makespan;
+    k_cost.iteration_s = iteration;
+    k_cost.weights_bytes = weights[worst];
+    k_cost.gradients_bytes = weights[worst];
+    k_cost.optimizer_bytes = weights[worst] / eb * 4 * states / (spec.zero ? R : 1);
+    k_cost.activations_bytes = activations[worst];
+    k_cost.buffers_bytes = out.plan.cost.buffers_bytes;
+    k_cost.memory_bytes = memory[worst];
+    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes) {
+        k_cost.feasible = false;
+        k_cost.reason = "needs " + human_bytes(k_cost.memory_bytes) + " per process (device " + std::to_string(worst) +
+                        "), more than the device's " + human_bytes(k_cost.memory_capacity_bytes);
+    }
+    out.plan.cost = k_cost;
+    out.pipeline_s = makespan;
+    GraphPartition measured = measure(g, spec.device_of, k);
+    out.balance = measured.balance;
+    out.cut_bytes = measured.cut_bytes;
+    networks::NetworkTotals t = networks::totals(model.network(), model.options().batch);
+    out.model_flops = (static_cast<double>(t.fwd_flops) + t.bwd_input_flops + t.bwd_weight_flops) /
+                      static_cast<double>(model.options().procs);
+    return out;
+}
+
+std::vector<GraphPartitionCandidate> search_graph_partitions(const CostModel& model) {
+    const auto& o = model.options();
+    const int layers = static_cast<int>(model.network().layers.size()) - 1;
+    std::vector<GraphPartitionCandidate> out;
+    for (int k = 2; k <= std::min(8, layers); k *= 2) {
+        if (o.procs % k != 0) break;
+        const int R = static_cast<int>(o.procs / k);
+        if (o.batch % R != 0) continue;
+        PlannerOptions micro_options = o;
+        micro_options.procs = 1;
+        micro_options.batch = o.batch / R;
+        CostModel micro(model.network(), model.cluster(), micro_options);
+        DataflowGraph g = training_graph(micro);
+        GraphPartitionCandidate best;
+        best.partition = partition_graph(g, k, 0.05);
+        best.greedy = greedy_topological_split(g, k);
+        bool have = false;
+        for (int M = 1; M <= 2 * k && (o.batch / R) % M == 0; M *= 2) {
+            PipelineSpec spec;
+            spec.tensor = 1;
+            spec.stages = k;
+            spec.replicas = R;
+            spec.micro_batches = M;
+            spec.device_of = best.partition.part;
+            spec.device_of[0] = 0;
+            PipelineScore s = score_graph_partition(model, spec, std::vector<Layout>(model.network().layers.size()));
+            const auto& c = s.plan.cost;
+            const auto& kept = best.score.plan.cost;
+            bool better = !have || (c.feasible ? (!kept.feasible || c.iteration_s < kept.iteration_s)
+                                               : (!kept.feasible && c.memory_bytes < kept.memory_bytes));
+            if (better) {
+                best.spec = spec;
+                best.score = std::move(s);
+                have = true;
+            }
+        }
+        if (have) out.push_back(std::move(best));
+    }
+    return out;
+}
+
+std::string graph_partition_label(const GraphPartitionCandidate& c) {
+    char buffer[256];
+    std::snprintf(buffer, sizeof buffer, "k=%d x DP=%d, M=%d, balance %.2f, cut %s (greedy split: %.2f, %s)",
+                  c.spec.stages, c.spec.replicas, c.spec.micro_batches, c.partition.balance,
+                  human_bytes(c.partition.cut_bytes).c_str(), c.greedy.balance,
+                  human_bytes(c.greedy.cut_bytes).c_str());
+    return buffer;
+}
+
+}  // namespace dnnplan::planner

@@ -1,0 +1,790 @@
+#include "pipeline.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <tuple>
+
+#include "planner/graph_partition.hpp"
+#include "planner/search.hpp"
+
+namespace dnnplan::planner {
+
+using clusters::Collective;
+using clusters::GroupPlacement;
+using networks::Layer;
+using networks::LayerKind;
+
+std::string to_string(Schedule schedule) { return schedule == Schedule::one_f_one_b ? "1f1b" : "gpipe"; }
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::vector<int> divisors_of(std::int64_t n) {
+    std::vector<int> out;
+    for (std::int64_t d = 1; d <= n; ++d)
+        if (n % d == 0) out.push_back(static_cast<int>(d));
+    return out;
+}
+
+// Everything about one (T, micro-batch) pair that the configurations sharing it reuse: the stage
+// layouts scored on one micro-batch, and prefix sums over the layers.
+struct MicroContext {
+    int tensor = 1;
+    std::int64_t micro_batch = 1;
+    PlannerOptions options;
+    ScoredPlan plan;
+    int layer_count = 0;  // network layers incl. the input
+    // Per layer (index 0 unused): seconds per micro-batch and bytes per process.
+    std::vector<double> fwd_compute, bwd_compute, fwd_comm, bwd_comm, kind_s[7], weight_bytes, activation_bytes,
+        buffer_bytes, gradient_bytes;
+    // Prefix sums: pre[x][i] = sum of x over layers 1..i-1.
+    std::vector<double> pre_fwd_compute, pre_bwd_compute, pre_kind[7], pre_weight, pre_activation;
+    std::vector<GroupPlacement> sync_group;  // inner sync group per layer ({1,1} when none)
+    std::vector<double> sync_bytes;          // inner sync bytes per layer
+    std::vector<double> boundary_bytes;      // per cut position c: bytes per rank per micro-batch crossing into c
+    std::vector<double> boundary_total;      // the same, all ranks of the tensor group
+    double input_bytes = 0;                  // the input micro-batch resident on stage 0, per rank
+};
+
+std::vector<double> prefix(const std::vector<double>& v) {
+    std::vector<double> p(v.size() + 1, 0.0);
+    for (std::size_t i = 0; i < v.size(); ++i) p[i + 1] = p[i] + v[i];
+    return p;
+}
+
+int kind_index(CommKind kind) { return static_cast<int>(kind); }
+
+MicroContext make_context(const CostModel& model, int tensor, std::int64_t micro_batch,
+                          const std::vector<Layout>& layouts) {
+    MicroContext c;
+    c.tensor = tensor;
+    c.micro_batch = micro_batch;
+    c.options = model.options();
+    c.options.procs = tensor;
+    c.options.batch = micro_batch;
+    CostModel micro(model.network(), model.cluster(), c.options);
+    c.plan = micro.score(layouts);
+    const auto& layers = model.network().layers;
+    const int n = static_cast<int>(layers.size());
+    c.layer_count = n;
+    auto zeros = [&] { return std::vector<double>(n, 0.0); };
+    c.fwd_compute = zeros(), c.bwd_compute = zeros(), c.fwd_comm = zeros(), c.bwd_comm = zeros();
+    c.weight_bytes = zeros(), c.activation_bytes = zeros(), c.buffer_bytes = zeros(), c.gradient_bytes = zeros();
+    for (auto& k : c.kind_s) k = zeros();
+    c.sync_group.assign(n, GroupPlacement{1, 1});
+    c.sync_bytes = zeros();
+    for (int i = 1; i < n; ++i) {
+        const LayerCost& lc = c.plan.layers[i];
+        c.fwd_compute[i] = lc.fwd_compute_s;
+        c.bwd_compute[i] = lc.bwd_compute_s;
+        c.fwd_comm[i] = lc.fwd_comm_s;
+        c.bwd_comm[i] = lc.bwd_comm_s;
+        c.weight_bytes[i] = lc.weight_bytes;
+        c.activation_bytes[i] = lc.activation_bytes;
+        if (layers[i].params > 0) c.sync_bytes[i] = lc.weight_bytes;
+        // The backward working set: this layer's output and input gradients (as score()).
+        const double eb_i = static_cast<double>(dtype_bytes(c.options.dtype));
+        const double b_i = static_cast<double>(micro_batch) / lc.in_dist.n;
+        c.gradient_bytes[i] =
+            b_i * eb_i *
+            (layers[i].output_elements / static_cast<double>(lc.out_dist.c * lc.out_dist.h * lc.out_dist.w) +
+             layers[layers[i].inputs.front()].output_elements /
+                 static_cast<double>(lc.in_dist.c * lc.in_dist.h * lc.in_dist.w));
+    }
+    for (const CommCall& call : c.plan.calls) {
+        if (call.phase == Phase::sync) {
+            c.sync_group[call.layer] = call.group;
+            c.sync_bytes[call.layer] = call.bytes;
+            continue;
+        }
+        c.kind_s[kind_index(call.kind)][call.layer] += call.seconds;
+        double buffer = call.kind == CommKind::all_gather || call.what.find("all-gather") != std::string::npos
+                            ? call.bytes * call.group.size
+                            : call.bytes;
+        c.buffer_bytes[call.layer] = std::max(c.buffer_bytes[call.layer], buffer);
+    }
+    c.pre_fwd_compute = prefix(c.fwd_compute);
+    c.pre_bwd_compute = prefix(c.bwd_compute);
+    for (int k = 0; k < 7; ++k) c.pre_kind[k] = prefix(c.kind_s[k]);
+    c.pre_weight = prefix(c.weight_bytes);
+    c.pre_activation = prefix(c.activation_bytes);
+
+    // Bytes crossing each possible boundary c (tensors made before c and read at or after it),
+    // per rank: each rank sends its shard to its counterpart in the next stage.
+    const double eb = static_cast<double>(dtype_bytes(c.options.dtype));
+    std::vector<int> last_use(n, 0);
+    for (int i = 1; i < n; ++i)
+        for (int p : layers[i].inputs) last_use[p] = std::max(last_use[p], i);
+    std::vector<double> delta(n + 1, 0.0), delta_total(n + 1, 0.0);
+    for (int j = 1; j < n; ++j) {
+        if (last_use[j] <= j) continue;
+        double total = static_cast<double>(micro_batch) * layers[j].output_elements * eb;
+        double per_rank = total / static_cast<double>(c.plan.layers[j].out_dist.parts());
+        // Crosses every boundary in (j, last_use].
+        delta[j + 1] += per_rank;
+        delta[last_use[j] + 1] -= per_rank;
+        delta_total[j + 1] += total;
+        delta_total[last_use[j] + 1] -= total;
+    }
+    c.boundary_bytes.assign(n + 1, 0.0);
+    c.boundary_total.assign(n + 1, 0.0);
+    double run = 0, run_total = 0;
+    for (int i = 0; i <= n; ++i) {
+        run += delta[i];
+        run_total += delta_total[i];
+        c.boundary_bytes[i] = std::max(0.0, run);
+        c.boundary_total[i] = std::max(0.0, run_total);
+    }
+    int a = model.anchor_of(n > 1 ? 1 : 0);
+    int first_n = a == 0 ? static_cast<int>(std::gcd<std::int64_t>(tensor, micro_batch)) : std::max(1, layouts[a].n);
+    c.input_bytes = static_cast<double>(micro_batch) / first_n * layers[0].output_elements *
+                    (model.network().token_input ? 8.0 : eb);
+    return c;
+}
+
+// Point-to-point between neighbouring stages: inside a node when the whole pipeline of one
+// replica fits in a node, over the network otherwise (every boundary, conservatively).
+clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages) {
+    const auto& cl = model.cluster();
+    bool intra = cl.devices_per_node > 1 && static_cast<std::int64_t>(tensor) * stages <= cl.devices_per_node;
+    const auto& link = intra ? cl.intra_node : cl.inter_node;
+    return clusters::LinkCost{link.bandwidth_Bps, link.latency_s};
+}
+
+StageWeights weights_from(const MicroContext& c, const clusters::LinkCost& link, bool recompute) {
+    StageWeights w;
+    const int n = c.layer_count;
+    w.layer_s.assign(n, 0.0);
+    w.recv_fwd_s.assign(n + 1, 0.0);
+    w.recv_bwd_s.assign(n + 1, 0.0);
+    for (int i = 1; i < n; ++i) {
+        double f = c.fwd_compute[i] + c.fwd_comm[i];
+        w.layer_s[i] = f + c.bwd_compute[i] + c.bwd_comm[i] + (recompute ? f : 0.0);
+    }
+    for (int i = 2; i < n; ++i) {
+        double t = clusters::point_to_point_seconds(c.boundary_bytes[i], link);
+        w.recv_fwd_s[i] = t;  // the activations into a stage starting at i
+        w.recv_bwd_s[i] = t;  // their gradient back into the stage ending at i - 1
+    }
+    return w;
+}
+
+// A stage's sums over layers [first, last], exact totals when it is the whole network (so a
+// one-stage pipeline reproduces score() bit for bit).
+struct StageSums {
+    double fwd_compute = 0, bwd_compute = 0, kind[7] = {0, 0, 0, 0, 0, 0, 0}, weight = 0, activation = 0, buffer = 0;
+    double comm() const { return kind[0] + kind[1] + kind[2] + kind[3] + kind[4] + kind[5] + kind[6]; }
+};
+
+StageSums stage_sums(const MicroContext& c, int first, int last) {
+    StageSums s;
+    if (first == 1 && last == c.layer_count - 1) {
+        const CostBreakdown& k = c.plan.cost;
+        s.fwd_compute = k.fwd_compute_s;
+        s.bwd_compute = k.bwd_compute_s;
+        s.kind[0] = k.all_reduce_s, s.kind[1] = k.all_gather_s, s.kind[2] = k.reduce_scatter_s;
+        s.kind[3] = k.all_to_all_s, s.kind[4] = k.halo_s, s.kind[5] = k.point_to_point_s;
+        s.kind[6] = k.redistribution_s;
+        s.weight = k.weights_bytes;
+        s.activation = k.activations_bytes - c.input_bytes;
+        s.buffer = k.buffers_bytes;
+        return s;
+    }
+    s.fwd_compute = c.pre_fwd_compute[last + 1] - c.pre_fwd_compute[first];
+    s.bwd_compute = c.pre_bwd_compute[last + 1] - c.pre_bwd_compute[first];
+    for (int k = 0; k < 7; ++k) s.kind[k] = c.pre_kind[k][last + 1] - c.pre_kind[k][first];
+    s.weight = c.pre_weight[last + 1] - c.pre_weight[first];
+    s.activation = c.pre_activation[last + 1] - c.pre_activation[first];
+    double gradients = 0;
+    for (int i = first; i <= last; ++i) {
+        s.buffer = std::max(s.buffer, c.buffer_bytes[i]);
+        gradients = std::max(gradients, c.gradient_bytes[i]);
+    }
+    s.buffer += gradients;  // as score(): the largest buffer plus the largest pair of activation gradients
+    return s;
+}
+
+// Per-layer gradient synchronisation over the inner batch group times the R replicas (ZeRO-1:
+// reduce-scatter of the gradients, then all-gather of the updated weights).
+std::vector<double> replica_sync(const CostModel& model, const MicroContext& c, int stages, int replicas, bool zero) {
+    std::vector<double> out(c.layer_count, 0.0);
+    const auto& cl = model.cluster();
+    clusters::LinkCost intra{cl.intra_node.bandwidth_Bps, cl.intra_node.latency_s};
+    clusters::LinkCost inter{cl.inter_node.bandwidth_Bps, cl.inter_node.latency_s};
+    if (cl.devices_per_node <= 1) intra = inter;
+    const int d = std::max(1, cl.devices_per_node);
+    const std::int64_t pipeline_procs = static_cast<std::int64_t>(c.tensor) * stages;
+    const int replicas_per_node = pipeline_procs < d ? static_cast<int>(d / pipeline_procs) : 1;
+    for (int i = 1; i < c.layer_count; ++i) {
+        if (c.sync_bytes[i] <= 0) continue;
+        if (replicas == 1 && !zero) {
+            out[i] = c.plan.layers[i].sync_s;
+            continue;
+        }
+        const GroupPlacement& g = c.sync_group[i];
+        int size = g.size * replicas;
+        int per_node = std::gcd(size, g.per_node * std::min(replicas, replicas_per_node));
+        GroupPlacement group{size, std::max(1, per_node)};
+        if (size <= 1) continue;
+        if (zero)
+            out[i] = clusters::cheapest(Collective::reduce_scatter, group, c.sync_bytes[i], intra, inter).seconds +
+                     clusters::cheapest(Collective::all_gather, group, c.sync_bytes[i], intra, inter).seconds;
+        else
+            out[i] = clusters::cheapest(Collective::all_reduce, group, c.sync_bytes[i], intra, inter).seconds;
+    }
+    return out;
+}
+
+struct Evaluation {
+    CostBreakdown cost;
+    std::vector<StageCost> stages;
+    double pipeline_s = 0, balance = 1, cut_bytes = 0;
+};
+
+// The schedule, memory and synchronisation of one configuration on a prepared context.
+Evaluation evaluate(const CostModel& model, const MicroContext& c, const PipelineSpec& spec,
+                    const std::vector<double>& sync, bool keep_stages) {
+    Evaluation e;
+    CostBreakdown& k = e.cost;
+    k.memory_capacity_bytes = static_cast<double>(model.cluster().device.memory_bytes);
+    if (!c.plan.cost.feasible && c.plan.cost.reason.rfind("needs ", 0) != 0) {
+        k.feasible = false;
+        k.reason = c.plan.cost.reason;
+    }
+    const int S = spec.stages, M = spec.micro_batches, L = c.layer_count;
+    clusters::LinkCost link = stage_link(model, spec.tensor, S);
+    const double eb = static_cast<double>(dtype_bytes(c.options.dtype));
+    double states = c.options.optimizer == Optimizer::adam ? 2 : 1;
+    if (c.options.dtype != DType::fp32) states += 1;
+
+    std::vector<double> F(S), Bk(S), recv_f(S, 0.0), recv_b(S, 0.0);
+    std::vector<StageSums> sums(S);
+    double sum_fb = 0, max_f = 0, max_b = 0, max_fb = 0, total_fb = 0;
+    int slowest = 0;
+    for (int s = 0; s < S; ++s) {
+        int first = spec.stage_first[s];
+        int last = s + 1 < S ? spec.stage_first[s + 1] - 1 : L - 1;
+        sums[s] = stage_sums(c, first, last);
+        const StageSums& ss = sums[s];
+        if (s > 0) recv_f[s] = clusters::point_to_point_seconds(c.boundary_bytes[first], link);
+        if (s + 1 < S) recv_b[s] = clusters::point_to_point_seconds(c.boundary_bytes[last + 1], link);
+        double fwd_comm = 0, bwd_comm = 0;
+        for (int i = first; i <= last; ++i) fwd_comm += c.fwd_comm[i], bwd_comm += c.bwd_comm[i];
+        // Forward and backward per micro-batch; their sum is (compute + comm) in score()'s order.
+        double fb = (ss.fwd_compute + ss.bwd_compute) + ss.comm();
+        if (spec.recompute) fb += ss.fwd_compute + fwd_comm;
+        fb += recv_f[s] + recv_b[s];
+        double f = ss.fwd_compute + fwd_comm + recv_f[s];
+        F[s] = f;
+        Bk[s] = fb - f;
+        sum_fb = sum_fb + fb;
+        max_f = std::max(max_f, f);
+        max_b = std::max(max_b, fb - f);
+        if (fb > max_fb) max_fb = fb, slowest = s;
+        total_fb += fb;
+        if (s + 1 < S) e.cut_bytes += c.boundary_total[last + 1];
+    }
+    // GPipe runs all forwards, then all backwards: each phase fills and drains separately.
+    // 1F1B alternates in the steady state, so the slowest forward + backward paces it.
+    e.pipeline_s = spec.schedule == Schedule::gpipe ? sum_fb + (M - 1) * (max_f + max_b) : sum_fb + (M - 1) * max_fb;
+    e.balance = max_fb > 0 ? max_fb / (total_fb / S) : 1;
+
+    // Gradient synchronisation: stage s's last backward ends when the last micro-batch's
+    // gradient has flowed back from stage S-1 to s; its all-reduces then overlap the rest of that
+    // backward, one at a time (as in score()).
+    double iteration = e.pipeline_s, after_stage0 = 0, sync_total_max = 0;
+    int critical = -1;  // the stage whose synchronisation ends last, past the schedule
+    std::vector<double> stage_sync(S, 0.0), stage_exposed(S, 0.0), stage_contention(S, 0.0);
+    for (int s = 0; s < S; ++s) {
+        int first = spec.stage_first[s];
+        int last = s + 1 < S ? spec.stage_first[s + 1] - 1 : L - 1;
+        double backward_clock = 0, network_free = 0, total = 0, contention = 0;
+        for (int i = last; i >= first; --i) {
+            // As score(): a blocking transfer sharing the card with an all-reduce in flight is
+            // slowed by the overlap (fair share), and so is the all-reduce.
+            backward_clock += c.bwd_compute[i] + (spec.recompute ? c.fwd_compute[i] + c.fwd_comm[i] : 0.0);
+            const double shared =
+                c.options.overlap_sync ? std::min(c.bwd_comm[i], std::max(0.0, network_free - backward_clock)) : 0.0;
+            backward_clock += c.bwd_comm[i] + shared;
+            network_free += shared;
+            total += sync[i];
+            contention += shared;
+            if (sync[i] > 0) network_free = std::max(network_free, backward_clock) + sync[i];
+        }
+        stage_sync[s] = total;
+        stage_contention[s] = contention;
+        stage_exposed[s] = c.options.overlap_sync ? std::max(0.0, network_free - backward_clock) : total;
+        sync_total_max = std::max(sync_total_max, total);
+        // Stage s finishes its last backward sum_{s' < s} B_s' before the pipeline's end.
+        double end = e.pipeline_s - after_stage0 + contention + stage_exposed[s];
+        if (end > iteration) iteration = end, critical = s;
+        after_stage0 += Bk[s];
+    }
+
+    // Memory per process of each stage; the plan's is the largest.
+    double worst_memory = -1;
+    int worst = 0;
+    std::vector<double> memory(S);
+    std::vector<StageSums> mem_parts(S);
+    for (int s = 0; s < S; ++s) {
+        const StageSums& ss = sums[s];
+        int first = spec.stage_first[s];
+        double in_flight = spec.schedule == Schedule::gpipe ? M : std::min(M, S - s);
+        double input = s == 0 ? c.input_bytes : c.boundary_bytes[first];
+        double activations;
+        if (spec.recompute)
+            activations = in_flight * input + ss.activation;  // checkpoints + one micro-batch redone
+        else if (S == 1 && M == 1)
+            activations = c.plan.cost.activations_bytes;  // score()'s own sum
+        else
+            activations = in_flight * (ss.activation + (s == 0 ? c.input_bytes : 0.0));
+        double optimizer = ss.weight / eb * 4 * states / (spec.zero ? spec.replicas : 1);
+        if (S == 1 && !spec.zero) optimizer = c.plan.cost.optimizer_bytes;
+        StageSums m = ss;
+        m.activation = activations;
+        m.kind[0] = optimizer;  // reused as the optimizer slot
+        mem_parts[s] = m;
+        memory[s] = ss.weight + ss.weight + optimizer + activations + ss.buffer;
+        if (memory[s] > worst_memory) worst_memory = memory[s], worst = s;
+    }
+
+    // The breakdown from the slowest stage's point of view: its M micro-batches of work, the
+    // bubble (the schedule's idle time on top of them) and the exposed synchronisation.
+    const StageSums& ss = sums[slowest];
+    const double m = M;
+    double fwd_comm_slowest = 0;
+    {
+        int first = spec.stage_first[slowest];
+        int last = slowest + 1 < S ? spec.stage_first[slowest + 1] - 1 : L - 1;
+        for (int i = first; i <= last; ++i) fwd_comm_slowest += c.fwd_comm[i];
+    }
+    k.fwd_compute_s = m * ss.fwd_compute;
+    k.bwd_compute_s = m * (ss.bwd_compute + (spec.recompute ? ss.fwd_compute : 0.0));
+    k.all_reduce_s = m * ss.kind[0];
+    k.all_gather_s = m * ss.kind[1];
+    k.reduce_scatter_s = m * ss.kind[2];
+    k.all_to_all_s = m * ss.kind[3];
+    k.halo_s = m * ss.kind[4];
+    k.point_to_point_s = m * (ss.kind[5] + recv_f[slowest] + recv_b[slowest]);
+    k.redistribution_s = m * ss.kind[6];
+    if (spec.recompute) k.all_reduce_s += m * fwd_comm_slowest;  // the forward's communication, redone
+    k.sync_total_s = sync_total_max;  // the exposed part comes from one stage's, so never exceeds this
+    k.bubble_s = S == 1 && M == 1 ? 0.0 : std::max(0.0, e.pipeline_s - m * max_fb);
+    if (S == 1 && M == 1) {
+        // score()'s own sum, term by term.
+        k.sync_contention_s = stage_contention[0];
+        k.sync_exposed_s = stage_exposed[0];
+        k.iteration_s =
+            k.fwd_compute_s + k.bwd_compute_s + k.blocking_comm_s() + k.sync_contention_s + k.sync_exposed_s;
+    } else {
+        const double past = iteration - e.pipeline_s;  // what the critical stage's sync adds
+        k.sync_contention_s = critical >= 0 ? std::min(stage_contention[critical], past) : 0.0;
+        k.sync_exposed_s = past - k.sync_contention_s;
+        k.iteration_s = iteration;
+    }
+    const StageSums& w = mem_parts[worst];
+    k.weights_bytes = w.weight;
+    k.gradients_bytes = w.weight;
+    k.optimizer_bytes = w.kind[0];
+    k.activations_bytes = w.activation;
+    k.buffers_bytes = w.buffer;
+    k.memory_bytes = k.weights_bytes + k.gradients_bytes + k.optimizer_bytes + k.activations_bytes + k.buffers_bytes;
+    if (k.feasible && k.memory_capacity_bytes > 0 && k.memory_bytes > k.memory_capacity_bytes) {
+        k.feasible = false;
+        k.reason = "needs " + human_bytes(k.memory_bytes) + " per process (stage " + std::to_string(worst) +
+                   "), more than the device's " + human_bytes(k.memory_capacity_bytes);
+    }
+    if (keep_stages) {
+        for (int s = 0; s < S; ++s) {
+            StageCost sc;
+            sc.first = spec.stage_first[s];
+            sc.last = s + 1 < S ? spec.stage_first[s + 1] - 1 : L - 1;
+            sc.forward_s = F[s];
+            sc.backward_s = Bk[s];
+            sc.recv_forward_s = recv_f[s];
+            sc.recv_backward_s = recv_b[s];
+            sc.sync_s = stage_sync[s];
+            sc.memory_bytes = memory[s];
+            sc.boundary_bytes = s + 1 < S ? c.boundary_total[sc.last + 1] : 0.0;
+            e.stages.push_back(sc);
+        }
+    }
+    return e;
+}
+
+double model_flops_per_device(const CostModel& model) {
+    const auto& o = model.options();
+    networks::NetworkTotals t = networks::totals(model.network(), o.batch);
+    return (static_cast<double>(t.fwd_flops) + t.bwd_input_flops + t.bwd_weight_flops) / static_cast<double>(o.procs);
+}
+
+}  // namespace
+
+std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec) {
+    const auto& o = model.options();
+    const int layers = static_cast<int>(model.network().layers.size()) - 1;
+    if (spec.tensor < 1 || spec.stages < 1 || spec.replicas < 1 || spec.micro_batches < 1)
+        return "tensor, stages, replicas and micro-batches must be at least 1";
+    std::int64_t used = std::int64_t{spec.tensor} * spec.stages * spec.replicas;
+    if (used != o.procs)
+        return "T x S x R = " + std::to_string(spec.tensor) + " x " + std::to_string(spec.stages) + " x " +
+               std::to_string(spec.replicas) + " = " + std::to_string(used) + " is not P = " + std::to_string(o.procs);
+    if (spec.stages > layers)
+        return std::to_string(spec.stages) + " stages but the network has only " + std::to_string(layers) + " layers";
+    if (o.batch % spec.replicas != 0)
+        return "batch " + std::to_string(o.batch) + " cannot be split over " + std::to_string(spec.replicas) +
+               " replicas";
+    if ((o.batch / spec.replicas) % spec.micro_batches != 0)
+        return std::to_string(spec.micro_batches) + " micro-batches do not divide the per-replica batch " +
+               std::to_string(o.batch / spec.replicas);
+    if (spec.device_of.empty()) {
+        if (static_cast<int>(spec.stage_first.size()) != spec.stages)
+            return "stage_first has " + std::to_string(spec.stage_first.size()) + " entries for " +
+                   std::to_string(spec.stages) + " stages";
+        if (spec.stage_first.front() != 1) return "the first stage must start at layer 1";
+        for (int s = 1; s < spec.stages; ++s)
+            if (spec.stage_first[s] <= spec.stage_first[s - 1] || spec.stage_first[s] > layers)
+                return "stage " + std::to_string(s) + " starts at layer " + std::to_string(spec.stage_first[s]) +
+                       ", not after stage " + std::to_string(s - 1) + " and within the network";
+    }
+    return "";
+}
+
+std::vector<int> cut_positions(const CostModel& model) {
+    const auto& layers = model.network().layers;
+    const int n = static_cast<int>(layers.size());
+    std::vector<int> last_use(n, 0);
+    for (int i = 1; i < n; ++i)
+        for (int p : layers[i].inputs) last_use[p] = std::max(last_use[p], i);
+    std::vector<int> crossing(n + 1, 0);
+    for (int j = 1; j < n; ++j)
+        if (last_use[j] > j) {
+            crossing[j + 1] += 1;
+            crossing[last_use[j] + 1] -= 1;
+        }
+    std::vector<int> out;
+    int run = 0;
+    for (int c = 0; c < n; ++c) {
+        run += crossing[c];
+        if (c >= 2 && run == 1) out.push_back(c);
+    }
+    return out;
+}
+
+std::vector<Layout> tensor_layouts(const CostModel& model, int tensor) {
+    const auto& layers = model.network().layers;
+    std::vector<Layout> out(layers.size());
+    for (int a : model.anchors()) {
+        const Layer& layer = layers[a];
+        std::vector<Layout> prefs;
+        Layout col{1, tensor, 1, 1, 1}, row{1, 1, tensor, 1, 1};
+        if (layer.kind == LayerKind::linear) {
+            int producer = layer.inputs.front();
+            int pa = producer == 0 ? 0 : model.anchor_of(producer);
+            Dist arriving = pa == 0 ? Dist{} : model.segment_output_dist(producer, out[pa]);
+            // Megatron's pair: a column-split layer's output arrives split, so the next takes rows.
+            if (arriving.c == tensor && tensor > 1)
+                prefs = {row, col};
+            else
+                prefs = {col, row};
+        } else if (layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d) {
+            prefs = {col, row};
+        } else {
+            prefs = {col};  // attention (heads), embedding (dimension)
+        }
+        bool found = false;
+        for (const Layout& l : prefs)
+            if (model.layout_problem(a, l).empty()) {
+                out[a] = l;
+                found = true;
+                break;
+            }
+        if (!found) return {};
+    }
+    return out;
+}
+
+StageWeights stage_weights(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts) {
+    const std::int64_t micro = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
+    MicroContext c = make_context(model, spec.tensor, micro, layouts);
+    return weights_from(c, stage_link(model, spec.tensor, spec.stages), spec.recompute);
+}
+
+double slowest_stage(const StageWeights& w, const std::vector<int>& stage_first) {
+    const int n = static_cast<int>(w.layer_s.size());
+    double worst = 0;
+    for (std::size_t s = 0; s < stage_first.size(); ++s) {
+        int first = stage_first[s];
+        int end = s + 1 < stage_first.size() ? stage_first[s + 1] : n;
+        double t = 0;
+        for (int i = first; i < end; ++i) t += w.layer_s[i];
+        if (s > 0) t += w.recv_fwd_s[first];
+        if (s + 1 < stage_first.size()) t += w.recv_bwd_s[end];
+        worst = std::max(worst, t);
+    }
+    return worst;
+}
+
+std::vector<int> partition_stages(const StageWeights& w, const std::vector<int>& cuts, int stages,
+                                  std::vector<std::vector<int>>* all_stage_counts) {
+    const int n = static_cast<int>(w.layer_s.size());
+    // Boundaries u_0 = 1 < u_1 < ... < u_K = n; a stage runs from u_a to u_b - 1.
+    std::vector<int> u{1};
+    for (int c : cuts)
+        if (c > 1 && c < n) u.push_back(c);
+    u.push_back(n);
+    const int K = static_cast<int>(u.size()) - 1;
+    if (all_stage_counts) all_stage_counts->assign(stages + 1, {});
+    if (stages < 1 || stages > K) return {};
+    std::vector<double> W(K + 1, 0.0);
+    {
+        std::vector<double> pre(n + 1, 0.0);
+        for (int i = 1; i < n; ++i) pre[i + 1] = pre[i] + w.layer_s[i];
+        for (int k = 0; k <= K; ++k) W[k] = pre[u[k]];
+    }
+    auto cost = [&](int a, int b) {
+        return W[b] - W[a] + (a > 0 ? w.recv_fwd_s[u[a]] : 0.0) + (b < K ? w.recv_bwd_s[u[b]] : 0.0);
+    };
+    // f[s][b]: the best slowest stage for layers before u_b in s stages. For fixed b, scanning a
+    // downwards only makes W[b] - W[a] grow, so the scan stops once that alone is no better.
+    std::vector<std::vector<double>> f(stages + 1, std::vector<double>(K + 1, kInf));
+    std::vector<std::vector<int>> parent(stages + 1, std::vector<int>(K + 1, -1));
+    for (int b = 1; b <= K; ++b) f[1][b] = cost(0, b);
+    for (int s = 2; s <= stages; ++s) {
+        for (int b = s; b <= K; ++b) {
+            double best = kInf;
+            int arg = -1;
+            for (int a = b - 1; a >= s - 1; --a) {
+                if (W[b] - W[a] >= best) break;
+                double t = std::max(f[s - 1][a], cost(a, b));
+                if (t < best) best = t, arg = a;
+            }
+            f[s][b] = best;
+            parent[s][b] = arg;
+        }
+    }
+    auto extract = [&](int s) {
+        std::vector<int> starts(s);
+        int b = K;
+        for (int t = s; t >= 1; --t) {
+            int a = t == 1 ? 0 : parent[t][b];
+            starts[t - 1] = u[a];
+            b = a;
+        }
+        return starts;
+    };
+    if (all_stage_counts)
+        for (int s = 1; s <= stages; ++s) (*all_stage_counts)[s] = extract(s);
+    return extract(stages);
+}
+
+PipelineScore score_pipeline(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts) {
+    PipelineScore out;
+    std::string problem = pipeline_problem(model, spec);
+    out.model_flops = model_flops_per_device(model);
+    if (!problem.empty()) {
+        out.plan.anchor_layouts = layouts;
+        out.plan.layers.assign(model.network().layers.size(), LayerCost{});
+        out.plan.cost.feasible = false;
+        out.plan.cost.reason = problem;
+        return out;
+    }
+    if (!spec.device_of.empty()) return score_graph_partition(model, spec, layouts);
+    const std::int64_t micro = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
+    MicroContext c = make_context(model, spec.tensor, micro, layouts);
+    std::vector<double> sync = replica_sync(model, c, spec.stages, spec.replicas, spec.zero);
+    Evaluation e = evaluate(model, c, spec, sync, true);
+    out.plan = std::move(c.plan);
+    out.plan.cost = e.cost;
+    out.stages = std::move(e.stages);
+    out.pipeline_s = e.pipeline_s;
+    out.balance = e.balance;
+    out.cut_bytes = e.cut_bytes;
+    return out;
+}
+
+std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score) {
+    char buffer[256];
+    std::string opts = to_string(spec.schedule);
+    if (spec.zero) opts += ", zero-1";
+    if (spec.recompute) opts += ", recompute";
+    std::snprintf(buffer, sizeof buffer, "TP=%d x PP=%d x DP=%d, M=%d, %s, balance %.2f, cut %s, %.3g TFLOP/s/proc",
+                  spec.tensor, spec.stages, spec.replicas, spec.micro_batches, opts.c_str(), score.balance,
+                  human_bytes(score.cut_bytes).c_str(), score.flops_per_device() / 1e12);
+    return buffer;
+}
+
+std::vector<PipelineCandidate> search_pipelines(const CostModel& model, PipelineSearchStats* stats) {
+    PipelineSearchStats local;
+    PipelineSearchStats& st = stats ? *stats : local;
+    const auto& o = model.options();
+    const std::int64_t P = o.procs, B = o.batch;
+    const int d = std::max(1, model.cluster().devices_per_node);
+    const int layers = static_cast<int>(model.network().layers.size()) - 1;
+    const std::vector<int> cuts = cut_positions(model);
+    const int max_stages = static_cast<int>(cuts.size()) + 1;
+    const double flops = model_flops_per_device(model);
+
+    struct Best {
+        PipelineSpec spec;
+        double iteration = kInf, memory = kInf;
+        bool feasible = false;
+    };
+    std::map<std::pair<int, int>, Best> best;  // per (T, S)
+    for (int T : divisors_of(P)) {
+        if (T > d) break;  // tensor groups stay inside a node (hierarchical placement)
+        std::vector<Layout> layouts = tensor_layouts(model, T);
+        std::vector<int> stage_counts;
+        for (int S : divisors_of(P / T))
+            if (S <= max_stages && S <= layers) stage_counts.push_back(S);
+        if (layouts.empty()) {
+            st.skipped += static_cast<long long>(stage_counts.size());
+            continue;
+        }
+        // Micro-batch sizes that some (S, M) of this T uses.
+        std::map<std::int64_t, std::vector<std::pair<int, int>>> by_micro;  // b -> (S, M)
+        for (int S : stage_counts) {
+            std::int64_t R = P / (std::int64_t{T} * S);
+            if (B % R != 0) {
+                ++st.skipped;
+                continue;
+            }
+            for (int M : divisors_of(B / R)) by_micro[B / R / M].emplace_back(S, M);
+        }
+        std::map<std::tuple<int, bool>, std::vector<double>> sync_cache;  // (S, zero) -> per-layer sync
+        for (const auto& [b, uses] : by_micro) {
+            MicroContext c = make_context(model, T, b, layouts);
+            // Stage partitions for every S at once, per link kind and recomputation setting.
+            std::map<std::tuple<bool, bool>, std::vector<std::vector<int>>> partitions;
+            int s_max = 1;
+            for (auto [S, M] : uses) s_max = std::max(s_max, S);
+            for (auto [S, M] : uses) {
+                (void)M;
+                for (bool recompute : {false, true}) {
+                    bool intra = d > 1 && std::int64_t{T} * S <= d;
+                    auto key = std::make_tuple(intra, recompute);
+                    if (!partitions.count(key)) {
+                        StageWeights w = weights_from(c, stage_link(model, T, S), recompute);
+                        std::vector<std::vector<int>> all;
+                        partition_stages(w, cuts, intra ? std::min(s_max, d / T) : s_max, &all);
+                        partitions[key] = std::move(all);
+                    }
+                    const auto& all = partitions[key];
+                    if (S >= static_cast<int>(all.size()) || all[S].empty()) continue;
+                    for (Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b}) {
+                        for (bool zero : {false, true}) {
+                            PipelineSpec spec;
+                            spec.tensor = T;
+                            spec.stages = S;
+                            spec.micro_batches = M;
+                            spec.replicas = static_cast<int>(P / (std::int64_t{T} * S));
+                            spec.schedule = schedule;
+                            spec.zero = zero;
+                            spec.recompute = recompute;
+                            spec.stage_first = all[S];
+                            auto sync_key = std::make_tuple(S, zero);
+                            auto it = sync_cache.find(sync_key);
+                            if (it == sync_cache.end())
+                                it = sync_cache.emplace(sync_key, replica_sync(model, c, S, spec.replicas, zero)).first;
+                            Evaluation e = evaluate(model, c, spec, it->second, false);
+                            ++st.configurations;
+                            if (!e.cost.feasible) ++st.infeasible;
+                            Best& slot = best[{T, S}];
+                            bool better = e.cost.feasible ? (!slot.feasible || e.cost.iteration_s < slot.iteration)
+                                                          : (!slot.feasible && e.cost.memory_bytes < slot.memory);
+                            if (better) slot = Best{spec, e.cost.iteration_s, e.cost.memory_bytes, e.cost.feasible};
+                        }
+                    }
+                }
+            }
+        }
+    }
+    std::vector<PipelineCandidate> out;
+    for (const auto& [key, slot] : best) {
+        PipelineCandidate pc;
+        pc.spec = slot.spec;
+        pc.layouts = tensor_layouts(model, slot.spec.tensor);
+        pc.score = score_pipeline(model, pc.spec, pc.layouts);
+        pc.score.model_flops = flops;
+        out.push_back(std::move(pc));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const PipelineCandidate& a, const PipelineCandidate& b) {
+        const auto& x = a.score.plan.cost;
+        const auto& y = b.score.plan.cost;
+        if (x.feasible != y.feasible) return x.feasible;
+        return x.feasible ? x.iteration_s < y.iteration_s : x.memory_bytes < y.memory_bytes;
+    });
+    return out;
+}
+
+PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const std::string& origin) {
+    const auto& o = model.options();
+    const int layers = static_cast<int>(model.network().layers.size()) - 1;
+    auto fail = [&](const char* option, const std::string& why) { throw InputError(origin, option, why); };
+    if (spec.tensor < 1 || o.procs % spec.tensor != 0)
+        fail("--tensor",
+             std::to_string(spec.tensor) + " processes per stage do not divide P = " + std::to_string(o.procs));
+    if (spec.stages < 1 || (o.procs / spec.tensor) % spec.stages != 0)
+        fail("--stages", std::to_string(spec.stages) + " stages of " + std::to_string(spec.tensor) +
+                             " processes do not divide P = " + std::to_string(o.procs));
+    if (spec.stages > layers)
+        fail("--stages", std::to_string(spec.stages) + " stages but " + model.network().name + " has only " +
+                             std::to_string(layers) + " layers");
+    if (spec.replicas < 1 || std::int64_t{spec.tensor} * spec.stages * spec.replicas != o.procs)
+        fail("--replicas", std::to_string(spec.replicas) + " replicas x " + std::to_string(spec.stages) + " stages x " +
+                               std::to_string(spec.tensor) + " processes is not P = " + std::to_string(o.procs));
+    if (o.batch % spec.replicas != 0)
+        fail("--replicas", "batch " + std::to_string(o.batch) + " cannot be split over " +
+                               std::to_string(spec.replicas) + " replicas");
+    if (spec.micro_batches < 1 || (o.batch / spec.replicas) % spec.micro_batches != 0)
+        fail("--micro-batches", std::to_string(spec.micro_batches) +
+                                    " micro-batches do not divide the per-replica batch " +
+                                    std::to_string(o.batch / spec.replicas));
+    PipelineCandidate pc;
+    pc.layouts = tensor_layouts(model, spec.tensor);
+    if (pc.layouts.empty())
+        fail("--tensor",
+             "some layer of " + model.network().name + " cannot be split " + std::to_string(spec.tensor) + " ways");
+    const std::vector<int> cuts = cut_positions(model);
+    if (spec.stages > static_cast<int>(cuts.size()) + 1)
+        fail("--stages", std::to_string(spec.stages) + " stages but " + model.network().name + " has only " +
+                             std::to_string(cuts.size() + 1) + " places to cut (where a single tensor crosses)");
+    spec.device_of.clear();
+    spec.stage_first = {1};
+    spec.stage_first = partition_stages(stage_weights(model, spec, pc.layouts), cuts, spec.stages);
+    pc.spec = spec;
+    pc.score = score_pipeline(model, spec, pc.layouts);
+    return pc;
+}
+
+void append_pipeline_candidates(const CostModel& model, SearchResult& result) {
+    PipelineSearchStats stats;
+    for (PipelineCandidate& pc : search_pipelines(model, &stats)) {
+        Candidate c;
+        c.strategy = pc.spec.tensor > 1 ? "tp-pp-dp" : "pipeline";
+        c.grid = pipeline_label(pc.spec, pc.score);
+        c.pr = pc.spec.tensor * pc.spec.stages;
+        c.pc = pc.spec.replicas;
+        c.plan = std::move(pc.score.plan);
+        c.pipeline = pc.spec;
+        result.ranked.push_back(std::move(c));
+    }
+    result.layout_evaluations += stats.configurations;
+    for (GraphPartitionCandidate& gc : search_graph_partitions(model)) {
+        Candidate c;
+        c.strategy = "graph-partition";
+        c.grid = graph_partition_label(gc);
+        c.pr = gc.spec.stages;
+        c.pc = gc.spec.replicas;
+        c.plan = std::move(gc.score.plan);
+        c.pipeline = gc.spec;
+        result.ranked.push_back(std::move(c));
+    }
+}
+
+}  // namespace dnnplan::planner

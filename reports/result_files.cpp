@@ -1,0 +1,71 @@
+#include "result_files.hpp"
+
+namespace dnnplan::reports {
+
+namespace {
+
+// Time keys ("iteration_s", "halo_s", ...) that both blocks give as numbers, in the predicted
+// block's order.
+std::vector<BreakdownPair> common_seconds(const SpecNode& predicted, const SpecNode& other) {
+    std::vector<BreakdownPair> out;
+    for (const auto& [key, value] : predicted.json().items()) {
+        if (key.size() < 3 || key.compare(key.size() - 2, 2, "_s") != 0 || !value.is_number()) continue;
+        if (!other.has(key)) continue;
+        out.push_back({key, predicted.get_number(key, 0), other.get_number(key, 0)});
+    }
+    return out;
+}
+
+// "relative_difference": a number, or an object whose "iteration_s" is the number.
+std::optional<double> relative(const SpecNode& node, const std::string& key) {
+    if (!node.has(key)) return std::nullopt;
+    SpecNode value = node.child(key);
+    if (value.json().is_null()) return std::nullopt;
+    if (value.is_object())
+        return value.has("iteration_s") ? std::optional(value.get_number("iteration_s")) : std::nullopt;
+    return value.as_number();
+}
+
+}  // namespace
+
+SimulatedResult parse_simulated_result(const Json& json, const std::string& file) {
+    SpecNode root(json, file);
+    root.expect_object();
+    SimulatedResult r;
+    r.strategy = root.get_string_or("strategy", "");
+    r.grid = root.get_string_or("grid", "");
+    SpecNode predicted = root.child("predicted"), simulated = root.child("simulated");
+    predicted.expect_object();
+    simulated.expect_object();
+    r.predicted_s = predicted.get_number("iteration_s", 0);
+    r.simulated_s = simulated.get_number("iteration_s", 0);
+    r.relative_difference = relative(root, "relative_difference");
+    r.breakdown = common_seconds(predicted, simulated);
+    return r;
+}
+
+MeasuredResult parse_measured_result(const Json& json, const std::string& file) {
+    SpecNode root(json, file);
+    root.expect_object();
+    SpecNode plans = root.child("plans");
+    plans.expect_array();
+    MeasuredResult r;
+    for (std::size_t i = 0; i < plans.size(); ++i) {
+        SpecNode plan = plans.element(i);
+        plan.expect_object();
+        MeasuredPlan m;
+        m.strategy = plan.get_string("strategy");
+        m.grid = plan.get_string_or("grid", "");
+        SpecNode predicted = plan.child("predicted"), measured = plan.child("measured");
+        predicted.expect_object();
+        measured.expect_object();
+        m.predicted_s = predicted.get_number("iteration_s", 0);
+        m.measured_s = measured.get_number("iteration_s", 0);
+        m.relative_error = relative(plan, "relative_error");
+        m.breakdown = common_seconds(predicted, measured);
+        r.plans.push_back(std::move(m));
+    }
+    return r;
+}
+
+}  // namespace dnnplan::reports

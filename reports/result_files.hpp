@@ -1,0 +1,42 @@
+// Readers for the result files a report can put beside the prediction: `dnnplan simulate
+// --format json` and `dnnplan validate --format json`. Both are read tolerantly (unknown keys are
+// ignored) so either side may add fields; the accepted shapes are in reports/README.md.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/diagnostics.hpp"
+
+namespace dnnplan::reports {
+
+// One breakdown entry present in both the predicted and the other block ("all_reduce_s", ...).
+struct BreakdownPair {
+    std::string key;
+    double predicted = 0, other = 0;
+};
+
+struct SimulatedResult {
+    std::string strategy, grid;  // "" when the file does not say (then: the simulated plan)
+    double predicted_s = 0, simulated_s = 0;
+    std::optional<double> relative_difference;
+    std::vector<BreakdownPair> breakdown;  // keys ending in _s present in both blocks
+};
+
+struct MeasuredPlan {
+    std::string strategy, grid;
+    double predicted_s = 0, measured_s = 0;
+    std::optional<double> relative_error;
+    std::vector<BreakdownPair> breakdown;
+};
+struct MeasuredResult {
+    std::vector<MeasuredPlan> plans;
+};
+
+// InputError naming `file` and the JSON pointer of anything missing or of the wrong type.
+SimulatedResult parse_simulated_result(const Json& json, const std::string& file);
+MeasuredResult parse_measured_result(const Json& json, const std::string& file);
+
+}  // namespace dnnplan::reports

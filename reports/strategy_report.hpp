@@ -1,0 +1,88 @@
+// `dnnplan report`: one table model of a planning run (inputs, ranked strategies, the best plan's
+// layers, memory, scaling, predicted/simulated/measured) rendered as HTML (with inline SVG charts),
+// Markdown, CSV and JSON. Every renderer reads the same tables, so the formats agree number for
+// number; the numbers themselves all come from the planner's results (or the given result files).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "planner/search.hpp"
+#include "reports/result_files.hpp"
+
+namespace dnnplan::reports {
+
+// How a number is shown; the column key carries the unit for CSV and JSON ("iteration_s").
+enum class Unit { none, count, seconds, bytes, ratio, fraction, flops, flops_per_s, bytes_per_s };
+
+struct Column {
+    std::string key;    // CSV/JSON name, unit in the name
+    std::string label;  // HTML/Markdown header
+    Unit unit = Unit::none;
+};
+
+struct Cell {
+    std::string text;   // for text cells
+    double number = 0;  // for numeric cells
+    bool is_number = false;
+    bool user_text = false;  // a user-provided string (names, reasons): escaped for Markdown too
+    bool empty = false;      // no value (e.g. not measured): "-" in text, null in JSON, "" in CSV
+};
+Cell text_cell(std::string text, bool user_text = false);
+Cell number_cell(double value);
+Cell empty_cell();
+
+struct ReportTable {
+    std::string id;  // stable name: "ranked", "best_plan_layers", ...
+    std::string title;
+    std::string note;  // one sentence under the title (our own words, not user text)
+    std::vector<Column> columns;
+    std::vector<std::vector<Cell>> rows;
+    int column(const std::string& key) const;  // -1 when absent
+};
+
+// The planner run at one P of the scaling study.
+struct ScalingRun {
+    std::int64_t procs = 1;
+    planner::SearchResult result;
+};
+
+struct ReportInput {
+    const planner::CostModel* model = nullptr;
+    const planner::SearchResult* result = nullptr;
+    std::string network_source;       // as given (--net)
+    std::string cluster_source;       // as given (--cluster)
+    std::vector<ScalingRun> scaling;  // ascending P, ending at the requested P (may be empty)
+    std::optional<SimulatedResult> simulated;
+    std::optional<MeasuredResult> measured;
+    int chart_top = 15;  // strategies drawn in the time and memory charts
+};
+
+struct StrategyReport {
+    std::string title;
+    std::string best_label;  // "per-layer", "grid-model Pr=8 x Pc=64"; empty when none is feasible
+    std::int64_t procs = 1;
+    std::vector<ReportTable> tables;
+    const ReportTable* table(const std::string& id) const;
+    int chart_top = 15;
+};
+
+// The "formulas and assumptions" section: paragraphs of plain text citing the papers.
+const std::vector<std::string>& formulas_and_assumptions();
+
+// The processes of the scaling study: 1, 2, 4, ... below `procs`, then `procs` itself.
+std::vector<std::int64_t> scaling_procs(std::int64_t procs);
+
+StrategyReport build_strategy_report(const ReportInput& input);
+
+// The shown form of a number in a column of this unit ("12.3 ms", "1.5 GiB", "2.50x", "87.5%").
+std::string format_value(double value, Unit unit);
+
+std::string report_html(const StrategyReport& report);
+std::string report_markdown(const StrategyReport& report);
+std::string report_json(const StrategyReport& report);
+std::string report_csv(const StrategyReport& report);
+
+}  // namespace dnnplan::reports

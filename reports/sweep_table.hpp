@@ -1,0 +1,27 @@
+// One row of a sweep (`dnnplan sweep`) per (network, cluster, P): the best plan and pure batch,
+// as a JSON object (what the sweep's ranks exchange) and the whole sweep as CSV or JSON.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/diagnostics.hpp"
+#include "planner/search.hpp"
+
+namespace dnnplan::reports {
+
+// Column names in order; units in the names.
+const std::vector<std::string>& sweep_columns();
+
+// A planned configuration. `status`: "ok" (a feasible plan), "infeasible" (none; the reason of the
+// first candidate), "invalid" (the configuration itself cannot be planned: P above the cluster's
+// devices, dtype without a peak rate, ...; `reason` says why).
+Json sweep_row(const std::string& network, const std::string& cluster, std::int64_t procs,
+               const planner::PlannerOptions& options, const planner::SearchResult& result);
+Json invalid_sweep_row(const std::string& network, const std::string& cluster, std::int64_t procs,
+                       const std::string& reason);
+
+std::string sweep_csv(const std::vector<Json>& rows);   // numbers with 10 significant digits
+std::string sweep_json(const std::vector<Json>& rows);  // {"format": "dnnplan-sweep", "rows": [...]}
+
+}  // namespace dnnplan::reports

@@ -1,0 +1,172 @@
+// Text, JSON and CSV forms of a simulation result, and its Chrome trace.
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "common/units.hpp"
+#include "planner/plan.hpp"
+#include "simulator/simulator.hpp"
+
+namespace dnnplan::simulator {
+
+namespace {
+
+struct Row {
+    const char* key;
+    double planner::CostBreakdown::*field;
+};
+// The breakdown keys the simulation measures (memory is not simulated).
+const Row kRows[] = {
+    {"iteration_s", &planner::CostBreakdown::iteration_s},
+    {"fwd_compute_s", &planner::CostBreakdown::fwd_compute_s},
+    {"bwd_compute_s", &planner::CostBreakdown::bwd_compute_s},
+    {"all_reduce_s", &planner::CostBreakdown::all_reduce_s},
+    {"all_gather_s", &planner::CostBreakdown::all_gather_s},
+    {"reduce_scatter_s", &planner::CostBreakdown::reduce_scatter_s},
+    {"all_to_all_s", &planner::CostBreakdown::all_to_all_s},
+    {"halo_s", &planner::CostBreakdown::halo_s},
+    {"point_to_point_s", &planner::CostBreakdown::point_to_point_s},
+    {"redistribution_s", &planner::CostBreakdown::redistribution_s},
+    {"sync_total_s", &planner::CostBreakdown::sync_total_s},
+    {"sync_exposed_s", &planner::CostBreakdown::sync_exposed_s},
+};
+
+double relative(double simulated, double predicted) {
+    if (predicted == 0) return simulated == 0 ? 0.0 : INFINITY;
+    return (simulated - predicted) / predicted;
+}
+
+std::string percent(double x) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%+.3f%%", 100 * x);
+    return buffer;
+}
+
+}  // namespace
+
+std::string verdict(const SimResult& result, const planner::CostBreakdown& predicted) {
+    const double rel = relative(result.simulated.iteration_s, predicted.iteration_s);
+    const double blocking = result.simulated.blocking_comm_s() - predicted.blocking_comm_s();
+    const double sync = result.simulated.sync_exposed_s - predicted.sync_exposed_s;
+    char buffer[512];
+    if (std::fabs(rel) <= 0.01) {
+        std::snprintf(buffer, sizeof buffer,
+                      "agreement: the simulated iteration is within 1%% of the analytical prediction (%s) on this %s "
+                      "platform",
+                      percent(rel).c_str(), result.platform_kind.c_str());
+    } else if (rel > 0) {
+        std::snprintf(buffer, sizeof buffer,
+                      "slowdown: the simulated iteration is %s longer than the analytical prediction on this %s "
+                      "platform: messages share links (contention) or cross extra hops that the alpha-beta model "
+                      "does not see (%s more in blocking communication, %s more exposed gradient synchronisation)",
+                      percent(rel).c_str(), result.platform_kind.c_str(), human_seconds(blocking).c_str(),
+                      human_seconds(sync).c_str());
+    } else {
+        std::snprintf(buffer, sizeof buffer,
+                      "speed-up: the simulated iteration is %s shorter than the analytical prediction on this %s "
+                      "platform: ranks move on as soon as their own messages are done instead of in lockstep, or "
+                      "routes are shorter than the model's worst case",
+                      percent(rel).c_str(), result.platform_kind.c_str());
+    }
+    return buffer;
+}
+
+Json result_to_json(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options) {
+    Json simulated = Json::object();
+    Json differences = Json::object();
+    for (const Row& row : kRows) {
+        simulated[row.key] = result.simulated.*row.field;
+        differences[row.key] = relative(result.simulated.*row.field, predicted.*row.field);
+        if (!std::isfinite(differences[row.key].get<double>())) differences[row.key] = nullptr;
+    }
+    simulated["critical_rank"] = result.critical_rank;
+    simulated["messages"] = result.messages;
+    simulated["wall_s"] = result.wall_s;
+    simulated["messages_per_wall_s"] = result.wall_s > 0 ? result.messages / result.wall_s : 0.0;
+    simulated["cpu_s"] = result.cpu_s;
+    double rel = relative(result.simulated.iteration_s, predicted.iteration_s);
+    return Json{{"predicted", planner::cost_to_json(predicted)},
+                {"simulated", simulated},
+                {"relative_difference", std::isfinite(rel) ? Json(rel) : Json(nullptr)},
+                {"relative_difference_by_kind", differences},
+                {"verdict", verdict(result, predicted)},
+                {"platform",
+                 {{"kind", result.platform_kind},
+                  {"summary", result.platform_summary},
+                  {"hosts", result.platform_hosts},
+                  {"link_bandwidth_Bps", result.link_bandwidth_Bps},
+                  {"link_latency_s", result.link_latency_s},
+                  {"topology_option", options.platform.topology},
+                  {"file", options.platform.platform_file},
+                  {"rank_mapping", result.rank_mapping}}},
+                {"network_model", to_string(options.platform.network_model)}};
+}
+
+std::string result_text(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options) {
+    std::ostringstream out;
+    out << "platform: " << result.platform_summary << "\n";
+    out << "network model: " << to_string(options.platform.network_model) << "\n\n";
+    char line[256];
+    std::snprintf(line, sizeof line, "%-18s %14s %14s %12s\n", "", "predicted", "simulated", "difference");
+    out << line;
+    for (const Row& row : kRows) {
+        double p = predicted.*row.field, s = result.simulated.*row.field;
+        if (p == 0 && s == 0) continue;
+        double rel = relative(s, p);
+        std::snprintf(line, sizeof line, "%-18s %14s %14s %12s\n", row.key, human_seconds(p).c_str(),
+                      human_seconds(s).c_str(), std::isfinite(rel) ? percent(rel).c_str() : "n/a");
+        out << line;
+    }
+    out << "\n" << verdict(result, predicted) << "\n";
+    std::snprintf(line, sizeof line,
+                  "%lld messages simulated in %.3f s of wall time (%.0f per second), %.3f s of CPU\n",
+                  static_cast<long long>(result.messages), result.wall_s,
+                  result.wall_s > 0 ? result.messages / result.wall_s : 0.0, result.cpu_s);
+    out << line;
+    return out.str();
+}
+
+std::string result_csv(const SimResult& result, const planner::CostBreakdown& predicted) {
+    std::ostringstream out;
+    out.precision(17);
+    out << "key,predicted,simulated,relative_difference\n";
+    for (const Row& row : kRows) {
+        double p = predicted.*row.field, s = result.simulated.*row.field;
+        double rel = relative(s, p);
+        out << row.key << "," << p << "," << s << ",";
+        if (std::isfinite(rel)) out << rel;
+        out << "\n";
+    }
+    return out.str();
+}
+
+Json chrome_trace(const SimResult& result) {
+    // Trace Event Format: {"traceEvents": [...], "displayTimeUnit": "ms"}; "X" (complete) events
+    // carry name, cat, ph, ts and dur in microseconds, pid and tid; "M" thread_name names a track.
+    Json events = Json::array();
+    int max_rank = -1;
+    for (const Slice& s : result.slices) max_rank = std::max(max_rank, s.rank);
+    for (int r = 0; r <= max_rank; ++r) {
+        events.push_back(Json{{"name", "thread_name"},
+                              {"ph", "M"},
+                              {"pid", 0},
+                              {"tid", 2 * r},
+                              {"args", {{"name", "rank " + std::to_string(r)}}}});
+        events.push_back(Json{{"name", "thread_name"},
+                              {"ph", "M"},
+                              {"pid", 0},
+                              {"tid", 2 * r + 1},
+                              {"args", {{"name", "rank " + std::to_string(r) + " gradient sync"}}}});
+    }
+    for (const Slice& s : result.slices)
+        events.push_back(Json{{"name", s.name},
+                              {"cat", s.cat},
+                              {"ph", "X"},
+                              {"ts", s.start_s * 1e6},
+                              {"dur", s.duration_s * 1e6},
+                              {"pid", 0},
+                              {"tid", 2 * s.rank + s.track}});
+    return Json{{"traceEvents", events}, {"displayTimeUnit", "ms"}};
+}
+
+}  // namespace dnnplan::simulator

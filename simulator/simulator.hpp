@@ -1,0 +1,112 @@
+// The SimGrid replay of a plan (DESIGN.md section 6): a platform built from the Cluster (or loaded
+// from a SimGrid XML file), one actor per rank replaying the plan's compute and the very message
+// steps of every collective the cost model costed (clusters::rank_steps), and the simulated
+// iteration time beside the analytical one. No SimGrid header appears here: callers (CLI, tests,
+// benchmarks) see plain values only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "planner/cost_model.hpp"
+
+namespace dnnplan::simulator {
+
+// SimGrid's network models as users choose them (--network-model). See simulator/README.md.
+enum class NetworkModel {
+    cm02,  // plain latency + size / bandwidth, max-min sharing: the alpha-beta model exactly (default)
+    lv08,  // SimGrid's default, calibrated on TCP: latency x 13.01, bandwidth x 0.97, cross traffic
+    smpi,  // SimGrid's MPI calibration: piecewise latency and bandwidth factors by message size
+};
+std::string to_string(NetworkModel model);
+const std::vector<std::string>& network_model_names();
+// InputError on `file` at `where` listing the valid names when `name` is none of them.
+NetworkModel parse_network_model(const std::string& name, const std::string& file, const std::string& where);
+
+// Which platform to build. "cluster": the cluster's own topology (crossbar = star with private
+// links, fat_tree, torus, dragonfly); "star": a star with private links whatever the cluster says
+// (the contention-free platform on which simulation and prediction must agree).
+struct PlatformOptions {
+    std::string topology = "cluster";
+    std::string platform_file;       // a SimGrid platform XML instead of the cluster's topology
+    std::vector<std::string> hosts;  // rank r runs on hosts[r] (XML only); empty: all hosts, natural name order
+    std::string hosts_source;        // where `hosts` came from, for diagnostics
+    NetworkModel network_model = NetworkModel::cm02;
+    double oversubscription = 0;  // > 0 overrides the cluster's fat-tree oversubscription
+};
+
+struct SimOptions {
+    PlatformOptions platform;
+    bool timeline = false;  // record slices for the Chrome trace (costs memory: slices x ranks)
+};
+
+// One named slice of one rank's timeline: compute, a collective, a sync all-reduce.
+struct Slice {
+    int rank = 0;
+    std::string name;  // "conv1_1 forward", "conv1_1 weight gradient all_reduce (ring)"
+    std::string cat;   // "compute", "communication", "sync"
+    int track = 0;     // 0: the rank's main stream, 1: its gradient-synchronisation stream
+    double start_s = 0, duration_s = 0;
+};
+
+struct SimResult {
+    planner::CostBreakdown simulated;  // time fields only (memory stays the prediction's)
+    int critical_rank = 0;             // the rank whose iteration ended last; its breakdown is reported
+    std::int64_t messages = 0;         // simulated messages in all
+    double wall_s = 0;                 // wall time of the simulation itself (engine.run())
+    double cpu_s = 0;                  // CPU time of the same
+    std::string platform_kind;         // "star", "fat_tree", "torus", "dragonfly", "xml"
+    std::string platform_summary;      // one line: hosts, links, parameters
+    std::int64_t platform_hosts = 0;
+    double link_bandwidth_Bps = 0, link_latency_s = 0;  // per-link parameters used (built platforms)
+    std::string rank_mapping;                           // how group ranks map onto hosts, in words
+    std::vector<Slice> slices;                          // with SimOptions::timeline
+};
+
+// The replayed program, rank-independent: per layer in forward order, then backward order, the
+// compute seconds and the plan's CommCalls (pointers into the ScoredPlan).
+struct Step {
+    enum class Type { compute, comm, sync_ready } type = Type::compute;
+    int layer = 0;
+    planner::Phase phase = planner::Phase::forward;
+    double seconds = 0;                       // compute
+    const planner::CommCall* call = nullptr;  // comm
+};
+struct Schedule {
+    std::vector<Step> main;                                   // forward then backward
+    std::vector<std::vector<const planner::CommCall*>> sync;  // per sync_ready step, in order
+    bool overlap_sync = true;
+};
+// Forward: each layer's incoming redistributions and halos, its compute, its other forward calls.
+// Backward (reverse order): halos, compute, the other backward calls, then its weight-gradient
+// all-reduce handed to the sync stream (overlapped) or run at the end (no overlap).
+Schedule build_schedule(const planner::CostModel& model, const planner::ScoredPlan& plan);
+
+// Where member `index` of a group of `group` (size, per_node) that contains `rank` lives, and
+// which member `rank` is. Group members are laid out as the cost model assumes: per_node
+// consecutive members share a node (a "lane" of per_node devices), the group spans
+// size / per_node consecutive nodes in the same lane. Falls back to contiguous blocks of `size`
+// ranks when per_node does not divide the devices per node.
+struct GroupMap {
+    int procs = 1, devices_per_node = 1;
+    int my_index(const clusters::GroupPlacement& group, int rank) const;
+    int member(const clusters::GroupPlacement& group, int rank, int index) const;
+};
+
+// Runs one simulation in a child process (SimGrid allows one engine per process; a child also
+// keeps any SimGrid abort away from the caller). Throws InputError for bad platform input
+// (unknown host, too few hosts, unreadable XML) and std::runtime_error if the child dies.
+SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options);
+
+// Output. `predicted` is the analytical breakdown of the same plan on the same cluster.
+Json result_to_json(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options);
+std::string result_text(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options);
+std::string result_csv(const SimResult& result, const planner::CostBreakdown& predicted);
+// One sentence: agreement, or the slowdown the analytical model misses and why.
+std::string verdict(const SimResult& result, const planner::CostBreakdown& predicted);
+// Chrome trace event format (JSON object form): "X" complete events, ts/dur in microseconds,
+// pid 0, tid = rank (x2, +1 for the sync stream), thread_name metadata per track.
+Json chrome_trace(const SimResult& result);
+
+}  // namespace dnnplan::simulator

@@ -1,0 +1,176 @@
+#include "sweep.hpp"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "common/diagnostics.hpp"
+
+namespace dnnplan::sweep {
+
+std::vector<std::string> split_list(const std::string& text, const std::string& option) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (true) {
+        std::size_t comma = text.find(',', start);
+        std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (item.empty()) throw InputError("dnnplan", "", option + ": " + "empty item in the list \"" + text + "\"");
+        out.push_back(item);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+namespace {
+std::int64_t parse_count(const std::string& text, const std::string& option) {
+    std::int64_t value = 0;
+    if (text.empty() || text.size() > 8 || text.find_first_not_of("0123456789") != std::string::npos ||
+        (value = std::stoll(text)) < 1 || value > (1 << 22))
+        throw InputError("dnnplan", "", option + ": " + "\"" + text + "\" is not a process count from 1 to 4194304");
+    return value;
+}
+}  // namespace
+
+std::vector<std::int64_t> parse_procs(const std::string& text, const std::string& option) {
+    std::vector<std::int64_t> out;
+    for (const auto& item : split_list(text, option)) {
+        std::size_t colon = item.find(':');
+        if (colon == std::string::npos) {
+            out.push_back(parse_count(item, option));
+            continue;
+        }
+        std::int64_t lo = parse_count(item.substr(0, colon), option), hi = parse_count(item.substr(colon + 1), option);
+        if (hi < lo) throw InputError("dnnplan", "", option + ": " + "range \"" + item + "\" ends below its start");
+        for (std::int64_t p = lo; p < hi; p *= 2) out.push_back(p);
+        out.push_back(hi);
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+bool under_mpirun() {
+    const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
+    return size && *size;
+}
+
+Session::Session() {
+    if (!under_mpirun()) return;
+    MPI_Init(nullptr, nullptr);
+    mpi_ = true;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+Session::~Session() {
+    if (mpi_) MPI_Finalize();
+}
+
+std::vector<std::string> run(const Session& session, std::size_t count,
+                             const std::function<std::string(std::size_t)>& evaluate, const ProgressFn& progress) {
+    const std::size_t size = static_cast<std::size_t>(session.size()), rank = static_cast<std::size_t>(session.rank());
+    // Round robin: neighbouring configurations (e.g. growing P) have similar costs, so every rank
+    // gets a similar mix.
+    std::size_t mine = count > rank ? (count - rank + size - 1) / size : 0;
+    std::vector<std::string> local;
+    local.reserve(mine);
+    for (std::size_t i = rank; i < count; i += size) {
+        try {
+            local.push_back(evaluate(i));
+        } catch (const std::exception& e) {
+            if (!session.distributed()) throw;
+            std::cerr << "dnnplan: rank " << rank << ": configuration " << i << ": " << e.what() << "\n";
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
+        if (progress) progress(local.size(), mine);
+    }
+    if (!session.distributed()) return local;
+
+    // Gather: every rank sends the lengths of its results and their concatenation to rank 0.
+    std::vector<long long> lengths;
+    std::string packed;
+    for (const auto& s : local) {
+        lengths.push_back(static_cast<long long>(s.size()));
+        packed += s;
+    }
+    int n_lengths = static_cast<int>(lengths.size());
+    long long n_bytes = static_cast<long long>(packed.size());
+    if (n_bytes > (1LL << 30)) {
+        std::cerr << "dnnplan: rank " << rank << ": more than 1 GiB of results\n";
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+    int bytes = static_cast<int>(n_bytes);
+    std::vector<int> all_counts(rank == 0 ? size : 0), all_bytes(rank == 0 ? size : 0);
+    MPI_Gather(&n_lengths, 1, MPI_INT, all_counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Gather(&bytes, 1, MPI_INT, all_bytes.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+    std::vector<int> count_offsets(size, 0), byte_offsets(size, 0);
+    std::vector<long long> all_lengths;
+    std::string all_packed;
+    if (rank == 0) {
+        long long total_bytes = 0;
+        int total_counts = 0;
+        for (std::size_t r = 0; r < size; ++r) {
+            count_offsets[r] = total_counts;
+            byte_offsets[r] = static_cast<int>(total_bytes);
+            total_counts += all_counts[r];
+            total_bytes += all_bytes[r];
+        }
+        if (total_bytes > (1LL << 30)) {
+            std::cerr << "dnnplan: more than 1 GiB of results to gather\n";
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
+        all_lengths.resize(static_cast<std::size_t>(total_counts));
+        all_packed.resize(static_cast<std::size_t>(total_bytes));
+    }
+    MPI_Gatherv(lengths.data(), n_lengths, MPI_LONG_LONG, all_lengths.data(), all_counts.data(), count_offsets.data(),
+                MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+    MPI_Gatherv(packed.data(), bytes, MPI_CHAR, all_packed.data(), all_bytes.data(), byte_offsets.data(), MPI_CHAR, 0,
+                MPI_COMM_WORLD);
+    if (rank != 0) return {};
+
+    // Configuration i is rank (i mod size)'s (i div size)-th result.
+    std::vector<std::string> out(count);
+    for (std::size_t r = 0; r < size; ++r) {
+        std::size_t offset = static_cast<std::size_t>(byte_offsets[r]);
+        for (int k = 0; k < all_counts[r]; ++k) {
+            std::size_t length = static_cast<std::size_t>(all_lengths[static_cast<std::size_t>(count_offsets[r] + k)]);
+            out[r + static_cast<std::size_t>(k) * size] = all_packed.substr(offset, length);
+            offset += length;
+        }
+    }
+    return out;
+}
+
+namespace {
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+}  // namespace
+
+bool stderr_is_terminal() { return isatty(STDERR_FILENO) == 1; }
+
+ProgressBar::ProgressBar(bool enabled) : enabled_(enabled), start_(now_s()) {}
+
+void ProgressBar::operator()(std::size_t done, std::size_t total) {
+    if (!enabled_ || total == 0) return;
+    double elapsed = now_s() - start_;
+    double left = done > 0 ? elapsed * static_cast<double>(total - done) / static_cast<double>(done) : 0;
+    const int width = 30;
+    int filled = static_cast<int>(static_cast<double>(width) * static_cast<double>(done) / static_cast<double>(total));
+    char line[160];
+    std::snprintf(line, sizeof line, "\r[%-*s] %zu/%zu configurations, %.0f s elapsed, about %.0f s left ", width,
+                  std::string(static_cast<std::size_t>(filled), '#').c_str(), done, total, elapsed, left);
+    std::cerr << line << std::flush;
+    drawn_ = true;
+}
+
+void ProgressBar::finish() {
+    if (drawn_) std::cerr << "\r" << std::string(100, ' ') << "\r" << std::flush;
+    drawn_ = false;
+}
+
+}  // namespace dnnplan::sweep

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# `dnnplan report` and `dnnplan sweep` on the built binary: formats by extension, the golden
+# report, files written whole or not at all, and one-line diagnostics with exit status 2.
+# CTest runs it with DNNPLAN=<binary> and DNNPLAN_SOURCE_DIR=<repository root>.
+set -u
+: "${DNNPLAN:?}" "${DNNPLAN_SOURCE_DIR:?}"
+cd "$DNNPLAN_SOURCE_DIR" || exit 1
+work=$(mktemp -d "${TMPDIR:-/tmp}/dnnplan-report.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+check() {
+    local what=$1
+    shift
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $what"; fi
+}
+run() {
+    "$DNNPLAN" "$@" >"$work/stdout" 2>"$work/stderr"
+    status=$?
+}
+data=tests/data/reports
+
+# The Markdown report of the CLI is the reviewed golden file.
+run report --net lenet5 --procs 4 --out "$work/l.md"
+check "report .md exits 0" [ "$status" -eq 0 ]
+check "report .md equals the golden file" cmp -s "$work/l.md" "$data/lenet5_cori-knl_p4.md"
+check "report with --out prints nothing" [ ! -s "$work/stdout" ]
+
+# Formats follow the extension; --format overrides it.
+run report --net lenet5 --procs 4 --out "$work/l.html"
+check "html starts with a doctype" grep -q '^<!DOCTYPE html>' "$work/l.html"
+check "html has inline svg" grep -q '<svg xmlns="http://www.w3.org/2000/svg"' "$work/l.html"
+check "html has no script" bash -c "! grep -qi '<script' '$work/l.html'"
+run report --net lenet5 --procs 4 --out "$work/l.json"
+check "json parses" python3 -c "import json,sys; d=json.load(open('$work/l.json')); sys.exit(0 if d['format']=='dnnplan-report' else 1)"
+run report --net lenet5 --procs 4 --format csv
+check "csv to stdout" grep -q '^table,rank,strategy,pr,pc,iteration_s,' "$work/stdout"
+
+# With simulated and measured results beside the prediction.
+run report --net lenet5 --procs 4 --simulated "$data/simulated.json" --measured "$data/measured.json" --out "$work/c.md"
+check "report with results exits 0" [ "$status" -eq 0 ]
+check "comparison table present" grep -q '^### Predicted, simulated and measured' "$work/c.md"
+
+# Bad input: exit 2, one line naming the file and pointer, no output file.
+run report --net lenet5 --procs 4 --measured "$data/bad_measured.json" --out "$work/bad.html"
+check "bad measured file exits 2" [ "$status" -eq 2 ]
+check "bad measured file message" diff <(printf '%s\n' "$data/bad_measured.json: /plans/0/measured: missing required field \"iteration_s\"") "$work/stderr"
+check "bad measured file leaves no file" [ ! -e "$work/bad.html" ]
+run report --net lenet5 --procs 100000 --cluster dgx-a100 --out "$work/bad.html"
+check "too many processes exits 2" [ "$status" -eq 2 ]
+check "too many processes leaves no file" [ ! -e "$work/bad.html" ]
+run report --net lenet5 --procs 4 --format pdf
+check "unknown format exits 2" [ "$status" -eq 2 ]
+
+# An existing output file is replaced whole, or kept when the run fails.
+echo "previous" >"$work/keep.md"
+run report --net nosuchnet --procs 4 --out "$work/keep.md"
+check "failed run keeps the previous file" grep -qx previous "$work/keep.md"
+
+# Sweep: CSV when not a terminal (no progress bar), invalid configurations as rows.
+run sweep --net lenet5 --procs 2:8,100000 --cluster dgx-a100 --out "$work/s.csv"
+check "sweep exits 0" [ "$status" -eq 0 ]
+check "sweep: header + 4 rows (P = 2, 4, 8, 100000)" [ "$(wc -l <"$work/s.csv")" -eq 5 ]
+check "sweep: nothing on stderr when not a terminal" [ ! -s "$work/stderr" ]
+check "sweep: P above the cluster is an invalid row" grep -q '^lenet5,dgx-a100,100000,,,invalid,' "$work/s.csv"
+run sweep --net lenet5 --procs 2:8,100000 --cluster dgx-a100
+check "sweep without --out prints the same CSV" cmp -s "$work/stdout" "$work/s.csv"
+run sweep --net lenet5 --procs 8:4
+check "sweep bad range exits 2" [ "$status" -eq 2 ]
+check "sweep bad range message" diff <(printf '%s\n' 'dnnplan: --procs: range "8:4" ends below its start') "$work/stderr"
+run sweep --net lenet5 --procs 1:4 --out "$work/s.json"
+check "sweep json by extension" python3 -c "import json,sys; d=json.load(open('$work/s.json')); sys.exit(0 if len(d['rows'])==3 else 1)"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

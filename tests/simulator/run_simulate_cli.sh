@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# `dnnplan simulate` on the binary: output formats, the Chrome trace's fields, and bad input
+# (exit 2, one line on stderr naming the file and place, nothing on stdout, no SimGrid backtrace).
+# CTest runs it with DNNPLAN=<binary> and DNNPLAN_SOURCE_DIR=<repository root>.
+set -u
+: "${DNNPLAN:?set DNNPLAN to the dnnplan binary}"
+: "${DNNPLAN_SOURCE_DIR:?set DNNPLAN_SOURCE_DIR to the repository root}"
+cd "$DNNPLAN_SOURCE_DIR" || exit 1
+work=$(mktemp -d "${TMPDIR:-/tmp}/dnnplan-sim.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+
+passed=0
+failed=0
+check() {
+    local what=$1
+    shift
+    if "$@" >/dev/null; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $what"; fi
+}
+status=0
+run() {
+    "$DNNPLAN" "$@" >"$work/stdout" 2>"$work/stderr"
+    status=$?
+}
+# expect_error TEXT ARGS...: exit 2, empty stdout, one stderr line that contains TEXT.
+expect_error() {
+    local expected=$1
+    shift
+    run "$@"
+    if [ "$status" -eq 2 ] && [ ! -s "$work/stdout" ] && [ "$(wc -l <"$work/stderr")" -eq 1 ] &&
+        grep -qF -- "$expected" "$work/stderr"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        echo "FAIL: dnnplan $*"
+        echo "  expected: $expected"
+        echo "  exit status: $status; stderr: $(head -c 600 "$work/stderr")"
+    fi
+}
+
+data=tests/data/simulator
+plan=$data/lenet5_p4_plan.json
+
+# --- Output ---------------------------------------------------------------------------------
+run simulate --plan "$plan" --topology star --format json --trace "$work/trace.json"
+check "simulate --format json exits 0" [ "$status" -eq 0 ]
+check "json has the output contract's keys" jq -e \
+    '(.predicted.iteration_s | type == "number") and (.simulated.iteration_s > 0) and
+     (.relative_difference | type == "number") and (.platform.kind == "star") and (.network_model == "cm02")' \
+    "$work/stdout"
+# The plan's own predicted block is what the simulation is set beside (same cluster, same layouts).
+check "predicted equals the plan's predicted iteration" jq -e --slurpfile p "$plan" \
+    '.predicted.iteration_s == $p[0].predicted.iteration_s' "$work/stdout"
+# Pure batch on a star with private links: only the gradient all-reduces use the network, one at
+# a time per rank, so nothing shares a link and simulation and model agree.
+jq '.layouts = [.layouts[] | .layout = {"n": 4}]' "$plan" >"$work/batch4.json"
+run simulate --plan "$work/batch4.json" --topology star --format json
+check "pure batch: agreement within 1% on a star" jq -e '(.relative_difference | fabs) < 0.01' "$work/stdout"
+# Trace Event Format: an object with traceEvents; complete events need name, ph, ts, dur, pid, tid.
+check "trace is a trace-event object" jq -e '.traceEvents | length > 0' "$work/trace.json"
+check "every X event has name, cat, ts, dur, pid, tid" jq -e \
+    '[.traceEvents[] | select(.ph == "X") | has("name") and has("cat") and has("ts") and has("dur") and has("pid") and has("tid")] | all' \
+    "$work/trace.json"
+check "one named track per rank and stream" jq -e \
+    '[.traceEvents[] | select(.ph == "M" and .name == "thread_name")] | length == 8' "$work/trace.json"
+
+run simulate --plan "$plan" --topology star --format csv
+check "csv exits 0" [ "$status" -eq 0 ]
+check "csv header" [ "$(head -1 "$work/stdout")" = "key,predicted,simulated,relative_difference" ]
+check "csv has 12 rows" [ "$(wc -l <"$work/stdout")" -eq 13 ]
+
+run simulate --plan "$plan"
+check "text exits 0" [ "$status" -eq 0 ]
+check "text says agreement or slowdown in words" grep -qE '^(agreement|slowdown|speed-up):' "$work/stdout"
+
+run simulate --plan "$plan" --network-model lv08 --topology star --format json
+check "lv08 runs" [ "$status" -eq 0 ]
+# LV08 multiplies latency by 13.01: a latency-bound plan is slower than the alpha-beta prediction.
+check "lv08 is slower than the alpha-beta model" jq -e '.relative_difference > 0.01' "$work/stdout"
+
+run simulate --plan "$plan" --cluster $data/fat_tree_4to1.json --format json
+check "--cluster replays on another cluster" jq -e '.platform.kind == "fat_tree"' "$work/stdout"
+
+printf 'h1\n# a comment\nh0\n' >"$work/hosts"
+jq '.procs = 2 | .layouts = [.layouts[] | .layout = {"n": 2}]' "$plan" >"$work/p2.json"
+run simulate --plan "$work/p2.json" --platform $data/duplex_link.xml --hosts "$work/hosts" --format json
+check "--platform with --hosts" jq -e '.platform.kind == "xml"' "$work/stdout"
+
+# --- Bad input ------------------------------------------------------------------------------
+expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another network" \
+    simulate --plan $data/plan_other_network.json
+expect_error "$data/plan_other_cluster.json: /cluster/name: the plan was made for cluster \"frontera\"" \
+    simulate --plan $data/plan_other_cluster.json
+expect_error "$data/plan_pipeline.json: /pipeline: pipeline plans (stages, micro-batches or replicas above 1" \
+    simulate --plan $data/plan_pipeline.json
+expect_error "$data/shared_link.xml: the platform has 2 hosts, fewer than the plan's P = 4 ranks" \
+    simulate --plan "$plan" --platform $data/shared_link.xml
+expect_error "$data/broken.xml: not a valid SimGrid platform" simulate --plan "$plan" --platform $data/broken.xml
+expect_error "$data/missing.xml: cannot read the platform file (no such file)" \
+    simulate --plan "$plan" --platform $data/missing.xml
+expect_error "unknown network model \"ns3\"; valid: cm02, lv08 or smpi" simulate --plan "$plan" --network-model ns3
+printf 'h0\nnot_a_host\n' >"$work/badhosts"
+expect_error "line 2: host \"not_a_host\" is not in $data/duplex_link.xml" \
+    simulate --plan "$work/p2.json" --platform $data/duplex_link.xml --hosts "$work/badhosts"
+run simulate --plan "$plan" --platform $data/broken.xml
+check "no SimGrid backtrace on stderr" bash -c "! grep -q Backtrace '$work/stderr'"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

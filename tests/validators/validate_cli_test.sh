@@ -1,0 +1,51 @@
+#!/bin/bash
+# `dnnplan validate` / `dnnplan calibrate` end to end: the dry-run line, errors before anything
+# starts, a quick calibration whose cluster file the planner then loads, a validated plan on the
+# calibrated machine, and the fault messages (a killed and a hung rank named with their step).
+# Needs DNNPLAN (build/dnnplan, with build/dnnplan-validate beside it).
+set -u
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+check() {  # check NAME EXPECTED_STATUS GREP_PATTERN -- command...
+    local name=$1 want=$2 pattern=$3
+    shift 4
+    "$@" >"$tmp/out" 2>&1
+    local got=$?
+    if [ "$got" != "$want" ] || ! grep -Eq -- "$pattern" "$tmp/out"; then
+        echo "FAIL $name: status $got (want $want), output:"; sed 's/^/    /' "$tmp/out"; fail=1
+    else
+        echo "ok   $name"
+    fi
+}
+
+data=$(dirname "$0")/data
+plan4=$data/lenet5-p4.json  # `dnnplan --net lenet5 --procs 4 --batch 8 --out` (per-layer on cori-knl)
+check "dry run prints the mpirun line" 0 "mpirun .*-np 4 .*dnnplan-validate validate --plan $plan4" -- \
+    "$DNNPLAN" validate --plan "$plan4" --np 4 --dry-run
+check "P against --np before starting" 2 "lenet5-p4.json: /procs: the plan is for P = 4 processes, but --np is 2" -- \
+    "$DNNPLAN" validate --plan "$plan4" --np 2
+check "a plan file's layouts run and pass the checks" 0 "lenet5-p4.json .* ok " -- \
+    "$DNNPLAN" validate --plan "$plan4" --np 4 --iterations 2
+# 880 GiB by the validator's estimate: refused on any machine with less than 1.1 TB available.
+check "a network too large for this machine is refused before anything starts" 2 \
+    "toolarge.json: running toolarge batch on 2 ranks needs about .* GiB, more than 80% of this machine's available" -- \
+    "$DNNPLAN" validate --net "$data/toolarge.json" --strategies batch --np 2 --cluster cori-knl
+check "calibration writes a cluster file" 0 "wrote $tmp/this-machine.json" -- \
+    "$DNNPLAN" calibrate --np 2 --quick --out "$tmp/this-machine.json"
+# The planner's library (cluster loader, cost model, DP) reads the calibrated file here.
+check "validate the candidates on the calibrated machine" 0 '"checks_passed": true' -- \
+    "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --cluster "$tmp/this-machine.json" --iterations 3 --format json
+if "$DNNPLAN" --net lenet5 --procs 4 --batch 8 --stages 2 --out "$tmp/pipeline4.json" >/dev/null 2>&1; then
+    check "pipelines are refused before anything runs" 2 "/pipeline/stages: the validator runs layer-parallel plans only" -- \
+        "$DNNPLAN" validate --plan "$tmp/pipeline4.json" --np 4
+else
+    echo "skip pipelines are refused: dnnplan --stages 2 could not make a pipeline plan (planner problem)"
+fi
+check "a killed rank is named with its step" 3 "rank 1 died \(exited on signal 9.*during step 'conv2" -- \
+    "$DNNPLAN" validate --net lenet5 --batch 8 --strategies grid-domain --cluster cori-knl --np 4 --iterations 1 \
+    --inject-fault kill:1:conv2
+check "a hung rank is named with its step, within the timeout" 3 "rank 2 hung in step 'fc2" -- \
+    timeout 60 "$DNNPLAN" validate --net lenet5 --batch 8 --strategies grid-domain --cluster cori-knl --np 4 \
+    --iterations 1 --timeout 2 --inject-fault hang:2:fc2
+exit $fail

@@ -1,0 +1,318 @@
+#include "validators/calibrate.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "clusters/collectives.hpp"
+#include "validators/kernels.hpp"
+#include "validators/primitives.hpp"
+#include "validators/runner.hpp"
+
+namespace dnnplan::validators {
+
+namespace {
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    std::size_t n = v.size();
+    return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
+double spread(const std::vector<double>& v) {
+    double m = median(v);
+    return m > 0 ? (*std::max_element(v.begin(), v.end()) - *std::min_element(v.begin(), v.end())) / m : 0;
+}
+double max_over(MPI_Comm comm, double v) {
+    double r = 0;
+    MPI_Allreduce(&v, &r, 1, MPI_DOUBLE, MPI_MAX, comm);
+    return r;
+}
+
+// Times `body` (run `reps` times) in `chunks` chunks on every rank at once; per chunk the slowest
+// rank's time per repetition.
+template <class F>
+std::vector<double> timed_chunks(MPI_Comm comm, int chunks, int reps, F&& body) {
+    std::vector<double> out;
+    for (int c = 0; c < chunks; ++c) {
+        MPI_Barrier(comm);
+        double t0 = MPI_Wtime();
+        for (int r = 0; r < reps; ++r) body();
+        out.push_back(max_over(comm, (MPI_Wtime() - t0) / reps));
+    }
+    return out;
+}
+
+// Repetitions so that one chunk takes about `target` seconds (agreed over the ranks).
+template <class F>
+int reps_for(MPI_Comm comm, double target, F&& body) {
+    MPI_Barrier(comm);
+    double t0 = MPI_Wtime();
+    body();
+    double once = max_over(comm, MPI_Wtime() - t0);
+    return static_cast<int>(std::clamp(target / std::max(once, 1e-7), 1.0, 2000.0));
+}
+
+std::string cpu_model() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+    return "unknown CPU";
+}
+double total_memory_bytes() {
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return double(pages) * double(size);
+}
+std::string num(double v, int digits = 3) {
+    std::ostringstream os;
+    os << std::setprecision(digits) << v;
+    return os.str();
+}
+std::string human_size(double b) {
+    if (b >= 1 << 20) return num(b / (1 << 20)) + " MiB";
+    if (b >= 1 << 10) return num(b / (1 << 10)) + " KiB";
+    return num(b) + " B";
+}
+}  // namespace
+
+Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
+    Calibration c;
+    c.ranks = comm_size(comm);
+    const int me = comm_rank(comm);
+    // Many short chunks and their best: on a shared machine most chunks are interrupted by other
+    // processes; the fastest chunk is what the hardware and MPI do when left alone.
+    const int chunks = options.quick ? 5 : 15;
+    const double target = options.quick ? 0.001 : 0.002;
+    c.cpu = cpu_model();
+    c.memory_bytes = total_memory_bytes() / c.ranks;
+
+    // Ping-pong between rank pairs (0,1), (2,3), ... all at once, as a plan's ranks all communicate.
+    std::vector<double> sizes = {8, 64, 512, 4096, 32768, 131072, 524288, 1 << 20, 4 << 20, 16 << 20};
+    if (options.quick) sizes = {8, 512, 32768, 131072, 1 << 20};
+    const int peer = (me ^ 1) < c.ranks ? (me ^ 1) : -1;
+    if (c.ranks >= 2) {
+        for (double bytes : sizes) {
+            std::vector<char> buf(static_cast<std::size_t>(bytes));
+            auto pingpong = [&] {
+                if (peer < 0) return;
+                if (me < peer) {
+                    MPI_Send(buf.data(), int(bytes), MPI_CHAR, peer, 1, comm);
+                    MPI_Recv(buf.data(), int(bytes), MPI_CHAR, peer, 1, comm, MPI_STATUS_IGNORE);
+                } else {
+                    MPI_Recv(buf.data(), int(bytes), MPI_CHAR, peer, 1, comm, MPI_STATUS_IGNORE);
+                    MPI_Send(buf.data(), int(bytes), MPI_CHAR, peer, 1, comm);
+                }
+            };
+            int reps = reps_for(comm, target, pingpong);
+            std::vector<double> t = timed_chunks(comm, chunks, reps, pingpong);
+            for (double& x : t) x /= 2;  // one way
+            c.point_to_point.push_back({bytes, best(t), spread(t), 0});
+        }
+        // Alpha: the median one-way time of the small messages; beta: least squares of the relative
+        // error of alpha + n / beta over 4 KiB .. 4 MiB, the range of the validated plans' messages.
+        c.latency_fit_max_bytes = 512;
+        c.bandwidth_fit_min_bytes = 4096;
+        c.bandwidth_fit_max_bytes = 4 << 20;
+        std::vector<double> small;
+        for (const SizePoint& p : c.point_to_point)
+            if (p.bytes <= c.latency_fit_max_bytes) small.push_back(p.seconds);
+        c.latency_s = median(small);
+        double sxy = 0, sxx = 0;
+        for (const SizePoint& p : c.point_to_point)
+            if (p.bytes >= c.bandwidth_fit_min_bytes && p.bytes <= c.bandwidth_fit_max_bytes) {
+                double x = p.bytes / p.seconds, y = 1 - c.latency_s / p.seconds;
+                sxy += x * y;
+                sxx += x * x;
+            }
+        c.bandwidth_Bps = sxy > 0 ? sxx / sxy : 1e9;
+        double sq = 0;
+        int n = 0;
+        for (SizePoint& p : c.point_to_point) {
+            p.model_s = c.latency_s + p.bytes / c.bandwidth_Bps;
+            if (p.bytes >= c.bandwidth_fit_min_bytes && p.bytes <= c.bandwidth_fit_max_bytes) {
+                sq += std::pow((p.model_s - p.seconds) / p.seconds, 2);
+                ++n;
+            }
+        }
+        c.fit_residual = n ? std::sqrt(sq / n) : 0;
+
+        // All-reduce over every rank against the planner's cheapest algorithm on the fitted link.
+        clusters::LinkCost link{c.bandwidth_Bps, c.latency_s};
+        for (double bytes :
+             options.quick ? std::vector<double>{8, 65536} : std::vector<double>{8, 4096, 65536, 1 << 20}) {
+            std::vector<float> buf(static_cast<std::size_t>(bytes / 4) + 1, 1.0f);
+            auto reduce = [&] { MPI_Allreduce(MPI_IN_PLACE, buf.data(), int(bytes / 4), MPI_FLOAT, MPI_SUM, comm); };
+            int reps = reps_for(comm, target, reduce);
+            std::vector<double> t = timed_chunks(comm, chunks, reps, reduce);
+            double model = clusters::cheapest(clusters::Collective::all_reduce,
+                                              clusters::GroupPlacement{c.ranks, c.ranks}, bytes, link, link)
+                               .seconds;
+            c.all_reduce.push_back({bytes, best(t), spread(t), model});
+        }
+    }
+
+    // OpenBLAS sgemm, every rank at once (what each rank gets while the others compute too).
+    double best_gemm = 0;
+    for (int n : options.quick ? std::vector<int>{128} : std::vector<int>{128, 256, 512}) {
+        std::vector<float> a(std::size_t(n) * n, 0.5f), b(a), d(a);
+        auto mm = [&] { gemm<float>(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, d.data(), n); };
+        int reps = reps_for(comm, target * 2, mm);
+        double t = best(timed_chunks(comm, chunks, reps, mm));
+        double rate = 2.0 * n * n * n / t;
+        if (rate > best_gemm) {
+            best_gemm = rate;
+            c.gemm_note = "sgemm " + std::to_string(n) + "^3";
+        }
+    }
+    c.gemm_flops = best_gemm;
+
+    // Achievable DL-kernel rate: the validator's own sequential training step (every layer's
+    // forward and backward, as the plan runner executes them) of each given network, FLOPs as the
+    // cost model counts them; the geometric mean over the networks.
+    double log_sum = 0;
+    int counted = 0;
+    std::string notes;
+    for (const networks::Network* net : options.networks) {
+        NetworkRunner<float> seq(*net, std::vector<planner::Layout>(net->layers.size()), options.batch, MPI_COMM_SELF,
+                                 false);
+        networks::NetworkTotals tot = networks::totals(*net, options.batch);
+        const double flops = double(tot.fwd_flops + tot.bwd_input_flops + tot.bwd_weight_flops);
+        OpTimer timer;
+        auto run = [&] { seq.step(timer); };
+        int reps = reps_for(comm, target * 2, run);
+        std::vector<double> per_chunk;
+        for (int k = 0; k < chunks; ++k) {
+            MPI_Barrier(comm);
+            timer.reset();
+            for (int r = 0; r < reps; ++r) seq.step(timer);
+            double compute =
+                (timer.seconds[static_cast<int>(Op::fwd_compute)] + timer.seconds[static_cast<int>(Op::bwd_compute)]) /
+                reps;
+            per_chunk.push_back(max_over(comm, compute));
+        }
+        double rate = flops / best(per_chunk);
+        log_sum += std::log(rate);
+        ++counted;
+        notes += std::string(notes.empty() ? "" : ", ") + net->name + " batch " + std::to_string(options.batch) + " " +
+                 num(rate / 1e9) + " GFLOP/s";
+    }
+    if (counted == 0) {
+        notes = "no network given: the sgemm rate";
+        log_sum = std::log(best_gemm);
+        counted = 1;
+    }
+    c.conv_flops = std::exp(log_sum / counted);
+    c.conv_note = notes;
+
+    // Memory bandwidth: a 32 MiB copy per rank, all ranks at once (read + write bytes).
+    {
+        std::size_t n = (options.quick ? 4u : 32u) << 18;  // floats
+        std::vector<float> a(n, 1.0f), b(n, 0.0f);
+        auto copy = [&] {
+            std::copy(a.begin(), a.end(), b.begin());
+            a[0] += b[1];
+        };
+        int reps = reps_for(comm, target * 2, copy);
+        double t = best(timed_chunks(comm, chunks, reps, copy));
+        c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
+    }
+    return c;
+}
+
+Json cluster_spec(const Calibration& c, const std::string& name) {
+    auto src = [](double v, const std::string& s) { return Json{{"value", v}, {"source", s}}; };
+    const std::string run =
+        "measured by dnnplan calibrate on " + std::to_string(c.ranks) + " MPI ranks of this machine";
+    double fraction = std::clamp(c.conv_flops / c.gemm_flops, 0.01, 1.0);
+    Json device = {
+        {"name", "one MPI rank on " + c.cpu},
+        {"peak_flops",
+         {{"fp32",
+           src(c.gemm_flops, run + ": best OpenBLAS " + c.gemm_note + " rate per rank, all ranks computing at once")}}},
+        {"achievable_fraction",
+         src(fraction, run +
+                           ": FLOPs (cost model's count) per second of the validator's sequential training step "
+                           "(forward + backward of every layer) over the sgemm rate; " +
+                           c.conv_note + "; geometric mean " + num(c.conv_flops / 1e9) + " GFLOP/s")},
+        {"memory_bytes",
+         Json{{"value", static_cast<std::int64_t>(c.memory_bytes)},
+              {"source", "this machine's physical memory (sysconf) / " + std::to_string(c.ranks) + " ranks"}}},
+        {"memory_bandwidth_Bps",
+         src(c.memory_bandwidth_Bps, run + ": std::copy of 32 MiB per rank, all ranks at once")}};
+    std::string fit =
+        run + ": ping-pong between rank pairs, all pairs at once; latency = best-chunk one-way time of messages <= " +
+        human_size(c.latency_fit_max_bytes) + "; bandwidth = least-squares fit of latency + bytes / bandwidth over " +
+        human_size(c.bandwidth_fit_min_bytes) + " .. " + human_size(c.bandwidth_fit_max_bytes) +
+        " (RMS relative residual " + num(100 * c.fit_residual, 2) + "%)";
+    Json link = {{"bandwidth_Bps", src(c.bandwidth_Bps, fit)}, {"latency_s", src(c.latency_s, fit)}};
+    Json spec = {
+        {"name", name},
+        {"description", "This machine as " + std::to_string(c.ranks) +
+                            " MPI ranks (Open MPI, shared memory), calibrated by dnnplan calibrate"},
+        {"nodes", 1},
+        {"devices_per_node", Json{{"value", c.ranks}, {"source", "one device per MPI rank of the calibration run"}}},
+        {"device", device}};
+    if (c.ranks > 1) spec["intra_node"] = link;
+    Json inter = link;
+    if (c.ranks <= 1) {
+        inter = {{"bandwidth_Bps", src(c.memory_bandwidth_Bps, "single rank: no network; the memory copy rate")},
+                 {"latency_s", src(1e-6, "single rank: no network; a nominal 1 us")}};
+    }
+    inter["topology"] = "crossbar";
+    spec["inter_node"] = inter;
+    return spec;
+}
+
+Json calibration_report(const Calibration& c) {
+    auto points = [](const std::vector<SizePoint>& v) {
+        Json a = Json::array();
+        for (const SizePoint& p : v)
+            a.push_back({{"bytes", p.bytes},
+                         {"seconds", p.seconds},
+                         {"spread", p.spread},
+                         {"model_s", p.model_s},
+                         {"model_relative_error", p.seconds > 0 ? (p.model_s - p.seconds) / p.seconds : 0}});
+        return a;
+    };
+    return {{"ranks", c.ranks},
+            {"point_to_point", points(c.point_to_point)},
+            {"all_reduce", points(c.all_reduce)},
+            {"fit",
+             {{"latency_s", c.latency_s},
+              {"bandwidth_Bps", c.bandwidth_Bps},
+              {"latency_sizes_max_bytes", c.latency_fit_max_bytes},
+              {"bandwidth_sizes_bytes", {c.bandwidth_fit_min_bytes, c.bandwidth_fit_max_bytes}},
+              {"rms_relative_residual", c.fit_residual}}},
+            {"gemm_flops", c.gemm_flops},
+            {"conv_flops", c.conv_flops},
+            {"memory_bandwidth_Bps", c.memory_bandwidth_Bps}};
+}
+
+std::string calibration_text(const Calibration& c) {
+    std::ostringstream os;
+    os << "calibration on " << c.ranks << " ranks (" << c.cpu << ")\n";
+    if (!c.point_to_point.empty()) {
+        os << "\nping-pong, one way:\n      size    measured      model   model err  spread\n";
+        for (const SizePoint& p : c.point_to_point)
+            os << std::setw(10) << human_size(p.bytes) << std::setw(10) << num(p.seconds * 1e6) << " us" << std::setw(8)
+               << num(p.model_s * 1e6) << " us" << std::setw(9) << num(100 * (p.model_s - p.seconds) / p.seconds, 2)
+               << "%" << std::setw(7) << num(100 * p.spread, 2) << "%\n";
+        os << "fit: latency " << num(c.latency_s * 1e6) << " us (sizes <= " << human_size(c.latency_fit_max_bytes)
+           << "), bandwidth " << num(c.bandwidth_Bps / 1e9) << " GB/s (sizes " << human_size(c.bandwidth_fit_min_bytes)
+           << " .. " << human_size(c.bandwidth_fit_max_bytes) << "), RMS relative residual "
+           << num(100 * c.fit_residual, 2) << "%\n\nall-reduce over all ranks:\n";
+        for (const SizePoint& p : c.all_reduce)
+            os << std::setw(10) << human_size(p.bytes) << std::setw(10) << num(p.seconds * 1e6) << " us  model "
+               << num(p.model_s * 1e6) << " us (" << num(100 * (p.model_s - p.seconds) / p.seconds, 2) << "%)\n";
+    }
+    os << "\nsgemm " << num(c.gemm_flops / 1e9) << " GFLOP/s per rank (" << c.gemm_note << "); convolution "
+       << num(c.conv_flops / 1e9) << " GFLOP/s (" << c.conv_note << "); memory copy "
+       << num(c.memory_bandwidth_Bps / 1e9) << " GB/s per rank\n";
+    return os.str();
+}
+
+}  // namespace dnnplan::validators

@@ -1,0 +1,242 @@
+// Distributed layers built from the primitives, on a Cartesian process grid of the planner's layout
+// axes [replica, n, co, ci, h, w] (w fastest, as planner/README.md numbers ranks):
+// - DistConv2d: output channels over co, input channels over ci (partial sums all-reduced), height
+//   and width over h x w with halo exchange (stride, padding, dilation), batch over n;
+// - DistLinear: the same for features (Megatron's column / row split);
+// - DistPool: max or average pooling on a domain split, one-sided halos where windows overlap;
+// - DistAffine: DistDL's affine layer on a Pr x Pc weight partition (broadcast the input down the
+//   columns, local GEMM, sum-reduce along the rows, bias on one column);
+// and the batch-parallel wrapper: every layer's sync() all-reduces its weight gradient over the
+// ranks that hold the same shard but see other data (n x h x w).
+//
+// Gradients of replicated activations are kept whole on every replica: a layer whose replicas
+// computed partial input gradients (co > 1) all-reduces them, as Gholami et al. cost it.
+#pragma once
+
+#include <mpi.h>
+
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "validators/kernels.hpp"
+#include "validators/primitives.hpp"
+#include "validators/tensor.hpp"
+
+namespace dnnplan::validators {
+
+// What a run's time is spent on, as the cost model splits it.
+enum class Op { fwd_compute, bwd_compute, all_reduce, halo, redistribution, sync, loss, optimizer, count };
+const char* to_string(Op op);
+
+struct TraceEvent {
+    std::string name;
+    Op op = Op::fwd_compute;
+    double start = 0, end = 0;  // MPI_Wtime
+};
+
+// Accumulates seconds per Op; records events when tracing.
+struct OpTimer {
+    std::array<double, static_cast<int>(Op::count)> seconds{};
+    bool trace = false;
+    std::vector<TraceEvent> events;
+    // Told each step's name before it runs, and whether it waits on other ranks (fault reports).
+    std::function<void(const std::string&, bool)> on_step;
+    void reset() {
+        seconds.fill(0);
+        events.clear();
+    }
+    template <class F>
+    auto time(Op op, const std::string& name, F&& f) {
+        if (on_step) on_step(name, op != Op::fwd_compute && op != Op::bwd_compute && op != Op::optimizer);
+        double t0 = MPI_Wtime();
+        if constexpr (std::is_void_v<decltype(f())>) {
+            f();
+            record(op, name, t0);
+        } else {
+            auto r = f();
+            record(op, name, t0);
+            return r;
+        }
+    }
+    void record(Op op, const std::string& name, double t0) {
+        double t1 = MPI_Wtime();
+        seconds[static_cast<int>(op)] += t1 - t0;
+        if (trace) events.push_back({name, op, t0, t1});
+    }
+};
+
+// Grid axes in rank order, slowest first.
+enum Axis { kReplica = 0, kN, kCo, kCi, kH, kW, kAxes };
+
+struct GridShape {
+    int n = 1, co = 1, ci = 1, h = 1, w = 1;
+    int procs() const { return n * co * ci * h * w; }
+    auto operator<=>(const GridShape&) const = default;
+};
+
+// A Cartesian communicator over all ranks of `comm` with dims [P / procs, n, co, ci, h, w] and the
+// sub-communicators the layers use.
+class Grid {
+public:
+    Grid(MPI_Comm comm, const GridShape& shape);
+    ~Grid();
+    Grid(const Grid&) = delete;
+    Grid& operator=(const Grid&) = delete;
+
+    const GridShape& shape() const { return shape_; }
+    int size() const { return size_; }
+    int rank() const { return rank_; }
+    int dim(int axis) const { return dims_[axis]; }
+    std::array<int, kAxes> coords(int rank) const;
+    MPI_Comm comm() const { return cart_; }
+    // The ranks that differ only along the axes flagged in `mask` (bit per Axis).
+    MPI_Comm group(unsigned mask) const;
+    static unsigned bit(Axis a) { return 1u << a; }
+
+private:
+    GridShape shape_;
+    int size_ = 1, rank_ = 0;
+    std::array<int, kAxes> dims_{};
+    MPI_Comm cart_ = MPI_COMM_NULL;
+    mutable std::map<unsigned, MPI_Comm> groups_;
+};
+
+// How a 4-D tensor [B, C, H, W] is split on a grid: per tensor axis the grid axis whose coordinate
+// picks the block (kReplica = not split: every rank holds the whole extent).
+struct TensorMap {
+    std::array<int, kDims> axis{kReplica, kReplica, kReplica, kReplica};
+    std::array<Index, kDims> shape{1, 1, 1, 1};  // global extents
+    Box box(const Grid& grid, int rank) const;
+    std::vector<Box> boxes(const Grid& grid) const;
+};
+
+// Windowed-operator halo ranges along one tensor dimension of a split.
+HaloLine window_halo(int dim, int parts, Index n_in, Index n_out, Index kernel, Index stride, Index pad, Index dil);
+
+// A layer's trainable shard: weight rows [row_lo, row_hi) x columns [col_lo, col_hi) of the global
+// [rows, cols] matrix (conv: cols = ci * kh * kw), bias rows (bias_rows may be empty).
+template <class T>
+struct Shard {
+    Index rows = 0, cols = 0, row_lo = 0, row_hi = 0, col_lo = 0, col_hi = 0;
+    bool has_bias = false;
+    std::vector<T> weight, bias, dweight, dbias;
+    // Fills from global-index functions (the same values on every partition).
+    void init(const std::function<double(Index, Index)>& w, const std::function<double(Index)>& b);
+    void zero_grad();
+};
+
+struct ConvSpec {
+    Index batch = 1, in_channels = 1, height = 1, width = 1, out_channels = 1;
+    Index kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+    bool bias = true;
+    bool input_grad = true;  // false for the first layer: its input needs no gradient
+    Index out_height() const { return (height + 2 * ph - dh * (kh - 1) - 1) / sh + 1; }
+    Index out_width() const { return (width + 2 * pw - dw * (kw - 1) - 1) / sw + 1; }
+};
+
+template <class T>
+class DistConv2d {
+public:
+    DistConv2d(const Grid& grid, const ConvSpec& spec, std::string name = "conv");
+    TensorMap in_map() const;
+    TensorMap out_map() const;
+    Tensor<T> forward(const Tensor<T>& x, OpTimer& timer);
+    Tensor<T> backward(const Tensor<T>& dy, OpTimer& timer);  // input gradient (empty when not needed)
+    void sync(OpTimer& timer);                                // blocking gradient all-reduce
+    MPI_Comm sync_group() const;
+    Shard<T> shard;
+
+private:
+    const Grid& grid_;
+    ConvSpec spec_;
+    std::string name_;
+    HaloLine line_h_, line_w_;
+    Box in_box_, halo_h_box_;
+    Tensor<T> ext_;        // the halo-extended input, kept for backward
+    std::vector<T> cols_;  // its im2col matrices, kept for backward
+};
+
+struct LinearSpec {
+    Index batch = 1, in_channels = 1, height = 1, width = 1;  // the input [B, C, H, W] is flattened
+    Index out_features = 1;
+    bool bias = true;
+    bool input_grad = true;
+};
+
+template <class T>
+class DistLinear {
+public:
+    DistLinear(const Grid& grid, const LinearSpec& spec, std::string name = "linear");
+    TensorMap in_map() const;
+    TensorMap out_map() const;
+    Tensor<T> forward(const Tensor<T>& x, OpTimer& timer);
+    Tensor<T> backward(const Tensor<T>& dy, OpTimer& timer);
+    void sync(OpTimer& timer);
+    MPI_Comm sync_group() const;
+    Shard<T> shard;
+
+private:
+    const Grid& grid_;
+    LinearSpec spec_;
+    std::string name_;
+    Tensor<T> x_;
+};
+
+struct PoolSpec {
+    bool max = true;
+    Index batch = 1, channels = 1, height = 1, width = 1, kh = 2, kw = 2, sh = 2, sw = 2;
+    Index out_height() const { return (height - kh) / sh + 1; }
+    Index out_width() const { return (width - kw) / sw + 1; }
+};
+
+// Pooling on tensors mapped by `map` (its h / w axes may be split; padding is not supported).
+template <class T>
+class DistPool {
+public:
+    DistPool(const Grid& grid, const PoolSpec& spec, const TensorMap& in, std::string name = "pool");
+    TensorMap in_map() const { return in_; }
+    TensorMap out_map() const;
+    Tensor<T> forward(const Tensor<T>& x, OpTimer& timer);
+    Tensor<T> backward(const Tensor<T>& dy, OpTimer& timer);
+
+private:
+    const Grid& grid_;
+    PoolSpec spec_;
+    TensorMap in_;
+    std::string name_;
+    HaloLine line_h_, line_w_;
+    Box in_box_, halo_h_box_;
+    Tensor<T> ext_;
+};
+
+// DistDL's affine layer y = x W^T + b on a pr x pc partition of W [out, in] (ranks r = i * pc + j):
+// x [batch, in] lives on the first row, split by columns; y [batch, out] on the first column,
+// split by rows. Forward: broadcast x_j down column j, y_ij = x_j W_ij^T (+ b_i where j = 0),
+// sum-reduce along row i to (i, 0). Backward is the adjoint: broadcast dy_i along the row, local
+// products, sum-reduce dx_ij up the column to (0, j).
+template <class T>
+class DistAffine {
+public:
+    DistAffine(MPI_Comm comm, int pr, int pc, Index batch, Index in, Index out);
+    ~DistAffine();
+    DistAffine(const DistAffine&) = delete;
+    DistAffine& operator=(const DistAffine&) = delete;
+    Box x_box() const;  // [batch, in] as a 4-D box [batch, in, 1, 1]; empty off the first row
+    Box y_box() const;  // empty off the first column
+    Tensor<T> forward(const Tensor<T>& x);
+    Tensor<T> backward(const Tensor<T>& dy);
+    Shard<T> shard;
+
+private:
+    int pr_, pc_, i_, j_;
+    Index batch_, in_, out_;
+    MPI_Comm row_ = MPI_COMM_NULL, col_ = MPI_COMM_NULL;
+    std::vector<T> x_local_;
+};
+
+}  // namespace dnnplan::validators

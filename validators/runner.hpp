@@ -1,0 +1,95 @@
+// The plan runner: executes a network under a plan's per-layer layouts on the ranks of an MPI
+// communicator (DistConv2d / DistLinear / DistPool on each layer's grid, repartitions between
+// layers whose distributions differ, softmax cross-entropy on the gathered logits, gradient
+// all-reduce overlapped with the backward pass as the cost model assumes), checks it against a
+// sequential run of the same weights in double precision, and times every operation in fp32.
+#pragma once
+
+#include <mpi.h>
+
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "networks/network.hpp"
+#include "planner/cost_model.hpp"
+#include "validators/layers.hpp"
+
+namespace dnnplan::validators {
+
+// Deterministic values by global index, so every partition of a tensor starts from the same numbers.
+double hashed_uniform(std::uint64_t a, std::uint64_t b, std::uint64_t c, std::uint64_t d);  // in [-1, 1)
+
+// Why `network` cannot be run by the validator ("" when it can): chains of conv2d, linear, relu,
+// max/avg pooling without padding, flatten and dropout.
+std::string unsupported_reason(const networks::Network& network);
+
+template <class T>
+class NetworkRunner {
+public:
+    // `layer_layouts[i]`: the layout layer i executes under (a follower: its anchor's), as
+    // CostModel::score reports it in ScoredPlan::layers[i].layout.
+    NetworkRunner(const networks::Network& network, const std::vector<planner::Layout>& layer_layouts, Index batch,
+                  MPI_Comm comm, bool overlap_sync);
+    ~NetworkRunner();
+
+    // Forward, loss, backward and gradient synchronisation; returns the mean loss.
+    double step(OpTimer& timer);
+    void sgd(T learning_rate, OpTimer& timer);
+
+    // The final layer's output block on this rank (after step()).
+    const Tensor<T>& output() const { return output_; }
+    // (layer index, shard) of every layer with weights.
+    std::vector<std::pair<int, const Shard<T>*>> shards() const;
+    MPI_Comm comm() const { return comm_; }
+
+private:
+    struct Stage;
+    const networks::Network& network_;
+    MPI_Comm comm_;
+    bool overlap_sync_;
+    std::map<planner::Layout, std::unique_ptr<Grid>> grids_;
+    std::vector<std::unique_ptr<Stage>> stages_;
+    Tensor<T> input_, output_;
+    std::vector<int> labels_;
+    Index classes_ = 0;
+    Repartition gather_logits_, scatter_logits_;
+};
+
+struct RunOptions {
+    int warmup = 2;
+    int iterations = 10;
+    int sgd_steps = 3;
+    double learning_rate = 0.05;
+    bool trace = false;
+    bool overlap_sync = true;  // gradient all-reduce overlapped with the backward pass (the plan's option)
+    std::function<void(const std::string&, bool)> on_step;  // see OpTimer
+    bool check = true;  // run the double-precision comparison with the sequential network
+};
+
+struct RunResult {
+    // Correctness in double: max relative error over the output, every weight/bias gradient, and
+    // the loss sequence of `sgd_steps` SGD steps.
+    double output_error = 0, gradient_error = 0, loss_error = 0;
+    std::vector<double> losses, reference_losses;
+    bool checked = false;
+    // Timing in fp32: per iteration the slowest rank, then the median over iterations.
+    double iteration_s = 0;
+    std::array<double, static_cast<int>(Op::count)> op_s{};
+    // The fastest iteration and each operation's fastest time: what the machine does when other
+    // processes leave it alone (the calibration's statistic too).
+    double iteration_best_s = 0;
+    std::array<double, static_cast<int>(Op::count)> op_best_s{};
+    std::vector<double> iteration_samples;
+    std::vector<std::vector<TraceEvent>> trace;  // per rank (rank 0 only), last measured iteration
+    double trace_origin = 0;
+};
+
+// Runs the layouts of `scored` (as CostModel::score returned them) on `comm`.
+RunResult run_plan(const networks::Network& network, const planner::ScoredPlan& scored, Index batch,
+                   const RunOptions& options, MPI_Comm comm);
+
+}  // namespace dnnplan::validators

@@ -1,0 +1,385 @@
+#include "validators/validate.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "planner/plan.hpp"
+#include "planner/search.hpp"
+#include "reports/trace.hpp"
+
+namespace dnnplan::validators {
+
+namespace {
+std::shared_ptr<const networks::Network> load_network(const std::string& source, const std::string& data_dir) {
+    return std::make_shared<networks::Network>(
+        networks::load_network_file(networks::resolve_network_path(source, data_dir + "/networks")));
+}
+std::shared_ptr<const clusters::Cluster> load_cluster(const std::string& source, const std::string& data_dir) {
+    return std::make_shared<clusters::Cluster>(
+        clusters::load_cluster_file(clusters::resolve_cluster_path(source, data_dir + "/clusters")));
+}
+
+// Bytes this machine can still give (MemAvailable), or 0 when unknown.
+double available_memory_bytes() {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    double kib = 0;
+    std::string unit;
+    while (in >> key >> kib >> unit)
+        if (key == "MemAvailable:") return kib * 1024.0;
+    long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? double(pages) * double(size) : 0;
+}
+
+std::string fixed(double v, int digits) {
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(digits) << v;
+    return os.str();
+}
+}  // namespace
+
+PlanJob load_plan_job(const std::string& file, const std::string& cluster_override, const std::string& data_dir) {
+    Json json = load_json_file(file);
+    planner::PlanRequest request = planner::parse_plan_request(json, file);
+    if (json.is_object() && json.contains("pipeline") && json["pipeline"].is_object() &&
+        json["pipeline"].value("stages", 1) > 1)
+        throw InputError(file, "/pipeline/stages", "the validator runs layer-parallel plans only, not pipelines");
+    PlanJob job;
+    job.file = file;
+    job.label = file.substr(file.find_last_of('/') + 1);
+    job.network_file = networks::resolve_network_path(request.network_source, data_dir + "/networks");
+    job.network = load_network(request.network_source, data_dir);
+    job.cluster_source = cluster_override.empty() ? request.cluster_source : cluster_override;
+    job.cluster = load_cluster(job.cluster_source, data_dir);
+    if (!job.cluster->supports(request.options.dtype))
+        throw InputError(file, "/dtype",
+                         "cluster " + job.cluster->name + " has no peak rate for " + to_string(request.options.dtype));
+    job.model = std::make_shared<planner::CostModel>(*job.network, *job.cluster, request.options);
+    // Re-scoring a plan's layouts on the calibrated machine is the point of --cluster.
+    if (!cluster_override.empty()) request.cluster_name = job.cluster->name;
+    std::vector<planner::Layout> layouts = planner::layouts_for(request, *job.model, file);
+    job.strategy = request.strategy;
+    job.grid = request.grid;
+    job.scored = job.model->score(layouts);
+    return job;
+}
+
+std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std::int64_t batch,
+                                 const std::string& cluster, const std::vector<std::string>& strategies,
+                                 const std::string& data_dir) {
+    const std::string network_file = networks::resolve_network_path(net, data_dir + "/networks");
+    auto network = load_network(net, data_dir);
+    auto cl = load_cluster(cluster, data_dir);
+    planner::PlannerOptions options;
+    options.procs = procs;
+    options.batch = batch > 0 ? batch : network->default_batch;
+    options.dtype = DType::fp32;
+    auto model = std::make_shared<planner::CostModel>(*network, *cl, options);
+    // The layer-parallel candidates of the planner's search, built from its parts (the uniform
+    // families and the per-layer DP), so that the validator does not depend on the pipeline and
+    // graph-partition searches it cannot run.
+    struct Found {
+        std::string strategy, grid;
+        planner::ScoredPlan plan;
+    };
+    std::vector<Found> found;
+    const int p = static_cast<int>(procs);
+    auto add = [&](const std::string& strategy, int pr, int pc) {
+        std::string grid =
+            strategy.rfind("grid", 0) == 0 ? "Pr=" + std::to_string(pr) + " x Pc=" + std::to_string(pc) : "";
+        found.push_back({strategy, grid, model->score(planner::uniform_layouts(*model, strategy, pr, pc))});
+    };
+    add("batch", 1, p);
+    add("model", p, 1);
+    add("domain", p, 1);
+    for (int pr = 2; pr < p; ++pr)
+        if (p % pr == 0) {
+            add("grid-model", pr, p / pr);
+            add("grid-domain", pr, p / pr);
+        }
+    // Per-layer: the DP with gradient sync weighted 1, 1/2, 1/4 and 0 (as search() does), the best
+    // exact score; without search()'s single-layer refinements.
+    Found per_layer{"per-layer", "", {}};
+    for (double weight : {1.0, 0.5, 0.25, 0.0}) {
+        planner::ScoredPlan scored = model->score(planner::dynamic_programme(*model, nullptr, weight));
+        if (per_layer.plan.anchor_layouts.empty() ||
+            (scored.cost.feasible &&
+             (!per_layer.plan.cost.feasible || scored.cost.iteration_s < per_layer.plan.cost.iteration_s)))
+            per_layer.plan = std::move(scored);
+    }
+    found.push_back(std::move(per_layer));
+    std::stable_sort(found.begin(), found.end(),
+                     [](const Found& a, const Found& b) { return a.plan.cost.iteration_s < b.plan.cost.iteration_s; });
+    std::vector<PlanJob> jobs;
+    for (const Found& c : found) {
+        if (!c.plan.cost.feasible) continue;
+        bool wanted = std::find(strategies.begin(), strategies.end(), "all") != strategies.end() ||
+                      std::find(strategies.begin(), strategies.end(), c.strategy) != strategies.end();
+        if (!wanted) continue;
+        // The same layouts under another name (per-layer often picks a uniform family) run once.
+        bool duplicate = false;
+        for (PlanJob& earlier : jobs) {
+            bool same = true;
+            for (int a : model->anchors()) same = same && earlier.scored.anchor_layouts[a] == c.plan.anchor_layouts[a];
+            if (same) {
+                earlier.label += " = " + c.strategy;
+                duplicate = true;
+            }
+        }
+        if (duplicate) continue;
+        PlanJob job;
+        job.label = network->name + " " + c.strategy + (c.grid.empty() ? "" : " " + c.grid);
+        job.network = network;
+        job.network_file = network_file;
+        job.cluster = cl;
+        job.cluster_source = cluster;
+        job.model = model;
+        job.strategy = c.strategy;
+        job.grid = c.grid;
+        job.scored = model->score(c.plan.anchor_layouts);
+        jobs.push_back(std::move(job));
+    }
+    return jobs;
+}
+
+void check_runnable(const PlanJob& job, int ranks) {
+    // Plan problems point into the plan file; with --net, network problems point at the network.
+    const std::string where = job.file.empty() ? job.network_file : job.file;
+    const auto& options = job.model->options();
+    if (options.procs != ranks)
+        throw InputError(where, "/procs",
+                         "the plan is for P = " + std::to_string(options.procs) + " processes but the run has " +
+                             std::to_string(ranks) + " ranks (--np)");
+    const std::string net_ptr = job.file.empty() ? "" : "/network";
+    if (std::string why = unsupported_reason(*job.network); !why.empty()) throw InputError(where, net_ptr, why);
+    if (!job.scored.cost.feasible)
+        throw InputError(where, job.file.empty() ? "" : "/layouts",
+                         "the plan is infeasible: " + job.scored.cost.reason);
+    // Each rank holds its shard in fp32 for timing and, for the check, a double copy of its shard
+    // and of the whole sequential network: bound it by 4x the model's per-process bytes plus the
+    // whole network in double.
+    networks::NetworkTotals t = networks::totals(*job.network, options.batch);
+    double per_rank = 4 * job.scored.cost.memory_bytes + 2.0 * double(t.activation_bytes + 3 * t.weight_bytes);
+    double need = per_rank * ranks, have = available_memory_bytes();
+    if (have > 0 && need > 0.8 * have)
+        throw InputError(where, net_ptr,
+                         "running " + job.label + " on " + std::to_string(ranks) + " ranks needs about " +
+                             human_bytes(need) + ", more than 80% of this machine's available " + human_bytes(have));
+}
+
+double kendall_tau(const std::vector<double>& a, const std::vector<double>& b) {
+    const std::size_t n = a.size();
+    if (n < 2) return 1.0;
+    double concordant = 0, discordant = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = i + 1; j < n; ++j) {
+            double s = (a[i] - a[j]) * (b[i] - b[j]);
+            if (s > 0)
+                ++concordant;
+            else if (s < 0)
+                ++discordant;
+        }
+    return (concordant - discordant) / (0.5 * double(n) * double(n - 1));
+}
+
+namespace {
+// The operations the model predicts and the validator measures, under the model's names.
+struct OpPair {
+    const char* name;
+    Op op;
+};
+const OpPair kOps[] = {{"fwd_compute_s", Op::fwd_compute},       {"bwd_compute_s", Op::bwd_compute},
+                       {"all_reduce_s", Op::all_reduce},         {"halo_s", Op::halo},
+                       {"redistribution_s", Op::redistribution}, {"sync_exposed_s", Op::sync}};
+double predicted_op(const planner::CostBreakdown& c, Op op) {
+    switch (op) {
+        case Op::fwd_compute:
+            return c.fwd_compute_s;
+        case Op::bwd_compute:
+            return c.bwd_compute_s;
+        case Op::all_reduce:
+            return c.all_reduce_s + c.all_gather_s + c.reduce_scatter_s + c.all_to_all_s;
+        case Op::halo:
+            return c.halo_s;
+        case Op::redistribution:
+            return c.redistribution_s + c.point_to_point_s;
+        case Op::sync:
+            return c.sync_exposed_s;
+        default:
+            return 0;
+    }
+}
+double rel(double predicted, double measured) { return measured > 0 ? std::abs(predicted - measured) / measured : 0; }
+}  // namespace
+
+namespace {
+// Ranking agreement and error summary of one statistic ("median" or "best").
+void summarize(Json& out, const std::vector<PlanJob>& jobs, const std::vector<double>& predicted,
+               const std::vector<double>& measured, const std::string& suffix) {
+    std::vector<double> errors;
+    for (std::size_t k = 0; k < predicted.size(); ++k) errors.push_back(rel(predicted[k], measured[k]));
+    out["kendall_tau" + suffix] = kendall_tau(predicted, measured);
+    if (jobs.empty()) return;
+    std::size_t pb = std::min_element(predicted.begin(), predicted.end()) - predicted.begin();
+    std::size_t mb = std::min_element(measured.begin(), measured.end()) - measured.begin();
+    out["predicted_best" + suffix] = jobs[pb].label;
+    out["measured_best" + suffix] = jobs[mb].label;
+    out["predicted_best_is_measured_best" + suffix] = pb == mb;
+    out["predicted_best_over_measured_best" + suffix] = measured[mb] > 0 ? measured[pb] / measured[mb] : 1.0;
+    std::sort(errors.begin(), errors.end());
+    std::size_t n = errors.size();
+    out["median_relative_error" + suffix] = n % 2 ? errors[n / 2] : 0.5 * (errors[n / 2 - 1] + errors[n / 2]);
+}
+}  // namespace
+
+Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results, const RunOptions& options,
+                  int ranks) {
+    Json plans = Json::array();
+    std::vector<double> predicted, measured, best;
+    bool all_passed = true;
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+        const PlanJob& job = jobs[k];
+        const RunResult& r = results[k];
+        const planner::CostBreakdown& c = job.scored.cost;
+        Json pred = {{"iteration_s", c.iteration_s}, {"sync_total_s", c.sync_total_s}};
+        Json meas = {{"iteration_s", r.iteration_s},
+                     {"loss_s", r.op_s[static_cast<int>(Op::loss)]},
+                     {"optimizer_s", r.op_s[static_cast<int>(Op::optimizer)]}};
+        Json meas_best = {{"iteration_s", r.iteration_best_s}};
+        Json errs = Json::object();
+        for (const OpPair& o : kOps) {
+            pred[o.name] = predicted_op(c, o.op);
+            meas[o.name] = r.op_s[static_cast<int>(o.op)];
+            meas_best[o.name] = r.op_best_s[static_cast<int>(o.op)];
+            errs[o.name] = rel(predicted_op(c, o.op), r.op_s[static_cast<int>(o.op)]);
+        }
+        std::string layouts;
+        for (int a : job.model->anchors())
+            layouts += (layouts.empty() ? "" : ", ") + job.network->layers[a].name + " " +
+                       planner::to_string(job.scored.layers[a].layout);
+        bool passed = !r.checked || (r.output_error < kValueTolerance && r.gradient_error < kValueTolerance &&
+                                     r.loss_error < kLossTolerance);
+        all_passed = all_passed && passed;
+        Json check = {{"performed", r.checked},
+                      {"output_error", r.output_error},
+                      {"gradient_error", r.gradient_error},
+                      {"loss_error", r.loss_error},
+                      {"losses", r.losses},
+                      {"reference_losses", r.reference_losses},
+                      {"tolerances", {{"values", kValueTolerance}, {"losses", kLossTolerance}}},
+                      {"passed", passed}};
+        plans.push_back({{"label", job.label},
+                         {"plan_file", job.file},
+                         {"network", job.network->name},
+                         {"procs", job.model->options().procs},
+                         {"batch", job.model->options().batch},
+                         {"strategy", job.strategy},
+                         {"grid", job.grid},
+                         {"layouts", layouts},
+                         {"cluster", job.cluster_source},
+                         {"predicted", pred},
+                         {"measured", meas},
+                         {"measured_best", meas_best},
+                         {"relative_error", rel(c.iteration_s, r.iteration_s)},
+                         {"relative_error_best", rel(c.iteration_s, r.iteration_best_s)},
+                         {"relative_errors", errs},
+                         {"iteration_samples_s", r.iteration_samples},
+                         {"check", check}});
+        predicted.push_back(c.iteration_s);
+        measured.push_back(r.iteration_s);
+        best.push_back(r.iteration_best_s);
+    }
+    Json out = {{"format", "dnnplan-validation"},   {"version", 1},  {"ranks", ranks}, {"warmup", options.warmup},
+                {"iterations", options.iterations}, {"plans", plans}};
+    summarize(out, jobs, predicted, measured, "");
+    summarize(out, jobs, predicted, best, "_best");
+    out["checks_passed"] = all_passed;
+    return out;
+}
+
+std::string results_text(const Json& results) {
+    std::ostringstream os;
+    auto us = [](double s) { return fixed(s * 1e6, 1); };
+    os << "plan                                 predicted us  measured us  rel.err   best us  rel.err  check (output / "
+          "gradients / losses)\n";
+    for (const Json& p : results["plans"]) {
+        std::string label = p["label"].get<std::string>();
+        if (label.size() > 36) label = label.substr(0, 36);
+        os << std::left << std::setw(37) << label << std::right << std::setw(12)
+           << us(p["predicted"]["iteration_s"].get<double>()) << std::setw(13)
+           << us(p["measured"]["iteration_s"].get<double>()) << std::setw(8)
+           << fixed(100 * p["relative_error"].get<double>(), 0) << "%" << std::setw(10)
+           << us(p["measured_best"]["iteration_s"].get<double>()) << std::setw(8)
+           << fixed(100 * p["relative_error_best"].get<double>(), 0) << "%  ";
+        const Json& c = p["check"];
+        if (c["performed"].get<bool>()) {
+            std::ostringstream e;
+            e << std::scientific << std::setprecision(1) << c["output_error"].get<double>() << " / "
+              << c["gradient_error"].get<double>() << " / " << c["loss_error"].get<double>();
+            os << (c["passed"].get<bool>() ? "ok " : "FAILED ") << e.str();
+        } else {
+            os << "not run";
+        }
+        os << "\n";
+    }
+    os << "\nper operation, predicted / measured (us):\n";
+    os << "plan                                   fwd comp     bwd comp   all-reduce         halo  redistrib.   sync "
+          "exp.\n";
+    for (const Json& p : results["plans"]) {
+        std::string label = p["label"].get<std::string>();
+        if (label.size() > 36) label = label.substr(0, 36);
+        os << std::left << std::setw(37) << label << std::right;
+        for (const char* k :
+             {"fwd_compute_s", "bwd_compute_s", "all_reduce_s", "halo_s", "redistribution_s", "sync_exposed_s"})
+            os << std::setw(13) << (us(p["predicted"][k].get<double>()) + "/" + us(p["measured"][k].get<double>()));
+        os << "\n";
+    }
+    for (const std::string suffix : {"", "_best"}) {
+        if (!results.contains("median_relative_error" + suffix)) continue;
+        os << "\n"
+           << (suffix.empty() ? "median iteration" : "best iteration") << ": median relative error "
+           << fixed(100 * results["median_relative_error" + suffix].get<double>(), 1) << "%, Kendall tau "
+           << fixed(results["kendall_tau" + suffix].get<double>(), 2) << ", predicted best "
+           << results["predicted_best" + suffix].get<std::string>() << ", measured best "
+           << results["measured_best" + suffix].get<std::string>() << " ("
+           << (results["predicted_best_is_measured_best" + suffix].get<bool>()
+                   ? std::string("the same")
+                   : "predicted best measured " +
+                         fixed(100 * (results["predicted_best_over_measured_best" + suffix].get<double>() - 1), 1) +
+                         "% slower")
+           << ")\n";
+    }
+    return os.str();
+}
+
+Json trace_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results) {
+    // The shared timeline convention of reports/trace.hpp: source "measured", one pid per plan,
+    // per rank a lane for compute and blocking communication and one for gradient synchronisation.
+    std::vector<reports::TraceEvent> events;
+    std::vector<std::string> labels;
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+        labels.push_back(jobs[k].label + ", P = " + std::to_string(jobs[k].model->options().procs));
+        for (std::size_t r = 0; r < results[k].trace.size(); ++r)
+            for (const TraceEvent& e : results[k].trace[r]) {
+                reports::TraceEvent t;
+                t.name = e.name;
+                bool compute = e.op == Op::fwd_compute || e.op == Op::bwd_compute || e.op == Op::optimizer;
+                t.category = compute ? "compute" : to_string(e.op);
+                t.source = reports::TraceSource::measured;
+                t.plan = static_cast<int>(k);
+                t.rank = static_cast<int>(r);
+                t.sync_lane = e.op == Op::sync;
+                t.start_s = e.start;
+                t.duration_s = e.end - e.start;
+                events.push_back(std::move(t));
+            }
+    }
+    return reports::chrome_trace(events, labels);
+}
+
+}  // namespace dnnplan::validators

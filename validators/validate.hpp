@@ -1,0 +1,58 @@
+// `dnnplan validate` without the MPI launch: which plans to run (plan files, or the search's
+// candidates for a network), the checks before anything starts (P against the ranks, memory), and
+// the report of predicted against measured times (JSON, text, Chrome trace).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "clusters/cluster.hpp"
+#include "common/diagnostics.hpp"
+#include "networks/network.hpp"
+#include "planner/cost_model.hpp"
+#include "validators/runner.hpp"
+
+namespace dnnplan::validators {
+
+struct PlanJob {
+    std::string label;         // plan file, or the candidate's strategy and grid
+    std::string file;          // the plan file ("" for search candidates), for diagnostics
+    std::string network_file;  // the network spec it runs
+    std::shared_ptr<const networks::Network> network;
+    std::shared_ptr<const clusters::Cluster> cluster;
+    std::string cluster_source;
+    std::shared_ptr<const planner::CostModel> model;
+    std::string strategy, grid;
+    planner::ScoredPlan scored;  // the prediction on `cluster`
+};
+
+// A plan file as written by `dnnplan plan --out`; its layouts are re-scored on `cluster_override`
+// (a file or preset name; "" keeps the plan's own cluster). InputError on any problem.
+PlanJob load_plan_job(const std::string& file, const std::string& cluster_override, const std::string& data_dir);
+
+// The feasible candidates of the planner's search (uniform families and per-layer) for a network
+// on `procs` processes; `strategies` filters by name ("all" keeps every one).
+std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std::int64_t batch,
+                                 const std::string& cluster, const std::vector<std::string>& strategies,
+                                 const std::string& data_dir);
+
+// InputError (naming the plan file and pointer) when the plan is for another P than `ranks`, when
+// the validator cannot run the network, or when `ranks` copies of it need more memory than this
+// machine has available.
+void check_runnable(const PlanJob& job, int ranks);
+
+// Kendall's tau-a between two rankings given as values (ties count as neither concordant nor discordant).
+double kendall_tau(const std::vector<double>& a, const std::vector<double>& b);
+
+Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results, const RunOptions& options,
+                  int ranks);
+std::string results_text(const Json& results);
+// Chrome trace event format in the convention of reports/trace.hpp (source "measured").
+Json trace_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results);
+
+// Tolerances of the checks (issue 6): forward and gradients 1e-10 relative, SGD losses 1e-8.
+constexpr double kValueTolerance = 1e-10;
+constexpr double kLossTolerance = 1e-8;
+
+}  // namespace dnnplan::validators
