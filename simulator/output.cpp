@@ -5,6 +5,7 @@
 
 #include "common/units.hpp"
 #include "planner/plan.hpp"
+#include "reports/trace.hpp"
 #include "simulator/simulator.hpp"
 
 namespace dnnplan::simulator {
@@ -141,32 +142,22 @@ std::string result_csv(const SimResult& result, const planner::CostBreakdown& pr
 }
 
 Json chrome_trace(const SimResult& result) {
-    // Trace Event Format: {"traceEvents": [...], "displayTimeUnit": "ms"}; "X" (complete) events
-    // carry name, cat, ph, ts and dur in microseconds, pid and tid; "M" thread_name names a track.
-    Json events = Json::array();
-    int max_rank = -1;
-    for (const Slice& s : result.slices) max_rank = std::max(max_rank, s.rank);
-    for (int r = 0; r <= max_rank; ++r) {
-        events.push_back(Json{{"name", "thread_name"},
-                              {"ph", "M"},
-                              {"pid", 0},
-                              {"tid", 2 * r},
-                              {"args", {{"name", "rank " + std::to_string(r)}}}});
-        events.push_back(Json{{"name", "thread_name"},
-                              {"ph", "M"},
-                              {"pid", 0},
-                              {"tid", 2 * r + 1},
-                              {"args", {{"name", "rank " + std::to_string(r) + " gradient sync"}}}});
+    // The shared timeline convention (reports/trace.hpp): source "simulated", rank r's main stream
+    // on tid 2r and its gradient-synchronisation stream on tid 2r + 1, microseconds.
+    std::vector<reports::TraceEvent> events;
+    events.reserve(result.slices.size());
+    for (const Slice& s : result.slices) {
+        reports::TraceEvent e;
+        e.name = s.name;
+        e.category = s.cat;
+        e.source = reports::TraceSource::simulated;
+        e.rank = s.rank;
+        e.sync_lane = s.track == 1;
+        e.start_s = s.start_s;
+        e.duration_s = s.duration_s;
+        events.push_back(std::move(e));
     }
-    for (const Slice& s : result.slices)
-        events.push_back(Json{{"name", s.name},
-                              {"cat", s.cat},
-                              {"ph", "X"},
-                              {"ts", s.start_s * 1e6},
-                              {"dur", s.duration_s * 1e6},
-                              {"pid", 0},
-                              {"tid", 2 * s.rank + s.track}});
-    return Json{{"traceEvents", events}, {"displayTimeUnit", "ms"}};
+    return reports::chrome_trace(events);
 }
 
 }  // namespace dnnplan::simulator
