@@ -775,6 +775,9 @@ void append_pipeline_candidates(const CostModel& model, SearchResult& result) {
         result.ranked.push_back(std::move(c));
     }
     result.layout_evaluations += stats.configurations;
+    result.pipeline_configurations += stats.configurations;
+    result.pipeline_skipped += stats.skipped;
+    result.pipeline_over_memory += stats.infeasible;
     for (GraphPartitionCandidate& gc : search_graph_partitions(model)) {
         Candidate c;
         c.strategy = "graph-partition";

@@ -23,6 +23,9 @@ struct SearchResult {
     int feasible_count = 0;
     int infeasible_count = 0;
     long long layout_evaluations = 0;  // segment-layout and edge evaluations in the search
+    // The pipeline / 3-D search (planner/pipeline.hpp): configurations scored, skipped because S,
+    // R, T or M do not divide P or the batch, and scored but over memory.
+    long long pipeline_configurations = 0, pipeline_skipped = 0, pipeline_over_memory = 0;
     const Candidate* best() const { return feasible_count > 0 ? &ranked.front() : nullptr; }
     const Candidate* find(const std::string& strategy) const;
 };

@@ -69,7 +69,12 @@ std::string plan_text(const PlanReportInput& in) {
     double batch_time = batch && batch->plan.cost.feasible ? batch->plan.cost.iteration_s : 0;
     std::string out = header(*in.model);
     out += std::to_string(r.ranked.size()) + " strategies scored (" + std::to_string(r.infeasible_count) +
-           " infeasible), " + std::to_string(r.layout_evaluations) + " layer-layout evaluations\n\n";
+           " infeasible), " + std::to_string(r.layout_evaluations) + " layer-layout evaluations\n";
+    if (r.pipeline_configurations + r.pipeline_skipped > 0)
+        out += "pipeline search: " + std::to_string(r.pipeline_configurations) + " configurations scored (" +
+               std::to_string(r.pipeline_over_memory) + " over memory), " + std::to_string(r.pipeline_skipped) +
+               " skipped (stages, replicas, tensor groups or micro-batches not dividing P or the batch)\n";
+    out += "\n";
     // One column per communication kind that any shown strategy uses; gradient sync in full and
     // the part the backward pass does not hide.
     std::vector<const planner::Candidate*> shown;
@@ -157,6 +162,9 @@ std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
     Json out{{"ranked", ranked},
              {"feasible_count", in.result->feasible_count},
              {"infeasible_count", in.result->infeasible_count},
+             {"pipeline_search", {{"configurations", in.result->pipeline_configurations},
+                                  {"skipped", in.result->pipeline_skipped},
+                                  {"over_memory", in.result->pipeline_over_memory}}},
              // null when nothing is feasible: there is no plan to write.
              {"best", in.result->best() ? planner::plan_to_json(best, *in.model) : Json(nullptr)}};
     return out.dump(2) + "\n";

@@ -153,6 +153,14 @@ run plan --plan "$work/plan.json"
 check "plan --plan prints the breakdown" grep -q '^  iteration ' "$work/stdout"
 
 
+# Pipeline configurations that cannot run are skipped with a count: with P = 6 and batch 64, every
+# configuration with 3 or 6 replicas leaves 64/3 or 64/6 samples per replica, not an integer.
+run --net lenet5 --procs 6 --batch 64 --format json
+check "pipeline search counts skipped configurations" \
+    jq -e '.pipeline_search.skipped > 0 and .pipeline_search.configurations > 0' "$work/stdout"
+run --net lenet5 --procs 6 --batch 64
+check "the text output states the skipped count" grep -Eq '^pipeline search: [0-9]+ configurations scored \([0-9]+ over memory\), [1-9][0-9]* skipped' "$work/stdout"
+
 # Nothing feasible: exit 1, the closest candidates' reasons on stderr, "best": null in JSON.
 run --net gpt3-175b --procs 8 --cluster dgx-a100
 check "no feasible plan exits 1" [ "$status" -eq 1 ]
