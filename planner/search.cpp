@@ -409,7 +409,7 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
 }
 }  // namespace
 
-SearchResult search(const CostModel& model) {
+SearchResult search(const CostModel& model, const SearchOptions& options) {
     SearchResult result;
     const int p = static_cast<int>(model.options().procs);
     auto add = [&](std::string strategy, int pr, int pc, const std::vector<Layout>& layouts) {
@@ -459,7 +459,7 @@ SearchResult search(const CostModel& model) {
     per_layer.pr = per_layer.pc = 0;
     per_layer.plan = std::move(best_plan);
     result.ranked.push_back(std::move(per_layer));
-    append_pipeline_candidates(model, result);  // pipeline, tp-pp-dp and graph-partition (planner/pipeline.hpp)
+    if (options.pipelines) append_pipeline_candidates(model, result);  // pipeline, tp-pp-dp and graph-partition (planner/pipeline.hpp)
     std::stable_sort(result.ranked.begin(), result.ranked.end(), [](const Candidate& a, const Candidate& b) {
         if (a.plan.cost.feasible != b.plan.cost.feasible) return a.plan.cost.feasible;
         return a.plan.cost.iteration_s < b.plan.cost.iteration_s;

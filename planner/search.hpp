@@ -40,7 +40,12 @@ std::vector<Layout> uniform_layouts(const CostModel& model, const std::string& s
 std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluations = nullptr,
                                       double sync_weight = 1.0);
 
-SearchResult search(const CostModel& model);
+// Which families search() ranks beyond the layer-parallel ones (uniform grids and per-layer).
+struct SearchOptions {
+    bool pipelines = true;  // pipeline, tp-pp-dp and graph-partition (planner/pipeline.hpp)
+};
+
+SearchResult search(const CostModel& model, const SearchOptions& options = {});
 
 // Brute force over all per-layer assignments (tests compare the DP with it on small chains).
 std::vector<Layout> brute_force(const CostModel& model, double* best_seconds = nullptr);
