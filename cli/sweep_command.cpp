@@ -17,6 +17,7 @@ struct SweepOptions {
     std::string procs = "";
     std::string format;  // "": from --out's extension, else csv
     std::string out;
+    sweep::RunOptions run;  // --timeout, --inject-fault
 };
 
 struct Config {
@@ -67,7 +68,8 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
 
     sweep::ProgressBar bar(session.rank() == 0 && sweep::stderr_is_terminal());
     std::vector<std::string> results =
-        sweep::run(session, configs.size(), evaluate, [&](std::size_t done, std::size_t total) { bar(done, total); });
+        sweep::run(session, configs.size(), evaluate, [&](std::size_t done, std::size_t total) { bar(done, total); },
+                   o.run);
     bar.finish();
     if (session.rank() != 0) return 0;
     std::vector<Json> rows;
@@ -107,6 +109,16 @@ Command add_sweep_command(CLI::App& app) {
     cmd->add_option("--out", o->out, "write to this file (default: stdout)");
     cmd->add_option("--format", o->format, "csv or json (default: json for a .json --out, else csv)")
         ->check(CLI::IsMember({"csv", "json"}));
+    cmd->add_option("--timeout", o->run.timeout_s,
+                    "under mpirun: seconds rank 0 waits for the other ranks' results before naming the missing "
+                    "ones and aborting")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--inject-fault", o->run.inject_fault, "testing: kill:RANK or hang:RANK under mpirun")
+        ->check([](const std::string& v) {
+            return v.rfind("kill:", 0) == 0 || v.rfind("hang:", 0) == 0 ? std::string()
+                                                                       : std::string("expected kill:RANK or hang:RANK");
+        });
     return {cmd, [o] { return run_sweep(*o); }};
 }
 

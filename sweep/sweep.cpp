@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
+#include <csignal>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -72,9 +75,56 @@ Session::~Session() {
     if (mpi_) MPI_Finalize();
 }
 
+namespace {
+// "kill:R" or "hang:R" on rank R: die or hang before the first configuration (tests only).
+void inject_fault(const std::string& fault, std::size_t rank) {
+    if (fault.empty()) return;
+    const auto colon = fault.find(':');
+    const std::string kind = fault.substr(0, colon);
+    if (colon == std::string::npos || (kind != "kill" && kind != "hang"))
+        throw std::invalid_argument("--inject-fault: expected kill:RANK or hang:RANK, got '" + fault + "'");
+    if (std::stoul(fault.substr(colon + 1)) != rank) return;
+    if (kind == "kill") ::raise(SIGKILL);
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+// Rank 0 receives every other rank's header {result count, bytes} by polling, so that a rank that
+// never reports is named after the timeout instead of blocking the sweep for ever.
+void gather_headers(std::size_t size, double timeout_s, std::vector<int>& counts, std::vector<int>& bytes) {
+    std::vector<std::array<int, 2>> headers(size);
+    std::vector<MPI_Request> requests(size, MPI_REQUEST_NULL);
+    for (std::size_t r = 1; r < size; ++r)
+        MPI_Irecv(headers[r].data(), 2, MPI_INT, static_cast<int>(r), 17, MPI_COMM_WORLD, &requests[r]);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    for (;;) {
+        int done = 0;
+        MPI_Testall(static_cast<int>(size), requests.data(), &done, MPI_STATUSES_IGNORE);
+        if (done) break;
+        if (std::chrono::steady_clock::now() > deadline) {
+            std::string missing;
+            for (std::size_t r = 1; r < size; ++r) {
+                int arrived = 0;
+                if (requests[r] != MPI_REQUEST_NULL) MPI_Test(&requests[r], &arrived, MPI_STATUS_IGNORE);
+                if (requests[r] != MPI_REQUEST_NULL) missing += (missing.empty() ? "" : ", ") + std::to_string(r);
+            }
+            std::cerr << "dnnplan: sweep: rank " << missing << " sent no results within " << timeout_s
+                      << " s (hung or too slow; --timeout sets the limit); aborting\n";
+            MPI_Abort(MPI_COMM_WORLD, 3);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    for (std::size_t r = 1; r < size; ++r) {
+        counts[r] = headers[r][0];
+        bytes[r] = headers[r][1];
+    }
+}
+}  // namespace
+
 std::vector<std::string> run(const Session& session, std::size_t count,
-                             const std::function<std::string(std::size_t)>& evaluate, const ProgressFn& progress) {
+                             const std::function<std::string(std::size_t)>& evaluate, const ProgressFn& progress,
+                             const RunOptions& options) {
     const std::size_t size = static_cast<std::size_t>(session.size()), rank = static_cast<std::size_t>(session.rank());
+    if (session.distributed()) inject_fault(options.inject_fault, rank);
     // Round robin: neighbouring configurations (e.g. growing P) have similar costs, so every rank
     // gets a similar mix.
     std::size_t mine = count > rank ? (count - rank + size - 1) / size : 0;
@@ -107,8 +157,14 @@ std::vector<std::string> run(const Session& session, std::size_t count,
     }
     int bytes = static_cast<int>(n_bytes);
     std::vector<int> all_counts(rank == 0 ? size : 0), all_bytes(rank == 0 ? size : 0);
-    MPI_Gather(&n_lengths, 1, MPI_INT, all_counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-    MPI_Gather(&bytes, 1, MPI_INT, all_bytes.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        all_counts[0] = n_lengths;
+        all_bytes[0] = bytes;
+        gather_headers(size, options.timeout_s, all_counts, all_bytes);
+    } else {
+        const std::array<int, 2> header{n_lengths, bytes};
+        MPI_Send(header.data(), 2, MPI_INT, 0, 17, MPI_COMM_WORLD);
+    }
     std::vector<int> count_offsets(size, 0), byte_offsets(size, 0);
     std::vector<long long> all_lengths;
     std::string all_packed;

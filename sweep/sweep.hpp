@@ -47,8 +47,19 @@ using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
 // returns every result in index order on rank 0; other ranks get an empty vector. `evaluate`
 // must not throw across ranks: an exception aborts the whole MPI job (one message, exit 2)
 // rather than leave the other ranks waiting.
+//
+// Under mpirun, rank 0 waits at most `options.timeout_s` for every other rank's results; a rank
+// that has not reported by then is named ("rank 2 sent no results within 600 s") and the job is
+// aborted with exit status 3. A rank that dies is reported by mpirun itself, naming the rank.
+struct RunOptions {
+    double timeout_s = 600;
+    // Testing only: "kill:RANK" or "hang:RANK" makes that rank die (SIGKILL) or hang before its
+    // first configuration, to exercise the fault handling.
+    std::string inject_fault;
+};
 std::vector<std::string> run(const Session& session, std::size_t count,
-                             const std::function<std::string(std::size_t)>& evaluate, const ProgressFn& progress = {});
+                             const std::function<std::string(std::size_t)>& evaluate, const ProgressFn& progress = {},
+                             const RunOptions& options = {});
 
 // A progress bar with the time left, on stderr when it is a terminal; silent otherwise.
 class ProgressBar {

@@ -32,6 +32,34 @@ std::vector<std::string> split_commas(const std::string& s) {
 }
 }  // namespace
 
+namespace {
+// Every rank must run the same plans (an MPMD launch could hand ranks different files): compare a
+// digest of each rank's jobs (network, batch, every layer's layout) with rank 0's, and name the
+// ranks that differ before any of them starts communicating.
+void check_same_jobs_everywhere(const std::vector<dnnplan::validators::PlanJob>& jobs, int me, int np) {
+    std::uint64_t digest = 1469598103934665603ULL;
+    auto mix = [&](const std::string& text) {
+        for (unsigned char c : text) digest = (digest ^ c) * 1099511628211ULL;
+        digest = (digest ^ 0xff) * 1099511628211ULL;
+    };
+    for (const auto& job : jobs) {
+        mix(job.network->name);
+        mix(std::to_string(job.model->options().batch));
+        for (const auto& layout : job.scored.anchor_layouts) mix(dnnplan::planner::to_string(layout));
+    }
+    std::vector<unsigned long long> all(static_cast<std::size_t>(np));
+    unsigned long long mine = digest;
+    MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD);
+    std::string differing;
+    for (int r = 1; r < np; ++r)
+        if (all[static_cast<std::size_t>(r)] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
+    if (!differing.empty())
+        throw dnnplan::InputError("validate", "",
+                                  "rank " + differing + " was given different plans than rank 0 (every rank must run the "
+                                  "same plan files)");
+}
+}  // namespace
+
 int main(int argc, char** argv) {
     MPI_Init(&argc, &argv);
     // One BLAS thread per rank: the ranks are the parallelism (and share the cores).
@@ -116,6 +144,7 @@ int main(int argc, char** argv) {
                 for (const std::string& f : plans) jobs.push_back(load_plan_job(f, cluster, data_dir()));
             }
             for (const PlanJob& job : jobs) check_runnable(job, np);
+            check_same_jobs_everywhere(jobs, me, np);
             StepMonitor monitor(me, timeout, status_dir, inject);
             run.check = !no_check;
             run.trace = !trace.empty();

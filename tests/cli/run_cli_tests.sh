@@ -161,6 +161,20 @@ check "pipeline search counts skipped configurations" \
 run --net lenet5 --procs 6 --batch 64
 check "the text output states the skipped count" grep -Eq '^pipeline search: [0-9]+ configurations scored \([0-9]+ over memory\), [1-9][0-9]* skipped' "$work/stdout"
 
+# An interrupted run (issue 9): a sweep killed mid-way leaves the previous output intact and no
+# partial or temporary file (outputs are written to a temporary name and renamed at the end).
+mkdir -p "$work/kill"
+printf 'previous\n' >"$work/kill/sweep.csv"
+"$DNNPLAN" sweep --net resnet1001,resnet152,unet,gpt2 --procs 1:4096 --cluster cori-knl,frontera,stampede2-skx \
+    --out "$work/kill/sweep.csv" >/dev/null 2>&1 &
+sweep_pid=$!
+sleep 0.5
+check "the long sweep is still running when it is killed" kill -0 "$sweep_pid"
+kill -9 "$sweep_pid" 2>/dev/null
+wait "$sweep_pid" 2>/dev/null
+check "a killed sweep leaves the previous file intact" bash -c '[ "$(cat "$1")" = previous ]' _ "$work/kill/sweep.csv"
+check "a killed sweep leaves no temporary file" bash -c '[ "$(ls -A "$1")" = sweep.csv ]' _ "$work/kill"
+
 # Nothing feasible: exit 1, the closest candidates' reasons on stderr, "best": null in JSON.
 run --net gpt3-175b --procs 8 --cluster dgx-a100
 check "no feasible plan exits 1" [ "$status" -eq 1 ]

@@ -38,5 +38,26 @@ status=$?
 n=$(grep -c "nosuchnet" "$work/bad.err")
 [ "$n" -eq 1 ] || fail "bad input under mpirun: $n messages naming nosuchnet, expected 1: $(cat "$work/bad.err")"
 
+# Faults (issue 9): a rank that dies is named by mpirun; a rank that hangs is named by rank 0
+# after --timeout; either way the exit status is non-zero and no result file is written.
+"$MPIRUN" --allow-run-as-root --oversubscribe -np 3 "$DNNPLAN" "${args[@]}" --out "$work/killed.csv" \
+    --inject-fault kill:1 >"$work/killed.out" 2>"$work/killed.err"
+status=$?
+[ "$status" -ne 0 ] || fail "a killed rank: exit status 0"
+grep -q "process rank 1 .*exited on signal 9" "$work/killed.err" || fail "a killed rank is not named: $(head -c 400 "$work/killed.err")"
+[ -e "$work/killed.csv" ] && fail "a killed rank: a result file was written"
+
+start=$(date +%s)
+timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 3 "$DNNPLAN" "${args[@]}" --out "$work/hung.csv" \
+    --inject-fault hang:2 --timeout 2 >"$work/hung.out" 2>"$work/hung.err"
+status=$?
+elapsed=$(($(date +%s) - start))
+[ "$status" -ne 0 ] || fail "a hung rank: exit status 0"
+[ "$status" -ne 124 ] || fail "a hung rank was not detected within 120 s"
+grep -q "^dnnplan: sweep: rank 2 sent no results within 2 s" "$work/hung.err" ||
+    fail "a hung rank is not named: $(head -c 400 "$work/hung.err")"
+[ "$elapsed" -lt 60 ] || fail "a hung rank took $elapsed s to be reported with --timeout 2"
+[ -e "$work/hung.csv" ] && fail "a hung rank: a result file was written"
+
 [ "$failed" -eq 0 ] && echo "sweep under mpirun: identical to the serial sweep ($((lines - 1)) configurations)"
 exit "$failed"

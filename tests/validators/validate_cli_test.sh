@@ -48,4 +48,10 @@ check "a killed rank is named with its step" 3 "rank 1 died \(exited on signal 9
 check "a hung rank is named with its step, within the timeout" 3 "rank 2 hung in step 'fc2" -- \
     timeout 60 "$DNNPLAN" validate --net lenet5 --batch 8 --strategies grid-domain --cluster cori-knl --np 4 \
     --iterations 1 --timeout 2 --inject-fault hang:2:fc2
+# Ranks given different plans (an MPMD launch): named before anything communicates, exit 2.
+worker=$(dirname "$DNNPLAN")/dnnplan-validate
+check "ranks given different plans are named" 2 "rank 1 was given different plans than rank 0" -- \
+    timeout 120 mpirun --allow-run-as-root --oversubscribe \
+    -np 1 "$worker" validate --net lenet5 --batch 8 --cluster cori-knl --strategies batch : \
+    -np 1 "$worker" validate --net lenet5 --batch 8 --cluster cori-knl --strategies model
 exit $fail
