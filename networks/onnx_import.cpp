@@ -333,6 +333,10 @@ private:
                 batch_ = kProbeBatch;
             }
         }
+        // libonnx 1.12 crashes on a node whose input has no type (a Shape fed by an unknown operator,
+        // found by fuzzing): type the unknown operators' outputs that can be typed before inference
+        // (from graph inputs and initializers), and refuse to infer while any of them stays untyped.
+        if (options_.allow_unknown_ops) type_unknown_operators();
         run_shape_inference();
         // libonnx's data propagation stops at Div, Cast and the like; fold those shape computations
         // here into Constant nodes and infer again.
@@ -347,12 +351,81 @@ private:
             for (int pass = 0; pass < graph->node_size() && type_unknown_outputs(); ++pass) run_shape_inference();
     }
 
+    // libonnx 1.12 crashes on a node whose input has no type (a Shape fed by an unknown operator,
+    // found by fuzzing). So the unknown operators' outputs are typed first, in rounds: inference runs
+    // on a copy of the graph without the nodes downstream of a still-untyped unknown output, which
+    // types the unknown operators' inputs; their outputs then take their first input's type.
+    void type_unknown_operators() {
+        const auto& graph = model_.graph();
+        for (int round = 0; round <= graph.node_size(); ++round) {
+            while (type_unknown_outputs()) {
+            }
+            std::set<std::string> typed, blocked;
+            for (const auto& vi : graph.value_info()) typed.insert(vi.name());
+            for (const auto& vi : graph.input()) typed.insert(vi.name());
+            for (const auto& t : graph.initializer()) typed.insert(t.name());
+            onnx::ModelProto reachable = model_;
+            auto* nodes = reachable.mutable_graph()->mutable_node();
+            nodes->Clear();
+            for (const auto& node : graph.node()) {
+                bool reads_blocked = false;
+                for (const auto& in : node.input()) reads_blocked = reads_blocked || blocked.count(in) > 0;
+                const bool untyped_unknown =
+                    classify(node) == OpClass::unknown &&
+                    std::any_of(node.output().begin(), node.output().end(),
+                                [&](const std::string& out) { return !out.empty() && !typed.count(out); });
+                if (reads_blocked || untyped_unknown) {
+                    for (const auto& out : node.output()) blocked.insert(out);
+                    continue;
+                }
+                *nodes->Add() = node;
+            }
+            if (blocked.empty()) return;
+            auto* outputs = reachable.mutable_graph()->mutable_output();
+            for (int i = outputs->size(); i-- > 0;)
+                if (blocked.count(outputs->Get(i).name())) outputs->DeleteSubrange(i, 1);
+            std::swap(model_, reachable);
+            try {
+                run_shape_inference();
+            } catch (...) {
+                std::swap(model_, reachable);
+                throw;
+            }
+            std::swap(model_, reachable);
+            *model_.mutable_graph()->mutable_value_info() = reachable.graph().value_info();
+            if (!type_unknown_outputs()) {
+                for (int i = 0; i < graph.node_size(); ++i)
+                    if (classify(graph.node(i)) == OpClass::unknown && graph.node(i).output_size() > 0 &&
+                        blocked.count(graph.node(i).output(0))) {
+                        node_index_ = i;
+                        fail_node("--allow-unknown-ops: the type of unsupported operator " + graph.node(i).op_type() +
+                                  "'s output cannot be inferred from its inputs");
+                    }
+                return;
+            }
+        }
+    }
+
     // Gives the first untyped output of an unknown operator its first input's type; true if it did.
     bool type_unknown_outputs() {
         auto* graph = model_.mutable_graph();
         std::unordered_map<std::string, const onnx::ValueInfoProto*> typed;
         for (const auto& vi : graph->value_info()) typed[vi.name()] = &vi;
         for (const auto& vi : graph->input()) typed[vi.name()] = &vi;
+        // Initializers are typed by their data type and dims.
+        std::vector<onnx::ValueInfoProto> initializer_types;
+        initializer_types.reserve(static_cast<std::size_t>(graph->initializer_size()));
+        for (const auto& t : graph->initializer()) {
+            if (typed.count(t.name())) continue;
+            onnx::ValueInfoProto info;
+            info.set_name(t.name());
+            auto* tensor = info.mutable_type()->mutable_tensor_type();
+            tensor->set_elem_type(t.data_type());
+            auto* shape = tensor->mutable_shape();
+            for (auto d : t.dims()) shape->add_dim()->set_dim_value(d);
+            initializer_types.push_back(std::move(info));
+        }
+        for (const auto& info : initializer_types) typed[info.name()] = &info;
         for (const auto& node : graph->node()) {
             if (classify(node) != OpClass::unknown || node.input_size() == 0) continue;
             auto in = typed.find(node.input(0));

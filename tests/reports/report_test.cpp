@@ -3,7 +3,6 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <map>
-#include <regex>
 
 #include "clusters/cluster.hpp"
 #include "common/diagnostics.hpp"
@@ -68,21 +67,43 @@ std::vector<std::string> svgs_of(const std::string& html) {
     return out;
 }
 
-// table id -> rows -> (key, exact value) of every numeric cell, read back from the HTML.
+// table id -> rows -> (key, exact value) of every numeric cell, read back from the HTML. Plain
+// string scanning: libstdc++'s std::regex recurses per character and overflows the stack on a
+// whole report.
 std::map<std::string, std::vector<std::vector<std::pair<std::string, double>>>> html_numbers(const std::string& html) {
     std::map<std::string, std::vector<std::vector<std::pair<std::string, double>>>> out;
-    std::regex table_re("<table id=\"t-([a-z_]+)\">([\\s\\S]*?)</table>");
-    std::regex row_re("<tr>([\\s\\S]*?)</tr>");
-    std::regex cell_re("data-key=\"([a-z_]+)\" data-value=\"([^\"]+)\"");
-    for (std::sregex_iterator t(html.begin(), html.end(), table_re), end; t != end; ++t) {
-        auto& rows = out[(*t)[1]];
-        std::string body = (*t)[2];
-        for (std::sregex_iterator r(body.begin(), body.end(), row_re); r != end; ++r) {
-            std::string row = (*r)[1];
+    auto between = [](const std::string& text, std::size_t from, const std::string& open, const std::string& close,
+                      std::size_t& end) -> std::string {
+        std::size_t start = text.find(open, from);
+        if (start == std::string::npos) return end = std::string::npos, std::string();
+        start += open.size();
+        end = text.find(close, start);
+        if (end == std::string::npos) return std::string();
+        std::string inside = text.substr(start, end - start);
+        end += close.size();
+        return inside;
+    };
+    const std::string table_open = "<table id=\"t-";
+    for (std::size_t at = html.find(table_open); at != std::string::npos; at = html.find(table_open, at)) {
+        std::size_t id_end = html.find('"', at + table_open.size());
+        std::string id = html.substr(at + table_open.size(), id_end - at - table_open.size());
+        std::size_t body_start = html.find('>', id_end) + 1, body_end = html.find("</table>", body_start);
+        std::string body = html.substr(body_start, body_end - body_start);
+        at = body_end;
+        auto& rows = out[id];
+        std::size_t end = 0;
+        for (std::string row = between(body, 0, "<tr>", "</tr>", end); end != std::string::npos;
+             row = between(body, end, "<tr>", "</tr>", end)) {
             if (row.find("<th>") != std::string::npos) continue;
             rows.emplace_back();
-            for (std::sregex_iterator c(row.begin(), row.end(), cell_re); c != end; ++c)
-                rows.back().emplace_back((*c)[1], std::stod((*c)[2]));
+            std::size_t cell = 0;
+            for (std::string key = between(row, 0, "data-key=\"", "\"", cell); cell != std::string::npos;
+                 key = between(row, cell, "data-key=\"", "\"", cell)) {
+                std::size_t value_end = 0;
+                std::string value = between(row, cell, "data-value=\"", "\"", value_end);
+                rows.back().emplace_back(key, std::stod(value));
+                cell = value_end;
+            }
         }
     }
     return out;
