@@ -56,6 +56,9 @@ struct PlanningArgs {
     bool roofline = false;
     networks::LoadOptions load;  // --allow-unknown-ops (ONNX import)
 };
+// The options shared by report and sweep that shape the model: --batch, --dtype, --optimizer,
+// --no-overlap, --roofline (`each` words the defaults for a list of networks).
+void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each = false);
 // Owns the network and cluster a CostModel built from it refers to: keep it alive as long.
 struct PlanningInputs {
     std::string net_path, cluster_path;

@@ -85,14 +85,7 @@ Command add_report_command(CLI::App& app) {
     cmd->add_option("--net", p.net, "network spec file or built-in name")->required();
     cmd->add_option("--procs,-p", p.procs, "number of processes P")->required();
     cmd->add_option("--cluster", p.cluster, "cluster file or preset name")->capture_default_str();
-    cmd->add_option("--batch", p.batch, "global batch size (default: the network's)");
-    cmd->add_option("--dtype", p.dtype, "fp32, fp16 or bf16 (default: the network's)")
-        ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
-    cmd->add_option("--optimizer", p.optimizer, "sgd (with momentum) or adam")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"sgd", "adam"}));
-    cmd->add_flag("--no-overlap", p.no_overlap, "do not overlap gradient all-reduce with the backward pass");
-    cmd->add_flag("--roofline", p.roofline, "compute time is the max of FLOPs/rate and bytes/memory bandwidth");
+    add_model_options(cmd, p);
     cmd->add_option("--out", o->out, "write to this file (.html, .md, .csv or .json; default: stdout)");
     cmd->add_option("--format", o->format, "html, md, csv or json (default: from --out's extension, else md)")
         ->check(CLI::IsMember({"html", "md", "markdown", "csv", "json"}));

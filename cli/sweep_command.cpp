@@ -98,14 +98,7 @@ Command add_sweep_command(CLI::App& app) {
     cmd->add_option("--net", p.net, "networks, comma-separated (built-in names or files)")->required();
     cmd->add_option("--procs,-p", o->procs, "process counts: 8:4096 (doubling), 8,64,512, or a mix")->required();
     cmd->add_option("--cluster", p.cluster, "clusters, comma-separated (presets or files)")->capture_default_str();
-    cmd->add_option("--batch", p.batch, "global batch size (default: each network's)");
-    cmd->add_option("--dtype", p.dtype, "fp32, fp16 or bf16 (default: each network's)")
-        ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
-    cmd->add_option("--optimizer", p.optimizer, "sgd (with momentum) or adam")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"sgd", "adam"}));
-    cmd->add_flag("--no-overlap", p.no_overlap, "do not overlap gradient all-reduce with the backward pass");
-    cmd->add_flag("--roofline", p.roofline, "compute time is the max of FLOPs/rate and bytes/memory bandwidth");
+    add_model_options(cmd, p, true);
     cmd->add_option("--out", o->out, "write to this file (default: stdout)");
     cmd->add_option("--format", o->format, "csv or json (default: json for a .json --out, else csv)")
         ->check(CLI::IsMember({"csv", "json"}));
