@@ -45,6 +45,13 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
         clusters.push_back(clusters::load_cluster_file(cluster_paths.back()));
     }
     std::vector<Config> configs;
+    // What every rank must agree on (an MPMD launch could give ranks different lists): the inputs
+    // and the options that shape each result.
+    sweep::RunOptions run_options = o.run;
+    run_options.fingerprint = o.planning.net + "|" + o.planning.cluster + "|" + o.procs + "|" +
+                              std::to_string(o.planning.batch) + "|" + o.planning.dtype + "|" + o.planning.optimizer +
+                              "|" + std::to_string(o.planning.no_overlap) + std::to_string(o.planning.roofline) + "|" +
+                              format;
     for (std::size_t n = 0; n < nets.size(); ++n)
         for (std::size_t c = 0; c < clusters.size(); ++c)
             for (std::int64_t p : procs) configs.push_back({n, c, p});
@@ -69,7 +76,7 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     sweep::ProgressBar bar(session.rank() == 0 && sweep::stderr_is_terminal());
     std::vector<std::string> results =
         sweep::run(session, configs.size(), evaluate, [&](std::size_t done, std::size_t total) { bar(done, total); },
-                   o.run);
+                   run_options);
     bar.finish();
     if (session.rank() != 0) return 0;
     std::vector<Json> rows;

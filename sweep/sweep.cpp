@@ -88,6 +88,25 @@ void inject_fault(const std::string& fault, std::size_t rank) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
+// Every rank compares a digest of its inputs with rank 0's; rank 0 names the ranks that differ.
+void check_same_inputs(const std::string& fingerprint, std::size_t rank, std::size_t size) {
+    unsigned long long digest = 1469598103934665603ULL;
+    for (unsigned char c : fingerprint) digest = (digest ^ c) * 1099511628211ULL;
+    std::vector<unsigned long long> all(size);
+    MPI_Allgather(&digest, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD);
+    std::string differing;
+    for (std::size_t r = 1; r < size; ++r)
+        if (all[r] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
+    if (differing.empty()) return;
+    if (rank == 0)
+        std::cerr << "dnnplan: sweep: " << (differing.find(',') == std::string::npos ? "rank " : "ranks ") << differing
+                  << (differing.find(',') == std::string::npos ? " was" : " were")
+                  << " given different inputs than rank 0 (every rank must run the same command)\n";
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Finalize();
+    std::exit(2);
+}
+
 // Rank 0 receives every other rank's header {result count, bytes} by polling, so that a rank that
 // never reports is named after the timeout instead of blocking the sweep for ever.
 void gather_headers(std::size_t size, double timeout_s, std::vector<int>& counts, std::vector<int>& bytes) {
@@ -124,7 +143,10 @@ std::vector<std::string> run(const Session& session, std::size_t count,
                              const std::function<std::string(std::size_t)>& evaluate, const ProgressFn& progress,
                              const RunOptions& options) {
     const std::size_t size = static_cast<std::size_t>(session.size()), rank = static_cast<std::size_t>(session.rank());
-    if (session.distributed()) inject_fault(options.inject_fault, rank);
+    if (session.distributed()) {
+        check_same_inputs(options.fingerprint, rank, size);
+        inject_fault(options.inject_fault, rank);
+    }
     // Round robin: neighbouring configurations (e.g. growing P) have similar costs, so every rank
     // gets a similar mix.
     std::size_t mine = count > rank ? (count - rank + size - 1) / size : 0;

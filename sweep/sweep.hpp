@@ -56,6 +56,9 @@ struct RunOptions {
     // Testing only: "kill:RANK" or "hang:RANK" makes that rank die (SIGKILL) or hang before its
     // first configuration, to exercise the fault handling.
     std::string inject_fault;
+    // The inputs this rank was given; under mpirun every rank must have rank 0's, else the ranks
+    // that differ are named and the job ends (exit 2) before any configuration runs.
+    std::string fingerprint;
 };
 std::vector<std::string> run(const Session& session, std::size_t count,
                              const std::function<std::string(std::size_t)>& evaluate, const ProgressFn& progress = {},

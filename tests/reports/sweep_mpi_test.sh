@@ -59,5 +59,15 @@ grep -q "^dnnplan: sweep: rank 2 sent no results within 2 s" "$work/hung.err" ||
 [ "$elapsed" -lt 60 ] || fail "a hung rank took $elapsed s to be reported with --timeout 2"
 [ -e "$work/hung.csv" ] && fail "a hung rank: a result file was written"
 
+# Ranks given different inputs (an MPMD launch) are named before any configuration runs.
+timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 1 "$DNNPLAN" sweep --net lenet5 --procs 1:8 \
+    --out "$work/mixed.csv" : -np 2 "$DNNPLAN" sweep --net smallcnn --procs 1:8 --out "$work/mixed.csv" \
+    >"$work/mixed.out" 2>"$work/mixed.err"
+status=$?
+[ "$status" -ne 0 ] || fail "ranks with different inputs: exit status 0"
+grep -q "^dnnplan: sweep: ranks 1, 2 were given different inputs than rank 0" "$work/mixed.err" ||
+    fail "ranks with different inputs are not named: $(head -c 400 "$work/mixed.err")"
+[ -e "$work/mixed.csv" ] && fail "ranks with different inputs: a result file was written"
+
 [ "$failed" -eq 0 ] && echo "sweep under mpirun: identical to the serial sweep ($((lines - 1)) configurations)"
 exit "$failed"
