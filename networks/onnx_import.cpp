@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -460,6 +461,9 @@ private:
         }
         if (child == 0) {
             ::close(fds[0]);
+            // A crash here must only end the child (the parent reports it), not run the handlers of a
+            // sanitizer or fuzzer inherited from the parent.
+            for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) std::signal(sig, SIG_DFL);
             std::string reply;
             try {
                 onnx::ShapeInferenceOptions inference(false, 0, true);
