@@ -41,10 +41,12 @@ std::string truncate_utf8(const std::string& s, std::size_t limit) {
 }
 
 std::string format_location(const std::string& file, const std::string& location, const std::string& message) {
-    // Syntax errors carry "LINE:COL" and are written FILE:LINE:COL; pointers are "FILE: /ptr".
-    std::string line = !location.empty() && location.front() != '/' ? file + ":" + location + ": " + message
-                       : location.empty()                          ? file + ": " + message
-                                                                   : file + ": " + location + ": " + message;
+    // Syntax errors carry "LINE:COL" and are written FILE:LINE:COL; pointers (and option names such
+    // as "--hosts") are written "FILE: /ptr".
+    const bool position = !location.empty() && location.front() >= '0' && location.front() <= '9';
+    std::string line = position           ? file + ":" + location + ": " + message
+                       : location.empty() ? file + ": " + message
+                                          : file + ": " + location + ": " + message;
     // A message quotes names from the input; a multi-megabyte name must not make a multi-megabyte line.
     constexpr std::size_t kMaxMessageBytes = 4096;
     return one_line(truncate_utf8(line, kMaxMessageBytes));
