@@ -15,21 +15,14 @@
 #include "planner/cost_model.hpp"
 #include "planner/pipeline.hpp"
 #include "planner/search.hpp"
+#include "planner_test_helpers.hpp"
 
 using namespace dnnplan;
 using namespace dnnplan::planner;
+using namespace dnnplan::planner::test;
 
 namespace {
 
-const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
-
-clusters::Cluster preset(const std::string& name) {
-    return clusters::load_cluster_file(kSourceDir + "/clusters/" + name + ".json");
-}
-
-networks::Network builtin(const std::string& name) {
-    return networks::load_network_file(kSourceDir + "/networks/" + name + ".json");
-}
 
 PlannerOptions single(std::int64_t batch) {
     PlannerOptions o;

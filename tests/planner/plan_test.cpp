@@ -17,19 +17,12 @@
 
 using namespace dnnplan;
 using namespace dnnplan::planner;
+using namespace dnnplan::planner::test;
 using dnnplan::planner::test::check_equal;
 
 namespace {
 
 const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
-
-networks::Network builtin(const std::string& name) {
-    return networks::load_network_file(kSourceDir + "/networks/" + name + ".json");
-}
-clusters::Cluster preset(const std::string& name) {
-    return clusters::load_cluster_file(kSourceDir + "/clusters/" + name + ".json");
-}
-
 
 Plan make_plan(const networks::Network& net, const std::string& source, const clusters::Cluster& cluster,
                const std::string& cluster_source, const CostModel& model, const Candidate& c) {

@@ -5,9 +5,36 @@
 
 #include <catch2/catch.hpp>
 
+#include <string>
+
+#include "clusters/cluster.hpp"
+#include "networks/network.hpp"
 #include "planner/cost_model.hpp"
 
 namespace dnnplan::planner::test {
+
+inline networks::Network builtin(const std::string& name) {
+    return networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/" + name + ".json");
+}
+
+inline clusters::Cluster preset(const std::string& name) {
+    return clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/" + name + ".json");
+}
+
+// One device per node, 1 TFLOP/s fp32 at full efficiency, 2^50 bytes of memory, and the same
+// alpha-beta link inside and between nodes: the figures the hand calculations use.
+inline clusters::Cluster hand_cluster(double bandwidth = 1e9, double latency = 1e-6) {
+    clusters::Cluster c;
+    c.name = "hand";
+    c.nodes = 1 << 22;
+    c.devices_per_node = 1;
+    c.device.peak_flops[DType::fp32] = 1e12;
+    c.device.achievable_fraction = 1.0;
+    c.device.memory_bytes = std::int64_t{1} << 50;
+    c.inter_node = clusters::Link{bandwidth, latency};
+    c.intra_node = clusters::Link{bandwidth, latency};
+    return c;
+}
 
 // Field by field, so a failure names the field that differs.
 inline void check_equal(const CostBreakdown& x, const CostBreakdown& y) {

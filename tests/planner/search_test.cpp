@@ -16,33 +16,14 @@
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/search.hpp"
+#include "planner_test_helpers.hpp"
 
 using namespace dnnplan;
 using namespace dnnplan::planner;
+using namespace dnnplan::planner::test;
 
 namespace {
 
-const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
-
-clusters::Cluster hand_cluster(double bandwidth = 1e9, double latency = 1e-6) {
-    clusters::Cluster c;
-    c.name = "hand";
-    c.nodes = 1 << 22;
-    c.devices_per_node = 1;
-    c.device.peak_flops[DType::fp32] = 1e12;
-    c.device.achievable_fraction = 1.0;
-    c.device.memory_bytes = std::int64_t{1} << 50;
-    c.inter_node = clusters::Link{bandwidth, latency};
-    return c;
-}
-
-clusters::Cluster preset(const std::string& name) {
-    return clusters::load_cluster_file(kSourceDir + "/clusters/" + name + ".json");
-}
-
-networks::Network builtin(const std::string& name) {
-    return networks::load_network_file(kSourceDir + "/networks/" + name + ".json");
-}
 
 PlannerOptions options(std::int64_t procs, std::int64_t batch, bool overlap = true) {
     PlannerOptions o;
