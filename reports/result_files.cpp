@@ -16,6 +16,20 @@ std::vector<BreakdownPair> common_seconds(const SpecNode& predicted, const SpecN
     return out;
 }
 
+// The "predicted" block and its counterpart ("simulated" or "measured") of one result: their
+// iteration times and the breakdown keys they share.
+struct BlockPair {
+    double predicted_s = 0, other_s = 0;
+    std::vector<BreakdownPair> breakdown;
+};
+BlockPair read_blocks(const SpecNode& node, const std::string& other_key) {
+    SpecNode predicted = node.child("predicted"), other = node.child(other_key);
+    predicted.expect_object();
+    other.expect_object();
+    return {predicted.get_number("iteration_s", 0), other.get_number("iteration_s", 0),
+            common_seconds(predicted, other)};
+}
+
 // "relative_difference": a number, or an object whose "iteration_s" is the number.
 std::optional<double> relative(const SpecNode& node, const std::string& key) {
     if (!node.has(key)) return std::nullopt;
@@ -34,13 +48,11 @@ SimulatedResult parse_simulated_result(const Json& json, const std::string& file
     SimulatedResult r;
     r.strategy = root.get_string_or("strategy", "");
     r.grid = root.get_string_or("grid", "");
-    SpecNode predicted = root.child("predicted"), simulated = root.child("simulated");
-    predicted.expect_object();
-    simulated.expect_object();
-    r.predicted_s = predicted.get_number("iteration_s", 0);
-    r.simulated_s = simulated.get_number("iteration_s", 0);
+    BlockPair blocks = read_blocks(root, "simulated");
+    r.predicted_s = blocks.predicted_s;
+    r.simulated_s = blocks.other_s;
     r.relative_difference = relative(root, "relative_difference");
-    r.breakdown = common_seconds(predicted, simulated);
+    r.breakdown = std::move(blocks.breakdown);
     return r;
 }
 
@@ -56,13 +68,11 @@ MeasuredResult parse_measured_result(const Json& json, const std::string& file) 
         MeasuredPlan m;
         m.strategy = plan.get_string("strategy");
         m.grid = plan.get_string_or("grid", "");
-        SpecNode predicted = plan.child("predicted"), measured = plan.child("measured");
-        predicted.expect_object();
-        measured.expect_object();
-        m.predicted_s = predicted.get_number("iteration_s", 0);
-        m.measured_s = measured.get_number("iteration_s", 0);
+        BlockPair blocks = read_blocks(plan, "measured");
+        m.predicted_s = blocks.predicted_s;
+        m.measured_s = blocks.other_s;
         m.relative_error = relative(plan, "relative_error");
-        m.breakdown = common_seconds(predicted, measured);
+        m.breakdown = std::move(blocks.breakdown);
         r.plans.push_back(std::move(m));
     }
     return r;
