@@ -53,7 +53,7 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
 }
 
 Device parse_device(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"name", "peak_flops", "achievable_fraction", "memory_bytes", "memory_bandwidth_Bps"});
+    node.check_keys({"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -71,6 +71,8 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
         fraction.fail("must be in (0, 1], got " + fraction.json().dump());
 
     device.memory_bytes = reader.integer(node, "memory_bytes", 1, std::numeric_limits<std::int64_t>::max());
+    if (node.has("reserved_bytes"))
+        device.reserved_bytes = reader.integer(node, "reserved_bytes", 0, device.memory_bytes - 1);
     device.memory_bandwidth_Bps = reader.positive(node, "memory_bandwidth_Bps");
     return device;
 }
@@ -289,6 +291,8 @@ Json to_json(const Cluster& cluster) {
              {"achievable_fraction", sourced(c, "/device/achievable_fraction", c.device.achievable_fraction)},
              {"memory_bytes", sourced(c, "/device/memory_bytes", c.device.memory_bytes)},
              {"memory_bandwidth_Bps", sourced(c, "/device/memory_bandwidth_Bps", c.device.memory_bandwidth_Bps)}};
+    if (c.device.reserved_bytes > 0)
+        out["device"]["reserved_bytes"] = sourced(c, "/device/reserved_bytes", c.device.reserved_bytes);
     // A zero intra-node link means "not given" (one device per node); writing it would not parse.
     if (!(c.intra_node == Link{})) out["intra_node"] = link_json(c, "/intra_node", c.intra_node);
 

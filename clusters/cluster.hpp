@@ -52,7 +52,11 @@ struct Device {
     std::map<DType, double> peak_flops;  // FLOP/s per element type; an absent type is unsupported
     double achievable_fraction = 1.0;    // share of peak that DL kernels reach, in (0, 1]
     std::int64_t memory_bytes = 0;
+    // Memory the driver and the framework hold before the model gets any (CUDA context, the
+    // framework's reserve): plans must fit in memory_bytes - reserved_bytes.
+    std::int64_t reserved_bytes = 0;
     double memory_bandwidth_Bps = 0;
+    std::int64_t usable_memory_bytes() const { return memory_bytes - reserved_bytes; }
     bool operator==(const Device&) const = default;
 };
 

@@ -542,7 +542,7 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
     plan.layers.assign(layers.size(), LayerCost{});
     CostBreakdown& cost = plan.cost;
     Recorder recorder{&plan.calls, &cost};
-    cost.memory_capacity_bytes = static_cast<double>(cluster_->device.memory_bytes);
+    cost.memory_capacity_bytes = static_cast<double>(cluster_->device.usable_memory_bytes());
 
     // Problems with the layouts themselves make the plan infeasible, with the first reason.
     for (int a : anchors_) {

@@ -273,7 +273,7 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     const int n = static_cast<int>(layers.size());
     const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
     CostBreakdown& cost = out.plan.cost;
-    cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.memory_bytes);
+    cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
     std::string problem = pipeline_problem(model, spec);
     if (problem.empty() && spec.tensor != 1) problem = "a graph partition places whole layers (tensor = 1)";
     if (problem.empty() && static_cast<int>(spec.device_of.size()) != n)

@@ -251,7 +251,7 @@ Evaluation evaluate(const CostModel& model, const MicroContext& c, const Pipelin
                     const std::vector<double>& sync, bool keep_stages) {
     Evaluation e;
     CostBreakdown& k = e.cost;
-    k.memory_capacity_bytes = static_cast<double>(model.cluster().device.memory_bytes);
+    k.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
     if (!c.plan.cost.feasible && c.plan.cost.reason.rfind("needs ", 0) != 0) {
         k.feasible = false;
         k.reason = c.plan.cost.reason;
