@@ -71,8 +71,13 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
         fraction.fail("must be in (0, 1], got " + fraction.json().dump());
 
     device.memory_bytes = reader.integer(node, "memory_bytes", 1, std::numeric_limits<std::int64_t>::max());
-    if (node.has("reserved_bytes"))
-        device.reserved_bytes = reader.integer(node, "reserved_bytes", 0, device.memory_bytes - 1);
+    if (node.has("reserved_bytes")) {
+        SpecNode reserved = reader.value_of(node.child("reserved_bytes"));
+        device.reserved_bytes = reserved.as_int(0, std::numeric_limits<std::int64_t>::max());
+        if (device.reserved_bytes >= device.memory_bytes)
+            reserved.fail("must be less than memory_bytes (" + std::to_string(device.memory_bytes) + "), got " +
+                          std::to_string(device.reserved_bytes) + ": nothing would be left for the model");
+    }
     device.memory_bandwidth_Bps = reader.positive(node, "memory_bandwidth_Bps");
     return device;
 }

@@ -661,10 +661,18 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
                         cost.buffers_bytes;
     if (cost.feasible && cost.memory_capacity_bytes > 0 && cost.memory_bytes > cost.memory_capacity_bytes) {
         cost.feasible = false;
-        cost.reason = "needs " + human_bytes(cost.memory_bytes) + " per process, more than the device's " +
-                      human_bytes(cost.memory_capacity_bytes);
+        cost.reason = over_memory_reason(cost.memory_bytes, cluster_->device);
     }
     return plan;
+}
+
+std::string over_memory_reason(double needed_bytes, const clusters::Device& device, const std::string& where) {
+    std::string reason = "needs " + human_bytes(needed_bytes) + " per process" + (where.empty() ? "" : " (" + where + ")");
+    const double usable = static_cast<double>(device.usable_memory_bytes());
+    if (device.reserved_bytes == 0) return reason + ", more than the device's " + human_bytes(usable);
+    return reason + ", more than the " + human_bytes(usable) + " usable on the device (" +
+           human_bytes(static_cast<double>(device.memory_bytes)) + " less " +
+           human_bytes(static_cast<double>(device.reserved_bytes)) + " reserved)";
 }
 
 }  // namespace dnnplan::planner

@@ -81,6 +81,10 @@ struct CostBreakdown {
     }
 };
 
+// "needs 14.8 GiB per process (stage 0), more than the 14.5 GiB usable on the device (15.8 GiB
+// less 1.26 GiB reserved)": the infeasibility reason of a plan over the device's usable memory.
+std::string over_memory_reason(double needed_bytes, const clusters::Device& device, const std::string& where = "");
+
 // Per-layer result of a scored assignment.
 struct LayerCost {
     Layout layout;   // the anchor's layout (followers: their segment anchor's)

@@ -413,8 +413,7 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     k_cost.memory_bytes = memory[worst];
     if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes) {
         k_cost.feasible = false;
-        k_cost.reason = "needs " + human_bytes(k_cost.memory_bytes) + " per process (device " + std::to_string(worst) +
-                        "), more than the device's " + human_bytes(k_cost.memory_capacity_bytes);
+        k_cost.reason = over_memory_reason(k_cost.memory_bytes, model.cluster().device, "device " + std::to_string(worst));
     }
     out.plan.cost = k_cost;
     out.pipeline_s = makespan;

@@ -396,8 +396,7 @@ Evaluation evaluate(const CostModel& model, const MicroContext& c, const Pipelin
     k.memory_bytes = k.weights_bytes + k.gradients_bytes + k.optimizer_bytes + k.activations_bytes + k.buffers_bytes;
     if (k.feasible && k.memory_capacity_bytes > 0 && k.memory_bytes > k.memory_capacity_bytes) {
         k.feasible = false;
-        k.reason = "needs " + human_bytes(k.memory_bytes) + " per process (stage " + std::to_string(worst) +
-                   "), more than the device's " + human_bytes(k.memory_capacity_bytes);
+        k.reason = over_memory_reason(k.memory_bytes, model.cluster().device, "stage " + std::to_string(worst));
     }
     if (keep_stages) {
         for (int s = 0; s < S; ++s) {

@@ -156,6 +156,7 @@ ReportTable inputs_table(const ReportInput& in) {
     number("peak rate (" + to_string(o.dtype) + ")", cluster.peak_flops(o.dtype), "FLOP/s");
     number("achievable fraction of peak", cluster.device.achievable_fraction, "");
     number("device memory", static_cast<double>(cluster.device.memory_bytes), "bytes");
+    number("reserved by driver and framework", static_cast<double>(cluster.device.reserved_bytes), "bytes");
     number("memory bandwidth", cluster.device.memory_bandwidth_Bps, "B/s");
     number("intra-node bandwidth", cluster.intra_node.bandwidth_Bps, "B/s");
     number("intra-node latency", cluster.intra_node.latency_s, "s");

@@ -17,7 +17,7 @@ namespace {
 
 const std::string source_dir = DNNPLAN_SOURCE_DIR;
 const std::string clusters_dir = source_dir + "/clusters";
-const std::vector<std::string> preset_names{"cori-knl", "dgx-a100", "dgx-h100", "frontera", "stampede2-skx"};
+const std::vector<std::string> preset_names{"cori-knl", "dgx-a100", "dgx-h100", "frontera", "stampede2-skx", "summit"};
 
 std::string preset_path(const std::string& name) {
     return clusters_dir + "/" + name + ".json";
@@ -169,6 +169,24 @@ TEST_CASE("DGX A100 and H100 match their datasheet numbers", "[clusters][presets
     CHECK(a.topology.fat_tree_levels == 3);
 }
 
+TEST_CASE("Summit matches its datasheet numbers and TensorFlow's usable V100 memory", "[clusters][presets]") {
+    Cluster s = preset("summit");
+    CHECK(s.total_devices() == 4608 * 6);
+    CHECK(s.peak_flops(DType::fp32) == Approx(15.7e12));
+    CHECK(s.peak_flops(DType::fp16) == Approx(125e12));
+    CHECK_FALSE(s.supports(DType::bf16));  // Volta has no bf16
+    CHECK(s.device.memory_bytes == 1575LL * 1024 * 1024 * 1024 / 100);  // "totalMemory: 15.75GiB"
+    // TensorFlow's device on these GPUs: "with 14842 MB memory" (MiB) is what the model may use.
+    CHECK(s.device.usable_memory_bytes() == 14842LL * 1024 * 1024);
+    CHECK(s.intra_node.bandwidth_Bps == Approx(2 * 25e9));       // two NVLink 2.0 bricks
+    CHECK(s.inter_node.bandwidth_Bps == Approx(2 * 100e9 / 8 / 6));  // dual-rail EDR over 6 GPUs
+    CHECK(s.topology.fat_tree_levels == 3);
+    CHECK(s.topology.oversubscription == 1.0);
+    // The CPU and 80 GB presets reserve nothing.
+    for (const std::string name : {"cori-knl", "dgx-a100", "dgx-h100", "frontera", "stampede2-skx"})
+        CHECK(preset(name).device.reserved_bytes == 0);
+}
+
 TEST_CASE("every number in every preset has a source", "[clusters][presets]") {
     for (const auto& name : preset_names) {
         INFO(name);
@@ -271,6 +289,8 @@ TEST_CASE("each malformed cluster file gives its exact message", "[clusters][err
         {"wrong_topology_parameters",
          "/inter_node/torus: \"torus\" parameters do not apply: the topology is \"fat_tree\""},
         {"zero_memory", "/device/memory_bytes: must be a positive integer, got 0"},
+        {"reserved_too_large",
+         "/device/reserved_bytes: must be less than memory_bytes (1000), got 1000: nothing would be left for the model"},
         {"zero_nodes", "/nodes: must be a positive integer, got 0"},
         {"not_object", "/: expected a cluster spec object, got an array"},
     };

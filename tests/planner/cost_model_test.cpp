@@ -351,19 +351,39 @@ TEST_CASE("ResNet-1001 at batch 1, 224x224, fp32: the one-process memory (HyPar-
     }
 }
 
-// HyPar-Flow reports that ResNet-1001 at batch 1 does not fit a 16 GB GPU. The model predicts
-// 15.90e9 bytes (every layer's output kept plus the live activation gradients, no framework
-// workspace or allocator slack), 5.4% under the paper's TensorFlow measurement of 16.8 GB, so on
-// a 16e9-byte device it says "fits" by 0.6%. Kept visible here,
-// not tuned away (references.md: never tune to reproduce a published figure).
-TEST_CASE("ResNet-1001 at batch 1 does not fit a 16 GB device (HyPar-Flow)", "[planner][memory][!mayfail]") {
+// HyPar-Flow reports that ResNet-1001 at batch 1 needs 16.8 GB, more than a 16 GB GPU. The
+// 16 GB GPU is a V100-SXM2-16GB (the `summit` preset): TensorFlow sees 15.75 GiB and gives its
+// allocator 14,842 MiB (its own start-up log there). Our count (previous test: every output kept,
+// weights, gradients, momentum, the backward working set) is 15.90e9 bytes: more than the
+// allocator's 15.56e9, less than the 16.91e9 the device reports, so the reserve decides. A
+// 192 GiB Frontera node (HyPar-Flow's CPU runs) holds it.
+TEST_CASE("ResNet-1001 at batch 1 does not fit a 16 GB V100 under TensorFlow but fits a 192 GB node (HyPar-Flow)",
+          "[planner][memory]") {
     networks::Network net = builtin("resnet1001");
-    clusters::Cluster small = hand_cluster(kBandwidth, kLatency, 16'000'000'000);
-    CostModel model(net, small, options(1, 1));
-    ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
-    INFO("memory " << plan.cost.memory_bytes << " bytes");
-    CHECK(plan.cost.memory_bytes > 16e9);
-    CHECK_FALSE(plan.cost.feasible);
+    clusters::Cluster summit = clusters::load_cluster_file(kSourceDir + "/clusters/summit.json");
+    clusters::Cluster frontera = clusters::load_cluster_file(kSourceDir + "/clusters/frontera.json");
+    const double usable = 14842.0 * 1024 * 1024;                // 15,563,210,752 B
+    const double reported = 15.75 * 1024 * 1024 * 1024;         // 16,911,433,728 B
+    {
+        CostModel model(net, summit, options(1, 1));
+        ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
+        INFO("memory " << plan.cost.memory_bytes << " bytes, reason: " << plan.cost.reason);
+        CHECK(plan.cost.memory_bytes > usable);
+        CHECK(plan.cost.memory_bytes < reported);  // without the reserve it would fit
+        CHECK(plan.cost.memory_capacity_bytes == usable);
+        CHECK_FALSE(plan.cost.feasible);
+        CHECK(plan.cost.reason.find("usable on the device") != std::string::npos);
+        CHECK(plan.cost.reason.find("reserved") != std::string::npos);
+        // The search finds nothing for one process either: no family can shrink one device's share.
+        SearchResult result = search(model);
+        CHECK(result.feasible_count == 0);
+    }
+    {
+        CostModel model(net, frontera, options(1, 1));
+        ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
+        CHECK(plan.cost.memory_capacity_bytes == 192.0 * 1024 * 1024 * 1024);
+        CHECK(plan.cost.feasible);
+    }
 }
 
 TEST_CASE("invariants: costs finite and non-negative, more bandwidth never slower, batch comm independent of B", "[planner][invariants]") {
