@@ -18,6 +18,9 @@ std::int64_t dtype_bytes(DType dtype);
 
 // Overflow-checked arithmetic on counts: nullopt when the exact result does not fit 64 bits.
 // Inline: shape inference and totals call them for every count of every layer.
+// What a layer reports when a count (shape product, FLOPs) overflows 64-bit integers.
+inline constexpr const char* kCountOverflow = "counts overflow 64-bit integers (sizes too large)";
+
 inline std::optional<std::int64_t> checked_mul(std::int64_t a, std::int64_t b) {
     std::int64_t r;
     if (__builtin_mul_overflow(a, b, &r)) return std::nullopt;

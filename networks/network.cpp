@@ -434,14 +434,10 @@ public:
 private:
     [[noreturn]] void fail(const std::string& message) const { node_.fail(message); }
 
-    std::int64_t mul(std::int64_t a, std::int64_t b) const {
-        auto r = checked_mul(a, b);
-        if (!r) fail("counts overflow 64-bit integers (sizes too large)");
-        return *r;
-    }
-    std::int64_t add(std::int64_t a, std::int64_t b) const {
-        auto r = checked_add(a, b);
-        if (!r) fail("counts overflow 64-bit integers (sizes too large)");
+    std::int64_t mul(std::int64_t a, std::int64_t b) const { return or_fail(checked_mul(a, b)); }
+    std::int64_t add(std::int64_t a, std::int64_t b) const { return or_fail(checked_add(a, b)); }
+    std::int64_t or_fail(std::optional<std::int64_t> r) const {
+        if (!r) fail(kCountOverflow);
         return *r;
     }
     std::int64_t product(const Shape& shape) const {

@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 namespace dnnplan::networks {
@@ -890,14 +891,10 @@ private:
     }
 
     // Checked arithmetic for counts; an overflow is an error at the node.
-    std::int64_t mul(std::int64_t a, std::int64_t b) const {
-        auto r = checked_mul(a, b);
-        if (!r) fail_node("counts overflow 64-bit integers (sizes too large)");
-        return *r;
-    }
-    std::int64_t add(std::int64_t a, std::int64_t b) const {
-        auto r = checked_add(a, b);
-        if (!r) fail_node("counts overflow 64-bit integers (sizes too large)");
+    std::int64_t mul(std::int64_t a, std::int64_t b) const { return or_fail(checked_mul(a, b)); }
+    std::int64_t add(std::int64_t a, std::int64_t b) const { return or_fail(checked_add(a, b)); }
+    std::int64_t or_fail(std::optional<std::int64_t> r) const {
+        if (!r) fail_node(kCountOverflow);
         return *r;
     }
 
@@ -970,6 +967,36 @@ private:
     static std::pair<std::int64_t, std::int64_t> hw(const std::vector<std::int64_t>& v, std::int64_t one) {
         if (v.size() == 1) return {one, v[0]};
         return {v[v.size() - 2], v[v.size() - 1]};
+    }
+
+    // A Window on the 2-D view: the last two axes' geometry, and the product of the leading axes'
+    // kernel sizes (a 3-D window folds its depth into the channels or the window length).
+    struct PlanarWindow {
+        std::int64_t kh, kw, sh, sw, dh, dw, ph, pw, gh, gw, ih, iw, folded_kernel = 1;
+    };
+    PlanarWindow planar(const Window& w, const Shape& spatial) const {
+        PlanarWindow p{};
+        p.folded_kernel = 1;
+        for (std::size_t i = 0; i + 2 < spatial.size(); ++i) p.folded_kernel = mul(p.folded_kernel, w.kernel[i]);
+        std::tie(p.kh, p.kw) = hw(w.kernel, 1);
+        std::tie(p.sh, p.sw) = hw(w.stride, 1);
+        std::tie(p.dh, p.dw) = hw(w.dilation, 1);
+        std::tie(p.ph, p.pw) = hw(w.pad, 0);
+        std::tie(p.gh, p.gw) = hw(w.grow, 0);
+        std::tie(p.ih, p.iw) = hw(spatial, 1);
+        return p;
+    }
+
+    // The node's ONNX output shape after checking that its last two axes are the 2-D layer's, and
+    // the number of 2-D planes (the leading spatial axes) each costing one 2-D layer.
+    std::pair<Shape, std::int64_t> planes_of(const onnx::NodeProto& node, const Layer& layer) const {
+        Shape out = per_sample(output_dims(node.output(0)), node.output(0));
+        std::size_t tail = std::min<std::size_t>(2, out.size() - 1);
+        if (Shape(out.end() - tail, out.end()) != Shape(layer.output_shape.end() - tail, layer.output_shape.end()))
+            fail_node("dnnplan infers the output shape " + shape_string(layer.output_shape) +
+                      " but ONNX shape inference gives " + shape_string(out));
+        std::int64_t planes = product(Shape(out.begin() + 1, out.end() - tail));
+        return {out, planes};
     }
 
     // ---- operators -----------------------------------------------------------------------------
@@ -1152,24 +1179,17 @@ private:
         Window w = window(node, spatial, std::vector<std::int64_t>(weight.dims.begin() + 2, weight.dims.end()));
         // Leading spatial axes of a 3-D conv fold into the channels: a [Cin*kd, H, W] conv2d has the
         // weights of the [Cin, D, H, W] conv3d, and each of its OD output planes costs one conv2d.
-        std::int64_t folded_kernel = 1;
-        for (std::size_t i = 0; i + 2 < spatial.size(); ++i) folded_kernel = mul(folded_kernel, w.kernel[i]);
-        auto [kh, kw] = hw(w.kernel, 1);
-        auto [sh, sw] = hw(w.stride, 1);
-        auto [dh, dw] = hw(w.dilation, 1);
-        auto [ph, pw] = hw(w.pad, 0);
-        auto [gh, gw] = hw(w.grow, 0);
-        auto [ih, iw] = hw(spatial, 1);
-        Json spec{
-            {"kind", "conv2d"},    {"out_channels", weight.dims[0]}, {"kernel", {kh, kw}}, {"stride", {sh, sw}},
-            {"padding", {ph, pw}}, {"dilation", {dh, dw}},           {"groups", groups},   {"bias", present(node, 2)}};
-        Layer layer = infer_with_spec(spec, {mul(in[0], folded_kernel), add(ih, gh), add(iw, gw)});
-        Shape out = per_sample(output_dims(node.output(0)), node.output(0));
-        std::int64_t planes = product(Shape(out.begin() + 1, out.end() - std::min<std::size_t>(2, out.size() - 1)));
-        if (Shape(out.end() - std::min<std::size_t>(2, out.size() - 1), out.end()) !=
-            Shape(layer.output_shape.end() - std::min<std::size_t>(2, out.size() - 1), layer.output_shape.end()))
-            fail_node("dnnplan infers the output shape " + shape_string(layer.output_shape) +
-                      " but ONNX shape inference gives " + shape_string(out));
+        const PlanarWindow p = planar(w, spatial);
+        Json spec{{"kind", "conv2d"},
+                  {"out_channels", weight.dims[0]},
+                  {"kernel", {p.kh, p.kw}},
+                  {"stride", {p.sh, p.sw}},
+                  {"padding", {p.ph, p.pw}},
+                  {"dilation", {p.dh, p.dw}},
+                  {"groups", groups},
+                  {"bias", present(node, 2)}};
+        Layer layer = infer_with_spec(spec, {mul(in[0], p.folded_kernel), add(p.ih, p.gh), add(p.iw, p.gw)});
+        auto [out, planes] = planes_of(node, layer);
         layer.fwd_flops = mul(layer.fwd_flops, planes);
         layer.bwd_input_flops = mul(layer.bwd_input_flops, planes);
         layer.bwd_weight_flops = mul(layer.bwd_weight_flops, planes);
@@ -1373,32 +1393,20 @@ private:
         Window w = window(node, spatial, std::vector<std::int64_t>(k->ints().begin(), k->ints().end()));
         // Leading axes of a 3-D pool: every output plane costs one 2-D pool, each of whose windows is
         // kd times longer.
-        std::int64_t folded_kernel = 1;
-        for (std::size_t i = 0; i + 2 < spatial.size(); ++i) folded_kernel = mul(folded_kernel, w.kernel[i]);
-        auto [kh, kw] = hw(w.kernel, 1);
-        auto [sh, sw] = hw(w.stride, 1);
-        auto [dh, dw] = hw(w.dilation, 1);
-        auto [ph, pw] = hw(w.pad, 0);
-        auto [gh, gw] = hw(w.grow, 0);
-        auto [ih, iw] = hw(spatial, 1);
+        const PlanarWindow p = planar(w, spatial);
         Json spec{{"kind", is_max ? "maxpool2d" : "avgpool2d"},
-                  {"kernel", {kh, kw}},
-                  {"stride", {sh, sw}},
-                  {"padding", {ph, pw}},
+                  {"kernel", {p.kh, p.kw}},
+                  {"stride", {p.sh, p.sw}},
+                  {"padding", {p.ph, p.pw}},
                   {"ceil_mode", int_attr(node, "ceil_mode", 0) != 0}};
         if (is_max)
-            spec["dilation"] = {dh, dw};
-        else if (dh != 1 || dw != 1)
+            spec["dilation"] = {p.dh, p.dw};
+        else if (p.dh != 1 || p.dw != 1)
             fail_node("dilated average pooling is not supported");
-        Layer layer = infer_with_spec(spec, {in[0], ih + gh, iw + gw});
-        Shape out = per_sample(output_dims(node.output(0)), node.output(0));
-        std::size_t tail = std::min<std::size_t>(2, out.size() - 1);
-        if (Shape(out.end() - tail, out.end()) != Shape(layer.output_shape.end() - tail, layer.output_shape.end()))
-            fail_node("dnnplan infers the output shape " + shape_string(layer.output_shape) +
-                      " but ONNX shape inference gives " + shape_string(out));
-        std::int64_t planes = product(Shape(out.begin() + 1, out.end() - tail));
-        layer.fwd_flops = mul(layer.fwd_flops, mul(planes, folded_kernel));
-        layer.bwd_input_flops = mul(layer.bwd_input_flops, mul(planes, is_max ? 1 : folded_kernel));
+        Layer layer = infer_with_spec(spec, {in[0], p.ih + p.gh, p.iw + p.gw});
+        auto [out, planes] = planes_of(node, layer);
+        layer.fwd_flops = mul(layer.fwd_flops, mul(planes, p.folded_kernel));
+        layer.bwd_input_flops = mul(layer.bwd_input_flops, mul(planes, is_max ? 1 : p.folded_kernel));
         layer.output_shape = out;
         add_layer(node, std::move(layer), {x});
     }
