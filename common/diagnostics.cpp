@@ -8,9 +8,6 @@
 
 namespace dnnplan {
 
-namespace {
-// The CLI prints what() as exactly one line, so names taken from the input (file paths, layer
-// names, JSON keys) must not smuggle in newlines or terminal escape sequences.
 std::string one_line(const std::string& text) {
     std::string out;
     out.reserve(text.size());
@@ -31,6 +28,8 @@ std::string one_line(const std::string& text) {
     }
     return out;
 }
+
+namespace {
 
 // Cuts a string to at most `limit` bytes without splitting a UTF-8 sequence.
 std::string truncate_utf8(const std::string& s, std::size_t limit) {

@@ -32,6 +32,11 @@ private:
     std::string message_;
 };
 
+// `text` made safe to print as one terminal line: newlines, tabs and other control characters
+// (terminal escape sequences) become visible escapes. Names taken from the input (file paths,
+// layer names, JSON keys) go through it before they reach a message or a text report.
+std::string one_line(const std::string& text);
+
 // Escapes one reference token of a JSON pointer (RFC 6901: '~' -> "~0", '/' -> "~1").
 std::string json_pointer_token(std::string_view key);
 

@@ -1,5 +1,7 @@
 #include "text.hpp"
 
+#include "common/diagnostics.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -41,19 +43,7 @@ std::string TextTable::render() const {
     return out;
 }
 
-std::string terminal_safe(const std::string& text) {
-    std::string out;
-    for (unsigned char c : text) {
-        if (c < 0x20 || c == 0x7f) {
-            char buffer[8];
-            std::snprintf(buffer, sizeof buffer, "\\x%02x", c);
-            out += buffer;
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out;
-}
+std::string terminal_safe(const std::string& text) { return one_line(text); }
 
 std::string csv_field(const std::string& text) {
     if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
