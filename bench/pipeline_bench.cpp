@@ -13,22 +13,17 @@
 #include "planner/cost_model.hpp"
 #include "planner/graph_partition.hpp"
 #include "planner/pipeline.hpp"
+#include "bench_inputs.hpp"
 
 namespace {
 
 using namespace dnnplan;
 
-const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
 
 void run_3d(benchmark::State& state, const std::string& net_name, const std::string& cluster_name, std::int64_t procs,
             std::int64_t batch) {
-    networks::Network net = networks::load_network_file(kSourceDir + "/networks/" + net_name + ".json");
-    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/" + cluster_name + ".json");
-    planner::PlannerOptions options;
-    options.procs = procs;
-    options.batch = batch;
-    options.dtype = net.dtype;
-    planner::CostModel model(net, cluster, options);
+    const bench::BenchInputs in = bench::bench_inputs(net_name, cluster_name, procs, batch);
+    planner::CostModel model(in.net, in.cluster, in.options);
     long long configurations = 0, skipped = 0, infeasible = 0;
     double best_s = 0;
     for (auto _ : state) {
@@ -65,12 +60,8 @@ BENCHMARK(BM_Families_Resnet1001_4096)->Unit(benchmark::kMillisecond);
 
 void graph_search(benchmark::State& state, const std::string& net_name, const std::string& cluster_name,
                   std::int64_t procs, std::int64_t batch) {
-    networks::Network net = networks::load_network_file(kSourceDir + "/networks/" + net_name + ".json");
-    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/" + cluster_name + ".json");
-    planner::PlannerOptions options;
-    options.procs = procs;
-    options.batch = batch;
-    planner::CostModel model(net, cluster, options);
+    const bench::BenchInputs in = bench::bench_inputs(net_name, cluster_name, procs, batch);
+    planner::CostModel model(in.net, in.cluster, in.options);
     for (auto _ : state) {
         auto found = planner::search_graph_partitions(model);
         benchmark::DoNotOptimize(found.data());
@@ -83,18 +74,7 @@ void BM_GraphPartition_Resnet1001_4096(benchmark::State& state) {
 }
 BENCHMARK(BM_GraphPartition_Resnet1001_4096)->Unit(benchmark::kMillisecond);
 
-void BM_GraphPartition_Googlenet_64(benchmark::State& state) {
-    networks::Network net = networks::load_network_file(kSourceDir + "/networks/googlenet.json");
-    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/dgx-a100.json");
-    planner::PlannerOptions options;
-    options.procs = 64;
-    options.batch = 256;
-    planner::CostModel model(net, cluster, options);
-    for (auto _ : state) {
-        auto found = planner::search_graph_partitions(model);
-        benchmark::DoNotOptimize(found.data());
-    }
-}
+void BM_GraphPartition_Googlenet_64(benchmark::State& state) { graph_search(state, "googlenet", "dgx-a100", 64, 256); }
 BENCHMARK(BM_GraphPartition_Googlenet_64)->Unit(benchmark::kMillisecond);
 
 }  // namespace

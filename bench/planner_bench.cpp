@@ -13,22 +13,17 @@
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/search.hpp"
+#include "bench_inputs.hpp"
 
 namespace {
 
 using namespace dnnplan;
 
-const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
 
 void run_search(benchmark::State& state, const std::string& net_name, const std::string& cluster_name,
                 std::int64_t procs, std::int64_t batch, bool pipelines = true) {
-    networks::Network net = networks::load_network_file(kSourceDir + "/networks/" + net_name + ".json");
-    clusters::Cluster cluster = clusters::load_cluster_file(kSourceDir + "/clusters/" + cluster_name + ".json");
-    planner::PlannerOptions options;
-    options.procs = procs;
-    options.batch = batch;
-    options.dtype = net.dtype;
-    planner::CostModel model(net, cluster, options);
+    const bench::BenchInputs in = bench::bench_inputs(net_name, cluster_name, procs, batch);
+    planner::CostModel model(in.net, in.cluster, in.options);
     long long evaluations = 0;
     std::int64_t feasible = 0;
     for (auto _ : state) {
