@@ -25,6 +25,9 @@ using namespace dnnplan;
 using namespace dnnplan::planner;
 using dnnplan::planner::test::check_equal;
 using dnnplan::planner::test::check_sane;
+using dnnplan::planner::test::builtin;
+using dnnplan::planner::test::hand_cluster;
+using dnnplan::planner::test::options;
 using clusters::Algorithm;
 using clusters::Collective;
 
@@ -36,32 +39,6 @@ constexpr double kLatency = 1e-6;       // a, seconds
 constexpr double kBandwidth = 1e9;      // 1 / b, bytes per second
 constexpr double kFlops = 1e12;         // achievable FLOP/s
 constexpr double kB = 1.0 / kBandwidth; // b, seconds per byte
-
-clusters::Cluster hand_cluster(double bandwidth = kBandwidth, double latency = kLatency,
-                               std::int64_t memory = std::int64_t{1} << 50) {
-    clusters::Cluster c;
-    c.name = "hand";
-    c.nodes = 1 << 22;
-    c.devices_per_node = 1;
-    c.device.name = "hand device";
-    c.device.peak_flops[DType::fp32] = kFlops;
-    c.device.achievable_fraction = 1.0;
-    c.device.memory_bytes = memory;
-    c.inter_node = clusters::Link{bandwidth, latency};
-    return c;
-}
-
-networks::Network builtin(const std::string& name) {
-    return networks::load_network_file(kSourceDir + "/networks/" + name + ".json");
-}
-
-PlannerOptions options(std::int64_t procs, std::int64_t batch, bool overlap = true) {
-    PlannerOptions o;
-    o.procs = procs;
-    o.batch = batch;
-    o.overlap_sync = overlap;
-    return o;
-}
 
 // Three linear layers without bias: 64 -> 96 -> 48 -> 24. fc1 reads the data, so it has no input
 // gradient (DESIGN: the first layer's input gradient is skipped); fc2 and fc3 have one.

@@ -38,14 +38,6 @@ networks::Network chain4() {
                                    "chain4");
 }
 
-PlannerOptions options(std::int64_t procs, std::int64_t batch, DType dtype = DType::fp32) {
-    PlannerOptions o;
-    o.procs = procs;
-    o.batch = batch;
-    o.dtype = dtype;
-    return o;
-}
-
 // Every way to choose stages - 1 starts among `cuts`, by the same objective.
 double brute_force_stages(const StageWeights& w, const std::vector<int>& cuts, int stages) {
     double best = std::numeric_limits<double>::infinity();

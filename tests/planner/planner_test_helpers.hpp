@@ -21,19 +21,34 @@ inline clusters::Cluster preset(const std::string& name) {
     return clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/" + name + ".json");
 }
 
-// One device per node, 1 TFLOP/s fp32 at full efficiency, 2^50 bytes of memory, and the same
-// alpha-beta link inside and between nodes: the figures the hand calculations use.
-inline clusters::Cluster hand_cluster(double bandwidth = 1e9, double latency = 1e-6) {
+// One device per node, 1 TFLOP/s fp32 at full efficiency, 2^50 bytes of memory unless given, and
+// the same alpha-beta link inside and between nodes: the figures the hand calculations use.
+inline clusters::Cluster hand_cluster(double bandwidth = 1e9, double latency = 1e-6,
+                                      std::int64_t memory = std::int64_t{1} << 50) {
     clusters::Cluster c;
     c.name = "hand";
     c.nodes = 1 << 22;
     c.devices_per_node = 1;
+    c.device.name = "hand device";
     c.device.peak_flops[DType::fp32] = 1e12;
     c.device.achievable_fraction = 1.0;
-    c.device.memory_bytes = std::int64_t{1} << 50;
+    c.device.memory_bytes = memory;
     c.inter_node = clusters::Link{bandwidth, latency};
     c.intra_node = clusters::Link{bandwidth, latency};
     return c;
+}
+
+inline PlannerOptions options(std::int64_t procs, std::int64_t batch, bool overlap = true) {
+    PlannerOptions o;
+    o.procs = procs;
+    o.batch = batch;
+    o.overlap_sync = overlap;
+    return o;
+}
+inline PlannerOptions options(std::int64_t procs, std::int64_t batch, DType dtype) {
+    PlannerOptions o = options(procs, batch);
+    o.dtype = dtype;
+    return o;
 }
 
 // Field by field, so a failure names the field that differs.

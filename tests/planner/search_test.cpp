@@ -25,13 +25,6 @@ using namespace dnnplan::planner::test;
 namespace {
 
 
-PlannerOptions options(std::int64_t procs, std::int64_t batch, bool overlap = true) {
-    PlannerOptions o;
-    o.procs = procs;
-    o.batch = batch;
-    o.overlap_sync = overlap;
-    return o;
-}
 
 // The DP's objective, written out independently of search.cpp: every segment at its layout
 // (forward, backward and the whole gradient sync) plus every cross-segment edge's
