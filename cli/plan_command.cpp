@@ -15,14 +15,7 @@ namespace dnnplan::cli {
 namespace {
 
 struct PlanOptions {
-    std::string net;
-    std::string cluster = "cori-knl";
-    std::int64_t procs = 0;
-    std::int64_t batch = 0;
-    std::string dtype;
-    std::string optimizer = "sgd";
-    bool no_overlap = false;
-    bool roofline = false;
+    PlanningArgs planning;  // --net, --procs, --cluster and the model options shared with report and sweep
     int top = 10;
     std::string format = "text";
     std::string out;
@@ -30,20 +23,15 @@ struct PlanOptions {
     int tensor = 0, stages = 0, micro_batches = 0, replicas = 0;  // an explicit pipeline (planner/pipeline.hpp)
     std::string schedule = "1f1b";
     bool zero = false, recompute = false;
-    networks::LoadOptions load;  // --allow-unknown-ops
 };
 
 void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
-    app->add_option("--net", o.net, "network spec file or built-in name (see `dnnplan networks`)");
-    app->add_flag("--allow-unknown-ops", o.load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
-    app->add_option("--procs,-p", o.procs, "number of processes P");
-    app->add_option("--cluster", o.cluster, "cluster file or preset name (see `dnnplan clusters`)")->capture_default_str();
-    app->add_option("--batch", o.batch, "global batch size (default: the network's)")->check(positive_integer());
-    app->add_option("--dtype", o.dtype, "fp32, fp16 or bf16 (default: the network's)")
-        ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
-    app->add_option("--optimizer", o.optimizer, "sgd (with momentum) or adam")->capture_default_str()->check(CLI::IsMember({"sgd", "adam"}));
-    app->add_flag("--no-overlap", o.no_overlap, "do not overlap gradient all-reduce with the backward pass");
-    app->add_flag("--roofline", o.roofline, "compute time is the max of FLOPs/rate and bytes/memory bandwidth");
+    PlanningArgs& p = o.planning;
+    app->add_option("--net", p.net, "network spec file or built-in name (see `dnnplan networks`)");
+    app->add_flag("--allow-unknown-ops", p.load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
+    app->add_option("--procs,-p", p.procs, "number of processes P");
+    app->add_option("--cluster", p.cluster, "cluster file or preset name (see `dnnplan clusters`)")->capture_default_str();
+    add_model_options(app, p);
     app->add_option("--top", o.top, "how many ranked strategies to show")->capture_default_str()->check(positive_integer());
     app->add_option("--format", o.format, "text, json or csv")->capture_default_str()->check(CLI::IsMember({"text", "json", "csv"}));
     app->add_option("--out", o.out, "write the best plan as JSON to this file");
@@ -60,8 +48,9 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
 int run_plan_file(const PlanOptions& o) {
     Json json = load_json_file(o.plan_file);
     planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
-    std::string net_path = networks::resolve_network_path(o.net.empty() ? request.network_source : o.net, networks_dir());
-    networks::Network network = networks::load_network_file(net_path, o.load);
+    const PlanningArgs& p = o.planning;
+    std::string net_path = networks::resolve_network_path(p.net.empty() ? request.network_source : p.net, networks_dir());
+    networks::Network network = networks::load_network_file(net_path, p.load);
     std::string cluster_path = clusters::resolve_cluster_path(request.cluster_source, clusters_dir());
     clusters::Cluster cluster = clusters::load_cluster_file(cluster_path);
     planner::check_request_fits_cluster(request, cluster, o.plan_file);
@@ -81,8 +70,8 @@ int run_plan_file(const PlanOptions& o) {
 
 int run_plan(const PlanOptions& o) {
     if (!o.plan_file.empty()) return run_plan_file(o);
-    PlanningInputs in = load_planning_inputs(
-        PlanningArgs{o.net, o.cluster, o.procs, o.batch, o.dtype, o.optimizer, o.no_overlap, o.roofline, o.load});
+    const PlanningArgs& p = o.planning;
+    PlanningInputs in = load_planning_inputs(p);
     const networks::Network& network = in.network;
     const clusters::Cluster& cluster = in.cluster;
     const planner::PlannerOptions& options = in.options;
@@ -93,12 +82,12 @@ int run_plan(const PlanOptions& o) {
         spec.stages = std::max(1, o.stages);
         spec.micro_batches = std::max(1, o.micro_batches);
         spec.replicas = o.replicas > 0 ? o.replicas
-                                       : static_cast<int>(std::max<std::int64_t>(1, o.procs / (std::int64_t{spec.tensor} * spec.stages)));
+                                       : static_cast<int>(std::max<std::int64_t>(1, p.procs / (std::int64_t{spec.tensor} * spec.stages)));
         spec.schedule = o.schedule == "gpipe" ? planner::Schedule::gpipe : planner::Schedule::one_f_one_b;
         spec.zero = o.zero;
         spec.recompute = o.recompute;
         planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
-        planner::Plan plan{network.name, o.net, planner::network_fingerprint(network), cluster.name, o.cluster, options,
+        planner::Plan plan{network.name, p.net, planner::network_fingerprint(network), cluster.name, p.cluster, options,
                            pc.spec.tensor > 1 ? "tp-pp-dp" : "pipeline", planner::pipeline_label(pc.spec, pc.score),
                            {}, pc.score.plan, pc.spec};
         for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, pc.layouts[a]);
@@ -112,7 +101,7 @@ int run_plan(const PlanOptions& o) {
     const planner::Candidate* best = result.best();
     planner::Plan plan;
     if (best) {
-        plan = planner::Plan{network.name, o.net, planner::network_fingerprint(network), cluster.name, o.cluster,
+        plan = planner::Plan{network.name, p.net, planner::network_fingerprint(network), cluster.name, p.cluster,
                              options, best->strategy, best->grid, {}, best->plan};
         for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, best->plan.anchor_layouts[a]);
         plan.pipeline = best->pipeline;
@@ -147,7 +136,7 @@ Command add_default_plan(CLI::App& app) {
     auto o = std::make_shared<PlanOptions>();
     add_plan_options(&app, *o, false);
     return {&app, [o, &app]() -> int {
-                if (!o->net.empty() || o->procs > 0) return run_plan(*o);
+                if (!o->planning.net.empty() || o->planning.procs > 0) return run_plan(*o);
                 std::cout << app.help();
                 return 0;
             }};
