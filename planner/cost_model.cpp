@@ -540,6 +540,7 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
     plan.anchor_layouts = anchor_layouts;
     const auto& layers = network_->layers;
     plan.layers.assign(layers.size(), LayerCost{});
+    plan.calls.reserve(4 * layers.size());  // a few calls per layer: one allocation, not a doubling series
     CostBreakdown& cost = plan.cost;
     Recorder recorder{&plan.calls, &cost};
     cost.memory_capacity_bytes = static_cast<double>(cluster_->device.usable_memory_bytes());
