@@ -3,40 +3,8 @@
 # statuses, the exact one-line diagnostics on stderr, and the output formats. CTest runs it with
 # DNNPLAN=<binary> and DNNPLAN_SOURCE_DIR=<repository root>; it prints "N passed, M failed" last
 # and exits non-zero when anything failed.
-set -u
+. "${DNNPLAN_SOURCE_DIR:?}/tests/cli/harness.sh" cli
 
-: "${DNNPLAN:?set DNNPLAN to the dnnplan binary}"
-: "${DNNPLAN_SOURCE_DIR:?set DNNPLAN_SOURCE_DIR to the repository root}"
-
-# Relative fixture paths keep the expected messages independent of where the checkout lives.
-cd "$DNNPLAN_SOURCE_DIR" || exit 1
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/dnnplan-cli.XXXXXX") || exit 1
-trap 'rm -rf "$work"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); }
-not_ok() {
-    failed=$((failed + 1))
-    echo "FAIL: $*"
-}
-# check DESCRIPTION COMMAND...: one assertion, counted.
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok; else not_ok "$what"; fi
-}
-
-# run ARGS...: runs dnnplan, leaving $status, $work/stdout and $work/stderr.
-status=0
-run() {
-    "$DNNPLAN" "$@" >"$work/stdout" 2>"$work/stderr"
-    status=$?
-}
-stdout_empty() { [ ! -s "$work/stdout" ]; }
-# stderr is exactly this one line (with its newline).
-stderr_is() { printf '%s\n' "$1" | cmp -s - "$work/stderr"; }
 show() {
     echo "  exit status: $status"
     echo "  stderr: $(head -c 600 "$work/stderr")"
@@ -220,5 +188,4 @@ check "--allow-unknown-ops plans" [ "$status" -eq 0 ]
 check "--allow-unknown-ops says so in the plan" grep -q '^dnnplan: unknown_op \[unknown ops as elementwise: Selu x2, com.example.FancyNorm x1\] on ' "$work/stdout"
 # --- end of ONNX ----------------------------------------------------------------------------------
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -2,22 +2,7 @@
 # `dnnplan report` and `dnnplan sweep` on the built binary: formats by extension, the golden
 # report, files written whole or not at all, and one-line diagnostics with exit status 2.
 # CTest runs it with DNNPLAN=<binary> and DNNPLAN_SOURCE_DIR=<repository root>.
-set -u
-: "${DNNPLAN:?}" "${DNNPLAN_SOURCE_DIR:?}"
-cd "$DNNPLAN_SOURCE_DIR" || exit 1
-work=$(mktemp -d "${TMPDIR:-/tmp}/dnnplan-report.XXXXXX") || exit 1
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {
-    local what=$1
-    shift
-    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $what"; fi
-}
-run() {
-    "$DNNPLAN" "$@" >"$work/stdout" 2>"$work/stderr"
-    status=$?
-}
+. "${DNNPLAN_SOURCE_DIR:?}/tests/cli/harness.sh" report
 data=tests/data/reports
 
 # The Markdown report of the CLI is the reviewed golden file.
@@ -71,5 +56,4 @@ check "sweep bad range message" diff <(printf '%s\n' 'dnnplan: --procs: range "8
 run sweep --net lenet5 --procs 1:4 --out "$work/s.json"
 check "sweep json by extension" python3 -c "import json,sys; d=json.load(open('$work/s.json')); sys.exit(0 if len(d['rows'])==3 else 1)"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
