@@ -210,9 +210,13 @@ StageSums stage_sums(const MicroContext& c, int first, int last) {
 }
 
 // Per-layer gradient synchronisation over the inner batch group times the R replicas (ZeRO-1:
-// reduce-scatter of the gradients, then all-gather of the updated weights).
-std::vector<double> replica_sync(const CostModel& model, const MicroContext& c, int stages, int replicas, bool zero) {
-    std::vector<double> out(c.layer_count, 0.0);
+// reduce-scatter of the gradients, then all-gather of the updated weights), as the calls the
+// replicas make: the collectives clusters::cheapest chooses. With one replica and no ZeRO they
+// are the micro-batch plan's own (inner) sync calls. Shared by replica_sync() (the seconds) and
+// pipeline_program() (the replay), so both see one choice.
+std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, const MicroContext& c, int stages,
+                                                      int replicas, bool zero) {
+    std::vector<std::vector<CommCall>> out(c.layer_count);
     const auto& cl = model.cluster();
     clusters::LinkCost intra{cl.intra_node.bandwidth_Bps, cl.intra_node.latency_s};
     clusters::LinkCost inter{cl.inter_node.bandwidth_Bps, cl.inter_node.latency_s};
@@ -223,7 +227,8 @@ std::vector<double> replica_sync(const CostModel& model, const MicroContext& c, 
     for (int i = 1; i < c.layer_count; ++i) {
         if (c.sync_bytes[i] <= 0) continue;
         if (replicas == 1 && !zero) {
-            out[i] = c.plan.layers[i].sync_s;
+            for (const CommCall& call : c.plan.calls)
+                if (call.phase == Phase::sync && call.layer == i) out[i].push_back(call);
             continue;
         }
         const GroupPlacement& g = c.sync_group[i];
@@ -231,11 +236,40 @@ std::vector<double> replica_sync(const CostModel& model, const MicroContext& c, 
         int per_node = std::gcd(size, g.per_node * std::min(replicas, replicas_per_node));
         GroupPlacement group{size, std::max(1, per_node)};
         if (size <= 1) continue;
-        if (zero)
-            out[i] = clusters::cheapest(Collective::reduce_scatter, group, c.sync_bytes[i], intra, inter).seconds +
-                     clusters::cheapest(Collective::all_gather, group, c.sync_bytes[i], intra, inter).seconds;
-        else
-            out[i] = clusters::cheapest(Collective::all_reduce, group, c.sync_bytes[i], intra, inter).seconds;
+        auto call = [&](Collective collective, CommKind kind, const char* what) {
+            clusters::CollectiveChoice choice = clusters::cheapest(collective, group, c.sync_bytes[i], intra, inter);
+            CommCall cc;
+            cc.layer = i;
+            cc.phase = Phase::sync;
+            cc.kind = kind;
+            cc.collective = collective;
+            cc.algorithm = choice.algorithm;
+            cc.group = group;
+            cc.bytes = c.sync_bytes[i];
+            cc.seconds = choice.seconds;
+            cc.what = what;
+            out[i].push_back(cc);
+        };
+        if (zero) {
+            call(Collective::reduce_scatter, CommKind::reduce_scatter, "weight gradient (ZeRO-1 reduce-scatter)");
+            call(Collective::all_gather, CommKind::all_gather, "updated weights (ZeRO-1 all-gather)");
+        } else {
+            call(Collective::all_reduce, CommKind::all_reduce, "weight gradient");
+        }
+    }
+    return out;
+}
+
+std::vector<double> replica_sync(const CostModel& model, const MicroContext& c, int stages, int replicas, bool zero) {
+    std::vector<double> out(c.layer_count, 0.0);
+    std::vector<std::vector<CommCall>> calls = replica_sync_calls(model, c, stages, replicas, zero);
+    for (int i = 1; i < c.layer_count; ++i) {
+        if (c.sync_bytes[i] <= 0) continue;
+        if (replicas == 1 && !zero) {
+            out[i] = c.plan.layers[i].sync_s;
+            continue;
+        }
+        for (const CommCall& call : calls[i]) out[i] += call.seconds;  // ZeRO: reduce-scatter + all-gather
     }
     return out;
 }
@@ -787,6 +821,32 @@ void append_pipeline_candidates(const CostModel& model, SearchResult& result) {
         c.pipeline = gc.spec;
         result.ranked.push_back(std::move(c));
     }
+}
+
+PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts) {
+    std::string problem = pipeline_problem(model, spec);
+    if (!problem.empty()) throw std::invalid_argument("pipeline_program: " + problem);
+    if (!spec.device_of.empty())
+        throw std::invalid_argument("pipeline_program: graph partitions (device_of) have no stage program");
+    PipelineProgram out;
+    out.micro_batch = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
+    MicroContext c = make_context(model, spec.tensor, out.micro_batch, layouts);
+    out.link = stage_link(model, spec.tensor, spec.stages);
+    const int L = c.layer_count;
+    for (int s = 0; s < spec.stages; ++s) {
+        PipelineProgram::Stage st;
+        st.first = spec.stage_first[s];
+        st.last = s + 1 < spec.stages ? spec.stage_first[s + 1] - 1 : L - 1;
+        if (s > 0) {
+            st.recv_bytes = c.boundary_bytes[st.first];
+            st.recv_s = clusters::point_to_point_seconds(st.recv_bytes, out.link);  // as evaluate()'s recv_f
+        }
+        out.stages.push_back(st);
+    }
+    out.inner_sync_group = c.sync_group;
+    out.sync = replica_sync_calls(model, c, spec.stages, spec.replicas, spec.zero);
+    out.micro = std::move(c.plan);
+    return out;
 }
 
 }  // namespace dnnplan::planner

@@ -80,6 +80,8 @@ Json result_to_json(const SimResult& result, const planner::CostBreakdown& predi
         differences[row.key] = relative(result.simulated.*row.field, predicted.*row.field);
         if (!std::isfinite(differences[row.key].get<double>())) differences[row.key] = nullptr;
     }
+    // Pipelines: the critical rank's time waiting for a neighbour stage that had not sent yet.
+    simulated["bubble_s"] = result.simulated.bubble_s;
     simulated["critical_rank"] = result.critical_rank;
     simulated["messages"] = result.messages;
     simulated["wall_s"] = result.wall_s;
@@ -116,6 +118,14 @@ std::string result_text(const SimResult& result, const planner::CostBreakdown& p
         double rel = relative(s, p);
         std::snprintf(line, sizeof line, "%-18s %14s %14s %12s\n", row.key, human_seconds(p).c_str(),
                       human_seconds(s).c_str(), std::isfinite(rel) ? percent(rel).c_str() : "n/a");
+        out << line;
+    }
+    if (result.simulated.bubble_s > 0) {
+        // Pipelines: the prediction's rows are its slowest stage's, the simulation's the critical rank's.
+        std::snprintf(line, sizeof line,
+                      "pipeline: rows are the critical rank %d's (the prediction's: its slowest stage's); it waited "
+                      "%s for neighbour stages (bubble)\n",
+                      result.critical_rank, human_seconds(result.simulated.bubble_s).c_str());
         out << line;
     }
     out << "\n" << verdict(result, predicted) << "\n";

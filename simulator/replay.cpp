@@ -5,12 +5,14 @@
 #include <unistd.h>
 #include <xbt/log.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -25,44 +27,71 @@ using planner::CommCall;
 using planner::CommKind;
 using planner::Phase;
 
-Schedule build_schedule(const planner::CostModel& model, const planner::ScoredPlan& plan) {
-    const auto& layers = model.network().layers;
-    std::vector<std::vector<const CommCall*>> by_layer(layers.size());
-    for (const CommCall& call : plan.calls) by_layer[call.layer].push_back(&call);
+std::vector<LayerSteps> layer_steps(const networks::Network& network, const planner::ScoredPlan& plan) {
+    const std::size_t n = std::min(network.layers.size(), plan.layers.size());
+    std::vector<LayerSteps> out(n);
+    std::vector<std::vector<const CommCall*>> by_layer(n);
+    for (const CommCall& call : plan.calls)
+        if (call.layer >= 0 && static_cast<std::size_t>(call.layer) < n) by_layer[call.layer].push_back(&call);
     // Incoming data first (redistribution of the input, halos), then compute, then the rest.
     auto incoming = [](const CommCall* c) { return c->kind == CommKind::redistribution || c->kind == CommKind::halo; };
-    Schedule s;
-    s.overlap_sync = model.options().overlap_sync;
-    for (std::size_t i = 1; i < layers.size() && i < plan.layers.size(); ++i) {
+    for (std::size_t i = 1; i < n; ++i) {
         const int layer = static_cast<int>(i);
+        LayerSteps& l = out[i];
         for (const CommCall* c : by_layer[i])
             if (c->phase == Phase::forward && incoming(c))
-                s.main.push_back({Step::Type::comm, layer, Phase::forward, 0, c});
-        s.main.push_back({Step::Type::compute, layer, Phase::forward, plan.layers[i].fwd_compute_s, nullptr});
+                l.forward.push_back({Step::Type::comm, layer, Phase::forward, 0, c});
+        l.forward.push_back({Step::Type::compute, layer, Phase::forward, plan.layers[i].fwd_compute_s, nullptr});
         for (const CommCall* c : by_layer[i])
             if (c->phase == Phase::forward && !incoming(c))
-                s.main.push_back({Step::Type::comm, layer, Phase::forward, 0, c});
-    }
-    for (std::size_t i = std::min(layers.size(), plan.layers.size()); i-- > 1;) {
-        const int layer = static_cast<int>(i);
+                l.forward.push_back({Step::Type::comm, layer, Phase::forward, 0, c});
         // The output gradient's halo arrives before the backward compute; the input gradient's
         // reduction and its redistribution back to the producer follow it.
         for (const CommCall* c : by_layer[i])
             if (c->phase == Phase::backward && c->kind == CommKind::halo)
-                s.main.push_back({Step::Type::comm, layer, Phase::backward, 0, c});
-        s.main.push_back({Step::Type::compute, layer, Phase::backward, plan.layers[i].bwd_compute_s, nullptr});
+                l.backward.push_back({Step::Type::comm, layer, Phase::backward, 0, c});
+        l.backward.push_back({Step::Type::compute, layer, Phase::backward, plan.layers[i].bwd_compute_s, nullptr});
         for (const CommCall* c : by_layer[i])
             if (c->phase == Phase::backward && c->kind != CommKind::halo)
-                s.main.push_back({Step::Type::comm, layer, Phase::backward, 0, c});
-        std::vector<const CommCall*> sync;
+                l.backward.push_back({Step::Type::comm, layer, Phase::backward, 0, c});
         for (const CommCall* c : by_layer[i])
-            if (c->phase == Phase::sync) sync.push_back(c);
-        if (!sync.empty()) {
-            s.main.push_back({Step::Type::sync_ready, layer, Phase::sync, 0, nullptr});
-            s.sync.push_back(std::move(sync));
+            if (c->phase == Phase::sync) l.sync.push_back(c);
+    }
+    return out;
+}
+
+Schedule build_schedule(const planner::CostModel& model, const planner::ScoredPlan& plan) {
+    std::vector<LayerSteps> layers = layer_steps(model.network(), plan);
+    Schedule s;
+    s.overlap_sync = model.options().overlap_sync;
+    for (std::size_t i = 1; i < layers.size(); ++i)
+        s.main.insert(s.main.end(), layers[i].forward.begin(), layers[i].forward.end());
+    for (std::size_t i = layers.size(); i-- > 1;) {
+        s.main.insert(s.main.end(), layers[i].backward.begin(), layers[i].backward.end());
+        if (!layers[i].sync.empty()) {
+            s.main.push_back({Step::Type::sync_ready, static_cast<int>(i), Phase::sync, 0, nullptr});
+            s.sync.push_back(layers[i].sync);
         }
     }
     return s;
+}
+
+std::vector<PipelineOp> pipeline_order(planner::Schedule schedule, int stages, int stage, int micro_batches) {
+    std::vector<PipelineOp> ops;
+    const int M = micro_batches;
+    if (schedule == planner::Schedule::gpipe) {
+        for (int m = 0; m < M; ++m) ops.push_back({true, m});
+        for (int m = 0; m < M; ++m) ops.push_back({false, m});
+        return ops;
+    }
+    const int warmup = std::min(stages - stage - 1, M);
+    for (int m = 0; m < warmup; ++m) ops.push_back({true, m});
+    for (int i = 0; i + warmup < M; ++i) {
+        ops.push_back({true, warmup + i});
+        ops.push_back({false, i});
+    }
+    for (int m = M - warmup; m < M; ++m) ops.push_back({false, m});
+    return ops;
 }
 
 int GroupMap::my_index(const clusters::GroupPlacement& group, int rank) const {
@@ -92,14 +121,16 @@ namespace {
 struct RankClock {
     double fwd_compute = 0, bwd_compute = 0, sync_total = 0, backward_end = 0, end = 0;
     double by_kind[7] = {0, 0, 0, 0, 0, 0, 0};  // indexed by CommKind, blocking calls only
+    double idle = 0;  // pipelines: waiting for a neighbour stage's message that was not sent yet (the bubble)
     std::int64_t messages = 0;
     std::vector<Slice> slices;
 };
 
-struct Replay {
+using Boxes = std::unordered_map<long long, sg4::Mailbox*>;
+
+// What both replays share: the message steps of a call, the timeline.
+struct ReplayBase {
     const planner::CostModel& model;
-    const Schedule& schedule;
-    GroupMap map;
     double speed = 1;
     bool timeline = false;
     std::vector<RankClock> clocks;
@@ -111,12 +142,21 @@ struct Replay {
         return what + " (" + clusters::to_string(c.collective) + ", " + clusters::to_string(c.algorithm) + ")";
     }
 
-    // One call of `rank`: the steps of its algorithm, each a full-duplex exchange with
-    // asynchronous put and get, as clusters::rank_steps defines them.
-    void run_call(const CommCall& call, int rank, int channel, std::unordered_map<long long, sg4::Mailbox*>& boxes,
-                  RankClock& clock) {
-        const int index = map.my_index(call.group, rank);
-        if (index < 0) return;  // an incomplete group (size does not divide P): nothing to replay
+    static sg4::Mailbox* mailbox(Boxes& boxes, const std::string& channel, int from, int to) {
+        long long key = (static_cast<long long>(from) << 32) | static_cast<unsigned>(to);
+        auto it = boxes.find(key);
+        if (it != boxes.end()) return it->second;
+        auto* box = sg4::Mailbox::by_name(channel + ":" + std::to_string(from) + ">" + std::to_string(to));
+        boxes.emplace(key, box);
+        return box;
+    }
+
+    // One call of `rank`, member `index` of its group (member(i) is the rank of member i): the
+    // steps of its algorithm, each a full-duplex exchange with asynchronous put and get, as
+    // clusters::rank_steps defines them.
+    template <class Member>
+    void run_call(const CommCall& call, int rank, int index, const Member& member, const std::string& channel,
+                  Boxes& boxes, RankClock& clock) {
         std::vector<clusters::RankStep> steps;
         if (call.kind == CommKind::halo) {
             if (call.what.rfind("pooling", 0) == 0) {
@@ -131,28 +171,16 @@ struct Replay {
         } else {
             steps = clusters::rank_steps(call.collective, call.algorithm, call.group, call.bytes, index);
         }
-        auto mailbox = [&](int from, int to) {
-            long long key = (static_cast<long long>(from) << 32) | static_cast<unsigned>(to);
-            auto it = boxes.find(key);
-            if (it != boxes.end()) return it->second;
-            auto* box = sg4::Mailbox::by_name("c" + std::to_string(channel) + ":" + std::to_string(from) + ">" +
-                                              std::to_string(to));
-            boxes.emplace(key, box);
-            return box;
-        };
         for (const auto& step : steps) {
             sg4::CommPtr send, recv;
             int* received = nullptr;
             if (step.send_to >= 0) {
-                int peer = map.member(call.group, rank, step.send_to);
-                send =
-                    mailbox(rank, peer)->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
+                send = mailbox(boxes, channel, rank, member(step.send_to))
+                           ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
                 ++clock.messages;
             }
-            if (step.recv_from >= 0) {
-                int peer = map.member(call.group, rank, step.recv_from);
-                recv = mailbox(peer, rank)->get_async<int>(&received);
-            }
+            if (step.recv_from >= 0)
+                recv = mailbox(boxes, channel, member(step.recv_from), rank)->template get_async<int>(&received);
             if (send) send->wait();
             if (recv) recv->wait();
         }
@@ -163,36 +191,58 @@ struct Replay {
         clock.slices.push_back(Slice{rank, name, cat, track, start, sg4::Engine::get_clock() - start});
     }
 
+    // A compute or stage-internal communication step; `member` maps the call's group onto ranks.
+    template <class MemberOf>
+    void run_step(const Step& step, int rank, const MemberOf& member_of, const std::string& channel, Boxes& boxes,
+                  RankClock& clock, const std::string& suffix, bool as_backward) {
+        const double start = sg4::Engine::get_clock();
+        const auto& layers = model.network().layers;
+        if (step.type == Step::Type::compute) {
+            if (step.seconds <= 0) return;
+            sg4::this_actor::execute(step.seconds * speed);
+            (as_backward ? clock.bwd_compute : clock.fwd_compute) += sg4::Engine::get_clock() - start;
+            record(clock, rank, 0, "compute", start,
+                   layers[step.layer].name + (step.phase == Phase::forward ? " forward" : " backward") + suffix);
+        } else if (step.type == Step::Type::comm) {
+            member_of(*step.call, [&](int index, const auto& member) {
+                run_call(*step.call, rank, index, member, channel, boxes, clock);
+            });
+            clock.by_kind[static_cast<int>(step.call->kind)] += sg4::Engine::get_clock() - start;
+            record(clock, rank, 0, "communication", start, call_name(*step.call) + suffix);
+        }
+    }
+};
+
+struct Replay : ReplayBase {
+    const Schedule& schedule;
+    GroupMap map;
+
+    // Calls `body(index, member)` for `rank` in the call's group, unless the group is incomplete
+    // (its size does not divide P): nothing to replay then.
+    auto member_of(int rank) const {
+        return [this, rank](const CommCall& call, const auto& body) {
+            const int index = map.my_index(call.group, rank);
+            if (index < 0) return;
+            body(index, [&](int i) { return map.member(call.group, rank, i); });
+        };
+    }
+
     void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
         RankClock& clock = clocks[rank];
-        std::unordered_map<long long, sg4::Mailbox*> boxes;
+        Boxes boxes;
         std::vector<std::size_t> deferred;  // sync groups run after the backward pass (no overlap)
         std::size_t sync_index = 0;
-        const auto& layers = model.network().layers;
+        const auto members = member_of(rank);
         for (const Step& step : schedule.main) {
-            const double start = sg4::Engine::get_clock();
-            switch (step.type) {
-                case Step::Type::compute:
-                    if (step.seconds <= 0) break;
-                    sg4::this_actor::execute(step.seconds * speed);
-                    (step.phase == Phase::forward ? clock.fwd_compute : clock.bwd_compute) +=
-                        sg4::Engine::get_clock() - start;
-                    record(clock, rank, 0, "compute", start,
-                           layers[step.layer].name + (step.phase == Phase::forward ? " forward" : " backward"));
-                    break;
-                case Step::Type::comm:
-                    run_call(*step.call, rank, 0, boxes, clock);
-                    clock.by_kind[static_cast<int>(step.call->kind)] += sg4::Engine::get_clock() - start;
-                    record(clock, rank, 0, "communication", start, call_name(*step.call));
-                    break;
-                case Step::Type::sync_ready:
-                    if (schedule.overlap_sync)
-                        ready->release();
-                    else
-                        deferred.push_back(sync_index);
-                    ++sync_index;
-                    break;
+            if (step.type == Step::Type::sync_ready) {
+                if (schedule.overlap_sync)
+                    ready->release();
+                else
+                    deferred.push_back(sync_index);
+                ++sync_index;
+                continue;
             }
+            run_step(step, rank, members, "c0", boxes, clock, "", step.phase != Phase::forward);
         }
         clock.backward_end = sg4::Engine::get_clock();
         if (schedule.overlap_sync) {
@@ -201,7 +251,9 @@ struct Replay {
             for (std::size_t k : deferred)
                 for (const CommCall* call : schedule.sync[k]) {
                     const double start = sg4::Engine::get_clock();
-                    run_call(*call, rank, 0, boxes, clock);
+                    members(*call, [&](int index, const auto& member) {
+                        run_call(*call, rank, index, member, "c0", boxes, clock);
+                    });
                     clock.sync_total += sg4::Engine::get_clock() - start;
                     record(clock, rank, 0, "sync", start, call_name(*call));
                 }
@@ -213,15 +265,171 @@ struct Replay {
     // its layer's backward pass is done (the cost model's overlap rule).
     void sync_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
         RankClock& clock = clocks[rank];
-        std::unordered_map<long long, sg4::Mailbox*> boxes;
+        Boxes boxes;
+        const auto members = member_of(rank);
         for (const auto& group : schedule.sync) {
             ready->acquire();
             for (const CommCall* call : group) {
                 const double start = sg4::Engine::get_clock();
-                run_call(*call, rank, 1, boxes, clock);
+                members(*call, [&](int index, const auto& member) {
+                    run_call(*call, rank, index, member, "c1", boxes, clock);
+                });
                 clock.sync_total += sg4::Engine::get_clock() - start;
                 record(clock, rank, 1, "sync", start, call_name(*call));
             }
+        }
+        done->release();
+    }
+};
+
+// The pipeline replay: rank = t + T (s + S r).
+struct PipelineReplay : ReplayBase {
+    const planner::PipelineSpec& spec;
+    const planner::PipelineProgram& program;
+    std::vector<LayerSteps> layers;  // of one micro-batch on T ranks
+    GroupMap inner;                  // the T ranks of a stage, numbered 0..T-1
+    // When each rank posted its activations (direction 0) and gradients (1) of each micro-batch,
+    // so that a receiver can tell waiting for the sender (bubble) from the transfer itself.
+    std::vector<double> put_time;
+
+    int T() const { return spec.tensor; }
+    int S() const { return spec.stages; }
+    int M() const { return spec.micro_batches; }
+    double& posted(int rank, int direction, int micro) { return put_time[(rank * 2 + direction) * M() + micro]; }
+
+    // Stage-internal calls: the call's group inside the tensor group, shifted to its base rank.
+    auto stage_members(int rank) const {
+        const int t = rank % T(), base = rank - t;
+        return [this, t, base](const CommCall& call, const auto& body) {
+            const int index = inner.my_index(call.group, t);
+            if (index < 0) return;
+            body(index, [&, base](int i) { return base + inner.member(call.group, t, i); });
+        };
+    }
+
+    // The replica sync group of `rank` for layer `layer`: the inner sync group's members in every
+    // replica's copy of the stage, in rank order (a node's members are then consecutive, as the
+    // collective's per_node placement assumes).
+    std::vector<int> sync_members(int rank, int layer) const {
+        const int t = rank % T(), s = (rank / T()) % S();
+        const clusters::GroupPlacement& g = program.inner_sync_group[layer];
+        std::vector<int> local;
+        if (g.size <= 1) {
+            local.push_back(t);
+        } else {
+            if (inner.my_index(g, t) < 0) return {};
+            for (int i = 0; i < g.size; ++i) local.push_back(inner.member(g, t, i));
+        }
+        std::vector<int> out;
+        for (int r = 0; r < spec.replicas; ++r)
+            for (int l : local) out.push_back(T() * (s + S() * r) + l);
+        std::sort(out.begin(), out.end());
+        return out;
+    }
+
+    void run_sync(const CommCall& call, int rank, const std::string& channel, Boxes& boxes, RankClock& clock,
+                  int track) {
+        std::vector<int> members = sync_members(rank, call.layer);
+        auto it = std::find(members.begin(), members.end(), rank);
+        if (members.empty()) return;  // an incomplete inner group (its size does not divide T): nothing to replay
+        // The model's group and the ranks found for it must agree, or the replay would cost another group.
+        if (it == members.end() || static_cast<int>(members.size()) != call.group.size)
+            throw std::logic_error("pipeline replay: the sync group of layer " + std::to_string(call.layer) + " has " +
+                                   std::to_string(members.size()) + " ranks, the model's " +
+                                   std::to_string(call.group.size));
+        const double start = sg4::Engine::get_clock();
+        run_call(
+            call, rank, static_cast<int>(it - members.begin()), [&](int i) { return members[i]; }, channel, boxes,
+            clock);
+        clock.sync_total += sg4::Engine::get_clock() - start;
+        record(clock, rank, track, "sync", start, call_name(call));
+    }
+
+    // Blocking receive of micro-batch `micro` from `from` (direction 0: activations, 1: gradients).
+    void receive(int rank, int from, int direction, int micro, Boxes& boxes, RankClock& clock) {
+        const double posted_at = sg4::Engine::get_clock();
+        int* received = nullptr;
+        mailbox(boxes, direction == 0 ? "a" : "g", from, rank)->get_async<int>(&received)->wait();
+        const double end = sg4::Engine::get_clock();
+        // Rendezvous: the transfer starts when both sides have posted.
+        const double start = std::max(posted_at, posted(from, direction, micro));
+        clock.idle += start - posted_at;
+        clock.by_kind[static_cast<int>(CommKind::point_to_point)] += end - start;
+        if (!timeline) return;
+        const std::string what = std::string(direction == 0 ? "activations" : "gradients") + " mb" +
+                                 std::to_string(micro) + " from rank " + std::to_string(from);
+        if (start > posted_at)
+            clock.slices.push_back(Slice{rank, "waiting for " + what, "idle", 0, posted_at, start - posted_at});
+        clock.slices.push_back(Slice{rank, "receive " + what, "communication", 0, start, end - start});
+    }
+
+    void send(int rank, int to, int direction, int micro, double bytes, Boxes& boxes, RankClock& clock,
+              std::vector<sg4::CommPtr>& pending) {
+        posted(rank, direction, micro) = sg4::Engine::get_clock();
+        pending.push_back(mailbox(boxes, direction == 0 ? "a" : "g", rank, to)
+                              ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(bytes))));
+        ++clock.messages;
+    }
+
+    void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
+        RankClock& clock = clocks[rank];
+        Boxes boxes;
+        std::vector<sg4::CommPtr> pending;
+        const int s = (rank / T()) % S();
+        const auto& stage = program.stages[s];
+        const auto members = stage_members(rank);
+        const bool overlap = model.options().overlap_sync;
+        std::vector<const CommCall*> deferred;
+        const std::vector<PipelineOp> ops = pipeline_order(spec.schedule, S(), s, M());
+        for (std::size_t k = 0; k < ops.size(); ++k) {
+            const PipelineOp& op = ops[k];
+            const std::string mb = " mb" + std::to_string(op.micro);
+            if (op.forward) {
+                if (s > 0) receive(rank, rank - T(), 0, op.micro, boxes, clock);
+                for (int i = stage.first; i <= stage.last; ++i)
+                    for (const Step& step : layers[i].forward)
+                        run_step(step, rank, members, "c0", boxes, clock, mb, false);
+                if (s + 1 < S())
+                    send(rank, rank + T(), 0, op.micro, program.stages[s + 1].recv_bytes, boxes, clock, pending);
+                continue;
+            }
+            if (s + 1 < S()) receive(rank, rank + T(), 1, op.micro, boxes, clock);
+            // Recomputation: only the stage's input was kept; its forward runs again first.
+            if (spec.recompute)
+                for (int i = stage.first; i <= stage.last; ++i)
+                    for (const Step& step : layers[i].forward)
+                        run_step(step, rank, members, "c0", boxes, clock, mb + " (recomputed)", true);
+            const bool last = k + 1 == ops.size();
+            for (int i = stage.last; i >= stage.first; --i) {
+                for (const Step& step : layers[i].backward) run_step(step, rank, members, "c0", boxes, clock, mb, true);
+                // The layer's gradients are complete after its last micro-batch: its sync may start.
+                if (last && !program.sync[i].empty()) {
+                    if (overlap)
+                        ready->release();
+                    else
+                        for (const CommCall& call : program.sync[i]) deferred.push_back(&call);
+                }
+            }
+            if (s > 0) send(rank, rank - T(), 1, op.micro, stage.recv_bytes, boxes, clock, pending);
+        }
+        clock.backward_end = sg4::Engine::get_clock();
+        if (overlap)
+            done->acquire();
+        else
+            for (const CommCall* call : deferred) run_sync(*call, rank, "c0", boxes, clock, 0);
+        for (auto& comm : pending) comm->wait();
+        clock.end = sg4::Engine::get_clock();
+    }
+
+    // The stage's gradient syncs, last layer first, each once its layer's last backward is done.
+    void sync_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
+        RankClock& clock = clocks[rank];
+        Boxes boxes;
+        const auto& stage = program.stages[(rank / T()) % S()];
+        for (int i = stage.last; i >= stage.first; --i) {
+            if (program.sync[i].empty()) continue;
+            ready->acquire();
+            for (const CommCall& call : program.sync[i]) run_sync(call, rank, "c1", boxes, clock, 1);
         }
         done->release();
     }
@@ -232,8 +440,10 @@ Json slice_to_json(const Slice& s) {
                 {"track", s.track}, {"start_s", s.start_s}, {"duration_s", s.duration_s}};
 }
 
-// Runs in the child: builds the platform, replays, returns the result as JSON.
-Json run_simulation(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
+// Runs in the child: builds the engine and the platform, lets `start` create the actors (it
+// returns the clocks they fill), runs, and returns the result as JSON.
+template <class Start>
+Json run_simulation(const planner::CostModel& model, const SimOptions& options, const Start& start) {
     const auto& cluster = model.cluster();
     const int procs = static_cast<int>(model.options().procs);
     int argc = 1;
@@ -244,19 +454,8 @@ Json run_simulation(const planner::CostModel& model, const planner::ScoredPlan& 
     xbt_log_control_set("root.thres:critical");
     const double speed = cluster.achievable_flops(model.options().dtype);
     BuiltPlatform platform = build_platform(engine, cluster, procs, speed, options.platform);
+    const std::vector<RankClock>& clocks = start(platform.hosts, speed);
 
-    Schedule schedule = build_schedule(model, plan);
-    Replay replay{model, schedule,         GroupMap{procs, std::max(1, std::min(cluster.devices_per_node, procs))},
-                  speed, options.timeline, std::vector<RankClock>(procs)};
-    for (int r = 0; r < procs; ++r) {
-        auto ready = sg4::Semaphore::create(0);
-        auto done = sg4::Semaphore::create(0);
-        sg4::Actor::create("rank" + std::to_string(r), platform.hosts[r],
-                           [&replay, r, ready, done] { replay.main_actor(r, ready, done); });
-        if (schedule.overlap_sync)
-            sg4::Actor::create("sync" + std::to_string(r), platform.hosts[r],
-                               [&replay, r, ready, done] { replay.sync_actor(r, ready, done); });
-    }
     auto wall_start = std::chrono::steady_clock::now();
     const std::clock_t cpu_start = std::clock();
     engine.run();
@@ -267,12 +466,12 @@ Json run_simulation(const planner::CostModel& model, const planner::ScoredPlan& 
     int critical = 0;
     std::int64_t messages = 0;
     for (int r = 0; r < procs; ++r) {
-        messages += replay.clocks[r].messages;
-        if (replay.clocks[r].end > replay.clocks[critical].end) critical = r;
+        messages += clocks[r].messages;
+        if (clocks[r].end > clocks[critical].end) critical = r;
     }
-    const RankClock& c = replay.clocks[critical];
+    const RankClock& c = clocks[critical];
     Json slices = Json::array();
-    for (const auto& clock : replay.clocks)
+    for (const auto& clock : clocks)
         for (const auto& s : clock.slices) slices.push_back(slice_to_json(s));
     std::string mapping =
         "rank r = node x devices_per_node + device; a group of size g with k members per node takes k consecutive "
@@ -283,6 +482,7 @@ Json run_simulation(const planner::CostModel& model, const planner::ScoredPlan& 
                 {"by_kind", std::vector<double>(std::begin(c.by_kind), std::end(c.by_kind))},
                 {"sync_total_s", c.sync_total},
                 {"sync_exposed_s", c.end - c.backward_end},
+                {"bubble_s", c.idle},
                 {"iteration_s", c.end},
                 {"messages", messages},
                 {"wall_s", wall},
@@ -322,6 +522,7 @@ SimResult result_from_json(const Json& j) {
     s.redistribution_s = kinds[static_cast<int>(CommKind::redistribution)];
     s.sync_total_s = j.at("sync_total_s").get<double>();
     s.sync_exposed_s = j.at("sync_exposed_s").get<double>();
+    s.bubble_s = j.at("bubble_s").get<double>();
     s.iteration_s = j.at("iteration_s").get<double>();
     r.messages = j.at("messages").get<std::int64_t>();
     r.wall_s = j.at("wall_s").get<double>();
@@ -339,9 +540,9 @@ SimResult result_from_json(const Json& j) {
     return r;
 }
 
-}  // namespace
-
-SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
+// Runs `body` (which builds an engine) in a child process and returns its JSON result.
+template <class Body>
+SimResult in_child(const planner::CostModel& model, const Body& body) {
     if (model.options().procs > (1 << 20)) throw InputError("simulate", "", "more than 2^20 ranks cannot be simulated");
     int out_pipe[2], err_pipe[2];
     if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("simulate: cannot create a pipe");
@@ -355,7 +556,7 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
         ::dup2(err_pipe[1], 2);
         Json result;
         try {
-            result = run_simulation(model, plan, options);
+            result = body();
         } catch (const InputError& e) {
             result =
                 Json{{"error",
@@ -414,6 +615,71 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
         throw std::runtime_error("simulation failed: " + e.at("message").get<std::string>());
     }
     return result_from_json(result);
+}
+
+}  // namespace
+
+SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
+    return in_child(model, [&] {
+        const int procs = static_cast<int>(model.options().procs);
+        const int d = std::max(1, std::min(model.cluster().devices_per_node, procs));
+        Schedule schedule = build_schedule(model, plan);
+        std::unique_ptr<Replay> replay;
+        return run_simulation(
+            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
+                replay.reset(new Replay{
+                    {model, speed, options.timeline, std::vector<RankClock>(procs)}, schedule, GroupMap{procs, d}});
+                for (int r = 0; r < procs; ++r) {
+                    auto ready = sg4::Semaphore::create(0);
+                    auto done = sg4::Semaphore::create(0);
+                    Replay* p = replay.get();
+                    sg4::Actor::create("rank" + std::to_string(r), hosts[r],
+                                       [p, r, ready, done] { p->main_actor(r, ready, done); });
+                    if (schedule.overlap_sync)
+                        sg4::Actor::create("sync" + std::to_string(r), hosts[r],
+                                           [p, r, ready, done] { p->sync_actor(r, ready, done); });
+                }
+                return replay->clocks;
+            });
+    });
+}
+
+SimResult simulate_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
+                            const std::vector<planner::Layout>& layouts, const SimOptions& options) {
+    if (!spec.device_of.empty())
+        throw InputError("simulate", "/pipeline/device_of",
+                         "graph-partition plans (device_of) are not replayed: the simulator replays pipelines of "
+                         "contiguous stages only");
+    std::string problem = planner::pipeline_problem(model, spec);
+    if (!problem.empty()) throw InputError("simulate", "/pipeline", problem);
+    const planner::PipelineProgram program = planner::pipeline_program(model, spec, layouts);
+    return in_child(model, [&] {
+        const int procs = static_cast<int>(model.options().procs);
+        const int d = std::max(1, std::min(model.cluster().devices_per_node, spec.tensor));
+        std::unique_ptr<PipelineReplay> replay;
+        const bool overlap = model.options().overlap_sync;
+        return run_simulation(
+            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
+                replay.reset(new PipelineReplay{
+                    {model, speed, options.timeline, std::vector<RankClock>(procs)},
+                    spec,
+                    program,
+                    layer_steps(model.network(), program.micro),
+                    GroupMap{spec.tensor, d},
+                    std::vector<double>(static_cast<std::size_t>(procs) * 2 * spec.micro_batches, 0.0)});
+                for (int r = 0; r < procs; ++r) {
+                    auto ready = sg4::Semaphore::create(0);
+                    auto done = sg4::Semaphore::create(0);
+                    PipelineReplay* p = replay.get();
+                    sg4::Actor::create("rank" + std::to_string(r), hosts[r],
+                                       [p, r, ready, done] { p->main_actor(r, ready, done); });
+                    if (overlap)
+                        sg4::Actor::create("sync" + std::to_string(r), hosts[r],
+                                           [p, r, ready, done] { p->sync_actor(r, ready, done); });
+                }
+                return replay->clocks;
+            });
+    });
 }
 
 }  // namespace dnnplan::simulator

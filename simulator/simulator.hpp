@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "planner/cost_model.hpp"
+#include "planner/pipeline.hpp"
 
 namespace dnnplan::simulator {
 
@@ -94,10 +95,40 @@ struct GroupMap {
     int member(const clusters::GroupPlacement& group, int rank, int index) const;
 };
 
+// The steps of one layer (shared by the single-stage and the pipeline replays): forward (incoming
+// redistributions and halos, compute, the other forward calls), backward (the output gradient's
+// halo, compute, the other backward calls) and its weight-gradient sync calls.
+struct LayerSteps {
+    std::vector<Step> forward, backward;
+    std::vector<const planner::CommCall*> sync;
+};
+std::vector<LayerSteps> layer_steps(const networks::Network& network, const planner::ScoredPlan& plan);
+
+// One operation of a pipeline stage: the forward or the backward pass of a micro-batch.
+struct PipelineOp {
+    bool forward = true;
+    int micro = 0;
+    bool operator==(const PipelineOp&) const = default;
+};
+// The order stage `stage` of `stages` runs its M micro-batches in. GPipe: all forwards, then all
+// backwards. 1F1B: min(S - s - 1, M) warm-up forwards, then one forward and one backward in
+// turn, then the remaining backwards.
+std::vector<PipelineOp> pipeline_order(planner::Schedule schedule, int stages, int stage, int micro_batches);
+
 // Runs one simulation in a child process (SimGrid allows one engine per process; a child also
 // keeps any SimGrid abort away from the caller). Throws InputError for bad platform input
 // (unknown host, too few hosts, unreadable XML) and std::runtime_error if the child dies.
 SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options);
+
+// A pipeline plan (spec.active(), no graph partition): rank t + T (s + S r) replays stage s of
+// replica r as planner::pipeline_program() describes it: per micro-batch, receive the activations
+// from stage s - 1 (a blocking get; the sender's put is asynchronous), the stage's layers'
+// forward steps among its T ranks, and symmetrically backward with the gradients from s + 1, in
+// the spec's schedule (recomputation: the stage's forward steps again before each backward);
+// after the last backward of a layer, its gradient sync over the replicas (overlapped or not as
+// the options say). Throws InputError for a graph partition or a spec the model rejects.
+SimResult simulate_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
+                            const std::vector<planner::Layout>& layouts, const SimOptions& options);
 
 // Output. `predicted` is the analytical breakdown of the same plan on the same cluster.
 Json result_to_json(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options);
