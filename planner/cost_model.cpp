@@ -602,8 +602,14 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
         for (std::size_t c = calls_before; c < plan.calls.size(); ++c) {
             const CommCall& call = plan.calls[c];
             if (call.phase == Phase::forward) lc.fwd_comm_s += call.seconds;
-            if (call.phase == Phase::backward) lc.bwd_comm_s += call.seconds;
-            if (call.phase == Phase::sync) lc.sync_s += call.seconds;
+            if (call.phase == Phase::backward) {
+                lc.bwd_comm_s += call.seconds;
+                if (clusters::node_count(call.group) > 1) lc.bwd_comm_network_s += call.seconds;
+            }
+            if (call.phase == Phase::sync) {
+                lc.sync_s += call.seconds;
+                lc.sync_network = clusters::node_count(call.group) > 1;
+            }
             double buffer = call.kind == CommKind::all_gather || call.what.find("all-gather") != std::string::npos
                                 ? call.bytes * call.group.size
                                 : call.bytes;
@@ -638,24 +644,16 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
     // The largest communication buffer and the largest pair of activation gradients.
     cost.buffers_bytes = max_buffer + max_gradients;
 
-    // Gradient synchronisation overlaps the backward pass: layer i's all-reduce starts when its
-    // backward is done, one all-reduce at a time (the simulator replays this). The backward pass's
-    // own blocking communication crosses the same network card: while a gradient all-reduce with
-    // r seconds of work left is in flight, a blocking transfer of b seconds shares the bandwidth
-    // fairly, so both are delayed by min(b, r) (the SimGrid replay measured up to 6.6% more time
-    // when this was ignored).
-    double backward_clock = 0, network_free = 0;
+    // Gradient synchronisation overlaps the backward pass (SyncOverlap: one all-reduce at a time,
+    // fair sharing with the backward's own transfers on the same links).
+    SyncOverlap sync(options_.overlap_sync);
     for (std::size_t i = layers.size(); i-- > 1;) {
         const LayerCost& lc = plan.layers[i];
-        backward_clock += lc.bwd_compute_s;
-        const double shared = options_.overlap_sync ? std::min(lc.bwd_comm_s, std::max(0.0, network_free - backward_clock)) : 0.0;
-        backward_clock += lc.bwd_comm_s + shared;
-        network_free += shared;
-        cost.sync_total_s += lc.sync_s;
-        cost.sync_contention_s += shared;
-        if (lc.sync_s > 0) network_free = std::max(network_free, backward_clock) + lc.sync_s;
+        sync.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, lc.sync_s, lc.sync_network);
     }
-    cost.sync_exposed_s = options_.overlap_sync ? std::max(0.0, network_free - backward_clock) : cost.sync_total_s;
+    cost.sync_total_s = sync.total_s();
+    cost.sync_contention_s = sync.contention_s();
+    cost.sync_exposed_s = sync.exposed_s();
     cost.iteration_s = cost.fwd_compute_s + cost.bwd_compute_s + cost.blocking_comm_s() + cost.sync_contention_s +
                        cost.sync_exposed_s;
     cost.memory_bytes = cost.weights_bytes + cost.gradients_bytes + cost.optimizer_bytes + cost.activations_bytes +

@@ -21,6 +21,76 @@ using networks::LayerKind;
 std::string to_string(Schedule schedule) { return schedule == Schedule::one_f_one_b ? "1f1b" : "gpipe"; }
 
 namespace {
+// Operation k of stage `stage`'s order, without building the list (the search walks millions).
+PipelineOp op_at(Schedule schedule, int stages, int stage, int M, int k) {
+    if (schedule == Schedule::gpipe) return k < M ? PipelineOp{true, k} : PipelineOp{false, k - M};
+    const int warmup = std::min(stages - stage - 1, M);
+    if (k < warmup) return {true, k};
+    const int j = k - warmup, steady = 2 * (M - warmup);
+    if (j < steady) return j % 2 == 0 ? PipelineOp{true, warmup + j / 2} : PipelineOp{false, j / 2};
+    return {false, M - warmup + (j - steady)};
+}
+}  // namespace
+
+std::vector<PipelineOp> pipeline_order(Schedule schedule, int stages, int stage, int micro_batches) {
+    std::vector<PipelineOp> ops;
+    for (int k = 0; k < 2 * micro_batches; ++k) ops.push_back(op_at(schedule, stages, stage, micro_batches, k));
+    return ops;
+}
+
+std::vector<double> last_backward_ends(const std::vector<double>& F, const std::vector<double>& B, Schedule schedule,
+                                       int micro_batches) {
+    const int S = static_cast<int>(F.size()), M = micro_batches;
+    std::vector<double> ends(S, 0.0);
+    if (S == 0 || M < 1) return ends;
+    if (schedule == Schedule::gpipe || S == 1) {  // one stage runs its M forward-backward pairs either way
+        // Forwards: a flow shop of M identical jobs over stages 0..S-1 ends at sum F + (M - 1) max F;
+        // the backwards are one over S-1..0 starting then: stage s's last ends after sum_{j>=s} B_j
+        // + (M - 1) max_{j>=s} B_j more.
+        double forwards = 0, max_f = 0;
+        for (double f : F) forwards += f, max_f = std::max(max_f, f);
+        forwards += (M - 1) * max_f;
+        double sum_b = 0, max_b = 0;
+        for (int s = S - 1; s >= 0; --s) {
+            sum_b += B[s];
+            max_b = std::max(max_b, B[s]);
+            ends[s] = forwards + sum_b + (M - 1) * max_b;
+        }
+        return ends;
+    }
+    // 1F1B: every operation once, in an order that respects both each stage's sequence and the
+    // data dependencies (a stage is revisited only when a neighbour finished what it waits for).
+    constexpr double kUnset = -1;
+    std::vector<double> fwd_end(static_cast<std::size_t>(S) * M, kUnset), bwd_end(fwd_end);
+    std::vector<int> next(S, 0);
+    std::vector<double> free_at(S, 0.0);
+    std::vector<int> pending;
+    for (int s = 0; s < S; ++s) pending.push_back(s);
+    while (!pending.empty()) {
+        const int s = pending.back();
+        pending.pop_back();
+        while (next[s] < 2 * M) {
+            const PipelineOp op = op_at(schedule, S, s, M, next[s]);
+            const std::size_t at = static_cast<std::size_t>(s) * M + op.micro;
+            double ready;
+            if (op.forward)
+                ready = s == 0 ? 0.0 : fwd_end[at - M];
+            else
+                ready = s == S - 1 ? fwd_end[at] : bwd_end[at + M];
+            if (ready == kUnset) break;
+            const double end = std::max(free_at[s], ready) + (op.forward ? F[s] : B[s]);
+            (op.forward ? fwd_end : bwd_end)[at] = end;
+            free_at[s] = end;
+            ++next[s];
+            if (op.forward && s + 1 < S) pending.push_back(s + 1);
+            if (!op.forward && s > 0) pending.push_back(s - 1);
+        }
+    }
+    for (int s = 0; s < S; ++s) ends[s] = free_at[s];
+    return ends;
+}
+
+namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -40,7 +110,7 @@ struct MicroContext {
     ScoredPlan plan;
     int layer_count = 0;  // network layers incl. the input
     // Per layer (index 0 unused): seconds per micro-batch and bytes per process.
-    std::vector<double> fwd_compute, bwd_compute, fwd_comm, bwd_comm, kind_s[7], weight_bytes, activation_bytes,
+    std::vector<double> fwd_compute, bwd_compute, fwd_comm, bwd_comm, bwd_comm_network, kind_s[7], weight_bytes, activation_bytes,
         buffer_bytes, gradient_bytes;
     // Prefix sums: pre[x][i] = sum of x over layers 1..i-1.
     std::vector<double> pre_fwd_compute, pre_bwd_compute, pre_kind[7], pre_weight, pre_activation;
@@ -74,6 +144,7 @@ MicroContext make_context(const CostModel& model, int tensor, std::int64_t micro
     c.layer_count = n;
     auto zeros = [&] { return std::vector<double>(n, 0.0); };
     c.fwd_compute = zeros(), c.bwd_compute = zeros(), c.fwd_comm = zeros(), c.bwd_comm = zeros();
+    c.bwd_comm_network = zeros();
     c.weight_bytes = zeros(), c.activation_bytes = zeros(), c.buffer_bytes = zeros(), c.gradient_bytes = zeros();
     for (auto& k : c.kind_s) k = zeros();
     c.sync_group.assign(n, GroupPlacement{1, 1});
@@ -84,6 +155,7 @@ MicroContext make_context(const CostModel& model, int tensor, std::int64_t micro
         c.bwd_compute[i] = lc.bwd_compute_s;
         c.fwd_comm[i] = lc.fwd_comm_s;
         c.bwd_comm[i] = lc.bwd_comm_s;
+        c.bwd_comm_network[i] = lc.bwd_comm_network_s;
         c.weight_bytes[i] = lc.weight_bytes;
         c.activation_bytes[i] = lc.activation_bytes;
         if (layers[i].params > 0) c.sync_bytes[i] = lc.weight_bytes;
@@ -147,13 +219,32 @@ MicroContext make_context(const CostModel& model, int tensor, std::int64_t micro
     return c;
 }
 
-// Point-to-point between neighbouring stages: inside a node when the whole pipeline of one
-// replica fits in a node, over the network otherwise (every boundary, conservatively).
+clusters::LinkCost link_cost(const clusters::Link& link) { return clusters::LinkCost{link.bandwidth_Bps, link.latency_s}; }
+
+// Point-to-point between neighbouring stages, for the stage partitioner (which does not know
+// which boundary a cut becomes): inside a node when the whole pipeline of one replica fits in a
+// node, over the network otherwise.
 clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages) {
     const auto& cl = model.cluster();
     bool intra = cl.devices_per_node > 1 && static_cast<std::int64_t>(tensor) * stages <= cl.devices_per_node;
-    const auto& link = intra ? cl.intra_node : cl.inter_node;
-    return clusters::LinkCost{link.bandwidth_Bps, link.latency_s};
+    return link_cost(intra ? cl.intra_node : cl.inter_node);
+}
+
+// The link the transfer into stage s (from s - 1) crosses, for scoring: inside a node when every
+// pair of counterparts (rank t + T (s - 1 + S r) and the rank T later) shares a node, over the
+// network otherwise (a stage starts when its slowest member has its input).
+clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spec, int s) {
+    const auto& cl = model.cluster();
+    const std::int64_t d = cl.devices_per_node, T = spec.tensor, S = spec.stages;
+    if (d <= 1) return link_cost(cl.inter_node);
+    // (T S r) mod d repeats with a period of at most d replicas.
+    const std::int64_t replicas = std::min<std::int64_t>(spec.replicas, d);
+    for (std::int64_t r = 0; r < replicas; ++r)
+        for (std::int64_t t = 0; t < T; ++t) {
+            const std::int64_t from = t + T * (s - 1 + S * r);
+            if (from / d != (from + T) / d) return link_cost(cl.inter_node);
+        }
+    return link_cost(cl.intra_node);
 }
 
 StageWeights weights_from(const MicroContext& c, const clusters::LinkCost& link, bool recompute) {
@@ -260,16 +351,26 @@ std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, co
     return out;
 }
 
-std::vector<double> replica_sync(const CostModel& model, const MicroContext& c, int stages, int replicas, bool zero) {
-    std::vector<double> out(c.layer_count, 0.0);
+// Per layer: the seconds of its gradient synchronisation over the replicas, and whether its group
+// spans nodes (for SyncOverlap's contention).
+struct LayerSync {
+    double seconds = 0;
+    bool network = true;
+};
+std::vector<LayerSync> replica_sync(const CostModel& model, const MicroContext& c, int stages, int replicas,
+                                    bool zero) {
+    std::vector<LayerSync> out(c.layer_count);
     std::vector<std::vector<CommCall>> calls = replica_sync_calls(model, c, stages, replicas, zero);
     for (int i = 1; i < c.layer_count; ++i) {
         if (c.sync_bytes[i] <= 0) continue;
         if (replicas == 1 && !zero) {
-            out[i] = c.plan.layers[i].sync_s;
+            out[i] = {c.plan.layers[i].sync_s, c.plan.layers[i].sync_network};
             continue;
         }
-        for (const CommCall& call : calls[i]) out[i] += call.seconds;  // ZeRO: reduce-scatter + all-gather
+        for (const CommCall& call : calls[i]) {  // ZeRO: reduce-scatter + all-gather
+            out[i].seconds += call.seconds;
+            out[i].network = clusters::node_count(call.group) > 1;
+        }
     }
     return out;
 }
@@ -282,7 +383,7 @@ struct Evaluation {
 
 // The schedule, memory and synchronisation of one configuration on a prepared context.
 Evaluation evaluate(const CostModel& model, const MicroContext& c, const PipelineSpec& spec,
-                    const std::vector<double>& sync, bool keep_stages) {
+                    const std::vector<LayerSync>& sync, bool keep_stages) {
     Evaluation e;
     CostBreakdown& k = e.cost;
     k.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
@@ -291,22 +392,22 @@ Evaluation evaluate(const CostModel& model, const MicroContext& c, const Pipelin
         k.reason = c.plan.cost.reason;
     }
     const int S = spec.stages, M = spec.micro_batches, L = c.layer_count;
-    clusters::LinkCost link = stage_link(model, spec.tensor, S);
     const double eb = static_cast<double>(dtype_bytes(c.options.dtype));
     double states = c.options.optimizer == Optimizer::adam ? 2 : 1;
     if (c.options.dtype != DType::fp32) states += 1;
 
     std::vector<double> F(S), Bk(S), recv_f(S, 0.0), recv_b(S, 0.0);
     std::vector<StageSums> sums(S);
-    double sum_fb = 0, max_f = 0, max_b = 0, max_fb = 0, total_fb = 0;
+    double sum_fb = 0, max_fb = 0, total_fb = 0;
     int slowest = 0;
     for (int s = 0; s < S; ++s) {
         int first = spec.stage_first[s];
         int last = s + 1 < S ? spec.stage_first[s + 1] - 1 : L - 1;
         sums[s] = stage_sums(c, first, last);
         const StageSums& ss = sums[s];
-        if (s > 0) recv_f[s] = clusters::point_to_point_seconds(c.boundary_bytes[first], link);
-        if (s + 1 < S) recv_b[s] = clusters::point_to_point_seconds(c.boundary_bytes[last + 1], link);
+        if (s > 0) recv_f[s] = clusters::point_to_point_seconds(c.boundary_bytes[first], boundary_link(model, spec, s));
+        if (s + 1 < S)
+            recv_b[s] = clusters::point_to_point_seconds(c.boundary_bytes[last + 1], boundary_link(model, spec, s + 1));
         double fwd_comm = 0, bwd_comm = 0;
         for (int i = first; i <= last; ++i) fwd_comm += c.fwd_comm[i], bwd_comm += c.bwd_comm[i];
         // Forward and backward per micro-batch; their sum is (compute + comm) in score()'s order.
@@ -317,47 +418,42 @@ Evaluation evaluate(const CostModel& model, const MicroContext& c, const Pipelin
         F[s] = f;
         Bk[s] = fb - f;
         sum_fb = sum_fb + fb;
-        max_f = std::max(max_f, f);
-        max_b = std::max(max_b, fb - f);
         if (fb > max_fb) max_fb = fb, slowest = s;
         total_fb += fb;
         if (s + 1 < S) e.cut_bytes += c.boundary_total[last + 1];
     }
-    // GPipe runs all forwards, then all backwards: each phase fills and drains separately.
-    // 1F1B alternates in the steady state, so the slowest forward + backward paces it.
-    e.pipeline_s = spec.schedule == Schedule::gpipe ? sum_fb + (M - 1) * (max_f + max_b) : sum_fb + (M - 1) * max_fb;
+    // The schedule itself: when every stage's last backward ends (GPipe: the forwards, then the
+    // backwards, fill and drain separately; 1F1B: its dependency graph, exactly, whichever stage
+    // is the slowest). Stage 0's is the makespan.
+    std::vector<double> ends = last_backward_ends(F, Bk, spec.schedule, M);
+    if (S == 1) ends[0] = sum_fb + (M - 1) * max_fb;  // F + B rounds differently from score()'s sum
+    e.pipeline_s = ends[0];
     e.balance = max_fb > 0 ? max_fb / (total_fb / S) : 1;
 
-    // Gradient synchronisation: stage s's last backward ends when the last micro-batch's
-    // gradient has flowed back from stage S-1 to s; its all-reduces then overlap the rest of that
-    // backward, one at a time (as in score()).
-    double iteration = e.pipeline_s, after_stage0 = 0, sync_total_max = 0;
+    // Gradient synchronisation: each layer's all-reduce starts when its last micro-batch's
+    // backward is done, inside its stage's last backward (which ends at ends[s]), one at a time
+    // (as in score()). Under recomputation that backward first redoes the stage's whole forward
+    // from its checkpointed input.
+    double iteration = e.pipeline_s, sync_total_max = 0;
     int critical = -1;  // the stage whose synchronisation ends last, past the schedule
     std::vector<double> stage_sync(S, 0.0), stage_exposed(S, 0.0), stage_contention(S, 0.0);
     for (int s = 0; s < S; ++s) {
         int first = spec.stage_first[s];
         int last = s + 1 < S ? spec.stage_first[s + 1] - 1 : L - 1;
-        double backward_clock = 0, network_free = 0, total = 0, contention = 0;
-        for (int i = last; i >= first; --i) {
-            // As score(): a blocking transfer sharing the card with an all-reduce in flight is
-            // slowed by the overlap (fair share), and so is the all-reduce.
-            backward_clock += c.bwd_compute[i] + (spec.recompute ? c.fwd_compute[i] + c.fwd_comm[i] : 0.0);
-            const double shared =
-                c.options.overlap_sync ? std::min(c.bwd_comm[i], std::max(0.0, network_free - backward_clock)) : 0.0;
-            backward_clock += c.bwd_comm[i] + shared;
-            network_free += shared;
-            total += sync[i];
-            contention += shared;
-            if (sync[i] > 0) network_free = std::max(network_free, backward_clock) + sync[i];
-        }
+        // Under recomputation the last backward first redoes the stage's whole forward.
+        double recomputed = 0;
+        if (spec.recompute)
+            for (int i = first; i <= last; ++i) recomputed += c.fwd_compute[i] + c.fwd_comm[i];
+        SyncOverlap overlap(c.options.overlap_sync, recomputed);
+        for (int i = last; i >= first; --i)
+            overlap.layer(c.bwd_compute[i], c.bwd_comm[i], c.bwd_comm_network[i], sync[i].seconds, sync[i].network);
+        const double total = overlap.total_s(), contention = overlap.contention_s();
         stage_sync[s] = total;
         stage_contention[s] = contention;
-        stage_exposed[s] = c.options.overlap_sync ? std::max(0.0, network_free - backward_clock) : total;
+        stage_exposed[s] = overlap.exposed_s();
         sync_total_max = std::max(sync_total_max, total);
-        // Stage s finishes its last backward sum_{s' < s} B_s' before the pipeline's end.
-        double end = e.pipeline_s - after_stage0 + contention + stage_exposed[s];
+        double end = ends[s] + contention + stage_exposed[s];
         if (end > iteration) iteration = end, critical = s;
-        after_stage0 += Bk[s];
     }
 
     // Memory per process of each stage; the plan's is the largest.
@@ -630,7 +726,7 @@ PipelineScore score_pipeline(const CostModel& model, const PipelineSpec& spec, c
     if (!spec.device_of.empty()) return score_graph_partition(model, spec, layouts);
     const std::int64_t micro = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
     MicroContext c = make_context(model, spec.tensor, micro, layouts);
-    std::vector<double> sync = replica_sync(model, c, spec.stages, spec.replicas, spec.zero);
+    std::vector<LayerSync> sync = replica_sync(model, c, spec.stages, spec.replicas, spec.zero);
     Evaluation e = evaluate(model, c, spec, sync, true);
     out.plan = std::move(c.plan);
     out.plan.cost = e.cost;
@@ -689,7 +785,7 @@ std::vector<PipelineCandidate> search_pipelines(const CostModel& model, Pipeline
             }
             for (int M : divisors_of(B / R)) by_micro[B / R / M].emplace_back(S, M);
         }
-        std::map<std::tuple<int, bool>, std::vector<double>> sync_cache;  // (S, zero) -> per-layer sync
+        std::map<std::tuple<int, bool>, std::vector<LayerSync>> sync_cache;  // (S, zero) -> per-layer sync
         for (const auto& [b, uses] : by_micro) {
             MicroContext c = make_context(model, T, b, layouts);
             // Stage partitions for every S at once, per link kind and recomputation setting.
@@ -831,7 +927,6 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
     PipelineProgram out;
     out.micro_batch = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
     MicroContext c = make_context(model, spec.tensor, out.micro_batch, layouts);
-    out.link = stage_link(model, spec.tensor, spec.stages);
     const int L = c.layer_count;
     for (int s = 0; s < spec.stages; ++s) {
         PipelineProgram::Stage st;
@@ -839,7 +934,7 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
         st.last = s + 1 < spec.stages ? spec.stage_first[s + 1] - 1 : L - 1;
         if (s > 0) {
             st.recv_bytes = c.boundary_bytes[st.first];
-            st.recv_s = clusters::point_to_point_seconds(st.recv_bytes, out.link);  // as evaluate()'s recv_f
+            st.recv_s = clusters::point_to_point_seconds(st.recv_bytes, boundary_link(model, spec, s));  // evaluate()'s recv_f
         }
         out.stages.push_back(st);
     }

@@ -61,6 +61,26 @@ struct PipelineScore {
     }
 };
 
+// One operation of a pipeline stage: the forward or the backward pass of a micro-batch.
+struct PipelineOp {
+    bool forward = true;
+    int micro = 0;
+    bool operator==(const PipelineOp&) const = default;
+};
+// The order stage `stage` of `stages` runs its M micro-batches in (the simulator replays it).
+// GPipe: all forwards, then all backwards. 1F1B: min(S - s - 1, M) warm-up forwards, then one
+// forward and one backward in turn, then the remaining backwards.
+std::vector<PipelineOp> pipeline_order(Schedule schedule, int stages, int stage, int micro_batches);
+
+// When each stage's last backward ends, stages running their pipeline_order with per-micro-batch
+// forward and backward seconds F[s] and B[s] (each including its receive): an operation starts
+// once the stage is free and its input is there (the previous stage's forward of the same
+// micro-batch; the next stage's backward, or the stage's own forward on the last stage). The
+// first element is the schedule's makespan. GPipe in closed form (two flow shops of identical
+// jobs), 1F1B by walking the dependency graph once (O(S M)).
+std::vector<double> last_backward_ends(const std::vector<double>& F, const std::vector<double>& B, Schedule schedule,
+                                       int micro_batches);
+
 // Why the spec cannot be used for this model's P and batch ("" when it can): T x S x R = P, the
 // micro-batch count dividing B / R, stage ranges, more stages than layers.
 std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec);
@@ -143,10 +163,9 @@ struct PipelineProgram {
     struct Stage {
         int first = 1, last = 1;  // layer range [first, last]
         double recv_bytes = 0;    // per rank per micro-batch from stage s - 1 (0 for stage 0)
-        double recv_s = 0;        // the seconds the model charges for it (point_to_point_seconds on `link`)
+        double recv_s = 0;        // the seconds the model charges for it (on the boundary's link: intra-node when both ranks share a node)
     };
     std::vector<Stage> stages;
-    clusters::LinkCost link;
     std::vector<clusters::GroupPlacement> inner_sync_group;  // per layer: the sync group inside the T ranks
     std::vector<std::vector<CommCall>> sync;                 // per layer (index 0 unused), in the order run
 };

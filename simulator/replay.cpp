@@ -76,24 +76,6 @@ Schedule build_schedule(const planner::CostModel& model, const planner::ScoredPl
     return s;
 }
 
-std::vector<PipelineOp> pipeline_order(planner::Schedule schedule, int stages, int stage, int micro_batches) {
-    std::vector<PipelineOp> ops;
-    const int M = micro_batches;
-    if (schedule == planner::Schedule::gpipe) {
-        for (int m = 0; m < M; ++m) ops.push_back({true, m});
-        for (int m = 0; m < M; ++m) ops.push_back({false, m});
-        return ops;
-    }
-    const int warmup = std::min(stages - stage - 1, M);
-    for (int m = 0; m < warmup; ++m) ops.push_back({true, m});
-    for (int i = 0; i + warmup < M; ++i) {
-        ops.push_back({true, warmup + i});
-        ops.push_back({false, i});
-    }
-    for (int m = M - warmup; m < M; ++m) ops.push_back({false, m});
-    return ops;
-}
-
 int GroupMap::my_index(const clusters::GroupPlacement& group, int rank) const {
     const int g = group.size, k = group.per_node, d = devices_per_node;
     if (g <= 1) return 0;

@@ -104,16 +104,9 @@ struct LayerSteps {
 };
 std::vector<LayerSteps> layer_steps(const networks::Network& network, const planner::ScoredPlan& plan);
 
-// One operation of a pipeline stage: the forward or the backward pass of a micro-batch.
-struct PipelineOp {
-    bool forward = true;
-    int micro = 0;
-    bool operator==(const PipelineOp&) const = default;
-};
-// The order stage `stage` of `stages` runs its M micro-batches in. GPipe: all forwards, then all
-// backwards. 1F1B: min(S - s - 1, M) warm-up forwards, then one forward and one backward in
-// turn, then the remaining backwards.
-std::vector<PipelineOp> pipeline_order(planner::Schedule schedule, int stages, int stage, int micro_batches);
+// The stages' operation order is the planner's (planner/pipeline.hpp), so the replay runs what the model costed.
+using planner::PipelineOp;
+using planner::pipeline_order;
 
 // Runs one simulation in a child process (SimGrid allows one engine per process; a child also
 // keeps any SimGrid abort away from the caller). Throws InputError for bad platform input

@@ -363,6 +363,47 @@ TEST_CASE("ResNet-1001 at batch 1 does not fit a 16 GB V100 under TensorFlow but
     }
 }
 
+TEST_CASE("SyncOverlap: an all-reduce in flight slows transfers on its own links only", "[planner][sync]") {
+    // Backward order: layer A (3 s compute, then its 4 s sync across nodes), then layer B (1 s
+    // compute, 2 s of blocking transfer, no sync). When B's transfer starts (t = 4) A's sync has
+    // 3 s left (it runs 3..7).
+    {
+        // B's transfer crosses nodes too: they share the card, both delayed by min(2, 3) = 2 s:
+        // B ends at 4 + 2 + 2 = 8, the sync at 7 + 2 = 9: 1 s exposed.
+        SyncOverlap o(true);
+        o.layer(3, 0, 0, 4, true);
+        o.layer(1, 2, 2, 0, true);
+        CHECK(o.contention_s() == 2);
+        CHECK(o.exposed_s() == 1);
+        CHECK(o.total_s() == 4);
+    }
+    {
+        // B's transfer stays inside a node (a tensor group on NVLink): nothing shared; B ends at
+        // 6, the sync at 7: 1 s exposed.
+        SyncOverlap o(true);
+        o.layer(3, 0, 0, 4, true);
+        o.layer(1, 2, 0, 0, true);
+        CHECK(o.contention_s() == 0);
+        CHECK(o.exposed_s() == 1);
+    }
+    {
+        // A sync inside a node shares with the intra-node transfer instead.
+        SyncOverlap o(true);
+        o.layer(3, 0, 0, 4, false);
+        o.layer(1, 2, 0, 0, true);
+        CHECK(o.contention_s() == 2);
+        CHECK(o.exposed_s() == 1);
+    }
+    {
+        // Without overlap the whole sync is exposed and nothing is shared.
+        SyncOverlap o(false);
+        o.layer(3, 0, 0, 4, true);
+        o.layer(1, 2, 2, 0, true);
+        CHECK(o.contention_s() == 0);
+        CHECK(o.exposed_s() == 4);
+    }
+}
+
 TEST_CASE("invariants: costs finite and non-negative, more bandwidth never slower, batch comm independent of B", "[planner][invariants]") {
     clusters::Cluster cori = clusters::load_cluster_file(kSourceDir + "/clusters/cori-knl.json");
     clusters::Cluster dgx = clusters::load_cluster_file(kSourceDir + "/clusters/dgx-a100.json");

@@ -218,9 +218,9 @@ TEST_CASE("GPipe: a stage's last backward ends when the flow shop says, not when
     // l1 l2 l3 | l4, M = 4, R = 1: F = (3f, f + r), B = (f + 2f + 2f + r, 2f) = (5f + r, 2f). The
     // forwards end at T_F = 4f + r + 3 x 3f = 13f + r. Stage 1 then runs its 4 backwards back to back
     // (nothing waits for it): its last ends at T_F + 4 x 2f = 21f + r. The exact rule: T_F +
-    // sum_{j>=s} B_j + (M - 1) max_{j>=s} B_j. planner::evaluate() takes pipeline_s - B_0 =
-    // T_F + (7f + r) + 3 (5f + r) - (5f + r) = 30f + 4r for it (simulator/README.md, Pipelines, 3):
-    // every replica sync of stage 1 is predicted to start 9f + 3r = 26.79 us late here.
+    // sum_{j>=s} B_j + (M - 1) max_{j>=s} B_j. (The model once took pipeline_s - B_0 = 30f + 4r
+    // for it, starting every replica sync of stage 1 9f + 3r = 26.79 us late; it now uses
+    // planner::last_backward_ends, checked here against the replay.)
     TinyPipe p(2);
     simulator::SimResult r;
     const double iteration = simulate_tiny(p, spec_of(2, 4, 1, Schedule::gpipe, {1, 4}), true, &r);
@@ -233,7 +233,12 @@ TEST_CASE("GPipe: a stage's last backward ends when the flow shop says, not when
     planner::CostModel model(p.network, p.cluster, p.options);
     planner::PipelineScore score =
         planner::score_pipeline(model, spec_of(2, 4, 1, Schedule::gpipe, {1, 4}), planner::tensor_layouts(model, 1));
-    CHECK(score.pipeline_s - score.stages[0].backward_s == Approx(30 * kF + 4 * kR).epsilon(1e-9));
+    REQUIRE(score.stages.size() == 2);
+    std::vector<double> F{score.stages[0].forward_s, score.stages[1].forward_s};
+    std::vector<double> B{score.stages[0].backward_s, score.stages[1].backward_s};
+    const std::vector<double> ends = planner::last_backward_ends(F, B, Schedule::gpipe, 4);
+    CHECK(ends[1] == Approx(stage1_end).epsilon(1e-6));
+    CHECK(ends[0] == Approx(iteration).epsilon(1e-6));
 }
 
 TEST_CASE("a 2-stage pipeline's timeline has GPipe's and 1F1B's slices in order", "[sim][pipeline]") {
@@ -344,8 +349,10 @@ TEST_CASE("pipeline plans: simulation against the analytical schedule at P = 64 
     // The table of simulator/README.md ("Pipelines: agreement"). vgg16 and resnet50 (batch 256) on
     // cori-knl, star, CM02, T = 1, S = 2 and 4, M = 4 and 8, R = P / S, both schedules, gradient
     // sync overlapped; and R = 1 (P = S, no replica sync) to isolate the schedule formulas.
-    // Asserted: GPipe's schedule is exact (a flow shop of identical micro-batches); 1F1B's
-    // formula bounds the schedule from above; vgg16 with 2 stages agrees within 1%.
+    // Asserted: without replicas (nothing to synchronise) both schedules are exact (the model
+    // walks the same dependency graph); with replicas every case is within 1.5% (the gradient
+    // sends to the previous stage share links with the replica sync, which the model does not
+    // charge), and vgg16 with 2 stages within 1%.
     clusters::Cluster cluster =
         clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/cori-knl.json");
     std::printf(
@@ -377,8 +384,8 @@ TEST_CASE("pipeline plans: simulation against the analytical schedule at P = 64 
                                     P / S, planner::to_string(schedule).c_str(), pc.score.balance, 1e3 * predicted,
                                     1e3 * r.simulated.iteration_s, 100 * rel);
                         INFO(name << " P=" << P << " S=" << S << " M=" << M << " " << planner::to_string(schedule));
-                        if (P == S && schedule == Schedule::gpipe) CHECK(std::fabs(rel) < 1e-6);
-                        if (P == S && schedule == Schedule::one_f_one_b) CHECK(rel < 1e-6);
+                        if (P == S) CHECK(std::fabs(rel) < 1e-6);
+                        if (P == 64) CHECK(std::fabs(rel) < 0.015);
                         if (P == 64 && S == 2 && std::string(name) == "vgg16") CHECK(std::fabs(rel) < 0.01);
                     }
                 }
@@ -386,3 +393,31 @@ TEST_CASE("pipeline plans: simulation against the analytical schedule at P = 64 
         }
     }
 }
+
+TEST_CASE("tensor groups inside a node do not contend with the replicas' sync through the network card",
+          "[sim][pipeline]") {
+    // googlenet on dgx-a100, T = 2 (Megatron-style layouts on NVLink) x R = 32 replicas, one stage,
+    // overlapped sync: the blocking tensor-group transfers use the intra-node links, the replicas'
+    // all-reduce the network, so the replay shows no sharing, and neither may the model (it once
+    // charged it: -8.8%).
+    networks::Network network =
+        networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/googlenet.json");
+    clusters::Cluster cluster =
+        clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/dgx-a100.json");
+    planner::PlannerOptions options;
+    options.procs = 64;
+    options.batch = network.default_batch;
+    planner::CostModel model(network, cluster, options);
+    planner::PipelineSpec spec;
+    spec.tensor = 2;
+    spec.replicas = 32;
+    planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
+    REQUIRE(pc.score.plan.cost.feasible);
+    CHECK(pc.score.plan.cost.sync_contention_s == 0);
+    simulator::SimOptions sim;
+    sim.platform.topology = "star";
+    simulator::SimResult r = simulator::simulate_pipeline(model, pc.spec, pc.layouts, sim);
+    const double predicted = pc.score.plan.cost.iteration_s;
+    CHECK(std::fabs(r.simulated.iteration_s - predicted) / predicted < 0.01);
+}
+
