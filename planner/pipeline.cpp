@@ -39,22 +39,31 @@ std::vector<PipelineOp> pipeline_order(Schedule schedule, int stages, int stage,
 }
 
 std::vector<double> last_backward_ends(const std::vector<double>& F, const std::vector<double>& B, Schedule schedule,
-                                       int micro_batches) {
+                                       int micro_batches, const std::vector<double>& last_extra) {
     const int S = static_cast<int>(F.size()), M = micro_batches;
     std::vector<double> ends(S, 0.0);
     if (S == 0 || M < 1) return ends;
+    auto extra = [&](int s) { return last_extra.empty() ? 0.0 : last_extra[s]; };
     if (schedule == Schedule::gpipe || S == 1) {  // one stage runs its M forward-backward pairs either way
-        // Forwards: a flow shop of M identical jobs over stages 0..S-1 ends at sum F + (M - 1) max F;
-        // the backwards are one over S-1..0 starting then: stage s's last ends after sum_{j>=s} B_j
-        // + (M - 1) max_{j>=s} B_j more.
+        // Forwards: a flow shop of M identical jobs over stages 0..S-1 ends at sum F + (M - 1) max F.
+        // The backwards are one over S-1..0 starting then: the first M - 1 micro-batches' last
+        // ends at sum_{j>=s} B_j + (M - 2) max_{j>=s} B_j more, and the last micro-batch (which
+        // may carry an extra) starts at stage s when both it and the stage are free. Without
+        // extras that is sum_{j>=s} B_j + (M - 1) max_{j>=s} B_j after the forwards.
         double forwards = 0, max_f = 0;
         for (double f : F) forwards += f, max_f = std::max(max_f, f);
         forwards += (M - 1) * max_f;
-        double sum_b = 0, max_b = 0;
+        double sum_b = 0, max_b = 0, last = forwards;
         for (int s = S - 1; s >= 0; --s) {
             sum_b += B[s];
             max_b = std::max(max_b, B[s]);
-            ends[s] = forwards + sum_b + (M - 1) * max_b;
+            if (last_extra.empty()) {
+                ends[s] = forwards + sum_b + (M - 1) * max_b;
+                continue;
+            }
+            const double previous = M >= 2 ? forwards + sum_b + (M - 2) * max_b : 0.0;
+            last = std::max(previous, last) + B[s] + extra(s);
+            ends[s] = last;
         }
         return ends;
     }
@@ -78,7 +87,8 @@ std::vector<double> last_backward_ends(const std::vector<double>& F, const std::
             else
                 ready = s == S - 1 ? fwd_end[at] : bwd_end[at + M];
             if (ready == kUnset) break;
-            const double end = std::max(free_at[s], ready) + (op.forward ? F[s] : B[s]);
+            const double end = std::max(free_at[s], ready) + (op.forward ? F[s] : B[s]) +
+                               (!op.forward && op.micro == M - 1 ? extra(s) : 0.0);
             (op.forward ? fwd_end : bwd_end)[at] = end;
             free_at[s] = end;
             ++next[s];
@@ -422,37 +432,50 @@ Evaluation evaluate(const CostModel& model, const MicroContext& c, const Pipelin
         total_fb += fb;
         if (s + 1 < S) e.cut_bytes += c.boundary_total[last + 1];
     }
-    // The schedule itself: when every stage's last backward ends (GPipe: the forwards, then the
-    // backwards, fill and drain separately; 1F1B: its dependency graph, exactly, whichever stage
-    // is the slowest). Stage 0's is the makespan.
-    std::vector<double> ends = last_backward_ends(F, Bk, spec.schedule, M);
-    if (S == 1) ends[0] = sum_fb + (M - 1) * max_fb;  // F + B rounds differently from score()'s sum
-    e.pipeline_s = ends[0];
-    e.balance = max_fb > 0 ? max_fb / (total_fb / S) : 1;
-
     // Gradient synchronisation: each layer's all-reduce starts when its last micro-batch's
-    // backward is done, inside its stage's last backward (which ends at ends[s]), one at a time
-    // (as in score()). Under recomputation that backward first redoes the stage's whole forward
-    // from its checkpointed input.
-    double iteration = e.pipeline_s, sync_total_max = 0;
-    int critical = -1;  // the stage whose synchronisation ends last, past the schedule
+    // backward is done, inside its stage's last backward, one at a time (as in score()). Under
+    // recomputation that backward first redoes the stage's whole forward from its checkpointed
+    // input. Measured from the start of the stage's last backward, so before the schedule.
+    double sync_total_max = 0;
     std::vector<double> stage_sync(S, 0.0), stage_exposed(S, 0.0), stage_contention(S, 0.0);
     for (int s = 0; s < S; ++s) {
         int first = spec.stage_first[s];
         int last = s + 1 < S ? spec.stage_first[s + 1] - 1 : L - 1;
-        // Under recomputation the last backward first redoes the stage's whole forward.
         double recomputed = 0;
         if (spec.recompute)
             for (int i = first; i <= last; ++i) recomputed += c.fwd_compute[i] + c.fwd_comm[i];
         SyncOverlap overlap(c.options.overlap_sync, recomputed);
         for (int i = last; i >= first; --i)
             overlap.layer(c.bwd_compute[i], c.bwd_comm[i], c.bwd_comm_network[i], sync[i].seconds, sync[i].network);
-        const double total = overlap.total_s(), contention = overlap.contention_s();
-        stage_sync[s] = total;
-        stage_contention[s] = contention;
+        stage_sync[s] = overlap.total_s();
+        stage_contention[s] = overlap.contention_s();
         stage_exposed[s] = overlap.exposed_s();
-        sync_total_max = std::max(sync_total_max, total);
-        double end = ends[s] + contention + stage_exposed[s];
+        sync_total_max = std::max(sync_total_max, stage_sync[s]);
+    }
+    // Stage s sends its last micro-batch's input gradient to stage s - 1 when its last backward
+    // ends, while its syncs still have stage_exposed[s] seconds to run on the same card: fair
+    // sharing delays both by min(the transfer's bandwidth time, remaining sync) (latency is not
+    // shared), and stage s - 1's last backward with it.
+    std::vector<double> send_delay(S, 0.0);  // indexed by the receiving stage
+    bool delayed = false;
+    for (int s = 1; s < S; ++s) {
+        const int boundary = spec.stage_first[s];
+        const double bandwidth_s = c.boundary_bytes[boundary] / boundary_link(model, spec, s).bandwidth_Bps;
+        send_delay[s - 1] = std::min(bandwidth_s, stage_exposed[s]);
+        delayed = delayed || send_delay[s - 1] > 0;
+    }
+
+    // The schedule itself: when every stage's last backward ends (GPipe: the forwards, then the
+    // backwards, fill and drain separately; 1F1B: its dependency graph, exactly, whichever stage
+    // is the slowest). Stage 0's is the makespan.
+    std::vector<double> ends = last_backward_ends(F, Bk, spec.schedule, M, delayed ? send_delay : std::vector<double>{});
+    if (S == 1) ends[0] = sum_fb + (M - 1) * max_fb;  // F + B rounds differently from score()'s sum
+    e.pipeline_s = ends[0];
+    e.balance = max_fb > 0 ? max_fb / (total_fb / S) : 1;
+    double iteration = e.pipeline_s;
+    int critical = -1;  // the stage whose synchronisation ends last, past the schedule
+    for (int s = 0; s < S; ++s) {
+        const double end = ends[s] + stage_contention[s] + stage_exposed[s] + (s > 0 ? send_delay[s - 1] : 0.0);
         if (end > iteration) iteration = end, critical = s;
     }
 

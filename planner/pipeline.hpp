@@ -78,8 +78,10 @@ std::vector<PipelineOp> pipeline_order(Schedule schedule, int stages, int stage,
 // micro-batch; the next stage's backward, or the stage's own forward on the last stage). The
 // first element is the schedule's makespan. GPipe in closed form (two flow shops of identical
 // jobs), 1F1B by walking the dependency graph once (O(S M)).
+// `last_extra` (optional, per stage) lengthens the stage's backward of the last micro-batch (its
+// gradient arrives late).
 std::vector<double> last_backward_ends(const std::vector<double>& F, const std::vector<double>& B, Schedule schedule,
-                                       int micro_batches);
+                                       int micro_batches, const std::vector<double>& last_extra = {});
 
 // Why the spec cannot be used for this model's P and batch ("" when it can): T x S x R = P, the
 // micro-batch count dividing B / R, stage ranges, more stages than layers.

@@ -188,7 +188,7 @@ TEST_CASE("GPipe and 1F1B: 4 stages x 8 micro-batches by hand", "[pipeline]") {
 // node per (stage, position in its order); edges from the previous position on the stage and from
 // the operation the input comes from. Independent of last_backward_ends' worklist and closed form.
 std::vector<double> longest_path_ends(const std::vector<double>& F, const std::vector<double>& B, Schedule schedule,
-                                      int M) {
+                                      int M, const std::vector<double>& last_extra) {
     const int S = static_cast<int>(F.size());
     std::vector<std::vector<PipelineOp>> order(S);
     for (int s = 0; s < S; ++s) order[s] = pipeline_order(schedule, S, s, M);
@@ -218,7 +218,8 @@ std::vector<double> longest_path_ends(const std::vector<double>& F, const std::v
         ready.pop_back();
         ++done;
         const PipelineOp op = order[v / per_stage][v % per_stage];
-        end[v] = start[v] + (op.forward ? F[v / per_stage] : B[v / per_stage]);
+        end[v] = start[v] + (op.forward ? F[v / per_stage] : B[v / per_stage]) +
+                 (!op.forward && op.micro == M - 1 ? last_extra[v / per_stage] : 0.0);
         for (int w : successors[v]) {
             start[w] = std::max(start[w], end[v]);
             if (--indegree[w] == 0) ready.push_back(w);
@@ -235,12 +236,16 @@ TEST_CASE("last_backward_ends equals the longest paths of the schedule graph", "
     std::uniform_real_distribution<double> seconds(1e-6, 20e-6);
     for (int trial = 0; trial < 300; ++trial) {
         const int S = 1 + static_cast<int>(rng() % 6), M = 1 + static_cast<int>(rng() % 12);
-        std::vector<double> F(S), B(S);
-        for (int s = 0; s < S; ++s) F[s] = seconds(rng), B[s] = seconds(rng);
+        std::vector<double> F(S), B(S), none(S, 0.0), extra(S);
+        for (int s = 0; s < S; ++s) F[s] = seconds(rng), B[s] = seconds(rng), extra[s] = seconds(rng) / 4;
         for (Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b}) {
             INFO("trial " << trial << ", S = " << S << ", M = " << M << ", " << to_string(schedule));
             const std::vector<double> got = last_backward_ends(F, B, schedule, M);
-            const std::vector<double> want = longest_path_ends(F, B, schedule, M);
+            const std::vector<double> want = longest_path_ends(F, B, schedule, M, none);
+            // The last micro-batch's backward lengthened per stage (a late gradient).
+            const std::vector<double> got_late = last_backward_ends(F, B, schedule, M, extra);
+            const std::vector<double> want_late = longest_path_ends(F, B, schedule, M, extra);
+            for (int s = 0; s < S; ++s) CHECK(got_late[s] == Approx(want_late[s]).epsilon(1e-12));
             REQUIRE(got.size() == want.size());
             for (int s = 0; s < S; ++s) CHECK(got[s] == Approx(want[s]).epsilon(1e-12));
             // Stage 0's last backward is the last operation of all.
