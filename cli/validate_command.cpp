@@ -20,6 +20,7 @@
 #include "cli/commands.hpp"
 #include "common/diagnostics.hpp"
 #include "planner/plan.hpp"
+#include "validators/image.hpp"
 
 namespace dnnplan::cli {
 namespace {
@@ -34,7 +35,7 @@ struct LaunchOptions {
 struct ValidateOptions {
     LaunchOptions launch;
     std::vector<std::string> plans;
-    std::string net, cluster, strategies, format = "text", out, trace, inject;
+    std::string net, cluster, strategies, format = "text", out, trace, inject, image;
     std::int64_t batch = 0;
     int warmup = -1, iterations = -1, sgd_steps = -1;
     bool no_check = false;
@@ -42,7 +43,8 @@ struct ValidateOptions {
 
 struct CalibrateOptions {
     LaunchOptions launch;
-    std::string out, name, report, format = "text";
+    std::string out, name, report, format = "text", networks;
+    std::int64_t batch = 0;
     bool quick = false;
 };
 
@@ -198,6 +200,18 @@ int run_validate(const ValidateOptions& o) {
                              "the plan is for P = " + std::to_string(request.options.procs) +
                                  " processes, but --np is " + std::to_string(o.launch.np));
     }
+    // A network that no longer fits the --image size is refused here, naming the layer.
+    const validators::ImageSize image = validators::parse_image_size(o.image);
+    if (image.given()) {
+        const std::string networks_dir = data_dir() + "/networks";
+        if (!o.net.empty())
+            validators::load_network_at_image(networks::resolve_network_path(o.net, networks_dir), image);
+        for (const std::string& f : o.plans)
+            validators::load_network_at_image(
+                networks::resolve_network_path(planner::parse_plan_request(load_json_file(f), f).network_source,
+                                               networks_dir),
+                image);
+    }
     std::vector<std::string> args{"validate"};
     for (const std::string& f : o.plans) args.insert(args.end(), {"--plan", f});
     auto opt = [&](const char* flag, const std::string& v) {
@@ -209,6 +223,7 @@ int run_validate(const ValidateOptions& o) {
     opt("--net", o.net);
     if (o.batch > 0) num("--batch", o.batch);
     opt("--strategies", o.strategies);
+    opt("--image", o.image);
     opt("--cluster", o.cluster);
     opt("--format", o.format);
     opt("--out", o.out);
@@ -229,6 +244,8 @@ int run_calibrate(const CalibrateOptions& o) {
     if (!o.name.empty()) args.insert(args.end(), {"--name", o.name});
     if (!o.report.empty()) args.insert(args.end(), {"--report", o.report});
     if (o.quick) args.push_back("--quick");
+    if (o.batch > 0) args.insert(args.end(), {"--batch", std::to_string(o.batch)});
+    if (!o.networks.empty()) args.insert(args.end(), {"--networks", o.networks});
     return launch(o.launch, args, false);
 }
 
@@ -241,6 +258,8 @@ Command add_validate_command(CLI::App& app) {
     sub->add_option("--plan", o->plans, "plan file written by `dnnplan plan --out` (repeat for several)");
     sub->add_option("--net", o->net, "instead of plan files: every feasible candidate of the search for this network");
     sub->add_option("--batch", o->batch, "global batch with --net (default: the network's)");
+    sub->add_option("--image", o->image,
+                    "input image N or HxW: the network re-inferred at that size (refused if a layer no longer fits)");
     sub->add_option("--strategies", o->strategies, "with --net: comma-separated strategy names (default: all)");
     sub->add_option("--cluster", o->cluster,
                     "cluster for the predictions, e.g. from `dnnplan calibrate` (default: the plan's)");
@@ -265,6 +284,11 @@ Command add_calibrate_command(CLI::App& app) {
     sub->add_option("--name", o->name, "the cluster's name (default this-machine)");
     sub->add_option("--report", o->report, "also write every measurement as JSON");
     sub->add_flag("--quick", o->quick, "fewer message sizes and repetitions");
+    sub->add_option("--batch", o->batch,
+                    "global batch of the runs to predict (default 8): the training step is timed at batch / ranks")
+        ->check(CLI::PositiveNumber);
+    sub->add_option("--networks", o->networks,
+                    "networks whose training step measures the achievable FLOP/s (default lenet5,smallcnn)");
     sub->add_option("--format", o->format, "text or json")
         ->capture_default_str()
         ->check(CLI::IsMember({"text", "json"}));

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "clusters/collectives.hpp"
@@ -46,6 +47,26 @@ std::vector<double> timed_chunks(MPI_Comm comm, int chunks, int reps, F&& body) 
     return out;
 }
 
+// Like timed_chunks, but per chunk the time from the first rank's start to the last rank's end:
+// the throughput of all ranks computing at once. With more ranks than cores a rank runs whole
+// chunks between being descheduled, so its own clock would show the full-core rate; the span over
+// all ranks shows each rank's share of the cores, which is what a plan's rank gets. (MPI_Wtime of
+// ranks on one machine reads the same clock.)
+template <class F>
+std::vector<double> shared_chunks(MPI_Comm comm, int chunks, int reps, F&& body) {
+    std::vector<double> out;
+    for (int c = 0; c < chunks; ++c) {
+        MPI_Barrier(comm);
+        double t0 = MPI_Wtime();
+        for (int r = 0; r < reps; ++r) body();
+        double t1 = MPI_Wtime(), first = 0, last = 0;
+        MPI_Allreduce(&t0, &first, 1, MPI_DOUBLE, MPI_MIN, comm);
+        MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm);
+        out.push_back((last - first) / reps);
+    }
+    return out;
+}
+
 // Repetitions so that one chunk takes about `target` seconds (agreed over the ranks).
 template <class F>
 int reps_for(MPI_Comm comm, double target, F&& body) {
@@ -77,7 +98,113 @@ std::string human_size(double b) {
     if (b >= 1 << 10) return num(b / (1 << 10)) + " KiB";
     return num(b) + " B";
 }
+
+// Times the validator's own primitives the way the plan runner calls them (fp32 tensors, packing,
+// halo-extended blocks, Cartesian-style sub-communicators of pairs, all ranks at once), at sizes
+// of the validated networks' layers, and fits the link's latency and bandwidth so that the cost
+// model's formulas for these primitives match them: least squares of the log ratio over a
+// log-spaced grid (the cheapest algorithm, hence the formula, changes with the link), refined once.
+void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target) {
+    const int me = comm_rank(comm), p = c.ranks;
+    auto median_call = [&](auto&& body) {
+        int reps = reps_for(comm, target, body);
+        return median(timed_chunks(comm, chunks, reps, body));
+    };
+    // Pairs (0,1), (2,3), ...: the lines of a 2-way domain or model split; an odd last rank idles.
+    MPI_Comm pair = MPI_COMM_NULL;
+    MPI_Comm_split(comm, me / 2, me, &pair);
+    const int pair_size = comm_size(pair), j = comm_rank(pair);
+    const Index side = 16, width = 2;  // a 16 x 16 local block, the halo of a 5 x 5 kernel
+    for (Index planes : {Index{1}, Index{8}, Index{64}, Index{512}}) {
+        HaloLine line;
+        line.dim = 3;
+        if (pair_size == 2) {
+            line.own_lo = {0, side};
+            line.own_hi = {side, 2 * side};
+            line.need_lo = {0, side - width};
+            line.need_hi = {side + width, 2 * side};
+        } else {
+            line.own_lo = line.need_lo = {0};
+            line.own_hi = line.need_hi = {side};
+        }
+        Box box;
+        box.hi = {planes, 1, side, side * (j + 1)};
+        box.lo[3] = side * j;
+        Tensor<float> owned(box, 1.0f);
+        Tensor<float> ext = halo_forward(owned, line, pair);
+        const double ghost = double(planes) * side * width * sizeof(float);
+        double fwd = median_call([&] { ext = halo_forward(owned, line, pair); });
+        double adj = median_call([&] { owned = halo_adjoint(ext, box, line, pair); });
+        c.primitives.push_back({"halo exchange", 2, ghost, fwd, 0});
+        c.primitives.push_back({"halo adjoint", 2, ghost, adj, 0});
+    }
+    for (double bytes : {64.0, 4096.0, 65536.0, 1048576.0}) {
+        std::vector<float> buf(static_cast<std::size_t>(bytes / 4), 1.0f);
+        c.primitives.push_back({"all-reduce", 2, bytes, median_call([&] { all_sum_reduce(buf, pair); }), 0});
+        if (p > 2) c.primitives.push_back({"all-reduce", p, bytes, median_call([&] { all_sum_reduce(buf, comm); }), 0});
+    }
+    MPI_Comm_free(&pair);
+    // Repartitions over all ranks of a [2P, planes, 16, 32] tensor: batch split -> width split (an
+    // all-to-all of each rank's block) and width split -> replicated (an all-gather of the whole).
+    for (Index planes : {Index{1}, Index{8}, Index{64}}) {
+        Box whole;
+        whole.hi = {2 * p, planes, side, 2 * side};
+        std::vector<Box> by_batch(p, whole), by_width(p, whole), replicated(p, whole);
+        for (int r = 0; r < p; ++r) {
+            by_batch[r].lo[0] = block_begin(2 * p, p, r);
+            by_batch[r].hi[0] = block_begin(2 * p, p, r + 1);
+            by_width[r].lo[3] = block_begin(2 * side, p, r);
+            by_width[r].hi[3] = block_begin(2 * side, p, r + 1);
+        }
+        const double total = double(whole.volume()) * sizeof(float);
+        Repartition a2a(by_batch, by_width, comm), gather(by_width, replicated, comm);
+        Tensor<float> x(by_batch[me], 1.0f), y = a2a.forward(x), z = gather.forward(y);
+        c.primitives.push_back({"repartition (all-to-all)", p, total / p, median_call([&] { y = a2a.forward(x); }), 0});
+        c.primitives.push_back({"repartition (all-gather)", p, total, median_call([&] { z = gather.forward(y); }), 0});
+    }
+    fit_link_to_primitives(c);
+}
 }  // namespace
+
+double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link) {
+    const clusters::GroupPlacement group{p.group, p.group};
+    if (p.what.rfind("halo", 0) == 0) return clusters::halo_exchange_seconds(p.bytes, group, link, link);
+    const clusters::Collective kind = p.what == "all-reduce"                 ? clusters::Collective::all_reduce
+                                      : p.what == "repartition (all-gather)" ? clusters::Collective::all_gather
+                                                                             : clusters::Collective::all_to_all;
+    return clusters::cheapest(kind, group, p.bytes, link, link).seconds;
+}
+
+void fit_link_to_primitives(Calibration& c) {
+    if (c.primitives.empty()) return;
+    auto cost = [&](double alpha, double bw) {
+        double sum = 0;
+        for (const PrimitivePoint& q : c.primitives)
+            sum += std::pow(std::log(primitive_model(q, clusters::LinkCost{bw, alpha}) / q.seconds), 2);
+        return sum;
+    };
+    double best_alpha = 0, best_bw = 0, best_cost = std::numeric_limits<double>::infinity();
+    auto search = [&](double a_lo, double a_hi, double b_lo, double b_hi, int steps) {
+        for (int i = 0; i <= steps; ++i)
+            for (int k = 0; k <= steps; ++k) {
+                double alpha = a_lo * std::pow(a_hi / a_lo, double(i) / steps);
+                double bw = b_lo * std::pow(b_hi / b_lo, double(k) / steps);
+                double v = cost(alpha, bw);
+                if (v < best_cost) best_cost = v, best_alpha = alpha, best_bw = bw;
+            }
+    };
+    search(1e-8, 1e-3, 1e8, 1e11, 100);
+    const double da = std::pow(1e5, 1.0 / 100), db = std::pow(1e3, 1.0 / 100);
+    search(best_alpha / da, best_alpha * da, best_bw / db, best_bw * db, 20);
+    c.latency_s = best_alpha;
+    c.bandwidth_Bps = best_bw;
+    double sq = 0;
+    for (PrimitivePoint& q : c.primitives) {
+        q.model_s = primitive_model(q, clusters::LinkCost{best_bw, best_alpha});
+        sq += std::pow((q.model_s - q.seconds) / q.seconds, 2);
+    }
+    c.primitive_fit_residual = std::sqrt(sq / double(c.primitives.size()));
+}
 
 Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     Calibration c;
@@ -89,6 +216,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     const double target = options.quick ? 0.001 : 0.002;
     c.cpu = cpu_model();
     c.memory_bytes = total_memory_bytes() / c.ranks;
+    c.batch = options.batch;
 
     // Ping-pong between rank pairs (0,1), (2,3), ... all at once, as a plan's ranks all communicate.
     std::vector<double> sizes = {8, 64, 512, 4096, 32768, 131072, 524288, 1 << 20, 4 << 20, 16 << 20};
@@ -139,6 +267,8 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
             }
         }
         c.fit_residual = n ? std::sqrt(sq / n) : 0;
+        c.pingpong_latency_s = c.latency_s;
+        c.pingpong_bandwidth_Bps = c.bandwidth_Bps;
 
         // All-reduce over every rank against the planner's cheapest algorithm on the fitted link.
         clusters::LinkCost link{c.bandwidth_Bps, c.latency_s};
@@ -155,13 +285,15 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         }
     }
 
+    if (c.ranks >= 2) measure_primitives(comm, c, chunks, target);
+
     // OpenBLAS sgemm, every rank at once (what each rank gets while the others compute too).
     double best_gemm = 0;
     for (int n : options.quick ? std::vector<int>{128} : std::vector<int>{128, 256, 512}) {
         std::vector<float> a(std::size_t(n) * n, 0.5f), b(a), d(a);
         auto mm = [&] { gemm<float>(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, d.data(), n); };
-        int reps = reps_for(comm, target * 2, mm);
-        double t = best(timed_chunks(comm, chunks, reps, mm));
+        int reps = reps_for(comm, target * 5, mm);
+        double t = best(shared_chunks(comm, chunks, reps, mm));
         double rate = 2.0 * n * n * n / t;
         if (rate > best_gemm) {
             best_gemm = rate;
@@ -183,16 +315,23 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         const double flops = double(tot.fwd_flops + tot.bwd_input_flops + tot.bwd_weight_flops);
         OpTimer timer;
         auto run = [&] { seq.step(timer); };
-        int reps = reps_for(comm, target * 2, run);
+        int reps = reps_for(comm, target * 5, run);
         std::vector<double> per_chunk;
         for (int k = 0; k < chunks; ++k) {
+            // The span over all ranks (see shared_chunks) times the share of a step that is
+            // forward and backward compute (the loss and the SGD update are not counted as FLOPs).
             MPI_Barrier(comm);
             timer.reset();
+            double t0 = MPI_Wtime();
             for (int r = 0; r < reps; ++r) seq.step(timer);
+            double t1 = MPI_Wtime(), first = 0, last = 0;
             double compute =
-                (timer.seconds[static_cast<int>(Op::fwd_compute)] + timer.seconds[static_cast<int>(Op::bwd_compute)]) /
-                reps;
-            per_chunk.push_back(max_over(comm, compute));
+                timer.seconds[static_cast<int>(Op::fwd_compute)] + timer.seconds[static_cast<int>(Op::bwd_compute)];
+            double share = std::clamp(compute / (t1 - t0), 0.0, 1.0), share_sum = 0;
+            MPI_Allreduce(&t0, &first, 1, MPI_DOUBLE, MPI_MIN, comm);
+            MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm);
+            MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
+            per_chunk.push_back((last - first) * share_sum / comm_size(comm) / reps);
         }
         double rate = flops / best(per_chunk);
         log_sum += std::log(rate);
@@ -216,8 +355,8 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
             std::copy(a.begin(), a.end(), b.begin());
             a[0] += b[1];
         };
-        int reps = reps_for(comm, target * 2, copy);
-        double t = best(timed_chunks(comm, chunks, reps, copy));
+        int reps = reps_for(comm, target * 5, copy);
+        double t = best(shared_chunks(comm, chunks, reps, copy));
         c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
     }
     return c;
@@ -231,8 +370,9 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
     Json device = {
         {"name", "one MPI rank on " + c.cpu},
         {"peak_flops",
-         {{"fp32",
-           src(c.gemm_flops, run + ": best OpenBLAS " + c.gemm_note + " rate per rank, all ranks computing at once")}}},
+         {{"fp32", src(c.gemm_flops, run + ": best OpenBLAS " + c.gemm_note +
+                                         " rate per rank, all ranks computing at once (time from the first rank's "
+                                         "start to the last rank's end)")}}},
         {"achievable_fraction",
          src(fraction, run +
                            ": FLOPs (cost model's count) per second of the validator's sequential training step "
@@ -242,12 +382,18 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
          Json{{"value", static_cast<std::int64_t>(c.memory_bytes)},
               {"source", "this machine's physical memory (sysconf) / " + std::to_string(c.ranks) + " ranks"}}},
         {"memory_bandwidth_Bps",
-         src(c.memory_bandwidth_Bps, run + ": std::copy of 32 MiB per rank, all ranks at once")}};
+         src(c.memory_bandwidth_Bps,
+             run + ": std::copy of 32 MiB per rank, all ranks at once (first start to last end)")}};
     std::string fit =
-        run + ": ping-pong between rank pairs, all pairs at once; latency = best-chunk one-way time of messages <= " +
-        human_size(c.latency_fit_max_bytes) + "; bandwidth = least-squares fit of latency + bytes / bandwidth over " +
-        human_size(c.bandwidth_fit_min_bytes) + " .. " + human_size(c.bandwidth_fit_max_bytes) +
-        " (RMS relative residual " + num(100 * c.fit_residual, 2) + "%)";
+        run +
+        ": least-squares fit (log ratio) of the cost model's formulas to the validator's own primitives as the "
+        "plan runner calls them (halo exchange and its adjoint on rank pairs, all-reduce on pairs and all "
+        "ranks, repartition all-to-all and all-gather over all ranks; " +
+        std::to_string(c.primitives.size()) + " points, 64 B .. 1 MiB, median of " +
+        "chunks, slowest rank), RMS relative residual " + num(100 * c.primitive_fit_residual, 2) +
+        "%; raw ping-pong for comparison: latency " + num(c.pingpong_latency_s * 1e6) + " us, bandwidth " +
+        num(c.pingpong_bandwidth_Bps / 1e9) + " GB/s (" + human_size(c.bandwidth_fit_min_bytes) + " .. " +
+        human_size(c.bandwidth_fit_max_bytes) + ", RMS relative residual " + num(100 * c.fit_residual, 2) + "%)";
     Json link = {{"bandwidth_Bps", src(c.bandwidth_Bps, fit)}, {"latency_s", src(c.latency_s, fit)}};
     Json spec = {
         {"name", name},
@@ -278,12 +424,26 @@ Json calibration_report(const Calibration& c) {
                          {"model_relative_error", p.seconds > 0 ? (p.model_s - p.seconds) / p.seconds : 0}});
         return a;
     };
+    Json prims = Json::array();
+    for (const PrimitivePoint& p : c.primitives)
+        prims.push_back({{"what", p.what},
+                         {"group", p.group},
+                         {"bytes", p.bytes},
+                         {"seconds", p.seconds},
+                         {"model_s", p.model_s},
+                         {"model_relative_error", (p.model_s - p.seconds) / p.seconds}});
     return {{"ranks", c.ranks},
+            {"batch_per_rank", c.batch},
             {"point_to_point", points(c.point_to_point)},
             {"all_reduce", points(c.all_reduce)},
-            {"fit",
+            {"primitives", prims},
+            {"primitive_fit",
              {{"latency_s", c.latency_s},
               {"bandwidth_Bps", c.bandwidth_Bps},
+              {"rms_relative_residual", c.primitive_fit_residual}}},
+            {"fit",
+             {{"latency_s", c.pingpong_latency_s},
+              {"bandwidth_Bps", c.pingpong_bandwidth_Bps},
               {"latency_sizes_max_bytes", c.latency_fit_max_bytes},
               {"bandwidth_sizes_bytes", {c.bandwidth_fit_min_bytes, c.bandwidth_fit_max_bytes}},
               {"rms_relative_residual", c.fit_residual}}},
@@ -301,13 +461,24 @@ std::string calibration_text(const Calibration& c) {
             os << std::setw(10) << human_size(p.bytes) << std::setw(10) << num(p.seconds * 1e6) << " us" << std::setw(8)
                << num(p.model_s * 1e6) << " us" << std::setw(9) << num(100 * (p.model_s - p.seconds) / p.seconds, 2)
                << "%" << std::setw(7) << num(100 * p.spread, 2) << "%\n";
-        os << "fit: latency " << num(c.latency_s * 1e6) << " us (sizes <= " << human_size(c.latency_fit_max_bytes)
-           << "), bandwidth " << num(c.bandwidth_Bps / 1e9) << " GB/s (sizes " << human_size(c.bandwidth_fit_min_bytes)
-           << " .. " << human_size(c.bandwidth_fit_max_bytes) << "), RMS relative residual "
-           << num(100 * c.fit_residual, 2) << "%\n\nall-reduce over all ranks:\n";
+        os << "ping-pong fit: latency " << num(c.pingpong_latency_s * 1e6)
+           << " us (sizes <= " << human_size(c.latency_fit_max_bytes) << "), bandwidth "
+           << num(c.pingpong_bandwidth_Bps / 1e9) << " GB/s (sizes " << human_size(c.bandwidth_fit_min_bytes) << " .. "
+           << human_size(c.bandwidth_fit_max_bytes) << "), RMS relative residual " << num(100 * c.fit_residual, 2)
+           << "%\n\nall-reduce over all ranks:\n";
         for (const SizePoint& p : c.all_reduce)
             os << std::setw(10) << human_size(p.bytes) << std::setw(10) << num(p.seconds * 1e6) << " us  model "
                << num(p.model_s * 1e6) << " us (" << num(100 * (p.model_s - p.seconds) / p.seconds, 2) << "%)\n";
+    }
+    if (!c.primitives.empty()) {
+        os << "\nthe validator's primitives (median call, slowest rank):\n";
+        for (const PrimitivePoint& p : c.primitives)
+            os << std::setw(26) << p.what << " on " << p.group << std::setw(10) << human_size(p.bytes) << std::setw(10)
+               << num(p.seconds * 1e6) << " us  model " << num(p.model_s * 1e6) << " us ("
+               << num(100 * (p.model_s - p.seconds) / p.seconds, 2) << "%)\n";
+        os << "link written to the spec (fit to the primitives): latency " << num(c.latency_s * 1e6)
+           << " us, bandwidth " << num(c.bandwidth_Bps / 1e9) << " GB/s, RMS relative residual "
+           << num(100 * c.primitive_fit_residual, 2) << "%\n";
     }
     os << "\nsgemm " << num(c.gemm_flops / 1e9) << " GFLOP/s per rank (" << c.gemm_note << "); convolution "
        << num(c.conv_flops / 1e9) << " GFLOP/s (" << c.conv_note << "); memory copy "

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "clusters/collectives.hpp"
 #include "common/diagnostics.hpp"
 #include "networks/network.hpp"
 
@@ -29,17 +30,42 @@ struct SizePoint {
     double model_s = 0;  // what the fitted model says
 };
 
+// One timing of a validator primitive as the plan runner calls it, and what the cost model charges
+// for it: the model's time is linear in (latency, 1 / bandwidth) once the algorithm is fixed.
+struct PrimitivePoint {
+    std::string what;    // "halo exchange", "halo adjoint", "all-reduce", "repartition (all-to-all)", ...
+    int group = 0;       // ranks taking part in one call
+    double bytes = 0;    // the size the cost model is given (ghost slab, buffer, part), per rank
+    double seconds = 0;  // median over the chunks, slowest rank per chunk, per call
+    double model_s = 0;  // the cost model's time on the fitted link
+};
+
 struct Calibration {
     int ranks = 1;
     std::vector<SizePoint> point_to_point, all_reduce;
+    std::vector<PrimitivePoint> primitives;
+    // The link written into the spec: the fit of the cost model's formulas to the primitives'
+    // times (what alpha and beta stand for in a run: per-call costs, packing, waiting for peers).
     double latency_s = 0, bandwidth_Bps = 0;
+    double primitive_fit_residual = 0;  // RMS relative error of the model over the primitive points
+    // The raw ping-pong fit, reported beside it.
+    double pingpong_latency_s = 0, pingpong_bandwidth_Bps = 0;
     double latency_fit_max_bytes = 0, bandwidth_fit_min_bytes = 0, bandwidth_fit_max_bytes = 0;
     double fit_residual = 0;  // RMS relative error of latency + bytes / bandwidth over the bandwidth-fit sizes
     double gemm_flops = 0, conv_flops = 0, memory_bandwidth_Bps = 0;
     std::string gemm_note, conv_note;
     double memory_bytes = 0;
+    std::int64_t batch = 0;  // per-rank batch of the training-step measurement
     std::string cpu;
 };
+
+// The cost model's time for one primitive point on `link` (one node: every group is intra-node).
+double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link);
+// Sets c.latency_s and c.bandwidth_Bps to the link minimising the squared log ratio of
+// primitive_model to the measured c.primitives (a log-spaced grid over 10 ns .. 1 ms and
+// 0.1 .. 100 GB/s, refined once around its best point to ~1%), and each point's model_s and
+// c.primitive_fit_residual (RMS relative error).
+void fit_link_to_primitives(Calibration& c);
 
 // Collective over `comm`; every rank gets the result.
 Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options);

@@ -15,9 +15,10 @@
 namespace dnnplan::validators {
 
 namespace {
-std::shared_ptr<const networks::Network> load_network(const std::string& source, const std::string& data_dir) {
+std::shared_ptr<const networks::Network> load_network(const std::string& source, const std::string& data_dir,
+                                                      const ImageSize& image) {
     return std::make_shared<networks::Network>(
-        networks::load_network_file(networks::resolve_network_path(source, data_dir + "/networks")));
+        load_network_at_image(networks::resolve_network_path(source, data_dir + "/networks"), image));
 }
 std::shared_ptr<const clusters::Cluster> load_cluster(const std::string& source, const std::string& data_dir) {
     return std::make_shared<clusters::Cluster>(
@@ -43,7 +44,8 @@ std::string fixed(double v, int digits) {
 }
 }  // namespace
 
-PlanJob load_plan_job(const std::string& file, const std::string& cluster_override, const std::string& data_dir) {
+PlanJob load_plan_job(const std::string& file, const std::string& cluster_override, const std::string& data_dir,
+                      const ImageSize& image) {
     Json json = load_json_file(file);
     planner::PlanRequest request = planner::parse_plan_request(json, file);
     if (json.is_object() && json.contains("pipeline") && json["pipeline"].is_object() &&
@@ -53,7 +55,7 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
     job.file = file;
     job.label = file.substr(file.find_last_of('/') + 1);
     job.network_file = networks::resolve_network_path(request.network_source, data_dir + "/networks");
-    job.network = load_network(request.network_source, data_dir);
+    job.network = load_network(request.network_source, data_dir, image);
     job.cluster_source = cluster_override.empty() ? request.cluster_source : cluster_override;
     job.cluster = load_cluster(job.cluster_source, data_dir);
     if (!job.cluster->supports(request.options.dtype))
@@ -71,9 +73,9 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
 
 std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std::int64_t batch,
                                  const std::string& cluster, const std::vector<std::string>& strategies,
-                                 const std::string& data_dir) {
+                                 const std::string& data_dir, const ImageSize& image) {
     const std::string network_file = networks::resolve_network_path(net, data_dir + "/networks");
-    auto network = load_network(net, data_dir);
+    auto network = load_network(net, data_dir, image);
     auto cl = load_cluster(cluster, data_dir);
     planner::PlannerOptions options;
     options.procs = procs;
@@ -276,6 +278,7 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
         plans.push_back({{"label", job.label},
                          {"plan_file", job.file},
                          {"network", job.network->name},
+                         {"input_shape", job.network->layers.front().output_shape},
                          {"procs", job.model->options().procs},
                          {"batch", job.model->options().batch},
                          {"strategy", job.strategy},

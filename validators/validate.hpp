@@ -11,6 +11,7 @@
 #include "common/diagnostics.hpp"
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
+#include "validators/image.hpp"
 #include "validators/runner.hpp"
 
 namespace dnnplan::validators {
@@ -28,14 +29,16 @@ struct PlanJob {
 };
 
 // A plan file as written by `dnnplan plan --out`; its layouts are re-scored on `cluster_override`
-// (a file or preset name; "" keeps the plan's own cluster). InputError on any problem.
-PlanJob load_plan_job(const std::string& file, const std::string& cluster_override, const std::string& data_dir);
+// (a file or preset name; "" keeps the plan's own cluster); `image` re-infers the network at another
+// input size (--image). InputError on any problem.
+PlanJob load_plan_job(const std::string& file, const std::string& cluster_override, const std::string& data_dir,
+                      const ImageSize& image = {});
 
 // The feasible candidates of the planner's search (uniform families and per-layer) for a network
 // on `procs` processes; `strategies` filters by name ("all" keeps every one).
 std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std::int64_t batch,
                                  const std::string& cluster, const std::vector<std::string>& strategies,
-                                 const std::string& data_dir);
+                                 const std::string& data_dir, const ImageSize& image = {});
 
 // InputError (naming the plan file and pointer) when the plan is for another P than `ranks`, when
 // the validator cannot run the network, or when `ranks` copies of it need more memory than this

@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -52,11 +53,13 @@ void check_same_jobs_everywhere(const std::vector<dnnplan::validators::PlanJob>&
     MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD);
     std::string differing;
     for (int r = 1; r < np; ++r)
-        if (all[static_cast<std::size_t>(r)] != all[0]) differing += (differing.empty() ? "" : ", ") + std::to_string(r);
+        if (all[static_cast<std::size_t>(r)] != all[0])
+            differing += (differing.empty() ? "" : ", ") + std::to_string(r);
     if (!differing.empty())
         throw dnnplan::InputError("validate", "",
-                                  "rank " + differing + " was given different plans than rank 0 (every rank must run the "
-                                  "same plan files)");
+                                  "rank " + differing +
+                                      " was given different plans than rank 0 (every rank must run the "
+                                      "same plan files)");
 }
 }  // namespace
 
@@ -70,7 +73,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     std::vector<std::string> plans;
     std::string net, cluster, strategies = "all", format = "text", out, trace, status_dir, inject;
-    std::int64_t batch = 0;
+    std::int64_t batch = 0, calib_batch = 8;
+    std::string image_text;
     RunOptions run;
     bool no_check = false, quick = false;
     double timeout = 120;
@@ -80,6 +84,7 @@ int main(int argc, char** argv) {
     validate->add_option("--net", net,
                          "instead of plan files: every feasible candidate of the search for this network");
     validate->add_option("--batch", batch, "global batch size with --net (default: the network's)");
+    validate->add_option("--image", image_text, "input image size N or HxW: the network re-inferred at that size");
     validate->add_option("--strategies", strategies, "with --net: comma-separated strategy names or all");
     validate->add_option("--cluster", cluster,
                          "cluster for the predictions (default: the plan's; with --net: required)");
@@ -104,6 +109,11 @@ int main(int argc, char** argv) {
     calibrate_cmd->add_flag("--quick", quick, "fewer sizes and repetitions");
     calibrate_cmd->add_option("--networks", calib_nets, "networks whose training step measures the achievable FLOP/s")
         ->capture_default_str();
+    calibrate_cmd
+        ->add_option("--batch", calib_batch,
+                     "global batch of the runs to predict: the training step is timed at batch / ranks")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
     calibrate_cmd->add_option("--format", format, "text or json")->check(CLI::IsMember({"text", "json"}));
 
     int status = 0;
@@ -119,6 +129,7 @@ int main(int argc, char** argv) {
         if (calibrate_cmd->parsed()) {
             CalibrationOptions copts;
             copts.quick = quick;
+            copts.batch = std::max<std::int64_t>(1, calib_batch / np);
             std::vector<networks::Network> nets;
             for (const std::string& n : split_commas(calib_nets))
                 nets.push_back(
@@ -136,12 +147,14 @@ int main(int argc, char** argv) {
             if (!net.empty()) {
                 if (cluster.empty())
                     throw InputError("--cluster", "", "--net needs --cluster (the cluster the predictions use)");
-                jobs = search_jobs(net, np, batch, cluster, split_commas(strategies), data_dir());
+                jobs = search_jobs(net, np, batch, cluster, split_commas(strategies), data_dir(),
+                                   parse_image_size(image_text));
                 if (jobs.empty())
                     throw InputError(net, "", "no feasible candidate plan for " + std::to_string(np) + " processes");
             } else {
                 if (plans.empty()) throw InputError("validate", "", "give --plan FILE (one or more) or --net NAME");
-                for (const std::string& f : plans) jobs.push_back(load_plan_job(f, cluster, data_dir()));
+                for (const std::string& f : plans)
+                    jobs.push_back(load_plan_job(f, cluster, data_dir(), parse_image_size(image_text)));
             }
             for (const PlanJob& job : jobs) check_runnable(job, np);
             check_same_jobs_everywhere(jobs, me, np);

@@ -1,7 +1,11 @@
-// Kendall's tau and the validation document on hand-made inputs (no MPI communication).
+// Kendall's tau, the --image option and the calibration's link fit on hand-made inputs (no MPI
+// communication).
 #include <cmath>
 #include <cstdio>
+#include <string>
 
+#include "validators/calibrate.hpp"
+#include "validators/image.hpp"
 #include "validators/validate.hpp"
 
 using namespace dnnplan::validators;
@@ -21,6 +25,54 @@ int main() {
     // A tie in one ranking counts as neither: [1,1,2] vs [1,2,3]: pairs (1,2) tie, (1,3) and (2,3)
     // concordant: 2 / 3.
     check(std::abs(kendall_tau({1, 1, 2}, {1, 2, 3}) - 2.0 / 3) < 1e-15, "tau with a tie");
+
+    // --image: "16" is square, "16x24" is height x width, anything else an error.
+    check(parse_image_size("16").height == 16 && parse_image_size("16").width == 16, "--image 16");
+    check(parse_image_size("16x24").height == 16 && parse_image_size("16x24").width == 24, "--image 16x24");
+    for (const char* bad : {"0", "x16", "16x", "-4", "16x16x3", "abc"}) {
+        bool refused = false;
+        try {
+            parse_image_size(bad);
+        } catch (const dnnplan::InputError& e) {
+            refused = e.file() == "--image";
+        }
+        check(refused, (std::string("--image ") + bad + " refused").c_str());
+    }
+    // LeNet-5 at 16 x 16, by hand: conv1 (5x5, 6 ch) 12x12, pool1 6x6, conv2 (5x5, 16 ch) 2x2,
+    // pool2 1x1, so fc1 reads 16 features (400 at 32 x 32) and has 16 * 120 + 120 = 2040 parameters.
+    const std::string lenet5 = std::string(DNNPLAN_SOURCE_DIR) + "/networks/lenet5.json";
+    dnnplan::networks::Network small = load_network_at_image(lenet5, parse_image_size("16"));
+    bool found_fc1 = false;
+    for (const auto& layer : small.layers) {
+        if (layer.name == "conv2") check(layer.output_shape == dnnplan::networks::Shape{16, 2, 2}, "conv2 at 16x16");
+        if (layer.name == "fc1") {
+            found_fc1 = true;
+            check(layer.params == 2040, "fc1 parameters at 16x16");
+        }
+    }
+    check(found_fc1 && small.layers.front().output_shape == dnnplan::networks::Shape{1, 16, 16}, "input at 16x16");
+    // At 12 x 12: conv1 8x8, pool1 4x4, and conv2's 5x5 kernel no longer fits: named.
+    std::string message;
+    try {
+        load_network_at_image(lenet5, parse_image_size("12"));
+    } catch (const dnnplan::InputError& e) {
+        message = e.message();
+    }
+    check(message.find("layer conv2") != std::string::npos &&
+              message.find("kernel 5 is larger than the padded input height 4") != std::string::npos,
+          "--image 12 names conv2 and the reason");
+
+    // The link fit recovers a link from points made with the cost model's own formulas: a halo
+    // exchange on 2 ranks is one step, latency + bytes / bandwidth; with 2 us and 1 GB/s, 1 KiB
+    // takes 2 + 1.024 = 3.024 us. The refined grid step is 1e5^(1/100)^(1/10) ~ 1.2% in latency.
+    Calibration c;
+    for (double bytes : {128.0, 1024.0, 8192.0, 65536.0, 524288.0})
+        c.primitives.push_back({"halo exchange", 2, bytes, 2e-6 + bytes / 1e9, 0});
+    check(std::abs(c.primitives[1].seconds - 3.024e-6) < 1e-15, "hand value of a 1 KiB halo");
+    fit_link_to_primitives(c);
+    check(std::abs(c.latency_s / 2e-6 - 1) < 0.02, "fitted latency");
+    check(std::abs(c.bandwidth_Bps / 1e9 - 1) < 0.02, "fitted bandwidth");
+    check(c.primitive_fit_residual < 0.02, "fit residual of exact points");
     std::printf("%s\n", failures ? "report tests FAILED" : "report tests ok");
     return failures ? 1 : 0;
 }

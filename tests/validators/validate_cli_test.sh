@@ -31,6 +31,17 @@ check "a plan file's layouts run and pass the checks" 0 "lenet5-p4.json .* ok " 
 check "a network too large for this machine is refused before anything starts" 2 \
     "toolarge.json: running toolarge batch on 2 ranks needs about .* GiB, more than 80% of this machine's available" -- \
     "$DNNPLAN" validate --net "$data/toolarge.json" --strategies batch --np 2 --cluster cori-knl
+# --image: lenet5 at 12 x 12 leaves conv2 a 4 x 4 input for its 5 x 5 kernel (32 -> conv1 8 -> pool 4):
+# refused by dnnplan before mpirun starts; at 16 x 16 it runs and passes the checks on the smaller input.
+check "an image too small for a layer is refused, naming it" 2 \
+    "--image: the network no longer fits a 12x12 image: layer conv2 .*kernel 5 is larger than the padded input height 4" -- \
+    "$DNNPLAN" validate --net lenet5 --np 2 --cluster cori-knl --image 12
+check "the validation runs at --image 16" 0 '"checks_passed":true.*' -- \
+    bash -c "\"$DNNPLAN\" validate --net lenet5 --batch 8 --np 2 --cluster cori-knl --iterations 2 --image 16 \
+             --format json | tr -d ' \n'"
+check "--image 16 re-infers the input shape" 0 '"input_shape":\[1,16,16\]' -- \
+    bash -c "\"$DNNPLAN\" validate --net lenet5 --batch 8 --np 2 --cluster cori-knl --iterations 1 --image 16 \
+             --strategies batch --format json | tr -d ' \n'"
 check "calibration writes a cluster file" 0 "wrote $tmp/this-machine.json" -- \
     "$DNNPLAN" calibrate --np 2 --quick --out "$tmp/this-machine.json"
 # The planner's library (cluster loader, cost model, DP) reads the calibrated file here.
