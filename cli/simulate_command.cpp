@@ -57,11 +57,6 @@ int run_simulate(const SimulateOptions& o) {
 
     Json json = load_json_file(o.plan_file);
     planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
-    // A graph partition places single layers on devices; its schedule is not a stage pipeline.
-    if (!request.pipeline.device_of.empty())
-        throw InputError(o.plan_file, "/pipeline/device_of",
-                         "graph-partition plans are not replayed: the simulator replays single-stage plans and "
-                         "pipelines of contiguous stages (stage_ranges) only");
     std::string net_path =
         networks::resolve_network_path(o.net.empty() ? request.network_source : o.net, networks_dir());
     networks::Network network = networks::load_network_file(net_path);
@@ -77,12 +72,16 @@ int run_simulate(const SimulateOptions& o) {
     planner::CostModel model(network, cluster, request.options);
     std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
     // Pipelines (stages, micro-batches, replicas, ZeRO, recomputation) are predicted by
-    // score_pipeline and replayed stage by stage; single-stage plans by score and the plain replay.
+    // score_pipeline and replayed stage by stage; graph partitions (device_of) by
+    // score_graph_partition (score_pipeline dispatches) and replayed device by device; single-stage
+    // plans by score and the plain replay.
     planner::PipelineSpec spec = planner::pipeline_for(request, model, o.plan_file);
     planner::ScoredPlan scored =
         spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
-    simulator::SimResult result = spec.active() ? simulator::simulate_pipeline(model, spec, layouts, options)
-                                                : simulator::simulate(model, scored, options);
+    simulator::SimResult result = !spec.device_of.empty()
+                                      ? simulator::simulate_graph_partition(model, spec, layouts, options)
+                                  : spec.active() ? simulator::simulate_pipeline(model, spec, layouts, options)
+                                                  : simulator::simulate(model, scored, options);
     if (!o.trace.empty()) write_file_atomically(o.trace, simulator::chrome_trace(result).dump() + "\n");
     std::string text = o.format == "json"  ? simulator::result_to_json(result, scored.cost, options).dump(2) + "\n"
                        : o.format == "csv" ? simulator::result_csv(result, scored.cost)

@@ -266,14 +266,14 @@ GraphPartition partition_graph(const DataflowGraph& graph, int parts, double tol
     return *best;
 }
 
-PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& spec,
+namespace {
+
+// Why spec cannot be scored as a graph partition ("" when it can).
+std::string graph_partition_problem(const CostModel& model, const PipelineSpec& spec,
                                     const std::vector<Layout>& layouts) {
-    PipelineScore out;
     const auto& layers = model.network().layers;
     const int n = static_cast<int>(layers.size());
-    const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
-    CostBreakdown& cost = out.plan.cost;
-    cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
+    const int k = spec.stages;
     std::string problem = pipeline_problem(model, spec);
     if (problem.empty() && spec.tensor != 1) problem = "a graph partition places whole layers (tensor = 1)";
     if (problem.empty() && static_cast<int>(spec.device_of.size()) != n)
@@ -286,6 +286,90 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     for (int a : model.anchors())
         if (problem.empty() && layouts.size() == layers.size() && layouts[a].procs() != 1)
             problem = "layer " + layers[a].name + ": a graph partition places whole layers (layout 1)";
+    return problem;
+}
+
+// The links and the micro-batch both the score and the replay program use, so that a transfer and
+// a gradient sync are chosen in one place.
+struct GraphContext {
+    PlannerOptions micro_options;
+    clusters::LinkCost intra, inter;
+    int devices_per_node = 1;
+    double element_bytes = 4, micro_batch = 1;
+    GraphContext(const CostModel& model, const PipelineSpec& spec) {
+        micro_options = model.options();
+        micro_options.procs = 1;
+        micro_options.batch = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
+        const auto& cl = model.cluster();
+        devices_per_node = std::max(1, cl.devices_per_node);
+        intra = {cl.intra_node.bandwidth_Bps, cl.intra_node.latency_s};
+        inter = {cl.inter_node.bandwidth_Bps, cl.inter_node.latency_s};
+        if (devices_per_node <= 1) intra = inter;
+        element_bytes = static_cast<double>(dtype_bytes(micro_options.dtype));
+        micro_batch = static_cast<double>(micro_options.batch);
+    }
+    // The point-to-point transfer of producer's output to consumer (and of its gradient back):
+    // none on one device, the intra-node link when both devices share a node (device / d), else
+    // the inter-node link.
+    GraphPartitionProgram::Transfer transfer(const CostModel& model, const PipelineSpec& spec, int producer,
+                                             int consumer) const {
+        GraphPartitionProgram::Transfer t;
+        t.producer = producer;
+        t.consumer = consumer;
+        const int from = spec.device_of[producer], to = spec.device_of[consumer];
+        if (from == to) return t;
+        t.bytes = micro_batch * model.network().layers[producer].output_elements * element_bytes;
+        t.link = from / devices_per_node == to / devices_per_node ? intra : inter;
+        t.seconds = clusters::point_to_point_seconds(t.bytes, t.link);
+        return t;
+    }
+    // Layer's weight-gradient sync over the R replicas (ZeRO: reduce-scatter, then all-gather),
+    // the collectives clusters::cheapest chooses; none without weights or with one replica.
+    std::vector<CommCall> sync(const CostModel& model, const PipelineSpec& spec, int layer) const {
+        std::vector<CommCall> out;
+        const auto& l = model.network().layers[layer];
+        const int R = spec.replicas, k = spec.stages, d = devices_per_node;
+        if (l.params == 0 || R == 1) return out;
+        // Replicas of a device: k < d puts d / k replicas on a node (rank dev + k r).
+        const int replicas_per_node = k < d ? d / k : 1;
+        clusters::GroupPlacement group{R, std::max(1, std::gcd(R, std::min(R, replicas_per_node)))};
+        const double bytes = l.params * element_bytes;
+        auto call = [&](clusters::Collective collective, CommKind kind, const char* what) {
+            clusters::CollectiveChoice choice = clusters::cheapest(collective, group, bytes, intra, inter);
+            CommCall cc;
+            cc.layer = layer;
+            cc.phase = Phase::sync;
+            cc.kind = kind;
+            cc.collective = collective;
+            cc.algorithm = choice.algorithm;
+            cc.group = group;
+            cc.bytes = bytes;
+            cc.seconds = choice.seconds;
+            cc.what = what;
+            out.push_back(cc);
+        };
+        if (spec.zero) {
+            call(clusters::Collective::reduce_scatter, CommKind::reduce_scatter,
+                 "weight gradient (ZeRO-1 reduce-scatter)");
+            call(clusters::Collective::all_gather, CommKind::all_gather, "updated weights (ZeRO-1 all-gather)");
+        } else {
+            call(clusters::Collective::all_reduce, CommKind::all_reduce, "weight gradient");
+        }
+        return out;
+    }
+};
+
+}  // namespace
+
+PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& spec,
+                                    const std::vector<Layout>& layouts) {
+    PipelineScore out;
+    const auto& layers = model.network().layers;
+    const int n = static_cast<int>(layers.size());
+    const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
+    CostBreakdown& cost = out.plan.cost;
+    cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
+    std::string problem = graph_partition_problem(model, spec, layouts);
     if (!problem.empty()) {
         out.plan.anchor_layouts = layouts;
         out.plan.layers.assign(n, LayerCost{});
@@ -293,25 +377,15 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
         cost.reason = problem;
         return out;
     }
-    PlannerOptions micro_options = model.options();
-    micro_options.procs = 1;
-    micro_options.batch = model.options().batch / (std::int64_t{R} * M);
+    const GraphContext context(model, spec);
+    const PlannerOptions& micro_options = context.micro_options;
     CostModel micro(model.network(), model.cluster(), micro_options);
     std::vector<Layout> ones(n);
     out.plan = micro.score(ones);
     DataflowGraph g = training_graph(micro);
 
-    const auto& cl = model.cluster();
-    const int d = std::max(1, cl.devices_per_node);
-    clusters::LinkCost intra{cl.intra_node.bandwidth_Bps, cl.intra_node.latency_s};
-    clusters::LinkCost inter{cl.inter_node.bandwidth_Bps, cl.inter_node.latency_s};
-    if (d <= 1) intra = inter;
-    auto transfer = [&](int from_dev, int to_dev, double bytes) {
-        if (from_dev == to_dev) return 0.0;
-        return clusters::point_to_point_seconds(bytes, from_dev / d == to_dev / d ? intra : inter);
-    };
-    const double eb = static_cast<double>(dtype_bytes(micro_options.dtype));
-    const double b = static_cast<double>(micro_options.batch);
+    const double eb = context.element_bytes;
+    const double b = context.micro_batch;
     std::vector<std::vector<int>> consumers(n);
     for (int i = 1; i < n; ++i)
         for (int p : layers[i].inputs)
@@ -329,7 +403,7 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
             double ready = 0;
             for (int p : layers[i].inputs) {
                 if (p == 0) continue;
-                double t = transfer(spec.device_of[p], dev, b * layers[p].output_elements * eb);
+                double t = context.transfer(model, spec, p, i).seconds;
                 received[dev] += t;
                 ready = std::max(ready, fwd_done[at(p, m)] + t);
             }
@@ -343,7 +417,7 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
             int dev = spec.device_of[i];
             double ready = fwd_done[at(i, m)];
             for (int c : consumers[i]) {
-                double t = transfer(spec.device_of[c], dev, b * layers[i].output_elements * eb);
+                double t = context.transfer(model, spec, i, c).seconds;  // the gradient of i's output
                 received[dev] += t;
                 ready = std::max(ready, bwd_done[at(c, m)] + t);
             }
@@ -356,17 +430,13 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
 
     // Gradient all-reduce over the R replicas, layer by layer once its last backward is done,
     // one at a time per device.
-    const int replicas_per_node = k < d ? d / k : 1;
-    clusters::GroupPlacement group{R, std::max(1, std::gcd(R, std::min(R, replicas_per_node)))};
     std::vector<double> network_free(k, 0.0), sync_total(k, 0.0);
     for (int i = n - 1; i >= 1; --i) {
-        if (layers[i].params == 0 || R == 1) continue;
+        std::vector<CommCall> calls = context.sync(model, spec, i);
+        if (calls.empty()) continue;
         int dev = spec.device_of[i];
-        double bytes = layers[i].params * eb;
-        double s = spec.zero
-                       ? clusters::cheapest(clusters::Collective::reduce_scatter, group, bytes, intra, inter).seconds +
-                             clusters::cheapest(clusters::Collective::all_gather, group, bytes, intra, inter).seconds
-                       : clusters::cheapest(clusters::Collective::all_reduce, group, bytes, intra, inter).seconds;
+        double s = 0;
+        for (const CommCall& call : calls) s += call.seconds;  // ZeRO: reduce-scatter + all-gather
         network_free[dev] = std::max(network_free[dev], bwd_done[at(i, M - 1)]) + s;
         sync_total[dev] += s;
     }
@@ -413,7 +483,8 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     k_cost.memory_bytes = memory[worst];
     if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes) {
         k_cost.feasible = false;
-        k_cost.reason = over_memory_reason(k_cost.memory_bytes, model.cluster().device, "device " + std::to_string(worst));
+        k_cost.reason =
+            over_memory_reason(k_cost.memory_bytes, model.cluster().device, "device " + std::to_string(worst));
     }
     out.plan.cost = k_cost;
     out.pipeline_s = makespan;
@@ -474,6 +545,31 @@ std::string graph_partition_label(const GraphPartitionCandidate& c) {
                   human_bytes(c.partition.cut_bytes).c_str(), c.greedy.balance,
                   human_bytes(c.greedy.cut_bytes).c_str());
     return buffer;
+}
+
+GraphPartitionProgram graph_partition_program(const CostModel& model, const PipelineSpec& spec,
+                                              const std::vector<Layout>& layouts) {
+    std::string problem = graph_partition_problem(model, spec, layouts);
+    if (!problem.empty()) throw std::invalid_argument("graph_partition_program: " + problem);
+    const auto& layers = model.network().layers;
+    const int n = static_cast<int>(layers.size());
+    const GraphContext context(model, spec);
+    CostModel micro(model.network(), model.cluster(), context.micro_options);
+    DataflowGraph g = training_graph(micro);
+    GraphPartitionProgram out;
+    out.micro_batch = context.micro_options.batch;
+    out.forward_s.assign(n, 0.0);
+    out.backward_s.assign(n, 0.0);
+    out.sync.resize(n);
+    for (int i = 1; i < n; ++i) {
+        out.forward_s[i] = g.seconds[2 * i];
+        out.backward_s[i] = g.seconds[2 * i + 1];
+        for (int p : layers[i].inputs)
+            if (p > 0 && spec.device_of[p] != spec.device_of[i])
+                out.transfers.push_back(context.transfer(model, spec, p, i));
+        out.sync[i] = context.sync(model, spec, i);
+    }
+    return out;
 }
 
 }  // namespace dnnplan::planner

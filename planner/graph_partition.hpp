@@ -5,6 +5,7 @@
 // dependencies), M micro-batches in GPipe order, R replicas with a gradient all-reduce.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -62,5 +63,28 @@ struct GraphPartitionCandidate {
 // k = 2, 4, 8 (at most the layers) dividing P, M a power of two up to 2k, best M per k.
 std::vector<GraphPartitionCandidate> search_graph_partitions(const CostModel& model);
 std::string graph_partition_label(const GraphPartitionCandidate& candidate);
+
+// What a replay of a graph partition (simulator/) needs, from the same functions
+// score_graph_partition() uses: per layer the seconds of its forward and backward operation on
+// one micro-batch, every producer -> consumer tensor between two devices (its bytes per
+// micro-batch, the link the model charges and the seconds; the gradient travels back with the
+// same bytes on the same link), and per layer its weight-gradient sync over the R replicas (the
+// clusters::cheapest calls; ZeRO-1: reduce-scatter, then all-gather; none for R = 1). Rank
+// dev + k r is device dev of replica r. Throws std::invalid_argument when the spec cannot be
+// scored as a graph partition.
+struct GraphPartitionProgram {
+    std::int64_t micro_batch = 1;               // B / (R M)
+    std::vector<double> forward_s, backward_s;  // per layer (index 0, the input, unused)
+    struct Transfer {
+        int producer = 0, consumer = 0;  // layers, on different devices
+        double bytes = 0;                // per micro-batch
+        clusters::LinkCost link;
+        double seconds = 0;  // clusters::point_to_point_seconds(bytes, link)
+    };
+    std::vector<Transfer> transfers;          // by consumer, then its inputs in order
+    std::vector<std::vector<CommCall>> sync;  // per layer, in the order run
+};
+GraphPartitionProgram graph_partition_program(const CostModel& model, const PipelineSpec& spec,
+                                              const std::vector<Layout>& layouts);
 
 }  // namespace dnnplan::planner

@@ -121,10 +121,11 @@ std::string result_text(const SimResult& result, const planner::CostBreakdown& p
         out << line;
     }
     if (result.simulated.bubble_s > 0) {
-        // Pipelines: the prediction's rows are its slowest stage's, the simulation's the critical rank's.
+        // Pipelines and graph partitions: the prediction's rows are its slowest stage's (busiest
+        // device's), the simulation's the critical rank's.
         std::snprintf(line, sizeof line,
-                      "pipeline: rows are the critical rank %d's (the prediction's: its slowest stage's); it waited "
-                      "%s for neighbour stages (bubble)\n",
+                      "pipeline: rows are the critical rank %d's (the prediction's: its slowest stage's or busiest "
+                      "device's); it waited %s for other stages or devices (bubble)\n",
                       result.critical_rank, human_seconds(result.simulated.bubble_s).c_str());
         out << line;
     }

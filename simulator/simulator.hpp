@@ -105,8 +105,8 @@ struct LayerSteps {
 std::vector<LayerSteps> layer_steps(const networks::Network& network, const planner::ScoredPlan& plan);
 
 // The stages' operation order is the planner's (planner/pipeline.hpp), so the replay runs what the model costed.
-using planner::PipelineOp;
 using planner::pipeline_order;
+using planner::PipelineOp;
 
 // Runs one simulation in a child process (SimGrid allows one engine per process; a child also
 // keeps any SimGrid abort away from the caller). Throws InputError for bad platform input
@@ -119,9 +119,23 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
 // forward steps among its T ranks, and symmetrically backward with the gradients from s + 1, in
 // the spec's schedule (recomputation: the stage's forward steps again before each backward);
 // after the last backward of a layer, its gradient sync over the replicas (overlapped or not as
-// the options say). Throws InputError for a graph partition or a spec the model rejects.
+// the options say). A graph partition goes to simulate_graph_partition(). Throws InputError for a
+// spec the model rejects.
 SimResult simulate_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
                             const std::vector<planner::Layout>& layouts, const SimOptions& options);
+
+// A graph-partition plan (spec.device_of set): rank dev + k r replays device dev of replica r as
+// planner::graph_partition_program() describes it, in score_graph_partition()'s list order (for
+// each micro-batch, its layers' forwards in ascending order; then for each micro-batch its
+// backwards in descending order): a blocking wait for each input from another device (the
+// receives are posted at the start, so a transfer runs while the device computes, as the model
+// assumes), the compute, then an asynchronous put of the output to each consumer on another
+// device (forward) or of the gradient to each producer on another device (backward). After the
+// last micro-batch's backward of a layer its gradient sync over the replicas (ranks dev + k r)
+// runs on the rank's sync actor, one at a time, always overlapped like the model's. Throws
+// InputError for a spec the model rejects.
+SimResult simulate_graph_partition(const planner::CostModel& model, const planner::PipelineSpec& spec,
+                                   const std::vector<planner::Layout>& layouts, const SimOptions& options);
 
 // Output. `predicted` is the analytical breakdown of the same plan on the same cluster.
 Json result_to_json(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options);

@@ -107,6 +107,19 @@ check "vgg16 2 stages x 32 replicas: within 1% on a star" jq -e '(.relative_diff
 check "pipeline prediction is the plan's own" jq -e --slurpfile p "$work/pipe64.json" \
     '.predicted.iteration_s == $p[0].predicted.iteration_s' "$work/stdout"
 
+# A graph partition (lenet5, conv layers on device 0, the dense ones on device 1, 2 replicas):
+# replayed device by device. On a star it can only be slower than the list schedule: the fc2
+# sync of rank 1 shares its link with the gradient it sends to rank 0 (+7.9% measured,
+# simulator/README.md "Graph partitions").
+# The fixture is hand-made (its stored prediction predates the current model): the prediction
+# to compare with is `dnnplan plan --plan`'s re-score.
+"$DNNPLAN" plan --plan $data/plan_graph_partition.json --format json >"$work/gp_rescored.json"
+run simulate --plan $data/plan_graph_partition.json --topology star --format json
+check "graph partition: replayed" jq -e '.simulated.iteration_s > 0' "$work/stdout"
+check "graph partition: prediction is the re-scored plan's" jq -e --slurpfile p "$work/gp_rescored.json" \
+    '.predicted.iteration_s == $p[0].predicted.iteration_s' "$work/stdout"
+check "graph partition: never faster than the list schedule" jq -e '.relative_difference > -1e-6' "$work/stdout"
+
 # --- Bad input ------------------------------------------------------------------------------
 expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another network" \
     simulate --plan $data/plan_other_network.json
@@ -114,8 +127,6 @@ expect_error "$data/plan_other_cluster.json: /cluster/name: the plan was made fo
     simulate --plan $data/plan_other_cluster.json
 expect_error "$data/plan_pipeline.json: /pipeline/stage_ranges: 0 ranges for 2 stages" \
     simulate --plan $data/plan_pipeline.json
-expect_error "$data/plan_graph_partition.json: /pipeline/device_of: graph-partition plans are not replayed" \
-    simulate --plan $data/plan_graph_partition.json
 expect_error "$data/shared_link.xml: the platform has 2 hosts, fewer than the plan's P = 4 ranks" \
     simulate --plan "$plan" --platform $data/shared_link.xml
 expect_error "$data/broken.xml: not a valid SimGrid platform" simulate --plan "$plan" --platform $data/broken.xml
