@@ -392,20 +392,46 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
             if (p > 0) consumers[p].push_back(i);
 
     // List schedule, GPipe order on every device: all forwards (micro-batch by micro-batch, in
-    // topological order), then all backwards. Transfers do not occupy the devices (no link
-    // contention is modelled).
-    std::vector<double> device_free(k, 0.0), busy(k, 0.0), received(k, 0.0);
+    // topological order), then all backwards. Transfers do not occupy the devices, but each
+    // occupies its sender's outgoing and its receiver's incoming link (split duplex) for its
+    // bandwidth time: transfers sharing a link go one after the other, in the schedule's order.
+    std::vector<double> device_free(k, 0.0), busy(k, 0.0), received(k, 0.0), out_free(k, 0.0), in_free(k, 0.0);
     std::vector<double> fwd_done(static_cast<std::size_t>(n) * M, 0.0), bwd_done(static_cast<std::size_t>(n) * M, 0.0);
     auto at = [&](int layer, int m) { return static_cast<std::size_t>(m) * n + layer; };
+    // When a transfer from device `from` to `to`, possible from `sent` on, has arrived.
+    // Gradient all-reduces over the R replicas start layer by layer once the layer's last
+    // backward is done, one at a time per device (network_free: when its last one ends); a
+    // transfer while one is in flight on either end shares that card fairly, delaying both by
+    // min(its bandwidth time, what remains of the sync), as SyncOverlap does within a stage.
+    std::vector<double> network_free(k, 0.0), sync_total(k, 0.0);
+    std::vector<char> sync_crosses_nodes(k, 1);  // the device's syncs use the network card, not the intra-node link
+    const int d = context.devices_per_node;
+    auto arrival = [&](const GraphPartitionProgram::Transfer& t, int from, int to, double sent) {
+        if (t.seconds == 0) return sent;
+        const double start = std::max({sent, out_free[from], in_free[to]});
+        const double bandwidth_s = t.bytes / t.link.bandwidth_Bps;
+        const bool crosses = from / d != to / d;
+        auto shared_with = [&](int dev) {
+            if (static_cast<bool>(sync_crosses_nodes[dev]) != crosses) return 0.0;  // different links
+            return std::min(bandwidth_s, std::max(0.0, network_free[dev] - start));
+        };
+        const double shared_from = shared_with(from);
+        const double shared_to = shared_with(to);
+        network_free[from] += shared_from;
+        network_free[to] += shared_to;
+        const double shared = std::max(shared_from, shared_to);
+        out_free[from] = in_free[to] = start + bandwidth_s + shared;
+        return start + t.seconds + shared;
+    };
     for (int m = 0; m < M; ++m)
         for (int i = 1; i < n; ++i) {
             int dev = spec.device_of[i];
             double ready = 0;
             for (int p : layers[i].inputs) {
                 if (p == 0) continue;
-                double t = context.transfer(model, spec, p, i).seconds;
-                received[dev] += t;
-                ready = std::max(ready, fwd_done[at(p, m)] + t);
+                GraphPartitionProgram::Transfer t = context.transfer(model, spec, p, i);
+                received[dev] += t.seconds;
+                ready = std::max(ready, arrival(t, spec.device_of[p], dev, fwd_done[at(p, m)]));
             }
             double start = std::max(ready, device_free[dev]);
             device_free[dev] = start + g.seconds[2 * i];
@@ -417,29 +443,25 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
             int dev = spec.device_of[i];
             double ready = fwd_done[at(i, m)];
             for (int c : consumers[i]) {
-                double t = context.transfer(model, spec, i, c).seconds;  // the gradient of i's output
-                received[dev] += t;
-                ready = std::max(ready, bwd_done[at(c, m)] + t);
+                GraphPartitionProgram::Transfer t = context.transfer(model, spec, i, c);  // the gradient of i's output
+                received[dev] += t.seconds;
+                ready = std::max(ready, arrival(t, spec.device_of[c], dev, bwd_done[at(c, m)]));
             }
             double start = std::max(ready, device_free[dev]);
             device_free[dev] = start + g.seconds[2 * i + 1];
             busy[dev] += g.seconds[2 * i + 1];
             bwd_done[at(i, m)] = device_free[dev];
+            if (m + 1 < M) continue;
+            double sync_s = 0;
+            for (const CommCall& call : context.sync(model, spec, i)) {  // ZeRO: reduce-scatter + all-gather
+                sync_s += call.seconds;
+                sync_crosses_nodes[dev] = clusters::node_count(call.group) > 1;
+            }
+            if (sync_s == 0) continue;
+            network_free[dev] = std::max(network_free[dev], bwd_done[at(i, m)]) + sync_s;
+            sync_total[dev] += sync_s;
         }
     double makespan = *std::max_element(device_free.begin(), device_free.end());
-
-    // Gradient all-reduce over the R replicas, layer by layer once its last backward is done,
-    // one at a time per device.
-    std::vector<double> network_free(k, 0.0), sync_total(k, 0.0);
-    for (int i = n - 1; i >= 1; --i) {
-        std::vector<CommCall> calls = context.sync(model, spec, i);
-        if (calls.empty()) continue;
-        int dev = spec.device_of[i];
-        double s = 0;
-        for (const CommCall& call : calls) s += call.seconds;  // ZeRO: reduce-scatter + all-gather
-        network_free[dev] = std::max(network_free[dev], bwd_done[at(i, M - 1)]) + s;
-        sync_total[dev] += s;
-    }
     double iteration = makespan;
     for (int dev = 0; dev < k; ++dev) iteration = std::max(iteration, network_free[dev]);
 
@@ -473,7 +495,10 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     k_cost.point_to_point_s = std::min(received[busiest], idle);
     k_cost.bubble_s = idle - k_cost.point_to_point_s;
     k_cost.sync_total_s = *std::max_element(sync_total.begin(), sync_total.end());
-    k_cost.sync_exposed_s = iteration - makespan;
+    // What runs past the schedule: the sync itself, and beyond it what sharing cards with the
+    // transfers added to it.
+    k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
+    k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
     k_cost.iteration_s = iteration;
     k_cost.weights_bytes = weights[worst];
     k_cost.gradients_bytes = weights[worst];

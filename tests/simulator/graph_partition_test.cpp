@@ -224,7 +224,6 @@ TEST_CASE("graph partitions: simulation against the list schedule at P = 64 on a
         std::vector<planner::GraphPartitionCandidate> candidates = planner::search_graph_partitions(model);
         REQUIRE(!candidates.empty());
         for (const auto& c : candidates) {
-            double rel_one = 0;  // the same partition's difference with one replica
             for (bool one_replica : {true, false}) {
                 planner::PipelineSpec spec = c.spec;
                 planner::PlannerOptions o = options;
@@ -250,18 +249,15 @@ TEST_CASE("graph partitions: simulation against the list schedule at P = 64 on a
                             c.partition.balance, human_bytes(c.partition.cut_bytes).c_str(), overlap ? "yes" : "no",
                             1e3 * predicted, 1e3 * r.simulated.iteration_s, 100 * rel);
                 INFO(name << " P=" << o.procs << " k=" << spec.stages << " M=" << spec.micro_batches);
-                // Never faster than the model: the replay only adds link sharing.
-                CHECK(rel > -1e-6);
                 // Exact where nothing shares a link: one replica (no sync) and no two transfers of
                 // the schedule on one device's link at once.
                 if (spec.replicas == 1 && !overlap) CHECK(std::fabs(rel) < 1e-6);
-                // With replicas the sync's messages also share each rank's network card with the
-                // transfers (cori-knl: one device per node). A regression bound from the measured
-                // table (0.3 to 1.4 points over the one-replica row), not derived.
-                if (one_replica)
-                    rel_one = rel;
-                else
-                    CHECK(rel - rel_one < 0.015);
+                // Elsewhere the model queues transfers on a shared link one after the other and
+                // lets a transfer share the card with a sync in flight (fair share); max-min
+                // sharing of several transfers at once differs from the queue by up to 1.8% here
+                // (resnet50, 8 devices, 1.6 GiB per micro-batch), 0.75% on every other row.
+                CHECK(std::fabs(rel) < 0.02);
+                if (spec.stages < 8) CHECK(std::fabs(rel) < 0.01);
             }
         }
     }
