@@ -58,8 +58,7 @@ int run_plan_file(const PlanOptions& o) {
     std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
     planner::Plan plan{network.name, request.network_source, planner::network_fingerprint(network), cluster.name,
                        request.cluster_source, request.options, request.strategy, request.grid, request.layouts,
-                       model.score(layouts)};
-    plan.pipeline = planner::pipeline_for(request, model, o.plan_file);
+                       model.score(layouts), planner::pipeline_for(request, model, o.plan_file)};
     if (plan.pipeline.active()) plan.scored = planner::score_pipeline(model, plan.pipeline, layouts).plan;
     if (o.format == "json")
         emit(planner::plan_to_json(plan, model).dump(2) + "\n", o.out);
@@ -102,9 +101,8 @@ int run_plan(const PlanOptions& o) {
     planner::Plan plan;
     if (best) {
         plan = planner::Plan{network.name, p.net, planner::network_fingerprint(network), cluster.name, p.cluster,
-                             options, best->strategy, best->grid, {}, best->plan};
+                             options, best->strategy, best->grid, {}, best->plan, best->pipeline};
         for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, best->plan.anchor_layouts[a]);
-        plan.pipeline = best->pipeline;
     }
     std::string text = o.format == "json"  ? reports::plan_json(input, plan)
                        : o.format == "csv" ? reports::plan_csv(input)

@@ -272,23 +272,26 @@ double CostModel::collective(Collective kind, const GroupPlacement& group, doubl
                              const char* what, Recorder* recorder) const {
     if (group.size <= 1 || bytes <= 0) return 0;
     clusters::CollectiveChoice choice = cheapest(kind, group, bytes);
-    if (recorder) {
-        CommCall call;
-        call.layer = layer;
-        call.phase = phase;
-        call.kind = kind == Collective::all_reduce       ? CommKind::all_reduce
-                    : kind == Collective::all_gather     ? CommKind::all_gather
-                    : kind == Collective::reduce_scatter ? CommKind::reduce_scatter
-                                                         : CommKind::all_to_all;
-        call.collective = kind;
-        call.algorithm = choice.algorithm;
-        call.group = group;
-        call.bytes = bytes;
-        call.seconds = choice.seconds;
-        call.what = what;
-        recorder->add(call);
-    }
+    if (recorder) recorder->add(collective_call(layer, phase, kind, choice, group, bytes, what));
     return choice.seconds;
+}
+
+CommCall collective_call(int layer, Phase phase, Collective collective, const clusters::CollectiveChoice& choice,
+                         const GroupPlacement& group, double bytes, const char* what) {
+    CommCall call;
+    call.layer = layer;
+    call.phase = phase;
+    call.kind = collective == Collective::all_reduce       ? CommKind::all_reduce
+                : collective == Collective::all_gather     ? CommKind::all_gather
+                : collective == Collective::reduce_scatter ? CommKind::reduce_scatter
+                                                           : CommKind::all_to_all;
+    call.collective = collective;
+    call.algorithm = choice.algorithm;
+    call.group = group;
+    call.bytes = bytes;
+    call.seconds = choice.seconds;
+    call.what = what;
+    return call;
 }
 
 // One direction of a redistribution of a whole-batch tensor of `bytes` (DistDL's repartition):

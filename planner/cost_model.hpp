@@ -61,6 +61,12 @@ struct CommCall {
     bool operator==(const CommCall&) const = default;
 };
 
+// The call a plan records for one collective: its kind follows the collective (all-reduce,
+// all-gather, reduce-scatter; anything else is an all-to-all), algorithm and seconds `choice`'s.
+CommCall collective_call(int layer, Phase phase, clusters::Collective collective,
+                         const clusters::CollectiveChoice& choice, const clusters::GroupPlacement& group, double bytes,
+                         const char* what);
+
 // Seconds and bytes for a whole plan (or one layer), units in the names.
 struct CostBreakdown {
     double fwd_compute_s = 0, bwd_compute_s = 0;

@@ -326,36 +326,14 @@ struct GraphContext {
     // Layer's weight-gradient sync over the R replicas (ZeRO: reduce-scatter, then all-gather),
     // the collectives clusters::cheapest chooses; none without weights or with one replica.
     std::vector<CommCall> sync(const CostModel& model, const PipelineSpec& spec, int layer) const {
-        std::vector<CommCall> out;
         const auto& l = model.network().layers[layer];
         const int R = spec.replicas, k = spec.stages, d = devices_per_node;
-        if (l.params == 0 || R == 1) return out;
+        if (l.params == 0 || R == 1) return {};
         // Replicas of a device: k < d puts d / k replicas on a node (rank dev + k r).
         const int replicas_per_node = k < d ? d / k : 1;
         clusters::GroupPlacement group{R, std::max(1, std::gcd(R, std::min(R, replicas_per_node)))};
         const double bytes = l.params * element_bytes;
-        auto call = [&](clusters::Collective collective, CommKind kind, const char* what) {
-            clusters::CollectiveChoice choice = clusters::cheapest(collective, group, bytes, intra, inter);
-            CommCall cc;
-            cc.layer = layer;
-            cc.phase = Phase::sync;
-            cc.kind = kind;
-            cc.collective = collective;
-            cc.algorithm = choice.algorithm;
-            cc.group = group;
-            cc.bytes = bytes;
-            cc.seconds = choice.seconds;
-            cc.what = what;
-            out.push_back(cc);
-        };
-        if (spec.zero) {
-            call(clusters::Collective::reduce_scatter, CommKind::reduce_scatter,
-                 "weight gradient (ZeRO-1 reduce-scatter)");
-            call(clusters::Collective::all_gather, CommKind::all_gather, "updated weights (ZeRO-1 all-gather)");
-        } else {
-            call(clusters::Collective::all_reduce, CommKind::all_reduce, "weight gradient");
-        }
-        return out;
+        return gradient_sync_calls(layer, group, bytes, spec.zero, intra, inter);
     }
 };
 

@@ -32,6 +32,18 @@ PipelineOp op_at(Schedule schedule, int stages, int stage, int M, int k) {
 }
 }  // namespace
 
+std::vector<CommCall> gradient_sync_calls(int layer, const GroupPlacement& group, double bytes, bool zero,
+                                          const clusters::LinkCost& intra, const clusters::LinkCost& inter) {
+    auto call = [&](Collective collective, const char* what) {
+        return collective_call(layer, Phase::sync, collective, clusters::cheapest(collective, group, bytes, intra, inter),
+                               group, bytes, what);
+    };
+    if (zero)
+        return {call(Collective::reduce_scatter, "weight gradient (ZeRO-1 reduce-scatter)"),
+                call(Collective::all_gather, "updated weights (ZeRO-1 all-gather)")};
+    return {call(Collective::all_reduce, "weight gradient")};
+}
+
 std::vector<PipelineOp> pipeline_order(Schedule schedule, int stages, int stage, int micro_batches) {
     std::vector<PipelineOp> ops;
     for (int k = 0; k < 2 * micro_batches; ++k) ops.push_back(op_at(schedule, stages, stage, micro_batches, k));
@@ -310,6 +322,8 @@ StageSums stage_sums(const MicroContext& c, int first, int last) {
     return s;
 }
 
+
+
 // Per-layer gradient synchronisation over the inner batch group times the R replicas (ZeRO-1:
 // reduce-scatter of the gradients, then all-gather of the updated weights), as the calls the
 // replicas make: the collectives clusters::cheapest chooses. With one replica and no ZeRO they
@@ -337,26 +351,7 @@ std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, co
         int per_node = std::gcd(size, g.per_node * std::min(replicas, replicas_per_node));
         GroupPlacement group{size, std::max(1, per_node)};
         if (size <= 1) continue;
-        auto call = [&](Collective collective, CommKind kind, const char* what) {
-            clusters::CollectiveChoice choice = clusters::cheapest(collective, group, c.sync_bytes[i], intra, inter);
-            CommCall cc;
-            cc.layer = i;
-            cc.phase = Phase::sync;
-            cc.kind = kind;
-            cc.collective = collective;
-            cc.algorithm = choice.algorithm;
-            cc.group = group;
-            cc.bytes = c.sync_bytes[i];
-            cc.seconds = choice.seconds;
-            cc.what = what;
-            out[i].push_back(cc);
-        };
-        if (zero) {
-            call(Collective::reduce_scatter, CommKind::reduce_scatter, "weight gradient (ZeRO-1 reduce-scatter)");
-            call(Collective::all_gather, CommKind::all_gather, "updated weights (ZeRO-1 all-gather)");
-        } else {
-            call(Collective::all_reduce, CommKind::all_reduce, "weight gradient");
-        }
+        out[i] = gradient_sync_calls(i, group, c.sync_bytes[i], zero, intra, inter);
     }
     return out;
 }

@@ -83,6 +83,12 @@ std::vector<PipelineOp> pipeline_order(Schedule schedule, int stages, int stage,
 std::vector<double> last_backward_ends(const std::vector<double>& F, const std::vector<double>& B, Schedule schedule,
                                        int micro_batches, const std::vector<double>& last_extra = {});
 
+// The weight-gradient synchronisation of `layer` over the replicas' `group` (ZeRO-1: a
+// reduce-scatter of the gradient, then an all-gather of the updated weights), each collective the
+// cheapest on the links. Shared by the pipeline and graph-partition families.
+std::vector<CommCall> gradient_sync_calls(int layer, const clusters::GroupPlacement& group, double bytes, bool zero,
+                                          const clusters::LinkCost& intra, const clusters::LinkCost& inter);
+
 // Why the spec cannot be used for this model's P and batch ("" when it can): T x S x R = P, the
 // micro-batch count dividing B / R, stage ranges, more stages than layers.
 std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec);

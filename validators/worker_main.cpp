@@ -37,7 +37,7 @@ namespace {
 // Every rank must run the same plans (an MPMD launch could hand ranks different files): compare a
 // digest of each rank's jobs (network, batch, every layer's layout) with rank 0's, and name the
 // ranks that differ before any of them starts communicating.
-void check_same_jobs_everywhere(const std::vector<dnnplan::validators::PlanJob>& jobs, int me, int np) {
+void check_same_jobs_everywhere(const std::vector<dnnplan::validators::PlanJob>& jobs, int /*me*/, int np) {
     std::uint64_t digest = 1469598103934665603ULL;
     auto mix = [&](const std::string& text) {
         for (unsigned char c : text) digest = (digest ^ c) * 1099511628211ULL;

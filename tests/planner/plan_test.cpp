@@ -27,9 +27,8 @@ const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
 Plan make_plan(const networks::Network& net, const std::string& source, const clusters::Cluster& cluster,
                const std::string& cluster_source, const CostModel& model, const Candidate& c) {
     Plan plan{net.name, source, network_fingerprint(net), cluster.name, cluster_source, model.options(),
-              c.strategy, c.grid, {}, c.plan};
+              c.strategy, c.grid, {}, c.plan, c.pipeline};
     for (int a : model.anchors()) plan.layouts.emplace_back(net.layers[a].name, c.plan.anchor_layouts[a]);
-    plan.pipeline = c.pipeline;
     return plan;
 }
 
