@@ -17,11 +17,11 @@ not_ok() {
     failed=$((failed + 1))
     echo "FAIL: $*"
 }
-# check DESCRIPTION COMMAND...: one assertion, counted.
+# check DESCRIPTION COMMAND...: one assertion, counted (the command's own output is not shown).
 check() {
     local what=$1
     shift
-    if "$@"; then ok; else not_ok "$what"; fi
+    if "$@" >/dev/null; then ok; else not_ok "$what"; fi
 }
 
 # run ARGS...: runs dnnplan, leaving $status, $work/stdout and $work/stderr.

@@ -13,36 +13,14 @@
 #include "clusters/cluster.hpp"
 #include "networks/network.hpp"
 #include "simulator/simulator.hpp"
+#include "sim_test_helpers.hpp"
 
 using namespace dnnplan;
+using namespace dnnplan::simulator::test;
 
 namespace {
 
-const std::string kData = std::string(DNNPLAN_SOURCE_DIR) + "/tests/data/simulator/";
-
-// One device per node at 1 TFLOP/s; between nodes 10 GB/s and 1 us end to end (a crossbar: the
-// simulator builds a star with private links).
-// With devices_per_node = 2 the intra-node link is the same 10 GB/s and 1 us.
-clusters::Cluster fast_cluster(int nodes, int devices_per_node = 1) {
-    Json spec = {{"name", "fast"},
-                 {"description", "graph partition test cluster"},
-                 {"nodes", nodes},
-                 {"devices_per_node", devices_per_node},
-                 {"device",
-                  {{"name", "test device"},
-                   {"peak_flops", {{"fp32", 1e12}}},
-                   {"achievable_fraction", 1.0},
-                   {"memory_bytes", 1LL << 34},
-                   {"memory_bandwidth_Bps", 1e11}}},
-                 {"inter_node", {{"bandwidth_Bps", 1e10}, {"latency_s", 1e-6}, {"topology", "crossbar"}}}};
-    if (devices_per_node > 1) spec["intra_node"] = {{"bandwidth_Bps", 1e10}, {"latency_s", 1e-6}};
-    return clusters::parse_cluster(spec, "fast_cluster");
-}
-
-// As in pipeline_test.cpp: micro-batches of 16 samples, forward f = 2 x 16 x 256 x 256 FLOP at
-// 1 TFLOP/s, backward 2f (l1: f, the network input needs no gradient), a tensor of
-// 16 x 256 x 4 B = 16384 B takes r = 1 us + 16384 B / 10 GB/s.
-constexpr double kF = 2.097152e-6, kR = 1e-6 + 1.6384e-6;
+// kF and kR: four_linear's f and r at micro-batches of 16 (sim_test_helpers.hpp).
 
 planner::PipelineSpec partition(int devices, int micro, int replicas, std::vector<int> device_of) {
     planner::PipelineSpec spec;

@@ -13,38 +13,14 @@
 #include "clusters/cluster.hpp"
 #include "networks/network.hpp"
 #include "simulator/simulator.hpp"
+#include "sim_test_helpers.hpp"
 
 using namespace dnnplan;
+using namespace dnnplan::simulator::test;
 using planner::Schedule;
 using simulator::PipelineOp;
 
 namespace {
-
-const std::string kData = std::string(DNNPLAN_SOURCE_DIR) + "/tests/data/simulator/";
-
-// One device per node at 1 TFLOP/s; between nodes 10 GB/s and 1 us end to end (a crossbar, so
-// the simulator builds a star with private links).
-clusters::Cluster fast_cluster(int nodes) {
-    Json spec = {{"name", "fast"},
-                 {"description", "pipeline test cluster"},
-                 {"nodes", nodes},
-                 {"devices_per_node", 1},
-                 {"device",
-                  {{"name", "test device"},
-                   {"peak_flops", {{"fp32", 1e12}}},
-                   {"achievable_fraction", 1.0},
-                   {"memory_bytes", 1LL << 34},
-                   {"memory_bandwidth_Bps", 1e11}}},
-                 {"inter_node", {{"bandwidth_Bps", 1e10}, {"latency_s", 1e-6}, {"topology", "crossbar"}}}};
-    return clusters::parse_cluster(spec, "fast_cluster");
-}
-
-// four_linear.json: 4 layers of 256 x 256 weights, no bias. With micro-batches of 16 samples:
-// forward 2 x 16 x 256 x 256 = 2,097,152 FLOP = 2.097152 us per layer at 1 TFLOP/s (f), backward
-// (input and weight gradients) twice that, except l1's: the network input needs no gradient, so
-// l1's backward is its weight gradient alone, f. The activations crossing a boundary:
-// 16 x 256 x 4 B = 16384 B, 1 us + 16384 B / 10 GB/s = 2.6384 us (r).
-constexpr double kF = 2.097152e-6, kB = 2 * kF, kR = 1e-6 + 1.6384e-6;
 
 struct TinyPipe {
     networks::Network network = networks::load_network_file(kData + "four_linear.json");

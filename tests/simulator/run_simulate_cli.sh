@@ -2,25 +2,8 @@
 # `dnnplan simulate` on the binary: output formats, the Chrome trace's fields, and bad input
 # (exit 2, one line on stderr naming the file and place, nothing on stdout, no SimGrid backtrace).
 # CTest runs it with DNNPLAN=<binary> and DNNPLAN_SOURCE_DIR=<repository root>.
-set -u
-: "${DNNPLAN:?set DNNPLAN to the dnnplan binary}"
-: "${DNNPLAN_SOURCE_DIR:?set DNNPLAN_SOURCE_DIR to the repository root}"
-cd "$DNNPLAN_SOURCE_DIR" || exit 1
-work=$(mktemp -d "${TMPDIR:-/tmp}/dnnplan-sim.XXXXXX") || exit 1
-trap 'rm -rf "$work"' EXIT
+. "${DNNPLAN_SOURCE_DIR:?}/tests/cli/harness.sh" sim
 
-passed=0
-failed=0
-check() {
-    local what=$1
-    shift
-    if "$@" >/dev/null; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $what"; fi
-}
-status=0
-run() {
-    "$DNNPLAN" "$@" >"$work/stdout" 2>"$work/stderr"
-    status=$?
-}
 # expect_error TEXT ARGS...: exit 2, empty stdout, one stderr line that contains TEXT.
 expect_error() {
     local expected=$1
@@ -28,10 +11,9 @@ expect_error() {
     run "$@"
     if [ "$status" -eq 2 ] && [ ! -s "$work/stdout" ] && [ "$(wc -l <"$work/stderr")" -eq 1 ] &&
         grep -qF -- "$expected" "$work/stderr"; then
-        passed=$((passed + 1))
+        ok
     else
-        failed=$((failed + 1))
-        echo "FAIL: dnnplan $*"
+        not_ok "dnnplan $*"
         echo "  expected: $expected"
         echo "  exit status: $status; stderr: $(head -c 600 "$work/stderr")"
     fi
@@ -141,5 +123,4 @@ expect_error "line 2: host \"not_a_host\" is not in $data/duplex_link.xml" \
 run simulate --plan "$plan" --platform $data/broken.xml
 check "no SimGrid backtrace on stderr" bash -c "! grep -q Backtrace '$work/stderr'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -3,6 +3,7 @@
 // a shared bottleneck link, the rank-to-group mapping, bad platform input, and the agreement of
 // simulation and prediction for every strategy family of vgg16 and resnet50 at P = 64 on a star.
 #include "simulator/simulator.hpp"
+#include "sim_test_helpers.hpp"
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -13,29 +14,16 @@
 #include "planner/search.hpp"
 
 using namespace dnnplan;
+using namespace dnnplan::simulator::test;
 using clusters::Algorithm;
 using clusters::Collective;
 
 namespace {
 
-const std::string kData = std::string(DNNPLAN_SOURCE_DIR) + "/tests/data/simulator/";
-
 // A star of `nodes` x `devices` with inter-node links of 1 GB/s and 2 us end to end; inside a
 // node 10 GB/s and 0.5 us. Devices compute at 1 TFLOP/s.
 clusters::Cluster tiny_cluster(int nodes, int devices) {
-    Json spec = {{"name", "tiny"},
-                 {"description", "simulator test cluster"},
-                 {"nodes", nodes},
-                 {"devices_per_node", devices},
-                 {"device",
-                  {{"name", "test device"},
-                   {"peak_flops", {{"fp32", 1e12}}},
-                   {"achievable_fraction", 1.0},
-                   {"memory_bytes", 1LL << 34},
-                   {"memory_bandwidth_Bps", 1e11}}},
-                 {"inter_node", {{"bandwidth_Bps", 1e9}, {"latency_s", 2e-6}, {"topology", "crossbar"}}}};
-    if (devices > 1) spec["intra_node"] = {{"bandwidth_Bps", 1e10}, {"latency_s", 0.5e-6}};
-    return clusters::parse_cluster(spec, "tiny_cluster");
+    return test_cluster("tiny", nodes, devices, {1e9, 2e-6}, {1e10, 0.5e-6});
 }
 
 struct Fixture {
