@@ -339,6 +339,172 @@ struct GraphContext {
 
 }  // namespace
 
+namespace {
+
+struct ListSchedule {
+    double makespan = 0, iteration = 0;
+    std::vector<double> busy, received, sync_total;  // per device
+};
+
+// The list schedule of the dataflow graph, GPipe order on every device: all forwards (micro-batch
+// by micro-batch, layers ascending), then all backwards (layers descending); an operation starts
+// when its device is free and its inputs have arrived. Transfers do not occupy the devices but
+// the links: a transfer pays its latency, then moves its bytes over its sender's outgoing and its
+// receiver's incoming link (split duplex; the intra-node pair inside a node, the network card's
+// otherwise), which every transfer or sync in flight on them shares equally (a flow's rate is its
+// tighter link's bandwidth / flows on it). Each layer's gradient sync over the replicas starts
+// when its last micro-batch's backward is done, one at a time per device, and occupies both of
+// the device's links of its kind for its seconds. Events in time order, so the sharing is the
+// SimGrid replay's (max-min on a star) wherever one link is the bottleneck.
+ListSchedule list_schedule(const CostModel& model, const PipelineSpec& spec, const GraphContext& context,
+                           const DataflowGraph& g, const std::vector<std::vector<int>>& consumers) {
+    const auto& layers = model.network().layers;
+    const int n = static_cast<int>(layers.size()), k = spec.stages, M = spec.micro_batches;
+    const int d = context.devices_per_node;
+    ListSchedule out;
+    out.busy.assign(k, 0.0), out.received.assign(k, 0.0), out.sync_total.assign(k, 0.0);
+
+    // Operations per device in order; op id = (backward ? n * M : 0) + m * n + layer.
+    auto op_id = [&](bool backward, int m, int layer) { return (backward ? n * M : 0) + m * n + layer; };
+    std::vector<std::vector<int>> order(k);
+    for (int m = 0; m < M; ++m)
+        for (int i = 1; i < n; ++i) order[spec.device_of[i]].push_back(op_id(false, m, i));
+    for (int m = 0; m < M; ++m)
+        for (int i = n - 1; i >= 1; --i) order[spec.device_of[i]].push_back(op_id(true, m, i));
+    std::vector<int> missing(2 * n * M, 0);  // inputs still in flight per operation
+    for (int m = 0; m < M; ++m)
+        for (int i = 1; i < n; ++i) {
+            for (int p : layers[i].inputs)
+                if (p > 0 && spec.device_of[p] != spec.device_of[i]) ++missing[op_id(false, m, i)];
+            for (int c : consumers[i])
+                if (spec.device_of[c] != spec.device_of[i]) ++missing[op_id(true, m, i)];
+        }
+
+    // A flow: a transfer (latency first, then its bytes) for operation `target`, or a sync.
+    struct Flow {
+        int from = 0, to = 0, target = -1;  // target < 0: device `from`'s sync
+        bool network = true;                // through the network cards, else the intra-node links
+        double starts = 0, work = 0;        // bandwidth phase from `starts`; seconds at full rate
+    };
+    std::vector<Flow> flows;
+    std::vector<std::vector<double>> sync_queue(k);  // seconds of the syncs waiting, per device
+    std::vector<char> sync_network(k, 1), syncing(k, 0);
+    std::vector<std::size_t> next(k, 0);
+    std::vector<double> device_free(k, 0.0);
+    std::vector<char> running(k, 0);
+    std::vector<int> current(k, -1);
+    double now = 0;
+
+    auto start_sync = [&](int dev) {
+        if (syncing[dev] || sync_queue[dev].empty()) return;
+        Flow f;
+        f.from = f.to = dev;
+        f.network = sync_network[dev];
+        f.starts = now;
+        f.work = sync_queue[dev].front();
+        sync_queue[dev].erase(sync_queue[dev].begin());
+        flows.push_back(f);
+        syncing[dev] = 1;
+    };
+    auto send = [&](int producer, int consumer, int target) {
+        GraphPartitionProgram::Transfer t = context.transfer(model, spec, producer, consumer);
+        const int from = spec.device_of[target >= n * M ? consumer : producer];
+        const int to = spec.device_of[target >= n * M ? producer : consumer];
+        out.received[to] += t.seconds;
+        Flow f;
+        f.from = from, f.to = to, f.target = target;
+        f.network = from / d != to / d;
+        f.starts = now + t.link.latency_s;
+        f.work = t.bytes / t.link.bandwidth_Bps;
+        flows.push_back(f);
+    };
+    // An operation finished: send its output (or gradient) to the devices waiting for it, and
+    // queue the layer's sync after its last micro-batch's backward.
+    auto finish = [&](int dev, int op) {
+        const bool backward = op >= n * M;
+        const int rest = backward ? op - n * M : op, m = rest / n, i = rest % n;
+        if (!backward) {
+            for (int c : consumers[i])
+                if (spec.device_of[c] != dev) send(i, c, op_id(false, m, c));
+        } else {
+            for (int p : layers[i].inputs)
+                if (p > 0 && spec.device_of[p] != dev) send(p, i, op_id(true, m, p));
+            if (m == M - 1) {
+                double seconds = 0;
+                for (const CommCall& call : context.sync(model, spec, i)) {  // ZeRO: reduce-scatter + all-gather
+                    seconds += call.seconds;
+                    sync_network[dev] = clusters::node_count(call.group) > 1;
+                }
+                if (seconds > 0) sync_queue[dev].push_back(seconds), out.sync_total[dev] += seconds;
+                start_sync(dev);
+            }
+        }
+    };
+    auto start_ready = [&](int dev) {
+        if (running[dev] || next[dev] >= order[dev].size()) return;
+        const int op = order[dev][next[dev]];
+        if (missing[op] > 0) return;
+        const bool backward = op >= n * M;
+        const int i = (backward ? op - n * M : op) % n;
+        const double seconds = g.seconds[2 * i + (backward ? 1 : 0)];
+        running[dev] = 1, current[dev] = op;
+        device_free[dev] = now + seconds;
+        out.busy[dev] += seconds;
+        ++next[dev];
+    };
+
+    for (int dev = 0; dev < k; ++dev) start_ready(dev);
+    std::vector<int> out_count, in_count;
+    auto link = [&](int dev, bool network) { return 2 * dev + (network ? 1 : 0); };
+    for (;;) {
+        // Rates: equal shares of each link among the flows in their bandwidth phase.
+        out_count.assign(2 * k, 0), in_count.assign(2 * k, 0);
+        for (const Flow& f : flows)
+            if (f.starts <= now) ++out_count[link(f.from, f.network)], ++in_count[link(f.to, f.network)];
+        auto rate = [&](const Flow& f) {
+            return 1.0 / std::max(out_count[link(f.from, f.network)], in_count[link(f.to, f.network)]);
+        };
+        double event = kInf;
+        for (int dev = 0; dev < k; ++dev)
+            if (running[dev]) event = std::min(event, device_free[dev]);
+        for (const Flow& f : flows) event = std::min(event, f.starts > now ? f.starts : now + f.work / rate(f));
+        if (event == kInf) break;
+        for (Flow& f : flows)
+            if (f.starts <= now) f.work -= (event - now) * rate(f);
+        now = event;
+        // Completed flows (a relative tolerance absorbs the rounding of the shares).
+        for (std::size_t x = 0; x < flows.size();) {
+            Flow& f = flows[x];
+            if (f.starts <= now && f.work <= 1e-12 * std::max(1.0, now)) {
+                if (f.target < 0) {
+                    syncing[f.from] = 0;
+                    const int dev = f.from;
+                    flows[x] = flows.back();
+                    flows.pop_back();
+                    start_sync(dev);
+                } else {
+                    --missing[f.target];
+                    flows[x] = flows.back();
+                    flows.pop_back();
+                }
+                continue;
+            }
+            ++x;
+        }
+        for (int dev = 0; dev < k; ++dev)
+            if (running[dev] && device_free[dev] <= now) {
+                running[dev] = 0;
+                finish(dev, current[dev]);
+                out.makespan = std::max(out.makespan, now);
+            }
+        for (int dev = 0; dev < k; ++dev) start_ready(dev);
+    }
+    out.iteration = std::max(out.makespan, now);
+    return out;
+}
+
+}  // namespace
+
 PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& spec,
                                     const std::vector<Layout>& layouts) {
     PipelineScore out;
@@ -369,79 +535,9 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
         for (int p : layers[i].inputs)
             if (p > 0) consumers[p].push_back(i);
 
-    // List schedule, GPipe order on every device: all forwards (micro-batch by micro-batch, in
-    // topological order), then all backwards. Transfers do not occupy the devices, but each
-    // occupies its sender's outgoing and its receiver's incoming link (split duplex) for its
-    // bandwidth time: transfers sharing a link go one after the other, in the schedule's order.
-    std::vector<double> device_free(k, 0.0), busy(k, 0.0), received(k, 0.0), out_free(k, 0.0), in_free(k, 0.0);
-    std::vector<double> fwd_done(static_cast<std::size_t>(n) * M, 0.0), bwd_done(static_cast<std::size_t>(n) * M, 0.0);
-    auto at = [&](int layer, int m) { return static_cast<std::size_t>(m) * n + layer; };
-    // When a transfer from device `from` to `to`, possible from `sent` on, has arrived.
-    // Gradient all-reduces over the R replicas start layer by layer once the layer's last
-    // backward is done, one at a time per device (network_free: when its last one ends); a
-    // transfer while one is in flight on either end shares that card fairly, delaying both by
-    // min(its bandwidth time, what remains of the sync), as SyncOverlap does within a stage.
-    std::vector<double> network_free(k, 0.0), sync_total(k, 0.0);
-    std::vector<char> sync_crosses_nodes(k, 1);  // the device's syncs use the network card, not the intra-node link
-    const int d = context.devices_per_node;
-    auto arrival = [&](const GraphPartitionProgram::Transfer& t, int from, int to, double sent) {
-        if (t.seconds == 0) return sent;
-        const double start = std::max({sent, out_free[from], in_free[to]});
-        const double bandwidth_s = t.bytes / t.link.bandwidth_Bps;
-        const bool crosses = from / d != to / d;
-        auto shared_with = [&](int dev) {
-            if (static_cast<bool>(sync_crosses_nodes[dev]) != crosses) return 0.0;  // different links
-            return std::min(bandwidth_s, std::max(0.0, network_free[dev] - start));
-        };
-        const double shared_from = shared_with(from);
-        const double shared_to = shared_with(to);
-        network_free[from] += shared_from;
-        network_free[to] += shared_to;
-        const double shared = std::max(shared_from, shared_to);
-        out_free[from] = in_free[to] = start + bandwidth_s + shared;
-        return start + t.seconds + shared;
-    };
-    for (int m = 0; m < M; ++m)
-        for (int i = 1; i < n; ++i) {
-            int dev = spec.device_of[i];
-            double ready = 0;
-            for (int p : layers[i].inputs) {
-                if (p == 0) continue;
-                GraphPartitionProgram::Transfer t = context.transfer(model, spec, p, i);
-                received[dev] += t.seconds;
-                ready = std::max(ready, arrival(t, spec.device_of[p], dev, fwd_done[at(p, m)]));
-            }
-            double start = std::max(ready, device_free[dev]);
-            device_free[dev] = start + g.seconds[2 * i];
-            busy[dev] += g.seconds[2 * i];
-            fwd_done[at(i, m)] = device_free[dev];
-        }
-    for (int m = 0; m < M; ++m)
-        for (int i = n - 1; i >= 1; --i) {
-            int dev = spec.device_of[i];
-            double ready = fwd_done[at(i, m)];
-            for (int c : consumers[i]) {
-                GraphPartitionProgram::Transfer t = context.transfer(model, spec, i, c);  // the gradient of i's output
-                received[dev] += t.seconds;
-                ready = std::max(ready, arrival(t, spec.device_of[c], dev, bwd_done[at(c, m)]));
-            }
-            double start = std::max(ready, device_free[dev]);
-            device_free[dev] = start + g.seconds[2 * i + 1];
-            busy[dev] += g.seconds[2 * i + 1];
-            bwd_done[at(i, m)] = device_free[dev];
-            if (m + 1 < M) continue;
-            double sync_s = 0;
-            for (const CommCall& call : context.sync(model, spec, i)) {  // ZeRO: reduce-scatter + all-gather
-                sync_s += call.seconds;
-                sync_crosses_nodes[dev] = clusters::node_count(call.group) > 1;
-            }
-            if (sync_s == 0) continue;
-            network_free[dev] = std::max(network_free[dev], bwd_done[at(i, m)]) + sync_s;
-            sync_total[dev] += sync_s;
-        }
-    double makespan = *std::max_element(device_free.begin(), device_free.end());
-    double iteration = makespan;
-    for (int dev = 0; dev < k; ++dev) iteration = std::max(iteration, network_free[dev]);
+    ListSchedule sched = list_schedule(model, spec, context, g, consumers);
+    const double makespan = sched.makespan, iteration = sched.iteration;
+    const std::vector<double>&busy = sched.busy, &received = sched.received, &sync_total = sched.sync_total;
 
     // Memory per device: its layers' weights, gradients and optimizer state, and the activations
     // of all M micro-batches (GPipe keeps them until the backward pass).

@@ -51,7 +51,8 @@ GraphPartition greedy_topological_split(const DataflowGraph& graph, int parts);
 GraphPartition measure(const DataflowGraph& graph, std::vector<int> part, int parts);
 
 // Scores spec (device_of set, stages = devices per replica, tensor = 1) by list-scheduling the
-// dataflow graph's operations for M micro-batches.
+// dataflow graph's operations for M micro-batches, the transfers and syncs sharing each device's
+// links equally (events in time order).
 PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& spec,
                                     const std::vector<Layout>& layouts);
 
