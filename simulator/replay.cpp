@@ -725,6 +725,21 @@ SimResult in_child(const planner::CostModel& model, const Body& body) {
     return result_from_json(result);
 }
 
+// One actor per rank running the replay's main program on its host, and beside it (when the
+// gradient sync overlaps) one running its sync stream; the pair shares two semaphores.
+template <class ReplayType>
+void spawn_rank_actors(ReplayType* replay, const std::vector<sg4::Host*>& hosts, int procs, bool with_sync) {
+    for (int r = 0; r < procs; ++r) {
+        auto ready = sg4::Semaphore::create(0);
+        auto done = sg4::Semaphore::create(0);
+        sg4::Actor::create("rank" + std::to_string(r), hosts[r],
+                           [replay, r, ready, done] { replay->main_actor(r, ready, done); });
+        if (with_sync)
+            sg4::Actor::create("sync" + std::to_string(r), hosts[r],
+                               [replay, r, ready, done] { replay->sync_actor(r, ready, done); });
+    }
+}
+
 }  // namespace
 
 SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
@@ -737,16 +752,7 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
             model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
                 replay.reset(new Replay{
                     {model, speed, options.timeline, std::vector<RankClock>(procs)}, schedule, GroupMap{procs, d}});
-                for (int r = 0; r < procs; ++r) {
-                    auto ready = sg4::Semaphore::create(0);
-                    auto done = sg4::Semaphore::create(0);
-                    Replay* p = replay.get();
-                    sg4::Actor::create("rank" + std::to_string(r), hosts[r],
-                                       [p, r, ready, done] { p->main_actor(r, ready, done); });
-                    if (schedule.overlap_sync)
-                        sg4::Actor::create("sync" + std::to_string(r), hosts[r],
-                                           [p, r, ready, done] { p->sync_actor(r, ready, done); });
-                }
+                spawn_rank_actors(replay.get(), hosts, procs, schedule.overlap_sync);
                 return replay->clocks;
             });
     });
@@ -772,16 +778,7 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
                     layer_steps(model.network(), program.micro),
                     GroupMap{spec.tensor, d},
                     std::vector<double>(static_cast<std::size_t>(procs) * 2 * spec.micro_batches, 0.0)});
-                for (int r = 0; r < procs; ++r) {
-                    auto ready = sg4::Semaphore::create(0);
-                    auto done = sg4::Semaphore::create(0);
-                    PipelineReplay* p = replay.get();
-                    sg4::Actor::create("rank" + std::to_string(r), hosts[r],
-                                       [p, r, ready, done] { p->main_actor(r, ready, done); });
-                    if (overlap)
-                        sg4::Actor::create("sync" + std::to_string(r), hosts[r],
-                                           [p, r, ready, done] { p->sync_actor(r, ready, done); });
-                }
+                spawn_rank_actors(replay.get(), hosts, procs, overlap);
                 return replay->clocks;
             });
     });
@@ -818,15 +815,7 @@ SimResult simulate_graph_partition(const planner::CostModel& model, const planne
                 }
                 replay->put_time.assign(
                     static_cast<std::size_t>(spec.replicas) * 2 * program.transfers.size() * spec.micro_batches, 0.0);
-                for (int r = 0; r < procs; ++r) {
-                    auto ready = sg4::Semaphore::create(0);
-                    auto done = sg4::Semaphore::create(0);
-                    GraphReplay* p = replay.get();
-                    sg4::Actor::create("rank" + std::to_string(r), hosts[r],
-                                       [p, r, ready, done] { p->main_actor(r, ready, done); });
-                    sg4::Actor::create("sync" + std::to_string(r), hosts[r],
-                                       [p, r, ready, done] { p->sync_actor(r, ready, done); });
-                }
+                spawn_rank_actors(replay.get(), hosts, procs, true);  // the model always overlaps this family's sync
                 return replay->clocks;
             });
     });
