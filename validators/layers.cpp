@@ -144,20 +144,49 @@ void allreduce_grads(Shard<T>& shard, MPI_Comm comm) {
 }
 }  // namespace
 
+// ---- WeightedLayer ----
+
+template <class T>
+WeightedLayer<T>::WeightedLayer(const Grid& grid, std::string name, Index outputs, Index in_channels, Index area,
+                                bool bias)
+    : grid_(grid), name_(std::move(name)) {
+    auto c = grid.coords(grid.rank());
+    shard.rows = outputs;
+    shard.cols = in_channels * area;
+    shard.row_lo = block_begin(outputs, grid.dim(kCo), c[kCo]);
+    shard.row_hi = block_begin(outputs, grid.dim(kCo), c[kCo] + 1);
+    shard.col_lo = block_begin(in_channels, grid.dim(kCi), c[kCi]) * area;
+    shard.col_hi = block_begin(in_channels, grid.dim(kCi), c[kCi] + 1) * area;
+    shard.has_bias = bias;
+}
+template <class T>
+void WeightedLayer<T>::reduce_partial_sums(Tensor<T>& y, OpTimer& timer) {
+    if (grid_.dim(kCi) > 1)
+        timer.time(Op::all_reduce, name_ + " partial sums",
+                   [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCi))); });
+}
+template <class T>
+void WeightedLayer<T>::reduce_input_gradient(Tensor<T>& dx, OpTimer& timer) {
+    if (grid_.dim(kCo) > 1)
+        timer.time(Op::all_reduce, name_ + " input gradient",
+                   [&] { all_sum_reduce(dx.data, grid_.group(Grid::bit(kCo))); });
+}
+template <class T>
+MPI_Comm WeightedLayer<T>::sync_group() const {
+    return grid_.group(Grid::bit(kN) | Grid::bit(kH) | Grid::bit(kW));
+}
+template <class T>
+void WeightedLayer<T>::sync(OpTimer& timer) {
+    timer.time(Op::sync, name_ + " gradient all-reduce", [&] { allreduce_grads(shard, sync_group()); });
+}
+
 // ---- DistConv2d ----
 
 template <class T>
 DistConv2d<T>::DistConv2d(const Grid& grid, const ConvSpec& spec, std::string name)
-    : grid_(grid), spec_(spec), name_(std::move(name)) {
+    : WeightedLayer<T>(grid, std::move(name), spec.out_channels, spec.in_channels, spec.kh * spec.kw, spec.bias),
+      spec_(spec) {
     auto c = grid.coords(grid.rank());
-    const Index area = spec.kh * spec.kw;
-    shard.rows = spec.out_channels;
-    shard.cols = spec.in_channels * area;
-    shard.row_lo = block_begin(spec.out_channels, grid.dim(kCo), c[kCo]);
-    shard.row_hi = block_begin(spec.out_channels, grid.dim(kCo), c[kCo] + 1);
-    shard.col_lo = block_begin(spec.in_channels, grid.dim(kCi), c[kCi]) * area;
-    shard.col_hi = block_begin(spec.in_channels, grid.dim(kCi), c[kCi] + 1) * area;
-    shard.has_bias = spec.bias;
     line_h_ = window_halo(2, grid.dim(kH), spec.height, spec.out_height(), spec.kh, spec.sh, spec.ph, spec.dh);
     line_w_ = window_halo(3, grid.dim(kW), spec.width, spec.out_width(), spec.kw, spec.sw, spec.pw, spec.dw);
     in_box_ = in_map().box(grid, grid.rank());
@@ -186,9 +215,7 @@ Tensor<T> DistConv2d<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     timer.time(Op::fwd_compute, name_ + " forward", [&] {
         conv2d_forward(ext_, shard.weight, std::vector<T>{}, shard.row_hi - shard.row_lo, g, y, &cols_);
     });
-    if (grid_.dim(kCi) > 1)
-        timer.time(Op::all_reduce, name_ + " partial sums",
-                   [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCi))); });
+    this->reduce_partial_sums(y, timer);
     timer.time(Op::fwd_compute, name_ + " bias", [&] { add_bias(y, shard); });
     return y;
 }
@@ -207,36 +234,16 @@ Tensor<T> DistConv2d<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
                               [&] { return halo_adjoint(dext, halo_h_box_, line_w_, grid_.group(Grid::bit(kW))); });
     Tensor<T> dx = timer.time(hop, name_ + " halo adjoint",
                               [&] { return halo_adjoint(dh, in_box_, line_h_, grid_.group(Grid::bit(kH))); });
-    if (grid_.dim(kCo) > 1)
-        timer.time(Op::all_reduce, name_ + " input gradient",
-                   [&] { all_sum_reduce(dx.data, grid_.group(Grid::bit(kCo))); });
+    this->reduce_input_gradient(dx, timer);
     return dx;
-}
-
-template <class T>
-MPI_Comm DistConv2d<T>::sync_group() const {
-    return grid_.group(Grid::bit(kN) | Grid::bit(kH) | Grid::bit(kW));
-}
-template <class T>
-void DistConv2d<T>::sync(OpTimer& timer) {
-    timer.time(Op::sync, name_ + " gradient all-reduce", [&] { allreduce_grads(shard, sync_group()); });
 }
 
 // ---- DistLinear ----
 
 template <class T>
 DistLinear<T>::DistLinear(const Grid& grid, const LinearSpec& spec, std::string name)
-    : grid_(grid), spec_(spec), name_(std::move(name)) {
-    auto c = grid.coords(grid.rank());
-    const Index area = spec.height * spec.width;
-    shard.rows = spec.out_features;
-    shard.cols = spec.in_channels * area;
-    shard.row_lo = block_begin(spec.out_features, grid.dim(kCo), c[kCo]);
-    shard.row_hi = block_begin(spec.out_features, grid.dim(kCo), c[kCo] + 1);
-    shard.col_lo = block_begin(spec.in_channels, grid.dim(kCi), c[kCi]) * area;
-    shard.col_hi = block_begin(spec.in_channels, grid.dim(kCi), c[kCi] + 1) * area;
-    shard.has_bias = spec.bias;
-}
+    : WeightedLayer<T>(grid, std::move(name), spec.out_features, spec.in_channels, spec.height * spec.width, spec.bias),
+      spec_(spec) {}
 
 template <class T>
 TensorMap DistLinear<T>::in_map() const {
@@ -254,9 +261,7 @@ Tensor<T> DistLinear<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     const Index b = x.extent(0), fi = shard.col_hi - shard.col_lo, fo = shard.row_hi - shard.row_lo;
     timer.time(Op::fwd_compute, name_ + " forward",
                [&] { linear_forward(x_.data.data(), b, fi, shard.weight, std::vector<T>{}, fo, y.data.data()); });
-    if (grid_.dim(kCi) > 1)
-        timer.time(Op::all_reduce, name_ + " partial sums",
-                   [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCi))); });
+    this->reduce_partial_sums(y, timer);
     timer.time(Op::fwd_compute, name_ + " bias", [&] { add_bias(y, shard); });
     return y;
 }
@@ -270,20 +275,10 @@ Tensor<T> DistLinear<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
                         shard.has_bias ? &shard.dbias : nullptr);
     });
     if (!spec_.input_grad) return Tensor<T>{};
-    if (grid_.dim(kCo) > 1)
-        timer.time(Op::all_reduce, name_ + " input gradient",
-                   [&] { all_sum_reduce(dx.data, grid_.group(Grid::bit(kCo))); });
+    this->reduce_input_gradient(dx, timer);
     return dx;
 }
 
-template <class T>
-MPI_Comm DistLinear<T>::sync_group() const {
-    return grid_.group(Grid::bit(kN) | Grid::bit(kH) | Grid::bit(kW));
-}
-template <class T>
-void DistLinear<T>::sync(OpTimer& timer) {
-    timer.time(Op::sync, name_ + " gradient all-reduce", [&] { allreduce_grads(shard, sync_group()); });
-}
 
 // ---- DistPool ----
 
@@ -396,6 +391,8 @@ Tensor<T> DistAffine<T>::backward(const Tensor<T>& dy) {
 
 template struct Shard<float>;
 template struct Shard<double>;
+template class WeightedLayer<float>;
+template class WeightedLayer<double>;
 template class DistConv2d<float>;
 template class DistConv2d<double>;
 template class DistLinear<float>;

@@ -139,22 +139,38 @@ struct ConvSpec {
     Index out_width() const { return (width + 2 * pw - dw * (kw - 1) - 1) / sw + 1; }
 };
 
+// What the layers with weights share: a [outputs, in_channels x area] weight split over co x ci,
+// the partial sums of a ci split (forward), the input gradients of a co split (backward), and the
+// weight-gradient sync over the ranks holding the same shard (n x h x w).
 template <class T>
-class DistConv2d {
+class WeightedLayer {
+public:
+    void sync(OpTimer& timer);  // blocking gradient all-reduce
+    MPI_Comm sync_group() const;
+    Shard<T> shard;
+
+protected:
+    WeightedLayer(const Grid& grid, std::string name, Index outputs, Index in_channels, Index area, bool bias);
+    void reduce_partial_sums(Tensor<T>& y, OpTimer& timer);
+    void reduce_input_gradient(Tensor<T>& dx, OpTimer& timer);
+    const Grid& grid_;
+    std::string name_;
+};
+
+template <class T>
+class DistConv2d : public WeightedLayer<T> {
 public:
     DistConv2d(const Grid& grid, const ConvSpec& spec, std::string name = "conv");
     TensorMap in_map() const;
     TensorMap out_map() const;
     Tensor<T> forward(const Tensor<T>& x, OpTimer& timer);
     Tensor<T> backward(const Tensor<T>& dy, OpTimer& timer);  // input gradient (empty when not needed)
-    void sync(OpTimer& timer);                                // blocking gradient all-reduce
-    MPI_Comm sync_group() const;
-    Shard<T> shard;
+    using WeightedLayer<T>::shard;
 
 private:
-    const Grid& grid_;
+    using WeightedLayer<T>::grid_;
+    using WeightedLayer<T>::name_;
     ConvSpec spec_;
-    std::string name_;
     HaloLine line_h_, line_w_;
     Box in_box_, halo_h_box_;
     Tensor<T> ext_;        // the halo-extended input, kept for backward
@@ -169,21 +185,19 @@ struct LinearSpec {
 };
 
 template <class T>
-class DistLinear {
+class DistLinear : public WeightedLayer<T> {
 public:
     DistLinear(const Grid& grid, const LinearSpec& spec, std::string name = "linear");
     TensorMap in_map() const;
     TensorMap out_map() const;
     Tensor<T> forward(const Tensor<T>& x, OpTimer& timer);
     Tensor<T> backward(const Tensor<T>& dy, OpTimer& timer);
-    void sync(OpTimer& timer);
-    MPI_Comm sync_group() const;
-    Shard<T> shard;
+    using WeightedLayer<T>::shard;
 
 private:
-    const Grid& grid_;
+    using WeightedLayer<T>::grid_;
+    using WeightedLayer<T>::name_;
     LinearSpec spec_;
-    std::string name_;
     Tensor<T> x_;
 };
 
