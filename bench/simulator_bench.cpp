@@ -26,7 +26,7 @@ void run(benchmark::State& state, const std::string& topology) {
     options.batch = 4LL * procs;  // pure batch needs batch >= P; 4 samples per process
     options.dtype = network.dtype;
     planner::CostModel model(network, cluster, options);
-    planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, "batch", 1, procs));
+    planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, planner::Strategy::batch, {1, procs}));
     simulator::SimOptions sim;
     sim.platform.topology = topology;
     simulator::SimResult result;

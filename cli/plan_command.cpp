@@ -8,6 +8,7 @@
 #include "networks/network.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
+#include "reports/candidate_text.hpp"
 #include "reports/plan_report.hpp"
 #include "reports/text.hpp"
 
@@ -56,10 +57,13 @@ int run_plan_file(const PlanOptions& o) {
     planner::check_request_fits_cluster(request, cluster, o.plan_file);
     planner::CostModel model(network, cluster, request.options);
     std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
-    planner::Plan plan{network.name, request.network_source, planner::network_fingerprint(network), cluster.name,
-                       request.cluster_source, request.options, request.strategy, request.grid, request.layouts,
-                       model.score(layouts), planner::pipeline_for(request, model, o.plan_file)};
-    if (plan.pipeline.active()) plan.scored = planner::score_pipeline(model, plan.pipeline, layouts).plan;
+    planner::Candidate candidate;
+    candidate.strategy = request.strategy;
+    candidate.label = request.label;
+    candidate.pipeline = planner::pipeline_for(request, model, o.plan_file);
+    candidate.plan = candidate.pipeline.active() ? planner::score_pipeline(model, candidate.pipeline, layouts).plan
+                                                 : model.score(layouts);
+    planner::Plan plan = planner::make_plan(model, candidate, {request.network_source, request.cluster_source});
     if (o.format == "json")
         emit(planner::plan_to_json(plan, model).dump(2) + "\n", o.out);
     else
@@ -86,10 +90,12 @@ int run_plan(const PlanOptions& o) {
         spec.zero = o.zero;
         spec.recompute = o.recompute;
         planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
-        planner::Plan plan{network.name, p.net, planner::network_fingerprint(network), cluster.name, p.cluster, options,
-                           pc.spec.tensor > 1 ? "tp-pp-dp" : "pipeline", planner::pipeline_label(pc.spec, pc.score),
-                           {}, pc.score.plan, pc.spec};
-        for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, pc.layouts[a]);
+        planner::Candidate candidate;
+        candidate.strategy = pc.spec.tensor > 1 ? planner::Strategy::tp_pp_dp : planner::Strategy::pipeline;
+        candidate.label = planner::pipeline_label(pc.spec, pc.score);
+        candidate.pipeline = pc.spec;
+        candidate.plan = std::move(pc.score.plan);
+        planner::Plan plan = planner::make_plan(model, candidate, {p.net, p.cluster});
         std::string json = planner::plan_to_json(plan, model).dump(2) + "\n";
         std::cout << (o.format == "json" ? json : reports::scored_plan_text(model, plan));
         if (!o.out.empty()) write_file_atomically(o.out, json);
@@ -99,11 +105,7 @@ int run_plan(const PlanOptions& o) {
     reports::PlanReportInput input{&model, &result, o.top};
     const planner::Candidate* best = result.best();
     planner::Plan plan;
-    if (best) {
-        plan = planner::Plan{network.name, p.net, planner::network_fingerprint(network), cluster.name, p.cluster,
-                             options, best->strategy, best->grid, {}, best->plan, best->pipeline};
-        for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, best->plan.anchor_layouts[a]);
-    }
+    if (best) plan = planner::make_plan(model, *best, {p.net, p.cluster});
     std::string text = o.format == "json"  ? reports::plan_json(input, plan)
                        : o.format == "csv" ? reports::plan_csv(input)
                                            : reports::plan_text(input);
@@ -112,8 +114,7 @@ int run_plan(const PlanOptions& o) {
         // The reasons of the closest candidates (ranked: infeasible ones by iteration time).
         std::cerr << "dnnplan: no feasible plan among " << result.ranked.size() << " candidates; the closest:\n";
         for (std::size_t i = 0; i < result.ranked.size() && i < 3; ++i)
-            std::cerr << "  " << result.ranked[i].strategy
-                      << (result.ranked[i].grid.empty() ? "" : " " + result.ranked[i].grid) << ": "
+            std::cerr << "  " << reports::candidate_label(result.ranked[i]) << ": "
                       << reports::terminal_safe(result.ranked[i].plan.cost.reason) << "\n";
         return 1;
     }

@@ -1,5 +1,7 @@
 #include "cost_model.hpp"
 
+#include "planner/stage_evaluator.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -13,88 +15,18 @@ using networks::LayerKind;
 using clusters::Collective;
 using clusters::GroupPlacement;
 
-std::string to_string(Optimizer optimizer) { return optimizer == Optimizer::adam ? "adam" : "sgd"; }
-
-std::string to_string(Phase phase) {
-    switch (phase) {
-        case Phase::forward: return "forward";
-        case Phase::backward: return "backward";
-        case Phase::sync: return "sync";
+std::string to_string(Infeasibility infeasibility) {
+    switch (infeasibility) {
+        case Infeasibility::none: return "none";
+        case Infeasibility::layout: return "layout";
+        case Infeasibility::configuration: return "configuration";
+        case Infeasibility::memory: return "memory";
     }
-    return "forward";
-}
-
-std::string to_string(CommKind kind) {
-    switch (kind) {
-        case CommKind::all_reduce: return "all_reduce";
-        case CommKind::all_gather: return "all_gather";
-        case CommKind::reduce_scatter: return "reduce_scatter";
-        case CommKind::all_to_all: return "all_to_all";
-        case CommKind::halo: return "halo";
-        case CommKind::point_to_point: return "point_to_point";
-        case CommKind::redistribution: return "redistribution";
-    }
-    return "all_reduce";
+    return "none";
 }
 
 namespace {
-bool is_anchor_kind(LayerKind kind) {
-    return kind == LayerKind::conv2d || kind == LayerKind::conv_transpose2d || kind == LayerKind::linear ||
-           kind == LayerKind::attention || kind == LayerKind::embedding;
-}
 bool is_spatial(const Layer& layer) { return layer.output_shape.size() == 3; }
-
-// The extent of the dimension a dist's c / h / w split applies to, for a per-sample shape.
-std::int64_t channel_extent(const networks::Shape& s) { return s.empty() ? 1 : (s.size() == 3 ? s[0] : s.back()); }
-std::int64_t height_extent(const networks::Shape& s) { return s.size() == 3 ? s[1] : 1; }
-std::int64_t width_extent(const networks::Shape& s) { return s.size() == 3 ? s[2] : 1; }
-
-// Keeps only the splits a tensor of this shape can take evenly; the rest become replication.
-Dist fit(Dist d, const networks::Shape& shape) {
-    if (channel_extent(shape) % d.c != 0) d.c = 1;
-    if (height_extent(shape) % d.h != 0) d.h = 1;
-    if (width_extent(shape) % d.w != 0) d.w = 1;
-    return d;
-}
-
-// The dist rules of section 3a, one place for CostModel's queries and its cached loops.
-Dist anchor_input_dist(LayerKind kind, const Layout& l) {
-    switch (kind) {
-        case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: return Dist{l.n, l.ci, l.h, l.w};
-        case LayerKind::linear: return Dist{l.n, l.ci, 1, 1};
-        default: return Dist{l.n, 1, 1, 1};  // attention, embedding
-    }
-}
-Dist anchor_output_dist(LayerKind kind, const Layout& l) {
-    switch (kind) {
-        case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: return Dist{l.n, l.co, l.h, l.w};
-        case LayerKind::linear:
-        case LayerKind::embedding: return Dist{l.n, l.co, 1, 1};
-        default: return Dist{l.n, 1, 1, 1};  // attention
-    }
-}
-// Followers take what their first input delivers (`d`), as far as the layer allows; merges read
-// every input in the first input's dist.
-Dist follower_input_dist(const networks::Network& network, const Layer& layer, int input_index, Dist d) {
-    const Layer& input = network.layers[layer.inputs[input_index]];
-    switch (layer.kind) {
-        case LayerKind::layernorm:
-        case LayerKind::softmax: d.c = 1; break;  // normalise over the whole feature axis
-        case LayerKind::reshape: d = Dist{d.n, 1, 1, 1}; break;
-        case LayerKind::maxpool2d:
-        case LayerKind::avgpool2d:
-        case LayerKind::adaptive_avgpool2d:
-        case LayerKind::upsample: d = fit(fit(d, layer.output_shape), input.output_shape); break;
-        default: d = fit(d, input.output_shape); break;
-    }
-    return d;
-}
-Dist follower_output_dist(const Layer& layer, const Dist& in) {
-    if (layer.kind == LayerKind::flatten) return Dist{in.n, in.c * in.h * in.w, 1, 1};
-    return in;
-}
 }  // namespace
 
 // Collects calls and per-kind seconds while scoring; the search passes nullptr.
@@ -103,17 +35,8 @@ struct CostModel::Recorder {
     CostBreakdown* cost;
     void add(const CommCall& call) {
         calls->push_back(call);
-        double s = call.seconds;
         if (call.phase == Phase::sync) return;  // sync is accounted separately (overlap)
-        switch (call.kind) {
-            case CommKind::all_reduce: cost->all_reduce_s += s; break;
-            case CommKind::all_gather: cost->all_gather_s += s; break;
-            case CommKind::reduce_scatter: cost->reduce_scatter_s += s; break;
-            case CommKind::all_to_all: cost->all_to_all_s += s; break;
-            case CommKind::halo: cost->halo_s += s; break;
-            case CommKind::point_to_point: cost->point_to_point_s += s; break;
-            case CommKind::redistribution: cost->redistribution_s += s; break;
-        }
+        cost->comm_s[index_of(call.kind)] += call.seconds;
     }
 };
 
@@ -135,9 +58,7 @@ CostModel::CostModel(const networks::Network& network, const clusters::Cluster& 
     for (std::size_t i = 1; i < layers.size(); ++i) input_elements_[i] = layers[layers[i].inputs.front()].output_elements;
     element_bytes_ = static_cast<double>(dtype_bytes(options.dtype));
     flops_rate_ = cluster.achievable_flops(options.dtype);
-    intra_ = clusters::LinkCost{cluster.intra_node.bandwidth_Bps, cluster.intra_node.latency_s};
-    inter_ = clusters::LinkCost{cluster.inter_node.bandwidth_Bps, cluster.inter_node.latency_s};
-    if (cluster.devices_per_node <= 1) intra_ = inter_;
+    links_ = clusters::LinkModel::of(cluster);
 }
 
 const std::vector<int>& CostModel::segment(int anchor) const { return segments_[anchor]; }
@@ -276,28 +197,11 @@ double CostModel::collective(Collective kind, const GroupPlacement& group, doubl
     return choice.seconds;
 }
 
-CommCall collective_call(int layer, Phase phase, Collective collective, const clusters::CollectiveChoice& choice,
-                         const GroupPlacement& group, double bytes, const char* what) {
-    CommCall call;
-    call.layer = layer;
-    call.phase = phase;
-    call.kind = collective == Collective::all_reduce       ? CommKind::all_reduce
-                : collective == Collective::all_gather     ? CommKind::all_gather
-                : collective == Collective::reduce_scatter ? CommKind::reduce_scatter
-                                                           : CommKind::all_to_all;
-    call.collective = collective;
-    call.algorithm = choice.algorithm;
-    call.group = group;
-    call.bytes = bytes;
-    call.seconds = choice.seconds;
-    call.what = what;
-    return call;
-}
-
 // One direction of a redistribution of a whole-batch tensor of `bytes` (DistDL's repartition):
 // free when the target needs no data it lacks, an all-gather when the target only merges splits,
 // an all-to-all otherwise.
-double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, int layer, Recorder* recorder) const {
+double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, int layer, Phase phase,
+                                Recorder* recorder) const {
     if (from == to) return 0;
     auto divides = [](int a, int b) { return b % a == 0; };
     bool target_coarser = divides(to.n, from.n) && divides(to.c, from.c) && divides(to.h, from.h) && divides(to.w, from.w);
@@ -311,8 +215,9 @@ double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, i
     if (recorder && choice.seconds > 0) {
         CommCall call;
         call.layer = layer;
-        call.phase = Phase::forward;
+        call.phase = phase;
         call.kind = CommKind::redistribution;
+        call.pattern = CommPattern::collective;
         call.collective = kind;
         call.group = group;
         call.bytes = part_bytes;
@@ -328,24 +233,25 @@ double CostModel::redistribution_seconds(const Dist& from, const Dist& to, doubl
     const RedistributionKey key{from, to, bytes};
     if (const double* known = redistribution_memo_.find(key)) return *known;
     // Forward moves the activation; backward moves its gradient the opposite way.
-    const double seconds = redistribute(from, to, bytes, 0, nullptr) + redistribute(to, from, bytes, 0, nullptr);
+    const double seconds = redistribute(from, to, bytes, 0, Phase::forward, nullptr) +
+                           redistribute(to, from, bytes, 0, Phase::backward, nullptr);
     redistribution_memo_.insert(key, seconds);
     return seconds;
 }
 
 Dist CostModel::required_input_dist(int layer_index, const Layout& l, int input_index) const {
     const Layer& layer = network_->layers[layer_index];
-    if (is_anchor_kind(layer.kind)) return anchor_input_dist(layer.kind, l);
-    return follower_input_dist(*network_, layer, input_index, segment_output_dist(layer.inputs.front(), l));
+    const Dist first_out = is_anchor_kind(layer.kind) ? Dist{} : segment_output_dist(layer.inputs.front(), l);
+    return wanted_input_dist(*network_, layer_index, input_index, l, first_out);
 }
 
 // Recursive along the first inputs back to the segment's anchor: O(depth) per call. The loops over
 // whole segments (evaluate_segment, score) keep each layer's output dist instead.
 Dist CostModel::segment_output_dist(int layer_index, const Layout& l) const {
-    if (layer_index == 0) return Dist{l.n, 1, 1, 1};  // the data loader delivers the input as asked
+    if (layer_index == 0) return loader_dist(l);
     const Layer& layer = network_->layers[layer_index];
-    if (is_anchor_kind(layer.kind)) return anchor_output_dist(layer.kind, l);
-    return follower_output_dist(layer, required_input_dist(layer_index, l, 0));
+    const Dist first_out = is_anchor_kind(layer.kind) ? Dist{} : segment_output_dist(layer.inputs.front(), l);
+    return layer_dists(*network_, layer_index, l, first_out).out;
 }
 
 double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
@@ -391,9 +297,10 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
                     std::int64_t width_h = (kh / 2) * dh, width_w = (kw / 2) * dw;
                     // One halo exchange per split dimension (clusters::halo_exchange_seconds).
                     auto exchange = [&](double bytes, const GroupPlacement& line) {
-                        double s = clusters::halo_exchange_seconds(bytes, line, intra_, inter_);
-                        if (rec && s > 0) rec->add(CommCall{index, phase, CommKind::halo, Collective::all_reduce,
-                                                            clusters::Algorithm::ring, line, bytes, s, what});
+                        double s = clusters::halo_exchange_seconds(bytes, line, links_.intra, links_.inter);
+                        if (rec && s > 0)
+                            rec->add(CommCall{index, phase, CommKind::halo, CommPattern::halo_exchange,
+                                              Collective::all_reduce, clusters::Algorithm::ring, line, bytes, s, what});
                         t += s;
                     };
                     if (l.h > 1 && width_h > 0)
@@ -435,14 +342,16 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
             if (in.h > 1) bytes += b * x[0] / in.c * rows * (static_cast<double>(x[2]) / in.w) * eb;
             if (in.w > 1) bytes += b * x[0] / in.c * cols * (static_cast<double>(x[1]) / in.h) * eb;
             if (bytes > 0) {
-                double t = clusters::point_to_point_seconds(bytes, inter_);
+                double t = clusters::point_to_point_seconds(bytes, links_.inter);
                 fwd_comm += t;
                 bwd_comm += t;
                 if (rec) {
-                    rec->add(CommCall{index, Phase::forward, CommKind::halo, Collective::all_reduce, clusters::Algorithm::ring,
-                                      contiguous(static_cast<std::int64_t>(in.h) * in.w), bytes, t, "pooling halo"});
-                    rec->add(CommCall{index, Phase::backward, CommKind::halo, Collective::all_reduce, clusters::Algorithm::ring,
-                                      contiguous(static_cast<std::int64_t>(in.h) * in.w), bytes, t, "pooling halo gradient"});
+                    const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
+                    rec->add(CommCall{index, Phase::forward, CommKind::halo, CommPattern::one_sided_halo,
+                                      Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t, "pooling halo"});
+                    rec->add(CommCall{index, Phase::backward, CommKind::halo, CommPattern::one_sided_halo,
+                                      Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t,
+                                      "pooling halo gradient"});
                 }
             }
         }
@@ -486,21 +395,20 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
     for (std::size_t s = 0; s < seg.size(); ++s) {
         const int index = seg[s];
         const Layer& layer = network_->layers[index];
-        const bool anchor_layer = is_anchor_kind(layer.kind);
         const int first = layer.inputs.front();
-        const Dist first_out = anchor_layer ? Dist{} : first == 0 ? Dist{l.n, 1, 1, 1} : out_of(first);
-        Dist in = anchor_layer ? anchor_input_dist(layer.kind, l) : follower_input_dist(*network_, layer, 0, first_out);
-        Dist out = anchor_layer ? anchor_output_dist(layer.kind, l) : follower_output_dist(layer, in);
-        outs[s] = out;
-        total += layer_seconds(index, l, in, out, recorder, sync_weight, sync_out);
+        const Dist first_out = is_anchor_kind(layer.kind) ? Dist{} : first == 0 ? loader_dist(l) : out_of(first);
+        const LayerDists dists = layer_dists(*network_, index, l, first_out);
+        outs[s] = dists.out;
+        total += layer_seconds(index, l, dists.in, dists.out, recorder, sync_weight, sync_out);
         // Inputs produced inside this segment are redistributed here; others are edges.
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
             int producer = layer.inputs[k];
             if (producer == 0 || anchor_of_[producer] != anchor) continue;
             Dist have = out_of(producer);
-            Dist want = anchor_layer ? in : follower_input_dist(*network_, layer, static_cast<int>(k), first_out);
+            Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
             double bytes = static_cast<double>(options_.batch) * network_->layers[producer].output_elements * element_bytes_;
-            total += redistribute(have, want, bytes, index, recorder) + redistribute(want, have, bytes, index, recorder);
+            total += redistribute(have, want, bytes, index, Phase::forward, recorder) +
+                     redistribute(want, have, bytes, index, Phase::backward, recorder);
         }
     }
     return total;
@@ -533,12 +441,12 @@ std::uint64_t CostModel::RedistributionKeyHash::operator()(const RedistributionK
 clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlacement& group, double bytes) const {
     const CollectiveKey key{kind, group.size, group.per_node, bytes};
     if (const auto* known = collective_memo_.find(key)) return *known;
-    const auto choice = clusters::cheapest(kind, group, bytes, intra_, inter_);
+    const auto choice = clusters::cheapest(kind, group, bytes, links_.intra, links_.inter);
     collective_memo_.insert(key, choice);
     return choice;
 }
 
-ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
+ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) const {
     ScoredPlan plan;
     plan.anchor_layouts = anchor_layouts;
     const auto& layers = network_->layers;
@@ -546,15 +454,12 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
     plan.calls.reserve(4 * layers.size());  // a few calls per layer: one allocation, not a doubling series
     CostBreakdown& cost = plan.cost;
     Recorder recorder{&plan.calls, &cost};
-    cost.memory_capacity_bytes = static_cast<double>(cluster_->device.usable_memory_bytes());
 
     // Problems with the layouts themselves make the plan infeasible, with the first reason.
     for (int a : anchors_) {
         std::string problem = layout_problem(a, anchor_layouts[a]);
-        if (!problem.empty() && cost.feasible) {
-            cost.feasible = false;
-            cost.reason = "layer " + layers[a].name + ": " + problem;
-        }
+        if (!problem.empty() && cost.feasible)
+            cost.set_infeasible(Infeasibility::layout, "layer " + layers[a].name + ": " + problem);
     }
     auto layout_of = [&](int index) -> Layout {
         int a = anchor_of_[index];
@@ -567,38 +472,32 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
         return anchor_layouts[a];
     };
 
-    double max_buffer = 0, max_gradients = 0;
     for (std::size_t i = 1; i < layers.size(); ++i) {
+        const int index = static_cast<int>(i);
         const Layer& layer = layers[i];
-        Layout l = layout_of(static_cast<int>(i));
+        const Layout l = layout_of(index);
         LayerCost& lc = plan.layers[i];
         lc.layout = l;
-        // The same dists as required_input_dist / segment_output_dist, from the first input's
-        // already computed output dist (a follower shares its first input's layout).
-        const bool anchor_layer = is_anchor_kind(layer.kind);
+        // A follower shares its first input's layout: its dists follow from that input's output.
         const int first = layer.inputs.front();
-        const Dist first_out = anchor_layer ? Dist{} : first == 0 ? Dist{l.n, 1, 1, 1} : plan.layers[first].out_dist;
-        lc.in_dist = anchor_layer ? anchor_input_dist(layer.kind, l) : follower_input_dist(*network_, layer, 0, first_out);
-        lc.out_dist = anchor_layer ? anchor_output_dist(layer.kind, l) : follower_output_dist(layer, lc.in_dist);
-        std::size_t calls_before = plan.calls.size();
-        double fwd_before = cost.fwd_compute_s, bwd_before = cost.bwd_compute_s;
-        layer_seconds(static_cast<int>(i), l, lc.in_dist, lc.out_dist, &recorder);
-        // Every input's redistribution, cross-segment or not, is charged to the consumer.
+        const Dist first_out =
+            is_anchor_kind(layer.kind) ? Dist{} : first == 0 ? loader_dist(l) : plan.layers[first].out_dist;
+        const LayerDists dists = layer_dists(*network_, index, l, first_out);
+        lc.in_dist = dists.in;
+        lc.out_dist = dists.out;
+        const std::size_t calls_before = plan.calls.size();
+        const double fwd_before = cost.fwd_compute_s, bwd_before = cost.bwd_compute_s;
+        layer_seconds(index, l, lc.in_dist, lc.out_dist, &recorder);
+        // Every input's redistribution, cross-segment or not, is charged to the consumer: the
+        // activation forward, its gradient backward.
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
-            int producer = layer.inputs[k];
+            const int producer = layer.inputs[k];
             if (producer == 0) continue;
-            Dist have = plan.layers[producer].out_dist;
-            Dist want = anchor_layer ? lc.in_dist : follower_input_dist(*network_, layer, static_cast<int>(k), first_out);
-            double bytes = static_cast<double>(options_.batch) * layers[producer].output_elements * element_bytes_;
-            std::size_t before = plan.calls.size();
-            redistribute(have, want, bytes, static_cast<int>(i), &recorder);
-            redistribute(want, have, bytes, static_cast<int>(i), &recorder);
-            if (plan.calls.size() > before + 1) plan.calls.back().phase = Phase::backward;
-            else if (plan.calls.size() == before + 1 && !(want == have)) {
-                // Only the backward direction moved data (the forward was a local slice).
-                bool forward_free = redistribute(have, want, bytes, 0, nullptr) == 0;
-                if (forward_free) plan.calls.back().phase = Phase::backward;
-            }
+            const Dist have = plan.layers[producer].out_dist;
+            const Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
+            const double bytes = static_cast<double>(options_.batch) * layers[producer].output_elements * element_bytes_;
+            redistribute(have, want, bytes, index, Phase::forward, &recorder);
+            redistribute(want, have, bytes, index, Phase::backward, &recorder);
         }
         lc.fwd_compute_s = cost.fwd_compute_s - fwd_before;
         lc.bwd_compute_s = cost.bwd_compute_s - bwd_before;
@@ -613,58 +512,25 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
                 lc.sync_s += call.seconds;
                 lc.sync_network = clusters::node_count(call.group) > 1;
             }
-            double buffer = call.kind == CommKind::all_gather || call.what.find("all-gather") != std::string::npos
-                                ? call.bytes * call.group.size
-                                : call.bytes;
-            max_buffer = std::max(max_buffer, buffer);
         }
-        // Memory: the local shard of weights, gradients and optimizer state; activations kept.
-        double weight_split = is_anchor_kind(layer.kind) ? static_cast<double>(l.co) * l.ci
-                              : layer.kind == LayerKind::batchnorm2d ? lc.in_dist.c : 1.0;
-        double local_params = layer.params / weight_split;
-        lc.weight_bytes = local_params * element_bytes_;
-        double b = static_cast<double>(options_.batch) / lc.in_dist.n;
-        double saved_split = layer.kind == LayerKind::attention ? l.co : 1.0;
-        lc.activation_bytes = b * element_bytes_ *
-                              (layer.output_elements / static_cast<double>(lc.out_dist.c * lc.out_dist.h * lc.out_dist.w) +
-                               layer.saved_elements / saved_split);
-        cost.weights_bytes += lc.weight_bytes;
-        cost.gradients_bytes += lc.weight_bytes;
-        // Optimizer state in fp32 (SGD momentum: 1 copy; Adam: 2), plus an fp32 master copy of
-        // the weights when training in 16-bit (mixed precision).
-        double states = options_.optimizer == Optimizer::adam ? 2 : 1;
-        if (options_.dtype != DType::fp32) states += 1;
-        cost.optimizer_bytes += local_params * 4 * states;
-        cost.activations_bytes += lc.activation_bytes;
-        // Backward working set: the gradients of this layer's output and input are live together.
-        max_gradients = std::max(max_gradients, b * element_bytes_ *
-                                                    (layer.output_elements / static_cast<double>(lc.out_dist.c * lc.out_dist.h * lc.out_dist.w) +
-                                                     input_elements_[i] / static_cast<double>(lc.in_dist.c * lc.in_dist.h * lc.in_dist.w)));
+        const LayerMemory memory =
+            layer_memory(*network_, index, l, dists, static_cast<double>(options_.batch) / lc.in_dist.n, element_bytes_);
+        lc.local_params = memory.local_params;
+        lc.weight_bytes = memory.weight_bytes;
+        lc.activation_bytes = memory.activation_bytes;
+        lc.working_set_bytes = memory.working_set_bytes;
     }
-    // The input batch itself is resident too.
-    cost.activations_bytes += static_cast<double>(options_.batch) / std::max(1, layout_of(1).n) *
-                              layers[0].output_elements * (network_->token_input ? 8 : element_bytes_);
-    // The largest communication buffer and the largest pair of activation gradients.
-    cost.buffers_bytes = max_buffer + max_gradients;
+    return plan;
+}
 
-    // Gradient synchronisation overlaps the backward pass (SyncOverlap: one all-reduce at a time,
-    // fair sharing with the backward's own transfers on the same links).
-    SyncOverlap sync(options_.overlap_sync);
-    for (std::size_t i = layers.size(); i-- > 1;) {
-        const LayerCost& lc = plan.layers[i];
-        sync.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, lc.sync_s, lc.sync_network);
-    }
-    cost.sync_total_s = sync.total_s();
-    cost.sync_contention_s = sync.contention_s();
-    cost.sync_exposed_s = sync.exposed_s();
-    cost.iteration_s = cost.fwd_compute_s + cost.bwd_compute_s + cost.blocking_comm_s() + cost.sync_contention_s +
-                       cost.sync_exposed_s;
-    cost.memory_bytes = cost.weights_bytes + cost.gradients_bytes + cost.optimizer_bytes + cost.activations_bytes +
-                        cost.buffers_bytes;
-    if (cost.feasible && cost.memory_capacity_bytes > 0 && cost.memory_bytes > cost.memory_capacity_bytes) {
-        cost.feasible = false;
-        cost.reason = over_memory_reason(cost.memory_bytes, cluster_->device);
-    }
+ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
+    LayerTable table = make_layer_table(*this, layer_costs(anchor_layouts));
+    PipelineSpec one_stage;
+    one_stage.stage_first = {1};
+    const std::vector<LayerSync> sync = replica_sync(*this, table, 1, 1, false);
+    StageEvaluation evaluation = evaluate_stages(*this, table, one_stage, sync, false);
+    ScoredPlan plan = std::move(table.plan);
+    plan.cost = evaluation.cost;
     return plan;
 }
 

@@ -17,13 +17,13 @@
 #include "clusters/cluster.hpp"
 #include "clusters/collectives.hpp"
 #include "networks/network.hpp"
+#include "clusters/link_model.hpp"
+#include "planner/comm.hpp"
 #include "planner/flat_memo.hpp"
 #include "planner/layout.hpp"
+#include "planner/memory.hpp"
 
 namespace dnnplan::planner {
-
-enum class Optimizer { sgd, adam };  // sgd = SGD with momentum
-std::string to_string(Optimizer optimizer);
 
 struct PlannerOptions {
     std::int64_t procs = 1;
@@ -34,44 +34,16 @@ struct PlannerOptions {
     bool roofline = false;     // compute time = max(FLOPs / rate, bytes / memory bandwidth)
 };
 
-// How a tensor [B, C, H, W] (or [B, S, H] with c = hidden, or [B, F]) is split; the processes
-// beyond n*c*h*w hold replicas.
-struct Dist {
-    int n = 1, c = 1, h = 1, w = 1;
-    std::int64_t parts() const { return std::int64_t{n} * c * h * w; }
-    bool operator==(const Dist&) const = default;
-};
-
-enum class Phase { forward, backward, sync };
-enum class CommKind { all_reduce, all_gather, reduce_scatter, all_to_all, halo, point_to_point, redistribution };
-std::string to_string(Phase phase);
-std::string to_string(CommKind kind);
-
-// One communication the plan performs: the simulator replays exactly these calls.
-struct CommCall {
-    int layer = 0;
-    Phase phase = Phase::forward;
-    CommKind kind = CommKind::all_reduce;
-    clusters::Collective collective = clusters::Collective::all_reduce;  // for collective kinds
-    clusters::CollectiveAlgorithm algorithm;
-    clusters::GroupPlacement group;
-    double bytes = 0;
-    double seconds = 0;
-    std::string what;  // "weight gradient", "input gradient", "halo of input", ...
-    bool operator==(const CommCall&) const = default;
-};
-
-// The call a plan records for one collective: its kind follows the collective (all-reduce,
-// all-gather, reduce-scatter; anything else is an all-to-all), algorithm and seconds `choice`'s.
-CommCall collective_call(int layer, Phase phase, clusters::Collective collective,
-                         const clusters::CollectiveChoice& choice, const clusters::GroupPlacement& group, double bytes,
-                         const char* what);
+// Why a plan cannot run: its layouts do not fit the layers or P (layout), its pipeline
+// configuration does not fit P, the batch or the network (configuration), or it needs more
+// memory than a device has (memory).
+enum class Infeasibility { none, layout, configuration, memory };
+std::string to_string(Infeasibility infeasibility);
 
 // Seconds and bytes for a whole plan (or one layer), units in the names.
 struct CostBreakdown {
     double fwd_compute_s = 0, bwd_compute_s = 0;
-    double all_reduce_s = 0, all_gather_s = 0, reduce_scatter_s = 0, all_to_all_s = 0, halo_s = 0,
-           point_to_point_s = 0, redistribution_s = 0;
+    PerCommKind comm_s{};       // blocking communication by kind
     double sync_total_s = 0;    // weight-gradient synchronisation, all of it
     double sync_exposed_s = 0;  // the part not hidden behind the backward pass
     double sync_contention_s = 0;  // backward communication slowed by sharing links with the sync
@@ -81,58 +53,35 @@ struct CostBreakdown {
     double memory_bytes = 0;  // per process, the sum of the above
     double memory_capacity_bytes = 0;
     bool feasible = true;
-    std::string reason;  // why not feasible
+    Infeasibility infeasibility = Infeasibility::none;
+    std::string reason;  // why not feasible, for people
+    double comm(CommKind kind) const { return comm_s[index_of(kind)]; }
     double blocking_comm_s() const {
-        return all_reduce_s + all_gather_s + reduce_scatter_s + all_to_all_s + halo_s + point_to_point_s +
-               redistribution_s;
+        double total = 0;
+        for (double s : comm_s) total += s;
+        return total;
     }
+    void set_infeasible(Infeasibility kind, std::string why) {
+        feasible = false;
+        infeasibility = kind;
+        reason = std::move(why);
+    }
+    bool operator==(const CostBreakdown&) const = default;
 };
 
 // "needs 14.8 GiB per process (stage 0), more than the 14.5 GiB usable on the device (15.8 GiB
 // less 1.26 GiB reserved)": the infeasibility reason of a plan over the device's usable memory.
 std::string over_memory_reason(double needed_bytes, const clusters::Device& device, const std::string& where = "");
 
-// Per-layer result of a scored assignment.
+// Per-layer result of a scored assignment (one micro-batch on the stage's processes in pipelines).
 struct LayerCost {
     Layout layout;   // the anchor's layout (followers: their segment anchor's)
     Dist in_dist, out_dist;
     double fwd_compute_s = 0, bwd_compute_s = 0, fwd_comm_s = 0, bwd_comm_s = 0, sync_s = 0;
     double bwd_comm_network_s = 0;  // the part of bwd_comm_s whose groups span nodes (through the network card)
     bool sync_network = true;       // the weight-gradient sync's group spans nodes
-    double activation_bytes = 0, weight_bytes = 0;
-};
-
-// The overlapped gradient synchronisation of one backward pass, fed layer by layer in backward
-// order: a layer's all-reduce starts when its backward is done, one at a time (the simulator
-// replays this). A blocking transfer on the same links as an all-reduce in flight (both through
-// the network card, or both inside a node) shares the bandwidth fairly: b seconds of transfer
-// while r seconds of sync remain delay both by min(b, r) (the SimGrid replay measured up to 6.6%
-// more time when this was ignored, and no delay when the two use different links).
-class SyncOverlap {
-public:
-    SyncOverlap(bool overlap, double start_s = 0) : overlap_(overlap), clock_(start_s) {}
-    void layer(double compute_s, double comm_s, double comm_network_s, double sync_s, bool sync_network) {
-        clock_ += compute_s;
-        const double same_links = in_flight_network_ ? comm_network_s : comm_s - comm_network_s;
-        const double shared = overlap_ ? std::min(same_links, std::max(0.0, network_free_ - clock_)) : 0.0;
-        clock_ += comm_s + shared;
-        network_free_ += shared;
-        total_ += sync_s;
-        contention_ += shared;
-        if (sync_s > 0) {
-            network_free_ = std::max(network_free_, clock_) + sync_s;
-            in_flight_network_ = sync_network;
-        }
-    }
-    double total_s() const { return total_; }
-    double contention_s() const { return contention_; }
-    // What runs past the end of the backward pass (all of it without overlap).
-    double exposed_s() const { return overlap_ ? std::max(0.0, network_free_ - clock_) : total_; }
-
-private:
-    bool overlap_;
-    double clock_, network_free_ = 0, total_ = 0, contention_ = 0;
-    bool in_flight_network_ = true;
+    double local_params = 0, weight_bytes = 0, activation_bytes = 0, working_set_bytes = 0;  // planner/memory.hpp
+    bool operator==(const LayerCost&) const = default;
 };
 
 struct ScoredPlan {
@@ -140,6 +89,7 @@ struct ScoredPlan {
     std::vector<LayerCost> layers;
     std::vector<CommCall> calls;
     CostBreakdown cost;
+    bool operator==(const ScoredPlan&) const = default;
 };
 
 // A segment's seconds with the weight-gradient synchronisation kept apart, so that searches can
@@ -184,8 +134,14 @@ public:
     // Forward + backward seconds to move a tensor of `bytes` (whole batch) from one dist to another.
     double redistribution_seconds(const Dist& from, const Dist& to, double bytes) const;
 
-    // Exact score of a full assignment (layouts of the anchors; others ignored).
+    // Per-layer costs and communication calls of a full assignment (layouts of the anchors;
+    // others ignored), infeasible with the first layout problem; no totals.
+    ScoredPlan layer_costs(const std::vector<Layout>& anchor_layouts) const;
+    // Exact score of a full assignment: its layer costs through the stage evaluator as one stage
+    // with one micro-batch (planner/stage_evaluator.hpp).
     ScoredPlan score(const std::vector<Layout>& anchor_layouts) const;
+
+    const clusters::LinkModel& links() const { return links_; }
 
 private:
     struct Recorder;
@@ -195,7 +151,8 @@ private:
                          Recorder* recorder, double sync_weight = 1.0, double* sync_out = nullptr) const;
     clusters::CollectiveChoice cheapest(clusters::Collective kind, const clusters::GroupPlacement& group,
                                         double bytes) const;
-    double redistribute(const Dist& from, const Dist& to, double bytes, int layer, Recorder* recorder) const;
+    double redistribute(const Dist& from, const Dist& to, double bytes, int layer, Phase phase,
+                        Recorder* recorder) const;
     double collective(clusters::Collective kind, const clusters::GroupPlacement& group, double bytes, int layer,
                       Phase phase, const char* what, Recorder* recorder) const;
     double compute_seconds(double flops, double bytes_moved) const;
@@ -211,7 +168,7 @@ private:
     std::vector<std::int64_t> input_elements_; // per sample, first input of each layer
     double element_bytes_ = 4;
     double flops_rate_ = 1;
-    clusters::LinkCost intra_{}, inter_{};
+    clusters::LinkModel links_;
 
     // Memoised collective choices and redistributions: the search asks the same ones many times.
     struct CollectiveKey {

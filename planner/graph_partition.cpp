@@ -42,7 +42,7 @@ DataflowGraph training_graph(const CostModel& micro_model) {
     const auto& layers = micro_model.network().layers;
     const int n = static_cast<int>(layers.size());
     std::vector<Layout> ones(n);
-    ScoredPlan plan = micro_model.score(ones);
+    ScoredPlan plan = micro_model.layer_costs(ones);
     DataflowGraph g;
     g.layers = n;
     g.seconds.assign(2 * n, 0.0);
@@ -293,18 +293,13 @@ std::string graph_partition_problem(const CostModel& model, const PipelineSpec& 
 // a gradient sync are chosen in one place.
 struct GraphContext {
     PlannerOptions micro_options;
-    clusters::LinkCost intra, inter;
-    int devices_per_node = 1;
+    clusters::LinkModel links;
     double element_bytes = 4, micro_batch = 1;
     GraphContext(const CostModel& model, const PipelineSpec& spec) {
         micro_options = model.options();
         micro_options.procs = 1;
         micro_options.batch = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
-        const auto& cl = model.cluster();
-        devices_per_node = std::max(1, cl.devices_per_node);
-        intra = {cl.intra_node.bandwidth_Bps, cl.intra_node.latency_s};
-        inter = {cl.inter_node.bandwidth_Bps, cl.inter_node.latency_s};
-        if (devices_per_node <= 1) intra = inter;
+        links = model.links();
         element_bytes = static_cast<double>(dtype_bytes(micro_options.dtype));
         micro_batch = static_cast<double>(micro_options.batch);
     }
@@ -319,7 +314,7 @@ struct GraphContext {
         const int from = spec.device_of[producer], to = spec.device_of[consumer];
         if (from == to) return t;
         t.bytes = micro_batch * model.network().layers[producer].output_elements * element_bytes;
-        t.link = from / devices_per_node == to / devices_per_node ? intra : inter;
+        t.link = links.between(from, to);
         t.seconds = clusters::point_to_point_seconds(t.bytes, t.link);
         return t;
     }
@@ -327,13 +322,13 @@ struct GraphContext {
     // the collectives clusters::cheapest chooses; none without weights or with one replica.
     std::vector<CommCall> sync(const CostModel& model, const PipelineSpec& spec, int layer) const {
         const auto& l = model.network().layers[layer];
-        const int R = spec.replicas, k = spec.stages, d = devices_per_node;
+        const int R = spec.replicas, k = spec.stages, d = links.devices_per_node;
         if (l.params == 0 || R == 1) return {};
         // Replicas of a device: k < d puts d / k replicas on a node (rank dev + k r).
         const int replicas_per_node = k < d ? d / k : 1;
         clusters::GroupPlacement group{R, std::max(1, std::gcd(R, std::min(R, replicas_per_node)))};
         const double bytes = l.params * element_bytes;
-        return gradient_sync_calls(layer, group, bytes, spec.zero, intra, inter);
+        return gradient_sync_calls(layer, group, bytes, spec.zero, links);
     }
 };
 
@@ -360,7 +355,7 @@ ListSchedule list_schedule(const CostModel& model, const PipelineSpec& spec, con
                            const DataflowGraph& g, const std::vector<std::vector<int>>& consumers) {
     const auto& layers = model.network().layers;
     const int n = static_cast<int>(layers.size()), k = spec.stages, M = spec.micro_batches;
-    const int d = context.devices_per_node;
+    const int d = context.links.devices_per_node;
     ListSchedule out;
     out.busy.assign(k, 0.0), out.received.assign(k, 0.0), out.sync_total.assign(k, 0.0);
 
@@ -517,19 +512,14 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     if (!problem.empty()) {
         out.plan.anchor_layouts = layouts;
         out.plan.layers.assign(n, LayerCost{});
-        cost.feasible = false;
-        cost.reason = problem;
+        cost.set_infeasible(Infeasibility::configuration, problem);
         return out;
     }
     const GraphContext context(model, spec);
-    const PlannerOptions& micro_options = context.micro_options;
-    CostModel micro(model.network(), model.cluster(), micro_options);
-    std::vector<Layout> ones(n);
-    out.plan = micro.score(ones);
+    CostModel micro(model.network(), model.cluster(), context.micro_options);
+    LayerTable table = make_layer_table(micro, micro.layer_costs(std::vector<Layout>(n)));
     DataflowGraph g = training_graph(micro);
 
-    const double eb = context.element_bytes;
-    const double b = context.micro_batch;
     std::vector<std::vector<int>> consumers(n);
     for (int i = 1; i < n; ++i)
         for (int p : layers[i].inputs)
@@ -539,60 +529,65 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     const double makespan = sched.makespan, iteration = sched.iteration;
     const std::vector<double>&busy = sched.busy, &received = sched.received, &sync_total = sched.sync_total;
 
-    // Memory per device: its layers' weights, gradients and optimizer state, and the activations
-    // of all M micro-batches (GPipe keeps them until the backward pass).
-    double states = micro_options.optimizer == Optimizer::adam ? 2 : 1;
-    if (micro_options.dtype != DType::fp32) states += 1;
-    std::vector<double> weights(k, 0.0), activations(k, 0.0), fwd_c(k, 0.0), bwd_c(k, 0.0);
+    // Memory per device (planner/memory.hpp): its layers' weights, gradients and optimizer state,
+    // and the activations of all M micro-batches (GPipe keeps them until the backward pass) with
+    // the network's input on the device of the first layer.
+    std::vector<StageMemoryInput> device(k);
+    std::vector<double> fwd_c(k, 0.0), bwd_c(k, 0.0);
     for (int i = 1; i < n; ++i) {
-        const LayerCost& lc = out.plan.layers[i];
-        int dev = spec.device_of[i];
-        weights[dev] += lc.weight_bytes;
-        activations[dev] += M * lc.activation_bytes;
-        fwd_c[dev] += lc.fwd_compute_s;
-        bwd_c[dev] += lc.bwd_compute_s;
+        const LayerCost& lc = table.plan.layers[i];
+        StageMemoryInput& d = device[spec.device_of[i]];
+        d.params += lc.local_params;
+        d.weight_bytes += lc.weight_bytes;
+        d.activation_bytes += lc.activation_bytes;
+        d.buffer_bytes = std::max(d.buffer_bytes, table.buffer_bytes[i]);
+        d.working_set_bytes = std::max(d.working_set_bytes, table.working_set_bytes[i]);
+        fwd_c[spec.device_of[i]] += lc.fwd_compute_s;
+        bwd_c[spec.device_of[i]] += lc.bwd_compute_s;
     }
-    activations[spec.device_of[1]] += M * b * layers[0].output_elements * (model.network().token_input ? 8.0 : eb);
+    device[spec.device_of[1]].input_bytes = table.input_bytes;
+    StageMemoryOptions memory_options;
+    memory_options.optimizer = context.micro_options.optimizer;
+    memory_options.dtype = context.micro_options.dtype;
+    memory_options.in_flight = M;
+    memory_options.zero_shards = spec.zero ? R : 1;
     int worst = 0, busiest = 0;
-    std::vector<double> memory(k);
+    std::vector<MemoryBreakdown> memory(k);
     for (int dev = 0; dev < k; ++dev) {
-        double optimizer = weights[dev] / eb * 4 * states / (spec.zero ? R : 1);
-        memory[dev] = 2 * weights[dev] + optimizer + activations[dev] + out.plan.cost.buffers_bytes;
-        if (memory[dev] > memory[worst]) worst = dev;
+        memory[dev] = stage_memory(device[dev], memory_options);
+        if (memory[dev].total() > memory[worst].total()) worst = dev;
         if (busy[dev] > busy[busiest]) busiest = dev;
     }
+    out.plan = std::move(table.plan);
     CostBreakdown k_cost;
-    k_cost.memory_capacity_bytes = cost.memory_capacity_bytes;
+    k_cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
     k_cost.fwd_compute_s = M * fwd_c[busiest];
     k_cost.bwd_compute_s = M * bwd_c[busiest];
     double idle = std::max(0.0, makespan - busy[busiest]);
-    k_cost.point_to_point_s = std::min(received[busiest], idle);
-    k_cost.bubble_s = idle - k_cost.point_to_point_s;
+    k_cost.comm_s[index_of(CommKind::point_to_point)] = std::min(received[busiest], idle);
+    k_cost.bubble_s = idle - k_cost.comm(CommKind::point_to_point);
     k_cost.sync_total_s = *std::max_element(sync_total.begin(), sync_total.end());
     // What runs past the schedule: the sync itself, and beyond it what sharing cards with the
     // transfers added to it.
     k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
     k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
     k_cost.iteration_s = iteration;
-    k_cost.weights_bytes = weights[worst];
-    k_cost.gradients_bytes = weights[worst];
-    k_cost.optimizer_bytes = weights[worst] / eb * 4 * states / (spec.zero ? R : 1);
-    k_cost.activations_bytes = activations[worst];
-    k_cost.buffers_bytes = out.plan.cost.buffers_bytes;
-    k_cost.memory_bytes = memory[worst];
-    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes) {
-        k_cost.feasible = false;
-        k_cost.reason =
-            over_memory_reason(k_cost.memory_bytes, model.cluster().device, "device " + std::to_string(worst));
-    }
+    const MemoryBreakdown& w = memory[worst];
+    k_cost.weights_bytes = w.weights;
+    k_cost.gradients_bytes = w.gradients;
+    k_cost.optimizer_bytes = w.optimizer;
+    k_cost.activations_bytes = w.activations;
+    k_cost.buffers_bytes = w.buffers;
+    k_cost.memory_bytes = w.total();
+    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes)
+        k_cost.set_infeasible(Infeasibility::memory, over_memory_reason(k_cost.memory_bytes, model.cluster().device,
+                                                                         "device " + std::to_string(worst)));
     out.plan.cost = k_cost;
     out.pipeline_s = makespan;
     GraphPartition measured = measure(g, spec.device_of, k);
     out.balance = measured.balance;
     out.cut_bytes = measured.cut_bytes;
-    networks::NetworkTotals t = networks::totals(model.network(), model.options().batch);
-    out.model_flops = (static_cast<double>(t.fwd_flops) + t.bwd_input_flops + t.bwd_weight_flops) /
-                      static_cast<double>(model.options().procs);
+    out.model_flops = model_flops_per_device(model);
     return out;
 }
 
@@ -644,6 +639,19 @@ std::string graph_partition_label(const GraphPartitionCandidate& c) {
                   human_bytes(c.partition.cut_bytes).c_str(), c.greedy.balance,
                   human_bytes(c.greedy.cut_bytes).c_str());
     return buffer;
+}
+
+std::vector<Candidate> graph_partition_candidates(const CostModel& model) {
+    std::vector<Candidate> out;
+    for (GraphPartitionCandidate& gc : search_graph_partitions(model)) {
+        Candidate c;
+        c.strategy = Strategy::graph_partition;
+        c.label = graph_partition_label(gc);
+        c.plan = std::move(gc.score.plan);
+        c.pipeline = gc.spec;
+        out.push_back(std::move(c));
+    }
+    return out;
 }
 
 GraphPartitionProgram graph_partition_program(const CostModel& model, const PipelineSpec& spec,

@@ -1,12 +1,16 @@
-// How one layer's work is split over its processes: a factor of the layer's process count per
-// tensor axis (DESIGN.md section 3a). Batch is Gholami's Pc; channels/features and the spatial
-// axes are Pr (model or domain); the input-feature axis is the reduction (Megatron's row split).
+// Layouts and the distribution rules of DESIGN.md section 3a: how one layer's work is split over
+// its processes (a factor of the layer's process count per tensor axis: batch is Gholami's Pc;
+// channels/features and the spatial axes are Pr, model or domain; the input-feature axis is the
+// reduction, Megatron's row split), how its input and output tensors are then distributed, and
+// what a follower layer inherits. The cost model, the pipeline family and the validators' runner
+// all take their distributions from here.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "common/diagnostics.hpp"
+#include "networks/network.hpp"
 
 namespace dnnplan::planner {
 
@@ -23,6 +27,32 @@ struct Layout {
     bool operator==(const Layout&) const = default;
     auto operator<=>(const Layout&) const = default;
 };
+
+// How a tensor [B, C, H, W] (or [B, S, H] with c = hidden, or [B, F]) is split; the processes
+// beyond n*c*h*w hold replicas.
+struct Dist {
+    int n = 1, c = 1, h = 1, w = 1;
+    std::int64_t parts() const { return std::int64_t{n} * c * h * w; }
+    bool operator==(const Dist&) const = default;
+};
+
+// Layers that choose a layout (convolution, linear, attention, embedding); every other layer
+// follows the distribution of its first input (elementwise layers fuse with their producer).
+bool is_anchor_kind(networks::LayerKind kind);
+
+// The raw input (layer 0): the data loader delivers it split by the consumer's batch factor.
+inline Dist loader_dist(const Layout& layout) { return Dist{layout.n, 1, 1, 1}; }
+
+// The dists layer `index` reads its first input in and writes its output in, under its segment
+// anchor's `layout`, when its first input arrives as `first_input_out` (ignored by anchors).
+struct LayerDists {
+    Dist in, out;
+};
+LayerDists layer_dists(const networks::Network& network, int index, const Layout& layout, const Dist& first_input_out);
+// The dist layer `index` needs input `input_index` in (merges read every input in the first
+// input's dist); equals layer_dists().in for input 0.
+Dist wanted_input_dist(const networks::Network& network, int index, int input_index, const Layout& layout,
+                       const Dist& first_input_out);
 
 // "n64 x co8", "n512" (batch only), "1" for a single process.
 std::string to_string(const Layout& layout);

@@ -27,31 +27,43 @@ std::string network_fingerprint(const networks::Network& network) {
     return buffer;
 }
 
+Plan make_plan(const CostModel& model, const Candidate& candidate, const PlanSources& sources) {
+    const networks::Network& network = model.network();
+    Plan plan;
+    plan.network_name = network.name;
+    plan.network_source = sources.network;
+    plan.network_fingerprint = network_fingerprint(network);
+    plan.cluster_name = model.cluster().name;
+    plan.cluster_source = sources.cluster;
+    plan.options = model.options();
+    plan.strategy = candidate.strategy;
+    plan.label = candidate.label;
+    for (int a : model.anchors()) plan.layouts.emplace_back(network.layers[a].name, candidate.plan.anchor_layouts[a]);
+    plan.scored = candidate.plan;
+    plan.pipeline = candidate.pipeline;
+    return plan;
+}
+
 Json cost_to_json(const CostBreakdown& c) {
-    return Json{{"iteration_s", c.iteration_s},
-                {"fwd_compute_s", c.fwd_compute_s},
-                {"bwd_compute_s", c.bwd_compute_s},
-                {"all_reduce_s", c.all_reduce_s},
-                {"all_gather_s", c.all_gather_s},
-                {"reduce_scatter_s", c.reduce_scatter_s},
-                {"all_to_all_s", c.all_to_all_s},
-                {"halo_s", c.halo_s},
-                {"point_to_point_s", c.point_to_point_s},
-                {"redistribution_s", c.redistribution_s},
-                {"sync_total_s", c.sync_total_s},
-                {"sync_exposed_s", c.sync_exposed_s},
-                {"sync_contention_s", c.sync_contention_s},
-                {"bubble_s", c.bubble_s},
-                {"memory",
-                 {{"weights_bytes", c.weights_bytes},
-                  {"gradients_bytes", c.gradients_bytes},
-                  {"optimizer_bytes", c.optimizer_bytes},
-                  {"activations_bytes", c.activations_bytes},
-                  {"buffers_bytes", c.buffers_bytes},
-                  {"total_bytes", c.memory_bytes},
-                  {"capacity_bytes", c.memory_capacity_bytes}}},
-                {"feasible", c.feasible},
-                {"reason", c.reason}};
+    Json j{{"iteration_s", c.iteration_s},
+           {"fwd_compute_s", c.fwd_compute_s},
+           {"bwd_compute_s", c.bwd_compute_s},
+           {"sync_total_s", c.sync_total_s},
+           {"sync_exposed_s", c.sync_exposed_s},
+           {"sync_contention_s", c.sync_contention_s},
+           {"bubble_s", c.bubble_s},
+           {"memory",
+            {{"weights_bytes", c.weights_bytes},
+             {"gradients_bytes", c.gradients_bytes},
+             {"optimizer_bytes", c.optimizer_bytes},
+             {"activations_bytes", c.activations_bytes},
+             {"buffers_bytes", c.buffers_bytes},
+             {"total_bytes", c.memory_bytes},
+             {"capacity_bytes", c.memory_capacity_bytes}}},
+           {"feasible", c.feasible},
+           {"reason", c.reason}};
+    for (CommKind kind : kAllCommKinds) j[to_string(kind) + "_s"] = c.comm(kind);  // "all_reduce_s", ...
+    return j;
 }
 
 namespace {
@@ -119,8 +131,8 @@ Json plan_to_json(const Plan& plan, const CostModel& model) {
                 {"optimizer", to_string(plan.options.optimizer)},
                 {"overlap_sync", plan.options.overlap_sync},
                 {"roofline", plan.options.roofline},
-                {"strategy", plan.strategy},
-                {"grid", plan.grid},
+                {"strategy", to_string(plan.strategy)},
+                {"grid", plan.label},
                 {"pipeline", pipeline_to_json(plan.pipeline, layers)},
                 {"layouts", layouts},
                 {"predicted", cost_to_json(plan.scored.cost)},
@@ -146,8 +158,8 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     r.options.optimizer = root.get_choice("optimizer", {"sgd", "adam"}) == "adam" ? Optimizer::adam : Optimizer::sgd;
     r.options.overlap_sync = root.get_bool_or("overlap_sync", true);
     r.options.roofline = root.get_bool_or("roofline", false);
-    r.strategy = root.get_string_or("strategy", "hand-edited");
-    r.grid = root.get_string_or("grid", "");
+    r.strategy = parse_strategy(root.get_string_or("strategy", "hand-edited")).value_or(Strategy::hand_edited);
+    r.label = root.get_string_or("grid", "");
     if (root.has("pipeline")) {
         SpecNode p = root.child("pipeline");
         p.expect_object("a pipeline object");

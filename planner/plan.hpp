@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "planner/candidate.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/pipeline.hpp"
 
@@ -14,11 +15,20 @@ struct Plan {
     std::string network_name, network_source, network_fingerprint;
     std::string cluster_name, cluster_source;
     PlannerOptions options;
-    std::string strategy, grid;
+    Strategy strategy = Strategy::hand_edited;
+    std::string label;  // the candidate's label ("grid" in the document)
     std::vector<std::pair<std::string, Layout>> layouts;  // anchor layer name -> layout
     ScoredPlan scored;
     PipelineSpec pipeline;  // the "pipeline" block (planner/pipeline.hpp)
 };
+
+// Where the plan's network and cluster came from, as the user named them (kept in the document so
+// that simulate, validate and report load the same ones).
+struct PlanSources {
+    std::string network, cluster;
+};
+// The Plan document of a scored candidate: every anchor's layout by name, its scored plan and pipeline.
+Plan make_plan(const CostModel& model, const Candidate& candidate, const PlanSources& sources);
 
 // A digest of the network's layers (names, kinds, shapes, parameters) to catch plans for
 // another network.
@@ -31,7 +41,8 @@ Json cost_to_json(const CostBreakdown& cost);
 struct PlanRequest {
     std::string network_source, network_fingerprint, cluster_name, cluster_source;
     PlannerOptions options;
-    std::string strategy, grid;
+    Strategy strategy = Strategy::hand_edited;  // a name dnnplan does not know reads as hand-edited
+    std::string label;
     std::vector<std::pair<std::string, Layout>> layouts;
     std::vector<std::string> layout_pointers;  // JSON pointer of each layout, for diagnostics
     PipelineSpec pipeline;  // stage_first and device_of resolved by pipeline_for()

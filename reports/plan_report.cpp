@@ -1,5 +1,7 @@
 #include "plan_report.hpp"
 
+#include "reports/candidate_text.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -23,9 +25,6 @@ std::string header(const planner::CostModel& model) {
            ", " + planner::to_string(o.optimizer) + (o.overlap_sync ? ", gradient sync overlapped" : "") + ")\n";
 }
 
-std::string strategy_label(const planner::Candidate& c) {
-    return c.grid.empty() ? c.strategy : c.strategy + " " + c.grid;
-}
 
 std::string layer_table(const planner::CostModel& model, const planner::ScoredPlan& plan) {
     TextTable table;
@@ -51,8 +50,8 @@ std::string breakdown(const planner::CostBreakdown& c) {
     std::string out;
     out += "  iteration " + seconds(c.iteration_s) + " = compute " + seconds(c.fwd_compute_s) + " fwd + " +
            seconds(c.bwd_compute_s) + " bwd; communication " + seconds(c.blocking_comm_s()) + " (all-reduce " +
-           seconds(c.all_reduce_s) + ", all-gather " + seconds(c.all_gather_s) + ", halo " + seconds(c.halo_s) +
-           ", redistribution " + seconds(c.redistribution_s) + "); gradient sync " + seconds(c.sync_total_s) +
+           seconds(c.comm(planner::CommKind::all_reduce)) + ", all-gather " + seconds(c.comm(planner::CommKind::all_gather)) + ", halo " + seconds(c.comm(planner::CommKind::halo)) +
+           ", redistribution " + seconds(c.comm(planner::CommKind::redistribution)) + "); gradient sync " + seconds(c.sync_total_s) +
            " of which exposed " + seconds(c.sync_exposed_s) + ", contention with it " + seconds(c.sync_contention_s) +
            "\n";
     out += "  memory per process " + human_bytes(c.memory_bytes) + " of " + human_bytes(c.memory_capacity_bytes) +
@@ -65,7 +64,7 @@ std::string breakdown(const planner::CostBreakdown& c) {
 
 std::string plan_text(const PlanReportInput& in) {
     const auto& r = *in.result;
-    const auto* batch = r.find("batch");
+    const auto* batch = r.find(planner::Strategy::batch);
     double batch_time = batch && batch->plan.cost.feasible ? batch->plan.cost.iteration_s : 0;
     std::string out = header(*in.model);
     out += std::to_string(r.ranked.size()) + " strategies scored (" + std::to_string(r.infeasible_count) +
@@ -82,20 +81,20 @@ std::string plan_text(const PlanReportInput& in) {
         if (c.plan.cost.feasible && static_cast<int>(shown.size()) < in.top) shown.push_back(&c);
     struct Column {
         const char* title;
-        double planner::CostBreakdown::*field;
+        double (*field)(const planner::CostBreakdown&);
     };
-    const Column kinds[] = {{"all-reduce", &planner::CostBreakdown::all_reduce_s},
-                            {"all-gather", &planner::CostBreakdown::all_gather_s},
-                            {"reduce-scatter", &planner::CostBreakdown::reduce_scatter_s},
-                            {"all-to-all", &planner::CostBreakdown::all_to_all_s},
-                            {"halo", &planner::CostBreakdown::halo_s},
-                            {"point-to-point", &planner::CostBreakdown::point_to_point_s},
-                            {"redistrib.", &planner::CostBreakdown::redistribution_s},
-                            {"sync contention", &planner::CostBreakdown::sync_contention_s},
-                            {"bubble", &planner::CostBreakdown::bubble_s}};
+    const Column kinds[] = {{"all-reduce", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_reduce); }},
+                            {"all-gather", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_gather); }},
+                            {"reduce-scatter", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::reduce_scatter); }},
+                            {"all-to-all", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_to_all); }},
+                            {"halo", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::halo); }},
+                            {"point-to-point", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::point_to_point); }},
+                            {"redistrib.", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::redistribution); }},
+                            {"sync contention", [](const planner::CostBreakdown& c) { return c.sync_contention_s; }},
+                            {"bubble", [](const planner::CostBreakdown& c) { return c.bubble_s; }}};
     std::vector<Column> used;
     for (const auto& k : kinds)
-        if (std::any_of(shown.begin(), shown.end(), [&](const auto* c) { return c->plan.cost.*k.field > 0; }))
+        if (std::any_of(shown.begin(), shown.end(), [&](const auto* c) { return k.field(c->plan.cost) > 0; }))
             used.push_back(k);
     TextTable table;
     table.header = {"#", "strategy", "grid", "iteration", "compute"};
@@ -104,9 +103,9 @@ std::string plan_text(const PlanReportInput& in) {
     int rank = 0;
     for (const auto* c : shown) {
         const auto& k = c->plan.cost;
-        std::vector<std::string> row{std::to_string(++rank), c->strategy, c->grid.empty() ? "-" : c->grid,
+        std::vector<std::string> row{std::to_string(++rank), planner::to_string(c->strategy), c->label.empty() ? "-" : c->label,
                                      seconds(k.iteration_s), seconds(k.fwd_compute_s + k.bwd_compute_s)};
-        for (const auto& column : used) row.push_back(seconds(k.*column.field));
+        for (const auto& column : used) row.push_back(seconds(column.field(k)));
         row.push_back(seconds(k.sync_total_s));
         row.push_back(seconds(k.sync_exposed_s));
         row.push_back(human_bytes(k.memory_bytes));
@@ -119,11 +118,11 @@ std::string plan_text(const PlanReportInput& in) {
         int listed = 0;
         for (const auto& c : r.ranked)
             if (!c.plan.cost.feasible && listed++ < in.top)
-                out += "  " + strategy_label(c) + ": " + terminal_safe(c.plan.cost.reason) + "\n";
+                out += "  " + candidate_label(c) + ": " + terminal_safe(c.plan.cost.reason) + "\n";
         if (listed > in.top) out += "  ... and " + std::to_string(listed - in.top) + " more\n";
     }
     if (const auto* best = r.best()) {
-        out += "\nbest: " + strategy_label(*best) +
+        out += "\nbest: " + candidate_label(*best) +
                (batch_time > 0 ? fixed(batch_time / best->plan.cost.iteration_s, ", %.2fx faster than pure batch")
                                : std::string(", pure batch is infeasible")) +
                "\n";
@@ -144,11 +143,11 @@ std::string plan_csv(const PlanReportInput& in) {
     for (const auto& c : in.result->ranked) {
         const auto& k = c.plan.cost;
         out +=
-            csv_row({std::to_string(++rank), c.strategy, std::to_string(c.pr), std::to_string(c.pc),
+            csv_row({std::to_string(++rank), planner::to_string(c.strategy), std::to_string(shown_grid(c).pr), std::to_string(shown_grid(c).pc),
                      k.feasible ? "true" : "false", fixed(k.iteration_s, "%.9g"), fixed(k.fwd_compute_s, "%.9g"),
-                     fixed(k.bwd_compute_s, "%.9g"), fixed(k.all_reduce_s, "%.9g"), fixed(k.all_gather_s, "%.9g"),
-                     fixed(k.reduce_scatter_s, "%.9g"), fixed(k.all_to_all_s, "%.9g"), fixed(k.halo_s, "%.9g"),
-                     fixed(k.redistribution_s, "%.9g"), fixed(k.sync_total_s, "%.9g"), fixed(k.sync_exposed_s, "%.9g"),
+                     fixed(k.bwd_compute_s, "%.9g"), fixed(k.comm(planner::CommKind::all_reduce), "%.9g"), fixed(k.comm(planner::CommKind::all_gather), "%.9g"),
+                     fixed(k.comm(planner::CommKind::reduce_scatter), "%.9g"), fixed(k.comm(planner::CommKind::all_to_all), "%.9g"), fixed(k.comm(planner::CommKind::halo), "%.9g"),
+                     fixed(k.comm(planner::CommKind::redistribution), "%.9g"), fixed(k.sync_total_s, "%.9g"), fixed(k.sync_exposed_s, "%.9g"),
                      fixed(k.sync_contention_s, "%.9g"), fixed(k.memory_bytes, "%.0f"), k.reason});
     }
     return out;
@@ -158,7 +157,10 @@ std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
     Json ranked = Json::array();
     for (const auto& c : in.result->ranked)
         ranked.push_back(
-            Json{{"strategy", c.strategy}, {"pr", c.pr}, {"pc", c.pc}, {"cost", planner::cost_to_json(c.plan.cost)}});
+            Json{{"strategy", planner::to_string(c.strategy)},
+                 {"pr", shown_grid(c).pr},
+                 {"pc", shown_grid(c).pc},
+                 {"cost", planner::cost_to_json(c.plan.cost)}});
     Json out{{"ranked", ranked},
              {"feasible_count", in.result->feasible_count},
              {"infeasible_count", in.result->infeasible_count},
@@ -171,7 +173,7 @@ std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
 }
 
 std::string scored_plan_text(const planner::CostModel& model, const planner::Plan& plan) {
-    std::string out = header(model) + "plan: " + plan.strategy + (plan.grid.empty() ? "" : " " + plan.grid) + "\n";
+    std::string out = header(model) + "plan: " + candidate_label(plan.strategy, plan.label) + "\n";
     out += breakdown(plan.scored.cost);
     if (!plan.scored.cost.feasible) out += "  infeasible: " + terminal_safe(plan.scored.cost.reason) + "\n";
     return out + "\n" + layer_table(model, plan.scored);

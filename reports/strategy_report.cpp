@@ -1,5 +1,7 @@
 #include "strategy_report.hpp"
 
+#include "reports/candidate_text.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -81,36 +83,35 @@ std::vector<std::int64_t> scaling_procs(std::int64_t procs) {
 
 namespace {
 
-std::string label(const planner::Candidate& c) { return c.grid.empty() ? c.strategy : c.strategy + " " + c.grid; }
 
 // The time components, in the order they are stacked; they add up to iteration_s. One list for
 // the columns and the cells, so a component cannot be labelled and left out (or the reverse).
 struct TimeComponent {
     const char* key;
     const char* label;
-    double planner::CostBreakdown::*field;
+    double (*field)(const planner::CostBreakdown&);
 };
 const std::vector<TimeComponent>& time_components() {
     using K = planner::CostBreakdown;
     static const std::vector<TimeComponent> components{
-        {"fwd_compute_s", "forward compute", &K::fwd_compute_s},
-        {"bwd_compute_s", "backward compute", &K::bwd_compute_s},
-        {"all_reduce_s", "all-reduce", &K::all_reduce_s},
-        {"all_gather_s", "all-gather", &K::all_gather_s},
-        {"reduce_scatter_s", "reduce-scatter", &K::reduce_scatter_s},
-        {"all_to_all_s", "all-to-all", &K::all_to_all_s},
-        {"halo_s", "halo", &K::halo_s},
-        {"point_to_point_s", "point-to-point", &K::point_to_point_s},
-        {"redistribution_s", "redistribution", &K::redistribution_s},
-        {"sync_contention_s", "contention with gradient sync", &K::sync_contention_s},
-        {"sync_exposed_s", "exposed gradient sync", &K::sync_exposed_s},
-        {"bubble_s", "pipeline bubble", &K::bubble_s}};
+        {"fwd_compute_s", "forward compute", [](const K& c) { return c.fwd_compute_s; }},
+        {"bwd_compute_s", "backward compute", [](const K& c) { return c.bwd_compute_s; }},
+        {"all_reduce_s", "all-reduce", [](const K& c) { return c.comm(planner::CommKind::all_reduce); }},
+        {"all_gather_s", "all-gather", [](const K& c) { return c.comm(planner::CommKind::all_gather); }},
+        {"reduce_scatter_s", "reduce-scatter", [](const K& c) { return c.comm(planner::CommKind::reduce_scatter); }},
+        {"all_to_all_s", "all-to-all", [](const K& c) { return c.comm(planner::CommKind::all_to_all); }},
+        {"halo_s", "halo", [](const K& c) { return c.comm(planner::CommKind::halo); }},
+        {"point_to_point_s", "point-to-point", [](const K& c) { return c.comm(planner::CommKind::point_to_point); }},
+        {"redistribution_s", "redistribution", [](const K& c) { return c.comm(planner::CommKind::redistribution); }},
+        {"sync_contention_s", "contention with gradient sync", [](const K& c) { return c.sync_contention_s; }},
+        {"sync_exposed_s", "exposed gradient sync", [](const K& c) { return c.sync_exposed_s; }},
+        {"bubble_s", "pipeline bubble", [](const K& c) { return c.bubble_s; }}};
     return components;
 }
 
 std::vector<Cell> time_cells(const planner::CostBreakdown& k) {
     std::vector<Cell> cells;
-    for (const auto& c : time_components()) cells.push_back(number_cell(k.*c.field));
+    for (const auto& c : time_components()) cells.push_back(number_cell(c.field(k)));
     return cells;
 }
 
@@ -204,15 +205,15 @@ ReportTable ranked_table(const planner::SearchResult& r) {
     table.columns.push_back({"sync_total_s", "gradient sync (all)", Unit::seconds});
     table.columns.push_back({"memory_bytes", "memory/process", Unit::bytes});
     table.columns.push_back({"speedup_vs_batch_x", "vs pure batch", Unit::ratio});
-    const auto* batch = r.find("batch");
+    const auto* batch = r.find(planner::Strategy::batch);
     double batch_time = batch && batch->plan.cost.feasible ? batch->plan.cost.iteration_s : 0;
     int rank = 0;
     for (const auto& c : r.ranked) {
         const auto& k = c.plan.cost;
         if (!k.feasible) continue;
         // Pr and Pc only mean something for the uniform families; per-layer plans leave them empty.
-        std::vector<Cell> row{number_cell(++rank), text_cell(label(c)), c.pr > 0 ? number_cell(c.pr) : empty_cell(),
-                              c.pc > 0 ? number_cell(c.pc) : empty_cell(), number_cell(k.iteration_s)};
+        std::vector<Cell> row{number_cell(++rank), text_cell(candidate_label(c)), shown_grid(c).pr > 0 ? number_cell(shown_grid(c).pr) : empty_cell(),
+                              shown_grid(c).pc > 0 ? number_cell(shown_grid(c).pc) : empty_cell(), number_cell(k.iteration_s)};
         for (auto& cell : time_cells(k)) row.push_back(cell);
         row.push_back(number_cell(k.sync_total_s));
         row.push_back(number_cell(k.memory_bytes));
@@ -229,7 +230,7 @@ ReportTable infeasible_table(const planner::SearchResult& r) {
                       {{"strategy", "strategy", Unit::none}, {"reason", "reason", Unit::none}},
                       {}};
     for (const auto& c : r.ranked)
-        if (!c.plan.cost.feasible) table.rows.push_back({text_cell(label(c)), text_cell(c.plan.cost.reason, true)});
+        if (!c.plan.cost.feasible) table.rows.push_back({text_cell(candidate_label(c)), text_cell(c.plan.cost.reason, true)});
     return table;
 }
 
@@ -309,7 +310,7 @@ ReportTable memory_table(const planner::SearchResult& r) {
         const auto& k = c.plan.cost;
         if (!k.feasible) continue;
         table.rows.push_back(
-            {text_cell(label(c)), number_cell(k.weights_bytes), number_cell(k.gradients_bytes),
+            {text_cell(candidate_label(c)), number_cell(k.weights_bytes), number_cell(k.gradients_bytes),
              number_cell(k.optimizer_bytes), number_cell(k.activations_bytes), number_cell(k.buffers_bytes),
              number_cell(k.memory_bytes), number_cell(k.memory_capacity_bytes),
              k.memory_capacity_bytes > 0 ? number_cell(k.memory_bytes / k.memory_capacity_bytes) : empty_cell()});
@@ -338,15 +339,16 @@ ReportTable scaling_table(const std::vector<ScalingRun>& runs) {
         std::vector<std::string> order;
         std::map<std::string, const planner::Candidate*> family_best;
         for (const auto& c : run.result.ranked) {  // ranked: the first feasible of a family is its best
-            if (!family_best.count(c.strategy)) order.push_back(c.strategy);
-            auto& slot = family_best[c.strategy];
+            const std::string family = planner::to_string(c.strategy);
+            if (!family_best.count(family)) order.push_back(family);
+            auto& slot = family_best[family];
             if (c.plan.cost.feasible && !slot) slot = &c;
         }
         for (const auto& family : order) {
             const auto* c = family_best[family];
             if (!c) continue;
             double t = c->plan.cost.iteration_s;
-            table.rows.push_back({number_cell(static_cast<double>(run.procs)), text_cell(family), text_cell(label(*c)),
+            table.rows.push_back({number_cell(static_cast<double>(run.procs)), text_cell(family), text_cell(candidate_label(*c)),
                                   number_cell(t),
                                   reference > 0 && t > 0 ? number_cell(reference / (static_cast<double>(run.procs) * t))
                                                          : empty_cell()});
@@ -437,7 +439,7 @@ StrategyReport build_strategy_report(const ReportInput& in) {
     report.procs = o.procs;
     report.title = "dnnplan report: " + model.network().name + " on " + model.cluster().name +
                    ", P = " + std::to_string(o.procs) + ", batch " + std::to_string(o.batch);
-    if (const auto* best = in.result->best()) report.best_label = label(*best);
+    if (const auto* best = in.result->best()) report.best_label = candidate_label(*best);
     report.tables.push_back(inputs_table(in));
     report.tables.push_back(sources_table(model.cluster()));
     report.tables.push_back(ranked_table(*in.result));

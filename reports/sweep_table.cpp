@@ -1,5 +1,7 @@
 #include "sweep_table.hpp"
 
+#include "reports/candidate_text.hpp"
+
 #include <cstdio>
 
 #include "reports/text.hpp"
@@ -60,7 +62,7 @@ Json sweep_row(const std::string& network, const std::string& cluster, std::int6
     row["dtype"] = to_string(options.dtype);
     row["feasible_strategies"] = result.feasible_count;
     row["infeasible_strategies"] = result.infeasible_count;
-    const auto* batch = result.find("batch");
+    const auto* batch = result.find(planner::Strategy::batch);
     if (batch && batch->plan.cost.feasible) row["batch_iteration_s"] = batch->plan.cost.iteration_s;
     const auto* best = result.best();
     if (!best) {
@@ -70,20 +72,20 @@ Json sweep_row(const std::string& network, const std::string& cluster, std::int6
     }
     const auto& k = best->plan.cost;
     row["status"] = "ok";
-    row["best_strategy"] = best->strategy;
-    row["best_grid"] = best->grid;
-    row["pr"] = best->pr;
-    row["pc"] = best->pc;
+    row["best_strategy"] = planner::to_string(best->strategy);
+    row["best_grid"] = best->label;
+    row["pr"] = shown_grid(*best).pr;
+    row["pc"] = shown_grid(*best).pc;
     row["iteration_s"] = k.iteration_s;
     row["fwd_compute_s"] = k.fwd_compute_s;
     row["bwd_compute_s"] = k.bwd_compute_s;
-    row["all_reduce_s"] = k.all_reduce_s;
-    row["all_gather_s"] = k.all_gather_s;
-    row["reduce_scatter_s"] = k.reduce_scatter_s;
-    row["all_to_all_s"] = k.all_to_all_s;
-    row["halo_s"] = k.halo_s;
-    row["point_to_point_s"] = k.point_to_point_s;
-    row["redistribution_s"] = k.redistribution_s;
+    row["all_reduce_s"] = k.comm(planner::CommKind::all_reduce);
+    row["all_gather_s"] = k.comm(planner::CommKind::all_gather);
+    row["reduce_scatter_s"] = k.comm(planner::CommKind::reduce_scatter);
+    row["all_to_all_s"] = k.comm(planner::CommKind::all_to_all);
+    row["halo_s"] = k.comm(planner::CommKind::halo);
+    row["point_to_point_s"] = k.comm(planner::CommKind::point_to_point);
+    row["redistribution_s"] = k.comm(planner::CommKind::redistribution);
     row["sync_contention_s"] = k.sync_contention_s;
     row["sync_total_s"] = k.sync_total_s;
     row["sync_exposed_s"] = k.sync_exposed_s;

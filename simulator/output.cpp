@@ -14,22 +14,22 @@ namespace {
 
 struct Row {
     const char* key;
-    double planner::CostBreakdown::*field;
+    double (*field)(const planner::CostBreakdown&);
 };
 // The breakdown keys the simulation measures (memory is not simulated).
 const Row kRows[] = {
-    {"iteration_s", &planner::CostBreakdown::iteration_s},
-    {"fwd_compute_s", &planner::CostBreakdown::fwd_compute_s},
-    {"bwd_compute_s", &planner::CostBreakdown::bwd_compute_s},
-    {"all_reduce_s", &planner::CostBreakdown::all_reduce_s},
-    {"all_gather_s", &planner::CostBreakdown::all_gather_s},
-    {"reduce_scatter_s", &planner::CostBreakdown::reduce_scatter_s},
-    {"all_to_all_s", &planner::CostBreakdown::all_to_all_s},
-    {"halo_s", &planner::CostBreakdown::halo_s},
-    {"point_to_point_s", &planner::CostBreakdown::point_to_point_s},
-    {"redistribution_s", &planner::CostBreakdown::redistribution_s},
-    {"sync_total_s", &planner::CostBreakdown::sync_total_s},
-    {"sync_exposed_s", &planner::CostBreakdown::sync_exposed_s},
+    {"iteration_s", [](const planner::CostBreakdown& c) { return c.iteration_s; }},
+    {"fwd_compute_s", [](const planner::CostBreakdown& c) { return c.fwd_compute_s; }},
+    {"bwd_compute_s", [](const planner::CostBreakdown& c) { return c.bwd_compute_s; }},
+    {"all_reduce_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_reduce); }},
+    {"all_gather_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_gather); }},
+    {"reduce_scatter_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::reduce_scatter); }},
+    {"all_to_all_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_to_all); }},
+    {"halo_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::halo); }},
+    {"point_to_point_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::point_to_point); }},
+    {"redistribution_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::redistribution); }},
+    {"sync_total_s", [](const planner::CostBreakdown& c) { return c.sync_total_s; }},
+    {"sync_exposed_s", [](const planner::CostBreakdown& c) { return c.sync_exposed_s; }},
 };
 
 double relative(double simulated, double predicted) {
@@ -76,8 +76,8 @@ Json result_to_json(const SimResult& result, const planner::CostBreakdown& predi
     Json simulated = Json::object();
     Json differences = Json::object();
     for (const Row& row : kRows) {
-        simulated[row.key] = result.simulated.*row.field;
-        differences[row.key] = relative(result.simulated.*row.field, predicted.*row.field);
+        simulated[row.key] = row.field(result.simulated);
+        differences[row.key] = relative(row.field(result.simulated), row.field(predicted));
         if (!std::isfinite(differences[row.key].get<double>())) differences[row.key] = nullptr;
     }
     // Pipelines: the critical rank's time waiting for a neighbour stage that had not sent yet.
@@ -113,7 +113,7 @@ std::string result_text(const SimResult& result, const planner::CostBreakdown& p
     std::snprintf(line, sizeof line, "%-18s %14s %14s %12s\n", "", "predicted", "simulated", "difference");
     out << line;
     for (const Row& row : kRows) {
-        double p = predicted.*row.field, s = result.simulated.*row.field;
+        double p = row.field(predicted), s = row.field(result.simulated);
         if (p == 0 && s == 0) continue;
         double rel = relative(s, p);
         std::snprintf(line, sizeof line, "%-18s %14s %14s %12s\n", row.key, human_seconds(p).c_str(),
@@ -143,7 +143,7 @@ std::string result_csv(const SimResult& result, const planner::CostBreakdown& pr
     out.precision(17);
     out << "key,predicted,simulated,relative_difference\n";
     for (const Row& row : kRows) {
-        double p = predicted.*row.field, s = result.simulated.*row.field;
+        double p = row.field(predicted), s = row.field(result.simulated);
         double rel = relative(s, p);
         out << row.key << "," << p << "," << s << ",";
         if (std::isfinite(rel)) out << rel;

@@ -18,6 +18,7 @@
 
 #include "common/diagnostics.hpp"
 #include "planner/graph_partition.hpp"
+#include "planner/pipeline_program.hpp"
 #include "simulator/platform.hpp"
 #include "simulator/simulator.hpp"
 
@@ -103,7 +104,7 @@ namespace {
 // Accumulated seconds of one rank, by what it was doing.
 struct RankClock {
     double fwd_compute = 0, bwd_compute = 0, sync_total = 0, backward_end = 0, end = 0;
-    double by_kind[7] = {0, 0, 0, 0, 0, 0, 0};  // indexed by CommKind, blocking calls only
+    planner::PerCommKind by_kind{};  // indexed by CommKind, blocking calls only
     double idle = 0;  // pipelines: waiting for a neighbour stage's message that was not sent yet (the bubble)
     std::int64_t messages = 0;
     std::vector<Slice> slices;
@@ -142,7 +143,7 @@ struct ReplayBase {
                   Boxes& boxes, RankClock& clock) {
         std::vector<clusters::RankStep> steps;
         if (call.kind == CommKind::halo) {
-            if (call.what.rfind("pooling", 0) == 0) {
+            if (call.pattern == planner::CommPattern::one_sided_halo) {
                 // The model costs a pooling halo as one point-to-point message to the next part.
                 clusters::RankStep step;
                 if (index + 1 < call.group.size) step.send_to = index + 1, step.send_bytes = call.bytes;
@@ -190,7 +191,7 @@ struct ReplayBase {
             member_of(*step.call, [&](int index, const auto& member) {
                 run_call(*step.call, rank, index, member, channel, boxes, clock);
             });
-            clock.by_kind[static_cast<int>(step.call->kind)] += sg4::Engine::get_clock() - start;
+            clock.by_kind[planner::index_of(step.call->kind)] += sg4::Engine::get_clock() - start;
             record(clock, rank, 0, "communication", start, call_name(*step.call) + suffix);
         }
     }
@@ -337,7 +338,7 @@ struct PipelineReplay : ReplayBase {
         // Rendezvous: the transfer starts when both sides have posted.
         const double start = std::max(posted_at, posted(from, direction, micro));
         clock.idle += start - posted_at;
-        clock.by_kind[static_cast<int>(CommKind::point_to_point)] += end - start;
+        clock.by_kind[planner::index_of(CommKind::point_to_point)] += end - start;
         if (!timeline) return;
         const std::string what = std::string(direction == 0 ? "activations" : "gradients") + " mb" +
                                  std::to_string(micro) + " from rank " + std::to_string(from);
@@ -461,7 +462,7 @@ struct GraphReplay : ReplayBase {
         const double sent = put_time[message(replica, direction, edge, micro)];
         const double start = std::min(end, std::max(posted_at, sent));
         clock.idle += start - posted_at;
-        clock.by_kind[static_cast<int>(CommKind::point_to_point)] += end - start;
+        clock.by_kind[planner::index_of(CommKind::point_to_point)] += end - start;
         if (!timeline || end <= posted_at) return;
         const auto& t = program.transfers[edge];
         const int from = rank_of(direction == 0 ? t.producer : t.consumer, replica);
@@ -620,14 +621,8 @@ SimResult result_from_json(const Json& j) {
     auto& s = r.simulated;
     s.fwd_compute_s = j.at("fwd_compute_s").get<double>();
     s.bwd_compute_s = j.at("bwd_compute_s").get<double>();
-    auto kinds = j.at("by_kind").get<std::vector<double>>();
-    s.all_reduce_s = kinds[static_cast<int>(CommKind::all_reduce)];
-    s.all_gather_s = kinds[static_cast<int>(CommKind::all_gather)];
-    s.reduce_scatter_s = kinds[static_cast<int>(CommKind::reduce_scatter)];
-    s.all_to_all_s = kinds[static_cast<int>(CommKind::all_to_all)];
-    s.halo_s = kinds[static_cast<int>(CommKind::halo)];
-    s.point_to_point_s = kinds[static_cast<int>(CommKind::point_to_point)];
-    s.redistribution_s = kinds[static_cast<int>(CommKind::redistribution)];
+    const auto kinds = j.at("by_kind").get<std::vector<double>>();
+    for (std::size_t k = 0; k < kinds.size() && k < s.comm_s.size(); ++k) s.comm_s[k] = kinds[k];
     s.sync_total_s = j.at("sync_total_s").get<double>();
     s.sync_exposed_s = j.at("sync_exposed_s").get<double>();
     s.bubble_s = j.at("bubble_s").get<double>();

@@ -11,6 +11,7 @@
 
 #include "planner/cost_model.hpp"
 #include "planner/pipeline.hpp"
+#include "planner/pipeline_program.hpp"
 
 namespace dnnplan::simulator {
 

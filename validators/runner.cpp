@@ -82,6 +82,20 @@ TensorMap fit(TensorMap m, const Grid& grid, const std::array<Index, 4>& a, cons
     return m;
 }
 
+// How many parts each tensor dimension of a map is cut into: the plan's Dist of the same tensor. A
+// per-sample feature vector is one dimension to the planner (the runner keeps a flattened
+// tensor's [C, H, W] blocks), so its parts are counted together.
+planner::Dist parts_of(const TensorMap& m, const Grid& grid, bool features) {
+    auto parts = [&](int d) { return m.axis[d] == kReplica ? 1 : static_cast<int>(grid.dim(m.axis[d])); };
+    if (features) return planner::Dist{parts(0), parts(1) * parts(2) * parts(3), 1, 1};
+    return planner::Dist{parts(0), parts(1), parts(2), parts(3)};
+}
+
+std::string to_text(const planner::Dist& d) {
+    return "n" + std::to_string(d.n) + " c" + std::to_string(d.c) + " h" + std::to_string(d.h) + " w" +
+           std::to_string(d.w);
+}
+
 template <class T>
 double median(std::vector<T> v) {
     if (v.empty()) return 0;
@@ -118,6 +132,7 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
     std::vector<std::array<Index, 3>> views(layers.size());
     views[0] = view_of(network, 0, views);
     TensorMap previous_out;
+    std::vector<planner::Dist> planned_out(layers.size());  // the plan's output dist of every layer
     for (std::size_t i = 1; i < layers.size(); ++i) {
         const Layer& l = layers[i];
         views[i] = view_of(network, static_cast<int>(i), views);
@@ -214,6 +229,19 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
                      [&](Index r) { return 0.1 * hashed_uniform(2, i, r, 0); });
             sh->zero_grad();
         }
+        // The runner measures exactly the communication the plan predicts only if it reads and
+        // writes every tensor as the plan's distribution rules say (planner/layout.hpp).
+        const planner::Dist first_out = first ? planner::loader_dist(lay) : planned_out[l.inputs[0]];
+        const planner::LayerDists planned = planner::layer_dists(network, static_cast<int>(i), lay, first_out);
+        planned_out[i] = planned.out;
+        const bool features_in = layers[l.inputs[0]].output_shape.size() != 3;
+        const bool features_out = l.output_shape.size() != 3;
+        const planner::Dist have_in = parts_of(st->in, *grid, features_in);
+        const planner::Dist have_out = parts_of(st->out, *grid, features_out);
+        if (!(have_in == planned.in) || !(have_out == planned.out))
+            throw std::logic_error("layer " + l.name + ": the runner reads " + to_text(have_in) + " and writes " +
+                                   to_text(have_out) + ", the plan's rules say " + to_text(planned.in) + " and " +
+                                   to_text(planned.out));
         previous_out = st->out;
         stages_.push_back(std::move(st));
     }

@@ -66,7 +66,7 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
     if (!cluster_override.empty()) request.cluster_name = job.cluster->name;
     std::vector<planner::Layout> layouts = planner::layouts_for(request, *job.model, file);
     job.strategy = request.strategy;
-    job.grid = request.grid;
+    job.grid = request.label;
     job.scored = job.model->score(layouts);
     return job;
 }
@@ -82,67 +82,41 @@ std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std
     options.batch = batch > 0 ? batch : network->default_batch;
     options.dtype = DType::fp32;
     auto model = std::make_shared<planner::CostModel>(*network, *cl, options);
-    // The layer-parallel candidates of the planner's search, built from its parts (the uniform
-    // families and the per-layer DP), so that the validator does not depend on the pipeline and
-    // graph-partition searches it cannot run.
-    struct Found {
-        std::string strategy, grid;
-        planner::ScoredPlan plan;
+    // The layer-parallel families of the planner's search (the uniform grids and the per-layer
+    // search), not the pipeline and graph-partition families the runner cannot run.
+    std::vector<planner::Candidate> found = planner::grid_candidates(*model);
+    found.push_back(planner::per_layer_candidate(*model, found));
+    std::stable_sort(found.begin(), found.end(), [](const planner::Candidate& a, const planner::Candidate& b) {
+        return a.plan.cost.iteration_s < b.plan.cost.iteration_s;
+    });
+    auto wanted = [&](planner::Strategy strategy) {
+        for (const std::string& name : strategies)
+            if (name == "all" || planner::parse_strategy(name) == strategy) return true;
+        return false;
     };
-    std::vector<Found> found;
-    const int p = static_cast<int>(procs);
-    auto add = [&](const std::string& strategy, int pr, int pc) {
-        std::string grid =
-            strategy.rfind("grid", 0) == 0 ? "Pr=" + std::to_string(pr) + " x Pc=" + std::to_string(pc) : "";
-        found.push_back({strategy, grid, model->score(planner::uniform_layouts(*model, strategy, pr, pc))});
-    };
-    add("batch", 1, p);
-    add("model", p, 1);
-    add("domain", p, 1);
-    for (int pr = 2; pr < p; ++pr)
-        if (p % pr == 0) {
-            add("grid-model", pr, p / pr);
-            add("grid-domain", pr, p / pr);
-        }
-    // Per-layer: the DP with gradient sync weighted 1, 1/2, 1/4 and 0 (as search() does), the best
-    // exact score; without search()'s single-layer refinements.
-    Found per_layer{"per-layer", "", {}};
-    for (double weight : {1.0, 0.5, 0.25, 0.0}) {
-        planner::ScoredPlan scored = model->score(planner::dynamic_programme(*model, nullptr, weight));
-        if (per_layer.plan.anchor_layouts.empty() ||
-            (scored.cost.feasible &&
-             (!per_layer.plan.cost.feasible || scored.cost.iteration_s < per_layer.plan.cost.iteration_s)))
-            per_layer.plan = std::move(scored);
-    }
-    found.push_back(std::move(per_layer));
-    std::stable_sort(found.begin(), found.end(),
-                     [](const Found& a, const Found& b) { return a.plan.cost.iteration_s < b.plan.cost.iteration_s; });
     std::vector<PlanJob> jobs;
-    for (const Found& c : found) {
-        if (!c.plan.cost.feasible) continue;
-        bool wanted = std::find(strategies.begin(), strategies.end(), "all") != strategies.end() ||
-                      std::find(strategies.begin(), strategies.end(), c.strategy) != strategies.end();
-        if (!wanted) continue;
+    for (const planner::Candidate& c : found) {
+        if (!c.plan.cost.feasible || !wanted(c.strategy)) continue;
         // The same layouts under another name (per-layer often picks a uniform family) run once.
         bool duplicate = false;
         for (PlanJob& earlier : jobs) {
             bool same = true;
             for (int a : model->anchors()) same = same && earlier.scored.anchor_layouts[a] == c.plan.anchor_layouts[a];
             if (same) {
-                earlier.label += " = " + c.strategy;
+                earlier.label += " = " + planner::to_string(c.strategy);
                 duplicate = true;
             }
         }
         if (duplicate) continue;
         PlanJob job;
-        job.label = network->name + " " + c.strategy + (c.grid.empty() ? "" : " " + c.grid);
+        job.label = network->name + " " + planner::to_string(c.strategy) + (c.label.empty() ? "" : " " + c.label);
         job.network = network;
         job.network_file = network_file;
         job.cluster = cl;
         job.cluster_source = cluster;
         job.model = model;
         job.strategy = c.strategy;
-        job.grid = c.grid;
+        job.grid = c.label;
         job.scored = model->score(c.plan.anchor_layouts);
         jobs.push_back(std::move(job));
     }
@@ -205,11 +179,11 @@ double predicted_op(const planner::CostBreakdown& c, Op op) {
         case Op::bwd_compute:
             return c.bwd_compute_s;
         case Op::all_reduce:
-            return c.all_reduce_s + c.all_gather_s + c.reduce_scatter_s + c.all_to_all_s;
+            return c.comm(planner::CommKind::all_reduce) + c.comm(planner::CommKind::all_gather) + c.comm(planner::CommKind::reduce_scatter) + c.comm(planner::CommKind::all_to_all);
         case Op::halo:
-            return c.halo_s;
+            return c.comm(planner::CommKind::halo);
         case Op::redistribution:
-            return c.redistribution_s + c.point_to_point_s;
+            return c.comm(planner::CommKind::redistribution) + c.comm(planner::CommKind::point_to_point);
         case Op::sync:
             return c.sync_exposed_s;
         default:
@@ -281,7 +255,7 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
                          {"input_shape", job.network->layers.front().output_shape},
                          {"procs", job.model->options().procs},
                          {"batch", job.model->options().batch},
-                         {"strategy", job.strategy},
+                         {"strategy", planner::to_string(job.strategy)},
                          {"grid", job.grid},
                          {"layouts", layouts},
                          {"cluster", job.cluster_source},

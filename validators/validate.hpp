@@ -10,6 +10,7 @@
 #include "clusters/cluster.hpp"
 #include "common/diagnostics.hpp"
 #include "networks/network.hpp"
+#include "planner/candidate.hpp"
 #include "planner/cost_model.hpp"
 #include "validators/image.hpp"
 #include "validators/runner.hpp"
@@ -24,7 +25,8 @@ struct PlanJob {
     std::shared_ptr<const clusters::Cluster> cluster;
     std::string cluster_source;
     std::shared_ptr<const planner::CostModel> model;
-    std::string strategy, grid;
+    planner::Strategy strategy = planner::Strategy::hand_edited;
+    std::string grid;  // the candidate's label
     planner::ScoredPlan scored;  // the prediction on `cluster`
 };
 

@@ -24,9 +24,9 @@ inline const clusters::Cluster& small_cluster() {
 
 // A violated invariant is a finding: trap so libFuzzer records the input.
 inline void check_costs(const planner::CostBreakdown& c) {
-    const double values[] = {c.iteration_s,  c.fwd_compute_s,   c.bwd_compute_s,    c.all_reduce_s,
-                             c.all_gather_s, c.reduce_scatter_s, c.all_to_all_s,    c.halo_s,
-                             c.point_to_point_s, c.redistribution_s, c.sync_total_s, c.sync_exposed_s,
+    const double values[] = {c.iteration_s,  c.fwd_compute_s,   c.bwd_compute_s,    c.comm(dnnplan::planner::CommKind::all_reduce),
+                             c.comm(dnnplan::planner::CommKind::all_gather), c.comm(dnnplan::planner::CommKind::reduce_scatter), c.comm(dnnplan::planner::CommKind::all_to_all),    c.comm(dnnplan::planner::CommKind::halo),
+                             c.comm(dnnplan::planner::CommKind::point_to_point), c.comm(dnnplan::planner::CommKind::redistribution), c.sync_total_s, c.sync_exposed_s,
                              c.bubble_s,     c.memory_bytes};
     for (double v : values)
         if (!std::isfinite(v) || v < 0) __builtin_trap();

@@ -185,9 +185,9 @@ TEST_CASE("pure model (co = P): all-gather on the edge, input-gradient all-reduc
     CHECK(plan.calls.size() == 4);
 
     const CostBreakdown& cost = plan.cost;
-    CHECK(cost.all_reduce_s == Approx(49.008e-6 + 27.504e-6).epsilon(1e-12));
-    CHECK(cost.redistribution_s == Approx(24.504e-6 + 13.752e-6).epsilon(1e-12));
-    CHECK(cost.all_gather_s == 0);
+    CHECK(cost.comm(CommKind::all_reduce) == Approx(49.008e-6 + 27.504e-6).epsilon(1e-12));
+    CHECK(cost.comm(CommKind::redistribution) == Approx(24.504e-6 + 13.752e-6).epsilon(1e-12));
+    CHECK(cost.comm(CommKind::all_gather) == 0);
     CHECK(cost.sync_total_s == 0);
     CHECK(cost.sync_exposed_s == 0);
     // Compute split 8 ways over features: forward 64 * 2 * (6144 + 4608 + 1152) / 8 = 190464 FLOPs.
@@ -206,7 +206,7 @@ TEST_CASE("the 4 x 8 grid: Gholami's AG(B d_i/Pc, Pr) + AR(B d_{i-1}/Pc, Pr) + A
     networks::Network net = three_linear();
     clusters::Cluster cluster = hand_cluster();
     CostModel model(net, cluster, options(32, 64));
-    std::vector<Layout> layouts = uniform_layouts(model, "grid-model", 4, 8);
+    std::vector<Layout> layouts = uniform_layouts(model, Strategy::grid_model, {4, 8});
     for (int a : model.anchors()) CHECK(layouts[a] == Layout{8, 4, 1, 1, 1});
     ScoredPlan plan = model.score(layouts);
 
@@ -242,8 +242,8 @@ TEST_CASE("the 4 x 8 grid: Gholami's AG(B d_i/Pc, Pr) + AR(B d_{i-1}/Pc, Pr) + A
     CHECK(fc2 == Approx(25.36e-6).epsilon(1e-12));
 
     const CostBreakdown& cost = plan.cost;
-    CHECK(cost.all_reduce_s == Approx(8.144e-6 + 5.072e-6).epsilon(1e-12));
-    CHECK(cost.redistribution_s == Approx(4.304e-6 + 3.152e-6).epsilon(1e-12));
+    CHECK(cost.comm(CommKind::all_reduce) == Approx(8.144e-6 + 5.072e-6).epsilon(1e-12));
+    CHECK(cost.comm(CommKind::redistribution) == Approx(4.304e-6 + 3.152e-6).epsilon(1e-12));
     CHECK(cost.sync_total_s == Approx(16.752e-6 + 14.064e-6 + 6.456e-6).epsilon(1e-12));
     // Compute split 32 ways (8 samples, a quarter of the features): 2*64*11904/32 = 47616 FLOPs forward.
     CHECK(cost.fwd_compute_s == Approx(47616e-12).epsilon(1e-12));
@@ -267,11 +267,11 @@ TEST_CASE("the grid's corners are exactly pure batch (Pr = 1) and pure model or 
         }
         ScoredPlan pure_batch = model.score(batch);
         ScoredPlan pure_model = model.score(model_split);
-        ScoredPlan grid_pr1 = model.score(uniform_layouts(model, "grid-model", 1, p));
-        ScoredPlan grid_pc1 = model.score(uniform_layouts(model, "grid-model", p, 1));
-        ScoredPlan domain_pr1 = model.score(uniform_layouts(model, "grid-domain", 1, p));
-        ScoredPlan domain_pc1 = model.score(uniform_layouts(model, "grid-domain", p, 1));
-        ScoredPlan pure_domain = model.score(uniform_layouts(model, "domain", p, 1));
+        ScoredPlan grid_pr1 = model.score(uniform_layouts(model, Strategy::grid_model, {1, p}));
+        ScoredPlan grid_pc1 = model.score(uniform_layouts(model, Strategy::grid_model, {p, 1}));
+        ScoredPlan domain_pr1 = model.score(uniform_layouts(model, Strategy::grid_domain, {1, p}));
+        ScoredPlan domain_pc1 = model.score(uniform_layouts(model, Strategy::grid_domain, {p, 1}));
+        ScoredPlan pure_domain = model.score(uniform_layouts(model, Strategy::domain, {p, 1}));
         {
             INFO(name << ": Pr = 1 is pure batch");
             check_equal(grid_pr1.cost, pure_batch.cost);
@@ -315,7 +315,7 @@ TEST_CASE("ResNet-1001 at batch 1, 224x224, fp32: the one-process memory (HyPar-
     for (double capacity : {16e9, 192e9}) {
         clusters::Cluster cluster = hand_cluster(kBandwidth, kLatency, static_cast<std::int64_t>(capacity));
         CostModel model(net, cluster, options(1, 1));
-        ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
+        ScoredPlan plan = model.score(uniform_layouts(model, Strategy::batch, {1, 1}));
         INFO("capacity " << capacity << ", memory " << plan.cost.memory_bytes);
         CHECK(plan.cost.memory_bytes == Approx(expected).epsilon(1e-12));
         CHECK(plan.cost.buffers_bytes == working_set);
@@ -343,7 +343,7 @@ TEST_CASE("ResNet-1001 at batch 1 does not fit a 16 GB V100 under TensorFlow but
     const double reported = 15.75 * 1024 * 1024 * 1024;         // 16,911,433,728 B
     {
         CostModel model(net, summit, options(1, 1));
-        ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
+        ScoredPlan plan = model.score(uniform_layouts(model, Strategy::batch, {1, 1}));
         INFO("memory " << plan.cost.memory_bytes << " bytes, reason: " << plan.cost.reason);
         CHECK(plan.cost.memory_bytes > usable);
         CHECK(plan.cost.memory_bytes < reported);  // without the reserve it would fit
@@ -357,7 +357,7 @@ TEST_CASE("ResNet-1001 at batch 1 does not fit a 16 GB V100 under TensorFlow but
     }
     {
         CostModel model(net, frontera, options(1, 1));
-        ScoredPlan plan = model.score(uniform_layouts(model, "batch", 1, 1));
+        ScoredPlan plan = model.score(uniform_layouts(model, Strategy::batch, {1, 1}));
         CHECK(plan.cost.memory_capacity_bytes == 192.0 * 1024 * 1024 * 1024);
         CHECK(plan.cost.feasible);
     }
@@ -418,7 +418,7 @@ TEST_CASE("invariants: costs finite and non-negative, more bandwidth never slowe
                 INFO(name << " on " << cluster->name << ", P = " << p);
                 CHECK(result.feasible_count + result.infeasible_count == static_cast<int>(result.ranked.size()));
                 for (const Candidate& c : result.ranked) {
-                    INFO(c.strategy << " " << c.grid);
+                    INFO(to_string(c.strategy) << " " << c.label);
                     check_sane(c.plan.cost);
                     for (const CommCall& call : c.plan.calls) {
                         CHECK(std::isfinite(call.seconds));
@@ -447,15 +447,15 @@ TEST_CASE("invariants: more bandwidth or less latency never makes a uniform plan
         clusters::Cluster wide = hand_cluster(4e9, 2e-6);
         clusters::Cluster quick = hand_cluster(1e9, 0.5e-6);
         CostModel m_slow(net, slow, options(p, 64)), m_wide(net, wide, options(p, 64)), m_quick(net, quick, options(p, 64));
-        std::vector<std::pair<std::string, std::pair<int, int>>> families{
-            {"batch", {1, p}}, {"model", {p, 1}}, {"domain", {p, 1}}};
+        std::vector<std::pair<Strategy, GridShape>> families{
+            {Strategy::batch, {1, p}}, {Strategy::model, {p, 1}}, {Strategy::domain, {p, 1}}};
         for (int pr = 2; pr < p; pr *= 2) {
-            families.push_back({"grid-model", {pr, p / pr}});
-            families.push_back({"grid-domain", {pr, p / pr}});
+            families.push_back({Strategy::grid_model, {pr, p / pr}});
+            families.push_back({Strategy::grid_domain, {pr, p / pr}});
         }
         for (const auto& [strategy, grid] : families) {
-            INFO(name << " " << strategy << " Pr=" << grid.first << " Pc=" << grid.second);
-            auto layouts = uniform_layouts(m_slow, strategy, grid.first, grid.second);
+            INFO(name << " " << to_string(strategy) << " Pr=" << grid.pr << " Pc=" << grid.pc);
+            auto layouts = uniform_layouts(m_slow, strategy, grid);
             CostBreakdown a = m_slow.score(layouts).cost;
             CostBreakdown b = m_wide.score(layouts).cost;
             CostBreakdown c = m_quick.score(layouts).cost;
@@ -475,8 +475,8 @@ TEST_CASE("invariants: pure batch's communication does not depend on the batch s
         networks::Network net = builtin(name);
         const int p = 32;
         CostModel small(net, cori, options(p, 32)), large(net, cori, options(p, 1024));
-        ScoredPlan x = small.score(uniform_layouts(small, "batch", 1, p));
-        ScoredPlan y = large.score(uniform_layouts(large, "batch", 1, p));
+        ScoredPlan x = small.score(uniform_layouts(small, Strategy::batch, {1, p}));
+        ScoredPlan y = large.score(uniform_layouts(large, Strategy::batch, {1, p}));
         INFO(name);
         CHECK(x.calls == y.calls);
         CHECK(x.cost.sync_total_s == y.cost.sync_total_s);
@@ -497,7 +497,7 @@ TEST_CASE("a scored plan's per-layer dists are the model's dist queries", "[plan
         CostModel model(net, cluster, options(16, 64));
         SearchResult result = search(model);
         for (const Candidate& c : result.ranked) {
-            INFO(name << " " << c.strategy << " " << c.grid);
+            INFO(name << " " << to_string(c.strategy) << " " << c.label);
             const auto& layers = net.layers;
             for (std::size_t i = 1; i < layers.size(); ++i) {
                 int a = model.anchor_of(static_cast<int>(i));
@@ -513,7 +513,7 @@ TEST_CASE("a scored plan's per-layer dists are the model's dist queries", "[plan
         }
         // Pure batch: no redistribution anywhere, so the segments' sum is the no-overlap iteration.
         CostModel flat(net, cluster, options(16, 64, false));
-        auto layouts = uniform_layouts(flat, "batch", 1, 16);
+        auto layouts = uniform_layouts(flat, Strategy::batch, {1, 16});
         double sum = 0;
         for (int a : flat.anchors()) sum += flat.segment_seconds(a, layouts[a]);
         ScoredPlan scored = flat.score(layouts);
@@ -522,7 +522,7 @@ TEST_CASE("a scored plan's per-layer dists are the model's dist queries", "[plan
             if (flat.anchor_of(static_cast<int>(i)) == 0)
                 input_followers += scored.layers[i].fwd_compute_s + scored.layers[i].bwd_compute_s +
                                    scored.layers[i].fwd_comm_s + scored.layers[i].bwd_comm_s + scored.layers[i].sync_s;
-        CHECK(scored.cost.redistribution_s == 0);
+        CHECK(scored.cost.comm(CommKind::redistribution) == 0);
         CHECK(scored.cost.iteration_s == Approx(sum + input_followers).epsilon(1e-9));
     }
 }
@@ -548,7 +548,7 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         // conv1 backward (output gradient, 8 channels): 4 x 8 x 1 x 4 x 4 = 512 B: 1.512e-6 s, twice.
         // conv2 forward and backward: 8 channels both ways, 512 B: 1.512e-6 s, four times.
         // halo = 2 x 1.256e-6 + 6 x 1.512e-6 = 11.584e-6 s
-        CHECK(plan.cost.halo_s == Approx(11.584e-6).epsilon(1e-12));
+        CHECK(plan.cost.comm(CommKind::halo) == Approx(11.584e-6).epsilon(1e-12));
         int halos = 0;
         for (const CommCall& c : plan.calls) {
             if (c.kind != CommKind::halo) continue;
@@ -563,7 +563,7 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         // conv2: 8*8*9*4 = 2304 B, 2 (1e-6 + 2.304e-6) = 6.608e-6 s (Rabenseifner 7.456e-6).
         check_call(plan, 1, "weight gradient", Collective::all_reduce, Algorithm::recursive_doubling, 4, 1152, 4.304e-6);
         check_call(plan, 2, "weight gradient", Collective::all_reduce, Algorithm::recursive_doubling, 4, 2304, 6.608e-6);
-        CHECK(plan.cost.redistribution_s == 0);  // conv1's output is already split as conv2 needs
+        CHECK(plan.cost.comm(CommKind::redistribution) == 0);  // conv1's output is already split as conv2 needs
         // Compute splits 4 ways: conv2 forward 2 * (8 out x 8 x 8 positions) * (8 in x 9) = 73728
         // FLOPs per sample, 4 samples / 4 processes: 73.728e-9 s at 1e12 FLOP/s.
         CHECK(net.layers[2].fwd_flops == 73728);
@@ -575,6 +575,6 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         // conv1 forward: 4 x 4 x 1 column x 8 rows x 4 B = 512 B; inner parts have two neighbours:
         //   2 (1e-6 + 0.512e-6) = 3.024e-6 s. Every other exchange carries 8 channels: 1024 B,
         //   2 (1e-6 + 1.024e-6) = 4.048e-6 s, three of them.
-        CHECK(plan.cost.halo_s == Approx(3.024e-6 + 3 * 4.048e-6).epsilon(1e-12));
+        CHECK(plan.cost.comm(CommKind::halo) == Approx(3.024e-6 + 3 * 4.048e-6).epsilon(1e-12));
     }
 }

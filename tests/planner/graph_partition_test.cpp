@@ -124,7 +124,7 @@ TEST_CASE("a graph partition becomes a plan with transfers and stalls", "[graph]
         CHECK(c.score.pipeline_s > total * c.spec.micro_batches / c.spec.stages * (1 - 1e-12));
         CHECK(k.iteration_s >= c.score.pipeline_s);
         CHECK(k.iteration_s ==
-              Approx(k.fwd_compute_s + k.bwd_compute_s + k.point_to_point_s + k.bubble_s + k.sync_exposed_s)
+              Approx(k.fwd_compute_s + k.bwd_compute_s + k.comm(CommKind::point_to_point) + k.bubble_s + k.sync_exposed_s)
                   .epsilon(1e-9));
         // More than one device per replica: some tensor crosses.
         CHECK(c.partition.cut_bytes > 0);
@@ -133,7 +133,7 @@ TEST_CASE("a graph partition becomes a plan with transfers and stalls", "[graph]
     }
     // The family shows up in the ranked output next to the grids and pipelines.
     SearchResult result = search(model);
-    CHECK(result.find("graph-partition") != nullptr);
-    CHECK(result.find("pipeline") != nullptr);
-    CHECK(result.find("grid-model") != nullptr);
+    CHECK(result.find(Strategy::graph_partition) != nullptr);
+    CHECK(result.find(Strategy::pipeline) != nullptr);
+    CHECK(result.find(Strategy::grid_model) != nullptr);
 }

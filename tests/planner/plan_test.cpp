@@ -24,12 +24,9 @@ namespace {
 
 const std::string kSourceDir = DNNPLAN_SOURCE_DIR;
 
-Plan make_plan(const networks::Network& net, const std::string& source, const clusters::Cluster& cluster,
+Plan make_plan(const networks::Network&, const std::string& source, const clusters::Cluster&,
                const std::string& cluster_source, const CostModel& model, const Candidate& c) {
-    Plan plan{net.name, source, network_fingerprint(net), cluster.name, cluster_source, model.options(),
-              c.strategy, c.grid, {}, c.plan, c.pipeline};
-    for (int a : model.anchors()) plan.layouts.emplace_back(net.layers[a].name, c.plan.anchor_layouts[a]);
-    return plan;
+    return planner::make_plan(model, c, {source, cluster_source});
 }
 
 std::string bad_path(const std::string& what) { return kSourceDir + "/tests/data/bad/plan_" + what + ".json"; }
@@ -73,7 +70,7 @@ TEST_CASE("plan JSON round trip gives the same CostBreakdown for every ranked ca
         SearchResult result = search(model);
         REQUIRE(!result.ranked.empty());
         for (const Candidate& c : result.ranked) {
-            INFO(k.net << ": " << c.strategy << " " << c.grid);
+            INFO(k.net << ": " << to_string(c.strategy) << " " << c.label);
             Plan plan = make_plan(net, k.net, *k.cluster, k.cluster->name, model, c);
             // Through text, as the CLI writes and reads it.
             std::string text = plan_to_json(plan, model).dump(2);
@@ -88,7 +85,7 @@ TEST_CASE("plan JSON round trip gives the same CostBreakdown for every ranked ca
             CHECK(request.options.overlap_sync == o.overlap_sync);
             CHECK(request.options.roofline == o.roofline);
             CHECK(request.strategy == c.strategy);
-            CHECK(request.grid == c.grid);
+            CHECK(request.label == c.label);
             CHECK(request.layouts == plan.layouts);
             CostModel again(net, *k.cluster, request.options);
             // A layout the layer cannot take is rejected on reading, with the score's own reason.

@@ -10,6 +10,8 @@
 #include "clusters/cluster.hpp"
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
+#include "planner/families.hpp"
+#include "planner/stage_evaluator.hpp"
 
 namespace dnnplan::planner::test {
 
@@ -55,13 +57,13 @@ inline PlannerOptions options(std::int64_t procs, std::int64_t batch, DType dtyp
 inline void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
     CHECK(x.fwd_compute_s == y.fwd_compute_s);
     CHECK(x.bwd_compute_s == y.bwd_compute_s);
-    CHECK(x.all_reduce_s == y.all_reduce_s);
-    CHECK(x.all_gather_s == y.all_gather_s);
-    CHECK(x.reduce_scatter_s == y.reduce_scatter_s);
-    CHECK(x.all_to_all_s == y.all_to_all_s);
-    CHECK(x.halo_s == y.halo_s);
-    CHECK(x.point_to_point_s == y.point_to_point_s);
-    CHECK(x.redistribution_s == y.redistribution_s);
+    CHECK(x.comm(CommKind::all_reduce) == y.comm(CommKind::all_reduce));
+    CHECK(x.comm(CommKind::all_gather) == y.comm(CommKind::all_gather));
+    CHECK(x.comm(CommKind::reduce_scatter) == y.comm(CommKind::reduce_scatter));
+    CHECK(x.comm(CommKind::all_to_all) == y.comm(CommKind::all_to_all));
+    CHECK(x.comm(CommKind::halo) == y.comm(CommKind::halo));
+    CHECK(x.comm(CommKind::point_to_point) == y.comm(CommKind::point_to_point));
+    CHECK(x.comm(CommKind::redistribution) == y.comm(CommKind::redistribution));
     CHECK(x.sync_total_s == y.sync_total_s);
     CHECK(x.sync_exposed_s == y.sync_exposed_s);
     CHECK(x.sync_contention_s == y.sync_contention_s);
@@ -81,9 +83,9 @@ inline void check_equal(const CostBreakdown& x, const CostBreakdown& y) {
 // Every figure finite and non-negative; exposed sync within the total; the iteration at least
 // its compute.
 inline void check_sane(const CostBreakdown& c) {
-    const double values[] = {c.fwd_compute_s,   c.bwd_compute_s,  c.all_reduce_s,     c.all_gather_s,
-                             c.reduce_scatter_s, c.all_to_all_s,  c.halo_s,           c.point_to_point_s,
-                             c.redistribution_s, c.sync_total_s,  c.sync_exposed_s,   c.sync_contention_s, c.bubble_s,
+    const double values[] = {c.fwd_compute_s,   c.bwd_compute_s,  c.comm(CommKind::all_reduce),     c.comm(CommKind::all_gather),
+                             c.comm(CommKind::reduce_scatter), c.comm(CommKind::all_to_all),  c.comm(CommKind::halo),           c.comm(CommKind::point_to_point),
+                             c.comm(CommKind::redistribution), c.sync_total_s,  c.sync_exposed_s,   c.sync_contention_s, c.bubble_s,
                              c.iteration_s,      c.weights_bytes, c.gradients_bytes,  c.optimizer_bytes,
                              c.activations_bytes, c.buffers_bytes, c.memory_bytes,    c.memory_capacity_bytes};
     for (double v : values) {

@@ -101,7 +101,7 @@ TEST_CASE("property: random networks, clusters and P give finite, non-negative, 
         SearchResult result = search(model);
         REQUIRE(!result.ranked.empty());
         for (const Candidate& c : result.ranked) {
-            INFO(c.strategy << " " << c.grid);
+            INFO(to_string(c.strategy) << " " << c.label);
             test::check_sane(c.plan.cost);
             if (!c.plan.cost.feasible) CHECK_FALSE(c.plan.cost.reason.empty());
         }
@@ -113,7 +113,7 @@ TEST_CASE("property: random networks, clusters and P give finite, non-negative, 
         CostModel fast_model(net, faster, o);
         for (const Candidate& c : result.ranked) {
             if (c.plan.anchor_layouts.empty()) continue;
-            INFO(c.strategy << " " << c.grid << " with twice the bandwidth");
+            INFO(to_string(c.strategy) << " " << c.label << " with twice the bandwidth");
             const CostBreakdown faster_cost = c.pipeline.active()
                                                   ? score_pipeline(fast_model, c.pipeline, c.plan.anchor_layouts).plan.cost
                                                   : fast_model.score(c.plan.anchor_layouts).cost;
@@ -126,8 +126,8 @@ TEST_CASE("property: random networks, clusters and P give finite, non-negative, 
             PlannerOptions doubled = o;
             doubled.batch = o.batch * 2;
             CostModel big_batch(net, cluster, doubled);
-            ScoredPlan x = model.score(uniform_layouts(model, "batch", 1, static_cast<int>(procs)));
-            ScoredPlan y = big_batch.score(uniform_layouts(big_batch, "batch", 1, static_cast<int>(procs)));
+            ScoredPlan x = model.score(uniform_layouts(model, Strategy::batch, {1, static_cast<int>(procs)}));
+            ScoredPlan y = big_batch.score(uniform_layouts(big_batch, Strategy::batch, {1, static_cast<int>(procs)}));
             CHECK(x.calls == y.calls);
             CHECK(x.cost.sync_total_s == y.cost.sync_total_s);
             CHECK(x.cost.blocking_comm_s() == y.cost.blocking_comm_s());
@@ -155,7 +155,7 @@ TEST_CASE("property: tensors of 10^15 elements and P = 2^20 stay finite", "[plan
     CostModel model(net, cluster, o);
     SearchResult result = search(model);
     for (const Candidate& c : result.ranked) {
-        INFO(c.strategy << " " << c.grid);
+        INFO(to_string(c.strategy) << " " << c.label);
         test::check_sane(c.plan.cost);
     }
     // Some plan fits: with one sample per 16 processes split 4 x 4 over the image, each process

@@ -25,7 +25,6 @@ using namespace dnnplan::planner::test;
 namespace {
 
 
-
 // The DP's objective, written out independently of search.cpp: every segment at its layout
 // (forward, backward and the whole gradient sync) plus every cross-segment edge's
 // redistribution, forward and backward.
@@ -45,6 +44,27 @@ double objective(const CostModel& model, const std::vector<Layout>& layouts) {
             t += model.redistribution_seconds(have, want, bytes);
         }
     return t;
+}
+
+// Brute force over every per-layer assignment of the anchors' candidate layouts: the assignment
+// of least objective() (the oracle the DP is checked against; it lived in search.cpp before).
+std::vector<Layout> brute_force(const CostModel& model, double* best_seconds) {
+    const auto& anchors = model.anchors();
+    std::vector<std::vector<Layout>> candidates;
+    for (int a : anchors) candidates.push_back(model.candidates(a));
+    std::vector<std::size_t> index(anchors.size(), 0);
+    std::vector<Layout> layouts(model.network().layers.size()), best_layouts;
+    double best = std::numeric_limits<double>::infinity();
+    while (true) {
+        for (std::size_t i = 0; i < anchors.size(); ++i) layouts[anchors[i]] = candidates[i][index[i]];
+        const double t = objective(model, layouts);
+        if (t < best) best = t, best_layouts = layouts;
+        std::size_t i = 0;  // the next assignment, as an odometer
+        while (i < index.size() && ++index[i] == candidates[i].size()) index[i++] = 0;
+        if (i == index.size()) break;
+    }
+    *best_seconds = best;
+    return best_layouts;
 }
 
 // A small random chain: convolutions (with followers) then linear layers, or linear layers only.
@@ -167,16 +187,16 @@ TEST_CASE("on chains without overlap the DP's objective is the exact iteration t
         ScoredPlan scored = model.score(dp);
         CHECK(scored.cost.iteration_s == Approx(objective(model, dp)).epsilon(1e-9));
         SearchResult result = search(model);
-        const Candidate* per_layer = result.find("per-layer");
+        const Candidate* per_layer = result.find(Strategy::per_layer);
         REQUIRE(per_layer != nullptr);
         CHECK(per_layer->plan.anchor_layouts == dp);
         for (const Candidate& u : result.ranked) {
             // Pipelines and graph partitions are other families (tests/planner/pipeline_test.cpp).
-            if (u.strategy == "per-layer" || u.pipeline.active()) continue;
+            if (u.strategy == Strategy::per_layer || u.pipeline.active()) continue;
             bool valid = true;
             for (int a : model.anchors()) valid = valid && model.layout_problem(a, u.plan.anchor_layouts[a]).empty();
             if (!valid) continue;
-            INFO(u.strategy << " " << u.grid);
+            INFO(to_string(u.strategy) << " " << u.label);
             CHECK(per_layer->plan.cost.iteration_s <= u.plan.cost.iteration_s * (1 + 1e-12));
         }
     }
@@ -194,16 +214,16 @@ TEST_CASE("search lists every uniform family and the per-layer plan", "[planner]
     CHECK(result.ranked.size() == 3 + 2 * 4 + 1);
     std::set<std::string> grids;
     for (const Candidate& c : result.ranked) {
-        if (c.strategy == "grid-model" || c.strategy == "grid-domain") {
-            CHECK(c.pr * c.pc == 12);
-            CHECK(c.grid == "Pr=" + std::to_string(c.pr) + " x Pc=" + std::to_string(c.pc));
-            grids.insert(c.strategy + c.grid);
+        if (c.strategy == Strategy::grid_model || c.strategy == Strategy::grid_domain) {
+            CHECK(c.grid.pr * c.grid.pc == 12);
+            CHECK(c.label == "Pr=" + std::to_string(c.grid.pr) + " x Pc=" + std::to_string(c.grid.pc));
+            grids.insert(to_string(c.strategy) + c.label);
         }
     }
     CHECK(grids.size() == 8);
     CHECK(result.ranked.front().plan.cost.feasible);
-    CHECK(result.find("batch")->pc == 12);
-    CHECK(result.find("model")->pr == 12);
+    CHECK(result.find(Strategy::batch)->grid.pc == 12);
+    CHECK(result.find(Strategy::model)->grid.pr == 12);
     CHECK(result.layout_evaluations > static_cast<long long>(result.ranked.size() * model.anchors().size()));
     // Every candidate uses all 12 processes in every anchor layer.
     for (const Candidate& c : result.ranked)
@@ -218,22 +238,22 @@ TEST_CASE("AlexNet, B = 2048, P = 512 on Cori KNL: the best uniform grid has 1 <
     SearchResult result = search(model);
     const Candidate* best = nullptr;
     for (const Candidate& c : result.ranked) {
-        if (c.strategy != "batch" && c.strategy != "model" && c.strategy != "grid-model") continue;
+        if (c.strategy != Strategy::batch && c.strategy != Strategy::model && c.strategy != Strategy::grid_model) continue;
         if (!c.plan.cost.feasible) continue;
         if (!best || c.plan.cost.iteration_s < best->plan.cost.iteration_s) best = &c;
     }
     REQUIRE(best != nullptr);
-    INFO("best uniform: " << best->strategy << " " << best->grid);
-    CHECK(best->strategy == "grid-model");
-    CHECK(best->pr > 1);
-    CHECK(best->pr < p);
-    CHECK(best->pr * best->pc == p);
-    const Candidate* batch = result.find("batch");
+    INFO("best uniform: " << to_string(best->strategy) << " " << best->label);
+    CHECK(best->strategy == Strategy::grid_model);
+    CHECK(best->grid.pr > 1);
+    CHECK(best->grid.pr < p);
+    CHECK(best->grid.pr * best->grid.pc == p);
+    const Candidate* batch = result.find(Strategy::batch);
     REQUIRE(batch != nullptr);
     CHECK(batch->plan.cost.feasible);
     CHECK(best->plan.cost.iteration_s < batch->plan.cost.iteration_s);
     // Pure model is not even possible: conv1's 64 output channels cannot be split 512 ways.
-    const Candidate* model_only = result.find("model");
+    const Candidate* model_only = result.find(Strategy::model);
     REQUIRE(model_only != nullptr);
     CHECK_FALSE(model_only->plan.cost.feasible);
     CHECK(model_only->plan.cost.reason == "layer conv1: output channels 64 cannot be split 512 ways");
@@ -248,22 +268,22 @@ TEST_CASE("domain splitting makes P = 4096 feasible for a batch of 256", "[plann
     clusters::Cluster cori = preset("cori-knl");
     CostModel model(net, cori, options(4096, 256));
     SearchResult result = search(model);
-    const Candidate* batch = result.find("batch");
+    const Candidate* batch = result.find(Strategy::batch);
     REQUIRE(batch != nullptr);
     CHECK_FALSE(batch->plan.cost.feasible);
     CHECK(batch->plan.cost.reason == "layer enc1_conv1: batch 256 cannot be split 4096 ways");
     const Candidate* grid = nullptr;
     for (const Candidate& c : result.ranked)
-        if (c.strategy == "grid-domain" && c.pr == 16) grid = &c;
+        if (c.strategy == Strategy::grid_domain && c.grid.pr == 16) grid = &c;
     REQUIRE(grid != nullptr);
     CHECK(grid->plan.cost.feasible);
     for (int a : model.anchors()) {
         const Layout& l = grid->plan.anchor_layouts[a];
         CHECK(l == Layout{256, 1, 1, 4, 4});
     }
-    CHECK(grid->plan.cost.halo_s > 0);
+    CHECK(grid->plan.cost.comm(CommKind::halo) > 0);
     REQUIRE(result.best() != nullptr);
-    CHECK(result.best()->strategy != "batch");
+    CHECK(result.best()->strategy != Strategy::batch);
 
     // VGG-16 (224 x 224) cannot use a uniform domain grid here: Pc <= 256 forces Pr >= 16, a 4 x 4
     // split, and conv5's 14 x 14 maps do not divide by 4; but per-layer layouts (conv5 splitting
@@ -271,10 +291,10 @@ TEST_CASE("domain splitting makes P = 4096 feasible for a batch of 256", "[plann
     networks::Network vgg = builtin("vgg16");
     CostModel vgg_model(vgg, cori, options(4096, 256));
     SearchResult vgg_result = search(vgg_model);
-    CHECK_FALSE(vgg_result.find("batch")->plan.cost.feasible);
+    CHECK_FALSE(vgg_result.find(Strategy::batch)->plan.cost.feasible);
     for (const Candidate& c : vgg_result.ranked)
-        if (c.strategy == "grid-domain" && c.pc <= 256) CHECK_FALSE(c.plan.cost.feasible);
-    const Candidate* per_layer = vgg_result.find("per-layer");
+        if (c.strategy == Strategy::grid_domain && c.grid.pc <= 256) CHECK_FALSE(c.plan.cost.feasible);
+    const Candidate* per_layer = vgg_result.find(Strategy::per_layer);
     REQUIRE(per_layer != nullptr);
     CHECK(per_layer->plan.cost.feasible);
 }

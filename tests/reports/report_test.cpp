@@ -8,6 +8,7 @@
 #include "common/diagnostics.hpp"
 #include "networks/network.hpp"
 #include "planner/search.hpp"
+#include "reports/candidate_text.hpp"
 #include "reports/strategy_report.hpp"
 #include "reports/svg_chart.hpp"
 #include "reports/text.hpp"
@@ -163,7 +164,7 @@ TEST_CASE("numbers in the HTML equal those in the JSON and the planner's", "[rep
         if (!c.plan.cost.feasible) continue;
         const auto& row = ranked.at(feasible++);
         CHECK(row.at("iteration_s").get<double>() == c.plan.cost.iteration_s);
-        CHECK(row.at("halo_s").get<double>() == c.plan.cost.halo_s);
+        CHECK(row.at("halo_s").get<double>() == c.plan.cost.comm(planner::CommKind::halo));
         CHECK(row.at("memory_bytes").get<double>() == c.plan.cost.memory_bytes);
         // The stacked components are the whole iteration: the bar's length is the iteration time.
         double sum = 0;
@@ -323,7 +324,7 @@ TEST_CASE("CSV and JSON carry every table with units in the column names", "[rep
     const auto* best = run.result.best();
     char exact[40];
     std::snprintf(exact, sizeof exact, "%.17g", best->plan.cost.iteration_s);
-    std::string strategy = best->grid.empty() ? best->strategy : best->strategy + " " + best->grid;
+    std::string strategy = candidate_label(*best);
     CHECK(csv.find("ranked,1," + csv_field(strategy) + ",") != std::string::npos);
     CHECK(csv.find(std::string(",") + exact + ",") != std::string::npos);
 }

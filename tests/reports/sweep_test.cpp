@@ -59,7 +59,7 @@ TEST_CASE("sweep rows: the best plan, pure batch and invalid configurations", "[
     Json row = reports::sweep_row("lenet5", "cori-knl", 4, options, result);
     CHECK(row.at("status") == "ok");
     CHECK(row.at("iteration_s").get<double>() == result.best()->plan.cost.iteration_s);
-    double batch = result.find("batch")->plan.cost.iteration_s;
+    double batch = result.find(planner::Strategy::batch)->plan.cost.iteration_s;
     CHECK(row.at("batch_iteration_s").get<double>() == batch);
     CHECK(row.at("speedup_vs_batch_x").get<double>() == batch / result.best()->plan.cost.iteration_s);
     Json invalid = reports::invalid_sweep_row("lenet5", "dgx-a100", 100000, "P = 100000 exceeds the cluster's devices");

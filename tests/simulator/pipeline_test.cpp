@@ -4,6 +4,7 @@
 // bounds, the order of a stage's slices in the timeline, the planner's pipeline_program() against
 // score_pipeline(), and the agreement table of simulator/README.md (vgg16 and resnet50 at P = 64).
 #include "planner/pipeline.hpp"
+#include "planner/pipeline_program.hpp"
 
 #include <catch2/catch.hpp>
 #include <cmath>

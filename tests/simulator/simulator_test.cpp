@@ -254,10 +254,10 @@ TEST_CASE("simulation agrees with the prediction for every strategy family at P 
                 sim.platform.topology = "star";
                 simulator::SimResult r = simulator::simulate(model, c.plan, sim);
                 double rel = (r.simulated.iteration_s - c.plan.cost.iteration_s) / c.plan.cost.iteration_s;
-                std::printf("| %s | %s%s%s | %s | %.3f | %.3f | %+.3f%% |\n", name, c.strategy.c_str(),
-                            c.grid.empty() ? "" : " ", c.grid.c_str(), overlap ? "yes" : "no",
+                std::printf("| %s | %s%s%s | %s | %.3f | %.3f | %+.3f%% |\n", name, planner::to_string(c.strategy).c_str(),
+                            c.label.empty() ? "" : " ", c.label.c_str(), overlap ? "yes" : "no",
                             1e3 * c.plan.cost.iteration_s, 1e3 * r.simulated.iteration_s, 100 * rel);
-                INFO(name << " " << c.strategy << " " << c.grid << (overlap ? " overlapped" : " not overlapped"));
+                INFO(name << " " << to_string(c.strategy) << " " << c.label << (overlap ? " overlapped" : " not overlapped"));
                 // Within 1% with and without overlap: the cost model charges the fair sharing of a
                 // rank's link between the overlapped gradient sync and the backward pass's blocking
                 // communication (CostBreakdown::sync_contention_s), which this replay exhibits.

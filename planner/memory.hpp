@@ -1,0 +1,64 @@
+// The memory model: bytes per process of a layer and of a stage (a layer-parallel plan is one
+// stage with one micro-batch in flight). Every family computes its memory here (DESIGN.md
+// section 4, "Memory").
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/units.hpp"
+#include "networks/network.hpp"
+#include "planner/layout.hpp"
+
+namespace dnnplan::planner {
+
+enum class Optimizer { sgd, adam };  // sgd = SGD with momentum
+std::string to_string(Optimizer optimizer);
+
+// Bytes of one element of the network's input: token ids are 64-bit integers, anything else is
+// stored in the training dtype.
+double input_element_bytes(const networks::Network& network, DType dtype);
+
+// What one layer keeps on a process for one micro-batch of `local_batch` samples.
+struct LayerMemory {
+    double local_params = 0;       // the layer's parameters on this process
+    double weight_bytes = 0;       // ... in the training dtype (gradients take as much)
+    double activation_bytes = 0;   // the output and the tensors saved for the backward pass
+    double working_set_bytes = 0;  // the output and input gradients, live together in the backward pass
+};
+// `layout` is the layer's segment anchor's, `dists` its input and output distributions.
+LayerMemory layer_memory(const networks::Network& network, int index, const Layout& layout, const LayerDists& dists,
+                         double local_batch, double element_bytes);
+
+// Optimizer state in fp32 per parameter (SGD momentum: 1 copy; Adam: 2), plus an fp32 master copy
+// of the weights when training in 16-bit (mixed precision, as ZeRO counts it: 16 bytes per
+// parameter for Adam), sharded `shards` ways (ZeRO-1 over the replicas).
+double optimizer_state_bytes(double params, Optimizer optimizer, DType dtype, int shards = 1);
+
+struct MemoryBreakdown {
+    double weights = 0, gradients = 0, optimizer = 0, activations = 0, buffers = 0;
+    double total() const { return weights + gradients + optimizer + activations + buffers; }
+};
+
+// A stage's sums over its layers, per process.
+struct StageMemoryInput {
+    double params = 0;             // local parameters
+    double weight_bytes = 0;       // their bytes in the training dtype
+    double activation_bytes = 0;   // kept for the backward pass by one micro-batch
+    double input_bytes = 0;        // one micro-batch of the stage's input: the data at the first stage, the received activations after
+    double buffer_bytes = 0;       // the largest communication buffer
+    double working_set_bytes = 0;  // the largest backward working set (LayerMemory::working_set_bytes)
+};
+struct StageMemoryOptions {
+    Optimizer optimizer = Optimizer::sgd;
+    DType dtype = DType::fp32;
+    double in_flight = 1;    // micro-batches whose activations are held at once (GPipe: M; 1F1B: min(M, S - s))
+    bool recompute = false;  // keep only each micro-batch's input, redo one micro-batch's forward at a time
+    int zero_shards = 1;     // ZeRO-1: optimizer state split over the replicas
+};
+// Weights, gradients, optimizer state, the activations of the micro-batches in flight (their
+// inputs only under recomputation, plus one micro-batch's full set being recomputed), and the
+// largest communication buffer with the largest backward working set.
+MemoryBreakdown stage_memory(const StageMemoryInput& stage, const StageMemoryOptions& options);
+
+}  // namespace dnnplan::planner

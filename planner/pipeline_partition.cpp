@@ -1,0 +1,126 @@
+#include "pipeline.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace dnnplan::planner {
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+}  // namespace
+
+StageWeights weights_from(const LayerTable& c, const clusters::LinkCost& link, bool recompute) {
+    StageWeights w;
+    const int n = c.layer_count;
+    w.layer_s.assign(n, 0.0);
+    w.recv_fwd_s.assign(n + 1, 0.0);
+    w.recv_bwd_s.assign(n + 1, 0.0);
+    for (int i = 1; i < n; ++i) {
+        const LayerCost& lc = c.plan.layers[i];
+        const double f = lc.fwd_compute_s + lc.fwd_comm_s;
+        w.layer_s[i] = f + lc.bwd_compute_s + lc.bwd_comm_s + (recompute ? f : 0.0);
+    }
+    for (int i = 2; i < n; ++i) {
+        double t = clusters::point_to_point_seconds(c.boundary_bytes[i], link);
+        w.recv_fwd_s[i] = t;  // the activations into a stage starting at i
+        w.recv_bwd_s[i] = t;  // their gradient back into the stage ending at i - 1
+    }
+    return w;
+}
+
+std::vector<int> cut_positions(const CostModel& model) {
+    const auto& layers = model.network().layers;
+    const int n = static_cast<int>(layers.size());
+    std::vector<int> last_use(n, 0);
+    for (int i = 1; i < n; ++i)
+        for (int p : layers[i].inputs) last_use[p] = std::max(last_use[p], i);
+    std::vector<int> crossing(n + 1, 0);
+    for (int j = 1; j < n; ++j)
+        if (last_use[j] > j) {
+            crossing[j + 1] += 1;
+            crossing[last_use[j] + 1] -= 1;
+        }
+    std::vector<int> out;
+    int run = 0;
+    for (int c = 0; c < n; ++c) {
+        run += crossing[c];
+        if (c >= 2 && run == 1) out.push_back(c);
+    }
+    return out;
+}
+
+StageWeights stage_weights(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts) {
+    const std::int64_t micro = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
+    const LayerTable c = make_layer_table(model, spec.tensor, micro, layouts);
+    return weights_from(c, stage_link(model, spec.tensor, spec.stages), spec.recompute);
+}
+
+double slowest_stage(const StageWeights& w, const std::vector<int>& stage_first) {
+    const int n = static_cast<int>(w.layer_s.size());
+    double worst = 0;
+    for (std::size_t s = 0; s < stage_first.size(); ++s) {
+        int first = stage_first[s];
+        int end = s + 1 < stage_first.size() ? stage_first[s + 1] : n;
+        double t = 0;
+        for (int i = first; i < end; ++i) t += w.layer_s[i];
+        if (s > 0) t += w.recv_fwd_s[first];
+        if (s + 1 < stage_first.size()) t += w.recv_bwd_s[end];
+        worst = std::max(worst, t);
+    }
+    return worst;
+}
+
+std::vector<int> partition_stages(const StageWeights& w, const std::vector<int>& cuts, int stages,
+                                  std::vector<std::vector<int>>* all_stage_counts) {
+    const int n = static_cast<int>(w.layer_s.size());
+    // Boundaries u_0 = 1 < u_1 < ... < u_K = n; a stage runs from u_a to u_b - 1.
+    std::vector<int> u{1};
+    for (int c : cuts)
+        if (c > 1 && c < n) u.push_back(c);
+    u.push_back(n);
+    const int K = static_cast<int>(u.size()) - 1;
+    if (all_stage_counts) all_stage_counts->assign(stages + 1, {});
+    if (stages < 1 || stages > K) return {};
+    std::vector<double> W(K + 1, 0.0);
+    {
+        std::vector<double> pre(n + 1, 0.0);
+        for (int i = 1; i < n; ++i) pre[i + 1] = pre[i] + w.layer_s[i];
+        for (int k = 0; k <= K; ++k) W[k] = pre[u[k]];
+    }
+    auto cost = [&](int a, int b) {
+        return W[b] - W[a] + (a > 0 ? w.recv_fwd_s[u[a]] : 0.0) + (b < K ? w.recv_bwd_s[u[b]] : 0.0);
+    };
+    // f[s][b]: the best slowest stage for layers before u_b in s stages. For fixed b, scanning a
+    // downwards only makes W[b] - W[a] grow, so the scan stops once that alone is no better.
+    std::vector<std::vector<double>> f(stages + 1, std::vector<double>(K + 1, kInf));
+    std::vector<std::vector<int>> parent(stages + 1, std::vector<int>(K + 1, -1));
+    for (int b = 1; b <= K; ++b) f[1][b] = cost(0, b);
+    for (int s = 2; s <= stages; ++s) {
+        for (int b = s; b <= K; ++b) {
+            double best = kInf;
+            int arg = -1;
+            for (int a = b - 1; a >= s - 1; --a) {
+                if (W[b] - W[a] >= best) break;
+                double t = std::max(f[s - 1][a], cost(a, b));
+                if (t < best) best = t, arg = a;
+            }
+            f[s][b] = best;
+            parent[s][b] = arg;
+        }
+    }
+    auto extract = [&](int s) {
+        std::vector<int> starts(s);
+        int b = K;
+        for (int t = s; t >= 1; --t) {
+            int a = t == 1 ? 0 : parent[t][b];
+            starts[t - 1] = u[a];
+            b = a;
+        }
+        return starts;
+    };
+    if (all_stage_counts)
+        for (int s = 1; s <= stages; ++s) (*all_stage_counts)[s] = extract(s);
+    return extract(stages);
+}
+
+}  // namespace dnnplan::planner

@@ -1,0 +1,32 @@
+#include "pipeline_program.hpp"
+
+#include <stdexcept>
+
+namespace dnnplan::planner {
+
+PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts) {
+    std::string problem = pipeline_problem(model, spec);
+    if (!problem.empty()) throw std::invalid_argument("pipeline_program: " + problem);
+    if (!spec.device_of.empty())
+        throw std::invalid_argument("pipeline_program: graph partitions (device_of) have no stage program");
+    PipelineProgram out;
+    out.micro_batch = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
+    LayerTable c = make_layer_table(model, spec.tensor, out.micro_batch, layouts);
+    const int L = c.layer_count;
+    for (int s = 0; s < spec.stages; ++s) {
+        PipelineProgram::Stage st;
+        st.first = spec.stage_first[s];
+        st.last = s + 1 < spec.stages ? spec.stage_first[s + 1] - 1 : L - 1;
+        if (s > 0) {
+            st.recv_bytes = c.boundary_bytes[st.first];
+            st.recv_s = clusters::point_to_point_seconds(st.recv_bytes, boundary_link(model, spec, s));  // evaluate_stages()'s recv_f
+        }
+        out.stages.push_back(st);
+    }
+    out.inner_sync_group = c.sync_group;
+    out.sync = replica_sync_calls(model, c, spec.stages, spec.replicas, spec.zero);
+    out.micro = std::move(c.plan);
+    return out;
+}
+
+}  // namespace dnnplan::planner

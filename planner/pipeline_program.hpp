@@ -1,0 +1,36 @@
+// The simulator's input for a pipeline plan, taken from the stage evaluator's own pieces so that
+// nothing is derived twice.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "planner/pipeline.hpp"
+
+namespace dnnplan::planner {
+
+// What a replay of the pipeline (simulator/) needs, straight from the model so that nothing is
+// derived twice: the plan of ONE micro-batch on the T processes of a stage (per-layer compute
+// seconds and the stage-internal CommCalls, groups within those T ranks; its own phase-sync calls
+// cover the inner batch group only), each stage's layer range and the point-to-point bytes per
+// rank it receives from the previous stage per micro-batch (the activations forward; the gradients
+// travel back with the same size) on `link` (stage_link: the one link the model charges every
+// boundary on), and per layer the gradient synchronisation over the R replicas x the inner batch
+// group as the calls score_pipeline() costs (clusters::cheapest; ZeRO-1: reduce-scatter, then
+// all-gather). Rank t + T (s + S r) is tensor rank t of stage s of replica r.
+// Throws std::invalid_argument when pipeline_problem() is not empty or for a graph partition.
+struct PipelineProgram {
+    std::int64_t micro_batch = 1;  // B / (R M)
+    ScoredPlan micro;              // one micro-batch on T processes
+    struct Stage {
+        int first = 1, last = 1;  // layer range [first, last]
+        double recv_bytes = 0;    // per rank per micro-batch from stage s - 1 (0 for stage 0)
+        double recv_s = 0;        // the seconds the model charges for it (on the boundary's link: intra-node when both ranks share a node)
+    };
+    std::vector<Stage> stages;
+    std::vector<clusters::GroupPlacement> inner_sync_group;  // per layer: the sync group inside the T ranks
+    std::vector<std::vector<CommCall>> sync;                 // per layer (index 0 unused), in the order run
+};
+PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts);
+
+}  // namespace dnnplan::planner

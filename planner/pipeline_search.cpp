@@ -1,0 +1,291 @@
+#include "pipeline.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <tuple>
+
+#include "planner/graph_partition.hpp"
+
+namespace dnnplan::planner {
+
+using networks::Layer;
+using networks::LayerKind;
+
+namespace {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Every divisor of n in increasing order, in O(sqrt n).
+std::vector<int> divisors_of(std::int64_t n) {
+    std::vector<int> small, large;
+    for (std::int64_t d = 1; d * d <= n; ++d)
+        if (n % d == 0) {
+            small.push_back(static_cast<int>(d));
+            if (d * d != n) large.push_back(static_cast<int>(n / d));
+        }
+    small.insert(small.end(), large.rbegin(), large.rend());
+    return small;
+}
+}  // namespace
+
+double model_flops_per_device(const CostModel& model) {
+    const auto& o = model.options();
+    networks::NetworkTotals t = networks::totals(model.network(), o.batch);
+    return (static_cast<double>(t.fwd_flops) + t.bwd_input_flops + t.bwd_weight_flops) / static_cast<double>(o.procs);
+}
+
+std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec) {
+    const auto& o = model.options();
+    const int layers = static_cast<int>(model.network().layers.size()) - 1;
+    if (spec.tensor < 1 || spec.stages < 1 || spec.replicas < 1 || spec.micro_batches < 1)
+        return "tensor, stages, replicas and micro-batches must be at least 1";
+    std::int64_t used = std::int64_t{spec.tensor} * spec.stages * spec.replicas;
+    if (used != o.procs)
+        return "T x S x R = " + std::to_string(spec.tensor) + " x " + std::to_string(spec.stages) + " x " +
+               std::to_string(spec.replicas) + " = " + std::to_string(used) + " is not P = " + std::to_string(o.procs);
+    if (spec.stages > layers)
+        return std::to_string(spec.stages) + " stages but the network has only " + std::to_string(layers) + " layers";
+    if (o.batch % spec.replicas != 0)
+        return "batch " + std::to_string(o.batch) + " cannot be split over " + std::to_string(spec.replicas) +
+               " replicas";
+    if ((o.batch / spec.replicas) % spec.micro_batches != 0)
+        return std::to_string(spec.micro_batches) + " micro-batches do not divide the per-replica batch " +
+               std::to_string(o.batch / spec.replicas);
+    if (spec.device_of.empty()) {
+        if (static_cast<int>(spec.stage_first.size()) != spec.stages)
+            return "stage_first has " + std::to_string(spec.stage_first.size()) + " entries for " +
+                   std::to_string(spec.stages) + " stages";
+        if (spec.stage_first.front() != 1) return "the first stage must start at layer 1";
+        for (int s = 1; s < spec.stages; ++s)
+            if (spec.stage_first[s] <= spec.stage_first[s - 1] || spec.stage_first[s] > layers)
+                return "stage " + std::to_string(s) + " starts at layer " + std::to_string(spec.stage_first[s]) +
+                       ", not after stage " + std::to_string(s - 1) + " and within the network";
+    }
+    return "";
+}
+
+std::vector<Layout> tensor_layouts(const CostModel& model, int tensor) {
+    const auto& layers = model.network().layers;
+    std::vector<Layout> out(layers.size());
+    for (int a : model.anchors()) {
+        const Layer& layer = layers[a];
+        std::vector<Layout> prefs;
+        Layout col{1, tensor, 1, 1, 1}, row{1, 1, tensor, 1, 1};
+        if (layer.kind == LayerKind::linear) {
+            int producer = layer.inputs.front();
+            int pa = producer == 0 ? 0 : model.anchor_of(producer);
+            Dist arriving = pa == 0 ? Dist{} : model.segment_output_dist(producer, out[pa]);
+            // Megatron's pair: a column-split layer's output arrives split, so the next takes rows.
+            if (arriving.c == tensor && tensor > 1)
+                prefs = {row, col};
+            else
+                prefs = {col, row};
+        } else if (layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d) {
+            prefs = {col, row};
+        } else {
+            prefs = {col};  // attention (heads), embedding (dimension)
+        }
+        bool found = false;
+        for (const Layout& l : prefs)
+            if (model.layout_problem(a, l).empty()) {
+                out[a] = l;
+                found = true;
+                break;
+            }
+        if (!found) return {};
+    }
+    return out;
+}
+
+PipelineScore score_pipeline(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts) {
+    PipelineScore out;
+    std::string problem = pipeline_problem(model, spec);
+    out.model_flops = model_flops_per_device(model);
+    if (!problem.empty()) {
+        out.plan.anchor_layouts = layouts;
+        out.plan.layers.assign(model.network().layers.size(), LayerCost{});
+        out.plan.cost.set_infeasible(Infeasibility::configuration, problem);
+        return out;
+    }
+    if (!spec.device_of.empty()) return score_graph_partition(model, spec, layouts);
+    const std::int64_t micro = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
+    LayerTable table = make_layer_table(model, spec.tensor, micro, layouts);
+    const std::vector<LayerSync> sync = replica_sync(model, table, spec.stages, spec.replicas, spec.zero);
+    StageEvaluation e = evaluate_stages(model, table, spec, sync, true);
+    out.plan = std::move(table.plan);
+    out.plan.cost = e.cost;
+    out.stages = std::move(e.stages);
+    out.pipeline_s = e.pipeline_s;
+    out.balance = e.balance;
+    out.cut_bytes = e.cut_bytes;
+    return out;
+}
+
+std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score) {
+    char buffer[256];
+    std::string opts = to_string(spec.schedule);
+    if (spec.zero) opts += ", zero-1";
+    if (spec.recompute) opts += ", recompute";
+    std::snprintf(buffer, sizeof buffer, "TP=%d x PP=%d x DP=%d, M=%d, %s, balance %.2f, cut %s, %.3g TFLOP/s/proc",
+                  spec.tensor, spec.stages, spec.replicas, spec.micro_batches, opts.c_str(), score.balance,
+                  human_bytes(score.cut_bytes).c_str(), score.flops_per_device() / 1e12);
+    return buffer;
+}
+
+std::vector<PipelineCandidate> search_pipelines(const CostModel& model, PipelineSearchStats* stats) {
+    PipelineSearchStats local;
+    PipelineSearchStats& st = stats ? *stats : local;
+    const auto& o = model.options();
+    const std::int64_t P = o.procs, B = o.batch;
+    const int d = std::max(1, model.cluster().devices_per_node);
+    const int layers = static_cast<int>(model.network().layers.size()) - 1;
+    const std::vector<int> cuts = cut_positions(model);
+    const int max_stages = static_cast<int>(cuts.size()) + 1;
+    const double flops = model_flops_per_device(model);
+
+    struct Best {
+        PipelineSpec spec;
+        double iteration = kInf, memory = kInf;
+        bool feasible = false;
+    };
+    std::map<std::pair<int, int>, Best> best;  // per (T, S)
+    for (int T : divisors_of(P)) {
+        if (T > d) break;  // tensor groups stay inside a node (hierarchical placement)
+        std::vector<Layout> layouts = tensor_layouts(model, T);
+        std::vector<int> stage_counts;
+        for (int S : divisors_of(P / T))
+            if (S <= max_stages && S <= layers) stage_counts.push_back(S);
+        if (layouts.empty()) {
+            st.skipped += static_cast<long long>(stage_counts.size());
+            continue;
+        }
+        // Micro-batch sizes that some (S, M) of this T uses.
+        std::map<std::int64_t, std::vector<std::pair<int, int>>> by_micro;  // b -> (S, M)
+        for (int S : stage_counts) {
+            std::int64_t R = P / (std::int64_t{T} * S);
+            if (B % R != 0) {
+                ++st.skipped;
+                continue;
+            }
+            for (int M : divisors_of(B / R)) by_micro[B / R / M].emplace_back(S, M);
+        }
+        std::map<std::tuple<int, bool>, std::vector<LayerSync>> sync_cache;  // (S, zero) -> per-layer sync
+        for (const auto& [b, uses] : by_micro) {
+            const LayerTable c = make_layer_table(model, T, b, layouts);
+            // Stage partitions for every S at once, per link kind and recomputation setting.
+            std::map<std::tuple<bool, bool>, std::vector<std::vector<int>>> partitions;
+            int s_max = 1;
+            for (auto [S, M] : uses) s_max = std::max(s_max, S);
+            for (auto [S, M] : uses) {
+                (void)M;
+                for (bool recompute : {false, true}) {
+                    bool intra = d > 1 && std::int64_t{T} * S <= d;
+                    auto key = std::make_tuple(intra, recompute);
+                    if (!partitions.count(key)) {
+                        StageWeights w = weights_from(c, stage_link(model, T, S), recompute);
+                        std::vector<std::vector<int>> all;
+                        partition_stages(w, cuts, intra ? std::min(s_max, d / T) : s_max, &all);
+                        partitions[key] = std::move(all);
+                    }
+                    const auto& all = partitions[key];
+                    if (S >= static_cast<int>(all.size()) || all[S].empty()) continue;
+                    for (Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b}) {
+                        for (bool zero : {false, true}) {
+                            PipelineSpec spec;
+                            spec.tensor = T;
+                            spec.stages = S;
+                            spec.micro_batches = M;
+                            spec.replicas = static_cast<int>(P / (std::int64_t{T} * S));
+                            spec.schedule = schedule;
+                            spec.zero = zero;
+                            spec.recompute = recompute;
+                            spec.stage_first = all[S];
+                            auto sync_key = std::make_tuple(S, zero);
+                            auto it = sync_cache.find(sync_key);
+                            if (it == sync_cache.end())
+                                it = sync_cache.emplace(sync_key, replica_sync(model, c, S, spec.replicas, zero)).first;
+                            const StageEvaluation e = evaluate_stages(model, c, spec, it->second, false);
+                            ++st.configurations;
+                            if (!e.cost.feasible) ++st.infeasible;
+                            Best& slot = best[{T, S}];
+                            bool better = e.cost.feasible ? (!slot.feasible || e.cost.iteration_s < slot.iteration)
+                                                          : (!slot.feasible && e.cost.memory_bytes < slot.memory);
+                            if (better) slot = Best{spec, e.cost.iteration_s, e.cost.memory_bytes, e.cost.feasible};
+                        }
+                    }
+                }
+            }
+        }
+    }
+    std::vector<PipelineCandidate> out;
+    for (const auto& [key, slot] : best) {
+        PipelineCandidate pc;
+        pc.spec = slot.spec;
+        pc.layouts = tensor_layouts(model, slot.spec.tensor);
+        pc.score = score_pipeline(model, pc.spec, pc.layouts);
+        pc.score.model_flops = flops;
+        out.push_back(std::move(pc));
+    }
+    std::stable_sort(out.begin(), out.end(), [](const PipelineCandidate& a, const PipelineCandidate& b) {
+        const auto& x = a.score.plan.cost;
+        const auto& y = b.score.plan.cost;
+        if (x.feasible != y.feasible) return x.feasible;
+        return x.feasible ? x.iteration_s < y.iteration_s : x.memory_bytes < y.memory_bytes;
+    });
+    return out;
+}
+
+PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const std::string& origin) {
+    const auto& o = model.options();
+    const int layers = static_cast<int>(model.network().layers.size()) - 1;
+    auto fail = [&](const char* option, const std::string& why) { throw InputError(origin, option, why); };
+    if (spec.tensor < 1 || o.procs % spec.tensor != 0)
+        fail("--tensor",
+             std::to_string(spec.tensor) + " processes per stage do not divide P = " + std::to_string(o.procs));
+    if (spec.stages < 1 || (o.procs / spec.tensor) % spec.stages != 0)
+        fail("--stages", std::to_string(spec.stages) + " stages of " + std::to_string(spec.tensor) +
+                             " processes do not divide P = " + std::to_string(o.procs));
+    if (spec.stages > layers)
+        fail("--stages", std::to_string(spec.stages) + " stages but " + model.network().name + " has only " +
+                             std::to_string(layers) + " layers");
+    if (spec.replicas < 1 || std::int64_t{spec.tensor} * spec.stages * spec.replicas != o.procs)
+        fail("--replicas", std::to_string(spec.replicas) + " replicas x " + std::to_string(spec.stages) + " stages x " +
+                               std::to_string(spec.tensor) + " processes is not P = " + std::to_string(o.procs));
+    if (o.batch % spec.replicas != 0)
+        fail("--replicas", "batch " + std::to_string(o.batch) + " cannot be split over " +
+                               std::to_string(spec.replicas) + " replicas");
+    if (spec.micro_batches < 1 || (o.batch / spec.replicas) % spec.micro_batches != 0)
+        fail("--micro-batches", std::to_string(spec.micro_batches) +
+                                    " micro-batches do not divide the per-replica batch " +
+                                    std::to_string(o.batch / spec.replicas));
+    PipelineCandidate pc;
+    pc.layouts = tensor_layouts(model, spec.tensor);
+    if (pc.layouts.empty())
+        fail("--tensor",
+             "some layer of " + model.network().name + " cannot be split " + std::to_string(spec.tensor) + " ways");
+    const std::vector<int> cuts = cut_positions(model);
+    if (spec.stages > static_cast<int>(cuts.size()) + 1)
+        fail("--stages", std::to_string(spec.stages) + " stages but " + model.network().name + " has only " +
+                             std::to_string(cuts.size() + 1) + " places to cut (where a single tensor crosses)");
+    spec.device_of.clear();
+    spec.stage_first = partition_stages(stage_weights(model, spec, pc.layouts), cuts, spec.stages);
+    pc.spec = spec;
+    pc.score = score_pipeline(model, spec, pc.layouts);
+    return pc;
+}
+
+std::vector<Candidate> pipeline_candidates(const CostModel& model, PipelineSearchStats* stats) {
+    std::vector<Candidate> out;
+    for (PipelineCandidate& pc : search_pipelines(model, stats)) {
+        Candidate c;
+        c.strategy = pc.spec.tensor > 1 ? Strategy::tp_pp_dp : Strategy::pipeline;
+        c.label = pipeline_label(pc.spec, pc.score);
+        c.plan = std::move(pc.score.plan);
+        c.pipeline = pc.spec;
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+}  // namespace dnnplan::planner

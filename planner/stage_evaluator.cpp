@@ -1,0 +1,327 @@
+#include "stage_evaluator.hpp"
+
+#include <numeric>
+
+namespace dnnplan::planner {
+
+using clusters::GroupPlacement;
+
+namespace {
+// x[i] = sum of v[1..i-1]: v[0] (the input) is zero, so x[n] is the sum in layer order.
+std::vector<double> prefix(const std::vector<double>& v) {
+    std::vector<double> p(v.size() + 1, 0.0);
+    for (std::size_t i = 0; i < v.size(); ++i) p[i + 1] = p[i] + v[i];
+    return p;
+}
+
+// Bytes crossing each possible stage boundary c (tensors made before c and read at or after it),
+// per rank (each rank sends its shard to its counterpart in the next stage) and in total.
+void boundaries(LayerTable& t, const networks::Network& network) {
+    const auto& layers = network.layers;
+    const int n = t.layer_count;
+    const double eb = static_cast<double>(dtype_bytes(t.options.dtype));
+    std::vector<int> last_use(n, 0);
+    for (int i = 1; i < n; ++i)
+        for (int p : layers[i].inputs) last_use[p] = std::max(last_use[p], i);
+    std::vector<double> delta(n + 1, 0.0), delta_total(n + 1, 0.0);
+    for (int j = 1; j < n; ++j) {
+        if (last_use[j] <= j) continue;
+        const double total = static_cast<double>(t.micro_batch) * layers[j].output_elements * eb;
+        const double per_rank = total / static_cast<double>(t.plan.layers[j].out_dist.parts());
+        // Crosses every boundary in (j, last_use].
+        delta[j + 1] += per_rank;
+        delta[last_use[j] + 1] -= per_rank;
+        delta_total[j + 1] += total;
+        delta_total[last_use[j] + 1] -= total;
+    }
+    t.boundary_bytes.assign(n + 1, 0.0);
+    t.boundary_total.assign(n + 1, 0.0);
+    double run = 0, run_total = 0;
+    for (int i = 0; i <= n; ++i) {
+        run += delta[i];
+        run_total += delta_total[i];
+        t.boundary_bytes[i] = std::max(0.0, run);
+        t.boundary_total[i] = std::max(0.0, run_total);
+    }
+}
+}  // namespace
+
+LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan) {
+    LayerTable t;
+    t.options = micro_model.options();
+    t.tensor = static_cast<int>(t.options.procs);
+    t.micro_batch = t.options.batch;
+    t.plan = std::move(layer_plan);
+    const auto& network = micro_model.network();
+    const auto& layers = network.layers;
+    const int n = static_cast<int>(layers.size());
+    t.layer_count = n;
+    auto zeros = [&] { return std::vector<double>(n, 0.0); };
+    std::vector<double> fwd_compute = zeros(), bwd_compute = zeros(), fwd_comm = zeros(), params = zeros(),
+                        weight = zeros(), activation = zeros();
+    std::array<std::vector<double>, kCommKindCount> comm, fwd_comm_by_kind;
+    for (auto& k : comm) k = zeros();
+    for (auto& k : fwd_comm_by_kind) k = zeros();
+    t.bwd_compute_layer = zeros(), t.bwd_comm_layer = zeros(), t.bwd_comm_network_layer = zeros();
+    t.buffer_bytes = zeros(), t.working_set_bytes = zeros();
+    t.sync_group.assign(n, GroupPlacement{1, 1});
+    t.sync_bytes = zeros();
+    for (int i = 1; i < n; ++i) {
+        const LayerCost& lc = t.plan.layers[i];
+        fwd_compute[i] = lc.fwd_compute_s;
+        bwd_compute[i] = lc.bwd_compute_s;
+        fwd_comm[i] = lc.fwd_comm_s;
+        params[i] = lc.local_params;
+        weight[i] = lc.weight_bytes;
+        activation[i] = lc.activation_bytes;
+        t.bwd_compute_layer[i] = lc.bwd_compute_s;
+        t.bwd_comm_layer[i] = lc.bwd_comm_s;
+        t.bwd_comm_network_layer[i] = lc.bwd_comm_network_s;
+        t.working_set_bytes[i] = lc.working_set_bytes;
+        if (layers[i].params > 0) t.sync_bytes[i] = lc.weight_bytes;
+    }
+    for (const CommCall& call : t.plan.calls) {
+        t.buffer_bytes[call.layer] = std::max(t.buffer_bytes[call.layer], buffer_bytes(call));
+        if (call.phase == Phase::sync) {
+            t.sync_group[call.layer] = call.group;
+            t.sync_bytes[call.layer] = call.bytes;
+            continue;
+        }
+        comm[index_of(call.kind)][call.layer] += call.seconds;
+        if (call.phase == Phase::forward) fwd_comm_by_kind[index_of(call.kind)][call.layer] += call.seconds;
+    }
+    t.fwd_compute = prefix(fwd_compute);
+    t.bwd_compute = prefix(bwd_compute);
+    t.fwd_comm = prefix(fwd_comm);
+    t.params = prefix(params);
+    t.weight_bytes = prefix(weight);
+    t.activation_bytes = prefix(activation);
+    for (std::size_t k = 0; k < kCommKindCount; ++k) {
+        t.comm[k] = prefix(comm[k]);
+        t.fwd_comm_by_kind[k] = prefix(fwd_comm_by_kind[k]);
+    }
+    boundaries(t, network);
+    // The input micro-batch, split as the first layer's layout splits the batch.
+    const int first_n = n > 1 ? std::max(1, t.plan.layers[1].in_dist.n) : 1;
+    t.input_bytes = static_cast<double>(t.micro_batch) / first_n * layers[0].output_elements *
+                    input_element_bytes(network, t.options.dtype);
+    return t;
+}
+
+LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch, const std::vector<Layout>& layouts) {
+    PlannerOptions options = model.options();
+    options.procs = tensor;
+    options.batch = micro_batch;
+    CostModel micro(model.network(), model.cluster(), options);
+    return make_layer_table(micro, micro.layer_costs(layouts));
+}
+
+clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages) {
+    const clusters::LinkModel& links = model.links();
+    return links.fits_in_node(static_cast<std::int64_t>(tensor) * stages) ? links.intra : links.inter;
+}
+
+clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spec, int s) {
+    const clusters::LinkModel& links = model.links();
+    const std::int64_t d = links.devices_per_node, T = spec.tensor, S = spec.stages;
+    // (T S r) mod d repeats with a period of at most d replicas.
+    const std::int64_t replicas = std::min<std::int64_t>(spec.replicas, d);
+    for (std::int64_t r = 0; r < replicas; ++r)
+        for (std::int64_t t = 0; t < T; ++t) {
+            const std::int64_t from = t + T * (s - 1 + S * r);
+            if (!links.same_node(from, from + T)) return links.inter;
+        }
+    return links.intra;
+}
+
+std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, const LayerTable& table, int stages,
+                                                      int replicas, bool zero) {
+    std::vector<std::vector<CommCall>> out(table.layer_count);
+    const clusters::LinkModel& links = model.links();
+    const int d = links.devices_per_node;
+    const std::int64_t pipeline_procs = static_cast<std::int64_t>(table.tensor) * stages;
+    const int replicas_per_node = pipeline_procs < d ? static_cast<int>(d / pipeline_procs) : 1;
+    for (int i = 1; i < table.layer_count; ++i) {
+        if (table.sync_bytes[i] <= 0) continue;
+        if (replicas == 1 && !zero) {
+            for (const CommCall& call : table.plan.calls)
+                if (call.phase == Phase::sync && call.layer == i) out[i].push_back(call);
+            continue;
+        }
+        const GroupPlacement& g = table.sync_group[i];
+        const int size = g.size * replicas;
+        const int per_node = std::gcd(size, g.per_node * std::min(replicas, replicas_per_node));
+        if (size <= 1) continue;
+        out[i] = gradient_sync_calls(i, GroupPlacement{size, std::max(1, per_node)}, table.sync_bytes[i], zero, links);
+    }
+    return out;
+}
+
+std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& table, int stages, int replicas,
+                                    bool zero) {
+    std::vector<LayerSync> out(table.layer_count);
+    const std::vector<std::vector<CommCall>> calls = replica_sync_calls(model, table, stages, replicas, zero);
+    for (int i = 1; i < table.layer_count; ++i)
+        for (const CommCall& call : calls[i]) {  // ZeRO: reduce-scatter + all-gather
+            out[i].seconds += call.seconds;
+            out[i].network = clusters::node_count(call.group) > 1;
+        }
+    return out;
+}
+
+namespace {
+struct StageRange {
+    int first = 1, last = 1;
+};
+StageRange stage_range(const PipelineSpec& spec, int s, int layer_count) {
+    return {spec.stage_first[s], s + 1 < spec.stages ? spec.stage_first[s + 1] - 1 : layer_count - 1};
+}
+}  // namespace
+
+StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, const PipelineSpec& spec,
+                                const std::vector<LayerSync>& sync, bool keep_stages) {
+    StageEvaluation e;
+    CostBreakdown& k = e.cost;
+    k.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
+    if (!t.plan.cost.feasible) k.set_infeasible(t.plan.cost.infeasibility, t.plan.cost.reason);
+    const int S = spec.stages, M = spec.micro_batches, L = t.layer_count;
+
+    // Per micro-batch: forward F and backward B of every stage, each with its receive (the
+    // backward redoes the stage's forward first under recomputation).
+    std::vector<double> F(S), B(S), recv_f(S, 0.0), recv_b(S, 0.0);
+    double max_fb = 0, total_fb = 0;
+    int slowest = 0;
+    for (int s = 0; s < S; ++s) {
+        const auto [first, last] = stage_range(spec, s, L);
+        if (s > 0) recv_f[s] = clusters::point_to_point_seconds(t.boundary_bytes[first], boundary_link(model, spec, s));
+        if (s + 1 < S)
+            recv_b[s] = clusters::point_to_point_seconds(t.boundary_bytes[last + 1], boundary_link(model, spec, s + 1));
+        const double forward = t.sum(t.fwd_compute, first, last) + t.sum(t.fwd_comm, first, last);
+        double blocking = 0;
+        for (const auto& kind : t.comm) blocking += t.sum(kind, first, last);
+        const double backward = t.sum(t.bwd_compute, first, last) + (blocking - t.sum(t.fwd_comm, first, last));
+        F[s] = forward + recv_f[s];
+        B[s] = backward + (spec.recompute ? forward : 0.0) + recv_b[s];
+        const double fb = F[s] + B[s];
+        if (fb > max_fb) max_fb = fb, slowest = s;
+        total_fb += fb;
+        if (s + 1 < S) e.cut_bytes += t.boundary_total[last + 1];
+    }
+    // Gradient synchronisation: each layer's all-reduce starts when its last micro-batch's
+    // backward is done, inside its stage's last backward, one at a time. Under recomputation that
+    // backward first redoes the stage's whole forward from its checkpointed input. Measured from
+    // the start of the stage's last backward, so before the schedule.
+    double sync_total_max = 0;
+    std::vector<double> stage_sync(S, 0.0), stage_exposed(S, 0.0), stage_contention(S, 0.0);
+    for (int s = 0; s < S; ++s) {
+        const auto [first, last] = stage_range(spec, s, L);
+        const double recomputed =
+            spec.recompute ? t.sum(t.fwd_compute, first, last) + t.sum(t.fwd_comm, first, last) : 0.0;
+        SyncOverlap overlap(t.options.overlap_sync, recomputed);
+        for (int i = last; i >= first; --i)
+            overlap.layer(t.bwd_compute_layer[i], t.bwd_comm_layer[i], t.bwd_comm_network_layer[i], sync[i].seconds,
+                          sync[i].network);
+        stage_sync[s] = overlap.total_s();
+        stage_contention[s] = overlap.contention_s();
+        stage_exposed[s] = overlap.exposed_s();
+        sync_total_max = std::max(sync_total_max, stage_sync[s]);
+    }
+    // Stage s sends its last micro-batch's input gradient to stage s - 1 when its last backward
+    // ends, while its syncs still have stage_exposed[s] seconds to run on the same card: fair
+    // sharing delays both by min(the transfer's bandwidth time, remaining sync) (latency is not
+    // shared), and stage s - 1's last backward with it.
+    std::vector<double> send_delay(S, 0.0);  // indexed by the receiving stage
+    bool delayed = false;
+    for (int s = 1; s < S; ++s) {
+        const double bandwidth_s = t.boundary_bytes[spec.stage_first[s]] / boundary_link(model, spec, s).bandwidth_Bps;
+        send_delay[s - 1] = std::min(bandwidth_s, stage_exposed[s]);
+        delayed = delayed || send_delay[s - 1] > 0;
+    }
+
+    // The schedule itself: when every stage's last backward ends (GPipe: the forwards, then the
+    // backwards, fill and drain separately; 1F1B: its dependency graph, exactly, whichever stage
+    // is the slowest). Stage 0's is the makespan.
+    const std::vector<double> ends =
+        last_backward_ends(F, B, spec.schedule, M, delayed ? send_delay : std::vector<double>{});
+    e.pipeline_s = ends[0];
+    e.balance = max_fb > 0 ? max_fb / (total_fb / S) : 1;
+    double iteration = e.pipeline_s;
+    int critical = -1;  // the stage whose synchronisation ends last, past the schedule
+    for (int s = 0; s < S; ++s) {
+        const double end = ends[s] + stage_contention[s] + stage_exposed[s] + (s > 0 ? send_delay[s - 1] : 0.0);
+        if (end > iteration) iteration = end, critical = s;
+    }
+
+    // Memory per process of each stage; the plan's is the largest.
+    int worst = 0;
+    std::vector<MemoryBreakdown> memory(S);
+    for (int s = 0; s < S; ++s) {
+        const auto [first, last] = stage_range(spec, s, L);
+        StageMemoryInput in;
+        in.params = t.sum(t.params, first, last);
+        in.weight_bytes = t.sum(t.weight_bytes, first, last);
+        in.activation_bytes = t.sum(t.activation_bytes, first, last);
+        in.input_bytes = s == 0 ? t.input_bytes : t.boundary_bytes[first];
+        for (int i = first; i <= last; ++i) {
+            in.buffer_bytes = std::max(in.buffer_bytes, t.buffer_bytes[i]);
+            in.working_set_bytes = std::max(in.working_set_bytes, t.working_set_bytes[i]);
+        }
+        StageMemoryOptions options;
+        options.optimizer = t.options.optimizer;
+        options.dtype = t.options.dtype;
+        options.in_flight = spec.schedule == Schedule::gpipe ? M : std::min(M, S - s);
+        options.recompute = spec.recompute;
+        options.zero_shards = spec.zero ? spec.replicas : 1;
+        memory[s] = stage_memory(in, options);
+        if (memory[s].total() > memory[worst].total()) worst = s;
+    }
+
+    // The breakdown from the slowest stage's point of view.
+    const auto [first, last] = stage_range(spec, slowest, L);
+    const double m = M;
+    k.fwd_compute_s = m * t.sum(t.fwd_compute, first, last);
+    k.bwd_compute_s = m * (t.sum(t.bwd_compute, first, last) + (spec.recompute ? t.sum(t.fwd_compute, first, last) : 0.0));
+    for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
+        k.comm_s[kind] = m * (t.sum(t.comm[kind], first, last) +
+                              (spec.recompute ? t.sum(t.fwd_comm_by_kind[kind], first, last) : 0.0));  // redone forward
+    k.comm_s[index_of(CommKind::point_to_point)] += m * (recv_f[slowest] + recv_b[slowest]);
+    k.sync_total_s = sync_total_max;  // the exposed part comes from one stage's, so never exceeds this
+    k.bubble_s = std::max(0.0, e.pipeline_s - m * max_fb);
+    // What the critical stage's sync adds past the schedule, summed from its parts (not as
+    // iteration - pipeline_s, whose rounding would swamp a small sync after a long schedule).
+    const double past = critical < 0 ? 0.0
+                                     : (ends[critical] - e.pipeline_s) + stage_contention[critical] +
+                                           stage_exposed[critical] + (critical > 0 ? send_delay[critical - 1] : 0.0);
+    k.sync_contention_s = critical >= 0 ? std::min(stage_contention[critical], past) : 0.0;
+    k.sync_exposed_s = past - k.sync_contention_s;
+    k.iteration_s = e.pipeline_s + past;
+    const MemoryBreakdown& w = memory[worst];
+    k.weights_bytes = w.weights;
+    k.gradients_bytes = w.gradients;
+    k.optimizer_bytes = w.optimizer;
+    k.activations_bytes = w.activations;
+    k.buffers_bytes = w.buffers;
+    k.memory_bytes = w.total();
+    if (k.feasible && k.memory_capacity_bytes > 0 && k.memory_bytes > k.memory_capacity_bytes)
+        k.set_infeasible(Infeasibility::memory,
+                         over_memory_reason(k.memory_bytes, model.cluster().device,
+                                            spec.active() ? "stage " + std::to_string(worst) : ""));
+    if (keep_stages) {
+        for (int s = 0; s < S; ++s) {
+            StageCost sc;
+            sc.first = stage_range(spec, s, L).first;
+            sc.last = stage_range(spec, s, L).last;
+            sc.forward_s = F[s];
+            sc.backward_s = B[s];
+            sc.recv_forward_s = recv_f[s];
+            sc.recv_backward_s = recv_b[s];
+            sc.sync_s = stage_sync[s];
+            sc.memory_bytes = memory[s].total();
+            sc.boundary_bytes = s + 1 < S ? t.boundary_total[sc.last + 1] : 0.0;
+            e.stages.push_back(sc);
+        }
+    }
+    return e;
+}
+
+}  // namespace dnnplan::planner

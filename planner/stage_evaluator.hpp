@@ -1,0 +1,124 @@
+// The one stage evaluator (DESIGN.md section 4): per-layer costs of one micro-batch on the T
+// processes of a stage (a LayerTable) are summed over each stage, scheduled (GPipe or 1F1B),
+// overlapped with the gradient synchronisation and checked against memory. A layer-parallel plan
+// is its one-stage, one-micro-batch case: CostModel::score() calls it like every family does.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "planner/cost_model.hpp"
+#include "planner/schedule.hpp"
+
+namespace dnnplan::planner {
+
+// The overlapped gradient synchronisation of one backward pass, fed layer by layer in backward
+// order: a layer's all-reduce starts when its backward is done, one at a time (the simulator
+// replays this). A blocking transfer on the same links as an all-reduce in flight (both through
+// the network card, or both inside a node) shares the bandwidth fairly: b seconds of transfer
+// while r seconds of sync remain delay both by min(b, r) (the SimGrid replay measured up to 6.6%
+// more time when this was ignored, and no delay when the two use different links).
+class SyncOverlap {
+public:
+    SyncOverlap(bool overlap, double start_s = 0) : overlap_(overlap), clock_(start_s) {}
+    void layer(double compute_s, double comm_s, double comm_network_s, double sync_s, bool sync_network) {
+        clock_ += compute_s;
+        const double same_links = in_flight_network_ ? comm_network_s : comm_s - comm_network_s;
+        const double shared = overlap_ ? std::min(same_links, std::max(0.0, network_free_ - clock_)) : 0.0;
+        clock_ += comm_s + shared;
+        network_free_ += shared;
+        total_ += sync_s;
+        contention_ += shared;
+        if (sync_s > 0) {
+            network_free_ = std::max(network_free_, clock_) + sync_s;
+            in_flight_network_ = sync_network;
+        }
+    }
+    double total_s() const { return total_; }
+    double contention_s() const { return contention_; }
+    // What runs past the end of the backward pass (all of it without overlap).
+    double exposed_s() const { return overlap_ ? std::max(0.0, network_free_ - clock_) : total_; }
+
+private:
+    bool overlap_;
+    double clock_, network_free_ = 0, total_ = 0, contention_ = 0;
+    bool in_flight_network_ = true;
+};
+
+// Per-layer figures of one micro-batch on the T processes of a stage, with prefix sums over the
+// layers so that any stage [first, last] sums in O(1): what every configuration sharing (T,
+// micro-batch, layouts) reuses. Index 0 (the input) holds zeros.
+struct LayerTable {
+    int tensor = 1;
+    std::int64_t micro_batch = 1;
+    PlannerOptions options;  // procs = T, batch = the micro-batch
+    ScoredPlan plan;         // CostModel::layer_costs of one micro-batch on T processes
+    int layer_count = 0;     // network layers incl. the input
+
+    // Prefix sums: x[i] = the sum over layers 1..i-1; a stage [first, last] is x[last + 1] - x[first].
+    std::vector<double> fwd_compute, bwd_compute, fwd_comm, params, weight_bytes, activation_bytes;
+    std::array<std::vector<double>, kCommKindCount> comm, fwd_comm_by_kind;  // blocking seconds by kind
+    double sum(const std::vector<double>& prefix, int first, int last) const { return prefix[last + 1] - prefix[first]; }
+
+    // Per layer: its backward, the part of that on groups spanning nodes, the largest buffer and
+    // the backward working set.
+    std::vector<double> bwd_compute_layer, bwd_comm_layer, bwd_comm_network_layer, buffer_bytes, working_set_bytes;
+    std::vector<clusters::GroupPlacement> sync_group;  // inner sync group per layer ({1,1} when none)
+    std::vector<double> sync_bytes;                    // inner sync bytes per layer
+    std::vector<double> boundary_bytes;  // per cut position c: bytes per rank per micro-batch crossing into c
+    std::vector<double> boundary_total;  // the same, all ranks of the tensor group
+    double input_bytes = 0;              // the input micro-batch resident on stage 0, per rank
+};
+// `micro_model` has procs = T and batch = the micro-batch; `layer_plan` is its layer_costs(layouts).
+LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan);
+// Builds the micro-batch model itself.
+LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch, const std::vector<Layout>& layouts);
+
+// Per layer: the seconds of its gradient synchronisation over the replicas, and whether its group
+// spans nodes (for SyncOverlap's contention).
+struct LayerSync {
+    double seconds = 0;
+    bool network = true;
+};
+// Per layer, the gradient synchronisation over the inner batch group times the R replicas
+// (gradient_sync_calls); with one replica and no ZeRO, the micro-batch plan's own sync calls.
+// Shared by the scores and the simulator's pipeline program, so both see one choice.
+std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, const LayerTable& table, int stages,
+                                                      int replicas, bool zero);
+std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& table, int stages, int replicas,
+                                    bool zero);
+
+// The links the point-to-point transfers between stages use (clusters::LinkModel): for the stage
+// partitioner, which does not know which boundary a cut becomes, inside a node when the whole
+// pipeline of one replica fits in a node; for scoring, the transfer into stage s (from s - 1)
+// inside a node when every pair of counterparts (rank t + T (s - 1 + S r) and the rank T later)
+// shares a node (a stage starts when its slowest member has its input).
+clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages);
+clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spec, int stage);
+
+// Per-stage figures of a scored pipeline (seconds per micro-batch, bytes per process).
+struct StageCost {
+    int first = 1, last = 1;                         // layer range [first, last]
+    double forward_s = 0, backward_s = 0;            // compute + inner communication + received transfers
+    double recv_forward_s = 0, recv_backward_s = 0;  // the point-to-point parts of the above
+    double sync_s = 0;                               // gradient all-reduce over the replicas (and inner batch group)
+    double memory_bytes = 0;
+    double boundary_bytes = 0;  // bytes per micro-batch (all ranks) crossing into the next stage
+};
+
+struct StageEvaluation {
+    CostBreakdown cost;
+    std::vector<StageCost> stages;  // filled when asked (keep_stages)
+    double pipeline_s = 0;          // the schedule, before the exposed gradient synchronisation
+    double balance = 1;             // slowest stage / mean stage (forward + backward per micro-batch)
+    double cut_bytes = 0;           // activation bytes per micro-batch crossing stage boundaries
+};
+// The schedule, memory and synchronisation of `spec` (stage_first set; spec.device_of empty) on
+// a prepared table. The breakdown is the slowest stage's: its M micro-batches of work, the bubble
+// (the schedule's idle time on top of them) and the synchronisation past the schedule.
+StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& table, const PipelineSpec& spec,
+                                const std::vector<LayerSync>& sync, bool keep_stages);
+
+}  // namespace dnnplan::planner
