@@ -36,9 +36,11 @@ struct GridShape {
 struct Candidate {
     Strategy strategy = Strategy::batch;
     GridShape grid;         // the grid strategies' Pr x Pc
-    PipelineSpec pipeline;  // pipeline, tp-pp-dp: T, S, R, M, schedule, ZeRO, recomputation; graph-partition: k (stages), R, M, device_of
+    PipelineSpec pipeline;  // pipeline, tp-pp-dp: T, S, R, M, schedule, ZeRO, recomputation; graph-partition: k
+                            // (stages), R, M, device_of
     ScoredPlan plan;
-    std::string label;      // for people: "Pr=8 x Pc=64", "TP=8 x PP=4 x DP=32, M=48, 1f1b, ...", "" for the corner families
+    std::string
+        label;  // for people: "Pr=8 x Pc=64", "TP=8 x PP=4 x DP=32, M=48, 1f1b, ...", "" for the corner families
 };
 
 }  // namespace dnnplan::planner

@@ -6,32 +6,46 @@ using clusters::Collective;
 
 std::string to_string(Phase phase) {
     switch (phase) {
-        case Phase::forward: return "forward";
-        case Phase::backward: return "backward";
-        case Phase::sync: return "sync";
+        case Phase::forward:
+            return "forward";
+        case Phase::backward:
+            return "backward";
+        case Phase::sync:
+            return "sync";
     }
     return "forward";
 }
 
 std::string to_string(CommKind kind) {
     switch (kind) {
-        case CommKind::all_reduce: return "all_reduce";
-        case CommKind::all_gather: return "all_gather";
-        case CommKind::reduce_scatter: return "reduce_scatter";
-        case CommKind::all_to_all: return "all_to_all";
-        case CommKind::halo: return "halo";
-        case CommKind::point_to_point: return "point_to_point";
-        case CommKind::redistribution: return "redistribution";
+        case CommKind::all_reduce:
+            return "all_reduce";
+        case CommKind::all_gather:
+            return "all_gather";
+        case CommKind::reduce_scatter:
+            return "reduce_scatter";
+        case CommKind::all_to_all:
+            return "all_to_all";
+        case CommKind::halo:
+            return "halo";
+        case CommKind::point_to_point:
+            return "point_to_point";
+        case CommKind::redistribution:
+            return "redistribution";
     }
     return "all_reduce";
 }
 
 std::string to_string(CommPattern pattern) {
     switch (pattern) {
-        case CommPattern::collective: return "collective";
-        case CommPattern::halo_exchange: return "halo_exchange";
-        case CommPattern::one_sided_halo: return "one_sided_halo";
-        case CommPattern::point_to_point: return "point_to_point";
+        case CommPattern::collective:
+            return "collective";
+        case CommPattern::halo_exchange:
+            return "halo_exchange";
+        case CommPattern::one_sided_halo:
+            return "one_sided_halo";
+        case CommPattern::point_to_point:
+            return "point_to_point";
     }
     return "collective";
 }

@@ -1,26 +1,30 @@
 #include "cost_model.hpp"
 
-#include "planner/stage_evaluator.hpp"
-
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <functional>
 #include <numeric>
 
+#include "planner/stage_evaluator.hpp"
+
 namespace dnnplan::planner {
 
-using networks::Layer;
-using networks::LayerKind;
 using clusters::Collective;
 using clusters::GroupPlacement;
+using networks::Layer;
+using networks::LayerKind;
 
 std::string to_string(Infeasibility infeasibility) {
     switch (infeasibility) {
-        case Infeasibility::none: return "none";
-        case Infeasibility::layout: return "layout";
-        case Infeasibility::configuration: return "configuration";
-        case Infeasibility::memory: return "memory";
+        case Infeasibility::none:
+            return "none";
+        case Infeasibility::layout:
+            return "layout";
+        case Infeasibility::configuration:
+            return "configuration";
+        case Infeasibility::memory:
+            return "memory";
     }
     return "none";
 }
@@ -55,7 +59,8 @@ CostModel::CostModel(const networks::Network& network, const clusters::Cluster& 
         segments_[anchor_of_[i]].push_back(static_cast<int>(i));
     }
     input_elements_.assign(layers.size(), 0);
-    for (std::size_t i = 1; i < layers.size(); ++i) input_elements_[i] = layers[layers[i].inputs.front()].output_elements;
+    for (std::size_t i = 1; i < layers.size(); ++i)
+        input_elements_[i] = layers[layers[i].inputs.front()].output_elements;
     element_bytes_ = static_cast<double>(dtype_bytes(options.dtype));
     flops_rate_ = cluster.achievable_flops(options.dtype);
     links_ = clusters::LinkModel::of(cluster);
@@ -74,14 +79,17 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
     const networks::Shape& in = network_->layers[layer.inputs.front()].output_shape;
     auto need = [&](std::int64_t extent, int factor, const char* what) -> std::string {
         if (factor == 1 || extent % factor == 0) return "";
-        return std::string(what) + " " + std::to_string(extent) + " cannot be split " + std::to_string(factor) + " ways";
+        return std::string(what) + " " + std::to_string(extent) + " cannot be split " + std::to_string(factor) +
+               " ways";
     };
     std::string problem;
     switch (layer.kind) {
         case LayerKind::conv2d:
         case LayerKind::conv_transpose2d:
             if (layer.attrs.groups > 1 && l.ci > 1) return "grouped convolution cannot split input channels";
-            if (!(problem = need(layer.attrs.groups > 1 ? layer.attrs.groups : out[0], l.co, "output channels")).empty()) return problem;
+            if (!(problem = need(layer.attrs.groups > 1 ? layer.attrs.groups : out[0], l.co, "output channels"))
+                     .empty())
+                return problem;
             if (!(problem = need(in[0], l.ci, "input channels")).empty()) return problem;
             if (!(problem = need(out[1], l.h, "output height")).empty()) return problem;
             if (!(problem = need(out[2], l.w, "output width")).empty()) return problem;
@@ -97,7 +105,8 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
         case LayerKind::embedding:
             if (l.h > 1 || l.w > 1 || l.ci > 1) return "embedding splits its dimension (co) only";
             return need(layer.attrs.embedding_dim, l.co, "embedding dimension");
-        default: return "";
+        default:
+            return "";
     }
 }
 
@@ -116,8 +125,8 @@ std::vector<Layout> CostModel::candidates(int layer_index) const {
     for (int d = 1; d <= p; ++d)
         if (p % d == 0) divisors.push_back(d);
     bool spatial = is_spatial(layer) && (layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d);
-    bool has_ci = layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d ||
-                  layer.kind == LayerKind::linear;
+    bool has_ci =
+        layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d || layer.kind == LayerKind::linear;
     // The layouts that use exactly q of the P processes (q divides P).
     auto enumerate = [&](int q) {
         for (int n : divisors) {
@@ -201,11 +210,13 @@ double CostModel::collective(Collective kind, const GroupPlacement& group, doubl
 // free when the target needs no data it lacks, an all-gather when the target only merges splits,
 // an all-to-all otherwise.
 double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, int layer, Phase phase,
-                                Recorder* recorder) const {
+                               Recorder* recorder) const {
     if (from == to) return 0;
     auto divides = [](int a, int b) { return b % a == 0; };
-    bool target_coarser = divides(to.n, from.n) && divides(to.c, from.c) && divides(to.h, from.h) && divides(to.w, from.w);
-    bool target_finer = divides(from.n, to.n) && divides(from.c, to.c) && divides(from.h, to.h) && divides(from.w, to.w);
+    bool target_coarser =
+        divides(to.n, from.n) && divides(to.c, from.c) && divides(to.h, from.h) && divides(to.w, from.w);
+    bool target_finer =
+        divides(from.n, to.n) && divides(from.c, to.c) && divides(from.h, to.h) && divides(from.w, to.w);
     if (target_finer) return 0;  // a local slice
     const Collective kind = target_coarser ? Collective::all_gather : Collective::all_to_all;
     const GroupPlacement group = contiguous(target_coarser ? from.parts() / to.parts() : options_.procs);
@@ -275,10 +286,12 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
         if (layer.kind == LayerKind::attention) {
             // Megatron: heads split = column-parallel QKV + row-parallel output projection.
             fwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
-                                   b * layer.output_elements * eb, index, Phase::forward, "attention output (row-parallel projection)", rec);
+                                   b * layer.output_elements * eb, index, Phase::forward,
+                                   "attention output (row-parallel projection)", rec);
             if (needs_input_grad)
                 bwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
-                                       b * input_elements_[index] * eb, index, Phase::backward, "input gradient (column-parallel QKV)", rec);
+                                       b * input_elements_[index] * eb, index, Phase::backward,
+                                       "input gradient (column-parallel QKV)", rec);
         } else if (layer.kind != LayerKind::embedding) {
             // Pci (row split): partial sums of the output are summed over the ci group.
             if (l.ci > 1)
@@ -315,22 +328,25 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
                 fwd_comm += halo(x[0] / l.ci, x[1], x[2], a.kernel_h, a.kernel_w, a.dilation_h, a.dilation_w,
                                  Phase::forward, "halo of the input");
                 if (needs_input_grad || layer.params > 0)
-                    bwd_comm += halo(layer.output_shape[0] / l.co, layer.output_shape[1], layer.output_shape[2],
-                                     a.kernel_h, a.kernel_w, a.dilation_h, a.dilation_w, Phase::backward,
-                                     "halo of the output gradient");
+                    bwd_comm +=
+                        halo(layer.output_shape[0] / l.co, layer.output_shape[1], layer.output_shape[2], a.kernel_h,
+                             a.kernel_w, a.dilation_h, a.dilation_w, Phase::backward, "halo of the output gradient");
             }
         }
     } else {
         work_split = static_cast<double>(out.c) * out.h * out.w;
-        if (layer.kind == LayerKind::flatten || layer.kind == LayerKind::reshape) work_split = std::max(1.0, static_cast<double>(in.c) * in.h * in.w);
+        if (layer.kind == LayerKind::flatten || layer.kind == LayerKind::reshape)
+            work_split = std::max(1.0, static_cast<double>(in.c) * in.h * in.w);
         weight_split = layer.kind == LayerKind::batchnorm2d ? in.c : 1;
         sync_group = contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
         if (layer.kind == LayerKind::batchnorm2d && (in.h > 1 || in.w > 1)) {
             // Spatially split batch norm needs global statistics (sum and sum of squares) both ways.
             double stats = 2.0 * layer.output_shape[0] / in.c * 4;
             auto g = contiguous(static_cast<std::int64_t>(in.h) * in.w);
-            fwd_comm += collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
-            bwd_comm += collective(Collective::all_reduce, g, stats, index, Phase::backward, "batch-norm gradient statistics", rec);
+            fwd_comm +=
+                collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
+            bwd_comm += collective(Collective::all_reduce, g, stats, index, Phase::backward,
+                                   "batch-norm gradient statistics", rec);
         }
         if ((layer.kind == LayerKind::maxpool2d || layer.kind == LayerKind::avgpool2d) && (in.h > 1 || in.w > 1)) {
             // Overlapping windows (kernel > stride) need the neighbour's edge rows: one-sided halos.
@@ -348,7 +364,8 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
                 if (rec) {
                     const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
                     rec->add(CommCall{index, Phase::forward, CommKind::halo, CommPattern::one_sided_halo,
-                                      Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t, "pooling halo"});
+                                      Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t,
+                                      "pooling halo"});
                     rec->add(CommCall{index, Phase::backward, CommKind::halo, CommPattern::one_sided_halo,
                                       Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t,
                                       "pooling halo gradient"});
@@ -389,9 +406,7 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
         large.resize(seg.size());
         outs = large.data();
     }
-    auto out_of = [&](int producer) {
-        return outs[std::lower_bound(seg.begin(), seg.end(), producer) - seg.begin()];
-    };
+    auto out_of = [&](int producer) { return outs[std::lower_bound(seg.begin(), seg.end(), producer) - seg.begin()]; };
     for (std::size_t s = 0; s < seg.size(); ++s) {
         const int index = seg[s];
         const Layer& layer = network_->layers[index];
@@ -406,7 +421,8 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
             if (producer == 0 || anchor_of_[producer] != anchor) continue;
             Dist have = out_of(producer);
             Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            double bytes = static_cast<double>(options_.batch) * network_->layers[producer].output_elements * element_bytes_;
+            double bytes =
+                static_cast<double>(options_.batch) * network_->layers[producer].output_elements * element_bytes_;
             total += redistribute(have, want, bytes, index, Phase::forward, recorder) +
                      redistribute(want, have, bytes, index, Phase::backward, recorder);
         }
@@ -480,8 +496,9 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
         lc.layout = l;
         // A follower shares its first input's layout: its dists follow from that input's output.
         const int first = layer.inputs.front();
-        const Dist first_out =
-            is_anchor_kind(layer.kind) ? Dist{} : first == 0 ? loader_dist(l) : plan.layers[first].out_dist;
+        const Dist first_out = is_anchor_kind(layer.kind) ? Dist{}
+                               : first == 0               ? loader_dist(l)
+                                                          : plan.layers[first].out_dist;
         const LayerDists dists = layer_dists(*network_, index, l, first_out);
         lc.in_dist = dists.in;
         lc.out_dist = dists.out;
@@ -495,7 +512,8 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
             if (producer == 0) continue;
             const Dist have = plan.layers[producer].out_dist;
             const Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            const double bytes = static_cast<double>(options_.batch) * layers[producer].output_elements * element_bytes_;
+            const double bytes =
+                static_cast<double>(options_.batch) * layers[producer].output_elements * element_bytes_;
             redistribute(have, want, bytes, index, Phase::forward, &recorder);
             redistribute(want, have, bytes, index, Phase::backward, &recorder);
         }
@@ -513,8 +531,8 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
                 lc.sync_network = clusters::node_count(call.group) > 1;
             }
         }
-        const LayerMemory memory =
-            layer_memory(*network_, index, l, dists, static_cast<double>(options_.batch) / lc.in_dist.n, element_bytes_);
+        const LayerMemory memory = layer_memory(*network_, index, l, dists,
+                                                static_cast<double>(options_.batch) / lc.in_dist.n, element_bytes_);
         lc.local_params = memory.local_params;
         lc.weight_bytes = memory.weight_bytes;
         lc.activation_bytes = memory.activation_bytes;
@@ -535,7 +553,8 @@ ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
 }
 
 std::string over_memory_reason(double needed_bytes, const clusters::Device& device, const std::string& where) {
-    std::string reason = "needs " + human_bytes(needed_bytes) + " per process" + (where.empty() ? "" : " (" + where + ")");
+    std::string reason =
+        "needs " + human_bytes(needed_bytes) + " per process" + (where.empty() ? "" : " (" + where + ")");
     const double usable = static_cast<double>(device.usable_memory_bytes());
     if (device.reserved_bytes == 0) return reason + ", more than the device's " + human_bytes(usable);
     return reason + ", more than the " + human_bytes(usable) + " usable on the device (" +

@@ -16,8 +16,8 @@
 
 #include "clusters/cluster.hpp"
 #include "clusters/collectives.hpp"
-#include "networks/network.hpp"
 #include "clusters/link_model.hpp"
+#include "networks/network.hpp"
 #include "planner/comm.hpp"
 #include "planner/flat_memo.hpp"
 #include "planner/layout.hpp"
@@ -43,11 +43,11 @@ std::string to_string(Infeasibility infeasibility);
 // Seconds and bytes for a whole plan (or one layer), units in the names.
 struct CostBreakdown {
     double fwd_compute_s = 0, bwd_compute_s = 0;
-    PerCommKind comm_s{};       // blocking communication by kind
-    double sync_total_s = 0;    // weight-gradient synchronisation, all of it
-    double sync_exposed_s = 0;  // the part not hidden behind the backward pass
+    PerCommKind comm_s{};          // blocking communication by kind
+    double sync_total_s = 0;       // weight-gradient synchronisation, all of it
+    double sync_exposed_s = 0;     // the part not hidden behind the backward pass
     double sync_contention_s = 0;  // backward communication slowed by sharing links with the sync
-    double bubble_s = 0;        // pipeline bubble (pipelines only)
+    double bubble_s = 0;           // pipeline bubble (pipelines only)
     double iteration_s = 0;
     double weights_bytes = 0, gradients_bytes = 0, optimizer_bytes = 0, activations_bytes = 0, buffers_bytes = 0;
     double memory_bytes = 0;  // per process, the sum of the above
@@ -75,7 +75,7 @@ std::string over_memory_reason(double needed_bytes, const clusters::Device& devi
 
 // Per-layer result of a scored assignment (one micro-batch on the stage's processes in pipelines).
 struct LayerCost {
-    Layout layout;   // the anchor's layout (followers: their segment anchor's)
+    Layout layout;  // the anchor's layout (followers: their segment anchor's)
     Dist in_dist, out_dist;
     double fwd_compute_s = 0, bwd_compute_s = 0, fwd_comm_s = 0, bwd_comm_s = 0, sync_s = 0;
     double bwd_comm_network_s = 0;  // the part of bwd_comm_s whose groups span nodes (through the network card)
@@ -127,7 +127,7 @@ public:
     // Returns seconds (forward + backward + full sync); fills `out` when given.
     // `sync_weight` scales the weight-gradient all-reduce (0: assume the overlap hides it all).
     double segment_seconds(int anchor, const Layout& layout, double sync_weight = 1.0) const;
-    SegmentCost segment_cost(int anchor, const Layout& layout) const;  // one evaluation, sync apart
+    SegmentCost segment_cost(int anchor, const Layout& layout) const;        // one evaluation, sync apart
     Dist segment_output_dist(int layer, const Layout& anchor_layout) const;  // dist of `layer`'s output
     Dist required_input_dist(int layer, const Layout& anchor_layout, int input_index) const;
 
@@ -147,8 +147,8 @@ private:
     struct Recorder;
     double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder, double sync_weight = 1.0,
                             double* sync_out = nullptr) const;
-    double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out,
-                         Recorder* recorder, double sync_weight = 1.0, double* sync_out = nullptr) const;
+    double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out, Recorder* recorder,
+                         double sync_weight = 1.0, double* sync_out = nullptr) const;
     clusters::CollectiveChoice cheapest(clusters::Collective kind, const clusters::GroupPlacement& group,
                                         double bytes) const;
     double redistribute(const Dist& from, const Dist& to, double bytes, int layer, Phase phase,
@@ -164,8 +164,8 @@ private:
     PlannerOptions options_;
     std::vector<int> anchor_of_;
     std::vector<int> anchors_;
-    std::vector<std::vector<int>> segments_;  // indexed by anchor layer
-    std::vector<std::int64_t> input_elements_; // per sample, first input of each layer
+    std::vector<std::vector<int>> segments_;    // indexed by anchor layer
+    std::vector<std::int64_t> input_elements_;  // per sample, first input of each layer
     double element_bytes_ = 4;
     double flops_rate_ = 1;
     clusters::LinkModel links_;

@@ -23,7 +23,7 @@ class FlatMemo {
 public:
     const Value* find(const Key& key) const {
         if (slots_.empty()) return nullptr;
-        for (std::size_t i = Hash{}(key) & mask(); slots_[i].used; i = (i + 1) & mask())
+        for (std::size_t i = Hash{}(key)&mask(); slots_[i].used; i = (i + 1) & mask())
             if (slots_[i].key == key) return &slots_[i].value;
         return nullptr;
     }
@@ -51,7 +51,7 @@ private:
     };
     std::size_t mask() const { return slots_.size() - 1; }
     void place(const Key& key, const Value& value) {
-        std::size_t i = Hash{}(key) & mask();
+        std::size_t i = Hash{}(key)&mask();
         while (slots_[i].used) i = (i + 1) & mask();
         slots_[i] = Slot{key, value, true};
         ++used_;

@@ -581,7 +581,7 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     k_cost.memory_bytes = w.total();
     if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes)
         k_cost.set_infeasible(Infeasibility::memory, over_memory_reason(k_cost.memory_bytes, model.cluster().device,
-                                                                         "device " + std::to_string(worst)));
+                                                                        "device " + std::to_string(worst)));
     out.plan.cost = k_cost;
     out.pipeline_s = makespan;
     GraphPartition measured = measure(g, spec.device_of, k);

@@ -63,18 +63,24 @@ Dist fit(Dist d, const networks::Shape& shape) {
 Dist anchor_input_dist(LayerKind kind, const Layout& l) {
     switch (kind) {
         case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: return Dist{l.n, l.ci, l.h, l.w};
-        case LayerKind::linear: return Dist{l.n, l.ci, 1, 1};
-        default: return Dist{l.n, 1, 1, 1};  // attention, embedding
+        case LayerKind::conv_transpose2d:
+            return Dist{l.n, l.ci, l.h, l.w};
+        case LayerKind::linear:
+            return Dist{l.n, l.ci, 1, 1};
+        default:
+            return Dist{l.n, 1, 1, 1};  // attention, embedding
     }
 }
 Dist anchor_output_dist(LayerKind kind, const Layout& l) {
     switch (kind) {
         case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: return Dist{l.n, l.co, l.h, l.w};
+        case LayerKind::conv_transpose2d:
+            return Dist{l.n, l.co, l.h, l.w};
         case LayerKind::linear:
-        case LayerKind::embedding: return Dist{l.n, l.co, 1, 1};
-        default: return Dist{l.n, 1, 1, 1};  // attention
+        case LayerKind::embedding:
+            return Dist{l.n, l.co, 1, 1};
+        default:
+            return Dist{l.n, 1, 1, 1};  // attention
     }
 }
 // Followers take what their first input delivers (`d`), as far as the layer allows.
@@ -82,13 +88,21 @@ Dist follower_input_dist(const networks::Network& network, const Layer& layer, i
     const Layer& input = network.layers[layer.inputs[input_index]];
     switch (layer.kind) {
         case LayerKind::layernorm:
-        case LayerKind::softmax: d.c = 1; break;  // normalise over the whole feature axis
-        case LayerKind::reshape: d = Dist{d.n, 1, 1, 1}; break;
+        case LayerKind::softmax:
+            d.c = 1;
+            break;  // normalise over the whole feature axis
+        case LayerKind::reshape:
+            d = Dist{d.n, 1, 1, 1};
+            break;
         case LayerKind::maxpool2d:
         case LayerKind::avgpool2d:
         case LayerKind::adaptive_avgpool2d:
-        case LayerKind::upsample: d = fit(fit(d, layer.output_shape), input.output_shape); break;
-        default: d = fit(d, input.output_shape); break;
+        case LayerKind::upsample:
+            d = fit(fit(d, layer.output_shape), input.output_shape);
+            break;
+        default:
+            d = fit(d, input.output_shape);
+            break;
     }
     return d;
 }

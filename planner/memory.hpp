@@ -42,10 +42,11 @@ struct MemoryBreakdown {
 
 // A stage's sums over its layers, per process.
 struct StageMemoryInput {
-    double params = 0;             // local parameters
-    double weight_bytes = 0;       // their bytes in the training dtype
-    double activation_bytes = 0;   // kept for the backward pass by one micro-batch
-    double input_bytes = 0;        // one micro-batch of the stage's input: the data at the first stage, the received activations after
+    double params = 0;            // local parameters
+    double weight_bytes = 0;      // their bytes in the training dtype
+    double activation_bytes = 0;  // kept for the backward pass by one micro-batch
+    double input_bytes =
+        0;  // one micro-batch of the stage's input: the data at the first stage, the received activations after
     double buffer_bytes = 0;       // the largest communication buffer
     double working_set_bytes = 0;  // the largest backward working set (LayerMemory::working_set_bytes)
 };

@@ -1,7 +1,7 @@
-#include "pipeline.hpp"
-
 #include <algorithm>
 #include <limits>
+
+#include "pipeline.hpp"
 
 namespace dnnplan::planner {
 

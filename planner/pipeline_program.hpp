@@ -25,7 +25,8 @@ struct PipelineProgram {
     struct Stage {
         int first = 1, last = 1;  // layer range [first, last]
         double recv_bytes = 0;    // per rank per micro-batch from stage s - 1 (0 for stage 0)
-        double recv_s = 0;        // the seconds the model charges for it (on the boundary's link: intra-node when both ranks share a node)
+        double recv_s = 0;  // the seconds the model charges for it (on the boundary's link: intra-node when both ranks
+                            // share a node)
     };
     std::vector<Stage> stages;
     std::vector<clusters::GroupPlacement> inner_sync_group;  // per layer: the sync group inside the T ranks

@@ -1,11 +1,10 @@
-#include "pipeline.hpp"
-
 #include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <map>
 #include <tuple>
 
+#include "pipeline.hpp"
 #include "planner/graph_partition.hpp"
 
 namespace dnnplan::planner {

@@ -70,8 +70,8 @@ namespace {
 // The "pipeline" block: stages as layer-name ranges, or (graph partition) every layer's device.
 Json pipeline_to_json(const PipelineSpec& p, const std::vector<networks::Layer>& layers) {
     if (!p.active()) return Json{{"stages", 1}, {"micro_batches", 1}, {"replicas", 1}};  // a plain grid plan
-    Json j{{"stages", p.stages},       {"micro_batches", p.micro_batches}, {"replicas", p.replicas},
-           {"tensor", p.tensor},       {"schedule", to_string(p.schedule)}, {"zero", p.zero},
+    Json j{{"stages", p.stages},      {"micro_batches", p.micro_batches},  {"replicas", p.replicas},
+           {"tensor", p.tensor},      {"schedule", to_string(p.schedule)}, {"zero", p.zero},
            {"recompute", p.recompute}};
     if (!p.stage_first.empty() && p.device_of.empty()) {
         Json ranges = Json::array();
@@ -89,7 +89,8 @@ Json pipeline_to_json(const PipelineSpec& p, const std::vector<networks::Layer>&
 Json plan_to_json(const Plan& plan, const CostModel& model) {
     const auto& layers = model.network().layers;
     Json layouts = Json::array();
-    for (const auto& [name, layout] : plan.layouts) layouts.push_back(Json{{"name", name}, {"layout", to_json(layout)}});
+    for (const auto& [name, layout] : plan.layouts)
+        layouts.push_back(Json{{"name", name}, {"layout", to_json(layout)}});
     Json per_layer = Json::array();
     // A default Plan (nothing feasible was found) has no scored layers: no rows then.
     for (std::size_t i = 1; i < layers.size() && i < plan.scored.layers.size(); ++i) {
@@ -120,24 +121,25 @@ Json plan_to_json(const Plan& plan, const CostModel& model) {
                              {"bytes", c.bytes},
                              {"seconds", c.seconds},
                              {"what", c.what}});
-    return Json{{"format", "dnnplan-plan"},
-                {"version", 1},
-                {"network", {{"name", plan.network_name}, {"source", plan.network_source},
-                             {"fingerprint", plan.network_fingerprint}}},
-                {"cluster", {{"name", plan.cluster_name}, {"source", plan.cluster_source}}},
-                {"procs", plan.options.procs},
-                {"batch", plan.options.batch},
-                {"dtype", to_string(plan.options.dtype)},
-                {"optimizer", to_string(plan.options.optimizer)},
-                {"overlap_sync", plan.options.overlap_sync},
-                {"roofline", plan.options.roofline},
-                {"strategy", to_string(plan.strategy)},
-                {"grid", plan.label},
-                {"pipeline", pipeline_to_json(plan.pipeline, layers)},
-                {"layouts", layouts},
-                {"predicted", cost_to_json(plan.scored.cost)},
-                {"per_layer", per_layer},
-                {"communication", calls}};
+    return Json{
+        {"format", "dnnplan-plan"},
+        {"version", 1},
+        {"network",
+         {{"name", plan.network_name}, {"source", plan.network_source}, {"fingerprint", plan.network_fingerprint}}},
+        {"cluster", {{"name", plan.cluster_name}, {"source", plan.cluster_source}}},
+        {"procs", plan.options.procs},
+        {"batch", plan.options.batch},
+        {"dtype", to_string(plan.options.dtype)},
+        {"optimizer", to_string(plan.options.optimizer)},
+        {"overlap_sync", plan.options.overlap_sync},
+        {"roofline", plan.options.roofline},
+        {"strategy", to_string(plan.strategy)},
+        {"grid", plan.label},
+        {"pipeline", pipeline_to_json(plan.pipeline, layers)},
+        {"layouts", layouts},
+        {"predicted", cost_to_json(plan.scored.cost)},
+        {"per_layer", per_layer},
+        {"communication", calls}};
 }
 
 PlanRequest parse_plan_request(const Json& json, const std::string& file) {
@@ -167,8 +169,8 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
         r.pipeline.micro_batches = static_cast<int>(p.get_int_or("micro_batches", 1, 1, 1 << 30));
         r.pipeline.replicas = static_cast<int>(p.get_int_or("replicas", 1, 1, 1 << 22));
         r.pipeline.tensor = static_cast<int>(p.get_int_or("tensor", 1, 1, 1 << 22));
-        r.pipeline.schedule = p.get_choice_or("schedule", {"gpipe", "1f1b"}, "gpipe") == "1f1b" ? Schedule::one_f_one_b
-                                                                                               : Schedule::gpipe;
+        r.pipeline.schedule =
+            p.get_choice_or("schedule", {"gpipe", "1f1b"}, "gpipe") == "1f1b" ? Schedule::one_f_one_b : Schedule::gpipe;
         r.pipeline.zero = p.get_bool_or("zero", false);
         r.pipeline.recompute = p.get_bool_or("recompute", false);
         if (p.has("stage_ranges")) {
@@ -204,8 +206,9 @@ void check_request_fits_cluster(const PlanRequest& request, const clusters::Clus
         throw InputError(file, "/dtype",
                          "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
     if (request.options.procs > cluster.total_devices())
-        throw InputError(file, "/procs", "P = " + std::to_string(request.options.procs) + " exceeds the cluster's " +
-                                             std::to_string(cluster.total_devices()) + " devices");
+        throw InputError(file, "/procs",
+                         "P = " + std::to_string(request.options.procs) + " exceeds the cluster's " +
+                             std::to_string(cluster.total_devices()) + " devices");
 }
 
 std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& model, const std::string& file) {
@@ -254,14 +257,16 @@ PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, co
     }
     const int n = static_cast<int>(layers.size());
     if (!spec.device_of.empty() && static_cast<int>(spec.device_of.size()) != n)
-        throw InputError(file, "/pipeline/device_of",
-                         std::to_string(spec.device_of.size() - 1) + " devices for " + std::to_string(n - 1) + " layers");
+        throw InputError(
+            file, "/pipeline/device_of",
+            std::to_string(spec.device_of.size() - 1) + " devices for " + std::to_string(n - 1) + " layers");
     if (spec.device_of.empty()) {
-        if (request.stage_ranges.empty() && spec.stages == 1) spec.stage_first = {1};
+        if (request.stage_ranges.empty() && spec.stages == 1)
+            spec.stage_first = {1};
         else if (static_cast<int>(request.stage_ranges.size()) != spec.stages)
-            throw InputError(file, "/pipeline/stage_ranges",
-                             std::to_string(request.stage_ranges.size()) + " ranges for " + std::to_string(spec.stages) +
-                                 " stages");
+            throw InputError(
+                file, "/pipeline/stage_ranges",
+                std::to_string(request.stage_ranges.size()) + " ranges for " + std::to_string(spec.stages) + " stages");
         int expected = 1;
         for (std::size_t s = 0; s < request.stage_ranges.size(); ++s) {
             const auto& [first, last] = request.stage_ranges[s];
@@ -278,7 +283,8 @@ PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, co
             expected = l + 1;
         }
         if (!request.stage_ranges.empty() && expected != n)
-            throw InputError(file, "/pipeline/stage_ranges", "the last stage must end at layer \"" + layers[n - 1].name + "\"");
+            throw InputError(file, "/pipeline/stage_ranges",
+                             "the last stage must end at layer \"" + layers[n - 1].name + "\"");
     }
     std::string problem = pipeline_problem(model, spec);
     if (!problem.empty()) throw InputError(file, "/pipeline", problem);

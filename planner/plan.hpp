@@ -16,7 +16,7 @@ struct Plan {
     std::string cluster_name, cluster_source;
     PlannerOptions options;
     Strategy strategy = Strategy::hand_edited;
-    std::string label;  // the candidate's label ("grid" in the document)
+    std::string label;                                    // the candidate's label ("grid" in the document)
     std::vector<std::pair<std::string, Layout>> layouts;  // anchor layer name -> layout
     ScoredPlan scored;
     PipelineSpec pipeline;  // the "pipeline" block (planner/pipeline.hpp)
@@ -45,7 +45,7 @@ struct PlanRequest {
     std::string label;
     std::vector<std::pair<std::string, Layout>> layouts;
     std::vector<std::string> layout_pointers;  // JSON pointer of each layout, for diagnostics
-    PipelineSpec pipeline;  // stage_first and device_of resolved by pipeline_for()
+    PipelineSpec pipeline;                     // stage_first and device_of resolved by pipeline_for()
     std::vector<std::pair<std::string, std::string>> stage_ranges;  // first and last layer name per stage
 };
 PlanRequest parse_plan_request(const Json& json, const std::string& file);

@@ -108,7 +108,8 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
     return t;
 }
 
-LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch, const std::vector<Layout>& layouts) {
+LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch,
+                            const std::vector<Layout>& layouts) {
     PlannerOptions options = model.options();
     options.procs = tensor;
     options.batch = micro_batch;
@@ -280,7 +281,8 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     const auto [first, last] = stage_range(spec, slowest, L);
     const double m = M;
     k.fwd_compute_s = m * t.sum(t.fwd_compute, first, last);
-    k.bwd_compute_s = m * (t.sum(t.bwd_compute, first, last) + (spec.recompute ? t.sum(t.fwd_compute, first, last) : 0.0));
+    k.bwd_compute_s =
+        m * (t.sum(t.bwd_compute, first, last) + (spec.recompute ? t.sum(t.fwd_compute, first, last) : 0.0));
     for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
         k.comm_s[kind] = m * (t.sum(t.comm[kind], first, last) +
                               (spec.recompute ? t.sum(t.fwd_comm_by_kind[kind], first, last) : 0.0));  // redone forward

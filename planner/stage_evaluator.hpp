@@ -60,7 +60,9 @@ struct LayerTable {
     // Prefix sums: x[i] = the sum over layers 1..i-1; a stage [first, last] is x[last + 1] - x[first].
     std::vector<double> fwd_compute, bwd_compute, fwd_comm, params, weight_bytes, activation_bytes;
     std::array<std::vector<double>, kCommKindCount> comm, fwd_comm_by_kind;  // blocking seconds by kind
-    double sum(const std::vector<double>& prefix, int first, int last) const { return prefix[last + 1] - prefix[first]; }
+    double sum(const std::vector<double>& prefix, int first, int last) const {
+        return prefix[last + 1] - prefix[first];
+    }
 
     // Per layer: its backward, the part of that on groups spanning nodes, the largest buffer and
     // the backward working set.
@@ -74,7 +76,8 @@ struct LayerTable {
 // `micro_model` has procs = T and batch = the micro-batch; `layer_plan` is its layer_costs(layouts).
 LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan);
 // Builds the micro-batch model itself.
-LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch, const std::vector<Layout>& layouts);
+LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch,
+                            const std::vector<Layout>& layouts);
 
 // Per layer: the seconds of its gradient synchronisation over the replicas, and whether its group
 // spans nodes (for SyncOverlap's contention).

@@ -19,11 +19,15 @@ inline std::string candidate_label(const planner::Candidate& c) { return candida
 inline planner::GridShape shown_grid(const planner::Candidate& c) {
     switch (c.strategy) {
         case planner::Strategy::pipeline:
-        case planner::Strategy::tp_pp_dp: return {c.pipeline.tensor * c.pipeline.stages, c.pipeline.replicas};
-        case planner::Strategy::graph_partition: return {c.pipeline.stages, c.pipeline.replicas};
+        case planner::Strategy::tp_pp_dp:
+            return {c.pipeline.tensor * c.pipeline.stages, c.pipeline.replicas};
+        case planner::Strategy::graph_partition:
+            return {c.pipeline.stages, c.pipeline.replicas};
         case planner::Strategy::per_layer:
-        case planner::Strategy::hand_edited: return {0, 0};
-        default: return c.grid;
+        case planner::Strategy::hand_edited:
+            return {0, 0};
+        default:
+            return c.grid;
     }
 }
 

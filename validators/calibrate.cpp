@@ -135,13 +135,18 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
         const double ghost = double(planes) * side * width * sizeof(float);
         double fwd = median_call([&] { ext = halo_forward(owned, line, pair); });
         double adj = median_call([&] { owned = halo_adjoint(ext, box, line, pair); });
-        c.primitives.push_back({"halo exchange", 2, ghost, fwd, 0});
-        c.primitives.push_back({"halo adjoint", 2, ghost, adj, 0});
+        c.primitives.push_back(
+            {"halo exchange", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce, 2, ghost, fwd, 0});
+        c.primitives.push_back(
+            {"halo adjoint", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce, 2, ghost, adj, 0});
     }
     for (double bytes : {64.0, 4096.0, 65536.0, 1048576.0}) {
         std::vector<float> buf(static_cast<std::size_t>(bytes / 4), 1.0f);
-        c.primitives.push_back({"all-reduce", 2, bytes, median_call([&] { all_sum_reduce(buf, pair); }), 0});
-        if (p > 2) c.primitives.push_back({"all-reduce", p, bytes, median_call([&] { all_sum_reduce(buf, comm); }), 0});
+        c.primitives.push_back({"all-reduce", planner::CommPattern::collective, clusters::Collective::all_reduce, 2,
+                                bytes, median_call([&] { all_sum_reduce(buf, pair); }), 0});
+        if (p > 2)
+            c.primitives.push_back({"all-reduce", planner::CommPattern::collective, clusters::Collective::all_reduce, p,
+                                    bytes, median_call([&] { all_sum_reduce(buf, comm); }), 0});
     }
     MPI_Comm_free(&pair);
     // Repartitions over all ranks of a [2P, planes, 16, 32] tensor: batch split -> width split (an
@@ -159,8 +164,12 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
         const double total = double(whole.volume()) * sizeof(float);
         Repartition a2a(by_batch, by_width, comm), gather(by_width, replicated, comm);
         Tensor<float> x(by_batch[me], 1.0f), y = a2a.forward(x), z = gather.forward(y);
-        c.primitives.push_back({"repartition (all-to-all)", p, total / p, median_call([&] { y = a2a.forward(x); }), 0});
-        c.primitives.push_back({"repartition (all-gather)", p, total, median_call([&] { z = gather.forward(y); }), 0});
+        c.primitives.push_back({"repartition (all-to-all)", planner::CommPattern::collective,
+                                clusters::Collective::all_to_all, p, total / p,
+                                median_call([&] { y = a2a.forward(x); }), 0});
+        c.primitives.push_back({"repartition (all-gather)", planner::CommPattern::collective,
+                                clusters::Collective::all_gather, p, total, median_call([&] { z = gather.forward(y); }),
+                                0});
     }
     fit_link_to_primitives(c);
 }
@@ -168,11 +177,9 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
 
 double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link) {
     const clusters::GroupPlacement group{p.group, p.group};
-    if (p.what.rfind("halo", 0) == 0) return clusters::halo_exchange_seconds(p.bytes, group, link, link);
-    const clusters::Collective kind = p.what == "all-reduce"                 ? clusters::Collective::all_reduce
-                                      : p.what == "repartition (all-gather)" ? clusters::Collective::all_gather
-                                                                             : clusters::Collective::all_to_all;
-    return clusters::cheapest(kind, group, p.bytes, link, link).seconds;
+    if (p.pattern == planner::CommPattern::halo_exchange)
+        return clusters::halo_exchange_seconds(p.bytes, group, link, link);
+    return clusters::cheapest(p.collective, group, p.bytes, link, link).seconds;
 }
 
 void fit_link_to_primitives(Calibration& c) {

@@ -12,6 +12,7 @@
 #include "clusters/collectives.hpp"
 #include "common/diagnostics.hpp"
 #include "networks/network.hpp"
+#include "planner/comm.hpp"
 
 namespace dnnplan::validators {
 
@@ -33,7 +34,10 @@ struct SizePoint {
 // One timing of a validator primitive as the plan runner calls it, and what the cost model charges
 // for it: the model's time is linear in (latency, 1 / bandwidth) once the algorithm is fixed.
 struct PrimitivePoint {
-    std::string what;    // "halo exchange", "halo adjoint", "all-reduce", "repartition (all-to-all)", ...
+    std::string what;  // for people: "halo exchange", "halo adjoint", "all-reduce", "repartition (all-to-all)", ...
+    // How the cost model charges it (the plan's own CommCall pattern and collective).
+    planner::CommPattern pattern = planner::CommPattern::collective;
+    clusters::Collective collective = clusters::Collective::all_reduce;
     int group = 0;       // ranks taking part in one call
     double bytes = 0;    // the size the cost model is given (ghost slab, buffer, part), per rank
     double seconds = 0;  // median over the chunks, slowest rank per chunk, per call

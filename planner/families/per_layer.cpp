@@ -1,10 +1,10 @@
-#include "planner/families.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <set>
+
+#include "planner/families.hpp"
 
 namespace dnnplan::planner {
 
@@ -25,8 +25,8 @@ double edge_seconds(const CostModel& model, const std::vector<Edge>& edges, cons
         Dist have = model.segment_output_dist(e.producer, lf);
         Dist want = model.required_input_dist(e.consumer, lt, e.input_index);
         if (have == want) continue;
-        double bytes = static_cast<double>(model.options().batch) *
-                       model.network().layers[e.producer].output_elements * dtype_bytes(model.options().dtype);
+        double bytes = static_cast<double>(model.options().batch) * model.network().layers[e.producer].output_elements *
+                       dtype_bytes(model.options().dtype);
         total += model.redistribution_seconds(have, want, bytes);
     }
     return total;
@@ -61,8 +61,7 @@ SegmentTable segment_table(const CostModel& model, long long* evaluations) {
         table.candidates[a] = model.candidates(a);
         for (const Layout& l : table.candidates[a]) table.costs[a].push_back(model.segment_cost(a, l));
         // Each evaluation costs every layer of the segment under the layout.
-        if (evaluations)
-            *evaluations += static_cast<long long>(table.candidates[a].size() * model.segment(a).size());
+        if (evaluations) *evaluations += static_cast<long long>(table.candidates[a].size() * model.segment(a).size());
     }
     return table;
 }
@@ -242,7 +241,7 @@ std::vector<Layout> dp_over_table(const CostModel& model, SegmentTable& table, l
             Dist dist;  // the neighbour's output (into a) or required input (out of a)
             bool into_a;
             double bytes;
-            int group;  // one per neighbour: edge_seconds' subtotal
+            int group;                                  // one per neighbour: edge_seconds' subtotal
             std::vector<std::pair<Dist, double>> seen;  // this side's dists take few values: memo
         };
         std::vector<Fixed> fixed;
@@ -255,7 +254,10 @@ std::vector<Layout> dp_over_table(const CostModel& model, SegmentTable& table, l
                 fixed.push_back(Fixed{&e,
                                       into_a ? model.segment_output_dist(e.producer, neighbour)
                                              : model.required_input_dist(e.consumer, neighbour, e.input_index),
-                                      into_a, bytes, groups, {}});
+                                      into_a,
+                                      bytes,
+                                      groups,
+                                      {}});
             }
         };
         for (int p : predecessors[a])
@@ -309,8 +311,8 @@ bool better(const CostBreakdown& a, const CostBreakdown& b) {
 // Coordinate descent with the exact score: change one anchor's layout at a time while that
 // shortens the iteration. Only where the exact scores fit a small budget (each costs a pass over
 // every layer), which covers the CNNs of tens of anchors but not ResNet-1001.
-void improve_locally(const CostModel& model, const SegmentTable& table, std::vector<Layout>& layouts,
-                     ScoredPlan& plan, long long* evaluations) {
+void improve_locally(const CostModel& model, const SegmentTable& table, std::vector<Layout>& layouts, ScoredPlan& plan,
+                     long long* evaluations) {
     if (!plan.cost.feasible) return;
     const long long layers = static_cast<long long>(model.network().layers.size());
     long long options = 0;
