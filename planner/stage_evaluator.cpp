@@ -177,87 +177,89 @@ struct StageRange {
 StageRange stage_range(const PipelineSpec& spec, int s, int layer_count) {
     return {spec.stage_first[s], s + 1 < spec.stages ? spec.stage_first[s + 1] - 1 : layer_count - 1};
 }
-}  // namespace
 
-StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, const PipelineSpec& spec,
-                                const std::vector<LayerSync>& sync, bool keep_stages) {
-    StageEvaluation e;
-    CostBreakdown& k = e.cost;
-    k.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
-    if (!t.plan.cost.feasible) k.set_infeasible(t.plan.cost.infeasibility, t.plan.cost.reason);
-    const int S = spec.stages, M = spec.micro_batches, L = t.layer_count;
-
-    // Per micro-batch: forward F and backward B of every stage, each with its receive (the
-    // backward redoes the stage's forward first under recomputation).
-    std::vector<double> F(S), B(S), recv_f(S, 0.0), recv_b(S, 0.0);
-    double max_fb = 0, total_fb = 0;
+// Per micro-batch: forward F and backward B of every stage, each with its receive (the backward
+// redoes the stage's forward first under recomputation), and the slowest stage by F + B.
+struct StageTimes {
+    std::vector<double> forward, backward, recv_forward, recv_backward;
+    double max_fb = 0, total_fb = 0, cut_bytes = 0;
     int slowest = 0;
+};
+StageTimes stage_times(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
+    const int S = spec.stages;
+    StageTimes st;
+    st.forward.assign(S, 0.0), st.backward.assign(S, 0.0), st.recv_forward.assign(S, 0.0),
+        st.recv_backward.assign(S, 0.0);
     for (int s = 0; s < S; ++s) {
-        const auto [first, last] = stage_range(spec, s, L);
-        if (s > 0) recv_f[s] = clusters::point_to_point_seconds(t.boundary_bytes[first], boundary_link(model, spec, s));
+        const auto [first, last] = stage_range(spec, s, t.layer_count);
+        if (s > 0)
+            st.recv_forward[s] =
+                clusters::point_to_point_seconds(t.boundary_bytes[first], boundary_link(model, spec, s));
         if (s + 1 < S)
-            recv_b[s] = clusters::point_to_point_seconds(t.boundary_bytes[last + 1], boundary_link(model, spec, s + 1));
+            st.recv_backward[s] =
+                clusters::point_to_point_seconds(t.boundary_bytes[last + 1], boundary_link(model, spec, s + 1));
         const double forward = t.sum(t.fwd_compute, first, last) + t.sum(t.fwd_comm, first, last);
         double blocking = 0;
         for (const auto& kind : t.comm) blocking += t.sum(kind, first, last);
         const double backward = t.sum(t.bwd_compute, first, last) + (blocking - t.sum(t.fwd_comm, first, last));
-        F[s] = forward + recv_f[s];
-        B[s] = backward + (spec.recompute ? forward : 0.0) + recv_b[s];
-        const double fb = F[s] + B[s];
-        if (fb > max_fb) max_fb = fb, slowest = s;
-        total_fb += fb;
-        if (s + 1 < S) e.cut_bytes += t.boundary_total[last + 1];
+        st.forward[s] = forward + st.recv_forward[s];
+        st.backward[s] = backward + (spec.recompute ? forward : 0.0) + st.recv_backward[s];
+        const double fb = st.forward[s] + st.backward[s];
+        if (fb > st.max_fb) st.max_fb = fb, st.slowest = s;
+        st.total_fb += fb;
+        if (s + 1 < S) st.cut_bytes += t.boundary_total[last + 1];
     }
-    // Gradient synchronisation: each layer's all-reduce starts when its last micro-batch's
-    // backward is done, inside its stage's last backward, one at a time. Under recomputation that
-    // backward first redoes the stage's whole forward from its checkpointed input. Measured from
-    // the start of the stage's last backward, so before the schedule.
-    double sync_total_max = 0;
-    std::vector<double> stage_sync(S, 0.0), stage_exposed(S, 0.0), stage_contention(S, 0.0);
+    return st;
+}
+
+// Gradient synchronisation per stage: each layer's all-reduce starts when its last micro-batch's
+// backward is done, inside its stage's last backward, one at a time (SyncOverlap). Under
+// recomputation that backward first redoes the stage's whole forward from its checkpointed input.
+// Measured from the start of the stage's last backward, so before the schedule.
+struct StageSyncs {
+    std::vector<double> total, exposed, contention;
+    double max_total = 0;
+};
+StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std::vector<LayerSync>& sync) {
+    const int S = spec.stages;
+    StageSyncs out;
+    out.total.assign(S, 0.0), out.exposed.assign(S, 0.0), out.contention.assign(S, 0.0);
     for (int s = 0; s < S; ++s) {
-        const auto [first, last] = stage_range(spec, s, L);
+        const auto [first, last] = stage_range(spec, s, t.layer_count);
         const double recomputed =
             spec.recompute ? t.sum(t.fwd_compute, first, last) + t.sum(t.fwd_comm, first, last) : 0.0;
         SyncOverlap overlap(t.options.overlap_sync, recomputed);
         for (int i = last; i >= first; --i)
             overlap.layer(t.bwd_compute_layer[i], t.bwd_comm_layer[i], t.bwd_comm_network_layer[i], sync[i].seconds,
                           sync[i].network);
-        stage_sync[s] = overlap.total_s();
-        stage_contention[s] = overlap.contention_s();
-        stage_exposed[s] = overlap.exposed_s();
-        sync_total_max = std::max(sync_total_max, stage_sync[s]);
+        out.total[s] = overlap.total_s();
+        out.contention[s] = overlap.contention_s();
+        out.exposed[s] = overlap.exposed_s();
+        out.max_total = std::max(out.max_total, out.total[s]);
     }
-    // Stage s sends its last micro-batch's input gradient to stage s - 1 when its last backward
-    // ends, while its syncs still have stage_exposed[s] seconds to run on the same card: fair
-    // sharing delays both by min(the transfer's bandwidth time, remaining sync) (latency is not
-    // shared), and stage s - 1's last backward with it.
-    std::vector<double> send_delay(S, 0.0);  // indexed by the receiving stage
-    bool delayed = false;
-    for (int s = 1; s < S; ++s) {
+    return out;
+}
+
+// Stage s sends its last micro-batch's input gradient to stage s - 1 when its last backward ends,
+// while its syncs still have exposed[s] seconds to run on the same card: fair sharing delays both
+// by min(the transfer's bandwidth time, remaining sync) (latency is not shared), and stage s - 1's
+// last backward with it. Indexed by the receiving stage.
+std::vector<double> send_delays(const CostModel& model, const LayerTable& t, const PipelineSpec& spec,
+                                const StageSyncs& syncs) {
+    std::vector<double> delay(spec.stages, 0.0);
+    for (int s = 1; s < spec.stages; ++s) {
         const double bandwidth_s = t.boundary_bytes[spec.stage_first[s]] / boundary_link(model, spec, s).bandwidth_Bps;
-        send_delay[s - 1] = std::min(bandwidth_s, stage_exposed[s]);
-        delayed = delayed || send_delay[s - 1] > 0;
+        delay[s - 1] = std::min(bandwidth_s, syncs.exposed[s]);
     }
+    return delay;
+}
 
-    // The schedule itself: when every stage's last backward ends (GPipe: the forwards, then the
-    // backwards, fill and drain separately; 1F1B: its dependency graph, exactly, whichever stage
-    // is the slowest). Stage 0's is the makespan.
-    const std::vector<double> ends =
-        last_backward_ends(F, B, spec.schedule, M, delayed ? send_delay : std::vector<double>{});
-    e.pipeline_s = ends[0];
-    e.balance = max_fb > 0 ? max_fb / (total_fb / S) : 1;
-    double iteration = e.pipeline_s;
-    int critical = -1;  // the stage whose synchronisation ends last, past the schedule
-    for (int s = 0; s < S; ++s) {
-        const double end = ends[s] + stage_contention[s] + stage_exposed[s] + (s > 0 ? send_delay[s - 1] : 0.0);
-        if (end > iteration) iteration = end, critical = s;
-    }
-
-    // Memory per process of each stage; the plan's is the largest.
-    int worst = 0;
+// Memory per process of every stage (planner/memory.hpp).
+std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineSpec& spec) {
+    const int S = spec.stages, M = spec.micro_batches;
     std::vector<MemoryBreakdown> memory(S);
     for (int s = 0; s < S; ++s) {
-        const auto [first, last] = stage_range(spec, s, L);
+        const auto [first, last] = stage_range(spec, s, t.layer_count);
         StageMemoryInput in;
         in.params = t.sum(t.params, first, last);
         in.weight_bytes = t.sum(t.weight_bytes, first, last);
@@ -274,29 +276,72 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
         options.recompute = spec.recompute;
         options.zero_shards = spec.zero ? spec.replicas : 1;
         memory[s] = stage_memory(in, options);
-        if (memory[s].total() > memory[worst].total()) worst = s;
     }
+    return memory;
+}
 
-    // The breakdown from the slowest stage's point of view.
-    const auto [first, last] = stage_range(spec, slowest, L);
-    const double m = M;
-    k.fwd_compute_s = m * t.sum(t.fwd_compute, first, last);
-    k.bwd_compute_s =
-        m * (t.sum(t.bwd_compute, first, last) + (spec.recompute ? t.sum(t.fwd_compute, first, last) : 0.0));
+// The slowest stage's M micro-batches of compute and blocking communication (the forward's
+// redone under recomputation, by kind), with its receives as point-to-point.
+void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const StageTimes& times, CostBreakdown& k) {
+    const auto [first, last] = stage_range(spec, times.slowest, t.layer_count);
+    const double m = spec.micro_batches;
+    const double forward_compute = t.sum(t.fwd_compute, first, last);
+    k.fwd_compute_s = m * forward_compute;
+    k.bwd_compute_s = m * (t.sum(t.bwd_compute, first, last) + (spec.recompute ? forward_compute : 0.0));
     for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
         k.comm_s[kind] = m * (t.sum(t.comm[kind], first, last) +
-                              (spec.recompute ? t.sum(t.fwd_comm_by_kind[kind], first, last) : 0.0));  // redone forward
-    k.comm_s[index_of(CommKind::point_to_point)] += m * (recv_f[slowest] + recv_b[slowest]);
-    k.sync_total_s = sync_total_max;  // the exposed part comes from one stage's, so never exceeds this
-    k.bubble_s = std::max(0.0, e.pipeline_s - m * max_fb);
-    // What the critical stage's sync adds past the schedule, summed from its parts (not as
-    // iteration - pipeline_s, whose rounding would swamp a small sync after a long schedule).
-    const double past = critical < 0 ? 0.0
-                                     : (ends[critical] - e.pipeline_s) + stage_contention[critical] +
-                                           stage_exposed[critical] + (critical > 0 ? send_delay[critical - 1] : 0.0);
-    k.sync_contention_s = critical >= 0 ? std::min(stage_contention[critical], past) : 0.0;
+                              (spec.recompute ? t.sum(t.fwd_comm_by_kind[kind], first, last) : 0.0));
+    k.comm_s[index_of(CommKind::point_to_point)] +=
+        m * (times.recv_forward[times.slowest] + times.recv_backward[times.slowest]);
+}
+}  // namespace
+
+StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, const PipelineSpec& spec,
+                                const std::vector<LayerSync>& sync, bool keep_stages) {
+    StageEvaluation e;
+    CostBreakdown& k = e.cost;
+    k.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
+    if (!t.plan.cost.feasible) k.set_infeasible(t.plan.cost.infeasibility, t.plan.cost.reason);
+    const int S = spec.stages;
+    const StageTimes times = stage_times(model, t, spec);
+    const StageSyncs syncs = stage_syncs(t, spec, sync);
+    const std::vector<double> delay = send_delays(model, t, spec, syncs);
+    const bool delayed = std::any_of(delay.begin(), delay.end(), [](double d) { return d > 0; });
+
+    // The schedule itself: when every stage's last backward ends (GPipe: the forwards, then the
+    // backwards, fill and drain separately; 1F1B: its dependency graph, exactly, whichever stage
+    // is the slowest). Stage 0's is the makespan.
+    const std::vector<double> ends = last_backward_ends(times.forward, times.backward, spec.schedule,
+                                                        spec.micro_batches, delayed ? delay : std::vector<double>{});
+    e.pipeline_s = ends[0];
+    e.balance = times.max_fb > 0 ? times.max_fb / (times.total_fb / S) : 1;
+    e.cut_bytes = times.cut_bytes;
+    // The stage whose synchronisation ends last past the schedule, and by how much: summed from its
+    // parts (not as an end time minus pipeline_s, whose rounding would swamp a small sync after a
+    // long schedule).
+    double latest = e.pipeline_s, past = 0;
+    int critical = -1;
+    for (int s = 0; s < S; ++s) {
+        const double beyond =
+            (ends[s] - e.pipeline_s) + syncs.contention[s] + syncs.exposed[s] + (s > 0 ? delay[s - 1] : 0.0);
+        if (e.pipeline_s + beyond > latest) latest = e.pipeline_s + beyond, past = beyond, critical = s;
+    }
+
+    // The breakdown from the slowest stage's point of view: its M micro-batches of work, the
+    // bubble (the schedule's idle time on top of them) and the synchronisation past the schedule.
+    slowest_stage_work(t, spec, times, k);
+    k.sync_total_s = syncs.max_total;  // the exposed part comes from one stage's, so never exceeds this
+    k.bubble_s = std::max(0.0, e.pipeline_s - spec.micro_batches * times.max_fb);
+    k.sync_contention_s = critical >= 0 ? std::min(syncs.contention[critical], past) : 0.0;
     k.sync_exposed_s = past - k.sync_contention_s;
     k.iteration_s = e.pipeline_s + past;
+
+    // Memory: the plan's is its largest stage's.
+    const std::vector<MemoryBreakdown> memory = stage_memories(t, spec);
+    const int worst = static_cast<int>(
+        std::max_element(memory.begin(), memory.end(),
+                         [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); }) -
+        memory.begin());
     const MemoryBreakdown& w = memory[worst];
     k.weights_bytes = w.weights;
     k.gradients_bytes = w.gradients;
@@ -308,21 +353,20 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
         k.set_infeasible(Infeasibility::memory,
                          over_memory_reason(k.memory_bytes, model.cluster().device,
                                             spec.active() ? "stage " + std::to_string(worst) : ""));
-    if (keep_stages) {
+    if (keep_stages)
         for (int s = 0; s < S; ++s) {
             StageCost sc;
-            sc.first = stage_range(spec, s, L).first;
-            sc.last = stage_range(spec, s, L).last;
-            sc.forward_s = F[s];
-            sc.backward_s = B[s];
-            sc.recv_forward_s = recv_f[s];
-            sc.recv_backward_s = recv_b[s];
-            sc.sync_s = stage_sync[s];
+            sc.first = stage_range(spec, s, t.layer_count).first;
+            sc.last = stage_range(spec, s, t.layer_count).last;
+            sc.forward_s = times.forward[s];
+            sc.backward_s = times.backward[s];
+            sc.recv_forward_s = times.recv_forward[s];
+            sc.recv_backward_s = times.recv_backward[s];
+            sc.sync_s = syncs.total[s];
             sc.memory_bytes = memory[s].total();
             sc.boundary_bytes = s + 1 < S ? t.boundary_total[sc.last + 1] : 0.0;
             e.stages.push_back(sc);
         }
-    }
     return e;
 }
 
