@@ -3,9 +3,9 @@
 #include <cstdio>
 #include <sstream>
 
+#include "common/timeline.hpp"
 #include "common/units.hpp"
 #include "planner/plan.hpp"
-#include "reports/trace.hpp"
 #include "simulator/simulator.hpp"
 
 namespace dnnplan::simulator {
@@ -153,22 +153,22 @@ std::string result_csv(const SimResult& result, const planner::CostBreakdown& pr
 }
 
 Json chrome_trace(const SimResult& result) {
-    // The shared timeline convention (reports/trace.hpp): source "simulated", rank r's main stream
+    // The shared timeline convention (common/timeline.hpp): source "simulated", rank r's main stream
     // on tid 2r and its gradient-synchronisation stream on tid 2r + 1, microseconds.
-    std::vector<reports::TraceEvent> events;
+    std::vector<TraceEvent> events;
     events.reserve(result.slices.size());
     for (const Slice& s : result.slices) {
-        reports::TraceEvent e;
+        TraceEvent e;
         e.name = s.name;
         e.category = s.cat;
-        e.source = reports::TraceSource::simulated;
+        e.source = TraceSource::simulated;
         e.rank = s.rank;
         e.sync_lane = s.track == 1;
         e.start_s = s.start_s;
         e.duration_s = s.duration_s;
         events.push_back(std::move(e));
     }
-    return reports::chrome_trace(events);
+    return dnnplan::chrome_trace(events);
 }
 
 }  // namespace dnnplan::simulator

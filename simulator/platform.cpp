@@ -40,6 +40,101 @@ NetworkModel parse_network_model(const std::string& name, const std::string& fil
 
 namespace {
 
+// CM02 without cross traffic is latency + size / bandwidth per message with max-min sharing:
+// the alpha-beta model the planner uses, so any difference is contention or topology.
+void set_network_model(sg4::Engine& engine, NetworkModel model) {
+    switch (model) {
+        case NetworkModel::cm02:
+            engine.set_config("network/model:CM02");
+            engine.set_config("network/crosstraffic:0");
+            break;
+        case NetworkModel::lv08:
+            engine.set_config("network/model:LV08");
+            break;
+        case NetworkModel::smpi:
+            engine.set_config("network/model:SMPI");
+            break;
+    }
+}
+
+// Natural order: "h2" before "h10".
+bool natural_less(const std::string& a, const std::string& b) {
+    std::size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+        if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+            std::size_t i2 = i, j2 = j;
+            while (i2 < a.size() && std::isdigit(static_cast<unsigned char>(a[i2]))) ++i2;
+            while (j2 < b.size() && std::isdigit(static_cast<unsigned char>(b[j2]))) ++j2;
+            std::string na = a.substr(i, i2 - i), nb = b.substr(j, j2 - j);
+            na.erase(0, std::min(na.find_first_not_of('0'), na.size()));
+            nb.erase(0, std::min(nb.find_first_not_of('0'), nb.size()));
+            if (na.size() != nb.size()) return na.size() < nb.size();
+            if (na != nb) return na < nb;
+            i = i2;
+            j = j2;
+        } else {
+            if (a[i] != b[j]) return a[i] < b[j];
+            ++i;
+            ++j;
+        }
+    }
+    return a.size() - i < b.size() - j;
+}
+
+std::string format_number(double value) {
+    std::ostringstream out;
+    out << value;
+    return out.str();
+}
+
+// The hosts of the loaded platform that run ranks 0..procs-1: the first P in natural name order,
+// or those named by the host list.
+std::vector<sg4::Host*> rank_hosts(const sg4::Engine& engine, int procs, const PlatformOptions& options) {
+    std::vector<sg4::Host*> all = engine.get_all_hosts();
+    if (options.hosts.empty()) {
+        std::sort(all.begin(), all.end(),
+                  [](const sg4::Host* a, const sg4::Host* b) { return natural_less(a->get_name(), b->get_name()); });
+        if (static_cast<int>(all.size()) < procs)
+            throw InputError(options.platform_file, "",
+                             "the platform has " + std::to_string(all.size()) +
+                                 " hosts, fewer than the plan's P = " + std::to_string(procs) + " ranks");
+        return {all.begin(), all.begin() + procs};
+    }
+    std::map<std::string, sg4::Host*> by_name;
+    for (auto* h : all) by_name[h->get_name()] = h;
+    if (static_cast<int>(options.hosts.size()) < procs)
+        throw InputError(options.hosts_source, "",
+                         "the host list names " + std::to_string(options.hosts.size()) +
+                             " hosts, fewer than the plan's P = " + std::to_string(procs) + " ranks");
+    std::vector<sg4::Host*> hosts;
+    for (int r = 0; r < procs; ++r) {
+        auto it = by_name.find(options.hosts[r]);
+        if (it == by_name.end())
+            throw InputError(options.hosts_source, "line " + std::to_string(r + 1),
+                             "host \"" + options.hosts[r] + "\" is not in " + options.platform_file);
+        hosts.push_back(it->second);
+    }
+    return hosts;
+}
+
+BuiltPlatform load_xml_platform(sg4::Engine& engine, int procs, const PlatformOptions& options) {
+    if (!std::filesystem::is_regular_file(options.platform_file))
+        throw InputError(options.platform_file, "", "cannot read the platform file (no such file)");
+    try {
+        engine.load_platform(options.platform_file);
+    } catch (const std::exception& e) {
+        throw InputError(options.platform_file, "", std::string("not a valid SimGrid platform: ") + e.what());
+    }
+    BuiltPlatform built;
+    built.hosts = rank_hosts(engine, procs, options);
+    built.kind = "xml";
+    built.summary = options.platform_file + ": " + std::to_string(engine.get_host_count()) + " hosts, ranks on " +
+                    (options.hosts.empty() ? std::string("the first P hosts in natural name order")
+                                           : "the hosts listed in " + options.hosts_source);
+    return built;
+}
+
+// Builds the cluster's own topology under `root`, one node per leaf.
 struct Builder {
     const clusters::Cluster& cluster;
     int procs;
@@ -47,6 +142,13 @@ struct Builder {
     int per_node;  // devices per node actually used
     int nodes;     // nodes needed for procs ranks
     std::vector<sg4::Host*> hosts;
+    sg4::NetZone* root;
+    double bw, lat;  // the cluster's inter-node link, per device
+    // The topology's links join nodes: they carry a node's whole injection bandwidth (the spec's
+    // inter-node bandwidth is per device), while each device's own NIC inside the node keeps it
+    // to its share.
+    double fabric_bw;
+    std::string devices;  // the summary's words on the devices inside a node ("" for one per node)
 
     // One node: a single host, or for several devices a full zone of `per_node` hosts, each with a
     // private intra-node link (device to device) and a private NIC (device to the rest of the
@@ -90,137 +192,42 @@ struct Builder {
         zone->seal();
         return {zone->get_netpoint(), gateway};
     }
-};
 
-// Natural order: "h2" before "h10".
-bool natural_less(const std::string& a, const std::string& b) {
-    std::size_t i = 0, j = 0;
-    while (i < a.size() && j < b.size()) {
-        if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
-            std::size_t i2 = i, j2 = j;
-            while (i2 < a.size() && std::isdigit(static_cast<unsigned char>(a[i2]))) ++i2;
-            while (j2 < b.size() && std::isdigit(static_cast<unsigned char>(b[j2]))) ++j2;
-            std::string na = a.substr(i, i2 - i), nb = b.substr(j, j2 - j);
-            na.erase(0, std::min(na.find_first_not_of('0'), na.size()));
-            nb.erase(0, std::min(nb.find_first_not_of('0'), nb.size()));
-            if (na.size() != nb.size()) return na.size() < nb.size();
-            if (na != nb) return na < nb;
-            i = i2;
-            j = j2;
-        } else {
-            if (a[i] != b[j]) return a[i] < b[j];
-            ++i;
-            ++j;
-        }
-    }
-    return a.size() - i < b.size() - j;
-}
-
-std::string format_number(double value) {
-    std::ostringstream out;
-    out << value;
-    return out.str();
-}
-
-}  // namespace
-
-BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& cluster, int procs, double host_speed,
-                             const PlatformOptions& options) {
-    // CM02 without cross traffic is latency + size / bandwidth per message with max-min sharing:
-    // the alpha-beta model the planner uses, so any difference is contention or topology.
-    switch (options.network_model) {
-        case NetworkModel::cm02:
-            engine.set_config("network/model:CM02");
-            engine.set_config("network/crosstraffic:0");
-            break;
-        case NetworkModel::lv08:
-            engine.set_config("network/model:LV08");
-            break;
-        case NetworkModel::smpi:
-            engine.set_config("network/model:SMPI");
-            break;
-    }
-    BuiltPlatform built;
-    if (!options.platform_file.empty()) {
-        if (!std::filesystem::is_regular_file(options.platform_file))
-            throw InputError(options.platform_file, "", "cannot read the platform file (no such file)");
-        try {
-            engine.load_platform(options.platform_file);
-        } catch (const std::exception& e) {
-            throw InputError(options.platform_file, "", std::string("not a valid SimGrid platform: ") + e.what());
-        }
-        std::vector<sg4::Host*> all = engine.get_all_hosts();
-        std::map<std::string, sg4::Host*> by_name;
-        for (auto* h : all) by_name[h->get_name()] = h;
-        if (options.hosts.empty()) {
-            std::sort(all.begin(), all.end(), [](const sg4::Host* a, const sg4::Host* b) {
-                return natural_less(a->get_name(), b->get_name());
+    // SimGrid's cluster zones call this for each leaf: one node whose NICs have `link_lat`.
+    sg4::ClusterCallbacks leaf_nodes(double link_lat) {
+        return sg4::ClusterCallbacks(
+            [this, link_lat](sg4::NetZone* zone, const std::vector<unsigned long>&, unsigned long id) {
+                return node(zone, static_cast<int>(id), link_lat);
             });
-            if (static_cast<int>(all.size()) < procs)
-                throw InputError(options.platform_file, "",
-                                 "the platform has " + std::to_string(all.size()) +
-                                     " hosts, fewer than the plan's P = " + std::to_string(procs) + " ranks");
-            built.hosts.assign(all.begin(), all.begin() + procs);
-        } else {
-            if (static_cast<int>(options.hosts.size()) < procs)
-                throw InputError(options.hosts_source, "",
-                                 "the host list names " + std::to_string(options.hosts.size()) +
-                                     " hosts, fewer than the plan's P = " + std::to_string(procs) + " ranks");
-            for (int r = 0; r < procs; ++r) {
-                auto it = by_name.find(options.hosts[r]);
-                if (it == by_name.end())
-                    throw InputError(options.hosts_source, "line " + std::to_string(r + 1),
-                                     "host \"" + options.hosts[r] + "\" is not in " + options.platform_file);
-                built.hosts.push_back(it->second);
-            }
-        }
-        built.kind = "xml";
-        built.summary = options.platform_file + ": " + std::to_string(all.size()) + " hosts, ranks on " +
-                        (options.hosts.empty() ? std::string("the first P hosts in natural name order")
-                                               : "the hosts listed in " + options.hosts_source);
-        return built;
     }
 
-    const int d = std::max(1, std::min(cluster.devices_per_node, procs));
-    const int nodes = (procs + d - 1) / d;
-    Builder b{cluster, procs, host_speed, d, nodes, std::vector<sg4::Host*>(procs, nullptr)};
-    const double bw = cluster.inter_node.bandwidth_Bps;
-    const double lat = cluster.inter_node.latency_s;
-    // The topology's links join nodes: they carry a node's whole injection bandwidth (the spec's
-    // inter-node bandwidth is per device), while each device's own NIC inside the node keeps it
-    // to its share.
-    const double fabric_bw = bw * d;
-    const auto& topo = cluster.topology;
-    const std::string kind = options.topology == "star" ? "star" : clusters::to_string(topo.kind);
-    std::string devices = d > 1 ? ", " + std::to_string(d) + " devices per node (private intra-node links of " +
-                                      format_number(cluster.intra_node.bandwidth_Bps) + " B/s and one NIC each)"
-                                : "";
-
-    auto* root = sg4::create_star_zone("dnnplan");
-    if (kind == "star" || kind == "crossbar") {
-        // Private split-duplex links: a message crosses the sender's up link and the receiver's
-        // down link, latency lat/2 each, so it costs lat + n/bw exactly as the model's alpha-beta.
-        if (d == 1) {
+    // Private split-duplex links: a message crosses the sender's up link and the receiver's
+    // down link, latency lat/2 each, so it costs lat + n/bw exactly as the model's alpha-beta.
+    BuiltPlatform star() {
+        if (per_node == 1) {
             for (int r = 0; r < procs; ++r) {
-                sg4::Host* host = root->create_host("rank" + std::to_string(r), host_speed);
+                sg4::Host* host = root->create_host("rank" + std::to_string(r), speed);
                 auto* link = root->create_split_duplex_link("link" + std::to_string(r), bw)->set_latency(lat / 2);
                 root->add_route(host->get_netpoint(), nullptr, nullptr, nullptr, {{link, Direction::UP}}, true);
-                b.hosts[r] = host;
+                hosts[r] = host;
             }
         } else {
             for (int n = 0; n < nodes; ++n) {
-                auto [point, gateway] = b.node(root, n, lat / 2);
+                auto [point, gateway] = node(root, n, lat / 2);
                 root->add_route(point, nullptr, gateway, nullptr, {}, true);
             }
         }
+        BuiltPlatform built;
         built.kind = "star";
         built.link_bandwidth_Bps = bw;
         built.link_latency_s = lat / 2;
         built.summary = "star of " + std::to_string(nodes) + " nodes with private split-duplex links (" +
                         format_number(bw) + " B/s, latency " + format_number(lat / 2) + " s each way)" + devices;
-    } else if (kind == "fat_tree") {
+        return built;
+    }
+
+    BuiltPlatform fat_tree(const clusters::Topology& topo, double over) {
         const int levels = topo.fat_tree_levels, arity = topo.fat_tree_arity;
-        const double over = options.oversubscription > 0 ? options.oversubscription : topo.oversubscription;
         // Only as many top-level subtrees as the nodes need; a leaf switch has `arity` nodes below
         // and arity / oversubscription up-links (SimGrid's links all have one bandwidth, so the
         // oversubscription is a count of links); higher levels are non-blocking, as the spec says.
@@ -234,13 +241,11 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
         if (levels > 1) up[1] = leaf_up;
         // The longest route climbs every level and back: 2 x levels links share the latency.
         const double link_lat = lat / (2.0 * levels);
-        sg4::ClusterCallbacks callbacks(
-            [&b, link_lat](sg4::NetZone* zone, const std::vector<unsigned long>&, unsigned long id) {
-                return b.node(zone, static_cast<int>(id), link_lat);
-            });
-        auto* tree = sg4::create_fatTree_zone("fat_tree", root, sg4::FatTreeParams(levels, down, up, count), callbacks,
-                                              fabric_bw, link_lat, sg4::Link::SharingPolicy::SPLITDUPLEX);
+        auto* tree =
+            sg4::create_fatTree_zone("fat_tree", root, sg4::FatTreeParams(levels, down, up, count),
+                                     leaf_nodes(link_lat), fabric_bw, link_lat, sg4::Link::SharingPolicy::SPLITDUPLEX);
         tree->seal();
+        BuiltPlatform built;
         built.kind = "fat_tree";
         built.link_bandwidth_Bps = fabric_bw;
         built.link_latency_s = link_lat;
@@ -249,39 +254,42 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
                         std::to_string(leaf_up) + " up-links per leaf switch (oversubscription " +
                         format_number(effective) + ":1), links " + format_number(fabric_bw) + " B/s and " +
                         format_number(link_lat) + " s, " + std::to_string(nodes) + " nodes used" + devices;
-    } else if (kind == "torus") {
+        return built;
+    }
+
+    BuiltPlatform torus(const clusters::Topology& topo) {
         std::vector<unsigned long> dims(topo.torus_dims.begin(), topo.torus_dims.end());
         const double link_lat = lat / 2;
-        sg4::ClusterCallbacks callbacks(
-            [&b, link_lat](sg4::NetZone* zone, const std::vector<unsigned long>&, unsigned long id) {
-                return b.node(zone, static_cast<int>(id), link_lat);
-            });
-        auto* torus = sg4::create_torus_zone("torus", root, dims, callbacks, fabric_bw, link_lat,
+        auto* torus = sg4::create_torus_zone("torus", root, dims, leaf_nodes(link_lat), fabric_bw, link_lat,
                                              sg4::Link::SharingPolicy::SPLITDUPLEX);
         torus->seal();
         std::string extent;
-        for (auto x : dims) extent += (extent.empty() ? "" : "x") + std::to_string(x);
+        for (auto x : dims) {
+            if (!extent.empty()) extent += "x";
+            extent += std::to_string(x);
+        }
+        BuiltPlatform built;
         built.kind = "torus";
         built.link_bandwidth_Bps = fabric_bw;
         built.link_latency_s = link_lat;
         built.summary = "torus " + extent + ", links " + format_number(fabric_bw) + " B/s and " +
                         format_number(link_lat) + " s per hop, " + std::to_string(nodes) + " nodes used" + devices;
-    } else {  // dragonfly
+        return built;
+    }
+
+    BuiltPlatform dragonfly(const clusters::Topology& topo) {
         const unsigned per_group =
             static_cast<unsigned>(topo.dragonfly_routers_per_group * topo.dragonfly_nodes_per_router);
         unsigned groups =
             std::clamp<unsigned>((nodes + per_group - 1) / per_group, 1, static_cast<unsigned>(topo.dragonfly_groups));
         const double link_lat = lat / 2;
-        sg4::ClusterCallbacks callbacks(
-            [&b, link_lat](sg4::NetZone* zone, const std::vector<unsigned long>&, unsigned long id) {
-                return b.node(zone, static_cast<int>(id), link_lat);
-            });
         auto* fly = sg4::create_dragonfly_zone(
             "dragonfly", root,
             sg4::DragonflyParams({groups, 1}, {1, 1}, {static_cast<unsigned>(topo.dragonfly_routers_per_group), 1},
                                  static_cast<unsigned>(topo.dragonfly_nodes_per_router)),
-            callbacks, fabric_bw, link_lat, sg4::Link::SharingPolicy::SPLITDUPLEX);
+            leaf_nodes(link_lat), fabric_bw, link_lat, sg4::Link::SharingPolicy::SPLITDUPLEX);
         fly->seal();
+        BuiltPlatform built;
         built.kind = "dragonfly";
         built.link_bandwidth_Bps = fabric_bw;
         built.link_latency_s = link_lat;
@@ -290,8 +298,44 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
                         std::to_string(topo.dragonfly_nodes_per_router) + " nodes, every link " +
                         format_number(fabric_bw) + " B/s and " + format_number(link_lat) +
                         " s per hop (global links at the same bandwidth)" + devices;
+        return built;
     }
-    root->seal();
+};
+
+}  // namespace
+
+BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& cluster, int procs, double host_speed,
+                             const PlatformOptions& options) {
+    set_network_model(engine, options.network_model);
+    if (!options.platform_file.empty()) return load_xml_platform(engine, procs, options);
+
+    const int d = std::max(1, std::min(cluster.devices_per_node, procs));
+    const double bw = cluster.inter_node.bandwidth_Bps;
+    Builder b{.cluster = cluster,
+              .procs = procs,
+              .speed = host_speed,
+              .per_node = d,
+              .nodes = (procs + d - 1) / d,
+              .hosts = std::vector<sg4::Host*>(procs, nullptr),
+              .root = sg4::create_star_zone("dnnplan"),
+              .bw = bw,
+              .lat = cluster.inter_node.latency_s,
+              .fabric_bw = bw * d,
+              .devices = d > 1 ? ", " + std::to_string(d) + " devices per node (private intra-node links of " +
+                                     format_number(cluster.intra_node.bandwidth_Bps) + " B/s and one NIC each)"
+                               : ""};
+    const auto& topo = cluster.topology;
+    const std::string kind = options.topology == "star" ? "star" : clusters::to_string(topo.kind);
+    BuiltPlatform built;
+    if (kind == "star" || kind == "crossbar")
+        built = b.star();
+    else if (kind == "fat_tree")
+        built = b.fat_tree(topo, options.oversubscription > 0 ? options.oversubscription : topo.oversubscription);
+    else if (kind == "torus")
+        built = b.torus(topo);
+    else  // dragonfly
+        built = b.dragonfly(topo);
+    b.root->seal();
     built.hosts = std::move(b.hosts);
     return built;
 }

@@ -66,8 +66,9 @@ struct SimResult {
     std::vector<Slice> slices;                          // with SimOptions::timeline
 };
 
-// The replayed program, rank-independent: per layer in forward order, then backward order, the
-// compute seconds and the plan's CommCalls (pointers into the ScoredPlan).
+// The replayed program of a layer-parallel plan (ReplayProgram; planner::Schedule is something
+// else, a pipeline's operation order), rank-independent: per layer in forward order, then backward
+// order, the compute seconds and the plan's CommCalls (pointers into the ScoredPlan).
 struct Step {
     enum class Type { compute, comm, sync_ready } type = Type::compute;
     int layer = 0;
@@ -75,7 +76,7 @@ struct Step {
     double seconds = 0;                       // compute
     const planner::CommCall* call = nullptr;  // comm
 };
-struct Schedule {
+struct ReplayProgram {
     std::vector<Step> main;                                   // forward then backward
     std::vector<std::vector<const planner::CommCall*>> sync;  // per sync_ready step, in order
     bool overlap_sync = true;
@@ -83,7 +84,7 @@ struct Schedule {
 // Forward: each layer's incoming redistributions and halos, its compute, its other forward calls.
 // Backward (reverse order): halos, compute, the other backward calls, then its weight-gradient
 // all-reduce handed to the sync stream (overlapped) or run at the end (no overlap).
-Schedule build_schedule(const planner::CostModel& model, const planner::ScoredPlan& plan);
+ReplayProgram build_replay_program(const planner::CostModel& model, const planner::ScoredPlan& plan);
 
 // Where member `index` of a group of `group` (size, per_node) that contains `rank` lives, and
 // which member `rank` is. Group members are laid out as the cost model assumes: per_node

@@ -8,9 +8,9 @@
 #include <iomanip>
 #include <sstream>
 
+#include "common/timeline.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
-#include "reports/trace.hpp"
 
 namespace dnnplan::validators {
 
@@ -335,19 +335,19 @@ std::string results_text(const Json& results) {
 }
 
 Json trace_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results) {
-    // The shared timeline convention of reports/trace.hpp: source "measured", one pid per plan,
+    // The shared timeline convention of common/timeline.hpp: source "measured", one pid per plan,
     // per rank a lane for compute and blocking communication and one for gradient synchronisation.
-    std::vector<reports::TraceEvent> events;
+    std::vector<dnnplan::TraceEvent> events;
     std::vector<std::string> labels;
     for (std::size_t k = 0; k < jobs.size(); ++k) {
         labels.push_back(jobs[k].label + ", P = " + std::to_string(jobs[k].model->options().procs));
         for (std::size_t r = 0; r < results[k].trace.size(); ++r)
             for (const TraceEvent& e : results[k].trace[r]) {
-                reports::TraceEvent t;
+                dnnplan::TraceEvent t;  // the file format, not the runner's own TraceEvent
                 t.name = e.name;
                 bool compute = e.op == Op::fwd_compute || e.op == Op::bwd_compute || e.op == Op::optimizer;
                 t.category = compute ? "compute" : to_string(e.op);
-                t.source = reports::TraceSource::measured;
+                t.source = TraceSource::measured;
                 t.plan = static_cast<int>(k);
                 t.rank = static_cast<int>(r);
                 t.sync_lane = e.op == Op::sync;
@@ -356,7 +356,7 @@ Json trace_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& 
                 events.push_back(std::move(t));
             }
     }
-    return reports::chrome_trace(events, labels);
+    return dnnplan::chrome_trace(events, labels);
 }
 
 }  // namespace dnnplan::validators

@@ -53,7 +53,7 @@ double kendall_tau(const std::vector<double>& a, const std::vector<double>& b);
 Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results, const RunOptions& options,
                   int ranks);
 std::string results_text(const Json& results);
-// Chrome trace event format in the convention of reports/trace.hpp (source "measured").
+// Chrome trace event format in the convention of common/timeline.hpp (source "measured").
 Json trace_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results);
 
 // Tolerances of the checks (issue 6): forward and gradients 1e-10 relative, SGD losses 1e-8.

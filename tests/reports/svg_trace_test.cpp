@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <regex>
 
+#include "common/timeline.hpp"
 #include "reports/svg_chart.hpp"
 #include "reports/trace.hpp"
 #include "tests/reports/xml_check.hpp"

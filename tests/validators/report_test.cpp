@@ -67,7 +67,7 @@ int main() {
     // takes 2 + 1.024 = 3.024 us. The refined grid step is 1e5^(1/100)^(1/10) ~ 1.2% in latency.
     Calibration c;
     for (double bytes : {128.0, 1024.0, 8192.0, 65536.0, 524288.0})
-        c.primitives.push_back({"halo exchange", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce, 2, bytes, 2e-6 + bytes / 1e9, 0});
+        c.primitives.push_back({"halo exchange", dnnplan::planner::CommPattern::halo_exchange, dnnplan::clusters::Collective::all_reduce, 2, bytes, 2e-6 + bytes / 1e9, 0});
     check(std::abs(c.primitives[1].seconds - 3.024e-6) < 1e-15, "hand value of a 1 KiB halo");
     fit_link_to_primitives(c);
     check(std::abs(c.latency_s / 2e-6 - 1) < 0.02, "fitted latency");

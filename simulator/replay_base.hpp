@@ -1,0 +1,114 @@
+// What the three replays (layers, pipeline, graph partition) share: a rank's clock, the message
+// steps of one CommCall, the timeline slices, and the spawning of the rank and sync actors.
+// Private to simulator/ (SimGrid headers stay out of simulator.hpp).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <simgrid/s4u.hpp>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "simulator/simulator.hpp"
+
+namespace dnnplan::simulator {
+
+namespace sg4 = simgrid::s4u;
+// The plan vocabulary every replay file speaks.
+using planner::CommCall;
+using planner::CommKind;
+using planner::Phase;
+
+// Accumulated seconds of one rank, by what it was doing.
+struct RankClock {
+    double fwd_compute = 0, bwd_compute = 0, sync_total = 0, backward_end = 0, end = 0;
+    planner::PerCommKind by_kind{};  // indexed by CommKind, blocking calls only
+    double idle = 0;  // pipelines: waiting for a neighbour stage's message that was not sent yet (the bubble)
+    std::int64_t messages = 0;
+    std::vector<Slice> slices;
+};
+
+// An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.
+using Boxes = std::unordered_map<long long, sg4::Mailbox*>;
+
+struct ReplayBase {
+    const planner::CostModel& model;
+    double speed = 1;
+    bool timeline = false;
+    std::vector<RankClock> clocks;
+    int dummy = 0;  // Mailbox::put needs a non-null payload; nothing reads it
+
+    // "<layer> <what> (<collective>, <algorithm>)"; a halo has no collective.
+    std::string call_name(const CommCall& call) const;
+
+    static sg4::Mailbox* mailbox(Boxes& boxes, const std::string& channel, int from, int to);
+
+    // One call of `rank`, member `index` of its group (member(i) is the rank of member i): the
+    // steps of its algorithm, each a full-duplex exchange with asynchronous put and get, as
+    // clusters::rank_steps defines them.
+    template <class Member>
+    void run_call(const CommCall& call, int rank, int index, const Member& member, const std::string& channel,
+                  Boxes& boxes, RankClock& clock) {
+        for (const auto& step : call_rank_steps(call, index)) {
+            sg4::CommPtr send, recv;
+            int* received = nullptr;
+            if (step.send_to >= 0) {
+                send = mailbox(boxes, channel, rank, member(step.send_to))
+                           ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
+                ++clock.messages;
+            }
+            if (step.recv_from >= 0)
+                recv = mailbox(boxes, channel, member(step.recv_from), rank)->template get_async<int>(&received);
+            if (send) send->wait();
+            if (recv) recv->wait();
+        }
+    }
+
+    // Appends a slice that started at `start` and ends now (with SimOptions::timeline only).
+    void record(RankClock& clock, int rank, int track, const std::string& cat, double start, const std::string& name);
+
+    // A compute or stage-internal communication step; `member_of(call, body)` calls
+    // body(index, member) with the rank's place in the call's group.
+    template <class MemberOf>
+    void run_step(const Step& step, int rank, const MemberOf& member_of, const std::string& channel, Boxes& boxes,
+                  RankClock& clock, const std::string& suffix, bool as_backward) {
+        const double start = sg4::Engine::get_clock();
+        const auto& layers = model.network().layers;
+        if (step.type == Step::Type::compute) {
+            if (step.seconds <= 0) return;
+            sg4::this_actor::execute(step.seconds * speed);
+            (as_backward ? clock.bwd_compute : clock.fwd_compute) += sg4::Engine::get_clock() - start;
+            record(clock, rank, 0, "compute", start,
+                   layers[step.layer].name + (step.phase == Phase::forward ? " forward" : " backward") + suffix);
+        } else if (step.type == Step::Type::comm) {
+            member_of(*step.call, [&](int index, const auto& member) {
+                run_call(*step.call, rank, index, member, channel, boxes, clock);
+            });
+            clock.by_kind[planner::index_of(step.call->kind)] += sg4::Engine::get_clock() - start;
+            record(clock, rank, 0, "communication", start, call_name(*step.call) + suffix);
+        }
+    }
+
+private:
+    // The message steps of member `index`: the collective's algorithm, a halo exchange, or the
+    // model's single message for a pooling halo.
+    static std::vector<clusters::RankStep> call_rank_steps(const CommCall& call, int index);
+};
+
+// One actor per rank running the replay's main program on its host, and beside it (when the
+// gradient sync overlaps) one running its sync stream; the pair shares two semaphores.
+template <class ReplayType>
+void spawn_rank_actors(ReplayType* replay, const std::vector<sg4::Host*>& hosts, int procs, bool with_sync) {
+    for (int r = 0; r < procs; ++r) {
+        auto ready = sg4::Semaphore::create(0);
+        auto done = sg4::Semaphore::create(0);
+        sg4::Actor::create("rank" + std::to_string(r), hosts[r],
+                           [replay, r, ready, done] { replay->main_actor(r, ready, done); });
+        if (with_sync)
+            sg4::Actor::create("sync" + std::to_string(r), hosts[r],
+                               [replay, r, ready, done] { replay->sync_actor(r, ready, done); });
+    }
+}
+
+}  // namespace dnnplan::simulator

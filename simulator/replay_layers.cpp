@@ -1,0 +1,143 @@
+// The layer-parallel replay: every rank runs the whole network's forward and backward steps (its
+// part of each layer), and its weight-gradient syncs overlapped on a second actor or at the end.
+#include <algorithm>
+#include <memory>
+
+#include "simulator/child.hpp"
+#include "simulator/replay_base.hpp"
+
+namespace dnnplan::simulator {
+
+std::vector<LayerSteps> layer_steps(const networks::Network& network, const planner::ScoredPlan& plan) {
+    const std::size_t n = std::min(network.layers.size(), plan.layers.size());
+    std::vector<LayerSteps> out(n);
+    std::vector<std::vector<const CommCall*>> by_layer(n);
+    for (const CommCall& call : plan.calls)
+        if (call.layer >= 0 && static_cast<std::size_t>(call.layer) < n) by_layer[call.layer].push_back(&call);
+    // Incoming data first (redistribution of the input, halos), then compute, then the rest.
+    auto incoming = [](const CommCall* c) { return c->kind == CommKind::redistribution || c->kind == CommKind::halo; };
+    for (std::size_t i = 1; i < n; ++i) {
+        const int layer = static_cast<int>(i);
+        LayerSteps& l = out[i];
+        for (const CommCall* c : by_layer[i])
+            if (c->phase == Phase::forward && incoming(c))
+                l.forward.push_back({Step::Type::comm, layer, Phase::forward, 0, c});
+        l.forward.push_back({Step::Type::compute, layer, Phase::forward, plan.layers[i].fwd_compute_s, nullptr});
+        for (const CommCall* c : by_layer[i])
+            if (c->phase == Phase::forward && !incoming(c))
+                l.forward.push_back({Step::Type::comm, layer, Phase::forward, 0, c});
+        // The output gradient's halo arrives before the backward compute; the input gradient's
+        // reduction and its redistribution back to the producer follow it.
+        for (const CommCall* c : by_layer[i])
+            if (c->phase == Phase::backward && c->kind == CommKind::halo)
+                l.backward.push_back({Step::Type::comm, layer, Phase::backward, 0, c});
+        l.backward.push_back({Step::Type::compute, layer, Phase::backward, plan.layers[i].bwd_compute_s, nullptr});
+        for (const CommCall* c : by_layer[i])
+            if (c->phase == Phase::backward && c->kind != CommKind::halo)
+                l.backward.push_back({Step::Type::comm, layer, Phase::backward, 0, c});
+        for (const CommCall* c : by_layer[i])
+            if (c->phase == Phase::sync) l.sync.push_back(c);
+    }
+    return out;
+}
+
+ReplayProgram build_replay_program(const planner::CostModel& model, const planner::ScoredPlan& plan) {
+    std::vector<LayerSteps> layers = layer_steps(model.network(), plan);
+    ReplayProgram p;
+    p.overlap_sync = model.options().overlap_sync;
+    for (std::size_t i = 1; i < layers.size(); ++i)
+        p.main.insert(p.main.end(), layers[i].forward.begin(), layers[i].forward.end());
+    for (std::size_t i = layers.size(); i-- > 1;) {
+        p.main.insert(p.main.end(), layers[i].backward.begin(), layers[i].backward.end());
+        if (!layers[i].sync.empty()) {
+            p.main.push_back({Step::Type::sync_ready, static_cast<int>(i), Phase::sync, 0, nullptr});
+            p.sync.push_back(layers[i].sync);
+        }
+    }
+    return p;
+}
+
+namespace {
+
+struct LayerReplay : ReplayBase {
+    const ReplayProgram& program;
+    GroupMap map;
+
+    // Calls `body(index, member)` for `rank` in the call's group, unless the group is incomplete
+    // (its size does not divide P): nothing to replay then.
+    auto member_of(int rank) const {
+        return [this, rank](const CommCall& call, const auto& body) {
+            const int index = map.my_index(call.group, rank);
+            if (index < 0) return;
+            body(index, [&](int i) { return map.member(call.group, rank, i); });
+        };
+    }
+
+    void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
+        RankClock& clock = clocks[rank];
+        Boxes boxes;
+        std::vector<std::size_t> deferred;  // sync groups run after the backward pass (no overlap)
+        std::size_t sync_index = 0;
+        const auto members = member_of(rank);
+        for (const Step& step : program.main) {
+            if (step.type == Step::Type::sync_ready) {
+                if (program.overlap_sync)
+                    ready->release();
+                else
+                    deferred.push_back(sync_index);
+                ++sync_index;
+                continue;
+            }
+            run_step(step, rank, members, "c0", boxes, clock, "", step.phase != Phase::forward);
+        }
+        clock.backward_end = sg4::Engine::get_clock();
+        if (program.overlap_sync) {
+            done->acquire();
+        } else {
+            for (std::size_t k : deferred)
+                for (const CommCall* call : program.sync[k]) run_sync(*call, rank, "c0", boxes, clock, 0);
+        }
+        clock.end = sg4::Engine::get_clock();
+    }
+
+    // The gradient all-reduces of one rank, one at a time in backward order, each started once
+    // its layer's backward pass is done (the cost model's overlap rule).
+    void sync_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
+        RankClock& clock = clocks[rank];
+        Boxes boxes;
+        for (const auto& group : program.sync) {
+            ready->acquire();
+            for (const CommCall* call : group) run_sync(*call, rank, "c1", boxes, clock, 1);
+        }
+        done->release();
+    }
+
+    void run_sync(const CommCall& call, int rank, const std::string& channel, Boxes& boxes, RankClock& clock,
+                  int track) {
+        const double start = sg4::Engine::get_clock();
+        member_of(rank)(
+            call, [&](int index, const auto& member) { run_call(call, rank, index, member, channel, boxes, clock); });
+        clock.sync_total += sg4::Engine::get_clock() - start;
+        record(clock, rank, track, "sync", start, call_name(call));
+    }
+};
+
+}  // namespace
+
+SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
+    return run_in_child(model, [&] {
+        const int procs = static_cast<int>(model.options().procs);
+        const int d = std::max(1, std::min(model.cluster().devices_per_node, procs));
+        ReplayProgram program = build_replay_program(model, plan);
+        std::unique_ptr<LayerReplay> replay;
+        return run_simulation(
+            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
+                replay.reset(new LayerReplay{
+                    {model, speed, options.timeline, std::vector<RankClock>(procs)}, program, GroupMap{procs, d}});
+                spawn_rank_actors(replay.get(), hosts, procs, program.overlap_sync);
+                return replay->clocks;
+            });
+    });
+}
+
+}  // namespace dnnplan::simulator
