@@ -265,131 +265,151 @@ Dist CostModel::segment_output_dist(int layer_index, const Layout& l) const {
     return layer_dists(*network_, layer_index, l, first_out).out;
 }
 
-double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
-                                double sync_weight, double* sync_out) const {
+// Per-layer communication of an anchor under its layout (DESIGN.md section 3a).
+CostModel::LayerComm CostModel::anchor_communication(int index, const Layout& l, const LocalSizes& local,
+                                                     Recorder* rec) const {
     const Layer& layer = network_->layers[index];
-    const double batch = static_cast<double>(options_.batch);
-    const double b = batch / in.n;  // local batch
-    const double eb = element_bytes_;
-    double fwd_comm = 0, bwd_comm = 0, sync = 0;
-    double work_split = 1;    // how many ways the layer's FLOPs are divided
-    double weight_split = 1;  // how many ways its parameters are divided
-    GroupPlacement sync_group{1, 1};
-    const double in_bytes_local = b * static_cast<double>(input_elements_[index]) * eb / (in.c * in.h * in.w);
-    const double out_bytes_local = b * static_cast<double>(layer.output_elements) * eb / (out.c * out.h * out.w);
     const bool needs_input_grad = layer.bwd_input_flops > 0;
-
-    if (is_anchor_kind(layer.kind)) {
-        work_split = static_cast<double>(l.co) * l.ci * l.h * l.w;
-        weight_split = static_cast<double>(l.co) * l.ci;
-        sync_group = placement(l, true, false, false, true, true);
-        if (layer.kind == LayerKind::attention) {
-            // Megatron: heads split = column-parallel QKV + row-parallel output projection.
-            fwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
-                                   b * layer.output_elements * eb, index, Phase::forward,
+    LayerComm comm;
+    if (layer.kind == LayerKind::attention) {
+        // Megatron: heads split = column-parallel QKV + row-parallel output projection.
+        comm.forward += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
+                                   local.batch * layer.output_elements * element_bytes_, index, Phase::forward,
                                    "attention output (row-parallel projection)", rec);
-            if (needs_input_grad)
-                bwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
-                                       b * input_elements_[index] * eb, index, Phase::backward,
-                                       "input gradient (column-parallel QKV)", rec);
-        } else if (layer.kind != LayerKind::embedding) {
-            // Pci (row split): partial sums of the output are summed over the ci group.
-            if (l.ci > 1)
-                fwd_comm += collective(Collective::all_reduce, placement(l, false, false, true, false, false),
-                                       out_bytes_local, index, Phase::forward, "output partial sums (row split)", rec);
-            // Pco (model): each output shard yields a partial input gradient (Gholami: AR over Pr).
-            if (l.co > 1 && needs_input_grad)
-                bwd_comm += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
-                                       in_bytes_local, index, Phase::backward, "input gradient (model split)", rec);
-            // Domain: halo of the input forward and of the output gradient backward.
-            if ((l.h > 1 || l.w > 1) && is_spatial(layer)) {
-                const auto& x = network_->layers[layer.inputs.front()].output_shape;
-                auto halo = [&](std::int64_t channels, std::int64_t rows_h, std::int64_t cols_w, std::int64_t kh,
-                                std::int64_t kw, std::int64_t dh, std::int64_t dw, Phase phase, const char* what) {
-                    double t = 0;
-                    std::int64_t width_h = (kh / 2) * dh, width_w = (kw / 2) * dw;
-                    // One halo exchange per split dimension (clusters::halo_exchange_seconds).
-                    auto exchange = [&](double bytes, const GroupPlacement& line) {
-                        double s = clusters::halo_exchange_seconds(bytes, line, links_.intra, links_.inter);
-                        if (rec && s > 0)
-                            rec->add(CommCall{index, phase, CommKind::halo, CommPattern::halo_exchange,
-                                              Collective::all_reduce, clusters::Algorithm::ring, line, bytes, s, what});
-                        t += s;
-                    };
-                    if (l.h > 1 && width_h > 0)
-                        exchange(b * channels * width_h * (static_cast<double>(cols_w) / l.w) * eb,
-                                 placement(l, false, false, false, true, false));
-                    if (l.w > 1 && width_w > 0)
-                        exchange(b * channels * width_w * (static_cast<double>(rows_h) / l.h) * eb,
-                                 placement(l, false, false, false, false, true));
-                    return t;
-                };
-                const auto& a = layer.attrs;
-                fwd_comm += halo(x[0] / l.ci, x[1], x[2], a.kernel_h, a.kernel_w, a.dilation_h, a.dilation_w,
-                                 Phase::forward, "halo of the input");
-                if (needs_input_grad || layer.params > 0)
-                    bwd_comm +=
-                        halo(layer.output_shape[0] / l.co, layer.output_shape[1], layer.output_shape[2], a.kernel_h,
-                             a.kernel_w, a.dilation_h, a.dilation_w, Phase::backward, "halo of the output gradient");
-            }
-        }
-    } else {
-        work_split = static_cast<double>(out.c) * out.h * out.w;
-        if (layer.kind == LayerKind::flatten || layer.kind == LayerKind::reshape)
-            work_split = std::max(1.0, static_cast<double>(in.c) * in.h * in.w);
-        weight_split = layer.kind == LayerKind::batchnorm2d ? in.c : 1;
-        sync_group = contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
-        if (layer.kind == LayerKind::batchnorm2d && (in.h > 1 || in.w > 1)) {
-            // Spatially split batch norm needs global statistics (sum and sum of squares) both ways.
-            double stats = 2.0 * layer.output_shape[0] / in.c * 4;
-            auto g = contiguous(static_cast<std::int64_t>(in.h) * in.w);
-            fwd_comm +=
-                collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
-            bwd_comm += collective(Collective::all_reduce, g, stats, index, Phase::backward,
-                                   "batch-norm gradient statistics", rec);
-        }
-        if ((layer.kind == LayerKind::maxpool2d || layer.kind == LayerKind::avgpool2d) && (in.h > 1 || in.w > 1)) {
-            // Overlapping windows (kernel > stride) need the neighbour's edge rows: one-sided halos.
-            const auto& a = layer.attrs;
-            const auto& x = network_->layers[layer.inputs.front()].output_shape;
-            std::int64_t rows = std::max<std::int64_t>(0, a.kernel_h - a.stride_h);
-            std::int64_t cols = std::max<std::int64_t>(0, a.kernel_w - a.stride_w);
-            double bytes = 0;
-            if (in.h > 1) bytes += b * x[0] / in.c * rows * (static_cast<double>(x[2]) / in.w) * eb;
-            if (in.w > 1) bytes += b * x[0] / in.c * cols * (static_cast<double>(x[1]) / in.h) * eb;
-            if (bytes > 0) {
-                double t = clusters::point_to_point_seconds(bytes, links_.inter);
-                fwd_comm += t;
-                bwd_comm += t;
-                if (rec) {
-                    const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
-                    rec->add(CommCall{index, Phase::forward, CommKind::halo, CommPattern::one_sided_halo,
-                                      Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t,
-                                      "pooling halo"});
-                    rec->add(CommCall{index, Phase::backward, CommKind::halo, CommPattern::one_sided_halo,
-                                      Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t,
-                                      "pooling halo gradient"});
-                }
+        if (needs_input_grad)
+            comm.backward += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
+                                        local.batch * input_elements_[index] * element_bytes_, index, Phase::backward,
+                                        "input gradient (column-parallel QKV)", rec);
+        return comm;
+    }
+    if (layer.kind == LayerKind::embedding) return comm;
+    // Pci (row split): partial sums of the output are summed over the ci group.
+    if (l.ci > 1)
+        comm.forward += collective(Collective::all_reduce, placement(l, false, false, true, false, false),
+                                   local.output_bytes, index, Phase::forward, "output partial sums (row split)", rec);
+    // Pco (model): each output shard yields a partial input gradient (Gholami: AR over Pr).
+    if (l.co > 1 && needs_input_grad)
+        comm.backward += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
+                                    local.input_bytes, index, Phase::backward, "input gradient (model split)", rec);
+    // Domain: halo of the input forward and of the output gradient backward.
+    if ((l.h > 1 || l.w > 1) && is_spatial(layer)) {
+        const auto& x = network_->layers[layer.inputs.front()].output_shape;
+        const auto& y = layer.output_shape;
+        comm.forward +=
+            halo_exchange(index, l, local.batch, {x[0] / l.ci, x[1], x[2]}, Phase::forward, "halo of the input", rec);
+        if (needs_input_grad || layer.params > 0)
+            comm.backward += halo_exchange(index, l, local.batch, {y[0] / l.co, y[1], y[2]}, Phase::backward,
+                                           "halo of the output gradient", rec);
+    }
+    return comm;
+}
+
+// One halo exchange per split dimension of a [channels, rows, cols] tensor (per sample), floor(k/2)
+// x dilation rows or columns wide (clusters::halo_exchange_seconds).
+double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
+                                const std::array<std::int64_t, 3>& tensor, Phase phase, const char* what,
+                                Recorder* rec) const {
+    const auto& a = network_->layers[index].attrs;
+    const auto [channels, rows, cols] = tensor;
+    const std::int64_t width_h = (a.kernel_h / 2) * a.dilation_h, width_w = (a.kernel_w / 2) * a.dilation_w;
+    double t = 0;
+    auto exchange = [&](double bytes, const GroupPlacement& line) {
+        const double s = clusters::halo_exchange_seconds(bytes, line, links_.intra, links_.inter);
+        if (rec && s > 0)
+            rec->add(CommCall{index, phase, CommKind::halo, CommPattern::halo_exchange, Collective::all_reduce,
+                              clusters::Algorithm::ring, line, bytes, s, what});
+        t += s;
+    };
+    if (l.h > 1 && width_h > 0)
+        exchange(local_batch * channels * width_h * (static_cast<double>(cols) / l.w) * element_bytes_,
+                 placement(l, false, false, false, true, false));
+    if (l.w > 1 && width_w > 0)
+        exchange(local_batch * channels * width_w * (static_cast<double>(rows) / l.h) * element_bytes_,
+                 placement(l, false, false, false, false, true));
+    return t;
+}
+
+// Per-layer communication of a follower under the dist it reads: batch-norm statistics and the
+// halos of overlapping pooling windows when the image is split.
+CostModel::LayerComm CostModel::follower_communication(int index, const Dist& in, double local_batch,
+                                                       Recorder* rec) const {
+    const Layer& layer = network_->layers[index];
+    LayerComm comm;
+    if (in.h == 1 && in.w == 1) return comm;
+    if (layer.kind == LayerKind::batchnorm2d) {
+        // Spatially split batch norm needs global statistics (sum and sum of squares) both ways.
+        const double stats = 2.0 * layer.output_shape[0] / in.c * 4;
+        const GroupPlacement g = contiguous(static_cast<std::int64_t>(in.h) * in.w);
+        comm.forward +=
+            collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
+        comm.backward +=
+            collective(Collective::all_reduce, g, stats, index, Phase::backward, "batch-norm gradient statistics", rec);
+    }
+    if (layer.kind == LayerKind::maxpool2d || layer.kind == LayerKind::avgpool2d) {
+        // Overlapping windows (kernel > stride) need the neighbour's edge rows: one-sided halos.
+        const auto& a = layer.attrs;
+        const auto& x = network_->layers[layer.inputs.front()].output_shape;
+        const std::int64_t rows = std::max<std::int64_t>(0, a.kernel_h - a.stride_h);
+        const std::int64_t cols = std::max<std::int64_t>(0, a.kernel_w - a.stride_w);
+        const double eb = element_bytes_;
+        double bytes = 0;
+        if (in.h > 1) bytes += local_batch * x[0] / in.c * rows * (static_cast<double>(x[2]) / in.w) * eb;
+        if (in.w > 1) bytes += local_batch * x[0] / in.c * cols * (static_cast<double>(x[1]) / in.h) * eb;
+        if (bytes > 0) {
+            const double t = clusters::point_to_point_seconds(bytes, links_.inter);
+            comm.forward += t;
+            comm.backward += t;
+            if (rec) {
+                const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
+                rec->add(CommCall{index, Phase::forward, CommKind::halo, CommPattern::one_sided_halo,
+                                  Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t, "pooling halo"});
+                rec->add(CommCall{index, Phase::backward, CommKind::halo, CommPattern::one_sided_halo,
+                                  Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t,
+                                  "pooling halo gradient"});
             }
         }
     }
+    return comm;
+}
+
+double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
+                                double sync_weight, double* sync_out) const {
+    const Layer& layer = network_->layers[index];
+    const double eb = element_bytes_;
+    LocalSizes local;
+    local.batch = static_cast<double>(options_.batch) / in.n;
+    local.input_bytes = local.batch * static_cast<double>(input_elements_[index]) * eb / (in.c * in.h * in.w);
+    local.output_bytes = local.batch * static_cast<double>(layer.output_elements) * eb / (out.c * out.h * out.w);
+    const bool anchor = is_anchor_kind(layer.kind);
+
+    // How many ways the layer's FLOPs are divided, and which processes share a weight shard.
+    double work_split =
+        anchor ? static_cast<double>(l.co) * l.ci * l.h * l.w : static_cast<double>(out.c) * out.h * out.w;
+    if (layer.kind == LayerKind::flatten || layer.kind == LayerKind::reshape)
+        work_split = std::max(1.0, static_cast<double>(in.c) * in.h * in.w);
+    const double weight_split = weight_shards(layer.kind, l, in);
+    const GroupPlacement sync_group = anchor ? placement(l, true, false, false, true, true)
+                                             : contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
+    const LayerComm comm =
+        anchor ? anchor_communication(index, l, local, rec) : follower_communication(index, in, local.batch, rec);
     // Weight-gradient synchronisation over the processes that hold the same weight shard but see
     // different data (Gholami: AR(|W| / Pr, Pc)).
-    if (layer.params > 0)
-        sync = collective(Collective::all_reduce, sync_group, layer.params * eb / weight_split, index, Phase::sync,
-                          "weight gradient", rec);
+    const double weight_local = layer.params * eb / weight_split;
+    const double sync = layer.params > 0 ? collective(Collective::all_reduce, sync_group, weight_local, index,
+                                                      Phase::sync, "weight gradient", rec)
+                                         : 0.0;
 
-    double fwd_flops = static_cast<double>(layer.fwd_flops) * b / work_split;
-    double bwd_flops = static_cast<double>(layer.bwd_input_flops + layer.bwd_weight_flops) * b / work_split;
-    double weight_local = layer.params * eb / weight_split;
-    double fwd_c = compute_seconds(fwd_flops, in_bytes_local + out_bytes_local + weight_local);
-    double bwd_c = compute_seconds(bwd_flops, 2 * (in_bytes_local + out_bytes_local) + 2 * weight_local);
+    const double fwd_flops = static_cast<double>(layer.fwd_flops) * local.batch / work_split;
+    const double bwd_flops =
+        static_cast<double>(layer.bwd_input_flops + layer.bwd_weight_flops) * local.batch / work_split;
+    const double fwd_c = compute_seconds(fwd_flops, local.input_bytes + local.output_bytes + weight_local);
+    const double bwd_c = compute_seconds(bwd_flops, 2 * (local.input_bytes + local.output_bytes) + 2 * weight_local);
     if (rec) {
         rec->cost->fwd_compute_s += fwd_c;
         rec->cost->bwd_compute_s += bwd_c;
     }
     if (sync_out) *sync_out += sync;
-    return fwd_c + bwd_c + fwd_comm + bwd_comm + sync_weight * sync;
+    return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync;
 }
 
 double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight,

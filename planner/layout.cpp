@@ -112,6 +112,11 @@ Dist follower_output_dist(const Layer& layer, const Dist& in) {
 }
 }  // namespace
 
+double weight_shards(LayerKind kind, const Layout& layout, const Dist& in) {
+    if (is_anchor_kind(kind)) return static_cast<double>(layout.co) * layout.ci;
+    return kind == LayerKind::batchnorm2d ? in.c : 1.0;
+}
+
 LayerDists layer_dists(const networks::Network& network, int index, const Layout& layout, const Dist& first_input_out) {
     const Layer& layer = network.layers[index];
     if (is_anchor_kind(layer.kind))

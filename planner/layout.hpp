@@ -54,6 +54,10 @@ LayerDists layer_dists(const networks::Network& network, int index, const Layout
 Dist wanted_input_dist(const networks::Network& network, int index, int input_index, const Layout& layout,
                        const Dist& first_input_out);
 
+// How many ways a layer's parameters are divided: anchors over co x ci, batch norm over the
+// channels it reads split, everything else not at all.
+double weight_shards(networks::LayerKind kind, const Layout& layout, const Dist& in);
+
 // "n64 x co8", "n512" (batch only), "1" for a single process.
 std::string to_string(const Layout& layout);
 Json to_json(const Layout& layout);
