@@ -572,6 +572,77 @@ ListSchedule ListScheduler::run() {
     return out_;
 }
 
+// One device's share of a graph partition: its layers' memory inputs and the compute seconds of
+// one micro-batch.
+struct DeviceShare {
+    StageMemoryInput memory;
+    double fwd_compute_s = 0, bwd_compute_s = 0;
+};
+
+// Memory per device (planner/memory.hpp): its layers' weights, gradients and optimizer state,
+// and the activations of all M micro-batches (GPipe keeps them until the backward pass) with
+// the network's input on the device of the first layer.
+std::vector<DeviceShare> device_shares(const LayerTable& table, const PipelineSpec& spec, int layers) {
+    std::vector<DeviceShare> shares(spec.stages);
+    for (int i = 1; i < layers; ++i) {
+        const LayerCost& lc = table.plan.layers[i];
+        DeviceShare& share = shares[spec.device_of[i]];
+        StageMemoryInput& d = share.memory;
+        d.params += lc.local_params;
+        d.weight_bytes += lc.weight_bytes;
+        d.activation_bytes += lc.activation_bytes;
+        d.buffer_bytes = std::max(d.buffer_bytes, table.buffer_bytes[i]);
+        d.working_set_bytes = std::max(d.working_set_bytes, table.working_set_bytes[i]);
+        share.fwd_compute_s += lc.fwd_compute_s;
+        share.bwd_compute_s += lc.bwd_compute_s;
+    }
+    shares[spec.device_of[1]].memory.input_bytes = table.input_bytes;
+    return shares;
+}
+
+// The iteration as the busiest device sees it, the memory as the fullest device holds it.
+CostBreakdown schedule_cost(const CostModel& model, const PipelineSpec& spec, const GraphContext& context,
+                            const ListSchedule& sched, const std::vector<DeviceShare>& shares) {
+    const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
+    const double makespan = sched.makespan, iteration = sched.iteration;
+    StageMemoryOptions memory_options;
+    memory_options.optimizer = context.micro_options.optimizer;
+    memory_options.dtype = context.micro_options.dtype;
+    memory_options.in_flight = M;
+    memory_options.zero_shards = spec.zero ? R : 1;
+    int worst = 0, busiest = 0;
+    std::vector<MemoryBreakdown> memory(k);
+    for (int dev = 0; dev < k; ++dev) {
+        memory[dev] = stage_memory(shares[dev].memory, memory_options);
+        if (memory[dev].total() > memory[worst].total()) worst = dev;
+        if (sched.busy[dev] > sched.busy[busiest]) busiest = dev;
+    }
+    CostBreakdown k_cost;
+    k_cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
+    k_cost.fwd_compute_s = M * shares[busiest].fwd_compute_s;
+    k_cost.bwd_compute_s = M * shares[busiest].bwd_compute_s;
+    double idle = std::max(0.0, makespan - sched.busy[busiest]);
+    k_cost.comm_s[index_of(CommKind::point_to_point)] = std::min(sched.received[busiest], idle);
+    k_cost.bubble_s = idle - k_cost.comm(CommKind::point_to_point);
+    k_cost.sync_total_s = *std::max_element(sched.sync_total.begin(), sched.sync_total.end());
+    // What runs past the schedule: the sync itself, and beyond it what sharing cards with the
+    // transfers added to it.
+    k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
+    k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
+    k_cost.iteration_s = iteration;
+    const MemoryBreakdown& w = memory[worst];
+    k_cost.weights_bytes = w.weights;
+    k_cost.gradients_bytes = w.gradients;
+    k_cost.optimizer_bytes = w.optimizer;
+    k_cost.activations_bytes = w.activations;
+    k_cost.buffers_bytes = w.buffers;
+    k_cost.memory_bytes = w.total();
+    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes)
+        k_cost.set_infeasible(Infeasibility::memory, over_memory_reason(k_cost.memory_bytes, model.cluster().device,
+                                                                        "device " + std::to_string(worst)));
+    return k_cost;
+}
+
 }  // namespace
 
 PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& spec,
@@ -579,7 +650,6 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     PipelineScore out;
     const auto& layers = model.network().layers;
     const int n = static_cast<int>(layers.size());
-    const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
     CostBreakdown& cost = out.plan.cost;
     cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
     std::string problem = graph_partition_problem(model, spec, layouts);
@@ -599,66 +669,12 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
         for (int p : layers[i].inputs)
             if (p > 0) consumers[p].push_back(i);
 
-    ListSchedule sched = ListScheduler(model, spec, context, g, consumers).run();
-    const double makespan = sched.makespan, iteration = sched.iteration;
-    const std::vector<double>&busy = sched.busy, &received = sched.received, &sync_total = sched.sync_total;
-
-    // Memory per device (planner/memory.hpp): its layers' weights, gradients and optimizer state,
-    // and the activations of all M micro-batches (GPipe keeps them until the backward pass) with
-    // the network's input on the device of the first layer.
-    std::vector<StageMemoryInput> device(k);
-    std::vector<double> fwd_c(k, 0.0), bwd_c(k, 0.0);
-    for (int i = 1; i < n; ++i) {
-        const LayerCost& lc = table.plan.layers[i];
-        StageMemoryInput& d = device[spec.device_of[i]];
-        d.params += lc.local_params;
-        d.weight_bytes += lc.weight_bytes;
-        d.activation_bytes += lc.activation_bytes;
-        d.buffer_bytes = std::max(d.buffer_bytes, table.buffer_bytes[i]);
-        d.working_set_bytes = std::max(d.working_set_bytes, table.working_set_bytes[i]);
-        fwd_c[spec.device_of[i]] += lc.fwd_compute_s;
-        bwd_c[spec.device_of[i]] += lc.bwd_compute_s;
-    }
-    device[spec.device_of[1]].input_bytes = table.input_bytes;
-    StageMemoryOptions memory_options;
-    memory_options.optimizer = context.micro_options.optimizer;
-    memory_options.dtype = context.micro_options.dtype;
-    memory_options.in_flight = M;
-    memory_options.zero_shards = spec.zero ? R : 1;
-    int worst = 0, busiest = 0;
-    std::vector<MemoryBreakdown> memory(k);
-    for (int dev = 0; dev < k; ++dev) {
-        memory[dev] = stage_memory(device[dev], memory_options);
-        if (memory[dev].total() > memory[worst].total()) worst = dev;
-        if (busy[dev] > busy[busiest]) busiest = dev;
-    }
+    const ListSchedule sched = ListScheduler(model, spec, context, g, consumers).run();
+    const std::vector<DeviceShare> shares = device_shares(table, spec, n);
     out.plan = std::move(table.plan);
-    CostBreakdown k_cost;
-    k_cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
-    k_cost.fwd_compute_s = M * fwd_c[busiest];
-    k_cost.bwd_compute_s = M * bwd_c[busiest];
-    double idle = std::max(0.0, makespan - busy[busiest]);
-    k_cost.comm_s[index_of(CommKind::point_to_point)] = std::min(received[busiest], idle);
-    k_cost.bubble_s = idle - k_cost.comm(CommKind::point_to_point);
-    k_cost.sync_total_s = *std::max_element(sync_total.begin(), sync_total.end());
-    // What runs past the schedule: the sync itself, and beyond it what sharing cards with the
-    // transfers added to it.
-    k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
-    k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
-    k_cost.iteration_s = iteration;
-    const MemoryBreakdown& w = memory[worst];
-    k_cost.weights_bytes = w.weights;
-    k_cost.gradients_bytes = w.gradients;
-    k_cost.optimizer_bytes = w.optimizer;
-    k_cost.activations_bytes = w.activations;
-    k_cost.buffers_bytes = w.buffers;
-    k_cost.memory_bytes = w.total();
-    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes)
-        k_cost.set_infeasible(Infeasibility::memory, over_memory_reason(k_cost.memory_bytes, model.cluster().device,
-                                                                        "device " + std::to_string(worst)));
-    out.plan.cost = k_cost;
-    out.pipeline_s = makespan;
-    GraphPartition measured = measure(g, spec.device_of, k);
+    out.plan.cost = schedule_cost(model, spec, context, sched, shares);
+    out.pipeline_s = sched.makespan;
+    GraphPartition measured = measure(g, spec.device_of, spec.stages);
     out.balance = measured.balance;
     out.cut_bytes = measured.cut_bytes;
     out.model_flops = model_flops_per_device(model);
