@@ -351,151 +351,296 @@ struct ListSchedule {
 // when its last micro-batch's backward is done, one at a time per device, and occupies both of
 // the device's links of its kind for its seconds. Events in time order, so the sharing is the
 // SimGrid replay's (max-min on a star) wherever one link is the bottleneck.
-ListSchedule list_schedule(const CostModel& model, const PipelineSpec& spec, const GraphContext& context,
-                           const DataflowGraph& g, const std::vector<std::vector<int>>& consumers) {
-    const auto& layers = model.network().layers;
-    const int n = static_cast<int>(layers.size()), k = spec.stages, M = spec.micro_batches;
-    const int d = context.links.devices_per_node;
-    ListSchedule out;
-    out.busy.assign(k, 0.0), out.received.assign(k, 0.0), out.sync_total.assign(k, 0.0);
+class ListScheduler {
+public:
+    ListScheduler(const CostModel& model, const PipelineSpec& spec, const GraphContext& context, const DataflowGraph& g,
+                  const std::vector<std::vector<int>>& consumers);
+    ListSchedule run();
 
-    // Operations per device in order; op id = (backward ? n * M : 0) + m * n + layer.
-    auto op_id = [&](bool backward, int m, int layer) { return (backward ? n * M : 0) + m * n + layer; };
-    std::vector<std::vector<int>> order(k);
-    for (int m = 0; m < M; ++m)
-        for (int i = 1; i < n; ++i) order[spec.device_of[i]].push_back(op_id(false, m, i));
-    for (int m = 0; m < M; ++m)
-        for (int i = n - 1; i >= 1; --i) order[spec.device_of[i]].push_back(op_id(true, m, i));
-    std::vector<int> missing(2 * n * M, 0);  // inputs still in flight per operation
-    for (int m = 0; m < M; ++m)
-        for (int i = 1; i < n; ++i) {
-            for (int p : layers[i].inputs)
-                if (p > 0 && spec.device_of[p] != spec.device_of[i]) ++missing[op_id(false, m, i)];
-            for (int c : consumers[i])
-                if (spec.device_of[c] != spec.device_of[i]) ++missing[op_id(true, m, i)];
-        }
-
+private:
     // A flow: a transfer (latency first, then its bytes) for operation `target`, or a sync.
     struct Flow {
         int from = 0, to = 0, target = -1;  // target < 0: device `from`'s sync
         bool network = true;                // through the network cards, else the intra-node links
         double starts = 0, work = 0;        // bandwidth phase from `starts`; seconds at full rate
     };
-    std::vector<Flow> flows;
-    std::vector<std::vector<double>> sync_queue(k);  // seconds of the syncs waiting, per device
-    std::vector<char> sync_network(k, 1), syncing(k, 0);
-    std::vector<std::size_t> next(k, 0);
-    std::vector<double> device_free(k, 0.0);
-    std::vector<char> running(k, 0);
-    std::vector<int> current(k, -1);
-    double now = 0;
 
-    auto start_sync = [&](int dev) {
-        if (syncing[dev] || sync_queue[dev].empty()) return;
-        Flow f;
-        f.from = f.to = dev;
-        f.network = sync_network[dev];
-        f.starts = now;
-        f.work = sync_queue[dev].front();
-        sync_queue[dev].erase(sync_queue[dev].begin());
-        flows.push_back(f);
-        syncing[dev] = 1;
-    };
-    auto send = [&](int producer, int consumer, int target) {
-        GraphPartitionProgram::Transfer t = context.transfer(model, spec, producer, consumer);
-        const int from = spec.device_of[target >= n * M ? consumer : producer];
-        const int to = spec.device_of[target >= n * M ? producer : consumer];
-        out.received[to] += t.seconds;
-        Flow f;
-        f.from = from, f.to = to, f.target = target;
-        f.network = from / d != to / d;
-        f.starts = now + t.link.latency_s;
-        f.work = t.bytes / t.link.bandwidth_Bps;
-        flows.push_back(f);
-    };
-    // An operation finished: send its output (or gradient) to the devices waiting for it, and
-    // queue the layer's sync after its last micro-batch's backward.
-    auto finish = [&](int dev, int op) {
-        const bool backward = op >= n * M;
-        const int rest = backward ? op - n * M : op, m = rest / n, i = rest % n;
-        if (!backward) {
-            for (int c : consumers[i])
-                if (spec.device_of[c] != dev) send(i, c, op_id(false, m, c));
-        } else {
+    // Operations per device in order; op id = (backward ? n * M : 0) + m * n + layer.
+    int op_id(bool backward, int m, int layer) const { return (backward ? n_ * M_ : 0) + m * n_ + layer; }
+    void order_operations();
+    void start_ready(int dev);
+    void finish(int dev, int op);
+    void send(int producer, int consumer, int target);
+    void queue_sync(int dev, int layer);
+    void start_sync(int dev);
+    // Each device's outgoing (in out_count_) and incoming (in in_count_) link of either kind.
+    int link(int dev, bool network) const { return 2 * dev + (network ? 1 : 0); }
+    void count_flows();
+    double rate(const Flow& f) const;
+    double next_event() const;
+    void complete_flows();
+    void finish_operations();
+
+    const CostModel& model_;
+    const PipelineSpec& spec_;
+    const GraphContext& context_;
+    const DataflowGraph& g_;
+    const std::vector<std::vector<int>>& consumers_;
+    const int n_, k_, M_, d_;
+    ListSchedule out_;
+    std::vector<std::vector<int>> order_;  // per device
+    std::vector<int> missing_;             // inputs still in flight per operation
+    std::vector<Flow> flows_;
+    std::vector<int> out_count_, in_count_;        // flows in their bandwidth phase per link
+    std::vector<std::vector<double>> sync_queue_;  // seconds of the syncs waiting, per device
+    std::vector<char> sync_network_, syncing_;     // per device
+    std::vector<std::size_t> next_;                // per device: its next operation in order_
+    std::vector<double> device_free_;              // per device: when its running operation ends
+    std::vector<char> running_;                    // per device
+    std::vector<int> current_;                     // per device: its running operation
+    double now_ = 0;
+};
+
+ListScheduler::ListScheduler(const CostModel& model, const PipelineSpec& spec, const GraphContext& context,
+                             const DataflowGraph& g, const std::vector<std::vector<int>>& consumers)
+    : model_(model),
+      spec_(spec),
+      context_(context),
+      g_(g),
+      consumers_(consumers),
+      n_(static_cast<int>(model.network().layers.size())),
+      k_(spec.stages),
+      M_(spec.micro_batches),
+      d_(context.links.devices_per_node),
+      sync_queue_(k_),
+      sync_network_(k_, 1),
+      syncing_(k_, 0),
+      next_(k_, 0),
+      device_free_(k_, 0.0),
+      running_(k_, 0),
+      current_(k_, -1) {
+    out_.busy.assign(k_, 0.0), out_.received.assign(k_, 0.0), out_.sync_total.assign(k_, 0.0);
+    order_operations();
+}
+
+void ListScheduler::order_operations() {
+    const auto& layers = model_.network().layers;
+    order_.assign(k_, {});
+    for (int m = 0; m < M_; ++m)
+        for (int i = 1; i < n_; ++i) order_[spec_.device_of[i]].push_back(op_id(false, m, i));
+    for (int m = 0; m < M_; ++m)
+        for (int i = n_ - 1; i >= 1; --i) order_[spec_.device_of[i]].push_back(op_id(true, m, i));
+    missing_.assign(2 * n_ * M_, 0);
+    for (int m = 0; m < M_; ++m)
+        for (int i = 1; i < n_; ++i) {
             for (int p : layers[i].inputs)
-                if (p > 0 && spec.device_of[p] != dev) send(p, i, op_id(true, m, p));
-            if (m == M - 1) {
-                double seconds = 0;
-                for (const CommCall& call : context.sync(model, spec, i)) {  // ZeRO: reduce-scatter + all-gather
-                    seconds += call.seconds;
-                    sync_network[dev] = clusters::node_count(call.group) > 1;
-                }
-                if (seconds > 0) sync_queue[dev].push_back(seconds), out.sync_total[dev] += seconds;
-                start_sync(dev);
-            }
+                if (p > 0 && spec_.device_of[p] != spec_.device_of[i]) ++missing_[op_id(false, m, i)];
+            for (int c : consumers_[i])
+                if (spec_.device_of[c] != spec_.device_of[i]) ++missing_[op_id(true, m, i)];
         }
-    };
-    auto start_ready = [&](int dev) {
-        if (running[dev] || next[dev] >= order[dev].size()) return;
-        const int op = order[dev][next[dev]];
-        if (missing[op] > 0) return;
-        const bool backward = op >= n * M;
-        const int i = (backward ? op - n * M : op) % n;
-        const double seconds = g.seconds[2 * i + (backward ? 1 : 0)];
-        running[dev] = 1, current[dev] = op;
-        device_free[dev] = now + seconds;
-        out.busy[dev] += seconds;
-        ++next[dev];
-    };
+}
 
-    for (int dev = 0; dev < k; ++dev) start_ready(dev);
-    std::vector<int> out_count, in_count;
-    auto link = [&](int dev, bool network) { return 2 * dev + (network ? 1 : 0); };
-    for (;;) {
-        // Rates: equal shares of each link among the flows in their bandwidth phase.
-        out_count.assign(2 * k, 0), in_count.assign(2 * k, 0);
-        for (const Flow& f : flows)
-            if (f.starts <= now) ++out_count[link(f.from, f.network)], ++in_count[link(f.to, f.network)];
-        auto rate = [&](const Flow& f) {
-            return 1.0 / std::max(out_count[link(f.from, f.network)], in_count[link(f.to, f.network)]);
-        };
-        double event = kInf;
-        for (int dev = 0; dev < k; ++dev)
-            if (running[dev]) event = std::min(event, device_free[dev]);
-        for (const Flow& f : flows) event = std::min(event, f.starts > now ? f.starts : now + f.work / rate(f));
-        if (event == kInf) break;
-        for (Flow& f : flows)
-            if (f.starts <= now) f.work -= (event - now) * rate(f);
-        now = event;
-        // Completed flows (a relative tolerance absorbs the rounding of the shares).
-        for (std::size_t x = 0; x < flows.size();) {
-            Flow& f = flows[x];
-            if (f.starts <= now && f.work <= 1e-12 * std::max(1.0, now)) {
-                if (f.target < 0) {
-                    syncing[f.from] = 0;
-                    const int dev = f.from;
-                    flows[x] = flows.back();
-                    flows.pop_back();
-                    start_sync(dev);
-                } else {
-                    --missing[f.target];
-                    flows[x] = flows.back();
-                    flows.pop_back();
-                }
-                continue;
-            }
-            ++x;
-        }
-        for (int dev = 0; dev < k; ++dev)
-            if (running[dev] && device_free[dev] <= now) {
-                running[dev] = 0;
-                finish(dev, current[dev]);
-                out.makespan = std::max(out.makespan, now);
-            }
-        for (int dev = 0; dev < k; ++dev) start_ready(dev);
+void ListScheduler::start_ready(int dev) {
+    if (running_[dev] || next_[dev] >= order_[dev].size()) return;
+    const int op = order_[dev][next_[dev]];
+    if (missing_[op] > 0) return;
+    const bool backward = op >= n_ * M_;
+    const int i = (backward ? op - n_ * M_ : op) % n_;
+    const double seconds = g_.seconds[2 * i + (backward ? 1 : 0)];
+    running_[dev] = 1, current_[dev] = op;
+    device_free_[dev] = now_ + seconds;
+    out_.busy[dev] += seconds;
+    ++next_[dev];
+}
+
+// An operation finished: send its output (or gradient) to the devices waiting for it, and
+// queue the layer's sync after its last micro-batch's backward.
+void ListScheduler::finish(int dev, int op) {
+    const bool backward = op >= n_ * M_;
+    const int rest = backward ? op - n_ * M_ : op, m = rest / n_, i = rest % n_;
+    if (!backward) {
+        for (int c : consumers_[i])
+            if (spec_.device_of[c] != dev) send(i, c, op_id(false, m, c));
+        return;
     }
-    out.iteration = std::max(out.makespan, now);
-    return out;
+    for (int p : model_.network().layers[i].inputs)
+        if (p > 0 && spec_.device_of[p] != dev) send(p, i, op_id(true, m, p));
+    if (m == M_ - 1) queue_sync(dev, i);
+}
+
+void ListScheduler::send(int producer, int consumer, int target) {
+    GraphPartitionProgram::Transfer t = context_.transfer(model_, spec_, producer, consumer);
+    const int from = spec_.device_of[target >= n_ * M_ ? consumer : producer];
+    const int to = spec_.device_of[target >= n_ * M_ ? producer : consumer];
+    out_.received[to] += t.seconds;
+    Flow f;
+    f.from = from, f.to = to, f.target = target;
+    f.network = from / d_ != to / d_;
+    f.starts = now_ + t.link.latency_s;
+    f.work = t.bytes / t.link.bandwidth_Bps;
+    flows_.push_back(f);
+}
+
+void ListScheduler::queue_sync(int dev, int layer) {
+    double seconds = 0;
+    for (const CommCall& call : context_.sync(model_, spec_, layer)) {  // ZeRO: reduce-scatter + all-gather
+        seconds += call.seconds;
+        sync_network_[dev] = clusters::node_count(call.group) > 1;
+    }
+    if (seconds > 0) sync_queue_[dev].push_back(seconds), out_.sync_total[dev] += seconds;
+    start_sync(dev);
+}
+
+void ListScheduler::start_sync(int dev) {
+    if (syncing_[dev] || sync_queue_[dev].empty()) return;
+    Flow f;
+    f.from = f.to = dev;
+    f.network = sync_network_[dev];
+    f.starts = now_;
+    f.work = sync_queue_[dev].front();
+    sync_queue_[dev].erase(sync_queue_[dev].begin());
+    flows_.push_back(f);
+    syncing_[dev] = 1;
+}
+
+// Rates: equal shares of each link among the flows in their bandwidth phase.
+void ListScheduler::count_flows() {
+    out_count_.assign(2 * k_, 0), in_count_.assign(2 * k_, 0);
+    for (const Flow& f : flows_)
+        if (f.starts <= now_) ++out_count_[link(f.from, f.network)], ++in_count_[link(f.to, f.network)];
+}
+
+double ListScheduler::rate(const Flow& f) const {
+    return 1.0 / std::max(out_count_[link(f.from, f.network)], in_count_[link(f.to, f.network)]);
+}
+
+// The next operation's end, flow's start of its bandwidth phase or flow's end at the current rates.
+double ListScheduler::next_event() const {
+    double event = kInf;
+    for (int dev = 0; dev < k_; ++dev)
+        if (running_[dev]) event = std::min(event, device_free_[dev]);
+    for (const Flow& f : flows_) event = std::min(event, f.starts > now_ ? f.starts : now_ + f.work / rate(f));
+    return event;
+}
+
+// Completed flows (a relative tolerance absorbs the rounding of the shares) deliver their input,
+// or free their device for its next sync.
+void ListScheduler::complete_flows() {
+    for (std::size_t x = 0; x < flows_.size();) {
+        Flow& f = flows_[x];
+        if (f.starts <= now_ && f.work <= 1e-12 * std::max(1.0, now_)) {
+            if (f.target < 0) {
+                syncing_[f.from] = 0;
+                const int dev = f.from;
+                flows_[x] = flows_.back();
+                flows_.pop_back();
+                start_sync(dev);
+            } else {
+                --missing_[f.target];
+                flows_[x] = flows_.back();
+                flows_.pop_back();
+            }
+            continue;
+        }
+        ++x;
+    }
+}
+
+void ListScheduler::finish_operations() {
+    for (int dev = 0; dev < k_; ++dev)
+        if (running_[dev] && device_free_[dev] <= now_) {
+            running_[dev] = 0;
+            finish(dev, current_[dev]);
+            out_.makespan = std::max(out_.makespan, now_);
+        }
+}
+
+ListSchedule ListScheduler::run() {
+    for (int dev = 0; dev < k_; ++dev) start_ready(dev);
+    for (;;) {
+        count_flows();
+        const double event = next_event();
+        if (event == kInf) break;
+        for (Flow& f : flows_)
+            if (f.starts <= now_) f.work -= (event - now_) * rate(f);
+        now_ = event;
+        complete_flows();
+        finish_operations();
+        for (int dev = 0; dev < k_; ++dev) start_ready(dev);
+    }
+    out_.iteration = std::max(out_.makespan, now_);
+    return out_;
+}
+
+// One device's share of a graph partition: its layers' memory inputs and the compute seconds of
+// one micro-batch.
+struct DeviceShare {
+    StageMemoryInput memory;
+    double fwd_compute_s = 0, bwd_compute_s = 0;
+};
+
+// Memory per device (planner/memory.hpp): its layers' weights, gradients and optimizer state,
+// and the activations of all M micro-batches (GPipe keeps them until the backward pass) with
+// the network's input on the device of the first layer.
+std::vector<DeviceShare> device_shares(const LayerTable& table, const PipelineSpec& spec, int layers) {
+    std::vector<DeviceShare> shares(spec.stages);
+    for (int i = 1; i < layers; ++i) {
+        const LayerCost& lc = table.plan.layers[i];
+        DeviceShare& share = shares[spec.device_of[i]];
+        StageMemoryInput& d = share.memory;
+        d.params += lc.local_params;
+        d.weight_bytes += lc.weight_bytes;
+        d.activation_bytes += lc.activation_bytes;
+        d.buffer_bytes = std::max(d.buffer_bytes, table.buffer_bytes[i]);
+        d.working_set_bytes = std::max(d.working_set_bytes, table.working_set_bytes[i]);
+        share.fwd_compute_s += lc.fwd_compute_s;
+        share.bwd_compute_s += lc.bwd_compute_s;
+    }
+    shares[spec.device_of[1]].memory.input_bytes = table.input_bytes;
+    return shares;
+}
+
+// The iteration as the busiest device sees it, the memory as the fullest device holds it.
+CostBreakdown schedule_cost(const CostModel& model, const PipelineSpec& spec, const GraphContext& context,
+                            const ListSchedule& sched, const std::vector<DeviceShare>& shares) {
+    const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
+    const double makespan = sched.makespan, iteration = sched.iteration;
+    StageMemoryOptions memory_options;
+    memory_options.optimizer = context.micro_options.optimizer;
+    memory_options.dtype = context.micro_options.dtype;
+    memory_options.in_flight = M;
+    memory_options.zero_shards = spec.zero ? R : 1;
+    int worst = 0, busiest = 0;
+    std::vector<MemoryBreakdown> memory(k);
+    for (int dev = 0; dev < k; ++dev) {
+        memory[dev] = stage_memory(shares[dev].memory, memory_options);
+        if (memory[dev].total() > memory[worst].total()) worst = dev;
+        if (sched.busy[dev] > sched.busy[busiest]) busiest = dev;
+    }
+    CostBreakdown k_cost;
+    k_cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
+    k_cost.fwd_compute_s = M * shares[busiest].fwd_compute_s;
+    k_cost.bwd_compute_s = M * shares[busiest].bwd_compute_s;
+    double idle = std::max(0.0, makespan - sched.busy[busiest]);
+    k_cost.comm_s[index_of(CommKind::point_to_point)] = std::min(sched.received[busiest], idle);
+    k_cost.bubble_s = idle - k_cost.comm(CommKind::point_to_point);
+    k_cost.sync_total_s = *std::max_element(sched.sync_total.begin(), sched.sync_total.end());
+    // What runs past the schedule: the sync itself, and beyond it what sharing cards with the
+    // transfers added to it.
+    k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
+    k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
+    k_cost.iteration_s = iteration;
+    const MemoryBreakdown& w = memory[worst];
+    k_cost.weights_bytes = w.weights;
+    k_cost.gradients_bytes = w.gradients;
+    k_cost.optimizer_bytes = w.optimizer;
+    k_cost.activations_bytes = w.activations;
+    k_cost.buffers_bytes = w.buffers;
+    k_cost.memory_bytes = w.total();
+    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes)
+        k_cost.set_infeasible(Infeasibility::memory, over_memory_reason(k_cost.memory_bytes, model.cluster().device,
+                                                                        "device " + std::to_string(worst)));
+    return k_cost;
 }
 
 }  // namespace
@@ -505,7 +650,6 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     PipelineScore out;
     const auto& layers = model.network().layers;
     const int n = static_cast<int>(layers.size());
-    const int k = spec.stages, M = spec.micro_batches, R = spec.replicas;
     CostBreakdown& cost = out.plan.cost;
     cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
     std::string problem = graph_partition_problem(model, spec, layouts);
@@ -525,66 +669,12 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
         for (int p : layers[i].inputs)
             if (p > 0) consumers[p].push_back(i);
 
-    ListSchedule sched = list_schedule(model, spec, context, g, consumers);
-    const double makespan = sched.makespan, iteration = sched.iteration;
-    const std::vector<double>&busy = sched.busy, &received = sched.received, &sync_total = sched.sync_total;
-
-    // Memory per device (planner/memory.hpp): its layers' weights, gradients and optimizer state,
-    // and the activations of all M micro-batches (GPipe keeps them until the backward pass) with
-    // the network's input on the device of the first layer.
-    std::vector<StageMemoryInput> device(k);
-    std::vector<double> fwd_c(k, 0.0), bwd_c(k, 0.0);
-    for (int i = 1; i < n; ++i) {
-        const LayerCost& lc = table.plan.layers[i];
-        StageMemoryInput& d = device[spec.device_of[i]];
-        d.params += lc.local_params;
-        d.weight_bytes += lc.weight_bytes;
-        d.activation_bytes += lc.activation_bytes;
-        d.buffer_bytes = std::max(d.buffer_bytes, table.buffer_bytes[i]);
-        d.working_set_bytes = std::max(d.working_set_bytes, table.working_set_bytes[i]);
-        fwd_c[spec.device_of[i]] += lc.fwd_compute_s;
-        bwd_c[spec.device_of[i]] += lc.bwd_compute_s;
-    }
-    device[spec.device_of[1]].input_bytes = table.input_bytes;
-    StageMemoryOptions memory_options;
-    memory_options.optimizer = context.micro_options.optimizer;
-    memory_options.dtype = context.micro_options.dtype;
-    memory_options.in_flight = M;
-    memory_options.zero_shards = spec.zero ? R : 1;
-    int worst = 0, busiest = 0;
-    std::vector<MemoryBreakdown> memory(k);
-    for (int dev = 0; dev < k; ++dev) {
-        memory[dev] = stage_memory(device[dev], memory_options);
-        if (memory[dev].total() > memory[worst].total()) worst = dev;
-        if (busy[dev] > busy[busiest]) busiest = dev;
-    }
+    const ListSchedule sched = ListScheduler(model, spec, context, g, consumers).run();
+    const std::vector<DeviceShare> shares = device_shares(table, spec, n);
     out.plan = std::move(table.plan);
-    CostBreakdown k_cost;
-    k_cost.memory_capacity_bytes = static_cast<double>(model.cluster().device.usable_memory_bytes());
-    k_cost.fwd_compute_s = M * fwd_c[busiest];
-    k_cost.bwd_compute_s = M * bwd_c[busiest];
-    double idle = std::max(0.0, makespan - busy[busiest]);
-    k_cost.comm_s[index_of(CommKind::point_to_point)] = std::min(received[busiest], idle);
-    k_cost.bubble_s = idle - k_cost.comm(CommKind::point_to_point);
-    k_cost.sync_total_s = *std::max_element(sync_total.begin(), sync_total.end());
-    // What runs past the schedule: the sync itself, and beyond it what sharing cards with the
-    // transfers added to it.
-    k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
-    k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
-    k_cost.iteration_s = iteration;
-    const MemoryBreakdown& w = memory[worst];
-    k_cost.weights_bytes = w.weights;
-    k_cost.gradients_bytes = w.gradients;
-    k_cost.optimizer_bytes = w.optimizer;
-    k_cost.activations_bytes = w.activations;
-    k_cost.buffers_bytes = w.buffers;
-    k_cost.memory_bytes = w.total();
-    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes)
-        k_cost.set_infeasible(Infeasibility::memory, over_memory_reason(k_cost.memory_bytes, model.cluster().device,
-                                                                        "device " + std::to_string(worst)));
-    out.plan.cost = k_cost;
-    out.pipeline_s = makespan;
-    GraphPartition measured = measure(g, spec.device_of, k);
+    out.plan.cost = schedule_cost(model, spec, context, sched, shares);
+    out.pipeline_s = sched.makespan;
+    GraphPartition measured = measure(g, spec.device_of, spec.stages);
     out.balance = measured.balance;
     out.cut_bytes = measured.cut_bytes;
     out.model_flops = model_flops_per_device(model);

@@ -18,31 +18,156 @@ struct Edge {
     int producer;
 };
 
-// Seconds of all edges from segment `from` (layout lf) into segment `to` (layout lt).
-double edge_seconds(const CostModel& model, const std::vector<Edge>& edges, const Layout& lf, const Layout& lt) {
-    double total = 0;
-    for (const Edge& e : edges) {
-        Dist have = model.segment_output_dist(e.producer, lf);
-        Dist want = model.required_input_dist(e.consumer, lt, e.input_index);
-        if (have == want) continue;
-        double bytes = static_cast<double>(model.options().batch) * model.network().layers[e.producer].output_elements *
-                       dtype_bytes(model.options().dtype);
-        total += model.redistribution_seconds(have, want, bytes);
-    }
-    return total;
+// Bytes of the tensor an edge carries: the producer's output for the whole batch.
+double edge_bytes(const CostModel& model, const Edge& e) {
+    return static_cast<double>(model.options().batch) * model.network().layers[e.producer].output_elements *
+           dtype_bytes(model.options().dtype);
 }
-}  // namespace
 
-namespace {
+// The segment graph: segments are named by their anchors; an edge between two segments is the
+// list of layer edges from one into the other.
+struct SegmentGraph {
+    std::map<std::pair<int, int>, std::vector<Edge>> edges;
+    std::map<int, std::vector<int>> predecessors, successors;
+
+    const std::vector<Edge>& link(int from, int to) const { return find_or_empty(edges, {from, to}); }
+    const std::vector<int>& predecessors_of(int a) const { return find_or_empty(predecessors, a); }
+    const std::vector<int>& successors_of(int a) const { return find_or_empty(successors, a); }
+
+private:
+    template <class Map>
+    static const typename Map::mapped_type& find_or_empty(const Map& map, const typename Map::key_type& key) {
+        static const typename Map::mapped_type empty{};
+        auto it = map.find(key);
+        return it == map.end() ? empty : it->second;
+    }
+};
+
+SegmentGraph segment_graph(const CostModel& model) {
+    const auto& layers = model.network().layers;
+    SegmentGraph graph;
+    for (std::size_t x = 1; x < layers.size(); ++x)
+        for (std::size_t k = 0; k < layers[x].inputs.size(); ++k) {
+            int y = layers[x].inputs[k];
+            int from = model.anchor_of(y), to = model.anchor_of(static_cast<int>(x));
+            if (y == 0 || from == 0 || from == to) continue;
+            auto& list = graph.edges[{from, to}];
+            if (list.empty()) {
+                graph.predecessors[to].push_back(from);
+                graph.successors[from].push_back(to);
+            }
+            list.push_back(Edge{static_cast<int>(x), static_cast<int>(k), y});
+        }
+    return graph;
+}
+
+// Kahn's algorithm, the lowest ready anchor first; layer order when the segments form a cycle.
+std::vector<int> topological_order(const CostModel& model, const SegmentGraph& graph) {
+    const auto& anchors = model.anchors();
+    std::map<int, int> indegree;
+    for (int a : anchors) indegree[a] = static_cast<int>(graph.predecessors_of(a).size());
+    std::vector<int> order;
+    std::vector<int> ready;
+    for (int a : anchors)
+        if (indegree[a] == 0) ready.push_back(a);
+    while (!ready.empty()) {
+        std::sort(ready.begin(), ready.end(), std::greater<>());
+        int a = ready.back();
+        ready.pop_back();
+        order.push_back(a);
+        for (int s : graph.successors_of(a))
+            if (--indegree[s] == 0) ready.push_back(s);
+    }
+    if (order.size() != anchors.size()) order = anchors;
+    return order;
+}
+
+// The DP's main chain: the heaviest path (by forward FLOPs) ending at the last layer's segment.
+std::vector<int> heaviest_chain(const CostModel& model, const SegmentGraph& graph, const std::vector<int>& order) {
+    const auto& layers = model.network().layers;
+    std::map<int, double> path_weight;
+    std::map<int, int> path_prev;
+    for (int a : order) {
+        double own = 0;
+        for (int i : model.segment(a)) own += static_cast<double>(layers[i].fwd_flops);
+        double best = 0;
+        int prev = -1;
+        for (int p : graph.predecessors_of(a))
+            if (path_weight.count(p) && path_weight[p] > best) {
+                best = path_weight[p];
+                prev = p;
+            }
+        path_weight[a] = best + own;
+        path_prev[a] = prev;
+    }
+    int end = model.anchor_of(static_cast<int>(layers.size()) - 1);
+    if (end == 0) end = order.back();
+    std::vector<int> chain;
+    for (int a = end; a >= 0; a = path_prev[a]) chain.push_back(a);
+    std::reverse(chain.begin(), chain.end());
+    return chain;
+}
+
 // One chain link of the DP: the edges' dists on either side as indices into the edge's distinct
 // dists (they take few values), and the redistribution seconds memoised per (have, want) pair.
+// The dists once per candidate on either side, not per pair: a follower's dist walks back to its
+// anchor.
 struct LinkMemo {
     std::size_t link_size = 0;
     std::vector<int> have, want;
     std::vector<std::vector<Dist>> have_values, want_values;
     std::vector<std::vector<double>> pair_seconds;  // per edge: [have * |want| + want], NaN until computed
     std::vector<double> link_bytes;
+
+    bool filled() const { return !link_bytes.empty(); }
+    void fill(const CostModel& model, const std::vector<Edge>& link, const std::vector<Layout>& from,
+              const std::vector<Layout>& to);
+    // Seconds of the whole link from candidate p of the previous segment into candidate c, summed
+    // edge by edge in the link's order.
+    double seconds(const CostModel& model, std::size_t p, std::size_t c);
 };
+
+int index_of(std::vector<Dist>& values, const Dist& d) {
+    auto it = std::find(values.begin(), values.end(), d);
+    if (it != values.end()) return static_cast<int>(it - values.begin());
+    values.push_back(d);
+    return static_cast<int>(values.size()) - 1;
+}
+
+void LinkMemo::fill(const CostModel& model, const std::vector<Edge>& link, const std::vector<Layout>& from,
+                    const std::vector<Layout>& to) {
+    link_size = link.size();
+    have.resize(from.size() * link_size);
+    want.resize(to.size() * link_size);
+    have_values.resize(link_size);
+    want_values.resize(link_size);
+    pair_seconds.resize(link_size);
+    for (std::size_t k = 0; k < link_size; ++k) {
+        const Edge& e = link[k];
+        link_bytes.push_back(edge_bytes(model, e));
+        for (std::size_t p = 0; p < from.size(); ++p)
+            have[p * link_size + k] = index_of(have_values[k], model.segment_output_dist(e.producer, from[p]));
+        for (std::size_t c = 0; c < to.size(); ++c)
+            want[c * link_size + k] =
+                index_of(want_values[k], model.required_input_dist(e.consumer, to[c], e.input_index));
+        pair_seconds[k].assign(have_values[k].size() * want_values[k].size(), std::numeric_limits<double>::quiet_NaN());
+    }
+}
+
+double LinkMemo::seconds(const CostModel& model, std::size_t p, std::size_t c) {
+    double e = 0;
+    for (std::size_t k = 0; k < link_size; ++k) {
+        const int h = have[p * link_size + k], w = want[c * link_size + k];
+        double& pair = pair_seconds[k][static_cast<std::size_t>(h) * want_values[k].size() + w];
+        if (std::isnan(pair)) {
+            const Dist& from = have_values[k][h];
+            const Dist& to = want_values[k][w];
+            pair = from == to ? 0.0 : model.redistribution_seconds(from, to, link_bytes[k]);
+        }
+        e += pair;
+    }
+    return e;
+}
 
 // Every anchor's candidate layouts and their segment costs, evaluated once per search and reused
 // by the DP runs with different sync weights.
@@ -66,240 +191,188 @@ SegmentTable segment_table(const CostModel& model, long long* evaluations) {
     return table;
 }
 
-std::vector<Layout> dp_over_table(const CostModel& model, SegmentTable& table, long long* evaluations,
-                                  double sync_weight);
-}  // namespace
+// A segment's own seconds at one candidate, its sync weighted.
+double own_seconds(const SegmentCost& cost, double sync_weight) { return cost.seconds + sync_weight * cost.sync_s; }
 
-std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluations, double sync_weight) {
-    SegmentTable table = segment_table(model, evaluations);
-    return dp_over_table(model, table, evaluations, sync_weight);
+// The DP along the chain: per position, per candidate, the best total up to it and the
+// predecessor's candidate achieving it.
+struct ChainValues {
+    std::vector<std::vector<double>> value;
+    std::vector<std::vector<int>> choice;
+};
+
+// Candidate indices by ascending value, so that the scan can stop once a value alone reaches the
+// best total.
+std::vector<int> by_value(const std::vector<double>& value) {
+    std::vector<int> sorted(value.size());
+    for (std::size_t c = 0; c < sorted.size(); ++c) sorted[c] = static_cast<int>(c);
+    std::sort(sorted.begin(), sorted.end(), [&](int x, int y) { return value[x] < value[y]; });
+    return sorted;
 }
 
-namespace {
-std::vector<Layout> dp_over_table(const CostModel& model, SegmentTable& table, long long* evaluations,
-                                  double sync_weight) {
-    const auto& layers = model.network().layers;
-    const auto& anchors = model.anchors();
-    std::vector<Layout> result(layers.size());
-    if (anchors.empty()) return result;
-    long long evals = 0;
-
-    // Segment graph: edges between segments, each a list of layer-level edges.
-    std::map<std::pair<int, int>, std::vector<Edge>> edges;
-    std::map<int, std::vector<int>> predecessors, successors;
-    for (std::size_t x = 1; x < layers.size(); ++x)
-        for (std::size_t k = 0; k < layers[x].inputs.size(); ++k) {
-            int y = layers[x].inputs[k];
-            int from = model.anchor_of(y), to = model.anchor_of(static_cast<int>(x));
-            if (y == 0 || from == 0 || from == to) continue;
-            auto& list = edges[{from, to}];
-            if (list.empty()) {
-                predecessors[to].push_back(from);
-                successors[from].push_back(to);
-            }
-            list.push_back(Edge{static_cast<int>(x), static_cast<int>(k), y});
-        }
-
-    // Topological order of segments (Kahn); segments are anchors.
-    std::map<int, int> indegree;
-    for (int a : anchors) indegree[a] = static_cast<int>(predecessors[a].size());
-    std::vector<int> order;
-    std::vector<int> ready;
-    for (int a : anchors)
-        if (indegree[a] == 0) ready.push_back(a);
-    while (!ready.empty()) {
-        std::sort(ready.begin(), ready.end(), std::greater<>());
-        int a = ready.back();
-        ready.pop_back();
-        order.push_back(a);
-        for (int s : successors[a])
-            if (--indegree[s] == 0) ready.push_back(s);
-    }
-    if (order.size() != anchors.size()) order = anchors;  // segment cycle: fall back to layer order
-
-    // The main chain: the heaviest path (by forward FLOPs) ending at the last layer's segment.
-    std::map<int, double> path_weight;
-    std::map<int, int> path_prev;
-    for (int a : order) {
-        double own = 0;
-        for (int i : model.segment(a)) own += static_cast<double>(layers[i].fwd_flops);
-        double best = 0;
-        int prev = -1;
-        for (int p : predecessors[a])
-            if (path_weight.count(p) && path_weight[p] > best) {
-                best = path_weight[p];
-                prev = p;
-            }
-        path_weight[a] = best + own;
-        path_prev[a] = prev;
-    }
-    int end = model.anchor_of(static_cast<int>(layers.size()) - 1);
-    if (end == 0) end = order.back();
-    std::vector<int> chain;
-    for (int a = end; a >= 0; a = path_prev[a]) chain.push_back(a);
-    std::reverse(chain.begin(), chain.end());
-
-    // Exact DP along the chain; skip connections are left to the exact final score.
-    std::vector<std::vector<Layout>> cands(chain.size());
-    std::vector<std::vector<double>> value(chain.size());
-    std::vector<std::vector<int>> choice(chain.size());
-    for (std::size_t i = 0; i < chain.size(); ++i) {
-        cands[i] = table.candidates[chain[i]];
-        value[i].assign(cands[i].size(), std::numeric_limits<double>::infinity());
-        choice[i].assign(cands[i].size(), -1);
-        // Predecessor candidates sorted by value: once a value alone exceeds the best total, stop.
-        std::vector<int> sorted;
-        // The link's dists once per candidate on either side (edge_seconds recomputes them per
-        // pair, and a follower's dist walks back to its anchor); summed in edge_seconds' order.
-        if (table.links.size() != chain.size()) table.links.assign(chain.size(), LinkMemo{});
-        LinkMemo& memo = table.links[i];
-        auto index_of = [](std::vector<Dist>& values, const Dist& d) {
-            auto it = std::find(values.begin(), values.end(), d);
-            if (it != values.end()) return static_cast<int>(it - values.begin());
-            values.push_back(d);
-            return static_cast<int>(values.size()) - 1;
-        };
-        if (i > 0) {
-            sorted.resize(cands[i - 1].size());
-            for (std::size_t c = 0; c < sorted.size(); ++c) sorted[c] = static_cast<int>(c);
-            std::sort(sorted.begin(), sorted.end(), [&](int x, int y) { return value[i - 1][x] < value[i - 1][y]; });
-        }
-        if (i > 0 && memo.link_bytes.empty()) {
-            const std::vector<Edge>& link = edges[{chain[i - 1], chain[i]}];
-            memo.link_size = link.size();
-            memo.have.resize(cands[i - 1].size() * memo.link_size);
-            memo.want.resize(cands[i].size() * memo.link_size);
-            memo.have_values.resize(memo.link_size);
-            memo.want_values.resize(memo.link_size);
-            memo.pair_seconds.resize(memo.link_size);
-            for (std::size_t k = 0; k < memo.link_size; ++k) {
-                const Edge& e = link[k];
-                memo.link_bytes.push_back(static_cast<double>(model.options().batch) *
-                                          model.network().layers[e.producer].output_elements *
-                                          dtype_bytes(model.options().dtype));
-                for (std::size_t p = 0; p < cands[i - 1].size(); ++p)
-                    memo.have[p * memo.link_size + k] =
-                        index_of(memo.have_values[k], model.segment_output_dist(e.producer, cands[i - 1][p]));
-                for (std::size_t c = 0; c < cands[i].size(); ++c)
-                    memo.want[c * memo.link_size + k] = index_of(
-                        memo.want_values[k], model.required_input_dist(e.consumer, cands[i][c], e.input_index));
-                memo.pair_seconds[k].assign(memo.have_values[k].size() * memo.want_values[k].size(),
-                                            std::numeric_limits<double>::quiet_NaN());
-            }
-        }
-        const std::size_t link_size = memo.link_size;
-        for (std::size_t c = 0; c < cands[i].size(); ++c) {
-            const SegmentCost& sc = table.costs[chain[i]][c];
-            double own = sc.seconds + sync_weight * sc.sync_s;
-            if (i == 0) {
-                value[i][c] = own;
-                continue;
-            }
-            double best = std::numeric_limits<double>::infinity();
-            int arg = -1;
-            for (int p : sorted) {
-                if (value[i - 1][p] >= best) break;
-                double e = 0;
-                for (std::size_t k = 0; k < link_size; ++k) {
-                    const int h = memo.have[p * link_size + k], w = memo.want[c * link_size + k];
-                    double& seconds =
-                        memo.pair_seconds[k][static_cast<std::size_t>(h) * memo.want_values[k].size() + w];
-                    if (std::isnan(seconds)) {
-                        const Dist& from = memo.have_values[k][h];
-                        const Dist& to = memo.want_values[k][w];
-                        seconds = from == to ? 0.0 : model.redistribution_seconds(from, to, memo.link_bytes[k]);
-                    }
-                    e += seconds;
-                }
-                ++evals;
-                if (value[i - 1][p] + e < best) {
-                    best = value[i - 1][p] + e;
-                    arg = p;
-                }
-            }
-            value[i][c] = own + best;
-            choice[i][c] = arg;
-        }
-    }
-    std::set<int> assigned;
-    if (!cands.back().empty()) {
-        int c = static_cast<int>(std::min_element(value.back().begin(), value.back().end()) - value.back().begin());
-        for (std::size_t i = chain.size(); i-- > 0 && c >= 0;) {
-            result[chain[i]] = cands[i][c];
-            assigned.insert(chain[i]);
-            c = choice[i][c];
-        }
-    }
-    // Side segments (branches off the chain), greedily against their assigned neighbours.
-    for (int a : order) {
-        if (assigned.count(a)) continue;
-        const auto& cs = table.candidates[a];
+// Position i's values from position i - 1's over their link; the first of equal totals wins.
+void relax_link(const CostModel& model, const std::vector<SegmentCost>& costs, double sync_weight,
+                const std::vector<double>& prev_value, LinkMemo& memo, std::vector<double>& value,
+                std::vector<int>& choice, long long& evals) {
+    const std::vector<int> sorted = by_value(prev_value);
+    for (std::size_t c = 0; c < value.size(); ++c) {
         double best = std::numeric_limits<double>::infinity();
-        // The assigned neighbours' side of every edge is fixed: its dist once, not per candidate.
-        struct Fixed {
-            const Edge* edge;
-            Dist dist;  // the neighbour's output (into a) or required input (out of a)
-            bool into_a;
-            double bytes;
-            int group;                                  // one per neighbour: edge_seconds' subtotal
-            std::vector<std::pair<Dist, double>> seen;  // this side's dists take few values: memo
-        };
-        std::vector<Fixed> fixed;
-        int groups = 0;
-        auto fix = [&](const std::vector<Edge>& list, bool into_a, const Layout& neighbour) {
-            ++groups;
-            for (const Edge& e : list) {
-                double bytes = static_cast<double>(model.options().batch) *
-                               model.network().layers[e.producer].output_elements * dtype_bytes(model.options().dtype);
-                fixed.push_back(Fixed{&e,
-                                      into_a ? model.segment_output_dist(e.producer, neighbour)
-                                             : model.required_input_dist(e.consumer, neighbour, e.input_index),
-                                      into_a,
-                                      bytes,
+        int arg = -1;
+        for (int p : sorted) {
+            if (prev_value[p] >= best) break;
+            double e = memo.seconds(model, static_cast<std::size_t>(p), c);
+            ++evals;
+            if (prev_value[p] + e < best) {
+                best = prev_value[p] + e;
+                arg = p;
+            }
+        }
+        value[c] = own_seconds(costs[c], sync_weight) + best;
+        choice[c] = arg;
+    }
+}
+
+// Exact DP along the chain; skip connections are left to the exact final score.
+ChainValues chain_dp(const CostModel& model, SegmentTable& table, const SegmentGraph& graph,
+                     const std::vector<int>& chain, double sync_weight, long long& evals) {
+    ChainValues dp;
+    dp.value.resize(chain.size());
+    dp.choice.resize(chain.size());
+    if (table.links.size() != chain.size()) table.links.assign(chain.size(), LinkMemo{});
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+        const std::vector<Layout>& cands = table.candidates[chain[i]];
+        const std::vector<SegmentCost>& costs = table.costs[chain[i]];
+        dp.value[i].assign(cands.size(), std::numeric_limits<double>::infinity());
+        dp.choice[i].assign(cands.size(), -1);
+        if (i == 0) {
+            for (std::size_t c = 0; c < cands.size(); ++c) dp.value[i][c] = own_seconds(costs[c], sync_weight);
+            continue;
+        }
+        LinkMemo& memo = table.links[i];
+        if (!memo.filled()) memo.fill(model, graph.link(chain[i - 1], chain[i]), table.candidates[chain[i - 1]], cands);
+        relax_link(model, costs, sync_weight, dp.value[i - 1], memo, dp.value[i], dp.choice[i], evals);
+    }
+    return dp;
+}
+
+// Follows the DP's choices back from the cheapest end; returns the segments it assigned.
+std::set<int> assign_chain(const SegmentTable& table, const std::vector<int>& chain, const ChainValues& dp,
+                           std::vector<Layout>& result) {
+    std::set<int> assigned;
+    if (table.candidates[chain.back()].empty()) return assigned;
+    const std::vector<double>& last = dp.value.back();
+    int c = static_cast<int>(std::min_element(last.begin(), last.end()) - last.begin());
+    for (std::size_t i = chain.size(); i-- > 0 && c >= 0;) {
+        result[chain[i]] = table.candidates[chain[i]][c];
+        assigned.insert(chain[i]);
+        c = dp.choice[i][c];
+    }
+    return assigned;
+}
+
+// An edge between a side segment and an assigned neighbour, whose side is fixed: its dist once,
+// not per candidate.
+struct FixedEdge {
+    const Edge* edge;
+    Dist dist;  // the neighbour's output (into the segment) or required input (out of it)
+    bool into_segment;
+    double bytes;
+    int group;                                  // one per neighbour, summed as a subtotal
+    std::vector<std::pair<Dist, double>> seen;  // the segment's side takes few dists: memo
+};
+
+// The fixed edges of segment a, grouped by assigned neighbour, predecessors first.
+std::vector<FixedEdge> fixed_edges(const CostModel& model, const SegmentGraph& graph, int a,
+                                   const std::set<int>& assigned, const std::vector<Layout>& result, int& groups) {
+    std::vector<FixedEdge> fixed;
+    groups = 0;
+    auto fix = [&](const std::vector<Edge>& list, bool into_segment, const Layout& neighbour) {
+        ++groups;
+        for (const Edge& e : list)
+            fixed.push_back(FixedEdge{&e,
+                                      into_segment ? model.segment_output_dist(e.producer, neighbour)
+                                                   : model.required_input_dist(e.consumer, neighbour, e.input_index),
+                                      into_segment,
+                                      edge_bytes(model, e),
                                       groups,
                                       {}});
-            }
-        };
-        for (int p : predecessors[a])
-            if (assigned.count(p)) fix(edges[{p, a}], true, result[p]);
-        for (int s : successors[a])
-            if (assigned.count(s)) fix(edges[{a, s}], false, result[s]);
-        for (std::size_t c = 0; c < cs.size(); ++c) {
-            const Layout& l = cs[c];
-            double t = table.costs[a][c].seconds + sync_weight * table.costs[a][c].sync_s;
-            // Summed as before: per neighbour a subtotal (edge_seconds), predecessors first.
-            double subtotal = 0;
-            int group = 0;
-            for (Fixed& f : fixed) {
-                if (f.group != group) {
-                    t += subtotal;
-                    subtotal = 0;
-                    group = f.group;
-                }
-                Dist mine = f.into_a ? model.required_input_dist(f.edge->consumer, l, f.edge->input_index)
-                                     : model.segment_output_dist(f.edge->producer, l);
-                auto known = std::find_if(f.seen.begin(), f.seen.end(), [&](const auto& s) { return s.first == mine; });
-                if (known == f.seen.end()) {
-                    const Dist& have = f.into_a ? f.dist : mine;
-                    const Dist& want = f.into_a ? mine : f.dist;
-                    f.seen.emplace_back(mine, have == want ? 0.0 : model.redistribution_seconds(have, want, f.bytes));
-                    known = f.seen.end() - 1;
-                }
-                subtotal += known->second;
-            }
+    };
+    for (int p : graph.predecessors_of(a))
+        if (assigned.count(p)) fix(graph.link(p, a), true, result[p]);
+    for (int s : graph.successors_of(a))
+        if (assigned.count(s)) fix(graph.link(a, s), false, result[s]);
+    return fixed;
+}
+
+// own plus the fixed edges' seconds at layout l. Summed per neighbour into a subtotal, which is
+// added to the total: the order of the earlier per-neighbour sum, so the results stay bit for bit.
+double plus_fixed_edges(const CostModel& model, std::vector<FixedEdge>& fixed, const Layout& l, double own) {
+    double t = own;
+    double subtotal = 0;
+    int group = 0;
+    for (FixedEdge& f : fixed) {
+        if (f.group != group) {
             t += subtotal;
-            evals += groups;  // one layout-pair evaluation per assigned neighbour, as on DP edges
-            if (t < best) {
-                best = t;
-                result[a] = l;
-            }
+            subtotal = 0;
+            group = f.group;
         }
+        Dist mine = f.into_segment ? model.required_input_dist(f.edge->consumer, l, f.edge->input_index)
+                                   : model.segment_output_dist(f.edge->producer, l);
+        auto known = std::find_if(f.seen.begin(), f.seen.end(), [&](const auto& s) { return s.first == mine; });
+        if (known == f.seen.end()) {
+            const Dist& have = f.into_segment ? f.dist : mine;
+            const Dist& want = f.into_segment ? mine : f.dist;
+            f.seen.emplace_back(mine, have == want ? 0.0 : model.redistribution_seconds(have, want, f.bytes));
+            known = f.seen.end() - 1;
+        }
+        subtotal += known->second;
+    }
+    return t + subtotal;
+}
+
+// A side segment (a branch off the chain), greedily against its assigned neighbours; the first of
+// equal totals wins.
+void assign_side_segment(const CostModel& model, const SegmentTable& table, const SegmentGraph& graph, int a,
+                         double sync_weight, const std::set<int>& assigned, std::vector<Layout>& result,
+                         long long& evals) {
+    int groups = 0;
+    std::vector<FixedEdge> fixed = fixed_edges(model, graph, a, assigned, result, groups);
+    const auto& cs = table.candidates[a];
+    double best = std::numeric_limits<double>::infinity();
+    for (std::size_t c = 0; c < cs.size(); ++c) {
+        double t = plus_fixed_edges(model, fixed, cs[c], own_seconds(table.costs[a][c], sync_weight));
+        evals += groups;  // one layout-pair evaluation per assigned neighbour, as on DP edges
+        if (t < best) {
+            best = t;
+            result[a] = cs[c];
+        }
+    }
+}
+
+std::vector<Layout> dp_over_table(const CostModel& model, SegmentTable& table, long long* evaluations,
+                                  double sync_weight) {
+    std::vector<Layout> result(model.network().layers.size());
+    if (model.anchors().empty()) return result;
+    long long evals = 0;
+    const SegmentGraph graph = segment_graph(model);
+    const std::vector<int> order = topological_order(model, graph);
+    const std::vector<int> chain = heaviest_chain(model, graph, order);
+    const ChainValues dp = chain_dp(model, table, graph, chain, sync_weight, evals);
+    std::set<int> assigned = assign_chain(table, chain, dp, result);
+    for (int a : order) {
+        if (assigned.count(a)) continue;
+        assign_side_segment(model, table, graph, a, sync_weight, assigned, result, evals);
         assigned.insert(a);
     }
     if (evaluations) *evaluations += evals;
     return result;
 }
 }  // namespace
+
+std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluations, double sync_weight) {
+    SegmentTable table = segment_table(model, evaluations);
+    return dp_over_table(model, table, evaluations, sync_weight);
+}
 
 namespace {
 // Feasible beats infeasible, then the shorter iteration.
