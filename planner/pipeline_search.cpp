@@ -39,6 +39,9 @@ std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec) {
     const int layers = static_cast<int>(model.network().layers.size()) - 1;
     if (spec.tensor < 1 || spec.stages < 1 || spec.replicas < 1 || spec.micro_batches < 1)
         return "tensor, stages, replicas and micro-batches must be at least 1";
+    if (spec.micro_batches > kMaxMicroBatches)
+        return std::to_string(spec.micro_batches) + " micro-batches, more than the limit of " +
+               std::to_string(kMaxMicroBatches);
     std::int64_t used = std::int64_t{spec.tensor} * spec.stages * spec.replicas;
     if (used != o.procs)
         return "T x S x R = " + std::to_string(spec.tensor) + " x " + std::to_string(spec.stages) + " x " +
@@ -132,26 +135,102 @@ std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score)
     return buffer;
 }
 
+namespace {
+// The best configuration found so far for one (T, S): the fastest feasible one or, while nothing
+// fits, the least over memory.
+struct Best {
+    PipelineSpec spec;
+    double iteration = kInf, memory = kInf;
+    bool feasible = false;
+    void offer(const PipelineSpec& candidate, const CostBreakdown& cost) {
+        const bool better =
+            cost.feasible ? (!feasible || cost.iteration_s < iteration) : (!feasible && cost.memory_bytes < memory);
+        if (better) *this = Best{candidate, cost.iteration_s, cost.memory_bytes, cost.feasible};
+    }
+};
+using BestPerShape = std::map<std::pair<int, int>, Best>;  // per (T, S)
+
+// The (S, M) pairs of tensor width T, grouped by micro-batch size B / (R M): the configurations
+// that share one LayerTable. M is a divisor of the per-replica batch, at most kMaxMicroBatches.
+std::map<std::int64_t, std::vector<std::pair<int, int>>> configurations_by_micro_batch(
+    const CostModel& model, int T, const std::vector<int>& stage_counts, PipelineSearchStats& stats) {
+    const std::int64_t P = model.options().procs, B = model.options().batch;
+    std::map<std::int64_t, std::vector<std::pair<int, int>>> by_micro;
+    for (int S : stage_counts) {
+        const std::int64_t R = P / (std::int64_t{T} * S);
+        if (B % R != 0) {
+            ++stats.skipped;
+            continue;
+        }
+        for (int M : divisors_of(B / R))
+            if (M <= kMaxMicroBatches) by_micro[B / R / M].emplace_back(S, M);
+    }
+    return by_micro;
+}
+
+// Scores every schedule, ZeRO and recomputation setting of the (S, M) pairs that share the
+// micro-batch of `table`, each with its best stage partition, into `best`.
+void score_micro_batch(const CostModel& model, const LayerTable& table, const std::vector<std::pair<int, int>>& uses,
+                       const std::vector<int>& cuts,
+                       std::map<std::tuple<int, bool>, std::vector<LayerSync>>& sync_cache, BestPerShape& best,
+                       PipelineSearchStats& stats) {
+    const int T = table.tensor;
+    const int d = model.links().devices_per_node;
+    // Stage partitions for every S at once, per link kind and recomputation setting.
+    std::map<std::tuple<bool, bool>, std::vector<std::vector<int>>> partitions;
+    int s_max = 1;
+    for (auto [S, M] : uses) s_max = std::max(s_max, S);
+    for (auto [S, M] : uses)
+        for (bool recompute : {false, true}) {
+            const bool intra = model.links().fits_in_node(std::int64_t{T} * S);
+            const auto key = std::make_tuple(intra, recompute);
+            if (!partitions.count(key)) {
+                const StageWeights w = weights_from(table, stage_link(model, T, S), recompute);
+                std::vector<std::vector<int>> all;
+                partition_stages(w, cuts, intra ? std::min(s_max, d / T) : s_max, &all);
+                partitions[key] = std::move(all);
+            }
+            const auto& all = partitions[key];
+            if (S >= static_cast<int>(all.size()) || all[S].empty()) continue;
+            for (Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b})
+                for (bool zero : {false, true}) {
+                    PipelineSpec spec;
+                    spec.tensor = T;
+                    spec.stages = S;
+                    spec.micro_batches = M;
+                    spec.replicas = static_cast<int>(model.options().procs / (std::int64_t{T} * S));
+                    spec.schedule = schedule;
+                    spec.zero = zero;
+                    spec.recompute = recompute;
+                    spec.stage_first = all[S];
+                    auto sync = sync_cache.find({S, zero});
+                    if (sync == sync_cache.end())
+                        sync =
+                            sync_cache
+                                .emplace(std::make_tuple(S, zero), replica_sync(model, table, S, spec.replicas, zero))
+                                .first;
+                    const StageEvaluation e = evaluate_stages(model, table, spec, sync->second, false);
+                    ++stats.configurations;
+                    if (!e.cost.feasible) ++stats.infeasible;
+                    best[{T, S}].offer(spec, e.cost);
+                }
+        }
+}
+}  // namespace
+
 std::vector<PipelineCandidate> search_pipelines(const CostModel& model, PipelineSearchStats* stats) {
     PipelineSearchStats local;
     PipelineSearchStats& st = stats ? *stats : local;
-    const auto& o = model.options();
-    const std::int64_t P = o.procs, B = o.batch;
-    const int d = std::max(1, model.cluster().devices_per_node);
+    const std::int64_t P = model.options().procs;
+    const int d = model.links().devices_per_node;
     const int layers = static_cast<int>(model.network().layers.size()) - 1;
     const std::vector<int> cuts = cut_positions(model);
     const int max_stages = static_cast<int>(cuts.size()) + 1;
-    const double flops = model_flops_per_device(model);
 
-    struct Best {
-        PipelineSpec spec;
-        double iteration = kInf, memory = kInf;
-        bool feasible = false;
-    };
-    std::map<std::pair<int, int>, Best> best;  // per (T, S)
+    BestPerShape best;
     for (int T : divisors_of(P)) {
         if (T > d) break;  // tensor groups stay inside a node (hierarchical placement)
-        std::vector<Layout> layouts = tensor_layouts(model, T);
+        const std::vector<Layout> layouts = tensor_layouts(model, T);
         std::vector<int> stage_counts;
         for (int S : divisors_of(P / T))
             if (S <= max_stages && S <= layers) stage_counts.push_back(S);
@@ -159,63 +238,9 @@ std::vector<PipelineCandidate> search_pipelines(const CostModel& model, Pipeline
             st.skipped += static_cast<long long>(stage_counts.size());
             continue;
         }
-        // Micro-batch sizes that some (S, M) of this T uses.
-        std::map<std::int64_t, std::vector<std::pair<int, int>>> by_micro;  // b -> (S, M)
-        for (int S : stage_counts) {
-            std::int64_t R = P / (std::int64_t{T} * S);
-            if (B % R != 0) {
-                ++st.skipped;
-                continue;
-            }
-            for (int M : divisors_of(B / R)) by_micro[B / R / M].emplace_back(S, M);
-        }
         std::map<std::tuple<int, bool>, std::vector<LayerSync>> sync_cache;  // (S, zero) -> per-layer sync
-        for (const auto& [b, uses] : by_micro) {
-            const LayerTable c = make_layer_table(model, T, b, layouts);
-            // Stage partitions for every S at once, per link kind and recomputation setting.
-            std::map<std::tuple<bool, bool>, std::vector<std::vector<int>>> partitions;
-            int s_max = 1;
-            for (auto [S, M] : uses) s_max = std::max(s_max, S);
-            for (auto [S, M] : uses) {
-                (void)M;
-                for (bool recompute : {false, true}) {
-                    bool intra = d > 1 && std::int64_t{T} * S <= d;
-                    auto key = std::make_tuple(intra, recompute);
-                    if (!partitions.count(key)) {
-                        StageWeights w = weights_from(c, stage_link(model, T, S), recompute);
-                        std::vector<std::vector<int>> all;
-                        partition_stages(w, cuts, intra ? std::min(s_max, d / T) : s_max, &all);
-                        partitions[key] = std::move(all);
-                    }
-                    const auto& all = partitions[key];
-                    if (S >= static_cast<int>(all.size()) || all[S].empty()) continue;
-                    for (Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b}) {
-                        for (bool zero : {false, true}) {
-                            PipelineSpec spec;
-                            spec.tensor = T;
-                            spec.stages = S;
-                            spec.micro_batches = M;
-                            spec.replicas = static_cast<int>(P / (std::int64_t{T} * S));
-                            spec.schedule = schedule;
-                            spec.zero = zero;
-                            spec.recompute = recompute;
-                            spec.stage_first = all[S];
-                            auto sync_key = std::make_tuple(S, zero);
-                            auto it = sync_cache.find(sync_key);
-                            if (it == sync_cache.end())
-                                it = sync_cache.emplace(sync_key, replica_sync(model, c, S, spec.replicas, zero)).first;
-                            const StageEvaluation e = evaluate_stages(model, c, spec, it->second, false);
-                            ++st.configurations;
-                            if (!e.cost.feasible) ++st.infeasible;
-                            Best& slot = best[{T, S}];
-                            bool better = e.cost.feasible ? (!slot.feasible || e.cost.iteration_s < slot.iteration)
-                                                          : (!slot.feasible && e.cost.memory_bytes < slot.memory);
-                            if (better) slot = Best{spec, e.cost.iteration_s, e.cost.memory_bytes, e.cost.feasible};
-                        }
-                    }
-                }
-            }
-        }
+        for (const auto& [b, uses] : configurations_by_micro_batch(model, T, stage_counts, st))
+            score_micro_batch(model, make_layer_table(model, T, b, layouts), uses, cuts, sync_cache, best, st);
     }
     std::vector<PipelineCandidate> out;
     for (const auto& [key, slot] : best) {
@@ -223,7 +248,6 @@ std::vector<PipelineCandidate> search_pipelines(const CostModel& model, Pipeline
         pc.spec = slot.spec;
         pc.layouts = tensor_layouts(model, slot.spec.tensor);
         pc.score = score_pipeline(model, pc.spec, pc.layouts);
-        pc.score.model_flops = flops;
         out.push_back(std::move(pc));
     }
     std::stable_sort(out.begin(), out.end(), [](const PipelineCandidate& a, const PipelineCandidate& b) {
@@ -254,6 +278,9 @@ PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const
     if (o.batch % spec.replicas != 0)
         fail("--replicas", "batch " + std::to_string(o.batch) + " cannot be split over " +
                                std::to_string(spec.replicas) + " replicas");
+    if (spec.micro_batches > kMaxMicroBatches)
+        fail("--micro-batches", std::to_string(spec.micro_batches) + " micro-batches, more than the limit of " +
+                                    std::to_string(kMaxMicroBatches));
     if (spec.micro_batches < 1 || (o.batch / spec.replicas) % spec.micro_batches != 0)
         fail("--micro-batches", std::to_string(spec.micro_batches) +
                                     " micro-batches do not divide the per-replica batch " +

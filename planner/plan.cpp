@@ -166,7 +166,7 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
         SpecNode p = root.child("pipeline");
         p.expect_object("a pipeline object");
         r.pipeline.stages = static_cast<int>(p.get_int_or("stages", 1, 1, 1 << 22));
-        r.pipeline.micro_batches = static_cast<int>(p.get_int_or("micro_batches", 1, 1, 1 << 30));
+        r.pipeline.micro_batches = static_cast<int>(p.get_int_or("micro_batches", 1, 1, kMaxMicroBatches));
         r.pipeline.replicas = static_cast<int>(p.get_int_or("replicas", 1, 1, 1 << 22));
         r.pipeline.tensor = static_cast<int>(p.get_int_or("tensor", 1, 1, 1 << 22));
         r.pipeline.schedule =
