@@ -97,6 +97,10 @@ struct Network {
     bool operator==(const Network&) const = default;
 };
 
+// Bytes per element of the network's input when layers hold `dtype`: token ids are int64 whatever
+// the compute precision (PyTorch's embedding reads LongTensor indices), so 8; else dtype's size.
+std::int64_t input_element_bytes(const Network& network, DType dtype);
+
 // Totals over the network for a given batch; fails (InputError on `file`) on 64-bit overflow.
 struct NetworkTotals {
     std::int64_t params = 0;
