@@ -242,30 +242,70 @@ std::vector<std::string> with_common(std::vector<std::string> keys) {
     return keys;
 }
 
+LayerAttributes conv_attributes(const SpecNode& n, bool transposed) {
+    LayerAttributes a;
+    n.check_keys(with_common(transposed
+                                 ? std::vector<std::string>{"out_channels", "kernel", "stride", "padding",
+                                                            "output_padding", "dilation", "groups", "bias"}
+                                 : std::vector<std::string>{"out_channels", "kernel", "stride", "padding",
+                                                            "dilation", "groups", "bias"}));
+    a.out_channels = n.get_int("out_channels", 1);
+    if (!n.has("kernel")) n.fail("missing required field \"kernel\"");
+    std::tie(a.kernel_h, a.kernel_w) = read_pair(n, "kernel", 1, 1);
+    std::tie(a.stride_h, a.stride_w) = read_pair(n, "stride", 1, 1);
+    std::tie(a.padding_h, a.padding_w) = read_pair(n, "padding", 0, 0);
+    std::tie(a.dilation_h, a.dilation_w) = read_pair(n, "dilation", 1, 1);
+    if (transposed) std::tie(a.output_padding_h, a.output_padding_w) = read_pair(n, "output_padding", 0, 0);
+    a.groups = n.get_int_or("groups", 1, 1);
+    a.bias = n.get_bool_or("bias", true);
+    return a;
+}
+
+LayerAttributes pool_attributes(const SpecNode& n, bool is_max) {
+    LayerAttributes a;
+    n.check_keys(
+        with_common(is_max ? std::vector<std::string>{"kernel", "stride", "padding", "dilation", "ceil_mode"}
+                           : std::vector<std::string>{"kernel", "stride", "padding", "ceil_mode"}));
+    if (!n.has("kernel")) n.fail("missing required field \"kernel\"");
+    std::tie(a.kernel_h, a.kernel_w) = read_pair(n, "kernel", 1, 1);
+    // PyTorch: stride defaults to the kernel size.
+    if (n.has("stride"))
+        std::tie(a.stride_h, a.stride_w) = read_pair(n, "stride", 1, 1);
+    else
+        std::tie(a.stride_h, a.stride_w) = std::make_pair(a.kernel_h, a.kernel_w);
+    std::tie(a.padding_h, a.padding_w) = read_pair(n, "padding", 0, 0);
+    if (is_max) std::tie(a.dilation_h, a.dilation_w) = read_pair(n, "dilation", 1, 1);
+    a.ceil_mode = n.get_bool_or("ceil_mode", false);
+    return a;
+}
+
+// A shape as a spec writes it: an array of one to kMaxRank sizes.
+void expect_sizes(const SpecNode& shape) {
+    shape.expect_array("an array of sizes");
+    if (shape.size() == 0) shape.fail("expected at least one size");
+    if (shape.size() > kMaxRank)
+        shape.fail("expected at most " + std::to_string(kMaxRank) + " sizes, got " + std::to_string(shape.size()));
+}
+
+Shape reshape_target(const SpecNode& shape) {
+    expect_sizes(shape);
+    Shape target;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        std::int64_t v = shape.element(i).as_int(-1);
+        if (v == 0) shape.element(i).fail("sizes must be positive (or -1 for one inferred size)");
+        target.push_back(v);
+    }
+    return target;
+}
+
 LayerAttributes parse_attributes(const SpecLayer& spec) {
     const SpecNode& n = spec.node;
     const LayerKind kind = spec.kind;
     LayerAttributes a;
     switch (kind) {
         case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: {
-            bool transposed = kind == LayerKind::conv_transpose2d;
-            n.check_keys(with_common(transposed
-                                         ? std::vector<std::string>{"out_channels", "kernel", "stride", "padding",
-                                                                    "output_padding", "dilation", "groups", "bias"}
-                                         : std::vector<std::string>{"out_channels", "kernel", "stride", "padding",
-                                                                    "dilation", "groups", "bias"}));
-            a.out_channels = n.get_int("out_channels", 1);
-            if (!n.has("kernel")) n.fail("missing required field \"kernel\"");
-            std::tie(a.kernel_h, a.kernel_w) = read_pair(n, "kernel", 1, 1);
-            std::tie(a.stride_h, a.stride_w) = read_pair(n, "stride", 1, 1);
-            std::tie(a.padding_h, a.padding_w) = read_pair(n, "padding", 0, 0);
-            std::tie(a.dilation_h, a.dilation_w) = read_pair(n, "dilation", 1, 1);
-            if (transposed) std::tie(a.output_padding_h, a.output_padding_w) = read_pair(n, "output_padding", 0, 0);
-            a.groups = n.get_int_or("groups", 1, 1);
-            a.bias = n.get_bool_or("bias", true);
-            break;
-        }
+        case LayerKind::conv_transpose2d:
+            return conv_attributes(n, kind == LayerKind::conv_transpose2d);
         case LayerKind::linear:
             n.check_keys(with_common({"out_features", "bias", "tied_to"}));
             a.out_features = n.get_int("out_features", 1);
@@ -273,23 +313,8 @@ LayerAttributes parse_attributes(const SpecLayer& spec) {
             a.tied_to = n.get_string_or("tied_to", "");
             break;
         case LayerKind::maxpool2d:
-        case LayerKind::avgpool2d: {
-            bool is_max = kind == LayerKind::maxpool2d;
-            n.check_keys(
-                with_common(is_max ? std::vector<std::string>{"kernel", "stride", "padding", "dilation", "ceil_mode"}
-                                   : std::vector<std::string>{"kernel", "stride", "padding", "ceil_mode"}));
-            if (!n.has("kernel")) n.fail("missing required field \"kernel\"");
-            std::tie(a.kernel_h, a.kernel_w) = read_pair(n, "kernel", 1, 1);
-            // PyTorch: stride defaults to the kernel size.
-            if (n.has("stride"))
-                std::tie(a.stride_h, a.stride_w) = read_pair(n, "stride", 1, 1);
-            else
-                std::tie(a.stride_h, a.stride_w) = std::make_pair(a.kernel_h, a.kernel_w);
-            std::tie(a.padding_h, a.padding_w) = read_pair(n, "padding", 0, 0);
-            if (is_max) std::tie(a.dilation_h, a.dilation_w) = read_pair(n, "dilation", 1, 1);
-            a.ceil_mode = n.get_bool_or("ceil_mode", false);
-            break;
-        }
+        case LayerKind::avgpool2d:
+            return pool_attributes(n, kind == LayerKind::maxpool2d);
         case LayerKind::adaptive_avgpool2d:
             if (spec.kind_name == "global_avgpool2d") {
                 n.check_keys(with_common({}));
@@ -308,21 +333,10 @@ LayerAttributes parse_attributes(const SpecLayer& spec) {
             n.check_keys(with_common({"p"}));
             a.probability = n.get_number_or("p", 0.5, 0.0, 1.0);
             break;
-        case LayerKind::reshape: {
+        case LayerKind::reshape:
             n.check_keys(with_common({"shape"}));
-            SpecNode shape = n.child("shape");
-            shape.expect_array("an array of sizes");
-            if (shape.size() == 0) shape.fail("expected at least one size");
-            if (shape.size() > kMaxRank)
-                shape.fail("expected at most " + std::to_string(kMaxRank) + " sizes, got " +
-                           std::to_string(shape.size()));
-            for (std::size_t i = 0; i < shape.size(); ++i) {
-                std::int64_t v = shape.element(i).as_int(-1);
-                if (v == 0) shape.element(i).fail("sizes must be positive (or -1 for one inferred size)");
-                a.target_shape.push_back(v);
-            }
+            a.target_shape = reshape_target(n.child("shape"));
             break;
-        }
         case LayerKind::softmax:
             n.check_keys(with_common({"axis"}));
             a.axis = n.get_int_or("axis", -1, -64, 64);
@@ -489,11 +503,7 @@ private:
             layer.output_shape = {input.get_int("tokens", 1)};
         } else {
             SpecNode shape = input.child("shape");
-            shape.expect_array("an array of sizes");
-            if (shape.size() == 0) shape.fail("expected at least one size");
-            if (shape.size() > kMaxRank)
-                shape.fail("expected at most " + std::to_string(kMaxRank) + " sizes, got " +
-                           std::to_string(shape.size()));
+            expect_sizes(shape);
             for (std::size_t i = 0; i < shape.size(); ++i) layer.output_shape.push_back(shape.element(i).as_int(1));
         }
         check_elements(layer.output_shape, input.has("shape") ? input.child("shape") : input, "input shape");
