@@ -89,7 +89,7 @@ struct Network {
     std::string description;
     DType dtype = DType::fp32;
     std::int64_t default_batch = 1;
-    bool token_input = false;   // the input is a sequence of integer token ids (8 bytes each)
+    bool token_input = false;   // the input is a sequence of integer token ids (input_element_bytes)
     std::vector<Layer> layers;  // layers[0] is the input; topological order
 
     const Layer& input() const { return layers.front(); }
