@@ -7,14 +7,7 @@
 #include "networks/network.hpp"
 
 using dnnplan::DType;
-using dnnplan::networks::Autograd;
-using dnnplan::networks::infer_layer;
-using dnnplan::networks::Layer;
-using dnnplan::networks::LayerContext;
-using dnnplan::networks::LayerError;
-using dnnplan::networks::LayerKind;
-using dnnplan::networks::Network;
-using dnnplan::networks::Shape;
+using namespace dnnplan::networks;
 
 namespace {
 
