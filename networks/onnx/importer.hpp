@@ -1,7 +1,8 @@
 // The ONNX importer's private interface (networks/onnx_import.hpp is the public one). One
 // Importer reads one model; its work is split by idea: import.cpp checks the model and graph and
 // drives the import, shapes.cpp runs ONNX's shape inference and folds shape computations,
-// fused.cpp finds exported GELU and SiLU chains, ops.cpp translates each operator into layers.
+// fused.cpp finds exported GELU and SiLU chains, layers.cpp builds and adds a node's layers, and
+// ops.cpp translates each operator into them.
 #pragma once
 
 #include <onnx/onnx_pb.h>
@@ -76,35 +77,35 @@ public:
     Network run();
 
 private:
-    // ---- diagnostics ---------------------------------------------------------------------------
+    // ---- diagnostics (import.cpp) -------------------------------------------------------------
     // Diagnostics point into the protobuf like a JSON pointer: /graph/node/INDEX, then the node.
     std::string node_location() const { return "/graph/node/" + std::to_string(node_index_); }
     std::string node_label() const;
     [[noreturn]] void fail_node(const std::string& message) const;
     [[noreturn]] void fail_model(const std::string& message) const;
-    // ---- model-level checks --------------------------------------------------------------------
+    // ---- model-level checks (import.cpp) ------------------------------------------------------
     void check_model();
     void reject_unknown_ops();
     void check_graph();
+    // ---- shape inference and constant folding of shape computations (shapes.cpp) --------------
     void infer_shapes();
     void type_unknown_operators();
     bool type_unknown_outputs();
     void run_shape_inference();
-    // ---- constant folding of shape computations -----------------------------------------------------
     struct IntTensor {
         Shape dims;
         std::vector<std::int64_t> values;
     };
-    static constexpr std::size_t kMaxFoldedElements = 64;
+    static constexpr std::size_t kMaxFoldedElements = 64;  // shapes and indices, never weights
     static std::optional<IntTensor> int_tensor(const onnx::TensorProto& t);
     std::optional<IntTensor> evaluate(const onnx::NodeProto& node,
                                       const std::unordered_map<std::string, IntTensor>& known) const;
     bool fold_shape_computations();
     void record_type(const onnx::ValueInfoProto& info);
     void collect_inferred_types();
-    // ---- the input layer -----------------------------------------------------------------------
+    // ---- the input layer (import.cpp) ---------------------------------------------------------
     void create_input();
-    // ---- tensors -------------------------------------------------------------------------------
+    // ---- tensors (layers.cpp) ------------------------------------------------------------------
     const Value& value(const std::string& name) const;
     bool present(const onnx::NodeProto& node, int i) const { return i < node.input_size() && !node.input(i).empty(); }
     Shape output_dims(const std::string& name) const;
@@ -184,7 +185,7 @@ private:
     void gather(const onnx::NodeProto& node);
     void resize(const onnx::NodeProto& node);
     void unknown(const onnx::NodeProto& node);
-    // ---- the network's name, description and batch ------------------------------------------------
+    // ---- the network's name, description and batch (import.cpp) -------------------------------
     void finish();
     std::int64_t default_batch() const { return static_batch_ ? batch_ : 1; }
 
