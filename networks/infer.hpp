@@ -8,6 +8,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "networks/network.hpp"
@@ -18,7 +19,7 @@ namespace dnnplan::networks {
 // rank 1 to 4.
 inline constexpr std::size_t kMaxRank = 16;
 
-// The largest integer scale of an upsample layer.
+// The largest upsample scale a spec may give; the ONNX importer's upsample layers meet it too.
 inline constexpr std::int64_t kMaxUpsampleScale = 1 << 20;
 
 // FLOPs per output element of a bilinear upsample, forward and input gradient (networks/README.md).
