@@ -89,13 +89,17 @@ struct Network {
     std::string description;
     DType dtype = DType::fp32;
     std::int64_t default_batch = 1;
-    bool token_input = false;   // the input is a sequence of integer token ids (8 bytes each)
+    bool token_input = false;   // the input is a sequence of integer token ids (input_element_bytes)
     std::vector<Layer> layers;  // layers[0] is the input; topological order
 
     const Layer& input() const { return layers.front(); }
     int find(const std::string& layer_name) const;  // -1 when absent
     bool operator==(const Network&) const = default;
 };
+
+// Bytes per element of the network's input when layers hold `dtype`: token ids are int64 whatever
+// the compute precision (PyTorch's embedding reads LongTensor indices), so 8; else dtype's size.
+std::int64_t input_element_bytes(const Network& network, DType dtype);
 
 // Totals over the network for a given batch; fails (InputError on `file`) on 64-bit overflow.
 struct NetworkTotals {

@@ -1,8 +1,8 @@
 // ONNX import: turns an ONNX ModelProto (read with Debian's libonnx and protobuf) into the same
 // networks::Network the JSON spec loader builds. Compute layers (Conv, Gemm, pooling, norms,
-// activations, ...) are inferred by the JSON loader's own code through a one-layer spec, so shapes,
-// parameters and FLOPs follow exactly the rules of networks/README.md; ONNX's shape inference
-// gives the shapes of pure data-movement operators and cross-checks every layer's output shape.
+// activations, ...) are inferred by the JSON loader's own per-layer inference (networks/infer.hpp),
+// so shapes, parameters and FLOPs follow exactly the rules of networks/README.md; ONNX's shape
+// inference gives the shapes of pure data-movement operators and cross-checks every layer's output shape.
 #pragma once
 
 #include <cstdint>

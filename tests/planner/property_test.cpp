@@ -82,7 +82,7 @@ clusters::Cluster random_cluster(Rng& rng, const std::string& preset, std::int64
 
 }  // namespace
 
-TEST_CASE("property: random networks, clusters and P give finite, non-negative, monotone costs", "[planner][property]") {
+TEST_CASE("property: random networks, clusters and P give finite, non-negative, monotone costs", "[planner][property][slow]") {
     Rng rng(20261123);
     const char* presets[] = {"cori-knl", "frontera", "dgx-a100"};
     for (int trial = 0; trial < 200; ++trial) {
