@@ -6,10 +6,6 @@ using networks::LayerKind;
 
 std::string to_string(Optimizer optimizer) { return optimizer == Optimizer::adam ? "adam" : "sgd"; }
 
-double input_element_bytes(const networks::Network& network, DType dtype) {
-    return network.token_input ? 8.0 : static_cast<double>(dtype_bytes(dtype));
-}
-
 LayerMemory layer_memory(const networks::Network& network, int index, const Layout& layout, const LayerDists& dists,
                          double local_batch, double element_bytes) {
     const networks::Layer& layer = network.layers[index];

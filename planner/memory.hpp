@@ -15,10 +15,6 @@ namespace dnnplan::planner {
 enum class Optimizer { sgd, adam };  // sgd = SGD with momentum
 std::string to_string(Optimizer optimizer);
 
-// Bytes of one element of the network's input: token ids are 64-bit integers, anything else is
-// stored in the training dtype.
-double input_element_bytes(const networks::Network& network, DType dtype);
-
 // What one layer keeps on a process for one micro-batch of `local_batch` samples.
 struct LayerMemory {
     double local_params = 0;       // the layer's parameters on this process

@@ -104,7 +104,7 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
     // The input micro-batch, split as the first layer's layout splits the batch.
     const int first_n = n > 1 ? std::max(1, t.plan.layers[1].in_dist.n) : 1;
     t.input_bytes = static_cast<double>(t.micro_batch) / first_n * layers[0].output_elements *
-                    input_element_bytes(network, t.options.dtype);
+                    static_cast<double>(networks::input_element_bytes(network, t.options.dtype));
     return t;
 }
 

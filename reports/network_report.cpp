@@ -20,7 +20,8 @@ std::string batched_shape(const networks::Shape& shape, std::int64_t batch) {
 }
 
 std::int64_t activation_bytes(const Network& network, const Layer& layer, std::int64_t batch) {
-    std::int64_t per_element = (layer.kind == LayerKind::input && network.token_input) ? 8 : dtype_bytes(network.dtype);
+    const std::int64_t per_element = layer.kind == LayerKind::input ? networks::input_element_bytes(network, network.dtype)
+                                                                    : dtype_bytes(network.dtype);
     return (layer.output_elements + layer.saved_elements) * per_element * batch;
 }
 
