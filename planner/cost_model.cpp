@@ -219,7 +219,7 @@ double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, i
         divides(from.n, to.n) && divides(from.c, to.c) && divides(from.h, to.h) && divides(from.w, to.w);
     if (target_finer) return 0;  // a local slice
     const Collective kind = target_coarser ? Collective::all_gather : Collective::all_to_all;
-    const GroupPlacement group = contiguous(target_coarser ? from.parts() / to.parts() : options_.procs);
+    const GroupPlacement group = exchange_group(from, to, links_.devices_per_node);
     const double part_bytes =
         bytes / static_cast<double>(target_coarser ? to.parts() : std::min(from.parts(), to.parts()));
     const clusters::CollectiveChoice choice = cheapest(kind, group, part_bytes);

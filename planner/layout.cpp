@@ -1,5 +1,8 @@
 #include "layout.hpp"
 
+#include <algorithm>
+#include <numeric>
+
 namespace dnnplan::planner {
 
 std::string to_string(const Layout& layout) {
@@ -111,6 +114,40 @@ Dist follower_output_dist(const Layer& layer, const Dist& in) {
     return in;
 }
 }  // namespace
+
+namespace {
+// The ranks of `side`'s grid that meet (or feed) one shard of `other`, at most, counted on the
+// first node. Along an axis cut f ways on this side and t ways on the other, with a = f / g and
+// b = t / g (g = gcd(f, t)), a chunk of the other side spans a units of 1 / lcm and one of this
+// side b units; starting at offset r (mod b) it meets floor((r + a - 1) / b) + 1 of them, most for
+// r = b - 1: m = floor((a + b - 2) / b) + 1 (f / t when t divides f, 1 when f divides t).
+clusters::GroupPlacement meeting_shards(const Dist& side, const Dist& other, int devices_per_node) {
+    const std::int64_t f[4] = {side.n, side.c, side.h, side.w};
+    const std::int64_t t[4] = {other.n, other.c, other.h, other.w};
+    std::int64_t m[4], size = 1;
+    for (int k = 0; k < 4; ++k) {
+        const std::int64_t g = std::gcd(f[k], t[k]), a = f[k] / g, b = t[k] / g;
+        m[k] = (a + b - 2) / b + 1;
+        size *= m[k];
+    }
+    // Members in rank order ((i_n f_c + i_c) f_h + i_h) f_w + i_w, which grows with the
+    // coordinates taken lexicographically: stop at the first past the node.
+    const std::int64_t d = std::max(1, devices_per_node);
+    std::int64_t on_first_node = 0;
+    for (std::int64_t n = 0; n < m[0] && n * f[1] * f[2] * f[3] < d; ++n)
+        for (std::int64_t c = 0; c < m[1] && (n * f[1] + c) * f[2] * f[3] < d; ++c)
+            for (std::int64_t h = 0; h < m[2] && ((n * f[1] + c) * f[2] + h) * f[3] < d; ++h)
+                for (std::int64_t w = 0; w < m[3] && ((n * f[1] + c) * f[2] + h) * f[3] + w < d; ++w) ++on_first_node;
+    return clusters::GroupPlacement{static_cast<int>(size), static_cast<int>(std::gcd(size, on_first_node))};
+}
+}  // namespace
+
+clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int devices_per_node) {
+    const clusters::GroupPlacement gather = meeting_shards(from, to, devices_per_node);
+    const clusters::GroupPlacement scatter = meeting_shards(to, from, devices_per_node);
+    if (gather.size != scatter.size) return gather.size > scatter.size ? gather : scatter;
+    return gather.per_node <= scatter.per_node ? gather : scatter;
+}
 
 double weight_shards(LayerKind kind, const Layout& layout, const Dist& in) {
     if (is_anchor_kind(kind)) return static_cast<double>(layout.co) * layout.ci;

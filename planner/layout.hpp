@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "clusters/collectives.hpp"
 #include "common/diagnostics.hpp"
 #include "networks/network.hpp"
 
@@ -53,6 +54,14 @@ LayerDists layer_dists(const networks::Network& network, int index, const Layout
 // input's dist); equals layer_dists().in for input 0.
 Dist wanted_input_dist(const networks::Network& network, int index, int input_index, const Layout& layout,
                        const Dist& first_input_out);
+
+// The processes that exchange data when a tensor moves from `from` to `to` (DistDL's
+// repartition): a shard of `to` needs the shards of `from` that meet it (at most the product over
+// the tensor axes n, c, h, w of what one chunk meets along the axis: f / t when t divides f), and a
+// shard of `from` feeds shards of `to` likewise; the group is the larger set, placed where its ranks are in that side's grid
+// (w innermost, then h, c and n; replicas outermost) on nodes of `devices_per_node` (of equal
+// sets, the one spread over more nodes).
+clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int devices_per_node);
 
 // How many ways a layer's parameters are divided: anchors over co x ci, batch norm over the
 // channels it reads split, everything else not at all.
