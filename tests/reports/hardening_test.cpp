@@ -1,0 +1,36 @@
+// CSV formula injection and control characters (issue 19): one escaping rule for every CSV
+// writer, and the same visible \xNN escapes in Markdown and HTML as on the terminal.
+#include <catch2/catch.hpp>
+#include <string>
+
+#include "reports/text.hpp"
+
+using namespace dnnplan::reports;
+
+TEST_CASE("CSV cells that a spreadsheet would run as formulas are prefixed with a quote", "[hardening]") {
+    // OWASP: =, +, -, @, tab and carriage return start a formula.
+    CHECK(csv_field("=1+1") == "'=1+1");
+    CHECK(csv_field("+1+1") == "'+1+1");
+    CHECK(csv_field("-2+3") == "'-2+3");
+    CHECK(csv_field("@SUM(A1)") == "'@SUM(A1)");
+    CHECK(csv_field("\tcmd") == "'\\tcmd");
+    CHECK(csv_field("\rcmd") == "'\\rcmd");
+    // Quoting still applies after the prefix: =HYPERLINK("a","b") has quotes and a comma.
+    CHECK(csv_field("=HYPERLINK(\"a\",\"b\")") == "\"'=HYPERLINK(\"\"a\"\",\"\"b\"\")\"");
+    // Numbers stay numbers, ordinary text stays as it is.
+    CHECK(csv_field("-12") == "-12");
+    CHECK(csv_field("-1.5e-07") == "-1.5e-07");
+    CHECK(csv_field("+3") == "+3");
+    CHECK(csv_field("conv1") == "conv1");
+    CHECK(csv_field("a,b") == "\"a,b\"");
+}
+
+TEST_CASE("control characters are shown, not passed on, in every format", "[hardening]") {
+    const std::string evil = std::string("a\x1b]0;t\x07") + "b";
+    CHECK(csv_field(evil) == "a\\x1b]0;t\\x07b");
+    CHECK(terminal_safe(evil) == "a\\x1b]0;t\\x07b");
+    CHECK(html_escape(evil) == "a\\x1b]0;t\\x07b");
+    // Markdown also escapes its own punctuation ("]", ";" is plain).
+    CHECK(markdown_escape(evil) == "a\\x1b\\]0;t\\x07b");
+    CHECK(csv_field("line\nbreak") == "line\\nbreak");
+}
