@@ -180,24 +180,10 @@ public:
     bool number_float(number_float_t v, const string_t& s) { return next(), Base::number_float(v, s); }
     bool string(string_t& v) { return next(), Base::string(v); }
     bool binary(binary_t& v) { return next(), Base::binary(v); }
-    bool start_object(std::size_t n) {
-        next();
-        frames_.push_back({true, {}, {}, 0});
-        return Base::start_object(n);
-    }
-    bool end_object() {
-        frames_.pop_back();
-        return Base::end_object();
-    }
-    bool start_array(std::size_t n) {
-        next();
-        frames_.push_back({false, {}, {}, 0});
-        return Base::start_array(n);
-    }
-    bool end_array() {
-        frames_.pop_back();
-        return Base::end_array();
-    }
+    bool start_object(std::size_t n) { return open(true), Base::start_object(n); }
+    bool end_object() { return frames_.pop_back(), Base::end_object(); }
+    bool start_array(std::size_t n) { return open(false), Base::start_array(n); }
+    bool end_array() { return frames_.pop_back(), Base::end_array(); }
     bool key(string_t& k) {
         Frame& top = frames_.back();
         top.token = json_pointer_token(k);
@@ -225,6 +211,10 @@ private:
         std::string token;           // the reference token of the value being read
         std::size_t count;           // an array's elements so far
     };
+    void open(bool object) {
+        next();
+        frames_.push_back({object, {}, {}, 0});
+    }
     void next() {
         if (!frames_.empty() && !frames_.back().object) frames_.back().token = std::to_string(frames_.back().count++);
     }

@@ -2,27 +2,37 @@
 // writer, and the same visible \xNN escapes in Markdown and HTML as on the terminal.
 #include <catch2/catch.hpp>
 #include <string>
+#include <vector>
 
 #include "reports/text.hpp"
 
 using namespace dnnplan::reports;
 
 TEST_CASE("CSV cells that a spreadsheet would run as formulas are prefixed with a quote", "[hardening]") {
-    // OWASP: =, +, -, @, tab and carriage return start a formula.
-    CHECK(csv_field("=1+1") == "'=1+1");
-    CHECK(csv_field("+1+1") == "'+1+1");
-    CHECK(csv_field("-2+3") == "'-2+3");
-    CHECK(csv_field("@SUM(A1)") == "'@SUM(A1)");
-    CHECK(csv_field("\tcmd") == "'\\tcmd");
-    CHECK(csv_field("\rcmd") == "'\\rcmd");
-    // Quoting still applies after the prefix: =HYPERLINK("a","b") has quotes and a comma.
-    CHECK(csv_field("=HYPERLINK(\"a\",\"b\")") == "\"'=HYPERLINK(\"\"a\"\",\"\"b\"\")\"");
-    // Numbers stay numbers, ordinary text stays as it is.
-    CHECK(csv_field("-12") == "-12");
-    CHECK(csv_field("-1.5e-07") == "-1.5e-07");
-    CHECK(csv_field("+3") == "+3");
-    CHECK(csv_field("conv1") == "conv1");
-    CHECK(csv_field("a,b") == "\"a,b\"");
+    struct Case {
+        std::string cell, written;
+    };
+    const std::vector<Case> cases{
+        // OWASP: =, +, -, @, tab and carriage return start a formula.
+        {"=1+1", "'=1+1"},
+        {"+1+1", "'+1+1"},
+        {"-2+3", "'-2+3"},
+        {"@SUM(A1)", "'@SUM(A1)"},
+        {"\tcmd", "'\\tcmd"},
+        {"\rcmd", "'\\rcmd"},
+        // Quoting still applies after the prefix: =HYPERLINK("a","b") has quotes and a comma.
+        {"=HYPERLINK(\"a\",\"b\")", "\"'=HYPERLINK(\"\"a\"\",\"\"b\"\")\""},
+        // Numbers stay numbers, ordinary text stays as it is.
+        {"-12", "-12"},
+        {"-1.5e-07", "-1.5e-07"},
+        {"+3", "+3"},
+        {"conv1", "conv1"},
+        {"a,b", "\"a,b\""},
+    };
+    for (const auto& c : cases) {
+        INFO(c.cell);
+        CHECK(csv_field(c.cell) == c.written);
+    }
 }
 
 TEST_CASE("control characters are shown, not passed on, in every format", "[hardening]") {
