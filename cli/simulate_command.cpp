@@ -87,10 +87,16 @@ int run_simulate(const SimulateOptions& o) {
     planner::PipelineSpec spec = planner::pipeline_for(request, model, o.plan_file);
     planner::ScoredPlan scored =
         spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
-    simulator::SimResult result = !spec.device_of.empty()
-                                      ? simulator::simulate_graph_partition(model, spec, layouts, options)
-                                  : spec.active() ? simulator::simulate_pipeline(model, spec, layouts, options)
-                                                  : simulator::simulate(model, scored, options);
+    simulator::SimResult result;
+    try {
+        result = !spec.device_of.empty() ? simulator::simulate_graph_partition(model, spec, layouts, options)
+                 : spec.active()         ? simulator::simulate_pipeline(model, spec, layouts, options)
+                                         : simulator::simulate(model, scored, options);
+    } catch (const InputError& e) {
+        // The simulator names its problems with the plan's pointers (/pipeline...) but not the file.
+        if (e.file() != "simulate") throw;
+        throw InputError(o.plan_file, e.location(), e.message());
+    }
     if (!o.trace.empty()) write_file_atomically(o.trace, json_text(simulator::chrome_trace(result)) + "\n");
     std::string text = o.format == "json"  ? json_text(simulator::result_to_json(result, scored.cost, options), 2) + "\n"
                        : o.format == "csv" ? simulator::result_csv(result, scored.cost)

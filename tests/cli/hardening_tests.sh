@@ -105,6 +105,20 @@ run_bounded 30 plan --plan "$H/plan_relative_source.json"
 check "a relative network.source resolves beside the plan" [ "$status" -eq 0 ]
 check "the plan beside its network names it" grep -q '^dnnplan: mynet on cori-knl, P = 4' "$work/stdout"
 
+# --- M3: a graph partition with a device out of range (k = 2, device_of[3] = 7). ----------------------
+run_bounded 60 simulate --plan "$H/plan_device_of_7.json"
+check "simulate names the plan file, not a placeholder" \
+    stderr_is "$H/plan_device_of_7.json: /pipeline: layer conv2 is on device 7, not in 0..1"
+# The planner scores it as infeasible (its parser does not bound device_of yet): exit 1, the reason, no file.
+run_bounded 60 plan --plan "$H/plan_device_of_7.json" --out "$work/d7.json"
+check "plan --plan with device 7 of 2 gives the reason" grep -q 'layer conv2 is on device 7, not in 0\.\.1' "$work/stderr"
+check "plan --plan with device 7 of 2 writes no --out file" [ ! -e "$work/d7.json" ]
+
+# --- M10: a plan's batch that overflows names the plan, in simulate as in plan. ------------------------
+run_bounded 30 simulate --plan tests/data/bad/plan_batch_overflow.json
+check "simulate names the plan for an overflowing batch" \
+    stderr_is "tests/data/bad/plan_batch_overflow.json: /batch: counts for batch 4611686018427387904 overflow 64-bit integers (network lenet5)"
+
 # --- M4: subnormal cluster constants never reach the output as nan or inf. -----------------------------
 for f in cluster_subnormal_fraction cluster_subnormal_bandwidth cluster_tiny_peak; do
     run_bounded 30 --net lenet5 --procs 4 --cluster "tests/data/bad/$f.json"
