@@ -462,11 +462,29 @@ std::string random_suffix() {
     if (error == ENOSPC || error == EDQUOT || error == EFBIG) throw InputError(path, "", "write failed (disk full?)");
     throw InputError(path, "", "write failed: " + std::string(std::strerror(error)));
 }
+
+// Writes all of `content` to `fd`; a failure removes `temp` (when not empty) and names `path`.
+void write_all(int fd, const std::string& content, const std::string& path, const std::string& temp) {
+    for (std::size_t done = 0; done < content.size();) {
+        ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_to_write(path, temp, errno);
+        done += static_cast<std::size_t>(n);
+    }
+}
 }  // namespace
 
 void write_file_atomically(const std::string& path, const std::string& content) {
     namespace fs = std::filesystem;
     if (path.empty()) throw InputError("dnnplan", "", "the output file name is empty");
+    // /dev/stdout, /dev/null, /proc/self/fd/N: system files, written in place, never replaced.
+    if (path.rfind("/dev/", 0) == 0 || path.rfind("/proc/", 0) == 0) {
+        int fd = ::open(path.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC | O_APPEND);
+        if (fd < 0) throw InputError(path, "", "cannot be written: " + std::string(std::strerror(errno)));
+        FdCloser closer{fd};
+        write_all(fd, content, path, "");
+        return;
+    }
     struct stat existing {};
     const bool exists = ::lstat(path.c_str(), &existing) == 0;
     if ((exists && S_ISDIR(existing.st_mode)) || path.back() == '/')
@@ -493,15 +511,7 @@ void write_file_atomically(const std::string& path, const std::string& content) 
         throw InputError(path, "", "cannot be written: " + std::string(std::strerror(error)));
     }
     FdCloser closer{fd};
-    std::size_t done = 0;
-    while (done < content.size()) {
-        ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            fail_to_write(path, temp, errno);
-        }
-        done += static_cast<std::size_t>(n);
-    }
+    write_all(fd, content, path, temp);
     // Replacing a file keeps its permissions (a read-only file stays read-only).
     if (exists && S_ISREG(existing.st_mode)) ::fchmod(fd, existing.st_mode & 07777);
     if (::fsync(fd) != 0 && errno != EINVAL) fail_to_write(path, temp, errno);

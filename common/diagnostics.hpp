@@ -145,6 +145,7 @@ namespace dnnplan {
 // (O_EXCL | O_NOFOLLOW) in the target's directory, renamed over the target once complete. An
 // interrupted or failed run leaves the previous file intact; a symlink or FIFO planted at the
 // target or at a guessed temporary name is never followed or opened; a replaced file keeps its
-// permissions. Every output file of dnnplan is written here. Failure is an InputError on `path`.
+// permissions. Paths under /dev/ and /proc/ (/dev/stdout, /dev/null) are written in place, never
+// replaced. Every output file of dnnplan is written here. Failure is an InputError on `path`.
 void write_file_atomically(const std::string& path, const std::string& content);
 }  // namespace dnnplan

@@ -75,6 +75,13 @@ run_bounded 30 --net lenet5 --procs 4 --out "$work/o/ro.json"
 check "a read-only --out file keeps its mode 0444" bash -c '[ "$(stat -c %a "$1")" = 444 ]' _ "$work/o/ro.json"
 check "no temporary file is left in the output directory" \
     bash -c '[ -z "$(ls -A "$1" | grep -v -e "^victim.txt$" -e "^plan.json$" -e "^fifo_out.json$" -e "^p.json$" -e "^ro.json$" -e "^o*\.json$")" ]' _ "$work/o"
+# System files are written in place, never replaced (a /dev/stdout symlink stays a symlink).
+run_bounded 30 inspect --net lenet5 --format json --out /dev/stdout
+check "--out /dev/stdout writes the document to standard output" \
+    python3 -c 'import json,sys; assert json.load(sys.stdin)["totals"]["params"] > 0' <"$work/stdout"
+run_bounded 30 --net lenet5 --procs 4 --out /dev/null
+check "--out /dev/null exits 0" [ "$status" -eq 0 ]
+check "/dev/null is still a character device" test -c /dev/null
 run_bounded 30 --net lenet5 --procs 4 --out ""
 check "an empty --out is refused" stderr_is "dnnplan: --out: the output file name is empty"
 
