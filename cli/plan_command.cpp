@@ -132,7 +132,18 @@ Command add_plan_command(CLI::App& app) {
     auto o = std::make_shared<PlanOptions>();
     auto* cmd = app.add_subcommand("plan", "rank the parallelization strategies (the default command), or re-score --plan FILE");
     add_plan_options(cmd, *o, true);
-    return {cmd, [o] { return run_plan(*o); }};
+    return {cmd, [o, cmd] {
+                // A saved plan fixes these; silently re-scoring with the plan's own would mislead.
+                if (!o->plan_file.empty())
+                    for (const char* name : {"--procs", "--cluster", "--batch", "--dtype", "--optimizer", "--no-overlap",
+                                             "--roofline", "--top", "--stages", "--micro-batches", "--replicas",
+                                             "--tensor", "--schedule", "--zero", "--recompute"})
+                        if (cmd->count(name) > 0)
+                            throw InputError("dnnplan", name,
+                                             "does not apply to --plan FILE, which fixes it (plan again with --net to "
+                                             "change it; simulate --plan FILE --cluster replays on another cluster)");
+                return run_plan(*o);
+            }};
 }
 
 Command add_default_plan(CLI::App& app) {
