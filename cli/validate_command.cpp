@@ -222,8 +222,9 @@ int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool wi
         return 128 + sig;
     }
     // Status 1 (checks failed) and 2 (bad input) are the worker's, which always says why; the same
-    // status with no word and no rank ever started is mpirun's own failure.
-    const bool worker_started = !with_status || std::filesystem::exists(std::string(dir) + "/rank0.step");
+    // status with no word and no rank known to have started (calibrate records no steps) is
+    // mpirun's own failure.
+    const bool worker_started = with_status && std::filesystem::exists(std::string(dir) + "/rank0.step");
     if ((status == 1 || status == 2) && !worker_started && err.find_first_not_of(" \t\r\n") == std::string::npos) {
         std::cerr << "dnnplan: " << argv.front() << " exited with status " << status
                   << " without starting the worker and without a message; the run was ended\n";

@@ -193,6 +193,9 @@ if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/nu
     check "an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
     check "an mpirun that exits 1 silently is explained" \
         stderr_is "dnnplan: /bin/false exited with status 1 without starting the worker and without a message; the run was ended"
+    run_bounded 30 calibrate --np 2 --out "$work/c.json" --mpirun /bin/false
+    check "calibrate: an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
+    check "calibrate: no --out file" [ ! -e "$work/c.json" ]
     # SIGTERM to dnnplan: the ranks end, the status directory goes, no --out file appears later.
     before=$(ls -d /tmp/dnnplan-validate.* 2>/dev/null | wc -l)
     "$DNNPLAN" validate --plan $plan --np 4 --inject-fault hang:2:fc2 --timeout 60 --out "$work/v.json" \
