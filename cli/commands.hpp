@@ -11,6 +11,7 @@
 #include "clusters/cluster.hpp"
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
+#include "planner/plan.hpp"
 
 namespace dnnplan::cli {
 
@@ -27,6 +28,14 @@ std::string clusters_dir();
 
 // A CLI11 check: a positive integer, explained as such ("--batch: must be a positive integer, got 0").
 CLI::Validator positive_integer();
+// An integer in [min, max] ("--iterations: must be an integer from 1 to 1000000, got 0").
+CLI::Validator integer_within(long long min, long long max);
+// A finite number in [min, max] (no NaN, no inf), the range written readably
+// ("--timeout: must be a number between 0.001 and 86400 s, got 0").
+CLI::Validator number_within(double min, double max, const std::string& unit);
+// An output file name: not empty, not a directory, in a directory that exists (checked before
+// any work, so a long run does not end in "cannot be written").
+CLI::Validator output_file();
 
 // Emits to stdout or, with a non-empty out_path, writes the file whole (temporary + rename).
 void emit(const std::string& content, const std::string& out_path);
@@ -71,5 +80,18 @@ planner::PlannerOptions planner_options(const PlanningArgs& args, const networks
                                         const clusters::Cluster& cluster, const std::string& net_path,
                                         const std::string& cluster_path);
 PlanningInputs load_planning_inputs(const PlanningArgs& args);
+
+// The network and cluster a plan file names (network.source and cluster.source, unless `net` or
+// `cluster` overrides them). A relative source is looked up in the current directory, else beside
+// the plan; one that names no file or built-in is reported on the plan
+// ("PLAN: /network/source: \"x\": no such file ..."), and so is a batch whose counts overflow.
+struct PlanSources {
+    std::string net_path, cluster_path;
+    networks::Network network;
+    clusters::Cluster cluster;
+};
+PlanSources load_plan_sources(const planner::PlanRequest& request, const std::string& plan_file,
+                              const std::string& net = "", const std::string& cluster = "",
+                              const networks::LoadOptions& load = {});
 
 }  // namespace dnnplan::cli

@@ -62,7 +62,7 @@ Command add_inspect_command(CLI::App& app) {
     cmd->add_option("--net", o->net, "network spec file or built-in name (see `dnnplan networks`)")->required();
     cmd->add_option("--batch", o->batch, "batch size (default: the spec's)")->check(positive_integer());
     cmd->add_option("--format", o->format, "text, json or csv")->check(CLI::IsMember({"text", "json", "csv"}));
-    cmd->add_option("--out", o->out, "write to this file instead of standard output");
+    cmd->add_option("--out", o->out, "write to this file instead of standard output")->check(output_file());
     cmd->add_flag("--allow-unknown-ops", o->load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
     return {cmd, [o] { return run_inspect(*o); }};
 }

@@ -30,30 +30,42 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     PlanningArgs& p = o.planning;
     app->add_option("--net", p.net, "network spec file or built-in name (see `dnnplan networks`)");
     app->add_flag("--allow-unknown-ops", p.load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
-    app->add_option("--procs,-p", p.procs, "number of processes P");
+    app->add_option("--procs,-p", p.procs, "number of processes P")->check(positive_integer());
     app->add_option("--cluster", p.cluster, "cluster file or preset name (see `dnnplan clusters`)")->capture_default_str();
     add_model_options(app, p);
     app->add_option("--top", o.top, "how many ranked strategies to show")->capture_default_str()->check(positive_integer());
     app->add_option("--format", o.format, "text, json or csv")->capture_default_str()->check(CLI::IsMember({"text", "json", "csv"}));
-    app->add_option("--out", o.out, "write the best plan as JSON to this file");
+    app->add_option("--out", o.out, "write the best plan as JSON to this file")->check(output_file());
     if (with_plan_file) app->add_option("--plan", o.plan_file, "re-score a saved (or hand-edited) plan file");
-    app->add_option("--stages", o.stages, "score this many pipeline stages (with --micro-batches, --replicas, --tensor)");
-    app->add_option("--micro-batches", o.micro_batches, "micro-batches per replica of an explicit pipeline (default 1)");
-    app->add_option("--replicas", o.replicas, "data-parallel replicas of an explicit pipeline (default P / (T x S))");
-    app->add_option("--tensor", o.tensor, "processes per stage (tensor parallelism) of an explicit pipeline (default 1)");
+    app->add_option("--stages", o.stages, "score this many pipeline stages (with --micro-batches, --replicas, --tensor)")->check(positive_integer());
+    app->add_option("--micro-batches", o.micro_batches, "micro-batches per replica of an explicit pipeline (default 1)")->check(positive_integer());
+    app->add_option("--replicas", o.replicas, "data-parallel replicas of an explicit pipeline (default P / (T x S))")->check(positive_integer());
+    app->add_option("--tensor", o.tensor, "processes per stage (tensor parallelism) of an explicit pipeline (default 1)")->check(positive_integer());
     app->add_option("--schedule", o.schedule, "gpipe or 1f1b")->capture_default_str()->check(CLI::IsMember({"gpipe", "1f1b"}));
     app->add_flag("--zero", o.zero, "ZeRO stage 1 in an explicit pipeline: optimizer state sharded over the replicas");
     app->add_flag("--recompute", o.recompute, "activation recomputation in an explicit pipeline");
 }
 
+// Prints a scored plan (--format) and, when it is feasible, writes it to --out as JSON; an
+// infeasible one exits 1 with its reason on stderr and writes no file.
+int emit_scored_plan(const PlanOptions& o, const planner::CostModel& model, const planner::Plan& plan, const std::string& what) {
+    std::string json = json_text(planner::plan_to_json(plan, model), 2) + "\n";
+    std::cout << (o.format == "json" ? json : reports::scored_plan_text(model, plan));
+    if (!plan.scored.cost.feasible) {
+        std::cerr << "dnnplan: " << what << " is infeasible: " << reports::terminal_safe(plan.scored.cost.reason)
+                  << (o.out.empty() ? "" : "; " + reports::terminal_safe(o.out) + " was not written") << "\n";
+        return 1;
+    }
+    if (!o.out.empty()) write_file_atomically(o.out, json);
+    return 0;
+}
+
 int run_plan_file(const PlanOptions& o) {
     Json json = load_json_file(o.plan_file);
     planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
-    const PlanningArgs& p = o.planning;
-    std::string net_path = networks::resolve_network_path(p.net.empty() ? request.network_source : p.net, networks_dir());
-    networks::Network network = networks::load_network_file(net_path, p.load);
-    std::string cluster_path = clusters::resolve_cluster_path(request.cluster_source, clusters_dir());
-    clusters::Cluster cluster = clusters::load_cluster_file(cluster_path);
+    PlanSources sources = load_plan_sources(request, o.plan_file, o.planning.net, "", o.planning.load);
+    const networks::Network& network = sources.network;
+    const clusters::Cluster& cluster = sources.cluster;
     planner::check_request_fits_cluster(request, cluster, o.plan_file);
     planner::CostModel model(network, cluster, request.options);
     std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
@@ -64,11 +76,7 @@ int run_plan_file(const PlanOptions& o) {
     candidate.plan = candidate.pipeline.active() ? planner::score_pipeline(model, candidate.pipeline, layouts).plan
                                                  : model.score(layouts);
     planner::Plan plan = planner::make_plan(model, candidate, {request.network_source, request.cluster_source});
-    if (o.format == "json")
-        emit(planner::plan_to_json(plan, model).dump(2) + "\n", o.out);
-    else
-        emit(reports::scored_plan_text(model, plan), o.out);
-    return plan.scored.cost.feasible ? 0 : 1;
+    return emit_scored_plan(o, model, plan, "the plan");
 }
 
 int run_plan(const PlanOptions& o) {
@@ -96,10 +104,7 @@ int run_plan(const PlanOptions& o) {
         candidate.pipeline = pc.spec;
         candidate.plan = std::move(pc.score.plan);
         planner::Plan plan = planner::make_plan(model, candidate, {p.net, p.cluster});
-        std::string json = planner::plan_to_json(plan, model).dump(2) + "\n";
-        std::cout << (o.format == "json" ? json : reports::scored_plan_text(model, plan));
-        if (!o.out.empty()) write_file_atomically(o.out, json);
-        return plan.scored.cost.feasible ? 0 : 1;
+        return emit_scored_plan(o, model, plan, "this pipeline");
     }
     planner::SearchResult result = planner::search(model);
     reports::PlanReportInput input{&model, &result, o.top};
@@ -118,7 +123,7 @@ int run_plan(const PlanOptions& o) {
                       << reports::terminal_safe(result.ranked[i].plan.cost.reason) << "\n";
         return 1;
     }
-    if (!o.out.empty()) write_file_atomically(o.out, planner::plan_to_json(plan, model).dump(2) + "\n");
+    if (!o.out.empty()) write_file_atomically(o.out, json_text(planner::plan_to_json(plan, model), 2) + "\n");
     return 0;
 }
 
@@ -128,7 +133,18 @@ Command add_plan_command(CLI::App& app) {
     auto o = std::make_shared<PlanOptions>();
     auto* cmd = app.add_subcommand("plan", "rank the parallelization strategies (the default command), or re-score --plan FILE");
     add_plan_options(cmd, *o, true);
-    return {cmd, [o] { return run_plan(*o); }};
+    return {cmd, [o, cmd] {
+                // A saved plan fixes these; silently re-scoring with the plan's own would mislead.
+                if (!o->plan_file.empty())
+                    for (const char* name : {"--procs", "--cluster", "--batch", "--dtype", "--optimizer", "--no-overlap",
+                                             "--roofline", "--top", "--stages", "--micro-batches", "--replicas",
+                                             "--tensor", "--schedule", "--zero", "--recompute"})
+                        if (cmd->count(name) > 0)
+                            throw InputError("dnnplan", name,
+                                             "does not apply to --plan FILE, which fixes it (plan again with --net to "
+                                             "change it; simulate --plan FILE --cluster replays on another cluster)");
+                return run_plan(*o);
+            }};
 }
 
 Command add_default_plan(CLI::App& app) {

@@ -1,7 +1,10 @@
 // Turning the planner's command-line options into a network, a cluster and PlannerOptions,
 // shared by `plan`, `report` and `sweep` so they check their inputs the same way.
+#include <filesystem>
+
 #include "cli/commands.hpp"
 #include "common/diagnostics.hpp"
+#include "planner/plan.hpp"
 
 namespace dnnplan::cli {
 
@@ -37,6 +40,53 @@ PlanningInputs load_planning_inputs(const PlanningArgs& args) {
     in.cluster = clusters::load_cluster_file(in.cluster_path);
     in.options = planner_options(args, in.network, in.cluster, in.net_path, in.cluster_path);
     return in;
+}
+
+namespace {
+// `source` as written in `plan_file`: relative to the current directory, else to the plan's.
+std::string beside_plan(const std::string& source, const std::string& plan_file) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path p(source);
+    if (p.is_absolute() || fs::exists(p, ec)) return source;
+    fs::path beside = fs::path(plan_file).parent_path() / p;
+    return fs::exists(beside, ec) ? beside.string() : source;
+}
+
+// Resolves a source named in the plan; a name that resolves to nothing is the plan's error.
+template <typename Resolve>
+std::string resolve_source(const std::string& source, const std::string& plan_file, const std::string& pointer,
+                           Resolve resolve) {
+    try {
+        return resolve(beside_plan(source, plan_file));
+    } catch (const InputError& e) {
+        throw InputError(plan_file, pointer, "\"" + source + "\": " + e.message());
+    }
+}
+}  // namespace
+
+PlanSources load_plan_sources(const planner::PlanRequest& request, const std::string& plan_file,
+                              const std::string& net, const std::string& cluster,
+                              const networks::LoadOptions& load) {
+    PlanSources s;
+    s.net_path = !net.empty() ? networks::resolve_network_path(net, networks_dir())
+                              : resolve_source(request.network_source, plan_file, "/network/source",
+                                               [](const std::string& n) {
+                                                   return networks::resolve_network_path(n, networks_dir());
+                                               });
+    s.network = networks::load_network_file(s.net_path, load);
+    s.cluster_path = !cluster.empty() ? clusters::resolve_cluster_path(cluster, clusters_dir())
+                                      : resolve_source(request.cluster_source, plan_file, "/cluster/source",
+                                                       [](const std::string& c) {
+                                                           return clusters::resolve_cluster_path(c, clusters_dir());
+                                                       });
+    s.cluster = clusters::load_cluster_file(s.cluster_path);
+    try {
+        networks::totals(s.network, request.options.batch, s.net_path);
+    } catch (const InputError& e) {
+        throw InputError(plan_file, "/batch", e.message() + " (network " + s.network.name + ")");
+    }
+    return s;
 }
 
 void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each) {

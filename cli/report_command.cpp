@@ -6,6 +6,8 @@
 #include "common/diagnostics.hpp"
 #include "planner/search.hpp"
 #include "reports/strategy_report.hpp"
+#include "reports/candidate_text.hpp"
+#include "reports/text.hpp"
 
 namespace dnnplan::cli {
 namespace {
@@ -67,12 +69,17 @@ int run_report(const ReportOptions& o) {
                        : format == "csv"  ? reports::report_csv(report)
                        : format == "json" ? reports::report_json(report)
                                           : reports::report_markdown(report);
-    emit(text, o.out);
     if (!result.best()) {
-        std::cerr << "dnnplan: no feasible plan: "
-                  << (result.ranked.empty() ? "" : result.ranked.front().plan.cost.reason) << "\n";
+        // Exit 1 writes no --out file (the report of nothing feasible still goes to stdout).
+        if (o.out.empty()) std::cout << text;
+        std::cerr << "dnnplan: no feasible plan among " << result.ranked.size() << " candidates"
+                  << (o.out.empty() ? "" : "; " + reports::terminal_safe(o.out) + " was not written") << "; the closest:\n";
+        for (std::size_t i = 0; i < result.ranked.size() && i < 3; ++i)
+            std::cerr << "  " << reports::candidate_label(result.ranked[i]) << ": " << reports::terminal_safe(result.ranked[i].plan.cost.reason)
+                      << "\n";
         return 1;
     }
+    emit(text, o.out);
     return 0;
 }
 
@@ -83,10 +90,10 @@ Command add_report_command(CLI::App& app) {
     auto* cmd = app.add_subcommand("report", "strategy report: HTML (charts), Markdown, CSV or JSON");
     auto& p = o->planning;
     cmd->add_option("--net", p.net, "network spec file or built-in name")->required();
-    cmd->add_option("--procs,-p", p.procs, "number of processes P")->required();
+    cmd->add_option("--procs,-p", p.procs, "number of processes P")->required()->check(positive_integer());
     cmd->add_option("--cluster", p.cluster, "cluster file or preset name")->capture_default_str();
     add_model_options(cmd, p);
-    cmd->add_option("--out", o->out, "write to this file (.html, .md, .csv or .json; default: stdout)");
+    cmd->add_option("--out", o->out, "write to this file (.html, .md, .csv or .json; default: stdout)")->check(output_file());
     cmd->add_option("--format", o->format, "html, md, csv or json (default: from --out's extension, else md)")
         ->check(CLI::IsMember({"html", "md", "markdown", "csv", "json"}));
     cmd->add_option("--simulated", o->simulated,
@@ -95,7 +102,7 @@ Command add_report_command(CLI::App& app) {
                     "JSON of `dnnplan validate --format json` to show beside the prediction");
     cmd->add_option("--top", o->top, "strategies drawn in the charts")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(integer_within(1, 1000));
     cmd->add_flag("--no-scaling", o->no_scaling, "skip the scaling study (P = 1, 2, 4, ... up to --procs)");
     return {cmd, [o] { return run_report(*o); }};
 }

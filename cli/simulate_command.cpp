@@ -1,5 +1,6 @@
 // `dnnplan simulate`: replay a plan file on a SimGrid platform and set the simulated iteration
 // beside the analytical prediction.
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -46,6 +47,9 @@ int run_simulate(const SimulateOptions& o) {
     options.platform.topology = o.topology;
     options.platform.oversubscription = o.oversubscription;
     options.platform.platform_file = o.platform;
+    // A FIFO, device or directory is refused here (a missing file by the simulator's own message).
+    std::error_code ec;
+    if (!o.platform.empty() && std::filesystem::exists(o.platform, ec)) check_input_file(o.platform);
     if (!o.hosts.empty()) {
         if (o.platform.empty())
             throw InputError("dnnplan", "--hosts",
@@ -57,12 +61,17 @@ int run_simulate(const SimulateOptions& o) {
 
     Json json = load_json_file(o.plan_file);
     planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
-    std::string net_path =
-        networks::resolve_network_path(o.net.empty() ? request.network_source : o.net, networks_dir());
-    networks::Network network = networks::load_network_file(net_path);
-    std::string cluster_path =
-        clusters::resolve_cluster_path(o.cluster.empty() ? request.cluster_source : o.cluster, clusters_dir());
-    clusters::Cluster cluster = clusters::load_cluster_file(cluster_path);
+    PlanSources sources = load_plan_sources(request, o.plan_file, o.net, o.cluster);
+    const networks::Network& network = sources.network;
+    const clusters::Cluster& cluster = sources.cluster;
+    if (o.oversubscription > 0 && (!o.platform.empty() || o.topology == "star"))
+        throw InputError("dnnplan", "--oversubscription",
+                         "does not apply with " + std::string(o.platform.empty() ? "--topology star" : "--platform") +
+                             " (no fat tree is built)");
+    if (o.oversubscription > 0 && cluster.topology.kind != clusters::TopologyKind::fat_tree)
+        throw InputError("dnnplan", "--oversubscription",
+                         "applies to fat-tree clusters only; " + cluster.name + "'s topology is " +
+                             clusters::to_string(cluster.topology.kind));
     // --cluster replays the plan's layouts on another cluster on purpose: the plan's cluster name
     // (checked by layouts_for against the cluster file) is then the chosen one's.
     if (!o.cluster.empty()) request.cluster_name = cluster.name;
@@ -78,12 +87,18 @@ int run_simulate(const SimulateOptions& o) {
     planner::PipelineSpec spec = planner::pipeline_for(request, model, o.plan_file);
     planner::ScoredPlan scored =
         spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
-    simulator::SimResult result = !spec.device_of.empty()
-                                      ? simulator::simulate_graph_partition(model, spec, layouts, options)
-                                  : spec.active() ? simulator::simulate_pipeline(model, spec, layouts, options)
-                                                  : simulator::simulate(model, scored, options);
-    if (!o.trace.empty()) write_file_atomically(o.trace, simulator::chrome_trace(result).dump() + "\n");
-    std::string text = o.format == "json"  ? simulator::result_to_json(result, scored.cost, options).dump(2) + "\n"
+    simulator::SimResult result;
+    try {
+        result = !spec.device_of.empty() ? simulator::simulate_graph_partition(model, spec, layouts, options)
+                 : spec.active()         ? simulator::simulate_pipeline(model, spec, layouts, options)
+                                         : simulator::simulate(model, scored, options);
+    } catch (const InputError& e) {
+        // The simulator names its problems with the plan's pointers (/pipeline...) but not the file.
+        if (e.file() != "simulate") throw;
+        throw InputError(o.plan_file, e.location(), e.message());
+    }
+    if (!o.trace.empty()) write_file_atomically(o.trace, json_text(simulator::chrome_trace(result)) + "\n");
+    std::string text = o.format == "json"  ? json_text(simulator::result_to_json(result, scored.cost, options), 2) + "\n"
                        : o.format == "csv" ? simulator::result_csv(result, scored.cost)
                                            : simulator::result_text(result, scored.cost, options);
     emit(text, o.out);
@@ -105,7 +120,7 @@ Command add_simulate_command(CLI::App& app) {
         ->capture_default_str()
         ->check(CLI::IsMember({"cluster", "star"}));
     cmd->add_option("--oversubscription", o->oversubscription, "override the fat tree's leaf oversubscription (e.g. 4)")
-        ->check(CLI::PositiveNumber);
+        ->check(number_within(1, 1024, "(1 is full bisection)"));
     cmd->add_option("--network-model", o->network_model,
                     "cm02 (alpha-beta, default), lv08 (SimGrid's TCP default) or smpi")
         ->capture_default_str();
@@ -113,8 +128,9 @@ Command add_simulate_command(CLI::App& app) {
         ->capture_default_str()
         ->check(CLI::IsMember({"text", "json", "csv"}));
     cmd->add_option("--trace", o->trace,
-                    "write the timeline in the Chrome trace event format (Perfetto, chrome://tracing)");
-    cmd->add_option("--out", o->out, "write the report to this file instead of stdout");
+                    "write the timeline in the Chrome trace event format (Perfetto, chrome://tracing)")
+        ->check(output_file());
+    cmd->add_option("--out", o->out, "write the report to this file instead of stdout")->check(output_file());
     return {cmd, [o] { return run_simulate(*o); }};
 }
 

@@ -26,6 +26,8 @@ struct Config {
 };
 
 int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
+    if (!o.run.inject_fault.empty() && !session.distributed())
+        throw InputError("dnnplan", "--inject-fault", "applies only to a sweep under mpirun; this one is serial");
     std::vector<std::string> nets = sweep::split_list(o.planning.net, "--net");
     std::vector<std::string> cluster_names = sweep::split_list(o.planning.cluster, "--cluster");
     std::vector<std::int64_t> procs = sweep::parse_procs(o.procs);
@@ -66,11 +68,11 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
         try {
             options = planner_options(args, network, cluster, net_paths[config.net], cluster_paths[config.cluster]);
         } catch (const InputError& e) {  // this combination cannot be planned; the sweep goes on
-            return reports::invalid_sweep_row(network.name, cluster.name, config.procs, e.message()).dump();
+            return json_text(reports::invalid_sweep_row(network.name, cluster.name, config.procs, e.message()));
         }
         planner::CostModel model(network, cluster, options);
         planner::SearchResult result = planner::search(model);
-        return reports::sweep_row(network.name, cluster.name, config.procs, options, result).dump();
+        return json_text(reports::sweep_row(network.name, cluster.name, config.procs, options, result));
     };
 
     sweep::ProgressBar bar(session.rank() == 0 && sweep::stderr_is_terminal());
@@ -106,14 +108,14 @@ Command add_sweep_command(CLI::App& app) {
     cmd->add_option("--procs,-p", o->procs, "process counts: 8:4096 (doubling), 8,64,512, or a mix")->required();
     cmd->add_option("--cluster", p.cluster, "clusters, comma-separated (presets or files)")->capture_default_str();
     add_model_options(cmd, p, true);
-    cmd->add_option("--out", o->out, "write to this file (default: stdout)");
+    cmd->add_option("--out", o->out, "write to this file (default: stdout)")->check(output_file());
     cmd->add_option("--format", o->format, "csv or json (default: json for a .json --out, else csv)")
         ->check(CLI::IsMember({"csv", "json"}));
     cmd->add_option("--timeout", o->run.timeout_s,
                     "under mpirun: seconds rank 0 waits for the other ranks' results before naming the missing "
                     "ones and aborting")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(number_within(0.001, 604800, "s"));
     cmd->add_option("--inject-fault", o->run.inject_fault, "testing: kill:RANK or hang:RANK under mpirun")
         ->check([](const std::string& v) {
             return v.rfind("kill:", 0) == 0 || v.rfind("hang:", 0) == 0 ? std::string()

@@ -4,11 +4,13 @@
 // rank's death or a hang into one message naming the rank and the step (validators/README.md).
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -49,9 +51,12 @@ struct CalibrateOptions {
 };
 
 void add_launch_options(CLI::App* app, LaunchOptions& o) {
-    app->add_option("--np", o.np, "number of MPI ranks")->capture_default_str()->check(CLI::PositiveNumber);
+    app->add_option("--np", o.np, "number of MPI ranks")->capture_default_str()->check(integer_within(1, 4096));
     app->add_flag("--dry-run", o.dry_run, "print the mpirun command line instead of running it");
-    app->add_option("--timeout", o.timeout, "seconds one step may take before the run is ended")->capture_default_str();
+    // 0, negative or NaN would switch the watchdog off without a word.
+    app->add_option("--timeout", o.timeout, "seconds one step may take before the run is ended")
+        ->capture_default_str()
+        ->check(number_within(0.001, 86400, "s"));
     app->add_option("--mpirun", o.mpirun, "the mpirun to use (default: $DNNPLAN_MPIRUN, else mpirun on the PATH)");
 }
 
@@ -93,13 +98,48 @@ std::string read_step(const std::string& dir, int rank) {
     return s.substr(0, s.find('\0'));
 }
 
+// The running mpirun, and the first termination signal dnnplan received while it ran.
+volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_signal = 0;
+
+// SIGINT, SIGTERM or SIGHUP to dnnplan is passed on to mpirun, which ends its ranks; dnnplan then
+// cleans up and dies of the same signal, so the MPI job is never orphaned.
+extern "C" void forward_signal(int sig) {
+    if (g_signal == 0) g_signal = sig;
+    if (g_child > 0) ::kill(static_cast<pid_t>(g_child), sig);
+}
+
+// The mpirun to run: a path must be an executable file, a name must be found on the PATH.
+void check_launcher(const std::string& mpirun) {
+    auto executable = [](const std::string& path) {
+        struct stat st {};
+        return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+    };
+    if (mpirun.find('/') != std::string::npos) {
+        if (!executable(mpirun)) throw InputError("dnnplan", "--mpirun", mpirun + " is not an executable file");
+        return;
+    }
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(path ? path : "");
+    for (std::string dir; std::getline(dirs, dir, ':');)
+        if (executable((dir.empty() ? "." : dir) + "/" + mpirun)) return;
+    throw InputError("dnnplan", "--mpirun",
+                     mpirun + " is not on the PATH (install Open MPI, or give --mpirun PATH or $DNNPLAN_MPIRUN)");
+}
+
 // Runs argv with stderr copied through and kept; returns the exit status (128 + signal if killed).
 int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text) {
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("cannot create a pipe");
+    struct sigaction forward {}, previous[3];
+    forward.sa_handler = forward_signal;
+    sigemptyset(&forward.sa_mask);
+    const int signals[3] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; ++i) sigaction(signals[i], &forward, &previous[i]);
     pid_t pid = fork();
     if (pid < 0) throw std::runtime_error("cannot fork");
     if (pid == 0) {
+        for (int i = 0; i < 3; ++i) sigaction(signals[i], &previous[i], nullptr);
         dup2(fds[1], 2);
         close(fds[0]);
         close(fds[1]);
@@ -110,6 +150,8 @@ int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text
         std::fprintf(stderr, "dnnplan: cannot run %s: %s\n", args[0], std::strerror(errno));
         _exit(127);
     }
+    g_child = pid;
+    if (g_signal != 0) ::kill(pid, g_signal);  // a signal that came before g_child was set
     close(fds[1]);
     // Open MPI's boxed banners ("-----" lines around "Primary job terminated ...") are kept for
     // the fault analysis but not echoed: dnnplan prints its own one-line summary instead.
@@ -142,6 +184,8 @@ int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    g_child = 0;
+    for (int i = 0; i < 3; ++i) sigaction(signals[i], &previous[i], nullptr);
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
@@ -160,13 +204,32 @@ int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool wi
     if (!std::filesystem::exists(worker_path()))
         throw InputError(worker_path(), "",
                          "the MPI worker is not built (cmake --build BUILD --target dnnplan-validate)");
+    check_launcher(argv.front());
     char dir_template[] = "/tmp/dnnplan-validate.XXXXXX";
     char* dir = mkdtemp(dir_template);
     if (!dir) throw std::runtime_error("cannot create a status directory in /tmp");
     if (with_status) argv.insert(argv.end(), {"--status-dir", dir});
     std::string err;
     int status = run_and_watch(argv, err);
-    if (status != 0 && status != 1 && status != 2) {
+    if (g_signal != 0) {
+        // Interrupted: mpirun has ended its ranks; clean up, then die of the same signal.
+        std::error_code ec;
+        std::filesystem::remove_all(dir, ec);
+        int sig = g_signal;
+        std::cerr << "dnnplan: interrupted (" << strsignal(sig) << "); the MPI run was ended\n";
+        std::signal(sig, SIG_DFL);
+        std::raise(sig);
+        return 128 + sig;
+    }
+    // Status 1 (checks failed) and 2 (bad input) are the worker's, which always says why; the same
+    // status with no word and no rank known to have started (calibrate records no steps) is
+    // mpirun's own failure.
+    const bool worker_started = with_status && std::filesystem::exists(std::string(dir) + "/rank0.step");
+    if ((status == 1 || status == 2) && !worker_started && err.find_first_not_of(" \t\r\n") == std::string::npos) {
+        std::cerr << "dnnplan: " << argv.front() << " exited with status " << status
+                  << " without starting the worker and without a message; the run was ended\n";
+        status = 3;
+    } else if (status != 0 && status != 1 && status != 2) {
         std::smatch m;
         std::string what;
         if (std::regex_search(err, m, std::regex("rank ([0-9]+) (made no progress|waited)[^']*'([^']*)'"))) {
@@ -193,6 +256,9 @@ int run_validate(const ValidateOptions& o) {
     // What can be checked without MPI is checked before anything starts.
     if (o.plans.empty() && o.net.empty())
         throw InputError("validate", "", "give --plan FILE (one or more) or --net NAME");
+    if (!o.inject.empty() && !std::regex_match(o.inject, std::regex("(kill|hang):[0-9]{1,6}:.+")))
+        throw InputError("dnnplan", "--inject-fault",
+                         "expected kill:RANK:STEP or hang:RANK:STEP (RANK a number), got \"" + o.inject + "\"");
     for (const std::string& f : o.plans) {
         planner::PlanRequest request = planner::parse_plan_request(load_json_file(f), f);
         if (request.options.procs != o.launch.np)
@@ -257,21 +323,21 @@ Command add_validate_command(CLI::App& app) {
     add_launch_options(sub, o->launch);
     sub->add_option("--plan", o->plans, "plan file written by `dnnplan plan --out` (repeat for several)");
     sub->add_option("--net", o->net, "instead of plan files: every feasible candidate of the search for this network");
-    sub->add_option("--batch", o->batch, "global batch with --net (default: the network's)");
+    sub->add_option("--batch", o->batch, "global batch with --net (default: the network's)")->check(positive_integer());
     sub->add_option("--image", o->image,
                     "input image N or HxW: the network re-inferred at that size (refused if a layer no longer fits)");
     sub->add_option("--strategies", o->strategies, "with --net: comma-separated strategy names (default: all)");
     sub->add_option("--cluster", o->cluster,
                     "cluster for the predictions, e.g. from `dnnplan calibrate` (default: the plan's)");
-    sub->add_option("--warmup", o->warmup, "warm-up iterations (default 2)");
-    sub->add_option("--iterations", o->iterations, "measured iterations (default 10)");
-    sub->add_option("--sgd-steps", o->sgd_steps, "SGD steps compared with the sequential run (default 3)");
+    sub->add_option("--warmup", o->warmup, "warm-up iterations (default 2)")->check(integer_within(0, 1000000));
+    sub->add_option("--iterations", o->iterations, "measured iterations (default 10)")->check(integer_within(1, 1000000));
+    sub->add_option("--sgd-steps", o->sgd_steps, "SGD steps compared with the sequential run (default 3)")->check(integer_within(0, 1000000));
     sub->add_flag("--no-check", o->no_check, "skip the comparison with the sequential network");
     sub->add_option("--format", o->format, "text or json")
         ->capture_default_str()
         ->check(CLI::IsMember({"text", "json"}));
-    sub->add_option("--out", o->out, "also write the JSON results to this file");
-    sub->add_option("--trace", o->trace, "write the last iteration's per-rank timeline (Chrome trace format)");
+    sub->add_option("--out", o->out, "also write the JSON results to this file")->check(output_file());
+    sub->add_option("--trace", o->trace, "write the last iteration's per-rank timeline (Chrome trace format)")->check(output_file());
     sub->add_option("--inject-fault", o->inject, "kill:RANK:STEP or hang:RANK:STEP, to test fault handling");
     return Command{sub, [o] { return run_validate(*o); }};
 }
@@ -280,13 +346,13 @@ Command add_calibrate_command(CLI::App& app) {
     auto o = std::make_shared<CalibrateOptions>();
     CLI::App* sub = app.add_subcommand("calibrate", "measure this machine under MPI and write a cluster spec");
     add_launch_options(sub, o->launch);
-    sub->add_option("--out", o->out, "cluster spec to write (JSON, clusters/README.md format)")->required();
+    sub->add_option("--out", o->out, "cluster spec to write (JSON, clusters/README.md format)")->required()->check(output_file());
     sub->add_option("--name", o->name, "the cluster's name (default this-machine)");
-    sub->add_option("--report", o->report, "also write every measurement as JSON");
+    sub->add_option("--report", o->report, "also write every measurement as JSON")->check(output_file());
     sub->add_flag("--quick", o->quick, "fewer message sizes and repetitions");
     sub->add_option("--batch", o->batch,
                     "global batch of the runs to predict (default 8): the training step is timed at batch / ranks")
-        ->check(CLI::PositiveNumber);
+        ->check(positive_integer());
     sub->add_option("--networks", o->networks,
                     "networks whose training step measures the achievable FLOP/s (default lenet5,smallcnn)");
     sub->add_option("--format", o->format, "text or json")

@@ -12,6 +12,19 @@ namespace {
 
 constexpr int max_small_int = 1 << 20;  // bound for per-node and per-switch counts: catches typos like 8e9
 
+// The plausible range of each rate, wide enough for any machine past or planned, narrow enough that
+// no subnormal, zero or absurd constant (1e-320 FLOP/s) can turn times into nan, inf or 60 digits.
+struct Range {
+    double min, max;
+    const char* unit;
+};
+constexpr Range kPeakFlops{1e6, 1e18, "FLOP/s"};
+constexpr Range kFraction{1e-3, 1, "(a fraction of peak)"};
+constexpr Range kMemoryBandwidth{1e6, 1e15, "bytes/s"};
+constexpr Range kLinkBandwidth{1e3, 1e15, "bytes/s"};
+constexpr Range kLatency{1e-10, 1, "s"};
+constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
+
 // Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
 // the pointer of the number itself (so "/nodes", never "/nodes/value").
 class SourcedReader {
@@ -30,8 +43,8 @@ public:
         return value;
     }
 
-    double positive(const SpecNode& parent, const std::string& key) const {
-        return value_of(parent.child(key)).as_positive_number();
+    double number(const SpecNode& parent, const std::string& key, const Range& range) const {
+        return value_of(parent.child(key)).as_number_within(range.min, range.max, range.unit);
     }
     std::int64_t integer(const SpecNode& parent, const std::string& key, std::int64_t min, std::int64_t max) const {
         return value_of(parent.child(key)).as_int(min, max);
@@ -47,8 +60,8 @@ private:
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys({"bandwidth_Bps", "latency_s"});
     Link link;
-    link.bandwidth_Bps = reader.positive(node, "bandwidth_Bps");
-    link.latency_s = reader.positive(node, "latency_s");
+    link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
+    link.latency_s = reader.number(node, "latency_s", kLatency);
     return link;
 }
 
@@ -63,12 +76,9 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     if (peaks.size() == 0)
         peaks.fail("give the peak FLOP/s of at least one element type (" + join_choices(dtype_names()) + ")");
     for (const auto& dtype_name : dtype_names())
-        if (peaks.has(dtype_name)) device.peak_flops[*parse_dtype(dtype_name)] = reader.positive(peaks, dtype_name);
+        if (peaks.has(dtype_name)) device.peak_flops[*parse_dtype(dtype_name)] = reader.number(peaks, dtype_name, kPeakFlops);
 
-    SpecNode fraction = reader.value_of(node.child("achievable_fraction"));
-    device.achievable_fraction = fraction.as_number();
-    if (!(device.achievable_fraction > 0 && device.achievable_fraction <= 1))
-        fraction.fail("must be in (0, 1], got " + fraction.json().dump());
+    device.achievable_fraction = reader.number(node, "achievable_fraction", kFraction);
 
     device.memory_bytes = reader.integer(node, "memory_bytes", 1, std::numeric_limits<std::int64_t>::max());
     if (node.has("reserved_bytes")) {
@@ -78,7 +88,7 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
             reserved.fail("must be less than memory_bytes (" + std::to_string(device.memory_bytes) + "), got " +
                           std::to_string(device.reserved_bytes) + ": nothing would be left for the model");
     }
-    device.memory_bandwidth_Bps = reader.positive(node, "memory_bandwidth_Bps");
+    device.memory_bandwidth_Bps = reader.number(node, "memory_bandwidth_Bps", kMemoryBandwidth);
     return device;
 }
 
@@ -108,7 +118,7 @@ Topology parse_topology(const SpecNode& inter, TopologyKind kind, std::int64_t n
             topology.fat_tree_levels = reader.small_int(tree.child("levels"), 1);
             topology.fat_tree_arity = reader.small_int(tree.child("arity"), 2);
             if (tree.has("oversubscription"))
-                topology.oversubscription = reader.value_of(tree.child("oversubscription")).as_number(1.0);
+                topology.oversubscription = reader.number(tree, "oversubscription", kOversubscription);
             std::optional<std::int64_t> capacity = 1;
             for (int level = 0; level < topology.fat_tree_levels && capacity; ++level)
                 capacity = checked_mul(*capacity, topology.fat_tree_arity);
@@ -240,8 +250,8 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
-    cluster.inter_node.bandwidth_Bps = reader.positive(inter, "bandwidth_Bps");
-    cluster.inter_node.latency_s = reader.positive(inter, "latency_s");
+    cluster.inter_node.bandwidth_Bps = reader.number(inter, "bandwidth_Bps", kLinkBandwidth);
+    cluster.inter_node.latency_s = reader.number(inter, "latency_s", kLatency);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());

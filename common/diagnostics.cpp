@@ -1,10 +1,17 @@
 #include "diagnostics.hpp"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <random>
+#include <set>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace dnnplan {
 
@@ -79,40 +86,84 @@ std::string json_pointer_token(std::string_view key) {
     return out;
 }
 
-std::string read_text_file(const std::string& path) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status)) {
-        // ENOENT is the common case; "File name too long" or "Permission denied" say more.
-        if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory)
-            throw InputError(path, "", "cannot be read: " + ec.message());
-        throw InputError(path, "", "no such file");
+namespace {
+// The reason open(2) or stat(2) failed, as an InputError on `path`.
+[[noreturn]] void fail_to_open(const std::string& path, int error) {
+    // ENOENT is the common case; "File name too long" or "Permission denied" say more.
+    if (error == ENOENT || error == ENOTDIR) throw InputError(path, "", "no such file");
+    throw InputError(path, "", "cannot be read: " + std::string(std::strerror(error)));
+}
+
+// Closes a file descriptor when it goes out of scope.
+struct FdCloser {
+    int fd;
+    ~FdCloser() {
+        if (fd >= 0) ::close(fd);
     }
-    if (fs::is_directory(status)) throw InputError(path, "", "is a directory, expected a file");
-    // Devices such as /dev/zero never end; pipes (process substitution) are fine and bounded below.
-    if (!fs::is_regular_file(status) && !fs::is_fifo(status))
-        throw InputError(path, "", "is not a regular file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw InputError(path, "", "cannot be opened for reading");
+};
+}  // namespace
+
+void check_regular_file(const std::string& path, int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) fail_to_open(path, errno);
+    if (S_ISDIR(st.st_mode)) throw InputError(path, "", "is a directory, expected a file");
+    // A FIFO (named pipe, process substitution) can block for ever, a device (/dev/zero) never ends.
+    if (S_ISFIFO(st.st_mode)) throw InputError(path, "", "is a FIFO (named pipe), expected a regular file");
+    if (!S_ISREG(st.st_mode)) throw InputError(path, "", "is not a regular file");
+}
+
+namespace {
+// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, before any check could
+// look at it; the descriptor is checked with fstat, so no file can be swapped in between.
+int open_regular_file(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) fail_to_open(path, errno);
+    FdCloser closer{fd};
+    check_regular_file(path, fd);
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    closer.fd = -1;
+    return fd;
+}
+}  // namespace
+
+void check_input_file(const std::string& path) { ::close(open_regular_file(path)); }
+
+std::string read_file_bytes(const std::string& path, std::size_t max_bytes, const std::string& too_large) {
+    int fd = open_regular_file(path);
+    FdCloser closer{fd};
     std::string text;
     char buffer[1 << 16];
-    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-        text.append(buffer, static_cast<std::size_t>(in.gcount()));
-        if (text.size() > kMaxInputFileBytes)
-            throw InputError(path, "", "is larger than " + std::to_string(kMaxInputFileBytes >> 20) +
-                                           " MiB, too large for a specification file");
+    for (;;) {
+        ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EISDIR) throw InputError(path, "", "is a directory, expected a file");
+            throw InputError(path, "", "read error: " + std::string(std::strerror(errno)));
+        }
+        if (n == 0) break;
+        text.append(buffer, static_cast<std::size_t>(n));
+        if (text.size() > max_bytes) throw InputError(path, "", too_large);
     }
-    if (in.bad()) throw InputError(path, "", "read error");
     return text;
+}
+
+std::string read_text_file(const std::string& path) {
+    return read_file_bytes(path, kMaxInputFileBytes,
+                           "is larger than " + std::to_string(kMaxInputFileBytes >> 20) +
+                               " MiB, too large for a specification file");
 }
 
 namespace {
 // nlohmann's DOM builder, but a parse error (or a number too large for a double, which Json::parse
-// reports without any position) is recorded with its byte offset instead of thrown.
+// reports without any position) is recorded with its byte offset instead of thrown, and a key given
+// twice in one object (which nlohmann accepts, the last one winning) stops the parse with the
+// key's JSON pointer.
 class PositionedDomParser : public nlohmann::detail::json_sax_dom_parser<Json> {
+    using Base = nlohmann::detail::json_sax_dom_parser<Json>;
+
 public:
-    using nlohmann::detail::json_sax_dom_parser<Json>::json_sax_dom_parser;
+    using Base::Base;
     bool parse_error(std::size_t position, const std::string& token, const nlohmann::detail::exception& ex) {
         failed = true;
         byte = position;
@@ -121,11 +172,53 @@ public:
         message = ex.what();
         return false;
     }
+    // Values: each one advances the index of the array it is in (for its pointer).
+    bool null() { return next(), Base::null(); }
+    bool boolean(bool v) { return next(), Base::boolean(v); }
+    bool number_integer(number_integer_t v) { return next(), Base::number_integer(v); }
+    bool number_unsigned(number_unsigned_t v) { return next(), Base::number_unsigned(v); }
+    bool number_float(number_float_t v, const string_t& s) { return next(), Base::number_float(v, s); }
+    bool string(string_t& v) { return next(), Base::string(v); }
+    bool binary(binary_t& v) { return next(), Base::binary(v); }
+    bool start_object(std::size_t n) { return open(true), Base::start_object(n); }
+    bool end_object() { return frames_.pop_back(), Base::end_object(); }
+    bool start_array(std::size_t n) { return open(false), Base::start_array(n); }
+    bool end_array() { return frames_.pop_back(), Base::end_array(); }
+    bool key(string_t& k) {
+        Frame& top = frames_.back();
+        top.token = json_pointer_token(k);
+        if (!top.keys.insert(k).second) {
+            duplicate = true;
+            duplicate_key = k;
+            for (const Frame& f : frames_) duplicate_pointer += "/" + f.token;
+            return false;
+        }
+        return Base::key(k);
+    }
+
     bool failed = false;
     bool out_of_range = false;
     std::size_t byte = 0;
     std::string last_token;
     std::string message;
+    bool duplicate = false;
+    std::string duplicate_key, duplicate_pointer;
+
+private:
+    struct Frame {
+        bool object;
+        std::set<std::string> keys;  // an object's keys so far
+        std::string token;           // the reference token of the value being read
+        std::size_t count;           // an array's elements so far
+    };
+    void open(bool object) {
+        next();
+        frames_.push_back({object, {}, {}, 0});
+    }
+    void next() {
+        if (!frames_.empty() && !frames_.back().object) frames_.back().token = std::to_string(frames_.back().count++);
+    }
+    std::vector<Frame> frames_;
 };
 }  // namespace
 
@@ -134,6 +227,9 @@ Json parse_json_text(const std::string& text, const std::string& file) {
     PositionedDomParser handler(result, false);
     bool ok = Json::sax_parse(text, &handler) && !handler.failed;
     if (ok) return result;
+    if (handler.duplicate)
+        throw InputError(file, handler.duplicate_pointer,
+                         "key \"" + handler.duplicate_key + "\" appears twice in the same object (keys must be unique)");
     // nlohmann reports the offset just past the offending character (syntax errors) or token
     // (numbers); turn it into line:column (1-based) of that character or token's start.
     std::size_t end = handler.byte;
@@ -167,6 +263,10 @@ Json parse_json_text(const std::string& text, const std::string& file) {
 }
 
 Json load_json_file(const std::string& path) { return parse_json_text(read_text_file(path), path); }
+
+std::string json_text(const Json& value, int indent) {
+    return value.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
 
 std::string join_choices(const std::vector<std::string>& choices) {
     std::string out;
@@ -271,6 +371,24 @@ double SpecNode::as_positive_number() const {
     return d;
 }
 
+double SpecNode::as_number_within(double min, double max, const std::string& unit) const {
+    if (!value_->is_number()) fail("expected a number, got " + describe_value(*value_));
+    double d = value_->get<double>();
+    if (!(std::isfinite(d) && d >= min && d <= max))
+        fail("must be " + describe_range(min, max, unit) + ", got " + value_->dump());
+    return d;
+}
+
+std::string format_number(double value) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%g", value);
+    return buffer;
+}
+
+std::string describe_range(double min, double max, const std::string& unit) {
+    return "between " + format_number(min) + " and " + format_number(max) + (unit.empty() ? "" : " " + unit);
+}
+
 std::string SpecNode::as_string() const {
     if (!value_->is_string()) fail("expected a string, got " + describe_value(*value_));
     return value_->get<std::string>();
@@ -323,30 +441,88 @@ std::string SpecNode::get_choice_or(const std::string& key, const std::vector<st
 
 }  // namespace dnnplan
 
-#include <cstdio>
-#include <unistd.h>
-
 namespace dnnplan {
+namespace {
+// 16 random letters and digits: the name of a temporary file nobody can predict.
+std::string random_suffix() {
+    static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static std::mt19937_64 generator = [] {
+        std::random_device device;
+        std::seed_seq seed{device(), device(), device(), device(), static_cast<unsigned>(::getpid())};
+        return std::mt19937_64(seed);
+    }();
+    std::uniform_int_distribution<std::size_t> pick(0, sizeof kAlphabet - 2);
+    std::string out(16, 'x');
+    for (char& c : out) c = kAlphabet[pick(generator)];
+    return out;
+}
+
+[[noreturn]] void fail_to_write(const std::string& path, const std::string& temp, int error) {
+    if (!temp.empty()) ::unlink(temp.c_str());
+    if (error == ENOSPC || error == EDQUOT || error == EFBIG) throw InputError(path, "", "write failed (disk full?)");
+    throw InputError(path, "", "write failed: " + std::string(std::strerror(error)));
+}
+
+// Writes all of `content` to `fd`; a failure removes `temp` (when not empty) and names `path`.
+void write_all(int fd, const std::string& content, const std::string& path, const std::string& temp) {
+    for (std::size_t done = 0; done < content.size();) {
+        ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail_to_write(path, temp, errno);
+        done += static_cast<std::size_t>(n);
+    }
+}
+}  // namespace
+
 void write_file_atomically(const std::string& path, const std::string& content) {
     namespace fs = std::filesystem;
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) throw InputError(path, "", "is a directory, expected a file to write");
-    std::string temp = path + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-        if (!out) throw InputError(path, "", "cannot be written (cannot create " + temp + ")");
-        out << content;
-        out.flush();
-        if (!out) {
-            out.close();
-            fs::remove(temp, ec);
-            throw InputError(path, "", "write failed (disk full?)");
-        }
+    if (path.empty()) throw InputError("dnnplan", "", "the output file name is empty");
+    // /dev/stdout, /dev/null, /proc/self/fd/N: system files, written in place, never replaced.
+    if (path.rfind("/dev/", 0) == 0 || path.rfind("/proc/", 0) == 0) {
+        int fd = ::open(path.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC | O_APPEND);
+        if (fd < 0) throw InputError(path, "", "cannot be written: " + std::string(std::strerror(errno)));
+        FdCloser closer{fd};
+        write_all(fd, content, path, "");
+        return;
     }
-    fs::rename(temp, path, ec);
-    if (ec) {
-        fs::remove(temp, ec);
-        throw InputError(path, "", "cannot be written: " + ec.message());
+    struct stat existing {};
+    const bool exists = ::lstat(path.c_str(), &existing) == 0;
+    if ((exists && S_ISDIR(existing.st_mode)) || path.back() == '/')
+        throw InputError(path, "", "is a directory, expected a file to write");
+    const fs::path parent = fs::path(path).parent_path();
+    const std::string dir = parent.empty() ? "." : parent.string();
+    // A random name, created exclusively (O_EXCL: never an existing file, FIFO or symlink, which
+    // O_NOFOLLOW refuses too) in the target's directory, so the rename below is atomic. Its short
+    // fixed length keeps it within NAME_MAX whatever the target's name.
+    std::string temp;
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+        temp = (parent.empty() ? std::string() : dir + "/") + ".dnnplan-" + random_suffix() + ".tmp";
+        fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        int error = errno;
+        if (error == ENOENT || error == ENOTDIR)
+            throw InputError(path, "", "cannot be written: directory " + dir + " does not exist");
+        if (error == EACCES || error == EPERM || error == EROFS)
+            throw InputError(path, "", "cannot be written: cannot create a file in directory " + dir + " (" +
+                                           std::strerror(error) + ")");
+        throw InputError(path, "", "cannot be written: " + std::string(std::strerror(error)));
+    }
+    FdCloser closer{fd};
+    write_all(fd, content, path, temp);
+    // Replacing a file keeps its permissions (a read-only file stays read-only).
+    if (exists && S_ISREG(existing.st_mode)) ::fchmod(fd, existing.st_mode & 07777);
+    if (::fsync(fd) != 0 && errno != EINVAL) fail_to_write(path, temp, errno);
+    closer.fd = -1;
+    if (::close(fd) != 0) fail_to_write(path, temp, errno);
+    // rename replaces the directory entry itself: a symlink or FIFO planted at `path` is replaced,
+    // never followed or opened.
+    if (::rename(temp.c_str(), path.c_str()) != 0) {
+        int error = errno;
+        ::unlink(temp.c_str());
+        throw InputError(path, "", "cannot be written: " + std::string(std::strerror(error)));
     }
 }
 }  // namespace dnnplan

@@ -40,12 +40,23 @@ std::string one_line(const std::string& text);
 // Escapes one reference token of a JSON pointer (RFC 6901: '~' -> "~0", '/' -> "~1").
 std::string json_pointer_token(std::string_view key);
 
-// Reads a whole text file; a missing file, a directory, a device, an unreadable file or one larger
-// than kMaxInputFileBytes is an InputError (no input may take unbounded time or memory).
+// Every input file is read here, so every loader refuses the same things at once: a missing or
+// unreadable file, a directory, a FIFO (which could block for ever), a device (which may never
+// end), a socket. `fd` is an open descriptor of `path`; anything but a regular file is an InputError.
+void check_regular_file(const std::string& path, int fd);
+// For files another library reads (SimGrid platforms, ONNX): the checks of read_file_bytes, at once.
+void check_input_file(const std::string& path);
+// Reads a whole regular file of at most `max_bytes` (else InputError(path, too_large)), opening
+// it without blocking and checking the open descriptor with check_regular_file.
+std::string read_file_bytes(const std::string& path, std::size_t max_bytes, const std::string& too_large);
+
+// Reads a whole text file (read_file_bytes); one larger than kMaxInputFileBytes is an InputError
+// (no input may take unbounded time or memory).
 constexpr std::size_t kMaxInputFileBytes = std::size_t{64} << 20;
 std::string read_text_file(const std::string& path);
 
-// Parses JSON text; a syntax error becomes "FILE:LINE:COL: syntax error: ...".
+// Parses JSON text; a syntax error becomes "FILE:LINE:COL: syntax error: ...", a key given twice
+// in one object "FILE: /pointer/key: duplicate key \"key\" ..." (the last would silently win).
 Json parse_json_text(const std::string& text, const std::string& file);
 
 // Reads and parses a JSON file.
@@ -81,6 +92,9 @@ public:
     double as_number(double min = -std::numeric_limits<double>::infinity(),
                      double max = std::numeric_limits<double>::infinity()) const;
     double as_positive_number() const;
+    // A finite number in [min, max]; anything else (NaN, a subnormal, zero, a negative or an absurd
+    // value) fails with the allowed range and `unit`: "must be between 1e+06 and 1e+18 FLOP/s, got 0".
+    double as_number_within(double min, double max, const std::string& unit) const;
     std::string as_string() const;
     bool as_bool() const;
 
@@ -109,6 +123,15 @@ private:
     std::string pointer_;
 };
 
+// "between 1e+06 and 1e+18 FLOP/s": a range written readably (%g, never 300 digits).
+std::string describe_range(double min, double max, const std::string& unit = "");
+// A number written readably (%g): 1e+06, 0.001, 1797693134862315708... never.
+std::string format_number(double value);
+
+// JSON text for output: like Json::dump, but a string that is not valid UTF-8 (a name from an ONNX
+// file, a file path) has its bad bytes replaced by U+FFFD instead of throwing mid-output.
+std::string json_text(const Json& value, int indent = -1);
+
 // "a, b or c" for messages that list valid choices.
 std::string join_choices(const std::vector<std::string>& choices);
 
@@ -118,7 +141,11 @@ std::string json_type_name(const Json& value);
 }  // namespace dnnplan
 
 namespace dnnplan {
-// Writes a whole file or nothing: a temporary file beside it, renamed over it once complete, so an
-// interrupted or failed run leaves the previous file intact. Failure is an InputError on `path`.
+// Writes a whole file or nothing: a temporary file with a random name, created exclusively
+// (O_EXCL | O_NOFOLLOW) in the target's directory, renamed over the target once complete. An
+// interrupted or failed run leaves the previous file intact; a symlink or FIFO planted at the
+// target or at a guessed temporary name is never followed or opened; a replaced file keeps its
+// permissions. Paths under /dev/ and /proc/ (/dev/stdout, /dev/null) are written in place, never
+// replaced. Every output file of dnnplan is written here. Failure is an InputError on `path`.
 void write_file_atomically(const std::string& path, const std::string& content);
 }  // namespace dnnplan

@@ -20,7 +20,10 @@ int Network::find(const std::string& layer_name) const {
 }
 
 Network load_network_file(const std::string& path, const LoadOptions& options) {
-    if (std::filesystem::path(path).extension() == ".onnx") return load_onnx_file(path, options);
+    if (std::filesystem::path(path).extension() == ".onnx") {
+        check_input_file(path);  // the common checks (a FIFO, device or directory) before the importer opens it
+        return load_onnx_file(path, options);
+    }
     Json spec = load_json_file(path);
     return parse_network(spec, path);
 }

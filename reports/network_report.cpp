@@ -74,7 +74,7 @@ std::string network_csv(const Network& network, std::int64_t batch) {
 }
 
 std::string network_json(const Network& network, std::int64_t batch) {
-    return networks::to_json(network, batch).dump(2) + "\n";
+    return json_text(networks::to_json(network, batch), 2) + "\n";
 }
 
 }  // namespace dnnplan::reports

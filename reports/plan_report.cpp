@@ -169,7 +169,7 @@ std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
                                   {"over_memory", in.result->pipeline_over_memory}}},
              // null when nothing is feasible: there is no plan to write.
              {"best", in.result->best() ? planner::plan_to_json(best, *in.model) : Json(nullptr)}};
-    return out.dump(2) + "\n";
+    return json_text(out, 2) + "\n";
 }
 
 std::string scored_plan_text(const planner::CostModel& model, const planner::Plan& plan) {

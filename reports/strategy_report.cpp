@@ -472,7 +472,7 @@ std::string report_json(const StrategyReport& report) {
              {"title", report.title},
              {"best", report.best_label},
              {"tables", tables}};
-    return out.dump(2) + "\n";
+    return json_text(out, 2) + "\n";
 }
 
 // CSV: one block per table, separated by an empty line; the first column names the table so a

@@ -129,7 +129,7 @@ std::string sweep_csv(const std::vector<Json>& rows) {
 
 std::string sweep_json(const std::vector<Json>& rows) {
     Json out{{"format", "dnnplan-sweep"}, {"version", 1}, {"columns", sweep_columns()}, {"rows", rows}};
-    return out.dump(2) + "\n";
+    return json_text(out, 2) + "\n";
 }
 
 }  // namespace dnnplan::reports

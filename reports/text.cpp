@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 namespace dnnplan::reports {
 
@@ -45,10 +46,25 @@ std::string TextTable::render() const {
 
 std::string terminal_safe(const std::string& text) { return one_line(text); }
 
+namespace {
+// A number as the program writes one ("-12", "3.5e-07", "-inf"): strtod reads all of it.
+bool is_number(const std::string& text) {
+    if (text.empty()) return false;
+    char* end = nullptr;
+    std::strtod(text.c_str(), &end);
+    return end == text.c_str() + text.size() && text.find_first_of(" \t\r\n") == std::string::npos;
+}
+}  // namespace
+
 std::string csv_field(const std::string& text) {
-    if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+    // OWASP's rule against formula injection: a text cell that a spreadsheet would run as a formula
+    // (=, +, -, @, tab, CR first) gets a leading single quote; numbers stay numbers.
+    const bool formula = !text.empty() && std::string("=+-@\t\r").find(text.front()) != std::string::npos && !is_number(text);
+    // Control characters (terminal escapes, newlines) become visible \xNN, \n, as on the terminal.
+    std::string cell = (formula ? "'" : "") + one_line(text);
+    if (cell.find_first_of(",\"") == std::string::npos) return cell;
     std::string out = "\"";
-    for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    for (char c : cell) out += c == '"' ? std::string("\"\"") : std::string(1, c);
     return out + "\"";
 }
 
@@ -77,8 +93,13 @@ std::string html_escape(const std::string& text) {
             case '\'':
                 out += "&#39;";
                 break;
-            default:
+            case '\n':
+            case '\t':
                 out += c;
+                break;
+            default:
+                // Other control characters (ESC, BEL, ...) are shown, not passed on: \xNN.
+                out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? one_line(std::string(1, c)) : std::string(1, c);
         }
     }
     return out;
@@ -92,7 +113,8 @@ std::string markdown_escape(const std::string& text) {
             out += ' ';
             continue;
         }
-        out += c;
+        // Other control characters (ESC, BEL, ...) become \xNN, as on the terminal.
+        out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? one_line(std::string(1, c)) : std::string(1, c);
     }
     return out;
 }

@@ -16,9 +16,13 @@ struct TextTable {
 
 // Control characters become \xNN so a crafted name cannot drive the terminal.
 std::string terminal_safe(const std::string& text);
-// RFC 4180: quote when needed, double the quotes inside.
+// One CSV cell, for every CSV dnnplan writes: control characters escaped as by terminal_safe; a
+// text cell starting with =, +, -, @, tab or CR prefixed with ' (OWASP's rule against formula
+// injection; a number such as -12 stays a number); RFC 4180 quoting when needed.
 std::string csv_field(const std::string& text);
 std::string csv_row(const std::vector<std::string>& fields);
+// HTML and Markdown escaping; control characters other than newline (and tab in HTML) are shown
+// as \xNN, as on the terminal.
 std::string html_escape(const std::string& text);
 std::string markdown_escape(const std::string& text);
 

@@ -6,7 +6,7 @@ namespace dnnplan::reports {
 
 void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& events,
                         const std::vector<std::string>& plan_labels) {
-    write_file_atomically(path, chrome_trace(events, plan_labels).dump() + "\n");
+    write_file_atomically(path, json_text(chrome_trace(events, plan_labels)) + "\n");
 }
 
 Json merge_chrome_traces(const std::vector<Json>& traces) {
@@ -17,7 +17,7 @@ Json merge_chrome_traces(const std::vector<Json>& traces) {
         if (trace.is_object() && trace.contains("traceEvents")) events = &trace.at("traceEvents");
         if (!events->is_array()) continue;
         for (const auto& e : *events) {
-            if (e.is_object() && e.value("ph", "") == "M" && !metadata.insert(e.dump()).second) continue;
+            if (e.is_object() && e.value("ph", "") == "M" && !metadata.insert(json_text(e)).second) continue;
             merged.push_back(e);
         }
     }

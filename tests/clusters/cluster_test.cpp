@@ -264,9 +264,9 @@ TEST_CASE("each malformed cluster file gives its exact message", "[clusters][err
     const std::vector<Case> cases{
         {"bad_topology",
          "/inter_node/topology: unknown value \"hypercube\" (valid: crossbar, fat_tree, torus or dragonfly)"},
-        {"negative_bandwidth", "/inter_node/bandwidth_Bps: must be a positive number, got -12.5"},
+        {"negative_bandwidth", "/inter_node/bandwidth_Bps: must be between 1000 and 1e+15 bytes/s, got -12.5"},
         {"missing_device", "/: missing required field \"device\""},
-        {"fraction_too_large", "/device/achievable_fraction: must be in (0, 1], got 1.5"},
+        {"fraction_too_large", "/device/achievable_fraction: must be between 0.001 and 1 (a fraction of peak), got 1.5"},
         {"mistyped_field",
          "/devices_per_nod: unknown field \"devices_per_nod\" (valid fields: name, description, nodes, "
          "devices_per_node, device, intra_node or inter_node)"},
@@ -276,13 +276,14 @@ TEST_CASE("each malformed cluster file gives its exact message", "[clusters][err
          "/inter_node/torus/dims: the product of the dimensions is 12 (2 x 2 x 3), but the cluster has 16 nodes; "
          "a torus must be exactly filled"},
         {"missing_source", "/nodes: missing required field \"source\""},
-        {"negative_sourced_latency", "/inter_node/latency_s/value: must be a positive number, got -2e-06"},
+        {"negative_sourced_latency", "/inter_node/latency_s/value: must be between 1e-10 and 1 s, got -2e-06"},
         {"dragonfly_too_small",
          "/inter_node/dragonfly: holds 96 nodes (groups 2 x routers_per_group 12 x nodes_per_router 4), but the "
          "cluster has 100 nodes"},
         {"fat_tree_too_small",
          "/inter_node/fat_tree: holds 400 nodes (arity 20 ^ levels 2), but the cluster has 500 nodes"},
-        {"oversubscription_below_one", "/inter_node/fat_tree/oversubscription: must be at least 1.0, got 0.5"},
+        {"oversubscription_below_one",
+         "/inter_node/fat_tree/oversubscription: must be between 1 and 1024 (1 is full bisection), got 0.5"},
         {"unknown_dtype", "/device/peak_flops/fp64: unknown field \"fp64\" (valid fields: fp32, fp16 or bf16)"},
         {"no_peak", "/device/peak_flops: give the peak FLOP/s of at least one element type (fp32, fp16 or bf16)"},
         {"missing_intra_node", "/: missing required field \"intra_node\" (devices_per_node is 8)"},
@@ -319,7 +320,8 @@ TEST_CASE("inline spec mistakes name their pointer", "[clusters][errors]") {
 
     spec = tiny_spec();
     spec["device"]["achievable_fraction"] = 0;
-    CHECK(parse_error(spec) == "spec.json: /device/achievable_fraction: must be in (0, 1], got 0");
+    CHECK(parse_error(spec) ==
+          "spec.json: /device/achievable_fraction: must be between 0.001 and 1 (a fraction of peak), got 0");
 
     spec = tiny_spec();
     spec["name"] = "";

@@ -61,6 +61,7 @@ const BadCase kBadCases[] = {
      ": /layers/0/layers/0: kernel 3 is larger than the padded input height 1 (1 + 2x0 padding) (in layer "
      "\"down.2.conv\")"},
     {"net_zero_size.json", ": /layers/0/out_channels: must be a positive integer, got 0"},
+    {"net_duplicate_key.json", ": /layers/1/kernel: key \"kernel\" appears twice in the same object (keys must be unique)"},
     {"net_negative_size.json", ": /layers/0/kernel/1: must be a positive integer, got -3"},
     {"net_zero_input.json", ": /input/shape/1: must be a positive integer, got 0"},
     {"net_overflow_input.json",

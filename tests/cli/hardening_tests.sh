@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Hardening tests (issue 19), one or more per finding of the reliability review
+# (/work/shared/reviews/reliability-attack.md, M1..M18): inputs that are not regular files, output
+# files that cannot be redirected, infeasible results that write nothing, plan sources reported on
+# the plan, CSV formula injection and control characters, validate's launcher and signals.
+# Expected values are stated independently of the program's output. CTest runs it with
+# DNNPLAN=<binary> and DNNPLAN_SOURCE_DIR=<repository root>.
+. "${DNNPLAN_SOURCE_DIR:?}/tests/cli/harness.sh" hardening
+H=tests/data/hardening
+
+# run_bounded SECONDS ARGS...: like run, but a hang is ended and shows as status 124.
+run_bounded() {
+    local seconds=$1
+    shift
+    timeout -k 2 "$seconds" "$DNNPLAN" "$@" >"$work/stdout" 2>"$work/stderr"
+    status=$?
+}
+one_line_error() { [ "$status" -eq 2 ] && stdout_empty && [ "$(wc -l <"$work/stderr")" -eq 1 ]; }
+
+# --- M5: a FIFO given as any input is refused at once, naming it (no reader ever blocks). ------------
+mkfifo "$work/fifo" "$work/fifo.onnx" "$work/fifo.json"
+fifo_message="$work/fifo: is a FIFO (named pipe), expected a regular file"
+for args in "inspect --net $work/fifo" "--net lenet5 --procs 4 --cluster $work/fifo" "plan --plan $work/fifo" \
+    "simulate --plan $work/fifo" "report --net lenet5 --procs 4 --simulated $work/fifo" \
+    "report --net lenet5 --procs 4 --measured $work/fifo"; do
+    read -r -a argv <<<"$args"
+    run_bounded 10 "${argv[@]}"
+    check "FIFO refused at once: dnnplan $args" one_line_error
+    check "FIFO named in the message: dnnplan $args" stderr_is "$fifo_message"
+done
+run_bounded 10 inspect --net "$work/fifo.onnx"
+check "an ONNX FIFO is refused at once" one_line_error
+check "an ONNX FIFO is named" grep -qF "$work/fifo.onnx: " "$work/stderr"
+run_bounded 10 simulate --plan "$H/plan_relative_source.json" --platform "$work/fifo"
+check "a FIFO --platform is refused at once" one_line_error
+check "a FIFO --platform is named" stderr_is "$fifo_message"
+# A plan whose network.source is a FIFO.
+python3 - "$H/plan_relative_source.json" "$work/plan_fifo_source.json" "$work/fifo.json" <<'EOF'
+import json, sys
+plan = json.load(open(sys.argv[1]))
+plan["network"]["source"] = sys.argv[3]
+json.dump(plan, open(sys.argv[2], "w"))
+EOF
+run_bounded 10 plan --plan "$work/plan_fifo_source.json"
+check "a plan's FIFO network.source is refused at once" one_line_error
+check "a plan's FIFO network.source is named" stderr_is "$work/fifo.json: is a FIFO (named pipe), expected a regular file"
+run_bounded 10 inspect --net /dev/null
+check "a device is refused" stderr_is "/dev/null: is not a regular file"
+
+# --- M6, M7, M11: --out cannot be redirected or hung, and takes any valid name. -----------------------
+mkdir "$work/o"
+printf 'ORIGINAL\n' >"$work/o/victim.txt"
+ln -s victim.txt "$work/o/plan.json"
+run_bounded 30 --net lenet5 --procs 4 --out "$work/o/plan.json"
+check "--out over a planted symlink exits 0" [ "$status" -eq 0 ]
+check "the symlink's target is left alone" bash -c '[ "$(cat "$1")" = ORIGINAL ]' _ "$work/o/victim.txt"
+check "the symlink is replaced by a regular file" bash -c '[ -f "$1" ] && [ ! -L "$1" ]' _ "$work/o/plan.json"
+check "the replacing file is the plan" grep -q '"format": "dnnplan-plan"' "$work/o/plan.json"
+mkfifo "$work/o/fifo_out.json"
+run_bounded 30 --net lenet5 --procs 4 --out "$work/o/fifo_out.json"
+check "--out over a FIFO does not hang" [ "$status" -eq 0 ]
+check "--out over a FIFO replaces it with the plan" bash -c '[ -f "$1" ] && [ ! -p "$1" ]' _ "$work/o/fifo_out.json"
+# Predictable temporary names (PATH.tmp.PID) planted for every pid near ours are never used.
+for i in $(seq 0 50); do mkfifo "$work/o/p.json.tmp.$(($$ + i))"; done
+run_bounded 30 --net lenet5 --procs 4 --out "$work/o/p.json"
+check "planted FIFOs at guessable temporary names do not hang --out" [ "$status" -eq 0 ]
+rm -f "$work"/o/p.json.tmp.*
+long=$(printf 'o%.0s' $(seq 250)).json  # 255 bytes: NAME_MAX
+run_bounded 30 --net lenet5 --procs 4 --out "$work/o/$long"
+check "a 255-byte --out name works" [ "$status" -eq 0 ]
+check "the 255-byte file is written" [ -s "$work/o/$long" ]
+printf 'read-only\n' >"$work/o/ro.json"
+chmod 0444 "$work/o/ro.json"
+run_bounded 30 --net lenet5 --procs 4 --out "$work/o/ro.json"
+check "a read-only --out file keeps its mode 0444" bash -c '[ "$(stat -c %a "$1")" = 444 ]' _ "$work/o/ro.json"
+check "no temporary file is left in the output directory" \
+    bash -c '[ -z "$(ls -A "$1" | grep -v -e "^victim.txt$" -e "^plan.json$" -e "^fifo_out.json$" -e "^p.json$" -e "^ro.json$" -e "^o*\.json$")" ]' _ "$work/o"
+# System files are written in place, never replaced (a /dev/stdout symlink stays a symlink).
+run_bounded 30 inspect --net lenet5 --format json --out /dev/stdout
+check "--out /dev/stdout writes the document to standard output" \
+    python3 -c 'import json,sys; assert json.load(sys.stdin)["totals"]["params"] > 0' <"$work/stdout"
+run_bounded 30 --net lenet5 --procs 4 --out /dev/null
+check "--out /dev/null exits 0" [ "$status" -eq 0 ]
+check "/dev/null is still a character device" test -c /dev/null
+run_bounded 30 --net lenet5 --procs 4 --out ""
+check "an empty --out is refused" stderr_is "dnnplan: --out: the output file name is empty"
+
+# --- M1, M2: infeasible results exit 1 with the reason and write no --out file. -----------------------
+run_bounded 30 plan --plan "$H/plan_infeasible.json" --out "$work/inf.json"
+check "re-scoring an infeasible plan exits 1" [ "$status" -eq 1 ]
+check "re-scoring an infeasible plan gives its reason" \
+    grep -q "^dnnplan: the plan is infeasible: needs .* per process.*more than the device's .*; $work/inf.json was not written$" "$work/stderr"
+check "re-scoring an infeasible plan writes no --out file" [ ! -e "$work/inf.json" ]
+run_bounded 60 --net gpt3-175b --procs 8 --cluster dgx-a100 --stages 2 --out "$work/inf2.json"
+check "an infeasible explicit pipeline exits 1" [ "$status" -eq 1 ]
+check "an infeasible explicit pipeline gives its reason" grep -q '^dnnplan: this pipeline is infeasible: ' "$work/stderr"
+check "an infeasible explicit pipeline writes no --out file" [ ! -e "$work/inf2.json" ]
+run_bounded 120 report --net gpt3-175b --procs 8 --cluster dgx-a100 --no-scaling --out "$work/inf3.html"
+check "an infeasible report exits 1" [ "$status" -eq 1 ]
+check "an infeasible report gives the reasons" grep -q 'more than the device' "$work/stderr"
+check "an infeasible report writes no --out file" [ ! -e "$work/inf3.html" ]
+# A feasible re-score writes the plan as JSON to --out (its help says so), whatever --format.
+run_bounded 30 plan --plan "$H/plan_relative_source.json" --out "$work/rescored.json"
+check "a feasible re-score exits 0" [ "$status" -eq 0 ]
+check "a feasible re-score writes JSON to --out" python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["format"] == "dnnplan-plan"' "$work/rescored.json"
+
+# --- M9: plan sources are reported on the plan, and relative ones resolve beside it. -------------------
+run_bounded 30 plan --plan "$H/plan_unknown_source.json"
+check "an unknown network.source is reported on the plan" \
+    grep -q "^$H/plan_unknown_source.json: /network/source: \"no_such_net_x\": no such file or built-in network" "$work/stderr"
+run_bounded 30 plan --plan "$H/plan_relative_source.json"
+check "a relative network.source resolves beside the plan" [ "$status" -eq 0 ]
+check "the plan beside its network names it" grep -q '^dnnplan: mynet on cori-knl, P = 4' "$work/stdout"
+
+# --- M3: a graph partition with a device out of range (k = 2, device_of[3] = 7). ----------------------
+run_bounded 60 simulate --plan "$H/plan_device_of_7.json"
+check "simulate names the plan file, not a placeholder" \
+    stderr_is "$H/plan_device_of_7.json: /pipeline: layer conv2 is on device 7, not in 0..1"
+# The planner scores it as infeasible (its parser does not bound device_of yet): exit 1, the reason, no file.
+run_bounded 60 plan --plan "$H/plan_device_of_7.json" --out "$work/d7.json"
+check "plan --plan with device 7 of 2 gives the reason" grep -q 'layer conv2 is on device 7, not in 0\.\.1' "$work/stderr"
+check "plan --plan with device 7 of 2 writes no --out file" [ ! -e "$work/d7.json" ]
+
+# --- M10: a plan's batch that overflows names the plan, in simulate as in plan. ------------------------
+run_bounded 30 simulate --plan tests/data/bad/plan_batch_overflow.json
+check "simulate names the plan for an overflowing batch" \
+    stderr_is "tests/data/bad/plan_batch_overflow.json: /batch: counts for batch 4611686018427387904 overflow 64-bit integers (network lenet5)"
+
+# --- M4: subnormal cluster constants never reach the output as nan or inf. -----------------------------
+for f in cluster_subnormal_fraction cluster_subnormal_bandwidth cluster_tiny_peak; do
+    run_bounded 30 --net lenet5 --procs 4 --cluster "tests/data/bad/$f.json"
+    check "$f is refused" one_line_error
+    check "$f gives the allowed range" grep -q 'must be between .* and .*, got ' "$work/stderr"
+done
+
+# --- Numeric options: reversed CLI11 ranges of 309 digits never appear. ------------------------------
+run_bounded 30 report --net lenet5 --procs 4 --top 0
+check "no 309-digit range in a CLI message" bash -c '! grep -q 1797693134862315708 "$1"' _ "$work/stderr"
+
+# --- M13: names that are not UTF-8 (from ONNX) give JSON output, not an internal error. ----------------
+run_bounded 30 inspect --net "$H/badutf8_nodename.onnx" --format json
+check "invalid UTF-8 in an ONNX name: inspect --format json exits 0" [ "$status" -eq 0 ]
+check "invalid UTF-8 in an ONNX name: the JSON parses" python3 -c 'import json,sys; json.load(sys.stdin)' <"$work/stdout"
+check "the bad byte becomes U+FFFD" python3 -c '
+import json, sys
+names = [l["name"] for l in json.load(sys.stdin)["layers"]]
+assert "\ufffdool" in names, names' <"$work/stdout"
+run_bounded 30 --net "$H/badutf8_nodename.onnx" --procs 2 --out "$work/utf8.json"
+check "invalid UTF-8 in an ONNX name: planning --out exits 0" [ "$status" -eq 0 ]
+
+# --- M18: CSV formula injection and control characters. ---------------------------------------------
+# evil_names.json names layers "=HYPERLINK(...)", "+1+1", "@SUM(A1)", "-2+3", TAB "cmd", and one with
+# BEL and ESC; the network's name has an OSC title sequence.
+csv_safe() {
+    python3 -c '
+import csv, re, sys
+number = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-?(inf|nan)$")
+rows = list(csv.reader(sys.stdin))
+bad = [c for r in rows for c in r if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not number.match(c)]
+ctrl = [c for r in rows for c in r if any(ord(ch) < 32 or ord(ch) == 127 for ch in c)]
+assert not bad and not ctrl, (bad, ctrl)
+quoted = {c for r in rows for c in r}
+for name in ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "@SUM(A1)", "-2+3"]:
+    assert "\x27" + name in quoted, name
+'
+}
+run_bounded 30 inspect --net "$H/evil_names.json" --format csv
+check "inspect csv: no cell starts a formula, names are prefixed with '" csv_safe <"$work/stdout"
+run_bounded 60 report --net "$H/evil_names.json" --procs 4 --no-scaling --format csv
+check "report csv: no cell starts a formula" bash -c 'python3 -c "
+import csv,sys,re
+number = re.compile(r\"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$\")
+cells=[c for r in csv.reader(sys.stdin) for c in r]
+assert not [c for c in cells if c[:1] in \"=+-@\t\r\" and c and not number.match(c)]
+assert not [c for c in cells if any(ord(ch)<32 for ch in c)]" <"$1"' _ "$work/stdout"
+run_bounded 60 sweep --net "$H/evil_names.json" --procs 4
+check "sweep csv: the network name carries no control character" bash -c '! grep -q $'"'"'[\x01-\x08\x0b-\x1f\x7f]'"'"' "$1"' _ "$work/stdout"
+for format in md html; do
+    run_bounded 60 report --net "$H/evil_names.json" --procs 4 --no-scaling --format $format
+    check "report $format exits 0" [ "$status" -eq 0 ]
+    check "report $format has no raw ESC or BEL" bash -c '! grep -q $'"'"'[\x07\x1b]'"'"' "$1"' _ "$work/stdout"
+    check "report $format shows the ESC as \\x1b" grep -qF '\x1b' "$work/stdout"
+done
+run_bounded 30 --net "$H/evil_names.json" --procs 4
+check "the terminal output has no raw ESC or BEL" bash -c '! grep -q $'"'"'[\x07\x1b]'"'"' "$1"' _ "$work/stdout"
+
+# --- M12, M14, M15: validate's launcher, timeout and signals (with the MPI worker built). ----------------
+if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/null; then
+    plan=tests/validators/data/lenet5-p4.json
+    run_bounded 30 validate --plan $plan --np 4 --mpirun /nonexistent
+    check "a missing --mpirun is a usage error" stderr_is "dnnplan: --mpirun: /nonexistent is not an executable file"
+    run_bounded 30 validate --plan $plan --np 4 --mpirun /bin/false
+    check "an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
+    check "an mpirun that exits 1 silently is explained" \
+        stderr_is "dnnplan: /bin/false exited with status 1 without starting the worker and without a message; the run was ended"
+    run_bounded 30 calibrate --np 2 --out "$work/c.json" --mpirun /bin/false
+    check "calibrate: an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
+    check "calibrate: no --out file" [ ! -e "$work/c.json" ]
+    # SIGTERM to dnnplan: the ranks end, the status directory goes, no --out file appears later.
+    before=$(ls -d /tmp/dnnplan-validate.* 2>/dev/null | wc -l)
+    "$DNNPLAN" validate --plan $plan --np 4 --inject-fault hang:2:fc2 --timeout 60 --out "$work/v.json" \
+        >"$work/v.out" 2>"$work/v.err" &
+    pid=$!
+    # Wait for the ranks to start (up to 20 s), then terminate dnnplan alone.
+    for _ in $(seq 200); do
+        [ -n "$(pgrep -P "$(pgrep -P $pid | head -1)" 2>/dev/null)" ] && break
+        sleep 0.1
+    done
+    launcher=$(pgrep -P $pid | head -1)
+    kill -TERM $pid
+    wait $pid
+    check "SIGTERM to validate ends it with status 143" [ "$?" -eq 143 ]
+    sleep 1
+    check "SIGTERM to validate ends mpirun too" bash -c '[ -z "$1" ] || ! kill -0 "$1" 2>/dev/null' _ "$launcher"
+    check "SIGTERM to validate removes its status directory" \
+        [ "$(ls -d /tmp/dnnplan-validate.* 2>/dev/null | wc -l)" -le "$before" ]
+    check "SIGTERM to validate says so" grep -q '^dnnplan: interrupted (Terminated); the MPI run was ended$' "$work/v.err"
+    check "SIGTERM to validate writes no --out file" [ ! -e "$work/v.json" ]
+fi
+
+finish
