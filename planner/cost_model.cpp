@@ -297,7 +297,9 @@ CostModel::LayerComm CostModel::anchor_communication(int index, const Layout& l,
         const auto& y = layer.output_shape;
         comm.forward +=
             halo_exchange(index, l, local.batch, {x[0] / l.ci, x[1], x[2]}, Phase::forward, "halo of the input", rec);
-        if (needs_input_grad || layer.params > 0)
+        // The output gradient's halo feeds the input gradient only: the weight gradient (dY x X over
+        // a process's own positions) reads the input halo received in the forward pass.
+        if (needs_input_grad)
             comm.backward += halo_exchange(index, l, local.batch, {y[0] / l.co, y[1], y[2]}, Phase::backward,
                                            "halo of the output gradient", rec);
     }
@@ -336,6 +338,14 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Dist& in
     const Layer& layer = network_->layers[index];
     LayerComm comm;
     if (in.h == 1 && in.w == 1) return comm;
+    if (is_global_pool(layer)) {
+        // Each process averages its own tile; the partial sums of its channels are all-reduced over
+        // the tiles (a few bytes per sample, not the gather of the whole input). The backward pass
+        // spreads the replicated gradient over each tile locally.
+        const double sums = local_batch * layer.output_shape[0] / in.c * element_bytes_;
+        comm.forward += collective(Collective::all_reduce, contiguous(static_cast<std::int64_t>(in.h) * in.w), sums,
+                                   index, Phase::forward, "global pool partial sums", rec);
+    }
     if (layer.kind == LayerKind::batchnorm2d) {
         // Spatially split batch norm needs global statistics (sum and sum of squares) both ways.
         const double stats = 2.0 * layer.output_shape[0] / in.c * 4;
@@ -356,11 +366,12 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Dist& in
         if (in.h > 1) bytes += local_batch * x[0] / in.c * rows * (static_cast<double>(x[2]) / in.w) * eb;
         if (in.w > 1) bytes += local_batch * x[0] / in.c * cols * (static_cast<double>(x[1]) / in.h) * eb;
         if (bytes > 0) {
-            const double t = clusters::point_to_point_seconds(bytes, links_.inter);
+            // On the link the neighbours share: inside a node when the whole tile group is.
+            const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
+            const double t = clusters::point_to_point_seconds(bytes, links_.for_group(group));
             comm.forward += t;
             comm.backward += t;
             if (rec) {
-                const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
                 rec->add(CommCall{index, Phase::forward, CommKind::halo, CommPattern::one_sided_halo,
                                   Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t, "pooling halo"});
                 rec->add(CommCall{index, Phase::backward, CommKind::halo, CommPattern::one_sided_halo,
@@ -383,10 +394,11 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     const bool anchor = is_anchor_kind(layer.kind);
 
     // How many ways the layer's FLOPs are divided, and which processes share a weight shard.
-    double work_split =
-        anchor ? static_cast<double>(l.co) * l.ci * l.h * l.w : static_cast<double>(out.c) * out.h * out.w;
-    if (layer.kind == LayerKind::flatten || layer.kind == LayerKind::reshape)
-        work_split = std::max(1.0, static_cast<double>(in.c) * in.h * in.w);
+    // A follower's work is split as finely as the larger of its input and output (a global pool
+    // works on its input's tiles, a flatten on its input's splits).
+    const double work_split =
+        anchor ? static_cast<double>(l.co) * l.ci * l.h * l.w
+               : std::max(static_cast<double>(out.c) * out.h * out.w, static_cast<double>(in.c) * in.h * in.w);
     const double weight_split = weight_shards(layer.kind, l, in);
     const GroupPlacement sync_group = anchor ? placement(l, true, false, false, true, true)
                                              : contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);

@@ -493,6 +493,8 @@ void ListScheduler::queue_sync(int dev, int layer) {
 
 void ListScheduler::start_sync(int dev) {
     if (syncing_[dev] || sync_queue_[dev].empty()) return;
+    // Without overlap a device's syncs wait until its last operation is done (--no-overlap).
+    if (!model_.options().overlap_sync && (running_[dev] || next_[dev] < order_[dev].size())) return;
     Flow f;
     f.from = f.to = dev;
     f.network = sync_network_[dev];
@@ -551,6 +553,7 @@ void ListScheduler::finish_operations() {
         if (running_[dev] && device_free_[dev] <= now_) {
             running_[dev] = 0;
             finish(dev, current_[dev]);
+            start_sync(dev);  // the device may just have become free for its syncs (no overlap)
             out_.makespan = std::max(out_.makespan, now_);
         }
 }

@@ -89,6 +89,7 @@ Dist anchor_output_dist(LayerKind kind, const Layout& l) {
 // Followers take what their first input delivers (`d`), as far as the layer allows.
 Dist follower_input_dist(const networks::Network& network, const Layer& layer, int input_index, Dist d) {
     const Layer& input = network.layers[layer.inputs[input_index]];
+    if (is_global_pool(layer)) return fit(d, input.output_shape);  // pools its own tile as it arrives
     switch (layer.kind) {
         case LayerKind::layernorm:
         case LayerKind::softmax:
@@ -111,6 +112,7 @@ Dist follower_input_dist(const networks::Network& network, const Layer& layer, i
 }
 Dist follower_output_dist(const Layer& layer, const Dist& in) {
     if (layer.kind == LayerKind::flatten) return Dist{in.n, in.c * in.h * in.w, 1, 1};
+    if (is_global_pool(layer)) return Dist{in.n, in.c, 1, 1};  // the all-reduced means, on every tile's process
     return in;
 }
 }  // namespace
@@ -147,6 +149,11 @@ clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int de
     const clusters::GroupPlacement scatter = meeting_shards(to, from, devices_per_node);
     if (gather.size != scatter.size) return gather.size > scatter.size ? gather : scatter;
     return gather.per_node <= scatter.per_node ? gather : scatter;
+}
+
+bool is_global_pool(const Layer& layer) {
+    return layer.kind == LayerKind::adaptive_avgpool2d && layer.output_shape.size() == 3 &&
+           layer.output_shape[1] == 1 && layer.output_shape[2] == 1;
 }
 
 double weight_shards(LayerKind kind, const Layout& layout, const Dist& in) {

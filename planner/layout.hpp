@@ -41,6 +41,10 @@ struct Dist {
 // follows the distribution of its first input (elementwise layers fuse with their producer).
 bool is_anchor_kind(networks::LayerKind kind);
 
+// An average pool to one value per channel (global, or adaptive to 1 x 1): under a spatial split
+// each process pools its own tile and the partial sums are all-reduced (DESIGN.md section 3a).
+bool is_global_pool(const networks::Layer& layer);
+
 // The raw input (layer 0): the data loader delivers it split by the consumer's batch factor.
 inline Dist loader_dist(const Layout& layout) { return Dist{layout.n, 1, 1, 1}; }
 
@@ -58,9 +62,9 @@ Dist wanted_input_dist(const networks::Network& network, int index, int input_in
 // The processes that exchange data when a tensor moves from `from` to `to` (DistDL's
 // repartition): a shard of `to` needs the shards of `from` that meet it (at most the product over
 // the tensor axes n, c, h, w of what one chunk meets along the axis: f / t when t divides f), and a
-// shard of `from` feeds shards of `to` likewise; the group is the larger set, placed where its ranks are in that side's grid
-// (w innermost, then h, c and n; replicas outermost) on nodes of `devices_per_node` (of equal
-// sets, the one spread over more nodes).
+// shard of `from` feeds shards of `to` likewise; the group is the larger set, placed where its ranks are in that side's
+// grid (w innermost, then h, c and n; replicas outermost) on nodes of `devices_per_node` (of equal sets, the one spread
+// over more nodes).
 clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int devices_per_node);
 
 // How many ways a layer's parameters are divided: anchors over co x ci, batch norm over the

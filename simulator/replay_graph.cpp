@@ -20,6 +20,7 @@ struct GraphReplay : ReplayBase {
 
     int k() const { return spec.stages; }
     int M() const { return spec.micro_batches; }
+    bool overlap() const { return model.options().overlap_sync; }
     int E() const { return static_cast<int>(program.transfers.size()); }
     std::size_t message(int replica, int direction, int edge, int micro) const {
         return ((static_cast<std::size_t>(replica) * 2 + direction) * E() + edge) * M() + micro;
@@ -103,9 +104,13 @@ struct GraphReplay : ReplayBase {
                 for (int e : out_edges[i]) receive(rank, replica, 1, e, m, incoming[E() + e][m], clock);
                 compute(rank, clock, i, m, false);
                 for (int e : in_edges[i]) send(replica, 1, e, m, clock, pending);
-                // The layer's gradients are complete after its last micro-batch: its sync may start.
-                if (m + 1 == M() && !program.sync[i].empty()) ready->release();
+                // The layer's gradients are complete after its last micro-batch: its sync may start
+                // (with overlap; otherwise once the device's backward pass is done, as the model).
+                if (overlap() && m + 1 == M() && !program.sync[i].empty()) ready->release();
             }
+        if (!overlap())
+            for (int i = 1; i < n; ++i)
+                if (spec.device_of[i] == dev && !program.sync[i].empty()) ready->release();
         clock.backward_end = sg4::Engine::get_clock();
         done->acquire();
         for (auto& comm : pending) comm->wait();
@@ -113,7 +118,8 @@ struct GraphReplay : ReplayBase {
     }
 
     // The device's gradient syncs over the replicas (ranks dev + k r), last layer first, one at a
-    // time, each once its layer's last backward is done: the model always overlaps them.
+    // time, each once its layer's last backward is done (or, without overlap, once the device's
+    // backward pass is).
     void sync_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
         RankClock& clock = clocks[rank];
         Boxes boxes;
@@ -169,7 +175,7 @@ SimResult simulate_graph_partition(const planner::CostModel& model, const planne
                 }
                 replay->put_time.assign(
                     static_cast<std::size_t>(spec.replicas) * 2 * program.transfers.size() * spec.micro_batches, 0.0);
-                spawn_rank_actors(replay.get(), hosts, procs, true);  // the model always overlaps this family's sync
+                spawn_rank_actors(replay.get(), hosts, procs, true);  // a sync actor per rank; overlap() times it
                 return replay->clocks;
             });
     });

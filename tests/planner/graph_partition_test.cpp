@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <numeric>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,6 @@ using namespace dnnplan::planner;
 using namespace dnnplan::planner::test;
 
 namespace {
-
 
 PlannerOptions single(std::int64_t batch) {
     PlannerOptions o;
@@ -123,9 +123,9 @@ TEST_CASE("a graph partition becomes a plan with transfers and stalls", "[graph]
         CHECK(c.score.pipeline_s >= (k.fwd_compute_s + k.bwd_compute_s) * (1 - 1e-12));
         CHECK(c.score.pipeline_s > total * c.spec.micro_batches / c.spec.stages * (1 - 1e-12));
         CHECK(k.iteration_s >= c.score.pipeline_s);
-        CHECK(k.iteration_s ==
-              Approx(k.fwd_compute_s + k.bwd_compute_s + k.comm(CommKind::point_to_point) + k.bubble_s + k.sync_exposed_s)
-                  .epsilon(1e-9));
+        CHECK(k.iteration_s == Approx(k.fwd_compute_s + k.bwd_compute_s + k.comm(CommKind::point_to_point) +
+                                      k.bubble_s + k.sync_exposed_s)
+                                   .epsilon(1e-9));
         // More than one device per replica: some tensor crosses.
         CHECK(c.partition.cut_bytes > 0);
         // The partition was measured on the per-replica batch, the plan on one micro-batch of it.
@@ -136,4 +136,39 @@ TEST_CASE("a graph partition becomes a plan with transfers and stalls", "[graph]
     CHECK(result.find(Strategy::graph_partition) != nullptr);
     CHECK(result.find(Strategy::pipeline) != nullptr);
     CHECK(result.find(Strategy::grid_model) != nullptr);
+}
+
+TEST_CASE("no-overlap is respected by every family: re-scored without overlap, no candidate gets faster",
+          "[planner][graph_partition][overlap]") {
+    // Each candidate of an overlapped search, re-scored with the same configuration on a model
+    // without overlap: the gradient sync can only move past the computation, never hide more. The
+    // graph-partition family used to ignore the option (code review, problem 2) and then ranked
+    // first; its list schedule now starts a device's syncs after its last operation.
+    for (const char* name : {"lenet5", "alexnet"}) {
+        networks::Network net = builtin(name);
+        clusters::Cluster cluster = preset("dgx-a100");
+        PlannerOptions with = options(16, 64, net.dtype), without = with;
+        without.overlap_sync = false;
+        CostModel overlapped(net, cluster, with), serial(net, cluster, without);
+        SearchResult result = search(overlapped);
+        int slower_families = 0;
+        std::set<Strategy> families;
+        for (const Candidate& c : result.ranked) {
+            if (!c.plan.cost.feasible) continue;
+            INFO(name << " " << to_string(c.strategy) << " " << c.label);
+            const CostBreakdown& a = c.plan.cost;
+            const CostBreakdown b = c.pipeline.active()
+                                        ? score_pipeline(serial, c.pipeline, c.plan.anchor_layouts).plan.cost
+                                        : serial.score(c.plan.anchor_layouts).cost;
+            CHECK(b.iteration_s >= a.iteration_s * (1 - 1e-12));
+            CHECK(b.sync_total_s == Approx(a.sync_total_s).epsilon(1e-9));
+            if (a.sync_total_s > 0 && b.iteration_s > a.iteration_s * (1 + 1e-9) && families.insert(c.strategy).second)
+                ++slower_families;
+        }
+        // Every family with a sync to hide hid some of it: pure batch, the grids, per-layer, the
+        // pipelines and the graph partitions with replicas.
+        CHECK(families.count(Strategy::batch) == 1);
+        CHECK(families.count(Strategy::graph_partition) == 1);
+        CHECK(slower_families >= 4);
+    }
 }

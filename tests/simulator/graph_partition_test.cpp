@@ -12,8 +12,8 @@
 
 #include "clusters/cluster.hpp"
 #include "networks/network.hpp"
-#include "simulator/simulator.hpp"
 #include "sim_test_helpers.hpp"
+#include "simulator/simulator.hpp"
 
 using namespace dnnplan;
 using namespace dnnplan::simulator::test;
@@ -178,6 +178,18 @@ TEST_CASE("a tiny graph partition with two replicas overlaps each layer's gradie
     CHECK(score.plan.cost.iteration_s == Approx(hand).epsilon(1e-9));
     simulator::SimResult r = simulate_star(model, spec);
     CHECK(r.simulated.iteration_s == Approx(hand).epsilon(1e-6));
+
+    // --no-overlap (issue 16, item 4): a device's syncs wait for its last operation. Device 1's
+    // backwards end at 8f + r, its syncs at 8f + r + 2a; device 0's l1 backward ends at 11f + 2r,
+    // then its two syncs: 11f + 2r + 2a, all of the sync exposed (2a past a schedule of 11f + 2r).
+    options.overlap_sync = false;
+    planner::CostModel serial(network, cluster, options);
+    const double hand_serial = 11 * kF + 2 * kR + 2 * a;
+    const planner::PipelineScore serial_score = planner::score_graph_partition(serial, spec, ones);
+    CHECK(serial_score.plan.cost.iteration_s == Approx(hand_serial).epsilon(1e-9));
+    CHECK(serial_score.plan.cost.sync_exposed_s == Approx(2 * a).epsilon(1e-9));
+    simulator::SimResult rs = simulate_star(serial, spec);
+    CHECK(rs.simulated.iteration_s == Approx(hand_serial).epsilon(1e-6));
 }
 
 TEST_CASE("graph partitions: simulation against the list schedule at P = 64 on a star",
