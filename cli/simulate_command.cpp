@@ -1,6 +1,9 @@
 // `dnnplan simulate`: replay a plan file on a SimGrid platform and set the simulated iteration
 // beside the analytical prediction.
+#include <algorithm>
+#include <cstdio>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "cli/commands.hpp"
@@ -9,6 +12,7 @@
 #include "networks/network.hpp"
 #include "planner/plan.hpp"
 #include "simulator/simulator.hpp"
+#include "sweep/sweep.hpp"
 
 namespace dnnplan::cli {
 namespace {
@@ -25,6 +29,59 @@ struct SimulateOptions {
     std::string format = "text";
     std::string trace;
     std::string out;
+    double max_seconds = 0;
+    bool full = false;
+};
+
+// CPU seconds SimGrid spends per message (bench/simulator_bench: vgg16 at P = 512 on a star,
+// 4.4 us) and per compute or timed call (the gpt3-175b plan's reduced replay); the estimate
+// before a run, which contention and a loaded machine can make several times longer.
+constexpr double seconds_per_message = 5e-6, seconds_per_step = 3e-6;
+
+std::string with_commas(std::int64_t n) {
+    std::string digits = std::to_string(n), out;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+
+// The pre-run summary (once the actors exist), then a progress bar on a terminal.
+struct SimulateProgress {
+    bool terminal = sweep::stderr_is_terminal();
+    bool announced = false, drawn = false;
+
+    void operator()(const simulator::SimProgress& p) {
+        if (!p.started) return;
+        if (!announced) {
+            announced = true;
+            char line[200];
+            std::snprintf(line, sizeof line,
+                          "simulate: %s ranks, %s actors, %s messages and %s compute steps to replay; estimated "
+                          "%.0f s\n",
+                          with_commas(p.ranks).c_str(), with_commas(p.actors).c_str(),
+                          with_commas(p.expected_messages).c_str(), with_commas(p.expected_steps).c_str(),
+                          std::max(1.0, static_cast<double>(p.expected_messages) * seconds_per_message +
+                                            static_cast<double>(p.expected_steps) * seconds_per_step));
+            std::cerr << line << std::flush;
+        }
+        const std::int64_t total = p.expected_messages + p.expected_steps;
+        if (!terminal || total <= 0) return;
+        const double done = std::min(1.0, static_cast<double>(p.events) / static_cast<double>(total));
+        const int width = 30;
+        const double left = done > 0 ? p.wall_s * (1 - done) / done : 0;
+        char line[200];
+        std::snprintf(line, sizeof line, "\r[%-*s] %3.0f%% of messages and steps, %.0f s elapsed, about %.0f s left ",
+                      width, std::string(static_cast<std::size_t>(width * done), '#').c_str(), 100 * done, p.wall_s,
+                      left);
+        std::cerr << line << std::flush;
+        drawn = true;
+    }
+    void finish() {
+        if (drawn) std::cerr << "\r" << std::string(110, ' ') << "\r" << std::flush;
+        drawn = false;
+    }
 };
 
 std::vector<std::string> read_host_list(const std::string& path) {
@@ -54,6 +111,10 @@ int run_simulate(const SimulateOptions& o) {
         options.platform.hosts_source = o.hosts;
     }
     options.timeline = !o.trace.empty();
+    options.max_seconds = o.max_seconds;
+    options.reduce = !o.full;
+    auto progress = std::make_shared<SimulateProgress>();
+    options.on_progress = [progress](const simulator::SimProgress& p) { (*progress)(p); };
 
     Json json = load_json_file(o.plan_file);
     planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
@@ -78,10 +139,17 @@ int run_simulate(const SimulateOptions& o) {
     planner::PipelineSpec spec = planner::pipeline_for(request, model, o.plan_file);
     planner::ScoredPlan scored =
         spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
-    simulator::SimResult result = !spec.device_of.empty()
-                                      ? simulator::simulate_graph_partition(model, spec, layouts, options)
-                                  : spec.active() ? simulator::simulate_pipeline(model, spec, layouts, options)
-                                                  : simulator::simulate(model, scored, options);
+    simulator::SimResult result;
+    try {
+        result = !spec.device_of.empty() ? simulator::simulate_graph_partition(model, spec, layouts, options)
+                 : spec.active()         ? simulator::simulate_pipeline(model, spec, layouts, options)
+                                         : simulator::simulate(model, scored, options);
+    } catch (const simulator::SimulationStopped& e) {
+        progress->finish();
+        std::cerr << "dnnplan simulate: " << e.what() << "\n";
+        return 3;
+    }
+    progress->finish();
     if (!o.trace.empty()) write_file_atomically(o.trace, simulator::chrome_trace(result).dump() + "\n");
     std::string text = o.format == "json"  ? simulator::result_to_json(result, scored.cost, options).dump(2) + "\n"
                        : o.format == "csv" ? simulator::result_csv(result, scored.cost)
@@ -115,6 +183,11 @@ Command add_simulate_command(CLI::App& app) {
     cmd->add_option("--trace", o->trace,
                     "write the timeline in the Chrome trace event format (Perfetto, chrome://tracing)");
     cmd->add_option("--out", o->out, "write the report to this file instead of stdout");
+    cmd->add_option("--max-seconds", o->max_seconds,
+                    "stop the simulation after this many wall seconds: exit 3, one line on stderr, no output file")
+        ->check(CLI::PositiveNumber);
+    cmd->add_flag("--full", o->full,
+                  "replay every rank even where the reduced replay applies (simulator/README.md, \"Reduced replay\")");
     return {cmd, [o] { return run_simulate(*o); }};
 }
 

@@ -87,6 +87,9 @@ Json result_to_json(const SimResult& result, const planner::CostBreakdown& predi
     simulated["wall_s"] = result.wall_s;
     simulated["messages_per_wall_s"] = result.wall_s > 0 ? result.messages / result.wall_s : 0.0;
     simulated["cpu_s"] = result.cpu_s;
+    simulated["ranks"] = result.ranks;
+    simulated["actors"] = result.actors;
+    simulated["reduction"] = result.reduction.empty() ? Json(nullptr) : Json(result.reduction);
     double rel = relative(result.simulated.iteration_s, predicted.iteration_s);
     return Json{{"predicted", planner::cost_to_json(predicted)},
                 {"simulated", simulated},
@@ -135,6 +138,8 @@ std::string result_text(const SimResult& result, const planner::CostBreakdown& p
                   static_cast<long long>(result.messages), result.wall_s,
                   result.wall_s > 0 ? result.messages / result.wall_s : 0.0, result.cpu_s);
     out << line;
+    if (!result.reduction.empty()) out << "reduced replay (" << result.actors << " actors for " << result.ranks
+                                       << " ranks): " << result.reduction << "\n";
     return out.str();
 }
 

@@ -5,12 +5,17 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <simgrid/s4u.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "simulator/simulator.hpp"
+
+namespace dnnplan::simulator {
+void count_shared_event();  // simulator/child.hpp
+}
 
 namespace dnnplan::simulator {
 
@@ -28,6 +33,9 @@ struct RankClock {
     std::int64_t messages = 0;
     std::vector<Slice> slices;
 };
+
+// One more message sent by the clock's rank (its count, and the running child's shared one).
+void count_message(RankClock& clock);
 
 // An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.
 using Boxes = std::unordered_map<long long, sg4::Mailbox*>;
@@ -56,7 +64,7 @@ struct ReplayBase {
             if (step.send_to >= 0) {
                 send = mailbox(boxes, channel, rank, member(step.send_to))
                            ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
-                ++clock.messages;
+                count_message(clock);
             }
             if (step.recv_from >= 0)
                 recv = mailbox(boxes, channel, member(step.recv_from), rank)->template get_async<int>(&received);
@@ -64,6 +72,10 @@ struct ReplayBase {
             if (recv) recv->wait();
         }
     }
+
+    // The messages member `index` of `call`'s group sends (memoised: the counts before a run).
+    std::int64_t sends(const CommCall& call, int index);
+    std::map<std::pair<const CommCall*, int>, std::int64_t> send_counts{};
 
     // Appends a slice that started at `start` and ends now (with SimOptions::timeline only).
     void record(RankClock& clock, int rank, int track, const std::string& cat, double start, const std::string& name);
@@ -78,6 +90,7 @@ struct ReplayBase {
         if (step.type == Step::Type::compute) {
             if (step.seconds <= 0) return;
             sg4::this_actor::execute(step.seconds * speed);
+            count_shared_event();
             (as_backward ? clock.bwd_compute : clock.fwd_compute) += sg4::Engine::get_clock() - start;
             record(clock, rank, 0, "compute", start,
                    layers[step.layer].name + (step.phase == Phase::forward ? " forward" : " backward") + suffix);
@@ -90,17 +103,27 @@ struct ReplayBase {
         }
     }
 
-private:
     // The message steps of member `index`: the collective's algorithm, a halo exchange, or the
     // model's single message for a pooling halo.
     static std::vector<clusters::RankStep> call_rank_steps(const CommCall& call, int index);
 };
 
+// The seconds from a common start until the members of `call`'s group have finished, when every
+// message costs `latency + bytes / bandwidth` and no two of its messages ever share a link (each
+// member has its own up and down link, as inside a built node): the replay's own rules (a message
+// starts when its sender and its receiver have both posted it, FIFO per ordered pair, a member's
+// next step waits for its send and its receive), evaluated without SimGrid. Returns a negative
+// value when the members finish at different times (halos, trees): such a call is not symmetric
+// and cannot stand for all its members (simulator/README.md, "Reduced replay").
+double isolated_call_seconds(const CommCall& call, double latency, double bandwidth);
+
 // One actor per rank running the replay's main program on its host, and beside it (when the
 // gradient sync overlaps) one running its sync stream; the pair shares two semaphores.
+// With `stride` > 1 only ranks 0, stride, 2 stride, ... get actors (the reduced replay).
 template <class ReplayType>
-void spawn_rank_actors(ReplayType* replay, const std::vector<sg4::Host*>& hosts, int procs, bool with_sync) {
-    for (int r = 0; r < procs; ++r) {
+void spawn_rank_actors(ReplayType* replay, const std::vector<sg4::Host*>& hosts, int procs, bool with_sync,
+                       int stride = 1) {
+    for (int r = 0; r < procs; r += stride) {
         auto ready = sg4::Semaphore::create(0);
         auto done = sg4::Semaphore::create(0);
         sg4::Actor::create("rank" + std::to_string(r), hosts[r],

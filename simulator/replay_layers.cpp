@@ -73,6 +73,29 @@ struct LayerReplay : ReplayBase {
         };
     }
 
+    // The messages the actors will send (the pre-run summary and the progress bar).
+    std::int64_t count_messages() {
+        std::int64_t total = 0;
+        for (int rank = 0; rank < static_cast<int>(clocks.size()); ++rank) {
+            auto add = [&](const CommCall& call) {
+                const int index = map.my_index(call.group, rank);
+                if (index >= 0) total += sends(call, index);
+            };
+            for (const Step& step : program.main)
+                if (step.type == Step::Type::comm) add(*step.call);
+            for (const auto& group : program.sync)
+                for (const CommCall* call : group) add(*call);
+        }
+        return total;
+    }
+
+    // The computes: every rank's forward and backward of every layer.
+    std::int64_t count_steps() const {
+        std::int64_t n = 0;
+        for (const Step& step : program.main) n += step.type == Step::Type::compute && step.seconds > 0 ? 1 : 0;
+        return n * static_cast<std::int64_t>(clocks.size());
+    }
+
     void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
         RankClock& clock = clocks[rank];
         Boxes boxes;
@@ -125,17 +148,17 @@ struct LayerReplay : ReplayBase {
 }  // namespace
 
 SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
-    return run_in_child(model, [&] {
+    return run_in_child(model, options, [&] {
         const int procs = static_cast<int>(model.options().procs);
         const int d = std::max(1, std::min(model.cluster().devices_per_node, procs));
         ReplayProgram program = build_replay_program(model, plan);
         std::unique_ptr<LayerReplay> replay;
         return run_simulation(
-            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
+            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> ReplayStart {
                 replay.reset(new LayerReplay{
                     {model, speed, options.timeline, std::vector<RankClock>(procs)}, program, GroupMap{procs, d}});
                 spawn_rank_actors(replay.get(), hosts, procs, program.overlap_sync);
-                return replay->clocks;
+                return {replay->clocks, replay->count_messages(), replay->count_steps(), ""};
             });
     });
 }

@@ -1,0 +1,89 @@
+// The reduced replay (simulator/README.md, "Reduced replay") against the full one: where its
+// conditions hold (CM02, built platform, T = devices per node, no sync group mixing tensor ranks,
+// symmetric stage-internal calls), one actor per stage and the stage's collectives timed without
+// SimGrid must give the full replay's iteration, on a star and on the cluster's fat tree (whose
+// links then carry 1/T of a node's bandwidth). The figures compared are both computed here: the
+// full replay with SimOptions::reduce = false, the reduced one with the default.
+#include <catch2/catch.hpp>
+
+#include "planner/pipeline.hpp"
+#include "planner/search.hpp"
+#include "sim_test_helpers.hpp"
+#include "simulator/simulator.hpp"
+
+using namespace dnnplan;
+using simulator::test::builtin_network;
+using simulator::test::preset_cluster;
+
+namespace {
+
+struct Pair {
+    simulator::SimResult full, reduced;
+};
+
+Pair both(const std::string& topology, int procs, planner::PipelineSpec spec, std::int64_t batch,
+          simulator::NetworkModel network_model = simulator::NetworkModel::cm02) {
+    networks::Network network = builtin_network("gpt3-175b");
+    clusters::Cluster cluster = preset_cluster("dgx-a100");
+    planner::PlannerOptions options;
+    options.procs = procs;
+    options.batch = batch;
+    options.dtype = network.dtype;
+    planner::CostModel model(network, cluster, options);
+    planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
+    simulator::SimOptions sim;
+    sim.platform.topology = topology;
+    sim.platform.network_model = network_model;
+    Pair out;
+    out.reduced = simulator::simulate_pipeline(model, pc.spec, pc.layouts, sim);
+    sim.reduce = false;
+    out.full = simulator::simulate_pipeline(model, pc.spec, pc.layouts, sim);
+    return out;
+}
+
+planner::PipelineSpec spec_of(int tensor, int stages, int replicas, int micro, planner::Schedule schedule) {
+    planner::PipelineSpec spec;
+    spec.tensor = tensor;
+    spec.stages = stages;
+    spec.replicas = replicas;
+    spec.micro_batches = micro;
+    spec.schedule = schedule;
+    return spec;
+}
+
+}  // namespace
+
+TEST_CASE("the reduced replay of a T = 8 pipeline equals the full replay, star and fat tree", "[sim][reduced]") {
+    const auto spec = spec_of(8, 4, 2, 4, planner::Schedule::one_f_one_b);
+    for (const std::string topology : {"star", "cluster"}) {
+        INFO(topology);
+        Pair p = both(topology, 64, spec, 16);
+        CHECK_FALSE(p.reduced.reduction.empty());
+        CHECK(p.full.reduction.empty());
+        // 64 ranks: 8 stage copies x (main + sync actor) reduced, 64 x 2 in full.
+        CHECK(p.reduced.actors == 16);
+        CHECK(p.full.actors == 128);
+        CHECK(p.reduced.messages < p.full.messages);
+        CHECK(p.reduced.simulated.iteration_s == Approx(p.full.simulated.iteration_s).epsilon(1e-9));
+        CHECK(p.reduced.simulated.sync_exposed_s ==
+              Approx(p.full.simulated.sync_exposed_s).epsilon(1e-6).margin(1e-12));
+    }
+}
+
+TEST_CASE("the reduced replay equals the full one with GPipe, ZeRO-1 and recomputation on the fat tree",
+          "[sim][reduced]") {
+    auto spec = spec_of(8, 2, 4, 2, planner::Schedule::gpipe);
+    spec.zero = true;
+    spec.recompute = true;
+    Pair p = both("cluster", 64, spec, 16);
+    CHECK_FALSE(p.reduced.reduction.empty());
+    CHECK(p.reduced.simulated.iteration_s == Approx(p.full.simulated.iteration_s).epsilon(1e-9));
+}
+
+TEST_CASE("the reduced replay steps aside where its conditions fail (LV08)", "[sim][reduced]") {
+    const auto spec = spec_of(8, 2, 1, 2, planner::Schedule::one_f_one_b);
+    Pair p = both("star", 16, spec, 4, simulator::NetworkModel::lv08);
+    CHECK(p.reduced.reduction.empty());
+    CHECK(p.reduced.actors == p.full.actors);
+    CHECK(p.reduced.simulated.iteration_s == p.full.simulated.iteration_s);
+}
