@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <xbt/log.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -202,6 +203,19 @@ SimResult result_or_throw(int status, const std::string& out, const std::string&
 }
 
 }  // namespace
+
+void replicate_slices(SimResult& result, int copies, int step) {
+    const std::size_t n = result.slices.size();
+    result.slices.reserve(n * static_cast<std::size_t>(std::max(1, copies)));
+    for (int k = 1; k < copies; ++k)
+        for (std::size_t i = 0; i < n; ++i) {
+            Slice s = result.slices[i];
+            s.rank += k * step;
+            result.slices.push_back(std::move(s));
+        }
+    std::stable_sort(result.slices.begin(), result.slices.end(),
+                     [](const Slice& a, const Slice& b) { return a.rank < b.rank; });
+}
 
 void count_shared_event() {
     if (shared_progress) shared_progress->events.fetch_add(1, std::memory_order_relaxed);

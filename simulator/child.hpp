@@ -35,6 +35,10 @@ Json run_simulation(const planner::CostModel& model, const SimOptions& options, 
 // hears about it about five times a second.
 SimResult run_in_child(const planner::CostModel& model, const SimOptions& options, const std::function<Json()>& body);
 
+// After a reduced replay: the slices of every replayed rank r are copied to ranks r + k x step for
+// 0 < k < copies (the ranks it stood for, whose timelines are its own by the reduction's symmetry).
+void replicate_slices(SimResult& result, int copies, int step);
+
 // Counts one message, or one compute or timed call, of the running child (the parent's progress bar
 // reads the count).
 void count_shared_event();

@@ -47,6 +47,37 @@ std::int64_t ReplayBase::sends(const CommCall& call, int index) {
     return it->second;
 }
 
+void ReplayBase::run_mirrored(const CommCall& call, int index, RankClock& clock) {
+    sg4::Host* self = sg4::this_actor::get_host();
+    for (const auto& step : call_rank_steps(call, index)) {
+        sg4::CommPtr send, recv;
+        if (step.send_to >= 0) {
+            send = sg4::Comm::sendto_async(self, mirror, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
+            count_message(clock);
+        }
+        if (step.recv_from >= 0)
+            recv = sg4::Comm::sendto_async(mirror, self, static_cast<std::uint64_t>(std::llround(step.recv_bytes)));
+        if (send) send->wait();
+        if (recv) recv->wait();
+    }
+}
+
+bool lockstep_symmetric(const CommCall& call) {
+    const int g = std::max(1, call.group.size);
+    const std::vector<clusters::RankStep> first = ReplayBase::call_rank_steps(call, 0);
+    for (const auto& s : first)
+        if ((s.send_to >= 0) != (s.recv_from >= 0) || (s.send_to >= 0 && s.send_bytes != s.recv_bytes)) return false;
+    for (int i = 1; i < g; ++i) {
+        const std::vector<clusters::RankStep> mine = ReplayBase::call_rank_steps(call, i);
+        if (mine.size() != first.size()) return false;
+        for (std::size_t k = 0; k < mine.size(); ++k)
+            if ((mine[k].send_to >= 0) != (first[k].send_to >= 0) || (mine[k].recv_from >= 0) != (first[k].recv_from >= 0) ||
+                mine[k].send_bytes != first[k].send_bytes || mine[k].recv_bytes != first[k].recv_bytes)
+                return false;
+    }
+    return true;
+}
+
 void ReplayBase::record(RankClock& clock, int rank, int track, const std::string& cat, double start,
                         const std::string& name) {
     if (!timeline) return;

@@ -46,6 +46,9 @@ struct ReplayBase {
     bool timeline = false;
     std::vector<RankClock> clocks;
     int dummy = 0;  // Mailbox::put needs a non-null payload; nothing reads it
+    // The symmetric replay (simulator/README.md, "Reduced replay"): one rank stands for all, and
+    // each step's partner is this host, whose links carry the partner's side of the exchange.
+    sg4::Host* mirror = nullptr;
 
     // "<layer> <what> (<collective>, <algorithm>)"; a halo has no collective.
     std::string call_name(const CommCall& call) const;
@@ -58,6 +61,10 @@ struct ReplayBase {
     template <class Member>
     void run_call(const CommCall& call, int rank, int index, const Member& member, const std::string& channel,
                   Boxes& boxes, RankClock& clock) {
+        if (mirror) {
+            run_mirrored(call, index, clock);
+            return;
+        }
         for (const auto& step : call_rank_steps(call, index)) {
             sg4::CommPtr send, recv;
             int* received = nullptr;
@@ -76,6 +83,11 @@ struct ReplayBase {
     // The messages member `index` of `call`'s group sends (memoised: the counts before a run).
     std::int64_t sends(const CommCall& call, int index);
     std::map<std::pair<const CommCall*, int>, std::int64_t> send_counts{};
+
+    // The steps of member `index` against the mirror host: its send goes out on the rank's up link
+    // and the mirror's down link, its receive comes in on the mirror's up link and its down link,
+    // both started at once (every partner posts at the same time in a lockstep-symmetric call).
+    void run_mirrored(const CommCall& call, int index, RankClock& clock);
 
     // Appends a slice that started at `start` and ends now (with SimOptions::timeline only).
     void record(RankClock& clock, int rank, int track, const std::string& cat, double start, const std::string& name);
@@ -107,6 +119,11 @@ struct ReplayBase {
     // model's single message for a pooling halo.
     static std::vector<clusters::RankStep> call_rank_steps(const CommCall& call, int index);
 };
+
+// True when every member of `call`'s group runs the same steps in lockstep: the same number of
+// steps, and at each step every member sends and receives, or none does, the same bytes both ways
+// (ring, recursive halving and doubling, pairwise exchange on a power of two; not halos or trees).
+bool lockstep_symmetric(const CommCall& call);
 
 // The seconds from a common start until the members of `call`'s group have finished, when every
 // message costs `latency + bytes / bandwidth` and no two of its messages ever share a link (each

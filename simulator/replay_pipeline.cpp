@@ -280,7 +280,7 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
     std::string problem = planner::pipeline_problem(model, spec);
     if (!problem.empty()) throw InputError("simulate", "/pipeline", problem);
     const planner::PipelineProgram program = planner::pipeline_program(model, spec, layouts);
-    return run_in_child(model, options, [&] {
+    SimResult result = run_in_child(model, options, [&] {
         const int procs = static_cast<int>(model.options().procs);
         const int d = std::max(1, std::min(model.cluster().devices_per_node, spec.tensor));
         std::unique_ptr<PipelineReplay> replay;
@@ -314,6 +314,9 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
                             "topology's links carry 1/" + std::to_string(spec.tensor) + " of the node's bandwidth";
             });
     });
+    // The reduced replay: tensor rank t's timeline is its stage's rank 0's.
+    if (!result.reduction.empty()) replicate_slices(result, spec.tensor, 1);
+    return result;
 }
 
 }  // namespace dnnplan::simulator

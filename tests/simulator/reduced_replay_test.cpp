@@ -87,3 +87,53 @@ TEST_CASE("the reduced replay steps aside where its conditions fail (LV08)", "[s
     CHECK(p.reduced.actors == p.full.actors);
     CHECK(p.reduced.simulated.iteration_s == p.full.simulated.iteration_s);
 }
+
+namespace {
+
+Pair both_batch(const std::string& net, int procs, bool overlap, const std::string& cluster_name = "cori-knl") {
+    networks::Network network = builtin_network(net);
+    clusters::Cluster cluster = preset_cluster(cluster_name);
+    planner::PlannerOptions options;
+    options.procs = procs;
+    options.batch = 4LL * procs;
+    options.dtype = network.dtype;
+    options.overlap_sync = overlap;
+    planner::CostModel model(network, cluster, options);
+    planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, planner::Strategy::batch, {1, procs}));
+    simulator::SimOptions sim;
+    sim.platform.topology = "star";
+    Pair out;
+    out.reduced = simulator::simulate(model, plan, sim);
+    sim.reduce = false;
+    out.full = simulator::simulate(model, plan, sim);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("the symmetric replay of a pure batch plan on a star equals the full replay", "[sim][reduced]") {
+    for (const std::string net : {"vgg16", "resnet50"})
+        for (bool overlap : {true, false}) {
+            INFO(net << (overlap ? ", overlapped sync" : ", sync after the backward pass"));
+            Pair p = both_batch(net, 64, overlap);
+            CHECK_FALSE(p.reduced.reduction.empty());
+            CHECK(p.reduced.actors == (overlap ? 2 : 1));
+            CHECK(p.full.actors == (overlap ? 128 : 64));
+            CHECK(p.reduced.simulated.iteration_s == Approx(p.full.simulated.iteration_s).epsilon(1e-9));
+            CHECK(p.reduced.simulated.sync_exposed_s ==
+                  Approx(p.full.simulated.sync_exposed_s).epsilon(1e-6).margin(1e-12));
+        }
+}
+
+TEST_CASE("the symmetric replay steps aside on a contended platform (cori-knl's dragonfly)", "[sim][reduced]") {
+    networks::Network network = builtin_network("resnet50");
+    clusters::Cluster cluster = preset_cluster("cori-knl");
+    planner::PlannerOptions options;
+    options.procs = 16;
+    options.batch = 64;
+    options.dtype = network.dtype;
+    planner::CostModel model(network, cluster, options);
+    planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, planner::Strategy::batch, {1, 16}));
+    simulator::SimOptions sim;  // the cluster's own topology
+    CHECK(simulator::simulate(model, plan, sim).reduction.empty());
+}
