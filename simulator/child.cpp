@@ -47,7 +47,7 @@ Slice slice_from_json(const Json& s) {
 // What the child sends back: the critical rank's clock (the rank whose iteration ended last), the
 // message count, the platform and every rank's slices. `clocks` holds one clock per rank.
 Json encode_result(const std::vector<RankClock>& clocks, const BuiltPlatform& platform, std::int64_t platform_hosts,
-                   double wall, double cpu, std::int64_t actors, const std::string& reduction) {
+                   double wall, double cpu, std::int64_t actors, const std::string& reduction, Json links) {
     int critical = 0;
     std::int64_t messages = 0;
     for (int r = 0; r < static_cast<int>(clocks.size()); ++r) {
@@ -81,6 +81,7 @@ Json encode_result(const std::vector<RankClock>& clocks, const BuiltPlatform& pl
                 {"ranks", clocks.size()},
                 {"actors", actors},
                 {"reduction", reduction},
+                {"links", std::move(links)},
                 {"slices", slices}};
 }
 
@@ -108,6 +109,7 @@ SimResult decode_result(const Json& j) {
     r.ranks = j.at("ranks").get<std::int64_t>();
     r.actors = j.at("actors").get<std::int64_t>();
     r.reduction = j.at("reduction").get<std::string>();
+    r.links = j.at("links");
     for (const auto& slice : j.at("slices")) r.slices.push_back(slice_from_json(slice));
     return r;
 }
@@ -252,8 +254,11 @@ Json run_simulation(const planner::CostModel& model, const SimOptions& given, co
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     // CPU seconds too: on a shared machine the wall time also measures the other processes.
     double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
+    double iteration = 0;
+    for (const auto& c : clocks) iteration = std::max(iteration, c.end);
+    Json links = started.links ? started.links->to_json(iteration, options.top_links, options.platform.lanes) : Json();
     return encode_result(clocks, platform, static_cast<std::int64_t>(engine.get_host_count()), wall, cpu, actors,
-                         started.reduction);
+                         started.reduction, std::move(links));
 }
 
 SimResult run_in_child(const planner::CostModel& model, const SimOptions& options, const std::function<Json()>& body) {

@@ -59,7 +59,17 @@ void ReplayBase::run_mirrored(const CommCall& call, int index, RankClock& clock)
             recv = sg4::Comm::sendto_async(mirror, self, static_cast<std::uint64_t>(std::llround(step.recv_bytes)));
         if (send) send->wait();
         if (recv) recv->wait();
+        if (send) flow(self, mirror, step.send_bytes, send->get_start_time(), label(call));
+        if (recv) flow(mirror, self, step.recv_bytes, recv->get_start_time(), label(call));
     }
+}
+
+const std::string& ReplayBase::label(const CommCall& call) {
+    auto [it, inserted] = labels.try_emplace(&call);
+    if (inserted)
+        it->second = call.kind == CommKind::halo ? call.what + " (halo)"
+                                                 : call.what + " (" + clusters::to_string(call.collective) + ")";
+    return it->second;
 }
 
 bool lockstep_symmetric(const CommCall& call) {

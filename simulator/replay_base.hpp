@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "simulator/link_stats.hpp"
 #include "simulator/simulator.hpp"
 
 namespace dnnplan::simulator {
@@ -49,6 +50,18 @@ struct ReplayBase {
     // The symmetric replay (simulator/README.md, "Reduced replay"): one rank stands for all, and
     // each step's partner is this host, whose links carry the partner's side of the exchange.
     sg4::Host* mirror = nullptr;
+    const std::vector<sg4::Host*>* hosts = nullptr;  // rank r's host (set by spawn_rank_actors)
+    LinkStats link_stats{};
+    std::unordered_map<const CommCall*, std::string> labels{};  // "<what> (<collective>)" per call
+
+    // A flow between two hosts that started at `start` and ends now, for the per-link report.
+    void flow(sg4::Host* from, sg4::Host* to, double bytes, double start, const std::string& what) {
+        link_stats.record(from, to, bytes, start, what);
+    }
+    void flow(int from, int to, double bytes, double start, const std::string& what) {
+        if (hosts) flow((*hosts)[from], (*hosts)[to], bytes, start, what);
+    }
+    const std::string& label(const CommCall& call);
 
     // "<layer> <what> (<collective>, <algorithm>)"; a halo has no collective.
     std::string call_name(const CommCall& call) const;
@@ -75,7 +88,10 @@ struct ReplayBase {
             }
             if (step.recv_from >= 0)
                 recv = mailbox(boxes, channel, member(step.recv_from), rank)->template get_async<int>(&received);
-            if (send) send->wait();
+            if (send) {
+                send->wait();
+                flow(rank, member(step.send_to), step.send_bytes, send->get_start_time(), label(call));
+            }
             if (recv) recv->wait();
         }
     }
@@ -140,6 +156,7 @@ double isolated_call_seconds(const CommCall& call, double latency, double bandwi
 template <class ReplayType>
 void spawn_rank_actors(ReplayType* replay, const std::vector<sg4::Host*>& hosts, int procs, bool with_sync,
                        int stride = 1) {
+    replay->hosts = &hosts;
     for (int r = 0; r < procs; r += stride) {
         auto ready = sg4::Semaphore::create(0);
         auto done = sg4::Semaphore::create(0);

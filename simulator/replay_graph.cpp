@@ -56,9 +56,10 @@ struct GraphReplay : ReplayBase {
         const double start = std::min(end, std::max(posted_at, sent));
         clock.idle += start - posted_at;
         clock.by_kind[planner::index_of(CommKind::point_to_point)] += end - start;
-        if (!timeline || end <= posted_at) return;
         const auto& t = program.transfers[edge];
         const int from = rank_of(direction == 0 ? t.producer : t.consumer, replica);
+        flow(from, rank, t.bytes, start, direction == 0 ? "activations (point_to_point)" : "gradients (point_to_point)");
+        if (!timeline || end <= posted_at) return;
         const std::string what = std::string(direction == 0 ? "activations" : "gradients") + " mb" +
                                  std::to_string(micro) + " from rank " + std::to_string(from);
         if (start > posted_at)
@@ -190,7 +191,7 @@ SimResult simulate_graph_partition(const planner::CostModel& model, const planne
                 replay->put_time.assign(
                     static_cast<std::size_t>(spec.replicas) * 2 * program.transfers.size() * spec.micro_batches, 0.0);
                 spawn_rank_actors(replay.get(), hosts, procs, true);  // the model always overlaps this family's sync
-                return {replay->clocks, replay->count_messages(), replay->count_steps(), ""};
+                return {replay->clocks, replay->count_messages(), replay->count_steps(), "", &replay->link_stats};
             });
     });
 }

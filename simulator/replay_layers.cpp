@@ -192,7 +192,7 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
                                 "rank 0 alone is replayed, its partners' side of each exchange on one mirror host";
                 }
                 spawn_rank_actors(replay.get(), hosts, procs, program.overlap_sync, replay->stride);
-                return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction};
+                return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};
             });
     });
     // The symmetric replay: every rank's timeline is rank 0's.

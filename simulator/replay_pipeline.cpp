@@ -153,6 +153,9 @@ struct PipelineReplay : ReplayBase {
         const double start = std::max(posted_at, posted(from, direction, micro));
         clock.idle += start - posted_at;
         clock.by_kind[planner::index_of(CommKind::point_to_point)] += end - start;
+        flow(from, rank, direction == 0 ? program.stages[(rank / T()) % S()].recv_bytes
+                                        : program.stages[(from / T()) % S()].recv_bytes,
+             start, direction == 0 ? "activations (point_to_point)" : "gradients (point_to_point)");
         if (!timeline) return;
         const std::string what = std::string(direction == 0 ? "activations" : "gradients") + " mb" +
                                  std::to_string(micro) + " from rank " + std::to_string(from);
@@ -303,7 +306,7 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
                     replay->collapsed = *collapsed;
                 }
                 spawn_rank_actors(replay.get(), hosts, procs, overlap, replay->lanes);
-                return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction};
+                return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};
             },
             [&](SimOptions& o) {
                 collapsed = collapsible_calls(model, spec, program, layers, o);

@@ -65,6 +65,7 @@ struct SimOptions {
     // Pipelines: replay one tensor rank per stage where the symmetry allows it (simulator/README.md,
     // "Reduced replay"); false forces the full replay (the tests compare both).
     bool reduce = true;
+    int top_links = 10;  // links in the per-link report (SimResult::links), most bytes first
 };
 
 // One named slice of one rank's timeline: compute, a collective, a sync all-reduce.
@@ -91,6 +92,9 @@ struct SimResult {
     std::int64_t ranks = 0;                             // ranks of the plan
     std::int64_t actors = 0;                            // actors actually simulated
     std::string reduction;  // "" for the full replay, else what the reduced replay collapsed
+    // The most loaded links: {"links_used", "bytes_on_links", "most_loaded": [{"link",
+    // "bandwidth_Bps", "bytes", "busy_s", "busy_fraction", "utilisation", "top_senders"}]}.
+    Json links;
 };
 
 // The replayed program of a layer-parallel plan (ReplayProgram; planner::Schedule is something

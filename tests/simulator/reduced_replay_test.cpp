@@ -137,3 +137,43 @@ TEST_CASE("the symmetric replay steps aside on a contended platform (cori-knl's 
     simulator::SimOptions sim;  // the cluster's own topology
     CHECK(simulator::simulate(model, plan, sim).reduction.empty());
 }
+
+TEST_CASE("the per-link report counts every byte sent twice on a star (up and down links)", "[sim][links]") {
+    // vgg16 pure batch at P = 4: the only messages are the gradient all-reduces. Their bytes, by
+    // expanding clusters::rank_steps for every member (independently of the replay), each cross the
+    // sender's up link and the receiver's down link of the star.
+    networks::Network network = builtin_network("vgg16");
+    clusters::Cluster cluster = preset_cluster("cori-knl");
+    planner::PlannerOptions options;
+    options.procs = 4;
+    options.batch = 16;
+    options.dtype = network.dtype;
+    planner::CostModel model(network, cluster, options);
+    planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, planner::Strategy::batch, {1, 4}));
+    double sent = 0;
+    for (const planner::CommCall& call : plan.calls)
+        for (int i = 0; i < call.group.size; ++i)
+            for (const auto& step : clusters::rank_steps(call.collective, call.algorithm, call.group, call.bytes, i))
+                if (step.send_to >= 0) sent += static_cast<double>(std::llround(step.send_bytes));
+    REQUIRE(sent > 0);
+    simulator::SimOptions sim;
+    sim.platform.topology = "star";
+    sim.reduce = false;
+    sim.top_links = 100;
+    simulator::SimResult full = simulator::simulate(model, plan, sim);
+    CHECK(full.links.at("links_used").get<int>() == 8);  // 4 ranks x (up, down)
+    CHECK(full.links.at("bytes_on_links").get<double>() == Approx(2 * sent).epsilon(1e-12));
+    for (const Json& l : full.links.at("most_loaded")) {
+        CHECK(l.at("busy_fraction").get<double>() <= 1.0 + 1e-12);
+        CHECK(l.at("utilisation").get<double>() <= l.at("busy_fraction").get<double>() + 1e-12);
+        CHECK(l.at("bytes").get<double>() == Approx(sent / 4).epsilon(1e-12));  // every rank sends as much
+    }
+    // The symmetric replay: rank 0's up link carries what each rank sends, with the same busy time.
+    sim.reduce = true;
+    simulator::SimResult reduced = simulator::simulate(model, plan, sim);
+    REQUIRE_FALSE(reduced.reduction.empty());
+    const Json& top = reduced.links.at("most_loaded").at(0);
+    CHECK(top.at("bytes").get<double>() == Approx(sent / 4).epsilon(1e-12));
+    CHECK(top.at("busy_s").get<double>() ==
+          Approx(full.links.at("most_loaded").at(0).at("busy_s").get<double>()).epsilon(1e-9));
+}
