@@ -31,6 +31,7 @@ struct SimulateOptions {
     std::string out;
     double max_seconds = 0;
     bool full = false;
+    int top_links = 10;
 };
 
 // CPU seconds SimGrid spends per message (bench/simulator_bench: vgg16 at P = 512 on a star,
@@ -113,6 +114,7 @@ int run_simulate(const SimulateOptions& o) {
     options.timeline = !o.trace.empty();
     options.max_seconds = o.max_seconds;
     options.reduce = !o.full;
+    options.top_links = o.top_links;
     auto progress = std::make_shared<SimulateProgress>();
     options.on_progress = [progress](const simulator::SimProgress& p) { (*progress)(p); };
 
@@ -186,6 +188,9 @@ Command add_simulate_command(CLI::App& app) {
     cmd->add_option("--max-seconds", o->max_seconds,
                     "stop the simulation after this many wall seconds: exit 3, one line on stderr, no output file")
         ->check(CLI::PositiveNumber);
+    cmd->add_option("--top-links", o->top_links, "how many of the most loaded links to report (bytes, busy, senders)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--full", o->full,
                   "replay every rank even where the reduced replay applies (simulator/README.md, \"Reduced replay\")");
     return {cmd, [o] { return run_simulate(*o); }};

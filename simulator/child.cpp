@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <csignal>
 #include <atomic>
 #include <new>
@@ -33,6 +34,12 @@ struct SharedProgress {
     std::atomic<int> started{0};
 };
 SharedProgress* shared_progress = nullptr;  // set in the child only
+
+double peak_rss_bytes() {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
+}
 
 Json slice_to_json(const Slice& s) {
     return Json{{"rank", s.rank},   {"name", s.name},       {"cat", s.cat},
@@ -72,6 +79,7 @@ Json encode_result(const std::vector<RankClock>& clocks, const BuiltPlatform& pl
                 {"messages", messages},
                 {"wall_s", wall},
                 {"cpu_s", cpu},
+                {"peak_rss_bytes", peak_rss_bytes()},
                 {"platform_kind", platform.kind},
                 {"platform_summary", platform.summary},
                 {"platform_hosts", platform_hosts},
@@ -100,6 +108,7 @@ SimResult decode_result(const Json& j) {
     r.messages = j.at("messages").get<std::int64_t>();
     r.wall_s = j.at("wall_s").get<double>();
     r.cpu_s = j.at("cpu_s").get<double>();
+    r.peak_rss_bytes = j.at("peak_rss_bytes").get<double>();
     r.platform_kind = j.at("platform_kind").get<std::string>();
     r.platform_summary = j.at("platform_summary").get<std::string>();
     r.platform_hosts = j.at("platform_hosts").get<std::int64_t>();

@@ -87,6 +87,7 @@ Json result_to_json(const SimResult& result, const planner::CostBreakdown& predi
     simulated["wall_s"] = result.wall_s;
     simulated["messages_per_wall_s"] = result.wall_s > 0 ? result.messages / result.wall_s : 0.0;
     simulated["cpu_s"] = result.cpu_s;
+    simulated["peak_rss_bytes"] = result.peak_rss_bytes;
     simulated["ranks"] = result.ranks;
     simulated["actors"] = result.actors;
     simulated["reduction"] = result.reduction.empty() ? Json(nullptr) : Json(result.reduction);
@@ -160,9 +161,10 @@ std::string result_text(const SimResult& result, const planner::CostBreakdown& p
     }
     out << "\n" << verdict(result, predicted) << "\n";
     std::snprintf(line, sizeof line,
-                  "%lld messages simulated in %.3f s of wall time (%.0f per second), %.3f s of CPU\n",
+                  "%lld messages simulated in %.3f s of wall time (%.0f per second), %.3f s of CPU, %s peak memory\n",
                   static_cast<long long>(result.messages), result.wall_s,
-                  result.wall_s > 0 ? result.messages / result.wall_s : 0.0, result.cpu_s);
+                  result.wall_s > 0 ? result.messages / result.wall_s : 0.0, result.cpu_s,
+                  human_bytes(result.peak_rss_bytes).c_str());
     out << line;
     out << links_text(result);
     if (!result.reduction.empty()) out << "reduced replay (" << result.actors << " actors for " << result.ranks

@@ -83,6 +83,7 @@ struct SimResult {
     std::int64_t messages = 0;         // simulated messages in all
     double wall_s = 0;                 // wall time of the simulation itself (engine.run())
     double cpu_s = 0;                  // CPU time of the same
+    double peak_rss_bytes = 0;         // peak resident memory of the simulating (child) process
     std::string platform_kind;         // "star", "fat_tree", "torus", "dragonfly", "xml"
     std::string platform_summary;      // one line: hosts, links, parameters
     std::int64_t platform_hosts = 0;
