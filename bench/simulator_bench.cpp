@@ -48,7 +48,8 @@ void batch(benchmark::State& state, const std::string& net, const std::string& t
     options.procs = procs;
     options.batch = 4LL * procs;  // pure batch needs batch >= P; 4 samples per process
     options.dtype = network.dtype;
-    planner::CostModel model(network, cluster_named("cori-knl"), options);
+    const clusters::Cluster cluster = cluster_named("cori-knl");  // the model keeps a reference
+    planner::CostModel model(network, cluster, options);
     planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, planner::Strategy::batch, {1, procs}));
     simulator::SimOptions sim;
     sim.platform.topology = topology;
@@ -66,7 +67,8 @@ void best(benchmark::State& state, const std::string& net) {
     options.procs = procs;
     options.batch = 256;
     options.dtype = network.dtype;
-    planner::CostModel model(network, cluster_named("cori-knl"), options);
+    const clusters::Cluster cluster = cluster_named("cori-knl");  // the model keeps a reference
+    planner::CostModel model(network, cluster, options);
     planner::ScoredPlan plan = planner::search(model).best()->plan;
     simulator::SimOptions sim;
     simulator::SimResult result;
@@ -81,7 +83,8 @@ void pipeline(benchmark::State& state, const std::string& net, const std::string
     options.procs = spec.tensor * spec.stages * spec.replicas;
     options.batch = batch;
     options.dtype = network.dtype;
-    planner::CostModel model(network, cluster_named(cluster), options);
+    const clusters::Cluster spec_cluster = cluster_named(cluster);  // the model keeps a reference
+    planner::CostModel model(network, spec_cluster, options);
     planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
     simulator::SimOptions sim;
     sim.platform.topology = topology;

@@ -98,6 +98,48 @@ std::vector<std::string> read_host_list(const std::string& path) {
     return hosts;
 }
 
+// The plan document `json` (from `source`) replayed with `options`: the planner's own functions
+// load it (parse_plan_request, layouts_for, pipeline_for), so the replay is the scored plan itself.
+struct LoadedPlan {
+    networks::Network network;
+    clusters::Cluster cluster;
+    planner::PlanRequest request;
+};
+
+simulator::SimResult simulate_document(const Json& json, const std::string& source, const std::string& net,
+                                       const std::string& cluster_override, const simulator::SimOptions& options,
+                                       planner::CostBreakdown& predicted) {
+    auto loaded = std::make_unique<LoadedPlan>();
+    loaded->request = planner::parse_plan_request(json, source);
+    planner::PlanRequest& request = loaded->request;
+    std::string net_path =
+        networks::resolve_network_path(net.empty() ? request.network_source : net, networks_dir());
+    loaded->network = networks::load_network_file(net_path);
+    std::string cluster_path = clusters::resolve_cluster_path(
+        cluster_override.empty() ? request.cluster_source : cluster_override, clusters_dir());
+    loaded->cluster = clusters::load_cluster_file(cluster_path);
+    const clusters::Cluster& cluster = loaded->cluster;
+    // --cluster replays the plan's layouts on another cluster on purpose: the plan's cluster name
+    // (checked by layouts_for against the cluster file) is then the chosen one's.
+    if (!cluster_override.empty()) request.cluster_name = cluster.name;
+    if (!cluster.supports(request.options.dtype))
+        throw InputError(source, "/dtype",
+                         "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
+    planner::CostModel model(loaded->network, cluster, request.options);
+    std::vector<planner::Layout> layouts = planner::layouts_for(request, model, source);
+    // Pipelines (stages, micro-batches, replicas, ZeRO, recomputation) are predicted by
+    // score_pipeline and replayed stage by stage; graph partitions (device_of) by
+    // score_graph_partition (score_pipeline dispatches) and replayed device by device; single-stage
+    // plans by score and the plain replay.
+    planner::PipelineSpec spec = planner::pipeline_for(request, model, source);
+    planner::ScoredPlan scored =
+        spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
+    predicted = scored.cost;
+    return !spec.device_of.empty() ? simulator::simulate_graph_partition(model, spec, layouts, options)
+           : spec.active()         ? simulator::simulate_pipeline(model, spec, layouts, options)
+                                   : simulator::simulate(model, scored, options);
+}
+
 int run_simulate(const SimulateOptions& o) {
     simulator::SimOptions options;
     options.platform.network_model = simulator::parse_network_model(o.network_model, "dnnplan", "--network-model");
@@ -118,34 +160,10 @@ int run_simulate(const SimulateOptions& o) {
     auto progress = std::make_shared<SimulateProgress>();
     options.on_progress = [progress](const simulator::SimProgress& p) { (*progress)(p); };
 
-    Json json = load_json_file(o.plan_file);
-    planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
-    std::string net_path =
-        networks::resolve_network_path(o.net.empty() ? request.network_source : o.net, networks_dir());
-    networks::Network network = networks::load_network_file(net_path);
-    std::string cluster_path =
-        clusters::resolve_cluster_path(o.cluster.empty() ? request.cluster_source : o.cluster, clusters_dir());
-    clusters::Cluster cluster = clusters::load_cluster_file(cluster_path);
-    // --cluster replays the plan's layouts on another cluster on purpose: the plan's cluster name
-    // (checked by layouts_for against the cluster file) is then the chosen one's.
-    if (!o.cluster.empty()) request.cluster_name = cluster.name;
-    if (!cluster.supports(request.options.dtype))
-        throw InputError(o.plan_file, "/dtype",
-                         "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
-    planner::CostModel model(network, cluster, request.options);
-    std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
-    // Pipelines (stages, micro-batches, replicas, ZeRO, recomputation) are predicted by
-    // score_pipeline and replayed stage by stage; graph partitions (device_of) by
-    // score_graph_partition (score_pipeline dispatches) and replayed device by device; single-stage
-    // plans by score and the plain replay.
-    planner::PipelineSpec spec = planner::pipeline_for(request, model, o.plan_file);
-    planner::ScoredPlan scored =
-        spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
     simulator::SimResult result;
+    planner::CostBreakdown predicted;
     try {
-        result = !spec.device_of.empty() ? simulator::simulate_graph_partition(model, spec, layouts, options)
-                 : spec.active()         ? simulator::simulate_pipeline(model, spec, layouts, options)
-                                         : simulator::simulate(model, scored, options);
+        result = simulate_document(load_json_file(o.plan_file), o.plan_file, o.net, o.cluster, options, predicted);
     } catch (const simulator::SimulationStopped& e) {
         progress->finish();
         std::cerr << "dnnplan simulate: " << e.what() << "\n";
@@ -153,14 +171,25 @@ int run_simulate(const SimulateOptions& o) {
     }
     progress->finish();
     if (!o.trace.empty()) write_file_atomically(o.trace, simulator::chrome_trace(result).dump() + "\n");
-    std::string text = o.format == "json"  ? simulator::result_to_json(result, scored.cost, options).dump(2) + "\n"
-                       : o.format == "csv" ? simulator::result_csv(result, scored.cost)
-                                           : simulator::result_text(result, scored.cost, options);
+    std::string text = o.format == "json"  ? simulator::result_to_json(result, predicted, options).dump(2) + "\n"
+                       : o.format == "csv" ? simulator::result_csv(result, predicted)
+                                           : simulator::result_text(result, predicted, options);
     emit(text, o.out);
     return 0;
 }
 
 }  // namespace
+
+SimulatedPlan simulate_plan_document(const Json& plan, const std::string& source) {
+    simulator::SimOptions options;  // the cluster's own topology, CM02
+    SimulatedPlan out;
+    planner::CostBreakdown predicted;
+    simulator::SimResult result = simulate_document(plan, source, "", "", options, predicted);
+    out.predicted_s = predicted.iteration_s;
+    out.simulated_s = result.simulated.iteration_s;
+    out.wall_s = result.wall_s;
+    return out;
+}
 
 Command add_simulate_command(CLI::App& app) {
     auto o = std::make_shared<SimulateOptions>();

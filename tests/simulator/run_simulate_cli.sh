@@ -118,6 +118,13 @@ check "--max-seconds: exit 3" [ "$status" -eq 3 ]
 check "--max-seconds: says it stopped and why" grep -q 'the simulation was stopped after 0.01 s (--max-seconds)' "$work/stderr"
 check "--max-seconds: no output file" [ ! -e "$work/never.txt" ]
 
+# --- --simulate-top ---------------------------------------------------------------------------
+run --net vgg16 --procs 64 --simulate-top 2
+check "--simulate-top: exit 0" [ "$status" -eq 0 ]
+check "--simulate-top: a re-ranked table of 2 rows" bash -c \
+    "grep -A3 '^contention-aware ranking' '$work/stdout' | grep -cE '^[12] +[12] ' | grep -qx 2"
+expect_error "--simulate-top prints a text table" --net vgg16 --procs 64 --simulate-top 2 --format json
+
 # --- Bad input ------------------------------------------------------------------------------
 expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another network" \
     simulate --plan $data/plan_other_network.json
