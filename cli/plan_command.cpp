@@ -86,6 +86,7 @@ std::string simulated_ranking(const planner::CostModel& model, const planner::Se
         int analytical_rank;
         std::string label;
         SimulatedPlan sim;
+        std::string error;  // why it could not be simulated
     };
     std::vector<Row> rows;
     for (int i = 0; i < result.feasible_count && i < k; ++i) {
@@ -93,10 +94,17 @@ std::string simulated_ranking(const planner::CostModel& model, const planner::Se
         Json doc = planner::plan_to_json(planner::make_plan(model, c, {p.net, p.cluster}), model);
         std::cerr << "simulating candidate " << i + 1 << " of " << std::min(k, result.feasible_count) << ": "
                   << reports::candidate_label(c) << "\n";
-        rows.push_back({i + 1, reports::candidate_label(c), simulate_plan_document(doc, "--simulate-top")});
+        try {
+            rows.push_back({i + 1, reports::candidate_label(c), simulate_plan_document(doc, "--simulate-top"), ""});
+        } catch (const std::exception& e) {  // one candidate the replay cannot take does not stop the others
+            rows.push_back({i + 1, reports::candidate_label(c), {}, e.what()});
+        }
     }
-    std::stable_sort(rows.begin(), rows.end(),
-                     [](const Row& a, const Row& b) { return a.sim.simulated_s < b.sim.simulated_s; });
+    // Simulated ones first, by simulated iteration; those that failed last, in analytical order.
+    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+        if (a.error.empty() != b.error.empty()) return a.error.empty();
+        return a.error.empty() && a.sim.simulated_s < b.sim.simulated_s;
+    });
     std::string out = "\ncontention-aware ranking (SimGrid replay on " + model.cluster().name +
                       "'s own topology, CM02):\n";
     char line[400];
@@ -105,13 +113,17 @@ std::string simulated_ranking(const planner::CostModel& model, const planner::Se
     out += line;
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const Row& r = rows[i];
+        if (!r.error.empty()) {
+            out += "-    " + std::to_string(r.analytical_rank) + "  not simulated (" + r.error + "): " + r.label + "\n";
+            continue;
+        }
         std::snprintf(line, sizeof line, "%-4zu %-10d %14s %14s %+9.1f%%  %s\n", i + 1, r.analytical_rank,
                       human_seconds(r.sim.predicted_s).c_str(), human_seconds(r.sim.simulated_s).c_str(),
                       r.sim.predicted_s > 0 ? 100 * (r.sim.simulated_s / r.sim.predicted_s - 1) : 0.0,
                       r.label.c_str());
         out += line;
     }
-    if (!rows.empty())
+    if (!rows.empty() && rows.front().error.empty())
         out += rows.front().analytical_rank == 1
                    ? "the analytical best is also the best simulated\n"
                    : "the best simulated is the analytical #" + std::to_string(rows.front().analytical_rank) + "\n";

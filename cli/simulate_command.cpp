@@ -168,6 +168,9 @@ int run_simulate(const SimulateOptions& o) {
         progress->finish();
         std::cerr << "dnnplan simulate: " << e.what() << "\n";
         return 3;
+    } catch (...) {
+        progress->finish();  // the error's one line starts on a clean line
+        throw;
     }
     progress->finish();
     if (!o.trace.empty()) write_file_atomically(o.trace, simulator::chrome_trace(result).dump() + "\n");
