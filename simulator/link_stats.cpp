@@ -46,6 +46,18 @@ void LinkStats::record(sg4::Host* from, sg4::Host* to, double bytes, double star
     }
 }
 
+void LinkStats::add(sg4::Host* from, sg4::Host* to, double bytes, double busy_s, const std::string& what) {
+    if (from == nullptr || to == nullptr || from == to) return;
+    auto [label, added] = label_index_.try_emplace(what, static_cast<int>(labels_.size()));
+    if (added) labels_.push_back(what);
+    for (int i : route(from, to)) {
+        Link& l = links_[i];
+        l.bytes += bytes;
+        l.bytes_by_what[label->second] += bytes;
+        l.busy_closed += busy_s;
+    }
+}
+
 double LinkStats::busy(const Link& link) {
     double total = link.busy_closed;
     for (const auto& [s, e] : link.open) total += e - s;

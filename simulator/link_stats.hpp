@@ -21,6 +21,10 @@ public:
     // order flows end, so the ends never go back in time). `what` names its collective or transfer.
     void record(simgrid::s4u::Host* from, simgrid::s4u::Host* to, double bytes, double start, const std::string& what);
 
+    // Flows between `from` and `to` known without SimGrid (the reduced replay's timed calls) whose
+    // periods on these links overlap nothing else: `bytes` and `busy_s` added as they are.
+    void add(simgrid::s4u::Host* from, simgrid::s4u::Host* to, double bytes, double busy_s, const std::string& what);
+
     // The `top` links by bytes carried, with their busy fraction and utilisation over `iteration_s`
     // and their three largest senders. Links whose names do not start with "nic" or "intra" (the
     // topology's) count `lanes` times their bytes and bandwidth (the reduced pipeline replay).

@@ -26,6 +26,8 @@ struct PipelineReplay : ReplayBase {
     // each stage-internal call is the seconds isolated_call_seconds() gives it (simulator/README.md).
     int lanes = 1;
     std::unordered_map<const CommCall*, double> collapsed{};
+    double intra_latency = 0, intra_bandwidth = 1;  // the message cost the timed calls were computed with
+    std::vector<std::unordered_map<const CommCall*, std::int64_t>> timed_runs{};  // per rank: runs of each timed call
 
     int T() const { return spec.tensor; }
     int S() const { return spec.stages; }
@@ -91,9 +93,29 @@ struct PipelineReplay : ReplayBase {
         }
         const double start = sg4::Engine::get_clock();
         sg4::this_actor::sleep_for(collapsed.at(step.call));
+        ++timed_runs[rank][step.call];
         count_shared_event();
         clock.by_kind[planner::index_of(step.call->kind)] += sg4::Engine::get_clock() - start;
         record(clock, rank, 0, "communication", start, call_name(*step.call) + suffix);
+    }
+
+    // The per-link report of the timed calls of `rank`'s stage: every tensor group's messages on
+    // the node's intra links, each alone on its links (the reduction's condition), run after run.
+    void report_timed_calls(int rank) {
+        if (!hosts) return;
+        for (const auto& [call, runs] : timed_runs[rank])
+            for (int t = 0; t < T(); ++t) {
+                if (inner.my_index(call->group, t) != 0) continue;  // once per group, from its first member
+                for (int i = 0; i < call->group.size; ++i)
+                    for (const auto& step : call_rank_steps(*call, i)) {
+                        if (step.send_to < 0) continue;
+                        const int from = rank + inner.member(call->group, t, i);
+                        const int to = rank + inner.member(call->group, t, step.send_to);
+                        const double seconds = intra_latency + step.send_bytes / intra_bandwidth;
+                        link_stats.add((*hosts)[from], (*hosts)[to], runs * step.send_bytes,
+                                       runs * seconds, label(*call));
+                    }
+            }
     }
 
     // The messages the actors will send (the pre-run summary and the progress bar).
@@ -219,6 +241,7 @@ struct PipelineReplay : ReplayBase {
             for (const CommCall* call : deferred) run_sync(*call, rank, "c0", boxes, clock, 0);
         for (auto& comm : pending) comm->wait();
         clock.end = sg4::Engine::get_clock();
+        if (lanes > 1) report_timed_calls(rank);
     }
 
     // The stage's gradient syncs, last layer first, each once its layer's last backward is done.
@@ -239,13 +262,15 @@ struct PipelineReplay : ReplayBase {
 // each stage's T tensor ranks fill a node exactly (so the links inside a node carry the stage's own
 // calls only, and the stage boundaries and the syncs leave through the devices' own NICs), no sync
 // group mixes tensor ranks, and every stage-internal call is symmetric (its members finish
-// together, so that the T ranks stay in step). Returns the seconds of each stage-internal call,
-// or nothing when a condition fails.
-std::optional<std::unordered_map<const CommCall*, double>> collapsible_calls(const planner::CostModel& model,
-                                                                             const planner::PipelineSpec& spec,
-                                                                             const planner::PipelineProgram& program,
-                                                                             const std::vector<LayerSteps>& layers,
-                                                                             const SimOptions& options) {
+// together, so that the T ranks stay in step). Returns the seconds of each stage-internal call and
+// the message cost they were computed with, or nothing when a condition fails.
+struct TimedCalls {
+    std::unordered_map<const CommCall*, double> seconds;
+    double latency = 0, bandwidth = 1;
+};
+std::optional<TimedCalls> collapsible_calls(const planner::CostModel& model, const planner::PipelineSpec& spec,
+                                            const planner::PipelineProgram& program,
+                                            const std::vector<LayerSteps>& layers, const SimOptions& options) {
     const auto& cluster = model.cluster();
     const int T = spec.tensor;
     if (!options.reduce || options.platform.network_model != NetworkModel::cm02 ||
@@ -272,7 +297,7 @@ std::optional<std::unordered_map<const CommCall*, double>> collapsible_calls(con
                 if (s < 0) return std::nullopt;
                 seconds[step.call] = s;
             }
-    return seconds;
+    return TimedCalls{std::move(seconds), latency, bandwidth};
 }
 
 }  // namespace
@@ -289,7 +314,7 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
         std::unique_ptr<PipelineReplay> replay;
         const bool overlap = model.options().overlap_sync;
         std::vector<LayerSteps> layers = layer_steps(model.network(), program.micro);
-        std::optional<std::unordered_map<const CommCall*, double>> collapsed;
+        std::optional<TimedCalls> collapsed;
         std::string reduction;
         // Decided in the child, once the engine exists: the TCP-gamma bound is its configuration.
         return run_simulation(
@@ -301,9 +326,12 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
                                                 layers,
                                                 GroupMap{spec.tensor, d},
                                                 std::vector<double>(static_cast<std::size_t>(procs) * 2 * spec.micro_batches, 0.0)});
+                replay->timed_runs.resize(procs);
                 if (collapsed) {
                     replay->lanes = spec.tensor;
-                    replay->collapsed = *collapsed;
+                    replay->collapsed = collapsed->seconds;
+                    replay->intra_latency = collapsed->latency;
+                    replay->intra_bandwidth = collapsed->bandwidth;
                 }
                 spawn_rank_actors(replay.get(), hosts, procs, overlap, replay->lanes);
                 return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};

@@ -67,6 +67,12 @@ TEST_CASE("the reduced replay of a T = 8 pipeline equals the full replay, star a
         CHECK(p.reduced.simulated.iteration_s == Approx(p.full.simulated.iteration_s).epsilon(1e-9));
         CHECK(p.reduced.simulated.sync_exposed_s ==
               Approx(p.full.simulated.sync_exposed_s).epsilon(1e-6).margin(1e-12));
+        // The per-link report: the most loaded link (a node's intra link, the tensor collectives')
+        // carries as much, as long, in both (the reduced one adds the timed calls' messages).
+        const Json& r = p.reduced.links.at("most_loaded").at(0);
+        const Json& f = p.full.links.at("most_loaded").at(0);
+        CHECK(r.at("bytes").get<double>() == Approx(f.at("bytes").get<double>()).epsilon(1e-9));
+        CHECK(r.at("busy_s").get<double>() == Approx(f.at("busy_s").get<double>()).epsilon(1e-6));
     }
 }
 
