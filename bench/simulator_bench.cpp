@@ -1,9 +1,13 @@
-// Simulator speed (issue 5's scale targets): vgg16, pure batch, on a star of cori-knl nodes at
-// P = 512 (target: under 10 s of wall time) and P = 4096 (under 120 s). Counters: simulated
-// messages, messages per wall second of the SimGrid run itself, simulated and predicted
-// iteration seconds. One iteration each: a run is seconds long and deterministic. Also a 3-D
-// parallel gpt2 pipeline (T = 4 tensor x S = 4 stages x R = P / 16 replicas, M = 8, 1F1B) on a
-// star of dgx-a100 nodes: the pipeline replay's point-to-point, tensor and replica-sync messages.
+// Simulator speed (issue 5's and issue 20's scale targets). Counters: simulated messages, messages
+// per wall and CPU second of the SimGrid run itself, the simulating process's peak memory, the
+// ranks and actors, whether a reduced replay ran (simulator/README.md, "Reduced replay"), and the
+// simulated and predicted iteration seconds. One iteration each: a run is seconds long and
+// deterministic. The "Full" cases force the full replay of the same plan, for the agreement.
+//   vgg16 / resnet50, pure batch (batch 4 x P), cori-knl, star: the symmetric replay (one rank);
+//   vgg16 / resnet50, the planner's best plan (per-layer) at P = 4096, batch 256, on cori-knl's
+//   own dragonfly: no reduction applies (minutes: filter with --benchmark_filter);
+//   gpt2 as a 4 x 4 x R pipeline on a dgx-a100 star (T = 4 < 8 devices: full replay);
+//   gpt3-175b, the README's plan (T = 8 x S = 4 x R = 32, M = 48, 1F1B, ZeRO-1) on dgx-a100's fat tree.
 #include <benchmark/benchmark.h>
 
 #include "clusters/cluster.hpp"
@@ -16,67 +20,126 @@ using namespace dnnplan;
 
 namespace {
 
-void run(benchmark::State& state, const std::string& topology) {
-    const int procs = static_cast<int>(state.range(0));
-    networks::Network network = networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/vgg16.json");
-    clusters::Cluster cluster =
-        clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/cori-knl.json");
-    planner::PlannerOptions options;
-    options.procs = procs;
-    options.batch = 4LL * procs;  // pure batch needs batch >= P; 4 samples per process
-    options.dtype = network.dtype;
-    planner::CostModel model(network, cluster, options);
-    planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, planner::Strategy::batch, {1, procs}));
-    simulator::SimOptions sim;
-    sim.platform.topology = topology;
-    simulator::SimResult result;
-    for (auto _ : state) result = simulator::simulate(model, plan, sim);
+networks::Network network_named(const std::string& name) {
+    return networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/" + name + ".json");
+}
+clusters::Cluster cluster_named(const std::string& name) {
+    return clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/" + name + ".json");
+}
+
+void report(benchmark::State& state, const simulator::SimResult& result, double predicted) {
     state.counters["messages"] = static_cast<double>(result.messages);
     state.counters["simgrid_wall_s"] = result.wall_s;
     state.counters["messages_per_wall_s"] = result.wall_s > 0 ? result.messages / result.wall_s : 0;
     state.counters["simgrid_cpu_s"] = result.cpu_s;
     state.counters["messages_per_cpu_s"] = result.cpu_s > 0 ? result.messages / result.cpu_s : 0;
+    state.counters["peak_rss_MiB"] = result.peak_rss_bytes / (1024.0 * 1024.0);
+    state.counters["ranks"] = static_cast<double>(result.ranks);
+    state.counters["actors"] = static_cast<double>(result.actors);
+    state.counters["reduced"] = result.reduction.empty() ? 0 : 1;
     state.counters["simulated_iteration_s"] = result.simulated.iteration_s;
-    state.counters["predicted_iteration_s"] = plan.cost.iteration_s;
+    state.counters["predicted_iteration_s"] = predicted;
 }
 
-void BM_SimulateGpt2PipelineStar(benchmark::State& state) {
+void batch(benchmark::State& state, const std::string& net, const std::string& topology, bool reduce) {
     const int procs = static_cast<int>(state.range(0));
-    networks::Network network = networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/gpt2.json");
-    clusters::Cluster cluster =
-        clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/dgx-a100.json");
+    networks::Network network = network_named(net);
     planner::PlannerOptions options;
     options.procs = procs;
-    options.batch = network.default_batch;
+    options.batch = 4LL * procs;  // pure batch needs batch >= P; 4 samples per process
     options.dtype = network.dtype;
+    const clusters::Cluster cluster = cluster_named("cori-knl");  // the model keeps a reference
     planner::CostModel model(network, cluster, options);
-    planner::PipelineSpec spec;
-    spec.tensor = 4;
-    spec.stages = 4;
-    spec.replicas = procs / 16;
-    spec.micro_batches = 8;
-    spec.schedule = planner::Schedule::one_f_one_b;
-    planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
+    planner::ScoredPlan plan = model.score(planner::uniform_layouts(model, planner::Strategy::batch, {1, procs}));
     simulator::SimOptions sim;
-    sim.platform.topology = "star";
+    sim.platform.topology = topology;
+    sim.reduce = reduce;
     simulator::SimResult result;
-    for (auto _ : state) result = simulator::simulate_pipeline(model, pc.spec, pc.layouts, sim);
-    state.counters["messages"] = static_cast<double>(result.messages);
-    state.counters["simgrid_wall_s"] = result.wall_s;
-    state.counters["messages_per_wall_s"] = result.wall_s > 0 ? result.messages / result.wall_s : 0;
-    state.counters["simgrid_cpu_s"] = result.cpu_s;
-    state.counters["simulated_iteration_s"] = result.simulated.iteration_s;
-    state.counters["predicted_iteration_s"] = pc.score.plan.cost.iteration_s;
+    for (auto _ : state) result = simulator::simulate(model, plan, sim);
+    report(state, result, plan.cost.iteration_s);
 }
 
-void BM_SimulateVgg16BatchStar(benchmark::State& state) { run(state, "star"); }
-void BM_SimulateVgg16BatchDragonfly(benchmark::State& state) { run(state, "cluster"); }
+// The planner's best candidate (batch 256) on the cluster's own topology.
+void best(benchmark::State& state, const std::string& net) {
+    const int procs = static_cast<int>(state.range(0));
+    networks::Network network = network_named(net);
+    planner::PlannerOptions options;
+    options.procs = procs;
+    options.batch = 256;
+    options.dtype = network.dtype;
+    const clusters::Cluster cluster = cluster_named("cori-knl");  // the model keeps a reference
+    planner::CostModel model(network, cluster, options);
+    planner::ScoredPlan plan = planner::search(model).best()->plan;
+    simulator::SimOptions sim;
+    simulator::SimResult result;
+    for (auto _ : state) result = simulator::simulate(model, plan, sim);
+    report(state, result, plan.cost.iteration_s);
+}
+
+void pipeline(benchmark::State& state, const std::string& net, const std::string& cluster, std::int64_t batch,
+              planner::PipelineSpec spec, const std::string& topology, bool reduce) {
+    networks::Network network = network_named(net);
+    planner::PlannerOptions options;
+    options.procs = spec.tensor * spec.stages * spec.replicas;
+    options.batch = batch;
+    options.dtype = network.dtype;
+    const clusters::Cluster spec_cluster = cluster_named(cluster);  // the model keeps a reference
+    planner::CostModel model(network, spec_cluster, options);
+    planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
+    simulator::SimOptions sim;
+    sim.platform.topology = topology;
+    sim.reduce = reduce;
+    simulator::SimResult result;
+    for (auto _ : state) result = simulator::simulate_pipeline(model, pc.spec, pc.layouts, sim);
+    report(state, result, pc.score.plan.cost.iteration_s);
+}
+
+planner::PipelineSpec spec_of(int t, int s, int r, int m, bool zero) {
+    planner::PipelineSpec spec;
+    spec.tensor = t;
+    spec.stages = s;
+    spec.replicas = r;
+    spec.micro_batches = m;
+    spec.schedule = planner::Schedule::one_f_one_b;
+    spec.zero = zero;
+    return spec;
+}
+
+void BM_SimulateVgg16BatchStar(benchmark::State& state) { batch(state, "vgg16", "star", true); }
+void BM_SimulateVgg16BatchStarFull(benchmark::State& state) { batch(state, "vgg16", "star", false); }
+void BM_SimulateResnet50BatchStar(benchmark::State& state) { batch(state, "resnet50", "star", true); }
+void BM_SimulateResnet50BatchStarFull(benchmark::State& state) { batch(state, "resnet50", "star", false); }
+void BM_SimulateVgg16BatchDragonfly(benchmark::State& state) { batch(state, "vgg16", "cluster", true); }
+void BM_SimulateVgg16BestDragonfly(benchmark::State& state) { best(state, "vgg16"); }
+void BM_SimulateResnet50BestDragonfly(benchmark::State& state) { best(state, "resnet50"); }
+void BM_SimulateGpt2PipelineStar(benchmark::State& state) {
+    pipeline(state, "gpt2", "dgx-a100", 512, spec_of(4, 4, static_cast<int>(state.range(0)) / 16, 8, false), "star",
+             true);
+}
+void BM_SimulateGpt3Readme(benchmark::State& state) {
+    pipeline(state, "gpt3-175b", "dgx-a100", 1536, spec_of(8, 4, 32, 48, true), "cluster", true);
+}
+// The reduced and the full replay of a gpt3-175b T = 8 x S = 4 x R = 2 plan, M = 4 (P = 64).
+void BM_SimulateGpt3Small(benchmark::State& state) {
+    pipeline(state, "gpt3-175b", "dgx-a100", 16, spec_of(8, 4, 2, 4, false), "cluster", true);
+}
+void BM_SimulateGpt3SmallFull(benchmark::State& state) {
+    pipeline(state, "gpt3-175b", "dgx-a100", 16, spec_of(8, 4, 2, 4, false), "cluster", false);
+}
 
 }  // namespace
 
-BENCHMARK(BM_SimulateVgg16BatchStar)->Arg(512)->Arg(4096)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-BENCHMARK(BM_SimulateVgg16BatchDragonfly)->Arg(512)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
-
-BENCHMARK(BM_SimulateGpt2PipelineStar)->Arg(64)->Arg(512)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+#define ONE_RUN Iterations(1)->Unit(benchmark::kSecond)->UseRealTime()
+BENCHMARK(BM_SimulateVgg16BatchStar)->Arg(512)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateVgg16BatchStarFull)->Arg(512)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BatchStar)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BatchStarFull)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateVgg16BatchDragonfly)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateGpt2PipelineStar)->Arg(64)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateGpt3Small)->ONE_RUN;
+BENCHMARK(BM_SimulateGpt3SmallFull)->ONE_RUN;
+BENCHMARK(BM_SimulateGpt3Readme)->ONE_RUN;
+BENCHMARK(BM_SimulateVgg16BestDragonfly)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BestDragonfly)->Arg(4096)->ONE_RUN;
 
 BENCHMARK_MAIN();

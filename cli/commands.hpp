@@ -46,6 +46,12 @@ Command add_networks_command(CLI::App& app);
 Command add_clusters_command(CLI::App& app);
 Command add_plan_command(CLI::App& app);  // `plan` subcommand
 Command add_simulate_command(CLI::App& app);  // `simulate`: SimGrid replay of a plan file
+// A plan document replayed as `dnnplan simulate` does on the cluster's own topology (CM02), for
+// `--simulate-top K` (cli/simulate_command.cpp).
+struct SimulatedPlan {
+    double predicted_s = 0, simulated_s = 0, wall_s = 0;
+};
+SimulatedPlan simulate_plan_document(const Json& plan, const std::string& source);
 Command add_default_plan(CLI::App& app);  // top-level --net/--procs: the same as `plan`
 Command add_report_command(CLI::App& app);  // `report`: HTML/Markdown/CSV/JSON strategy report
 Command add_sweep_command(CLI::App& app);   // `sweep`: every network x cluster x P, serial or under mpirun

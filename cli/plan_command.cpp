@@ -1,10 +1,13 @@
 // `dnnplan plan` (also the default command): rank the strategies for a network on a cluster, or
 // re-score a saved plan file.
+#include <algorithm>
+#include <cstdio>
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "clusters/cluster.hpp"
 #include "common/diagnostics.hpp"
+#include "common/units.hpp"
 #include "networks/network.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
@@ -24,6 +27,7 @@ struct PlanOptions {
     int tensor = 0, stages = 0, micro_batches = 0, replicas = 0;  // an explicit pipeline (planner/pipeline.hpp)
     std::string schedule = "1f1b";
     bool zero = false, recompute = false;
+    int simulate_top = 0;  // simulate the K best candidates on the cluster's topology and re-rank them
 };
 
 void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
@@ -44,6 +48,9 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     app->add_option("--schedule", o.schedule, "gpipe or 1f1b")->capture_default_str()->check(CLI::IsMember({"gpipe", "1f1b"}));
     app->add_flag("--zero", o.zero, "ZeRO stage 1 in an explicit pipeline: optimizer state sharded over the replicas");
     app->add_flag("--recompute", o.recompute, "activation recomputation in an explicit pipeline");
+    app->add_option("--simulate-top", o.simulate_top,
+                    "simulate the K best candidates on the cluster's own topology (SimGrid) and re-rank them")
+        ->check(positive_integer());
 }
 
 // Prints a scored plan (--format) and, when it is feasible, writes it to --out as JSON; an
@@ -79,6 +86,58 @@ int run_plan_file(const PlanOptions& o) {
     return emit_scored_plan(o, model, plan, "the plan");
 }
 
+// --simulate-top K: the K best feasible candidates replayed on the cluster's own topology, re-ranked
+// by simulated iteration, both figures shown (text, after the ranking).
+std::string simulated_ranking(const planner::CostModel& model, const planner::SearchResult& result, int k,
+                              const PlanningArgs& p) {
+    struct Row {
+        int analytical_rank;
+        std::string label;
+        SimulatedPlan sim;
+        std::string error;  // why it could not be simulated
+    };
+    std::vector<Row> rows;
+    for (int i = 0; i < result.feasible_count && i < k; ++i) {
+        const planner::Candidate& c = result.ranked[i];
+        Json doc = planner::plan_to_json(planner::make_plan(model, c, {p.net, p.cluster}), model);
+        std::cerr << "simulating candidate " << i + 1 << " of " << std::min(k, result.feasible_count) << ": "
+                  << reports::candidate_label(c) << "\n";
+        try {
+            rows.push_back({i + 1, reports::candidate_label(c), simulate_plan_document(doc, "--simulate-top"), ""});
+        } catch (const std::exception& e) {  // one candidate the replay cannot take does not stop the others
+            rows.push_back({i + 1, reports::candidate_label(c), {}, e.what()});
+        }
+    }
+    // Simulated ones first, by simulated iteration; those that failed last, in analytical order.
+    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+        if (a.error.empty() != b.error.empty()) return a.error.empty();
+        return a.error.empty() && a.sim.simulated_s < b.sim.simulated_s;
+    });
+    std::string out = "\ncontention-aware ranking (SimGrid replay on " + model.cluster().name +
+                      "'s own topology, CM02):\n";
+    char line[400];
+    std::snprintf(line, sizeof line, "%-4s %-10s %14s %14s %10s  %s\n", "#", "analytical", "predicted", "simulated",
+                  "change", "strategy");
+    out += line;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const Row& r = rows[i];
+        if (!r.error.empty()) {
+            out += "-    " + std::to_string(r.analytical_rank) + "  not simulated (" + r.error + "): " + r.label + "\n";
+            continue;
+        }
+        std::snprintf(line, sizeof line, "%-4zu %-10d %14s %14s %+9.1f%%  %s\n", i + 1, r.analytical_rank,
+                      human_seconds(r.sim.predicted_s).c_str(), human_seconds(r.sim.simulated_s).c_str(),
+                      r.sim.predicted_s > 0 ? 100 * (r.sim.simulated_s / r.sim.predicted_s - 1) : 0.0,
+                      r.label.c_str());
+        out += line;
+    }
+    if (!rows.empty() && rows.front().error.empty())
+        out += rows.front().analytical_rank == 1
+                   ? "the analytical best is also the best simulated\n"
+                   : "the best simulated is the analytical #" + std::to_string(rows.front().analytical_rank) + "\n";
+    return out;
+}
+
 int run_plan(const PlanOptions& o) {
     if (!o.plan_file.empty()) return run_plan_file(o);
     const PlanningArgs& p = o.planning;
@@ -106,6 +165,8 @@ int run_plan(const PlanOptions& o) {
         planner::Plan plan = planner::make_plan(model, candidate, {p.net, p.cluster});
         return emit_scored_plan(o, model, plan, "this pipeline");
     }
+    if (o.simulate_top > 0 && o.format != "text")
+        throw InputError("dnnplan", "--simulate-top", "--simulate-top prints a text table; use --format text");
     planner::SearchResult result = planner::search(model);
     reports::PlanReportInput input{&model, &result, o.top};
     const planner::Candidate* best = result.best();
@@ -115,6 +176,7 @@ int run_plan(const PlanOptions& o) {
                        : o.format == "csv" ? reports::plan_csv(input)
                                            : reports::plan_text(input);
     std::cout << text;
+    if (o.simulate_top > 0 && best) std::cout << simulated_ranking(model, result, o.simulate_top, p);
     if (!best) {
         // The reasons of the closest candidates (ranked: infeasible ones by iteration time).
         std::cerr << "dnnplan: no feasible plan among " << result.ranked.size() << " candidates; the closest:\n";

@@ -2,10 +2,16 @@
 #include "simulator/child.hpp"
 
 #include <poll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <csignal>
+#include <atomic>
+#include <new>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xbt/log.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -21,6 +27,20 @@ using planner::CommKind;
 
 namespace {
 
+// Shared between the parent and its child (an anonymous shared mapping made before the fork): the
+// child writes, the parent reads for its progress bar and its --max-seconds.
+struct SharedProgress {
+    std::atomic<std::int64_t> ranks{0}, actors{0}, expected_messages{0}, expected_steps{0}, events{0};
+    std::atomic<int> started{0};
+};
+SharedProgress* shared_progress = nullptr;  // set in the child only
+
+double peak_rss_bytes() {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    return static_cast<double>(usage.ru_maxrss) * 1024.0;  // Linux reports KiB
+}
+
 Json slice_to_json(const Slice& s) {
     return Json{{"rank", s.rank},   {"name", s.name},       {"cat", s.cat},
                 {"track", s.track}, {"start_s", s.start_s}, {"duration_s", s.duration_s}};
@@ -34,7 +54,7 @@ Slice slice_from_json(const Json& s) {
 // What the child sends back: the critical rank's clock (the rank whose iteration ended last), the
 // message count, the platform and every rank's slices. `clocks` holds one clock per rank.
 Json encode_result(const std::vector<RankClock>& clocks, const BuiltPlatform& platform, std::int64_t platform_hosts,
-                   double wall, double cpu) {
+                   double wall, double cpu, std::int64_t actors, const std::string& reduction, Json links) {
     int critical = 0;
     std::int64_t messages = 0;
     for (int r = 0; r < static_cast<int>(clocks.size()); ++r) {
@@ -59,12 +79,17 @@ Json encode_result(const std::vector<RankClock>& clocks, const BuiltPlatform& pl
                 {"messages", messages},
                 {"wall_s", wall},
                 {"cpu_s", cpu},
+                {"peak_rss_bytes", peak_rss_bytes()},
                 {"platform_kind", platform.kind},
                 {"platform_summary", platform.summary},
                 {"platform_hosts", platform_hosts},
                 {"link_bandwidth_Bps", platform.link_bandwidth_Bps},
                 {"link_latency_s", platform.link_latency_s},
                 {"rank_mapping", mapping},
+                {"ranks", clocks.size()},
+                {"actors", actors},
+                {"reduction", reduction},
+                {"links", std::move(links)},
                 {"slices", slices}};
 }
 
@@ -83,12 +108,17 @@ SimResult decode_result(const Json& j) {
     r.messages = j.at("messages").get<std::int64_t>();
     r.wall_s = j.at("wall_s").get<double>();
     r.cpu_s = j.at("cpu_s").get<double>();
+    r.peak_rss_bytes = j.at("peak_rss_bytes").get<double>();
     r.platform_kind = j.at("platform_kind").get<std::string>();
     r.platform_summary = j.at("platform_summary").get<std::string>();
     r.platform_hosts = j.at("platform_hosts").get<std::int64_t>();
     r.link_bandwidth_Bps = j.at("link_bandwidth_Bps").get<double>();
     r.link_latency_s = j.at("link_latency_s").get<double>();
     r.rank_mapping = j.at("rank_mapping").get<std::string>();
+    r.ranks = j.at("ranks").get<std::int64_t>();
+    r.actors = j.at("actors").get<std::int64_t>();
+    r.reduction = j.at("reduction").get<std::string>();
+    r.links = j.at("links");
     for (const auto& slice : j.at("slices")) r.slices.push_back(slice_from_json(slice));
     return r;
 }
@@ -122,13 +152,23 @@ void write_all(int fd, const std::string& text) {
     ::_exit(0);
 }
 
-// Reads both pipes until the child closes them; polling both, so that neither fills up and blocks the child.
-void read_until_closed(int out_fd, int err_fd, std::string& out, std::string& err) {
+// Reads both pipes until the child closes them; polling both, so that neither fills up and blocks
+// the child. `tick` runs about five times a second; false stops the reading (the child is killed).
+bool read_until_closed(int out_fd, int err_fd, std::string& out, std::string& err, const std::function<bool()>& tick) {
     pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
     int open = 2;
     char buffer[65536];
+    auto last_tick = std::chrono::steady_clock::now();
     while (open > 0) {
-        if (::poll(fds, 2, -1) < 0) {
+        if (std::chrono::steady_clock::now() - last_tick >= std::chrono::milliseconds(200)) {
+            last_tick = std::chrono::steady_clock::now();
+            if (!tick()) {
+                for (auto& fd : fds)
+                    if (fd.fd >= 0) ::close(fd.fd);
+                return false;
+            }
+        }
+        if (::poll(fds, 2, 200) < 0) {
             if (errno == EINTR) continue;
             break;
         }
@@ -144,6 +184,7 @@ void read_until_closed(int out_fd, int err_fd, std::string& out, std::string& er
             }
         }
     }
+    return true;
 }
 
 std::string last_line(const std::string& text) {
@@ -174,7 +215,25 @@ SimResult result_or_throw(int status, const std::string& out, const std::string&
 
 }  // namespace
 
-Json run_simulation(const planner::CostModel& model, const SimOptions& options, const StartActors& start) {
+void replicate_slices(SimResult& result, int copies, int step) {
+    const std::size_t n = result.slices.size();
+    result.slices.reserve(n * static_cast<std::size_t>(std::max(1, copies)));
+    for (int k = 1; k < copies; ++k)
+        for (std::size_t i = 0; i < n; ++i) {
+            Slice s = result.slices[i];
+            s.rank += k * step;
+            result.slices.push_back(std::move(s));
+        }
+    std::stable_sort(result.slices.begin(), result.slices.end(),
+                     [](const Slice& a, const Slice& b) { return a.rank < b.rank; });
+}
+
+void count_shared_event() {
+    if (shared_progress) shared_progress->events.fetch_add(1, std::memory_order_relaxed);
+}
+
+Json run_simulation(const planner::CostModel& model, const SimOptions& given, const StartActors& start,
+                    const Configure& configure) {
     const auto& cluster = model.cluster();
     const int procs = static_cast<int>(model.options().procs);
     int argc = 1;
@@ -183,9 +242,20 @@ Json run_simulation(const planner::CostModel& model, const SimOptions& options, 
     sg4::Engine engine(&argc, argv);
     xbt_log_control_set("xbt_cfg.thres:warning");
     xbt_log_control_set("root.thres:critical");
+    SimOptions options = given;
+    if (configure) configure(options);
     const double speed = cluster.achievable_flops(model.options().dtype);
     BuiltPlatform platform = build_platform(engine, cluster, procs, speed, options.platform);
-    const std::vector<RankClock>& clocks = start(platform.hosts, speed);
+    const ReplayStart started = start(platform.hosts, speed);
+    const std::vector<RankClock>& clocks = started.clocks;
+    const auto actors = static_cast<std::int64_t>(engine.get_actor_count());
+    if (shared_progress) {
+        shared_progress->ranks = procs;
+        shared_progress->actors = actors;
+        shared_progress->expected_messages = started.expected_messages;
+        shared_progress->expected_steps = started.expected_steps;
+        shared_progress->started = 1;
+    }
 
     auto wall_start = std::chrono::steady_clock::now();
     const std::clock_t cpu_start = std::clock();
@@ -193,24 +263,64 @@ Json run_simulation(const planner::CostModel& model, const SimOptions& options, 
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
     // CPU seconds too: on a shared machine the wall time also measures the other processes.
     double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
-    return encode_result(clocks, platform, static_cast<std::int64_t>(engine.get_host_count()), wall, cpu);
+    double iteration = 0;
+    for (const auto& c : clocks) iteration = std::max(iteration, c.end);
+    Json links = started.links ? started.links->to_json(iteration, options.top_links, options.platform.lanes) : Json();
+    return encode_result(clocks, platform, static_cast<std::int64_t>(engine.get_host_count()), wall, cpu, actors,
+                         started.reduction, std::move(links));
 }
 
-SimResult run_in_child(const planner::CostModel& model, const std::function<Json()>& body) {
+SimResult run_in_child(const planner::CostModel& model, const SimOptions& options, const std::function<Json()>& body) {
     if (model.options().procs > (1 << 20)) throw InputError("simulate", "", "more than 2^20 ranks cannot be simulated");
     int out_pipe[2], err_pipe[2];
     if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("simulate: cannot create a pipe");
+    void* mapped = ::mmap(nullptr, sizeof(SharedProgress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED) throw std::runtime_error("simulate: cannot map the progress block");
+    auto* progress = new (mapped) SharedProgress;
     ::fflush(nullptr);
+    const auto begin = std::chrono::steady_clock::now();
     pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("simulate: cannot fork");
-    if (pid == 0) child_main(body, out_pipe, err_pipe);
+    if (pid == 0) {
+        shared_progress = progress;
+        child_main(body, out_pipe, err_pipe);
+    }
     ::close(out_pipe[1]);
     ::close(err_pipe[1]);
+    auto snapshot = [&] {
+        SimProgress p;
+        p.started = progress->started.load() != 0;
+        p.ranks = progress->ranks.load();
+        p.actors = progress->actors.load();
+        p.expected_messages = progress->expected_messages.load();
+        p.expected_steps = progress->expected_steps.load();
+        p.events = progress->events.load();
+        p.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+        return p;
+    };
     std::string out, err;
-    read_until_closed(out_pipe[0], err_pipe[0], out, err);
+    const bool finished = read_until_closed(out_pipe[0], err_pipe[0], out, err, [&] {
+        const SimProgress p = snapshot();
+        if (options.on_progress) options.on_progress(p);
+        return options.max_seconds <= 0 || p.wall_s < options.max_seconds;
+    });
+    const SimProgress last = snapshot();
+    if (!finished) ::kill(pid, SIGKILL);
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    ::munmap(mapped, sizeof(SharedProgress));
+    if (!finished) {
+        std::string done = last.started ? std::to_string(last.events) + " of " +
+                                              std::to_string(last.expected_messages + last.expected_steps) +
+                                              " messages and steps replayed"
+                                        : "the platform was still being built";
+        char limit[32];
+        std::snprintf(limit, sizeof limit, "%g", options.max_seconds);
+        throw SimulationStopped("the simulation was stopped after " + std::string(limit) +
+                                " s (--max-seconds): " + done + "; no result");
+    }
+    if (options.on_progress) options.on_progress(last);
     return result_or_throw(status, out, err);
 }
 

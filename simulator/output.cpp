@@ -87,6 +87,10 @@ Json result_to_json(const SimResult& result, const planner::CostBreakdown& predi
     simulated["wall_s"] = result.wall_s;
     simulated["messages_per_wall_s"] = result.wall_s > 0 ? result.messages / result.wall_s : 0.0;
     simulated["cpu_s"] = result.cpu_s;
+    simulated["peak_rss_bytes"] = result.peak_rss_bytes;
+    simulated["ranks"] = result.ranks;
+    simulated["actors"] = result.actors;
+    simulated["reduction"] = result.reduction.empty() ? Json(nullptr) : Json(result.reduction);
     double rel = relative(result.simulated.iteration_s, predicted.iteration_s);
     return Json{{"predicted", planner::cost_to_json(predicted)},
                 {"simulated", simulated},
@@ -102,8 +106,34 @@ Json result_to_json(const SimResult& result, const planner::CostBreakdown& predi
                   {"topology_option", options.platform.topology},
                   {"file", options.platform.platform_file},
                   {"rank_mapping", result.rank_mapping}}},
-                {"network_model", to_string(options.platform.network_model)}};
+                {"network_model", to_string(options.platform.network_model)},
+                {"links", result.links}};
 }
+
+namespace {
+// The most loaded links as a table: bytes, busy fraction, utilisation and who sent the bytes.
+std::string links_text(const SimResult& result) {
+    if (!result.links.is_object() || result.links.at("most_loaded").empty()) return "";
+    std::ostringstream out;
+    char line[512];
+    out << "\nmost loaded links (" << result.links.at("links_used").get<std::int64_t>() << " links used):\n";
+    std::snprintf(line, sizeof line, "%-28s %12s %8s %8s  %s\n", "link", "bytes", "busy", "util.", "sent by");
+    out << line;
+    for (const Json& l : result.links.at("most_loaded")) {
+        std::string senders;
+        for (const Json& by : l.at("top_senders")) {
+            if (!senders.empty()) senders += ", ";
+            senders += by.at("what").get<std::string>() + " " +
+                       human_bytes(by.at("bytes").get<double>());
+        }
+        std::snprintf(line, sizeof line, "%-28s %12s %7.1f%% %7.1f%%  %s\n", l.at("link").get<std::string>().c_str(),
+                      human_bytes(l.at("bytes").get<double>()).c_str(), 100 * l.at("busy_fraction").get<double>(),
+                      100 * l.at("utilisation").get<double>(), senders.c_str());
+        out << line;
+    }
+    return out.str();
+}
+}  // namespace
 
 std::string result_text(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options) {
     std::ostringstream out;
@@ -131,10 +161,14 @@ std::string result_text(const SimResult& result, const planner::CostBreakdown& p
     }
     out << "\n" << verdict(result, predicted) << "\n";
     std::snprintf(line, sizeof line,
-                  "%lld messages simulated in %.3f s of wall time (%.0f per second), %.3f s of CPU\n",
+                  "%lld messages simulated in %.3f s of wall time (%.0f per second), %.3f s of CPU, %s peak memory\n",
                   static_cast<long long>(result.messages), result.wall_s,
-                  result.wall_s > 0 ? result.messages / result.wall_s : 0.0, result.cpu_s);
+                  result.wall_s > 0 ? result.messages / result.wall_s : 0.0, result.cpu_s,
+                  human_bytes(result.peak_rss_bytes).c_str());
     out << line;
+    out << links_text(result);
+    if (!result.reduction.empty()) out << "reduced replay (" << result.actors << " actors for " << result.ranks
+                                       << " ranks): " << result.reduction << "\n";
     return out.str();
 }
 

@@ -320,7 +320,7 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
               .root = sg4::create_star_zone("dnnplan"),
               .bw = bw,
               .lat = cluster.inter_node.latency_s,
-              .fabric_bw = bw * d,
+              .fabric_bw = bw * d / std::max(1, options.lanes),
               .devices = d > 1 ? ", " + std::to_string(d) + " devices per node (private intra-node links of " +
                                      format_number(cluster.intra_node.bandwidth_Bps) + " B/s and one NIC each)"
                                : ""};

@@ -5,12 +5,18 @@
 
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <simgrid/s4u.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "simulator/link_stats.hpp"
 #include "simulator/simulator.hpp"
+
+namespace dnnplan::simulator {
+void count_shared_event();  // simulator/child.hpp
+}
 
 namespace dnnplan::simulator {
 
@@ -29,6 +35,9 @@ struct RankClock {
     std::vector<Slice> slices;
 };
 
+// One more message sent by the clock's rank (its count, and the running child's shared one).
+void count_message(RankClock& clock);
+
 // An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.
 using Boxes = std::unordered_map<long long, sg4::Mailbox*>;
 
@@ -38,6 +47,21 @@ struct ReplayBase {
     bool timeline = false;
     std::vector<RankClock> clocks;
     int dummy = 0;  // Mailbox::put needs a non-null payload; nothing reads it
+    // The symmetric replay (simulator/README.md, "Reduced replay"): one rank stands for all, and
+    // each step's partner is this host, whose links carry the partner's side of the exchange.
+    sg4::Host* mirror = nullptr;
+    const std::vector<sg4::Host*>* hosts = nullptr;  // rank r's host (set by spawn_rank_actors)
+    LinkStats link_stats{};
+    std::unordered_map<const CommCall*, std::string> labels{};  // "<what> (<collective>)" per call
+
+    // A flow between two hosts that started at `start` and ends now, for the per-link report.
+    void flow(sg4::Host* from, sg4::Host* to, double bytes, double start, const std::string& what) {
+        link_stats.record(from, to, bytes, start, what);
+    }
+    void flow(int from, int to, double bytes, double start, const std::string& what) {
+        if (hosts) flow((*hosts)[from], (*hosts)[to], bytes, start, what);
+    }
+    const std::string& label(const CommCall& call);
 
     // "<layer> <what> (<collective>, <algorithm>)"; a halo has no collective.
     std::string call_name(const CommCall& call) const;
@@ -50,20 +74,36 @@ struct ReplayBase {
     template <class Member>
     void run_call(const CommCall& call, int rank, int index, const Member& member, const std::string& channel,
                   Boxes& boxes, RankClock& clock) {
+        if (mirror) {
+            run_mirrored(call, index, clock);
+            return;
+        }
         for (const auto& step : call_rank_steps(call, index)) {
             sg4::CommPtr send, recv;
             int* received = nullptr;
             if (step.send_to >= 0) {
                 send = mailbox(boxes, channel, rank, member(step.send_to))
                            ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
-                ++clock.messages;
+                count_message(clock);
             }
             if (step.recv_from >= 0)
                 recv = mailbox(boxes, channel, member(step.recv_from), rank)->template get_async<int>(&received);
-            if (send) send->wait();
+            if (send) {
+                send->wait();
+                flow(rank, member(step.send_to), step.send_bytes, send->get_start_time(), label(call));
+            }
             if (recv) recv->wait();
         }
     }
+
+    // The messages member `index` of `call`'s group sends (memoised: the counts before a run).
+    std::int64_t sends(const CommCall& call, int index);
+    std::map<std::pair<const CommCall*, int>, std::int64_t> send_counts{};
+
+    // The steps of member `index` against the mirror host: its send goes out on the rank's up link
+    // and the mirror's down link, its receive comes in on the mirror's up link and its down link,
+    // both started at once (every partner posts at the same time in a lockstep-symmetric call).
+    void run_mirrored(const CommCall& call, int index, RankClock& clock);
 
     // Appends a slice that started at `start` and ends now (with SimOptions::timeline only).
     void record(RankClock& clock, int rank, int track, const std::string& cat, double start, const std::string& name);
@@ -78,6 +118,7 @@ struct ReplayBase {
         if (step.type == Step::Type::compute) {
             if (step.seconds <= 0) return;
             sg4::this_actor::execute(step.seconds * speed);
+            count_shared_event();
             (as_backward ? clock.bwd_compute : clock.fwd_compute) += sg4::Engine::get_clock() - start;
             record(clock, rank, 0, "compute", start,
                    layers[step.layer].name + (step.phase == Phase::forward ? " forward" : " backward") + suffix);
@@ -90,17 +131,33 @@ struct ReplayBase {
         }
     }
 
-private:
     // The message steps of member `index`: the collective's algorithm, a halo exchange, or the
     // model's single message for a pooling halo.
     static std::vector<clusters::RankStep> call_rank_steps(const CommCall& call, int index);
 };
 
+// True when every member of `call`'s group runs the same steps in lockstep: the same number of
+// steps, and at each step every member sends and receives, or none does, the same bytes both ways
+// (ring, recursive halving and doubling, pairwise exchange on a power of two; not halos or trees).
+bool lockstep_symmetric(const CommCall& call);
+
+// The seconds from a common start until the members of `call`'s group have finished, when every
+// message costs `latency + bytes / bandwidth` and no two of its messages ever share a link (each
+// member has its own up and down link, as inside a built node): the replay's own rules (a message
+// starts when its sender and its receiver have both posted it, FIFO per ordered pair, a member's
+// next step waits for its send and its receive), evaluated without SimGrid. Returns a negative
+// value when the members finish at different times (halos, trees): such a call is not symmetric
+// and cannot stand for all its members (simulator/README.md, "Reduced replay").
+double isolated_call_seconds(const CommCall& call, double latency, double bandwidth);
+
 // One actor per rank running the replay's main program on its host, and beside it (when the
 // gradient sync overlaps) one running its sync stream; the pair shares two semaphores.
+// With `stride` > 1 only ranks 0, stride, 2 stride, ... get actors (the reduced replay).
 template <class ReplayType>
-void spawn_rank_actors(ReplayType* replay, const std::vector<sg4::Host*>& hosts, int procs, bool with_sync) {
-    for (int r = 0; r < procs; ++r) {
+void spawn_rank_actors(ReplayType* replay, const std::vector<sg4::Host*>& hosts, int procs, bool with_sync,
+                       int stride = 1) {
+    replay->hosts = &hosts;
+    for (int r = 0; r < procs; r += stride) {
         auto ready = sg4::Semaphore::create(0);
         auto done = sg4::Semaphore::create(0);
         sg4::Actor::create("rank" + std::to_string(r), hosts[r],

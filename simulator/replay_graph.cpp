@@ -38,6 +38,7 @@ struct GraphReplay : ReplayBase {
         if (seconds <= 0) return;
         const double start = sg4::Engine::get_clock();
         sg4::this_actor::execute(seconds * speed);
+        count_shared_event();
         (forward ? clock.fwd_compute : clock.bwd_compute) += sg4::Engine::get_clock() - start;
         record(
             clock, rank, 0, "compute", start,
@@ -56,9 +57,10 @@ struct GraphReplay : ReplayBase {
         const double start = std::min(end, std::max(posted_at, sent));
         clock.idle += start - posted_at;
         clock.by_kind[planner::index_of(CommKind::point_to_point)] += end - start;
-        if (!timeline || end <= posted_at) return;
         const auto& t = program.transfers[edge];
         const int from = rank_of(direction == 0 ? t.producer : t.consumer, replica);
+        flow(from, rank, t.bytes, start, direction == 0 ? "activations (point_to_point)" : "gradients (point_to_point)");
+        if (!timeline || end <= posted_at) return;
         const std::string what = std::string(direction == 0 ? "activations" : "gradients") + " mb" +
                                  std::to_string(micro) + " from rank " + std::to_string(from);
         if (start > posted_at)
@@ -71,7 +73,26 @@ struct GraphReplay : ReplayBase {
         pending.push_back(
             box(replica, direction, edge, micro)
                 ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(program.transfers[edge].bytes))));
-        ++clock.messages;
+        count_message(clock);
+    }
+
+    // The messages the actors will send (the pre-run summary and the progress bar): per replica
+    // and micro-batch each transfer forward and back, and each device's syncs.
+    std::int64_t count_messages() {
+        std::int64_t total = 2LL * spec.replicas * M() * E();
+        for (int rank = 0; rank < static_cast<int>(clocks.size()); ++rank)
+            for (int i = 1; i < static_cast<int>(program.sync.size()); ++i)
+                if (spec.device_of[i] == rank % k())
+                    for (const CommCall& call : program.sync[i]) total += sends(call, rank / k());
+        return total;
+    }
+
+    // The computes: every layer's forward and backward, per replica and micro-batch.
+    std::int64_t count_steps() const {
+        std::int64_t n = 0;
+        for (std::size_t i = 1; i < program.forward_s.size(); ++i)
+            n += (program.forward_s[i] > 0 ? 1 : 0) + (program.backward_s[i] > 0 ? 1 : 0);
+        return n * spec.replicas * M();
     }
 
     void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
@@ -157,11 +178,11 @@ SimResult simulate_graph_partition(const planner::CostModel& model, const planne
         if (why.rfind(prefix, 0) == 0) why.erase(0, prefix.size());
         throw InputError("simulate", "/pipeline", why);
     }
-    return run_in_child(model, [&] {
+    return run_in_child(model, options, [&] {
         const int procs = static_cast<int>(model.options().procs);
         std::unique_ptr<GraphReplay> replay;
         return run_simulation(
-            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
+            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> ReplayStart {
                 const std::size_t n = program.forward_s.size();
                 replay.reset(new GraphReplay{{model, speed, options.timeline, std::vector<RankClock>(procs)},
                                              spec,
@@ -176,7 +197,7 @@ SimResult simulate_graph_partition(const planner::CostModel& model, const planne
                 replay->put_time.assign(
                     static_cast<std::size_t>(spec.replicas) * 2 * program.transfers.size() * spec.micro_batches, 0.0);
                 spawn_rank_actors(replay.get(), hosts, procs, true);  // a sync actor per rank; overlap() times it
-                return replay->clocks;
+                return {replay->clocks, replay->count_messages(), replay->count_steps(), "", &replay->link_stats};
             });
     });
 }

@@ -62,6 +62,7 @@ namespace {
 struct LayerReplay : ReplayBase {
     const ReplayProgram& program;
     GroupMap map;
+    int stride = 1;  // the symmetric replay: rank 0 alone stands for every rank
 
     // Calls `body(index, member)` for `rank` in the call's group, unless the group is incomplete
     // (its size does not divide P): nothing to replay then.
@@ -71,6 +72,29 @@ struct LayerReplay : ReplayBase {
             if (index < 0) return;
             body(index, [&](int i) { return map.member(call.group, rank, i); });
         };
+    }
+
+    // The messages the actors will send (the pre-run summary and the progress bar).
+    std::int64_t count_messages() {
+        std::int64_t total = 0;
+        for (int rank = 0; rank < static_cast<int>(clocks.size()); rank += stride) {
+            auto add = [&](const CommCall& call) {
+                const int index = map.my_index(call.group, rank);
+                if (index >= 0) total += sends(call, index);
+            };
+            for (const Step& step : program.main)
+                if (step.type == Step::Type::comm) add(*step.call);
+            for (const auto& group : program.sync)
+                for (const CommCall* call : group) add(*call);
+        }
+        return total;
+    }
+
+    // The computes: every rank's forward and backward of every layer.
+    std::int64_t count_steps() const {
+        std::int64_t n = 0;
+        for (const Step& step : program.main) n += step.type == Step::Type::compute && step.seconds > 0 ? 1 : 0;
+        return n * ((static_cast<std::int64_t>(clocks.size()) + stride - 1) / stride);
     }
 
     void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
@@ -122,22 +146,58 @@ struct LayerReplay : ReplayBase {
     }
 };
 
+// The symmetric replay's conditions (simulator/README.md, "Reduced replay"): a built star of private
+// links with one device per node under CM02 (every rank's links alike, nothing shared between
+// ranks), every call's group complete on every rank, and every call lockstep-symmetric. Then
+// every rank runs the same program at the same times, and one rank exchanging with a mirror host
+// stands for all.
+bool symmetric_layers(const planner::CostModel& model, const ReplayProgram& program, const SimOptions& options) {
+    const auto& cluster = model.cluster();
+    const int procs = static_cast<int>(model.options().procs);
+    const bool star = options.platform.topology == "star" || cluster.topology.kind == clusters::TopologyKind::crossbar;
+    if (!options.reduce || !star || !options.platform.platform_file.empty() ||
+        options.platform.network_model != NetworkModel::cm02 || procs < 2 || std::min(cluster.devices_per_node, procs) != 1)
+        return false;
+    std::vector<const CommCall*> calls;
+    for (const Step& step : program.main)
+        if (step.type == Step::Type::comm) calls.push_back(step.call);
+    for (const auto& group : program.sync) calls.insert(calls.end(), group.begin(), group.end());
+    const GroupMap map{procs, 1};
+    for (const CommCall* call : calls) {
+        for (int r = 0; r < procs; ++r)
+            if (map.my_index(call->group, r) < 0) return false;
+        if (!lockstep_symmetric(*call)) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
-    return run_in_child(model, [&] {
+    SimResult result = run_in_child(model, options, [&] {
         const int procs = static_cast<int>(model.options().procs);
         const int d = std::max(1, std::min(model.cluster().devices_per_node, procs));
         ReplayProgram program = build_replay_program(model, plan);
+        const bool symmetric = symmetric_layers(model, program, options);
         std::unique_ptr<LayerReplay> replay;
         return run_simulation(
-            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
+            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> ReplayStart {
                 replay.reset(new LayerReplay{
                     {model, speed, options.timeline, std::vector<RankClock>(procs)}, program, GroupMap{procs, d}});
-                spawn_rank_actors(replay.get(), hosts, procs, program.overlap_sync);
-                return replay->clocks;
+                std::string reduction;
+                if (symmetric) {
+                    replay->stride = procs;
+                    replay->mirror = hosts[1];
+                    reduction = "every rank runs the same lockstep-symmetric program on a star of private links: "
+                                "rank 0 alone is replayed, its partners' side of each exchange on one mirror host";
+                }
+                spawn_rank_actors(replay.get(), hosts, procs, program.overlap_sync, replay->stride);
+                return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};
             });
     });
+    // The symmetric replay: every rank's timeline is rank 0's.
+    if (!result.reduction.empty()) replicate_slices(result, static_cast<int>(model.options().procs), 1);
+    return result;
 }
 
 }  // namespace dnnplan::simulator

@@ -2,6 +2,9 @@
 // in the schedule's order, and its gradient syncs over the replicas.
 #include <algorithm>
 #include <memory>
+#include <optional>
+#include <xbt/config.hpp>
+#include <unordered_map>
 #include <stdexcept>
 
 #include "simulator/child.hpp"
@@ -19,6 +22,12 @@ struct PipelineReplay : ReplayBase {
     // When each rank posted its activations (direction 0) and gradients (1) of each micro-batch,
     // so that a receiver can tell waiting for the sender (bubble) from the transfer itself.
     std::vector<double> put_time;
+    // The reduced replay (lanes = T > 1): one actor per stage stands for its T tensor ranks, and
+    // each stage-internal call is the seconds isolated_call_seconds() gives it (simulator/README.md).
+    int lanes = 1;
+    std::unordered_map<const CommCall*, double> collapsed{};
+    double intra_latency = 0, intra_bandwidth = 1;  // the message cost the timed calls were computed with
+    std::vector<std::unordered_map<const CommCall*, std::int64_t>> timed_runs{};  // per rank: runs of each timed call
 
     int T() const { return spec.tensor; }
     int S() const { return spec.stages; }
@@ -73,6 +82,89 @@ struct PipelineReplay : ReplayBase {
         record(clock, rank, track, "sync", start, call_name(call));
     }
 
+    // A step of the stage's layers: run as usual, or with the reduced replay a stage-internal call
+    // as the time its isolated messages take.
+    template <class Members>
+    void stage_step(const Step& step, int rank, const Members& members, Boxes& boxes, RankClock& clock,
+                    const std::string& suffix, bool as_backward) {
+        if (lanes == 1 || step.type != Step::Type::comm) {
+            run_step(step, rank, members, "c0", boxes, clock, suffix, as_backward);
+            return;
+        }
+        const double start = sg4::Engine::get_clock();
+        sg4::this_actor::sleep_for(collapsed.at(step.call));
+        ++timed_runs[rank][step.call];
+        count_shared_event();
+        clock.by_kind[planner::index_of(step.call->kind)] += sg4::Engine::get_clock() - start;
+        record(clock, rank, 0, "communication", start, call_name(*step.call) + suffix);
+    }
+
+    // The per-link report of the timed calls of `rank`'s stage: every tensor group's messages on
+    // the node's intra links, each alone on its links (the reduction's condition), run after run.
+    void report_timed_calls(int rank) {
+        if (!hosts) return;
+        for (const auto& [call, runs] : timed_runs[rank])
+            for (int t = 0; t < T(); ++t) {
+                if (inner.my_index(call->group, t) != 0) continue;  // once per group, from its first member
+                for (int i = 0; i < call->group.size; ++i)
+                    for (const auto& step : call_rank_steps(*call, i)) {
+                        if (step.send_to < 0) continue;
+                        const int from = rank + inner.member(call->group, t, i);
+                        const int to = rank + inner.member(call->group, t, step.send_to);
+                        const double seconds = intra_latency + step.send_bytes / intra_bandwidth;
+                        link_stats.add((*hosts)[from], (*hosts)[to], runs * step.send_bytes,
+                                       runs * seconds, label(*call));
+                    }
+            }
+    }
+
+    // The messages the actors will send (the pre-run summary and the progress bar).
+    std::int64_t count_messages() {
+        std::int64_t total = 0;
+        const int procs = static_cast<int>(clocks.size());
+        for (int rank = 0; rank < procs; rank += lanes) {
+            const int t = rank % T(), s = (rank / T()) % S();
+            const auto& stage = program.stages[s];
+            std::int64_t per_micro = 0;
+            if (lanes == 1)
+                for (int i = stage.first; i <= stage.last; ++i) {
+                    for (const Step& step : layers[i].forward)
+                        if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
+                            per_micro += sends(*step.call, inner.my_index(step.call->group, t)) *
+                                         (spec.recompute ? 2 : 1);
+                    for (const Step& step : layers[i].backward)
+                        if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
+                            per_micro += sends(*step.call, inner.my_index(step.call->group, t));
+                }
+            per_micro += (s > 0 ? 1 : 0) + (s + 1 < S() ? 1 : 0);
+            total += per_micro * M();
+            for (int i = stage.first; i <= stage.last; ++i)
+                for (const CommCall& call : program.sync[i]) {
+                    const std::vector<int> members = sync_members(rank, i);
+                    auto it = std::find(members.begin(), members.end(), rank);
+                    if (it != members.end()) total += sends(call, static_cast<int>(it - members.begin()));
+                }
+        }
+        return total;
+    }
+
+    // The computes, and with the reduced replay the timed calls, of the actors' stages.
+    std::int64_t count_steps() const {
+        std::int64_t total = 0;
+        for (int rank = 0; rank < static_cast<int>(clocks.size()); rank += lanes) {
+            const auto& stage = program.stages[(rank / T()) % S()];
+            std::int64_t forward = 0, backward = 0;
+            for (int i = stage.first; i <= stage.last; ++i) {
+                for (const Step& step : layers[i].forward)
+                    forward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
+                for (const Step& step : layers[i].backward)
+                    backward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
+            }
+            total += M() * (forward * (spec.recompute ? 2 : 1) + backward);
+        }
+        return total;
+    }
+
     // Blocking receive of micro-batch `micro` from `from` (direction 0: activations, 1: gradients).
     void receive(int rank, int from, int direction, int micro, Boxes& boxes, RankClock& clock) {
         const double posted_at = sg4::Engine::get_clock();
@@ -83,6 +175,9 @@ struct PipelineReplay : ReplayBase {
         const double start = std::max(posted_at, posted(from, direction, micro));
         clock.idle += start - posted_at;
         clock.by_kind[planner::index_of(CommKind::point_to_point)] += end - start;
+        flow(from, rank, direction == 0 ? program.stages[(rank / T()) % S()].recv_bytes
+                                        : program.stages[(from / T()) % S()].recv_bytes,
+             start, direction == 0 ? "activations (point_to_point)" : "gradients (point_to_point)");
         if (!timeline) return;
         const std::string what = std::string(direction == 0 ? "activations" : "gradients") + " mb" +
                                  std::to_string(micro) + " from rank " + std::to_string(from);
@@ -96,7 +191,7 @@ struct PipelineReplay : ReplayBase {
         posted(rank, direction, micro) = sg4::Engine::get_clock();
         pending.push_back(mailbox(boxes, direction == 0 ? "a" : "g", rank, to)
                               ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(bytes))));
-        ++clock.messages;
+        count_message(clock);
     }
 
     void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
@@ -115,8 +210,7 @@ struct PipelineReplay : ReplayBase {
             if (op.forward) {
                 if (s > 0) receive(rank, rank - T(), 0, op.micro, boxes, clock);
                 for (int i = stage.first; i <= stage.last; ++i)
-                    for (const Step& step : layers[i].forward)
-                        run_step(step, rank, members, "c0", boxes, clock, mb, false);
+                    for (const Step& step : layers[i].forward) stage_step(step, rank, members, boxes, clock, mb, false);
                 if (s + 1 < S())
                     send(rank, rank + T(), 0, op.micro, program.stages[s + 1].recv_bytes, boxes, clock, pending);
                 continue;
@@ -126,10 +220,10 @@ struct PipelineReplay : ReplayBase {
             if (spec.recompute)
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const Step& step : layers[i].forward)
-                        run_step(step, rank, members, "c0", boxes, clock, mb + " (recomputed)", true);
+                        stage_step(step, rank, members, boxes, clock, mb + " (recomputed)", true);
             const bool last = k + 1 == ops.size();
             for (int i = stage.last; i >= stage.first; --i) {
-                for (const Step& step : layers[i].backward) run_step(step, rank, members, "c0", boxes, clock, mb, true);
+                for (const Step& step : layers[i].backward) stage_step(step, rank, members, boxes, clock, mb, true);
                 // The layer's gradients are complete after its last micro-batch: its sync may start.
                 if (last && !program.sync[i].empty()) {
                     if (overlap)
@@ -147,6 +241,7 @@ struct PipelineReplay : ReplayBase {
             for (const CommCall* call : deferred) run_sync(*call, rank, "c0", boxes, clock, 0);
         for (auto& comm : pending) comm->wait();
         clock.end = sg4::Engine::get_clock();
+        if (lanes > 1) report_timed_calls(rank);
     }
 
     // The stage's gradient syncs, last layer first, each once its layer's last backward is done.
@@ -163,6 +258,48 @@ struct PipelineReplay : ReplayBase {
     }
 };
 
+// The reduced replay's conditions (simulator/README.md, "Reduced replay"): CM02 on a built platform,
+// each stage's T tensor ranks fill a node exactly (so the links inside a node carry the stage's own
+// calls only, and the stage boundaries and the syncs leave through the devices' own NICs), no sync
+// group mixes tensor ranks, and every stage-internal call is symmetric (its members finish
+// together, so that the T ranks stay in step). Returns the seconds of each stage-internal call and
+// the message cost they were computed with, or nothing when a condition fails.
+struct TimedCalls {
+    std::unordered_map<const CommCall*, double> seconds;
+    double latency = 0, bandwidth = 1;
+};
+std::optional<TimedCalls> collapsible_calls(const planner::CostModel& model, const planner::PipelineSpec& spec,
+                                            const planner::PipelineProgram& program,
+                                            const std::vector<LayerSteps>& layers, const SimOptions& options) {
+    const auto& cluster = model.cluster();
+    const int T = spec.tensor;
+    if (!options.reduce || options.platform.network_model != NetworkModel::cm02 ||
+        !options.platform.platform_file.empty() || T <= 1 || cluster.devices_per_node != T)
+        return std::nullopt;
+    for (const auto& g : program.inner_sync_group)
+        if (g.size > 1) return std::nullopt;
+    const GroupMap inner{T, T};
+    // The route between two devices of a node: two intra-node links of half the latency each;
+    // CM02 also bounds a flow's rate by TCP-gamma / (2 x latency).
+    const double latency = cluster.intra_node.latency_s;
+    const double gamma = simgrid::config::get_value<double>("network/TCP-gamma");
+    const double bandwidth =
+        gamma > 0 && latency > 0 ? std::min(cluster.intra_node.bandwidth_Bps, gamma / (2 * latency))
+                                 : cluster.intra_node.bandwidth_Bps;
+    std::unordered_map<const CommCall*, double> seconds;
+    for (const auto& layer : layers)
+        for (const auto* part : {&layer.forward, &layer.backward})
+            for (const Step& step : *part) {
+                if (step.type != Step::Type::comm || seconds.count(step.call)) continue;
+                for (int t = 0; t < T; ++t)
+                    if (inner.my_index(step.call->group, t) < 0) return std::nullopt;
+                const double s = isolated_call_seconds(*step.call, latency, bandwidth);
+                if (s < 0) return std::nullopt;
+                seconds[step.call] = s;
+            }
+    return TimedCalls{std::move(seconds), latency, bandwidth};
+}
+
 }  // namespace
 
 SimResult simulate_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
@@ -171,24 +308,46 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
     std::string problem = planner::pipeline_problem(model, spec);
     if (!problem.empty()) throw InputError("simulate", "/pipeline", problem);
     const planner::PipelineProgram program = planner::pipeline_program(model, spec, layouts);
-    return run_in_child(model, [&] {
+    SimResult result = run_in_child(model, options, [&] {
         const int procs = static_cast<int>(model.options().procs);
         const int d = std::max(1, std::min(model.cluster().devices_per_node, spec.tensor));
         std::unique_ptr<PipelineReplay> replay;
         const bool overlap = model.options().overlap_sync;
+        std::vector<LayerSteps> layers = layer_steps(model.network(), program.micro);
+        std::optional<TimedCalls> collapsed;
+        std::string reduction;
+        // Decided in the child, once the engine exists: the TCP-gamma bound is its configuration.
         return run_simulation(
-            model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> const std::vector<RankClock>& {
-                replay.reset(new PipelineReplay{
-                    {model, speed, options.timeline, std::vector<RankClock>(procs)},
-                    spec,
-                    program,
-                    layer_steps(model.network(), program.micro),
-                    GroupMap{spec.tensor, d},
-                    std::vector<double>(static_cast<std::size_t>(procs) * 2 * spec.micro_batches, 0.0)});
-                spawn_rank_actors(replay.get(), hosts, procs, overlap);
-                return replay->clocks;
+            model, options,
+            [&](const std::vector<sg4::Host*>& hosts, double speed) -> ReplayStart {
+                replay.reset(new PipelineReplay{{model, speed, options.timeline, std::vector<RankClock>(procs)},
+                                                spec,
+                                                program,
+                                                layers,
+                                                GroupMap{spec.tensor, d},
+                                                std::vector<double>(static_cast<std::size_t>(procs) * 2 * spec.micro_batches, 0.0)});
+                replay->timed_runs.resize(procs);
+                if (collapsed) {
+                    replay->lanes = spec.tensor;
+                    replay->collapsed = collapsed->seconds;
+                    replay->intra_latency = collapsed->latency;
+                    replay->intra_bandwidth = collapsed->bandwidth;
+                }
+                spawn_rank_actors(replay.get(), hosts, procs, overlap, replay->lanes);
+                return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};
+            },
+            [&](SimOptions& o) {
+                collapsed = collapsible_calls(model, spec, program, layers, o);
+                if (!collapsed) return;
+                o.platform.lanes = spec.tensor;
+                reduction = "one actor per stage stands for its " + std::to_string(spec.tensor) +
+                            " tensor ranks (one node); their calls inside the node are timed without SimGrid, the "
+                            "topology's links carry 1/" + std::to_string(spec.tensor) + " of the node's bandwidth";
             });
     });
+    // The reduced replay: tensor rank t's timeline is its stage's rank 0's.
+    if (!result.reduction.empty()) replicate_slices(result, spec.tensor, 1);
+    return result;
 }
 
 }  // namespace dnnplan::simulator

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,11 +38,34 @@ struct PlatformOptions {
     std::string hosts_source;        // where `hosts` came from, for diagnostics
     NetworkModel network_model = NetworkModel::cm02;
     double oversubscription = 0;  // > 0 overrides the cluster's fat-tree oversubscription
+    // Set by the reduced replay (not by users): each active device stands for this many identical
+    // devices of its node, so the topology's links get 1 / lanes of the node's injection bandwidth.
+    int lanes = 1;
+};
+
+// What a running simulation has done so far (SimOptions::on_progress).
+struct SimProgress {
+    bool started = false;  // the actors exist: ranks, actors and expected_messages are known
+    std::int64_t ranks = 0, actors = 0, expected_messages = 0;
+    std::int64_t expected_steps = 0;  // computes, and the reduced replay's timed calls
+    std::int64_t events = 0;          // messages and steps done so far
+    double wall_s = 0;  // since the child started
+};
+
+// Thrown by simulate*() when SimOptions::max_seconds ran out: the child was stopped, nothing kept.
+struct SimulationStopped : std::runtime_error {
+    using std::runtime_error::runtime_error;
 };
 
 struct SimOptions {
     PlatformOptions platform;
+    double max_seconds = 0;  // > 0: stop the simulation after this many wall seconds (SimulationStopped)
+    std::function<void(const SimProgress&)> on_progress;  // called about five times a second while it runs
     bool timeline = false;  // record slices for the Chrome trace (costs memory: slices x ranks)
+    // Pipelines: replay one tensor rank per stage where the symmetry allows it (simulator/README.md,
+    // "Reduced replay"); false forces the full replay (the tests compare both).
+    bool reduce = true;
+    int top_links = 10;  // links in the per-link report (SimResult::links), most bytes first
 };
 
 // One named slice of one rank's timeline: compute, a collective, a sync all-reduce.
@@ -58,12 +83,19 @@ struct SimResult {
     std::int64_t messages = 0;         // simulated messages in all
     double wall_s = 0;                 // wall time of the simulation itself (engine.run())
     double cpu_s = 0;                  // CPU time of the same
+    double peak_rss_bytes = 0;         // peak resident memory of the simulating (child) process
     std::string platform_kind;         // "star", "fat_tree", "torus", "dragonfly", "xml"
     std::string platform_summary;      // one line: hosts, links, parameters
     std::int64_t platform_hosts = 0;
     double link_bandwidth_Bps = 0, link_latency_s = 0;  // per-link parameters used (built platforms)
     std::string rank_mapping;                           // how group ranks map onto hosts, in words
     std::vector<Slice> slices;                          // with SimOptions::timeline
+    std::int64_t ranks = 0;                             // ranks of the plan
+    std::int64_t actors = 0;                            // actors actually simulated
+    std::string reduction;  // "" for the full replay, else what the reduced replay collapsed
+    // The most loaded links: {"links_used", "bytes_on_links", "most_loaded": [{"link",
+    // "bandwidth_Bps", "bytes", "busy_s", "busy_fraction", "utilisation", "top_senders"}]}.
+    Json links;
 };
 
 // The replayed program of a layer-parallel plan (ReplayProgram; planner::Schedule is something

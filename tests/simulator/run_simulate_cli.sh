@@ -104,6 +104,27 @@ check "graph partition: prediction is the re-scored plan's" jq -e --slurpfile p 
 # sharing in the replay differs by a few percent on this tiny, latency-bound plan.
 check "graph partition: within 5% of the list schedule" jq -e '.relative_difference < 0.05 and .relative_difference > -0.05' "$work/stdout"
 
+# --- Size, progress, links, --max-seconds ----------------------------------------------------
+run simulate --plan "$plan" --topology star --format json --top-links 3
+check "json has ranks, actors and the most loaded links" jq -e \
+    '(.simulated.ranks == 4) and (.simulated.actors > 0) and (.links.most_loaded | length == 3) and
+     (.links.most_loaded[0].bytes > 0) and (.links.most_loaded[0].busy_fraction <= 1)' "$work/stdout"
+check "the pre-run summary names ranks, actors and messages" grep -qE '^simulate: 4 ranks, [0-9,]+ actors, [0-9,]+ messages' "$work/stderr"
+run simulate --plan "$plan" --topology star
+check "text has the most loaded links" grep -q '^most loaded links' "$work/stdout"
+"$DNNPLAN" --net vgg16 --procs 512 --out "$work/big.json" >/dev/null
+run simulate --plan "$work/big.json" --max-seconds 0.01 --out "$work/never.txt"
+check "--max-seconds: exit 3" [ "$status" -eq 3 ]
+check "--max-seconds: says it stopped and why" grep -q 'the simulation was stopped after 0.01 s (--max-seconds)' "$work/stderr"
+check "--max-seconds: no output file" [ ! -e "$work/never.txt" ]
+
+# --- --simulate-top ---------------------------------------------------------------------------
+run --net vgg16 --procs 64 --simulate-top 2
+check "--simulate-top: exit 0" [ "$status" -eq 0 ]
+check "--simulate-top: a re-ranked table of 2 rows" bash -c \
+    "grep -A3 '^contention-aware ranking' '$work/stdout' | grep -cE '^[12] +[12] ' | grep -qx 2"
+expect_error "--simulate-top prints a text table" --net vgg16 --procs 64 --simulate-top 2 --format json
+
 # --- Bad input ------------------------------------------------------------------------------
 expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another network" \
     simulate --plan $data/plan_other_network.json

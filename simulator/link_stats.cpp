@@ -1,0 +1,100 @@
+// Per-link bytes, busy time and senders of a replay.
+#include "simulator/link_stats.hpp"
+
+#include <algorithm>
+
+namespace dnnplan::simulator {
+
+namespace sg4 = simgrid::s4u;
+
+const std::vector<int>& LinkStats::route(sg4::Host* from, sg4::Host* to) {
+    auto [it, inserted] = routes_.try_emplace({from, to});
+    if (!inserted) return it->second;
+    std::vector<sg4::Link*> path;
+    double latency = 0;
+    from->route_to(to, path, &latency);
+    for (sg4::Link* l : path) {
+        auto [at, added] = index_.try_emplace(l, static_cast<int>(links_.size()));
+        if (added) links_.push_back(Link{l, 0, 0, {}, {}});
+        it->second.push_back(at->second);
+    }
+    return it->second;
+}
+
+void LinkStats::record(sg4::Host* from, sg4::Host* to, double bytes, double start, const std::string& what) {
+    if (from == nullptr || to == nullptr || from == to) return;
+    const double end = sg4::Engine::get_clock();
+    auto [label, added] = label_index_.try_emplace(what, static_cast<int>(labels_.size()));
+    if (added) labels_.push_back(what);
+    for (int i : route(from, to)) {
+        Link& l = links_[i];
+        l.bytes += bytes;
+        l.bytes_by_what[label->second] += bytes;
+        // Merge [start, end] into the busy periods: every period ends by now, so only the last
+        // ones can overlap it.
+        double s = start, e = end;
+        while (!l.open.empty() && l.open.back().second >= s) {
+            s = std::min(s, l.open.back().first);
+            e = std::max(e, l.open.back().second);
+            l.open.pop_back();
+        }
+        l.open.emplace_back(s, e);
+        if (l.open.size() > kKeep) {
+            l.busy_closed += l.open.front().second - l.open.front().first;
+            l.open.pop_front();
+        }
+    }
+}
+
+void LinkStats::add(sg4::Host* from, sg4::Host* to, double bytes, double busy_s, const std::string& what) {
+    if (from == nullptr || to == nullptr || from == to) return;
+    auto [label, added] = label_index_.try_emplace(what, static_cast<int>(labels_.size()));
+    if (added) labels_.push_back(what);
+    for (int i : route(from, to)) {
+        Link& l = links_[i];
+        l.bytes += bytes;
+        l.bytes_by_what[label->second] += bytes;
+        l.busy_closed += busy_s;
+    }
+}
+
+double LinkStats::busy(const Link& link) {
+    double total = link.busy_closed;
+    for (const auto& [s, e] : link.open) total += e - s;
+    return total;
+}
+
+Json LinkStats::to_json(double iteration_s, int top, int lanes) const {
+    std::vector<int> order(links_.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+    auto scale = [&](const Link& l) {
+        const std::string& name = l.link->get_name();
+        return name.rfind("nic", 0) == 0 || name.rfind("intra", 0) == 0 ? 1.0 : static_cast<double>(lanes);
+    };
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        return links_[a].bytes * scale(links_[a]) > links_[b].bytes * scale(links_[b]);
+    });
+    Json list = Json::array();
+    for (int k = 0; k < std::min<int>(top, static_cast<int>(order.size())); ++k) {
+        const Link& l = links_[order[k]];
+        const double f = scale(l), bandwidth = l.link->get_bandwidth() * f, bytes = l.bytes * f, b = busy(l);
+        std::vector<std::pair<double, int>> senders;
+        for (const auto& [label, n] : l.bytes_by_what) senders.emplace_back(n * f, label);
+        std::sort(senders.begin(), senders.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+        Json by = Json::array();
+        for (std::size_t i = 0; i < std::min<std::size_t>(3, senders.size()); ++i)
+            by.push_back({{"what", labels_[senders[i].second]}, {"bytes", senders[i].first}});
+        list.push_back({{"link", l.link->get_name()},
+                        {"bandwidth_Bps", bandwidth},
+                        {"bytes", bytes},
+                        {"busy_s", b},
+                        {"busy_fraction", iteration_s > 0 ? b / iteration_s : 0.0},
+                        {"utilisation", iteration_s > 0 && bandwidth > 0 ? bytes / (bandwidth * iteration_s) : 0.0},
+                        {"top_senders", by}});
+    }
+    double total = 0;
+    for (const Link& l : links_) total += l.bytes * scale(l);
+    return Json{{"links_used", links_.size()}, {"bytes_on_links", total}, {"most_loaded", list}};
+}
+
+}  // namespace dnnplan::simulator

@@ -1,0 +1,52 @@
+// Per-link accounting of a replay (private to simulator/): the bytes each link carried, by the
+// collective or transfer that sent them, and the time it was busy (at least one flow on it).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <simgrid/s4u.hpp>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/diagnostics.hpp"
+
+namespace dnnplan::simulator {
+
+class LinkStats {
+public:
+    // A flow of `bytes` from `from` to `to` that started at `start` and ends now (calls come in the
+    // order flows end, so the ends never go back in time). `what` names its collective or transfer.
+    void record(simgrid::s4u::Host* from, simgrid::s4u::Host* to, double bytes, double start, const std::string& what);
+
+    // Flows between `from` and `to` known without SimGrid (the reduced replay's timed calls) whose
+    // periods on these links overlap nothing else: `bytes` and `busy_s` added as they are.
+    void add(simgrid::s4u::Host* from, simgrid::s4u::Host* to, double bytes, double busy_s, const std::string& what);
+
+    // The `top` links by bytes carried, with their busy fraction and utilisation over `iteration_s`
+    // and their three largest senders. Links whose names do not start with "nic" or "intra" (the
+    // topology's) count `lanes` times their bytes and bandwidth (the reduced pipeline replay).
+    Json to_json(double iteration_s, int top, int lanes) const;
+
+private:
+    struct Link {
+        const simgrid::s4u::Link* link = nullptr;
+        double bytes = 0;
+        double busy_closed = 0;                          // busy time folded out of `open`
+        std::deque<std::pair<double, double>> open;      // recent disjoint busy periods, in time order
+        std::unordered_map<int, double> bytes_by_what;   // label index -> bytes
+    };
+    static constexpr std::size_t kKeep = 256;  // busy periods kept per link before folding the oldest
+    std::vector<Link> links_;
+    std::unordered_map<const simgrid::s4u::Link*, int> index_;
+    std::map<std::pair<const simgrid::s4u::Host*, const simgrid::s4u::Host*>, std::vector<int>> routes_;
+    std::vector<std::string> labels_;
+    std::unordered_map<std::string, int> label_index_;
+
+    const std::vector<int>& route(simgrid::s4u::Host* from, simgrid::s4u::Host* to);
+    static double busy(const Link& link);
+};
+
+}  // namespace dnnplan::simulator
