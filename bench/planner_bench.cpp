@@ -5,6 +5,7 @@
 // bench/pipeline_bench.cpp). Targets: VGG-16 at P = 512 under 20 ms, ResNet-1001 at P = 4096 under
 // 500 ms, more than 10 million layout evaluations per second.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
 #include <cstdint>
 #include <string>
@@ -37,6 +38,9 @@ void run_search(benchmark::State& state, const std::string& net_name, const std:
     state.counters["layout_evals"] = static_cast<double>(evaluations) / static_cast<double>(state.iterations());
     state.counters["feasible"] = static_cast<double>(feasible);
     state.counters["anchors"] = static_cast<double>(model.anchors().size());
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);  // the process's peak so far: an upper bound for this search
+    state.counters["peak_rss_MiB"] = static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
 // VGG-16, P = 512, its default batch (256) on Cori KNL.
@@ -45,6 +49,15 @@ void BM_search_vgg16_p512(benchmark::State& state) { run_search(state, "vgg16", 
 void BM_search_resnet1001_p4096(benchmark::State& state) { run_search(state, "resnet1001", "cori-knl", 4096, 4096); }
 // AlexNet, P = 512, B = 2048: Gholami et al.'s SPAA'18 setting.
 void BM_search_alexnet_p512(benchmark::State& state) { run_search(state, "alexnet", "cori-knl", 512, 2048); }
+
+// Search cost independent of the batch (issue 16, item 6; target: under 1 s and 200 MB each):
+// LeNet-5 at P = 8 with 2^20 and 2^31 samples, ResNet-50 at 2^20 (at 2^31 its FLOP counts overflow
+// 64-bit integers and the network loader refuses the batch).
+void BM_search_lenet5_p8_batch2e20(benchmark::State& state) { run_search(state, "lenet5", "cori-knl", 8, 1 << 20); }
+void BM_search_lenet5_p8_batch2e31(benchmark::State& state) {
+    run_search(state, "lenet5", "cori-knl", 8, std::int64_t{1} << 31);
+}
+void BM_search_resnet50_p8_batch2e20(benchmark::State& state) { run_search(state, "resnet50", "cori-knl", 8, 1 << 20); }
 
 // The layer-parallel search alone: uniform families and per-layer layouts.
 void BM_layers_vgg16_p512(benchmark::State& state) { run_search(state, "vgg16", "cori-knl", 512, 256, false); }
@@ -55,6 +68,9 @@ void BM_layers_alexnet_p512(benchmark::State& state) { run_search(state, "alexne
 
 }  // namespace
 
+BENCHMARK(BM_search_lenet5_p8_batch2e20)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_search_lenet5_p8_batch2e31)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_search_resnet50_p8_batch2e20)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_layers_vgg16_p512)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_layers_resnet1001_p4096)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_layers_alexnet_p512)->Unit(benchmark::kMillisecond);

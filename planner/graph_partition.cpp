@@ -595,7 +595,7 @@ std::vector<DeviceShare> device_shares(const LayerTable& table, const PipelineSp
         d.weight_bytes += lc.weight_bytes;
         d.activation_bytes += lc.activation_bytes;
         d.buffer_bytes = std::max(d.buffer_bytes, table.buffer_bytes[i]);
-        d.working_set_bytes = std::max(d.working_set_bytes, table.working_set_bytes[i]);
+        d.working_set_bytes = std::max(d.working_set_bytes, lc.working_set_bytes);
         share.fwd_compute_s += lc.fwd_compute_s;
         share.bwd_compute_s += lc.bwd_compute_s;
     }

@@ -6,13 +6,24 @@ namespace dnnplan::planner {
 
 using clusters::GroupPlacement;
 
-namespace {
-// x[i] = sum of v[1..i-1]: v[0] (the input) is zero, so x[n] is the sum in layer order.
-std::vector<double> prefix(const std::vector<double>& v) {
-    std::vector<double> p(v.size() + 1, 0.0);
-    for (std::size_t i = 0; i < v.size(); ++i) p[i + 1] = p[i] + v[i];
-    return p;
+LayerTable::Sums LayerTable::sum(int first, int last) const {
+    const Sums& a = prefix[last + 1];
+    const Sums& b = prefix[first];
+    Sums s;
+    s.fwd_compute = a.fwd_compute - b.fwd_compute;
+    s.bwd_compute = a.bwd_compute - b.bwd_compute;
+    s.fwd_comm = a.fwd_comm - b.fwd_comm;
+    s.params = a.params - b.params;
+    s.weight_bytes = a.weight_bytes - b.weight_bytes;
+    s.activation_bytes = a.activation_bytes - b.activation_bytes;
+    for (std::size_t k = 0; k < kCommKindCount; ++k) {
+        s.comm[k] = a.comm[k] - b.comm[k];
+        s.fwd_comm_by_kind[k] = a.fwd_comm_by_kind[k] - b.fwd_comm_by_kind[k];
+    }
+    return s;
 }
+
+namespace {
 
 // Bytes crossing each possible stage boundary c (tensors made before c and read at or after it),
 // per rank (each rank sends its shard to its counterpart in the next stage) and in total.
@@ -56,28 +67,21 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
     const auto& layers = network.layers;
     const int n = static_cast<int>(layers.size());
     t.layer_count = n;
-    auto zeros = [&] { return std::vector<double>(n, 0.0); };
-    std::vector<double> fwd_compute = zeros(), bwd_compute = zeros(), fwd_comm = zeros(), params = zeros(),
-                        weight = zeros(), activation = zeros();
-    std::array<std::vector<double>, kCommKindCount> comm, fwd_comm_by_kind;
-    for (auto& k : comm) k = zeros();
-    for (auto& k : fwd_comm_by_kind) k = zeros();
-    t.bwd_compute_layer = zeros(), t.bwd_comm_layer = zeros(), t.bwd_comm_network_layer = zeros();
-    t.buffer_bytes = zeros(), t.working_set_bytes = zeros();
-    t.sync_group.assign(n, GroupPlacement{1, 1});
-    t.sync_bytes = zeros();
+    // Each layer's own figures in prefix[i + 1], summed into prefixes below (prefix[1] holds the
+    // input's zeros, so prefix[n] is the sum in layer order).
+    t.prefix.assign(n + 1, LayerTable::Sums{});
+    t.buffer_bytes.assign(n, 0.0);
+    t.sync_group.assign(n, clusters::GroupPlacement{1, 1});
+    t.sync_bytes.assign(n, 0.0);
     for (int i = 1; i < n; ++i) {
         const LayerCost& lc = t.plan.layers[i];
-        fwd_compute[i] = lc.fwd_compute_s;
-        bwd_compute[i] = lc.bwd_compute_s;
-        fwd_comm[i] = lc.fwd_comm_s;
-        params[i] = lc.local_params;
-        weight[i] = lc.weight_bytes;
-        activation[i] = lc.activation_bytes;
-        t.bwd_compute_layer[i] = lc.bwd_compute_s;
-        t.bwd_comm_layer[i] = lc.bwd_comm_s;
-        t.bwd_comm_network_layer[i] = lc.bwd_comm_network_s;
-        t.working_set_bytes[i] = lc.working_set_bytes;
+        LayerTable::Sums& own = t.prefix[i + 1];
+        own.fwd_compute = lc.fwd_compute_s;
+        own.bwd_compute = lc.bwd_compute_s;
+        own.fwd_comm = lc.fwd_comm_s;
+        own.params = lc.local_params;
+        own.weight_bytes = lc.weight_bytes;
+        own.activation_bytes = lc.activation_bytes;
         if (layers[i].params > 0) t.sync_bytes[i] = lc.weight_bytes;
     }
     for (const CommCall& call : t.plan.calls) {
@@ -87,18 +91,23 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
             t.sync_bytes[call.layer] = call.bytes;
             continue;
         }
-        comm[index_of(call.kind)][call.layer] += call.seconds;
-        if (call.phase == Phase::forward) fwd_comm_by_kind[index_of(call.kind)][call.layer] += call.seconds;
+        LayerTable::Sums& own = t.prefix[call.layer + 1];
+        own.comm[index_of(call.kind)] += call.seconds;
+        if (call.phase == Phase::forward) own.fwd_comm_by_kind[index_of(call.kind)] += call.seconds;
     }
-    t.fwd_compute = prefix(fwd_compute);
-    t.bwd_compute = prefix(bwd_compute);
-    t.fwd_comm = prefix(fwd_comm);
-    t.params = prefix(params);
-    t.weight_bytes = prefix(weight);
-    t.activation_bytes = prefix(activation);
-    for (std::size_t k = 0; k < kCommKindCount; ++k) {
-        t.comm[k] = prefix(comm[k]);
-        t.fwd_comm_by_kind[k] = prefix(fwd_comm_by_kind[k]);
+    for (int i = 1; i <= n; ++i) {
+        LayerTable::Sums& s = t.prefix[i];
+        const LayerTable::Sums& before = t.prefix[i - 1];
+        s.fwd_compute += before.fwd_compute;
+        s.bwd_compute += before.bwd_compute;
+        s.fwd_comm += before.fwd_comm;
+        s.params += before.params;
+        s.weight_bytes += before.weight_bytes;
+        s.activation_bytes += before.activation_bytes;
+        for (std::size_t k = 0; k < kCommKindCount; ++k) {
+            s.comm[k] += before.comm[k];
+            s.fwd_comm_by_kind[k] += before.fwd_comm_by_kind[k];
+        }
     }
     boundaries(t, network);
     // The input micro-batch, split as the first layer's layout splits the batch.
@@ -142,13 +151,13 @@ std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, co
     const int d = links.devices_per_node;
     const std::int64_t pipeline_procs = static_cast<std::int64_t>(table.tensor) * stages;
     const int replicas_per_node = pipeline_procs < d ? static_cast<int>(d / pipeline_procs) : 1;
+    if (replicas == 1 && !zero) {  // the micro-batch plan's own sync calls
+        for (const CommCall& call : table.plan.calls)
+            if (call.phase == Phase::sync) out[call.layer].push_back(call);
+        return out;
+    }
     for (int i = 1; i < table.layer_count; ++i) {
         if (table.sync_bytes[i] <= 0) continue;
-        if (replicas == 1 && !zero) {
-            for (const CommCall& call : table.plan.calls)
-                if (call.phase == Phase::sync && call.layer == i) out[i].push_back(call);
-            continue;
-        }
         const GroupPlacement& g = table.sync_group[i];
         const int size = g.size * replicas;
         const int per_node = std::gcd(size, g.per_node * std::min(replicas, replicas_per_node));
@@ -161,6 +170,11 @@ std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, co
 std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& table, int stages, int replicas,
                                     bool zero) {
     std::vector<LayerSync> out(table.layer_count);
+    if (replicas == 1 && !zero) {  // what the layer pass already summed (LayerCost::sync_s)
+        for (int i = 1; i < table.layer_count; ++i)
+            out[i] = LayerSync{table.plan.layers[i].sync_s, table.plan.layers[i].sync_network};
+        return out;
+    }
     const std::vector<std::vector<CommCall>> calls = replica_sync_calls(model, table, stages, replicas, zero);
     for (int i = 1; i < table.layer_count; ++i)
         for (const CommCall& call : calls[i]) {  // ZeRO: reduce-scatter + all-gather
@@ -198,10 +212,9 @@ StageTimes stage_times(const CostModel& model, const LayerTable& t, const Pipeli
         if (s + 1 < S)
             st.recv_backward[s] =
                 clusters::point_to_point_seconds(t.boundary_bytes[last + 1], boundary_link(model, spec, s + 1));
-        const double forward = t.sum(t.fwd_compute, first, last) + t.sum(t.fwd_comm, first, last);
-        double blocking = 0;
-        for (const auto& kind : t.comm) blocking += t.sum(kind, first, last);
-        const double backward = t.sum(t.bwd_compute, first, last) + (blocking - t.sum(t.fwd_comm, first, last));
+        const LayerTable::Sums sums = t.sum(first, last);
+        const double forward = sums.fwd_compute + sums.fwd_comm;
+        const double backward = sums.bwd_compute + (sums.blocking() - sums.fwd_comm);
         st.forward[s] = forward + st.recv_forward[s];
         st.backward[s] = backward + (spec.recompute ? forward : 0.0) + st.recv_backward[s];
         const double fb = st.forward[s] + st.backward[s];
@@ -226,12 +239,13 @@ StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std:
     out.total.assign(S, 0.0), out.exposed.assign(S, 0.0), out.contention.assign(S, 0.0);
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
-        const double recomputed =
-            spec.recompute ? t.sum(t.fwd_compute, first, last) + t.sum(t.fwd_comm, first, last) : 0.0;
+        const LayerTable::Sums sums = t.sum(first, last);
+        const double recomputed = spec.recompute ? sums.fwd_compute + sums.fwd_comm : 0.0;
         SyncOverlap overlap(t.options.overlap_sync, recomputed);
-        for (int i = last; i >= first; --i)
-            overlap.layer(t.bwd_compute_layer[i], t.bwd_comm_layer[i], t.bwd_comm_network_layer[i], sync[i].seconds,
-                          sync[i].network);
+        for (int i = last; i >= first; --i) {
+            const LayerCost& lc = t.plan.layers[i];
+            overlap.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, sync[i].seconds, sync[i].network);
+        }
         out.total[s] = overlap.total_s();
         out.contention[s] = overlap.contention_s();
         out.exposed[s] = overlap.exposed_s();
@@ -260,14 +274,15 @@ std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineS
     std::vector<MemoryBreakdown> memory(S);
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
+        const LayerTable::Sums sums = t.sum(first, last);
         StageMemoryInput in;
-        in.params = t.sum(t.params, first, last);
-        in.weight_bytes = t.sum(t.weight_bytes, first, last);
-        in.activation_bytes = t.sum(t.activation_bytes, first, last);
+        in.params = sums.params;
+        in.weight_bytes = sums.weight_bytes;
+        in.activation_bytes = sums.activation_bytes;
         in.input_bytes = s == 0 ? t.input_bytes : t.boundary_bytes[first];
         for (int i = first; i <= last; ++i) {
             in.buffer_bytes = std::max(in.buffer_bytes, t.buffer_bytes[i]);
-            in.working_set_bytes = std::max(in.working_set_bytes, t.working_set_bytes[i]);
+            in.working_set_bytes = std::max(in.working_set_bytes, t.plan.layers[i].working_set_bytes);
         }
         StageMemoryOptions options;
         options.optimizer = t.options.optimizer;
@@ -285,12 +300,11 @@ std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineS
 void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const StageTimes& times, CostBreakdown& k) {
     const auto [first, last] = stage_range(spec, times.slowest, t.layer_count);
     const double m = spec.micro_batches;
-    const double forward_compute = t.sum(t.fwd_compute, first, last);
-    k.fwd_compute_s = m * forward_compute;
-    k.bwd_compute_s = m * (t.sum(t.bwd_compute, first, last) + (spec.recompute ? forward_compute : 0.0));
+    const LayerTable::Sums sums = t.sum(first, last);
+    k.fwd_compute_s = m * sums.fwd_compute;
+    k.bwd_compute_s = m * (sums.bwd_compute + (spec.recompute ? sums.fwd_compute : 0.0));
     for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
-        k.comm_s[kind] = m * (t.sum(t.comm[kind], first, last) +
-                              (spec.recompute ? t.sum(t.fwd_comm_by_kind[kind], first, last) : 0.0));
+        k.comm_s[kind] = m * (sums.comm[kind] + (spec.recompute ? sums.fwd_comm_by_kind[kind] : 0.0));
     k.comm_s[index_of(CommKind::point_to_point)] +=
         m * (times.recv_forward[times.slowest] + times.recv_backward[times.slowest]);
 }

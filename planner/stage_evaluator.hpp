@@ -57,16 +57,21 @@ struct LayerTable {
     ScoredPlan plan;         // CostModel::layer_costs of one micro-batch on T processes
     int layer_count = 0;     // network layers incl. the input
 
-    // Prefix sums: x[i] = the sum over layers 1..i-1; a stage [first, last] is x[last + 1] - x[first].
-    std::vector<double> fwd_compute, bwd_compute, fwd_comm, params, weight_bytes, activation_bytes;
-    std::array<std::vector<double>, kCommKindCount> comm, fwd_comm_by_kind;  // blocking seconds by kind
-    double sum(const std::vector<double>& prefix, int first, int last) const {
-        return prefix[last + 1] - prefix[first];
-    }
+    // What a range of layers adds up to per micro-batch (seconds, parameters, bytes per process).
+    struct Sums {
+        double fwd_compute = 0, bwd_compute = 0, fwd_comm = 0, params = 0, weight_bytes = 0, activation_bytes = 0;
+        PerCommKind comm{}, fwd_comm_by_kind{};  // blocking seconds by kind: all, and the forward's
+        double blocking() const {
+            double total = 0;
+            for (double s : comm) total += s;
+            return total;
+        }
+    };
+    // Prefix sums: prefix[i] sums layers 1..i-1, so any stage sums in O(1).
+    std::vector<Sums> prefix;
+    Sums sum(int first, int last) const;  // layers [first, last]
 
-    // Per layer: its backward, the part of that on groups spanning nodes, the largest buffer and
-    // the backward working set.
-    std::vector<double> bwd_compute_layer, bwd_comm_layer, bwd_comm_network_layer, buffer_bytes, working_set_bytes;
+    std::vector<double> buffer_bytes;                  // per layer: its largest communication buffer
     std::vector<clusters::GroupPlacement> sync_group;  // inner sync group per layer ({1,1} when none)
     std::vector<double> sync_bytes;                    // inner sync bytes per layer
     std::vector<double> boundary_bytes;  // per cut position c: bytes per rank per micro-batch crossing into c
