@@ -453,8 +453,7 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
             if (producer == 0 || anchor_of_[producer] != anchor) continue;
             Dist have = out_of(producer);
             Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            double bytes =
-                static_cast<double>(options_.batch) * network_->layers[producer].output_elements * element_bytes_;
+            const double bytes = output_bytes(producer);
             total += redistribute(have, want, bytes, index, Phase::forward, recorder) +
                      redistribute(want, have, bytes, index, Phase::backward, recorder);
         }
@@ -544,8 +543,7 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
             if (producer == 0) continue;
             const Dist have = plan.layers[producer].out_dist;
             const Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            const double bytes =
-                static_cast<double>(options_.batch) * layers[producer].output_elements * element_bytes_;
+            const double bytes = output_bytes(producer);
             redistribute(have, want, bytes, index, Phase::forward, &recorder);
             redistribute(want, have, bytes, index, Phase::backward, &recorder);
         }

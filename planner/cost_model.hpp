@@ -143,6 +143,10 @@ public:
     ScoredPlan score(const std::vector<Layout>& anchor_layouts) const;
 
     const clusters::LinkModel& links() const { return links_; }
+    // The whole batch of `layer`'s output in the training dtype (planner/memory.hpp).
+    double output_bytes(int layer) const {
+        return planner::output_bytes(network_->layers[layer], static_cast<double>(options_.batch), element_bytes_);
+    }
 
 private:
     struct Recorder;

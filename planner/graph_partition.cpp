@@ -55,7 +55,7 @@ DataflowGraph training_graph(const CostModel& micro_model) {
         g.edges.push_back({2 * i, 2 * i + 1, lc.activation_bytes});
         for (int p : layers[i].inputs) {
             if (p == 0) continue;
-            double bytes = b * layers[p].output_elements * eb;
+            const double bytes = output_bytes(layers[p], b, eb);
             g.edges.push_back({2 * p, 2 * i, bytes});          // the activation
             g.edges.push_back({2 * i + 1, 2 * p + 1, bytes});  // its gradient
         }
@@ -313,7 +313,7 @@ struct GraphContext {
         t.consumer = consumer;
         const int from = spec.device_of[producer], to = spec.device_of[consumer];
         if (from == to) return t;
-        t.bytes = micro_batch * model.network().layers[producer].output_elements * element_bytes;
+        t.bytes = output_bytes(model.network().layers[producer], micro_batch, element_bytes);
         t.link = links.between(from, to);
         t.seconds = clusters::point_to_point_seconds(t.bytes, t.link);
         return t;

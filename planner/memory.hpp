@@ -15,6 +15,12 @@ namespace dnnplan::planner {
 enum class Optimizer { sgd, adam };  // sgd = SGD with momentum
 std::string to_string(Optimizer optimizer);
 
+// Bytes of `layer`'s output for `samples` samples, unsplit: what a redistribution, a stage boundary
+// or a graph partition's cut moves (and its gradient back).
+inline double output_bytes(const networks::Layer& layer, double samples, double element_bytes) {
+    return samples * static_cast<double>(layer.output_elements) * element_bytes;
+}
+
 // What one layer keeps on a process for one micro-batch of `local_batch` samples.
 struct LayerMemory {
     double local_params = 0;       // the layer's parameters on this process

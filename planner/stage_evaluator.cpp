@@ -37,7 +37,7 @@ void boundaries(LayerTable& t, const networks::Network& network) {
     std::vector<double> delta(n + 1, 0.0), delta_total(n + 1, 0.0);
     for (int j = 1; j < n; ++j) {
         if (last_use[j] <= j) continue;
-        const double total = static_cast<double>(t.micro_batch) * layers[j].output_elements * eb;
+        const double total = output_bytes(layers[j], static_cast<double>(t.micro_batch), eb);
         const double per_rank = total / static_cast<double>(t.plan.layers[j].out_dist.parts());
         // Crosses every boundary in (j, last_use].
         delta[j + 1] += per_rank;

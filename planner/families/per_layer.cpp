@@ -19,10 +19,7 @@ struct Edge {
 };
 
 // Bytes of the tensor an edge carries: the producer's output for the whole batch.
-double edge_bytes(const CostModel& model, const Edge& e) {
-    return static_cast<double>(model.options().batch) * model.network().layers[e.producer].output_elements *
-           dtype_bytes(model.options().dtype);
-}
+double edge_bytes(const CostModel& model, const Edge& e) { return model.output_bytes(e.producer); }
 
 // The segment graph: segments are named by their anchors; an edge between two segments is the
 // list of layer edges from one into the other.
