@@ -633,16 +633,7 @@ CostBreakdown schedule_cost(const CostModel& model, const PipelineSpec& spec, co
     k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
     k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
     k_cost.iteration_s = iteration;
-    const MemoryBreakdown& w = memory[worst];
-    k_cost.weights_bytes = w.weights;
-    k_cost.gradients_bytes = w.gradients;
-    k_cost.optimizer_bytes = w.optimizer;
-    k_cost.activations_bytes = w.activations;
-    k_cost.buffers_bytes = w.buffers;
-    k_cost.memory_bytes = w.total();
-    if (k_cost.memory_capacity_bytes > 0 && k_cost.memory_bytes > k_cost.memory_capacity_bytes)
-        k_cost.set_infeasible(Infeasibility::memory, over_memory_reason(k_cost.memory_bytes, model.cluster().device,
-                                                                        "device " + std::to_string(worst)));
+    record_memory(k_cost, memory[worst], model.cluster().device, "device " + std::to_string(worst));
     return k_cost;
 }
 

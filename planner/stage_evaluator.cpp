@@ -310,6 +310,18 @@ void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const Sta
 }
 }  // namespace
 
+void record_memory(CostBreakdown& cost, const MemoryBreakdown& worst, const clusters::Device& device,
+                   const std::string& where) {
+    cost.weights_bytes = worst.weights;
+    cost.gradients_bytes = worst.gradients;
+    cost.optimizer_bytes = worst.optimizer;
+    cost.activations_bytes = worst.activations;
+    cost.buffers_bytes = worst.buffers;
+    cost.memory_bytes = worst.total();
+    if (cost.feasible && cost.memory_capacity_bytes > 0 && cost.memory_bytes > cost.memory_capacity_bytes)
+        cost.set_infeasible(Infeasibility::memory, over_memory_reason(cost.memory_bytes, device, where));
+}
+
 StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, const PipelineSpec& spec,
                                 const std::vector<LayerSync>& sync, bool keep_stages) {
     StageEvaluation e;
@@ -356,17 +368,7 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
         std::max_element(memory.begin(), memory.end(),
                          [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); }) -
         memory.begin());
-    const MemoryBreakdown& w = memory[worst];
-    k.weights_bytes = w.weights;
-    k.gradients_bytes = w.gradients;
-    k.optimizer_bytes = w.optimizer;
-    k.activations_bytes = w.activations;
-    k.buffers_bytes = w.buffers;
-    k.memory_bytes = w.total();
-    if (k.feasible && k.memory_capacity_bytes > 0 && k.memory_bytes > k.memory_capacity_bytes)
-        k.set_infeasible(Infeasibility::memory,
-                         over_memory_reason(k.memory_bytes, model.cluster().device,
-                                            spec.active() ? "stage " + std::to_string(worst) : ""));
+    record_memory(k, memory[worst], model.cluster().device, spec.active() ? "stage " + std::to_string(worst) : "");
     if (keep_stages)
         for (int s = 0; s < S; ++s) {
             StageCost sc;

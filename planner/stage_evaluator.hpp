@@ -84,6 +84,11 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
 LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch,
                             const std::vector<Layout>& layouts);
 
+// Sets `cost`'s memory to the largest stage's (or device's) `worst`, infeasible with the reason
+// when it exceeds the usable device memory (`where`: "stage 2", "device 1", "" for a plain plan).
+void record_memory(CostBreakdown& cost, const MemoryBreakdown& worst, const clusters::Device& device,
+                   const std::string& where);
+
 // Per layer: the seconds of its gradient synchronisation over the replicas, and whether its group
 // spans nodes (for SyncOverlap's contention).
 struct LayerSync {
