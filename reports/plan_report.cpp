@@ -1,5 +1,6 @@
 #include "plan_report.hpp"
 
+#include "reports/candidate_fields.hpp"
 #include "reports/candidate_text.hpp"
 
 #include <algorithm>
@@ -134,34 +135,60 @@ std::string plan_text(const PlanReportInput& in) {
     return out;
 }
 
+// The header of the CSV ranking and the keys of each JSON `ranked[]` entry (planner/README.md,
+// "Machine-readable rankings"; docs/plan-ranking.schema.json).
+std::vector<std::string> ranking_columns() {
+    std::vector<std::string> columns{"rank"};
+    for (const auto& key : config_keys()) columns.push_back(key);
+    for (const char* key : {"label", "feasible", "iteration_s"}) columns.emplace_back(key);
+    for (const auto& c : time_components()) columns.push_back(c.key);
+    for (const char* key : {"sync_total_s", "memory_bytes", "memory_capacity_bytes", "reason"}) columns.emplace_back(key);
+    return columns;
+}
+
 std::string plan_csv(const PlanReportInput& in) {
-    std::string out =
-        csv_row({"rank", "strategy", "pr", "pc", "feasible", "iteration_s", "fwd_compute_s", "bwd_compute_s",
-                 "all_reduce_s", "all_gather_s", "reduce_scatter_s", "all_to_all_s", "halo_s", "redistribution_s",
-                 "sync_total_s", "sync_exposed_s", "sync_contention_s", "memory_bytes", "reason"});
+    std::string out = csv_row(ranking_columns());
+    const std::int64_t batch = in.model->options().batch;
     int rank = 0;
     for (const auto& c : in.result->ranked) {
         const auto& k = c.plan.cost;
-        out +=
-            csv_row({std::to_string(++rank), planner::to_string(c.strategy), std::to_string(shown_grid(c).pr), std::to_string(shown_grid(c).pc),
-                     k.feasible ? "true" : "false", fixed(k.iteration_s, "%.9g"), fixed(k.fwd_compute_s, "%.9g"),
-                     fixed(k.bwd_compute_s, "%.9g"), fixed(k.comm(planner::CommKind::all_reduce), "%.9g"), fixed(k.comm(planner::CommKind::all_gather), "%.9g"),
-                     fixed(k.comm(planner::CommKind::reduce_scatter), "%.9g"), fixed(k.comm(planner::CommKind::all_to_all), "%.9g"), fixed(k.comm(planner::CommKind::halo), "%.9g"),
-                     fixed(k.comm(planner::CommKind::redistribution), "%.9g"), fixed(k.sync_total_s, "%.9g"), fixed(k.sync_exposed_s, "%.9g"),
-                     fixed(k.sync_contention_s, "%.9g"), fixed(k.memory_bytes, "%.0f"), k.reason});
+        std::vector<std::string> row{std::to_string(++rank)};
+        for (auto& cell : candidate_config_cells(c, batch)) row.push_back(std::move(cell));
+        row.push_back(c.label);
+        row.push_back(k.feasible ? "true" : "false");
+        row.push_back(fixed(k.iteration_s, "%.17g"));
+        for (const auto& component : time_components()) row.push_back(fixed(component.of(k), "%.17g"));
+        row.push_back(fixed(k.sync_total_s, "%.17g"));
+        row.push_back(fixed(k.memory_bytes, "%.17g"));
+        row.push_back(fixed(k.memory_capacity_bytes, "%.17g"));
+        row.push_back(k.reason);
+        out += csv_row(row);
     }
     return out;
 }
 
 std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
     Json ranked = Json::array();
-    for (const auto& c : in.result->ranked)
-        ranked.push_back(
-            Json{{"strategy", planner::to_string(c.strategy)},
-                 {"pr", shown_grid(c).pr},
-                 {"pc", shown_grid(c).pc},
-                 {"cost", planner::cost_to_json(c.plan.cost)}});
-    Json out{{"ranked", ranked},
+    const std::int64_t batch = in.model->options().batch;
+    int rank = 0;
+    for (const auto& c : in.result->ranked) {
+        const auto& k = c.plan.cost;
+        Json entry{{"rank", ++rank}};
+        entry.update(candidate_config(c, batch));
+        entry["label"] = c.label;
+        entry["feasible"] = k.feasible;
+        entry["iteration_s"] = k.iteration_s;
+        for (const auto& component : time_components()) entry[component.key] = component.of(k);
+        entry["sync_total_s"] = k.sync_total_s;
+        entry["memory_bytes"] = k.memory_bytes;
+        entry["memory_capacity_bytes"] = k.memory_capacity_bytes;
+        entry["reason"] = k.reason;
+        entry["cost"] = planner::cost_to_json(k);  // the plan document's breakdown, memory parts included
+        ranked.push_back(std::move(entry));
+    }
+    Json out{{"format", "dnnplan-ranking"},
+             {"version", 2},
+             {"ranked", ranked},
              {"feasible_count", in.result->feasible_count},
              {"infeasible_count", in.result->infeasible_count},
              {"pipeline_search", {{"configurations", in.result->pipeline_configurations},

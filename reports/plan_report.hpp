@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
@@ -15,6 +16,9 @@ struct PlanReportInput {
 };
 
 std::string plan_text(const PlanReportInput& input);
+// Machine-readable rankings: every candidate with its configuration fields and every time
+// component (reports/candidate_fields.hpp); columns in ranking_columns() order.
+std::vector<std::string> ranking_columns();
 std::string plan_csv(const PlanReportInput& input);
 std::string plan_json(const PlanReportInput& input, const planner::Plan& best);
 // One scored plan (re-scoring of a saved plan).
