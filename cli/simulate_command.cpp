@@ -98,7 +98,20 @@ int run_simulate(const SimulateOptions& o) {
         throw InputError(o.plan_file, e.location(), e.message());
     }
     if (!o.trace.empty()) write_file_atomically(o.trace, json_text(simulator::chrome_trace(result)) + "\n");
-    std::string text = o.format == "json"  ? json_text(simulator::result_to_json(result, scored.cost, options), 2) + "\n"
+    // What the result is about (issue 18, item 4): `report --simulated` refuses a result for
+    // another network, P, batch or cluster than the report's.
+    Json identified = simulator::result_to_json(result, scored.cost, options);
+    identified["strategy"] = planner::to_string(request.strategy);
+    identified["grid"] = request.label;
+    identified["plan"] = Json{{"file", o.plan_file},
+                              {"network", network.name},
+                              {"fingerprint", planner::network_fingerprint(network)},
+                              {"procs", request.options.procs},
+                              {"batch", request.options.batch},
+                              {"cluster", cluster.name},
+                              {"strategy", planner::to_string(request.strategy)},
+                              {"label", request.label}};
+    std::string text = o.format == "json"  ? json_text(identified, 2) + "\n"
                        : o.format == "csv" ? simulator::result_csv(result, scored.cost)
                                            : simulator::result_text(result, scored.cost, options);
     emit(text, o.out);

@@ -579,7 +579,8 @@ std::string scored_plan_text(const planner::CostModel& model, const planner::Pla
     planner::Candidate c;
     c.strategy = plan.strategy;
     c.pipeline = plan.pipeline;
-    const std::string config = short_configuration(c);
+    // A Plan keeps no grid shape, only its label: the grid families are named by the label.
+    const std::string config = planner::is_grid(plan.strategy) ? "" : short_configuration(c);
     std::string out = header(model, t) +
                       wrap("plan: " + planner::to_string(plan.strategy) +
                                (plan.label.empty() ? (config.empty() ? "" : " " + config) : " " + terminal_safe(plan.label)),
