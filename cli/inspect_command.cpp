@@ -17,6 +17,7 @@ struct InspectOptions {
     std::string format = "text";
     std::string out;
     networks::LoadOptions load;  // --allow-unknown-ops
+    std::string layers = "collapsed";  // or "all"
 };
 
 int run_inspect(const InspectOptions& o) {
@@ -26,7 +27,7 @@ int run_inspect(const InspectOptions& o) {
     networks::totals(network, batch, path);  // rejects a batch whose totals overflow, naming the layer
     std::string text = o.format == "json"  ? reports::network_json(network, batch)
                        : o.format == "csv" ? reports::network_csv(network, batch)
-                                           : reports::network_text(network, batch);
+                                           : reports::network_text(network, batch, o.layers == "all", terminal_width());
     emit(text, o.out);
     return 0;
 }
@@ -64,6 +65,9 @@ Command add_inspect_command(CLI::App& app) {
     cmd->add_option("--format", o->format, "text, json or csv")->check(CLI::IsMember({"text", "json", "csv"}));
     cmd->add_option("--out", o->out, "write to this file instead of standard output")->check(output_file());
     cmd->add_flag("--allow-unknown-ops", o->load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
+    cmd->add_option("--layers", o->layers, "text: all (every layer) or collapsed (identical numbered blocks once)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"all", "collapsed"}));
     return {cmd, [o] { return run_inspect(*o); }};
 }
 

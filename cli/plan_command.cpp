@@ -32,18 +32,11 @@ struct PlanOptions {
     std::string layers = "collapsed";  // or "all": every layer, repeated blocks too
 };
 
-// The text form's width: $COLUMNS when set, else the terminal's, else 120 (issue 18).
 reports::TextOptions text_options(const PlanOptions& o) {
     reports::TextOptions t;
     t.wide = o.wide;
     t.all_layers = o.layers == "all";
-    if (const char* columns = std::getenv("COLUMNS")) {
-        char* end = nullptr;
-        long v = std::strtol(columns, &end, 10);
-        if (end != columns && *end == '\0' && v >= 40 && v <= 10000) t.width = static_cast<int>(v);
-    } else if (winsize w{}; isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col >= 40) {
-        t.width = w.ws_col;
-    }
+    t.width = terminal_width();
     return t;
 }
 
@@ -153,6 +146,17 @@ int run_plan(const PlanOptions& o) {
 }
 
 }  // namespace
+
+int terminal_width() {
+    if (const char* columns = std::getenv("COLUMNS")) {
+        char* end = nullptr;
+        long v = std::strtol(columns, &end, 10);
+        if (end != columns && *end == '\0' && v >= 40 && v <= 10000) return static_cast<int>(v);
+    } else if (winsize w{}; isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col >= 40) {
+        return w.ws_col;
+    }
+    return 120;
+}
 
 Command add_plan_command(CLI::App& app) {
     auto o = std::make_shared<PlanOptions>();

@@ -202,29 +202,7 @@ std::string layer_table(const planner::CostModel& model, const planner::ScoredPl
         for (const auto* n : used) row.cells.push_back(n->bytes ? human_bytes(n->field(lc)) : seconds(n->field(lc)));
         rows.push_back(std::move(row));
     }
-    std::size_t before = rows.size();
-    if (!t.all_layers) rows = collapse_repeated_blocks(rows);
-    // A collapsed block's title row (no cells) spans the line and does not widen the name column.
-    std::vector<std::pair<std::size_t, std::string>> titles;  // (table row it precedes, text)
-    for (auto& row : rows) {
-        if (row.cells.empty()) {
-            titles.emplace_back(table.rows.size(), row.name);
-            continue;
-        }
-        std::vector<std::string> cells{row.name};
-        for (auto& c : row.cells) cells.push_back(std::move(c));
-        table.rows.push_back(std::move(cells));
-    }
-    std::string rendered = table.render(), out;
-    std::size_t line = 0, start = 0, next_title = 0;
-    for (std::size_t end; (end = rendered.find('\n', start)) != std::string::npos; start = end + 1, ++line) {
-        while (next_title < titles.size() && line >= 2 && titles[next_title].first == line - 2)
-            out += titles[next_title++].second + "\n";
-        out += rendered.substr(start, end + 1 - start);
-    }
-    if (rows.size() < before)
-        out += "(" + std::to_string(before) + " rows; identical numbered blocks shown once, `--layers all` lists each)\n";
-    return out;
+    return render_layer_rows(table.header, rows, t.all_layers);
 }
 
 // The parts of the iteration that are not zero, which add up to it, and the memory line.
@@ -365,6 +343,34 @@ std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows
         }
         i = end;
     }
+    return out;
+}
+
+std::string render_layer_rows(const std::vector<std::string>& header, std::vector<LayerRow> rows, bool all_layers) {
+    TextTable table;
+    table.header = header;
+    std::size_t before = rows.size();
+    if (!all_layers) rows = collapse_repeated_blocks(rows);
+    // A collapsed block's title row (no cells) spans the line and does not widen the name column.
+    std::vector<std::pair<std::size_t, std::string>> titles;  // (table row it precedes, text)
+    for (auto& row : rows) {
+        if (row.cells.empty()) {
+            titles.emplace_back(table.rows.size(), row.name);
+            continue;
+        }
+        std::vector<std::string> cells{row.name};
+        for (auto& c : row.cells) cells.push_back(std::move(c));
+        table.rows.push_back(std::move(cells));
+    }
+    std::string rendered = table.render(), out;
+    std::size_t line = 0, start = 0, next_title = 0;
+    for (std::size_t end; (end = rendered.find('\n', start)) != std::string::npos; start = end + 1, ++line) {
+        while (next_title < titles.size() && line >= 2 && titles[next_title].first == line - 2)
+            out += titles[next_title++].second + "\n";
+        out += rendered.substr(start, end + 1 - start);
+    }
+    if (rows.size() < before)
+        out += "(" + std::to_string(before) + " rows; identical numbered blocks shown once, `--layers all` lists each)\n";
     return out;
 }
 

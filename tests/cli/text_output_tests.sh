@@ -45,4 +45,13 @@ run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batc
 check "explicit pipeline succeeds" test "$status" -eq 0
 check "explicit pipeline: 4 stage rows" test "$(grep -cE '^[0-3]  +[^ ]+ \.\.\. ' "$work/stdout")" -eq 4
 check "explicit pipeline fits 120 columns" test "$(widest "$work/stdout")" -le 120
+
+# inspect collapses repeated blocks too (783 lines for GPT-3 before), --layers all lists each.
+run inspect --net gpt3-175b
+check "inspect gpt3 succeeds" test "$status" -eq 0
+check "inspect gpt3 under 100 lines ($(lines "$work/stdout"))" test "$(lines "$work/stdout")" -lt 100
+check "inspect gpt3 fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "inspect gpt3 blocks collapsed" grep -q '^h\.0 \.\.\. h\.95 (x96):$' "$work/stdout"
+run inspect --net gpt3-175b --layers all
+check "inspect --layers all lists h.95" grep -q '^h\.95\.attn ' "$work/stdout"
 finish
