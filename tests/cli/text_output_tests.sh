@@ -52,6 +52,16 @@ check "inspect gpt3 succeeds" test "$status" -eq 0
 check "inspect gpt3 under 100 lines ($(lines "$work/stdout"))" test "$(lines "$work/stdout")" -lt 100
 check "inspect gpt3 fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
 check "inspect gpt3 blocks collapsed" grep -q '^h\.0 \.\.\. h\.95 (x96):$' "$work/stdout"
+# networks and clusters are aligned tables within the width (1,078 and 391 columns before).
+run networks
+check "networks fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "networks header" grep -q '^name  *layers  *params  *fwd/sample  *input  *dtype  *batch  *description$' "$work/stdout"
+check "networks: vgg16's default batch 256 in its column" grep -Eq '^vgg16 +40 +138\.4 M +31\.0 GFLOP +3x224x224 +fp32 +256 ' "$work/stdout"
+run clusters
+check "clusters fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "clusters: dgx-a100 has fp16 and bf16 rates" grep -Eq '^dgx-a100 +140 x 8 +80\.0 GiB +[0-9.]+ +[0-9.]+ +[0-9.]+ ' "$work/stdout"
+COLUMNS=200 run networks
+check "COLUMNS=200 gives the descriptions more room" test "$(widest "$work/stdout")" -gt 120
 run inspect --net gpt3-175b --layers all
 check "inspect --layers all lists h.95" grep -q '^h\.95\.attn ' "$work/stdout"
 finish
