@@ -39,6 +39,8 @@ CLI::Validator output_file();
 
 // Emits to stdout or, with a non-empty out_path, writes the file whole (temporary + rename).
 void emit(const std::string& content, const std::string& out_path);
+// The text output's width: $COLUMNS when set, else the terminal's, else 120 (cli/plan_command.cpp).
+int terminal_width();
 
 // Each file cli/<name>_command.cpp defines one of these; main.cpp lists them.
 Command add_inspect_command(CLI::App& app);

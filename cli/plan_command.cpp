@@ -1,7 +1,11 @@
 // `dnnplan plan` (also the default command): rank the strategies for a network on a cluster, or
 // re-score a saved plan file.
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -28,7 +32,17 @@ struct PlanOptions {
     std::string schedule = "1f1b";
     bool zero = false, recompute = false;
     int simulate_top = 0;  // simulate the K best candidates on the cluster's topology and re-rank them
+    bool wide = false;               // every column, no width limit
+    std::string layers = "collapsed";  // or "all": every layer, repeated blocks too
 };
+
+reports::TextOptions text_options(const PlanOptions& o) {
+    reports::TextOptions t;
+    t.wide = o.wide;
+    t.all_layers = o.layers == "all";
+    t.width = terminal_width();
+    return t;
+}
 
 void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     PlanningArgs& p = o.planning;
@@ -51,13 +65,17 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     app->add_option("--simulate-top", o.simulate_top,
                     "simulate the K best candidates on the cluster's own topology (SimGrid) and re-rank them")
         ->check(positive_integer());
+    app->add_flag("--wide", o.wide, "text: every column, however wide (default: fit $COLUMNS, else 120 columns)");
+    app->add_option("--layers", o.layers, "text: all (every layer) or collapsed (identical numbered blocks once)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"all", "collapsed"}));
 }
 
 // Prints a scored plan (--format) and, when it is feasible, writes it to --out as JSON; an
 // infeasible one exits 1 with its reason on stderr and writes no file.
 int emit_scored_plan(const PlanOptions& o, const planner::CostModel& model, const planner::Plan& plan, const std::string& what) {
     std::string json = json_text(planner::plan_to_json(plan, model), 2) + "\n";
-    std::cout << (o.format == "json" ? json : reports::scored_plan_text(model, plan));
+    std::cout << (o.format == "json" ? json : reports::scored_plan_text(model, plan, text_options(o)));
     if (!plan.scored.cost.feasible) {
         std::cerr << "dnnplan: " << what << " is infeasible: " << reports::terminal_safe(plan.scored.cost.reason)
                   << (o.out.empty() ? "" : "; " + reports::terminal_safe(o.out) + " was not written") << "\n";
@@ -168,7 +186,7 @@ int run_plan(const PlanOptions& o) {
     if (o.simulate_top > 0 && o.format != "text")
         throw InputError("dnnplan", "--simulate-top", "--simulate-top prints a text table; use --format text");
     planner::SearchResult result = planner::search(model);
-    reports::PlanReportInput input{&model, &result, o.top};
+    reports::PlanReportInput input{&model, &result, o.top, text_options(o)};
     const planner::Candidate* best = result.best();
     planner::Plan plan;
     if (best) plan = planner::make_plan(model, *best, {p.net, p.cluster});
@@ -190,6 +208,17 @@ int run_plan(const PlanOptions& o) {
 }
 
 }  // namespace
+
+int terminal_width() {
+    if (const char* columns = std::getenv("COLUMNS")) {
+        char* end = nullptr;
+        long v = std::strtol(columns, &end, 10);
+        if (end != columns && *end == '\0' && v >= 40 && v <= 10000) return static_cast<int>(v);
+    } else if (winsize w{}; isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &w) == 0 && w.ws_col >= 40) {
+        return w.ws_col;
+    }
+    return 120;
+}
 
 Command add_plan_command(CLI::App& app) {
     auto o = std::make_shared<PlanOptions>();

@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "common/diagnostics.hpp"
+#include "planner/plan.hpp"
 #include "planner/search.hpp"
 #include "reports/strategy_report.hpp"
 #include "reports/candidate_text.hpp"
@@ -41,6 +42,9 @@ int run_report(const ReportOptions& o) {
     if (!o.measured.empty()) measured = reports::parse_measured_result(load_json_file(o.measured), o.measured);
 
     PlanningInputs in = load_planning_inputs(o.planning);
+    if (simulated)
+        reports::check_result_identity(*simulated, o.simulated, in.network.name, planner::network_fingerprint(in.network),
+                                       in.options.procs, in.options.batch, in.cluster.name);
     planner::CostModel model(in.network, in.cluster, in.options);
     planner::SearchResult result = planner::search(model);
 

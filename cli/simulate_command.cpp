@@ -109,7 +109,7 @@ struct LoadedPlan {
 
 simulator::SimResult simulate_document(const Json& json, const std::string& source, const std::string& net,
                                        const std::string& cluster_override, const simulator::SimOptions& options,
-                                       planner::CostBreakdown& predicted) {
+                                       planner::CostBreakdown& predicted, Json* identity = nullptr) {
     auto loaded = std::make_unique<LoadedPlan>();
     loaded->request = planner::parse_plan_request(json, source);
     planner::PlanRequest& request = loaded->request;
@@ -143,6 +143,15 @@ simulator::SimResult simulate_document(const Json& json, const std::string& sour
     planner::ScoredPlan scored =
         spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
     predicted = scored.cost;
+    if (identity)
+        *identity = Json{{"file", source},
+                         {"network", loaded->network.name},
+                         {"fingerprint", planner::network_fingerprint(loaded->network)},
+                         {"procs", request.options.procs},
+                         {"batch", request.options.batch},
+                         {"cluster", cluster.name},
+                         {"strategy", planner::to_string(request.strategy)},
+                         {"label", request.label}};
     try {
         return !spec.device_of.empty() ? simulator::simulate_graph_partition(model, spec, layouts, options)
                : spec.active()         ? simulator::simulate_pipeline(model, spec, layouts, options)
@@ -179,8 +188,10 @@ int run_simulate(const SimulateOptions& o) {
 
     simulator::SimResult result;
     planner::CostBreakdown predicted;
+    Json identity;
     try {
-        result = simulate_document(load_json_file(o.plan_file), o.plan_file, o.net, o.cluster, options, predicted);
+        result = simulate_document(load_json_file(o.plan_file), o.plan_file, o.net, o.cluster, options, predicted,
+                                   &identity);
     } catch (const simulator::SimulationStopped& e) {
         progress->finish();
         std::cerr << "dnnplan simulate: " << e.what() << "\n";
@@ -191,7 +202,13 @@ int run_simulate(const SimulateOptions& o) {
     }
     progress->finish();
     if (!o.trace.empty()) write_file_atomically(o.trace, json_text(simulator::chrome_trace(result)) + "\n");
-    std::string text = o.format == "json"  ? json_text(simulator::result_to_json(result, predicted, options), 2) + "\n"
+    // What the result is about (issue 18, item 4): `report --simulated` refuses a result for
+    // another network, P, batch or cluster than the report's.
+    Json identified = simulator::result_to_json(result, predicted, options);
+    identified["strategy"] = identity["strategy"];
+    identified["grid"] = identity["label"];
+    identified["plan"] = identity;
+    std::string text = o.format == "json"  ? json_text(identified, 2) + "\n"
                        : o.format == "csv" ? simulator::result_csv(result, predicted)
                                            : simulator::result_text(result, predicted, options);
     emit(text, o.out);

@@ -35,12 +35,14 @@ std::string exact(double v) {
 std::string table_html(const ReportTable& t) {
     std::string out = "<div class=\"scroll\">\n<table id=\"t-" + t.id + "\">\n<caption>" + html_escape(t.title) +
                       "</caption>\n<thead><tr>";
-    for (const auto& c : t.columns) out += "<th>" + html_escape(c.label) + "</th>";
+    for (const auto& c : t.columns)
+        if (!c.data_only) out += "<th>" + html_escape(c.label) + "</th>";
     out += "</tr></thead>\n<tbody>\n";
     for (const auto& row : t.rows) {
         out += "<tr>";
         for (std::size_t i = 0; i < row.size() && i < t.columns.size(); ++i) {
             const Cell& cell = row[i];
+            if (t.columns[i].data_only) continue;
             if (cell.empty)
                 out += "<td class=\"empty\">-</td>";
             else if (cell.is_number)

@@ -21,6 +21,7 @@ std::string table_markdown(const ReportTable& t) {
     if (t.rows.empty()) return out + "(none)\n\n";
     std::string header = "|", rule = "|";
     for (const auto& c : t.columns) {
+        if (c.data_only) continue;
         header += " " + c.label + " |";
         rule += c.unit == Unit::none ? " --- |" : " ---: |";
     }
@@ -28,7 +29,7 @@ std::string table_markdown(const ReportTable& t) {
     for (const auto& row : t.rows) {
         std::string line = "|";
         for (std::size_t i = 0; i < row.size() && i < t.columns.size(); ++i)
-            line += " " + cell_markdown(row[i], t.columns[i].unit) + " |";
+            if (!t.columns[i].data_only) line += " " + cell_markdown(row[i], t.columns[i].unit) + " |";
         out += line + "\n";
     }
     return out + "\n";

@@ -1,5 +1,6 @@
 #include "network_report.hpp"
 
+#include "plan_report.hpp"
 #include "text.hpp"
 
 namespace dnnplan::reports {
@@ -32,23 +33,25 @@ std::string join_inputs(const Network& network, const Layer& layer) {
 }
 }  // namespace
 
-std::string network_text(const Network& network, std::int64_t batch) {
+std::string network_text(const Network& network, std::int64_t batch, bool all_layers, int width) {
     networks::NetworkTotals t = networks::totals(network, batch);
-    TextTable table;
-    table.header = {"layer",      "kind", "output shape", "params", "fwd FLOPs", "bwd input FLOPs", "bwd weight FLOPs",
-                    "activations"};
-    for (const auto& layer : network.layers) {
-        table.rows.push_back({terminal_safe(layer.name), kind_name(layer), batched_shape(layer.output_shape, batch),
-                              layer.params ? human_count(static_cast<double>(layer.params)) : "-",
-                              human_count(static_cast<double>(layer.fwd_flops) * batch),
-                              human_count(static_cast<double>(layer.bwd_input_flops) * batch),
-                              human_count(static_cast<double>(layer.bwd_weight_flops) * batch),
-                              human_bytes(static_cast<double>(activation_bytes(network, layer, batch)))});
-    }
+    std::vector<LayerRow> rows;
+    for (const auto& layer : network.layers)
+        rows.push_back({terminal_safe(layer.name),
+                        {kind_name(layer), batched_shape(layer.output_shape, batch),
+                         layer.params ? human_count(static_cast<double>(layer.params)) : "-",
+                         human_count(static_cast<double>(layer.fwd_flops) * batch),
+                         human_count(static_cast<double>(layer.bwd_input_flops) * batch),
+                         human_count(static_cast<double>(layer.bwd_weight_flops) * batch),
+                         human_bytes(static_cast<double>(activation_bytes(network, layer, batch)))}});
     std::string out = "network " + terminal_safe(network.name) + " (" + to_string(network.dtype) + ", batch " +
                       std::to_string(batch) + ", " + std::to_string(network.layers.size()) + " layers)\n";
-    if (!network.description.empty()) out += terminal_safe(network.description) + "\n";
-    out += "\n" + table.render() + "\n";
+    if (!network.description.empty()) out += wrap(terminal_safe(network.description), width, 0);
+    out += "\n" +
+           render_layer_rows({"layer", "kind", "output shape", "params", "fwd FLOPs", "bwd input FLOPs",
+                              "bwd weight FLOPs", "activations"},
+                             std::move(rows), all_layers) +
+           "\n";
     out += "parameters:        " + human_count(static_cast<double>(t.params)) + " (" + std::to_string(t.params) +
            "), " + human_bytes(static_cast<double>(t.weight_bytes)) + " of weights\n";
     out += "forward:           " + human_count(static_cast<double>(t.fwd_flops), "FLOP") + " (" +

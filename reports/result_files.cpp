@@ -53,7 +53,40 @@ SimulatedResult parse_simulated_result(const Json& json, const std::string& file
     r.simulated_s = blocks.other_s;
     r.relative_difference = relative(root, "relative_difference");
     r.breakdown = std::move(blocks.breakdown);
+    if (root.has("plan")) {
+        SpecNode plan = root.child("plan");
+        plan.expect_object();
+        ResultIdentity id;
+        id.network = plan.get_string("network");
+        id.fingerprint = plan.get_string("fingerprint");
+        id.cluster = plan.get_string("cluster");
+        id.procs = static_cast<std::int64_t>(plan.get_number("procs"));
+        id.batch = static_cast<std::int64_t>(plan.get_number("batch"));
+        r.plan = id;
+    }
     return r;
+}
+
+void check_result_identity(const SimulatedResult& result, const std::string& file, const std::string& network,
+                           const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
+                           const std::string& cluster) {
+    if (!result.plan) return;
+    const ResultIdentity& id = *result.plan;
+    if (id.fingerprint != fingerprint)
+        throw InputError(file, "/plan/fingerprint",
+                         "the result is for network \"" + id.network + "\" (fingerprint " + id.fingerprint +
+                             "), not the report's \"" + network + "\" (" + fingerprint + ")");
+    if (id.procs != procs)
+        throw InputError(file, "/plan/procs",
+                         "the result is for P = " + std::to_string(id.procs) + ", not the report's P = " +
+                             std::to_string(procs));
+    if (id.batch != batch)
+        throw InputError(file, "/plan/batch",
+                         "the result is for batch " + std::to_string(id.batch) + ", not the report's batch " +
+                             std::to_string(batch));
+    if (id.cluster != cluster)
+        throw InputError(file, "/plan/cluster",
+                         "the result is for cluster " + id.cluster + ", not the report's " + cluster);
 }
 
 MeasuredResult parse_measured_result(const Json& json, const std::string& file) {

@@ -3,6 +3,7 @@
 // ignored) so either side may add fields; the accepted shapes are in reports/README.md.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -18,8 +19,15 @@ struct BreakdownPair {
     double predicted = 0, other = 0;
 };
 
+// The plan a result is about, as `dnnplan simulate` writes it ("plan": {...}); absent in older files.
+struct ResultIdentity {
+    std::string network, fingerprint, cluster;
+    std::int64_t procs = 0, batch = 0;
+};
+
 struct SimulatedResult {
     std::string strategy, grid;  // "" when the file does not say (then: the simulated plan)
+    std::optional<ResultIdentity> plan;
     double predicted_s = 0, simulated_s = 0;
     std::optional<double> relative_difference;
     std::vector<BreakdownPair> breakdown;  // keys ending in _s present in both blocks
@@ -38,5 +46,11 @@ struct MeasuredResult {
 // InputError naming `file` and the JSON pointer of anything missing or of the wrong type.
 SimulatedResult parse_simulated_result(const Json& json, const std::string& file);
 MeasuredResult parse_measured_result(const Json& json, const std::string& file);
+
+// InputError (exit 2) at the file's /plan/... pointer when the result's plan is for another
+// network (by fingerprint), P, batch or cluster than these; nothing when the file has no identity.
+void check_result_identity(const SimulatedResult& result, const std::string& file, const std::string& network,
+                           const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
+                           const std::string& cluster);
 
 }  // namespace dnnplan::reports

@@ -1,5 +1,6 @@
 #include "strategy_report.hpp"
 
+#include "reports/candidate_fields.hpp"
 #include "reports/candidate_text.hpp"
 
 #include <cmath>
@@ -84,34 +85,9 @@ std::vector<std::int64_t> scaling_procs(std::int64_t procs) {
 namespace {
 
 
-// The time components, in the order they are stacked; they add up to iteration_s. One list for
-// the columns and the cells, so a component cannot be labelled and left out (or the reverse).
-struct TimeComponent {
-    const char* key;
-    const char* label;
-    double (*field)(const planner::CostBreakdown&);
-};
-const std::vector<TimeComponent>& time_components() {
-    using K = planner::CostBreakdown;
-    static const std::vector<TimeComponent> components{
-        {"fwd_compute_s", "forward compute", [](const K& c) { return c.fwd_compute_s; }},
-        {"bwd_compute_s", "backward compute", [](const K& c) { return c.bwd_compute_s; }},
-        {"all_reduce_s", "all-reduce", [](const K& c) { return c.comm(planner::CommKind::all_reduce); }},
-        {"all_gather_s", "all-gather", [](const K& c) { return c.comm(planner::CommKind::all_gather); }},
-        {"reduce_scatter_s", "reduce-scatter", [](const K& c) { return c.comm(planner::CommKind::reduce_scatter); }},
-        {"all_to_all_s", "all-to-all", [](const K& c) { return c.comm(planner::CommKind::all_to_all); }},
-        {"halo_s", "halo", [](const K& c) { return c.comm(planner::CommKind::halo); }},
-        {"point_to_point_s", "point-to-point", [](const K& c) { return c.comm(planner::CommKind::point_to_point); }},
-        {"redistribution_s", "redistribution", [](const K& c) { return c.comm(planner::CommKind::redistribution); }},
-        {"sync_contention_s", "contention with gradient sync", [](const K& c) { return c.sync_contention_s; }},
-        {"sync_exposed_s", "exposed gradient sync", [](const K& c) { return c.sync_exposed_s; }},
-        {"bubble_s", "pipeline bubble", [](const K& c) { return c.bubble_s; }}};
-    return components;
-}
-
 std::vector<Cell> time_cells(const planner::CostBreakdown& k) {
     std::vector<Cell> cells;
-    for (const auto& c : time_components()) cells.push_back(number_cell(c.field(k)));
+    for (const auto& c : time_components()) cells.push_back(number_cell(c.of(k)));
     return cells;
 }
 
@@ -191,16 +167,24 @@ ReportTable sources_table(const clusters::Cluster& cluster) {
     return table;
 }
 
-ReportTable ranked_table(const planner::SearchResult& r) {
+ReportTable ranked_table(const planner::SearchResult& r, std::int64_t global_batch) {
     ReportTable table{"ranked",
                       "Ranked strategies",
                       "Feasible strategies, fastest first. The time columns add up to the iteration time.",
                       {{"rank", "#", Unit::count},
                        {"strategy", "strategy", Unit::none},
                        {"pr", "Pr", Unit::count},
-                       {"pc", "Pc", Unit::count},
-                       {"iteration_s", "iteration", Unit::seconds}},
+                       {"pc", "Pc", Unit::count}},
                       {}};
+    // The family and its configuration as named fields (CSV and JSON only; people read the label).
+    for (const auto& key : config_keys()) {
+        if (key == "pr" || key == "pc") continue;
+        Column column{key == "strategy" ? "family" : key, key, key == "strategy" || key == "schedule" || key == "zero" ||
+                                                                   key == "recompute" ? Unit::none : Unit::count};
+        column.data_only = true;
+        table.columns.push_back(column);
+    }
+    table.columns.push_back({"iteration_s", "iteration", Unit::seconds});
     for (const auto& c : time_components()) table.columns.push_back({c.key, c.label, Unit::seconds});
     table.columns.push_back({"sync_total_s", "gradient sync (all)", Unit::seconds});
     table.columns.push_back({"memory_bytes", "memory/process", Unit::bytes});
@@ -211,9 +195,19 @@ ReportTable ranked_table(const planner::SearchResult& r) {
     for (const auto& c : r.ranked) {
         const auto& k = c.plan.cost;
         if (!k.feasible) continue;
-        // Pr and Pc only mean something for the uniform families; per-layer plans leave them empty.
-        std::vector<Cell> row{number_cell(++rank), text_cell(candidate_label(c)), shown_grid(c).pr > 0 ? number_cell(shown_grid(c).pr) : empty_cell(),
-                              shown_grid(c).pc > 0 ? number_cell(shown_grid(c).pc) : empty_cell(), number_cell(k.iteration_s)};
+        // Pr and Pc only mean something for the grid families; the others leave them empty.
+        Json config = candidate_config(c, global_batch);
+        auto cell_of = [&](const std::string& key) {
+            const Json& v = config.at(key);
+            if (v.is_null()) return empty_cell();
+            if (v.is_boolean()) return text_cell(v.get<bool>() ? "true" : "false");
+            if (v.is_string()) return text_cell(v.get<std::string>());
+            return number_cell(v.get<double>());
+        };
+        std::vector<Cell> row{number_cell(++rank), text_cell(candidate_label(c)), cell_of("pr"), cell_of("pc")};
+        for (const auto& key : config_keys())
+            if (key != "pr" && key != "pc") row.push_back(cell_of(key));
+        row.push_back(number_cell(k.iteration_s));
         for (auto& cell : time_cells(k)) row.push_back(cell);
         row.push_back(number_cell(k.sync_total_s));
         row.push_back(number_cell(k.memory_bytes));
@@ -442,7 +436,7 @@ StrategyReport build_strategy_report(const ReportInput& in) {
     if (const auto* best = in.result->best()) report.best_label = candidate_label(*best);
     report.tables.push_back(inputs_table(in));
     report.tables.push_back(sources_table(model.cluster()));
-    report.tables.push_back(ranked_table(*in.result));
+    report.tables.push_back(ranked_table(*in.result, o.batch));
     report.tables.push_back(infeasible_table(*in.result));
     if (const auto* best = in.result->best()) report.tables.push_back(layers_table(model, *best));
     report.tables.push_back(memory_table(*in.result));

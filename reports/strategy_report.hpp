@@ -21,6 +21,7 @@ struct Column {
     std::string key;    // CSV/JSON name, unit in the name
     std::string label;  // HTML/Markdown header
     Unit unit = Unit::none;
+    bool data_only = false;  // in CSV and JSON only (HTML and Markdown leave it out)
 };
 
 struct Cell {

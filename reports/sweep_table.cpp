@@ -1,5 +1,6 @@
 #include "sweep_table.hpp"
 
+#include "reports/candidate_fields.hpp"
 #include "reports/candidate_text.hpp"
 
 #include <cstdio>
@@ -19,6 +20,14 @@ const std::vector<std::string>& sweep_columns() {
                                                   "best_grid",
                                                   "pr",
                                                   "pc",
+                                                  "tensor",
+                                                  "stages",
+                                                  "replicas",
+                                                  "micro_batches",
+                                                  "micro_batch_size",
+                                                  "schedule",
+                                                  "zero",
+                                                  "recompute",
                                                   "iteration_s",
                                                   "fwd_compute_s",
                                                   "bwd_compute_s",
@@ -74,8 +83,10 @@ Json sweep_row(const std::string& network, const std::string& cluster, std::int6
     row["status"] = "ok";
     row["best_strategy"] = planner::to_string(best->strategy);
     row["best_grid"] = best->label;
-    row["pr"] = shown_grid(*best).pr;
-    row["pc"] = shown_grid(*best).pc;
+    // The configuration as named fields (reports/candidate_fields.hpp); null where it does not apply.
+    const Json config = candidate_config(*best, options.batch);
+    for (const auto& [key, value] : config.items())
+        if (key != "strategy") row[key] = value;
     row["iteration_s"] = k.iteration_s;
     row["fwd_compute_s"] = k.fwd_compute_s;
     row["bwd_compute_s"] = k.bwd_compute_s;
@@ -114,6 +125,8 @@ std::string sweep_csv(const std::vector<Json>& rows) {
                 fields.emplace_back();
             } else if (v.is_string()) {
                 fields.push_back(v.get<std::string>());
+            } else if (v.is_boolean()) {
+                fields.emplace_back(v.get<bool>() ? "true" : "false");
             } else if (v.is_number_integer()) {
                 fields.push_back(std::to_string(v.get<long long>()));
             } else {

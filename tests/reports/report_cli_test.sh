@@ -19,7 +19,7 @@ check "html has no script" bash -c "! grep -qi '<script' '$work/l.html'"
 run report --net lenet5 --procs 4 --out "$work/l.json"
 check "json parses" python3 -c "import json,sys; d=json.load(open('$work/l.json')); sys.exit(0 if d['format']=='dnnplan-report' else 1)"
 run report --net lenet5 --procs 4 --format csv
-check "csv to stdout" grep -q '^table,rank,strategy,pr,pc,iteration_s,' "$work/stdout"
+check "csv to stdout" grep -q '^table,rank,strategy,pr,pc,family,tensor,stages,replicas,micro_batches,micro_batch_size,schedule,zero,recompute,iteration_s,' "$work/stdout"
 
 # With simulated and measured results beside the prediction.
 run report --net lenet5 --procs 4 --simulated "$data/simulated.json" --measured "$data/measured.json" --out "$work/c.md"
@@ -31,6 +31,23 @@ run report --net lenet5 --procs 4 --measured "$data/bad_measured.json" --out "$w
 check "bad measured file exits 2" [ "$status" -eq 2 ]
 check "bad measured file message" diff <(printf '%s\n' "$data/bad_measured.json: /plans/0/measured: missing required field \"iteration_s\"") "$work/stderr"
 check "bad measured file leaves no file" [ ! -e "$work/bad.html" ]
+# A simulated result for another plan is refused (issue 18, item 4): simulate writes the plan's identity.
+run --net lenet5 --procs 4 --out "$work/l4.json"
+run simulate --plan "$work/l4.json" --topology star --format json --out "$work/sim.json"
+check "simulate exits 0" [ "$status" -eq 0 ]
+check "simulate names the plan" python3 -c "import json,sys; p=json.load(open('$work/sim.json'))['plan']; sys.exit(0 if (p['network'], p['procs'], p['batch'], p['cluster']) == ('lenet5', 4, 64, 'cori-knl') else 1)"
+run report --net lenet5 --procs 4 --simulated "$work/sim.json" --out "$work/sim.md"
+check "its own report accepts it" [ "$status" -eq 0 ]
+run report --net lenet5 --procs 8 --simulated "$work/sim.json" --out "$work/bad.html"
+check "another P is refused" [ "$status" -eq 2 ]
+check "another P message" diff <(printf '%s\n' "$work/sim.json: /plan/procs: the result is for P = 4, not the report's P = 8") "$work/stderr"
+run report --net lenet5 --procs 4 --batch 32 --simulated "$work/sim.json" --out "$work/bad.html"
+check "another batch is refused" grep -q '/plan/batch: the result is for batch 64' "$work/stderr"
+run report --net lenet5 --procs 4 --cluster dgx-a100 --simulated "$work/sim.json" --out "$work/bad.html"
+check "another cluster is refused" grep -q '/plan/cluster: the result is for cluster cori-knl' "$work/stderr"
+run report --net smallcnn --procs 4 --simulated "$work/sim.json" --out "$work/bad.html"
+check "another network is refused" grep -q '/plan/fingerprint: the result is for network "lenet5"' "$work/stderr"
+check "refusals leave no file" [ ! -e "$work/bad.html" ]
 run report --net lenet5 --procs 100000 --cluster dgx-a100 --out "$work/bad.html"
 check "too many processes exits 2" [ "$status" -eq 2 ]
 check "too many processes leaves no file" [ ! -e "$work/bad.html" ]

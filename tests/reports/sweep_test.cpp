@@ -62,6 +62,16 @@ TEST_CASE("sweep rows: the best plan, pure batch and invalid configurations", "[
     double batch = result.find(planner::Strategy::batch)->plan.cost.iteration_s;
     CHECK(row.at("batch_iteration_s").get<double>() == batch);
     CHECK(row.at("speedup_vs_batch_x").get<double>() == batch / result.best()->plan.cost.iteration_s);
+    // The best plan's configuration as named fields (lenet5 at P = 4 is best as a pipeline or a grid).
+    const auto* best = result.best();
+    if (planner::is_grid(best->strategy)) {
+        CHECK(row.at("pr").get<int>() * row.at("pc").get<int>() == 4);
+        CHECK(row.at("stages").is_null());
+    } else if (best->strategy == planner::Strategy::pipeline) {
+        CHECK(row.at("tensor").get<int>() * row.at("stages").get<int>() * row.at("replicas").get<int>() == 4);
+        CHECK(row.at("micro_batch_size").get<int>() * row.at("micro_batches").get<int>() * row.at("replicas").get<int>() == 64);
+        CHECK(row.at("pr").is_null());
+    }
     Json invalid = reports::invalid_sweep_row("lenet5", "dgx-a100", 100000, "P = 100000 exceeds the cluster's devices");
     std::string csv = reports::sweep_csv({row, invalid});
     // Header + 2 rows; every row has one field per column (no commas inside these fields).

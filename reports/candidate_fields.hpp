@@ -1,0 +1,45 @@
+// The named fields every machine-readable ranking carries for a candidate (plan --format csv/json,
+// the report's ranked table, sweep rows): its family and configuration, decided on the typed
+// Candidate fields (strategy, grid, pipeline), never on its label, and the time components that add
+// up to iteration_s. Documented in planner/README.md ("Machine-readable rankings") and
+// docs/plan-ranking.schema.json.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/diagnostics.hpp"
+#include "planner/candidate.hpp"
+
+namespace dnnplan::reports {
+
+// strategy, pr, pc, tensor, stages, replicas, micro_batches, micro_batch_size, schedule, zero,
+// recompute: in this order, in every CSV and JSON ranking.
+const std::vector<std::string>& config_keys();
+
+// The configuration of `c` for a global batch `batch`: every key of config_keys(), null where it
+// does not apply. Grid families (batch, model, domain, grid-model, grid-domain): pr, pc. Pipelines
+// and tp-pp-dp: tensor, stages, replicas, micro_batches, micro_batch_size (= batch / (replicas x
+// micro_batches)), schedule, zero, recompute. Graph partitions: stages (k devices), tensor (1),
+// replicas, micro_batches, micro_batch_size, schedule (GPipe order); zero and recompute null (the
+// family has neither). Per-layer: only strategy. A hand-edited plan: the pipeline fields when its
+// pipeline block is active.
+Json candidate_config(const planner::Candidate& c, std::int64_t batch);
+// The same as CSV cells in config_keys() order: "" where null, true/false, integers.
+std::vector<std::string> candidate_config_cells(const planner::Candidate& c, std::int64_t batch);
+
+// The time components, in the order they are stacked; they add up to iteration_s:
+// fwd_compute_s + bwd_compute_s + the seven communication kinds (planner::kAllCommKinds) +
+// sync_contention_s + sync_exposed_s + bubble_s.
+struct TimeComponent {
+    std::string key;    // "fwd_compute_s", "point_to_point_s", ...
+    std::string label;  // "forward compute", "point-to-point", ...
+    double (*field)(const planner::CostBreakdown&) = nullptr;
+    planner::CommKind kind = planner::CommKind::all_reduce;  // for the communication components
+    bool is_comm = false;
+    double of(const planner::CostBreakdown& c) const { return is_comm ? c.comm(kind) : field(c); }
+};
+const std::vector<TimeComponent>& time_components();
+
+}  // namespace dnnplan::reports

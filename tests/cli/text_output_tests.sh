@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The text output fits a terminal (issue 18, item 1): the README's first command at most 120
+# columns by default, $COLUMNS obeyed, --wide shows every column, GPT-3's plan under 150 lines with
+# its repeated blocks collapsed and a per-stage table, --layers all lists every layer.
+. "${DNNPLAN_SOURCE_DIR:?}/tests/cli/harness.sh" text
+
+widest() { awk '{ if (length($0) > m) m = length($0) } END { print m + 0 }' "$1"; }
+lines() { wc -l <"$1"; }
+
+# The README's first command, as written there (after `./setup.sh && `).
+first=$(grep -m1 -o 'build/dnnplan --net [^`]*' README.md)
+check "README's first command is the vgg16 one" test "$first" = "build/dnnplan --net networks/vgg16.json --procs 512"
+read -r -a args <<<"${first#build/dnnplan }"
+unset COLUMNS
+run "${args[@]}"
+check "README's first command succeeds" test "$status" -eq 0
+check "README's first command fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "the ranking names its configuration column" grep -q '^#  *strategy  *configuration  *iteration' "$work/stdout"
+cp "$work/stdout" "$work/default"
+
+COLUMNS=100 run "${args[@]}"
+check "COLUMNS=100 is obeyed ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 100
+check "what is left out is said" grep -q 'left out to fit 100 columns' "$work/stdout"
+
+run "${args[@]}" --wide
+check "--wide is wider than the default" test "$(widest "$work/stdout")" -gt "$(widest "$work/default")"
+check "--wide shows the gradient sync in all" grep -q 'grad sync' "$work/stdout"
+
+# GPT-3 (README): under 150 lines, 96 blocks collapsed, a per-stage table naming the peak stage.
+run --net gpt3-175b --procs 1024 --cluster dgx-a100 --batch 1536
+check "gpt3 succeeds" test "$status" -eq 0
+check "gpt3 under 150 lines ($(lines "$work/stdout"))" test "$(lines "$work/stdout")" -lt 150
+check "gpt3 fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "gpt3 blocks collapsed" grep -Eq '^h\.[0-9]+ \.\.\. h\.[0-9]+ \(x[0-9]+\):$' "$work/stdout"
+check "gpt3 per-stage table" grep -q '^stage  *layers  *count' "$work/stdout"
+check "gpt3 peak-memory stage named" grep -q '^peak memory: stage [0-9]' "$work/stdout"
+check "gpt3 summary has point-to-point and the bubble" grep -q 'point-to-point.*pipeline bubble' <(tr '\n' ' ' <"$work/stdout")
+collapsed=$(lines "$work/stdout")
+run --net gpt3-175b --procs 1024 --cluster dgx-a100 --batch 1536 --layers all
+check "--layers all lists every block" grep -q '^h\.95\.add_2 ' "$work/stdout"
+check "--layers all is longer" test "$(lines "$work/stdout")" -gt $((collapsed + 500))
+
+# An explicit pipeline (README) gets the stage table too.
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batches 8 --tensor 4 --schedule gpipe --zero --recompute
+check "explicit pipeline succeeds" test "$status" -eq 0
+check "explicit pipeline: 4 stage rows" test "$(grep -cE '^[0-3]  +[^ ]+ \.\.\. ' "$work/stdout")" -eq 4
+check "explicit pipeline fits 120 columns" test "$(widest "$work/stdout")" -le 120
+
+# inspect collapses repeated blocks too (783 lines for GPT-3 before), --layers all lists each.
+run inspect --net gpt3-175b
+check "inspect gpt3 succeeds" test "$status" -eq 0
+check "inspect gpt3 under 100 lines ($(lines "$work/stdout"))" test "$(lines "$work/stdout")" -lt 100
+check "inspect gpt3 fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "inspect gpt3 blocks collapsed" grep -q '^h\.0 \.\.\. h\.95 (x96):$' "$work/stdout"
+# networks and clusters are aligned tables within the width (1,078 and 391 columns before).
+run networks
+check "networks fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "networks header" grep -q '^name  *layers  *params  *fwd/sample  *input  *dtype  *batch  *description$' "$work/stdout"
+check "networks: vgg16's default batch 256 in its column" grep -Eq '^vgg16 +40 +138\.4 M +31\.0 GFLOP +3x224x224 +fp32 +256 ' "$work/stdout"
+run clusters
+check "clusters fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "clusters: dgx-a100 has fp16 and bf16 rates" grep -Eq '^dgx-a100 +140 x 8 +80\.0 GiB +[0-9.]+ +[0-9.]+ +[0-9.]+ ' "$work/stdout"
+COLUMNS=200 run networks
+check "COLUMNS=200 gives the descriptions more room" test "$(widest "$work/stdout")" -gt 120
+run inspect --net gpt3-175b --layers all
+check "inspect --layers all lists h.95" grep -q '^h\.95\.attn ' "$work/stdout"
+finish
