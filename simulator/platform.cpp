@@ -325,13 +325,14 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
                                      format_number(cluster.intra_node.bandwidth_Bps) + " B/s and one NIC each)"
                                : ""};
     const auto& topo = cluster.topology;
-    const std::string kind = options.topology == "star" ? "star" : clusters::to_string(topo.kind);
+    // --topology star (the CLI's parsed choice) replaces the cluster's own network by a star.
+    const bool star = options.topology == "star" || topo.kind == clusters::TopologyKind::crossbar;
     BuiltPlatform built;
-    if (kind == "star" || kind == "crossbar")
+    if (star)
         built = b.star();
-    else if (kind == "fat_tree")
+    else if (topo.kind == clusters::TopologyKind::fat_tree)
         built = b.fat_tree(topo, options.oversubscription > 0 ? options.oversubscription : topo.oversubscription);
-    else if (kind == "torus")
+    else if (topo.kind == clusters::TopologyKind::torus)
         built = b.torus(topo);
     else  // dragonfly
         built = b.dragonfly(topo);
