@@ -187,7 +187,7 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
             devices.expect_array("an array of device numbers, one per layer after the input");
             r.pipeline.device_of.push_back(0);
             for (std::size_t i = 0; i < devices.size(); ++i)
-                r.pipeline.device_of.push_back(static_cast<int>(devices.element(i).as_int(0, 1 << 22)));
+                r.pipeline.device_of.push_back(static_cast<int>(devices.element(i).as_int(0, r.pipeline.stages - 1)));
         }
     }
     SpecNode layouts = root.child("layouts");

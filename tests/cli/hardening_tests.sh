@@ -112,13 +112,16 @@ run_bounded 30 plan --plan "$H/plan_relative_source.json"
 check "a relative network.source resolves beside the plan" [ "$status" -eq 0 ]
 check "the plan beside its network names it" grep -q '^dnnplan: mynet on cori-knl, P = 4' "$work/stdout"
 
-# --- M3: a graph partition with a device out of range (k = 2, device_of[3] = 7). ----------------------
+# --- M3: a graph partition with a device out of range (k = 2, device_of[3] = 7): bad input, exit 2,
+# the plan file and the entry's pointer, in plan and simulate alike; no --out file.
 run_bounded 60 simulate --plan "$H/plan_device_of_7.json"
-check "simulate names the plan file, not a placeholder" \
-    stderr_is "$H/plan_device_of_7.json: /pipeline: layer conv2 is on device 7, not in 0..1"
-# The planner scores it as infeasible (its parser does not bound device_of yet): exit 1, the reason, no file.
+check "simulate: device 7 of 2 is bad input (exit 2)" [ "$status" -eq 2 ]
+check "simulate names the plan file and the entry" \
+    stderr_is "$H/plan_device_of_7.json: /pipeline/device_of/3: must be at most 1, got 7"
 run_bounded 60 plan --plan "$H/plan_device_of_7.json" --out "$work/d7.json"
-check "plan --plan with device 7 of 2 gives the reason" grep -q 'layer conv2 is on device 7, not in 0\.\.1' "$work/stderr"
+check "plan --plan: device 7 of 2 is bad input (exit 2)" [ "$status" -eq 2 ]
+check "plan --plan names the plan file and the entry" \
+    stderr_is "$H/plan_device_of_7.json: /pipeline/device_of/3: must be at most 1, got 7"
 check "plan --plan with device 7 of 2 writes no --out file" [ ! -e "$work/d7.json" ]
 
 # --- M10: a plan's batch that overflows names the plan, in simulate as in plan. ------------------------
