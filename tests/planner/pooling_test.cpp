@@ -32,7 +32,8 @@ TEST_CASE("a global pool under a 2 x 2 split pools its tile and all-reduces 128 
             {"name": "fc", "kind": "linear", "out_features": 10}
         ]})"),
                                                     "inline.json");
-    CostModel model(net, hand_cluster(), options(4, 4));
+    const clusters::Cluster cluster = hand_cluster();  // the model keeps a reference: not a temporary
+    CostModel model(net, cluster, options(4, 4));
     std::vector<Layout> layouts(net.layers.size());
     layouts[1] = Layout{1, 1, 1, 2, 2};
     layouts[4] = Layout{1, 1, 1, 1, 1};
