@@ -21,15 +21,20 @@ const std::vector<int>& LinkStats::route(sg4::Host* from, sg4::Host* to) {
     return it->second;
 }
 
+int LinkStats::label_of(const std::string& what) {
+    auto [label, added] = label_index_.try_emplace(what, static_cast<int>(labels_.size()));
+    if (added) labels_.push_back(what);
+    return label->second;
+}
+
 void LinkStats::record(sg4::Host* from, sg4::Host* to, double bytes, double start, const std::string& what) {
     if (from == nullptr || to == nullptr || from == to) return;
     const double end = sg4::Engine::get_clock();
-    auto [label, added] = label_index_.try_emplace(what, static_cast<int>(labels_.size()));
-    if (added) labels_.push_back(what);
+    const int label = label_of(what);
     for (int i : route(from, to)) {
         Link& l = links_[i];
         l.bytes += bytes;
-        l.bytes_by_what[label->second] += bytes;
+        l.bytes_by_what[label] += bytes;
         // Merge [start, end] into the busy periods: every period ends by now, so only the last
         // ones can overlap it.
         double s = start, e = end;
@@ -48,12 +53,11 @@ void LinkStats::record(sg4::Host* from, sg4::Host* to, double bytes, double star
 
 void LinkStats::add(sg4::Host* from, sg4::Host* to, double bytes, double busy_s, const std::string& what) {
     if (from == nullptr || to == nullptr || from == to) return;
-    auto [label, added] = label_index_.try_emplace(what, static_cast<int>(labels_.size()));
-    if (added) labels_.push_back(what);
+    const int label = label_of(what);
     for (int i : route(from, to)) {
         Link& l = links_[i];
         l.bytes += bytes;
-        l.bytes_by_what[label->second] += bytes;
+        l.bytes_by_what[label] += bytes;
         l.busy_closed += busy_s;
     }
 }

@@ -46,6 +46,7 @@ private:
     std::unordered_map<std::string, int> label_index_;
 
     const std::vector<int>& route(simgrid::s4u::Host* from, simgrid::s4u::Host* to);
+    int label_of(const std::string& what);  // the index of a sender label, added when new
     static double busy(const Link& link);
 };
 
