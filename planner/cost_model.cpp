@@ -112,11 +112,8 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
 
 std::vector<Layout> CostModel::candidates(int layer_index) const {
     const Layer& layer = network_->layers[layer_index];
-    std::string signature = networks::to_string(layer.kind) + "|" + std::to_string(layer.attrs.groups) + "|" +
-                            std::to_string(layer.attrs.heads) + "|" + std::to_string(layer.attrs.embedding_dim) + "|";
-    for (auto d : layer.output_shape) signature += std::to_string(d) + ",";
-    signature += "|";
-    for (auto d : network_->layers[layer.inputs.front()].output_shape) signature += std::to_string(d) + ",";
+    CandidateSignature signature{layer.kind, layer.attrs.groups, layer.attrs.heads, layer.attrs.embedding_dim,
+                                 layer.output_shape, network_->layers[layer.inputs.front()].output_shape};
     auto [entry, fresh] = candidates_by_signature_.try_emplace(std::move(signature));
     if (!fresh) return entry->second;
     std::vector<Layout>& out = entry->second;

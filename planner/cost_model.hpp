@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "clusters/cluster.hpp"
@@ -208,7 +209,9 @@ private:
     mutable FlatMemo<RedistributionKey, double, RedistributionKeyHash> redistribution_memo_;
     // Candidate layouts depend only on what layout_problem reads (kind, shapes, groups, heads,
     // embedding size): layers alike share one list (ResNet-1001's 1004 anchors have a dozen kinds).
-    mutable std::map<std::string, std::vector<Layout>> candidates_by_signature_;
+    using CandidateSignature = std::tuple<networks::LayerKind, std::int64_t, std::int64_t, std::int64_t,
+                                          networks::Shape, networks::Shape>;  // kind, groups, heads, embedding, out, in
+    mutable std::map<CandidateSignature, std::vector<Layout>> candidates_by_signature_;
 };
 
 }  // namespace dnnplan::planner
