@@ -25,6 +25,11 @@ double hashed_uniform(std::uint64_t a, std::uint64_t b, std::uint64_t c, std::ui
     return static_cast<double>(x >> 11) * (2.0 / 9007199254740992.0) - 1.0;
 }
 
+double input_value(Index b, Index c, Index h, Index w) { return hashed_uniform(0, b * 7919 + c, h, w); }
+int label_of(Index b, Index classes) {
+    return static_cast<int>((hashed_uniform(3, b, 0, 0) + 1.0) * 0.5 * double(classes)) % int(classes);
+}
+
 std::string unsupported_reason(const networks::Network& network) {
     for (std::size_t i = 1; i < network.layers.size(); ++i) {
         const Layer& l = network.layers[i];
@@ -213,7 +218,7 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
                 for (Index c = input_.box.lo[1]; c < input_.box.hi[1]; ++c)
                     for (Index h = input_.box.lo[2]; h < input_.box.hi[2]; ++h)
                         for (Index w = input_.box.lo[3]; w < input_.box.hi[3]; ++w)
-                            input_.at(b, c, h, w) = static_cast<T>(hashed_uniform(0, b * 7919 + c, h, w));
+                            input_.at(b, c, h, w) = static_cast<T>(input_value(b, c, h, w));
         } else {
             const Grid& pg = *stages_.back()->grid;
             std::vector<Box> have = previous_out.boxes(pg), want = st->in.boxes(*grid);
@@ -254,7 +259,7 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
     scatter_logits_ = Repartition(everywhere, out_boxes, comm);
     labels_.resize(static_cast<std::size_t>(batch));
     for (Index b = 0; b < batch; ++b)
-        labels_[b] = static_cast<int>((hashed_uniform(3, b, 0, 0) + 1.0) * 0.5 * double(classes_)) % int(classes_);
+        labels_[b] = label_of(b, classes_);
 }
 
 template <class T>

@@ -22,6 +22,9 @@ namespace dnnplan::validators {
 
 // Deterministic values by global index, so every partition of a tensor starts from the same numbers.
 double hashed_uniform(std::uint64_t a, std::uint64_t b, std::uint64_t c, std::uint64_t d);  // in [-1, 1)
+// The training data: input element (b, c, h, w) of global sample b, and sample b's label.
+double input_value(Index b, Index c, Index h, Index w);
+int label_of(Index b, Index classes);
 
 // Why `network` cannot be run by the validator ("" when it can): chains of conv2d, linear, relu,
 // max/avg pooling without padding, flatten and dropout.

@@ -11,6 +11,7 @@
 #include "common/timeline.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
+#include "validators/pipeline_runner.hpp"
 
 namespace dnnplan::validators {
 
@@ -48,9 +49,6 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
                       const ImageSize& image) {
     Json json = load_json_file(file);
     planner::PlanRequest request = planner::parse_plan_request(json, file);
-    if (json.is_object() && json.contains("pipeline") && json["pipeline"].is_object() &&
-        json["pipeline"].value("stages", 1) > 1)
-        throw InputError(file, "/pipeline/stages", "the validator runs layer-parallel plans only, not pipelines");
     PlanJob job;
     job.file = file;
     job.label = file.substr(file.find_last_of('/') + 1);
@@ -67,7 +65,11 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
     std::vector<planner::Layout> layouts = planner::layouts_for(request, *job.model, file);
     job.strategy = request.strategy;
     job.grid = request.label;
-    job.scored = job.model->score(layouts);
+    job.pipeline = planner::pipeline_for(request, *job.model, file);
+    if (std::string why = pipeline_unsupported_reason(job.pipeline); !why.empty())
+        throw InputError(file, "/pipeline", why);
+    job.scored = job.pipeline.active() ? planner::score_pipeline(*job.model, job.pipeline, layouts).plan
+                                       : job.model->score(layouts);
     return job;
 }
 

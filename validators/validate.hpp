@@ -12,6 +12,7 @@
 #include "networks/network.hpp"
 #include "planner/candidate.hpp"
 #include "planner/cost_model.hpp"
+#include "planner/pipeline.hpp"
 #include "validators/image.hpp"
 #include "validators/runner.hpp"
 
@@ -28,6 +29,7 @@ struct PlanJob {
     planner::Strategy strategy = planner::Strategy::hand_edited;
     std::string grid;  // the candidate's label
     planner::ScoredPlan scored;  // the prediction on `cluster`
+    planner::PipelineSpec pipeline;  // a pipeline plan's block (inactive for layer-parallel plans)
 };
 
 // A plan file as written by `dnnplan plan --out`; its layouts are re-scored on `cluster_override`

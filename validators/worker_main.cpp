@@ -13,6 +13,7 @@
 #include "common/diagnostics.hpp"
 #include "validators/calibrate.hpp"
 #include "validators/faults.hpp"
+#include "validators/pipeline_runner.hpp"
 #include "validators/validate.hpp"
 
 using namespace dnnplan;
@@ -163,16 +164,24 @@ int main(int argc, char** argv) {
             run.trace = !trace.empty();
             run.on_step = [&monitor](const std::string& s, bool comm) { monitor.enter(s, comm); };
             std::vector<RunResult> results;
-            for (const PlanJob& job : jobs) {
+            std::vector<PipelineRunResult> pipelines(jobs.size());  // pipeline plans' details and ledgers
+            for (std::size_t k = 0; k < jobs.size(); ++k) {
+                const PlanJob& job = jobs[k];
                 if (me == 0) std::cerr << "running " << job.label << " ...\n";
                 run.overlap_sync = job.model->options().overlap_sync;
-                results.push_back(run_plan(*job.network, job.scored, job.model->options().batch, run, MPI_COMM_WORLD));
+                if (job.pipeline.active()) {
+                    pipelines[k] = run_pipeline(*job.model, job.pipeline, job.scored.anchor_layouts, run, MPI_COMM_WORLD);
+                    results.push_back(pipelines[k].run);
+                } else {
+                    results.push_back(run_plan(*job.network, job.scored, job.model->options().batch, run, MPI_COMM_WORLD));
+                }
             }
             monitor.enter("report", true);
             monitor.finish();
             if (me == 0) {
                 Json json = results_json(jobs, results, run, np);
-                std::cout << (format == "json" ? json.dump(2) + "\n" : results_text(json));
+                attach_pipeline_results(json, pipelines);
+                std::cout << (format == "json" ? json.dump(2) + "\n" : results_text(json) + pipeline_text(json));
                 if (!out.empty()) write_file_atomically(out, json.dump(2) + "\n");
                 if (!trace.empty()) write_file_atomically(trace, trace_json(jobs, results).dump() + "\n");
                 status = json["checks_passed"].get<bool>() ? 0 : 1;

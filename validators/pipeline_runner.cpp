@@ -1,0 +1,682 @@
+#include "validators/pipeline_runner.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <iomanip>
+#include <sstream>
+#include <stdexcept>
+
+namespace dnnplan::validators {
+
+using networks::Layer;
+using networks::LayerKind;
+
+std::string pipeline_unsupported_reason(const planner::PipelineSpec& spec) {
+    if (!spec.device_of.empty())
+        return "graph-partition plans (pipeline.device_of) are not run by the validator yet";
+    if (spec.tensor != 1)
+        return "pipeline stages of " + std::to_string(spec.tensor) +
+               " processes (tensor parallelism) are not run by the validator yet; stages of one process are";
+    return "";
+}
+
+std::vector<StageOp> stage_ops(const planner::PipelineSpec& spec, int stage) {
+    std::vector<StageOp> out;
+    for (const planner::PipelineOp& op : planner::pipeline_order(spec.schedule, spec.stages, stage, spec.micro_batches))
+        out.push_back({0, op.micro, op.forward});
+    return out;
+}
+
+namespace {
+// A rank's place in the pipeline (planner/pipeline.hpp: tensor innermost, then stages, replicas).
+struct Role {
+    int stage = 0, replica = 0;
+};
+Role role_of(const planner::PipelineSpec& spec, int rank) {
+    return {(rank / spec.tensor) % spec.stages, rank / (spec.tensor * spec.stages)};
+}
+int rank_of(const planner::PipelineSpec& spec, int stage, int replica) { return spec.tensor * (stage + spec.stages * replica); }
+
+constexpr int kActivationTag = 1000, kErrorTag = 2000000;
+}  // namespace
+
+ByteLedger planned_ledger(const planner::PipelineProgram& program, const planner::PipelineSpec& spec, int rank) {
+    ByteLedger ledger;
+    const Role me = role_of(spec, rank);
+    const auto& stages = program.stages;
+    if (me.stage + 1 < spec.stages) {
+        const auto& next = stages[static_cast<std::size_t>(me.stage + 1)];
+        ledger.record({next.first, planner::Phase::forward, planner::CommKind::point_to_point,
+                       rank_of(spec, me.stage + 1, me.replica), 2, next.recv_bytes},
+                      spec.micro_batches);
+    }
+    if (me.stage > 0) {
+        const auto& mine = stages[static_cast<std::size_t>(me.stage)];
+        ledger.record({mine.first, planner::Phase::backward, planner::CommKind::point_to_point,
+                       rank_of(spec, me.stage - 1, me.replica), 2, mine.recv_bytes},
+                      spec.micro_batches);
+    }
+    const auto& st = stages[static_cast<std::size_t>(me.stage)];
+    for (int i = st.first; i <= st.last; ++i)
+        for (const planner::CommCall& call : program.sync[static_cast<std::size_t>(i)])
+            if (call.group.size > 1) ledger.record({i, call.phase, call.kind, -1, call.group.size, call.bytes});
+    // Stage-internal calls of a tensor-parallel stage (none at T = 1).
+    for (const planner::CommCall& call : program.micro.calls)
+        if (call.phase != planner::Phase::sync && call.group.size > 1 && call.layer >= st.first && call.layer <= st.last)
+            ledger.record({call.layer, call.phase, call.kind, -1, call.group.size, call.bytes}, spec.micro_batches);
+    return ledger;
+}
+
+namespace {
+
+// Per-sample [C, H, W] of every layer's output: images keep theirs, features are [F, 1, 1], and
+// flatten, dropout and activations keep their input's (a linear layer flattens whatever arrives).
+std::vector<std::array<Index, 3>> views_of(const networks::Network& net) {
+    std::vector<std::array<Index, 3>> views(net.layers.size());
+    for (std::size_t i = 0; i < net.layers.size(); ++i) {
+        const Layer& l = net.layers[i];
+        const auto& s = l.output_shape;
+        if (i > 0 && (l.kind == LayerKind::flatten || l.kind == LayerKind::dropout || l.kind == LayerKind::activation))
+            views[i] = views[static_cast<std::size_t>(l.inputs[0])];
+        else if (s.size() == 3)
+            views[i] = {s[0], s[1], s[2]};
+        else
+            views[i] = {s.back(), 1, 1};
+    }
+    return views;
+}
+
+Box sample_box(Index micro_batch, const std::array<Index, 3>& v) { return Box{{0, 0, 0, 0}, {micro_batch, v[0], v[1], v[2]}}; }
+
+template <class T>
+struct StageLayer {
+    LayerKind kind = LayerKind::input;
+    int index = 0;
+    std::string name;
+    std::unique_ptr<DistConv2d<T>> conv;
+    std::unique_ptr<DistLinear<T>> linear;
+    std::unique_ptr<DistPool<T>> pool;
+    Tensor<T> saved;  // relu output
+    Shard<T>* shard() { return conv ? &conv->shard : linear ? &linear->shard : nullptr; }
+};
+
+// One stage of one replica on this rank (T = 1: its layers on a one-process grid).
+template <class T>
+class PipelineStage {
+public:
+    PipelineStage(const networks::Network& net, const planner::PipelineProgram& program,
+                  const planner::PipelineSpec& spec, Index batch, MPI_Comm comm, const NetworkRunner<T>& weights);
+    ~PipelineStage() {
+        if (replica_comm_ != MPI_COMM_NULL) MPI_Comm_free(&replica_comm_);
+    }
+    PipelineStage(const PipelineStage&) = delete;
+    PipelineStage& operator=(const PipelineStage&) = delete;
+
+    double step(OpTimer& timer, ByteLedger& ledger);  // the global mean loss
+    void sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger);
+    // Per layer with weights: the flattened [weight, bias] gradient; entries [lo, hi) are valid
+    // (all of them, or this replica's ZeRO-1 slice).
+    struct Gradient {
+        int layer = 0;
+        std::vector<T> values;
+        Index lo = 0, hi = 0;
+    };
+    const std::vector<Gradient>& gradients() const { return grads_; }
+    const Role& role() const { return me_; }
+    double send_s = 0, recv_s = 0;  // this step's point-to-point time (sends; receive waits)
+
+private:
+    Tensor<T> forward(std::vector<StageLayer<T>>& layers, Tensor<T> x, OpTimer& timer);
+    Tensor<T> backward(std::vector<StageLayer<T>>& layers, Tensor<T> dy, OpTimer& timer);
+    void run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger);
+    void send(Tensor<T>&& t, int to_stage, int tag, int layer, planner::Phase phase, OpTimer& timer, ByteLedger& ledger);
+    Tensor<T> receive(const Box& box, int from_stage, int tag, const std::string& what, OpTimer& timer);
+    std::vector<T> flat_parameters(int slot, std::size_t k);
+    void set_parameters(std::size_t k, const std::vector<T>& flat);
+
+    const networks::Network& net_;
+    planner::PipelineSpec spec_;
+    Role me_;
+    Index batch_, micro_batch_;
+    int first_ = 1, last_ = 1, next_first_ = 0;  // next_first_: the next stage's first layer
+    MPI_Comm comm_, replica_comm_ = MPI_COMM_NULL;
+    Grid grid_{MPI_COMM_SELF, GridShape{}};
+    std::vector<std::vector<StageLayer<T>>> slots_;  // per micro-batch (one slot with recomputation)
+    std::vector<std::array<Index, 3>> views_;
+    std::vector<Tensor<T>> stage_inputs_, dlogits_;  // per micro-batch
+    std::vector<Gradient> grads_;
+    struct PendingSend {
+        std::vector<T> data;
+        MPI_Request request = MPI_REQUEST_NULL;
+    };
+    std::vector<std::unique_ptr<PendingSend>> sends_;
+    double loss_sum_ = 0;
+};
+
+template <class T>
+PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::PipelineProgram& program,
+                                const planner::PipelineSpec& spec, Index batch, MPI_Comm comm,
+                                const NetworkRunner<T>& weights)
+    : net_(net), spec_(spec), batch_(batch), micro_batch_(program.micro_batch), comm_(comm) {
+    me_ = role_of(spec, comm_rank(comm));
+    first_ = program.stages[static_cast<std::size_t>(me_.stage)].first;
+    last_ = program.stages[static_cast<std::size_t>(me_.stage)].last;
+    if (me_.stage + 1 < spec.stages) next_first_ = program.stages[static_cast<std::size_t>(me_.stage + 1)].first;
+    MPI_Comm_split(comm, comm_rank(comm) % (spec.tensor * spec.stages), me_.replica, &replica_comm_);
+    views_ = views_of(net);
+    const int slots = spec.recompute ? 1 : spec.micro_batches;
+    slots_.resize(static_cast<std::size_t>(slots));
+    const Index mb = micro_batch_;
+    for (auto& slot : slots_)
+        for (int i = first_; i <= last_; ++i) {
+            const Layer& l = net.layers[static_cast<std::size_t>(i)];
+            const auto in = views_[static_cast<std::size_t>(l.inputs[0])];
+            const auto& a = l.attrs;
+            StageLayer<T> sl;
+            sl.kind = l.kind;
+            sl.index = i;
+            sl.name = l.name;
+            if (l.kind == LayerKind::conv2d) {
+                ConvSpec s;
+                s.batch = mb, s.in_channels = in[0], s.height = in[1], s.width = in[2], s.out_channels = a.out_channels;
+                s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
+                s.ph = a.padding_h, s.pw = a.padding_w, s.dh = a.dilation_h, s.dw = a.dilation_w;
+                s.bias = a.bias;
+                s.input_grad = i != 1;
+                sl.conv = std::make_unique<DistConv2d<T>>(grid_, s, l.name);
+            } else if (l.kind == LayerKind::linear) {
+                LinearSpec s;
+                s.batch = mb, s.in_channels = in[0], s.height = in[1], s.width = in[2], s.out_features = a.out_features;
+                s.bias = a.bias;
+                s.input_grad = i != 1;
+                sl.linear = std::make_unique<DistLinear<T>>(grid_, s, l.name);
+            } else if (l.kind == LayerKind::maxpool2d || l.kind == LayerKind::avgpool2d) {
+                PoolSpec s;
+                s.max = l.kind == LayerKind::maxpool2d;
+                s.batch = mb, s.channels = in[0], s.height = in[1], s.width = in[2];
+                s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
+                TensorMap m{{kN, kReplica, kReplica, kReplica}, {mb, in[0], in[1], in[2]}};
+                sl.pool = std::make_unique<DistPool<T>>(grid_, s, m, l.name);
+            }
+            slot.push_back(std::move(sl));
+        }
+    // The sequential network's weights (identical on every partition by construction).
+    for (const auto& [index, src] : weights.shards()) {
+        if (index < first_ || index > last_) continue;
+        for (auto& slot : slots_) {
+            Shard<T>& sh = *slot[static_cast<std::size_t>(index - first_)].shard();
+            sh.init([&](Index r, Index c) { return double(src->weight[r * src->cols + c]); },
+                    [&](Index r) { return double(src->bias[r]); });
+        }
+        Gradient g;
+        g.layer = index;
+        g.values.assign(src->weight.size() + src->bias.size(), T{0});
+        g.hi = static_cast<Index>(g.values.size());
+        if (spec.zero && spec.replicas > 1) {
+            g.lo = block_begin(g.hi, spec.replicas, me_.replica);
+            g.hi = block_begin(g.hi, spec.replicas, me_.replica + 1);
+        }
+        grads_.push_back(std::move(g));
+    }
+    stage_inputs_.resize(static_cast<std::size_t>(spec.micro_batches));
+    dlogits_.resize(static_cast<std::size_t>(spec.micro_batches));
+}
+
+template <class T>
+Tensor<T> PipelineStage<T>::forward(std::vector<StageLayer<T>>& layers, Tensor<T> x, OpTimer& timer) {
+    for (auto& l : layers) {
+        if (l.conv)
+            x = l.conv->forward(x, timer);
+        else if (l.linear)
+            x = l.linear->forward(x, timer);
+        else if (l.pool)
+            x = l.pool->forward(x, timer);
+        else if (l.kind == LayerKind::activation) {
+            timer.time(Op::fwd_compute, l.name + " relu", [&] {
+                for (T& v : x.data) v = std::max(v, T{0});
+            });
+            l.saved = x;
+        }
+    }
+    return x;
+}
+
+template <class T>
+Tensor<T> PipelineStage<T>::backward(std::vector<StageLayer<T>>& layers, Tensor<T> dy, OpTimer& timer) {
+    for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+        StageLayer<T>& l = *it;
+        if (l.conv)
+            dy = l.conv->backward(dy, timer);
+        else if (l.linear)
+            dy = l.linear->backward(dy, timer);
+        else if (l.pool)
+            dy = l.pool->backward(dy, timer);
+        else if (l.kind == LayerKind::activation)
+            timer.time(Op::bwd_compute, l.name + " relu backward", [&] {
+                for (std::size_t k = 0; k < dy.data.size(); ++k)
+                    if (!(l.saved.data[k] > T{0})) dy.data[k] = T{0};
+            });
+    }
+    return dy;
+}
+
+template <class T>
+void PipelineStage<T>::send(Tensor<T>&& t, int to_stage, int tag, int layer, planner::Phase phase, OpTimer& timer,
+                            ByteLedger& ledger) {
+    auto pending = std::make_unique<PendingSend>();
+    pending->data = std::move(t.data);
+    const int peer = rank_of(spec_, to_stage, me_.replica);
+    const double t0 = MPI_Wtime();
+    timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " send to stage " + std::to_string(to_stage),
+               [&] {
+                   MPI_Isend(pending->data.data(), static_cast<int>(pending->data.size()), mpi_type<T>(), peer, tag,
+                             comm_, &pending->request);
+               });
+    send_s += MPI_Wtime() - t0;
+    ledger.record({layer, phase, planner::CommKind::point_to_point, peer, 2,
+                   double(pending->data.size() * sizeof(T))});
+    sends_.push_back(std::move(pending));
+}
+
+template <class T>
+Tensor<T> PipelineStage<T>::receive(const Box& box, int from_stage, int tag, const std::string& what, OpTimer& timer) {
+    Tensor<T> t(box);
+    const double t0 = MPI_Wtime();
+    timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " receive " + what, [&] {
+        MPI_Recv(t.data.data(), static_cast<int>(t.data.size()), mpi_type<T>(), rank_of(spec_, from_stage, me_.replica),
+                 tag, comm_, MPI_STATUS_IGNORE);
+    });
+    recv_s += MPI_Wtime() - t0;
+    return t;
+}
+
+template <class T>
+void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger) {
+    const int m = op.micro;
+    auto& layers = slots_[spec_.recompute ? 0 : static_cast<std::size_t>(m)];
+    const bool first_stage = me_.stage == 0, last_stage = me_.stage + 1 == spec_.stages;
+    const Box in_box = sample_box(micro_batch_, views_[static_cast<std::size_t>(first_ - 1)]);
+    const Box out_box = sample_box(micro_batch_, views_[static_cast<std::size_t>(last_)]);
+    // Global sample of row b of micro-batch m of this replica.
+    const Index base = Index(me_.replica) * (batch_ / spec_.replicas) + Index(m) * micro_batch_;
+    const std::string mtext = "micro-batch " + std::to_string(m);
+    if (op.forward) {
+        Tensor<T> x;
+        if (first_stage) {
+            x = Tensor<T>(in_box);
+            for (Index b = 0; b < in_box.hi[0]; ++b)
+                for (Index c = 0; c < in_box.hi[1]; ++c)
+                    for (Index h = 0; h < in_box.hi[2]; ++h)
+                        for (Index w = 0; w < in_box.hi[3]; ++w)
+                            x.at(b, c, h, w) = static_cast<T>(input_value(base + b, c, h, w));
+        } else {
+            x = receive(in_box, me_.stage - 1, kActivationTag + m, "activations of " + mtext, timer);
+        }
+        if (spec_.recompute) stage_inputs_[static_cast<std::size_t>(m)] = x;
+        Tensor<T> y = forward(layers, std::move(x), timer);
+        if (last_stage) {
+            // Loss of the whole batch = sum over micro-batches of (micro / batch) x the micro-batch mean.
+            timer.time(Op::loss, "loss " + mtext, [&] {
+                const Index classes = out_box.hi[1];
+                std::vector<int> labels(static_cast<std::size_t>(micro_batch_));
+                for (Index b = 0; b < micro_batch_; ++b) labels[static_cast<std::size_t>(b)] = label_of(base + b, classes);
+                Tensor<T> d(y.box);
+                const double share = double(micro_batch_) / double(batch_);
+                loss_sum_ += share * softmax_cross_entropy(y.data.data(), labels, classes, d.data.data());
+                for (T& v : d.data) v *= static_cast<T>(share);
+                dlogits_[static_cast<std::size_t>(m)] = std::move(d);
+            });
+        } else {
+            send(std::move(y), me_.stage + 1, kActivationTag + m, next_first_, planner::Phase::forward, timer,
+                 ledger);
+        }
+        return;
+    }
+    Tensor<T> dy = last_stage ? std::move(dlogits_[static_cast<std::size_t>(m)])
+                              : receive(out_box, me_.stage + 1, kErrorTag + m, "errors of " + mtext, timer);
+    if (spec_.recompute) forward(layers, stage_inputs_[static_cast<std::size_t>(m)], timer);  // the redone forward
+    Tensor<T> dx = backward(layers, std::move(dy), timer);
+    if (!first_stage) send(std::move(dx), me_.stage - 1, kErrorTag + m, first_, planner::Phase::backward, timer, ledger);
+}
+
+template <class T>
+std::vector<T> PipelineStage<T>::flat_parameters(int slot, std::size_t k) {
+    const Shard<T>& sh = *slots_[static_cast<std::size_t>(slot)][static_cast<std::size_t>(grads_[k].layer - first_)].shard();
+    std::vector<T> flat(sh.weight);
+    flat.insert(flat.end(), sh.bias.begin(), sh.bias.end());
+    return flat;
+}
+
+template <class T>
+void PipelineStage<T>::set_parameters(std::size_t k, const std::vector<T>& flat) {
+    for (auto& slot : slots_) {
+        Shard<T>& sh = *slot[static_cast<std::size_t>(grads_[k].layer - first_)].shard();
+        std::copy_n(flat.begin(), sh.weight.size(), sh.weight.begin());
+        std::copy(flat.begin() + static_cast<std::ptrdiff_t>(sh.weight.size()), flat.end(), sh.bias.begin());
+    }
+}
+
+template <class T>
+double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
+    send_s = recv_s = loss_sum_ = 0;
+    for (auto& slot : slots_)
+        for (auto& l : slot)
+            if (Shard<T>* sh = l.shard()) sh->zero_grad();
+    for (const StageOp& op : stage_ops(spec_, me_.stage)) run_op(op, timer, ledger);
+    {
+        const double t0 = MPI_Wtime();
+        timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " send completion", [&] {
+            for (auto& p : sends_) MPI_Wait(&p->request, MPI_STATUS_IGNORE);
+        });
+        send_s += MPI_Wtime() - t0;
+        sends_.clear();
+    }
+    // The micro-batches' gradients add up; then the replicas', in backward order (last layer first).
+    const int replicas = comm_size(replica_comm_);
+    for (std::size_t k = grads_.size(); k-- > 0;) {
+        Gradient& g = grads_[k];
+        std::fill(g.values.begin(), g.values.end(), T{0});
+        for (auto& slot : slots_) {
+            const Shard<T>& sh = *slot[static_cast<std::size_t>(g.layer - first_)].shard();
+            for (std::size_t e = 0; e < sh.dweight.size(); ++e) g.values[e] += sh.dweight[e];
+            for (std::size_t e = 0; e < sh.dbias.size(); ++e) g.values[sh.dweight.size() + e] += sh.dbias[e];
+        }
+        if (replicas <= 1) continue;
+        const double bytes = double(g.values.size() * sizeof(T));
+        const std::string name = net_.layers[static_cast<std::size_t>(g.layer)].name;
+        if (spec_.zero) {
+            std::vector<int> counts(static_cast<std::size_t>(replicas));
+            const Index n = static_cast<Index>(g.values.size());
+            for (int r = 0; r < replicas; ++r)
+                counts[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas, r + 1) - block_begin(n, replicas, r));
+            std::vector<T> mine(static_cast<std::size_t>(g.hi - g.lo));
+            timer.time(Op::sync, name + " gradient reduce-scatter", [&] {
+                MPI_Reduce_scatter(g.values.data(), mine.data(), counts.data(), mpi_type<T>(), MPI_SUM, replica_comm_);
+            });
+            std::fill(g.values.begin(), g.values.end(), T{0});
+            std::copy(mine.begin(), mine.end(), g.values.begin() + g.lo);
+            ledger.record({g.layer, planner::Phase::sync, planner::CommKind::reduce_scatter, -1, replicas, bytes});
+        } else {
+            timer.time(Op::sync, name + " gradient all-reduce", [&] {
+                MPI_Allreduce(MPI_IN_PLACE, g.values.data(), static_cast<int>(g.values.size()), mpi_type<T>(), MPI_SUM,
+                              replica_comm_);
+            });
+            ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_reduce, -1, replicas, bytes});
+        }
+    }
+    // The loss is reported, not part of the plan: the last stages' shares summed (not in the ledger).
+    double loss = 0;
+    timer.time(Op::loss, "loss all-reduce", [&] { MPI_Allreduce(&loss_sum_, &loss, 1, MPI_DOUBLE, MPI_SUM, comm_); });
+    return loss;
+}
+
+template <class T>
+void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) {
+    const int replicas = comm_size(replica_comm_);
+    for (std::size_t k = 0; k < grads_.size(); ++k) {
+        Gradient& g = grads_[k];
+        std::vector<T> flat = flat_parameters(0, k);
+        // ZeRO-1: each replica updates its own slice (the optimizer state lives with it), then the
+        // updated parameters are all-gathered.
+        timer.time(Op::optimizer, "sgd", [&] {
+            for (Index e = g.lo; e < g.hi; ++e) flat[static_cast<std::size_t>(e)] -= learning_rate * g.values[static_cast<std::size_t>(e)];
+        });
+        if (spec_.zero && replicas > 1) {
+            std::vector<int> counts(static_cast<std::size_t>(replicas)), displs(static_cast<std::size_t>(replicas));
+            const Index n = static_cast<Index>(flat.size());
+            for (int r = 0; r < replicas; ++r) {
+                displs[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas, r));
+                counts[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas, r + 1) - block_begin(n, replicas, r));
+            }
+            timer.time(Op::sync, net_.layers[static_cast<std::size_t>(g.layer)].name + " parameter all-gather", [&] {
+                MPI_Allgatherv(MPI_IN_PLACE, 0, mpi_type<T>(), flat.data(), counts.data(), displs.data(), mpi_type<T>(),
+                               replica_comm_);
+            });
+            ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_gather, -1, replicas,
+                           double(flat.size() * sizeof(T))});
+        }
+        set_parameters(k, flat);
+    }
+}
+
+template class PipelineStage<float>;
+template class PipelineStage<double>;
+
+double max_over(MPI_Comm comm, double v) {
+    double r = 0;
+    MPI_Allreduce(&v, &r, 1, MPI_DOUBLE, MPI_MAX, comm);
+    return r;
+}
+
+template <class T>
+double median_of(std::vector<T> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? double(v[n / 2]) : 0.5 * (double(v[n / 2 - 1]) + double(v[n / 2]));
+}
+
+// The double-precision check: loss, every weight gradient against the sequential network (the
+// whole batch on one process), then SGD steps' losses.
+void check_pipeline(const networks::Network& net, const planner::PipelineProgram& program,
+                    const planner::PipelineSpec& spec, Index batch, const RunOptions& options, MPI_Comm comm,
+                    RunResult& result) {
+    NetworkRunner<double> seq(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, true);
+    PipelineStage<double> stage(net, program, spec, batch, comm, seq);
+    OpTimer t;
+    t.on_step = options.on_step;
+    ByteLedger ignored;
+    for (int s = 0; s < std::max(1, options.sgd_steps); ++s) {
+        const double ld = stage.step(t, ignored), ls = seq.step(t);
+        if (s == 0) {
+            double worst = 0;
+            const auto ref = seq.shards();
+            for (const auto& g : stage.gradients()) {
+                const Shard<double>* r = nullptr;
+                for (const auto& [index, sh] : ref)
+                    if (index == g.layer) r = sh;
+                std::vector<double> flat(r->dweight);
+                flat.insert(flat.end(), r->dbias.begin(), r->dbias.end());
+                double err = 0, scale = 0;
+                for (double v : flat) scale = std::max(scale, std::abs(v));
+                for (Index e = g.lo; e < g.hi; ++e)
+                    err = std::max(err, std::abs(g.values[static_cast<std::size_t>(e)] - flat[static_cast<std::size_t>(e)]));
+                worst = std::max(worst, scale > 0 ? err / scale : err);
+            }
+            result.gradient_error = max_over(comm, worst);
+            result.output_error = max_over(comm, std::abs(ld - ls) / std::max(1e-300, std::abs(ls)));  // the loss
+        }
+        result.losses.push_back(ld);
+        result.reference_losses.push_back(ls);
+        result.loss_error = std::max(result.loss_error, max_over(comm, std::abs(ld - ls) / std::max(1e-300, std::abs(ls))));
+        stage.sgd(options.learning_rate, t, ignored);
+        seq.sgd(options.learning_rate, t);
+    }
+    result.checked = true;
+}
+}  // namespace
+
+namespace {
+// Per-rank medians over the timed iterations, in this order.
+enum StageStat { kFwd, kBwd, kSend, kRecv, kLoss, kSync, kOptimizer, kIdle, kStats };
+const char* const kStageStatNames[kStats] = {"fwd_compute_s", "bwd_compute_s", "send_s",      "receive_wait_s",
+                                             "loss_s",        "sync_s",        "optimizer_s", "idle_s"};
+
+Json stage_details(const planner::PipelineSpec& spec, const planner::PipelineScore& score,
+                   const std::vector<double>& all_stats, int ranks) {
+    Json stages = Json::array();
+    const double m = spec.micro_batches;
+    for (int s = 0; s < spec.stages; ++s) {
+        Json measured = Json::object();
+        for (int k = 0; k < kStats; ++k) {
+            double worst = 0;  // the slowest of the stage's ranks (its replicas)
+            for (int r = 0; r < ranks; ++r)
+                if (role_of(spec, r).stage == s) worst = std::max(worst, all_stats[static_cast<std::size_t>(r * kStats + k)]);
+            measured[kStageStatNames[k]] = worst;
+        }
+        const planner::StageCost& c = score.stages[static_cast<std::size_t>(s)];
+        const double busy = m * (c.forward_s + c.backward_s);
+        Json predicted = {{"forward_per_micro_batch_s", c.forward_s},
+                          {"backward_per_micro_batch_s", c.backward_s},
+                          {"receive_per_micro_batch_s", c.recv_forward_s + c.recv_backward_s},
+                          {"sync_s", c.sync_s},
+                          {"busy_s", busy},
+                          // Idle = the schedule's wait + the receives' own transfer time (a blocking
+                          // receive measures both).
+                          {"idle_s", score.pipeline_s - busy + m * (c.recv_forward_s + c.recv_backward_s)}};
+        stages.push_back({{"stage", s}, {"layers", {c.first, c.last}}, {"predicted", predicted}, {"measured", measured}});
+    }
+    return stages;
+}
+}  // namespace
+
+PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
+                               const std::vector<planner::Layout>& anchor_layouts, const RunOptions& options,
+                               MPI_Comm comm) {
+    if (std::string why = pipeline_unsupported_reason(spec); !why.empty()) throw std::invalid_argument(why);
+    const networks::Network& net = model.network();
+    const Index batch = model.options().batch;
+    const planner::PipelineProgram program = planner::pipeline_program(model, spec, anchor_layouts);
+    const planner::PipelineScore score = planner::score_pipeline(model, spec, anchor_layouts);
+    const int me = comm_rank(comm), p = comm_size(comm);
+    PipelineRunResult out;
+    if (options.check) check_pipeline(net, program, spec, batch, options, comm, out.run);
+
+    NetworkRunner<float> weights(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, true);
+    PipelineStage<float> stage(net, program, spec, batch, comm, weights);
+    OpTimer timer;
+    timer.on_step = options.on_step;
+    ByteLedger ledger;
+    std::vector<double> iters;
+    std::vector<std::array<double, static_cast<int>(Op::count)>> ops;
+    std::vector<std::array<double, kStats>> stats;
+    const int total = options.warmup + options.iterations;
+    for (int it = 0; it < total; ++it) {
+        timer.reset();
+        ledger.clear();
+        if (options.on_step) options.on_step("iteration " + std::to_string(it) + " start (barrier)", true);
+        MPI_Barrier(comm);
+        const double t0 = MPI_Wtime();
+        stage.step(timer, ledger);
+        stage.sgd(static_cast<float>(options.learning_rate), timer, ledger);
+        const double local = MPI_Wtime() - t0;
+        if (it < options.warmup) continue;
+        double slowest = 0;
+        MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
+        iters.push_back(slowest);
+        std::array<double, static_cast<int>(Op::count)> worst{};
+        MPI_Allreduce(timer.seconds.data(), worst.data(), static_cast<int>(Op::count), MPI_DOUBLE, MPI_MAX, comm);
+        ops.push_back(worst);
+        auto sec = [&](Op o) { return timer.seconds[static_cast<int>(o)]; };
+        std::array<double, kStats> st{sec(Op::fwd_compute), sec(Op::bwd_compute), stage.send_s, stage.recv_s,
+                                      sec(Op::loss),        sec(Op::sync),        sec(Op::optimizer), 0};
+        st[kIdle] = slowest - (st[kFwd] + st[kBwd] + st[kSend] + st[kLoss] + st[kSync] + st[kOptimizer]);
+        stats.push_back(st);
+    }
+    RunResult& r = out.run;
+    r.iteration_samples = iters;
+    r.iteration_s = median_of(iters);
+    r.iteration_best_s = iters.empty() ? 0 : *std::min_element(iters.begin(), iters.end());
+    for (int o = 0; o < static_cast<int>(Op::count); ++o) {
+        std::vector<double> v;
+        for (const auto& a : ops) v.push_back(a[static_cast<std::size_t>(o)]);
+        r.op_s[static_cast<std::size_t>(o)] = median_of(v);
+        r.op_best_s[static_cast<std::size_t>(o)] = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+    }
+    std::array<double, kStats> mine{};
+    for (int k = 0; k < kStats; ++k) {
+        std::vector<double> v;
+        for (const auto& a : stats) v.push_back(a[static_cast<std::size_t>(k)]);
+        mine[static_cast<std::size_t>(k)] = median_of(v);
+    }
+    std::vector<double> all_stats(static_cast<std::size_t>(p * kStats));
+    MPI_Gather(mine.data(), kStats, MPI_DOUBLE, all_stats.data(), kStats, MPI_DOUBLE, 0, comm);
+
+    // The ledger of the last timed iteration against the plan's calls, every rank.
+    LedgerComparison cmp = compare_ledgers(ledger, planned_ledger(program, spec, me), me);
+    int mismatches = static_cast<int>(cmp.mismatches.size()), total_mismatches = 0;
+    MPI_Allreduce(&mismatches, &total_mismatches, 1, MPI_INT, MPI_SUM, comm);
+    out.ledger_agrees = total_mismatches == 0;
+    std::string text;
+    for (const std::string& s : cmp.mismatches) text += s + "\n";
+    std::vector<std::string> entries = gather_strings(cmp.entries.dump(), comm);
+    std::vector<std::string> problems = gather_strings(text, comm);
+    if (me == 0) {
+        Json ledger_json = {{"agrees", out.ledger_agrees}, {"entries", Json::array()}, {"mismatches", Json::array()}};
+        for (const std::string& e : entries)
+            for (const Json& j : Json::parse(e)) ledger_json["entries"].push_back(j);
+        for (const std::string& t : problems) {
+            std::size_t pos = 0, nl;
+            while ((nl = t.find('\n', pos)) != std::string::npos) {
+                ledger_json["mismatches"].push_back(t.substr(pos, nl - pos));
+                pos = nl + 1;
+            }
+        }
+        out.details = {{"tensor", spec.tensor},
+                       {"stages", spec.stages},
+                       {"micro_batches", spec.micro_batches},
+                       {"micro_batch", program.micro_batch},
+                       {"replicas", spec.replicas},
+                       {"schedule", planner::to_string(spec.schedule)},
+                       {"zero", spec.zero},
+                       {"recompute", spec.recompute},
+                       {"predicted_pipeline_s", score.pipeline_s},
+                       {"predicted_bubble_s", score.plan.cost.bubble_s},
+                       {"per_stage", stage_details(spec, score, all_stats, p)},
+                       {"ledger", ledger_json}};
+    }
+    return out;
+}
+
+}  // namespace dnnplan::validators
+
+namespace dnnplan::validators {
+
+void attach_pipeline_results(Json& results, const std::vector<PipelineRunResult>& pipelines) {
+    bool agree = true;
+    for (std::size_t k = 0; k < pipelines.size() && k < results["plans"].size(); ++k) {
+        if (pipelines[k].details.is_null()) continue;
+        results["plans"][k]["pipeline"] = pipelines[k].details;
+        agree = agree && pipelines[k].ledger_agrees;
+    }
+    results["ledger_agrees"] = agree;
+    if (!agree) results["checks_passed"] = false;
+}
+
+std::string pipeline_text(const Json& results) {
+    std::ostringstream os;
+    auto us = [](double s) {
+        std::ostringstream o;
+        o << std::fixed << std::setprecision(1) << s * 1e6;
+        return o.str();
+    };
+    for (const Json& p : results["plans"]) {
+        if (!p.contains("pipeline")) continue;
+        const Json& d = p["pipeline"];
+        os << "\n" << p["label"].get<std::string>() << ": " << d["stages"].get<int>() << " stages, "
+           << d["micro_batches"].get<int>() << " micro-batches of " << d["micro_batch"].get<int>() << ", "
+           << d["replicas"].get<int>() << " replica(s), " << d["schedule"].get<std::string>()
+           << (d["zero"].get<bool>() ? ", ZeRO-1" : "") << (d["recompute"].get<bool>() ? ", recomputation" : "")
+           << "; predicted bubble " << us(d["predicted_bubble_s"].get<double>()) << " us\n";
+        os << "stage  fwd us (pred/meas)   bwd us (pred/meas)   idle us (pred/meas)   send us  recv wait us  sync us\n";
+        for (const Json& s : d["per_stage"]) {
+            const Json &pr = s["predicted"], &me = s["measured"];
+            const double m = d["micro_batches"].get<double>();
+            os << std::setw(5) << s["stage"].get<int>() << std::setw(21)
+               << (us(m * pr["forward_per_micro_batch_s"].get<double>()) + "/" + us(me["fwd_compute_s"].get<double>()))
+               << std::setw(21)
+               << (us(m * pr["backward_per_micro_batch_s"].get<double>()) + "/" + us(me["bwd_compute_s"].get<double>()))
+               << std::setw(22) << (us(pr["idle_s"].get<double>()) + "/" + us(me["idle_s"].get<double>()))
+               << std::setw(10) << us(me["send_s"].get<double>()) << std::setw(14)
+               << us(me["receive_wait_s"].get<double>()) << std::setw(9) << us(me["sync_s"].get<double>()) << "\n";
+        }
+        const Json& l = d["ledger"];
+        os << "byte ledger: " << l["entries"].size() << " entries over all ranks, "
+           << (l["agrees"].get<bool>() ? "equal to the plan's calls" : "DIFFERS from the plan's calls") << "\n";
+        for (const Json& m : l["mismatches"]) os << "  " << m.get<std::string>() << "\n";
+    }
+    return os.str();
+}
+
+}  // namespace dnnplan::validators

@@ -1,0 +1,62 @@
+// The pipeline runner (issue 17, item 1): a pipeline plan on real MPI ranks. Rank
+// t + T (s + S r) is tensor rank t of stage s of replica r (planner/pipeline.hpp); each stage runs
+// its layers on the micro-batches in the plan's exact order (planner::pipeline_order), receiving
+// activations from stage s - 1 and partial errors from stage s + 1 by point-to-point messages;
+// the replicas all-reduce each stage's weight gradients (ZeRO-1: reduce-scatter, each replica
+// updates its slice of the parameters, all-gather); with recomputation a stage keeps only its
+// input per micro-batch and redoes the forward right before the backward. Checked in double
+// against the sequential network (loss, every weight gradient, SGD losses), timed in fp32 per
+// stage and per operation with the measured bubble, and every send counted in a byte ledger that
+// must equal the plan's CommCalls (validators/ledger.hpp).
+#pragma once
+
+#include <mpi.h>
+
+#include <string>
+#include <vector>
+
+#include "planner/pipeline.hpp"
+#include "planner/pipeline_program.hpp"
+#include "validators/ledger.hpp"
+#include "validators/runner.hpp"
+
+namespace dnnplan::validators {
+
+// Why the runner cannot run this spec ("" when it can): stages of one process (T = 1), no graph
+// partition (device_of).
+std::string pipeline_unsupported_reason(const planner::PipelineSpec& spec);
+
+// One operation of a stage: the forward or backward pass of a micro-batch on one of the stage's
+// model chunks (an interleaved schedule gives a stage several chunks; GPipe and 1F1B one).
+struct StageOp {
+    int chunk = 0;
+    int micro = 0;
+    bool forward = true;
+};
+// The order stage `stage` runs its operations in: planner::pipeline_order, chunk 0.
+std::vector<StageOp> stage_ops(const planner::PipelineSpec& spec, int stage);
+
+// What the plan says rank `rank` sends in one iteration: M activations of B / (R M) samples to
+// the next stage and M partial errors to the previous one (PipelineProgram::Stage::recv_bytes),
+// and each of its layers' gradient synchronisation calls (PipelineProgram::sync: bytes, group size).
+ByteLedger planned_ledger(const planner::PipelineProgram& program, const planner::PipelineSpec& spec, int rank);
+
+struct PipelineRunResult {
+    RunResult run;        // check, iteration and per-operation medians (slowest rank)
+    Json details;         // rank 0: spec, per-stage measured and predicted times, the bubble, the ledger
+    bool ledger_agrees = true;
+};
+
+// `anchor_layouts`: the plan's layouts (every one a single process here). The byte ledger is
+// compared after the last timed iteration (fp32: the plan's dtype decides the planned bytes).
+PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
+                               const std::vector<planner::Layout>& anchor_layouts, const RunOptions& options,
+                               MPI_Comm comm);
+
+// Adds each pipeline plan's details under "pipeline" in the results document (plans in the same
+// order), "ledger_agrees" at the top, and fails the checks when any ledger differs from its plan.
+void attach_pipeline_results(Json& results, const std::vector<PipelineRunResult>& pipelines);
+// The pipeline plans' per-stage table, bubble and ledger verdict for the text output ("" when none).
+std::string pipeline_text(const Json& results);
+
+}  // namespace dnnplan::validators
