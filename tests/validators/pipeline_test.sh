@@ -1,0 +1,104 @@
+#!/bin/bash
+# Pipeline plans under MPI end to end (validators/pipeline_runner.*): lenet5 / smallcnn cut into
+# 2 stages, GPipe and 1F1B with 4 micro-batches, 2 replicas, ZeRO-1 and recomputation, each
+# checked against the sequential network (exit 0 only when the loss, every weight gradient and
+# the SGD losses match) and its byte ledger equal to the plan's calls; and a doctored plan (its
+# dtype edited to fp16 while the runner sends fp32) whose ledger differs, so the run fails.
+# Needs DNNPLAN (build/dnnplan, with build/dnnplan-validate beside it) and python3.
+set -u
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+report() {  # report NAME STATUS
+    if [ "$2" = 0 ]; then echo "ok   $1"; else echo "FAIL $1"; sed 's/^/    /' "$tmp/out"; fail=1; fi
+}
+# plan NAME NET PROCS FIRST_OF_STAGE_1 LAST_OF_STAGE_0 OPTIONS...: a pipeline plan with fixed stage
+# ranges (so the byte figures below do not depend on the planner's choice of cut).
+plan() {
+    local name=$1 net=$2 procs=$3 first1=$4 last0=$5
+    shift 5
+    "$DNNPLAN" plan --net "$net" --procs "$procs" --batch 16 --cluster cori-knl --stages 2 "$@" \
+        --out "$tmp/$name.json" >/dev/null || { echo "FAIL $name: dnnplan plan"; fail=1; return; }
+    python3 - "$tmp/$name.json" "$net" "$first1" "$last0" <<'PY'
+import json, sys
+path, net, first1, last0 = sys.argv[1:]
+d = json.load(open(path))
+last = d["per_layer"][-1]["name"]
+d["pipeline"]["stage_ranges"] = [{"first": d["per_layer"][0]["name"], "last": last0}, {"first": first1, "last": last}]
+json.dump(d, open(path, "w"))
+PY
+}
+# run NAME PROCS EXPECTED_STATUS PYTHON_ASSERTIONS: validate, then assertions on the results document `r`.
+run() {
+    local name=$1 procs=$2 want=$3 asserts=$4
+    "$DNNPLAN" validate --plan "$tmp/$name.json" --np "$procs" --warmup 0 --iterations 2 --format json \
+        --out "$tmp/$name-results.json" >"$tmp/out" 2>&1
+    local got=$?
+    if [ "$got" != "$want" ]; then echo "status $got, want $want" >>"$tmp/out"; report "$name" 1; return; fi
+    python3 - "$tmp/$name-results.json" >>"$tmp/out" 2>&1 <<PY
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["plans"][0]
+led = p["pipeline"]["ledger"]
+def entries(**kw):
+    return [e for e in led["entries"] if all(e.get(k) == v for k, v in kw.items())]
+$asserts
+PY
+    report "$name" $?
+}
+
+# lenet5 cut before flatten_0 (layer 7): stage 0 sends pool2's output, 16 x 5 x 5 floats per
+# sample; micro-batch 16 / 4 = 4 samples: 4 x 400 x 4 B = 6400 B, 4 times each way.
+P2P='
+assert p["check"]["passed"] and r["checks_passed"] and led["agrees"], "checks or ledger failed"
+fwd = entries(phase="forward", kind="point_to_point")
+bwd = entries(phase="backward", kind="point_to_point")
+assert [(e["rank"], e["peer"], e["layer"], e["bytes"], e["measured_calls"]) for e in fwd] == [(0, 1, 7, 6400, 4)], fwd
+assert [(e["rank"], e["peer"], e["layer"], e["bytes"], e["measured_calls"]) for e in bwd] == [(1, 0, 7, 6400, 4)], bwd
+'
+plan gpipe lenet5 2 flatten_0 pool2 --micro-batches 4 --schedule gpipe
+run gpipe 2 0 "$P2P"
+plan onefoneb lenet5 2 flatten_0 pool2 --micro-batches 4 --schedule 1f1b
+run onefoneb 2 0 "$P2P"
+plan recompute lenet5 2 flatten_0 pool2 --micro-batches 4 --recompute
+run recompute 2 0 "$P2P
+assert p['pipeline']['recompute']"
+
+# smallcnn, 2 stages x 2 replicas (ranks 0, 1 replica 0; 2, 3 replica 1), 2 micro-batches of 4:
+# every layer with weights all-reduces its gradient over the 2 ranks of its stage. conv1 is
+# 3 -> 16 channels 3x3 with bias: (16 x 27 + 16) x 4 B = 1792 B (networks/smallcnn.json); the cut
+# before conv3 (layer 6) carries pool1's 16 x 16 x 16 output: 4 samples x 4096 x 4 B = 65536 B.
+plan replicas smallcnn 4 conv3 pool1 --micro-batches 2 --replicas 2
+run replicas 4 0 "
+assert p['check']['passed'] and led['agrees']
+ar = entries(kind='all_reduce', layer=1)
+assert sorted(e['rank'] for e in ar) == [0, 2] and all(e['group_size'] == 2 and e['measured_calls'] == 1 for e in ar), ar
+assert ar[0]['bytes'] == 1792, ar
+p2p = entries(kind='point_to_point', phase='forward')
+assert sorted((e['rank'], e['peer'], e['layer'], e['bytes']) for e in p2p) == [(0, 1, 6, 65536), (2, 3, 6, 65536)], p2p
+"
+
+# ZeRO-1 on lenet5, 2 stages x 2 replicas: a reduce-scatter of each gradient and an all-gather of
+# the updated weights over the 2 replicas. conv1: (6 x 25 + 6) x 4 B = 624 B; fc1 (400 -> 120):
+# (120 x 400 + 120) x 4 B = 192480 B.
+plan zero lenet5 4 flatten_0 pool2 --micro-batches 2 --replicas 2 --zero
+run zero 4 0 "
+assert p['check']['passed'] and led['agrees']
+for kind in ('reduce_scatter', 'all_gather'):
+    assert [(e['rank'], e['bytes'], e['group_size']) for e in entries(kind=kind, layer=1)] == [(0, 624, 2), (2, 624, 2)]
+    assert sorted((e['rank'], e['bytes']) for e in entries(kind=kind, layer=8)) == [(1, 192480), (3, 192480)]
+assert not entries(kind='all_reduce')
+"
+
+# The doctored plan: dtype fp16 (on a cluster with an fp16 rate), so its calls carry 2-byte
+# elements while the runner sends fp32: the ledger differs (3200 B planned, 6400 B sent) and the
+# run fails with status 1 though the numerical checks pass.
+plan doctored lenet5 2 flatten_0 pool2 --micro-batches 4
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['dtype']='fp16'; json.dump(d, open(sys.argv[1],'w'))" "$tmp/doctored.json"
+"$DNNPLAN" validate --plan "$tmp/doctored.json" --cluster dgx-a100 --np 2 --warmup 0 --iterations 1 >"$tmp/out" 2>&1
+status=$?
+grep -q "rank 0: layer 7 forward point_to_point of 3200 B to rank 1: 0 call(s) made, the plan has 4" "$tmp/out" &&
+    grep -q "DIFFERS" "$tmp/out" && [ $status = 1 ]
+report "doctored plan fails the byte ledger (status $status)" $?
+
+exit $fail
