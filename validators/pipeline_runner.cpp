@@ -124,6 +124,14 @@ public:
     };
     const std::vector<Gradient>& gradients() const { return grads_; }
     const Role& role() const { return me_; }
+    // The operations of the last step in the order they ran ("F0 F1 B0 ...", chunk c > 0 as "F0.c").
+    std::string executed() const {
+        std::string out;
+        for (const StageOp& op : executed_)
+            out += (out.empty() ? "" : " ") + std::string(op.forward ? "F" : "B") + std::to_string(op.micro) +
+                   (op.chunk ? "." + std::to_string(op.chunk) : "");
+        return out;
+    }
     double send_s = 0, recv_s = 0;  // this step's point-to-point time (sends; receive waits)
 
 private:
@@ -152,6 +160,7 @@ private:
     };
     std::vector<std::unique_ptr<PendingSend>> sends_;
     double loss_sum_ = 0;
+    std::vector<StageOp> executed_;
 };
 
 template <class T>
@@ -293,6 +302,7 @@ Tensor<T> PipelineStage<T>::receive(const Box& box, int from_stage, int tag, con
 
 template <class T>
 void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger) {
+    executed_.push_back(op);
     const int m = op.micro;
     auto& layers = slots_[spec_.recompute ? 0 : static_cast<std::size_t>(m)];
     const bool first_stage = me_.stage == 0, last_stage = me_.stage + 1 == spec_.stages;
@@ -360,6 +370,7 @@ void PipelineStage<T>::set_parameters(std::size_t k, const std::vector<T>& flat)
 template <class T>
 double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
     send_s = recv_s = loss_sum_ = 0;
+    executed_.clear();
     for (auto& slot : slots_)
         for (auto& l : slot)
             if (Shard<T>* sh = l.shard()) sh->zero_grad();
@@ -602,6 +613,7 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
     for (const std::string& s : cmp.mismatches) text += s + "\n";
     std::vector<std::string> entries = gather_strings(cmp.entries.dump(), comm);
     std::vector<std::string> problems = gather_strings(text, comm);
+    std::vector<std::string> orders = gather_strings(stage.executed(), comm);
     if (me == 0) {
         Json ledger_json = {{"agrees", out.ledger_agrees}, {"entries", Json::array()}, {"mismatches", Json::array()}};
         for (const std::string& e : entries)
@@ -624,6 +636,7 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
                        {"predicted_pipeline_s", score.pipeline_s},
                        {"predicted_bubble_s", score.plan.cost.bubble_s},
                        {"per_stage", stage_details(spec, score, all_stats, p)},
+                       {"orders", orders},  // per rank: the operations of its last step as they ran
                        {"ledger", ledger_json}};
     }
     return out;

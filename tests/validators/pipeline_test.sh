@@ -56,10 +56,14 @@ bwd = entries(phase="backward", kind="point_to_point")
 assert [(e["rank"], e["peer"], e["layer"], e["bytes"], e["measured_calls"]) for e in fwd] == [(0, 1, 7, 6400, 4)], fwd
 assert [(e["rank"], e["peer"], e["layer"], e["bytes"], e["measured_calls"]) for e in bwd] == [(1, 0, 7, 6400, 4)], bwd
 '
+# The order each stage ran its micro-batches in, by hand: GPipe all forwards, then all backwards;
+# 1F1B on 2 stages: stage 0 one warm-up forward (S - s - 1 = 1), stage 1 none.
 plan gpipe lenet5 2 flatten_0 pool2 --micro-batches 4 --schedule gpipe
-run gpipe 2 0 "$P2P"
+run gpipe 2 0 "$P2P
+assert p['pipeline']['orders'] == ['F0 F1 F2 F3 B0 B1 B2 B3'] * 2, p['pipeline']['orders']"
 plan onefoneb lenet5 2 flatten_0 pool2 --micro-batches 4 --schedule 1f1b
-run onefoneb 2 0 "$P2P"
+run onefoneb 2 0 "$P2P
+assert p['pipeline']['orders'] == ['F0 F1 B0 F2 B1 F3 B2 B3', 'F0 B0 F1 B1 F2 B2 F3 B3'], p['pipeline']['orders']"
 plan recompute lenet5 2 flatten_0 pool2 --micro-batches 4 --recompute
 run recompute 2 0 "$P2P
 assert p['pipeline']['recompute']"
