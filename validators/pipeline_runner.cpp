@@ -126,11 +126,13 @@ public:
     const Role& role() const { return me_; }
     // The operations of the last step in the order they ran ("F0 F1 B0 ...", chunk c > 0 as "F0.c").
     std::string executed() const {
-        std::string out;
-        for (const StageOp& op : executed_)
-            out += (out.empty() ? "" : " ") + std::string(op.forward ? "F" : "B") + std::to_string(op.micro) +
-                   (op.chunk ? "." + std::to_string(op.chunk) : "");
-        return out;
+        std::ostringstream out;
+        for (std::size_t k = 0; k < executed_.size(); ++k) {
+            const StageOp& op = executed_[k];
+            out << (k ? " " : "") << (op.forward ? 'F' : 'B') << op.micro;
+            if (op.chunk) out << '.' << op.chunk;
+        }
+        return out.str();
     }
     double send_s = 0, recv_s = 0;  // this step's point-to-point time (sends; receive waits)
 
@@ -152,7 +154,7 @@ private:
     Grid grid_{MPI_COMM_SELF, GridShape{}};
     std::vector<std::vector<StageLayer<T>>> slots_;  // per micro-batch (one slot with recomputation)
     std::vector<std::array<Index, 3>> views_;
-    std::vector<Tensor<T>> stage_inputs_, dlogits_;  // per micro-batch
+    std::vector<Tensor<T>> inputs_, stage_inputs_, dlogits_;  // per micro-batch (inputs_: stage 0)
     std::vector<Gradient> grads_;
     struct PendingSend {
         std::vector<T> data;
@@ -229,6 +231,19 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
         grads_.push_back(std::move(g));
     }
     stage_inputs_.resize(static_cast<std::size_t>(spec.micro_batches));
+    // The data loader delivers each micro-batch's input before the step (as NetworkRunner's input).
+    if (me_.stage == 0)
+        for (int m = 0; m < spec.micro_batches; ++m) {
+            const Box box = sample_box(mb, views_[0]);
+            const Index base = Index(me_.replica) * (batch / spec.replicas) + Index(m) * mb;
+            Tensor<T> x(box);
+            for (Index b = 0; b < box.hi[0]; ++b)
+                for (Index c = 0; c < box.hi[1]; ++c)
+                    for (Index h = 0; h < box.hi[2]; ++h)
+                        for (Index w = 0; w < box.hi[3]; ++w)
+                            x.at(b, c, h, w) = static_cast<T>(input_value(base + b, c, h, w));
+            inputs_.push_back(std::move(x));
+        }
     dlogits_.resize(static_cast<std::size_t>(spec.micro_batches));
 }
 
@@ -314,12 +329,7 @@ void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& led
     if (op.forward) {
         Tensor<T> x;
         if (first_stage) {
-            x = Tensor<T>(in_box);
-            for (Index b = 0; b < in_box.hi[0]; ++b)
-                for (Index c = 0; c < in_box.hi[1]; ++c)
-                    for (Index h = 0; h < in_box.hi[2]; ++h)
-                        for (Index w = 0; w < in_box.hi[3]; ++w)
-                            x.at(b, c, h, w) = static_cast<T>(input_value(base + b, c, h, w));
+            x = inputs_[static_cast<std::size_t>(m)];
         } else {
             x = receive(in_box, me_.stage - 1, kActivationTag + m, "activations of " + mtext, timer);
         }
