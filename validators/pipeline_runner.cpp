@@ -550,6 +550,33 @@ Json stage_details(const planner::PipelineSpec& spec, const planner::PipelineSco
     }
     return stages;
 }
+// The ledger of the last timed iteration against the plan's calls on every rank; rank 0 gets
+// every entry and mismatch under details["ledger"]. True when all ranks agree.
+bool check_ledger(const ByteLedger& ledger, const planner::PipelineProgram& program, const planner::PipelineSpec& spec,
+                  MPI_Comm comm, Json& details) {
+    const int me = comm_rank(comm);
+    LedgerComparison cmp = compare_ledgers(ledger, planned_ledger(program, spec, me), me);
+    int mismatches = static_cast<int>(cmp.mismatches.size()), total = 0;
+    MPI_Allreduce(&mismatches, &total, 1, MPI_INT, MPI_SUM, comm);
+    std::string text;
+    for (const std::string& line : cmp.mismatches) text += line + "\n";
+    std::vector<std::string> entries = gather_strings(cmp.entries.dump(), comm);
+    std::vector<std::string> problems = gather_strings(text, comm);
+    if (me == 0) {
+        Json ledger_json = {{"agrees", total == 0}, {"entries", Json::array()}, {"mismatches", Json::array()}};
+        for (const std::string& e : entries)
+            for (const Json& j : Json::parse(e)) ledger_json["entries"].push_back(j);
+        for (const std::string& t : problems) {
+            std::size_t pos = 0, nl;
+            while ((nl = t.find('\n', pos)) != std::string::npos) {
+                ledger_json["mismatches"].push_back(t.substr(pos, nl - pos));
+                pos = nl + 1;
+            }
+        }
+        details["ledger"] = ledger_json;
+    }
+    return total == 0;
+}
 }  // namespace
 
 PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
@@ -614,40 +641,21 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
     std::vector<double> all_stats(static_cast<std::size_t>(p * kStats));
     MPI_Gather(mine.data(), kStats, MPI_DOUBLE, all_stats.data(), kStats, MPI_DOUBLE, 0, comm);
 
-    // The ledger of the last timed iteration against the plan's calls, every rank.
-    LedgerComparison cmp = compare_ledgers(ledger, planned_ledger(program, spec, me), me);
-    int mismatches = static_cast<int>(cmp.mismatches.size()), total_mismatches = 0;
-    MPI_Allreduce(&mismatches, &total_mismatches, 1, MPI_INT, MPI_SUM, comm);
-    out.ledger_agrees = total_mismatches == 0;
-    std::string text;
-    for (const std::string& s : cmp.mismatches) text += s + "\n";
-    std::vector<std::string> entries = gather_strings(cmp.entries.dump(), comm);
-    std::vector<std::string> problems = gather_strings(text, comm);
     std::vector<std::string> orders = gather_strings(stage.executed(), comm);
+    out.ledger_agrees = check_ledger(ledger, program, spec, comm, out.details);
     if (me == 0) {
-        Json ledger_json = {{"agrees", out.ledger_agrees}, {"entries", Json::array()}, {"mismatches", Json::array()}};
-        for (const std::string& e : entries)
-            for (const Json& j : Json::parse(e)) ledger_json["entries"].push_back(j);
-        for (const std::string& t : problems) {
-            std::size_t pos = 0, nl;
-            while ((nl = t.find('\n', pos)) != std::string::npos) {
-                ledger_json["mismatches"].push_back(t.substr(pos, nl - pos));
-                pos = nl + 1;
-            }
-        }
-        out.details = {{"tensor", spec.tensor},
-                       {"stages", spec.stages},
-                       {"micro_batches", spec.micro_batches},
-                       {"micro_batch", program.micro_batch},
-                       {"replicas", spec.replicas},
-                       {"schedule", planner::to_string(spec.schedule)},
-                       {"zero", spec.zero},
-                       {"recompute", spec.recompute},
-                       {"predicted_pipeline_s", score.pipeline_s},
-                       {"predicted_bubble_s", score.plan.cost.bubble_s},
-                       {"per_stage", stage_details(spec, score, all_stats, p)},
-                       {"orders", orders},  // per rank: the operations of its last step as they ran
-                       {"ledger", ledger_json}};
+        out.details.update({{"tensor", spec.tensor},
+                            {"stages", spec.stages},
+                            {"micro_batches", spec.micro_batches},
+                            {"micro_batch", program.micro_batch},
+                            {"replicas", spec.replicas},
+                            {"schedule", planner::to_string(spec.schedule)},
+                            {"zero", spec.zero},
+                            {"recompute", spec.recompute},
+                            {"predicted_pipeline_s", score.pipeline_s},
+                            {"predicted_bubble_s", score.plan.cost.bubble_s},
+                            {"per_stage", stage_details(spec, score, all_stats, p)},
+                            {"orders", orders}});  // per rank: the operations of its last step as they ran
     }
     return out;
 }

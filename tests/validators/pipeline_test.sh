@@ -68,6 +68,15 @@ plan recompute lenet5 2 flatten_0 pool2 --micro-batches 4 --recompute
 run recompute 2 0 "$P2P
 assert p['pipeline']['recompute']"
 
+# 3 stages, 2 micro-batches, 1F1B (the planner's stage ranges): warm-up forwards min(S - s - 1, M)
+# = 2, 1, 0, so stages 0 and 1 run F0 F1 B0 B1 and stage 2 F0 B0 F1 B1.
+"$DNNPLAN" plan --net lenet5 --procs 3 --batch 12 --cluster cori-knl --stages 3 --micro-batches 2 \
+    --schedule 1f1b --out "$tmp/three.json" >/dev/null
+run three 3 0 "
+assert p['check']['passed'] and led['agrees']
+assert p['pipeline']['orders'] == ['F0 F1 B0 B1', 'F0 F1 B0 B1', 'F0 B0 F1 B1'], p['pipeline']['orders']
+"
+
 # smallcnn, 2 stages x 2 replicas (ranks 0, 1 replica 0; 2, 3 replica 1), 2 micro-batches of 4:
 # every layer with weights all-reduces its gradient over the 2 ranks of its stage. conv1 is
 # 3 -> 16 channels 3x3 with bias: (16 x 27 + 16) x 4 B = 1792 B (networks/smallcnn.json); the cut
