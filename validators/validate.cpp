@@ -66,7 +66,8 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
     job.strategy = request.strategy;
     job.grid = request.label;
     job.pipeline = planner::pipeline_for(request, *job.model, file);
-    if (std::string why = pipeline_unsupported_reason(job.pipeline); !why.empty())
+    if (std::string why = job.pipeline.active() ? pipeline_unsupported_reason(job.pipeline) : "";
+        !why.empty())
         throw InputError(file, "/pipeline", why);
     job.scored = job.pipeline.active() ? planner::score_pipeline(*job.model, job.pipeline, layouts).plan
                                        : job.model->score(layouts);
