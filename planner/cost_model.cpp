@@ -31,6 +31,21 @@ std::string to_string(Infeasibility infeasibility) {
 
 namespace {
 bool is_spatial(const Layer& layer) { return layer.output_shape.size() == 3; }
+
+// A halo exchange reaches the adjacent tile only (as DistDL's): a halo wider than the smallest
+// tile of the input (floor(extent / parts) rows or columns) would need the tile beyond.
+std::string halo_problem(const Layer& layer, const networks::Shape& in, const Layout& l) {
+    const auto& a = layer.attrs;
+    auto check = [](std::int64_t halo, std::int64_t extent, int parts, const char* one, const char* many) {
+        const std::int64_t tile = extent / parts;
+        if (parts == 1 || halo <= tile) return std::string();
+        return "a halo of " + std::to_string(halo) + " " + (halo == 1 ? one : many) + " is wider than the smallest tile (" +
+               std::to_string(tile) + " " + (tile == 1 ? one : many) + " of " + std::to_string(extent) + " split " +
+               std::to_string(parts) + " ways)";
+    };
+    std::string problem = check((a.kernel_h / 2) * a.dilation_h, in[1], l.h, "row", "rows");
+    return problem.empty() ? check((a.kernel_w / 2) * a.dilation_w, in[2], l.w, "column", "columns") : problem;
+}
 }  // namespace
 
 // Collects calls and per-kind seconds while scoring; the search passes nullptr.
@@ -73,12 +88,14 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
     const std::int64_t p = options_.procs;
     if (l.procs() > p || p % l.procs() != 0)
         return "layout " + to_string(l) + " does not divide P = " + std::to_string(p);
-    if (l.n > options_.batch || options_.batch % l.n != 0)
+    if (l.n > options_.batch)
         return "batch " + std::to_string(options_.batch) + " cannot be split " + std::to_string(l.n) + " ways";
     const networks::Shape& out = layer.output_shape;
     const networks::Shape& in = network_->layers[layer.inputs.front()].output_shape;
+    // Splits are balanced (parts differ by at most one element): only more parts than elements
+    // is impossible.
     auto need = [&](std::int64_t extent, int factor, const char* what) -> std::string {
-        if (factor == 1 || extent % factor == 0) return "";
+        if (factor <= extent) return "";
         return std::string(what) + " " + std::to_string(extent) + " cannot be split " + std::to_string(factor) +
                " ways";
     };
@@ -94,7 +111,8 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
             if (!(problem = need(out[1], l.h, "output height")).empty()) return problem;
             if (!(problem = need(out[2], l.w, "output width")).empty()) return problem;
             if (!(problem = need(in[1], l.h, "input height")).empty()) return problem;
-            return need(in[2], l.w, "input width");
+            if (!(problem = need(in[2], l.w, "input width")).empty()) return problem;
+            return halo_problem(layer, in, l);
         case LayerKind::linear:
             if (l.h > 1 || l.w > 1) return "linear layers have no spatial axes";
             if (!(problem = need(out.back(), l.co, "output features")).empty()) return problem;
@@ -203,10 +221,11 @@ double CostModel::collective(Collective kind, const GroupPlacement& group, doubl
     return choice.seconds;
 }
 
-// One direction of a redistribution of a whole-batch tensor of `bytes` (DistDL's repartition):
+// One direction of a redistribution of `producer`'s whole-batch output (DistDL's repartition):
 // free when the target needs no data it lacks, an all-gather when the target only merges splits,
-// an all-to-all otherwise.
-double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, int layer, Phase phase,
+// an all-to-all otherwise. Balanced splits nest when one count divides the other (block i of f
+// starts at floor(E i / f), block k i of k f too), so "merges" and "slices" are decided on the counts.
+double CostModel::redistribute(const Dist& from, const Dist& to, int producer, int layer, Phase phase,
                                Recorder* recorder) const {
     if (from == to) return 0;
     auto divides = [](int a, int b) { return b % a == 0; };
@@ -216,9 +235,11 @@ double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, i
         divides(from.n, to.n) && divides(from.c, to.c) && divides(from.h, to.h) && divides(from.w, to.w);
     if (target_finer) return 0;  // a local slice
     const Collective kind = target_coarser ? Collective::all_gather : Collective::all_to_all;
-    const GroupPlacement group = exchange_group(from, to, links_.devices_per_node);
-    const double part_bytes =
-        bytes / static_cast<double>(target_coarser ? to.parts() : std::min(from.parts(), to.parts()));
+    const networks::Shape& shape = network_->layers[producer].output_shape;
+    const GroupPlacement group = exchange_group(from, to, shape, options_.batch, links_.devices_per_node);
+    // Per process: the target's largest shard for an all-gather, the coarser side's for an all-to-all.
+    const Dist& per_process = target_coarser || to.parts() <= from.parts() ? to : from;
+    const double part_bytes = output_bytes(producer) * largest_share(shape, options_.batch, per_process);
     const clusters::CollectiveChoice choice = cheapest(kind, group, part_bytes);
     if (recorder && choice.seconds > 0) {
         CommCall call;
@@ -237,12 +258,13 @@ double CostModel::redistribute(const Dist& from, const Dist& to, double bytes, i
     return choice.seconds;
 }
 
-double CostModel::redistribution_seconds(const Dist& from, const Dist& to, double bytes) const {
-    const RedistributionKey key{from, to, bytes};
+double CostModel::redistribution_seconds(const Dist& from, const Dist& to, int producer) const {
+    const networks::Layer& layer = network_->layers[producer];
+    const RedistributionKey key{from, to, output_bytes(producer), split_extents(layer.output_shape)};
     if (const double* known = redistribution_memo_.find(key)) return *known;
     // Forward moves the activation; backward moves its gradient the opposite way.
-    const double seconds = redistribute(from, to, bytes, 0, Phase::forward, nullptr) +
-                           redistribute(to, from, bytes, 0, Phase::backward, nullptr);
+    const double seconds = redistribute(from, to, producer, 0, Phase::forward, nullptr) +
+                           redistribute(to, from, producer, 0, Phase::backward, nullptr);
     redistribution_memo_.insert(key, seconds);
     return seconds;
 }
@@ -292,12 +314,12 @@ CostModel::LayerComm CostModel::anchor_communication(int index, const Layout& l,
     if ((l.h > 1 || l.w > 1) && is_spatial(layer)) {
         const auto& x = network_->layers[layer.inputs.front()].output_shape;
         const auto& y = layer.output_shape;
-        comm.forward +=
-            halo_exchange(index, l, local.batch, {x[0] / l.ci, x[1], x[2]}, Phase::forward, "halo of the input", rec);
+        comm.forward += halo_exchange(index, l, local.batch, {largest_part(x[0], l.ci), x[1], x[2]}, Phase::forward,
+                                      "halo of the input", rec);
         // The output gradient's halo feeds the input gradient only: the weight gradient (dY x X over
         // a process's own positions) reads the input halo received in the forward pass.
         if (needs_input_grad)
-            comm.backward += halo_exchange(index, l, local.batch, {y[0] / l.co, y[1], y[2]}, Phase::backward,
+            comm.backward += halo_exchange(index, l, local.batch, {largest_part(y[0], l.co), y[1], y[2]}, Phase::backward,
                                            "halo of the output gradient", rec);
     }
     return comm;
@@ -320,10 +342,10 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
         t += s;
     };
     if (l.h > 1 && width_h > 0)
-        exchange(local_batch * channels * width_h * (static_cast<double>(cols) / l.w) * element_bytes_,
+        exchange(local_batch * channels * width_h * static_cast<double>(largest_part(cols, l.w)) * element_bytes_,
                  placement(l, false, false, false, true, false));
     if (l.w > 1 && width_w > 0)
-        exchange(local_batch * channels * width_w * (static_cast<double>(rows) / l.h) * element_bytes_,
+        exchange(local_batch * channels * width_w * static_cast<double>(largest_part(rows, l.h)) * element_bytes_,
                  placement(l, false, false, false, false, true));
     return t;
 }
@@ -339,13 +361,13 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Dist& in
         // Each process averages its own tile; the partial sums of its channels are all-reduced over
         // the tiles (a few bytes per sample, not the gather of the whole input). The backward pass
         // spreads the replicated gradient over each tile locally.
-        const double sums = local_batch * layer.output_shape[0] / in.c * element_bytes_;
+        const double sums = local_batch * static_cast<double>(largest_part(layer.output_shape[0], in.c)) * element_bytes_;
         comm.forward += collective(Collective::all_reduce, contiguous(static_cast<std::int64_t>(in.h) * in.w), sums,
                                    index, Phase::forward, "global pool partial sums", rec);
     }
     if (layer.kind == LayerKind::batchnorm2d) {
         // Spatially split batch norm needs global statistics (sum and sum of squares) both ways.
-        const double stats = 2.0 * layer.output_shape[0] / in.c * 4;
+        const double stats = 2.0 * static_cast<double>(largest_part(layer.output_shape[0], in.c)) * 4;
         const GroupPlacement g = contiguous(static_cast<std::int64_t>(in.h) * in.w);
         comm.forward +=
             collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
@@ -360,8 +382,9 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Dist& in
         const std::int64_t cols = std::max<std::int64_t>(0, a.kernel_w - a.stride_w);
         const double eb = element_bytes_;
         double bytes = 0;
-        if (in.h > 1) bytes += local_batch * x[0] / in.c * rows * (static_cast<double>(x[2]) / in.w) * eb;
-        if (in.w > 1) bytes += local_batch * x[0] / in.c * cols * (static_cast<double>(x[1]) / in.h) * eb;
+        const double channels = static_cast<double>(largest_part(x[0], in.c));
+        if (in.h > 1) bytes += local_batch * channels * rows * static_cast<double>(largest_part(x[2], in.w)) * eb;
+        if (in.w > 1) bytes += local_batch * channels * cols * static_cast<double>(largest_part(x[1], in.h)) * eb;
         if (bytes > 0) {
             // On the link the neighbours share: inside a node when the whole tile group is.
             const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
@@ -385,18 +408,18 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     const Layer& layer = network_->layers[index];
     const double eb = element_bytes_;
     LocalSizes local;
-    local.batch = static_cast<double>(options_.batch) / in.n;
-    local.input_bytes = local.batch * static_cast<double>(input_elements_[index]) * eb / (in.c * in.h * in.w);
-    local.output_bytes = local.batch * static_cast<double>(layer.output_elements) * eb / (out.c * out.h * out.w);
+    const networks::Shape& input_shape = network_->layers[layer.inputs.front()].output_shape;
+    local.batch = local_batch(options_.batch, in.n);
+    local.input_bytes = local.batch * static_cast<double>(input_elements_[index]) * eb * largest_share(input_shape, in);
+    local.output_bytes = local.batch * static_cast<double>(layer.output_elements) * eb * largest_share(layer.output_shape, out);
     const bool anchor = is_anchor_kind(layer.kind);
 
-    // How many ways the layer's FLOPs are divided, and which processes share a weight shard.
-    // A follower's work is split as finely as the larger of its input and output (a global pool
+    // The busiest process's share of the layer's FLOPs, and which processes share a weight shard.
+    // A follower's work is split as finely as the finer of its input and output (a global pool
     // works on its input's tiles, a flatten on its input's splits).
-    const double work_split =
-        anchor ? static_cast<double>(l.co) * l.ci * l.h * l.w
-               : std::max(static_cast<double>(out.c) * out.h * out.w, static_cast<double>(in.c) * in.h * in.w);
-    const double weight_split = weight_shards(layer.kind, l, in);
+    const double work_share = anchor ? anchor_work_share(layer, input_shape, l)
+                                     : std::min(largest_share(layer.output_shape, out), largest_share(input_shape, in));
+    const double weight_split = weight_shards(layer, input_shape, l, in);
     const GroupPlacement sync_group = anchor ? placement(l, true, false, false, true, true)
                                              : contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
     const LayerComm comm =
@@ -408,9 +431,9 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
                                                       Phase::sync, "weight gradient", rec)
                                          : 0.0;
 
-    const double fwd_flops = static_cast<double>(layer.fwd_flops) * local.batch / work_split;
+    const double fwd_flops = static_cast<double>(layer.fwd_flops) * local.batch * work_share;
     const double bwd_flops =
-        static_cast<double>(layer.bwd_input_flops + layer.bwd_weight_flops) * local.batch / work_split;
+        static_cast<double>(layer.bwd_input_flops + layer.bwd_weight_flops) * local.batch * work_share;
     const double fwd_c = compute_seconds(fwd_flops, local.input_bytes + local.output_bytes + weight_local);
     const double bwd_c = compute_seconds(bwd_flops, 2 * (local.input_bytes + local.output_bytes) + 2 * weight_local);
     if (rec) {
@@ -450,9 +473,8 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
             if (producer == 0 || anchor_of_[producer] != anchor) continue;
             Dist have = out_of(producer);
             Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            const double bytes = output_bytes(producer);
-            total += redistribute(have, want, bytes, index, Phase::forward, recorder) +
-                     redistribute(want, have, bytes, index, Phase::backward, recorder);
+            total += redistribute(have, want, producer, index, Phase::forward, recorder) +
+                     redistribute(want, have, producer, index, Phase::backward, recorder);
         }
     }
     return total;
@@ -479,7 +501,9 @@ std::uint64_t CostModel::RedistributionKeyHash::operator()(const RedistributionK
         return static_cast<std::uint64_t>(d.n) << 48 ^ static_cast<std::uint64_t>(d.c) << 32 ^
                static_cast<std::uint64_t>(d.h) << 16 ^ static_cast<std::uint64_t>(d.w);
     };
-    return mix64(std::bit_cast<std::uint64_t>(k.bytes) ^ mix64(pack(k.from) ^ mix64(pack(k.to))));
+    std::uint64_t shape = 0;
+    for (std::int64_t extent : k.extents) shape = mix64(shape ^ static_cast<std::uint64_t>(extent));
+    return mix64(std::bit_cast<std::uint64_t>(k.bytes) ^ mix64(pack(k.from) ^ mix64(pack(k.to) ^ shape)));
 }
 
 clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlacement& group, double bytes) const {
@@ -540,9 +564,8 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
             if (producer == 0) continue;
             const Dist have = plan.layers[producer].out_dist;
             const Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            const double bytes = output_bytes(producer);
-            redistribute(have, want, bytes, index, Phase::forward, &recorder);
-            redistribute(want, have, bytes, index, Phase::backward, &recorder);
+            redistribute(have, want, producer, index, Phase::forward, &recorder);
+            redistribute(want, have, producer, index, Phase::backward, &recorder);
         }
         lc.fwd_compute_s = cost.fwd_compute_s - fwd_before;
         lc.bwd_compute_s = cost.bwd_compute_s - bwd_before;
@@ -558,8 +581,8 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
                 lc.sync_network = clusters::node_count(call.group) > 1;
             }
         }
-        const LayerMemory memory = layer_memory(*network_, index, l, dists,
-                                                static_cast<double>(options_.batch) / lc.in_dist.n, element_bytes_);
+        const LayerMemory memory =
+            layer_memory(*network_, index, l, dists, local_batch(options_.batch, lc.in_dist.n), element_bytes_);
         lc.local_params = memory.local_params;
         lc.weight_bytes = memory.weight_bytes;
         lc.activation_bytes = memory.activation_bytes;

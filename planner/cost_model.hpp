@@ -133,8 +133,8 @@ public:
     Dist segment_output_dist(int layer, const Layout& anchor_layout) const;  // dist of `layer`'s output
     Dist required_input_dist(int layer, const Layout& anchor_layout, int input_index) const;
 
-    // Forward + backward seconds to move a tensor of `bytes` (whole batch) from one dist to another.
-    double redistribution_seconds(const Dist& from, const Dist& to, double bytes) const;
+    // Forward + backward seconds to move `producer`'s output (whole batch) from one dist to another.
+    double redistribution_seconds(const Dist& from, const Dist& to, int producer) const;
 
     // Per-layer costs and communication calls of a full assignment (layouts of the anchors;
     // others ignored), infeasible with the first layout problem; no totals.
@@ -168,7 +168,7 @@ private:
                          double sync_weight = 1.0, double* sync_out = nullptr) const;
     clusters::CollectiveChoice cheapest(clusters::Collective kind, const clusters::GroupPlacement& group,
                                         double bytes) const;
-    double redistribute(const Dist& from, const Dist& to, double bytes, int layer, Phase phase,
+    double redistribute(const Dist& from, const Dist& to, int producer, int layer, Phase phase,
                         Recorder* recorder) const;
     double collective(clusters::Collective kind, const clusters::GroupPlacement& group, double bytes, int layer,
                       Phase phase, const char* what, Recorder* recorder) const;
@@ -200,6 +200,7 @@ private:
     struct RedistributionKey {
         Dist from, to;
         double bytes = 0;
+        std::array<std::int64_t, 3> extents{};  // split_extents of the tensor: balanced splits' parts depend on them
         bool operator==(const RedistributionKey&) const = default;
     };
     struct RedistributionKeyHash {

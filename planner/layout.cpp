@@ -55,11 +55,12 @@ std::int64_t channel_extent(const networks::Shape& s) { return s.empty() ? 1 : (
 std::int64_t height_extent(const networks::Shape& s) { return s.size() == 3 ? s[1] : 1; }
 std::int64_t width_extent(const networks::Shape& s) { return s.size() == 3 ? s[2] : 1; }
 
-// Keeps only the splits a tensor of this shape can take evenly; the rest become replication.
+// Keeps only the splits a tensor of this shape can take (no more parts than elements: balanced
+// splits otherwise); the rest become replication.
 Dist fit(Dist d, const networks::Shape& shape) {
-    if (channel_extent(shape) % d.c != 0) d.c = 1;
-    if (height_extent(shape) % d.h != 0) d.h = 1;
-    if (width_extent(shape) % d.w != 0) d.w = 1;
+    if (channel_extent(shape) < d.c) d.c = 1;
+    if (height_extent(shape) < d.h) d.h = 1;
+    if (width_extent(shape) < d.w) d.w = 1;
     return d;
 }
 
@@ -118,18 +119,31 @@ Dist follower_output_dist(const Layer& layer, const Dist& in) {
 }  // namespace
 
 namespace {
+// The most blocks of a balanced `f`-way split of [0, extent) that one block of a balanced `t`-way
+// split meets. Block i starts at floor(extent i / f) (validators/tensor.hpp), so position x lies in
+// block ceil((x + 1) f / extent) - 1; each target block is scanned (t <= extent, t <= P). When f
+// and t divide the extent this is the closed form m = floor((a + b - 2) / b) + 1 with
+// a = f / g, b = t / g, g = gcd(f, t) (f / t when t divides f, 1 when f divides t).
+std::int64_t most_blocks_met(std::int64_t extent, std::int64_t f, std::int64_t t) {
+    if (f <= 1) return 1;
+    auto block_of = [&](std::int64_t x) { return ((x + 1) * f + extent - 1) / extent - 1; };
+    std::int64_t most = 1;
+    for (std::int64_t j = 0; j < t; ++j) {
+        const std::int64_t begin = extent * j / t, end = extent * (j + 1) / t;
+        if (end > begin) most = std::max(most, block_of(end - 1) - block_of(begin) + 1);
+    }
+    return most;
+}
+
 // The ranks of `side`'s grid that meet (or feed) one shard of `other`, at most, counted on the
-// first node. Along an axis cut f ways on this side and t ways on the other, with a = f / g and
-// b = t / g (g = gcd(f, t)), a chunk of the other side spans a units of 1 / lcm and one of this
-// side b units; starting at offset r (mod b) it meets floor((r + a - 1) / b) + 1 of them, most for
-// r = b - 1: m = floor((a + b - 2) / b) + 1 (f / t when t divides f, 1 when f divides t).
-clusters::GroupPlacement meeting_shards(const Dist& side, const Dist& other, int devices_per_node) {
+// first node (the product over the axes of most_blocks_met).
+clusters::GroupPlacement meeting_shards(const Dist& side, const Dist& other, const std::int64_t (&extent)[4],
+                                        int devices_per_node) {
     const std::int64_t f[4] = {side.n, side.c, side.h, side.w};
     const std::int64_t t[4] = {other.n, other.c, other.h, other.w};
     std::int64_t m[4], size = 1;
     for (int k = 0; k < 4; ++k) {
-        const std::int64_t g = std::gcd(f[k], t[k]), a = f[k] / g, b = t[k] / g;
-        m[k] = (a + b - 2) / b + 1;
+        m[k] = most_blocks_met(extent[k], f[k], t[k]);
         size *= m[k];
     }
     // Members in rank order ((i_n f_c + i_c) f_h + i_h) f_w + i_w, which grows with the
@@ -142,13 +156,66 @@ clusters::GroupPlacement meeting_shards(const Dist& side, const Dist& other, int
                 for (std::int64_t w = 0; w < m[3] && ((n * f[1] + c) * f[2] + h) * f[3] + w < d; ++w) ++on_first_node;
     return clusters::GroupPlacement{static_cast<int>(size), static_cast<int>(std::gcd(size, on_first_node))};
 }
+
+clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const std::int64_t (&extent)[4],
+                                        int devices_per_node) {
+    const clusters::GroupPlacement gather = meeting_shards(from, to, extent, devices_per_node);
+    const clusters::GroupPlacement scatter = meeting_shards(to, from, extent, devices_per_node);
+    if (gather.size != scatter.size) return gather.size > scatter.size ? gather : scatter;
+    return gather.per_node <= scatter.per_node ? gather : scatter;
+}
 }  // namespace
 
 clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int devices_per_node) {
-    const clusters::GroupPlacement gather = meeting_shards(from, to, devices_per_node);
-    const clusters::GroupPlacement scatter = meeting_shards(to, from, devices_per_node);
-    if (gather.size != scatter.size) return gather.size > scatter.size ? gather : scatter;
-    return gather.per_node <= scatter.per_node ? gather : scatter;
+    // Extents both splits divide: the closed form's case.
+    const std::int64_t extent[4] = {std::lcm<std::int64_t>(from.n, to.n), std::lcm<std::int64_t>(from.c, to.c),
+                                    std::lcm<std::int64_t>(from.h, to.h), std::lcm<std::int64_t>(from.w, to.w)};
+    return exchange_group(from, to, extent, devices_per_node);
+}
+
+clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const networks::Shape& shape,
+                                        std::int64_t batch, int devices_per_node) {
+    const std::int64_t extent[4] = {batch, channel_extent(shape), height_extent(shape), width_extent(shape)};
+    return exchange_group(from, to, extent, devices_per_node);
+}
+
+std::array<std::int64_t, 3> split_extents(const networks::Shape& shape) {
+    return {channel_extent(shape), height_extent(shape), width_extent(shape)};
+}
+
+double largest_share(const networks::Shape& shape, const Dist& d) {
+    auto share = [](std::int64_t extent, int parts) {
+        return static_cast<double>(largest_part(extent, parts)) / static_cast<double>(extent);
+    };
+    return share(channel_extent(shape), d.c) * share(height_extent(shape), d.h) * share(width_extent(shape), d.w);
+}
+
+double largest_share(const networks::Shape& shape, std::int64_t batch, const Dist& d) {
+    return local_batch(batch, d.n) / static_cast<double>(batch) * largest_share(shape, d);
+}
+
+double anchor_work_share(const Layer& layer, const networks::Shape& input_shape, const Layout& l) {
+    auto share = [](std::int64_t extent, int parts) {
+        return extent > 0 ? static_cast<double>(largest_part(extent, parts)) / static_cast<double>(extent)
+                          : 1.0 / parts;
+    };
+    const networks::Shape& out = layer.output_shape;
+    switch (layer.kind) {
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d: {
+            // Grouped convolutions split whole groups (layout_problem keeps ci = 1 for them).
+            const std::int64_t co_extent = layer.attrs.groups > 1 ? layer.attrs.groups : out[0];
+            return share(co_extent, l.co) * share(input_shape[0], l.ci) * share(out[1], l.h) * share(out[2], l.w);
+        }
+        case LayerKind::linear:
+            return share(out.back(), l.co) * share(input_shape.back(), l.ci);
+        case LayerKind::attention:
+            return share(layer.attrs.heads, l.co);
+        case LayerKind::embedding:
+            return share(layer.attrs.embedding_dim, l.co);
+        default:
+            return 1.0 / static_cast<double>(l.co * l.ci * l.h * l.w);
+    }
 }
 
 bool is_global_pool(const Layer& layer) {
@@ -156,9 +223,27 @@ bool is_global_pool(const Layer& layer) {
            layer.output_shape[1] == 1 && layer.output_shape[2] == 1;
 }
 
-double weight_shards(LayerKind kind, const Layout& layout, const Dist& in) {
-    if (is_anchor_kind(kind)) return static_cast<double>(layout.co) * layout.ci;
-    return kind == LayerKind::batchnorm2d ? in.c : 1.0;
+double weight_shards(const Layer& layer, const networks::Shape& input_shape, const Layout& layout, const Dist& in) {
+    auto shards = [](std::int64_t extent, int parts) {
+        return extent > 0 ? static_cast<double>(extent) / static_cast<double>(largest_part(extent, parts)) : parts;
+    };
+    const networks::Shape& out = layer.output_shape;
+    switch (layer.kind) {
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d:
+            return shards(layer.attrs.groups > 1 ? layer.attrs.groups : out[0], layout.co) *
+                   shards(input_shape[0], layout.ci);
+        case LayerKind::linear:
+            return shards(out.back(), layout.co) * shards(input_shape.back(), layout.ci);
+        case LayerKind::attention:
+            return shards(layer.attrs.heads, layout.co);
+        case LayerKind::embedding:
+            return shards(layer.attrs.embedding_dim, layout.co);
+        case LayerKind::batchnorm2d:
+            return shards(channel_extent(input_shape), in.c);
+        default:
+            return 1.0;
+    }
 }
 
 LayerDists layer_dists(const networks::Network& network, int index, const Layout& layout, const Dist& first_input_out) {

@@ -6,6 +6,7 @@
 // all take their distributions from here.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -37,6 +38,24 @@ struct Dist {
     bool operator==(const Dist&) const = default;
 };
 
+// Balanced splits, as DistDL and the validators cut (validators/tensor.hpp, block_begin): an axis of
+// `extent` cut into `parts` has parts of floor or ceil(extent / parts) elements; the busiest process
+// holds the ceiling, and it is the one a step waits for, so costs take the largest part.
+inline std::int64_t largest_part(std::int64_t extent, std::int64_t parts) { return (extent + parts - 1) / parts; }
+// The extents a Dist's c, h and w split for a per-sample shape: [C, H, W] images; the last axis
+// (features, hidden) of anything else, unsplit spatially.
+std::array<std::int64_t, 3> split_extents(const networks::Shape& shape);
+// Samples on the busiest process when a batch of `batch` is split `n` ways.
+inline double local_batch(std::int64_t batch, int n) { return static_cast<double>(largest_part(batch, n)); }
+// The fraction of a per-sample tensor of `shape` the busiest process holds under `d` (its c, h and
+// w splits; the batch apart): 1 / (c h w) when the splits divide the extents.
+double largest_share(const networks::Shape& shape, const Dist& d);
+// The same over the whole batch as well: what one process sends or holds of a batch tensor.
+double largest_share(const networks::Shape& shape, std::int64_t batch, const Dist& d);
+// The fraction of an anchor's per-sample work (FLOPs) on its busiest process under `layout`:
+// output channels / features / heads by co, the reduction by ci, output rows and columns by h, w.
+double anchor_work_share(const networks::Layer& layer, const networks::Shape& input_shape, const Layout& layout);
+
 // Layers that choose a layout (convolution, linear, attention, embedding); every other layer
 // follows the distribution of its first input (elementwise layers fuse with their producer).
 bool is_anchor_kind(networks::LayerKind kind);
@@ -65,11 +84,17 @@ Dist wanted_input_dist(const networks::Network& network, int index, int input_in
 // shard of `from` feeds shards of `to` likewise; the group is the larger set, placed where its ranks are in that side's
 // grid (w innermost, then h, c and n; replicas outermost) on nodes of `devices_per_node` (of equal sets, the one spread
 // over more nodes).
+// With balanced (uneven) splits the count along an axis is taken over the actual blocks of the
+// tensor's `shape` (per sample) and `batch`.
 clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int devices_per_node);
+clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const networks::Shape& shape,
+                                        std::int64_t batch, int devices_per_node);
 
-// How many ways a layer's parameters are divided: anchors over co x ci, batch norm over the
+// How many ways a layer's parameters are divided, as 1 / the busiest process's fraction: anchors
+// over co x ci (their weight tensors' output and input axes, balanced), batch norm over the
 // channels it reads split, everything else not at all.
-double weight_shards(networks::LayerKind kind, const Layout& layout, const Dist& in);
+double weight_shards(const networks::Layer& layer, const networks::Shape& input_shape, const Layout& layout,
+                     const Dist& in);
 
 // "n64 x co8", "n512" (batch only), "1" for a single process.
 std::string to_string(const Layout& layout);

@@ -11,15 +11,13 @@ LayerMemory layer_memory(const networks::Network& network, int index, const Layo
     const networks::Layer& layer = network.layers[index];
     const Dist& in = dists.in;
     const Dist& out = dists.out;
-    // Anchors split their weights over co x ci; batch norm keeps the statistics of its channels.
-    const double weight_split = is_anchor_kind(layer.kind)             ? static_cast<double>(layout.co) * layout.ci
-                                : layer.kind == LayerKind::batchnorm2d ? in.c
-                                                                       : 1.0;
+    const networks::Shape& input_shape = network.layers[layer.inputs.front()].output_shape;
+    const double weight_split = weight_shards(layer, input_shape, layout, in);
     // Attention's saved internals (scores, softmax) are split by heads.
-    const double saved_split = layer.kind == LayerKind::attention ? layout.co : 1.0;
-    const double out_share = layer.output_elements / static_cast<double>(out.c * out.h * out.w);
-    const double in_share =
-        network.layers[layer.inputs.front()].output_elements / static_cast<double>(in.c * in.h * in.w);
+    const double saved_split = layer.kind == LayerKind::attention ? static_cast<double>(layer.attrs.heads) / largest_part(layer.attrs.heads, layout.co) : 1.0;
+    // The busiest process's shares of the output and the input (balanced splits: the largest part).
+    const double out_share = layer.output_elements * largest_share(layer.output_shape, out);
+    const double in_share = network.layers[layer.inputs.front()].output_elements * largest_share(input_shape, in);
     LayerMemory m;
     m.local_params = layer.params / weight_split;
     m.weight_bytes = m.local_params * element_bytes;

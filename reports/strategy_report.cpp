@@ -437,7 +437,9 @@ StrategyReport build_strategy_report(const ReportInput& in) {
     report.tables.push_back(inputs_table(in));
     report.tables.push_back(sources_table(model.cluster()));
     report.tables.push_back(ranked_table(*in.result, o.batch));
-    report.tables.push_back(infeasible_table(*in.result));
+    // No empty table: the HTML and Markdown forms leave it out, so the JSON and CSV do too.
+    if (ReportTable infeasible = infeasible_table(*in.result); !infeasible.rows.empty())
+        report.tables.push_back(std::move(infeasible));
     if (const auto* best = in.result->best()) report.tables.push_back(layers_table(model, *best));
     report.tables.push_back(memory_table(*in.result));
     if (!in.scaling.empty()) report.tables.push_back(scaling_table(in.scaling));

@@ -77,12 +77,13 @@ std::array<Index, 3> view_of(const networks::Network& net, int index, std::vecto
     return {s.back(), 1, 1};
 }
 
-// Drops the splits a tensor of these extents cannot take evenly (planner's fit() for followers).
+// Drops the splits a tensor of these extents cannot take: more parts than elements (planner's
+// fit() for followers; balanced blocks otherwise).
 TensorMap fit(TensorMap m, const Grid& grid, const std::array<Index, 4>& a, const std::array<Index, 4>* b) {
     for (int d = 1; d < kDims; ++d) {
         if (m.axis[d] == kReplica) continue;
         Index parts = grid.dim(m.axis[d]);
-        if (a[d] % parts != 0 || (b && (*b)[d] % parts != 0)) m.axis[d] = kReplica;
+        if (a[d] < parts || (b && (*b)[d] < parts)) m.axis[d] = kReplica;
     }
     return m;
 }

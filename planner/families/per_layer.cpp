@@ -18,9 +18,6 @@ struct Edge {
     int producer;
 };
 
-// Bytes of the tensor an edge carries: the producer's output for the whole batch.
-double edge_bytes(const CostModel& model, const Edge& e) { return model.output_bytes(e.producer); }
-
 // The segment graph: segments are named by their anchors; an edge between two segments is the
 // list of layer edges from one into the other.
 struct SegmentGraph {
@@ -114,9 +111,9 @@ struct LinkMemo {
     std::vector<int> have, want;
     std::vector<std::vector<Dist>> have_values, want_values;
     std::vector<std::vector<double>> pair_seconds;  // per edge: [have * |want| + want], NaN until computed
-    std::vector<double> link_bytes;
+    std::vector<int> link_producers;  // per edge: the layer whose output it carries
 
-    bool filled() const { return !link_bytes.empty(); }
+    bool filled() const { return !link_producers.empty(); }
     void fill(const CostModel& model, const std::vector<Edge>& link, const std::vector<Layout>& from,
               const std::vector<Layout>& to);
     // Seconds of the whole link from candidate p of the previous segment into candidate c, summed
@@ -141,7 +138,7 @@ void LinkMemo::fill(const CostModel& model, const std::vector<Edge>& link, const
     pair_seconds.resize(link_size);
     for (std::size_t k = 0; k < link_size; ++k) {
         const Edge& e = link[k];
-        link_bytes.push_back(edge_bytes(model, e));
+        link_producers.push_back(e.producer);
         for (std::size_t p = 0; p < from.size(); ++p)
             have[p * link_size + k] = index_of(have_values[k], model.segment_output_dist(e.producer, from[p]));
         for (std::size_t c = 0; c < to.size(); ++c)
@@ -159,7 +156,7 @@ double LinkMemo::seconds(const CostModel& model, std::size_t p, std::size_t c) {
         if (std::isnan(pair)) {
             const Dist& from = have_values[k][h];
             const Dist& to = want_values[k][w];
-            pair = from == to ? 0.0 : model.redistribution_seconds(from, to, link_bytes[k]);
+            pair = from == to ? 0.0 : model.redistribution_seconds(from, to, link_producers[k]);
         }
         e += pair;
     }
@@ -273,7 +270,6 @@ struct FixedEdge {
     const Edge* edge;
     Dist dist;  // the neighbour's output (into the segment) or required input (out of it)
     bool into_segment;
-    double bytes;
     int group;                                  // one per neighbour, summed as a subtotal
     std::vector<std::pair<Dist, double>> seen;  // the segment's side takes few dists: memo
 };
@@ -290,7 +286,6 @@ std::vector<FixedEdge> fixed_edges(const CostModel& model, const SegmentGraph& g
                                       into_segment ? model.segment_output_dist(e.producer, neighbour)
                                                    : model.required_input_dist(e.consumer, neighbour, e.input_index),
                                       into_segment,
-                                      edge_bytes(model, e),
                                       groups,
                                       {}});
     };
@@ -319,7 +314,7 @@ double plus_fixed_edges(const CostModel& model, std::vector<FixedEdge>& fixed, c
         if (known == f.seen.end()) {
             const Dist& have = f.into_segment ? f.dist : mine;
             const Dist& want = f.into_segment ? mine : f.dist;
-            f.seen.emplace_back(mine, have == want ? 0.0 : model.redistribution_seconds(have, want, f.bytes));
+            f.seen.emplace_back(mine, have == want ? 0.0 : model.redistribution_seconds(have, want, f.edge->producer));
             known = f.seen.end() - 1;
         }
         subtotal += known->second;

@@ -58,8 +58,9 @@ TEST_CASE("plan JSON round trip gives the same CostBreakdown for every ranked ca
         std::int64_t procs, batch;
     };
     int round_tripped = 0, rejected = 0;
-    for (const Case& k : {Case{"lenet5", &cori, 4, 64}, Case{"alexnet", &cori, 16, 256}, Case{"resnet50", &dgx, 16, 64},
-                          Case{"gpt2", &dgx, 8, 16}}) {
+    // lenet5 at P = 16: the pure model split asks conv1 for 16 parts of its 6 output channels.
+    for (const Case& k : {Case{"lenet5", &cori, 4, 64}, Case{"lenet5", &cori, 16, 64}, Case{"alexnet", &cori, 16, 256},
+                          Case{"resnet50", &dgx, 16, 64}, Case{"gpt2", &dgx, 8, 16}}) {
         networks::Network net = builtin(k.net);
         PlannerOptions o;
         o.procs = k.procs;
@@ -156,8 +157,10 @@ TEST_CASE("bad plan files give their exact diagnostics", "[planner][plan][bad]")
     CHECK(lenet5_plan_error(bad_path("layout_not_dividing_p")) ==
           bad_path("layout_not_dividing_p") +
               ": /layouts/2/layout: layout n2 x co3 uses 6 processes, which does not divide P = 4");
+    // conv1 reads one channel: a split of its input channels is impossible (balanced splits allow
+    // fc3's 10 outputs in 4 parts, the fixture's other edit: 3, 2, 3, 2).
     CHECK(lenet5_plan_error(bad_path("layout_bad_split")) ==
-          bad_path("layout_bad_split") + ": /layouts/4/layout: output features 10 cannot be split 4 ways");
+          bad_path("layout_bad_split") + ": /layouts/0/layout: input channels 1 cannot be split 2 ways");
     CHECK(lenet5_plan_error(bad_path("unknown_layer")) ==
           bad_path("unknown_layer") + ": /layouts/3/name: \"fc4\" is not a layer that takes a layout in network \"lenet5\"");
     CHECK(lenet5_plan_error(bad_path("missing_layout")) ==

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "planner/cost_model.hpp"
+#include "planner/search.hpp"
 #include "planner_test_helpers.hpp"
 
 using namespace dnnplan;
@@ -25,12 +26,28 @@ bool overlaps(std::pair<std::int64_t, std::int64_t> a, std::pair<std::int64_t, s
 }
 std::vector<int> factors(const Dist& d) { return {d.n, d.c, d.h, d.w}; }
 
+// The chunk of element owners of a balanced split (parts differ by at most one, DistDL's rule),
+// written element by element: element e belongs to the part p with floor(E p / parts) <= e.
+std::pair<std::int64_t, std::int64_t> balanced_chunk(std::int64_t extent, int parts, int index) {
+    std::int64_t lo = -1, hi = -1;
+    for (std::int64_t e = 0; e < extent; ++e) {
+        int owner = 0;
+        while (owner + 1 < parts && extent * (owner + 1) / parts <= e) ++owner;
+        if (owner == index && lo < 0) lo = e;
+        if (owner == index) hi = e + 1;
+    }
+    return {lo, hi};
+}
+
 // The most shards of `from` that one shard of `to` meets, by enumerating every pair of shards of a
-// tensor whose extents every factor divides.
-int most_meeting(const Dist& from, const Dist& to) {
+// tensor: of extents every factor divides (even chunks), or of the given extents (balanced chunks).
+int most_meeting(const Dist& from, const Dist& to, const std::vector<std::int64_t>& given = {}) {
     const std::vector<int> f = factors(from), t = factors(to);
     std::vector<std::int64_t> extent(4);
-    for (int k = 0; k < 4; ++k) extent[k] = std::int64_t{2} * f[k] * t[k];
+    for (int k = 0; k < 4; ++k) extent[k] = given.empty() ? std::int64_t{2} * f[k] * t[k] : given[k];
+    auto chunk = [&](std::int64_t e, int parts, int index) {
+        return given.empty() ? ::chunk(e, parts, index) : balanced_chunk(e, parts, index);
+    };
     int most = 0;
     for (std::int64_t target = 0; target < to.parts(); ++target) {
         // Coordinates with w innermost: index = ((n c + c) h + h) w + w.
@@ -123,4 +140,109 @@ TEST_CASE("gathering a model split: the group is the shards one target merges, p
     // batch quarter of its channel slice, held by ranks 0, 4, 8 and 12 of the source grid; with 8
     // devices per node two of them share node 0.
     CHECK(exchange_group(Dist{4, 4, 1, 1}, Dist{1, 16, 1, 1}, 8) == clusters::GroupPlacement{4, 2});
+}
+
+TEST_CASE("uneven splits: the group is counted on the real balanced blocks (brute force)", "[planner][redistribution]") {
+    // Issue 16 item 2: axes of any extent split into parts that differ by at most one. The oracle
+    // assigns every element to its part and counts, for each target shard, the source shards
+    // owning any of its elements (both directions); the model scans block boundaries instead.
+    std::mt19937 rng(20261207);
+    const std::vector<int> choices{1, 2, 3, 4, 5, 6, 8};
+    auto pick = [&] { return choices[std::uniform_int_distribution<std::size_t>(0, choices.size() - 1)(rng)]; };
+    auto extent_at_least = [&](int a, int b) {
+        return std::uniform_int_distribution<std::int64_t>(std::max(a, b), 3 * std::max(a, b) + 2)(rng);
+    };
+    int tested = 0, uneven = 0;
+    for (int trial = 0; trial < 600; ++trial) {
+        const Dist from{pick(), pick(), pick(), pick()}, to{pick(), pick(), pick(), pick()};
+        if (from.parts() > 200 || to.parts() > 200 || from == to) continue;
+        const std::vector<std::int64_t> e{extent_at_least(from.n, to.n), extent_at_least(from.c, to.c),
+                                          extent_at_least(from.h, to.h), extent_at_least(from.w, to.w)};
+        ++tested;
+        if (e[1] % from.c != 0 || e[1] % to.c != 0 || e[2] % from.h != 0 || e[2] % to.h != 0) ++uneven;
+        INFO("from n" << from.n << " c" << from.c << " h" << from.h << " w" << from.w << " to n" << to.n << " c" << to.c
+                      << " h" << to.h << " w" << to.w << ", extents " << e[0] << " " << e[1] << " " << e[2] << " "
+                      << e[3]);
+        const int expected = std::max(most_meeting(from, to, e), most_meeting(to, from, e));
+        const networks::Shape shape{e[1], e[2], e[3]};  // per sample [C, H, W]; the batch is e[0]
+        CHECK(exchange_group(from, to, shape, e[0], 8).size == expected);
+    }
+    CHECK(tested > 150);
+    CHECK(uneven > 50);
+}
+
+TEST_CASE("uneven splits: a layer's cost is taken on its largest part (hand-computed)", "[planner][redistribution]") {
+    // A linear layer 84 -> 10 (no bias) at batch 6 on the hand cluster (1 TFLOP/s, 1 GB/s,
+    // 1 us), fp32, P = 4 as co4: the 10 output features split 2, 3, 2, 3 (floor(10 k / 4) = 0, 2,
+    // 5, 7, 10): the busiest process computes 3 features.
+    //   forward FLOPs 2 x 84 x 3 x 6 = 3,024 -> 3.024e-9 s; backward: the weight gradient only (the
+    //   input is data, autograd computes no input gradient), 2 x 84 x 3 x 6 = 3,024 -> 3.024e-9 s.
+    //   weights on the busiest process: 84 x 3 = 252 parameters, 1,008 bytes.
+    // The batch of 6 split n4 (a second layout): parts 1, 2, 1, 2: the busiest holds 2 samples,
+    //   forward 2 x 84 x 10 x 2 = 3,360 FLOPs -> 3.36e-9 s.
+    networks::Network net = networks::parse_network(Json::parse(R"({
+        "name": "uneven", "batch": 6, "input": {"shape": [84]},
+        "layers": [{"name": "fc", "kind": "linear", "out_features": 10, "bias": false}]})"),
+                                                    "inline.json");
+    clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(4, 6));
+    std::vector<Layout> layouts(net.layers.size());
+    layouts[1] = Layout{1, 4, 1, 1, 1};
+    REQUIRE(model.layout_problem(1, layouts[1]).empty());
+    ScoredPlan plan = model.score(layouts);
+    CHECK(plan.cost.feasible);
+    CHECK(plan.layers[1].fwd_compute_s == Approx(3.024e-9).epsilon(1e-12));
+    CHECK(plan.layers[1].bwd_compute_s == Approx(3.024e-9).epsilon(1e-12));
+    CHECK(plan.layers[1].local_params == 252);
+    CHECK(plan.layers[1].weight_bytes == 1008);
+
+    layouts[1] = Layout{4, 1, 1, 1, 1};
+    REQUIRE(model.layout_problem(1, layouts[1]).empty());
+    plan = model.score(layouts);
+    CHECK(plan.layers[1].fwd_compute_s == Approx(3.36e-9).epsilon(1e-12));
+
+    // More parts than elements is the one impossible split: 10 features cannot go 16 ways.
+    CostModel wide(net, cluster, options(16, 6));
+    CHECK(wide.layout_problem(1, Layout{1, 16, 1, 1, 1}) == "output features 10 cannot be split 16 ways");
+    CHECK(wide.layout_problem(1, Layout{16, 1, 1, 1, 1}) == "batch 6 cannot be split 16 ways");
+}
+
+TEST_CASE("uneven splits: AlexNet takes domain splits, VGG-16's fc8 splits 16 and 32 ways", "[planner][redistribution]") {
+    // AlexNet's conv1 (11 x 11, stride 4) turns 227 (or 224) pixel images into 55 x 55 maps and its
+    // later maps are 27 and 13 wide: no power of two above 1 divides them, so before balanced
+    // splits no domain layout existed at any P. conv2 (5 x 5 on 27 x 27, halo 2) split h2 x w2
+    // gives tiles of 13 or 14 rows.
+    networks::Network alexnet = builtin("alexnet");
+    clusters::Cluster cori = preset("cori-knl");
+    CostModel model(alexnet, cori, options(512, 2048));
+    const int conv2 = alexnet.find("conv2");
+    REQUIRE(conv2 > 0);
+    CHECK(model.layout_problem(conv2, Layout{128, 1, 1, 2, 2}).empty());
+    const std::vector<Layout> conv2_candidates = model.candidates(conv2);
+    CHECK(std::any_of(conv2_candidates.begin(), conv2_candidates.end(),
+                      [](const Layout& l) { return l.domain() > 1; }));
+
+    // The SPAA'18 claims on the paper's own example (Gholami et al., section 5): at P = 512 and
+    // B = 2048 neither pure batch nor pure model is best, and domain splits lift P <= B: at
+    // P = 4096 > B = 2048 pure batch is impossible but grid-domain plans are feasible.
+    CostModel paper_case(alexnet, cori, options(512, 2048));
+    SearchResult at512 = search(paper_case);
+    REQUIRE(at512.best() != nullptr);
+    CHECK(at512.best()->strategy != Strategy::batch);
+    CHECK(at512.best()->strategy != Strategy::model);
+    CostModel beyond_batch(alexnet, cori, options(4096, 2048));
+    SearchResult at4096 = search(beyond_batch);
+    CHECK_FALSE(at4096.find(Strategy::batch)->plan.cost.feasible);
+    int feasible_domain_grids = 0;
+    for (const Candidate& c : at4096.ranked)
+        feasible_domain_grids += c.strategy == Strategy::grid_domain && c.plan.cost.feasible;
+    CHECK(feasible_domain_grids >= 2);
+
+    // VGG-16's fc8 has 1000 outputs: 16 parts of 62 or 63, 32 parts of 31 or 32.
+    networks::Network vgg = builtin("vgg16");
+    CostModel vgg_model(vgg, cori, options(512, 512));
+    const int fc8 = vgg.find("fc8");
+    REQUIRE(fc8 > 0);
+    CHECK(vgg_model.layout_problem(fc8, Layout{32, 16, 1, 1, 1}).empty());
+    CHECK(vgg_model.layout_problem(fc8, Layout{16, 32, 1, 1, 1}).empty());
 }

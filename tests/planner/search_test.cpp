@@ -40,8 +40,7 @@ double objective(const CostModel& model, const std::vector<Layout>& layouts) {
             Dist have = model.segment_output_dist(y, layouts[from]);
             Dist want = model.required_input_dist(static_cast<int>(x), layouts[to], static_cast<int>(k));
             if (have == want) continue;
-            double bytes = static_cast<double>(model.options().batch) * layers[y].output_elements * 4.0;
-            t += model.redistribution_seconds(have, want, bytes);
+            t += model.redistribution_seconds(have, want, y);
         }
     return t;
 }
@@ -285,15 +284,27 @@ TEST_CASE("domain splitting makes P = 4096 feasible for a batch of 256", "[plann
     REQUIRE(result.best() != nullptr);
     CHECK(result.best()->strategy != Strategy::batch);
 
-    // VGG-16 (224 x 224) cannot use a uniform domain grid here: Pc <= 256 forces Pr >= 16, a 4 x 4
-    // split, and conv5's 14 x 14 maps do not divide by 4; but per-layer layouts (conv5 splitting
-    // its 512 channels instead) are feasible.
+    // VGG-16 (224 x 224) with a uniform domain grid: Pc <= 256 forces Pr >= 16, a 4 x 4 split, and
+    // conv5's 14 x 14 maps do not divide by 4. Balanced splits cut them into tiles of 3 or 4 rows
+    // (floor(14 k / 4) = 0, 3, 7, 10, 14), wider than the 1-row halo of a 3 x 3 kernel, so the
+    // grid is feasible as a layout (before uneven splits it was refused); per-layer layouts too.
     networks::Network vgg = builtin("vgg16");
     CostModel vgg_model(vgg, cori, options(4096, 256));
     SearchResult vgg_result = search(vgg_model);
     CHECK_FALSE(vgg_result.find(Strategy::batch)->plan.cost.feasible);
+    // Finer grids are really impossible: Pr = 128 splits conv5's 14 columns 16 ways.
+    int domain_grids = 0;
     for (const Candidate& c : vgg_result.ranked)
-        if (c.strategy == Strategy::grid_domain && c.grid.pc <= 256) CHECK_FALSE(c.plan.cost.feasible);
+        if (c.strategy == Strategy::grid_domain && c.grid.pc <= 256) {
+            INFO(c.label << ": " << c.plan.cost.reason);
+            if (c.grid.pr == 16) {
+                CHECK(c.plan.cost.infeasibility != Infeasibility::layout);
+                ++domain_grids;
+            } else if (c.grid.pr == 128) {
+                CHECK(c.plan.cost.reason == "layer conv5_1: output width 14 cannot be split 16 ways");
+            }
+        }
+    CHECK(domain_grids == 1);
     const Candidate* per_layer = vgg_result.find(Strategy::per_layer);
     REQUIRE(per_layer != nullptr);
     CHECK(per_layer->plan.cost.feasible);
@@ -306,24 +317,41 @@ TEST_CASE("candidates: every factorisation the layer can take, all P when possib
     SECTION("P = 4: every candidate uses all 4 processes") {
         CostModel model(net, cluster, options(4, 64));
         // conv1 (1 -> 6 channels, 32x32 -> 28x28): n x co x (h, w) with w = h or 2h, ci impossible
-        // (one input channel): n4; n2 co2; n2 w2; n1 co2 w2; n1 h2 w2 (co4 does not divide 6).
-        std::vector<Layout> expected{{4, 1, 1, 1, 1}, {2, 2, 1, 1, 1}, {2, 1, 1, 1, 2}, {1, 2, 1, 1, 2}, {1, 1, 1, 2, 2}};
+        // (one input channel): n4; n2 co2; n2 w2; n1 co4 (6 channels in balanced parts 1, 2, 1, 2);
+        // n1 co2 w2; n1 h2 w2.
+        std::vector<Layout> expected{{4, 1, 1, 1, 1}, {2, 2, 1, 1, 1}, {2, 1, 1, 1, 2},
+                                     {1, 4, 1, 1, 1}, {1, 2, 1, 1, 2}, {1, 1, 1, 2, 2}};
         std::vector<Layout> got = model.candidates(1);
         std::sort(expected.begin(), expected.end());
         std::sort(got.begin(), got.end());
         CHECK(got == expected);
     }
-    SECTION("P = 4096, B = 64: no conv1 layout uses 4096, the candidates still split every axis") {
-        // conv1 can absorb at most n64 x co2 x h4 x w4 = 2048 processes (28 and 32 divide by 4,
-        // not 8; 6 channels by 2 and 3, and 3 does not divide 4096). The header's contract: all
-        // factorisations of a divisor of P over the axes the layer has.
+    SECTION("P = 4096, B = 64: balanced splits let conv1 use all 4096 processes") {
+        // n64 x co4 x h4 x w4: 6 channels in parts of 1 or 2, 28 output rows and columns in parts
+        // of 7, 32 input rows in parts of 8 (halo 2). n64 x h8 x w8: output tiles of 3 or 4 rows,
+        // input tiles of 4 >= the halo of 2. n16 x h16 x w16: input tiles of 2 rows, just the halo.
+        // n2 x h32 x w64: more parts than the 28 output rows, refused.
         CostModel model(net, cluster, options(4096, 64));
         std::vector<Layout> got = model.candidates(1);
-        CHECK(std::find(got.begin(), got.end(), Layout{64, 2, 1, 4, 4}) != got.end());
-        CHECK(std::find(got.begin(), got.end(), Layout{64, 1, 1, 1, 1}) != got.end());
+        CHECK(std::find(got.begin(), got.end(), Layout{64, 4, 1, 4, 4}) != got.end());
+        CHECK(std::find(got.begin(), got.end(), Layout{64, 1, 1, 8, 8}) != got.end());
+        CHECK(std::find(got.begin(), got.end(), Layout{16, 1, 1, 16, 16}) != got.end());
+        CHECK(std::find(got.begin(), got.end(), Layout{2, 1, 1, 32, 64}) == got.end());
+        for (const Layout& l : got) CHECK(l.procs() == 4096);
+    }
+    SECTION("P = 4096, B = 1: fc3 cannot absorb 4096, the candidates use fewer with replicas") {
+        // fc3 (84 -> 10 features): co <= 10 or ci <= 84, one of them, batch 1: the largest power of
+        // two it can take is ci64; co8 too; every candidate a divisor of 4096 below it.
+        CostModel model(net, cluster, options(4096, 1));
+        const int fc3 = net.find("fc3");
+        REQUIRE(fc3 > 0);
+        std::vector<Layout> got = model.candidates(fc3);
+        CHECK(std::find(got.begin(), got.end(), Layout{1, 1, 64, 1, 1}) != got.end());
+        CHECK(std::find(got.begin(), got.end(), Layout{1, 8, 1, 1, 1}) != got.end());
+        CHECK(std::find(got.begin(), got.end(), Layout{1, 1, 1, 1, 1}) != got.end());
         for (const Layout& l : got) {
             CHECK(4096 % l.procs() == 0);
-            CHECK(model.layout_problem(1, l).empty());
+            CHECK(model.layout_problem(fc3, l).empty());
         }
     }
 }
