@@ -1,5 +1,6 @@
 #include "validators/layers.hpp"
 
+#include <limits>
 #include <stdexcept>
 
 namespace dnnplan::validators {
@@ -287,11 +288,24 @@ DistPool<T>::DistPool(const Grid& grid, const PoolSpec& spec, const TensorMap& i
     : grid_(grid), spec_(spec), in_(in), name_(std::move(name)) {
     in_.shape = {spec.batch, spec.channels, spec.height, spec.width};
     auto c = grid.coords(grid.rank());
-    line_h_ = window_halo(2, parts(grid, in_.axis[2]), spec.height, spec.out_height(), spec.kh, spec.sh, 0, 1);
-    line_w_ = window_halo(3, parts(grid, in_.axis[3]), spec.width, spec.out_width(), spec.kw, spec.sw, 0, 1);
+    line_h_ = window_halo(2, parts(grid, in_.axis[2]), spec.height, spec.out_height(), spec.kh, spec.sh, spec.ph, 1);
+    line_w_ = window_halo(3, parts(grid, in_.axis[3]), spec.width, spec.out_width(), spec.kw, spec.sw, spec.pw, 1);
     in_box_ = in_.box(grid, grid.rank());
     int kh_coord = in_.axis[2] == kReplica ? 0 : c[in_.axis[2]];
     halo_h_box_ = detail::with_range(in_box_, 2, line_h_.need_lo[kh_coord], line_h_.need_hi[kh_coord]);
+}
+
+// Max pooling pads with -inf: the halo exchange fills cells outside the tensor with zeros.
+template <class T>
+void DistPool<T>::mask_padding(Tensor<T>& ext) const {
+    const Box& b = ext.box;
+    if (b.lo[2] >= 0 && b.hi[2] <= spec_.height && b.lo[3] >= 0 && b.hi[3] <= spec_.width) return;
+    for (Index i = b.lo[0]; i < b.hi[0]; ++i)
+        for (Index j = b.lo[1]; j < b.hi[1]; ++j)
+            for (Index h = b.lo[2]; h < b.hi[2]; ++h)
+                for (Index w = b.lo[3]; w < b.hi[3]; ++w)
+                    if (h < 0 || h >= spec_.height || w < 0 || w >= spec_.width)
+                        ext.at(i, j, h, w) = -std::numeric_limits<T>::infinity();
 }
 
 template <class T>
@@ -309,7 +323,10 @@ Tensor<T> DistPool<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     ext_ = timer.time(hop, name_ + " halo", [&] { return halo_forward(eh, line_w_, line_comm(grid_, in_.axis[3])); });
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
     const ConvGeometry g{spec_.kh, spec_.kw, spec_.sh, spec_.sw, 1, 1};
-    timer.time(Op::fwd_compute, name_ + " forward", [&] { pool_forward(spec_.max, ext_, g, y); });
+    timer.time(Op::fwd_compute, name_ + " forward", [&] {
+        if (spec_.max) mask_padding(ext_);
+        pool_forward(spec_.max, ext_, g, y);
+    });
     return y;
 }
 
