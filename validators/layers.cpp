@@ -248,10 +248,14 @@ DistLinear<T>::DistLinear(const Grid& grid, const LinearSpec& spec, std::string 
 
 template <class T>
 TensorMap DistLinear<T>::in_map() const {
+    if (spec_.tokens > 0)
+        return TensorMap{{kN, kReplica, kCi, kReplica}, {spec_.batch, spec_.tokens, spec_.in_channels, 1}};
     return TensorMap{{kN, kCi, kReplica, kReplica}, {spec_.batch, spec_.in_channels, spec_.height, spec_.width}};
 }
 template <class T>
 TensorMap DistLinear<T>::out_map() const {
+    if (spec_.tokens > 0)
+        return TensorMap{{kN, kReplica, kCo, kReplica}, {spec_.batch, spec_.tokens, spec_.out_features, 1}};
     return TensorMap{{kN, kCo, kReplica, kReplica}, {spec_.batch, spec_.out_features, 1, 1}};
 }
 
@@ -259,18 +263,24 @@ template <class T>
 Tensor<T> DistLinear<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     x_ = x;
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
-    const Index b = x.extent(0), fi = shard.col_hi - shard.col_lo, fo = shard.row_hi - shard.row_lo;
+    const Index b = x.extent(0) * (spec_.tokens > 0 ? x.extent(1) : 1), fi = shard.col_hi - shard.col_lo,
+                fo = shard.row_hi - shard.row_lo;
     timer.time(Op::fwd_compute, name_ + " forward",
                [&] { linear_forward(x_.data.data(), b, fi, shard.weight, std::vector<T>{}, fo, y.data.data()); });
     this->reduce_partial_sums(y, timer);
-    timer.time(Op::fwd_compute, name_ + " bias", [&] { add_bias(y, shard); });
+    timer.time(Op::fwd_compute, name_ + " bias", [&] {
+        if (spec_.tokens == 0) return add_bias(y, shard);
+        for (Index r = 0; r < b && !shard.bias.empty(); ++r)
+            for (Index o = 0; o < fo; ++o) y.data[r * fo + o] += shard.bias[o];
+    });
     return y;
 }
 
 template <class T>
 Tensor<T> DistLinear<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     Tensor<T> dx(x_.box);
-    const Index b = x_.extent(0), fi = shard.col_hi - shard.col_lo, fo = shard.row_hi - shard.row_lo;
+    const Index b = x_.extent(0) * (spec_.tokens > 0 ? x_.extent(1) : 1), fi = shard.col_hi - shard.col_lo,
+                fo = shard.row_hi - shard.row_lo;
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
         linear_backward(x_.data.data(), b, fi, shard.weight, fo, dy.data.data(), dx.data.data(), shard.dweight,
                         shard.has_bias ? &shard.dbias : nullptr);

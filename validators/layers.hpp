@@ -182,6 +182,9 @@ struct LinearSpec {
     Index out_features = 1;
     bool bias = true;
     bool input_grad = true;
+    // > 0: a sequence [B, tokens, in_channels, 1] (height = width = 1), the layer applied per token
+    // (the features are tensor dimension 2: Megatron's column / row split of a transformer's MLP).
+    Index tokens = 0;
 };
 
 template <class T>

@@ -54,7 +54,17 @@ std::string unsupported_reason(const networks::Network& network) {
                     return where + "adaptive average pooling to more than 1 x 1 is not supported by the validator";
                 break;
             case LayerKind::activation:
-                if (a.function != "relu") return where + "only relu activations are supported by the validator";
+                if (a.function != "relu" && a.function != "gelu")
+                    return where + "only relu and gelu activations are supported by the validator";
+                break;
+            case LayerKind::embedding:
+                if (l.inputs[0] != 0 || !network.token_input)
+                    return where + "the validator runs an embedding of the token input only";
+                break;
+            case LayerKind::layernorm:
+            case LayerKind::position_embedding:
+            case LayerKind::attention:
+                if (l.output_shape.size() != 2) return where + "the validator runs sequence layers on [S, H] only";
                 break;
             case LayerKind::upsample:
                 if (a.mode != "nearest") return where + "only nearest upsampling is supported by the validator";
@@ -78,7 +88,8 @@ std::string unsupported_reason(const networks::Network& network) {
     if (network.layers.size() < 2 ||
         (last != LayerKind::linear && last != LayerKind::conv2d && last != LayerKind::conv_transpose2d))
         return "the validator needs a network ending in a linear or convolution layer (the logits)";
-    if (network.input().output_shape.size() != 3) return "the validator needs an image input [C, H, W]";
+    if (network.input().output_shape.size() != 3 && !network.token_input)
+        return "the validator needs an image input [C, H, W] or a token input";
     return "";
 }
 
@@ -91,6 +102,7 @@ std::array<Index, 3> view_of(const networks::Network& net, int index, std::vecto
         return views[l.inputs[0]];
     const auto& s = l.output_shape;
     if (s.size() == 3) return {s[0], s[1], s[2]};
+    if (s.size() == 2) return {s[0], s[1], 1};  // a sequence [S, E]: the block [B, S, E, 1]
     return {s.back(), 1, 1};
 }
 
@@ -107,9 +119,10 @@ TensorMap fit(TensorMap m, const Grid& grid, const std::array<Index, 4>& a, cons
 // How many parts each tensor dimension of a map is cut into: the plan's Dist of the same tensor. A
 // per-sample feature vector is one dimension to the planner (the runner keeps a flattened
 // tensor's [C, H, W] blocks), so its parts are counted together.
-planner::Dist parts_of(const TensorMap& m, const Grid& grid, bool features) {
+planner::Dist parts_of(const TensorMap& m, const Grid& grid, const networks::Shape& shape) {
     auto parts = [&](int d) { return m.axis[d] == kReplica ? 1 : static_cast<int>(grid.dim(m.axis[d])); };
-    if (features) return planner::Dist{parts(0), parts(1) * parts(2) * parts(3), 1, 1};
+    if (shape.size() == 2) return planner::Dist{parts(0), parts(2), 1, 1};  // [S, E]: c is the hidden axis
+    if (shape.size() != 3) return planner::Dist{parts(0), parts(1) * parts(2) * parts(3), 1, 1};
     return planner::Dist{parts(0), parts(1), parts(2), parts(3)};
 }
 
@@ -160,17 +173,27 @@ struct NetworkRunner<T>::Stage {
     std::unique_ptr<DistGlobalAvgPool<T>> gpool;
     std::unique_ptr<DistUpsample<T>> upsample;
     std::unique_ptr<DistConvTranspose2d<T>> convt;
+    std::unique_ptr<DistEmbedding<T>> emb;
+    std::unique_ptr<DistPositionEmbedding<T>> pos;
+    std::unique_ptr<DistLayerNorm<T>> ln;
+    std::unique_ptr<DistAttention<T>> attn;
     // Per input: producer's blocks -> the blocks read here (concat: only the part of its output
     // block each rank holds), and the gradient back; a raw-input read comes from the loader.
     std::vector<std::optional<Repartition>> to_in, back;
     std::vector<Tensor<T>> loaded;
     std::vector<Index> channel_offset;  // concat
-    Tensor<T> saved;                    // relu output
+    Tensor<T> saved;                    // relu output, gelu input
+    bool gelu = false;
     MPI_Comm sync_group = MPI_COMM_NULL;
     std::vector<T> sync_buffer;
     MPI_Request sync_request = MPI_REQUEST_NULL;
     Shard<T>* shard() {
-        return conv ? &conv->shard : linear ? &linear->shard : bn ? &bn->shard : convt ? &convt->shard : nullptr;
+        return conv ? &conv->shard : linear ? &linear->shard : bn ? &bn->shard : convt ? &convt->shard
+             : emb  ? &emb->shard
+             : pos  ? &pos->shard
+             : ln   ? &ln->shard
+             : attn ? &attn->shard
+                    : nullptr;
     }
 };
 
@@ -219,6 +242,9 @@ void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, 
             s.out_features = a.out_features;
             s.bias = a.bias;
             s.input_grad = !first;
+            if (network_.layers[l.inputs[0]].output_shape.size() == 2) {  // per token
+                s.tokens = in_view[0], s.in_channels = in_view[1], s.height = s.width = 1;
+            }
             st.linear = std::make_unique<DistLinear<T>>(grid, s, l.name);
             st.in = {st.linear->in_map()};
             st.out = st.linear->out_map();
@@ -250,6 +276,33 @@ void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, 
             st.out = st.upsample->out_map();
             break;
         }
+        case LayerKind::embedding:
+            st.emb = std::make_unique<DistEmbedding<T>>(grid, batch, in_view[0], a.num_embeddings, a.embedding_dim,
+                                                         l.name);
+            st.in = {st.emb->in_map()};
+            st.out = st.emb->out_map();
+            st.sync_group = st.emb->sync_group();
+            break;
+        case LayerKind::position_embedding:
+            follow(nullptr);
+            st.pos = std::make_unique<DistPositionEmbedding<T>>(grid, st.in[0], a.num_embeddings, l.name);
+            st.out = st.pos->out_map();
+            st.sync_group = st.pos->sync_group();
+            break;
+        case LayerKind::layernorm:
+            follow(nullptr);
+            st.in[0].axis[2] = kReplica;  // normalises over the whole hidden axis
+            st.ln = std::make_unique<DistLayerNorm<T>>(grid, st.in[0], l.name);
+            st.out = st.ln->out_map();
+            st.sync_group = st.ln->sync_group();
+            break;
+        case LayerKind::attention:
+            st.attn = std::make_unique<DistAttention<T>>(grid, batch, in_view[0], in_view[1], a.heads, a.causal, a.bias,
+                                                          l.name);
+            st.in = {st.attn->in_map()};
+            st.out = st.attn->out_map();
+            st.sync_group = st.attn->sync_group();
+            break;
         case LayerKind::batchnorm2d:
             follow(nullptr);
             st.bn = std::make_unique<DistBatchNorm<T>>(grid, st.in[0], l.name);
@@ -292,13 +345,13 @@ void NetworkRunner<T>::check_against_plan(const Stage& st, const Layout& lay, st
     const planner::Dist first_out = first ? planner::loader_dist(lay) : planned_out[l.inputs[0]];
     const planner::LayerDists planned = planner::layer_dists(network_, st.index, lay, first_out);
     planned_out[st.index] = planned.out;
-    const planner::Dist have_out = parts_of(st.out, *st.grid, l.output_shape.size() != 3);
+    const planner::Dist have_out = parts_of(st.out, *st.grid, l.output_shape);
     std::string problem;
     if (!(have_out == planned.out))
         problem = "writes " + to_text(have_out) + ", the plan's rules say " + to_text(planned.out);
     for (std::size_t k = 0; k < l.inputs.size() && problem.empty(); ++k) {
         const planner::Dist want = planner::wanted_input_dist(network_, st.index, static_cast<int>(k), lay, first_out);
-        const planner::Dist have = parts_of(st.in[k], *st.grid, layers[l.inputs[k]].output_shape.size() != 3);
+        const planner::Dist have = parts_of(st.in[k], *st.grid, layers[l.inputs[k]].output_shape);
         if (!(have == want))
             problem = "reads input " + std::to_string(k) + " in " + to_text(have) + ", the plan's rules say " +
                       to_text(want);
@@ -328,6 +381,14 @@ void NetworkRunner<T>::connect_inputs(Stage& st) {
             // The data loader delivers the input block each rank asks for.
             Tensor<T>& x = st.loaded[k];
             x = Tensor<T>(want[static_cast<std::size_t>(grid.rank())]);
+            if (network_.token_input) {  // token ids in [0, vocabulary), exact in float and double
+                const Index vocabulary = l.attrs.num_embeddings;
+                for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
+                    for (Index t = x.box.lo[1]; t < x.box.hi[1]; ++t)
+                        x.at(b, t, 0, 0) = static_cast<T>(
+                            static_cast<Index>((hashed_uniform(4, b, t, 0) + 1.0) * 0.5 * double(vocabulary)) % vocabulary);
+                continue;
+            }
             for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
                 for (Index c = x.box.lo[1]; c < x.box.hi[1]; ++c)
                     for (Index h = x.box.lo[2]; h < x.box.hi[2]; ++h)
@@ -363,6 +424,7 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
         st->index = static_cast<int>(i);
         st->name = l.name;
         st->inputs = l.inputs;
+        st->gelu = l.kind == LayerKind::activation && l.attrs.function == "gelu";
         Layout lay = layer_layouts[i];
         if (p % lay.procs() != 0)
             throw std::invalid_argument("layer " + l.name + ": layout " + planner::to_string(lay) +
@@ -391,13 +453,14 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
     // The loss reads the whole batch of logits on every rank; its gradient is sliced back locally.
     const Stage& last = *stages_.back();
     logits_shape_ = last.out.shape;
-    classes_ = logits_shape_[1];
+    sequence_logits_ = layers.back().output_shape.size() == 2;  // [B, S, V, 1]: per token
+    classes_ = logits_shape_[sequence_logits_ ? 2 : 1];
     Box all{{0, 0, 0, 0}, logits_shape_};
     std::vector<Box> out_boxes = last.out.boxes(*last.grid), everywhere(p, all);
     gather_logits_ = Repartition(out_boxes, everywhere, comm);
     scatter_logits_ = Repartition(everywhere, out_boxes, comm);
     // One label per sample and output position (a segmentation network's loss is per pixel).
-    const Index positions = logits_shape_[0] * logits_shape_[2] * logits_shape_[3];
+    const Index positions = logits_shape_[0] * (sequence_logits_ ? logits_shape_[1] : logits_shape_[2] * logits_shape_[3]);
     labels_.resize(static_cast<std::size_t>(positions));
     for (Index b = 0; b < positions; ++b)
         labels_[b] = static_cast<int>((hashed_uniform(3, b, 0, 0) + 1.0) * 0.5 * double(classes_)) % int(classes_);
@@ -419,6 +482,10 @@ Tensor<T> NetworkRunner<T>::forward_layer(Stage& st, std::vector<const Tensor<T>
     if (st.bn) return st.bn->forward(x, timer);
     if (st.gpool) return st.gpool->forward(x, timer);
     if (st.upsample) return st.upsample->forward(x, timer);
+    if (st.emb) return st.emb->forward(x, timer);
+    if (st.pos) return st.pos->forward(x, timer);
+    if (st.ln) return st.ln->forward(x, timer);
+    if (st.attn) return st.attn->forward(x, timer);
     if (st.kind == LayerKind::add)
         return timer.time(Op::fwd_compute, st.name + " add", [&] {
             Tensor<T> y = x;
@@ -438,6 +505,14 @@ Tensor<T> NetworkRunner<T>::forward_layer(Stage& st, std::vector<const Tensor<T>
             }
             return y;
         });
+    if (st.kind == LayerKind::activation && st.gelu) {
+        st.saved = x;  // GeLU(x) = x Phi(x) (Hendrycks and Gimpel 2016), the exact erf form
+        return timer.time(Op::fwd_compute, st.name + " gelu", [&] {
+            Tensor<T> y = x;
+            for (T& v : y.data) v = v * T(0.5) * (T{1} + std::erf(v / std::sqrt(T{2})));
+            return y;
+        });
+    }
     if (st.kind == LayerKind::activation) {
         Tensor<T> y = x;
         timer.time(Op::fwd_compute, st.name + " relu", [&] {
@@ -460,6 +535,20 @@ std::vector<Tensor<T>> NetworkRunner<T>::backward_layer(Stage& st, Tensor<T>&& d
     else if (st.bn) dxs[0] = st.bn->backward(dy, timer);
     else if (st.gpool) dxs[0] = st.gpool->backward(dy, timer);
     else if (st.upsample) dxs[0] = st.upsample->backward(dy, timer);
+    else if (st.emb) st.emb->backward(dy, timer);
+    else if (st.pos) dxs[0] = st.pos->backward(dy, timer);
+    else if (st.ln) dxs[0] = st.ln->backward(dy, timer);
+    else if (st.attn) dxs[0] = st.attn->backward(dy, timer);
+    else if (st.kind == LayerKind::activation && st.gelu) {
+        timer.time(Op::bwd_compute, st.name + " gelu backward", [&] {
+            const T inv_sqrt_2pi = T(0.3989422804014327);
+            for (std::size_t k = 0; k < dy.data.size(); ++k) {
+                const T v = st.saved.data[k];
+                dy.data[k] *= T(0.5) * (T{1} + std::erf(v / std::sqrt(T{2}))) + v * inv_sqrt_2pi * std::exp(-v * v / 2);
+            }
+        });
+        dxs[0] = std::move(dy);
+    }
     else if (st.kind == LayerKind::add) {
         for (std::size_t k = 1; k < dxs.size(); ++k) dxs[k] = dy;
         dxs[0] = std::move(dy);
@@ -570,6 +659,11 @@ double NetworkRunner<T>::step(OpTimer& timer) {
 template <class T>
 Tensor<T> NetworkRunner<T>::loss_gradient(double& loss) {
     Tensor<T> logits = gather_logits_.forward(output_);
+    if (sequence_logits_) {  // already [position, class] row-major
+        Tensor<T> dlogits(logits.box);
+        loss = softmax_cross_entropy(logits.data.data(), labels_, classes_, dlogits.data.data());
+        return scatter_logits_.forward(dlogits);
+    }
     const Index nb = logits_shape_[0], area = logits_shape_[2] * logits_shape_[3];
     std::vector<T> rows(logits.data.size()), drows(logits.data.size());
     auto row_major = [&](Index b, Index c, Index pos) { return ((b * area + pos) * classes_ + c); };

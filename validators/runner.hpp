@@ -17,6 +17,7 @@
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
 #include "validators/dag_layers.hpp"
+#include "validators/transformer_layers.hpp"
 #include "validators/layers.hpp"
 
 namespace dnnplan::validators {
@@ -67,6 +68,7 @@ private:
     Tensor<T> output_;
     std::vector<int> labels_;
     std::array<Index, kDims> logits_shape_{};
+    bool sequence_logits_ = false;
     Index classes_ = 0;
     Repartition gather_logits_, scatter_logits_;
 };
