@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <stdexcept>
@@ -457,8 +458,15 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
     classes_ = logits_shape_[sequence_logits_ ? 2 : 1];
     Box all{{0, 0, 0, 0}, logits_shape_};
     std::vector<Box> out_boxes = last.out.boxes(*last.grid), everywhere(p, all);
-    gather_logits_ = Repartition(out_boxes, everywhere, comm);
-    scatter_logits_ = Repartition(everywhere, out_boxes, comm);
+    if (sequence_logits_ && last.out.axis[2] != kReplica && last.grid->dim(last.out.axis[2]) > 1) {
+        // Logits split over the vocabulary: the loss runs on the shards (Megatron's vocab-parallel
+        // cross-entropy) instead of gathering [B, S, V] everywhere.
+        vocab_group_ = last.grid->group(Grid::bit(static_cast<Axis>(last.out.axis[2])));
+        batch_group_ = split_group(*last.grid, last.out, {0});
+    } else {
+        gather_logits_ = Repartition(out_boxes, everywhere, comm);
+        scatter_logits_ = Repartition(everywhere, out_boxes, comm);
+    }
     // One label per sample and output position (a segmentation network's loss is per pixel).
     const Index positions = logits_shape_[0] * (sequence_logits_ ? logits_shape_[1] : logits_shape_[2] * logits_shape_[3]);
     labels_.resize(static_cast<std::size_t>(positions));
@@ -654,10 +662,48 @@ double NetworkRunner<T>::step(OpTimer& timer) {
     return loss;
 }
 
+// Softmax cross-entropy on vocabulary shards: per token the maximum and the sum of exponentials are
+// all-reduced over the vocabulary split (MAX, then SUM together with the target's logit, which only
+// its owner contributes); the mean over tokens is summed over the batch split. The gradient
+// softmax - onehot stays on each shard (Shoeybi et al. 2019, section 3: only B x S numbers move).
+template <class T>
+Tensor<T> NetworkRunner<T>::sharded_loss_gradient(double& loss) {
+    const Tensor<T>& z = output_;
+    const Index rows = z.extent(0) * z.extent(1), nv = z.extent(2), v0 = z.box.lo[2];
+    const Index S = logits_shape_[1], total = logits_shape_[0] * S;
+    std::vector<double> peak(static_cast<std::size_t>(rows), -std::numeric_limits<double>::infinity());
+    for (Index r = 0; r < rows; ++r)
+        for (Index v = 0; v < nv; ++v) peak[r] = std::max(peak[r], double(z.data[r * nv + v]));
+    MPI_Allreduce(MPI_IN_PLACE, peak.data(), static_cast<int>(rows), MPI_DOUBLE, MPI_MAX, vocab_group_);
+    std::vector<double> sums(static_cast<std::size_t>(2 * rows), 0.0);  // [sum exp | target logit]
+    auto label_of = [&](Index r) { return labels_[(z.box.lo[0] + r / S) * S + r % S]; };
+    for (Index r = 0; r < rows; ++r) {
+        for (Index v = 0; v < nv; ++v) sums[r] += std::exp(double(z.data[r * nv + v]) - peak[r]);
+        const Index label = label_of(r);
+        if (label >= v0 && label < v0 + nv) sums[rows + r] = double(z.data[r * nv + label - v0]);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, sums.data(), static_cast<int>(2 * rows), MPI_DOUBLE, MPI_SUM, vocab_group_);
+    Tensor<T> dz(z.box);
+    double local = 0;
+    for (Index r = 0; r < rows; ++r) {
+        const double log_sum = peak[r] + std::log(sums[r]);
+        local += log_sum - sums[rows + r];
+        const Index label = label_of(r);
+        for (Index v = 0; v < nv; ++v) {
+            const double prob = std::exp(double(z.data[r * nv + v]) - log_sum);
+            dz.data[r * nv + v] = static_cast<T>((prob - (v0 + v == label ? 1.0 : 0.0)) / double(total));
+        }
+    }
+    if (comm_size(batch_group_) > 1) MPI_Allreduce(MPI_IN_PLACE, &local, 1, MPI_DOUBLE, MPI_SUM, batch_group_);
+    loss = local / double(total);
+    return dz;
+}
+
 // Mean softmax cross-entropy over every sample and output position, on the gathered logits; the
 // gradient sliced back to this rank's block.
 template <class T>
 Tensor<T> NetworkRunner<T>::loss_gradient(double& loss) {
+    if (vocab_group_ != MPI_COMM_NULL) return sharded_loss_gradient(loss);
     Tensor<T> logits = gather_logits_.forward(output_);
     if (sequence_logits_) {  // already [position, class] row-major
         Tensor<T> dlogits(logits.box);

@@ -59,6 +59,7 @@ private:
     std::vector<Tensor<T>> backward_layer(Stage& st, Tensor<T>&& dy, OpTimer& timer);
     void start_sync(Stage& st, OpTimer& timer);
     Tensor<T> loss_gradient(double& loss);
+    Tensor<T> sharded_loss_gradient(double& loss);
     const networks::Network& network_;
     MPI_Comm comm_;
     bool overlap_sync_;
@@ -69,6 +70,7 @@ private:
     std::vector<int> labels_;
     std::array<Index, kDims> logits_shape_{};
     bool sequence_logits_ = false;
+    MPI_Comm vocab_group_ = MPI_COMM_NULL, batch_group_ = MPI_COMM_NULL;  // the loss on vocabulary shards
     Index classes_ = 0;
     Repartition gather_logits_, scatter_logits_;
 };
