@@ -27,7 +27,8 @@ double hashed_uniform(std::uint64_t a, std::uint64_t b, std::uint64_t c, std::ui
 
 // Why `network` cannot be run by the validator ("" when it can): DAGs of conv2d, transposed conv2d
 // (kernel == stride), linear, batch norm, relu, max/avg pooling (padded), global average pooling,
-// nearest upsampling, residual add, channel concat, flatten and dropout.
+// nearest upsampling, residual add, channel concat, flatten and dropout; transformers of token
+// and position embeddings, layernorm, attention, gelu and per-token linear layers (untied).
 std::string unsupported_reason(const networks::Network& network);
 
 template <class T>
