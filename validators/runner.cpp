@@ -198,19 +198,12 @@ struct NetworkRunner<T>::Stage {
     }
 };
 
+// Anchors choose their layout: their input and output maps are the layer's own.
 template <class T>
-void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, Index batch,
-                                   const std::vector<std::array<Index, 3>>& views, const TensorMap& first_in_out) {
-    const auto in_view = views[l.inputs[0]];
-    const std::array<Index, 4> in_shape{batch, in_view[0], in_view[1], in_view[2]};
+void NetworkRunner<T>::build_anchor(Stage& st, const Layer& l, const Grid& grid, Index batch,
+                                    const std::array<Index, 3>& in_view) {
     const bool first = l.inputs[0] == 0;
     const auto& a = l.attrs;
-    // Followers read what their first input delivers, as far as the layer allows (planner/layout.cpp).
-    TensorMap m = first ? TensorMap{{kN, kReplica, kReplica, kReplica}, in_shape} : first_in_out;
-    m.shape = in_shape;
-    auto follow = [&](const std::array<Index, 4>* out_shape) {
-        st.in.assign(1, fit(m, grid, in_shape, out_shape));
-    };
     switch (l.kind) {
         case LayerKind::conv2d: {
             ConvSpec s;
@@ -252,6 +245,40 @@ void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, 
             st.sync_group = st.linear->sync_group();
             break;
         }
+        case LayerKind::embedding:
+            st.emb = std::make_unique<DistEmbedding<T>>(grid, batch, in_view[0], a.num_embeddings, a.embedding_dim,
+                                                         l.name);
+            st.in = {st.emb->in_map()};
+            st.out = st.emb->out_map();
+            st.sync_group = st.emb->sync_group();
+            break;
+        case LayerKind::attention:
+            st.attn = std::make_unique<DistAttention<T>>(grid, batch, in_view[0], in_view[1], a.heads, a.causal, a.bias,
+                                                          l.name);
+            st.in = {st.attn->in_map()};
+            st.out = st.attn->out_map();
+            st.sync_group = st.attn->sync_group();
+            break;
+        default:
+            throw std::logic_error("layer " + l.name + ": not an anchor the runner knows");
+    }
+}
+
+template <class T>
+void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, Index batch,
+                                   const std::vector<std::array<Index, 3>>& views, const TensorMap& first_in_out) {
+    const auto in_view = views[l.inputs[0]];
+    const std::array<Index, 4> in_shape{batch, in_view[0], in_view[1], in_view[2]};
+    const bool first = l.inputs[0] == 0;
+    const auto& a = l.attrs;
+    if (planner::is_anchor_kind(l.kind)) return build_anchor(st, l, grid, batch, in_view);
+    // Followers read what their first input delivers, as far as the layer allows (planner/layout.cpp).
+    TensorMap m = first ? TensorMap{{kN, kReplica, kReplica, kReplica}, in_shape} : first_in_out;
+    m.shape = in_shape;
+    auto follow = [&](const std::array<Index, 4>* out_shape) {
+        st.in.assign(1, fit(m, grid, in_shape, out_shape));
+    };
+    switch (l.kind) {
         case LayerKind::maxpool2d:
         case LayerKind::avgpool2d: {
             PoolSpec s;
@@ -277,13 +304,6 @@ void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, 
             st.out = st.upsample->out_map();
             break;
         }
-        case LayerKind::embedding:
-            st.emb = std::make_unique<DistEmbedding<T>>(grid, batch, in_view[0], a.num_embeddings, a.embedding_dim,
-                                                         l.name);
-            st.in = {st.emb->in_map()};
-            st.out = st.emb->out_map();
-            st.sync_group = st.emb->sync_group();
-            break;
         case LayerKind::position_embedding:
             follow(nullptr);
             st.pos = std::make_unique<DistPositionEmbedding<T>>(grid, st.in[0], a.num_embeddings, l.name);
@@ -296,13 +316,6 @@ void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, 
             st.ln = std::make_unique<DistLayerNorm<T>>(grid, st.in[0], l.name);
             st.out = st.ln->out_map();
             st.sync_group = st.ln->sync_group();
-            break;
-        case LayerKind::attention:
-            st.attn = std::make_unique<DistAttention<T>>(grid, batch, in_view[0], in_view[1], a.heads, a.causal, a.bias,
-                                                          l.name);
-            st.in = {st.attn->in_map()};
-            st.out = st.attn->out_map();
-            st.sync_group = st.attn->sync_group();
             break;
         case LayerKind::batchnorm2d:
             follow(nullptr);

@@ -54,6 +54,8 @@ private:
     struct Stage;
     void build_layer(Stage& st, const networks::Layer& l, const Grid& grid, Index batch,
                      const std::vector<std::array<Index, 3>>& views, const TensorMap& first_in_out);
+    void build_anchor(Stage& st, const networks::Layer& l, const Grid& grid, Index batch,
+                      const std::array<Index, 3>& in_view);
     void check_against_plan(const Stage& st, const planner::Layout& lay, std::vector<planner::Dist>& planned_out);
     void connect_inputs(Stage& st);
     Tensor<T> forward_layer(Stage& st, std::vector<const Tensor<T>*>& xs, OpTimer& timer);
