@@ -1,5 +1,6 @@
 #include "validators/layers.hpp"
 
+#include <limits>
 #include <stdexcept>
 
 namespace dnnplan::validators {
@@ -247,10 +248,14 @@ DistLinear<T>::DistLinear(const Grid& grid, const LinearSpec& spec, std::string 
 
 template <class T>
 TensorMap DistLinear<T>::in_map() const {
+    if (spec_.tokens > 0)
+        return TensorMap{{kN, kReplica, kCi, kReplica}, {spec_.batch, spec_.tokens, spec_.in_channels, 1}};
     return TensorMap{{kN, kCi, kReplica, kReplica}, {spec_.batch, spec_.in_channels, spec_.height, spec_.width}};
 }
 template <class T>
 TensorMap DistLinear<T>::out_map() const {
+    if (spec_.tokens > 0)
+        return TensorMap{{kN, kReplica, kCo, kReplica}, {spec_.batch, spec_.tokens, spec_.out_features, 1}};
     return TensorMap{{kN, kCo, kReplica, kReplica}, {spec_.batch, spec_.out_features, 1, 1}};
 }
 
@@ -258,18 +263,24 @@ template <class T>
 Tensor<T> DistLinear<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     x_ = x;
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
-    const Index b = x.extent(0), fi = shard.col_hi - shard.col_lo, fo = shard.row_hi - shard.row_lo;
+    const Index b = x.extent(0) * (spec_.tokens > 0 ? x.extent(1) : 1), fi = shard.col_hi - shard.col_lo,
+                fo = shard.row_hi - shard.row_lo;
     timer.time(Op::fwd_compute, name_ + " forward",
                [&] { linear_forward(x_.data.data(), b, fi, shard.weight, std::vector<T>{}, fo, y.data.data()); });
     this->reduce_partial_sums(y, timer);
-    timer.time(Op::fwd_compute, name_ + " bias", [&] { add_bias(y, shard); });
+    timer.time(Op::fwd_compute, name_ + " bias", [&] {
+        if (spec_.tokens == 0) return add_bias(y, shard);
+        for (Index r = 0; r < b && !shard.bias.empty(); ++r)
+            for (Index o = 0; o < fo; ++o) y.data[r * fo + o] += shard.bias[o];
+    });
     return y;
 }
 
 template <class T>
 Tensor<T> DistLinear<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     Tensor<T> dx(x_.box);
-    const Index b = x_.extent(0), fi = shard.col_hi - shard.col_lo, fo = shard.row_hi - shard.row_lo;
+    const Index b = x_.extent(0) * (spec_.tokens > 0 ? x_.extent(1) : 1), fi = shard.col_hi - shard.col_lo,
+                fo = shard.row_hi - shard.row_lo;
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
         linear_backward(x_.data.data(), b, fi, shard.weight, fo, dy.data.data(), dx.data.data(), shard.dweight,
                         shard.has_bias ? &shard.dbias : nullptr);
@@ -287,11 +298,24 @@ DistPool<T>::DistPool(const Grid& grid, const PoolSpec& spec, const TensorMap& i
     : grid_(grid), spec_(spec), in_(in), name_(std::move(name)) {
     in_.shape = {spec.batch, spec.channels, spec.height, spec.width};
     auto c = grid.coords(grid.rank());
-    line_h_ = window_halo(2, parts(grid, in_.axis[2]), spec.height, spec.out_height(), spec.kh, spec.sh, 0, 1);
-    line_w_ = window_halo(3, parts(grid, in_.axis[3]), spec.width, spec.out_width(), spec.kw, spec.sw, 0, 1);
+    line_h_ = window_halo(2, parts(grid, in_.axis[2]), spec.height, spec.out_height(), spec.kh, spec.sh, spec.ph, 1);
+    line_w_ = window_halo(3, parts(grid, in_.axis[3]), spec.width, spec.out_width(), spec.kw, spec.sw, spec.pw, 1);
     in_box_ = in_.box(grid, grid.rank());
     int kh_coord = in_.axis[2] == kReplica ? 0 : c[in_.axis[2]];
     halo_h_box_ = detail::with_range(in_box_, 2, line_h_.need_lo[kh_coord], line_h_.need_hi[kh_coord]);
+}
+
+// Max pooling pads with -inf: the halo exchange fills cells outside the tensor with zeros.
+template <class T>
+void DistPool<T>::mask_padding(Tensor<T>& ext) const {
+    const Box& b = ext.box;
+    if (b.lo[2] >= 0 && b.hi[2] <= spec_.height && b.lo[3] >= 0 && b.hi[3] <= spec_.width) return;
+    for (Index i = b.lo[0]; i < b.hi[0]; ++i)
+        for (Index j = b.lo[1]; j < b.hi[1]; ++j)
+            for (Index h = b.lo[2]; h < b.hi[2]; ++h)
+                for (Index w = b.lo[3]; w < b.hi[3]; ++w)
+                    if (h < 0 || h >= spec_.height || w < 0 || w >= spec_.width)
+                        ext.at(i, j, h, w) = -std::numeric_limits<T>::infinity();
 }
 
 template <class T>
@@ -309,7 +333,10 @@ Tensor<T> DistPool<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     ext_ = timer.time(hop, name_ + " halo", [&] { return halo_forward(eh, line_w_, line_comm(grid_, in_.axis[3])); });
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
     const ConvGeometry g{spec_.kh, spec_.kw, spec_.sh, spec_.sw, 1, 1};
-    timer.time(Op::fwd_compute, name_ + " forward", [&] { pool_forward(spec_.max, ext_, g, y); });
+    timer.time(Op::fwd_compute, name_ + " forward", [&] {
+        if (spec_.max) mask_padding(ext_);
+        pool_forward(spec_.max, ext_, g, y);
+    });
     return y;
 }
 

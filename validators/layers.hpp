@@ -182,6 +182,9 @@ struct LinearSpec {
     Index out_features = 1;
     bool bias = true;
     bool input_grad = true;
+    // > 0: a sequence [B, tokens, in_channels, 1] (height = width = 1), the layer applied per token
+    // (the features are tensor dimension 2: Megatron's column / row split of a transformer's MLP).
+    Index tokens = 0;
 };
 
 template <class T>
@@ -204,11 +207,19 @@ private:
 struct PoolSpec {
     bool max = true;
     Index batch = 1, channels = 1, height = 1, width = 1, kh = 2, kw = 2, sh = 2, sw = 2;
-    Index out_height() const { return (height - kh) / sh + 1; }
-    Index out_width() const { return (width - kw) / sw + 1; }
+    Index ph = 0, pw = 0;   // max: padded with -inf; average: zeros counted in the divisor (PyTorch's default)
+    bool ceil_mode = false;  // max only: a last window may reach past the padded input
+    static Index out_size(Index n, Index k, Index s, Index p, bool ceil) {
+        Index span = n + 2 * p - k;
+        Index o = (ceil ? (span + s - 1) / s : span / s) + 1;
+        if (ceil && (o - 1) * s >= n + p) --o;  // PyTorch: the last window must start inside the input
+        return o;
+    }
+    Index out_height() const { return out_size(height, kh, sh, ph, ceil_mode); }
+    Index out_width() const { return out_size(width, kw, sw, pw, ceil_mode); }
 };
 
-// Pooling on tensors mapped by `map` (its h / w axes may be split; padding is not supported).
+// Pooling on tensors mapped by `map` (its h / w axes may be split).
 template <class T>
 class DistPool {
 public:
@@ -226,6 +237,7 @@ private:
     HaloLine line_h_, line_w_;
     Box in_box_, halo_h_box_;
     Tensor<T> ext_;
+    void mask_padding(Tensor<T>& ext) const;
 };
 
 // DistDL's affine layer y = x W^T + b on a pr x pc partition of W [out, in] (ranks r = i * pc + j):

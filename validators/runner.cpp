@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <stdexcept>
@@ -33,35 +34,68 @@ int label_of(Index b, Index classes) {
 std::string unsupported_reason(const networks::Network& network) {
     for (std::size_t i = 1; i < network.layers.size(); ++i) {
         const Layer& l = network.layers[i];
+        const auto& a = l.attrs;
         std::string where = "layer " + l.name + ": ";
-        if (l.inputs.size() != 1 || l.inputs[0] != static_cast<int>(i) - 1)
-            return where + "the validator runs chains only (each layer reading the previous one)";
         switch (l.kind) {
             case LayerKind::conv2d:
-                if (l.attrs.groups != 1) return where + "grouped convolutions are not supported by the validator";
+                if (a.groups != 1) return where + "grouped convolutions are not supported by the validator";
+                break;
+            case LayerKind::conv_transpose2d:
+                if (a.kernel_h != a.stride_h || a.kernel_w != a.stride_w || a.padding_h || a.padding_w ||
+                    a.output_padding_h || a.output_padding_w || a.dilation_h != 1 || a.dilation_w != 1 || a.groups != 1)
+                    return where + "the validator runs transposed convolutions with kernel == stride only";
                 break;
             case LayerKind::linear:
-                if (!l.attrs.tied_to.empty()) return where + "tied weights are not supported by the validator";
+                if (!a.tied_to.empty()) return where + "tied weights are not supported by the validator";
                 break;
             case LayerKind::maxpool2d:
             case LayerKind::avgpool2d:
-                if (l.attrs.padding_h || l.attrs.padding_w || l.attrs.ceil_mode || l.attrs.dilation_h != 1 ||
-                    l.attrs.dilation_w != 1)
-                    return where + "pooling with padding, dilation or ceil_mode is not supported by the validator";
+                if (a.dilation_h != 1 || a.dilation_w != 1)
+                    return where + "pooling with dilation is not supported by the validator";
+                if (a.ceil_mode && l.kind == LayerKind::avgpool2d)
+                    return where + "average pooling with ceil_mode is not supported by the validator";
+                break;
+            case LayerKind::adaptive_avgpool2d:
+                if (!planner::is_global_pool(l))
+                    return where + "adaptive average pooling to more than 1 x 1 is not supported by the validator";
                 break;
             case LayerKind::activation:
-                if (l.attrs.function != "relu") return where + "only relu activations are supported by the validator";
+                if (a.function != "relu" && a.function != "gelu")
+                    return where + "only relu and gelu activations are supported by the validator";
                 break;
+            case LayerKind::embedding:
+                if (l.inputs[0] != 0 || !network.token_input)
+                    return where + "the validator runs an embedding of the token input only";
+                break;
+            case LayerKind::layernorm:
+            case LayerKind::position_embedding:
+            case LayerKind::attention:
+                if (l.output_shape.size() != 2) return where + "the validator runs sequence layers on [S, H] only";
+                break;
+            case LayerKind::upsample:
+                if (a.mode != "nearest") return where + "only nearest upsampling is supported by the validator";
+                break;
+            case LayerKind::concat:
+                if (l.output_shape.size() != 3 || (a.axis != 0 && a.axis != -3))
+                    return where + "the validator concatenates image channels only";
+                break;
+            case LayerKind::batchnorm2d:
+            case LayerKind::add:
             case LayerKind::flatten:
             case LayerKind::dropout:
                 break;  // dropout runs as the identity (inference-free check)
             default:
                 return where + to_string(l.kind) + " layers are not supported by the validator";
         }
+        if (l.kind != LayerKind::add && l.kind != LayerKind::concat && l.inputs.size() != 1)
+            return where + "only add and concat read several inputs";
     }
-    if (network.layers.size() < 2 || network.layers.back().kind != LayerKind::linear)
-        return "the validator needs a network ending in a linear layer (the logits)";
-    if (network.input().output_shape.size() != 3) return "the validator needs an image input [C, H, W]";
+    const LayerKind last = network.layers.back().kind;
+    if (network.layers.size() < 2 ||
+        (last != LayerKind::linear && last != LayerKind::conv2d && last != LayerKind::conv_transpose2d))
+        return "the validator needs a network ending in a linear or convolution layer (the logits)";
+    if (network.input().output_shape.size() != 3 && !network.token_input)
+        return "the validator needs an image input [C, H, W] or a token input";
     return "";
 }
 
@@ -74,6 +108,7 @@ std::array<Index, 3> view_of(const networks::Network& net, int index, std::vecto
         return views[l.inputs[0]];
     const auto& s = l.output_shape;
     if (s.size() == 3) return {s[0], s[1], s[2]};
+    if (s.size() == 2) return {s[0], s[1], 1};  // a sequence [S, E]: the block [B, S, E, 1]
     return {s.back(), 1, 1};
 }
 
@@ -91,9 +126,10 @@ TensorMap fit(TensorMap m, const Grid& grid, const std::array<Index, 4>& a, cons
 // How many parts each tensor dimension of a map is cut into: the plan's Dist of the same tensor. A
 // per-sample feature vector is one dimension to the planner (the runner keeps a flattened
 // tensor's [C, H, W] blocks), so its parts are counted together.
-planner::Dist parts_of(const TensorMap& m, const Grid& grid, bool features) {
+planner::Dist parts_of(const TensorMap& m, const Grid& grid, const networks::Shape& shape) {
     auto parts = [&](int d) { return m.axis[d] == kReplica ? 1 : static_cast<int>(grid.dim(m.axis[d])); };
-    if (features) return planner::Dist{parts(0), parts(1) * parts(2) * parts(3), 1, 1};
+    if (shape.size() == 2) return planner::Dist{parts(0), parts(2), 1, 1};  // [S, E]: c is the hidden axis
+    if (shape.size() != 3) return planner::Dist{parts(0), parts(1) * parts(2) * parts(3), 1, 1};
     return planner::Dist{parts(0), parts(1), parts(2), parts(3)};
 }
 
@@ -109,6 +145,23 @@ double median(std::vector<T> v) {
     std::size_t n = v.size();
     return n % 2 ? double(v[n / 2]) : 0.5 * (double(v[n / 2 - 1]) + double(v[n / 2]));
 }
+
+Box shift_channels(Box b, Index by) {
+    b.lo[1] += by;
+    b.hi[1] += by;
+    return b;
+}
+
+template <class T>
+void add_into(Tensor<T>& acc, char& has, Tensor<T>&& g) {
+    if (!has) {
+        acc = std::move(g);
+        has = 1;
+        return;
+    }
+    if (!(acc.box == g.box)) throw std::logic_error("gradient blocks of one tensor differ");
+    for (std::size_t k = 0; k < g.data.size(); ++k) acc.data[k] += g.data[k];
+}
 }  // namespace
 
 template <class T>
@@ -116,17 +169,261 @@ struct NetworkRunner<T>::Stage {
     LayerKind kind = LayerKind::input;
     int index = 0;
     std::string name;
+    std::vector<int> inputs;
     const Grid* grid = nullptr;
-    TensorMap in, out;
+    std::vector<TensorMap> in;  // per input: the map it is read in (the plan's wanted dist)
+    TensorMap out;
     std::unique_ptr<DistConv2d<T>> conv;
     std::unique_ptr<DistLinear<T>> linear;
     std::unique_ptr<DistPool<T>> pool;
-    std::optional<Repartition> to_in, back;  // producer's blocks -> this layer's, and the gradient back
-    Tensor<T> saved;                         // relu output
+    std::unique_ptr<DistBatchNorm<T>> bn;
+    std::unique_ptr<DistGlobalAvgPool<T>> gpool;
+    std::unique_ptr<DistUpsample<T>> upsample;
+    std::unique_ptr<DistConvTranspose2d<T>> convt;
+    std::unique_ptr<DistEmbedding<T>> emb;
+    std::unique_ptr<DistPositionEmbedding<T>> pos;
+    std::unique_ptr<DistLayerNorm<T>> ln;
+    std::unique_ptr<DistAttention<T>> attn;
+    // Per input: producer's blocks -> the blocks read here (concat: only the part of its output
+    // block each rank holds), and the gradient back; a raw-input read comes from the loader.
+    std::vector<std::optional<Repartition>> to_in, back;
+    std::vector<Tensor<T>> loaded;
+    std::vector<Index> channel_offset;  // concat
+    Tensor<T> saved;                    // relu output, gelu input
+    bool gelu = false;
+    MPI_Comm sync_group = MPI_COMM_NULL;
     std::vector<T> sync_buffer;
     MPI_Request sync_request = MPI_REQUEST_NULL;
-    Shard<T>* shard() { return conv ? &conv->shard : linear ? &linear->shard : nullptr; }
+    Shard<T>* shard() {
+        return conv ? &conv->shard : linear ? &linear->shard : bn ? &bn->shard : convt ? &convt->shard
+             : emb  ? &emb->shard
+             : pos  ? &pos->shard
+             : ln   ? &ln->shard
+             : attn ? &attn->shard
+                    : nullptr;
+    }
 };
+
+// Anchors choose their layout: their input and output maps are the layer's own.
+template <class T>
+void NetworkRunner<T>::build_anchor(Stage& st, const Layer& l, const Grid& grid, Index batch,
+                                    const std::array<Index, 3>& in_view) {
+    const bool first = l.inputs[0] == 0;
+    const auto& a = l.attrs;
+    switch (l.kind) {
+        case LayerKind::conv2d: {
+            ConvSpec s;
+            s.batch = batch, s.in_channels = in_view[0], s.height = in_view[1], s.width = in_view[2];
+            s.out_channels = a.out_channels;
+            s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
+            s.ph = a.padding_h, s.pw = a.padding_w, s.dh = a.dilation_h, s.dw = a.dilation_w;
+            s.bias = a.bias;
+            s.input_grad = !first;
+            st.conv = std::make_unique<DistConv2d<T>>(grid, s, l.name);
+            st.in = {st.conv->in_map()};
+            st.out = st.conv->out_map();
+            st.sync_group = st.conv->sync_group();
+            break;
+        }
+        case LayerKind::conv_transpose2d: {
+            ConvTransposeSpec s;
+            s.batch = batch, s.in_channels = in_view[0], s.height = in_view[1], s.width = in_view[2];
+            s.out_channels = a.out_channels, s.kh = a.kernel_h, s.kw = a.kernel_w, s.bias = a.bias;
+            s.input_grad = !first;
+            st.convt = std::make_unique<DistConvTranspose2d<T>>(grid, s, l.name);
+            st.in = {st.convt->in_map()};
+            st.out = st.convt->out_map();
+            st.sync_group = st.convt->sync_group();
+            break;
+        }
+        case LayerKind::linear: {
+            LinearSpec s;
+            s.batch = batch, s.in_channels = in_view[0], s.height = in_view[1], s.width = in_view[2];
+            s.out_features = a.out_features;
+            s.bias = a.bias;
+            s.input_grad = !first;
+            if (network_.layers[l.inputs[0]].output_shape.size() == 2) {  // per token
+                s.tokens = in_view[0], s.in_channels = in_view[1], s.height = s.width = 1;
+            }
+            st.linear = std::make_unique<DistLinear<T>>(grid, s, l.name);
+            st.in = {st.linear->in_map()};
+            st.out = st.linear->out_map();
+            st.sync_group = st.linear->sync_group();
+            break;
+        }
+        case LayerKind::embedding:
+            st.emb = std::make_unique<DistEmbedding<T>>(grid, batch, in_view[0], a.num_embeddings, a.embedding_dim,
+                                                         l.name);
+            st.in = {st.emb->in_map()};
+            st.out = st.emb->out_map();
+            st.sync_group = st.emb->sync_group();
+            break;
+        case LayerKind::attention:
+            st.attn = std::make_unique<DistAttention<T>>(grid, batch, in_view[0], in_view[1], a.heads, a.causal, a.bias,
+                                                          l.name);
+            st.in = {st.attn->in_map()};
+            st.out = st.attn->out_map();
+            st.sync_group = st.attn->sync_group();
+            break;
+        default:
+            throw std::logic_error("layer " + l.name + ": not an anchor the runner knows");
+    }
+}
+
+template <class T>
+void NetworkRunner<T>::build_layer(Stage& st, const Layer& l, const Grid& grid, Index batch,
+                                   const std::vector<std::array<Index, 3>>& views, const TensorMap& first_in_out) {
+    const auto in_view = views[l.inputs[0]];
+    const std::array<Index, 4> in_shape{batch, in_view[0], in_view[1], in_view[2]};
+    const bool first = l.inputs[0] == 0;
+    const auto& a = l.attrs;
+    if (planner::is_anchor_kind(l.kind)) return build_anchor(st, l, grid, batch, in_view);
+    // Followers read what their first input delivers, as far as the layer allows (planner/layout.cpp).
+    TensorMap m = first ? TensorMap{{kN, kReplica, kReplica, kReplica}, in_shape} : first_in_out;
+    m.shape = in_shape;
+    auto follow = [&](const std::array<Index, 4>* out_shape) {
+        st.in.assign(1, fit(m, grid, in_shape, out_shape));
+    };
+    switch (l.kind) {
+        case LayerKind::maxpool2d:
+        case LayerKind::avgpool2d: {
+            PoolSpec s;
+            s.max = l.kind == LayerKind::maxpool2d;
+            s.batch = batch, s.channels = in_view[0], s.height = in_view[1], s.width = in_view[2];
+            s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
+            s.ph = a.padding_h, s.pw = a.padding_w, s.ceil_mode = a.ceil_mode;
+            const std::array<Index, 4> out_shape{batch, s.channels, s.out_height(), s.out_width()};
+            follow(&out_shape);
+            st.pool = std::make_unique<DistPool<T>>(grid, s, st.in[0], l.name);
+            st.out = st.pool->out_map();
+            break;
+        }
+        case LayerKind::adaptive_avgpool2d:  // global (unsupported_reason)
+            follow(nullptr);
+            st.gpool = std::make_unique<DistGlobalAvgPool<T>>(grid, st.in[0], l.name);
+            st.out = st.gpool->out_map();
+            break;
+        case LayerKind::upsample: {
+            const std::array<Index, 4> out_shape{batch, in_view[0], in_view[1] * a.scale, in_view[2] * a.scale};
+            follow(&out_shape);
+            st.upsample = std::make_unique<DistUpsample<T>>(grid, st.in[0], a.scale, l.name);
+            st.out = st.upsample->out_map();
+            break;
+        }
+        case LayerKind::position_embedding:
+            follow(nullptr);
+            st.pos = std::make_unique<DistPositionEmbedding<T>>(grid, st.in[0], a.num_embeddings, l.name);
+            st.out = st.pos->out_map();
+            st.sync_group = st.pos->sync_group();
+            break;
+        case LayerKind::layernorm:
+            follow(nullptr);
+            st.in[0].axis[2] = kReplica;  // normalises over the whole hidden axis
+            st.ln = std::make_unique<DistLayerNorm<T>>(grid, st.in[0], l.name);
+            st.out = st.ln->out_map();
+            st.sync_group = st.ln->sync_group();
+            break;
+        case LayerKind::batchnorm2d:
+            follow(nullptr);
+            st.bn = std::make_unique<DistBatchNorm<T>>(grid, st.in[0], l.name);
+            st.out = st.bn->out_map();
+            st.sync_group = st.bn->sync_group();
+            break;
+        case LayerKind::add:
+        case LayerKind::concat: {
+            // Merges read every input in the first input's dist, fitted to that input's shape.
+            st.in.clear();
+            Index offset = 0;
+            for (int k : l.inputs) {
+                const auto v = views[k];
+                const std::array<Index, 4> shape{batch, v[0], v[1], v[2]};
+                TensorMap mk = m;
+                mk.shape = shape;
+                st.in.push_back(fit(mk, grid, shape, nullptr));
+                st.channel_offset.push_back(offset);
+                offset += v[0];
+            }
+            st.out = st.in[0];
+            if (l.kind == LayerKind::concat) st.out.shape[1] = offset;
+            break;
+        }
+        default:  // relu, flatten, dropout: elementwise on whatever arrives
+            follow(nullptr);
+            st.out = st.in[0];
+            break;
+    }
+}
+
+// The plan's dists of layer i (planner/layout.hpp) against the maps the runner built: the runner
+// measures exactly the communication the plan predicts only if it reads and writes every tensor
+// as the plan's distribution rules say.
+template <class T>
+void NetworkRunner<T>::check_against_plan(const Stage& st, const Layout& lay, std::vector<planner::Dist>& planned_out) {
+    const auto& layers = network_.layers;
+    const Layer& l = layers[st.index];
+    const bool first = l.inputs[0] == 0;
+    const planner::Dist first_out = first ? planner::loader_dist(lay) : planned_out[l.inputs[0]];
+    const planner::LayerDists planned = planner::layer_dists(network_, st.index, lay, first_out);
+    planned_out[st.index] = planned.out;
+    const planner::Dist have_out = parts_of(st.out, *st.grid, l.output_shape);
+    std::string problem;
+    if (!(have_out == planned.out))
+        problem = "writes " + to_text(have_out) + ", the plan's rules say " + to_text(planned.out);
+    for (std::size_t k = 0; k < l.inputs.size() && problem.empty(); ++k) {
+        const planner::Dist want = planner::wanted_input_dist(network_, st.index, static_cast<int>(k), lay, first_out);
+        const planner::Dist have = parts_of(st.in[k], *st.grid, layers[l.inputs[k]].output_shape);
+        if (!(have == want))
+            problem = "reads input " + std::to_string(k) + " in " + to_text(have) + ", the plan's rules say " +
+                      to_text(want);
+    }
+    if (!problem.empty()) throw std::logic_error("layer " + l.name + ": the runner " + problem);
+}
+
+// Each input's redistribution from its producer's blocks to the blocks this layer reads.
+template <class T>
+void NetworkRunner<T>::connect_inputs(Stage& st) {
+    const Layer& l = network_.layers[st.index];
+    const Grid& grid = *st.grid;
+    st.to_in.resize(l.inputs.size());
+    st.back.resize(l.inputs.size());
+    st.loaded.resize(l.inputs.size());
+    for (std::size_t k = 0; k < l.inputs.size(); ++k) {
+        std::vector<Box> want = st.in[k].boxes(grid);
+        if (st.kind == LayerKind::concat) {
+            // Only the part of input k inside this rank's output block (in input k's channels).
+            const std::vector<Box> outs = st.out.boxes(grid);
+            for (std::size_t r = 0; r < want.size(); ++r) {
+                Box region = shift_channels(outs[r], -st.channel_offset[k]);
+                want[r] = intersect(region, Box{{0, 0, 0, 0}, st.in[k].shape});
+            }
+        }
+        if (l.inputs[k] == 0) {
+            // The data loader delivers the input block each rank asks for.
+            Tensor<T>& x = st.loaded[k];
+            x = Tensor<T>(want[static_cast<std::size_t>(grid.rank())]);
+            if (network_.token_input) {  // token ids in [0, vocabulary), exact in float and double
+                const Index vocabulary = l.attrs.num_embeddings;
+                for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
+                    for (Index t = x.box.lo[1]; t < x.box.hi[1]; ++t)
+                        x.at(b, t, 0, 0) = static_cast<T>(
+                            static_cast<Index>((hashed_uniform(4, b, t, 0) + 1.0) * 0.5 * double(vocabulary)) % vocabulary);
+                continue;
+            }
+            for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
+                for (Index c = x.box.lo[1]; c < x.box.hi[1]; ++c)
+                    for (Index h = x.box.lo[2]; h < x.box.hi[2]; ++h)
+                        for (Index w = x.box.lo[3]; w < x.box.hi[3]; ++w)
+                            x.at(b, c, h, w) = static_cast<T>(input_value(b, c, h, w));
+            continue;
+        }
+        const Stage& producer = *stage_of_[l.inputs[k]];
+        std::vector<Box> have = producer.out.boxes(*producer.grid);
+        if (have != want) {
+            st.to_in[k].emplace(have, want, comm_);
+            st.back[k].emplace(want, have, comm_);
+        }
+    }
+}
 
 template <class T>
 NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vector<Layout>& layer_layouts, Index batch,
@@ -137,7 +434,7 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
     const auto& layers = network.layers;
     std::vector<std::array<Index, 3>> views(layers.size());
     views[0] = view_of(network, 0, views);
-    TensorMap previous_out;
+    stage_of_.assign(layers.size(), nullptr);
     std::vector<planner::Dist> planned_out(layers.size());  // the plan's output dist of every layer
     for (std::size_t i = 1; i < layers.size(); ++i) {
         const Layer& l = layers[i];
@@ -146,6 +443,8 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
         st->kind = l.kind;
         st->index = static_cast<int>(i);
         st->name = l.name;
+        st->inputs = l.inputs;
+        st->gelu = l.kind == LayerKind::activation && l.attrs.function == "gelu";
         Layout lay = layer_layouts[i];
         if (p % lay.procs() != 0)
             throw std::invalid_argument("layer " + l.name + ": layout " + planner::to_string(lay) +
@@ -153,113 +452,44 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
         auto& grid = grids_[lay];
         if (!grid) grid = std::make_unique<Grid>(comm, GridShape{lay.n, lay.co, lay.ci, lay.h, lay.w});
         st->grid = grid.get();
-        const auto in_view = views[l.inputs[0]];
-        const std::array<Index, 4> in_shape{batch, in_view[0], in_view[1], in_view[2]};
-        const bool first = l.inputs[0] == 0;
-        const auto& a = l.attrs;
-        switch (l.kind) {
-            case LayerKind::conv2d: {
-                ConvSpec s;
-                s.batch = batch;
-                s.in_channels = in_view[0];
-                s.height = in_view[1];
-                s.width = in_view[2];
-                s.out_channels = a.out_channels;
-                s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
-                s.ph = a.padding_h, s.pw = a.padding_w, s.dh = a.dilation_h, s.dw = a.dilation_w;
-                s.bias = a.bias;
-                s.input_grad = !first;
-                st->conv = std::make_unique<DistConv2d<T>>(*grid, s, l.name);
-                st->in = st->conv->in_map();
-                st->out = st->conv->out_map();
-                break;
-            }
-            case LayerKind::linear: {
-                LinearSpec s;
-                s.batch = batch;
-                s.in_channels = in_view[0];
-                s.height = in_view[1];
-                s.width = in_view[2];
-                s.out_features = a.out_features;
-                s.bias = a.bias;
-                s.input_grad = !first;
-                st->linear = std::make_unique<DistLinear<T>>(*grid, s, l.name);
-                st->in = st->linear->in_map();
-                st->out = st->linear->out_map();
-                break;
-            }
-            case LayerKind::maxpool2d:
-            case LayerKind::avgpool2d: {
-                PoolSpec s;
-                s.max = l.kind == LayerKind::maxpool2d;
-                s.batch = batch;
-                s.channels = in_view[0];
-                s.height = in_view[1];
-                s.width = in_view[2];
-                s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
-                const std::array<Index, 4> out_shape{batch, s.channels, s.out_height(), s.out_width()};
-                TensorMap m = first ? TensorMap{{kN, kReplica, kReplica, kReplica}, in_shape} : previous_out;
-                m = fit(m, *grid, in_shape, &out_shape);
-                st->pool = std::make_unique<DistPool<T>>(*grid, s, m, l.name);
-                st->in = st->pool->in_map();
-                st->out = st->pool->out_map();
-                break;
-            }
-            default: {  // relu, flatten, dropout: elementwise on whatever arrives
-                TensorMap m = first ? TensorMap{{kN, kReplica, kReplica, kReplica}, in_shape} : previous_out;
-                st->in = fit(m, *grid, in_shape, nullptr);
-                st->out = st->in;
-                break;
-            }
-        }
-        if (first) {
-            // The data loader delivers the input block each rank asks for.
-            input_ = Tensor<T>(st->in.box(*grid, grid->rank()));
-            for (Index b = input_.box.lo[0]; b < input_.box.hi[0]; ++b)
-                for (Index c = input_.box.lo[1]; c < input_.box.hi[1]; ++c)
-                    for (Index h = input_.box.lo[2]; h < input_.box.hi[2]; ++h)
-                        for (Index w = input_.box.lo[3]; w < input_.box.hi[3]; ++w)
-                            input_.at(b, c, h, w) = static_cast<T>(input_value(b, c, h, w));
-        } else {
-            const Grid& pg = *stages_.back()->grid;
-            std::vector<Box> have = previous_out.boxes(pg), want = st->in.boxes(*grid);
-            if (have != want) {
-                st->to_in.emplace(have, want, comm);
-                st->back.emplace(want, have, comm);
-            }
-        }
+        const TensorMap first_in_out = l.inputs[0] == 0 ? TensorMap{} : stage_of_[l.inputs[0]]->out;
+        build_layer(*st, l, *grid, batch, views, first_in_out);
+        connect_inputs(*st);
         if (Shard<T>* sh = st->shard()) {
-            const Index fan_in = sh->cols;
-            const double scale = std::sqrt(3.0 / double(fan_in));  // unit-variance outputs for unit inputs
-            sh->init([&](Index r, Index c) { return scale * hashed_uniform(1, i, r, c); },
-                     [&](Index r) { return 0.1 * hashed_uniform(2, i, r, 0); });
+            if (st->bn) {  // gamma near 1, beta small
+                sh->init([&](Index r, Index) { return 1.0 + 0.2 * hashed_uniform(1, i, r, 0); },
+                         [&](Index r) { return 0.1 * hashed_uniform(2, i, r, 0); });
+            } else {
+                const double scale = std::sqrt(3.0 / double(sh->cols));  // unit-variance outputs for unit inputs
+                sh->init([&](Index r, Index c) { return scale * hashed_uniform(1, i, r, c); },
+                         [&](Index r) { return 0.1 * hashed_uniform(2, i, r, 0); });
+            }
             sh->zero_grad();
         }
-        // The runner measures exactly the communication the plan predicts only if it reads and
-        // writes every tensor as the plan's distribution rules say (planner/layout.hpp).
-        const planner::Dist first_out = first ? planner::loader_dist(lay) : planned_out[l.inputs[0]];
-        const planner::LayerDists planned = planner::layer_dists(network, static_cast<int>(i), lay, first_out);
-        planned_out[i] = planned.out;
-        const bool features_in = layers[l.inputs[0]].output_shape.size() != 3;
-        const bool features_out = l.output_shape.size() != 3;
-        const planner::Dist have_in = parts_of(st->in, *grid, features_in);
-        const planner::Dist have_out = parts_of(st->out, *grid, features_out);
-        if (!(have_in == planned.in) || !(have_out == planned.out))
-            throw std::logic_error("layer " + l.name + ": the runner reads " + to_text(have_in) + " and writes " +
-                                   to_text(have_out) + ", the plan's rules say " + to_text(planned.in) + " and " +
-                                   to_text(planned.out));
-        previous_out = st->out;
+        check_against_plan(*st, lay, planned_out);
+        stage_of_[i] = st.get();
         stages_.push_back(std::move(st));
     }
     // The loss reads the whole batch of logits on every rank; its gradient is sliced back locally.
     const Stage& last = *stages_.back();
-    classes_ = last.out.shape[1];
-    Box all{{0, 0, 0, 0}, {batch, classes_, 1, 1}};
+    logits_shape_ = last.out.shape;
+    sequence_logits_ = layers.back().output_shape.size() == 2;  // [B, S, V, 1]: per token
+    classes_ = logits_shape_[sequence_logits_ ? 2 : 1];
+    Box all{{0, 0, 0, 0}, logits_shape_};
     std::vector<Box> out_boxes = last.out.boxes(*last.grid), everywhere(p, all);
-    gather_logits_ = Repartition(out_boxes, everywhere, comm);
-    scatter_logits_ = Repartition(everywhere, out_boxes, comm);
-    labels_.resize(static_cast<std::size_t>(batch));
-    for (Index b = 0; b < batch; ++b)
+    if (sequence_logits_ && last.out.axis[2] != kReplica && last.grid->dim(last.out.axis[2]) > 1) {
+        // Logits split over the vocabulary: the loss runs on the shards (Megatron's vocab-parallel
+        // cross-entropy) instead of gathering [B, S, V] everywhere.
+        vocab_group_ = last.grid->group(Grid::bit(static_cast<Axis>(last.out.axis[2])));
+        batch_group_ = split_group(*last.grid, last.out, {0});
+    } else {
+        gather_logits_ = Repartition(out_boxes, everywhere, comm);
+        scatter_logits_ = Repartition(everywhere, out_boxes, comm);
+    }
+    // One label per sample and output position (a segmentation network's loss is per pixel).
+    const Index positions = logits_shape_[0] * (sequence_logits_ ? logits_shape_[1] : logits_shape_[2] * logits_shape_[3]);
+    labels_.resize(static_cast<std::size_t>(positions));
+    for (Index b = 0; b < positions; ++b)
         labels_[b] = label_of(b, classes_);
 }
 
@@ -270,68 +500,157 @@ NetworkRunner<T>::~NetworkRunner() {
 }
 
 template <class T>
+Tensor<T> NetworkRunner<T>::forward_layer(Stage& st, std::vector<const Tensor<T>*>& xs, OpTimer& timer) {
+    const Tensor<T>& x = *xs[0];
+    if (st.conv) return st.conv->forward(x, timer);
+    if (st.convt) return st.convt->forward(x, timer);
+    if (st.linear) return st.linear->forward(x, timer);
+    if (st.pool) return st.pool->forward(x, timer);
+    if (st.bn) return st.bn->forward(x, timer);
+    if (st.gpool) return st.gpool->forward(x, timer);
+    if (st.upsample) return st.upsample->forward(x, timer);
+    if (st.emb) return st.emb->forward(x, timer);
+    if (st.pos) return st.pos->forward(x, timer);
+    if (st.ln) return st.ln->forward(x, timer);
+    if (st.attn) return st.attn->forward(x, timer);
+    if (st.kind == LayerKind::add)
+        return timer.time(Op::fwd_compute, st.name + " add", [&] {
+            Tensor<T> y = x;
+            for (std::size_t k = 1; k < xs.size(); ++k) {
+                if (!(xs[k]->box == y.box)) throw std::logic_error(st.name + ": residual blocks differ");
+                for (std::size_t e = 0; e < y.data.size(); ++e) y.data[e] += xs[k]->data[e];
+            }
+            return y;
+        });
+    if (st.kind == LayerKind::concat)
+        return timer.time(Op::fwd_compute, st.name + " concat", [&] {
+            Tensor<T> y(st.out.box(*st.grid, st.grid->rank()));
+            for (std::size_t k = 0; k < xs.size(); ++k) {
+                Tensor<T> shifted = *xs[k];
+                shifted.box = shift_channels(shifted.box, st.channel_offset[k]);
+                copy_region(shifted, y, shifted.box, false);
+            }
+            return y;
+        });
+    if (st.kind == LayerKind::activation && st.gelu) {
+        st.saved = x;  // GeLU(x) = x Phi(x) (Hendrycks and Gimpel 2016), the exact erf form
+        return timer.time(Op::fwd_compute, st.name + " gelu", [&] {
+            Tensor<T> y = x;
+            for (T& v : y.data) v = v * T(0.5) * (T{1} + std::erf(v / std::sqrt(T{2})));
+            return y;
+        });
+    }
+    if (st.kind == LayerKind::activation) {
+        Tensor<T> y = x;
+        timer.time(Op::fwd_compute, st.name + " relu", [&] {
+            for (T& v : y.data) v = std::max(v, T{0});
+        });
+        st.saved = y;
+        return y;
+    }
+    return x;  // flatten, dropout
+}
+
+// The gradients with respect to every input of `st`, in the blocks the inputs were read in.
+template <class T>
+std::vector<Tensor<T>> NetworkRunner<T>::backward_layer(Stage& st, Tensor<T>&& dy, OpTimer& timer) {
+    std::vector<Tensor<T>> dxs(st.inputs.size());
+    if (st.conv) dxs[0] = st.conv->backward(dy, timer);
+    else if (st.convt) dxs[0] = st.convt->backward(dy, timer);
+    else if (st.linear) dxs[0] = st.linear->backward(dy, timer);
+    else if (st.pool) dxs[0] = st.pool->backward(dy, timer);
+    else if (st.bn) dxs[0] = st.bn->backward(dy, timer);
+    else if (st.gpool) dxs[0] = st.gpool->backward(dy, timer);
+    else if (st.upsample) dxs[0] = st.upsample->backward(dy, timer);
+    else if (st.emb) st.emb->backward(dy, timer);
+    else if (st.pos) dxs[0] = st.pos->backward(dy, timer);
+    else if (st.ln) dxs[0] = st.ln->backward(dy, timer);
+    else if (st.attn) dxs[0] = st.attn->backward(dy, timer);
+    else if (st.kind == LayerKind::activation && st.gelu) {
+        timer.time(Op::bwd_compute, st.name + " gelu backward", [&] {
+            const T inv_sqrt_2pi = T(0.3989422804014327);
+            for (std::size_t k = 0; k < dy.data.size(); ++k) {
+                const T v = st.saved.data[k];
+                dy.data[k] *= T(0.5) * (T{1} + std::erf(v / std::sqrt(T{2}))) + v * inv_sqrt_2pi * std::exp(-v * v / 2);
+            }
+        });
+        dxs[0] = std::move(dy);
+    }
+    else if (st.kind == LayerKind::add) {
+        for (std::size_t k = 1; k < dxs.size(); ++k) dxs[k] = dy;
+        dxs[0] = std::move(dy);
+    } else if (st.kind == LayerKind::concat) {
+        timer.time(Op::bwd_compute, st.name + " concat backward", [&] {
+            for (std::size_t k = 0; k < dxs.size(); ++k) {
+                const Box region = intersect(shift_channels(dy.box, -st.channel_offset[k]), Box{{0, 0, 0, 0}, st.in[k].shape});
+                Tensor<T> g(shift_channels(region, st.channel_offset[k]));
+                copy_region(dy, g, g.box, false);
+                g.box = region;
+                dxs[k] = std::move(g);
+            }
+        });
+    } else if (st.kind == LayerKind::activation) {
+        timer.time(Op::bwd_compute, st.name + " relu backward", [&] {
+            for (std::size_t k = 0; k < dy.data.size(); ++k)
+                if (!(st.saved.data[k] > T{0})) dy.data[k] = T{0};
+        });
+        dxs[0] = std::move(dy);
+    } else {
+        dxs[0] = std::move(dy);
+    }
+    return dxs;
+}
+
+template <class T>
+void NetworkRunner<T>::start_sync(Stage& st, OpTimer& timer) {
+    Shard<T>* sh = st.shard();
+    if (!sh || comm_size(st.sync_group) <= 1) return;
+    st.sync_buffer.assign(sh->dweight.begin(), sh->dweight.end());
+    st.sync_buffer.insert(st.sync_buffer.end(), sh->dbias.begin(), sh->dbias.end());
+    timer.time(Op::sync, st.name + " gradient all-reduce", [&] {
+        if (overlap_sync_)
+            MPI_Iallreduce(MPI_IN_PLACE, st.sync_buffer.data(), static_cast<int>(st.sync_buffer.size()), mpi_type<T>(),
+                           MPI_SUM, st.sync_group, &st.sync_request);
+        else
+            MPI_Allreduce(MPI_IN_PLACE, st.sync_buffer.data(), static_cast<int>(st.sync_buffer.size()), mpi_type<T>(),
+                          MPI_SUM, st.sync_group);
+    });
+}
+
+template <class T>
 double NetworkRunner<T>::step(OpTimer& timer) {
     for (auto& st : stages_)
         if (Shard<T>* sh = st->shard()) sh->zero_grad();
-    Tensor<T> x = input_;
+    std::vector<Tensor<T>> acts(network_.layers.size());
     for (auto& st : stages_) {
-        if (st->to_in)
-            x = timer.time(Op::redistribution, st->name + " redistribution", [&] { return st->to_in->forward(x); });
-        if (st->conv)
-            x = st->conv->forward(x, timer);
-        else if (st->linear)
-            x = st->linear->forward(x, timer);
-        else if (st->pool)
-            x = st->pool->forward(x, timer);
-        else if (st->kind == LayerKind::activation) {
-            timer.time(Op::fwd_compute, st->name + " relu", [&] {
-                for (T& v : x.data) v = std::max(v, T{0});
-            });
-            st->saved = x;
-        }
-    }
-    output_ = x;
-    double loss = 0;
-    Tensor<T> dy = timer.time(Op::loss, "loss", [&] {
-        Tensor<T> logits = gather_logits_.forward(output_);
-        Tensor<T> dlogits(logits.box);
-        loss = softmax_cross_entropy(logits.data.data(), labels_, classes_, dlogits.data.data());
-        return scatter_logits_.forward(dlogits);
-    });
-    for (auto it = stages_.rbegin(); it != stages_.rend(); ++it) {
-        Stage& st = **it;
-        Tensor<T> dx;
-        if (st.conv)
-            dx = st.conv->backward(dy, timer);
-        else if (st.linear)
-            dx = st.linear->backward(dy, timer);
-        else if (st.pool)
-            dx = st.pool->backward(dy, timer);
-        else if (st.kind == LayerKind::activation) {
-            timer.time(Op::bwd_compute, st.name + " relu backward", [&] {
-                for (std::size_t k = 0; k < dy.data.size(); ++k)
-                    if (!(st.saved.data[k] > T{0})) dy.data[k] = T{0};
-            });
-            dx = std::move(dy);
-        } else {
-            dx = std::move(dy);
-        }
-        // Layer i's gradient all-reduce starts as soon as its backward is done (the model's overlap).
-        if (Shard<T>* sh = st.shard()) {
-            MPI_Comm group = st.conv ? st.conv->sync_group() : st.linear->sync_group();
-            if (comm_size(group) > 1) {
-                st.sync_buffer.assign(sh->dweight.begin(), sh->dweight.end());
-                st.sync_buffer.insert(st.sync_buffer.end(), sh->dbias.begin(), sh->dbias.end());
-                timer.time(Op::sync, st.name + " gradient all-reduce", [&] {
-                    if (overlap_sync_)
-                        MPI_Iallreduce(MPI_IN_PLACE, st.sync_buffer.data(), static_cast<int>(st.sync_buffer.size()),
-                                       mpi_type<T>(), MPI_SUM, group, &st.sync_request);
-                    else
-                        MPI_Allreduce(MPI_IN_PLACE, st.sync_buffer.data(), static_cast<int>(st.sync_buffer.size()),
-                                      mpi_type<T>(), MPI_SUM, group);
-                });
+        std::vector<Tensor<T>> moved(st->inputs.size());
+        std::vector<const Tensor<T>*> xs(st->inputs.size());
+        for (std::size_t k = 0; k < st->inputs.size(); ++k) {
+            const Tensor<T>& src = st->inputs[k] == 0 ? st->loaded[k] : acts[st->inputs[k]];
+            if (st->to_in[k]) {
+                moved[k] = timer.time(Op::redistribution, st->name + " redistribution",
+                                      [&] { return st->to_in[k]->forward(src); });
+                xs[k] = &moved[k];
+            } else {
+                xs[k] = &src;
             }
         }
+        acts[st->index] = forward_layer(*st, xs, timer);
+    }
+    output_ = acts.back();
+    acts.clear();
+    double loss = 0;
+    std::vector<Tensor<T>> grads(network_.layers.size());
+    std::vector<char> has_grad(network_.layers.size(), 0);  // the same on every rank
+    grads.back() = timer.time(Op::loss, "loss", [&] { return loss_gradient(loss); });
+    has_grad.back() = 1;
+    for (auto it = stages_.rbegin(); it != stages_.rend(); ++it) {
+        Stage& st = **it;
+        if (!has_grad[st.index]) continue;  // feeds nothing the loss reads
+        std::vector<Tensor<T>> dxs = backward_layer(st, std::move(grads[st.index]), timer);
+        grads[st.index] = Tensor<T>{};
+        // Layer i's gradient all-reduce starts as soon as its backward is done (the model's overlap).
+        start_sync(st, timer);
         // Poke the outstanding gradient all-reduces: Open MPI progresses non-blocking collectives
         // only inside MPI calls, and the overlap the model assumes needs that progress.
         if (overlap_sync_)
@@ -340,25 +659,90 @@ double NetworkRunner<T>::step(OpTimer& timer) {
                     int done = 0;
                     MPI_Test(&other->sync_request, &done, MPI_STATUS_IGNORE);
                 }
-        if (st.index == 1) break;  // the network's input needs no gradient
-        dy = st.back ? timer.time(Op::redistribution, st.name + " redistribution back",
-                                  [&] { return st.back->forward(dx); })
-                     : std::move(dx);
+        for (std::size_t k = 0; k < st.inputs.size(); ++k) {
+            if (st.inputs[k] == 0) continue;  // the network's input needs no gradient
+            Tensor<T> g = st.back[k] ? timer.time(Op::redistribution, st.name + " redistribution back",
+                                                  [&] { return st.back[k]->forward(dxs[k]); })
+                                     : std::move(dxs[k]);
+            add_into(grads[st.inputs[k]], has_grad[st.inputs[k]], std::move(g));
+        }
     }
     timer.time(Op::sync, "gradient all-reduce wait", [&] {
         for (auto& st : stages_) {
             if (st->sync_buffer.empty()) continue;
             if (st->sync_request != MPI_REQUEST_NULL) MPI_Wait(&st->sync_request, MPI_STATUS_IGNORE);
-            if (!st->sync_buffer.empty()) {
-                Shard<T>* sh = st->shard();
-                std::copy_n(st->sync_buffer.begin(), sh->dweight.size(), sh->dweight.begin());
-                std::copy(st->sync_buffer.begin() + static_cast<std::ptrdiff_t>(sh->dweight.size()),
-                          st->sync_buffer.end(), sh->dbias.begin());
-                st->sync_buffer.clear();
-            }
+            Shard<T>* sh = st->shard();
+            std::copy_n(st->sync_buffer.begin(), sh->dweight.size(), sh->dweight.begin());
+            std::copy(st->sync_buffer.begin() + static_cast<std::ptrdiff_t>(sh->dweight.size()), st->sync_buffer.end(),
+                      sh->dbias.begin());
+            st->sync_buffer.clear();
         }
     });
     return loss;
+}
+
+// Softmax cross-entropy on vocabulary shards: per token the maximum and the sum of exponentials are
+// all-reduced over the vocabulary split (MAX, then SUM together with the target's logit, which only
+// its owner contributes); the mean over tokens is summed over the batch split. The gradient
+// softmax - onehot stays on each shard (Shoeybi et al. 2019, section 3: only B x S numbers move).
+template <class T>
+Tensor<T> NetworkRunner<T>::sharded_loss_gradient(double& loss) {
+    const Tensor<T>& z = output_;
+    const Index rows = z.extent(0) * z.extent(1), nv = z.extent(2), v0 = z.box.lo[2];
+    const Index S = logits_shape_[1], total = logits_shape_[0] * S;
+    std::vector<double> peak(static_cast<std::size_t>(rows), -std::numeric_limits<double>::infinity());
+    for (Index r = 0; r < rows; ++r)
+        for (Index v = 0; v < nv; ++v) peak[r] = std::max(peak[r], double(z.data[r * nv + v]));
+    MPI_Allreduce(MPI_IN_PLACE, peak.data(), static_cast<int>(rows), MPI_DOUBLE, MPI_MAX, vocab_group_);
+    std::vector<double> sums(static_cast<std::size_t>(2 * rows), 0.0);  // [sum exp | target logit]
+    auto label_of = [&](Index r) { return labels_[(z.box.lo[0] + r / S) * S + r % S]; };
+    for (Index r = 0; r < rows; ++r) {
+        for (Index v = 0; v < nv; ++v) sums[r] += std::exp(double(z.data[r * nv + v]) - peak[r]);
+        const Index label = label_of(r);
+        if (label >= v0 && label < v0 + nv) sums[rows + r] = double(z.data[r * nv + label - v0]);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, sums.data(), static_cast<int>(2 * rows), MPI_DOUBLE, MPI_SUM, vocab_group_);
+    Tensor<T> dz(z.box);
+    double local = 0;
+    for (Index r = 0; r < rows; ++r) {
+        const double log_sum = peak[r] + std::log(sums[r]);
+        local += log_sum - sums[rows + r];
+        const Index label = label_of(r);
+        for (Index v = 0; v < nv; ++v) {
+            const double prob = std::exp(double(z.data[r * nv + v]) - log_sum);
+            dz.data[r * nv + v] = static_cast<T>((prob - (v0 + v == label ? 1.0 : 0.0)) / double(total));
+        }
+    }
+    if (comm_size(batch_group_) > 1) MPI_Allreduce(MPI_IN_PLACE, &local, 1, MPI_DOUBLE, MPI_SUM, batch_group_);
+    loss = local / double(total);
+    return dz;
+}
+
+// Mean softmax cross-entropy over every sample and output position, on the gathered logits; the
+// gradient sliced back to this rank's block.
+template <class T>
+Tensor<T> NetworkRunner<T>::loss_gradient(double& loss) {
+    if (vocab_group_ != MPI_COMM_NULL) return sharded_loss_gradient(loss);
+    Tensor<T> logits = gather_logits_.forward(output_);
+    if (sequence_logits_) {  // already [position, class] row-major
+        Tensor<T> dlogits(logits.box);
+        loss = softmax_cross_entropy(logits.data.data(), labels_, classes_, dlogits.data.data());
+        return scatter_logits_.forward(dlogits);
+    }
+    const Index nb = logits_shape_[0], area = logits_shape_[2] * logits_shape_[3];
+    std::vector<T> rows(logits.data.size()), drows(logits.data.size());
+    auto row_major = [&](Index b, Index c, Index pos) { return ((b * area + pos) * classes_ + c); };
+    for (Index b = 0; b < nb; ++b)
+        for (Index c = 0; c < classes_; ++c)
+            for (Index pos = 0; pos < area; ++pos)
+                rows[row_major(b, c, pos)] = logits.data[(b * classes_ + c) * area + pos];
+    loss = softmax_cross_entropy(rows.data(), labels_, classes_, drows.data());
+    Tensor<T> dlogits(logits.box);
+    for (Index b = 0; b < nb; ++b)
+        for (Index c = 0; c < classes_; ++c)
+            for (Index pos = 0; pos < area; ++pos)
+                dlogits.data[(b * classes_ + c) * area + pos] = drows[row_major(b, c, pos)];
+    return scatter_logits_.forward(dlogits);
 }
 
 template <class T>

@@ -16,6 +16,8 @@
 
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
+#include "validators/dag_layers.hpp"
+#include "validators/transformer_layers.hpp"
 #include "validators/layers.hpp"
 
 namespace dnnplan::validators {
@@ -26,8 +28,10 @@ double hashed_uniform(std::uint64_t a, std::uint64_t b, std::uint64_t c, std::ui
 double input_value(Index b, Index c, Index h, Index w);
 int label_of(Index b, Index classes);
 
-// Why `network` cannot be run by the validator ("" when it can): chains of conv2d, linear, relu,
-// max/avg pooling without padding, flatten and dropout.
+// Why `network` cannot be run by the validator ("" when it can): DAGs of conv2d, transposed conv2d
+// (kernel == stride), linear, batch norm, relu, max/avg pooling (padded), global average pooling,
+// nearest upsampling, residual add, channel concat, flatten and dropout; transformers of token
+// and position embeddings, layernorm, attention, gelu and per-token linear layers (untied).
 std::string unsupported_reason(const networks::Network& network);
 
 template <class T>
@@ -51,13 +55,28 @@ public:
 
 private:
     struct Stage;
+    void build_layer(Stage& st, const networks::Layer& l, const Grid& grid, Index batch,
+                     const std::vector<std::array<Index, 3>>& views, const TensorMap& first_in_out);
+    void build_anchor(Stage& st, const networks::Layer& l, const Grid& grid, Index batch,
+                      const std::array<Index, 3>& in_view);
+    void check_against_plan(const Stage& st, const planner::Layout& lay, std::vector<planner::Dist>& planned_out);
+    void connect_inputs(Stage& st);
+    Tensor<T> forward_layer(Stage& st, std::vector<const Tensor<T>*>& xs, OpTimer& timer);
+    std::vector<Tensor<T>> backward_layer(Stage& st, Tensor<T>&& dy, OpTimer& timer);
+    void start_sync(Stage& st, OpTimer& timer);
+    Tensor<T> loss_gradient(double& loss);
+    Tensor<T> sharded_loss_gradient(double& loss);
     const networks::Network& network_;
     MPI_Comm comm_;
     bool overlap_sync_;
     std::map<planner::Layout, std::unique_ptr<Grid>> grids_;
     std::vector<std::unique_ptr<Stage>> stages_;
-    Tensor<T> input_, output_;
+    std::vector<Stage*> stage_of_;  // by layer index (layer 0, the input, has none)
+    Tensor<T> output_;
     std::vector<int> labels_;
+    std::array<Index, kDims> logits_shape_{};
+    bool sequence_logits_ = false;
+    MPI_Comm vocab_group_ = MPI_COMM_NULL, batch_group_ = MPI_COMM_NULL;  // the loss on vocabulary shards
     Index classes_ = 0;
     Repartition gather_logits_, scatter_logits_;
 };
