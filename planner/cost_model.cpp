@@ -416,14 +416,17 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     const ComputeTime compute = layer_compute_time(*network_, index, work, cluster_->device, options_.dtype,
                                                    options_.compute, options_.roofline);
     const double fwd_c = compute.forward_s, bwd_c = compute.backward_s;
+    // Once per iteration: the search's one-stage objective counts it here, the stage evaluator
+    // once per stage from LayerCost::optimizer_step_s.
+    const double step =
+        optimizer_step_seconds(cluster_->device, options_.dtype, options_.optimizer, weight_local / eb, options_.compute);
     if (rec) {
         rec->cost->fwd_compute_s += fwd_c;
         rec->cost->bwd_compute_s += bwd_c;
-        rec->cost->optimizer_step_s += optimizer_step_seconds(cluster_->device, options_.dtype, options_.optimizer,
-                                                              weight_local / eb, options_.compute);
+        rec->cost->optimizer_step_s += step;
     }
     if (sync_out) *sync_out += sync;
-    return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync;
+    return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync + step;
 }
 
 double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight,
