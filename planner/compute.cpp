@@ -165,9 +165,16 @@ GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, d
     if (tiling.described()) {
         // Tile quantisation: whole tiles over M and N; wave quantisation: whole waves of `units`
         // tiles. Each unit computes its tile at 1/units of the GEMM rate.
-        r.tiles = ceil_div(g.m, tiling.tile_m) * ceil_div(g.n, tiling.tile_n) * g.count;
+        const double output_tiles = ceil_div(g.m, tiling.tile_m) * ceil_div(g.n, tiling.tile_n) * g.count;
+        // Split-K: when the output tiles cannot fill one wave, the library also cuts the reduction
+        // (CUTLASS/cuBLAS split-K, oneDNN's reduction over the minibatch for weight gradients),
+        // each part at least as long as a tile side, so a weight gradient with a small M x N and a
+        // long K still uses the device.
+        const double parts = std::max(1.0, std::min(std::floor(tiling.units / output_tiles),
+                                                     std::floor(g.k / std::max(tiling.tile_m, tiling.tile_n))));
+        r.tiles = output_tiles * parts;
         r.waves = ceil_div(r.tiles, tiling.units);
-        r.efficiency = g.m * g.n * g.count / (r.waves * tiling.units * tiling.tile_m * tiling.tile_n);
+        r.efficiency = g.m * g.n * g.count * parts / (r.waves * tiling.units * tiling.tile_m * tiling.tile_n);
         r.math_s = flops / (peak(device, dtype) * tiling.efficiency * r.efficiency);
     } else {
         r.tiles = r.waves = 1;

@@ -30,8 +30,8 @@ struct Gemm {
 };
 
 struct GemmTime {
-    double tiles = 0, waves = 0;
-    double efficiency = 1;  // useful share of the launched tile work: count M N / (waves units tile_m tile_n)
+    double tiles = 0, waves = 0;  // tiles launched (output tiles x split-K parts) and waves of them
+    double efficiency = 1;  // useful share of the launched work: count M N parts / (waves units tile_m tile_n)
     double math_s = 0;      // the quantised work at the device's GEMM rate
     double memory_s = 0;    // reading A and B and writing C once, over the memory bandwidth
     double seconds = 0;     // max(math_s, memory_s)

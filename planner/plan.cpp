@@ -162,7 +162,9 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     r.options.optimizer = root.get_choice("optimizer", {"sgd", "adam"}) == "adam" ? Optimizer::adam : Optimizer::sgd;
     r.options.overlap_sync = root.get_bool_or("overlap_sync", true);
     r.options.roofline = root.get_bool_or("roofline", false);
-    if (root.has("compute")) r.options.compute = *parse_compute_model(root.get_choice("compute", compute_model_names()));
+    // Plans saved before the option existed were scored with one rate for every layer.
+    r.options.compute = root.has("compute") ? *parse_compute_model(root.get_choice("compute", compute_model_names()))
+                                            : ComputeModel::uniform;
     r.strategy = parse_strategy(root.get_string_or("strategy", "hand-edited")).value_or(Strategy::hand_edited);
     r.label = root.get_string_or("grid", "");
     if (root.has("pipeline")) {

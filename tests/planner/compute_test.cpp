@@ -54,13 +54,15 @@ TEST_CASE("wave quantisation: one more row than a full wave doubles the time", "
 TEST_CASE("a small convolution tile-quantises: ResNet-50's 3x3 64->64 at 56x56, one sample", "[compute]") {
     const clusters::Cluster a100 = preset("dgx-a100");
     // Implicit GEMM (NVIDIA convolution guide): M = 56 x 56 = 3136, N = 64, K = 64 x 9 = 576.
-    // ceil(3136 / 256) = 13 tiles down M, ceil(64 / 128) = 1 across N: 13 tiles in one wave of 108.
+    // ceil(3136 / 256) = 13 tiles down M, ceil(64 / 128) = 1 across N: 13 output tiles; split-K
+    // cuts K = 576 into min(108 / 13 = 8, 576 / 256 = 2) = 2 parts: 26 tiles in one wave of 108.
     const GemmTime one = gemm_time(a100.device, DType::fp16, {3136, 64, 576, 1});
-    CHECK(one.tiles == 13);
+    CHECK(one.tiles == 26);
     CHECK(one.waves == 1);
-    CHECK(one.efficiency == Approx(3136.0 * 64 / (108.0 * 256 * 128)));  // 0.0567
-    // 32 samples: M = 100352, 392 tiles, 4 waves: efficiency 100352 x 64 / (432 x 32768) = 0.454,
-    // so a sample costs 0.454 / 0.0567 = 8x less than alone: splitting the batch 32 ways loses it.
+    CHECK(one.efficiency == Approx(3136.0 * 64 * 2 / (108.0 * 256 * 128)));  // 0.113
+    // 32 samples: M = 100352, 392 tiles (no split: more than a wave), 4 waves: efficiency
+    // 100352 x 64 / (432 x 32768) = 0.454, so a sample costs 0.454 / 0.113 = 4x less than alone:
+    // splitting the batch 32 ways loses it.
     const GemmTime many = gemm_time(a100.device, DType::fp16, {32 * 3136, 64, 576, 1});
     CHECK(many.waves == 4);
     CHECK(many.efficiency == Approx(32.0 * 3136 * 64 / (4.0 * 108 * 256 * 128)));
@@ -126,4 +128,16 @@ TEST_CASE("a device without GEMM tiling runs GEMMs unquantised at its achievable
     const GemmTime g = gemm_time(hand.device, DType::fp32, {100, 3, 7, 2});
     CHECK(g.efficiency == 1);
     CHECK(g.seconds == Approx(2.0 * 100 * 3 * 7 * 2 / 1e12));
+}
+
+TEST_CASE("split-K: a weight gradient with a small output and a long reduction fills the device", "[compute]") {
+    const clusters::Cluster a100 = preset("dgx-a100");
+    // M = 64, N = 576, K = 100352 (ResNet-50's 3x3 64->64 weight gradient over 32 samples at
+    // 56 x 56): ceil(64 / 256) x ceil(576 / 128) = 5 output tiles; 108 / 5 -> K cut 21 ways
+    // (100352 / 256 = 392 allows it): 105 tiles in one wave, 64 x 576 x 21 / (108 x 256 x 128) = 0.219.
+    const GemmTime g = gemm_time(a100.device, DType::fp16, {64, 576, 32 * 3136, 1});
+    CHECK(g.tiles == 105);
+    CHECK(g.waves == 1);
+    CHECK(g.efficiency == Approx(64.0 * 576 * 21 / (108.0 * 256 * 128)));
+    // The 4096^3 GEMM has 512 tiles, more than a wave: no split (tested above).
 }
