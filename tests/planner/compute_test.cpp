@@ -141,3 +141,28 @@ TEST_CASE("split-K: a weight gradient with a small output and a long reduction f
     CHECK(g.efficiency == Approx(64.0 * 576 * 21 / (108.0 * 256 * 128)));
     // The 4096^3 GEMM has 512 tiles, more than a wave: no split (tested above).
 }
+
+TEST_CASE("splitting the batch finer loses GEMM efficiency under the per-operation model only",
+          "[compute][planner]") {
+    // ResNet-50 on the dgx-a100 preset, pure batch, B = 256: at P = 4 each GPU has 64 images, at
+    // P = 256 one. Under the uniform model the per-process compute is exactly 64x smaller; under
+    // the per-operation model it is less than 64x smaller: small local GEMMs tile-quantise (the
+    // 3x3 64->64 convolution above: efficiency 0.113 at one image against 0.454 at 32).
+    const networks::Network net = builtin("resnet50");
+    const clusters::Cluster a100 = preset("dgx-a100");
+    for (ComputeModel compute : {ComputeModel::uniform, ComputeModel::per_operation}) {
+        PlannerOptions wide = dnnplan::planner::test::options(4, 256), fine = dnnplan::planner::test::options(256, 256);
+        wide.compute = fine.compute = compute;
+        wide.dtype = fine.dtype = DType::fp16;
+        CostModel coarse_model(net, a100, wide), fine_model(net, a100, fine);
+        const ScoredPlan coarse = coarse_model.score(uniform_layouts(coarse_model, Strategy::batch, {1, 4}));
+        const ScoredPlan split = fine_model.score(uniform_layouts(fine_model, Strategy::batch, {1, 256}));
+        const double ratio = (coarse.cost.fwd_compute_s + coarse.cost.bwd_compute_s) /
+                             (split.cost.fwd_compute_s + split.cost.bwd_compute_s);
+        INFO(to_string(compute) << ": compute ratio " << ratio);
+        if (compute == ComputeModel::uniform)
+            CHECK(ratio == Approx(64.0).epsilon(1e-12));
+        else
+            CHECK(ratio < 64.0 * 0.8);  // at least 20% of the efficiency lost at one image per GPU
+    }
+}
