@@ -129,7 +129,7 @@ PipelineScore score_pipeline(const CostModel& model, const PipelineSpec& spec, c
 std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score) {
     char buffer[256];
     std::string opts = to_string(spec.schedule);
-    if (spec.interleave > 1) opts += " interleaved x" + std::to_string(spec.interleave);
+    if (spec.interleave > 1) opts += " x" + std::to_string(spec.interleave) + " chunks";
     if (spec.zero) opts += ", zero-1";
     if (spec.recompute) opts += ", recompute";
     std::snprintf(buffer, sizeof buffer, "TP=%d x PP=%d x DP=%d, M=%d, %s, balance %.2f, cut %s, %.3g TFLOP/s/proc",
