@@ -10,9 +10,9 @@ namespace dnnplan::planner {
 
 enum class Schedule { gpipe, one_f_one_b };
 
-// The most micro-batches a pipeline is cut into. A bound on work, not a model constant: the search
-// scores every M up to it and the 1F1B walk keeps S x M end times, so an unbounded M (a batch of
-// 2^31) would make planning time and memory grow with the batch; published schedules use far
+// The most micro-batches a pipeline is cut into. A bound on work, not a model constant: the 1F1B
+// walk takes O(S M V) time (its memory is O(S V)), so an unbounded M (a batch of 2^31) would make
+// planning time grow with the batch; published schedules use far
 // fewer (GPT-3 on 3,072 A100s: 1,536 per batch of 1,536 sequences spread over the replicas).
 inline constexpr int kMaxMicroBatches = 4096;
 std::string to_string(Schedule schedule);

@@ -10,6 +10,7 @@
 
 #include "networks/network.hpp"
 #include "planner/pipeline.hpp"
+#include "planner/plan.hpp"
 #include "planner/schedule.hpp"
 #include "planner_test_helpers.hpp"
 
@@ -223,4 +224,44 @@ TEST_CASE("an interleaved pipeline's times, traffic and memory by hand", "[pipel
     spec.micro_batches = 3;
     CostModel three(net, cluster, options(2, 3));
     CHECK_FALSE(pipeline_problem(three, spec).empty());
+}
+
+TEST_CASE("an interleaved plan document round-trips to the same numbers", "[pipeline][interleave]") {
+    networks::Network net = builtin("gpt2");
+    clusters::Cluster cluster = preset("dgx-a100");
+    CostModel model(net, cluster, options(32, 64, net.dtype));
+    PipelineSpec request_spec;
+    request_spec.tensor = 4;
+    request_spec.stages = 4;
+    request_spec.replicas = 2;
+    request_spec.micro_batches = 8;
+    request_spec.schedule = Schedule::one_f_one_b;
+    request_spec.interleave = 2;
+    PipelineCandidate pc = plan_pipeline(model, request_spec);
+    REQUIRE(pc.spec.stage_first.size() == 8);
+    Candidate candidate;
+    candidate.strategy = Strategy::tp_pp_dp;
+    candidate.label = pipeline_label(pc.spec, pc.score);
+    candidate.plan = pc.score.plan;
+    candidate.pipeline = pc.spec;
+    Plan plan = make_plan(model, candidate, {"gpt2", "dgx-a100"});
+    Json json = Json::parse(plan_to_json(plan, model).dump());
+    CHECK(json["pipeline"]["interleave"] == 2);
+    CHECK(json["pipeline"]["stage_ranges"].size() == 8);
+    PlanRequest request = parse_plan_request(json, "plan.json");
+    std::vector<Layout> layouts = layouts_for(request, model, "plan.json");
+    PipelineSpec spec = pipeline_for(request, model, "plan.json");
+    CHECK(spec == pc.spec);
+    check_equal(score_pipeline(model, spec, layouts).plan.cost, pc.score.plan.cost);
+    // Four ranges for four devices but V = 2: the document names where it is wrong.
+    json["pipeline"]["stage_ranges"].erase(json["pipeline"]["stage_ranges"].begin() + 4,
+                                           json["pipeline"]["stage_ranges"].end());
+    json["pipeline"]["stage_ranges"][3]["last"] = net.layers.back().name;
+    PlanRequest bad = parse_plan_request(json, "plan.json");
+    try {
+        pipeline_for(bad, model, "plan.json");
+        FAIL("expected an InputError");
+    } catch (const InputError& e) {
+        CHECK(e.location() == "/pipeline/stage_ranges");
+    }
 }
