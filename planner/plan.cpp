@@ -268,7 +268,8 @@ PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, co
         else if (static_cast<int>(request.stage_ranges.size()) != spec.virtual_stages())
             throw InputError(file, "/pipeline/stage_ranges",
                              std::to_string(request.stage_ranges.size()) + " ranges for " +
-                                 std::to_string(spec.virtual_stages()) + " stages (x interleave)");
+                                 std::to_string(spec.virtual_stages()) + " stages" +
+                                 (spec.interleave > 1 ? " (stages x interleave)" : ""));
         int expected = 1;
         for (std::size_t s = 0; s < request.stage_ranges.size(); ++s) {
             const auto& [first, last] = request.stage_ranges[s];

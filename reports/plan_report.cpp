@@ -131,8 +131,8 @@ std::string stage_table(const planner::CostModel& model, const planner::Pipeline
     std::vector<std::string> left_out;
     std::string out = "stages (" + std::to_string(spec.tensor) + " processes each, " + std::to_string(spec.replicas) +
                       " replicas; seconds per micro-batch, " + std::to_string(spec.micro_batches) +
-                      " micro-batches; fwd/bwd include the receives" +
-                      (spec.interleave > 1 ? "; rows are device.chunk, memory and sync the device's" : "") + "):\n";
+                      " micro-batches; fwd/bwd include the receives):\n" +
+                      (spec.interleave > 1 ? "(interleaved: rows are device.chunk; memory and sync are the device's)\n" : "");
     out += fit_columns(columns, t.wide ? 0 : t.width, left_out);
     out += "peak memory: stage " + std::to_string(peak % spec.stages) + ", " + human_bytes(stages[peak].memory_bytes) +
            " per process (the memory line above is this stage's)\n";
