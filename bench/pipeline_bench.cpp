@@ -1,6 +1,7 @@
 // Benchmarks of the pipeline / 3-D search (planner/pipeline.hpp): every TP (inside a node), PP,
-// DP, micro-batch count, schedule, ZeRO-1 and recomputation option for GPT-3 175B on 1024 A100s
-// (target: under 1 s), with configurations per second as a counter (Calculon, the analytical
+// DP, micro-batch count (the bounded set of micro_batch_counts), schedule (GPipe, 1F1B, interleaved
+// 1F1B with V = 2, 4, 8), ZeRO-1 and recomputation option for GPT-3 175B on 1024 A100s (target:
+// under 1 s on one core, issue 15 item 8), with configurations per second as a counter (Calculon, the analytical
 // LLM tool, reports about 490 per second on 2 cores); and the graph-partition family on
 // GoogLeNet.
 #include <benchmark/benchmark.h>

@@ -29,6 +29,7 @@ struct PlanOptions {
     std::string out;
     std::string plan_file;
     int tensor = 0, stages = 0, micro_batches = 0, replicas = 0;  // an explicit pipeline (planner/pipeline.hpp)
+    int interleave = 0;  // model chunks per device (interleaved 1F1B), 0: not given
     std::string schedule = "1f1b";
     bool zero = false, recompute = false;
     int simulate_top = 0;  // simulate the K best candidates on the cluster's topology and re-rank them
@@ -59,6 +60,7 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     app->add_option("--micro-batches", o.micro_batches, "micro-batches per replica of an explicit pipeline (default 1)")->check(positive_integer());
     app->add_option("--replicas", o.replicas, "data-parallel replicas of an explicit pipeline (default P / (T x S))")->check(positive_integer());
     app->add_option("--tensor", o.tensor, "processes per stage (tensor parallelism) of an explicit pipeline (default 1)")->check(positive_integer());
+    app->add_option("--interleave", o.interleave, "model chunks per device of an explicit pipeline: interleaved 1F1B (default 1; micro-batches a multiple of the stages)")->check(positive_integer());
     app->add_option("--schedule", o.schedule, "gpipe or 1f1b")->capture_default_str()->check(CLI::IsMember({"gpipe", "1f1b"}));
     app->add_flag("--zero", o.zero, "ZeRO stage 1 in an explicit pipeline: optimizer state sharded over the replicas");
     app->add_flag("--recompute", o.recompute, "activation recomputation in an explicit pipeline");
@@ -164,7 +166,7 @@ int run_plan(const PlanOptions& o) {
     const clusters::Cluster& cluster = in.cluster;
     const planner::PlannerOptions& options = in.options;
     planner::CostModel model(network, cluster, options);
-    if (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0) {
+    if (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0 || o.interleave > 0) {
         planner::PipelineSpec spec;
         spec.tensor = std::max(1, o.tensor);
         spec.stages = std::max(1, o.stages);
@@ -174,6 +176,7 @@ int run_plan(const PlanOptions& o) {
         spec.schedule = o.schedule == "gpipe" ? planner::Schedule::gpipe : planner::Schedule::one_f_one_b;
         spec.zero = o.zero;
         spec.recompute = o.recompute;
+        spec.interleave = std::max(1, o.interleave);
         planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
         planner::Candidate candidate;
         candidate.strategy = pc.spec.tensor > 1 ? planner::Strategy::tp_pp_dp : planner::Strategy::pipeline;

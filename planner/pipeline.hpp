@@ -71,8 +71,9 @@ std::vector<int> partition_stages(const StageWeights& weights, const std::vector
 // The slowest stage of a partition, by the same objective (tests compare with brute force).
 double slowest_stage(const StageWeights& weights, const std::vector<int>& stage_first);
 
-// Every T (tensor groups inside a node), S, R = P / (T S), M dividing B / R, both schedules,
-// ZeRO-1 and recomputation on and off. Returns the best feasible spec per (T, S) (or, when
+// Every T (tensor groups inside a node), S, R = P / (T S), M in micro_batch_counts(B / R, S),
+// GPipe, 1F1B and interleaved 1F1B (V = 2, 4, 8 when M is a multiple of S), ZeRO-1 and
+// recomputation on and off. Returns the best feasible spec per (T, S) (or, when
 // nothing fits, the least over-memory one per (T, S)), best first.
 struct PipelineCandidate {
     PipelineSpec spec;

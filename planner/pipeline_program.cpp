@@ -13,10 +13,10 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
     out.micro_batch = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
     LayerTable c = make_layer_table(model, spec.tensor, out.micro_batch, layouts);
     const int L = c.layer_count;
-    for (int s = 0; s < spec.stages; ++s) {
+    for (int s = 0; s < spec.virtual_stages(); ++s) {  // chunk c of device d is stages[c S + d]
         PipelineProgram::Stage st;
         st.first = spec.stage_first[s];
-        st.last = s + 1 < spec.stages ? spec.stage_first[s + 1] - 1 : L - 1;
+        st.last = s + 1 < spec.virtual_stages() ? spec.stage_first[s + 1] - 1 : L - 1;
         if (s > 0) {
             st.recv_bytes = c.boundary_bytes[st.first];
             st.recv_s = clusters::point_to_point_seconds(st.recv_bytes,

@@ -28,7 +28,7 @@ struct PipelineProgram {
         double recv_s = 0;  // the seconds the model charges for it (on the boundary's link: intra-node when both ranks
                             // share a node)
     };
-    std::vector<Stage> stages;
+    std::vector<Stage> stages;  // S x V: chunk c of device d (interleaving) is stages[c S + d]
     std::vector<clusters::GroupPlacement> inner_sync_group;  // per layer: the sync group inside the T ranks
     std::vector<std::vector<CommCall>> sync;                 // per layer (index 0 unused), in the order run
 };

@@ -37,8 +37,9 @@ double model_flops_per_device(const CostModel& model) {
 std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec) {
     const auto& o = model.options();
     const int layers = static_cast<int>(model.network().layers.size()) - 1;
-    if (spec.tensor < 1 || spec.stages < 1 || spec.replicas < 1 || spec.micro_batches < 1)
-        return "tensor, stages, replicas and micro-batches must be at least 1";
+    if (spec.tensor < 1 || spec.stages < 1 || spec.replicas < 1 || spec.micro_batches < 1 || spec.interleave < 1)
+        return "tensor, stages, replicas, micro-batches and interleave must be at least 1";
+    if (std::string why = interleave_problem(spec); !why.empty()) return why;
     if (spec.micro_batches > kMaxMicroBatches)
         return std::to_string(spec.micro_batches) + " micro-batches, more than the limit of " +
                std::to_string(kMaxMicroBatches);
@@ -46,8 +47,9 @@ std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec) {
     if (used != o.procs)
         return "T x S x R = " + std::to_string(spec.tensor) + " x " + std::to_string(spec.stages) + " x " +
                std::to_string(spec.replicas) + " = " + std::to_string(used) + " is not P = " + std::to_string(o.procs);
-    if (spec.stages > layers)
-        return std::to_string(spec.stages) + " stages but the network has only " + std::to_string(layers) + " layers";
+    if (spec.virtual_stages() > layers)
+        return std::to_string(spec.virtual_stages()) + " stages but the network has only " + std::to_string(layers) +
+               " layers";
     if (o.batch % spec.replicas != 0)
         return "batch " + std::to_string(o.batch) + " cannot be split over " + std::to_string(spec.replicas) +
                " replicas";
@@ -55,11 +57,11 @@ std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec) {
         return std::to_string(spec.micro_batches) + " micro-batches do not divide the per-replica batch " +
                std::to_string(o.batch / spec.replicas);
     if (spec.device_of.empty()) {
-        if (static_cast<int>(spec.stage_first.size()) != spec.stages)
+        if (static_cast<int>(spec.stage_first.size()) != spec.virtual_stages())
             return "stage_first has " + std::to_string(spec.stage_first.size()) + " entries for " +
-                   std::to_string(spec.stages) + " stages";
+                   std::to_string(spec.virtual_stages()) + " stages";
         if (spec.stage_first.front() != 1) return "the first stage must start at layer 1";
-        for (int s = 1; s < spec.stages; ++s)
+        for (int s = 1; s < spec.virtual_stages(); ++s)
             if (spec.stage_first[s] <= spec.stage_first[s - 1] || spec.stage_first[s] > layers)
                 return "stage " + std::to_string(s) + " starts at layer " + std::to_string(spec.stage_first[s]) +
                        ", not after stage " + std::to_string(s - 1) + " and within the network";
@@ -127,6 +129,7 @@ PipelineScore score_pipeline(const CostModel& model, const PipelineSpec& spec, c
 std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score) {
     char buffer[256];
     std::string opts = to_string(spec.schedule);
+    if (spec.interleave > 1) opts += " x" + std::to_string(spec.interleave) + " chunks";
     if (spec.zero) opts += ", zero-1";
     if (spec.recompute) opts += ", recompute";
     std::snprintf(buffer, sizeof buffer, "TP=%d x PP=%d x DP=%d, M=%d, %s, balance %.2f, cut %s, %.3g TFLOP/s/proc",
@@ -162,10 +165,19 @@ std::map<std::int64_t, std::vector<std::pair<int, int>>> configurations_by_micro
             ++stats.skipped;
             continue;
         }
-        for (int M : divisors_of(B / R))
-            if (M <= kMaxMicroBatches) by_micro[B / R / M].emplace_back(S, M);
+        for (int M : micro_batch_counts(B / R, S)) by_micro[B / R / M].emplace_back(S, M);
     }
     return by_micro;
+}
+
+// The schedules searched for S stages and M micro-batches: GPipe, 1F1B and interleaved 1F1B with
+// V = 2, 4, ... kMaxSearchInterleave chunks when M is a multiple of S and the partitions (up to
+// `max_parts` virtual stages) hold S V stages.
+std::vector<std::pair<Schedule, int>> schedules_of(int S, int M, int max_parts) {
+    std::vector<std::pair<Schedule, int>> out{{Schedule::gpipe, 1}, {Schedule::one_f_one_b, 1}};
+    if (S < 2 || M % S != 0) return out;
+    for (int V = 2; V <= kMaxSearchInterleave && S * V <= max_parts; V *= 2) out.emplace_back(Schedule::one_f_one_b, V);
+    return out;
 }
 
 // Scores every schedule, ZeRO and recomputation setting of the (S, M) pairs that share the
@@ -180,6 +192,7 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
     std::map<std::tuple<bool, bool>, std::vector<std::vector<int>>> partitions;
     int s_max = 1;
     for (auto [S, M] : uses) s_max = std::max(s_max, S);
+    const int pieces = static_cast<int>(cuts.size()) + 1;  // the most (virtual) stages a partition can have
     for (auto [S, M] : uses)
         for (bool recompute : {false, true}) {
             const bool intra = model.links().fits_in_node(std::int64_t{T} * S);
@@ -187,12 +200,13 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
             if (!partitions.count(key)) {
                 const StageWeights w = weights_from(table, stage_link(model, T, S), recompute);
                 std::vector<std::vector<int>> all;
-                partition_stages(w, cuts, intra ? std::min(s_max, d / T) : s_max, &all);
+                partition_stages(w, cuts, std::min(pieces, (intra ? std::min(s_max, d / T) : s_max) * kMaxSearchInterleave),
+                                 &all);
                 partitions[key] = std::move(all);
             }
             const auto& all = partitions[key];
             if (S >= static_cast<int>(all.size()) || all[S].empty()) continue;
-            for (Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b})
+            for (auto [schedule, V] : schedules_of(S, M, static_cast<int>(all.size()) - 1))
                 for (bool zero : {false, true}) {
                     PipelineSpec spec;
                     spec.tensor = T;
@@ -200,9 +214,10 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
                     spec.micro_batches = M;
                     spec.replicas = static_cast<int>(model.options().procs / (std::int64_t{T} * S));
                     spec.schedule = schedule;
+                    spec.interleave = V;
                     spec.zero = zero;
                     spec.recompute = recompute;
-                    spec.stage_first = all[S];
+                    spec.stage_first = all[S * V];
                     auto sync = sync_cache.find({S, zero});
                     if (sync == sync_cache.end())
                         sync =
@@ -295,7 +310,12 @@ PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const
         fail("--stages", std::to_string(spec.stages) + " stages but " + model.network().name + " has only " +
                              std::to_string(cuts.size() + 1) + " places to cut (where a single tensor crosses)");
     spec.device_of.clear();
-    spec.stage_first = partition_stages(stage_weights(model, spec, pc.layouts), cuts, spec.stages);
+    if (spec.virtual_stages() > static_cast<int>(cuts.size()) + 1)
+        fail("--interleave", std::to_string(spec.stages) + " stages x " + std::to_string(spec.interleave) +
+                                 " chunks but " + model.network().name + " has only " +
+                                 std::to_string(cuts.size() + 1) + " pieces between places to cut");
+    if (std::string why = interleave_problem(spec); !why.empty()) fail("--interleave", why);
+    spec.stage_first = partition_stages(stage_weights(model, spec, pc.layouts), cuts, spec.virtual_stages());
     pc.spec = spec;
     pc.score = score_pipeline(model, spec, pc.layouts);
     return pc;

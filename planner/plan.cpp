@@ -74,6 +74,7 @@ Json pipeline_to_json(const PipelineSpec& p, const std::vector<networks::Layer>&
     Json j{{"stages", p.stages},      {"micro_batches", p.micro_batches},  {"replicas", p.replicas},
            {"tensor", p.tensor},      {"schedule", to_string(p.schedule)}, {"zero", p.zero},
            {"recompute", p.recompute}};
+    if (p.interleave > 1) j["interleave"] = p.interleave;  // stage_ranges then lists the S x V chunks
     if (!p.stage_first.empty() && p.device_of.empty()) {
         Json ranges = Json::array();
         for (std::size_t s = 0; s < p.stage_first.size(); ++s) {
@@ -178,6 +179,7 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
             p.get_choice_or("schedule", {"gpipe", "1f1b"}, "gpipe") == "1f1b" ? Schedule::one_f_one_b : Schedule::gpipe;
         r.pipeline.zero = p.get_bool_or("zero", false);
         r.pipeline.recompute = p.get_bool_or("recompute", false);
+        r.pipeline.interleave = static_cast<int>(p.get_int_or("interleave", 1, 1, 1 << 22));
         if (p.has("stage_ranges")) {
             SpecNode ranges = p.child("stage_ranges");
             ranges.expect_array("an array of {first, last} layer names");
@@ -268,10 +270,11 @@ PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, co
     if (spec.device_of.empty()) {
         if (request.stage_ranges.empty() && spec.stages == 1)
             spec.stage_first = {1};
-        else if (static_cast<int>(request.stage_ranges.size()) != spec.stages)
-            throw InputError(
-                file, "/pipeline/stage_ranges",
-                std::to_string(request.stage_ranges.size()) + " ranges for " + std::to_string(spec.stages) + " stages");
+        else if (static_cast<int>(request.stage_ranges.size()) != spec.virtual_stages())
+            throw InputError(file, "/pipeline/stage_ranges",
+                             std::to_string(request.stage_ranges.size()) + " ranges for " +
+                                 std::to_string(spec.virtual_stages()) + " stages" +
+                                 (spec.interleave > 1 ? " (stages x interleave)" : ""));
         int expected = 1;
         for (std::size_t s = 0; s < request.stage_ranges.size(); ++s) {
             const auto& [first, last] = request.stage_ranges[s];

@@ -137,13 +137,13 @@ clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages) {
 clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spec, int s) {
     const clusters::LinkModel& links = model.links();
     const std::int64_t d = links.devices_per_node, T = spec.tensor, S = spec.stages;
+    // Virtual stage s (interleaving) is on device s mod S; device S - 1 feeds device 0's next chunk.
+    const std::int64_t from_device = (s - 1) % S, to_device = s % S;
     // (T S r) mod d repeats with a period of at most d replicas.
     const std::int64_t replicas = std::min<std::int64_t>(spec.replicas, d);
     for (std::int64_t r = 0; r < replicas; ++r)
-        for (std::int64_t t = 0; t < T; ++t) {
-            const std::int64_t from = t + T * (s - 1 + S * r);
-            if (!links.same_node(from, from + T)) return links.inter;
-        }
+        for (std::int64_t t = 0; t < T; ++t)
+            if (!links.same_node(t + T * (from_device + S * r), t + T * (to_device + S * r))) return links.inter;
     return links.intra;
 }
 
@@ -192,21 +192,23 @@ struct StageRange {
     int first = 1, last = 1;
 };
 StageRange stage_range(const PipelineSpec& spec, int s, int layer_count) {
-    return {spec.stage_first[s], s + 1 < spec.stages ? spec.stage_first[s + 1] - 1 : layer_count - 1};
+    return {spec.stage_first[s], s + 1 < spec.virtual_stages() ? spec.stage_first[s + 1] - 1 : layer_count - 1};
 }
 
-// Per micro-batch: forward F and backward B of every stage, each with its receive (the backward
-// redoes the stage's forward first under recomputation), and the slowest stage by F + B.
+// Per micro-batch: forward F and backward B of every (virtual) stage, each with its receive (the
+// backward redoes the stage's forward first under recomputation), and the slowest device by the
+// F + B of its chunks (interleaving: V receives each way per micro-batch, SC'21 section 2.2.2).
 struct StageTimes {
     std::vector<double> forward, backward, recv_forward, recv_backward;
     double max_fb = 0, total_fb = 0, cut_bytes = 0;
-    int slowest = 0;
+    int slowest = 0;  // a device
 };
 StageTimes stage_times(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
-    const int S = spec.stages;
+    const int S = spec.virtual_stages();
     StageTimes st;
     st.forward.assign(S, 0.0), st.backward.assign(S, 0.0), st.recv_forward.assign(S, 0.0),
         st.recv_backward.assign(S, 0.0);
+    std::vector<double> device_fb(spec.stages, 0.0);
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
         if (s > 0)
@@ -220,18 +222,21 @@ StageTimes stage_times(const CostModel& model, const LayerTable& t, const Pipeli
         const double backward = sums.bwd_compute + (sums.blocking() - sums.fwd_comm);
         st.forward[s] = forward + st.recv_forward[s];
         st.backward[s] = backward + (spec.recompute ? forward : 0.0) + st.recv_backward[s];
-        const double fb = st.forward[s] + st.backward[s];
-        if (fb > st.max_fb) st.max_fb = fb, st.slowest = s;
-        st.total_fb += fb;
+        device_fb[s % spec.stages] += st.forward[s] + st.backward[s];
+        st.total_fb += st.forward[s] + st.backward[s];
         if (s + 1 < S) st.cut_bytes += t.boundary_total[last + 1];
     }
+    for (int d = 0; d < spec.stages; ++d)
+        if (device_fb[d] > st.max_fb) st.max_fb = device_fb[d], st.slowest = d;
     return st;
 }
 
 // Gradient synchronisation per stage: each layer's all-reduce starts when its last micro-batch's
 // backward is done, inside its stage's last backward, one at a time (SyncOverlap). Under
 // recomputation that backward first redoes the stage's whole forward from its checkpointed input.
-// Measured from the start of the stage's last backward, so before the schedule.
+// Measured from the start of the stage's last backward, so before the schedule. Interleaved, a
+// device's chunks are fed last chunk first as if their last backwards ran back to back (they are
+// separated by other micro-batches' backwards in fact: less overlap than there is, never more).
 struct StageSyncs {
     std::vector<double> total, exposed, contention;
     double max_total = 0;
@@ -241,13 +246,16 @@ StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std:
     StageSyncs out;
     out.total.assign(S, 0.0), out.exposed.assign(S, 0.0), out.contention.assign(S, 0.0);
     for (int s = 0; s < S; ++s) {
-        const auto [first, last] = stage_range(spec, s, t.layer_count);
-        const LayerTable::Sums sums = t.sum(first, last);
-        const double recomputed = spec.recompute ? sums.fwd_compute + sums.fwd_comm : 0.0;
-        SyncOverlap overlap(t.options.overlap_sync, recomputed);
-        for (int i = last; i >= first; --i) {
-            const LayerCost& lc = t.plan.layers[i];
-            overlap.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, sync[i].seconds, sync[i].network);
+        SyncOverlap overlap(t.options.overlap_sync);
+        for (int chunk = spec.interleave - 1; chunk >= 0; --chunk) {
+            const auto [first, last] = stage_range(spec, chunk * S + s, t.layer_count);
+            const LayerTable::Sums sums = t.sum(first, last);
+            if (spec.recompute) overlap.layer(sums.fwd_compute + sums.fwd_comm, 0, 0, 0, false);
+            for (int i = last; i >= first; --i) {
+                const LayerCost& lc = t.plan.layers[i];
+                overlap.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, sync[i].seconds,
+                              sync[i].network);
+            }
         }
         out.total[s] = overlap.total_s();
         out.contention[s] = overlap.contention_s();
@@ -271,11 +279,71 @@ std::vector<double> send_delays(const CostModel& model, const LayerTable& t, con
     return delay;
 }
 
-// Memory per process of every stage (planner/memory.hpp).
+// Interleaved 1F1B on device d: the most bytes its chunk-micro-batches in flight hold, `held[c]`
+// per micro-batch on chunk c. In flight after the steady phase's j-th forward: forwards 0..w + j
+// less backwards 0..j - 1 (w = interleaved_warmup); the per-chunk counts repeat every S V steps,
+// so one period is scanned (O(S V)).
+double interleaved_in_flight_bytes(const PipelineSpec& spec, int d, const std::vector<double>& held) {
+    const int S = spec.stages, V = spec.interleave, M = spec.micro_batches, units = M * V;
+    const int warmup = interleaved_warmup(S, d, M, V);
+    std::vector<int> count(V, 0);
+    for (int k = 0; k <= std::min(warmup, units - 1); ++k) ++count[op_at(spec.schedule, S, d, M, k, V).chunk];
+    auto bytes = [&] {
+        double total = 0;
+        for (int c = 0; c < V; ++c) total += count[c] * held[c];
+        return total;
+    };
+    double peak = bytes();
+    // op_at's index of the steady phase's j-th backward is warmup + 2 j + 1, of its forward warmup + 2 j.
+    for (int j = 1; j < std::min(units - warmup, S * V + 1); ++j) {
+        --count[op_at(spec.schedule, S, d, M, warmup + 2 * (j - 1) + 1, V).chunk];
+        ++count[op_at(spec.schedule, S, d, M, warmup + 2 * j, V).chunk];
+        peak = std::max(peak, bytes());
+    }
+    return peak;
+}
+
+// A device's V chunks as one stage for planner/memory: the sums of all chunks, and the in-flight
+// activations folded into one "micro-batch" (in_flight = 1) of the peak's bytes: the chunks'
+// inputs (and full activations without recomputation) per chunk-micro-batch in flight, plus under
+// recomputation the largest chunk's activations being recomputed.
+StageMemoryInput interleaved_memory_input(const LayerTable& t, const PipelineSpec& spec, int d) {
+    StageMemoryInput in;
+    std::vector<double> held(spec.interleave, 0.0);
+    double largest = 0;
+    for (int c = 0; c < spec.interleave; ++c) {
+        const int v = c * spec.stages + d;
+        const auto [first, last] = stage_range(spec, v, t.layer_count);
+        const LayerTable::Sums sums = t.sum(first, last);
+        in.params += sums.params;
+        in.weight_bytes += sums.weight_bytes;
+        const double input = v == 0 ? t.input_bytes : t.boundary_bytes[first];
+        held[c] = spec.recompute ? input : input + sums.activation_bytes;
+        largest = std::max(largest, sums.activation_bytes);
+        for (int i = first; i <= last; ++i) {
+            in.buffer_bytes = std::max(in.buffer_bytes, t.buffer_bytes[i]);
+            in.working_set_bytes = std::max(in.working_set_bytes, t.plan.layers[i].working_set_bytes);
+        }
+    }
+    in.input_bytes = interleaved_in_flight_bytes(spec, d, held);
+    in.activation_bytes = spec.recompute ? largest : 0.0;
+    return in;
+}
+
+// Memory per process of every stage (device, when interleaved) (planner/memory.hpp).
 std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineSpec& spec) {
     const int S = spec.stages, M = spec.micro_batches;
     std::vector<MemoryBreakdown> memory(S);
     for (int s = 0; s < S; ++s) {
+        if (spec.interleave > 1) {
+            StageMemoryOptions options;
+            options.optimizer = t.options.optimizer;
+            options.dtype = t.options.dtype;
+            options.recompute = spec.recompute;
+            options.zero_shards = spec.zero ? spec.replicas : 1;
+            memory[s] = stage_memory(interleaved_memory_input(t, spec, s), options);
+            continue;
+        }
         const auto [first, last] = stage_range(spec, s, t.layer_count);
         const LayerTable::Sums sums = t.sum(first, last);
         StageMemoryInput in;
@@ -301,15 +369,19 @@ std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineS
 // The slowest stage's M micro-batches of compute and blocking communication (the forward's
 // redone under recomputation, by kind), with its receives as point-to-point.
 void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const StageTimes& times, CostBreakdown& k) {
-    const auto [first, last] = stage_range(spec, times.slowest, t.layer_count);
     const double m = spec.micro_batches;
-    const LayerTable::Sums sums = t.sum(first, last);
-    k.fwd_compute_s = m * sums.fwd_compute;
-    k.bwd_compute_s = m * (sums.bwd_compute + (spec.recompute ? sums.fwd_compute : 0.0));
-    for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
-        k.comm_s[kind] = m * (sums.comm[kind] + (spec.recompute ? sums.fwd_comm_by_kind[kind] : 0.0));
-    k.comm_s[index_of(CommKind::point_to_point)] +=
-        m * (times.recv_forward[times.slowest] + times.recv_backward[times.slowest]);
+    k.fwd_compute_s = k.bwd_compute_s = 0;
+    k.comm_s = {};
+    for (int chunk = 0; chunk < spec.interleave; ++chunk) {  // the slowest device's chunks
+        const int v = chunk * spec.stages + times.slowest;
+        const auto [first, last] = stage_range(spec, v, t.layer_count);
+        const LayerTable::Sums sums = t.sum(first, last);
+        k.fwd_compute_s += m * sums.fwd_compute;
+        k.bwd_compute_s += m * (sums.bwd_compute + (spec.recompute ? sums.fwd_compute : 0.0));
+        for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
+            k.comm_s[kind] += m * (sums.comm[kind] + (spec.recompute ? sums.fwd_comm_by_kind[kind] : 0.0));
+        k.comm_s[index_of(CommKind::point_to_point)] += m * (times.recv_forward[v] + times.recv_backward[v]);
+    }
 }
 }  // namespace
 
@@ -340,8 +412,9 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     // The schedule itself: when every stage's last backward ends (GPipe: the forwards, then the
     // backwards, fill and drain separately; 1F1B: its dependency graph, exactly, whichever stage
     // is the slowest). Stage 0's is the makespan.
-    const std::vector<double> ends = last_backward_ends(times.forward, times.backward, spec.schedule,
-                                                        spec.micro_batches, delayed ? delay : std::vector<double>{});
+    const std::vector<double> ends =
+        last_backward_ends(times.forward, times.backward, spec.schedule, spec.micro_batches,
+                           delayed ? delay : std::vector<double>{}, spec.interleave);
     e.pipeline_s = ends[0];
     e.balance = times.max_fb > 0 ? times.max_fb / (times.total_fb / S) : 1;
     e.cut_bytes = times.cut_bytes;
@@ -378,18 +451,19 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
                          [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); }) -
         memory.begin());
     record_memory(k, memory[worst], model.cluster().device, spec.active() ? "stage " + std::to_string(worst) : "");
-    if (keep_stages)
-        for (int s = 0; s < S; ++s) {
+    if (keep_stages)  // per virtual stage (chunk) when interleaved, with its device's sync and memory
+        for (int v = 0; v < spec.virtual_stages(); ++v) {
+            const int s = v % S;
             StageCost sc;
-            sc.first = stage_range(spec, s, t.layer_count).first;
-            sc.last = stage_range(spec, s, t.layer_count).last;
-            sc.forward_s = times.forward[s];
-            sc.backward_s = times.backward[s];
-            sc.recv_forward_s = times.recv_forward[s];
-            sc.recv_backward_s = times.recv_backward[s];
+            sc.first = stage_range(spec, v, t.layer_count).first;
+            sc.last = stage_range(spec, v, t.layer_count).last;
+            sc.forward_s = times.forward[v];
+            sc.backward_s = times.backward[v];
+            sc.recv_forward_s = times.recv_forward[v];
+            sc.recv_backward_s = times.recv_backward[v];
             sc.sync_s = syncs.total[s];
             sc.memory_bytes = memory[s].total();
-            sc.boundary_bytes = s + 1 < S ? t.boundary_total[sc.last + 1] : 0.0;
+            sc.boundary_bytes = v + 1 < spec.virtual_stages() ? t.boundary_total[sc.last + 1] : 0.0;
             e.stages.push_back(sc);
         }
     return e;

@@ -112,7 +112,11 @@ std::string stage_table(const planner::CostModel& model, const planner::Pipeline
                                     {"memory/proc", {}, 0}};
     for (std::size_t s = 0; s < stages.size(); ++s) {
         const auto& st = stages[s];
-        const std::string cells[] = {std::to_string(s),
+        // Interleaved: one row per chunk, "device.chunk" (chunk c of device d is row c S + d).
+        const std::string name = spec.interleave > 1 ? std::to_string(s % spec.stages) + "." +
+                                                           std::to_string(s / spec.stages)
+                                                     : std::to_string(s);
+        const std::string cells[] = {name,
                                      layer_name(model, st.first) + " ... " + layer_name(model, st.last),
                                      std::to_string(st.last - st.first + 1),
                                      seconds(st.forward_s),
@@ -127,9 +131,10 @@ std::string stage_table(const planner::CostModel& model, const planner::Pipeline
     std::vector<std::string> left_out;
     std::string out = "stages (" + std::to_string(spec.tensor) + " processes each, " + std::to_string(spec.replicas) +
                       " replicas; seconds per micro-batch, " + std::to_string(spec.micro_batches) +
-                      " micro-batches; fwd/bwd include the receives):\n";
+                      " micro-batches; fwd/bwd include the receives):\n" +
+                      (spec.interleave > 1 ? "(interleaved: rows are device.chunk; memory and sync are the device's)\n" : "");
     out += fit_columns(columns, t.wide ? 0 : t.width, left_out);
-    out += "peak memory: stage " + std::to_string(peak) + ", " + human_bytes(stages[peak].memory_bytes) +
+    out += "peak memory: stage " + std::to_string(peak % spec.stages) + ", " + human_bytes(stages[peak].memory_bytes) +
            " per process (the memory line above is this stage's)\n";
     return out;
 }
@@ -260,9 +265,10 @@ std::string short_configuration(const planner::Candidate& c) {
         (c.strategy == planner::Strategy::hand_edited && p.active())) {
         // The pipeline family is T = 1 (HyPar-Flow's partitions): its TP is left out.
         const std::string tensor = p.tensor > 1 ? "TP=" + std::to_string(p.tensor) + " x " : "";
-        std::snprintf(buffer, sizeof buffer, "%sPP=%d x DP=%d, M=%d, %s%s%s", tensor.c_str(), p.stages, p.replicas,
-                      p.micro_batches, planner::to_string(p.schedule).c_str(), p.zero ? ", zero-1" : "",
-                      p.recompute ? ", recompute" : "");
+        const std::string interleave = p.interleave > 1 ? " x" + std::to_string(p.interleave) + " chunks" : "";
+        std::snprintf(buffer, sizeof buffer, "%sPP=%d x DP=%d, M=%d, %s%s%s%s", tensor.c_str(), p.stages, p.replicas,
+                      p.micro_batches, planner::to_string(p.schedule).c_str(), interleave.c_str(),
+                      p.zero ? ", zero-1" : "", p.recompute ? ", recompute" : "");
         return buffer;
     }
     return "";  // per-layer: a layout per layer, no one configuration

@@ -1,5 +1,6 @@
 // The pipeline replay: rank t + T (s + S r) runs stage s of replica r, micro-batch by micro-batch
-// in the schedule's order, and its gradient syncs over the replicas.
+// in the schedule's order, and its gradient syncs over the replicas. Interleaved (V chunks), it
+// runs virtual stages s, s + S, ..., each operation on the chunk pipeline_order() names.
 #include <algorithm>
 #include <memory>
 #include <optional>
@@ -32,7 +33,14 @@ struct PipelineReplay : ReplayBase {
     int T() const { return spec.tensor; }
     int S() const { return spec.stages; }
     int M() const { return spec.micro_batches; }
-    double& posted(int rank, int direction, int micro) { return put_time[(rank * 2 + direction) * M() + micro]; }
+    int V() const { return spec.interleave; }
+    int virtual_stages() const { return spec.virtual_stages(); }
+    // The rank of the same tensor position and replica on the device of virtual stage v.
+    int rank_of(int rank, int v) const { return rank + T() * (v % S() - (rank / T()) % S()); }
+    // The chunk's index is the sender's (its virtual stage over S).
+    double& posted(int rank, int direction, int chunk, int micro) {
+        return put_time[((rank * 2 + direction) * V() + chunk) * M() + micro];
+    }
 
     // Stage-internal calls: the call's group inside the tensor group, shifted to its base rank.
     auto stage_members(int rank) const {
@@ -124,26 +132,28 @@ struct PipelineReplay : ReplayBase {
         const int procs = static_cast<int>(clocks.size());
         for (int rank = 0; rank < procs; rank += lanes) {
             const int t = rank % T(), s = (rank / T()) % S();
-            const auto& stage = program.stages[s];
-            std::int64_t per_micro = 0;
-            if (lanes == 1)
-                for (int i = stage.first; i <= stage.last; ++i) {
-                    for (const Step& step : layers[i].forward)
-                        if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
-                            per_micro += sends(*step.call, inner.my_index(step.call->group, t)) *
-                                         (spec.recompute ? 2 : 1);
-                    for (const Step& step : layers[i].backward)
-                        if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
-                            per_micro += sends(*step.call, inner.my_index(step.call->group, t));
-                }
-            per_micro += (s > 0 ? 1 : 0) + (s + 1 < S() ? 1 : 0);
-            total += per_micro * M();
-            for (int i = stage.first; i <= stage.last; ++i)
-                for (const CommCall& call : program.sync[i]) {
-                    const std::vector<int> members = sync_members(rank, i);
-                    auto it = std::find(members.begin(), members.end(), rank);
-                    if (it != members.end()) total += sends(call, static_cast<int>(it - members.begin()));
-                }
+            for (int v = s; v < virtual_stages(); v += S()) {
+                const auto& stage = program.stages[v];
+                std::int64_t per_micro = 0;
+                if (lanes == 1)
+                    for (int i = stage.first; i <= stage.last; ++i) {
+                        for (const Step& step : layers[i].forward)
+                            if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
+                                per_micro += sends(*step.call, inner.my_index(step.call->group, t)) *
+                                             (spec.recompute ? 2 : 1);
+                        for (const Step& step : layers[i].backward)
+                            if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
+                                per_micro += sends(*step.call, inner.my_index(step.call->group, t));
+                    }
+                per_micro += (v > 0 ? 1 : 0) + (v + 1 < virtual_stages() ? 1 : 0);
+                total += per_micro * M();
+                for (int i = stage.first; i <= stage.last; ++i)
+                    for (const CommCall& call : program.sync[i]) {
+                        const std::vector<int> members = sync_members(rank, i);
+                        auto it = std::find(members.begin(), members.end(), rank);
+                        if (it != members.end()) total += sends(call, static_cast<int>(it - members.begin()));
+                    }
+            }
         }
         return total;
     }
@@ -152,9 +162,9 @@ struct PipelineReplay : ReplayBase {
     std::int64_t count_steps() const {
         std::int64_t total = 0;
         for (int rank = 0; rank < static_cast<int>(clocks.size()); rank += lanes) {
-            const auto& stage = program.stages[(rank / T()) % S()];
             std::int64_t forward = 0, backward = 0;
-            for (int i = stage.first; i <= stage.last; ++i) {
+            for (int v = (rank / T()) % S(); v < virtual_stages(); v += S())
+            for (int i = program.stages[v].first; i <= program.stages[v].last; ++i) {
                 for (const Step& step : layers[i].forward)
                     forward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
                 for (const Step& step : layers[i].backward)
@@ -165,19 +175,19 @@ struct PipelineReplay : ReplayBase {
         return total;
     }
 
-    // Blocking receive of micro-batch `micro` from `from` (direction 0: activations, 1: gradients).
-    void receive(int rank, int from, int direction, int micro, Boxes& boxes, RankClock& clock) {
+    // Blocking receive of micro-batch `micro` of `bytes` from `from`'s chunk `chunk` (direction 0:
+    // activations, 1: gradients).
+    void receive(int rank, int from, int direction, int chunk, int micro, double bytes, Boxes& boxes,
+                 RankClock& clock) {
         const double posted_at = sg4::Engine::get_clock();
         int* received = nullptr;
         mailbox(boxes, direction == 0 ? "a" : "g", from, rank)->get_async<int>(&received)->wait();
         const double end = sg4::Engine::get_clock();
         // Rendezvous: the transfer starts when both sides have posted.
-        const double start = std::max(posted_at, posted(from, direction, micro));
+        const double start = std::max(posted_at, posted(from, direction, chunk, micro));
         clock.idle += start - posted_at;
         clock.by_kind[planner::index_of(CommKind::point_to_point)] += end - start;
-        flow(from, rank, direction == 0 ? program.stages[(rank / T()) % S()].recv_bytes
-                                        : program.stages[(from / T()) % S()].recv_bytes,
-             start, direction == 0 ? "activations (point_to_point)" : "gradients (point_to_point)");
+        flow(from, rank, bytes, start, direction == 0 ? "activations (point_to_point)" : "gradients (point_to_point)");
         if (!timeline) return;
         const std::string what = std::string(direction == 0 ? "activations" : "gradients") + " mb" +
                                  std::to_string(micro) + " from rank " + std::to_string(from);
@@ -186,9 +196,9 @@ struct PipelineReplay : ReplayBase {
         clock.slices.push_back(Slice{rank, "receive " + what, "communication", 0, start, end - start});
     }
 
-    void send(int rank, int to, int direction, int micro, double bytes, Boxes& boxes, RankClock& clock,
+    void send(int rank, int to, int direction, int chunk, int micro, double bytes, Boxes& boxes, RankClock& clock,
               std::vector<sg4::CommPtr>& pending) {
-        posted(rank, direction, micro) = sg4::Engine::get_clock();
+        posted(rank, direction, chunk, micro) = sg4::Engine::get_clock();
         pending.push_back(mailbox(boxes, direction == 0 ? "a" : "g", rank, to)
                               ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(bytes))));
         count_message(clock);
@@ -198,30 +208,34 @@ struct PipelineReplay : ReplayBase {
         RankClock& clock = clocks[rank];
         Boxes boxes;
         std::vector<sg4::CommPtr> pending;
-        const int s = (rank / T()) % S();
-        const auto& stage = program.stages[s];
+        const int s = (rank / T()) % S(), n = virtual_stages();
         const auto members = stage_members(rank);
         const bool overlap = model.options().overlap_sync;
         std::vector<const CommCall*> deferred;
-        const std::vector<PipelineOp> ops = pipeline_order(spec.schedule, S(), s, M());
+        const std::vector<PipelineOp> ops = pipeline_order(spec.schedule, S(), s, M(), V());
         for (std::size_t k = 0; k < ops.size(); ++k) {
             const PipelineOp& op = ops[k];
-            const std::string mb = " mb" + std::to_string(op.micro);
+            const int v = op.chunk * S() + s;
+            const auto& stage = program.stages[v];
+            const std::string mb = " mb" + std::to_string(op.micro) + (V() > 1 ? " c" + std::to_string(op.chunk) : "");
             if (op.forward) {
-                if (s > 0) receive(rank, rank - T(), 0, op.micro, boxes, clock);
+                if (v > 0) receive(rank, rank_of(rank, v - 1), 0, (v - 1) / S(), op.micro, stage.recv_bytes, boxes, clock);
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const Step& step : layers[i].forward) stage_step(step, rank, members, boxes, clock, mb, false);
-                if (s + 1 < S())
-                    send(rank, rank + T(), 0, op.micro, program.stages[s + 1].recv_bytes, boxes, clock, pending);
+                if (v + 1 < n)
+                    send(rank, rank_of(rank, v + 1), 0, op.chunk, op.micro, program.stages[v + 1].recv_bytes, boxes,
+                         clock, pending);
                 continue;
             }
-            if (s + 1 < S()) receive(rank, rank + T(), 1, op.micro, boxes, clock);
+            if (v + 1 < n)
+                receive(rank, rank_of(rank, v + 1), 1, (v + 1) / S(), op.micro, program.stages[v + 1].recv_bytes, boxes,
+                        clock);
             // Recomputation: only the stage's input was kept; its forward runs again first.
             if (spec.recompute)
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const Step& step : layers[i].forward)
                         stage_step(step, rank, members, boxes, clock, mb + " (recomputed)", true);
-            const bool last = k + 1 == ops.size();
+            const bool last = op.micro == M() - 1;  // the chunk's last backward (the stage's last operation when V = 1)
             for (int i = stage.last; i >= stage.first; --i) {
                 for (const Step& step : layers[i].backward) stage_step(step, rank, members, boxes, clock, mb, true);
                 // The layer's gradients are complete after its last micro-batch: its sync may start.
@@ -232,7 +246,7 @@ struct PipelineReplay : ReplayBase {
                         for (const CommCall& call : program.sync[i]) deferred.push_back(&call);
                 }
             }
-            if (s > 0) send(rank, rank - T(), 1, op.micro, stage.recv_bytes, boxes, clock, pending);
+            if (v > 0) send(rank, rank_of(rank, v - 1), 1, op.chunk, op.micro, stage.recv_bytes, boxes, clock, pending);
         }
         clock.backward_end = sg4::Engine::get_clock();
         if (overlap)
@@ -248,11 +262,14 @@ struct PipelineReplay : ReplayBase {
     void sync_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
         RankClock& clock = clocks[rank];
         Boxes boxes;
-        const auto& stage = program.stages[(rank / T()) % S()];
-        for (int i = stage.last; i >= stage.first; --i) {
-            if (program.sync[i].empty()) continue;
-            ready->acquire();
-            for (const CommCall& call : program.sync[i]) run_sync(call, rank, "c1", boxes, clock, 1);
+        // Chunks finish their last backward last chunk first (pipeline_order's cool-down).
+        for (int v = (rank / T()) % S() + (V() - 1) * S(); v >= 0; v -= S()) {
+            const auto& stage = program.stages[v];
+            for (int i = stage.last; i >= stage.first; --i) {
+                if (program.sync[i].empty()) continue;
+                ready->acquire();
+                for (const CommCall& call : program.sync[i]) run_sync(call, rank, "c1", boxes, clock, 1);
+            }
         }
         done->release();
     }
@@ -325,7 +342,7 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
                                                 program,
                                                 layers,
                                                 GroupMap{spec.tensor, d},
-                                                std::vector<double>(static_cast<std::size_t>(procs) * 2 * spec.micro_batches, 0.0)});
+                                                std::vector<double>(static_cast<std::size_t>(procs) * 2 * spec.micro_batches * spec.interleave, 0.0)});
                 replay->timed_runs.resize(procs);
                 if (collapsed) {
                     replay->lanes = spec.tensor;
