@@ -88,7 +88,7 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
 }
 
 int run_sweep(const SweepOptions& o) {
-    sweep::Session session;  // MPI_Init only under mpirun
+    sweep::Session session(o.run);  // MPI_Init only under mpirun, within --timeout
     try {
         return run_sweep_in(o, session);
     } catch (const InputError& e) {
@@ -112,14 +112,15 @@ Command add_sweep_command(CLI::App& app) {
     cmd->add_option("--format", o->format, "csv or json (default: json for a .json --out, else csv)")
         ->check(CLI::IsMember({"csv", "json"}));
     cmd->add_option("--timeout", o->run.timeout_s,
-                    "under mpirun: seconds rank 0 waits for the other ranks' results before naming the missing "
-                    "ones and aborting")
+                    "under mpirun: seconds the start-up (MPI_Init, the inputs' check) may take, and rank 0 waits "
+                    "for the other ranks' results, before naming the missing ones and aborting")
         ->capture_default_str()
         ->check(number_within(0.001, 604800, "s"));
-    cmd->add_option("--inject-fault", o->run.inject_fault, "testing: kill:RANK or hang:RANK under mpirun")
+    cmd->add_option("--inject-fault", o->run.inject_fault, "testing: kill:RANK, hang:RANK or freeze:RANK (stopped before MPI_Init) under mpirun")
         ->check([](const std::string& v) {
-            return v.rfind("kill:", 0) == 0 || v.rfind("hang:", 0) == 0 ? std::string()
-                                                                       : std::string("expected kill:RANK or hang:RANK");
+            return v.rfind("kill:", 0) == 0 || v.rfind("hang:", 0) == 0 || v.rfind("freeze:", 0) == 0
+                       ? std::string()
+                       : std::string("expected kill:RANK, hang:RANK or freeze:RANK");
         });
     return {cmd, [o] { return run_sweep(*o); }};
 }

@@ -192,6 +192,24 @@ if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/nu
     plan=tests/validators/data/lenet5-p4.json
     run_bounded 30 validate --plan $plan --np 4 --mpirun /nonexistent
     check "a missing --mpirun is a usage error" stderr_is "dnnplan: --mpirun: /nonexistent is not an executable file"
+    check "a missing --mpirun exits 2" [ "$status" -eq 2 ]
+    run_bounded 30 validate --plan $plan --np 4 --mpirun no-such-mpirun-here
+    check "an --mpirun not on the PATH exits 2" [ "$status" -eq 2 ]
+    check "an --mpirun not on the PATH says so" grep -q '^dnnplan: --mpirun: no-such-mpirun-here is not on the PATH' "$work/stderr"
+    # An mpirun that fails with a message of its own: its status and its words are reported.
+    printf '#!/bin/sh\necho "mpirun: cannot reach the daemons" >&2\nexit 7\n' >"$work/failing-mpirun"
+    chmod +x "$work/failing-mpirun"
+    run_bounded 30 validate --plan $plan --np 4 --mpirun "$work/failing-mpirun"
+    check "an mpirun that fails on its own is exit 3" [ "$status" -eq 3 ]
+    check "an mpirun that fails on its own: its message is shown" grep -qx 'mpirun: cannot reach the daemons' "$work/stderr"
+    check "an mpirun that fails on its own: its status is given" grep -q '^dnnplan: the MPI run failed with status 7' "$work/stderr"
+    # M15: a timeout of 0, negative or not a number would switch the watchdog off: refused.
+    for t in 0 -1 nan inf; do
+        run_bounded 30 validate --plan $plan --np 4 --timeout $t
+        check "validate --timeout $t is refused (exit 2)" one_line_error
+        run_bounded 30 sweep --net lenet5 --procs 4 --timeout $t
+        check "sweep --timeout $t is refused (exit 2)" one_line_error
+    done
     run_bounded 30 validate --plan $plan --np 4 --mpirun /bin/false
     check "an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
     check "an mpirun that exits 1 silently is explained" \
@@ -199,6 +217,55 @@ if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/nu
     run_bounded 30 calibrate --np 2 --out "$work/c.json" --mpirun /bin/false
     check "calibrate: an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
     check "calibrate: no --out file" [ ! -e "$work/c.json" ]
+    # M16: a rank frozen in start-up (MPI_Init) cannot hold the other ranks for ever: after --timeout
+    # the run ends (exit 3), naming the stopped rank; every process of the job is gone.
+    started=$(date +%s)
+    timeout -k 2 60 mpirun --oversubscribe -np 3 "$DNNPLAN" sweep --net lenet5 --procs 4 --timeout 3 \
+        --inject-fault freeze:2 >"$work/stdout" 2>"$work/stderr"
+    status=$?
+    check "sweep: a rank frozen in MPI_Init ends the sweep with exit 3" [ "$status" -eq 3 ]
+    check "sweep: ... within the timeout and a few seconds" [ $(($(date +%s) - started)) -le 20 ]
+    check "sweep: the frozen rank is named" grep -q 'did not finish within 3 s; rank 2 is stopped' "$work/stderr"
+    check "sweep: no rank is left behind" bash -c '! pgrep -f "dnnplan sweep --net lenet5 --procs [4] --timeout 3" >/dev/null'
+    # rank_pid ANCESTOR RANK: the pid of MPI rank RANK descending from ANCESTOR ("" until it exists).
+    rank_pid() {
+        local p q
+        for p in $(pgrep -f dnnplan-validate); do
+            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" || continue
+            q=$p
+            while [ -n "$q" ] && [ "$q" -gt 1 ]; do
+                q=$(awk '{print $4}' "/proc/$q/stat" 2>/dev/null)
+                if [ "$q" = "$1" ]; then echo "$p"; return; fi
+            done
+        done
+    }
+    # validate: rank 2 stopped as soon as it exists (in start-up, usually in MPI_Init). Whether the
+    # stop lands before or after the ranks' own watchdogs start, rank 2 must be the one named.
+    started=$(date +%s)
+    "$DNNPLAN" validate --plan $plan --np 4 --timeout 3 --iterations 100000 >"$work/v.out" 2>"$work/v.err" &
+    pid=$!
+    for _ in $(seq 2000); do r=$(rank_pid $pid 2); [ -n "$r" ] && break; sleep 0.01; done
+    [ -n "$r" ] && kill -STOP "$r"
+    wait $pid
+    status=$?
+    check "validate: a rank frozen in start-up ends the run with exit 3" [ "$status" -eq 3 ]
+    check "validate: ... within the timeout and a few seconds" [ $(($(date +%s) - started)) -le 25 ]
+    check "validate: the rank frozen in start-up is named" \
+        grep -Eq '^dnnplan: (the MPI start-up .*rank 2 is stopped|rank 2 stopped responding)' "$work/v.err"
+    for _ in $(seq 50); do kill -0 "$r" 2>/dev/null || break; sleep 0.1; done
+    check "validate: the frozen rank is gone" bash -c '! kill -0 "$1" 2>/dev/null' _ "$r"
+    # M17: rank 3 frozen mid-run: the ranks waiting for it name rank 3, not themselves.
+    "$DNNPLAN" validate --plan $plan --np 4 --timeout 3 --iterations 100000 >"$work/v.out" 2>"$work/v.err" &
+    pid=$!
+    for _ in $(seq 2000); do [ -n "$(ls /tmp/dnnplan-validate.*/rank3.step 2>/dev/null)" ] && break; sleep 0.01; done
+    sleep 1
+    r=$(rank_pid $pid 3)
+    [ -n "$r" ] && kill -STOP "$r"
+    wait $pid
+    status=$?
+    check "validate: a rank frozen mid-run ends the run with exit 3" [ "$status" -eq 3 ]
+    check "validate: the frozen rank 3 is named, with the rank that waited for it" \
+        grep -Eq "^dnnplan: rank 3 stopped responding \(frozen: no heartbeat for [0-9.]+ s\) in step '[^']+'; rank [012] waited for it past the timeout of 3 s; the run was ended$" "$work/v.err"
     # SIGTERM to dnnplan: the ranks end, the status directory goes, no --out file appears later.
     before=$(ls -d /tmp/dnnplan-validate.* 2>/dev/null | wc -l)
     "$DNNPLAN" validate --plan $plan --np 4 --inject-fault hang:2:fc2 --timeout 60 --out "$work/v.json" \
