@@ -132,22 +132,17 @@ void StepMonitor::watch() {
         }
         if (status_) store_time(status_, kHeartbeatAt, now_s());
         if (idle > (waits ? 1.5 : 1.0) * timeout_s_) {
-            if (waits) report_wait(step, idle);
-            else
-                std::fprintf(stderr,
-                             "dnnplan-validate: rank %d made no progress for %.1f s in step '%s' (timeout %.1f s); "
-                             "ending the run\n",
-                             rank_, idle, step.c_str(), timeout_s_);
+            report_timeout(step, idle, waits);
             std::fflush(stderr);
             ::_exit(3);
         }
     }
 }
 
-// This rank waited too long for the others: the rank to blame is one whose process is frozen (its
-// heartbeat stopped), else the one that has been in its current step the longest; only when no
-// other rank can be told apart is this rank's wait reported alone.
-void StepMonitor::report_wait(const std::string& step, double idle) const {
+// This rank's step took too long. Whether it waits on others or not (its own step may hold a
+// collective, and the start-up does), the rank to blame is one whose process is frozen: its
+// heartbeat stopped. Without one, this rank reports its own wait or hang.
+void StepMonitor::report_timeout(const std::string& step, double idle, bool waits) const {
     const double now = now_s();
     const RankStatus* culprit = nullptr;
     std::vector<RankStatus> statuses = status_dir_.empty() ? std::vector<RankStatus>{} : read_statuses(status_dir_);
@@ -164,8 +159,10 @@ void StepMonitor::report_wait(const std::string& step, double idle) const {
         return;
     }
     std::fprintf(stderr,
-                 "dnnplan-validate: rank %d waited %.1f s for other ranks in step '%s' (timeout %.1f s); ending the "
-                 "run\n",
+                 waits ? "dnnplan-validate: rank %d waited %.1f s for other ranks in step '%s' (timeout %.1f s); "
+                         "ending the run\n"
+                       : "dnnplan-validate: rank %d made no progress for %.1f s in step '%s' (timeout %.1f s); "
+                         "ending the run\n",
                  rank_, idle, step.c_str(), timeout_s_);
 }
 

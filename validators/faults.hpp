@@ -32,7 +32,7 @@ public:
 
 private:
     void watch();
-    void report_wait(const std::string& step, double idle) const;
+    void report_timeout(const std::string& step, double idle, bool waits) const;
     int rank_;
     double timeout_s_;
     std::string status_dir_;
