@@ -149,7 +149,8 @@ void Importer::check_names() {
         const auto& node = g.node(i);
         location = "/graph/node/" + std::to_string(i);
         const std::string where = "node " + std::to_string(i) + " (" + with_bad_bytes_escaped(node.op_type()) + ")";
-        if (bad(node.op_type()) || bad(node.domain())) refuse(where + ": its operator type", node.domain() + "." + node.op_type());
+        // (An operator type is no name: one that is not UTF-8 is an unknown operator, refused or, with
+        // --allow-unknown-ops, imported, its type escaped in the messages.)
         if (bad(node.name())) refuse(where + ": its name", node.name());
         for (const auto& t : node.input())
             if (bad(t)) refuse(where + ": input tensor", t);

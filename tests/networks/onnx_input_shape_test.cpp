@@ -89,7 +89,7 @@ std::string error_of(const std::string& bytes, const LoadOptions& options) {
 
 }  // namespace
 
-TEST_CASE("--input-shape fixes an ONNX model's symbolic height and width", "[networks][onnx]") {
+TEST_CASE("ONNX input shape: --input-shape fixes an ONNX model's symbolic height and width", "[networks][onnx]") {
     const std::string bytes = dynamic_detector();
     // Without it the symbolic height is refused, and the message says how to fix it.
     CHECK(error_of(bytes, {}) ==
@@ -114,7 +114,7 @@ TEST_CASE("--input-shape fixes an ONNX model's symbolic height and width", "[net
           dnnplan::networks::Shape{8, 320, 320});
 }
 
-TEST_CASE("--input-shape is checked against the model", "[networks][onnx]") {
+TEST_CASE("ONNX input shape: --input-shape is checked against the model", "[networks][onnx]") {
     LoadOptions options;
     options.input_shapes["x"] = {1, 3, 64, 64};
     CHECK(error_of(dynamic_detector(), options) ==
