@@ -33,6 +33,9 @@ CLI::Validator integer_within(long long min, long long max);
 // A finite number in [min, max] (no NaN, no inf), the range written readably
 // ("--timeout: must be a number between 0.001 and 86400 s, got 0").
 CLI::Validator number_within(double min, double max, const std::string& unit);
+// --input-shape NAME=DxDx... (repeatable): fixes an ONNX graph input's symbolic dimensions.
+void add_input_shape_option(CLI::App* app, networks::LoadOptions& load);
+
 // An output file name: not empty, not a directory, in a directory that exists (checked before
 // any work, so a long run does not end in "cannot be written").
 CLI::Validator output_file();
@@ -74,6 +77,9 @@ struct PlanningArgs {
     std::string compute = "per-operation";  // planner/compute.hpp
     networks::LoadOptions load;  // --allow-unknown-ops (ONNX import)
 };
+// One search candidate replayed so: {predicted_s, simulated_s, wall_s}, or {error} when the replay
+// cannot take it (cli/plan_command.cpp; `--simulate-top` of plan and sweep).
+Json simulate_candidate(const planner::CostModel& model, const planner::Candidate& candidate, const PlanningArgs& p);
 // The options shared by report and sweep that shape the model: --batch, --dtype, --optimizer,
 // --no-overlap, --roofline (`each` words the defaults for a list of networks).
 void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each = false);

@@ -108,6 +108,7 @@ Command add_inspect_command(CLI::App& app) {
     cmd->add_option("--format", o->format, "text, json or csv")->check(CLI::IsMember({"text", "json", "csv"}));
     cmd->add_option("--out", o->out, "write to this file instead of standard output")->check(output_file());
     cmd->add_flag("--allow-unknown-ops", o->load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
+    add_input_shape_option(cmd, o->load);
     cmd->add_option("--layers", o->layers, "text: all (every layer) or collapsed (identical numbered blocks once)")
         ->capture_default_str()
         ->check(CLI::IsMember({"all", "collapsed"}));

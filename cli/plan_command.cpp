@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "clusters/cluster.hpp"
@@ -18,6 +19,7 @@
 #include "reports/candidate_text.hpp"
 #include "reports/plan_report.hpp"
 #include "reports/text.hpp"
+#include "sweep/sweep.hpp"
 
 namespace dnnplan::cli {
 namespace {
@@ -33,6 +35,7 @@ struct PlanOptions {
     std::string schedule = "1f1b";
     bool zero = false, recompute = false;
     int simulate_top = 0;  // simulate the K best candidates on the cluster's topology and re-rank them
+    sweep::RunOptions simulate_run;  // under mpirun: --timeout of the shared replays
     bool wide = false;               // every column, no width limit
     std::string layers = "collapsed";  // or "all": every layer, repeated blocks too
 };
@@ -49,6 +52,7 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     PlanningArgs& p = o.planning;
     app->add_option("--net", p.net, "network spec file or built-in name (see `dnnplan networks`)");
     app->add_flag("--allow-unknown-ops", p.load.allow_unknown_ops, "ONNX: import unsupported operators as elementwise layers");
+    add_input_shape_option(app, p.load);
     app->add_option("--procs,-p", p.procs, "number of processes P")->check(positive_integer());
     app->add_option("--cluster", p.cluster, "cluster file or preset name (see `dnnplan clusters`)")->capture_default_str();
     add_model_options(app, p);
@@ -65,7 +69,8 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     app->add_flag("--zero", o.zero, "ZeRO stage 1 in an explicit pipeline: optimizer state sharded over the replicas");
     app->add_flag("--recompute", o.recompute, "activation recomputation in an explicit pipeline");
     app->add_option("--simulate-top", o.simulate_top,
-                    "simulate the K best candidates on the cluster's own topology (SimGrid) and re-rank them")
+                    "simulate the K best candidates on the cluster's own topology (SimGrid) and re-rank them; under "
+                    "mpirun -np N the K replays are shared out over the ranks")
         ->check(positive_integer());
     app->add_flag("--wide", o.wide, "text: every column, however wide (default: fit $COLUMNS, else 120 columns)");
     app->add_option("--layers", o.layers, "text: all (every layer) or collapsed (identical numbered blocks once)")
@@ -106,27 +111,56 @@ int run_plan_file(const PlanOptions& o) {
     return emit_scored_plan(o, model, plan, "the plan");
 }
 
+}  // namespace
+
+Json simulate_candidate(const planner::CostModel& model, const planner::Candidate& candidate, const PlanningArgs& p) {
+    Json doc = planner::plan_to_json(planner::make_plan(model, candidate, {p.net, p.cluster}), model);
+    try {
+        SimulatedPlan sim = simulate_plan_document(doc, "--simulate-top");
+        return {{"predicted_s", sim.predicted_s}, {"simulated_s", sim.simulated_s}, {"wall_s", sim.wall_s}};
+    } catch (const std::exception& e) {  // one candidate the replay cannot take does not stop the others
+        return {{"error", e.what()}};
+    }
+}
+
+namespace {
+
 // --simulate-top K: the K best feasible candidates replayed on the cluster's own topology, re-ranked
 // by simulated iteration, both figures shown (text, after the ranking).
+// Under mpirun the K replays are spread over the ranks by the sweep runner (the same launch, start-up
+// watchdog and fault handling as `sweep`); rank 0 gets every result in candidate order, so the
+// table is the serial one. Other ranks return "".
 std::string simulated_ranking(const planner::CostModel& model, const planner::SearchResult& result, int k,
-                              const PlanningArgs& p) {
+                              const PlanningArgs& p, const sweep::Session& session,
+                              const sweep::RunOptions& run_options) {
     struct Row {
         int analytical_rank;
         std::string label;
         SimulatedPlan sim;
         std::string error;  // why it could not be simulated
     };
-    std::vector<Row> rows;
-    for (int i = 0; i < result.feasible_count && i < k; ++i) {
+    const int count = std::min(k, result.feasible_count);
+    auto replay = [&](std::size_t i) -> std::string {
         const planner::Candidate& c = result.ranked[i];
-        Json doc = planner::plan_to_json(planner::make_plan(model, c, {p.net, p.cluster}), model);
-        std::cerr << "simulating candidate " << i + 1 << " of " << std::min(k, result.feasible_count) << ": "
-                  << reports::candidate_label(c) << "\n";
-        try {
-            rows.push_back({i + 1, reports::candidate_label(c), simulate_plan_document(doc, "--simulate-top"), ""});
-        } catch (const std::exception& e) {  // one candidate the replay cannot take does not stop the others
-            rows.push_back({i + 1, reports::candidate_label(c), {}, e.what()});
-        }
+        std::cerr << (session.distributed() ? "rank " + std::to_string(session.rank()) + ": " : std::string())
+                  << "simulating candidate " << i + 1 << " of " << count << ": " << reports::candidate_label(c) << "\n";
+        return json_text(simulate_candidate(model, c, p));
+    };
+    sweep::RunOptions options = run_options;
+    options.fingerprint = p.net + "|" + p.cluster + "|" + std::to_string(p.procs) + "|" + std::to_string(k) + "|" +
+                          std::to_string(count);
+    const std::vector<std::string> outcomes = sweep::run(session, static_cast<std::size_t>(count), replay, {}, options);
+    if (session.rank() != 0) return "";
+    std::vector<Row> rows;
+    for (int i = 0; i < count; ++i) {
+        const Json outcome = Json::parse(outcomes[static_cast<std::size_t>(i)]);
+        Row row{i + 1, reports::candidate_label(result.ranked[i]), {}, ""};
+        if (outcome.contains("error"))
+            row.error = outcome.at("error").get<std::string>();
+        else
+            row.sim = {outcome.at("predicted_s").get<double>(), outcome.at("simulated_s").get<double>(),
+                       outcome.at("wall_s").get<double>()};
+        rows.push_back(row);
     }
     // Simulated ones first, by simulated iteration; those that failed last, in analytical order.
     std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
@@ -160,12 +194,26 @@ std::string simulated_ranking(const planner::CostModel& model, const planner::Se
 
 int run_plan(const PlanOptions& o) {
     if (!o.plan_file.empty()) return run_plan_file(o);
+    // --simulate-top under mpirun: every rank plans (the search is deterministic), the replays are
+    // shared out, rank 0 alone prints and writes.
+    if (o.simulate_top > 0 && (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0))
+        throw InputError("dnnplan", "--simulate-top",
+                         "re-ranks the search's candidates; an explicit pipeline (--stages, --tensor, --replicas) has "
+                         "one: use `dnnplan simulate --plan FILE` on it");
+    std::optional<sweep::Session> session;
+    if (o.simulate_top > 0) session.emplace(o.simulate_run);
+    if (session && session->rank() != 0) std::cout.setstate(std::ios::failbit);
     const PlanningArgs& p = o.planning;
     PlanningInputs in = load_planning_inputs(p);
     const networks::Network& network = in.network;
     const clusters::Cluster& cluster = in.cluster;
     const planner::PlannerOptions& options = in.options;
     planner::CostModel model(network, cluster, options);
+    // Micro-batches belong to an explicit pipeline; alone they would silently start one.
+    if (o.micro_batches > 0 && o.stages == 0)
+        throw InputError("dnnplan", "--micro-batches",
+                         "applies to an explicit pipeline: give --stages S too (--stages 1 for micro-batches without "
+                         "pipelining)");
     if (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0 || o.interleave > 0) {
         planner::PipelineSpec spec;
         spec.tensor = std::max(1, o.tensor);
@@ -197,7 +245,7 @@ int run_plan(const PlanOptions& o) {
                        : o.format == "csv" ? reports::plan_csv(input)
                                            : reports::plan_text(input);
     std::cout << text;
-    if (o.simulate_top > 0 && best) std::cout << simulated_ranking(model, result, o.simulate_top, p);
+    if (o.simulate_top > 0 && best) std::cout << simulated_ranking(model, result, o.simulate_top, p, *session, o.simulate_run);
     if (!best) {
         // The reasons of the closest candidates (ranked: infeasible ones by iteration time).
         std::cerr << "dnnplan: no feasible plan among " << result.ranked.size() << " candidates; the closest:\n";
@@ -206,7 +254,8 @@ int run_plan(const PlanOptions& o) {
                       << reports::terminal_safe(result.ranked[i].plan.cost.reason) << "\n";
         return 1;
     }
-    if (!o.out.empty()) write_file_atomically(o.out, json_text(planner::plan_to_json(plan, model), 2) + "\n");
+    if (!o.out.empty() && (!session || session->rank() == 0))
+        write_file_atomically(o.out, json_text(planner::plan_to_json(plan, model), 2) + "\n");
     return 0;
 }
 

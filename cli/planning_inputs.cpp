@@ -108,4 +108,35 @@ void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each) {
         ->check(CLI::IsMember(planner::compute_model_names()));
 }
 
+void add_input_shape_option(CLI::App* app, networks::LoadOptions& load) {
+    app->add_option_function<std::vector<std::string>>(
+           "--input-shape",
+           [&load](const std::vector<std::string>& items) {
+               for (const std::string& item : items) {
+                   const auto equals = item.rfind('=');
+                   std::vector<std::int64_t> dims;
+                   std::string rest = equals == std::string::npos ? "" : item.substr(equals + 1) + "x";
+                   for (std::size_t at = 0; !rest.empty() && at < rest.size();) {
+                       const std::size_t x = rest.find('x', at);
+                       const std::string digits = rest.substr(at, x - at);
+                       if (digits.empty() || digits.size() > 10 || digits.find_first_not_of("0123456789") != std::string::npos ||
+                           std::stoll(digits) < 1 || std::stoll(digits) > (std::int64_t{1} << 31)) {
+                           dims.clear();
+                           break;
+                       }
+                       dims.push_back(std::stoll(digits));
+                       at = x + 1;
+                   }
+                   if (equals == std::string::npos || equals == 0 || dims.empty())
+                       throw CLI::ValidationError("--input-shape",
+                                                  "expected NAME=DxDx... with sizes from 1 to 2^31 (e.g. images=1x3x640x640), got \"" +
+                                            item + "\"");
+                   load.input_shapes[item.substr(0, equals)] = dims;
+               }
+           },
+           "ONNX: NAME=1x3x640x640 fixes the symbolic sizes of graph input NAME (repeatable; dimension 0 is the "
+           "batch, set by --batch)")
+        ->type_name("NAME=DxD...");
+}
+
 }  // namespace dnnplan::cli

@@ -143,6 +143,10 @@ simulator::SimResult simulate_document(const Json& json, const std::string& sour
     planner::ScoredPlan scored =
         spec.active() ? planner::score_pipeline(model, spec, layouts).plan : model.score(layouts);
     predicted = scored.cost;
+    // The replay times communication and compute only: say when the plan could not run at all.
+    if (!scored.cost.feasible)
+        std::cerr << "dnnplan: warning: " << one_line(source) << ": the plan is infeasible ("
+                  << one_line(scored.cost.reason) << "); the replay times it all the same\n";
     if (identity)
         *identity = Json{{"file", source},
                          {"network", loaded->network.name},

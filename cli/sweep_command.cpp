@@ -1,11 +1,13 @@
 // `dnnplan sweep`: plan every network x cluster x P and write one row per configuration. Under
 // mpirun the configurations are split over the ranks (sweep/sweep.hpp) and rank 0 writes the
 // same file the serial sweep writes.
+#include <algorithm>
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "common/diagnostics.hpp"
 #include "planner/search.hpp"
+#include "reports/candidate_text.hpp"
 #include "reports/sweep_table.hpp"
 #include "sweep/sweep.hpp"
 
@@ -18,6 +20,7 @@ struct SweepOptions {
     std::string format;  // "": from --out's extension, else csv
     std::string out;
     sweep::RunOptions run;  // --timeout, --inject-fault
+    int simulate_top = 0;   // replay each configuration's K best candidates (SimGrid)
 };
 
 struct Config {
@@ -33,6 +36,10 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     std::vector<std::int64_t> procs = sweep::parse_procs(o.procs);
     std::string format = o.format;
     if (format.empty()) format = o.out.size() >= 5 && o.out.compare(o.out.size() - 5, 5, ".json") == 0 ? "json" : "csv";
+    if (o.simulate_top > 0 && format != "json")
+        throw InputError("dnnplan", "--simulate-top",
+                         "adds each configuration's replays to its JSON row (\"simulated\"); use --format json or a "
+                         ".json --out");
 
     // Every rank loads every input, so a bad file fails identically everywhere before any work.
     std::vector<std::string> net_paths, cluster_paths;
@@ -53,7 +60,7 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     run_options.fingerprint = o.planning.net + "|" + o.planning.cluster + "|" + o.procs + "|" +
                               std::to_string(o.planning.batch) + "|" + o.planning.dtype + "|" + o.planning.optimizer +
                               "|" + std::to_string(o.planning.no_overlap) + std::to_string(o.planning.roofline) + o.planning.compute + "|" +
-                              format;
+                              format + "|" + std::to_string(o.simulate_top);
     for (std::size_t n = 0; n < nets.size(); ++n)
         for (std::size_t c = 0; c < clusters.size(); ++c)
             for (std::int64_t p : procs) configs.push_back({n, c, p});
@@ -72,7 +79,26 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
         }
         planner::CostModel model(network, cluster, options);
         planner::SearchResult result = planner::search(model);
-        return json_text(reports::sweep_row(network.name, cluster.name, config.procs, options, result));
+        Json row = reports::sweep_row(network.name, cluster.name, config.procs, options, result);
+        if (o.simulate_top > 0) {
+            // This configuration's K best replayed on the cluster's topology, by this rank (so under
+            // mpirun the replays are shared out with the configurations), best simulated first.
+            args.net = nets[config.net];
+            args.cluster = cluster_names[config.cluster];
+            Json simulated = Json::array();
+            for (int k = 0; k < result.feasible_count && k < o.simulate_top; ++k) {
+                Json replay = simulate_candidate(model, result.ranked[static_cast<std::size_t>(k)], args);
+                replay["analytical_rank"] = k + 1;
+                replay["strategy"] = reports::candidate_label(result.ranked[static_cast<std::size_t>(k)]);
+                simulated.push_back(replay);
+            }
+            std::stable_sort(simulated.begin(), simulated.end(), [](const Json& a, const Json& b) {
+                if (a.contains("error") != b.contains("error")) return !a.contains("error");
+                return !a.contains("error") && a.at("simulated_s").get<double>() < b.at("simulated_s").get<double>();
+            });
+            row["simulated"] = simulated;
+        }
+        return json_text(row);
     };
 
     sweep::ProgressBar bar(session.rank() == 0 && sweep::stderr_is_terminal());
@@ -83,12 +109,27 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     if (session.rank() != 0) return 0;
     std::vector<Json> rows;
     for (const auto& r : results) rows.push_back(Json::parse(r));
+    // Nothing could be planned: as for any run with no result, exit 1 with the reasons on stderr and
+    // no --out file (a table of nothing but "invalid" rows would read as a successful sweep).
+    if (!rows.empty() && std::all_of(rows.begin(), rows.end(), [](const Json& row) {
+            return row.contains("status") && row.at("status") == "invalid";
+        })) {
+        std::cerr << "dnnplan: sweep: every configuration is invalid" << (o.out.empty() ? "" : "; " + o.out + " was not written")
+                  << ":\n";
+        for (std::size_t i = 0; i < rows.size() && i < 5; ++i)
+            std::cerr << "  " << one_line(rows[i].at("network").get<std::string>() + " on " +
+                                          rows[i].at("cluster").get<std::string>() + ", P = " +
+                                          rows[i].at("procs").dump() + ": " + rows[i].at("reason").get<std::string>())
+                      << "\n";
+        if (rows.size() > 5) std::cerr << "  ... and " << rows.size() - 5 << " more\n";
+        return 1;
+    }
     emit(format == "json" ? reports::sweep_json(rows) : reports::sweep_csv(rows), o.out);
     return 0;
 }
 
 int run_sweep(const SweepOptions& o) {
-    sweep::Session session;  // MPI_Init only under mpirun
+    sweep::Session session(o.run);  // MPI_Init only under mpirun, within --timeout
     try {
         return run_sweep_in(o, session);
     } catch (const InputError& e) {
@@ -112,14 +153,19 @@ Command add_sweep_command(CLI::App& app) {
     cmd->add_option("--format", o->format, "csv or json (default: json for a .json --out, else csv)")
         ->check(CLI::IsMember({"csv", "json"}));
     cmd->add_option("--timeout", o->run.timeout_s,
-                    "under mpirun: seconds rank 0 waits for the other ranks' results before naming the missing "
-                    "ones and aborting")
+                    "under mpirun: seconds the start-up (MPI_Init, the inputs' check) may take, and rank 0 waits "
+                    "for the other ranks' results, before naming the missing ones and aborting")
         ->capture_default_str()
         ->check(number_within(0.001, 604800, "s"));
-    cmd->add_option("--inject-fault", o->run.inject_fault, "testing: kill:RANK or hang:RANK under mpirun")
+    cmd->add_option("--simulate-top", o->simulate_top,
+                    "replay each configuration's K best candidates on its cluster's topology (SimGrid), added to the "
+                    "JSON rows as \"simulated\", best simulated first; under mpirun shared out with the configurations")
+        ->check(integer_within(1, 100));
+    cmd->add_option("--inject-fault", o->run.inject_fault, "testing: kill:RANK, hang:RANK or freeze:RANK (stopped before MPI_Init) under mpirun")
         ->check([](const std::string& v) {
-            return v.rfind("kill:", 0) == 0 || v.rfind("hang:", 0) == 0 ? std::string()
-                                                                       : std::string("expected kill:RANK or hang:RANK");
+            return v.rfind("kill:", 0) == 0 || v.rfind("hang:", 0) == 0 || v.rfind("freeze:", 0) == 0
+                       ? std::string()
+                       : std::string("expected kill:RANK, hang:RANK or freeze:RANK");
         });
     return {cmd, [o] { return run_sweep(*o); }};
 }

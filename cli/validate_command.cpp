@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <regex>
@@ -22,6 +24,7 @@
 #include "cli/commands.hpp"
 #include "common/diagnostics.hpp"
 #include "planner/plan.hpp"
+#include "sweep/sweep.hpp"
 #include "validators/image.hpp"
 
 namespace dnnplan::cli {
@@ -128,7 +131,9 @@ void check_launcher(const std::string& mpirun) {
 }
 
 // Runs argv with stderr copied through and kept; returns the exit status (128 + signal if killed).
-int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text) {
+// `tick(pid)` is called about every 200 ms while it runs (to end a run that is stuck).
+int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text,
+                  const std::function<void(pid_t)>& tick) {
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("cannot create a pipe");
     struct sigaction forward {}, previous[3];
@@ -166,6 +171,10 @@ int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text
         if (!in_banner) std::cerr << l;
     };
     for (;;) {
+        pollfd readable{fds[0], POLLIN, 0};
+        int ready = ::poll(&readable, 1, 200);
+        if (tick) tick(pid);
+        if (ready == 0 || (ready < 0 && errno == EINTR)) continue;
         ssize_t n = read(fds[0], buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
@@ -210,7 +219,35 @@ int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool wi
     if (!dir) throw std::runtime_error("cannot create a status directory in /tmp");
     if (with_status) argv.insert(argv.end(), {"--status-dir", dir});
     std::string err;
-    int status = run_and_watch(argv, err);
+    // The ranks' watchdogs (validators/faults.hpp) start once MPI_Init, loading the plans and the
+    // check that every rank has the same ones are over, when each rank writes its status file; a
+    // rank frozen or dead before that would hold the others for ever, so dnnplan ends a run whose
+    // ranks have not all started within the timeout, naming the ranks it finds stopped.
+    const auto launched = std::chrono::steady_clock::now();
+    std::string startup_failure;
+    bool all_started = !with_status;
+    auto watch_startup = [&](pid_t mpirun) {
+        if (all_started || !startup_failure.empty() ||
+            std::chrono::steady_clock::now() - launched < std::chrono::duration<double>(o.timeout))
+            return;
+        std::vector<int> missing;
+        for (int r = 0; r < o.np; ++r)
+            if (!std::filesystem::exists(std::string(dir) + "/rank" + std::to_string(r) + ".step")) missing.push_back(r);
+        if (missing.empty()) {
+            all_started = true;
+            return;
+        }
+        const std::vector<int> stopped = sweep::stopped_ranks("", mpirun);
+        std::ostringstream message;
+        message << "the MPI start-up (MPI_Init, loading and checking the plans) did not finish within " << o.timeout
+                << " s (" << (static_cast<int>(missing.size()) == o.np ? "no rank started" : sweep::rank_list(missing) + " not started")
+                << (stopped.empty() ? "" : "; " + sweep::rank_list(stopped) + (stopped.size() == 1 ? " is" : " are") +
+                                               " stopped (SIGSTOP or a debugger)")
+                << "; --timeout sets the limit)";
+        startup_failure = message.str();
+        ::kill(mpirun, SIGTERM);  // mpirun ends its ranks, stopped ones included
+    };
+    int status = run_and_watch(argv, err, watch_startup);
     if (g_signal != 0) {
         // Interrupted: mpirun has ended its ranks; clean up, then die of the same signal.
         std::error_code ec;
@@ -225,14 +262,23 @@ int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool wi
     // status with no word and no rank known to have started (calibrate records no steps) is
     // mpirun's own failure.
     const bool worker_started = with_status && std::filesystem::exists(std::string(dir) + "/rank0.step");
-    if ((status == 1 || status == 2) && !worker_started && err.find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (!startup_failure.empty()) {
+        std::cerr << "dnnplan: " << startup_failure << "; the run was ended\n";
+        status = 3;
+    } else if ((status == 1 || status == 2) && !worker_started && err.find_first_not_of(" \t\r\n") == std::string::npos) {
         std::cerr << "dnnplan: " << argv.front() << " exited with status " << status
                   << " without starting the worker and without a message; the run was ended\n";
         status = 3;
     } else if (status != 0 && status != 1 && status != 2) {
         std::smatch m;
         std::string what;
-        if (std::regex_search(err, m, std::regex("rank ([0-9]+) (made no progress|waited)[^']*'([^']*)'"))) {
+        if (std::regex_search(err, m,
+                              std::regex("rank ([0-9]+) stopped responding \\(no heartbeat for ([0-9.]+) s\\) in step "
+                                         "'([^']*)'; rank ([0-9]+) waited"))) {
+            what = "rank " + m[1].str() + " stopped responding (frozen: no heartbeat for " + m[2].str() +
+                   " s) in step '" + m[3].str() + "'; rank " + m[4].str() + " waited for it past the timeout of " +
+                   std::to_string(static_cast<int>(o.timeout)) + " s";
+        } else if (std::regex_search(err, m, std::regex("rank ([0-9]+) (made no progress|waited)[^']*'([^']*)'"))) {
             what = "rank " + m[1].str() + (m[2] == "waited" ? " waited for other ranks" : " hung") + " in step '" +
                    m[3].str() + "' past the timeout of " + std::to_string(static_cast<int>(o.timeout)) + " s";
         } else if (std::regex_search(err, m,

@@ -31,7 +31,7 @@ Network load_network_file(const std::string& path, const LoadOptions& options) {
 NetworkTotals totals(const Network& network, std::int64_t batch, const std::string& file) {
     NetworkTotals t;
     auto fail = [&](const Layer& layer) -> std::int64_t {
-        throw InputError(file, layer.spec_pointer.empty() ? "/" : layer.spec_pointer,
+        throw InputError(file.empty() ? "network " + network.name : file, layer.spec_pointer.empty() ? "/" : layer.spec_pointer,
                          "counts for batch " + std::to_string(batch) + " overflow 64-bit integers");
     };
     auto acc = [&](std::int64_t& total, std::int64_t per_sample, std::int64_t factor, const Layer& layer) {

@@ -110,13 +110,18 @@ struct NetworkTotals {
     std::int64_t activation_bytes = 0;  // outputs plus saved internals of every layer, whole batch
     std::int64_t weight_bytes = 0;
 };
-NetworkTotals totals(const Network& network, std::int64_t batch, const std::string& file = "<network>");
+// Callers that read the network from a file pass it; the others (networks already checked at their
+// batch by the loader or the CLI) name the network instead ("network NAME"), never a placeholder.
+NetworkTotals totals(const Network& network, std::int64_t batch, const std::string& file = "");
 
 // Loading. `source` is a path, or a built-in name resolved in `networks_dir`.
 Network parse_network(const Json& spec, const std::string& file);
 // How a file is read; only ONNX import has options (networks/onnx_import.hpp).
 struct LoadOptions {
     bool allow_unknown_ops = false;  // ONNX: import unsupported operators as elementwise layers
+    // ONNX: a shape for a graph input (by name), fixing its symbolic dimensions (--input-shape
+    // NAME=1x3x640x640); dimension 0 is the batch, which --batch sets.
+    std::map<std::string, std::vector<std::int64_t>> input_shapes;
 };
 // A .onnx path is imported from ONNX, anything else read as a JSON spec.
 Network load_network_file(const std::string& path, const LoadOptions& options = {});

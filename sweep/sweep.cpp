@@ -4,13 +4,18 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <thread>
-#include <csignal>
 #include <array>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "common/diagnostics.hpp"
 
@@ -63,12 +68,130 @@ bool under_mpirun() {
     return size && *size;
 }
 
-Session::Session() {
+namespace {
+// /proc/PID/environ's value of `name` ("" when absent or unreadable).
+std::string environ_value(const std::string& pid, const std::string& name) {
+    std::ifstream in("/proc/" + pid + "/environ", std::ios::binary);
+    const std::string key = name + "=";
+    for (std::string entry; std::getline(in, entry, '\0');)
+        if (entry.compare(0, key.size(), key) == 0) return entry.substr(key.size());
+    return "";
+}
+// /proc/PID/stat's state letter and parent pid (the command name, in parentheses, may hold spaces).
+bool read_stat(const std::string& pid, char& state, long& ppid) {
+    std::ifstream in("/proc/" + pid + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto close = text.rfind(')');
+    return close != std::string::npos && std::sscanf(text.c_str() + close + 1, " %c %ld", &state, &ppid) == 2;
+}
+int rank_from_environment() {
+    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    return rank && *rank ? std::atoi(rank) : 0;
+}
+}  // namespace
+
+std::vector<int> stopped_ranks(const std::string& job, long ancestor) {
+    std::map<long, long> parent;
+    std::map<long, char> state;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+        const std::string pid = entry.path().filename().string();
+        if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+        char s = 0;
+        long ppid = 0;
+        if (read_stat(pid, s, ppid)) {
+            parent[std::stol(pid)] = ppid;
+            state[std::stol(pid)] = s;
+        }
+    }
+    auto descends = [&](long pid) {
+        for (int depth = 0; depth < 64 && pid > 1; ++depth) {
+            auto it = parent.find(pid);
+            if (it == parent.end()) return false;
+            if (it->second == ancestor) return true;
+            pid = it->second;
+        }
+        return false;
+    };
+    std::vector<int> ranks;
+    for (const auto& [pid, s] : state) {
+        if (s != 'T' && s != 't') continue;  // stopped by a signal, or by a debugger
+        if (ancestor != 0 && !descends(pid)) continue;
+        const std::string id = std::to_string(pid), rank = environ_value(id, "OMPI_COMM_WORLD_RANK");
+        if (rank.empty() || rank.find_first_not_of("0123456789") != std::string::npos || rank.size() > 7) continue;
+        if (!job.empty() && environ_value(id, "PMIX_NAMESPACE") != job) continue;
+        ranks.push_back(std::stoi(rank));
+    }
+    std::sort(ranks.begin(), ranks.end());
+    ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+    return ranks;
+}
+
+std::string rank_list(const std::vector<int>& ranks) {
+    std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+    for (std::size_t i = 0; i < ranks.size(); ++i) out += (i ? ", " : "") + std::to_string(ranks[i]);
+    return out;
+}
+
+// Ends this rank (exit 3) when the start-up has not finished within the timeout. One rank reports:
+// the lowest one not found stopped; the others wait a second first (mpirun usually ends them then).
+struct Session::Watchdog {
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool done = false;
+    std::thread thread;
+
+    Watchdog(double timeout_s, int rank) {
+        thread = std::thread([this, timeout_s, rank] {
+            std::unique_lock<std::mutex> lock(mutex);
+            if (wake.wait_for(lock, std::chrono::duration<double>(timeout_s), [this] { return done; })) return;
+            const std::vector<int> stopped = stopped_ranks(std::getenv("PMIX_NAMESPACE") ? std::getenv("PMIX_NAMESPACE") : "");
+            int reporter = 0;
+            while (std::find(stopped.begin(), stopped.end(), reporter) != stopped.end()) ++reporter;
+            if (rank != reporter) std::this_thread::sleep_for(std::chrono::seconds(1));
+            std::string message = "dnnplan: sweep: rank " + std::to_string(rank) + ": the MPI start-up (MPI_Init, " +
+                                  "loading and checking the inputs) did not finish within " + std::to_string(timeout_s);
+            message.erase(message.find_last_not_of('0') + 1);
+            if (message.back() == '.') message.pop_back();
+            message += " s; " + (stopped.empty() ? std::string("a rank is dead, stopped or too slow")
+                                                 : rank_list(stopped) + (stopped.size() == 1 ? " is" : " are") +
+                                                       " stopped (SIGSTOP or a debugger)") +
+                       " (--timeout sets the limit); aborting\n";
+            std::fputs(message.c_str(), stderr);
+            std::fflush(stderr);
+            ::_exit(3);
+        });
+    }
+    ~Watchdog() {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            done = true;
+        }
+        wake.notify_all();
+        if (thread.joinable()) thread.join();
+    }
+};
+
+Session::Session() : Session(RunOptions{}) {}
+
+Session::Session(const RunOptions& options) {
     if (!under_mpirun()) return;
+    const int rank = rank_from_environment();
+    if (options.timeout_s > 0) watchdog_ = std::make_unique<Watchdog>(options.timeout_s, rank);
+    if (options.inject_fault == "freeze:" + std::to_string(rank)) ::raise(SIGSTOP);
     MPI_Init(nullptr, nullptr);
     mpi_ = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+void Session::started() const {
+    if (!watchdog_) return;
+    {
+        std::lock_guard<std::mutex> lock(watchdog_->mutex);
+        watchdog_->done = true;
+    }
+    watchdog_->wake.notify_all();
 }
 
 Session::~Session() {
@@ -81,8 +204,9 @@ void inject_fault(const std::string& fault, std::size_t rank) {
     if (fault.empty()) return;
     const auto colon = fault.find(':');
     const std::string kind = fault.substr(0, colon);
+    if (kind == "freeze") return;  // done before MPI_Init (Session)
     if (colon == std::string::npos || (kind != "kill" && kind != "hang"))
-        throw std::invalid_argument("--inject-fault: expected kill:RANK or hang:RANK, got '" + fault + "'");
+        throw std::invalid_argument("--inject-fault: expected kill:RANK, hang:RANK or freeze:RANK, got '" + fault + "'");
     if (std::stoul(fault.substr(colon + 1)) != rank) return;
     if (kind == "kill") ::raise(SIGKILL);
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -145,6 +269,7 @@ std::vector<std::string> run(const Session& session, std::size_t count,
     const std::size_t size = static_cast<std::size_t>(session.size()), rank = static_cast<std::size_t>(session.rank());
     if (session.distributed()) {
         check_same_inputs(options.fingerprint, rank, size);
+        session.started();
         inject_fault(options.inject_fault, rank);
     }
     // Round robin: neighbouring configurations (e.g. growing P) have similar costs, so every rank

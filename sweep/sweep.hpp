@@ -23,22 +23,39 @@ std::vector<std::int64_t> parse_procs(const std::string& text, const std::string
 // then is MPI initialised, so a plain `dnnplan sweep` never touches MPI.
 bool under_mpirun();
 
+struct RunOptions;
+
 // MPI for the lifetime of the object when under mpirun (MPI_Init ... MPI_Finalize); a single
-// rank 0 of 1 otherwise.
+// rank 0 of 1 otherwise. Under mpirun a watchdog covers the start-up (MPI_Init, loading the
+// inputs, the check that every rank has the same ones: until run() has checked them) with the
+// options' timeout_s: a rank frozen or dead in start-up would otherwise hold every other rank in
+// MPI_Init for ever. When it fires, the ranks found stopped are named and the job ends (exit 3).
 class Session {
 public:
     Session();
+    explicit Session(const RunOptions& options);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
     int rank() const { return rank_; }
     int size() const { return size_; }
     bool distributed() const { return mpi_; }
+    // The start-up is over: the watchdog stops (run() calls it once the inputs are checked).
+    void started() const;
 
 private:
     bool mpi_ = false;
     int rank_ = 0, size_ = 1;
+    struct Watchdog;
+    std::unique_ptr<Watchdog> watchdog_;
 };
+
+// The ranks of an Open MPI job on this machine whose processes are stopped (SIGSTOP, a debugger):
+// processes whose environment has PMIX_NAMESPACE = `job` (any job when "") and, when `ancestor`
+// is not 0, that descend from that process (mpirun). From Linux's /proc; empty elsewhere.
+std::vector<int> stopped_ranks(const std::string& job, long ancestor = 0);
+// "rank 3" or "ranks 1, 3" (for messages).
+std::string rank_list(const std::vector<int>& ranks);
 
 // Called after each configuration this rank finishes: (done, total) of this rank's share.
 using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
@@ -54,7 +71,8 @@ using ProgressFn = std::function<void(std::size_t done, std::size_t total)>;
 struct RunOptions {
     double timeout_s = 600;
     // Testing only: "kill:RANK" or "hang:RANK" makes that rank die (SIGKILL) or hang before its
-    // first configuration, to exercise the fault handling.
+    // first configuration, "freeze:RANK" stops that rank's process (SIGSTOP) before MPI_Init, to
+    // exercise the fault handling.
     std::string inject_fault;
     // The inputs this rank was given; under mpirun every rank must have rank 0's, else the ranks
     // that differ are named and the job ends (exit 2) before any configuration runs.

@@ -1,7 +1,9 @@
 // Fault handling for the MPI worker: every rank records the step it is in (in memory and in a
 // small memory-mapped status file that outlives the process), a watchdog thread ends the whole run
 // when a step makes no progress within the timeout, naming the rank and the step, and a fault can
-// be injected for tests (a rank killed or hung at a named step).
+// be injected for tests (a rank killed or hung at a named step). The status file also carries when
+// the step began and a heartbeat, so a rank that waited too long names the rank that is frozen
+// (stopped process) rather than itself.
 #pragma once
 
 #include <atomic>
@@ -30,8 +32,10 @@ public:
 
 private:
     void watch();
+    void report_timeout(const std::string& step, double idle, bool waits) const;
     int rank_;
     double timeout_s_;
+    std::string status_dir_;
     std::string inject_kind_, inject_step_;
     int inject_rank_ = -1;
     std::mutex mutex_;

@@ -138,9 +138,9 @@ int main(int argc, char** argv) {
             for (const auto& n : nets) copts.networks.push_back(&n);
             Calibration c = calibrate(MPI_COMM_WORLD, copts);
             if (me == 0) {
-                write_file_atomically(out, cluster_spec(c, name).dump(2) + "\n");
-                if (!report.empty()) write_file_atomically(report, calibration_report(c).dump(2) + "\n");
-                std::cout << (format == "json" ? calibration_report(c).dump(2) + "\n" : calibration_text(c));
+                write_file_atomically(out, json_text(cluster_spec(c, name), 2) + "\n");
+                if (!report.empty()) write_file_atomically(report, json_text(calibration_report(c), 2) + "\n");
+                std::cout << (format == "json" ? json_text(calibration_report(c), 2) + "\n" : calibration_text(c));
                 std::cout << (format == "json" ? "" : "wrote " + out + "\n");
             }
         } else {
@@ -181,9 +181,9 @@ int main(int argc, char** argv) {
             if (me == 0) {
                 Json json = results_json(jobs, results, run, np);
                 attach_pipeline_results(json, pipelines);
-                std::cout << (format == "json" ? json.dump(2) + "\n" : results_text(json) + pipeline_text(json));
-                if (!out.empty()) write_file_atomically(out, json.dump(2) + "\n");
-                if (!trace.empty()) write_file_atomically(trace, trace_json(jobs, results).dump() + "\n");
+                std::cout << (format == "json" ? json_text(json, 2) + "\n" : results_text(json) + pipeline_text(json));
+                if (!out.empty()) write_file_atomically(out, json_text(json, 2) + "\n");
+                if (!trace.empty()) write_file_atomically(trace, json_text(trace_json(jobs, results)) + "\n");
                 status = json["checks_passed"].get<bool>() ? 0 : 1;
             }
             MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);

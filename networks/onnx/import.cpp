@@ -2,8 +2,8 @@
 // node validity, one input), runs the phases of networks/onnx/importer.hpp and names the result.
 #include <onnx/defs/schema.h>
 
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 
@@ -21,6 +21,43 @@ namespace {
 constexpr std::int64_t kMaxOnnxFileBytes = (std::int64_t{1} << 31) - 1;
 // A graph is walked once per node; this bounds time and memory like the JSON loader's layer cap.
 constexpr int kMaxNodes = 100'000;
+
+// The offset of the first byte of `s` that is not part of a valid UTF-8 sequence (RFC 3629: no
+// overlong forms, no surrogates, at most U+10FFFF), or npos when `s` is valid.
+std::size_t invalid_utf8_at(const std::string& s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        std::size_t n = b < 0x80 ? 1 : (b >> 5) == 0x6 ? 2 : (b >> 4) == 0xE ? 3 : (b >> 3) == 0x1E ? 4 : 0;
+        if (n == 0 || i + n > s.size()) return i;
+        unsigned code = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
+        for (std::size_t k = 1; k < n; ++k) {
+            const auto c = static_cast<unsigned char>(s[i + k]);
+            if ((c >> 6) != 0x2) return i;
+            code = (code << 6) | (c & 0x3F);
+        }
+        const unsigned min = n == 1 ? 0 : n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+        if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return i;
+        i += n;
+    }
+    return std::string::npos;
+}
+
+// `s` with every byte outside valid UTF-8 written as \xNN, so a message can show the bad name.
+std::string with_bad_bytes_escaped(const std::string& s) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        std::size_t bad = invalid_utf8_at(s.substr(i));
+        if (bad == std::string::npos) return out + s.substr(i);
+        out += s.substr(i, bad);
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "\\x%02X", static_cast<unsigned char>(s[i + bad]));
+        out += hex;
+        i += bad + 1;
+    }
+    return out;
+}
 
 }  // namespace
 
@@ -83,6 +120,43 @@ void Importer::check_model() {
         }
     }
     if (!default_domain) fail_model("the model imports no version of the default ONNX operator set");
+    check_names();
+}
+
+// Names reach every output (JSON, CSV, HTML, messages), which all need text: a name that is not
+// valid UTF-8 is refused here, with the node or tensor it belongs to.
+void Importer::check_names() {
+    auto bad = [](const std::string& text) { return invalid_utf8_at(text) != std::string::npos; };
+    std::string location;  // the node's JSON-pointer-like place, "" for the model's own names
+    auto refuse = [&](const std::string& what, const std::string& text) {
+        throw InputError(file_, location,
+                         what + " \"" + with_bad_bytes_escaped(text) + "\" is not valid UTF-8 (byte " +
+                             std::to_string(invalid_utf8_at(text)) + ")");
+    };
+    const auto& g = model_.graph();
+    if (bad(model_.producer_name())) refuse("the producer name", model_.producer_name());
+    if (bad(model_.producer_version())) refuse("the producer version", model_.producer_version());
+    if (bad(g.name())) refuse("the graph's name", g.name());
+    for (const auto& t : g.input())
+        if (bad(t.name())) refuse("graph input", t.name());
+    for (const auto& t : g.output())
+        if (bad(t.name())) refuse("graph output", t.name());
+    for (const auto& t : g.initializer())
+        if (bad(t.name())) refuse("initializer", t.name());
+    for (const auto& t : g.value_info())
+        if (bad(t.name())) refuse("value_info tensor", t.name());
+    for (int i = 0; i < g.node_size(); ++i) {
+        const auto& node = g.node(i);
+        location = "/graph/node/" + std::to_string(i);
+        const std::string where = "node " + std::to_string(i) + " (" + with_bad_bytes_escaped(node.op_type()) + ")";
+        // (An operator type is no name: one that is not UTF-8 is an unknown operator, refused or, with
+        // --allow-unknown-ops, imported, its type escaped in the messages.)
+        if (bad(node.name())) refuse(where + ": its name", node.name());
+        for (const auto& t : node.input())
+            if (bad(t)) refuse(where + ": input tensor", t);
+        for (const auto& t : node.output())
+            if (bad(t)) refuse(where + ": output tensor", t);
+    }
 }
 
 // One message for every unsupported operator type: how often and where it first appears.
@@ -252,23 +326,9 @@ Network parse_onnx_model(const std::string& bytes, const std::string& file, cons
 }
 
 Network load_onnx_file(const std::string& path, const LoadOptions& options) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    auto status = fs::status(path, ec);
-    if (ec || !fs::exists(status))
-        throw InputError(path, "",
-                         ec && ec != std::errc::no_such_file_or_directory ? "cannot be read: " + ec.message()
-                                                                          : std::string("no such file"));
-    if (fs::is_directory(status)) throw InputError(path, "", "is a directory, expected a file");
-    if (!fs::is_regular_file(status)) throw InputError(path, "", "is not a regular file");
-    auto size = fs::file_size(path, ec);
-    if (ec) throw InputError(path, "", "cannot be read: " + ec.message());
-    if (static_cast<std::int64_t>(size) > kMaxOnnxFileBytes)
-        throw InputError(path, "", "is larger than 2 GiB, protobuf's limit for one ONNX message");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw InputError(path, "", "cannot be opened for reading");
-    std::string bytes(size, '\0');
-    if (!in.read(bytes.data(), static_cast<std::streamsize>(size))) throw InputError(path, "", "read error");
+    // read_file_bytes refuses what is not a regular file (a FIFO would block, a device never end).
+    std::string bytes = read_file_bytes(path, static_cast<std::size_t>(kMaxOnnxFileBytes),
+                                        "is larger than 2 GiB, protobuf's limit for one ONNX message");
     return parse_onnx_model(bytes, path, options);
 }
 

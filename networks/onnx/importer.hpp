@@ -85,6 +85,8 @@ private:
     [[noreturn]] void fail_model(const std::string& message) const;
     // ---- model-level checks (import.cpp) ------------------------------------------------------
     void check_model();
+    void apply_input_shapes(const std::set<std::string>& initializers);
+    void check_names();
     void reject_unknown_ops();
     void check_graph();
     // ---- shape inference and constant folding of shape computations (shapes.cpp) --------------

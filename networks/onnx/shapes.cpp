@@ -16,11 +16,28 @@
 
 namespace dnnplan::networks::onnx_import {
 
+namespace {
+// "Nx3xHxW" for a graph input's shape: fixed sizes as numbers, symbolic ones by their names.
+std::string shape_hint(const onnx::TensorShapeProto& shape) {
+    std::string out;
+    for (int d = 0; d < shape.dim_size(); ++d) {
+        const auto& dim = shape.dim(d);
+        out += d ? "x" : "";
+        out += dim.has_dim_value() && dim.dim_value() > 0 ? std::to_string(dim.dim_value())
+               : d == 0                                   ? std::string("N")
+               : dim.has_dim_param() && !dim.dim_param().empty() ? "<" + dim.dim_param() + ">"
+                                                                 : std::string("<?>");
+    }
+    return out;
+}
+}  // namespace
+
 // ONNX's own shape inference fills value_info; a symbolic batch is pinned to kProbeBatch first.
 void Importer::infer_shapes() {
     auto* graph = model_.mutable_graph();
     std::set<std::string> initializers;
     for (const auto& t : graph->initializer()) initializers.insert(t.name());
+    apply_input_shapes(initializers);
     for (auto& input : *graph->mutable_input()) {
         if (initializers.count(input.name())) continue;
         if (!input.type().has_tensor_type()) fail_model("graph input \"" + input.name() + "\" is not a tensor");
@@ -32,7 +49,8 @@ void Importer::infer_shapes() {
                 fail_model("graph input \"" + input.name() + "\" has a symbolic or unknown dimension " +
                            std::to_string(d) +
                            (shape->dim(d).has_dim_param() ? " (\"" + shape->dim(d).dim_param() + "\")" : "") +
-                           ": only the batch dimension (0) may be dynamic");
+                           ": only the batch dimension (0) may be dynamic; fix the others with --input-shape " +
+                           input.name() + "=" + shape_hint(*shape));
         auto* batch = shape->mutable_dim(0);
         if (batch->has_dim_value() && batch->dim_value() > 0) {
             batch_ = batch->dim_value();
@@ -58,6 +76,45 @@ void Importer::infer_shapes() {
     // per such operator in a chain).
     if (options_.allow_unknown_ops)
         for (int pass = 0; pass < graph->node_size() && type_unknown_outputs(); ++pass) run_shape_inference();
+}
+
+
+// --input-shape NAME=DxDx...: the given sizes replace the input's symbolic dimensions, as
+// onnxruntime's and TensorRT's shape options do. Dimension 0 is the batch: a symbolic batch stays
+// dynamic (the planner's --batch sets it), a fixed one must be given as it is; every fixed size
+// must match, so a shape can only complete a model, never change it.
+void Importer::apply_input_shapes(const std::set<std::string>& initializers) {
+    auto* graph = model_.mutable_graph();
+    std::string inputs;
+    for (const auto& input : graph->input())
+        if (!initializers.count(input.name())) inputs += (inputs.empty() ? "\"" : ", \"") + input.name() + "\"";
+    for (const auto& [name, dims] : options_.input_shapes) {
+        auto it = std::find_if(graph->mutable_input()->begin(), graph->mutable_input()->end(),
+                               [&](const onnx::ValueInfoProto& v) { return v.name() == name; });
+        if (it == graph->mutable_input()->end() || initializers.count(name))
+            throw InputError(file_, "", "--input-shape: the model has no graph input \"" + name + "\" (its inputs: " +
+                                            inputs + ")");
+        if (!it->type().has_tensor_type() || !it->type().tensor_type().has_shape()) continue;  // refused below
+        auto* shape = it->mutable_type()->mutable_tensor_type()->mutable_shape();
+        const std::string hint = shape_hint(*shape);  // the model's own, before any size is set
+        if (static_cast<std::size_t>(shape->dim_size()) != dims.size())
+            throw InputError(file_, "", "--input-shape " + name + ": " + std::to_string(dims.size()) +
+                                            " dimensions given, but the input has " +
+                                            std::to_string(shape->dim_size()) + " (" + hint + ")");
+        for (int d = 0; d < shape->dim_size(); ++d) {
+            auto* dim = shape->mutable_dim(d);
+            const std::int64_t given = dims[static_cast<std::size_t>(d)];
+            if (dim->has_dim_value() && dim->dim_value() > 0) {
+                if (dim->dim_value() != given)
+                    throw InputError(file_, "", "--input-shape " + name + ": dimension " + std::to_string(d) +
+                                                    " is fixed at " + std::to_string(dim->dim_value()) +
+                                                    " by the model, not " + std::to_string(given) + " (" + hint +
+                                                    ")");
+            } else if (d > 0) {
+                dim->set_dim_value(given);
+            }
+        }
+    }
 }
 
 // libonnx 1.12 crashes on a node whose input has no type (a Shape fed by an unknown operator,

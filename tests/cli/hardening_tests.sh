@@ -129,6 +129,18 @@ run_bounded 30 simulate --plan tests/data/bad/plan_batch_overflow.json
 check "simulate names the plan for an overflowing batch" \
     stderr_is "tests/data/bad/plan_batch_overflow.json: /batch: counts for batch 4611686018427387904 overflow 64-bit integers (network lenet5)"
 
+# --- Simulating an infeasible plan says so (the replay has no notion of memory). ---------------------
+run_bounded 120 simulate --plan "$H/plan_infeasible.json"
+check "simulating an infeasible plan warns that it is infeasible" \
+    grep -q "^dnnplan: warning: $H/plan_infeasible.json: the plan is infeasible (needs .* per process" "$work/stderr"
+
+# --- M8: planning time and memory do not grow with the batch (alexnet at 2^31 took 12 GB before). ------
+for args in "--net lenet5 --procs 4 --batch 16777216" "--net alexnet --procs 4 --batch 2147483648"; do
+    read -r -a argv <<<"$args"
+    ( ulimit -v 4000000; run_bounded 30 "${argv[@]}"; [ "$status" -eq 0 ] || [ "$status" -eq 1 ] )
+    check "a huge batch is planned within 30 s and 4 GB: dnnplan $args" [ "$?" -eq 0 ]
+done
+
 # --- M4: subnormal cluster constants never reach the output as nan or inf. -----------------------------
 for f in cluster_subnormal_fraction cluster_subnormal_bandwidth cluster_tiny_peak; do
     run_bounded 30 --net lenet5 --procs 4 --cluster "tests/data/bad/$f.json"
@@ -140,16 +152,53 @@ done
 run_bounded 30 report --net lenet5 --procs 4 --top 0
 check "no 309-digit range in a CLI message" bash -c '! grep -q 1797693134862315708 "$1"' _ "$work/stderr"
 
-# --- M13: names that are not UTF-8 (from ONNX) give JSON output, not an internal error. ----------------
-run_bounded 30 inspect --net "$H/badutf8_nodename.onnx" --format json
-check "invalid UTF-8 in an ONNX name: inspect --format json exits 0" [ "$status" -eq 0 ]
-check "invalid UTF-8 in an ONNX name: the JSON parses" python3 -c 'import json,sys; json.load(sys.stdin)' <"$work/stdout"
-check "the bad byte becomes U+FFFD" python3 -c '
+# --- M13: ONNX names that are not UTF-8 are refused at import, naming the file, the node and the byte
+# (every output needs text), in every command that reads the model; nothing is written.
+for args in "inspect --net $H/badutf8_nodename.onnx --format json" "--net $H/badutf8_nodename.onnx --procs 2 --out $work/utf8.json"; do
+    read -r -a argv <<<"$args"
+    run_bounded 30 "${argv[@]}"
+    check "invalid UTF-8 in an ONNX name is refused: dnnplan $args" one_line_error
+    check "the message names the file, the node and the bad byte: dnnplan $args" \
+        grep -Eq "^$H/badutf8_nodename.onnx: /graph/node/[0-9]+: node [0-9]+ \([A-Za-z]+\): its name \"\\\\xFFool\" is not valid UTF-8 \(byte 0\)$" "$work/stderr"
+done
+check "no --out file for a refused ONNX model" [ ! -e "$work/utf8.json" ]
+mkfifo "$work/fifo2.onnx"
+run_bounded 10 --net "$work/fifo2.onnx" --procs 2
+check "an ONNX FIFO is refused by the planner too" stderr_is "$work/fifo2.onnx: is a FIFO (named pipe), expected a regular file"
+
+# --- Options that would silently change the request. ---------------------------------------------
+run_bounded 30 --net lenet5 --procs 4 --micro-batches 4
+check "--micro-batches without --stages is refused (exit 2)" one_line_error
+check "--micro-batches without --stages says what to add" \
+    stderr_is "dnnplan: --micro-batches: applies to an explicit pipeline: give --stages S too (--stages 1 for micro-batches without pipelining)"
+run_bounded 60 --net lenet5 --procs 4 --micro-batches 4 --stages 1
+check "--micro-batches with --stages 1 is accepted" [ "$status" -eq 0 ]
+# A sweep in which nothing can be planned (P above dgx-a100's 8 devices everywhere) is not a success.
+run_bounded 60 sweep --net lenet5 --procs 100000,200000 --cluster dgx-a100 --out "$work/all_invalid.csv"
+check "a sweep whose every row is invalid exits 1" [ "$status" -eq 1 ]
+check "a sweep whose every row is invalid says so" grep -q '^dnnplan: sweep: every configuration is invalid' "$work/stderr"
+check "a sweep whose every row is invalid gives each reason" grep -q '^  lenet5 on dgx-a100, P = 200000: .*exceeds the cluster' "$work/stderr"
+check "a sweep whose every row is invalid writes no --out file" [ ! -e "$work/all_invalid.csv" ]
+
+# --- --input-shape (issue 18): the symbolic height of an ONNX input is fixed from the command line. ---
+sym=tests/data/onnx/bad/symbolic_height.onnx
+run_bounded 30 inspect --net $sym --input-shape x=1x3x32x8 --format json
+check "--input-shape fixes a symbolic height" [ "$status" -eq 0 ]
+check "--input-shape: the Relu's output is 3 x 32 x 8 per sample" python3 -c '
 import json, sys
-names = [l["name"] for l in json.load(sys.stdin)["layers"]]
-assert "\ufffdool" in names, names' <"$work/stdout"
-run_bounded 30 --net "$H/badutf8_nodename.onnx" --procs 2 --out "$work/utf8.json"
-check "invalid UTF-8 in an ONNX name: planning --out exits 0" [ "$status" -eq 0 ]
+layers = json.load(sys.stdin)["layers"]
+assert layers[-1]["output_shape"] == [3, 32, 8], layers[-1]' <"$work/stdout"
+run_bounded 30 --net $sym --procs 2 --input-shape x=1x3x32x8
+check "--input-shape works when planning" [ "$status" -eq 0 ]
+run_bounded 30 inspect --net $sym --input-shape x=1x3x32x9
+check "--input-shape cannot change a fixed size" \
+    stderr_is "$sym: --input-shape x: dimension 3 is fixed at 8 by the model, not 9 (Nx3x<height>x8)"
+run_bounded 30 inspect --net $sym --input-shape y=1x3x32x8
+check "--input-shape names an input the model has" stderr_is "$sym: --input-shape: the model has no graph input \"y\" (its inputs: \"x\")"
+for bad in x=1x3x0x8 x=1x3xx8 x= =1x3 x1x3 x=1x3x32x8x; do
+    run_bounded 30 inspect --net $sym --input-shape "$bad"
+    check "--input-shape $bad is refused (exit 2)" one_line_error
+done
 
 # --- M18: CSV formula injection and control characters. ---------------------------------------------
 # evil_names.json names layers "=HYPERLINK(...)", "+1+1", "@SUM(A1)", "-2+3", TAB "cmd", and one with
@@ -192,6 +241,24 @@ if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/nu
     plan=tests/validators/data/lenet5-p4.json
     run_bounded 30 validate --plan $plan --np 4 --mpirun /nonexistent
     check "a missing --mpirun is a usage error" stderr_is "dnnplan: --mpirun: /nonexistent is not an executable file"
+    check "a missing --mpirun exits 2" [ "$status" -eq 2 ]
+    run_bounded 30 validate --plan $plan --np 4 --mpirun no-such-mpirun-here
+    check "an --mpirun not on the PATH exits 2" [ "$status" -eq 2 ]
+    check "an --mpirun not on the PATH says so" grep -q '^dnnplan: --mpirun: no-such-mpirun-here is not on the PATH' "$work/stderr"
+    # An mpirun that fails with a message of its own: its status and its words are reported.
+    printf '#!/bin/sh\necho "mpirun: cannot reach the daemons" >&2\nexit 7\n' >"$work/failing-mpirun"
+    chmod +x "$work/failing-mpirun"
+    run_bounded 30 validate --plan $plan --np 4 --mpirun "$work/failing-mpirun"
+    check "an mpirun that fails on its own is exit 3" [ "$status" -eq 3 ]
+    check "an mpirun that fails on its own: its message is shown" grep -qx 'mpirun: cannot reach the daemons' "$work/stderr"
+    check "an mpirun that fails on its own: its status is given" grep -q '^dnnplan: the MPI run failed with status 7' "$work/stderr"
+    # M15: a timeout of 0, negative or not a number would switch the watchdog off: refused.
+    for t in 0 -1 nan inf; do
+        run_bounded 30 validate --plan $plan --np 4 --timeout $t
+        check "validate --timeout $t is refused (exit 2)" one_line_error
+        run_bounded 30 sweep --net lenet5 --procs 4 --timeout $t
+        check "sweep --timeout $t is refused (exit 2)" one_line_error
+    done
     run_bounded 30 validate --plan $plan --np 4 --mpirun /bin/false
     check "an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
     check "an mpirun that exits 1 silently is explained" \
@@ -199,6 +266,93 @@ if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/nu
     run_bounded 30 calibrate --np 2 --out "$work/c.json" --mpirun /bin/false
     check "calibrate: an mpirun that exits 1 silently is exit 3" [ "$status" -eq 3 ]
     check "calibrate: no --out file" [ ! -e "$work/c.json" ]
+    # M16: a rank frozen in start-up (MPI_Init) cannot hold the other ranks for ever: after --timeout
+    # the run ends (exit 3), naming the stopped rank; every process of the job is gone.
+    started=$(date +%s)
+    timeout -k 2 60 mpirun --oversubscribe -np 3 "$DNNPLAN" sweep --net lenet5 --procs 4 --timeout 3 \
+        --inject-fault freeze:2 >"$work/stdout" 2>"$work/stderr"
+    status=$?
+    check "sweep: a rank frozen in MPI_Init ends the sweep with exit 3" [ "$status" -eq 3 ]
+    check "sweep: ... within the timeout and a few seconds" [ $(($(date +%s) - started)) -le 20 ]
+    check "sweep: the frozen rank is named" grep -q 'did not finish within 3 s; rank 2 is stopped' "$work/stderr"
+    check "sweep: no rank is left behind" bash -c '! pgrep -f "dnnplan sweep --net lenet5 --procs [4] --timeout 3" >/dev/null'
+    # rank_pid ANCESTOR RANK: the pid of MPI rank RANK descending from ANCESTOR ("" until it exists).
+    rank_pid() {
+        local p q
+        for p in $(pgrep -f dnnplan-validate); do
+            { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" || continue
+            q=$p
+            while [ -n "$q" ] && [ "$q" -gt 1 ]; do
+                q=$(awk '{print $4}' "/proc/$q/stat" 2>/dev/null)
+                if [ "$q" = "$1" ]; then echo "$p"; return; fi
+            done
+        done
+    }
+    # validate: rank 2 stopped as soon as it exists (in start-up, usually in MPI_Init). Whether the
+    # stop lands before or after the ranks' own watchdogs start, rank 2 must be the one named.
+    started=$(date +%s)
+    "$DNNPLAN" validate --plan $plan --np 4 --timeout 3 --iterations 100000 >"$work/v.out" 2>"$work/v.err" &
+    pid=$!
+    for _ in $(seq 2000); do r=$(rank_pid $pid 2); [ -n "$r" ] && break; sleep 0.01; done
+    [ -n "$r" ] && kill -STOP "$r"
+    wait $pid
+    status=$?
+    check "validate: a rank frozen in start-up ends the run with exit 3" [ "$status" -eq 3 ]
+    check "validate: ... within the timeout and a few seconds" [ $(($(date +%s) - started)) -le 25 ]
+    check "validate: the rank frozen in start-up is named" \
+        grep -Eq '^dnnplan: (the MPI start-up .*rank 2 is stopped|rank 2 stopped responding)' "$work/v.err"
+    for _ in $(seq 50); do kill -0 "$r" 2>/dev/null || break; sleep 0.1; done
+    check "validate: the frozen rank is gone" bash -c '! kill -0 "$1" 2>/dev/null' _ "$r"
+    # M17: rank 3 frozen mid-run: the ranks waiting for it name rank 3, not themselves.
+    "$DNNPLAN" validate --plan $plan --np 4 --timeout 3 --iterations 100000 >"$work/v.out" 2>"$work/v.err" &
+    pid=$!
+    for _ in $(seq 2000); do [ -n "$(ls /tmp/dnnplan-validate.*/rank3.step 2>/dev/null)" ] && break; sleep 0.01; done
+    sleep 1
+    r=$(rank_pid $pid 3)
+    [ -n "$r" ] && kill -STOP "$r"
+    wait $pid
+    status=$?
+    check "validate: a rank frozen mid-run ends the run with exit 3" [ "$status" -eq 3 ]
+    check "validate: the frozen rank 3 is named, with the rank that waited for it" \
+        grep -Eq "^dnnplan: rank 3 stopped responding \(frozen: no heartbeat for [0-9.]+ s\) in step '[^']+'; rank [012] waited for it past the timeout of 3 s; the run was ended$" "$work/v.err"
+    # --simulate-top K under mpirun: the K replays are shared out; the table is the serial one.
+    run_bounded 300 --net lenet5 --procs 4 --simulate-top 3
+    cp "$work/stdout" "$work/serial.txt"
+    check "--simulate-top 3 serially exits 0" [ "$status" -eq 0 ]
+    check "--simulate-top 3 serially simulates 3 candidates" [ "$(grep -c '^simulating candidate' "$work/stderr")" -eq 3 ]
+    timeout -k 2 300 mpirun --oversubscribe -np 2 "$DNNPLAN" --net lenet5 --procs 4 --simulate-top 3 \
+        >"$work/stdout" 2>"$work/stderr"
+    check "--simulate-top 3 under mpirun -np 2 exits 0" [ "$?" -eq 0 ]
+    check "--simulate-top 3 under mpirun prints exactly the serial output" cmp -s "$work/serial.txt" "$work/stdout"
+    check "--simulate-top 3 under mpirun: rank 1 simulated candidate 2" grep -q '^rank 1: simulating candidate 2 of 3' "$work/stderr"
+    check "--simulate-top 3 under mpirun: rank 0 simulated candidates 1 and 3" \
+        [ "$(grep -c '^rank 0: simulating candidate [13] of 3' "$work/stderr")" -eq 2 ]
+    # sweep --simulate-top K: each configuration's K best replayed, the same rows under mpirun.
+    run_bounded 300 sweep --net lenet5 --procs 4,8 --cluster dgx-a100 --simulate-top 2 --format json
+    cp "$work/stdout" "$work/sweep_serial.json"
+    check "sweep --simulate-top 2 serially exits 0" [ "$status" -eq 0 ]
+    check "sweep --simulate-top 2: two replays per row, best simulated first, the analytical ranks 1 and 2" python3 -c '
+import json, sys
+rows = json.load(sys.stdin)["rows"]
+assert len(rows) == 2
+for row in rows:
+    sims = row["simulated"]
+    assert sorted(s["analytical_rank"] for s in sims) == [1, 2], sims
+    assert all(s["simulated_s"] > 0 and s["predicted_s"] > 0 for s in sims), sims
+    assert sims[0]["simulated_s"] <= sims[1]["simulated_s"], sims' <"$work/stdout"
+    timeout -k 2 300 mpirun --oversubscribe -np 2 "$DNNPLAN" sweep --net lenet5 --procs 4,8 --cluster dgx-a100 \
+        --simulate-top 2 --format json >"$work/stdout" 2>"$work/stderr"
+    check "sweep --simulate-top 2 under mpirun -np 2 exits 0" [ "$?" -eq 0 ]
+    check "sweep --simulate-top 2 under mpirun gives the serial rows (wall times aside)" python3 -c '
+import json, sys
+def strip(d):
+    for row in d["rows"]:
+        for s in row["simulated"]: s.pop("wall_s", None)
+    return d
+a, b = (strip(json.load(open(f))) for f in sys.argv[1:3])
+assert a == b' "$work/sweep_serial.json" "$work/stdout"
+    run_bounded 30 sweep --net lenet5 --procs 4 --simulate-top 2
+    check "sweep --simulate-top with CSV is refused" one_line_error
     # SIGTERM to dnnplan: the ranks end, the status directory goes, no --out file appears later.
     before=$(ls -d /tmp/dnnplan-validate.* 2>/dev/null | wc -l)
     "$DNNPLAN" validate --plan $plan --np 4 --inject-fault hang:2:fc2 --timeout 60 --out "$work/v.json" \

@@ -344,7 +344,7 @@ TEST_CASE("ONNX bad input: one clear InputError each, never a protobuf abort", "
     CHECK(error_of(bad + "symbolic_height.onnx") ==
           bad +
               "symbolic_height.onnx: graph input \"x\" has a symbolic or unknown dimension 2 (\"height\"): only the "
-              "batch dimension (0) may be dynamic");
+              "batch dimension (0) may be dynamic; fix the others with --input-shape x=Nx3x<height>x8");
     CHECK(error_of(bad + "uninferable_reshape.onnx") ==
           bad +
               "uninferable_reshape.onnx: /graph/node/1: Reshape node \"reshape\": ONNX shape inference could not "
