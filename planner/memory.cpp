@@ -6,24 +6,77 @@ using networks::LayerKind;
 
 std::string to_string(Optimizer optimizer) { return optimizer == Optimizer::adam ? "adam" : "sgd"; }
 
+Optimizer default_optimizer(const networks::Network& network) {
+    for (const networks::Layer& layer : network.layers)
+        if (layer.kind == LayerKind::attention) return Optimizer::adam;
+    return Optimizer::sgd;
+}
+
+namespace {
+// Per sample, elements times bytes each: what a token network's layer keeps for its backward
+// pass (layer_memory's comment), on one process. `share(d, elements)` is one process's part of a
+// tensor of `elements` distributed as `d` (split T more ways along the sequence when it is
+// replicated over the tensor group and sequence parallelism is on).
+LayerMemory transformer_layer_memory(const networks::Network& network, const networks::Layer& layer,
+                                     const Layout& layout, const LayerDists& dists, double element_bytes,
+                                     bool sequence_parallel) {
+    const int tensor = layout.co * layout.ci;
+    auto share = [&](const Dist& d, double elements) {
+        const double split = static_cast<double>(d.c * d.h * d.w);
+        return elements / (sequence_parallel && split == 1 ? split * tensor : split);
+    };
+    const double input = static_cast<double>(network.layers[layer.inputs.front()].output_elements);
+    LayerMemory m;
+    switch (layer.kind) {
+        case LayerKind::layernorm:
+        case LayerKind::linear:
+        case LayerKind::activation:
+        case LayerKind::batchnorm2d:
+        case LayerKind::softmax:
+            m.activation_bytes = share(dists.in, input) * element_bytes;
+            break;
+        case LayerKind::dropout:
+            m.activation_bytes = share(dists.in, input) * 1.0;  // the mask, one byte per element
+            break;
+        case LayerKind::attention: {
+            // Input (before the QKV projection), then Q, K, V and the context split by heads.
+            const double heads_split = layout.co;
+            const double scores = static_cast<double>(layer.attrs.heads) * layer.output_shape[0] *
+                                  layer.output_shape[0] / heads_split;
+            const double dropout = layer.attrs.probability > 0 ? 1.0 + element_bytes : 0.0;  // mask + output
+            m.attention_core_bytes = scores * (element_bytes + dropout);
+            m.checkpoint_bytes = share(dists.in, input) * element_bytes;
+            m.activation_bytes = m.checkpoint_bytes + 4 * input / heads_split * element_bytes + m.attention_core_bytes;
+            break;
+        }
+        default:
+            break;  // adds, embeddings, reshapes: nothing for the backward pass
+    }
+    return m;
+}
+}  // namespace
+
 LayerMemory layer_memory(const networks::Network& network, int index, const Layout& layout, const LayerDists& dists,
-                         double local_batch, double element_bytes) {
+                         double local_batch, double element_bytes, bool sequence_parallel) {
     const networks::Layer& layer = network.layers[index];
     const Dist& in = dists.in;
     const Dist& out = dists.out;
-    // Anchors split their weights over co x ci; batch norm keeps the statistics of its channels.
-    const double weight_split = is_anchor_kind(layer.kind)             ? static_cast<double>(layout.co) * layout.ci
-                                : layer.kind == LayerKind::batchnorm2d ? in.c
-                                                                       : 1.0;
-    // Attention's saved internals (scores, softmax) are split by heads.
-    const double saved_split = layer.kind == LayerKind::attention ? layout.co : 1.0;
     const double out_share = layer.output_elements / static_cast<double>(out.c * out.h * out.w);
     const double in_share =
         network.layers[layer.inputs.front()].output_elements / static_cast<double>(in.c * in.h * in.w);
     LayerMemory m;
-    m.local_params = layer.params / weight_split;
+    if (network.token_input) {
+        m = transformer_layer_memory(network, layer, layout, dists, element_bytes, sequence_parallel);
+        m.activation_bytes *= local_batch;
+        m.attention_core_bytes *= local_batch;
+        m.checkpoint_bytes *= local_batch;
+    } else {
+        // Attention's saved internals (scores, softmax) are split by heads.
+        const double saved_split = layer.kind == LayerKind::attention ? layout.co : 1.0;
+        m.activation_bytes = local_batch * element_bytes * (out_share + layer.saved_elements / saved_split);
+    }
+    m.local_params = layer.params / weight_shards(layer.kind, layout, in);
     m.weight_bytes = m.local_params * element_bytes;
-    m.activation_bytes = local_batch * element_bytes * (out_share + layer.saved_elements / saved_split);
     m.working_set_bytes = local_batch * element_bytes * (out_share + in_share);
     return m;
 }
@@ -39,8 +92,19 @@ MemoryBreakdown stage_memory(const StageMemoryInput& stage, const StageMemoryOpt
     m.weights = stage.weight_bytes;
     m.gradients = stage.weight_bytes;
     m.optimizer = optimizer_state_bytes(stage.params, options.optimizer, options.dtype, options.zero_shards);
-    m.activations = options.recompute ? options.in_flight * stage.input_bytes + stage.activation_bytes
-                                      : options.in_flight * (stage.activation_bytes + stage.input_bytes);
+    switch (options.recompute) {
+        case Recompute::none:
+            m.activations = options.in_flight * (stage.activation_bytes + stage.input_bytes);
+            break;
+        case Recompute::selective:
+            m.activations = options.in_flight * (stage.activation_bytes - stage.attention_core_bytes + stage.input_bytes);
+            break;
+        case Recompute::full:
+            m.activations = stage.checkpoints > 0 ? options.in_flight * (stage.checkpoint_bytes + stage.input_bytes) +
+                                                        stage.activation_bytes / stage.checkpoints
+                                                  : options.in_flight * stage.input_bytes + stage.activation_bytes;
+            break;
+    }
     m.buffers = stage.buffer_bytes + stage.working_set_bytes;
     return m;
 }

@@ -5,6 +5,9 @@
 namespace dnnplan::planner {
 
 std::string to_string(Schedule schedule) { return schedule == Schedule::one_f_one_b ? "1f1b" : "gpipe"; }
+std::string to_string(Recompute recompute) {
+    return recompute == Recompute::full ? "full" : recompute == Recompute::selective ? "selective" : "none";
+}
 
 PipelineOp op_at(Schedule schedule, int stages, int stage, int M, int k) {
     if (schedule == Schedule::gpipe) return k < M ? PipelineOp{true, k} : PipelineOp{false, k - M};

@@ -131,7 +131,7 @@ struct PipelineReplay : ReplayBase {
                     for (const Step& step : layers[i].forward)
                         if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
                             per_micro += sends(*step.call, inner.my_index(step.call->group, t)) *
-                                         (spec.recompute ? 2 : 1);
+                                         (spec.recompute == planner::Recompute::full ? 2 : 1);
                     for (const Step& step : layers[i].backward)
                         if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
                             per_micro += sends(*step.call, inner.my_index(step.call->group, t));
@@ -160,7 +160,7 @@ struct PipelineReplay : ReplayBase {
                 for (const Step& step : layers[i].backward)
                     backward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
             }
-            total += M() * (forward * (spec.recompute ? 2 : 1) + backward);
+            total += M() * (forward * (spec.recompute == planner::Recompute::full ? 2 : 1) + backward);
         }
         return total;
     }
@@ -217,7 +217,7 @@ struct PipelineReplay : ReplayBase {
             }
             if (s + 1 < S()) receive(rank, rank + T(), 1, op.micro, boxes, clock);
             // Recomputation: only the stage's input was kept; its forward runs again first.
-            if (spec.recompute)
+            if (spec.recompute == planner::Recompute::full)  // selective is not replayed (the model adds the attention core)
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const Step& step : layers[i].forward)
                         stage_step(step, rank, members, boxes, clock, mb + " (recomputed)", true);

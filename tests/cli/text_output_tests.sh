@@ -41,7 +41,7 @@ check "--layers all lists every block" grep -q '^h\.95\.add_2 ' "$work/stdout"
 check "--layers all is longer" test "$(lines "$work/stdout")" -gt $((collapsed + 500))
 
 # An explicit pipeline (README) gets the stage table too.
-run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batches 8 --tensor 4 --schedule gpipe --zero --recompute
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batches 8 --tensor 4 --schedule gpipe --zero --recompute full
 check "explicit pipeline succeeds" test "$status" -eq 0
 check "explicit pipeline: 4 stage rows" test "$(grep -cE '^[0-3]  +[^ ]+ \.\.\. ' "$work/stdout")" -eq 4
 check "explicit pipeline fits 120 columns" test "$(widest "$work/stdout")" -le 120
