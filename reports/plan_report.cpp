@@ -34,7 +34,8 @@ std::string header(const planner::CostModel& model, const TextOptions& t) {
                     ", P = " + std::to_string(o.procs) + ", batch " + std::to_string(o.batch) + " (" +
                     to_string(o.dtype) + ", " + planner::to_string(o.optimizer) +
                     (o.optimizer_defaulted && o.optimizer == planner::Optimizer::adam
-                         ? " (default for networks with attention: fp32 master weights and moments)"
+                         ? std::string(" (default for networks with attention") +
+                               (o.dtype == DType::fp32 ? ")" : "; mixed precision: fp32 master weights and moments)")
                          : "") +
                     (o.overlap_sync ? ", gradient sync overlapped" : "") + ")",
                 t.wide ? 0 : t.width, 2);

@@ -46,6 +46,15 @@ check "explicit pipeline succeeds" test "$status" -eq 0
 check "explicit pipeline: 4 stage rows" test "$(grep -cE '^[0-3]  +[^ ]+ \.\.\. ' "$work/stdout")" -eq 4
 check "explicit pipeline fits 120 columns" test "$(widest "$work/stdout")" -le 120
 
+# --micro-batch-size m sets M = B / (R m): 512 / (64 / 16 = 4 replicas) / 8 = 16; selective
+# recomputation and sequence parallelism show in the configuration.
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batch-size 8 --tensor 4 --recompute selective --sequence-parallel
+check "micro-batch size succeeds" test "$status" -eq 0
+check "micro-batch size: M = 16" grep -q 'M=16, 1f1b, recompute selective, sequence-parallel' "$work/stdout"
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batch-size 7 --tensor 4
+check "micro-batch size not dividing: exit 2" test "$status" -eq 2
+check "micro-batch size not dividing: named" grep -q -- '--micro-batch-size' "$work/stderr"
+
 # inspect collapses repeated blocks too (783 lines for GPT-3 before), --layers all lists each.
 run inspect --net gpt3-175b
 check "inspect gpt3 succeeds" test "$status" -eq 0

@@ -148,3 +148,29 @@ TEST_CASE("the vocabulary-parallel embedding keeps the residual stream whole: no
 }
 
 }  // namespace dnnplan::planner
+
+namespace dnnplan::planner {
+
+TEST_CASE("a 1T-parameter GPT at batch 3072 plans on 1024 A100s", "[memory][transformer]") {
+    // Narayanan et al. 2021, Table 1 (1008B): before batch totals were kept in double, this model
+    // at batch 3072 (1.29e19 forward FLOPs, past 2^63) was refused as an overflow.
+    const networks::Network net = test::builtin("gpt-1t");
+    const clusters::Cluster cluster = test::preset("dgx-a100");
+    PlannerOptions o = test::options(1024, 3072, DType::fp16);
+    o.optimizer = Optimizer::adam;
+    const CostModel model(net, cluster, o);
+    // Model FLOPs per device from the per-sequence totals (exact integers) times 3072 / 1024.
+    const auto one = networks::totals(net, 1);
+    CHECK(model_flops_per_device(model) ==
+          Approx((one.fwd_flops + one.bwd_input_flops + one.bwd_weight_flops) * 3.0).epsilon(1e-12));
+    const std::vector<PipelineCandidate> found = search_pipelines(model);
+    REQUIRE(!found.empty());
+    const CostBreakdown& best = found.front().score.plan.cost;
+    INFO(pipeline_label(found.front().spec, found.front().score));
+    CHECK(best.feasible);
+    CHECK(best.memory_bytes <= best.memory_capacity_bytes);
+    // 1.8 TiB of fp16 weights need at least 1.8 TiB / 80 GiB = 24 devices per replica.
+    CHECK(std::int64_t{found.front().spec.tensor} * found.front().spec.stages >= 24);
+}
+
+}  // namespace dnnplan::planner
