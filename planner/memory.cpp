@@ -52,6 +52,8 @@ LayerMemory transformer_layer_memory(const networks::Network& network, const net
         default:
             break;  // adds, embeddings, reshapes: nothing for the backward pass
     }
+    // The network's output feeds the loss, which keeps it (the logits) for its backward pass.
+    if (&layer == &network.layers.back()) m.activation_bytes += share(dists.out, layer.output_elements) * element_bytes;
     return m;
 }
 }  // namespace

@@ -321,6 +321,7 @@ PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const
         fail("--stages", std::to_string(spec.stages) + " stages but " + model.network().name + " has only " +
                              std::to_string(cuts.size() + 1) + " places to cut (where a single tensor crosses)");
     spec.device_of.clear();
+    spec.sequence_parallel = spec.sequence_parallel && spec.tensor > 1;  // nothing to split with one process
     spec.stage_first = partition_stages(stage_weights(model, spec, pc.layouts), cuts, spec.stages);
     pc.spec = spec;
     pc.score = score_pipeline(model, spec, pc.layouts);

@@ -118,6 +118,13 @@ struct PipelineReplay : ReplayBase {
             }
     }
 
+    // The attention core's share of layer i's forward FLOPs (what selective recomputation redoes).
+    double attention_core_share(int i) const {
+        const networks::Layer& layer = model.network().layers[i];
+        return layer.fwd_flops > 0 ? static_cast<double>(layer.attention_core_flops) / static_cast<double>(layer.fwd_flops)
+                                   : 0.0;
+    }
+
     // The messages the actors will send (the pre-run summary and the progress bar).
     std::int64_t count_messages() {
         std::int64_t total = 0;
@@ -155,8 +162,12 @@ struct PipelineReplay : ReplayBase {
             const auto& stage = program.stages[(rank / T()) % S()];
             std::int64_t forward = 0, backward = 0;
             for (int i = stage.first; i <= stage.last; ++i) {
-                for (const Step& step : layers[i].forward)
+                for (const Step& step : layers[i].forward) {
                     forward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
+                    if (spec.recompute == planner::Recompute::selective && step.type == Step::Type::compute &&
+                        attention_core_share(i) > 0)
+                        ++backward;
+                }
                 for (const Step& step : layers[i].backward)
                     backward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
             }
@@ -217,10 +228,19 @@ struct PipelineReplay : ReplayBase {
             }
             if (s + 1 < S()) receive(rank, rank + T(), 1, op.micro, boxes, clock);
             // Recomputation: only the stage's input was kept; its forward runs again first.
-            if (spec.recompute == planner::Recompute::full)  // selective is not replayed (the model adds the attention core)
+            if (spec.recompute == planner::Recompute::full)
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const Step& step : layers[i].forward)
                         stage_step(step, rank, members, boxes, clock, mb + " (recomputed)", true);
+            // Selective recomputation: the attention cores' share of their layers' forward compute.
+            if (spec.recompute == planner::Recompute::selective)
+                for (int i = stage.first; i <= stage.last; ++i)
+                    for (const Step& step : layers[i].forward)
+                        if (const double share = attention_core_share(i); step.type == Step::Type::compute && share > 0) {
+                            Step core = step;
+                            core.seconds = step.seconds * share;
+                            stage_step(core, rank, members, boxes, clock, mb + " (attention core recomputed)", true);
+                        }
             const bool last = k + 1 == ops.size();
             for (int i = stage.last; i >= stage.first; --i) {
                 for (const Step& step : layers[i].backward) stage_step(step, rank, members, boxes, clock, mb, true);
