@@ -264,11 +264,13 @@ std::string short_configuration(const planner::Candidate& c) {
         (c.strategy == planner::Strategy::hand_edited && p.active())) {
         // The pipeline family is T = 1 (HyPar-Flow's partitions): its TP is left out.
         const std::string tensor = p.tensor > 1 ? "TP=" + std::to_string(p.tensor) + " x " : "";
-        const std::string recompute =
-            p.recompute == planner::Recompute::none ? "" : ", recompute " + planner::to_string(p.recompute);
+        // Short enough for a 120-column ranking: "recompute sel", "SP" (sequence parallelism).
+        const std::string recompute = p.recompute == planner::Recompute::none        ? ""
+                                      : p.recompute == planner::Recompute::selective ? ", recompute sel"
+                                                                                     : ", recompute full";
         std::snprintf(buffer, sizeof buffer, "%sPP=%d x DP=%d, M=%d, %s%s%s%s", tensor.c_str(), p.stages, p.replicas,
                       p.micro_batches, planner::to_string(p.schedule).c_str(), p.zero ? ", zero-1" : "",
-                      recompute.c_str(), p.sequence_parallel ? ", sequence-parallel" : "");
+                      recompute.c_str(), p.sequence_parallel ? ", SP" : "");
         return buffer;
     }
     return "";  // per-layer: a layout per layer, no one configuration
