@@ -71,7 +71,7 @@ struct PlanningArgs {
     std::int64_t procs = 0;
     std::int64_t batch = 0;  // 0: the network's default
     std::string dtype;       // "": the network's
-    std::string optimizer = "sgd";
+    std::string optimizer;   // "": planner::default_optimizer(network)
     bool no_overlap = false;
     bool roofline = false;
     std::string compute = "per-operation";  // planner/compute.hpp

@@ -33,7 +33,9 @@ struct PlanOptions {
     int tensor = 0, stages = 0, micro_batches = 0, replicas = 0;  // an explicit pipeline (planner/pipeline.hpp)
     int interleave = 0;  // model chunks per device (interleaved 1F1B), 0: not given
     std::string schedule = "1f1b";
-    bool zero = false, recompute = false;
+    bool zero = false, sequence_parallel = false;
+    std::string recompute = "none";
+    std::int64_t micro_batch_size = 0;  // samples per micro-batch (M = B / (R m))
     int simulate_top = 0;  // simulate the K best candidates on the cluster's topology and re-rank them
     sweep::RunOptions simulate_run;  // under mpirun: --timeout of the shared replays
     bool wide = false;               // every column, no width limit
@@ -67,7 +69,16 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     app->add_option("--interleave", o.interleave, "model chunks per device of an explicit pipeline: interleaved 1F1B (default 1; micro-batches a multiple of the stages)")->check(positive_integer());
     app->add_option("--schedule", o.schedule, "gpipe or 1f1b")->capture_default_str()->check(CLI::IsMember({"gpipe", "1f1b"}));
     app->add_flag("--zero", o.zero, "ZeRO stage 1 in an explicit pipeline: optimizer state sharded over the replicas");
-    app->add_flag("--recompute", o.recompute, "activation recomputation in an explicit pipeline");
+    app->add_option("--micro-batch-size", o.micro_batch_size,
+                    "samples per micro-batch of an explicit pipeline (sets --micro-batches to B / (R x m))")
+        ->check(positive_integer());
+    app->add_option("--recompute", o.recompute,
+                    "activation recomputation in an explicit pipeline: none, selective (attention core) or full "
+                    "(one checkpoint per transformer layer)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"none", "selective", "full"}));
+    app->add_flag("--sequence-parallel", o.sequence_parallel,
+                  "sequence parallelism in an explicit pipeline's tensor groups (layernorm and dropout split by T)");
     app->add_option("--simulate-top", o.simulate_top,
                     "simulate the K best candidates on the cluster's own topology (SimGrid) and re-rank them; under "
                     "mpirun -np N the K replays are shared out over the ranks")
@@ -214,7 +225,8 @@ int run_plan(const PlanOptions& o) {
         throw InputError("dnnplan", "--micro-batches",
                          "applies to an explicit pipeline: give --stages S too (--stages 1 for micro-batches without "
                          "pipelining)");
-    if (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0 || o.interleave > 0) {
+    if (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0 || o.interleave > 0 ||
+        o.micro_batch_size > 0) {
         planner::PipelineSpec spec;
         spec.tensor = std::max(1, o.tensor);
         spec.stages = std::max(1, o.stages);
@@ -223,7 +235,21 @@ int run_plan(const PlanOptions& o) {
                                        : static_cast<int>(std::max<std::int64_t>(1, p.procs / (std::int64_t{spec.tensor} * spec.stages)));
         spec.schedule = o.schedule == "gpipe" ? planner::Schedule::gpipe : planner::Schedule::one_f_one_b;
         spec.zero = o.zero;
-        spec.recompute = o.recompute;
+        spec.recompute = o.recompute == "full"        ? planner::Recompute::full
+                         : o.recompute == "selective" ? planner::Recompute::selective
+                                                      : planner::Recompute::none;
+        spec.sequence_parallel = o.sequence_parallel;
+        if (o.micro_batch_size > 0) {
+            const std::int64_t per_replica = options.batch / spec.replicas;
+            if (o.micro_batches > 0 || per_replica % o.micro_batch_size != 0 || options.batch % spec.replicas != 0)
+                throw InputError("dnnplan", "--micro-batch-size",
+                                 std::to_string(o.micro_batch_size) + " samples per micro-batch" +
+                                     (o.micro_batches > 0 ? " and --micro-batches both given; give one"
+                                                          : " do not divide the per-replica batch " +
+                                                                std::to_string(per_replica)));
+            spec.micro_batches = static_cast<int>(std::min<std::int64_t>(per_replica / o.micro_batch_size,
+                                                                         planner::kMaxMicroBatches + 1));
+        }
         spec.interleave = std::max(1, o.interleave);
         planner::PipelineCandidate pc = planner::plan_pipeline(model, spec);
         planner::Candidate candidate;
@@ -281,7 +307,8 @@ Command add_plan_command(CLI::App& app) {
                 if (!o->plan_file.empty())
                     for (const char* name : {"--procs", "--cluster", "--batch", "--dtype", "--optimizer", "--no-overlap",
                                              "--roofline", "--compute", "--top", "--stages", "--micro-batches", "--replicas",
-                                             "--tensor", "--schedule", "--zero", "--recompute"})
+                                             "--tensor", "--schedule", "--zero", "--recompute", "--micro-batch-size",
+                                             "--sequence-parallel", "--interleave"})
                         if (cmd->count(name) > 0)
                             throw InputError("dnnplan", name,
                                              "does not apply to --plan FILE, which fixes it (plan again with --net to "

@@ -16,7 +16,10 @@ planner::PlannerOptions planner_options(const PlanningArgs& args, const networks
     options.procs = args.procs;
     options.batch = args.batch > 0 ? args.batch : network.default_batch;
     options.dtype = args.dtype.empty() ? network.dtype : *parse_dtype(args.dtype);
-    options.optimizer = args.optimizer == "adam" ? planner::Optimizer::adam : planner::Optimizer::sgd;
+    options.optimizer_defaulted = args.optimizer.empty();
+    options.optimizer = args.optimizer.empty()    ? planner::default_optimizer(network)
+                        : args.optimizer == "adam" ? planner::Optimizer::adam
+                                                   : planner::Optimizer::sgd;
     options.overlap_sync = !args.no_overlap;
     options.roofline = args.roofline;
     options.compute = planner::parse_compute_model(args.compute).value_or(planner::ComputeModel::per_operation);
@@ -95,8 +98,9 @@ void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each) {
     cmd->add_option("--batch", p.batch, "global batch size (default: " + whose + ")")->check(positive_integer());
     cmd->add_option("--dtype", p.dtype, "fp32, fp16 or bf16 (default: " + whose + ")")
         ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
-    cmd->add_option("--optimizer", p.optimizer, "sgd (with momentum) or adam")
-        ->capture_default_str()
+    cmd->add_option("--optimizer", p.optimizer,
+                    "sgd (with momentum) or adam (default: adam, mixed precision, for networks with attention; "
+                    "sgd otherwise)")
         ->check(CLI::IsMember({"sgd", "adam"}));
     cmd->add_flag("--no-overlap", p.no_overlap, "do not overlap gradient all-reduce with the backward pass");
     cmd->add_flag("--roofline", p.roofline,

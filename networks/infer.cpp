@@ -350,7 +350,8 @@ private:
         std::int64_t score_elements = mul(a.heads, mul(s, s));
         std::int64_t bias_flops = a.bias ? mul(4, mul(s, h)) : 0;
         int per_score = 1 + kSoftmaxForward + (a.causal ? 1 : 0);  // scale, softmax, mask
-        layer_.fwd_flops = add(add(add(projections, mul(2, scores)), bias_flops), mul(per_score, score_elements));
+        layer_.attention_core_flops = add(mul(2, scores), mul(per_score, score_elements));
+        layer_.fwd_flops = add(add(projections, bias_flops), layer_.attention_core_flops);
         // Backward: dX through both projections; dQ, dK, dV and dP are four S x S x H products.
         layer_.bwd_input_flops = add(add(projections, mul(4, scores)), mul(kSoftmaxBackward + 1, score_elements));
         // Without an input gradient autograd still needs everything but dX = dQKV x W_qkv^T (6 S H^2).

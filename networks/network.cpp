@@ -41,19 +41,25 @@ NetworkTotals totals(const Network& network, std::int64_t batch, const std::stri
         if (!sum) fail(layer);
         total = *sum;
     };
+    // Batch totals: each layer's count exact in 64 bits, summed in double.
+    auto acc_batch = [&](double& total, std::int64_t per_sample, std::int64_t factor, const Layer& layer) {
+        auto scaled = checked_mul(per_sample, factor);
+        if (!scaled) fail(layer);
+        total += static_cast<double>(*scaled);
+    };
     std::int64_t element_bytes = dtype_bytes(network.dtype);
     for (const auto& layer : network.layers) {
         acc(t.params, layer.params, 1, layer);
-        acc(t.fwd_flops, layer.fwd_flops, batch, layer);
-        acc(t.bwd_input_flops, layer.bwd_input_flops, batch, layer);
-        acc(t.bwd_weight_flops, layer.bwd_weight_flops, batch, layer);
+        acc_batch(t.fwd_flops, layer.fwd_flops, batch, layer);
+        acc_batch(t.bwd_input_flops, layer.bwd_input_flops, batch, layer);
+        acc_batch(t.bwd_weight_flops, layer.bwd_weight_flops, batch, layer);
         std::int64_t bytes_per_element =
             layer.kind == LayerKind::input ? input_element_bytes(network, network.dtype) : element_bytes;
         auto per_sample = checked_add(layer.output_elements, layer.saved_elements);
         if (!per_sample) fail(layer);
         auto bytes = checked_mul(*per_sample, bytes_per_element);
         if (!bytes) fail(layer);
-        acc(t.activation_bytes, *bytes, batch, layer);
+        acc_batch(t.activation_bytes, *bytes, batch, layer);
     }
     auto weight_bytes = checked_mul(t.params, element_bytes);
     if (!weight_bytes) fail(network.layers.front());
@@ -83,6 +89,14 @@ std::string resolve_network_path(const std::string& name_or_path, const std::str
                                            join_choices(builtin_network_names(networks_dir)) + ")");
 }
 
+namespace {
+// A batch total as an integer while it fits 64 bits (exact below 2^53), else as a number.
+Json count_json(double total) {
+    if (total < 9.2e18) return Json(static_cast<std::int64_t>(total));
+    return Json(total);
+}
+}  // namespace
+
 Json to_json(const Network& network, std::int64_t batch) {
     NetworkTotals t = totals(network, batch);
     Json layers = Json::array();
@@ -111,10 +125,10 @@ Json to_json(const Network& network, std::int64_t batch) {
                 {"totals",
                  {{"params", t.params},
                   {"weight_bytes", t.weight_bytes},
-                  {"fwd_flops", t.fwd_flops},
-                  {"bwd_input_flops", t.bwd_input_flops},
-                  {"bwd_weight_flops", t.bwd_weight_flops},
-                  {"activation_bytes", t.activation_bytes}}}};
+                  {"fwd_flops", count_json(t.fwd_flops)},
+                  {"bwd_input_flops", count_json(t.bwd_input_flops)},
+                  {"bwd_weight_flops", count_json(t.bwd_weight_flops)},
+                  {"activation_bytes", count_json(t.activation_bytes)}}}};
 }
 
 }  // namespace dnnplan::networks

@@ -55,7 +55,7 @@ struct LayerAttributes {
     std::int64_t out_features = 0;   // linear
     std::int64_t output_h = 0, output_w = 0;  // adaptive_avgpool2d
     std::string function;            // activation: relu, gelu, ...
-    double probability = 0.0;        // dropout
+    double probability = 0.0;        // dropout; attention: dropout on the attention probabilities
     Shape target_shape;              // reshape (per sample; -1 inferred)
     std::int64_t axis = 0;           // concat, softmax (per-sample axis, negative from the end)
     std::int64_t num_embeddings = 0, embedding_dim = 0;  // embedding, position_embedding
@@ -80,6 +80,8 @@ struct Layer {
     std::int64_t bwd_weight_flops = 0; // per sample: gradient with respect to the weights
     std::int64_t output_elements = 0;  // per sample
     std::int64_t saved_elements = 0;   // per sample, kept for backward beyond the output (attention's internals)
+    std::int64_t attention_core_flops = 0;  // per sample, forward: attention's scores, softmax and P V (what
+                                            // selective recomputation redoes; Korthikanti et al. 2022, sec. 5)
 
     bool operator==(const Layer&) const = default;
 };
@@ -101,13 +103,16 @@ struct Network {
 // the compute precision (PyTorch's embedding reads LongTensor indices), so 8; else dtype's size.
 std::int64_t input_element_bytes(const Network& network, DType dtype);
 
-// Totals over the network for a given batch; fails (InputError on `file`) on 64-bit overflow.
+// Totals over the network for a given batch. Parameters are exact integers; the batch totals are
+// sums of exact per-layer integers in double (a 1T-parameter GPT at batch 3072 and sequence 2048
+// does about 1.8e19 FLOPs per iteration, past 2^63; double keeps 16 significant digits). Fails
+// (InputError on `file`) when a parameter count or one layer's per-batch count overflows 64 bits.
 struct NetworkTotals {
     std::int64_t params = 0;
-    std::int64_t fwd_flops = 0;
-    std::int64_t bwd_input_flops = 0;
-    std::int64_t bwd_weight_flops = 0;
-    std::int64_t activation_bytes = 0;  // outputs plus saved internals of every layer, whole batch
+    double fwd_flops = 0;
+    double bwd_input_flops = 0;
+    double bwd_weight_flops = 0;
+    double activation_bytes = 0;  // outputs plus saved internals of every layer, whole batch
     std::int64_t weight_bytes = 0;
 };
 // Callers that read the network from a file pass it; the others (networks already checked at their

@@ -333,9 +333,10 @@ LayerAttributes parse_attributes(const SpecLayer& spec) {
             a.num_embeddings = n.get_int("num_positions", 1);
             break;
         case LayerKind::attention:
-            n.check_keys(with_common({"heads", "causal", "bias"}));
+            n.check_keys(with_common({"heads", "causal", "bias", "dropout"}));
             a.heads = n.get_int("heads", 1);
             a.causal = n.get_bool_or("causal", false);
+            a.probability = n.get_number_or("dropout", 0.0, 0.0, 1.0);  // on the attention probabilities
             a.bias = n.get_bool_or("bias", true);
             break;
         case LayerKind::upsample:

@@ -114,13 +114,18 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
             return halo_problem(layer, in, l);
         case LayerKind::linear:
             if (l.h > 1 || l.w > 1) return "linear layers have no spatial axes";
-            if (!(problem = need(out.back(), l.co, "output features")).empty()) return problem;
+            // An output layer tied to the embedding splits the vocabulary, padded to a multiple of
+            // T as Megatron-LM pads it (--make-vocab-size-divisible-by).
+            if (layer.attrs.tied_to.empty() && !(problem = need(out.back(), l.co, "output features")).empty())
+                return problem;
             return need(in.back(), l.ci, "input features");
         case LayerKind::attention:
             if (l.h > 1 || l.w > 1 || l.ci > 1) return "attention splits by heads (co) only";
             return need(layer.attrs.heads, l.co, "heads");
         case LayerKind::embedding:
-            if (l.h > 1 || l.w > 1 || l.ci > 1) return "embedding splits its dimension (co) only";
+            // ci: the vocabulary (Megatron-LM's VocabParallelEmbedding, padded to a multiple of T);
+            // co: the embedding dimension.
+            if (l.h > 1 || l.w > 1 || (l.ci > 1 && l.co > 1)) return "embedding splits its vocabulary (ci) or dimension (co)";
             return need(layer.attrs.embedding_dim, l.co, "embedding dimension");
         default:
             return "";
@@ -283,6 +288,16 @@ CostModel::LayerComm CostModel::anchor_communication(int index, const Layout& l,
     const Layer& layer = network_->layers[index];
     const bool needs_input_grad = layer.bwd_input_flops > 0;
     LayerComm comm;
+    // The tensor group's sums. Sequence parallelism (Korthikanti et al. 2022, section 4.2.2)
+    // replaces each all-reduce by a reduce-scatter (into the sequence-split layernorm and dropout
+    // region) and an all-gather (out of it) of the same buffer, in the same pass.
+    auto collective = [&](Collective kind, const GroupPlacement& group, double bytes, int layer_index, Phase phase,
+                          const char* what, Recorder* recorder) {
+        if (kind != Collective::all_reduce || !options_.sequence_parallel)
+            return this->collective(kind, group, bytes, layer_index, phase, what, recorder);
+        return this->collective(Collective::reduce_scatter, group, bytes, layer_index, phase, what, recorder) +
+               this->collective(Collective::all_gather, group, bytes, layer_index, phase, what, recorder);
+    };
     if (layer.kind == LayerKind::attention) {
         // Megatron: heads split = column-parallel QKV + row-parallel output projection.
         comm.forward += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
@@ -294,7 +309,16 @@ CostModel::LayerComm CostModel::anchor_communication(int index, const Layout& l,
                                         "input gradient (column-parallel QKV)", rec);
         return comm;
     }
-    if (layer.kind == LayerKind::embedding) return comm;
+    if (layer.kind == LayerKind::embedding) {
+        // Vocabulary split: each process looks up the tokens of its rows (zeros elsewhere) and the
+        // partial outputs are summed (Megatron-LM's VocabParallelEmbedding); the output gradient
+        // arrives whole, so the backward pass communicates nothing.
+        if (l.ci > 1)
+            comm.forward += collective(Collective::all_reduce, placement(l, false, false, true, false, false),
+                                       local.output_bytes, index, Phase::forward,
+                                       "embedding output partial sums (vocabulary split)", rec);
+        return comm;
+    }
     // Pci (row split): partial sums of the output are summed over the ci group.
     if (l.ci > 1)
         comm.forward += collective(Collective::all_reduce, placement(l, false, false, true, false, false),
@@ -591,11 +615,13 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
                 lc.sync_network = clusters::node_count(call.group) > 1;
             }
         }
-        const LayerMemory memory =
-            layer_memory(*network_, index, l, dists, local_batch(options_.batch, lc.in_dist.n), element_bytes_);
+        const LayerMemory memory = layer_memory(*network_, index, l, dists, local_batch(options_.batch, lc.in_dist.n),
+                                                element_bytes_, options_.sequence_parallel);
         lc.local_params = memory.local_params;
         lc.weight_bytes = memory.weight_bytes;
         lc.activation_bytes = memory.activation_bytes;
+        lc.attention_core_bytes = memory.attention_core_bytes;
+        lc.checkpoint_bytes = memory.checkpoint_bytes;
         lc.working_set_bytes = memory.working_set_bytes;
     }
     return plan;

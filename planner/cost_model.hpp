@@ -33,9 +33,11 @@ struct PlannerOptions {
     std::int64_t batch = 1;
     DType dtype = DType::fp32;
     Optimizer optimizer = Optimizer::sgd;
+    bool optimizer_defaulted = false;  // chosen by default_optimizer(), not by the user (reports say so)
     bool overlap_sync = true;  // weight-gradient all-reduce overlaps the backward pass
     bool roofline = false;     // compute time = max(FLOPs / rate, bytes / memory bandwidth)
     ComputeModel compute = ComputeModel::per_operation;  // planner/compute.hpp
+    bool sequence_parallel = false;  // set per pipeline configuration (PipelineSpec::sequence_parallel)
 };
 
 // Why a plan cannot run: its layouts do not fit the layers or P (layout), its pipeline
@@ -87,6 +89,7 @@ struct LayerCost {
     double bwd_comm_network_s = 0;  // the part of bwd_comm_s whose groups span nodes (through the network card)
     bool sync_network = true;       // the weight-gradient sync's group spans nodes
     double local_params = 0, weight_bytes = 0, activation_bytes = 0, working_set_bytes = 0;  // planner/memory.hpp
+    double attention_core_bytes = 0, checkpoint_bytes = 0;                                   // planner/memory.hpp
     bool operator==(const LayerCost&) const = default;
 };
 

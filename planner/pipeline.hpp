@@ -54,12 +54,12 @@ std::vector<int> cut_positions(const CostModel& model);
 
 // Per-layer seconds per micro-batch used by the stage partitioner.
 struct StageWeights {
-    std::vector<double> layer_s;     // forward + backward (+ forward again under recomputation), per layer
+    std::vector<double> layer_s;     // forward + backward (+ the forward work recomputation redoes), per layer
     std::vector<double> recv_fwd_s;  // receiving the activations at a stage starting at layer c
     std::vector<double> recv_bwd_s;  // receiving the gradients at a stage ending just before c
 };
 // From a prepared table, transfers on `link`.
-StageWeights weights_from(const LayerTable& table, const clusters::LinkCost& link, bool recompute);
+StageWeights weights_from(const LayerTable& table, const clusters::LinkCost& link, Recompute recompute);
 // For spec's T, micro-batch B / (R M), link (by T x S) and recomputation setting.
 StageWeights stage_weights(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts);
 
@@ -90,7 +90,11 @@ std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score)
 // "--tensor", why) when the numbers do not fit P, the batch or the network.
 PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const std::string& origin = "dnnplan");
 
-// Achieved-rate denominator: forward + backward FLOPs of one iteration per process (no recomputation).
+// Achieved-rate numerators, per process and iteration. Model FLOPs: forward + backward, no
+// recomputation (the MFU convention of Chowdhery et al. 2022 and Korthikanti et al. 2022).
+// Hardware FLOPs: what the devices execute, with the forward work recomputation redoes (full:
+// the whole forward again; selective: the attention cores' scores, softmax and P V).
 double model_flops_per_device(const CostModel& model);
+double hardware_flops_per_device(const CostModel& model, Recompute recompute);
 
 }  // namespace dnnplan::planner

@@ -9,7 +9,7 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 }  // namespace
 
-StageWeights weights_from(const LayerTable& c, const clusters::LinkCost& link, bool recompute) {
+StageWeights weights_from(const LayerTable& c, const clusters::LinkCost& link, Recompute recompute) {
     StageWeights w;
     const int n = c.layer_count;
     w.layer_s.assign(n, 0.0);
@@ -18,7 +18,7 @@ StageWeights weights_from(const LayerTable& c, const clusters::LinkCost& link, b
     for (int i = 1; i < n; ++i) {
         const LayerCost& lc = c.plan.layers[i];
         const double f = lc.fwd_compute_s + lc.fwd_comm_s;
-        w.layer_s[i] = f + lc.bwd_compute_s + lc.bwd_comm_s + (recompute ? f : 0.0);
+        w.layer_s[i] = f + lc.bwd_compute_s + lc.bwd_comm_s + c.sum(i, i).recomputed(recompute);
     }
     for (int i = 2; i < n; ++i) {
         double t = clusters::point_to_point_seconds(c.boundary_bytes[i], link);
@@ -51,7 +51,7 @@ std::vector<int> cut_positions(const CostModel& model) {
 
 StageWeights stage_weights(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts) {
     const std::int64_t micro = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
-    const LayerTable c = make_layer_table(model, spec.tensor, micro, layouts);
+    const LayerTable c = make_layer_table(model, spec.tensor, micro, layouts, spec.sequence_parallel);
     return weights_from(c, stage_link(model, spec.tensor, spec.stages), spec.recompute);
 }
 

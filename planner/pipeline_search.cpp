@@ -31,7 +31,17 @@ std::vector<int> divisors_of(std::int64_t n) {
 double model_flops_per_device(const CostModel& model) {
     const auto& o = model.options();
     networks::NetworkTotals t = networks::totals(model.network(), o.batch);
-    return (static_cast<double>(t.fwd_flops) + t.bwd_input_flops + t.bwd_weight_flops) / static_cast<double>(o.procs);
+    return (t.fwd_flops + t.bwd_input_flops + t.bwd_weight_flops) / static_cast<double>(o.procs);
+}
+
+double hardware_flops_per_device(const CostModel& model, Recompute recompute) {
+    const auto& o = model.options();
+    double extra = 0;  // per sample
+    for (const Layer& layer : model.network().layers)
+        extra += static_cast<double>(recompute == Recompute::full        ? layer.fwd_flops
+                                     : recompute == Recompute::selective ? layer.attention_core_flops
+                                                                         : 0);
+    return model_flops_per_device(model) + extra * static_cast<double>(o.batch) / static_cast<double>(o.procs);
 }
 
 std::string pipeline_problem(const CostModel& model, const PipelineSpec& spec) {
@@ -87,8 +97,10 @@ std::vector<Layout> tensor_layouts(const CostModel& model, int tensor) {
                 prefs = {col, row};
         } else if (layer.kind == LayerKind::conv2d || layer.kind == LayerKind::conv_transpose2d) {
             prefs = {col, row};
+        } else if (layer.kind == LayerKind::embedding) {
+            prefs = {row, col};  // the vocabulary (the residual stream stays whole), else the dimension
         } else {
-            prefs = {col};  // attention (heads), embedding (dimension)
+            prefs = {col};  // attention (heads)
         }
         bool found = false;
         for (const Layout& l : prefs)
@@ -114,7 +126,7 @@ PipelineScore score_pipeline(const CostModel& model, const PipelineSpec& spec, c
     }
     if (!spec.device_of.empty()) return score_graph_partition(model, spec, layouts);
     const std::int64_t micro = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
-    LayerTable table = make_layer_table(model, spec.tensor, micro, layouts);
+    LayerTable table = make_layer_table(model, spec.tensor, micro, layouts, spec.sequence_parallel);
     const std::vector<LayerSync> sync = replica_sync(model, table, spec.stages, spec.replicas, spec.zero);
     StageEvaluation e = evaluate_stages(model, table, spec, sync, true);
     out.plan = std::move(table.plan);
@@ -131,7 +143,8 @@ std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score)
     std::string opts = to_string(spec.schedule);
     if (spec.interleave > 1) opts += " x" + std::to_string(spec.interleave) + " chunks";
     if (spec.zero) opts += ", zero-1";
-    if (spec.recompute) opts += ", recompute";
+    if (spec.recompute != Recompute::none) opts += ", recompute " + to_string(spec.recompute);
+    if (spec.sequence_parallel) opts += ", sequence-parallel";
     std::snprintf(buffer, sizeof buffer, "TP=%d x PP=%d x DP=%d, M=%d, %s, balance %.2f, cut %s, %.3g TFLOP/s/proc",
                   spec.tensor, spec.stages, spec.replicas, spec.micro_batches, opts.c_str(), score.balance,
                   human_bytes(score.cut_bytes).c_str(), score.flops_per_device() / 1e12);
@@ -189,12 +202,15 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
     const int T = table.tensor;
     const int d = model.links().devices_per_node;
     // Stage partitions for every S at once, per link kind and recomputation setting.
-    std::map<std::tuple<bool, bool>, std::vector<std::vector<int>>> partitions;
+    std::map<std::tuple<bool, Recompute>, std::vector<std::vector<int>>> partitions;
     int s_max = 1;
     for (auto [S, M] : uses) s_max = std::max(s_max, S);
     const int pieces = static_cast<int>(cuts.size()) + 1;  // the most (virtual) stages a partition can have
+    // Selective recomputation only differs from none where there is attention.
+    const bool attention = table.prefix.back().checkpoints > 0;
     for (auto [S, M] : uses)
-        for (bool recompute : {false, true}) {
+        for (Recompute recompute : {Recompute::none, Recompute::selective, Recompute::full}) {
+            if (recompute == Recompute::selective && !attention) continue;
             const bool intra = model.links().fits_in_node(std::int64_t{T} * S);
             const auto key = std::make_tuple(intra, recompute);
             if (!partitions.count(key)) {
@@ -217,6 +233,7 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
                     spec.interleave = V;
                     spec.zero = zero;
                     spec.recompute = recompute;
+                    spec.sequence_parallel = table.options.sequence_parallel;
                     spec.stage_first = all[S * V];
                     auto sync = sync_cache.find({S, zero});
                     if (sync == sync_cache.end())
@@ -253,9 +270,18 @@ std::vector<PipelineCandidate> search_pipelines(const CostModel& model, Pipeline
             st.skipped += static_cast<long long>(stage_counts.size());
             continue;
         }
-        std::map<std::tuple<int, bool>, std::vector<LayerSync>> sync_cache;  // (S, zero) -> per-layer sync
-        for (const auto& [b, uses] : configurations_by_micro_batch(model, T, stage_counts, st))
-            score_micro_batch(model, make_layer_table(model, T, b, layouts), uses, cuts, sync_cache, best, st);
+        // Sequence parallelism: where a tensor group holds attention (Korthikanti et al. 2022).
+        const bool attention = std::any_of(model.network().layers.begin(), model.network().layers.end(),
+                                           [](const Layer& l) { return l.kind == LayerKind::attention; });
+        for (bool sequence_parallel : {false, true}) {
+            if (sequence_parallel && (T == 1 || !attention)) continue;
+            // (S, zero) -> per-layer sync (the weights' shards do not depend on sequence parallelism,
+            // but the table does: one cache per setting)
+            std::map<std::tuple<int, bool>, std::vector<LayerSync>> sync_cache;
+            for (const auto& [b, uses] : configurations_by_micro_batch(model, T, stage_counts, st))
+                score_micro_batch(model, make_layer_table(model, T, b, layouts, sequence_parallel), uses, cuts,
+                                  sync_cache, best, st);
+        }
     }
     std::vector<PipelineCandidate> out;
     for (const auto& [key, slot] : best) {
@@ -310,6 +336,7 @@ PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const
         fail("--stages", std::to_string(spec.stages) + " stages but " + model.network().name + " has only " +
                              std::to_string(cuts.size() + 1) + " places to cut (where a single tensor crosses)");
     spec.device_of.clear();
+    spec.sequence_parallel = spec.sequence_parallel && spec.tensor > 1;  // nothing to split with one process
     if (spec.virtual_stages() > static_cast<int>(cuts.size()) + 1)
         fail("--interleave", std::to_string(spec.stages) + " stages x " + std::to_string(spec.interleave) +
                                  " chunks but " + model.network().name + " has only " +

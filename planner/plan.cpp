@@ -68,12 +68,22 @@ Json cost_to_json(const CostBreakdown& c) {
 }
 
 namespace {
+// "recompute": "none" | "selective" | "full"; plans written before the choice existed hold a
+// bool (true: the stage's forward redone, now "full").
+Recompute recompute_from_json(const SpecNode& pipeline) {
+    if (!pipeline.has("recompute")) return Recompute::none;
+    if (pipeline.child("recompute").json().is_boolean())
+        return pipeline.get_bool_or("recompute", false) ? Recompute::full : Recompute::none;
+    const std::string choice = pipeline.get_choice("recompute", {"none", "selective", "full"});
+    return choice == "full" ? Recompute::full : choice == "selective" ? Recompute::selective : Recompute::none;
+}
+
 // The "pipeline" block: stages as layer-name ranges, or (graph partition) every layer's device.
 Json pipeline_to_json(const PipelineSpec& p, const std::vector<networks::Layer>& layers) {
     if (!p.active()) return Json{{"stages", 1}, {"micro_batches", 1}, {"replicas", 1}};  // a plain grid plan
     Json j{{"stages", p.stages},      {"micro_batches", p.micro_batches},  {"replicas", p.replicas},
            {"tensor", p.tensor},      {"schedule", to_string(p.schedule)}, {"zero", p.zero},
-           {"recompute", p.recompute}};
+           {"recompute", to_string(p.recompute)}, {"sequence_parallel", p.sequence_parallel}};
     if (p.interleave > 1) j["interleave"] = p.interleave;  // stage_ranges then lists the S x V chunks
     if (!p.stage_first.empty() && p.device_of.empty()) {
         Json ranges = Json::array();
@@ -178,7 +188,8 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
         r.pipeline.schedule =
             p.get_choice_or("schedule", {"gpipe", "1f1b"}, "gpipe") == "1f1b" ? Schedule::one_f_one_b : Schedule::gpipe;
         r.pipeline.zero = p.get_bool_or("zero", false);
-        r.pipeline.recompute = p.get_bool_or("recompute", false);
+        r.pipeline.recompute = recompute_from_json(p);
+        r.pipeline.sequence_parallel = p.get_bool_or("sequence_parallel", false);
         r.pipeline.interleave = static_cast<int>(p.get_int_or("interleave", 1, 1, 1 << 22));
         if (p.has("stage_ranges")) {
             SpecNode ranges = p.child("stage_ranges");

@@ -5,6 +5,9 @@
 namespace dnnplan::planner {
 
 std::string to_string(Schedule schedule) { return schedule == Schedule::one_f_one_b ? "1f1b" : "gpipe"; }
+std::string to_string(Recompute recompute) {
+    return recompute == Recompute::full ? "full" : recompute == Recompute::selective ? "selective" : "none";
+}
 
 std::string interleave_problem(const PipelineSpec& spec) {
     if (spec.interleave <= 1) return "";

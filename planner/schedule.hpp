@@ -21,6 +21,13 @@ std::string to_string(Schedule schedule);
 // but doubles the point-to-point traffic, so the gain shrinks quickly).
 inline constexpr int kMaxSearchInterleave = 8;
 
+// Activation recomputation (Korthikanti et al. 2022, section 5): none; selective (the attention
+// core, the s x s score and softmax tensors, is redone in the backward pass); full (only each
+// transformer layer's input is kept, one checkpoint per layer, and the whole forward is redone;
+// networks without attention keep each stage's input).
+enum class Recompute { none, selective, full };
+std::string to_string(Recompute recompute);
+
 // How a plan is pipelined and replicated. The default (one stage, one micro-batch, one replica,
 // no ZeRO, no recomputation) is the plain layer-parallel plan.
 struct PipelineSpec {
@@ -33,11 +40,12 @@ struct PipelineSpec {
     // runs virtual stages d, d + S, ..., d + (V - 1) S; stage_first then holds S x V chunk starts.
     int interleave = 1;
     bool zero = false;             // ZeRO stage 1: optimizer state sharded over the R replicas
-    bool recompute = false;        // keep only each stage's input per micro-batch, redo the forward in the backward
+    Recompute recompute = Recompute::none;
+    bool sequence_parallel = false;  // Korthikanti et al.: layernorm/dropout split by T, AR -> RS + AG
     std::vector<int> stage_first;  // first layer index of each stage (stage 0 starts at layer 1)
     std::vector<int> device_of;    // graph partition only: the device (0..stages-1) of every layer
     bool active() const {
-        return stages > 1 || micro_batches > 1 || replicas > 1 || zero || recompute || !device_of.empty();
+        return stages > 1 || micro_batches > 1 || replicas > 1 || zero || recompute != Recompute::none || sequence_parallel || !device_of.empty();
     }
     int virtual_stages() const { return stages * interleave; }
     bool operator==(const PipelineSpec&) const = default;

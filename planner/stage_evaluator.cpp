@@ -17,6 +17,10 @@ LayerTable::Sums LayerTable::sum(int first, int last) const {
     s.params = a.params - b.params;
     s.weight_bytes = a.weight_bytes - b.weight_bytes;
     s.activation_bytes = a.activation_bytes - b.activation_bytes;
+    s.attention_core_bytes = a.attention_core_bytes - b.attention_core_bytes;
+    s.checkpoint_bytes = a.checkpoint_bytes - b.checkpoint_bytes;
+    s.checkpoints = a.checkpoints - b.checkpoints;
+    s.fwd_core_compute = a.fwd_core_compute - b.fwd_core_compute;
     for (std::size_t k = 0; k < kCommKindCount; ++k) {
         s.comm[k] = a.comm[k] - b.comm[k];
         s.fwd_comm_by_kind[k] = a.fwd_comm_by_kind[k] - b.fwd_comm_by_kind[k];
@@ -84,6 +88,13 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
         own.params = lc.local_params;
         own.weight_bytes = lc.weight_bytes;
         own.activation_bytes = lc.activation_bytes;
+        own.attention_core_bytes = lc.attention_core_bytes;
+        own.checkpoint_bytes = lc.checkpoint_bytes;
+        own.checkpoints = layers[i].kind == networks::LayerKind::attention ? 1 : 0;
+        // The attention core's share of the layer's forward compute, by FLOPs.
+        if (layers[i].fwd_flops > 0)
+            own.fwd_core_compute = lc.fwd_compute_s * static_cast<double>(layers[i].attention_core_flops) /
+                                   static_cast<double>(layers[i].fwd_flops);
         if (layers[i].params > 0) t.sync_bytes[i] = lc.weight_bytes;
     }
     for (const CommCall& call : t.plan.calls) {
@@ -107,6 +118,10 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
         s.params += before.params;
         s.weight_bytes += before.weight_bytes;
         s.activation_bytes += before.activation_bytes;
+        s.attention_core_bytes += before.attention_core_bytes;
+        s.checkpoint_bytes += before.checkpoint_bytes;
+        s.checkpoints += before.checkpoints;
+        s.fwd_core_compute += before.fwd_core_compute;
         for (std::size_t k = 0; k < kCommKindCount; ++k) {
             s.comm[k] += before.comm[k];
             s.fwd_comm_by_kind[k] += before.fwd_comm_by_kind[k];
@@ -121,10 +136,11 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
 }
 
 LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch,
-                            const std::vector<Layout>& layouts) {
+                            const std::vector<Layout>& layouts, bool sequence_parallel) {
     PlannerOptions options = model.options();
     options.procs = tensor;
     options.batch = micro_batch;
+    options.sequence_parallel = sequence_parallel && tensor > 1;
     CostModel micro(model.network(), model.cluster(), options);
     return make_layer_table(micro, micro.layer_costs(layouts));
 }
@@ -221,7 +237,7 @@ StageTimes stage_times(const CostModel& model, const LayerTable& t, const Pipeli
         const double forward = sums.fwd_compute + sums.fwd_comm;
         const double backward = sums.bwd_compute + (sums.blocking() - sums.fwd_comm);
         st.forward[s] = forward + st.recv_forward[s];
-        st.backward[s] = backward + (spec.recompute ? forward : 0.0) + st.recv_backward[s];
+        st.backward[s] = backward + sums.recomputed(spec.recompute) + st.recv_backward[s];
         device_fb[s % spec.stages] += st.forward[s] + st.backward[s];
         st.total_fb += st.forward[s] + st.backward[s];
         if (s + 1 < S) st.cut_bytes += t.boundary_total[last + 1];
@@ -250,7 +266,8 @@ StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std:
         for (int chunk = spec.interleave - 1; chunk >= 0; --chunk) {
             const auto [first, last] = stage_range(spec, chunk * S + s, t.layer_count);
             const LayerTable::Sums sums = t.sum(first, last);
-            if (spec.recompute) overlap.layer(sums.fwd_compute + sums.fwd_comm, 0, 0, 0, false);
+            // Recomputation first redoes the chunk's forward (or its attention cores).
+            if (const double redo = sums.recomputed(spec.recompute); redo > 0) overlap.layer(redo, 0, 0, 0, false);
             for (int i = last; i >= first; --i) {
                 const LayerCost& lc = t.plan.layers[i];
                 overlap.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, sync[i].seconds,
@@ -317,16 +334,23 @@ StageMemoryInput interleaved_memory_input(const LayerTable& t, const PipelineSpe
         const LayerTable::Sums sums = t.sum(first, last);
         in.params += sums.params;
         in.weight_bytes += sums.weight_bytes;
-        const double input = v == 0 ? t.input_bytes : t.boundary_bytes[first];
-        held[c] = spec.recompute ? input : input + sums.activation_bytes;
-        largest = std::max(largest, sums.activation_bytes);
+        StageMemoryInput chunk;
+        chunk.activation_bytes = sums.activation_bytes;
+        chunk.attention_core_bytes = sums.attention_core_bytes;
+        chunk.checkpoint_bytes = sums.checkpoint_bytes;
+        chunk.checkpoints = static_cast<int>(sums.checkpoints);
+        chunk.input_bytes = v == 0 ? t.input_bytes : t.boundary_bytes[first];
+        held[c] = kept_per_micro_batch(chunk, spec.recompute);
+        largest = std::max(largest, recomputed_at_once(chunk, spec.recompute));
         for (int i = first; i <= last; ++i) {
             in.buffer_bytes = std::max(in.buffer_bytes, t.buffer_bytes[i]);
             in.working_set_bytes = std::max(in.working_set_bytes, t.plan.layers[i].working_set_bytes);
         }
     }
     in.input_bytes = interleaved_in_flight_bytes(spec, d, held);
-    in.activation_bytes = spec.recompute ? largest : 0.0;
+    // stage_memory with in_flight = 1 and no per-layer checkpoints adds `largest` once under full
+    // recomputation (recomputed_at_once), and nothing else beyond the folded input otherwise.
+    in.activation_bytes = spec.recompute == Recompute::full ? largest : 0.0;
     return in;
 }
 
@@ -350,6 +374,9 @@ std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineS
         in.params = sums.params;
         in.weight_bytes = sums.weight_bytes;
         in.activation_bytes = sums.activation_bytes;
+        in.attention_core_bytes = sums.attention_core_bytes;
+        in.checkpoint_bytes = sums.checkpoint_bytes;
+        in.checkpoints = static_cast<int>(sums.checkpoints);
         in.input_bytes = s == 0 ? t.input_bytes : t.boundary_bytes[first];
         for (int i = first; i <= last; ++i) {
             in.buffer_bytes = std::max(in.buffer_bytes, t.buffer_bytes[i]);
@@ -377,9 +404,13 @@ void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const Sta
         const auto [first, last] = stage_range(spec, v, t.layer_count);
         const LayerTable::Sums sums = t.sum(first, last);
         k.fwd_compute_s += m * sums.fwd_compute;
-        k.bwd_compute_s += m * (sums.bwd_compute + (spec.recompute ? sums.fwd_compute : 0.0));
+        const bool full = spec.recompute == Recompute::full;
+        const double redone_compute = full                                    ? sums.fwd_compute
+                                      : spec.recompute == Recompute::selective ? sums.fwd_core_compute
+                                                                               : 0.0;
+        k.bwd_compute_s += m * (sums.bwd_compute + redone_compute);
         for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
-            k.comm_s[kind] += m * (sums.comm[kind] + (spec.recompute ? sums.fwd_comm_by_kind[kind] : 0.0));
+            k.comm_s[kind] += m * (sums.comm[kind] + (full ? sums.fwd_comm_by_kind[kind] : 0.0));
         k.comm_s[index_of(CommKind::point_to_point)] += m * (times.recv_forward[v] + times.recv_backward[v]);
     }
 }

@@ -61,6 +61,14 @@ struct LayerTable {
     struct Sums {
         double fwd_compute = 0, bwd_compute = 0, fwd_comm = 0, params = 0, weight_bytes = 0, activation_bytes = 0;
         double optimizer_step = 0;  // seconds, once per iteration
+        double attention_core_bytes = 0, checkpoint_bytes = 0, checkpoints = 0;  // planner/memory.hpp
+        double fwd_core_compute = 0;  // the attention cores' forward (selective recomputation redoes it)
+        // Forward work redone in the backward pass under `recompute` (the whole forward, the attention cores, none).
+        double recomputed(Recompute recompute) const {
+            return recompute == Recompute::full        ? fwd_compute + fwd_comm
+                   : recompute == Recompute::selective ? fwd_core_compute
+                                                       : 0.0;
+        }
         PerCommKind comm{}, fwd_comm_by_kind{};  // blocking seconds by kind: all, and the forward's
         double blocking() const {
             double total = 0;
@@ -83,7 +91,7 @@ struct LayerTable {
 LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan);
 // Builds the micro-batch model itself.
 LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch,
-                            const std::vector<Layout>& layouts);
+                            const std::vector<Layout>& layouts, bool sequence_parallel = false);
 
 // Sets `cost`'s memory to the largest stage's (or device's) `worst`, infeasible with the reason
 // when it exceeds the usable device memory (`where`: "stage 2", "device 1", "" for a plain plan).

@@ -2,12 +2,14 @@
 
 #include <algorithm>
 
+#include "planner/pipeline.hpp"
+
 namespace dnnplan::reports {
 
 const std::vector<std::string>& config_keys() {
     static const std::vector<std::string> keys{"strategy", "pr",           "pc",               "tensor",
                                                "stages",   "replicas",     "micro_batches",    "micro_batch_size",
-                                               "schedule", "zero",         "recompute"};
+                                               "schedule", "zero",         "recompute",        "sequence_parallel"};
     return keys;
 }
 
@@ -32,7 +34,8 @@ Json candidate_config(const planner::Candidate& c, std::int64_t batch) {
         j["schedule"] = planner::to_string(p.schedule);
         if (pipeline) {
             j["zero"] = p.zero;
-            j["recompute"] = p.recompute;
+            j["recompute"] = planner::to_string(p.recompute);
+            j["sequence_parallel"] = p.sequence_parallel;
         }
     }
     return j;
@@ -74,6 +77,13 @@ const std::vector<TimeComponent>& time_components() {
         return out;
     }();
     return components;
+}
+
+Throughput throughput(const planner::CostModel& model, const planner::Candidate& c) {
+    const double seconds = c.plan.cost.iteration_s;
+    if (!(seconds > 0)) return {};
+    return {planner::model_flops_per_device(model) / seconds,
+            planner::hardware_flops_per_device(model, c.pipeline.recompute) / seconds};
 }
 
 }  // namespace dnnplan::reports

@@ -11,18 +11,21 @@
 
 #include "common/diagnostics.hpp"
 #include "planner/candidate.hpp"
+#include "planner/cost_model.hpp"
 
 namespace dnnplan::reports {
 
 // strategy, pr, pc, tensor, stages, replicas, micro_batches, micro_batch_size, schedule, zero,
-// recompute: in this order, in every CSV and JSON ranking.
+// recompute, sequence_parallel: in this order, in every CSV and JSON ranking.
 const std::vector<std::string>& config_keys();
 
 // The configuration of `c` for a global batch `batch`: every key of config_keys(), null where it
 // does not apply. Grid families (batch, model, domain, grid-model, grid-domain): pr, pc. Pipelines
 // and tp-pp-dp: tensor, stages, replicas, micro_batches, micro_batch_size (= batch / (replicas x
-// micro_batches)), schedule, zero, recompute. Graph partitions: stages (k devices), tensor (1),
-// replicas, micro_batches, micro_batch_size, schedule (GPipe order); zero and recompute null (the
+// micro_batches)), schedule, zero, recompute ("none", "selective" or "full"), sequence_parallel.
+// Graph partitions: stages (k devices), tensor (1),
+// replicas, micro_batches, micro_batch_size, schedule (GPipe order); zero, recompute and
+// sequence_parallel null (the
 // family has neither). Per-layer: only strategy. A hand-edited plan: the pipeline fields when its
 // pipeline block is active.
 Json candidate_config(const planner::Candidate& c, std::int64_t batch);
@@ -41,5 +44,15 @@ struct TimeComponent {
     double of(const planner::CostBreakdown& c) const { return is_comm ? c.comm(kind) : field(c); }
 };
 const std::vector<TimeComponent>& time_components();
+
+// Achieved FLOP/s per device of a candidate, both conventions (0 when its iteration time is not
+// positive): model FLOP/s counts the network's forward and backward once (MFU-style, what papers
+// quoting model FLOPs utilisation use); hardware FLOP/s adds the forward work recomputation
+// redoes (what papers quoting "achieved teraFLOP/s" with recomputation count, e.g. Narayanan et
+// al. 2021). planner::model_flops_per_device / hardware_flops_per_device over iteration_s.
+struct Throughput {
+    double model_flops_per_s = 0, hardware_flops_per_s = 0;
+};
+Throughput throughput(const planner::CostModel& model, const planner::Candidate& c);
 
 }  // namespace dnnplan::reports

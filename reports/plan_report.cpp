@@ -33,6 +33,10 @@ std::string header(const planner::CostModel& model, const TextOptions& t) {
     return wrap("dnnplan: " + terminal_safe(model.network().name) + " on " + terminal_safe(model.cluster().name) +
                     ", P = " + std::to_string(o.procs) + ", batch " + std::to_string(o.batch) + " (" +
                     to_string(o.dtype) + ", " + planner::to_string(o.optimizer) +
+                    (o.optimizer_defaulted && o.optimizer == planner::Optimizer::adam
+                         ? std::string(" (default for networks with attention") +
+                               (o.dtype == DType::fp32 ? ")" : "; mixed precision: fp32 master weights and moments)")
+                         : "") +
                     (o.overlap_sync ? ", gradient sync overlapped" : "") + ")",
                 t.wide ? 0 : t.width, 2);
 }
@@ -265,10 +269,14 @@ std::string short_configuration(const planner::Candidate& c) {
         (c.strategy == planner::Strategy::hand_edited && p.active())) {
         // The pipeline family is T = 1 (HyPar-Flow's partitions): its TP is left out.
         const std::string tensor = p.tensor > 1 ? "TP=" + std::to_string(p.tensor) + " x " : "";
+        // Short enough for a 120-column ranking: "recompute sel", "SP" (sequence parallelism).
         const std::string interleave = p.interleave > 1 ? " x" + std::to_string(p.interleave) + " chunks" : "";
-        std::snprintf(buffer, sizeof buffer, "%sPP=%d x DP=%d, M=%d, %s%s%s%s", tensor.c_str(), p.stages, p.replicas,
+        const std::string recompute = p.recompute == planner::Recompute::none        ? ""
+                                      : p.recompute == planner::Recompute::selective ? ", recompute sel"
+                                                                                     : ", recompute full";
+        std::snprintf(buffer, sizeof buffer, "%sPP=%d x DP=%d, M=%d, %s%s%s%s%s", tensor.c_str(), p.stages, p.replicas,
                       p.micro_batches, planner::to_string(p.schedule).c_str(), interleave.c_str(),
-                      p.zero ? ", zero-1" : "", p.recompute ? ", recompute" : "");
+                      p.zero ? ", zero-1" : "", recompute.c_str(), p.sequence_parallel ? ", SP" : "");
         return buffer;
     }
     return "";  // per-layer: a layout per layer, no one configuration
@@ -431,7 +439,8 @@ std::string plan_text(const PlanReportInput& in) {
         for (const auto* c : shown) column.cells.push_back(seconds(component.of(c->plan.cost)));
         (component.is_comm ? kinds : columns).push_back(std::move(column));
     }
-    TextColumn sync_all{"grad sync", {}, 1}, memory{"memory", {}, 0}, rate{"TFLOP/s/proc", {}, 4},
+    TextColumn sync_all{"grad sync", {}, 1}, memory{"memory", {}, 0}, rate{"model TFLOP/s", {}, 4},
+        hardware_rate{"hw TFLOP/s", {}, 4},
         balance{"balance", {}, 3}, cut{"cut", {}, 2}, speedup{"vs batch", {}, 5};
     bool any_pipeline = false;
     for (std::size_t i = 0; i < shown.size(); ++i) {
@@ -440,6 +449,8 @@ std::string plan_text(const PlanReportInput& in) {
         sync_all.cells.push_back(seconds(k.sync_total_s));
         memory.cells.push_back(human_bytes(k.memory_bytes));
         rate.cells.push_back(k.iteration_s > 0 ? fixed(model_flops / k.iteration_s / 1e12, "%.3g") : "-");
+        const double hardware = throughput(model, *c).hardware_flops_per_s;
+        hardware_rate.cells.push_back(k.iteration_s > 0 ? fixed(hardware / 1e12, "%.3g") : "-");
         balance.cells.push_back(details[i].have ? fixed(details[i].balance, "%.2f") : "-");
         cut.cells.push_back(details[i].have ? human_bytes(details[i].cut_bytes) : "-");
         any_pipeline = any_pipeline || details[i].have;
@@ -448,7 +459,7 @@ std::string plan_text(const PlanReportInput& in) {
     std::vector<TextColumn> all = {columns[0], columns[1], columns[2], columns[3], columns[4]};
     for (auto& k : kinds) all.push_back(k);
     for (std::size_t i = 5; i < columns.size(); ++i) all.push_back(columns[i]);
-    for (auto* c : {&sync_all, &memory, &rate}) all.push_back(*c);
+    for (auto* c : {&sync_all, &memory, &rate, &hardware_rate}) all.push_back(*c);
     if (any_pipeline || t.wide) {
         all.push_back(balance);
         all.push_back(cut);
@@ -466,7 +477,7 @@ std::string plan_text(const PlanReportInput& in) {
         merged.push_back(comm);
         for (std::size_t i = 5; i < columns.size(); ++i)
             if (columns[i].title != "contention") merged.push_back(columns[i]);
-        for (auto* c : {&sync_all, &memory, &rate}) merged.push_back(*c);
+        for (auto* c : {&sync_all, &memory, &rate, &hardware_rate}) merged.push_back(*c);
         if (any_pipeline) {
             merged.push_back(balance);
             merged.push_back(cut);
@@ -482,7 +493,7 @@ std::string plan_text(const PlanReportInput& in) {
                 rest.cells.push_back(seconds(c->plan.cost.iteration_s - c->plan.cost.fwd_compute_s -
                                              c->plan.cost.bwd_compute_s));
             narrow.push_back(rest);
-            for (auto* c : {&sync_all, &memory, &rate}) narrow.push_back(*c);
+            for (auto* c : {&sync_all, &memory, &rate, &hardware_rate}) narrow.push_back(*c);
             if (batch_time > 0) narrow.push_back(speedup);
             left_out = {"the parts of the non-compute time (communication, sync, bubble)"};
             table = fit_columns(narrow, width, left_out);
@@ -530,7 +541,9 @@ std::vector<std::string> ranking_columns() {
     for (const auto& key : config_keys()) columns.push_back(key);
     for (const char* key : {"label", "feasible", "iteration_s"}) columns.emplace_back(key);
     for (const auto& c : time_components()) columns.push_back(c.key);
-    for (const char* key : {"sync_total_s", "memory_bytes", "memory_capacity_bytes", "reason"}) columns.emplace_back(key);
+    for (const char* key : {"sync_total_s", "memory_bytes", "memory_capacity_bytes", "model_flops_per_s_per_device",
+                            "hardware_flops_per_s_per_device", "reason"})
+        columns.emplace_back(key);
     return columns;
 }
 
@@ -549,6 +562,9 @@ std::string plan_csv(const PlanReportInput& in) {
         row.push_back(fixed(k.sync_total_s, "%.17g"));
         row.push_back(fixed(k.memory_bytes, "%.17g"));
         row.push_back(fixed(k.memory_capacity_bytes, "%.17g"));
+        const Throughput rate = throughput(*in.model, c);
+        row.push_back(fixed(rate.model_flops_per_s, "%.17g"));
+        row.push_back(fixed(rate.hardware_flops_per_s, "%.17g"));
         row.push_back(k.reason);
         out += csv_row(row);
     }
@@ -570,6 +586,9 @@ std::string plan_json(const PlanReportInput& in, const planner::Plan& best) {
         entry["sync_total_s"] = k.sync_total_s;
         entry["memory_bytes"] = k.memory_bytes;
         entry["memory_capacity_bytes"] = k.memory_capacity_bytes;
+        const Throughput rate = throughput(*in.model, c);
+        entry["model_flops_per_s_per_device"] = rate.model_flops_per_s;
+        entry["hardware_flops_per_s_per_device"] = rate.hardware_flops_per_s;
         entry["reason"] = k.reason;
         entry["cost"] = planner::cost_to_json(k);  // the plan document's breakdown, memory parts included
         ranked.push_back(std::move(entry));

@@ -181,7 +181,9 @@ ReportTable ranked_table(const planner::SearchResult& r, std::int64_t global_bat
     for (const auto& key : config_keys()) {
         if (key == "pr" || key == "pc") continue;
         Column column{key == "strategy" ? "family" : key, key, key == "strategy" || key == "schedule" || key == "zero" ||
-                                                                   key == "recompute" ? Unit::none : Unit::count};
+                                                                   key == "recompute" || key == "sequence_parallel"
+                                                               ? Unit::none
+                                                               : Unit::count};
         column.data_only = true;
         table.columns.push_back(column);
     }

@@ -28,6 +28,7 @@ const std::vector<std::string>& sweep_columns() {
                                                   "schedule",
                                                   "zero",
                                                   "recompute",
+                                                  "sequence_parallel",
                                                   "iteration_s",
                                                   "fwd_compute_s",
                                                   "bwd_compute_s",

@@ -126,6 +126,13 @@ struct PipelineReplay : ReplayBase {
             }
     }
 
+    // The attention core's share of layer i's forward FLOPs (what selective recomputation redoes).
+    double attention_core_share(int i) const {
+        const networks::Layer& layer = model.network().layers[i];
+        return layer.fwd_flops > 0 ? static_cast<double>(layer.attention_core_flops) / static_cast<double>(layer.fwd_flops)
+                                   : 0.0;
+    }
+
     // The messages the actors will send (the pre-run summary and the progress bar).
     std::int64_t count_messages() {
         std::int64_t total = 0;
@@ -140,7 +147,7 @@ struct PipelineReplay : ReplayBase {
                         for (const Step& step : layers[i].forward)
                             if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
                                 per_micro += sends(*step.call, inner.my_index(step.call->group, t)) *
-                                             (spec.recompute ? 2 : 1);
+                                             (spec.recompute == planner::Recompute::full ? 2 : 1);
                         for (const Step& step : layers[i].backward)
                             if (step.type == Step::Type::comm && inner.my_index(step.call->group, t) >= 0)
                                 per_micro += sends(*step.call, inner.my_index(step.call->group, t));
@@ -165,12 +172,16 @@ struct PipelineReplay : ReplayBase {
             std::int64_t forward = 0, backward = 0;
             for (int v = (rank / T()) % S(); v < virtual_stages(); v += S())
             for (int i = program.stages[v].first; i <= program.stages[v].last; ++i) {
-                for (const Step& step : layers[i].forward)
+                for (const Step& step : layers[i].forward) {
                     forward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
+                    if (spec.recompute == planner::Recompute::selective && step.type == Step::Type::compute &&
+                        attention_core_share(i) > 0)
+                        ++backward;
+                }
                 for (const Step& step : layers[i].backward)
                     backward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
             }
-            total += M() * (forward * (spec.recompute ? 2 : 1) + backward);
+            total += M() * (forward * (spec.recompute == planner::Recompute::full ? 2 : 1) + backward);
         }
         return total;
     }
@@ -231,10 +242,19 @@ struct PipelineReplay : ReplayBase {
                 receive(rank, rank_of(rank, v + 1), 1, (v + 1) / S(), op.micro, program.stages[v + 1].recv_bytes, boxes,
                         clock);
             // Recomputation: only the stage's input was kept; its forward runs again first.
-            if (spec.recompute)
+            if (spec.recompute == planner::Recompute::full)
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const Step& step : layers[i].forward)
                         stage_step(step, rank, members, boxes, clock, mb + " (recomputed)", true);
+            // Selective recomputation: the attention cores' share of their layers' forward compute.
+            if (spec.recompute == planner::Recompute::selective)
+                for (int i = stage.first; i <= stage.last; ++i)
+                    for (const Step& step : layers[i].forward)
+                        if (const double share = attention_core_share(i); step.type == Step::Type::compute && share > 0) {
+                            Step core = step;
+                            core.seconds = step.seconds * share;
+                            stage_step(core, rank, members, boxes, clock, mb + " (attention core recomputed)", true);
+                        }
             const bool last = op.micro == M() - 1;  // the chunk's last backward (the stage's last operation when V = 1)
             for (int i = stage.last; i >= stage.first; --i) {
                 for (const Step& step : layers[i].backward) stage_step(step, rank, members, boxes, clock, mb, true);

@@ -312,6 +312,17 @@ def gpt3_175b():
             "output_shape": [seq, vocab], "layers": []}
 
 
+def gpt_1t():
+    # Narayanan et al. 2021 (SC'21), Table 1, the 1008B row; vocabulary padded to 51200 as in Megatron-LM.
+    h, heads, blocks, seq, vocab = 25600, 160, 128, 2048, 51200
+    params = blocks * (12 * h * h + 13 * h) + vocab * h + seq * h + 2 * h
+    return {"params": params,
+            "params_formula": "128*(12h^2+13h) + V*h + S*h + 2h, h=25600, V=51200, S=2048 "
+                              "(per block: attention 4h^2+4h, MLP 8h^2+5h, two layer norms 4h; "
+                              "token and position embeddings; final layer norm; tied lm_head)",
+            "output_shape": [seq, vocab], "layers": []}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="write here instead of standard output")
@@ -339,6 +350,7 @@ def main():
         print(f"measuring {name}", file=sys.stderr)
         networks[name] = measure(build(), example, args.device)
     networks["gpt3-175b"] = gpt3_175b()
+    networks["gpt-1t"] = gpt_1t()
 
     doc = {
         "generator": "tools/torch_reference.py",

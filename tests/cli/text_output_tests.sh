@@ -39,14 +39,25 @@ check "gpt3 peak-memory stage named" grep -q '^peak memory: stage [0-9]' "$work/
 check "gpt3 summary has point-to-point and the bubble" grep -q 'point-to-point.*pipeline bubble' <(tr '\n' ' ' <"$work/stdout")
 collapsed=$(lines "$work/stdout")
 run --net gpt3-175b --procs 1024 --cluster dgx-a100 --batch 1536 --tensor 8 --stages 4 --micro-batches 48 --zero --layers all
-check "--layers all lists every block" grep -q '^h\.95\.add_2 ' "$work/stdout"
-check "--layers all is longer" test "$(lines "$work/stdout")" -gt $((collapsed + 500))
+# (Residual adds have nothing to show since the residual stream stays whole: 5 rows per block, so
+# 96 x 5 = 480 rows instead of one collapsed group of 5 rows and its heading per stage, at most 8 x 6.)
+check "--layers all lists every block" grep -q '^h\.95\.ln_2 ' "$work/stdout"
+check "--layers all is longer" test "$(lines "$work/stdout")" -ge $((collapsed + 480 - 48))
 
 # An explicit pipeline (README) gets the stage table too.
-run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batches 8 --tensor 4 --schedule gpipe --zero --recompute
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batches 8 --tensor 4 --schedule gpipe --zero --recompute full
 check "explicit pipeline succeeds" test "$status" -eq 0
 check "explicit pipeline: 4 stage rows" test "$(grep -cE '^[0-3]  +[^ ]+ \.\.\. ' "$work/stdout")" -eq 4
 check "explicit pipeline fits 120 columns" test "$(widest "$work/stdout")" -le 120
+
+# --micro-batch-size m sets M = B / (R m): 512 / (64 / 16 = 4 replicas) / 8 = 16; selective
+# recomputation and sequence parallelism show in the configuration.
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batch-size 8 --tensor 4 --recompute selective --sequence-parallel
+check "micro-batch size succeeds" test "$status" -eq 0
+check "micro-batch size: M = 16" grep -q 'M=16, 1f1b, recompute selective, sequence-parallel' "$work/stdout"
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --stages 4 --micro-batch-size 7 --tensor 4
+check "micro-batch size not dividing: exit 2" test "$status" -eq 2
+check "micro-batch size not dividing: named" grep -q -- '--micro-batch-size' "$work/stderr"
 
 # inspect collapses repeated blocks too (783 lines for GPT-3 before), --layers all lists each.
 run inspect --net gpt3-175b

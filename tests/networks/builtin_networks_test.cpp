@@ -78,7 +78,8 @@ std::int64_t expected_forward_flops(const Layer& layer, const nlohmann::json& re
 }
 
 const std::vector<std::string> kBuiltins = {"lenet5",     "smallcnn", "alexnet", "vgg16", "resnet50",
-                                             "resnet152",  "resnet1001", "unet",  "gpt2",  "gpt3-175b", "googlenet"};
+                                             "resnet152",  "resnet1001", "unet",  "gpt2",  "gpt3-175b", "googlenet",
+                                             "gpt-1t"};
 
 }  // namespace
 
@@ -198,6 +199,25 @@ TEST_CASE("GPT forward FLOPs follow Megatron-LM's 24*S*h^2 + 4*S^2*h per block",
     }
 }
 
+TEST_CASE("a 1T-parameter GPT at batch 3072 counts without overflow", "[networks][builtin]") {
+    // Narayanan et al. 2021, Table 1 (1008B): h = 25600, 160 heads, 128 blocks, S = 2048; V = 51200.
+    //   parameters 128*(12h^2+13h) + V*h + S*h + 2h = 1,006,675,558,400 + 1,310,720,000 + 52,428,800
+    //   + 51,200 = 1,008,038,758,400 (Table 1: 1008 billion).
+    // Forward FLOPs per sequence, as for GPT-3 above: 24*S*h^2 = 32,212,254,720,000,
+    //   4*S^2*h = 429,496,729,600, 9*S*h = 471,859,200, 7*160*S^2 = 4,697,620,480, 48*S*h =
+    //   2,516,582,400: block 32,649,437,511,680, x 128 = 4,179,128,001,495,040; + positions S*h
+    //   52,428,800 + final layer norm 7*S*h 367,001,600 + lm_head 2*S*h*V 5,368,709,120,000
+    //   = 4,184,497,130,045,440 per sequence; x 3072 = 1.2854775183499592e19, past 2^63 (9.22e18).
+    const Network& net = builtin("gpt-1t");
+    CHECK(net.default_batch == 3072);
+    const auto one = dnnplan::networks::totals(net, 1);
+    CHECK(one.params == 1'008'038'758'400);
+    CHECK(one.fwd_flops == 4'184'497'130'045'440.0);
+    const auto all = dnnplan::networks::totals(net, 3072);
+    CHECK(all.params == 1'008'038'758'400);  // exact
+    CHECK(all.fwd_flops == Approx(1.2854775183499592e19).epsilon(1e-15));
+}
+
 TEST_CASE("built-in networks declare their default batch", "[networks][builtin]") {
     CHECK(builtin("lenet5").default_batch == 64);
     CHECK(builtin("smallcnn").default_batch == 64);
@@ -209,6 +229,7 @@ TEST_CASE("built-in networks declare their default batch", "[networks][builtin]"
     CHECK(builtin("unet").default_batch == 16);
     CHECK(builtin("gpt2").default_batch == 512);
     CHECK(builtin("gpt3-175b").default_batch == 1536);
+    CHECK(builtin("gpt-1t").default_batch == 3072);
     for (const auto& name : kBuiltins) {
         INFO("network " << name);
         CHECK_FALSE(builtin(name).description.empty());

@@ -181,7 +181,7 @@ TEST_CASE("GPipe and 1F1B: 4 stages x 8 micro-batches by hand", "[pipeline]") {
     // Stage 0 keeps only its input per micro-batch (8 x 4000 B) plus one micro-batch's
     // activations (4000 B).
     spec.schedule = Schedule::gpipe;
-    spec.recompute = true;
+    spec.recompute = Recompute::full;
     PipelineScore r = score_pipeline(model, spec, ones);
     CHECK(r.plan.cost.iteration_s == Approx(186e-6).epsilon(1e-12));
     CHECK(r.stages[0].memory_bytes == Approx(12e6 + 8 * 4000 + 4000 + 8000).epsilon(1e-12));

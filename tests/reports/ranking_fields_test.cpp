@@ -183,11 +183,12 @@ TEST_CASE("every ranked candidate carries its configuration and components that 
                     CHECK(row.at("zero").is_null());
                 } else {
                     CHECK(row.at("zero") == c.pipeline.zero);
-                    CHECK(row.at("recompute") == c.pipeline.recompute);
+                    CHECK(row.at("recompute") == planner::to_string(c.pipeline.recompute));
+                    CHECK(row.at("sequence_parallel") == c.pipeline.sequence_parallel);
                 }
             } else {
                 for (const char* key : {"pr", "pc", "tensor", "stages", "replicas", "micro_batches", "micro_batch_size",
-                                        "schedule", "zero", "recompute"})
+                                        "schedule", "zero", "recompute", "sequence_parallel"})
                     CHECK(row.at(key).is_null());
             }
             // The parts of the breakdown are the whole iteration: compute, the seven kinds, contention,
@@ -207,6 +208,20 @@ TEST_CASE("every ranked candidate carries its configuration and components that 
                 json_sum += row.at(key).get<double>();
             CHECK(sum == Approx(cost.iteration_s).epsilon(1e-9));
             CHECK(json_sum == Approx(row.at("iteration_s").get<double>()).epsilon(1e-9));
+            // Throughput, from the network's own totals: model FLOPs (forward + backward) per device,
+            // hardware FLOPs adding the forward again under full recomputation and the attention
+            // cores under selective, both over the iteration.
+            const auto totals = networks::totals(network, B);
+            double core = 0;
+            for (const auto& layer : network.layers) core += static_cast<double>(layer.attention_core_flops) * B;
+            const double model_flops = (totals.fwd_flops + totals.bwd_input_flops + totals.bwd_weight_flops) / P;
+            const double redone = c.pipeline.recompute == planner::Recompute::full        ? totals.fwd_flops / P
+                                  : c.pipeline.recompute == planner::Recompute::selective ? core / P
+                                                                                          : 0.0;
+            CHECK(row.at("model_flops_per_s_per_device").get<double>() ==
+                  Approx(model_flops / cost.iteration_s).epsilon(1e-12));
+            CHECK(row.at("hardware_flops_per_s_per_device").get<double>() ==
+                  Approx((model_flops + redone) / cost.iteration_s).epsilon(1e-12));
         }
     }
     // The cases cover every family the search ranks.

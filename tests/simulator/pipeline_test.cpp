@@ -273,7 +273,7 @@ TEST_CASE("a 2-stage pipeline's timeline has GPipe's and 1F1B's slices in order"
 TEST_CASE("recomputation replays the stage's forward again before each backward", "[sim][pipeline]") {
     TinyPipe p(2);
     planner::PipelineSpec spec = spec_of(2, 4, 1, Schedule::gpipe, {1, 3});
-    spec.recompute = true;
+    spec.recompute = planner::Recompute::full;
     // Each backward grows by the stage's forward compute 2f: B0 = 5f + r, B1 = 6f. GPipe: 10 f + 4 r
     // (forwards, as before) + (5f + r) + 6f + 3 max(5f + r, 6f) = 10 f + 4 r + 26 f + 4 r = 36 f + 8 r.
     REQUIRE(5 * kF + kR > 6 * kF);

@@ -81,7 +81,7 @@ TEST_CASE("the reduced replay equals the full one with GPipe, ZeRO-1 and recompu
           "[sim][reduced]") {
     auto spec = spec_of(8, 2, 4, 2, planner::Schedule::gpipe);
     spec.zero = true;
-    spec.recompute = true;
+    spec.recompute = planner::Recompute::full;
     Pair p = both("cluster", 64, spec, 16);
     CHECK_FALSE(p.reduced.reduction.empty());
     CHECK(p.reduced.simulated.iteration_s == Approx(p.full.simulated.iteration_s).epsilon(1e-9));
