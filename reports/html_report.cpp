@@ -20,10 +20,12 @@ caption{text-align:left;font-weight:bold;padding:0.3em 0}
 th,td{border:1px solid #bbb;padding:2px 6px;vertical-align:top}th{background:#eee}
 td.num{text-align:right;white-space:nowrap}td.empty{text-align:center;color:#777}
 p.note{font-size:0.85em;color:#333;margin:0.2em 0}figure{margin:1em 0}svg{max-width:100%;height:auto}
-div.scroll{overflow-x:auto}td{max-width:40em}
-#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),#t-infeasible td:first-child{min-width:16em}
-@media print{body{margin:0;max-width:none}h2{page-break-after:avoid}figure{page-break-inside:avoid}
-div.scroll{overflow:visible}table{font-size:0.7em}}
+div.scroll{overflow-x:auto}td{max-width:40em;overflow-wrap:anywhere}th{font-size:0.9em}
+#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),#t-infeasible td:first-child{min-width:12em}
+@media print{@page{size:auto;margin:12mm}body{margin:0;max-width:none;padding:0}h2{page-break-after:avoid}
+figure{page-break-inside:avoid}tr{page-break-inside:avoid}div.scroll{overflow:visible}table{font-size:0.62em;width:100%}
+td.num{white-space:normal}#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),
+#t-infeasible td:first-child{min-width:8em}}
 )";
 
 std::string exact(double v) {
@@ -32,17 +34,41 @@ std::string exact(double v) {
     return buffer;
 }
 
+// Columns a person need not see: empty in every row, or a time that is 0 s in every row (the
+// all-to-all of a CNN); CSV and JSON keep them. Their labels go into a note under the table.
+std::vector<bool> shown_columns(const ReportTable& t, std::string& omitted) {
+    std::vector<bool> shown(t.columns.size(), true);
+    for (std::size_t i = 0; i < t.columns.size(); ++i) {
+        if (t.columns[i].data_only) {
+            shown[i] = false;
+            continue;
+        }
+        if (t.rows.empty()) continue;
+        bool nothing = true;
+        for (const auto& row : t.rows)
+            nothing = nothing && i < row.size() &&
+                      (row[i].empty || (row[i].is_number && row[i].number == 0 && t.columns[i].unit == Unit::seconds));
+        if (nothing) {
+            shown[i] = false;
+            omitted += (omitted.empty() ? "" : ", ") + t.columns[i].label;
+        }
+    }
+    return shown;
+}
+
 std::string table_html(const ReportTable& t) {
+    std::string omitted;
+    const std::vector<bool> shown = shown_columns(t, omitted);
     std::string out = "<div class=\"scroll\">\n<table id=\"t-" + t.id + "\">\n<caption>" + html_escape(t.title) +
                       "</caption>\n<thead><tr>";
-    for (const auto& c : t.columns)
-        if (!c.data_only) out += "<th>" + html_escape(c.label) + "</th>";
+    for (std::size_t i = 0; i < t.columns.size(); ++i)
+        if (shown[i]) out += "<th>" + html_escape(t.columns[i].label) + "</th>";
     out += "</tr></thead>\n<tbody>\n";
     for (const auto& row : t.rows) {
         out += "<tr>";
         for (std::size_t i = 0; i < row.size() && i < t.columns.size(); ++i) {
             const Cell& cell = row[i];
-            if (t.columns[i].data_only) continue;
+            if (!shown[i]) continue;
             if (cell.empty)
                 out += "<td class=\"empty\">-</td>";
             else if (cell.is_number)
@@ -55,6 +81,9 @@ std::string table_html(const ReportTable& t) {
     }
     out += "</tbody>\n</table>\n</div>\n";
     if (!t.note.empty()) out += "<p class=\"note\">" + html_escape(t.note) + "</p>\n";
+    if (!omitted.empty())
+        out += "<p class=\"note\">Not shown (empty or 0 s in every row; in the CSV and JSON forms): " +
+               html_escape(omitted) + ".</p>\n";
     return out;
 }
 
@@ -266,6 +295,15 @@ std::string report_html(const StrategyReport& report) {
 
     if (const auto* layers = report.table("best_plan_layers")) {
         section("Best plan: " + report.best_label);
+        if (!report.best_timeline.events.empty())
+            out += figure(timeline_svg(report.best_timeline, "Predicted iteration of the best plan"),
+                          "From the planner's own costs and schedule (" +
+                              std::string(report.best_timeline.lanes > 1 ? "each stage runs its micro-batches in the "
+                                                                          "schedule's order; grey lines: stage boundaries"
+                                                                        : "forward layer by layer, backward in reverse, "
+                                                                          "gradient sync on its own lane") +
+                              "). dnnplan --trace FILE writes it in the Chrome trace format." +
+                              (report.best_timeline.note.empty() ? "" : " Not drawn: " + report.best_timeline.note + "."));
         out += layout_picture(*layers, report.procs);
         table("best_plan_layers");
     }

@@ -35,6 +35,7 @@ struct SimulatedResult {
 
 struct MeasuredPlan {
     std::string strategy, grid;
+    std::optional<ResultIdentity> plan;  // absent in files written before the identity was added
     double predicted_s = 0, measured_s = 0;
     std::optional<double> relative_error;
     std::vector<BreakdownPair> breakdown;
@@ -50,6 +51,10 @@ MeasuredResult parse_measured_result(const Json& json, const std::string& file);
 // InputError (exit 2) at the file's /plan/... pointer when the result's plan is for another
 // network (by fingerprint), P, batch or cluster than these; nothing when the file has no identity.
 void check_result_identity(const SimulatedResult& result, const std::string& file, const std::string& network,
+                           const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
+                           const std::string& cluster);
+// The same for every plan of a measured result (`dnnplan validate --format json`), at /plans/i/plan/...
+void check_result_identity(const MeasuredResult& result, const std::string& file, const std::string& network,
                            const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
                            const std::string& cluster);
 

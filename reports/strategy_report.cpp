@@ -433,7 +433,10 @@ StrategyReport build_strategy_report(const ReportInput& in) {
     report.procs = o.procs;
     report.title = "dnnplan report: " + model.network().name + " on " + model.cluster().name +
                    ", P = " + std::to_string(o.procs) + ", batch " + std::to_string(o.batch);
-    if (const auto* best = in.result->best()) report.best_label = candidate_label(*best);
+    if (const auto* best = in.result->best()) {
+        report.best_label = candidate_label(*best);
+        report.best_timeline = predicted_timeline(model, *best);  // the Gantt chart (reports/predicted_timeline.hpp)
+    }
     report.tables.push_back(inputs_table(in));
     report.tables.push_back(sources_table(model.cluster()));
     report.tables.push_back(ranked_table(*in.result, o.batch));

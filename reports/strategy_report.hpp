@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "planner/search.hpp"
+#include "reports/predicted_timeline.hpp"
 #include "reports/result_files.hpp"
 
 namespace dnnplan::reports {
@@ -68,6 +69,7 @@ struct StrategyReport {
     std::vector<ReportTable> tables;
     const ReportTable* table(const std::string& id) const;
     int chart_top = 15;
+    PredictedTimeline best_timeline;  // the best plan's predicted iteration (empty when none is feasible)
 };
 
 // The "formulas and assumptions" section: paragraphs of plain text citing the papers.
