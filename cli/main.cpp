@@ -13,6 +13,7 @@
 
 #include "cli/commands.hpp"
 #include "common/diagnostics.hpp"
+#include "common/names.hpp"
 
 namespace dnnplan::cli {
 

@@ -1,5 +1,6 @@
 // `dnnplan report`: the strategy report of one planning run as a self-contained HTML page,
 // Markdown, CSV or JSON, with a scaling study and, when given, simulated and measured results.
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.hpp"
@@ -106,10 +107,22 @@ int run_report(const ReportOptions& o) {
         }
     }
     reports::StrategyReport report = reports::build_strategy_report(input);
+    // Markdown written to a file embeds its charts as SVG files beside it ("report-time.svg", ...).
+    std::vector<std::pair<std::string, std::string>> chart_files;
+    std::vector<std::pair<std::string, std::string>> chart_writes;  // (path, svg)
+    if (format == "md" && !o.out.empty() && result.best()) {
+        namespace fs = std::filesystem;
+        const fs::path out(o.out);
+        for (const auto& chart : reports::report_charts(report)) {
+            std::string file = out.stem().string() + "-" + chart.name + ".svg";
+            chart_files.push_back({chart.title, file});
+            chart_writes.push_back({(out.parent_path() / file).string(), chart.svg});
+        }
+    }
     std::string text = format == "html"   ? reports::report_html(report)
                        : format == "csv"  ? reports::report_csv(report)
                        : format == "json" ? reports::report_json(report)
-                                          : reports::report_markdown(report);
+                                          : reports::report_markdown(report, chart_files);
     if (!result.best()) {
         // Exit 1 writes no --out file (the report of nothing feasible still goes to stdout).
         if (o.out.empty()) std::cout << text;
@@ -119,6 +132,10 @@ int run_report(const ReportOptions& o) {
             std::cerr << "  " << reports::candidate_label(result.ranked[i]) << ": " << reports::terminal_safe(result.ranked[i].plan.cost.reason)
                       << "\n";
         return 1;
+    }
+    for (const auto& [path, svg] : chart_writes) {
+        write_file_atomically(path, svg);
+        confirm_written(path, "chart");
     }
     const std::string kind = format == "html" ? "HTML" : format == "md" ? "Markdown" : format == "csv" ? "CSV" : "JSON";
     emit(text, o.out, kind + ", best: " + reports::candidate_label(*result.best()) + ", " +

@@ -1,4 +1,5 @@
 #include "clusters/cluster.hpp"
+#include "common/names.hpp"
 
 #include <algorithm>
 #include <filesystem>

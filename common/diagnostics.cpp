@@ -1,4 +1,5 @@
 #include "diagnostics.hpp"
+#include "common/names.hpp"
 
 #include <algorithm>
 #include <cerrno>

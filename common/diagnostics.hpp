@@ -134,11 +134,6 @@ std::string json_text(const Json& value, int indent = -1);
 
 // "a, b or c" for messages that list valid choices.
 std::string join_choices(const std::vector<std::string>& choices);
-// The name in `names` closest to `typed` (a typo, a different case, a prefix or a longer spelling),
-// or "" when none is close: for "did you mean ...?" (issue 18, item 3).
-std::string closest_name(const std::string& typed, const std::vector<std::string>& names);
-// The name in `names` equal to `typed` ignoring ASCII case, or "".
-std::string same_name_ignoring_case(const std::string& typed, const std::vector<std::string>& names);
 
 // A short description of a JSON value's type for "expected X, got Y" messages.
 std::string json_type_name(const Json& value);

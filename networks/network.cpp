@@ -1,6 +1,7 @@
 // The IR's own operations: lookup, totals, the file loaders' dispatch and the JSON round trip.
 // Reading a spec is networks/spec_loader.cpp, per-layer inference networks/infer.cpp.
 #include "network.hpp"
+#include "common/names.hpp"
 
 #include <algorithm>
 #include <filesystem>

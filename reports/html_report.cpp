@@ -104,7 +104,7 @@ std::string figure(const std::string& svg, const std::string& caption) {
 }
 
 // Stacked bars of the time components of the first `top` ranked strategies.
-std::string time_chart(const ReportTable& ranked, int top) {
+std::string time_chart_svg(const ReportTable& ranked, int top) {
     StackedBarChart chart;
     chart.title = "Time per iteration by component";
     chart.value_label = "seconds per iteration";
@@ -123,11 +123,15 @@ std::string time_chart(const ReportTable& ranked, int top) {
         }
         if (any) chart.series.push_back(std::move(s));  // components that are zero everywhere stay out of the legend
     }
-    return figure(stacked_bar_svg(chart), "The fastest " + std::to_string(shown) +
-                                              " feasible strategies; the bar's length is the iteration time.");
+    return stacked_bar_svg(chart);
+}
+std::string time_chart(const ReportTable& ranked, int top) {
+    std::size_t shown = std::min<std::size_t>(ranked.rows.size(), static_cast<std::size_t>(top));
+    return figure(time_chart_svg(ranked, top), "The fastest " + std::to_string(shown) +
+                                                   " feasible strategies; the bar's length is the iteration time.");
 }
 
-std::string memory_chart(const ReportTable& memory, int top) {
+std::string memory_chart_svg(const ReportTable& memory, int top) {
     StackedBarChart chart;
     chart.title = "Memory per process against capacity";
     chart.value_label = "bytes per process";
@@ -145,7 +149,10 @@ std::string memory_chart(const ReportTable& memory, int top) {
         chart.limit = number_at(memory.rows[0], memory.column("memory_capacity_bytes"));
         chart.limit_label = "capacity " + format_value(chart.limit, Unit::bytes);
     }
-    return figure(stacked_bar_svg(chart), "Dashed line: the device memory.");
+    return stacked_bar_svg(chart);
+}
+std::string memory_chart(const ReportTable& memory, int top) {
+    return figure(memory_chart_svg(memory, top), "Dashed line: the device memory.");
 }
 
 // Compact picture of the best plan: one strip per anchor layer, split into the log2 share of P
@@ -215,7 +222,7 @@ std::string layout_picture(const ReportTable& layers, std::int64_t procs) {
     return figure(out + "</svg>\n", "Each strip is one anchor layer; its full length is log2 P.");
 }
 
-std::string scaling_charts(const ReportTable& scaling) {
+std::pair<std::string, std::string> scaling_chart_svgs(const ReportTable& scaling) {
     XYChart time, efficiency;
     time.title = "Iteration time against P";
     time.x_label = efficiency.x_label = "processes P";
@@ -246,8 +253,12 @@ std::string scaling_charts(const ReportTable& scaling) {
         if (!seen) time.x_ticks.push_back(p);
     }
     efficiency.x_ticks = time.x_ticks;
-    return figure(xy_chart_svg(time), "Each family's best member at every P (log-log).") +
-           figure(xy_chart_svg(efficiency), "Efficiency relative to the smallest P that has a feasible plan.");
+    return {xy_chart_svg(time), xy_chart_svg(efficiency)};
+}
+std::string scaling_charts(const ReportTable& scaling) {
+    auto [time, efficiency] = scaling_chart_svgs(scaling);
+    return figure(time, "Each family's best member at every P (log-log).") +
+           figure(efficiency, "Efficiency relative to the smallest P that has a feasible plan.");
 }
 
 std::string comparison_chart(const ReportTable& comparison) {
@@ -269,7 +280,41 @@ std::string comparison_chart(const ReportTable& comparison) {
     return figure(xy_chart_svg(chart), "Dashed: perfect agreement (y = x).");
 }
 
+// The most loaded links' busy fraction as bars (the table below gives bytes and senders).
+std::string link_chart(const ReportTable& links) {
+    StackedBarChart chart;
+    chart.title = "Most loaded links: busy fraction of the simulated iteration";
+    chart.value_label = "fraction of the iteration the link carries data";
+    chart.format = unit_format(Unit::fraction);
+    BarSeries busy{"busy", {}};
+    for (const auto& r : links.rows) {
+        chart.categories.push_back(text_at(r, links.column("link")));
+        busy.values.push_back(number_at(r, links.column("busy_fraction")));
+    }
+    chart.series.push_back(std::move(busy));
+    chart.limit = 1;
+    chart.limit_label = "the whole iteration";
+    return figure(stacked_bar_svg(chart), "Links from the simulation's per-link report (dnnplan simulate --top-links).");
+}
+
 }  // namespace
+
+std::vector<ReportChart> report_charts(const StrategyReport& report) {
+    std::vector<ReportChart> charts;
+    if (const auto* ranked = report.table("ranked"); ranked && !ranked->rows.empty())
+        charts.push_back({"time", "Time per iteration by component", time_chart_svg(*ranked, report.chart_top)});
+    if (!report.best_timeline.events.empty())
+        charts.push_back({"timeline", "Predicted iteration of the best plan",
+                          timeline_svg(report.best_timeline, "Predicted iteration of the best plan")});
+    if (const auto* memory = report.table("memory"); memory && !memory->rows.empty())
+        charts.push_back({"memory", "Memory per process against capacity", memory_chart_svg(*memory, report.chart_top)});
+    if (const auto* scaling = report.table("scaling"); scaling && !scaling->rows.empty()) {
+        auto [time, efficiency] = scaling_chart_svgs(*scaling);
+        charts.push_back({"scaling", "Iteration time against P", time});
+        charts.push_back({"efficiency", "Parallel efficiency against P", efficiency});
+    }
+    return charts;
+}
 
 std::string report_html(const StrategyReport& report) {
     std::string out = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" +
@@ -324,6 +369,8 @@ std::string report_html(const StrategyReport& report) {
         out += comparison_chart(*comparison);
         table("comparison");
         table("simulated_breakdown");
+        if (const auto* links = report.table("simulated_links")) out += link_chart(*links);
+        table("simulated_links");
         table("measured_breakdown");
     } else {
         out +=

@@ -1,5 +1,7 @@
 #include "result_files.hpp"
 
+#include "common/units.hpp"
+
 namespace dnnplan::reports {
 
 namespace {
@@ -54,6 +56,36 @@ std::optional<ResultIdentity> read_identity(const SpecNode& parent) {
     return id;
 }
 
+// The simulator's per-link report ("links": {"most_loaded": [...]}); absent in older files.
+std::vector<LinkLoad> read_links(const SpecNode& root) {
+    std::vector<LinkLoad> out;
+    if (!root.has("links")) return out;
+    SpecNode links = root.child("links");
+    if (!links.has("most_loaded")) return out;
+    SpecNode list = links.child("most_loaded");
+    list.expect_array();
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        SpecNode l = list.element(i);
+        l.expect_object();
+        LinkLoad load;
+        load.link = l.get_string("link");
+        load.bytes = l.get_number("bytes");
+        load.busy_fraction = l.get_number("busy_fraction");
+        load.utilisation = l.get_number("utilisation");
+        if (l.has("top_senders")) {
+            SpecNode by = l.child("top_senders");
+            by.expect_array();
+            for (std::size_t k = 0; k < by.size(); ++k) {
+                SpecNode sender = by.element(k);
+                load.senders += (load.senders.empty() ? "" : ", ") + sender.get_string("what") + " " +
+                                human_bytes(sender.get_number("bytes"));
+            }
+        }
+        out.push_back(std::move(load));
+    }
+    return out;
+}
+
 }  // namespace
 
 SimulatedResult parse_simulated_result(const Json& json, const std::string& file) {
@@ -68,6 +100,7 @@ SimulatedResult parse_simulated_result(const Json& json, const std::string& file
     r.relative_difference = relative(root, "relative_difference");
     r.breakdown = std::move(blocks.breakdown);
     r.plan = read_identity(root);
+    r.links = read_links(root);
     return r;
 }
 

@@ -25,7 +25,14 @@ struct ResultIdentity {
     std::int64_t procs = 0, batch = 0;
 };
 
+// One of the most loaded links of a simulation ("links": {"most_loaded": [...]}, issue 20 item 3).
+struct LinkLoad {
+    std::string link, senders;  // senders: "weight gradient 1.2 GiB, ..." (the top collectives on it)
+    double bytes = 0, busy_fraction = 0, utilisation = 0;
+};
+
 struct SimulatedResult {
+    std::vector<LinkLoad> links;  // most bytes first; empty when the file has none
     std::string strategy, grid;  // "" when the file does not say (then: the simulated plan)
     std::optional<ResultIdentity> plan;
     double predicted_s = 0, simulated_s = 0;

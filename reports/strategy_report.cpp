@@ -393,6 +393,22 @@ void comparison_tables(const ReportInput& in, std::vector<ReportTable>& tables) 
         }
     for (const auto& key : order) table.rows.push_back(rows[key]);
     tables.push_back(std::move(table));
+    if (in.simulated && !in.simulated->links.empty()) {  // where the contention is (issue 20, item 3)
+        ReportTable links{"simulated_links",
+                          "Most loaded links (simulated)",
+                          "Bytes per iteration, the fraction of the iteration the link was busy, its utilisation "
+                          "(bytes over bandwidth x iteration) and the collectives that put the most bytes on it.",
+                          {{"link", "link", Unit::none},
+                           {"bytes", "bytes", Unit::bytes},
+                           {"busy_fraction", "busy", Unit::fraction},
+                           {"utilisation_fraction", "utilisation", Unit::fraction},
+                           {"senders", "crossed by", Unit::none}},
+                          {}};
+        for (const auto& l : in.simulated->links)
+            links.rows.push_back({text_cell(l.link, true), number_cell(l.bytes), number_cell(l.busy_fraction),
+                                  number_cell(l.utilisation), text_cell(l.senders, true)});
+        tables.push_back(std::move(links));
+    }
 
     if (in.simulated && !in.simulated->breakdown.empty()) {
         ReportTable b{"simulated_breakdown",
