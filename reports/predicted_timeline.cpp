@@ -145,6 +145,10 @@ PredictedTimeline pipeline(const planner::CostModel& model, const planner::Candi
                                           {"group", std::to_string(spec.replicas) + " replicas"}}));
         t.end_s = std::max(t.end_s, end + score.stages[s].sync_s);
     }
+    const double drawn = S > 0 ? *std::max_element(free_at.begin(), free_at.end()) : 0;
+    if (S > 0 && score.pipeline_s > drawn * (1 + 1e-12))
+        t.note = "the wait for late gradients (" + human_seconds(score.pipeline_s - drawn) +
+                 ", in the planner's schedule length) is not drawn";
     return t;
 }
 
