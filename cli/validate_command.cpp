@@ -317,7 +317,6 @@ int run_validate(const ValidateOptions& o) {
                                                networks_dir),
                 image);
     }
-    if (!o.launch.dry_run) note_foreign_cluster(o);
     std::vector<std::string> args{"validate"};
     for (const std::string& f : o.plans) args.insert(args.end(), {"--plan", f});
     auto opt = [&](const char* flag, const std::string& v) {
@@ -342,7 +341,9 @@ int run_validate(const ValidateOptions& o) {
     std::ostringstream t;
     t << o.launch.timeout;
     args.insert(args.end(), {"--timeout", t.str()});
-    return launch(o.launch, args, true);
+    int status = launch(o.launch, args, true);
+    if (status == 0 && !o.launch.dry_run) note_foreign_cluster(o);  // after the results it explains
+    return status;
 }
 
 int run_calibrate(const CalibrateOptions& o) {
