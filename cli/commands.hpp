@@ -39,11 +39,20 @@ void add_input_shape_option(CLI::App* app, networks::LoadOptions& load);
 // An output file name: not empty, not a directory, in a directory that exists (checked before
 // any work, so a long run does not end in "cannot be written").
 CLI::Validator output_file();
+// One of `choices` (a CLI11 transform, not a check: it rewrites the value), matched in any case and rewritten to the listed spelling; `aliases` maps other
+// common spellings ("bfloat16") to a choice. A miss names the choices and the closest one
+// ("--dtype: must be fp32, fp16 or bf16, got fp61 (did you mean fp16?)").
+CLI::Validator one_of(const std::vector<std::string>& choices,
+                      const std::vector<std::pair<std::string, std::string>>& aliases = {});
 
 // Emits to stdout or, with a non-empty out_path, writes the file whole (temporary + rename).
-void emit(const std::string& content, const std::string& out_path);
+// A file written is confirmed on stderr: "wrote plan.json (best: per-layer, 18.6 ms)".
+void emit(const std::string& content, const std::string& out_path, const std::string& what = "");
+void confirm_written(const std::string& path, const std::string& what = "");
 // The text output's width: $COLUMNS when set, else the terminal's, else 120 (cli/plan_command.cpp).
 int terminal_width();
+// Examples and exit codes at the end of `--help`, for the main command and each subcommand.
+void add_help_footers(CLI::App& app);
 
 // Each file cli/<name>_command.cpp defines one of these; main.cpp lists them.
 Command add_inspect_command(CLI::App& app);

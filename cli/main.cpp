@@ -4,12 +4,16 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <vector>
 
+#include <unistd.h>
+
 #include "cli/commands.hpp"
 #include "common/diagnostics.hpp"
+#include "common/names.hpp"
 
 namespace dnnplan::cli {
 
@@ -76,50 +80,54 @@ CLI::Validator output_file() {
             fs::path parent = fs::path(path).parent_path();
             if (!parent.empty() && !fs::is_directory(parent, ec))
                 return "directory " + one_line(parent.string()) + " does not exist";
+            // The file is written as a temporary beside it, then renamed: the directory must be writable.
+            std::string dir = parent.empty() ? std::string(".") : parent.string();
+            if (::access(dir.c_str(), W_OK) != 0)
+                return "directory " + one_line(dir) + " is not writable (" + std::strerror(errno) + ")";
+            if (fs::exists(path, ec) && ::access(path.c_str(), W_OK) != 0)
+                return one_line(path) + " is not writable (" + std::strerror(errno) + ")";
             return "";
         },
         "FILE");
 }
 
-void emit(const std::string& content, const std::string& out_path) {
-    if (out_path.empty())
-        std::cout << content;
-    else
-        write_file_atomically(out_path, content);
+CLI::Validator one_of(const std::vector<std::string>& choices,
+                      const std::vector<std::pair<std::string, std::string>>& aliases) {
+    return CLI::Validator(
+        [choices, aliases](std::string& text) -> std::string {
+            if (std::string same = same_name_ignoring_case(text, choices); !same.empty()) {
+                text = same;
+                return "";
+            }
+            for (const auto& [alias, choice] : aliases)
+                if (!same_name_ignoring_case(text, {alias}).empty()) {
+                    text = choice;
+                    return "";
+                }
+            std::string guess = closest_name(text, choices);
+            return "must be " + join_choices(choices) + ", got " + one_line(text) +
+                   (guess.empty() ? "" : " (did you mean " + guess + "?)");
+        },
+        join_choices(choices));
 }
 
-namespace {
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diagonal = row[0];
-        row[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            std::size_t up = row[j];
-            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-            diagonal = up;
-        }
+void emit(const std::string& content, const std::string& out_path, const std::string& what) {
+    if (out_path.empty()) {
+        std::cout << content;
+        return;
     }
-    return row[b.size()];
+    write_file_atomically(out_path, content);
+    confirm_written(out_path, what);
+}
+
+void confirm_written(const std::string& path, const std::string& what) {
+    std::cerr << "wrote " << one_line(path) << (what.empty() ? "" : " (" + what + ")") << "\n";
 }
 
 // The candidate closest to `typed` (a typo, a prefix or a longer spelling of it), or "".
-std::string closest(const std::string& typed, const std::vector<std::string>& candidates) {
-    std::string best;
-    std::size_t best_distance = std::max<std::size_t>(2, typed.size() / 3) + 1;
-    for (const auto& c : candidates) {
-        std::size_t d = edit_distance(typed, c);
-        if (c.size() >= 2 && typed.size() >= 2 && (typed.find(c) != std::string::npos || c.find(typed) != std::string::npos))
-            d = std::min<std::size_t>(d, 1);
-        if (d < best_distance) {
-            best_distance = d;
-            best = c;
-        }
-    }
-    return best;
+static std::string closest(const std::string& typed, const std::vector<std::string>& candidates) {
+    return closest_name(typed, candidates);
 }
-}  // namespace
 
 // CLI11's own message for unexpected arguments lists them in reverse order ("not expected: 64
 // --nprocs"); this names the first unknown subcommand or option, suggests the closest valid one and
@@ -161,6 +169,43 @@ std::string explain_unexpected(CLI::App& app, int argc, char** argv) {
     return "unexpected argument \"" + shown + "\" (each option takes one value; see " + command + " --help)";
 }
 
+namespace {
+const char* kExitCodes =
+    "Exit status: 0 success; 1 no feasible plan (the reasons on stderr, no file written);\n"
+    "  2 bad input or usage (one message naming the file, the JSON pointer and what is wrong);\n"
+    "  3 a simulation, MPI run or sweep rank stopped (time limit, hang, a rank died).";
+}  // namespace
+
+// Examples and exit codes under every --help (issue 18, item 3); each example runs as written
+// from the source tree (README.md shows the same commands).
+void add_help_footers(CLI::App& app) {
+    app.footer(std::string("Examples:\n"
+                           "  dnnplan --net vgg16 --procs 512                        rank the strategies\n"
+                           "  dnnplan --net vgg16 --procs 512 --out plan.json        ... and save the best plan\n"
+                           "  dnnplan --net vgg16 --procs 512 --trace predicted.json ... and its predicted timeline\n"
+                           "  dnnplan plan --plan plan.json --cluster dgx-a100       re-score a saved plan elsewhere\n"
+                           "  dnnplan simulate --plan plan.json                      replay it in SimGrid\n"
+                           "  dnnplan report --net vgg16 --procs 512 --out report.html\n"
+                           "  dnnplan sweep --net vgg16,resnet50 --procs 8:4096 --out sweep.html\n"
+                           "Subcommand help: dnnplan SUBCOMMAND --help.\n") +
+               kExitCodes);
+    const std::vector<std::pair<std::string, std::string>> examples{
+        {"inspect", "dnnplan inspect --net resnet50 --batch 32"},
+        {"networks", "dnnplan networks"},
+        {"clusters", "dnnplan clusters"},
+        {"plan", "dnnplan plan --net gpt2 --procs 64 --cluster dgx-a100 --out plan.json; dnnplan plan --plan plan.json "
+                 "--cluster dgx-h100"},
+        {"simulate", "dnnplan simulate --plan plan.json --trace timeline.json --format json --out sim.json"},
+        {"report", "dnnplan report --net vgg16 --procs 512 --simulated sim.json --out report.html; dnnplan report "
+                   "--plan plan.json --out plan.md"},
+        {"sweep", "dnnplan sweep --net vgg16,resnet50 --procs 8:4096 --cluster cori-knl,frontera --out sweep.html"},
+        {"validate", "dnnplan validate --plan plan.json --np 4 --cluster this-machine.json"},
+        {"calibrate", "dnnplan calibrate --np 2 --out this-machine.json"}};
+    for (CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        for (const auto& [name, example] : examples)
+            if (sub->get_name() == name) sub->footer("Example: " + example + "\n" + kExitCodes);
+}
+
 }  // namespace dnnplan::cli
 
 int main(int argc, char** argv) {
@@ -174,6 +219,7 @@ int main(int argc, char** argv) {
                                        cli::add_report_command(app), cli::add_sweep_command(app),
                                        cli::add_validate_command(app), cli::add_calibrate_command(app)};
     cli::Command default_plan = cli::add_default_plan(app);
+    cli::add_help_footers(app);
 
     try {
         app.parse(argc, argv);

@@ -18,6 +18,7 @@
 #include "planner/search.hpp"
 #include "reports/candidate_text.hpp"
 #include "reports/plan_report.hpp"
+#include "reports/predicted_timeline.hpp"
 #include "reports/text.hpp"
 #include "sweep/sweep.hpp"
 
@@ -40,6 +41,8 @@ struct PlanOptions {
     sweep::RunOptions simulate_run;  // under mpirun: --timeout of the shared replays
     bool wide = false;               // every column, no width limit
     std::string layers = "collapsed";  // or "all": every layer, repeated blocks too
+    bool cluster_given = false;
+    std::string trace;  // --trace: the plan's predicted iteration in the Chrome trace format        // --cluster on the command line (with --plan: re-score there)
 };
 
 reports::TextOptions text_options(const PlanOptions& o) {
@@ -83,10 +86,30 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
                     "simulate the K best candidates on the cluster's own topology (SimGrid) and re-rank them; under "
                     "mpirun -np N the K replays are shared out over the ranks")
         ->check(positive_integer());
+    app->add_option("--trace", o.trace,
+                    "write the (best) plan's predicted iteration as a Chrome trace (Perfetto, chrome://tracing)")
+        ->check(output_file());
     app->add_flag("--wide", o.wide, "text: every column, however wide (default: fit $COLUMNS, else 120 columns)");
     app->add_option("--layers", o.layers, "text: all (every layer) or collapsed (identical numbered blocks once)")
         ->capture_default_str()
         ->check(CLI::IsMember({"all", "collapsed"}));
+}
+
+// --trace FILE: the predicted timeline of `candidate` (reports/predicted_timeline.hpp).
+void write_predicted_trace(const PlanOptions& o, const planner::CostModel& model, const planner::Candidate& candidate) {
+    if (o.trace.empty()) return;
+    reports::PredictedTimeline timeline = reports::predicted_timeline(model, candidate);
+    if (timeline.events.empty())
+        throw InputError("dnnplan", "--trace", "no timeline for this plan: " + timeline.note);
+    write_file_atomically(o.trace, json_text(reports::predicted_trace(timeline, reports::candidate_label(candidate))) + "\n");
+    confirm_written(o.trace, "predicted timeline, " + std::to_string(timeline.events.size()) + " events, " +
+                                 human_seconds(timeline.end_s));
+}
+
+// "best: per-layer, 18.6 ms" for the stderr line confirming --out.
+std::string written_summary(const planner::Plan& plan) {
+    return "plan: " + reports::candidate_label(plan.strategy, plan.label) + ", " + human_seconds(plan.scored.cost.iteration_s) +
+           " per iteration";
 }
 
 // Prints a scored plan (--format) and, when it is feasible, writes it to --out as JSON; an
@@ -99,16 +122,30 @@ int emit_scored_plan(const PlanOptions& o, const planner::CostModel& model, cons
                   << (o.out.empty() ? "" : "; " + reports::terminal_safe(o.out) + " was not written") << "\n";
         return 1;
     }
-    if (!o.out.empty()) write_file_atomically(o.out, json);
+    if (!o.out.empty()) {
+        write_file_atomically(o.out, json);
+        confirm_written(o.out, written_summary(plan));
+    }
     return 0;
 }
 
 int run_plan_file(const PlanOptions& o) {
     Json json = load_json_file(o.plan_file);
     planner::PlanRequest request = planner::parse_plan_request(json, o.plan_file);
-    PlanSources sources = load_plan_sources(request, o.plan_file, o.planning.net, "", o.planning.load);
+    // --cluster re-scores the plan's layouts on another cluster, as `simulate --cluster` replays it there.
+    const std::string& other_cluster = o.cluster_given ? o.planning.cluster : std::string();
+    PlanSources sources = load_plan_sources(request, o.plan_file, o.planning.net, other_cluster, o.planning.load);
     const networks::Network& network = sources.network;
     const clusters::Cluster& cluster = sources.cluster;
+    if (!other_cluster.empty()) {
+        if (!cluster.supports(request.options.dtype))
+            throw InputError(sources.cluster_path, "/device/peak_flops",
+                             "no peak rate for the plan's " + to_string(request.options.dtype));
+        request.cluster_source = other_cluster;
+        request.cluster_name = cluster.name;
+        std::cerr << "re-scoring " << reports::terminal_safe(o.plan_file) << " on cluster " << cluster.name
+                  << " (--cluster)\n";
+    }
     planner::check_request_fits_cluster(request, cluster, o.plan_file);
     planner::CostModel model(network, cluster, request.options);
     std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
@@ -119,7 +156,9 @@ int run_plan_file(const PlanOptions& o) {
     candidate.plan = candidate.pipeline.active() ? planner::score_pipeline(model, candidate.pipeline, layouts).plan
                                                  : model.score(layouts);
     planner::Plan plan = planner::make_plan(model, candidate, {request.network_source, request.cluster_source});
-    return emit_scored_plan(o, model, plan, "the plan");
+    int status = emit_scored_plan(o, model, plan, "the plan");
+    if (status == 0) write_predicted_trace(o, model, candidate);
+    return status;
 }
 
 }  // namespace
@@ -203,6 +242,29 @@ std::string simulated_ranking(const planner::CostModel& model, const planner::Se
     return out;
 }
 
+// Options that only shape an explicit pipeline, or only the search, are refused where they would
+// do nothing (issue 18, item 3: never silently ignored).
+void check_applicable(const PlanOptions& o, const CLI::App& cmd) {
+    bool explicit_pipeline = o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0;
+    if (!explicit_pipeline)
+        for (const char* name : {"--schedule", "--zero", "--recompute"})
+            if (cmd.count(name) > 0)
+                throw InputError("dnnplan", name,
+                                 "applies to an explicit pipeline only; add --stages S (and --micro-batches, "
+                                 "--tensor, --replicas) or leave it out to search every family");
+    if (explicit_pipeline)
+        for (const char* name : {"--top", "--simulate-top"})
+            if (cmd.count(name) > 0)
+                throw InputError("dnnplan", name,
+                                 "ranks the search's candidates; an explicit pipeline (--stages, --micro-batches, "
+                                 "--tensor, --replicas) is one plan");
+    if (o.format != "text")
+        for (const char* name : {"--wide", "--layers"})
+            if (cmd.count(name) > 0)
+                std::cerr << "dnnplan: warning: " << name << " shapes the text output only; --format " << o.format
+                          << " carries every column and layer\n";
+}
+
 int run_plan(const PlanOptions& o) {
     if (!o.plan_file.empty()) return run_plan_file(o);
     // --simulate-top under mpirun: every rank plans (the search is deterministic), the replays are
@@ -258,7 +320,9 @@ int run_plan(const PlanOptions& o) {
         candidate.pipeline = pc.spec;
         candidate.plan = std::move(pc.score.plan);
         planner::Plan plan = planner::make_plan(model, candidate, {p.net, p.cluster});
-        return emit_scored_plan(o, model, plan, "this pipeline");
+        int status = emit_scored_plan(o, model, plan, "this pipeline");
+        if (status == 0) write_predicted_trace(o, model, candidate);
+        return status;
     }
     if (o.simulate_top > 0 && o.format != "text")
         throw InputError("dnnplan", "--simulate-top", "--simulate-top prints a text table; use --format text");
@@ -280,8 +344,11 @@ int run_plan(const PlanOptions& o) {
                       << reports::terminal_safe(result.ranked[i].plan.cost.reason) << "\n";
         return 1;
     }
-    if (!o.out.empty() && (!session || session->rank() == 0))
+    if (!o.out.empty() && (!session || session->rank() == 0)) {
         write_file_atomically(o.out, json_text(planner::plan_to_json(plan, model), 2) + "\n");
+        confirm_written(o.out, "best " + written_summary(plan));
+    }
+    if (!session || session->rank() == 0) write_predicted_trace(o, model, *best);
     return 0;
 }
 
@@ -304,15 +371,17 @@ Command add_plan_command(CLI::App& app) {
     add_plan_options(cmd, *o, true);
     return {cmd, [o, cmd] {
                 // A saved plan fixes these; silently re-scoring with the plan's own would mislead.
+                o->cluster_given = cmd->count("--cluster") > 0;
+                check_applicable(*o, *cmd);
                 if (!o->plan_file.empty())
-                    for (const char* name : {"--procs", "--cluster", "--batch", "--dtype", "--optimizer", "--no-overlap",
+                    for (const char* name : {"--procs", "--batch", "--dtype", "--optimizer", "--no-overlap",
                                              "--roofline", "--compute", "--top", "--stages", "--micro-batches", "--replicas",
                                              "--tensor", "--schedule", "--zero", "--recompute", "--micro-batch-size",
                                              "--sequence-parallel", "--interleave"})
                         if (cmd->count(name) > 0)
                             throw InputError("dnnplan", name,
                                              "does not apply to --plan FILE, which fixes it (plan again with --net to "
-                                             "change it; simulate --plan FILE --cluster replays on another cluster)");
+                                             "change it; --cluster re-scores the plan on another cluster)");
                 return run_plan(*o);
             }};
 }
@@ -321,6 +390,7 @@ Command add_default_plan(CLI::App& app) {
     auto o = std::make_shared<PlanOptions>();
     add_plan_options(&app, *o, false);
     return {&app, [o, &app]() -> int {
+                check_applicable(*o, app);
                 if (!o->planning.net.empty() || o->planning.procs > 0) return run_plan(*o);
                 std::cout << app.help();
                 return 0;

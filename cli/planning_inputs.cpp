@@ -97,11 +97,12 @@ void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each) {
     const std::string whose = each ? "each network's" : "the network's";
     cmd->add_option("--batch", p.batch, "global batch size (default: " + whose + ")")->check(positive_integer());
     cmd->add_option("--dtype", p.dtype, "fp32, fp16 or bf16 (default: " + whose + ")")
-        ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+        ->transform(one_of({"fp32", "fp16", "bf16"},
+                       {{"float32", "fp32"}, {"float", "fp32"}, {"float16", "fp16"}, {"half", "fp16"}, {"bfloat16", "bf16"}}));
     cmd->add_option("--optimizer", p.optimizer,
                     "sgd (with momentum) or adam (default: adam, mixed precision, for networks with attention; "
                     "sgd otherwise)")
-        ->check(CLI::IsMember({"sgd", "adam"}));
+        ->transform(one_of({"sgd", "adam"}));
     cmd->add_flag("--no-overlap", p.no_overlap, "do not overlap gradient all-reduce with the backward pass");
     cmd->add_flag("--roofline", p.roofline,
                   "with --compute uniform: compute time is the max of FLOPs/rate and bytes/memory bandwidth");

@@ -35,7 +35,10 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     std::vector<std::string> cluster_names = sweep::split_list(o.planning.cluster, "--cluster");
     std::vector<std::int64_t> procs = sweep::parse_procs(o.procs);
     std::string format = o.format;
-    if (format.empty()) format = o.out.size() >= 5 && o.out.compare(o.out.size() - 5, 5, ".json") == 0 ? "json" : "csv";
+    auto ends = [&](const std::string& suffix) {
+        return o.out.size() >= suffix.size() && o.out.compare(o.out.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (format.empty()) format = ends(".json") ? "json" : ends(".html") || ends(".htm") ? "html" : ends(".txt") ? "text" : "csv";
     if (o.simulate_top > 0 && format != "json")
         throw InputError("dnnplan", "--simulate-top",
                          "adds each configuration's replays to its JSON row (\"simulated\"); use --format json or a "
@@ -124,7 +127,12 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
         if (rows.size() > 5) std::cerr << "  ... and " << rows.size() - 5 << " more\n";
         return 1;
     }
-    emit(format == "json" ? reports::sweep_json(rows) : reports::sweep_csv(rows), o.out);
+    emit(format == "json"   ? reports::sweep_json(rows)
+         : format == "html" ? reports::sweep_html(rows)
+         : format == "text" ? reports::sweep_text(rows)
+                            : reports::sweep_csv(rows),
+         o.out, reports::sweep_summary(rows));
+    if (o.out.empty() && format != "text") std::cerr << reports::sweep_summary(rows) << "\n";
     return 0;
 }
 
@@ -150,8 +158,10 @@ Command add_sweep_command(CLI::App& app) {
     cmd->add_option("--cluster", p.cluster, "clusters, comma-separated (presets or files)")->capture_default_str();
     add_model_options(cmd, p, true);
     cmd->add_option("--out", o->out, "write to this file (default: stdout)")->check(output_file());
-    cmd->add_option("--format", o->format, "csv or json (default: json for a .json --out, else csv)")
-        ->check(CLI::IsMember({"csv", "json"}));
+    cmd->add_option("--format", o->format,
+                    "csv, json, text (a table to read) or html (scaling plots and the table); default: from --out's "
+                    "extension (.json, .html, .txt), else csv")
+        ->check(CLI::IsMember({"csv", "json", "text", "html"}));
     cmd->add_option("--timeout", o->run.timeout_s,
                     "under mpirun: seconds the start-up (MPI_Init, the inputs' check) may take, and rank 0 waits "
                     "for the other ranks' results, before naming the missing ones and aborting")

@@ -298,6 +298,45 @@ int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool wi
     return status;
 }
 
+// True when the cluster file was written by `dnnplan calibrate` (its sources say "measured by
+// dnnplan calibrate"): only such a cluster describes the machine the validator runs on.
+bool measured_by_calibrate(const std::string& cluster_source, const std::string& plan_file) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    std::string path = cluster_source;
+    if (!plan_file.empty() && !fs::path(path).is_absolute() && !fs::exists(path, ec)) {
+        fs::path beside = fs::path(plan_file).parent_path() / path;
+        if (fs::exists(beside, ec)) path = beside.string();
+    }
+    try {
+        path = clusters::resolve_cluster_path(path, data_dir() + "/clusters");
+    } catch (const InputError&) {
+        return true;  // the worker reports a cluster that does not exist
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return text.find("measured by dnnplan calibrate") != std::string::npos;
+}
+
+// The predictions are for the plan's cluster; a preset (a KNL supercomputer, a DGX) predicts
+// nothing about this machine, so a large error there is expected, not a finding (issue 18, item 4).
+void note_foreign_cluster(const ValidateOptions& o) {
+    std::vector<std::pair<std::string, std::string>> clusters;  // (source, plan file)
+    if (!o.cluster.empty())
+        clusters.push_back({o.cluster, ""});
+    else
+        for (const std::string& f : o.plans)
+            clusters.push_back({planner::parse_plan_request(load_json_file(f), f).cluster_source, f});
+    for (const auto& [source, file] : clusters)
+        if (!measured_by_calibrate(source, file)) {
+            std::cerr << "dnnplan validate: note: the predictions are for cluster " << one_line(source)
+                      << (file.empty() ? "" : " (" + one_line(file) + "'s)")
+                      << ", not this machine; for predictions of this machine run `dnnplan calibrate --out "
+                         "this-machine.json` and add --cluster this-machine.json\n";
+            return;
+        }
+}
+
 int run_validate(const ValidateOptions& o) {
     // What can be checked without MPI is checked before anything starts.
     if (o.plans.empty() && o.net.empty())
@@ -348,7 +387,9 @@ int run_validate(const ValidateOptions& o) {
     std::ostringstream t;
     t << o.launch.timeout;
     args.insert(args.end(), {"--timeout", t.str()});
-    return launch(o.launch, args, true);
+    int status = launch(o.launch, args, true);
+    if (status == 0 && !o.launch.dry_run) note_foreign_cluster(o);  // after the results it explains
+    return status;
 }
 
 int run_calibrate(const CalibrateOptions& o) {

@@ -1,4 +1,5 @@
 #include "clusters/cluster.hpp"
+#include "common/names.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -295,7 +296,12 @@ std::string resolve_cluster_path(const std::string& name_or_path, const std::str
     if (fs::exists(candidate, ec)) return candidate.string();
     std::vector<std::string> names = builtin_cluster_names(clusters_dir);
     if (names.empty()) throw InputError(name_or_path, "", "no such file, and no built-in clusters in " + clusters_dir);
-    throw InputError(name_or_path, "", "no such file or built-in cluster (built-in: " + join_choices(names) + ")");
+    // Preset names match in any case ("DGX-A100"); a near miss gets a suggestion (issue 18, item 3).
+    if (std::string same = same_name_ignoring_case(name_or_path, names); !same.empty())
+        return (fs::path(clusters_dir) / (same + ".json")).string();
+    std::string guess = closest_name(name_or_path, names);
+    throw InputError(name_or_path, "", "no such file or built-in cluster (built-in: " + join_choices(names) + ")" +
+                                           (guess.empty() ? std::string() : "; did you mean " + guess + "?"));
 }
 
 Json to_json(const Cluster& cluster) {

@@ -1,5 +1,7 @@
 #include "diagnostics.hpp"
+#include "common/names.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -275,6 +277,53 @@ std::string join_choices(const std::vector<std::string>& choices) {
         out += choices[i];
     }
     return out;
+}
+
+namespace {
+std::string lower_ascii(std::string s) {
+    for (char& c : s)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return s;
+}
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            std::size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = up;
+        }
+    }
+    return row[b.size()];
+}
+}  // namespace
+
+std::string same_name_ignoring_case(const std::string& typed, const std::vector<std::string>& names) {
+    for (const auto& n : names)
+        if (lower_ascii(n) == lower_ascii(typed)) return n;
+    return "";
+}
+
+std::string closest_name(const std::string& typed_any_case, const std::vector<std::string>& names) {
+    const std::string typed = lower_ascii(typed_any_case);
+    std::string best;
+    // At most a third of the word may differ (at least 2 edits), so "gpt3" finds "gpt3-175b" via
+    // the containment rule below but "xyz" finds nothing.
+    std::size_t best_distance = std::max<std::size_t>(2, typed.size() / 3) + 1;
+    for (const auto& name : names) {
+        const std::string c = lower_ascii(name);
+        std::size_t d = edit_distance(typed, c);
+        if (c.size() >= 2 && typed.size() >= 2 && (typed.find(c) != std::string::npos || c.find(typed) != std::string::npos))
+            d = std::min<std::size_t>(d, 1);
+        if (d < best_distance) {
+            best_distance = d;
+            best = name;
+        }
+    }
+    return best;
 }
 
 std::string json_type_name(const Json& value) {

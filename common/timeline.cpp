@@ -47,6 +47,16 @@ Json chrome_trace(const std::vector<TraceEvent>& events, const std::vector<std::
                            {"ts", e.start_s * 1e6},
                            {"dur", e.duration_s * 1e6},
                            {"args", e.args}});
+    // Flow arrows (pipeline sends): "s" at the sender's end, "f" bound to the receiver's start.
+    for (const auto& e : events) {
+        const int pid = trace_pid(e.source, e.plan), tid = trace_tid(e.rank, e.sync_lane);
+        if (e.flow_out > 0)
+            out.push_back(Json{{"ph", "s"}, {"name", "send"}, {"cat", "flow"}, {"id", e.flow_out}, {"pid", pid},
+                               {"tid", tid}, {"ts", (e.start_s + e.duration_s) * 1e6}});
+        if (e.flow_in > 0)
+            out.push_back(Json{{"ph", "f"}, {"bp", "e"}, {"name", "send"}, {"cat", "flow"}, {"id", e.flow_in},
+                               {"pid", pid}, {"tid", tid}, {"ts", e.start_s * 1e6}});
+    }
     return Json{{"traceEvents", out}, {"displayTimeUnit", "ms"}};
 }
 

@@ -8,8 +8,12 @@
 // "<source>" or "<source>: <plan label>"; per rank r two lanes, tid 2r ("rank r": compute and blocking communication)
 // and tid 2r+1 ("rank r gradient sync": the all-reduces that overlap the backward pass); one
 // complete event ("ph":"X") per step, ts and dur in microseconds from the start of the iteration;
-// name = "<layer> <phase>", cat = "compute" or the communication kind ("all_reduce", "halo", ...);
-// args may carry "layer", "phase", "bytes", "algorithm".
+// name = "<layer> <phase>", cat = one of the kinds below, the same for every source:
+// "compute", "communication" (blocking: halo, redistribution, point-to-point ...), "sync" (the
+// weight-gradient synchronisation) and "idle" (waiting for another rank); args carry the detail:
+// "layer", "phase", "kind" (the planner's communication kind, "all_reduce", "halo", ...),
+// "bytes", "algorithm", "group". A pipeline send may be drawn as a flow arrow from the sending
+// event to the receiving one (flow_out / flow_in: the same id on both).
 #pragma once
 
 #include <string>
@@ -33,7 +37,14 @@ struct TraceEvent {
     bool sync_lane = false;              // the rank's gradient-sync lane (tid 2 rank + 1)
     double start_s = 0, duration_s = 0;  // seconds from the start of the iteration
     Json args = Json::object();
+    int flow_out = 0;  // > 0: a flow arrow with this id starts at this event's end ("ph":"s")
+    int flow_in = 0;   // > 0: the arrow with this id ends at this event's start ("ph":"f")
 };
+// The trace categories (cat) every source uses.
+inline constexpr const char* kTraceCompute = "compute";
+inline constexpr const char* kTraceCommunication = "communication";
+inline constexpr const char* kTraceSync = "sync";
+inline constexpr const char* kTraceIdle = "idle";
 
 // {"traceEvents": [...], "displayTimeUnit": "ms"} with process_name metadata for every source used
 // and thread_name metadata for every lane used, then the events in the given order (microseconds).

@@ -1,6 +1,7 @@
 // The IR's own operations: lookup, totals, the file loaders' dispatch and the JSON round trip.
 // Reading a spec is networks/spec_loader.cpp, per-layer inference networks/infer.cpp.
 #include "network.hpp"
+#include "common/names.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -85,8 +86,13 @@ std::string resolve_network_path(const std::string& name_or_path, const std::str
         return name_or_path;
     fs::path builtin = fs::path(networks_dir) / (name_or_path + ".json");
     if (fs::exists(builtin, ec)) return builtin.string();
-    throw InputError(name_or_path, "", "no such file or built-in network (built-ins: " +
-                                           join_choices(builtin_network_names(networks_dir)) + ")");
+    // Built-in names match in any case ("VGG16"); a near miss gets a suggestion (issue 18, item 3).
+    std::vector<std::string> names = builtin_network_names(networks_dir);
+    if (std::string same = same_name_ignoring_case(name_or_path, names); !same.empty())
+        return (fs::path(networks_dir) / (same + ".json")).string();
+    std::string guess = closest_name(name_or_path, names);
+    throw InputError(name_or_path, "", "no such file or built-in network (built-ins: " + join_choices(names) + ")" +
+                                           (guess.empty() ? std::string() : "; did you mean " + guess + "?"));
 }
 
 namespace {

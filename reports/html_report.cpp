@@ -20,10 +20,12 @@ caption{text-align:left;font-weight:bold;padding:0.3em 0}
 th,td{border:1px solid #bbb;padding:2px 6px;vertical-align:top}th{background:#eee}
 td.num{text-align:right;white-space:nowrap}td.empty{text-align:center;color:#777}
 p.note{font-size:0.85em;color:#333;margin:0.2em 0}figure{margin:1em 0}svg{max-width:100%;height:auto}
-div.scroll{overflow-x:auto}td{max-width:40em}
-#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),#t-infeasible td:first-child{min-width:16em}
-@media print{body{margin:0;max-width:none}h2{page-break-after:avoid}figure{page-break-inside:avoid}
-div.scroll{overflow:visible}table{font-size:0.7em}}
+div.scroll{overflow-x:auto}td{max-width:40em;overflow-wrap:anywhere}th{font-size:0.9em}
+#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),#t-infeasible td:first-child{min-width:12em}
+@media print{@page{size:auto;margin:12mm}body{margin:0;max-width:none;padding:0}h2{page-break-after:avoid}
+figure{page-break-inside:avoid}tr{page-break-inside:avoid}div.scroll{overflow:visible}table{font-size:0.62em;width:100%}
+td.num{white-space:normal}#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),
+#t-infeasible td:first-child{min-width:8em}}
 )";
 
 std::string exact(double v) {
@@ -32,17 +34,41 @@ std::string exact(double v) {
     return buffer;
 }
 
+// Columns a person need not see: empty in every row, or a time that is 0 s in every row (the
+// all-to-all of a CNN); CSV and JSON keep them. Their labels go into a note under the table.
+std::vector<bool> shown_columns(const ReportTable& t, std::string& omitted) {
+    std::vector<bool> shown(t.columns.size(), true);
+    for (std::size_t i = 0; i < t.columns.size(); ++i) {
+        if (t.columns[i].data_only) {
+            shown[i] = false;
+            continue;
+        }
+        if (t.rows.empty()) continue;
+        bool nothing = true;
+        for (const auto& row : t.rows)
+            nothing = nothing && i < row.size() &&
+                      (row[i].empty || (row[i].is_number && row[i].number == 0 && t.columns[i].unit == Unit::seconds));
+        if (nothing) {
+            shown[i] = false;
+            omitted += (omitted.empty() ? "" : ", ") + t.columns[i].label;
+        }
+    }
+    return shown;
+}
+
 std::string table_html(const ReportTable& t) {
+    std::string omitted;
+    const std::vector<bool> shown = shown_columns(t, omitted);
     std::string out = "<div class=\"scroll\">\n<table id=\"t-" + t.id + "\">\n<caption>" + html_escape(t.title) +
                       "</caption>\n<thead><tr>";
-    for (const auto& c : t.columns)
-        if (!c.data_only) out += "<th>" + html_escape(c.label) + "</th>";
+    for (std::size_t i = 0; i < t.columns.size(); ++i)
+        if (shown[i]) out += "<th>" + html_escape(t.columns[i].label) + "</th>";
     out += "</tr></thead>\n<tbody>\n";
     for (const auto& row : t.rows) {
         out += "<tr>";
         for (std::size_t i = 0; i < row.size() && i < t.columns.size(); ++i) {
             const Cell& cell = row[i];
-            if (t.columns[i].data_only) continue;
+            if (!shown[i]) continue;
             if (cell.empty)
                 out += "<td class=\"empty\">-</td>";
             else if (cell.is_number)
@@ -55,6 +81,9 @@ std::string table_html(const ReportTable& t) {
     }
     out += "</tbody>\n</table>\n</div>\n";
     if (!t.note.empty()) out += "<p class=\"note\">" + html_escape(t.note) + "</p>\n";
+    if (!omitted.empty())
+        out += "<p class=\"note\">Not shown (empty or 0 s in every row; in the CSV and JSON forms): " +
+               html_escape(omitted) + ".</p>\n";
     return out;
 }
 
@@ -75,7 +104,7 @@ std::string figure(const std::string& svg, const std::string& caption) {
 }
 
 // Stacked bars of the time components of the first `top` ranked strategies.
-std::string time_chart(const ReportTable& ranked, int top) {
+std::string time_chart_svg(const ReportTable& ranked, int top) {
     StackedBarChart chart;
     chart.title = "Time per iteration by component";
     chart.value_label = "seconds per iteration";
@@ -94,11 +123,15 @@ std::string time_chart(const ReportTable& ranked, int top) {
         }
         if (any) chart.series.push_back(std::move(s));  // components that are zero everywhere stay out of the legend
     }
-    return figure(stacked_bar_svg(chart), "The fastest " + std::to_string(shown) +
-                                              " feasible strategies; the bar's length is the iteration time.");
+    return stacked_bar_svg(chart);
+}
+std::string time_chart(const ReportTable& ranked, int top) {
+    std::size_t shown = std::min<std::size_t>(ranked.rows.size(), static_cast<std::size_t>(top));
+    return figure(time_chart_svg(ranked, top), "The fastest " + std::to_string(shown) +
+                                                   " feasible strategies; the bar's length is the iteration time.");
 }
 
-std::string memory_chart(const ReportTable& memory, int top) {
+std::string memory_chart_svg(const ReportTable& memory, int top) {
     StackedBarChart chart;
     chart.title = "Memory per process against capacity";
     chart.value_label = "bytes per process";
@@ -116,7 +149,10 @@ std::string memory_chart(const ReportTable& memory, int top) {
         chart.limit = number_at(memory.rows[0], memory.column("memory_capacity_bytes"));
         chart.limit_label = "capacity " + format_value(chart.limit, Unit::bytes);
     }
-    return figure(stacked_bar_svg(chart), "Dashed line: the device memory.");
+    return stacked_bar_svg(chart);
+}
+std::string memory_chart(const ReportTable& memory, int top) {
+    return figure(memory_chart_svg(memory, top), "Dashed line: the device memory.");
 }
 
 // Compact picture of the best plan: one strip per anchor layer, split into the log2 share of P
@@ -186,7 +222,7 @@ std::string layout_picture(const ReportTable& layers, std::int64_t procs) {
     return figure(out + "</svg>\n", "Each strip is one anchor layer; its full length is log2 P.");
 }
 
-std::string scaling_charts(const ReportTable& scaling) {
+std::pair<std::string, std::string> scaling_chart_svgs(const ReportTable& scaling) {
     XYChart time, efficiency;
     time.title = "Iteration time against P";
     time.x_label = efficiency.x_label = "processes P";
@@ -217,8 +253,12 @@ std::string scaling_charts(const ReportTable& scaling) {
         if (!seen) time.x_ticks.push_back(p);
     }
     efficiency.x_ticks = time.x_ticks;
-    return figure(xy_chart_svg(time), "Each family's best member at every P (log-log).") +
-           figure(xy_chart_svg(efficiency), "Efficiency relative to the smallest P that has a feasible plan.");
+    return {xy_chart_svg(time), xy_chart_svg(efficiency)};
+}
+std::string scaling_charts(const ReportTable& scaling) {
+    auto [time, efficiency] = scaling_chart_svgs(scaling);
+    return figure(time, "Each family's best member at every P (log-log).") +
+           figure(efficiency, "Efficiency relative to the smallest P that has a feasible plan.");
 }
 
 std::string comparison_chart(const ReportTable& comparison) {
@@ -240,7 +280,41 @@ std::string comparison_chart(const ReportTable& comparison) {
     return figure(xy_chart_svg(chart), "Dashed: perfect agreement (y = x).");
 }
 
+// The most loaded links' busy fraction as bars (the table below gives bytes and senders).
+std::string link_chart(const ReportTable& links) {
+    StackedBarChart chart;
+    chart.title = "Most loaded links: busy fraction of the simulated iteration";
+    chart.value_label = "fraction of the iteration the link carries data";
+    chart.format = unit_format(Unit::fraction);
+    BarSeries busy{"busy", {}};
+    for (const auto& r : links.rows) {
+        chart.categories.push_back(text_at(r, links.column("link")));
+        busy.values.push_back(number_at(r, links.column("busy_fraction")));
+    }
+    chart.series.push_back(std::move(busy));
+    chart.limit = 1;
+    chart.limit_label = "the whole iteration";
+    return figure(stacked_bar_svg(chart), "Links from the simulation's per-link report (dnnplan simulate --top-links).");
+}
+
 }  // namespace
+
+std::vector<ReportChart> report_charts(const StrategyReport& report) {
+    std::vector<ReportChart> charts;
+    if (const auto* ranked = report.table("ranked"); ranked && !ranked->rows.empty())
+        charts.push_back({"time", "Time per iteration by component", time_chart_svg(*ranked, report.chart_top)});
+    if (!report.best_timeline.events.empty())
+        charts.push_back({"timeline", "Predicted iteration of the best plan",
+                          timeline_svg(report.best_timeline, "Predicted iteration of the best plan")});
+    if (const auto* memory = report.table("memory"); memory && !memory->rows.empty())
+        charts.push_back({"memory", "Memory per process against capacity", memory_chart_svg(*memory, report.chart_top)});
+    if (const auto* scaling = report.table("scaling"); scaling && !scaling->rows.empty()) {
+        auto [time, efficiency] = scaling_chart_svgs(*scaling);
+        charts.push_back({"scaling", "Iteration time against P", time});
+        charts.push_back({"efficiency", "Parallel efficiency against P", efficiency});
+    }
+    return charts;
+}
 
 std::string report_html(const StrategyReport& report) {
     std::string out = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" +
@@ -266,6 +340,15 @@ std::string report_html(const StrategyReport& report) {
 
     if (const auto* layers = report.table("best_plan_layers")) {
         section("Best plan: " + report.best_label);
+        if (!report.best_timeline.events.empty())
+            out += figure(timeline_svg(report.best_timeline, "Predicted iteration of the best plan"),
+                          "From the planner's own costs and schedule (" +
+                              std::string(report.best_timeline.lanes > 1 ? "each stage runs its micro-batches in the "
+                                                                          "schedule's order; grey lines: stage boundaries"
+                                                                        : "forward layer by layer, backward in reverse, "
+                                                                          "gradient sync on its own lane") +
+                              "). dnnplan --trace FILE writes it in the Chrome trace format." +
+                              (report.best_timeline.note.empty() ? "" : " Not drawn: " + report.best_timeline.note + "."));
         out += layout_picture(*layers, report.procs);
         table("best_plan_layers");
     }
@@ -286,6 +369,8 @@ std::string report_html(const StrategyReport& report) {
         out += comparison_chart(*comparison);
         table("comparison");
         table("simulated_breakdown");
+        if (const auto* links = report.table("simulated_links")) out += link_chart(*links);
+        table("simulated_links");
         table("measured_breakdown");
     } else {
         out +=

@@ -37,11 +37,14 @@ std::string table_markdown(const ReportTable& t) {
 
 }  // namespace
 
-std::string report_markdown(const StrategyReport& report) {
+std::string report_markdown(const StrategyReport& report,
+                            const std::vector<std::pair<std::string, std::string>>& chart_files) {
     std::string out = "# " + markdown_escape(report.title) + "\n\n";
     out += report.best_label.empty() ? "No strategy is feasible.\n\n"
                                      : "Best strategy: **" + report.best_label + "**.\n\n";
-    out += "Charts: in the HTML form of this report (`dnnplan report ... --out report.html`).\n\n";
+    if (chart_files.empty())
+        out += "Charts: in the HTML form of this report (`dnnplan report ... --out report.html`).\n\n";
+    for (const auto& [title, file] : chart_files) out += "![" + markdown_escape(title) + "](" + file + ")\n\n";
     auto table = [&](const std::string& id) {
         if (const auto* t = report.table(id)) out += table_markdown(*t);
     };
@@ -65,6 +68,7 @@ std::string report_markdown(const StrategyReport& report) {
     if (report.table("comparison")) {
         table("comparison");
         table("simulated_breakdown");
+        table("simulated_links");
         table("measured_breakdown");
     } else {
         out += "No simulation or measurement given (`--simulated FILE`, `--measured FILE`).\n\n";

@@ -1,5 +1,7 @@
 #include "result_files.hpp"
 
+#include "common/units.hpp"
+
 namespace dnnplan::reports {
 
 namespace {
@@ -40,6 +42,50 @@ std::optional<double> relative(const SpecNode& node, const std::string& key) {
     return value.as_number();
 }
 
+// The "plan" object naming what a result is about; absent in older files.
+std::optional<ResultIdentity> read_identity(const SpecNode& parent) {
+    if (!parent.has("plan")) return std::nullopt;
+    SpecNode plan = parent.child("plan");
+    plan.expect_object();
+    ResultIdentity id;
+    id.network = plan.get_string("network");
+    id.fingerprint = plan.get_string("fingerprint");
+    id.cluster = plan.get_string("cluster");
+    id.procs = static_cast<std::int64_t>(plan.get_number("procs"));
+    id.batch = static_cast<std::int64_t>(plan.get_number("batch"));
+    return id;
+}
+
+// The simulator's per-link report ("links": {"most_loaded": [...]}); absent in older files.
+std::vector<LinkLoad> read_links(const SpecNode& root) {
+    std::vector<LinkLoad> out;
+    if (!root.has("links")) return out;
+    SpecNode links = root.child("links");
+    if (!links.has("most_loaded")) return out;
+    SpecNode list = links.child("most_loaded");
+    list.expect_array();
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        SpecNode l = list.element(i);
+        l.expect_object();
+        LinkLoad load;
+        load.link = l.get_string("link");
+        load.bytes = l.get_number("bytes");
+        load.busy_fraction = l.get_number("busy_fraction");
+        load.utilisation = l.get_number("utilisation");
+        if (l.has("top_senders")) {
+            SpecNode by = l.child("top_senders");
+            by.expect_array();
+            for (std::size_t k = 0; k < by.size(); ++k) {
+                SpecNode sender = by.element(k);
+                load.senders += (load.senders.empty() ? "" : ", ") + sender.get_string("what") + " " +
+                                human_bytes(sender.get_number("bytes"));
+            }
+        }
+        out.push_back(std::move(load));
+    }
+    return out;
+}
+
 }  // namespace
 
 SimulatedResult parse_simulated_result(const Json& json, const std::string& file) {
@@ -53,40 +99,49 @@ SimulatedResult parse_simulated_result(const Json& json, const std::string& file
     r.simulated_s = blocks.other_s;
     r.relative_difference = relative(root, "relative_difference");
     r.breakdown = std::move(blocks.breakdown);
-    if (root.has("plan")) {
-        SpecNode plan = root.child("plan");
-        plan.expect_object();
-        ResultIdentity id;
-        id.network = plan.get_string("network");
-        id.fingerprint = plan.get_string("fingerprint");
-        id.cluster = plan.get_string("cluster");
-        id.procs = static_cast<std::int64_t>(plan.get_number("procs"));
-        id.batch = static_cast<std::int64_t>(plan.get_number("batch"));
-        r.plan = id;
-    }
+    r.plan = read_identity(root);
+    r.links = read_links(root);
     return r;
 }
+
+namespace {
+// Throws at `where` + "/plan/..." when the identity differs from the report's plan.
+void check_identity(const std::optional<ResultIdentity>& plan, const std::string& file, const std::string& where,
+                    const std::string& network, const std::string& fingerprint, std::int64_t procs,
+                    std::int64_t batch, const std::string& cluster) {
+    if (!plan) return;
+    const ResultIdentity& id = *plan;
+    if (id.fingerprint != fingerprint)
+        throw InputError(file, where + "/plan/fingerprint",
+                         "the result is for network \"" + id.network + "\" (fingerprint " + id.fingerprint +
+                             "), not the report's \"" + network + "\" (" + fingerprint + ")");
+    if (id.procs != procs)
+        throw InputError(file, where + "/plan/procs",
+                         "the result is for P = " + std::to_string(id.procs) + ", not the report's P = " +
+                             std::to_string(procs));
+    if (id.batch != batch)
+        throw InputError(file, where + "/plan/batch",
+                         "the result is for batch " + std::to_string(id.batch) + ", not the report's batch " +
+                             std::to_string(batch));
+    if (id.cluster != cluster)
+        throw InputError(file, where + "/plan/cluster",
+                         "the result is for cluster " + id.cluster + ", not the report's " + cluster);
+}
+
+}  // namespace
 
 void check_result_identity(const SimulatedResult& result, const std::string& file, const std::string& network,
                            const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
                            const std::string& cluster) {
-    if (!result.plan) return;
-    const ResultIdentity& id = *result.plan;
-    if (id.fingerprint != fingerprint)
-        throw InputError(file, "/plan/fingerprint",
-                         "the result is for network \"" + id.network + "\" (fingerprint " + id.fingerprint +
-                             "), not the report's \"" + network + "\" (" + fingerprint + ")");
-    if (id.procs != procs)
-        throw InputError(file, "/plan/procs",
-                         "the result is for P = " + std::to_string(id.procs) + ", not the report's P = " +
-                             std::to_string(procs));
-    if (id.batch != batch)
-        throw InputError(file, "/plan/batch",
-                         "the result is for batch " + std::to_string(id.batch) + ", not the report's batch " +
-                             std::to_string(batch));
-    if (id.cluster != cluster)
-        throw InputError(file, "/plan/cluster",
-                         "the result is for cluster " + id.cluster + ", not the report's " + cluster);
+    check_identity(result.plan, file, "", network, fingerprint, procs, batch, cluster);
+}
+
+void check_result_identity(const MeasuredResult& result, const std::string& file, const std::string& network,
+                           const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
+                           const std::string& cluster) {
+    for (std::size_t i = 0; i < result.plans.size(); ++i)
+        check_identity(result.plans[i].plan, file, "/plans/" + std::to_string(i), network, fingerprint, procs, batch,
+                       cluster);
 }
 
 MeasuredResult parse_measured_result(const Json& json, const std::string& file) {
@@ -101,6 +156,7 @@ MeasuredResult parse_measured_result(const Json& json, const std::string& file) 
         MeasuredPlan m;
         m.strategy = plan.get_string("strategy");
         m.grid = plan.get_string_or("grid", "");
+        m.plan = read_identity(plan);
         BlockPair blocks = read_blocks(plan, "measured");
         m.predicted_s = blocks.predicted_s;
         m.measured_s = blocks.other_s;

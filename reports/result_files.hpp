@@ -25,7 +25,14 @@ struct ResultIdentity {
     std::int64_t procs = 0, batch = 0;
 };
 
+// One of the most loaded links of a simulation ("links": {"most_loaded": [...]}, issue 20 item 3).
+struct LinkLoad {
+    std::string link, senders;  // senders: "weight gradient 1.2 GiB, ..." (the top collectives on it)
+    double bytes = 0, busy_fraction = 0, utilisation = 0;
+};
+
 struct SimulatedResult {
+    std::vector<LinkLoad> links;  // most bytes first; empty when the file has none
     std::string strategy, grid;  // "" when the file does not say (then: the simulated plan)
     std::optional<ResultIdentity> plan;
     double predicted_s = 0, simulated_s = 0;
@@ -35,6 +42,7 @@ struct SimulatedResult {
 
 struct MeasuredPlan {
     std::string strategy, grid;
+    std::optional<ResultIdentity> plan;  // absent in files written before the identity was added
     double predicted_s = 0, measured_s = 0;
     std::optional<double> relative_error;
     std::vector<BreakdownPair> breakdown;
@@ -50,6 +58,10 @@ MeasuredResult parse_measured_result(const Json& json, const std::string& file);
 // InputError (exit 2) at the file's /plan/... pointer when the result's plan is for another
 // network (by fingerprint), P, batch or cluster than these; nothing when the file has no identity.
 void check_result_identity(const SimulatedResult& result, const std::string& file, const std::string& network,
+                           const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
+                           const std::string& cluster);
+// The same for every plan of a measured result (`dnnplan validate --format json`), at /plans/i/plan/...
+void check_result_identity(const MeasuredResult& result, const std::string& file, const std::string& network,
                            const std::string& fingerprint, std::int64_t procs, std::int64_t batch,
                            const std::string& cluster);
 

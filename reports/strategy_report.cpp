@@ -396,6 +396,22 @@ void comparison_tables(const ReportInput& in, std::vector<ReportTable>& tables) 
         }
     for (const auto& key : order) table.rows.push_back(rows[key]);
     tables.push_back(std::move(table));
+    if (in.simulated && !in.simulated->links.empty()) {  // where the contention is (issue 20, item 3)
+        ReportTable links{"simulated_links",
+                          "Most loaded links (simulated)",
+                          "Bytes per iteration, the fraction of the iteration the link was busy, its utilisation "
+                          "(bytes over bandwidth x iteration) and the collectives that put the most bytes on it.",
+                          {{"link", "link", Unit::none},
+                           {"bytes", "bytes", Unit::bytes},
+                           {"busy_fraction", "busy", Unit::fraction},
+                           {"utilisation_fraction", "utilisation", Unit::fraction},
+                           {"senders", "crossed by", Unit::none}},
+                          {}};
+        for (const auto& l : in.simulated->links)
+            links.rows.push_back({text_cell(l.link, true), number_cell(l.bytes), number_cell(l.busy_fraction),
+                                  number_cell(l.utilisation), text_cell(l.senders, true)});
+        tables.push_back(std::move(links));
+    }
 
     if (in.simulated && !in.simulated->breakdown.empty()) {
         ReportTable b{"simulated_breakdown",
@@ -436,7 +452,10 @@ StrategyReport build_strategy_report(const ReportInput& in) {
     report.procs = o.procs;
     report.title = "dnnplan report: " + model.network().name + " on " + model.cluster().name +
                    ", P = " + std::to_string(o.procs) + ", batch " + std::to_string(o.batch);
-    if (const auto* best = in.result->best()) report.best_label = candidate_label(*best);
+    if (const auto* best = in.result->best()) {
+        report.best_label = candidate_label(*best);
+        report.best_timeline = predicted_timeline(model, *best);  // the Gantt chart (reports/predicted_timeline.hpp)
+    }
     report.tables.push_back(inputs_table(in));
     report.tables.push_back(sources_table(model.cluster()));
     report.tables.push_back(ranked_table(*in.result, o.batch));

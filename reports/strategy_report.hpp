@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "planner/search.hpp"
+#include "reports/predicted_timeline.hpp"
 #include "reports/result_files.hpp"
 
 namespace dnnplan::reports {
@@ -68,6 +69,7 @@ struct StrategyReport {
     std::vector<ReportTable> tables;
     const ReportTable* table(const std::string& id) const;
     int chart_top = 15;
+    PredictedTimeline best_timeline;  // the best plan's predicted iteration (empty when none is feasible)
 };
 
 // The "formulas and assumptions" section: paragraphs of plain text citing the papers.
@@ -82,7 +84,17 @@ StrategyReport build_strategy_report(const ReportInput& input);
 std::string format_value(double value, Unit unit);
 
 std::string report_html(const StrategyReport& report);
-std::string report_markdown(const StrategyReport& report);
+// The report's charts as standalone SVG documents (the Markdown form links them as files beside it).
+struct ReportChart {
+    std::string name;   // "time", "timeline", "memory", "scaling", "efficiency": the file's suffix
+    std::string title;  // the image's alt text
+    std::string svg;
+};
+std::vector<ReportChart> report_charts(const StrategyReport& report);
+// `chart_files` (title, relative file name) are embedded as images after the title; none: a
+// pointer to the HTML form.
+std::string report_markdown(const StrategyReport& report,
+                            const std::vector<std::pair<std::string, std::string>>& chart_files = {});
 std::string report_json(const StrategyReport& report);
 std::string report_csv(const StrategyReport& report);
 

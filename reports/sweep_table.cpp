@@ -4,6 +4,10 @@
 #include "reports/candidate_text.hpp"
 
 #include <cstdio>
+#include <map>
+
+#include "common/units.hpp"
+#include "reports/svg_chart.hpp"
 
 #include "reports/text.hpp"
 
@@ -146,6 +150,122 @@ std::string sweep_csv(const std::vector<Json>& rows) {
 std::string sweep_json(const std::vector<Json>& rows) {
     Json out{{"format", "dnnplan-sweep"}, {"version", 1}, {"columns", sweep_columns()}, {"rows", rows}};
     return json_text(out, 2) + "\n";
+}
+
+namespace {
+std::string text_of(const Json& row, const char* key) {
+    const Json& v = row.contains(key) ? row.at(key) : Json(nullptr);
+    return v.is_string() ? v.get<std::string>() : "";
+}
+double number_of(const Json& row, const char* key) {
+    const Json& v = row.contains(key) ? row.at(key) : Json(nullptr);
+    return v.is_number() ? v.get<double>() : 0;
+}
+bool has_number(const Json& row, const char* key) { return row.contains(key) && row.at(key).is_number(); }
+
+std::vector<std::string> summary_cells(const Json& row) {
+    std::string status = text_of(row, "status");
+    bool ok = status == "ok";
+    std::string best = ok ? text_of(row, "best_strategy") : text_of(row, "reason");
+    if (ok && !text_of(row, "best_grid").empty()) best += " " + text_of(row, "best_grid");
+    char speedup[32] = "-";
+    if (has_number(row, "speedup_vs_batch_x")) std::snprintf(speedup, sizeof speedup, "%.2fx", number_of(row, "speedup_vs_batch_x"));
+    return {text_of(row, "network"),
+            text_of(row, "cluster"),
+            std::to_string(static_cast<long long>(number_of(row, "procs"))),
+            status,
+            ok ? human_seconds(number_of(row, "iteration_s")) : "-",
+            speedup,
+            ok ? human_bytes(number_of(row, "memory_bytes")) : "-",
+            best};
+}
+const std::vector<std::string> kSummaryHeader{"network", "cluster",   "P",      "status",
+                                              "iteration", "vs batch", "memory", "best plan (or why none)"};
+}  // namespace
+
+std::string sweep_summary(const std::vector<Json>& rows) {
+    int ok = 0, infeasible = 0, invalid = 0;
+    for (const auto& r : rows) {
+        std::string status = text_of(r, "status");
+        (status == "ok" ? ok : status == "infeasible" ? infeasible : invalid)++;
+    }
+    return std::to_string(rows.size()) + " configurations: " + std::to_string(ok) + " ok, " +
+           std::to_string(infeasible) + " infeasible, " + std::to_string(invalid) + " invalid";
+}
+
+std::string sweep_text(const std::vector<Json>& rows) {
+    TextTable table;
+    table.header = kSummaryHeader;
+    for (const auto& r : rows) {
+        std::vector<std::string> cells = summary_cells(r);
+        for (auto& c : cells) c = terminal_safe(c);
+        table.rows.push_back(std::move(cells));
+    }
+    return table.render() + sweep_summary(rows) + "\n";
+}
+
+std::string sweep_html(const std::vector<Json>& rows) {
+    std::string out =
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>dnnplan sweep</title>\n"
+        "<style>\nbody{font-family:sans-serif;margin:2em auto;max-width:1200px;color:#111;background:#fff;padding:0 1em}\n"
+        "h2{font-size:1.2em;border-bottom:1px solid #999;margin-top:2em}svg{max-width:100%;height:auto}\n"
+        "table{border-collapse:collapse;font-size:0.8em;width:100%}th,td{border:1px solid #bbb;padding:2px 5px}"
+        "th{background:#eee}td:nth-child(n+3):nth-child(-n+7){text-align:right;white-space:nowrap}"
+        "td:last-child{overflow-wrap:anywhere}\n"
+        "figure{display:inline-block;margin:0.5em;width:560px;max-width:100%}"
+        "@media print{body{margin:0;max-width:none}figure{page-break-inside:avoid}}\n</style>\n</head>\n<body>\n"
+        "<h1>dnnplan sweep</h1>\n<p>" + html_escape(sweep_summary(rows)) + ".</p>\n<h2>Scaling</h2>\n";
+    // One pair of charts per (network, cluster), in the sweep's order.
+    std::vector<std::pair<std::string, std::string>> groups;
+    std::map<std::pair<std::string, std::string>, std::vector<const Json*>> members;
+    for (const auto& r : rows) {
+        auto key = std::make_pair(text_of(r, "network"), text_of(r, "cluster"));
+        if (members[key].empty()) groups.push_back(key);
+        members[key].push_back(&r);
+    }
+    for (const auto& key : groups) {
+        XYChart time, efficiency;
+        time.title = key.first + " on " + key.second + ": iteration time";
+        efficiency.title = key.first + " on " + key.second + ": parallel efficiency";
+        time.x_label = efficiency.x_label = "processes P";
+        time.y_label = "seconds per iteration";
+        efficiency.y_label = "efficiency (vs smallest feasible P)";
+        time.log_x = time.log_y = efficiency.log_x = true;
+        time.x_format = efficiency.x_format = [](double v) { return human_count(v); };
+        time.y_format = [](double v) { return human_seconds(v); };
+        efficiency.y_format = [](double v) {
+            char b[16];
+            std::snprintf(b, sizeof b, "%.0f%%", 100 * v);
+            return std::string(b);
+        };
+        LineSeries best{"best plan", {}}, batch{"pure batch", {}}, eff{"best plan", {}};
+        double base = 0;  // P x T at the smallest feasible P: efficiency = base / (P T)
+        for (const Json* r : members[key]) {
+            double p = number_of(*r, "procs");
+            if (text_of(*r, "status") == "ok") {
+                double t = number_of(*r, "iteration_s");
+                best.points.push_back({p, t});
+                if (base == 0) base = p * t;
+                eff.points.push_back({p, base / (p * t)});
+                time.x_ticks.push_back(p);
+            }
+            if (has_number(*r, "batch_iteration_s")) batch.points.push_back({p, number_of(*r, "batch_iteration_s")});
+        }
+        if (best.points.empty()) continue;
+        efficiency.x_ticks = time.x_ticks;
+        time.series = {best, batch};
+        efficiency.series = {eff};
+        out += "<figure>" + xy_chart_svg(time) + "</figure>\n<figure>" + xy_chart_svg(efficiency) + "</figure>\n";
+    }
+    out += "<h2>Every configuration</h2>\n<table>\n<thead><tr>";
+    for (const auto& h : kSummaryHeader) out += "<th>" + html_escape(h) + "</th>";
+    out += "</tr></thead>\n<tbody>\n";
+    for (const auto& r : rows) {
+        out += "<tr>";
+        for (const auto& c : summary_cells(r)) out += "<td>" + html_escape(c) + "</td>";
+        out += "</tr>\n";
+    }
+    return out + "</tbody>\n</table>\n</body>\n</html>\n";
 }
 
 }  // namespace dnnplan::reports

@@ -23,5 +23,13 @@ Json invalid_sweep_row(const std::string& network, const std::string& cluster, s
 
 std::string sweep_csv(const std::vector<Json>& rows);   // numbers with 10 significant digits
 std::string sweep_json(const std::vector<Json>& rows);  // {"format": "dnnplan-sweep", "rows": [...]}
+// For a person: one aligned line per configuration (network, cluster, P, status, best plan,
+// iteration, speed-up over pure batch, memory), then the count of ok, infeasible and invalid rows.
+std::string sweep_text(const std::vector<Json>& rows);
+// "240 configurations: 191 ok, 9 infeasible, 40 invalid" (the line sweep prints on stderr).
+std::string sweep_summary(const std::vector<Json>& rows);
+// A self-contained HTML page: per network and cluster, iteration time and parallel efficiency
+// against P (log-log, SVG), then the table of sweep_text.
+std::string sweep_html(const std::vector<Json>& rows);
 
 }  // namespace dnnplan::reports

@@ -106,9 +106,17 @@ std::string html_escape(const std::string& text) {
 }
 
 std::string markdown_escape(const std::string& text) {
+    // Only what can start markup where it stands (GFM): emphasis, code, links, table pipes, HTML,
+    // and a heading, list or numbered-list marker at the start; "cori-knl" and "(x)" stay as typed.
     std::string out;
-    for (char c : text) {
-        if (std::string("\\`*_{}[]()#+-.!|<>&").find(c) != std::string::npos) out += '\\';
+    bool digits_so_far = true;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        bool escape = std::string("\\`*_[]|<>&").find(c) != std::string::npos ||
+                      (i == 0 && std::string("#+-").find(c) != std::string::npos) ||
+                      ((c == '.' || c == ')') && digits_so_far && i > 0 && (i + 1 == text.size() || text[i + 1] == ' '));
+        digits_so_far = digits_so_far && c >= '0' && c <= '9';
+        if (escape) out += '\\';
         if (c == '\n' || c == '\r') {
             out += ' ';
             continue;

@@ -269,7 +269,17 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
                          {"relative_error_best", rel(c.iteration_s, r.iteration_best_s)},
                          {"relative_errors", errs},
                          {"iteration_samples_s", r.iteration_samples},
-                         {"check", check}});
+                         {"check", check},
+                         // What the result is about, as `simulate --format json` writes it (issue 18, item 4).
+                         {"plan",
+                          {{"file", job.file},
+                           {"network", job.network->name},
+                           {"fingerprint", planner::network_fingerprint(*job.network)},
+                           {"procs", job.model->options().procs},
+                           {"batch", job.model->options().batch},
+                           {"cluster", job.cluster->name},
+                           {"strategy", planner::to_string(job.strategy)},
+                           {"label", job.grid}}}});
         predicted.push_back(c.iteration_s);
         measured.push_back(r.iteration_s);
         best.push_back(r.iteration_best_s);

@@ -5,11 +5,17 @@
 . "${DNNPLAN_SOURCE_DIR:?}/tests/cli/harness.sh" report
 data=tests/data/reports
 
-# The Markdown report of the CLI is the reviewed golden file.
+# The Markdown report on stdout is the reviewed golden file.
+run report --net lenet5 --procs 4
+check "report md on stdout equals the golden file" cmp -s "$work/stdout" "$data/lenet5_cori-knl_p4.md"
+# Written to a file, it embeds its charts as SVG files beside it, each confirmed on stderr.
 run report --net lenet5 --procs 4 --out "$work/l.md"
 check "report .md exits 0" [ "$status" -eq 0 ]
-check "report .md equals the golden file" cmp -s "$work/l.md" "$data/lenet5_cori-knl_p4.md"
-check "report with --out prints nothing" [ ! -s "$work/stdout" ]
+check "report with --out prints nothing on stdout" [ ! -s "$work/stdout" ]
+check "report .md links its time chart" grep -qx '!\[Time per iteration by component\](l-time.svg)' "$work/l.md"
+check "the time chart is an SVG file beside it" grep -q '^<svg xmlns="http://www.w3.org/2000/svg"' "$work/l-time.svg"
+check "the Gantt chart is written too" test -s "$work/l-timeline.svg"
+check "every written file is confirmed" grep -qx 'wrote .*/l.md (Markdown, best: .*)' "$work/stderr"
 
 # Formats follow the extension; --format overrides it.
 run report --net lenet5 --procs 4 --out "$work/l.html"
@@ -63,7 +69,11 @@ check "failed run keeps the previous file" grep -qx previous "$work/keep.md"
 run sweep --net lenet5 --procs 2:8,100000 --cluster dgx-a100 --out "$work/s.csv"
 check "sweep exits 0" [ "$status" -eq 0 ]
 check "sweep: header + 4 rows (P = 2, 4, 8, 100000)" [ "$(wc -l <"$work/s.csv")" -eq 5 ]
-check "sweep: nothing on stderr when not a terminal" [ ! -s "$work/stderr" ]
+# No progress bar when not a terminal; one line confirming the file, with the count by status
+# (P = 100000 exceeds dgx-a100's devices: invalid).
+check "sweep: only the summary on stderr when not a terminal" stderr_is "wrote $work/s.csv (4 configurations: 3 ok, 0 infeasible, 1 invalid)"
+run sweep --net lenet5 --procs 2:8 --cluster dgx-a100 --format text
+check "sweep --format text: a table and its summary" grep -qx '3 configurations: 3 ok, 0 infeasible, 0 invalid' "$work/stdout"
 check "sweep: P above the cluster is an invalid row" grep -q '^lenet5,dgx-a100,100000,,,invalid,' "$work/s.csv"
 run sweep --net lenet5 --procs 2:8,100000 --cluster dgx-a100
 check "sweep without --out prints the same CSV" cmp -s "$work/stdout" "$work/s.csv"
