@@ -211,7 +211,8 @@ std::string layer_table(const planner::CostModel& model, const planner::ScoredPl
         for (const auto* n : used) row.cells.push_back(n->bytes ? human_bytes(n->field(lc)) : seconds(n->field(lc)));
         rows.push_back(std::move(row));
     }
-    return render_layer_rows(table.header, rows, t.all_layers);
+    // The stage is the cell after the kind (cells exclude the name column).
+    return render_layer_rows(table.header, rows, t.all_layers, staged ? 1 : -1);
 }
 
 // The parts of the iteration that are not zero, which add up to it, and the memory line.
@@ -318,7 +319,16 @@ std::string wrap(const std::string& text, int width, int indent) {
     return out;
 }
 
-std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows) {
+// Consecutive identical numbered blocks become one title row and one instance. `stage_cell`
+// (-1: none) is the index of a cell that may differ between instances (a pipeline's stage): it
+// is left out of the comparison and shown as the range the instances span ("0-31"), so that stage
+// boundaries do not break the collapse (the per-stage table shows where they fall).
+std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows, int stage_cell) {
+    using Body = std::vector<std::pair<std::string, std::vector<std::string>>>;
+    auto comparable = [&](std::vector<std::string> cells) {
+        if (stage_cell >= 0 && stage_cell < static_cast<int>(cells.size())) cells[stage_cell].clear();
+        return cells;
+    };
     std::vector<LayerRow> out;
     std::size_t i = 0;
     while (i < rows.size()) {
@@ -330,15 +340,15 @@ std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows
         }
         // One instance: the consecutive rows of block `block`, number `n`, starting at `at`; their
         // rest names and cells (what must repeat), and where the next instance starts.
-        auto instance = [&](std::size_t at, long n, std::vector<std::pair<std::string, std::vector<std::string>>>& body) {
+        auto instance = [&](std::size_t at, long n, Body& body) {
             body.clear();
             std::string b, r;
             long k = 0;
             while (at < rows.size() && split_block_name(rows[at].name, b, k, r) && b == block && k == n)
-                body.emplace_back(r, rows[at++].cells);
+                body.emplace_back(r, comparable(rows[at++].cells));
             return at;
         };
-        std::vector<std::pair<std::string, std::vector<std::string>>> reference, next;
+        Body reference, next;
         std::size_t end = instance(i, first, reference);
         long last = first;
         for (std::size_t at = end;;) {
@@ -353,18 +363,28 @@ std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows
             out.push_back({block + std::to_string(first) + " ... " + block + std::to_string(last) + " (x" +
                                std::to_string(last - first + 1) + "):",
                            {}});
-            for (const auto& [name, cells] : reference) out.push_back({"  " + name, cells});
+            const std::size_t per_instance = reference.size();
+            for (std::size_t k = 0; k < per_instance; ++k) {
+                LayerRow row{"  " + reference[k].first, rows[i + k].cells};
+                if (stage_cell >= 0 && stage_cell < static_cast<int>(row.cells.size())) {
+                    const std::string& lo = rows[i + k].cells[stage_cell];
+                    const std::string& hi = rows[end - per_instance + k].cells[stage_cell];
+                    row.cells[stage_cell] = lo == hi ? lo : lo + "-" + hi;
+                }
+                out.push_back(std::move(row));
+            }
         }
         i = end;
     }
     return out;
 }
 
-std::string render_layer_rows(const std::vector<std::string>& header, std::vector<LayerRow> rows, bool all_layers) {
+std::string render_layer_rows(const std::vector<std::string>& header, std::vector<LayerRow> rows, bool all_layers,
+                              int stage_cell) {
     TextTable table;
     table.header = header;
     std::size_t before = rows.size();
-    if (!all_layers) rows = collapse_repeated_blocks(rows);
+    if (!all_layers) rows = collapse_repeated_blocks(rows, stage_cell);
     // A collapsed block's title row (no cells) spans the line and does not widen the name column.
     std::vector<std::pair<std::size_t, std::string>> titles;  // (table row it precedes, text)
     for (auto& row : rows) {

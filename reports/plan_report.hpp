@@ -44,9 +44,10 @@ struct LayerRow {
     std::string name;
     std::vector<std::string> cells;  // every column after the name; none: a collapsed block's title line
 };
-std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows);
+std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows, int stage_cell = -1);
 // A table of layer rows under `header` (the name's column first), blocks collapsed unless
 // `all_layers`, with a note of how many rows the collapse saved.
-std::string render_layer_rows(const std::vector<std::string>& header, std::vector<LayerRow> rows, bool all_layers);
+std::string render_layer_rows(const std::vector<std::string>& header, std::vector<LayerRow> rows, bool all_layers,
+                              int stage_cell = -1);
 
 }  // namespace dnnplan::reports

@@ -27,8 +27,12 @@ check "--wide is wider than the default" test "$(widest "$work/stdout")" -gt "$(
 check "--wide shows the gradient sync in all" grep -q 'grad sync' "$work/stdout"
 
 # GPT-3 (README): under 150 lines, 96 blocks collapsed, a per-stage table naming the peak stage.
-# The README's non-interleaved plan: the search's best is now interleaved (32 chunks), whose layer
-# table breaks the collapsed blocks at every chunk boundary (560 lines).
+# The search's best plan (interleaved, with many chunks: the layer table's stage cell shows the
+# range a collapsed group spans), then the explicit non-interleaved plan.
+run --net gpt3-175b --procs 1024 --cluster dgx-a100 --batch 1536
+check "gpt3 search succeeds" test "$status" -eq 0
+check "gpt3 search under 150 lines ($(lines "$work/stdout"))" test "$(lines "$work/stdout")" -lt 150
+check "gpt3 search fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
 run --net gpt3-175b --procs 1024 --cluster dgx-a100 --batch 1536 --tensor 8 --stages 4 --micro-batches 48 --zero
 check "gpt3 succeeds" test "$status" -eq 0
 check "gpt3 under 150 lines ($(lines "$work/stdout"))" test "$(lines "$work/stdout")" -lt 150

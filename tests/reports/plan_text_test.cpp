@@ -62,6 +62,19 @@ TEST_CASE("identical numbered blocks collapse into one, others stay", "[reports]
     CHECK(out[4].name == "h.4.attn");
     CHECK(out[5].name == "h.4.fc");
     CHECK(out[6].name == "lm_head");
+    // A pipeline's stage cell may differ between instances: 6 blocks over stages 0, 0, 1, 1, 2, 2
+    // collapse into one group whose stage reads "0-2"; without the stage cell they would not.
+    std::vector<LayerRow> staged;
+    for (int b = 0; b < 6; ++b) {
+        staged.push_back({"h." + std::to_string(b) + ".attn", {"attention", std::to_string(b / 2), "co8"}});
+        staged.push_back({"h." + std::to_string(b) + ".fc", {"linear", std::to_string(b / 2), "co8"}});
+    }
+    auto grouped = reports::collapse_repeated_blocks(staged, 1);
+    REQUIRE(grouped.size() == 3);
+    CHECK(grouped[0].name == "h.0 ... h.5 (x6):");
+    CHECK(grouped[1].cells == std::vector<std::string>{"attention", "0-2", "co8"});
+    CHECK(grouped[2].cells == std::vector<std::string>{"linear", "0-2", "co8"});
+    CHECK(reports::collapse_repeated_blocks(staged).size() == 3 * 3);  // one group per stage
     // A single instance and names without a number are left as they are.
     std::vector<LayerRow> plain{{"conv1_1", {"a"}}, {"conv1_2", {"a"}}, {"b.0.x", {"a"}}};
     CHECK(reports::collapse_repeated_blocks(plain).size() == 3);

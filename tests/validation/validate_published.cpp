@@ -38,10 +38,7 @@ constexpr double kMeanTolerance = 0.15;
 
 // Runs the library cannot score yet, with the reason: the test fails when one of them starts to
 // score (so that it joins the error table) and when any other run fails to.
-const std::set<std::string> kKnownUnscorable = {
-    // "counts for batch 3072 overflow 64-bit integers": issue 15 item 5 (wider counts).
-    "narayanan21-table1-1t",
-};
+const std::set<std::string> kKnownUnscorable = {};
 
 // A100 dense fp16/bf16 tensor-core peak (NVIDIA A100 datasheet), the MFU denominator of the
 // Megatron-LM README table.
@@ -101,14 +98,13 @@ struct Row {
 std::string field(const Json& run, const char* key) { return run.at(key).get<std::string>(); }
 int integer(const Json& run, const char* key) { return run.at(key).get<int>(); }
 
-// What this run's configuration needs that the PipelineSpec of this commit cannot say, each one
-// "approximated until <option> exists" (issue 15 item 2; wired by the h-interleave and h-tfmem work).
+// What this run's configuration needs that dnnplan cannot say: nothing since the interleaved
+// schedule, the recomputation modes and sequence parallelism exist (issue 15 item 2); kept as a
+// column so that a future gap is named in the table.
 std::string approximations_of(const Json& run) {
     std::vector<std::string> notes;
-    if (integer(run, "interleave") > 1)
-        notes.push_back("interleave V=" + std::to_string(integer(run, "interleave")) + " run as plain 1F1B");
-    if (field(run, "recompute") == "selective") notes.push_back("selective recompute run as none");
-    if (run.at("sequence_parallel").get<bool>()) notes.push_back("sequence parallelism off");
+    if (field(run, "recompute") != "none" && field(run, "recompute") != "selective" && field(run, "recompute") != "full")
+        notes.push_back("recompute " + field(run, "recompute") + " unknown");
     std::string out;
     for (const auto& n : notes) out += (out.empty() ? "" : "; ") + n;
     return out.empty() ? "-" : out;
@@ -174,8 +170,13 @@ Row score_run(const Json& run, const std::string& source_dir, std::vector<std::s
     spec.micro_batches = batch / (R * mbs);  // each micro-batch holds exactly `mbs` sequences
     spec.schedule = planner::Schedule::one_f_one_b;
     spec.zero = run.at("distributed_optimizer").get<bool>();
-    spec.recompute = field(run, "recompute") == "full";
-    spec.stage_first = uniform_stages(net, S);
+    spec.recompute = field(run, "recompute") == "full"        ? planner::Recompute::full
+                     : field(run, "recompute") == "selective" ? planner::Recompute::selective
+                                                              : planner::Recompute::none;
+    spec.sequence_parallel = run.at("sequence_parallel").get<bool>() && T > 1;
+    // Megatron-LM's interleaved schedule: V chunks per device, S x V equal chunks of blocks.
+    spec.interleave = std::max(1, integer(run, "interleave"));
+    spec.stage_first = uniform_stages(net, S * spec.interleave);
     if (std::string why = planner::pipeline_problem(model, spec); !why.empty())
         throw std::runtime_error("configuration refused: " + why);
     std::vector<planner::Layout> layouts = planner::tensor_layouts(model, T);
