@@ -69,10 +69,7 @@ CommCall collective_call(int layer, Phase phase, Collective collective, const cl
     return call;
 }
 
-double buffer_bytes(const CommCall& call) {
-    const bool gathers = call.pattern == CommPattern::collective && call.collective == Collective::all_gather;
-    return gathers ? call.bytes * call.group.size : call.bytes;
-}
+double buffer_bytes(const CommCall& call) { return call.bytes; }
 
 std::vector<CommCall> gradient_sync_calls(int layer, const clusters::GroupPlacement& group, double bytes, bool zero,
                                           const clusters::LinkModel& links) {

@@ -57,8 +57,9 @@ CommCall collective_call(int layer, Phase phase, clusters::Collective collective
                          const clusters::CollectiveChoice& choice, const clusters::GroupPlacement& group, double bytes,
                          const char* what);
 
-// The bytes a call keeps in flight on one rank: an all-gather assembles group.size parts of
-// `bytes`; everything else works on its own `bytes`.
+// The bytes a call keeps in flight on one rank: its `bytes`, which for every collective is the full
+// buffer n as MPI counts it (clusters/collectives.hpp: an all-gather produces n bytes in all, n / p
+// from each rank), for a halo or a point-to-point message the message.
 double buffer_bytes(const CommCall& call);
 
 // The weight-gradient synchronisation of `layer` over `group` (ZeRO-1: a reduce-scatter of the
