@@ -22,6 +22,14 @@ const std::vector<int>& LinkStats::route(sg4::Host* from, sg4::Host* to) {
 }
 
 int LinkStats::label_of(const std::string& what) {
+    auto known = label_by_address_.find(&what);
+    if (known != label_by_address_.end() && labels_[known->second] == what) return known->second;
+    const int index = new_label(what);
+    label_by_address_[&what] = index;
+    return index;
+}
+
+int LinkStats::new_label(const std::string& what) {
     auto [label, added] = label_index_.try_emplace(what, static_cast<int>(labels_.size()));
     if (added) labels_.push_back(what);
     return label->second;
@@ -34,6 +42,7 @@ void LinkStats::record(sg4::Host* from, sg4::Host* to, double bytes, double star
     for (int i : route(from, to)) {
         Link& l = links_[i];
         l.bytes += bytes;
+        if (l.bytes_by_what.size() <= static_cast<std::size_t>(label)) l.bytes_by_what.resize(label + 1, 0.0);
         l.bytes_by_what[label] += bytes;
         // Merge [start, end] into the busy periods: every period ends by now, so only the last
         // ones can overlap it.
@@ -57,6 +66,7 @@ void LinkStats::add(sg4::Host* from, sg4::Host* to, double bytes, double busy_s,
     for (int i : route(from, to)) {
         Link& l = links_[i];
         l.bytes += bytes;
+        if (l.bytes_by_what.size() <= static_cast<std::size_t>(label)) l.bytes_by_what.resize(label + 1, 0.0);
         l.bytes_by_what[label] += bytes;
         l.busy_closed += busy_s;
     }
@@ -83,8 +93,9 @@ Json LinkStats::to_json(double iteration_s, int top, int lanes) const {
         const Link& l = links_[order[k]];
         const double f = scale(l), bandwidth = l.link->get_bandwidth() * f, bytes = l.bytes * f, b = busy(l);
         std::vector<std::pair<double, int>> senders;
-        for (const auto& [label, n] : l.bytes_by_what) senders.emplace_back(n * f, label);
-        std::sort(senders.begin(), senders.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+        for (std::size_t label = 0; label < l.bytes_by_what.size(); ++label)
+            if (l.bytes_by_what[label] > 0) senders.emplace_back(l.bytes_by_what[label] * f, static_cast<int>(label));
+        std::stable_sort(senders.begin(), senders.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
         Json by = Json::array();
         for (std::size_t i = 0; i < std::min<std::size_t>(3, senders.size()); ++i)
             by.push_back({{"what", labels_[senders[i].second]}, {"bytes", senders[i].first}});
