@@ -176,7 +176,7 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
     if (me_.stage + 1 < spec.stages) next_first_ = program.stages[static_cast<std::size_t>(me_.stage + 1)].first;
     MPI_Comm_split(comm, comm_rank(comm) % (spec.tensor * spec.stages), me_.replica, &replica_comm_);
     views_ = views_of(net);
-    const int slots = spec.recompute ? 1 : spec.micro_batches;
+    const int slots = spec.recompute == planner::Recompute::full ? 1 : spec.micro_batches;
     slots_.resize(static_cast<std::size_t>(slots));
     const Index mb = micro_batch_;
     for (auto& slot : slots_)
@@ -319,7 +319,7 @@ template <class T>
 void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger) {
     executed_.push_back(op);
     const int m = op.micro;
-    auto& layers = slots_[spec_.recompute ? 0 : static_cast<std::size_t>(m)];
+    auto& layers = slots_[spec_.recompute == planner::Recompute::full ? 0 : static_cast<std::size_t>(m)];
     const bool first_stage = me_.stage == 0, last_stage = me_.stage + 1 == spec_.stages;
     const Box in_box = sample_box(micro_batch_, views_[static_cast<std::size_t>(first_ - 1)]);
     const Box out_box = sample_box(micro_batch_, views_[static_cast<std::size_t>(last_)]);
@@ -333,7 +333,7 @@ void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& led
         } else {
             x = receive(in_box, me_.stage - 1, kActivationTag + m, "activations of " + mtext, timer);
         }
-        if (spec_.recompute) stage_inputs_[static_cast<std::size_t>(m)] = x;
+        if (spec_.recompute == planner::Recompute::full) stage_inputs_[static_cast<std::size_t>(m)] = x;
         Tensor<T> y = forward(layers, std::move(x), timer);
         if (last_stage) {
             // Loss of the whole batch = sum over micro-batches of (micro / batch) x the micro-batch mean.
@@ -355,7 +355,7 @@ void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& led
     }
     Tensor<T> dy = last_stage ? std::move(dlogits_[static_cast<std::size_t>(m)])
                               : receive(out_box, me_.stage + 1, kErrorTag + m, "errors of " + mtext, timer);
-    if (spec_.recompute) forward(layers, stage_inputs_[static_cast<std::size_t>(m)], timer);  // the redone forward
+    if (spec_.recompute == planner::Recompute::full) forward(layers, stage_inputs_[static_cast<std::size_t>(m)], timer);  // the redone forward
     Tensor<T> dx = backward(layers, std::move(dy), timer);
     if (!first_stage) send(std::move(dx), me_.stage - 1, kErrorTag + m, first_, planner::Phase::backward, timer, ledger);
 }
@@ -651,7 +651,7 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
                             {"replicas", spec.replicas},
                             {"schedule", planner::to_string(spec.schedule)},
                             {"zero", spec.zero},
-                            {"recompute", spec.recompute},
+                            {"recompute", planner::to_string(spec.recompute)},
                             {"predicted_pipeline_s", score.pipeline_s},
                             {"predicted_bubble_s", score.plan.cost.bubble_s},
                             {"per_stage", stage_details(spec, score, all_stats, p)},
@@ -688,7 +688,7 @@ std::string pipeline_text(const Json& results) {
         os << "\n" << p["label"].get<std::string>() << ": " << d["stages"].get<int>() << " stages, "
            << d["micro_batches"].get<int>() << " micro-batches of " << d["micro_batch"].get<int>() << ", "
            << d["replicas"].get<int>() << " replica(s), " << d["schedule"].get<std::string>()
-           << (d["zero"].get<bool>() ? ", ZeRO-1" : "") << (d["recompute"].get<bool>() ? ", recomputation" : "")
+           << (d["zero"].get<bool>() ? ", ZeRO-1" : "") << (d["recompute"].get<std::string>() != "none" ? ", recomputation " + d["recompute"].get<std::string>() : std::string())
            << "; predicted bubble " << us(d["predicted_bubble_s"].get<double>()) << " us\n";
         os << "stage  fwd us (pred/meas)   bwd us (pred/meas)   idle us (pred/meas)   send us  recv wait us  sync us\n";
         for (const Json& s : d["per_stage"]) {
