@@ -66,3 +66,25 @@ e = entry(d, 8, "forward", "redistribution")
 assert [x["bytes"] for x in e["measured"]] == [5120, 7680] and e["model_rank_bytes"] == 6400, e
 print("ok")
 PY
+[ $? = 0 ] || exit 1
+
+# 3 ranks, the domain plan: conv1 (5 x 5, no padding, 32 -> 28 rows) splits its output rows
+# [0,9) [9,18) [18,28) and its input rows [0,10) [10,21) [21,32); output [0,9) reads input [0,13)
+# and [18,28) reads [18,32): 3 rows, not floor(5/2) = 2. Rank 1 sends rows [10,13) to rank 0 and
+# [18,21) to rank 2: 2 x 8 x 1 x 3 x 32 x 4 = 6144 B, which the plan's halo calls now charge
+# (2 neighbours x 3072 B; before, with 2 rows: 2048 B each, 4096 B). Ranks 0 and 2 send one row
+# each (8 x 1 x 1 x 32 x 4 = 1024 B): rank 1's output [9,18) reads input [9,22).
+"$DNNPLAN" validate --net lenet5 --batch 8 --np 3 --cluster cori-knl --warmup 0 --iterations 1 --sgd-steps 1 \
+    --format json --out "$tmp/r3.json" >"$tmp/out" 2>&1 || { echo "FAIL: dnnplan validate on 3 ranks"; cat "$tmp/out"; exit 1; }
+python3 - "$tmp/r3.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = [p for p in r["plans"] if p["strategy"] == "domain"][0]
+def entry(layer, phase, kind):
+    return [e for e in d["ledger"]["entries"] if (e["layer"], e["phase"], e["kind"]) == (layer, phase, kind)][0]
+e = entry(1, "forward", "halo")
+assert e["planned"] == [{"group_size": 3, "bytes": 3072}], e
+assert [x["bytes_to_peer"] for x in e["measured"]] == [{"1": 1024}, {"0": 3072, "2": 3072}, {"1": 1024}], e
+assert e["bytes_agree"], e
+print("ok")
+PY
