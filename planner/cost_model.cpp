@@ -335,9 +335,14 @@ std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b 
 // the tensor, of which input block j is its own. For the output gradient, input block j needs the
 // output rows o with o s - p + t d in the block for some t < k. For a padded stride-1 convolution
 // both are floor(k / 2) d; unpadded or strided convolutions differ (one-sided, wider or narrower).
-std::int64_t halo_width(std::int64_t n_in, std::int64_t n_out, std::int64_t k, std::int64_t s, std::int64_t p,
-                        std::int64_t d, std::int64_t parts, bool output_gradient) {
-    std::int64_t width = 0;
+struct HaloExtent {
+    std::int64_t width = 0;     // the widest one-sided halo
+    std::int64_t extended = 0;  // the most rows a block reads (within the tensor): what the exchange
+                                // along the other dimension then carries (corners included)
+};
+HaloExtent halo_extent(std::int64_t n_in, std::int64_t n_out, std::int64_t k, std::int64_t s, std::int64_t p,
+                       std::int64_t d, std::int64_t parts, bool output_gradient) {
+    std::int64_t width = 0, extended = 0;
     for (std::int64_t j = 0; j < parts; ++j) {
         const std::int64_t in_lo = n_in * j / parts, in_hi = n_in * (j + 1) / parts;
         const std::int64_t out_lo = n_out * j / parts, out_hi = n_out * (j + 1) / parts;
@@ -357,8 +362,9 @@ std::int64_t halo_width(std::int64_t n_in, std::int64_t n_out, std::int64_t k, s
         }
         if (need_hi <= need_lo) continue;
         width = std::max({width, own_lo - need_lo, need_hi - own_hi});
+        extended = std::max(extended, need_hi - need_lo);
     }
-    return width;
+    return {width, extended};
 }
 }  // namespace
 
@@ -377,12 +383,17 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
     const auto& y = layer.output_shape;
     const bool output_gradient = phase == Phase::backward;
     std::int64_t width_h = (a.kernel_h / 2) * a.dilation_h, width_w = (a.kernel_w / 2) * a.dilation_w;
+    // Columns are exchanged after rows, on the row-extended block (DistDL's order; corners travel).
+    std::int64_t rows_sent = largest_part(rows, l.h);
     if (layer.kind == LayerKind::conv_transpose2d) {
         if (a.kernel_h == a.stride_h && a.padding_h == 0) width_h = 0;
         if (a.kernel_w == a.stride_w && a.padding_w == 0) width_w = 0;
     } else if (x.size() == 3 && y.size() == 3) {
-        width_h = halo_width(x[1], y[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, l.h, output_gradient);
-        width_w = halo_width(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w, output_gradient);
+        const HaloExtent along_h =
+            halo_extent(x[1], y[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, l.h, output_gradient);
+        width_h = along_h.width;
+        width_w = halo_extent(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w, output_gradient).width;
+        if (l.h > 1) rows_sent = along_h.extended;
     }
     double t = 0;
     auto exchange = [&](double bytes, const GroupPlacement& line) {
@@ -396,7 +407,7 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
         exchange(local_batch * channels * width_h * static_cast<double>(largest_part(cols, l.w)) * element_bytes_,
                  placement(l, false, false, false, true, false));
     if (l.w > 1 && width_w > 0)
-        exchange(local_batch * channels * width_w * static_cast<double>(largest_part(rows, l.h)) * element_bytes_,
+        exchange(local_batch * channels * width_w * static_cast<double>(rows_sent) * element_bytes_,
                  placement(l, false, false, false, false, true));
     return t;
 }

@@ -176,6 +176,7 @@ private:
     ConvSpec spec_;
     HaloLine line_h_, line_w_;
     Box in_box_, halo_h_box_;
+    Box image_;  // the tensor's rows and columns: halo messages carry no zero padding
     Tensor<T> ext_;        // the halo-extended input, kept for backward
     std::vector<T> cols_;  // its im2col matrices, kept for backward
 };
@@ -239,6 +240,7 @@ private:
     std::string name_;
     HaloLine line_h_, line_w_;
     Box in_box_, halo_h_box_;
+    Box image_;  // the tensor's rows and columns: halo messages carry no zero padding
     Tensor<T> ext_;
     void mask_padding(Tensor<T>& ext) const;
 };

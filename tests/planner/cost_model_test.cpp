@@ -7,6 +7,7 @@
 // and every message costs a + n b with a = 1 us and 1 / b = 1 GB/s; peak 1 TFLOP/s reached in
 // full. With these numbers each expected value below is written out as arithmetic.
 #include <map>
+#include <set>
 #include <catch2/catch.hpp>
 
 #include "planner_test_helpers.hpp"
@@ -544,22 +545,27 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
     SECTION("2 x 2 split: two-part lines, one step each") {
         CostModel model(net, cluster, options(4, 4));
         ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 2, 2}));
-        // conv1 forward, per dimension: 4 samples x 4 channels x 1 row x 8/2 columns x 4 B = 256 B:
-        //   1e-6 + 0.256e-6 = 1.256e-6 s, twice (h and w).
+        // Rows first, then columns on the row-extended block (corners travel; DistDL's order).
+        // conv1 forward: rows 4 samples x 4 channels x 1 row x 8/2 columns x 4 B = 256 B,
+        //   1e-6 + 0.256e-6 = 1.256e-6 s; columns over the extended rows: block [0,4) reads rows
+        //   [0,5) (row -1 is padding), [4,8) reads [3,8): 5 rows, 4 x 4 x 1 x 5 x 4 = 320 B, 1.320e-6 s.
         // conv1 backward: none. Its input (the data) needs no gradient, and its weight gradient
         //   (sum of dY x X over its own positions) reads the input halo it already has.
-        // conv2 forward and backward: 8 channels both ways, 4 x 8 x 1 x 4 x 4 = 512 B: 1.512e-6 s,
-        //   four times.
-        // halo = 2 x 1.256e-6 + 4 x 1.512e-6 = 8.56e-6 s (before issue 16: 11.584e-6, with conv1's
-        //   needless backward halo)
-        CHECK(plan.cost.comm(CommKind::halo) == Approx(8.56e-6).epsilon(1e-12));
+        // conv2 forward and backward: 8 channels both ways, rows 4 x 8 x 1 x 4 x 4 = 512 B
+        //   (1.512e-6 s) and columns 4 x 8 x 1 x 5 x 4 = 640 B (1.640e-6 s), each twice (the output
+        //   gradient's blocks read 5 rows too: 3 x 3, stride 1, padding 1).
+        // halo = 1.256e-6 + 1.320e-6 + 2 x (1.512e-6 + 1.640e-6) = 8.88e-6 s (8.56e-6 without the
+        //   corners, 11.584e-6 before issue 16 with conv1's needless backward halo)
+        CHECK(plan.cost.comm(CommKind::halo) == Approx(8.88e-6).epsilon(1e-12));
         int halos = 0;
+        std::multiset<double> bytes;
         for (const CommCall& c : plan.calls) {
             if (c.kind != CommKind::halo) continue;
             ++halos;
             CHECK(c.group.size == 2);
-            CHECK(c.bytes == (c.layer == 1 && c.phase == Phase::forward ? 256 : 512));
+            bytes.insert(c.bytes);
         }
+        CHECK(bytes == std::multiset<double>{256, 320, 512, 512, 640, 640});
         CHECK(halos == 6);
         // Weights replicated: the gradient is all-reduced over n x h x w = 4 processes.
         // conv1: 8*4*9*4 = 1152 B, recursive doubling 2 (1e-6 + 1.152e-6) = 4.304e-6 s
