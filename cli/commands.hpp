@@ -71,6 +71,7 @@ struct PlanningArgs {
     std::string optimizer = "sgd";
     bool no_overlap = false;
     bool roofline = false;
+    std::string compute = "per-operation";  // planner/compute.hpp
     networks::LoadOptions load;  // --allow-unknown-ops (ONNX import)
 };
 // The options shared by report and sweep that shape the model: --batch, --dtype, --optimizer,

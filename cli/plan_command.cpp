@@ -228,7 +228,7 @@ Command add_plan_command(CLI::App& app) {
                 // A saved plan fixes these; silently re-scoring with the plan's own would mislead.
                 if (!o->plan_file.empty())
                     for (const char* name : {"--procs", "--cluster", "--batch", "--dtype", "--optimizer", "--no-overlap",
-                                             "--roofline", "--top", "--stages", "--micro-batches", "--replicas",
+                                             "--roofline", "--compute", "--top", "--stages", "--micro-batches", "--replicas",
                                              "--tensor", "--schedule", "--zero", "--recompute"})
                         if (cmd->count(name) > 0)
                             throw InputError("dnnplan", name,

@@ -19,6 +19,7 @@ planner::PlannerOptions planner_options(const PlanningArgs& args, const networks
     options.optimizer = args.optimizer == "adam" ? planner::Optimizer::adam : planner::Optimizer::sgd;
     options.overlap_sync = !args.no_overlap;
     options.roofline = args.roofline;
+    options.compute = planner::parse_compute_model(args.compute).value_or(planner::ComputeModel::per_operation);
     if (args.procs > cluster.total_devices())
         throw InputError(cluster_path, "/nodes",
                          "P = " + std::to_string(args.procs) + " exceeds the cluster's " +
@@ -98,7 +99,13 @@ void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each) {
         ->capture_default_str()
         ->check(CLI::IsMember({"sgd", "adam"}));
     cmd->add_flag("--no-overlap", p.no_overlap, "do not overlap gradient all-reduce with the backward pass");
-    cmd->add_flag("--roofline", p.roofline, "compute time is the max of FLOPs/rate and bytes/memory bandwidth");
+    cmd->add_flag("--roofline", p.roofline,
+                  "with --compute uniform: compute time is the max of FLOPs/rate and bytes/memory bandwidth");
+    cmd->add_option("--compute", p.compute,
+                    "per-operation (GEMMs by shape, memory-bound operations by bytes, loss and optimizer step) or "
+                    "uniform (one rate for every layer)")
+        ->capture_default_str()
+        ->check(CLI::IsMember(planner::compute_model_names()));
 }
 
 }  // namespace dnnplan::cli

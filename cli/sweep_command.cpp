@@ -52,7 +52,7 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     sweep::RunOptions run_options = o.run;
     run_options.fingerprint = o.planning.net + "|" + o.planning.cluster + "|" + o.procs + "|" +
                               std::to_string(o.planning.batch) + "|" + o.planning.dtype + "|" + o.planning.optimizer +
-                              "|" + std::to_string(o.planning.no_overlap) + std::to_string(o.planning.roofline) + "|" +
+                              "|" + std::to_string(o.planning.no_overlap) + std::to_string(o.planning.roofline) + o.planning.compute + "|" +
                               format;
     for (std::size_t n = 0; n < nets.size(); ++n)
         for (std::size_t c = 0; c < clusters.size(); ++c)

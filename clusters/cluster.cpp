@@ -66,7 +66,8 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
 }
 
 Device parse_device(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps"});
+    node.check_keys(
+        {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps", "gemm"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -89,6 +90,14 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
                           std::to_string(device.reserved_bytes) + ": nothing would be left for the model");
     }
     device.memory_bandwidth_Bps = reader.number(node, "memory_bandwidth_Bps", kMemoryBandwidth);
+    if (node.has("gemm")) {
+        SpecNode gemm = node.child("gemm");
+        gemm.check_keys({"tile_m", "tile_n", "units", "efficiency"});
+        device.gemm.tile_m = reader.small_int(gemm.child("tile_m"), 1);
+        device.gemm.tile_n = reader.small_int(gemm.child("tile_n"), 1);
+        device.gemm.units = reader.small_int(gemm.child("units"), 1);
+        device.gemm.efficiency = reader.number(gemm, "efficiency", kFraction);
+    }
     return device;
 }
 
@@ -308,6 +317,11 @@ Json to_json(const Cluster& cluster) {
              {"memory_bandwidth_Bps", sourced(c, "/device/memory_bandwidth_Bps", c.device.memory_bandwidth_Bps)}};
     if (c.device.reserved_bytes > 0)
         out["device"]["reserved_bytes"] = sourced(c, "/device/reserved_bytes", c.device.reserved_bytes);
+    if (c.device.gemm.described())
+        out["device"]["gemm"] = Json{{"tile_m", sourced(c, "/device/gemm/tile_m", c.device.gemm.tile_m)},
+                                     {"tile_n", sourced(c, "/device/gemm/tile_n", c.device.gemm.tile_n)},
+                                     {"units", sourced(c, "/device/gemm/units", c.device.gemm.units)},
+                                     {"efficiency", sourced(c, "/device/gemm/efficiency", c.device.gemm.efficiency)}};
     // A zero intra-node link means "not given" (one device per node); writing it would not parse.
     if (!(c.intra_node == Link{})) out["intra_node"] = link_json(c, "/intra_node", c.intra_node);
 

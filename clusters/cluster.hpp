@@ -46,6 +46,18 @@ struct Topology {
     bool operator==(const Topology&) const = default;
 };
 
+// How the device's GEMM library tiles a product (NVIDIA, "Matrix Multiplication Background User's
+// Guide", sections 2.3 and 3: the output is cut into tile_m x tile_n tiles, one per thread block,
+// and the blocks run in waves of `units` at a time). All zero when the spec does not describe it:
+// GEMMs then run at peak x achievable_fraction with no quantisation (planner/compute.hpp).
+struct GemmTiling {
+    int tile_m = 0, tile_n = 0;  // output tile of the library's most efficient kernel
+    int units = 0;               // tiles in flight at once: streaming multiprocessors, or cores
+    double efficiency = 0;       // share of peak a large, evenly tiled GEMM reaches (a GEMM benchmark)
+    bool described() const { return tile_m > 0 && tile_n > 0 && units > 0 && efficiency > 0; }
+    bool operator==(const GemmTiling&) const = default;
+};
+
 // The unit one process runs on: a GPU, or for CPU clusters the whole node.
 struct Device {
     std::string name;
@@ -56,6 +68,7 @@ struct Device {
     // framework's reserve): plans must fit in memory_bytes - reserved_bytes.
     std::int64_t reserved_bytes = 0;
     double memory_bandwidth_Bps = 0;
+    GemmTiling gemm;  // optional: per-shape GEMM and convolution efficiency (planner/compute.hpp)
     std::int64_t usable_memory_bytes() const { return memory_bytes - reserved_bytes; }
     bool operator==(const Device&) const = default;
 };

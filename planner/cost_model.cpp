@@ -77,7 +77,6 @@ CostModel::CostModel(const networks::Network& network, const clusters::Cluster& 
     for (std::size_t i = 1; i < layers.size(); ++i)
         input_elements_[i] = layers[layers[i].inputs.front()].output_elements;
     element_bytes_ = static_cast<double>(dtype_bytes(options.dtype));
-    flops_rate_ = cluster.achievable_flops(options.dtype);
     links_ = clusters::LinkModel::of(cluster);
 }
 
@@ -206,12 +205,6 @@ GroupPlacement CostModel::placement(const Layout& l, bool n, bool co, bool ci, b
     return GroupPlacement{static_cast<int>(size), per_node};
 }
 
-double CostModel::compute_seconds(double flops, double bytes_moved) const {
-    double t = flops / flops_rate_;
-    if (options_.roofline && cluster_->device.memory_bandwidth_Bps > 0)
-        t = std::max(t, bytes_moved / cluster_->device.memory_bandwidth_Bps);
-    return t;
-}
 
 double CostModel::collective(Collective kind, const GroupPlacement& group, double bytes, int layer, Phase phase,
                              const char* what, Recorder* recorder) const {
@@ -493,17 +486,32 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
                                                       Phase::sync, "weight gradient", rec)
                                          : 0.0;
 
-    const double fwd_flops = static_cast<double>(layer.fwd_flops) * local.batch * work_share;
-    const double bwd_flops =
-        static_cast<double>(layer.bwd_input_flops + layer.bwd_weight_flops) * local.batch * work_share;
-    const double fwd_c = compute_seconds(fwd_flops, local.input_bytes + local.output_bytes + weight_local);
-    const double bwd_c = compute_seconds(bwd_flops, 2 * (local.input_bytes + local.output_bytes) + 2 * weight_local);
+    LocalLayer work;
+    work.layout = l;
+    work.in = in;
+    work.out = out;
+    work.batch = local.batch;
+    work.fwd_flops = static_cast<double>(layer.fwd_flops) * local.batch * work_share;
+    work.bwd_input_flops = static_cast<double>(layer.bwd_input_flops) * local.batch * work_share;
+    work.bwd_weight_flops = static_cast<double>(layer.bwd_weight_flops) * local.batch * work_share;
+    work.input_bytes = local.input_bytes;
+    work.output_bytes = local.output_bytes;
+    work.weight_bytes = weight_local;
+    work.network_output = index + 1 == static_cast<int>(network_->layers.size());
+    const ComputeTime compute = layer_compute_time(*network_, index, work, cluster_->device, options_.dtype,
+                                                   options_.compute, options_.roofline);
+    const double fwd_c = compute.forward_s, bwd_c = compute.backward_s;
+    // Once per iteration: the search's one-stage objective counts it here, the stage evaluator
+    // once per stage from LayerCost::optimizer_step_s.
+    const double step =
+        optimizer_step_seconds(cluster_->device, options_.dtype, options_.optimizer, weight_local / eb, options_.compute);
     if (rec) {
         rec->cost->fwd_compute_s += fwd_c;
         rec->cost->bwd_compute_s += bwd_c;
+        rec->cost->optimizer_step_s += step;
     }
     if (sync_out) *sync_out += sync;
-    return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync;
+    return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync + step;
 }
 
 double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight,
@@ -617,7 +625,8 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
         lc.in_dist = dists.in;
         lc.out_dist = dists.out;
         const std::size_t calls_before = plan.calls.size();
-        const double fwd_before = cost.fwd_compute_s, bwd_before = cost.bwd_compute_s;
+        const double fwd_before = cost.fwd_compute_s, bwd_before = cost.bwd_compute_s,
+                     step_before = cost.optimizer_step_s;
         layer_seconds(index, l, lc.in_dist, lc.out_dist, &recorder);
         // Every input's redistribution, cross-segment or not, is charged to the consumer: the
         // activation forward, its gradient backward.
@@ -631,6 +640,7 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
         }
         lc.fwd_compute_s = cost.fwd_compute_s - fwd_before;
         lc.bwd_compute_s = cost.bwd_compute_s - bwd_before;
+        lc.optimizer_step_s = cost.optimizer_step_s - step_before;
         for (std::size_t c = calls_before; c < plan.calls.size(); ++c) {
             const CommCall& call = plan.calls[c];
             if (call.phase == Phase::forward) lc.fwd_comm_s += call.seconds;

@@ -21,6 +21,7 @@
 #include "clusters/link_model.hpp"
 #include "networks/network.hpp"
 #include "planner/comm.hpp"
+#include "planner/compute.hpp"
 #include "planner/flat_memo.hpp"
 #include "planner/layout.hpp"
 #include "planner/memory.hpp"
@@ -34,6 +35,7 @@ struct PlannerOptions {
     Optimizer optimizer = Optimizer::sgd;
     bool overlap_sync = true;  // weight-gradient all-reduce overlaps the backward pass
     bool roofline = false;     // compute time = max(FLOPs / rate, bytes / memory bandwidth)
+    ComputeModel compute = ComputeModel::per_operation;  // planner/compute.hpp
 };
 
 // Why a plan cannot run: its layouts do not fit the layers or P (layout), its pipeline
@@ -50,6 +52,7 @@ struct CostBreakdown {
     double sync_exposed_s = 0;     // the part not hidden behind the backward pass
     double sync_contention_s = 0;  // backward communication slowed by sharing links with the sync
     double bubble_s = 0;           // pipeline bubble (pipelines only)
+    double optimizer_step_s = 0;   // the optimizer's update once per iteration (planner/compute.hpp)
     double iteration_s = 0;
     double weights_bytes = 0, gradients_bytes = 0, optimizer_bytes = 0, activations_bytes = 0, buffers_bytes = 0;
     double memory_bytes = 0;  // per process, the sum of the above
@@ -80,6 +83,7 @@ struct LayerCost {
     Layout layout;  // the anchor's layout (followers: their segment anchor's)
     Dist in_dist, out_dist;
     double fwd_compute_s = 0, bwd_compute_s = 0, fwd_comm_s = 0, bwd_comm_s = 0, sync_s = 0;
+    double optimizer_step_s = 0;    // once per iteration, on the layer's local parameters
     double bwd_comm_network_s = 0;  // the part of bwd_comm_s whose groups span nodes (through the network card)
     bool sync_network = true;       // the weight-gradient sync's group spans nodes
     double local_params = 0, weight_bytes = 0, activation_bytes = 0, working_set_bytes = 0;  // planner/memory.hpp
@@ -172,7 +176,6 @@ private:
                         Recorder* recorder) const;
     double collective(clusters::Collective kind, const clusters::GroupPlacement& group, double bytes, int layer,
                       Phase phase, const char* what, Recorder* recorder) const;
-    double compute_seconds(double flops, double bytes_moved) const;
     clusters::GroupPlacement placement(const Layout& layout, bool n, bool co, bool ci, bool h, bool w) const;
     clusters::GroupPlacement contiguous(std::int64_t size) const;
 
@@ -184,7 +187,6 @@ private:
     std::vector<std::vector<int>> segments_;    // indexed by anchor layer
     std::vector<std::int64_t> input_elements_;  // per sample, first input of each layer
     double element_bytes_ = 4;
-    double flops_rate_ = 1;
     clusters::LinkModel links_;
 
     // Memoised collective choices and redistributions: the search asks the same ones many times.

@@ -580,6 +580,7 @@ ListSchedule ListScheduler::run() {
 struct DeviceShare {
     StageMemoryInput memory;
     double fwd_compute_s = 0, bwd_compute_s = 0;
+    double optimizer_step_s = 0;  // once per iteration
 };
 
 // Memory per device (planner/memory.hpp): its layers' weights, gradients and optimizer state,
@@ -598,6 +599,7 @@ std::vector<DeviceShare> device_shares(const LayerTable& table, const PipelineSp
         d.working_set_bytes = std::max(d.working_set_bytes, lc.working_set_bytes);
         share.fwd_compute_s += lc.fwd_compute_s;
         share.bwd_compute_s += lc.bwd_compute_s;
+        share.optimizer_step_s += lc.optimizer_step_s;
     }
     shares[spec.device_of[1]].memory.input_bytes = table.input_bytes;
     return shares;
@@ -632,7 +634,10 @@ CostBreakdown schedule_cost(const CostModel& model, const PipelineSpec& spec, co
     // transfers added to it.
     k_cost.sync_exposed_s = std::min(iteration - makespan, k_cost.sync_total_s);
     k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
-    k_cost.iteration_s = iteration;
+    // Every device steps its own layers after the synchronisation (ZeRO-1: its shard of them).
+    for (const DeviceShare& share : shares)
+        k_cost.optimizer_step_s = std::max(k_cost.optimizer_step_s, share.optimizer_step_s / (spec.zero ? R : 1));
+    k_cost.iteration_s = iteration + k_cost.optimizer_step_s;
     record_memory(k_cost, memory[worst], model.cluster().device, "device " + std::to_string(worst));
     return k_cost;
 }

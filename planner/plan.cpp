@@ -52,6 +52,7 @@ Json cost_to_json(const CostBreakdown& c) {
            {"sync_exposed_s", c.sync_exposed_s},
            {"sync_contention_s", c.sync_contention_s},
            {"bubble_s", c.bubble_s},
+           {"optimizer_step_s", c.optimizer_step_s},
            {"memory",
             {{"weights_bytes", c.weights_bytes},
              {"gradients_bytes", c.gradients_bytes},
@@ -133,6 +134,7 @@ Json plan_to_json(const Plan& plan, const CostModel& model) {
         {"optimizer", to_string(plan.options.optimizer)},
         {"overlap_sync", plan.options.overlap_sync},
         {"roofline", plan.options.roofline},
+        {"compute", to_string(plan.options.compute)},
         {"strategy", to_string(plan.strategy)},
         {"grid", plan.label},
         {"pipeline", pipeline_to_json(plan.pipeline, layers)},
@@ -160,6 +162,9 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     r.options.optimizer = root.get_choice("optimizer", {"sgd", "adam"}) == "adam" ? Optimizer::adam : Optimizer::sgd;
     r.options.overlap_sync = root.get_bool_or("overlap_sync", true);
     r.options.roofline = root.get_bool_or("roofline", false);
+    // Plans saved before the option existed were scored with one rate for every layer.
+    r.options.compute = root.has("compute") ? *parse_compute_model(root.get_choice("compute", compute_model_names()))
+                                            : ComputeModel::uniform;
     r.strategy = parse_strategy(root.get_string_or("strategy", "hand-edited")).value_or(Strategy::hand_edited);
     r.label = root.get_string_or("grid", "");
     if (root.has("pipeline")) {

@@ -12,6 +12,7 @@ LayerTable::Sums LayerTable::sum(int first, int last) const {
     Sums s;
     s.fwd_compute = a.fwd_compute - b.fwd_compute;
     s.bwd_compute = a.bwd_compute - b.bwd_compute;
+    s.optimizer_step = a.optimizer_step - b.optimizer_step;
     s.fwd_comm = a.fwd_comm - b.fwd_comm;
     s.params = a.params - b.params;
     s.weight_bytes = a.weight_bytes - b.weight_bytes;
@@ -78,6 +79,7 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
         LayerTable::Sums& own = t.prefix[i + 1];
         own.fwd_compute = lc.fwd_compute_s;
         own.bwd_compute = lc.bwd_compute_s;
+        own.optimizer_step = lc.optimizer_step_s;
         own.fwd_comm = lc.fwd_comm_s;
         own.params = lc.local_params;
         own.weight_bytes = lc.weight_bytes;
@@ -100,6 +102,7 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
         const LayerTable::Sums& before = t.prefix[i - 1];
         s.fwd_compute += before.fwd_compute;
         s.bwd_compute += before.bwd_compute;
+        s.optimizer_step += before.optimizer_step;
         s.fwd_comm += before.fwd_comm;
         s.params += before.params;
         s.weight_bytes += before.weight_bytes;
@@ -360,7 +363,13 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     k.bubble_s = std::max(0.0, e.pipeline_s - spec.micro_batches * times.max_fb);
     k.sync_contention_s = critical >= 0 ? std::min(syncs.contention[critical], past) : 0.0;
     k.sync_exposed_s = past - k.sync_contention_s;
-    k.iteration_s = e.pipeline_s + past;
+    // The optimizer steps after the synchronisation, each stage on its own (ZeRO-1: on its shard).
+    for (int s = 0; s < S; ++s) {
+        const auto [first, last] = stage_range(spec, s, t.layer_count);
+        const double step = t.sum(first, last).optimizer_step / (spec.zero ? spec.replicas : 1);
+        k.optimizer_step_s = std::max(k.optimizer_step_s, step);
+    }
+    k.iteration_s = e.pipeline_s + past + k.optimizer_step_s;
 
     // Memory: the plan's is its largest stage's.
     const std::vector<MemoryBreakdown> memory = stage_memories(t, spec);

@@ -60,6 +60,7 @@ struct LayerTable {
     // What a range of layers adds up to per micro-batch (seconds, parameters, bytes per process).
     struct Sums {
         double fwd_compute = 0, bwd_compute = 0, fwd_comm = 0, params = 0, weight_bytes = 0, activation_bytes = 0;
+        double optimizer_step = 0;  // seconds, once per iteration
         PerCommKind comm{}, fwd_comm_by_kind{};  // blocking seconds by kind: all, and the forward's
         double blocking() const {
             double total = 0;

@@ -70,6 +70,7 @@ const std::vector<TimeComponent>& time_components() {
         out.push_back({"sync_contention_s", "contention with gradient sync", [](const K& c) { return c.sync_contention_s; }});
         out.push_back({"sync_exposed_s", "exposed gradient sync", [](const K& c) { return c.sync_exposed_s; }});
         out.push_back({"bubble_s", "pipeline bubble", [](const K& c) { return c.bubble_s; }});
+        out.push_back({"optimizer_step_s", "optimizer step", [](const K& c) { return c.optimizer_step_s; }});
         return out;
     }();
     return components;

@@ -123,6 +123,7 @@ ReportTable inputs_table(const ReportInput& in) {
     text("optimizer", planner::to_string(o.optimizer));
     text("gradient sync overlapped with backward", o.overlap_sync ? "yes" : "no");
     text("roofline compute", o.roofline ? "yes" : "no");
+    text("compute model", planner::to_string(o.compute));
     number("processes P", static_cast<double>(o.procs), "");
     text("cluster", cluster.name, true);
     text("cluster source", in.cluster_source, true);

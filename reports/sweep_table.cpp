@@ -42,6 +42,7 @@ const std::vector<std::string>& sweep_columns() {
                                                   "sync_total_s",
                                                   "sync_exposed_s",
                                                   "bubble_s",
+                                                  "optimizer_step_s",
                                                   "memory_bytes",
                                                   "memory_capacity_bytes",
                                                   "batch_iteration_s",
@@ -101,6 +102,7 @@ Json sweep_row(const std::string& network, const std::string& cluster, std::int6
     row["sync_total_s"] = k.sync_total_s;
     row["sync_exposed_s"] = k.sync_exposed_s;
     row["bubble_s"] = k.bubble_s;
+    row["optimizer_step_s"] = k.optimizer_step_s;
     row["memory_bytes"] = k.memory_bytes;
     row["memory_capacity_bytes"] = k.memory_capacity_bytes;
     if (batch && batch->plan.cost.feasible) row["speedup_vs_batch_x"] = batch->plan.cost.iteration_s / k.iteration_s;

@@ -123,8 +123,10 @@ TEST_CASE("a graph partition becomes a plan with transfers and stalls", "[graph]
         CHECK(c.score.pipeline_s >= (k.fwd_compute_s + k.bwd_compute_s) * (1 - 1e-12));
         CHECK(c.score.pipeline_s > total * c.spec.micro_batches / c.spec.stages * (1 - 1e-12));
         CHECK(k.iteration_s >= c.score.pipeline_s);
+        // ... and the optimizer step after it (per-operation compute: SGD in fp32 moves 20 bytes a parameter).
+        CHECK(k.optimizer_step_s > 0);
         CHECK(k.iteration_s == Approx(k.fwd_compute_s + k.bwd_compute_s + k.comm(CommKind::point_to_point) +
-                                      k.bubble_s + k.sync_exposed_s)
+                                      k.bubble_s + k.sync_exposed_s + k.optimizer_step_s)
                                    .epsilon(1e-9));
         // More than one device per replica: some tensor crosses.
         CHECK(c.partition.cut_bytes > 0);

@@ -40,11 +40,15 @@ inline clusters::Cluster hand_cluster(double bandwidth = 1e9, double latency = 1
     return c;
 }
 
+// The hand calculations of these tests are written for one rate per device (FLOPs / achievable
+// FLOP/s, no loss or optimizer step): ComputeModel::uniform. The per-operation model has its own
+// hand-computed tests (compute_test.cpp) and end-to-end checks that set it explicitly.
 inline PlannerOptions options(std::int64_t procs, std::int64_t batch, bool overlap = true) {
     PlannerOptions o;
     o.procs = procs;
     o.batch = batch;
     o.overlap_sync = overlap;
+    o.compute = ComputeModel::uniform;
     return o;
 }
 inline PlannerOptions options(std::int64_t procs, std::int64_t batch, DType dtype) {

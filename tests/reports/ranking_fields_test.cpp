@@ -195,7 +195,7 @@ TEST_CASE("every ranked candidate carries its configuration and components that 
             const auto& cost = c.plan.cost;
             if (!cost.feasible) continue;  // an infeasible plan's numbers are where scoring stopped
             double sum = cost.fwd_compute_s + cost.bwd_compute_s + cost.sync_contention_s + cost.sync_exposed_s +
-                         cost.bubble_s;
+                         cost.bubble_s + cost.optimizer_step_s;
             double json_sum = 0;
             for (planner::CommKind kind : planner::kAllCommKinds) {
                 sum += cost.comm(kind);
@@ -203,7 +203,7 @@ TEST_CASE("every ranked candidate carries its configuration and components that 
             }
             for (const char* key : {"fwd_compute_s", "bwd_compute_s", "all_reduce_s", "all_gather_s", "reduce_scatter_s",
                                     "all_to_all_s", "halo_s", "point_to_point_s", "redistribution_s",
-                                    "sync_contention_s", "sync_exposed_s", "bubble_s"})
+                                    "sync_contention_s", "sync_exposed_s", "bubble_s", "optimizer_step_s"})
                 json_sum += row.at(key).get<double>();
             CHECK(sum == Approx(cost.iteration_s).epsilon(1e-9));
             CHECK(json_sum == Approx(row.at("iteration_s").get<double>()).epsilon(1e-9));

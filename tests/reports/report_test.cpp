@@ -173,7 +173,8 @@ TEST_CASE("numbers in the HTML equal those in the JSON and the planner's", "[rep
         double sum = 0;
         for (const char* key :
              {"fwd_compute_s", "bwd_compute_s", "all_reduce_s", "all_gather_s", "reduce_scatter_s", "all_to_all_s",
-              "halo_s", "point_to_point_s", "redistribution_s", "sync_contention_s", "sync_exposed_s", "bubble_s"})
+              "halo_s", "point_to_point_s", "redistribution_s", "sync_contention_s", "sync_exposed_s", "bubble_s",
+              "optimizer_step_s"})
             sum += row.at(key).get<double>();
         CHECK(sum == Approx(row.at("iteration_s").get<double>()).epsilon(1e-12));
     }

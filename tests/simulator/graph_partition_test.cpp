@@ -95,6 +95,7 @@ TEST_CASE("a tiny graph partition's simulated iteration equals the list schedule
     networks::Network network = networks::load_network_file(kData + "four_linear.json");
     clusters::Cluster cluster = fast_cluster(2);
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = 2;
     options.batch = 32;
     planner::CostModel model(network, cluster, options);
@@ -149,6 +150,7 @@ TEST_CASE("a tiny graph partition with two replicas overlaps each layer's gradie
     // (on one device per node both would share rank 1's link, which the model does not charge).
     clusters::Cluster cluster = fast_cluster(2, 2);
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = 4;
     options.batch = 32;
     planner::CostModel model(network, cluster, options);
@@ -208,6 +210,7 @@ TEST_CASE("graph partitions: simulation against the list schedule at P = 64 on a
         networks::Network network =
             networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/" + name + ".json");
         planner::PlannerOptions options;
+        options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
         options.procs = 64;
         options.batch = 256;
         planner::CostModel model(network, cluster, options);

@@ -28,6 +28,7 @@ struct TinyPipe {
     clusters::Cluster cluster;
     planner::PlannerOptions options;
     explicit TinyPipe(int procs, int batch = 64) : cluster(fast_cluster(procs)) {
+        options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
         options.procs = procs;
         options.batch = batch;
     }
@@ -284,6 +285,7 @@ TEST_CASE("pipeline_program gives the model's own stages, transfers and replica 
     clusters::Cluster cluster =
         clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/cori-knl.json");
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = 64;
     options.batch = 256;
     planner::CostModel model(network, cluster, options);
@@ -341,6 +343,7 @@ TEST_CASE("pipeline plans: simulation against the analytical schedule at P = 64 
         for (int S : {2, 4}) {
             for (int P : {S, 64}) {
                 planner::PlannerOptions options;
+                options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
                 options.procs = P;
                 options.batch = 256;
                 planner::CostModel model(network, cluster, options);
@@ -382,6 +385,7 @@ TEST_CASE("tensor groups inside a node do not contend with the replicas' sync th
     clusters::Cluster cluster =
         clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/dgx-a100.json");
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = 64;
     options.batch = network.default_batch;
     planner::CostModel model(network, cluster, options);

@@ -26,6 +26,7 @@ Pair both(const std::string& topology, int procs, planner::PipelineSpec spec, st
     networks::Network network = builtin_network("gpt3-175b");
     clusters::Cluster cluster = preset_cluster("dgx-a100");
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = procs;
     options.batch = batch;
     options.dtype = network.dtype;
@@ -100,6 +101,7 @@ Pair both_batch(const std::string& net, int procs, bool overlap, const std::stri
     networks::Network network = builtin_network(net);
     clusters::Cluster cluster = preset_cluster(cluster_name);
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = procs;
     options.batch = 4LL * procs;
     options.dtype = network.dtype;
@@ -135,6 +137,7 @@ TEST_CASE("the symmetric replay steps aside on a contended platform (cori-knl's 
     networks::Network network = builtin_network("resnet50");
     clusters::Cluster cluster = preset_cluster("cori-knl");
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = 16;
     options.batch = 64;
     options.dtype = network.dtype;
@@ -151,6 +154,7 @@ TEST_CASE("the per-link report counts every byte sent twice on a star (up and do
     networks::Network network = builtin_network("vgg16");
     clusters::Cluster cluster = preset_cluster("cori-knl");
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = 4;
     options.batch = 16;
     options.dtype = network.dtype;

@@ -31,6 +31,7 @@ struct Fixture {
     clusters::Cluster cluster;
     planner::PlannerOptions options;
     Fixture(int nodes, int devices) : cluster(tiny_cluster(nodes, devices)) {
+        options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
         options.procs = nodes * devices;
         options.batch = 8;
     }
@@ -237,6 +238,7 @@ TEST_CASE("simulation agrees with the prediction for every strategy family at P 
             networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/" + name + ".json");
         for (bool overlap : {false, true}) {
             planner::PlannerOptions options;
+            options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
             options.procs = 64;
             options.batch = network.default_batch;
             options.dtype = network.dtype;
@@ -289,6 +291,7 @@ TEST_CASE("a 4:1 oversubscribed fat tree slows an all-reduce the star does not",
     networks::Network network = networks::load_network_file(kData + "two_linear.json");
     clusters::Cluster cluster = clusters::load_cluster_file(kData + "fat_tree_4to1.json");
     planner::PlannerOptions options;
+    options.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     options.procs = 64;
     options.batch = 64;
     planner::CostModel model(network, cluster, options);
@@ -334,6 +337,7 @@ TEST_CASE("platforms with several devices per node, a torus and a dragonfly repl
     for (const char* file : {"torus_4x4x4.json"}) {
         clusters::Cluster torus = clusters::load_cluster_file(kData + file);
         planner::PlannerOptions o;
+        o.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
         o.procs = 64;
         o.batch = 64;
         planner::CostModel m(f.network, torus, o);
@@ -351,6 +355,7 @@ TEST_CASE("platforms with several devices per node, a torus and a dragonfly repl
     }
     clusters::Cluster cori = clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/cori-knl.json");
     planner::PlannerOptions o;
+    o.compute = planner::ComputeModel::uniform;  // the hand schedules use one rate, no optimizer step
     o.procs = 16;
     o.batch = 16;
     planner::CostModel m(f.network, cori, o);

@@ -1,0 +1,254 @@
+#include "planner/compute.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dnnplan::planner {
+
+using networks::Layer;
+using networks::LayerKind;
+
+std::string to_string(ComputeModel model) {
+    return model == ComputeModel::uniform ? "uniform" : "per-operation";
+}
+
+const std::vector<std::string>& compute_model_names() {
+    static const std::vector<std::string> names{"per-operation", "uniform"};
+    return names;
+}
+
+std::optional<ComputeModel> parse_compute_model(const std::string& name) {
+    if (name == "per-operation") return ComputeModel::per_operation;
+    if (name == "uniform") return ComputeModel::uniform;
+    return std::nullopt;
+}
+
+namespace {
+
+double peak(const clusters::Device& device, DType dtype) { return device.peak_flops.at(dtype); }
+
+// Elementwise FLOPs run on the vector units: the fp32 rate when the device gives one (A100: 19.5
+// TFLOP/s on CUDA cores, not the 312 of the tensor cores), else the dtype's.
+double vector_rate(const clusters::Device& device, DType dtype) {
+    auto fp32 = device.peak_flops.find(DType::fp32);
+    return (fp32 != device.peak_flops.end() ? fp32->second : peak(device, dtype)) * device.achievable_fraction;
+}
+
+double bandwidth_seconds(const clusters::Device& device, double bytes) {
+    return device.memory_bandwidth_Bps > 0 ? bytes / device.memory_bandwidth_Bps : 0.0;
+}
+
+double uniform_seconds(const clusters::Device& device, DType dtype, double flops, double bytes, bool roofline) {
+    const double t = flops / (peak(device, dtype) * device.achievable_fraction);
+    return roofline ? std::max(t, bandwidth_seconds(device, bytes)) : t;
+}
+
+// Bytes one pass of a memory-bound layer moves, in units of its local output (out) and first
+// input (in) shards: {forward, backward}. Fused kernels as PyTorch/Megatron/cuDNN run them: one
+// read of each operand and one write of each result, except batch norm's separate statistics
+// pass over the input (both ways). Views (flatten, reshape) move nothing.
+struct PassBytes {
+    double forward = 0, backward = 0;
+};
+PassBytes memory_bound_bytes(const Layer& layer, double in, double out, double element_bytes) {
+    const double mask = out / element_bytes;  // dropout keeps one byte per element
+    switch (layer.kind) {
+        case LayerKind::activation:
+            return {in + out, out + in + in};  // y = f(x); dx from dy and x
+        case LayerKind::dropout:
+            return {in + out + mask, out + mask + in};
+        case LayerKind::batchnorm2d:
+            return {2 * in + out, 2 * (out + in) + in};  // statistics pass, then normalise
+        case LayerKind::layernorm:
+        case LayerKind::softmax:
+            return {in + out, 2 * out + in};  // rows on chip: one pass; dx from dy and y (or x)
+        case LayerKind::add:
+            // Every input read once; backward accumulates the branch's gradient into the residual's.
+            return {static_cast<double>(layer.inputs.size()) * out + out, 3 * out};
+        case LayerKind::concat:
+        case LayerKind::upsample:
+        case LayerKind::maxpool2d:
+        case LayerKind::avgpool2d:
+        case LayerKind::adaptive_avgpool2d:
+            return {in + out, out + in};  // dx written at the input's size from dy
+        case LayerKind::embedding:
+            return {2 * out, 2 * out};  // gather rows / scatter-add them into the weight gradient
+        case LayerKind::position_embedding:
+            return {3 * out, 2 * out};
+        default:
+            return {};
+    }
+}
+
+double ceil_div(double a, double b) { return std::ceil(a / b); }
+
+struct GemmPass {
+    Gemm shape;
+    double flops;
+};
+double gemm_seconds(const clusters::Device& device, DType dtype, const GemmPass& pass) {
+    return pass.flops > 0 ? gemm_time(device, dtype, pass.shape, pass.flops).seconds : 0.0;
+}
+
+// Linear, convolution and transposed convolution as (implicit) GEMMs: NVIDIA, "Convolutional
+// Layers User's Guide", table 1: forward M = N P Q, N = K, K = C R S; data gradient M = N H W,
+// N = C, K = K R S; weight gradient M = K, N = C R S, K = N P Q (batch, output positions, output
+// channels, input channels, kernel). Local extents under the layout's splits.
+ComputeTime gemm_layer_time(const networks::Network& network, const Layer& layer, const LocalLayer& l,
+                            const clusters::Device& device, DType dtype) {
+    const Layer& input = network.layers[layer.inputs.front()];
+    const Layout& lay = l.layout;
+    double rows_out = 1, rows_in = 1, cin = 1, cout = 1, window = 1, groups = 1;
+    if (layer.kind == LayerKind::linear) {
+        const double features = static_cast<double>(input.output_shape.back());
+        rows_out = rows_in = static_cast<double>(input.output_elements) / features;
+        // Balanced splits: the busiest process's part (planner/layout.hpp).
+        cin = static_cast<double>(largest_part(input.output_shape.back(), lay.ci));
+        cout = static_cast<double>(largest_part(layer.attrs.out_features, lay.co));
+    } else {
+        const auto& x = input.output_shape;
+        const auto& y = layer.output_shape;
+        groups = static_cast<double>(layer.attrs.groups);
+        rows_out = ceil_div(static_cast<double>(y[1]), lay.h) * ceil_div(static_cast<double>(y[2]), lay.w);
+        rows_in = ceil_div(static_cast<double>(x[1]), lay.h) * ceil_div(static_cast<double>(x[2]), lay.w);
+        window = static_cast<double>(layer.attrs.kernel_h * layer.attrs.kernel_w);
+        // Grouped: each process holds groups / co whole groups; otherwise co and ci split channels.
+        const double local_groups = groups > 1 ? ceil_div(groups, lay.co) : 1.0;
+        cin = groups > 1 ? static_cast<double>(x[0]) / groups : static_cast<double>(largest_part(x[0], lay.ci));
+        cout = groups > 1 ? static_cast<double>(y[0]) / groups : static_cast<double>(largest_part(y[0], lay.co));
+        groups = local_groups;
+    }
+    const double m_out = l.batch * rows_out, m_in = l.batch * rows_in;
+    ComputeTime t;
+    t.forward_s = gemm_seconds(device, dtype, {{m_out, cout, cin * window, groups}, l.fwd_flops});
+    t.backward_s = gemm_seconds(device, dtype, {{m_in, cin, cout * window, groups}, l.bwd_input_flops}) +
+                   gemm_seconds(device, dtype, {{cout, cin * window, m_out, groups}, l.bwd_weight_flops});
+    return t;
+}
+
+// Multi-head attention with `co` = t of its heads split (Megatron): QKV projection, the batched
+// score and context products per head, the output projection, and the fused scale-mask-softmax
+// over the s x s scores, read and written (Korthikanti et al. 2022, section 4: the score tensors
+// are the large activations).
+ComputeTime attention_time(const networks::Network& network, const Layer& layer, const LocalLayer& l,
+                           const clusters::Device& device, DType dtype) {
+    const Layer& input = network.layers[layer.inputs.front()];
+    const double s = static_cast<double>(input.output_shape[0]), h = static_cast<double>(input.output_shape[1]);
+    // The busiest process's heads (balanced split); t = the share of the hidden size they span.
+    const double d = h / layer.attrs.heads;
+    const double heads = static_cast<double>(largest_part(layer.attrs.heads, l.layout.co));
+    const double t = layer.attrs.heads / heads;
+    const double tokens = l.batch * s, matrices = l.batch * heads;
+    const double eb = static_cast<double>(dtype_bytes(dtype));
+    const bool needs_dx = layer.inputs.front() != 0;
+    auto gemm = [&](double m, double n, double k, double count = 1) {
+        return gemm_time(device, dtype, {m, n, k, count}).seconds;
+    };
+    const double scores_bytes = matrices * s * s * eb;
+    const double elementwise_flops = static_cast<double>(layer.attrs.heads) * s * s / t * l.batch;
+    ComputeTime c;
+    c.forward_s = gemm(tokens, 3 * h / t, h) + gemm(s, s, d, matrices) + gemm(s, d, s, matrices) +
+                  gemm(tokens, h, h / t) +
+                  memory_bound_seconds(device, dtype, 7 * elementwise_flops, 2 * scores_bytes);
+    // Backward: each product's two gradients (dQ, dK from the scores; dP, dV from the context);
+    // the QKV projection's input gradient only when the input needs one.
+    c.backward_s = gemm(tokens, h / t, h) + gemm(h / t, h, tokens) +        // output projection
+                   2 * gemm(s, s, d, matrices) + 2 * gemm(s, d, s, matrices) +  // dP, dV, dQ, dK
+                   gemm(h, 3 * h / t, tokens) + (needs_dx ? gemm(tokens, h, 3 * h / t) : 0.0) +
+                   memory_bound_seconds(device, dtype, 5 * elementwise_flops, 3 * scores_bytes);
+    return c;
+}
+
+}  // namespace
+
+GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, double flops) {
+    GemmTime r;
+    const double useful = 2 * g.m * g.n * g.k * g.count;
+    if (flops < 0) flops = useful;
+    const auto& tiling = device.gemm;
+    if (tiling.described()) {
+        // Tile quantisation: whole tiles over M and N; wave quantisation: whole waves of `units`
+        // tiles. Each unit computes its tile at 1/units of the GEMM rate.
+        const double output_tiles = ceil_div(g.m, tiling.tile_m) * ceil_div(g.n, tiling.tile_n) * g.count;
+        // Split-K: when the output tiles cannot fill one wave, the library also cuts the reduction
+        // (CUTLASS/cuBLAS split-K, oneDNN's reduction over the minibatch for weight gradients),
+        // each part at least as long as a tile side, so a weight gradient with a small M x N and a
+        // long K still uses the device.
+        const double parts = std::max(1.0, std::min(std::floor(tiling.units / output_tiles),
+                                                     std::floor(g.k / std::max(tiling.tile_m, tiling.tile_n))));
+        r.tiles = output_tiles * parts;
+        r.waves = ceil_div(r.tiles, tiling.units);
+        r.efficiency = g.m * g.n * g.count * parts / (r.waves * tiling.units * tiling.tile_m * tiling.tile_n);
+        r.math_s = flops / (peak(device, dtype) * tiling.efficiency * r.efficiency);
+    } else {
+        r.tiles = r.waves = 1;
+        r.math_s = flops / (peak(device, dtype) * device.achievable_fraction);
+    }
+    // Guide, ch. 2: a GEMM reads A (M K) and B (K N) and writes C (M N) at least once.
+    const double bytes = (g.m * g.k + g.k * g.n + g.m * g.n) * g.count * static_cast<double>(dtype_bytes(dtype));
+    r.memory_s = bandwidth_seconds(device, bytes);
+    r.seconds = std::max(r.math_s, r.memory_s);
+    return r;
+}
+
+double memory_bound_seconds(const clusters::Device& device, DType dtype, double flops, double bytes) {
+    return std::max(flops / vector_rate(device, dtype), bandwidth_seconds(device, bytes));
+}
+
+ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& l,
+                               const clusters::Device& device, DType dtype, ComputeModel model, bool roofline) {
+    const Layer& layer = network.layers[index];
+    ComputeTime t;
+    if (model == ComputeModel::uniform) {
+        // The earlier model: every layer at one rate; bytes of its input, output and weights (twice
+        // backward: gradients too).
+        t.forward_s =
+            uniform_seconds(device, dtype, l.fwd_flops, l.input_bytes + l.output_bytes + l.weight_bytes, roofline);
+        t.backward_s = uniform_seconds(device, dtype, l.bwd_input_flops + l.bwd_weight_flops,
+                                       2 * (l.input_bytes + l.output_bytes) + 2 * l.weight_bytes, roofline);
+        return t;
+    }
+    switch (layer.kind) {
+        case LayerKind::linear:
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d:
+            t = gemm_layer_time(network, layer, l, device, dtype);
+            break;
+        case LayerKind::attention:
+            t = attention_time(network, layer, l, device, dtype);
+            break;
+        default: {
+            const PassBytes bytes =
+                memory_bound_bytes(layer, l.input_bytes, l.output_bytes, static_cast<double>(dtype_bytes(dtype)));
+            t.forward_s = memory_bound_seconds(device, dtype, l.fwd_flops, bytes.forward);
+            t.backward_s =
+                memory_bound_seconds(device, dtype, l.bwd_input_flops + l.bwd_weight_flops, bytes.backward);
+        }
+    }
+    if (l.network_output) {
+        // Softmax cross-entropy over the output (the vocabulary for language models): the logits
+        // read forward; read again and their gradient written backward. About 10 FLOPs per
+        // element (exp, max, sum, log, subtract), on the vector units.
+        t.forward_s += memory_bound_seconds(device, dtype, 6 * l.output_bytes / dtype_bytes(dtype), l.output_bytes);
+        t.backward_s +=
+            memory_bound_seconds(device, dtype, 4 * l.output_bytes / dtype_bytes(dtype), 2 * l.output_bytes);
+    }
+    return t;
+}
+
+// Per parameter: the gradient read, the weight written; the optimizer's state (memory.hpp: momentum
+// or Adam's two moments, and the fp32 master weights in 16-bit training) read and written; in fp32
+// the weights are their own master copy, read too. SGD fp32: 4 + 4 + 4 + 2 x 4 = 20 bytes; Adam
+// mixed precision: 2 + 2 + 2 x 12 = 28.
+double optimizer_step_bytes_per_param(Optimizer optimizer, DType dtype) {
+    const double eb = static_cast<double>(dtype_bytes(dtype));
+    return 2 * eb + 2 * optimizer_state_bytes(1, optimizer, dtype) + (dtype == DType::fp32 ? eb : 0.0);
+}
+
+double optimizer_step_seconds(const clusters::Device& device, DType dtype, Optimizer optimizer, double params,
+                              ComputeModel model) {
+    if (model == ComputeModel::uniform || params <= 0) return 0.0;
+    return bandwidth_seconds(device, params * optimizer_step_bytes_per_param(optimizer, dtype));
+}
+
+}  // namespace dnnplan::planner

@@ -1,0 +1,168 @@
+// Per-operation compute time (planner/compute.hpp) against hand calculations: GEMM tile and wave
+// quantisation on the dgx-a100 preset (NVIDIA, "Matrix Multiplication Background User's Guide",
+// ch. 3), memory-bound layers at bytes / bandwidth, the optimizer step's bytes, and the uniform
+// model reproducing the earlier single-rate formula.
+#include <catch2/catch.hpp>
+
+#include "planner_test_helpers.hpp"
+
+#include <cmath>
+
+#include "planner/compute.hpp"
+
+using namespace dnnplan;
+using namespace dnnplan::planner;
+using dnnplan::planner::test::builtin;
+using dnnplan::planner::test::hand_cluster;
+using dnnplan::planner::test::preset;
+
+namespace {
+// dgx-a100 preset: fp16 peak 312e12, large-GEMM efficiency 0.86, 256 x 128 tiles, 108 SMs,
+// 2.039e12 B/s, fp32 (vector) peak 19.5e12 at achievable 0.6.
+constexpr double kPeak16 = 312e12, kGemmEff = 0.86, kBandwidth = 2.039e12;
+}  // namespace
+
+TEST_CASE("a 4096 x 4096 x 4096 fp16 GEMM on an A100: tiles, waves and time", "[compute]") {
+    const clusters::Cluster a100 = preset("dgx-a100");
+    const GemmTime g = gemm_time(a100.device, DType::fp16, {4096, 4096, 4096, 1});
+    // 4096 / 256 = 16 tiles down M, 4096 / 128 = 32 across N: 512 tiles; 512 / 108 = 4.74 -> 5 waves.
+    CHECK(g.tiles == 512);
+    CHECK(g.waves == 5);
+    // Useful share: 512 tiles of the 5 x 108 = 540 slots.
+    CHECK(g.efficiency == Approx(512.0 / 540.0));
+    // 2 x 4096^3 = 1.374e11 FLOPs at 312e12 x 0.86 x 0.9481 = 2.544e14 FLOP/s: 0.5402 ms.
+    CHECK(g.math_s == Approx(2.0 * 4096 * 4096 * 4096 / (kPeak16 * kGemmEff * 512.0 / 540.0)));
+    CHECK(g.math_s == Approx(5.402e-4).epsilon(1e-3));
+    // Operands: 3 x 4096^2 x 2 bytes = 100.7 MB over 2.039 TB/s = 49.4 us: math-bound.
+    CHECK(g.memory_s == Approx(3.0 * 4096 * 4096 * 2 / kBandwidth));
+    CHECK(g.seconds == g.math_s);
+}
+
+TEST_CASE("wave quantisation: one more row than a full wave doubles the time", "[compute]") {
+    const clusters::Cluster a100 = preset("dgx-a100");
+    // M = 9 x 256, N = 12 x 128, K = 4096: exactly 108 tiles, one full wave, no waste.
+    const GemmTime full = gemm_time(a100.device, DType::fp16, {9 * 256, 12 * 128, 4096, 1});
+    CHECK(full.waves == 1);
+    CHECK(full.efficiency == Approx(1.0));
+    // One more row: 10 x 12 = 120 tiles, two waves, for 0.04% more work.
+    const GemmTime over = gemm_time(a100.device, DType::fp16, {9 * 256 + 1, 12 * 128, 4096, 1});
+    CHECK(over.tiles == 120);
+    CHECK(over.waves == 2);
+    CHECK(over.math_s / full.math_s == Approx(2.0));
+}
+
+TEST_CASE("a small convolution tile-quantises: ResNet-50's 3x3 64->64 at 56x56, one sample", "[compute]") {
+    const clusters::Cluster a100 = preset("dgx-a100");
+    // Implicit GEMM (NVIDIA convolution guide): M = 56 x 56 = 3136, N = 64, K = 64 x 9 = 576.
+    // ceil(3136 / 256) = 13 tiles down M, ceil(64 / 128) = 1 across N: 13 output tiles; split-K
+    // cuts K = 576 into min(108 / 13 = 8, 576 / 256 = 2) = 2 parts: 26 tiles in one wave of 108.
+    const GemmTime one = gemm_time(a100.device, DType::fp16, {3136, 64, 576, 1});
+    CHECK(one.tiles == 26);
+    CHECK(one.waves == 1);
+    CHECK(one.efficiency == Approx(3136.0 * 64 * 2 / (108.0 * 256 * 128)));  // 0.113
+    // 32 samples: M = 100352, 392 tiles (no split: more than a wave), 4 waves: efficiency
+    // 100352 x 64 / (432 x 32768) = 0.454, so a sample costs 0.454 / 0.113 = 4x less than alone:
+    // splitting the batch 32 ways loses it.
+    const GemmTime many = gemm_time(a100.device, DType::fp16, {32 * 3136, 64, 576, 1});
+    CHECK(many.waves == 4);
+    CHECK(many.efficiency == Approx(32.0 * 3136 * 64 / (4.0 * 108 * 256 * 128)));
+    CHECK(32 * one.math_s / many.math_s == Approx(many.efficiency / one.efficiency));
+}
+
+TEST_CASE("a layernorm moves its input and output once over the memory bandwidth", "[compute]") {
+    const networks::Network gpt = builtin("gpt2");
+    int index = -1;
+    for (std::size_t i = 0; i < gpt.layers.size() && index < 0; ++i)
+        if (gpt.layers[i].kind == networks::LayerKind::layernorm) index = static_cast<int>(i);
+    REQUIRE(index > 0);
+    const networks::Layer& ln = gpt.layers[index];
+    const clusters::Cluster a100 = preset("dgx-a100");
+    LocalLayer local;
+    local.batch = 8;
+    // 8 samples of [S, H] in fp16.
+    local.input_bytes = local.output_bytes = 8.0 * static_cast<double>(ln.output_elements) * 2;
+    local.fwd_flops = 8.0 * static_cast<double>(ln.fwd_flops);
+    local.bwd_input_flops = 8.0 * static_cast<double>(ln.bwd_input_flops);
+    local.bwd_weight_flops = 8.0 * static_cast<double>(ln.bwd_weight_flops);
+    const ComputeTime t =
+        layer_compute_time(gpt, index, local, a100.device, DType::fp16, ComputeModel::per_operation, false);
+    // Forward reads x and writes y; backward reads dy and x and writes dx. Both far above the
+    // FLOP time (a few FLOPs per element at 19.5e12 x 0.6 on the CUDA cores), so bytes decide.
+    CHECK(local.fwd_flops / (19.5e12 * 0.6) < 2 * local.output_bytes / kBandwidth);
+    CHECK(t.forward_s == Approx(2 * local.output_bytes / kBandwidth));
+    CHECK(t.backward_s == Approx(3 * local.output_bytes / kBandwidth));
+}
+
+TEST_CASE("the optimizer step reads and writes weights, gradients and state once", "[compute]") {
+    // SGD fp32: read g (4), read and write w (8), read and write momentum (8) = 20 bytes.
+    CHECK(optimizer_step_bytes_per_param(Optimizer::sgd, DType::fp32) == 20);
+    // Adam fp32: g (4), w (8), two moments (16) = 28.
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, DType::fp32) == 28);
+    // Adam mixed precision: read 16-bit g (2), write 16-bit w (2), read and write the fp32 master
+    // weights and two moments (2 x 12) = 28.
+    CHECK(optimizer_step_bytes_per_param(Optimizer::adam, DType::fp16) == 28);
+    const clusters::Cluster a100 = preset("dgx-a100");
+    // 1e9 local parameters, Adam in fp16: 28 GB over 2.039 TB/s = 13.7 ms.
+    CHECK(optimizer_step_seconds(a100.device, DType::fp16, Optimizer::adam, 1e9, ComputeModel::per_operation) ==
+          Approx(28e9 / kBandwidth));
+    CHECK(optimizer_step_seconds(a100.device, DType::fp16, Optimizer::adam, 1e9, ComputeModel::uniform) == 0);
+}
+
+TEST_CASE("the uniform model is FLOPs over one rate, whatever the layer", "[compute]") {
+    const networks::Network gpt = builtin("gpt2");
+    const clusters::Cluster a100 = preset("dgx-a100");
+    LocalLayer local;
+    local.fwd_flops = 1e12;
+    local.bwd_input_flops = 1e12;
+    local.bwd_weight_flops = 2e12;
+    for (int index = 1; index < 6; ++index) {
+        const ComputeTime t =
+            layer_compute_time(gpt, index, local, a100.device, DType::fp16, ComputeModel::uniform, false);
+        CHECK(t.forward_s == Approx(1e12 / (312e12 * 0.6)));
+        CHECK(t.backward_s == Approx(3e12 / (312e12 * 0.6)));
+    }
+}
+
+TEST_CASE("a device without GEMM tiling runs GEMMs unquantised at its achievable rate", "[compute]") {
+    const clusters::Cluster hand = hand_cluster();  // 1e12 FLOP/s fp32 in full, no memory bandwidth given
+    const GemmTime g = gemm_time(hand.device, DType::fp32, {100, 3, 7, 2});
+    CHECK(g.efficiency == 1);
+    CHECK(g.seconds == Approx(2.0 * 100 * 3 * 7 * 2 / 1e12));
+}
+
+TEST_CASE("split-K: a weight gradient with a small output and a long reduction fills the device", "[compute]") {
+    const clusters::Cluster a100 = preset("dgx-a100");
+    // M = 64, N = 576, K = 100352 (ResNet-50's 3x3 64->64 weight gradient over 32 samples at
+    // 56 x 56): ceil(64 / 256) x ceil(576 / 128) = 5 output tiles; 108 / 5 -> K cut 21 ways
+    // (100352 / 256 = 392 allows it): 105 tiles in one wave, 64 x 576 x 21 / (108 x 256 x 128) = 0.219.
+    const GemmTime g = gemm_time(a100.device, DType::fp16, {64, 576, 32 * 3136, 1});
+    CHECK(g.tiles == 105);
+    CHECK(g.waves == 1);
+    CHECK(g.efficiency == Approx(64.0 * 576 * 21 / (108.0 * 256 * 128)));
+    // The 4096^3 GEMM has 512 tiles, more than a wave: no split (tested above).
+}
+
+TEST_CASE("splitting the batch finer loses GEMM efficiency under the per-operation model only",
+          "[compute][planner]") {
+    // ResNet-50 on the dgx-a100 preset, pure batch, B = 256: at P = 4 each GPU has 64 images, at
+    // P = 256 one. Under the uniform model the per-process compute is exactly 64x smaller; under
+    // the per-operation model it is less than 64x smaller: small local GEMMs tile-quantise (the
+    // 3x3 64->64 convolution above: efficiency 0.113 at one image against 0.454 at 32).
+    const networks::Network net = builtin("resnet50");
+    const clusters::Cluster a100 = preset("dgx-a100");
+    for (ComputeModel compute : {ComputeModel::uniform, ComputeModel::per_operation}) {
+        PlannerOptions wide = dnnplan::planner::test::options(4, 256), fine = dnnplan::planner::test::options(256, 256);
+        wide.compute = fine.compute = compute;
+        wide.dtype = fine.dtype = DType::fp16;
+        CostModel coarse_model(net, a100, wide), fine_model(net, a100, fine);
+        const ScoredPlan coarse = coarse_model.score(uniform_layouts(coarse_model, Strategy::batch, {1, 4}));
+        const ScoredPlan split = fine_model.score(uniform_layouts(fine_model, Strategy::batch, {1, 256}));
+        const double ratio = (coarse.cost.fwd_compute_s + coarse.cost.bwd_compute_s) /
+                             (split.cost.fwd_compute_s + split.cost.bwd_compute_s);
+        INFO(to_string(compute) << ": compute ratio " << ratio);
+        if (compute == ComputeModel::uniform)
+            CHECK(ratio == Approx(64.0).epsilon(1e-12));
+        else
+            CHECK(ratio < 64.0 * 0.8);  // at least 20% of the efficiency lost at one image per GPU
+    }
+}
