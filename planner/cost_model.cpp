@@ -342,14 +342,76 @@ CostModel::LayerComm CostModel::anchor_communication(int index, const Layout& l,
     return comm;
 }
 
-// One halo exchange per split dimension of a [channels, rows, cols] tensor (per sample), floor(k/2)
-// x dilation rows or columns wide (clusters::halo_exchange_seconds).
+namespace {
+std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+
+// The widest one-sided halo any block of a balanced `parts`-way split needs along one dimension of
+// a convolution (kernel k, stride s, padding p, dilation d; n_in input and n_out output rows).
+// Blocks as validators/tensor.hpp splits them: block j is [floor(n j / parts), floor(n (j + 1) /
+// parts)). Forward, output block j reads input rows [o_lo s - p, (o_hi - 1) s - p + (k - 1) d] within
+// the tensor, of which input block j is its own. For the output gradient, input block j needs the
+// output rows o with o s - p + t d in the block for some t < k. For a padded stride-1 convolution
+// both are floor(k / 2) d; unpadded or strided convolutions differ (one-sided, wider or narrower).
+struct HaloExtent {
+    std::int64_t width = 0;     // the widest one-sided halo
+    std::int64_t extended = 0;  // the most rows a block reads (within the tensor): what the exchange
+                                // along the other dimension then carries (corners included)
+};
+HaloExtent halo_extent(std::int64_t n_in, std::int64_t n_out, std::int64_t k, std::int64_t s, std::int64_t p,
+                       std::int64_t d, std::int64_t parts, bool output_gradient) {
+    std::int64_t width = 0, extended = 0;
+    for (std::int64_t j = 0; j < parts; ++j) {
+        const std::int64_t in_lo = n_in * j / parts, in_hi = n_in * (j + 1) / parts;
+        const std::int64_t out_lo = n_out * j / parts, out_hi = n_out * (j + 1) / parts;
+        std::int64_t need_lo = 0, need_hi = 0, own_lo = 0, own_hi = 0;
+        if (!output_gradient) {
+            if (out_hi <= out_lo) continue;
+            need_lo = std::max<std::int64_t>(0, out_lo * s - p);
+            need_hi = std::min(n_in, (out_hi - 1) * s - p + (k - 1) * d + 1);
+            own_lo = in_lo;
+            own_hi = in_hi;
+        } else {
+            if (in_hi <= in_lo) continue;
+            need_lo = std::max<std::int64_t>(0, floor_div(in_lo + p - (k - 1) * d + s - 1, s));
+            need_hi = std::min(n_out, floor_div(in_hi - 1 + p, s) + 1);
+            own_lo = out_lo;
+            own_hi = out_hi;
+        }
+        if (need_hi <= need_lo) continue;
+        width = std::max({width, own_lo - need_lo, need_hi - own_hi});
+        extended = std::max(extended, need_hi - need_lo);
+    }
+    return {width, extended};
+}
+}  // namespace
+
+// One halo exchange per split dimension of a [channels, rows, cols] tensor (per sample), as wide as
+// the widest one-sided halo of the split (halo_width; the byte ledger of validators/ measures it),
+// rows or columns each way (clusters::halo_exchange_seconds). A transposed convolution with kernel
+// == stride and no padding needs none (each input pixel owns a disjoint output patch); other
+// transposed convolutions keep floor(k / 2) x dilation.
 double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
                                 const std::array<std::int64_t, 3>& tensor, Phase phase, const char* what,
                                 Recorder* rec) const {
-    const auto& a = network_->layers[index].attrs;
+    const Layer& layer = network_->layers[index];
+    const auto& a = layer.attrs;
     const auto [channels, rows, cols] = tensor;
-    const std::int64_t width_h = (a.kernel_h / 2) * a.dilation_h, width_w = (a.kernel_w / 2) * a.dilation_w;
+    const auto& x = network_->layers[layer.inputs.front()].output_shape;
+    const auto& y = layer.output_shape;
+    const bool output_gradient = phase == Phase::backward;
+    std::int64_t width_h = (a.kernel_h / 2) * a.dilation_h, width_w = (a.kernel_w / 2) * a.dilation_w;
+    // Columns are exchanged after rows, on the row-extended block (DistDL's order; corners travel).
+    std::int64_t rows_sent = largest_part(rows, l.h);
+    if (layer.kind == LayerKind::conv_transpose2d) {
+        if (a.kernel_h == a.stride_h && a.padding_h == 0) width_h = 0;
+        if (a.kernel_w == a.stride_w && a.padding_w == 0) width_w = 0;
+    } else if (x.size() == 3 && y.size() == 3) {
+        const HaloExtent along_h =
+            halo_extent(x[1], y[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, l.h, output_gradient);
+        width_h = along_h.width;
+        width_w = halo_extent(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w, output_gradient).width;
+        if (l.h > 1) rows_sent = along_h.extended;
+    }
     double t = 0;
     auto exchange = [&](double bytes, const GroupPlacement& line) {
         const double s = clusters::halo_exchange_seconds(bytes, line, links_.intra, links_.inter);
@@ -362,7 +424,7 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
         exchange(local_batch * channels * width_h * static_cast<double>(largest_part(cols, l.w)) * element_bytes_,
                  placement(l, false, false, false, true, false));
     if (l.w > 1 && width_w > 0)
-        exchange(local_batch * channels * width_w * static_cast<double>(largest_part(rows, l.h)) * element_bytes_,
+        exchange(local_batch * channels * width_w * static_cast<double>(rows_sent) * element_bytes_,
                  placement(l, false, false, false, false, true));
     return t;
 }

@@ -183,6 +183,17 @@ void WeightedLayer<T>::sync(OpTimer& timer) {
 
 // ---- DistConv2d ----
 
+namespace {
+// Every sample and channel, the tensor's rows and columns (padding cells outside it).
+Box image_box(Index height, Index width) {
+    const Index far = Index{1} << 40;
+    Box b;
+    b.lo = {-far, -far, 0, 0};
+    b.hi = {far, far, height, width};
+    return b;
+}
+}  // namespace
+
 template <class T>
 DistConv2d<T>::DistConv2d(const Grid& grid, const ConvSpec& spec, std::string name)
     : WeightedLayer<T>(grid, std::move(name), spec.out_channels, spec.in_channels, spec.kh * spec.kw, spec.bias),
@@ -192,6 +203,7 @@ DistConv2d<T>::DistConv2d(const Grid& grid, const ConvSpec& spec, std::string na
     line_w_ = window_halo(3, grid.dim(kW), spec.width, spec.out_width(), spec.kw, spec.sw, spec.pw, spec.dw);
     in_box_ = in_map().box(grid, grid.rank());
     halo_h_box_ = detail::with_range(in_box_, 2, line_h_.need_lo[c[kH]], line_h_.need_hi[c[kH]]);
+    image_ = image_box(spec.height, spec.width);
 }
 
 template <class T>
@@ -210,7 +222,7 @@ Tensor<T> DistConv2d<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     Op hop = grid_.dim(kH) * grid_.dim(kW) > 1 ? Op::halo : Op::fwd_compute;
     Tensor<T> eh =
         timer.time(hop, name_ + " halo", [&] { return halo_forward(x, line_h_, grid_.group(Grid::bit(kH))); });
-    ext_ = timer.time(hop, name_ + " halo", [&] { return halo_forward(eh, line_w_, grid_.group(Grid::bit(kW))); });
+    ext_ = timer.time(hop, name_ + " halo", [&] { return halo_forward(eh, line_w_, grid_.group(Grid::bit(kW)), &image_); });
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
     const ConvGeometry g{spec_.kh, spec_.kw, spec_.sh, spec_.sw, spec_.dh, spec_.dw};
     timer.time(Op::fwd_compute, name_ + " forward", [&] {
@@ -232,7 +244,7 @@ Tensor<T> DistConv2d<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     if (!spec_.input_grad) return Tensor<T>{};
     Op hop = grid_.dim(kH) * grid_.dim(kW) > 1 ? Op::halo : Op::bwd_compute;
     Tensor<T> dh = timer.time(hop, name_ + " halo adjoint",
-                              [&] { return halo_adjoint(dext, halo_h_box_, line_w_, grid_.group(Grid::bit(kW))); });
+                              [&] { return halo_adjoint(dext, halo_h_box_, line_w_, grid_.group(Grid::bit(kW)), &image_); });
     Tensor<T> dx = timer.time(hop, name_ + " halo adjoint",
                               [&] { return halo_adjoint(dh, in_box_, line_h_, grid_.group(Grid::bit(kH))); });
     this->reduce_input_gradient(dx, timer);
@@ -303,6 +315,7 @@ DistPool<T>::DistPool(const Grid& grid, const PoolSpec& spec, const TensorMap& i
     in_box_ = in_.box(grid, grid.rank());
     int kh_coord = in_.axis[2] == kReplica ? 0 : c[in_.axis[2]];
     halo_h_box_ = detail::with_range(in_box_, 2, line_h_.need_lo[kh_coord], line_h_.need_hi[kh_coord]);
+    image_ = image_box(spec.height, spec.width);
 }
 
 // Max pooling pads with -inf: the halo exchange fills cells outside the tensor with zeros.
@@ -330,7 +343,7 @@ Tensor<T> DistPool<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     Op hop = parts(grid_, in_.axis[2]) * parts(grid_, in_.axis[3]) > 1 ? Op::halo : Op::fwd_compute;
     Tensor<T> eh =
         timer.time(hop, name_ + " halo", [&] { return halo_forward(x, line_h_, line_comm(grid_, in_.axis[2])); });
-    ext_ = timer.time(hop, name_ + " halo", [&] { return halo_forward(eh, line_w_, line_comm(grid_, in_.axis[3])); });
+    ext_ = timer.time(hop, name_ + " halo", [&] { return halo_forward(eh, line_w_, line_comm(grid_, in_.axis[3]), &image_); });
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
     const ConvGeometry g{spec_.kh, spec_.kw, spec_.sh, spec_.sw, 1, 1};
     timer.time(Op::fwd_compute, name_ + " forward", [&] {
@@ -347,7 +360,7 @@ Tensor<T> DistPool<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     timer.time(Op::bwd_compute, name_ + " backward", [&] { pool_backward(spec_.max, ext_, g, dy, dext); });
     Op hop = parts(grid_, in_.axis[2]) * parts(grid_, in_.axis[3]) > 1 ? Op::halo : Op::bwd_compute;
     Tensor<T> dh = timer.time(hop, name_ + " halo adjoint",
-                              [&] { return halo_adjoint(dext, halo_h_box_, line_w_, line_comm(grid_, in_.axis[3])); });
+                              [&] { return halo_adjoint(dext, halo_h_box_, line_w_, line_comm(grid_, in_.axis[3]), &image_); });
     return timer.time(hop, name_ + " halo adjoint",
                       [&] { return halo_adjoint(dh, in_box_, line_h_, line_comm(grid_, in_.axis[2])); });
 }

@@ -46,6 +46,8 @@ struct OpTimer {
     std::vector<TraceEvent> events;
     // Told each step's name before it runs, and whether it waits on other ranks (fault reports).
     std::function<void(const std::string&, bool)> on_step;
+    // Told each step's operation and name before it runs (the byte ledger attributes sends to it).
+    std::function<void(Op, const std::string&)> on_op;
     void reset() {
         seconds.fill(0);
         events.clear();
@@ -53,6 +55,7 @@ struct OpTimer {
     template <class F>
     auto time(Op op, const std::string& name, F&& f) {
         if (on_step) on_step(name, op != Op::fwd_compute && op != Op::bwd_compute && op != Op::optimizer);
+        if (on_op) on_op(op, name);
         double t0 = MPI_Wtime();
         if constexpr (std::is_void_v<decltype(f())>) {
             f();
@@ -173,6 +176,7 @@ private:
     ConvSpec spec_;
     HaloLine line_h_, line_w_;
     Box in_box_, halo_h_box_;
+    Box image_;  // the tensor's rows and columns: halo messages carry no zero padding
     Tensor<T> ext_;        // the halo-extended input, kept for backward
     std::vector<T> cols_;  // its im2col matrices, kept for backward
 };
@@ -236,6 +240,7 @@ private:
     std::string name_;
     HaloLine line_h_, line_w_;
     Box in_box_, halo_h_box_;
+    Box image_;  // the tensor's rows and columns: halo messages carry no zero padding
     Tensor<T> ext_;
     void mask_padding(Tensor<T>& ext) const;
 };

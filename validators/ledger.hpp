@@ -13,6 +13,7 @@
 #include <mpi.h>
 
 #include "common/diagnostics.hpp"
+#include "networks/network.hpp"
 #include "planner/comm.hpp"
 
 namespace dnnplan::validators {
@@ -49,7 +50,51 @@ struct LedgerComparison {
 };
 LedgerComparison compare_ledgers(const ByteLedger& measured, const ByteLedger& planned, int rank);
 
+// One send this process asked MPI for while a SendCounter was active, during step `step` of
+// operation `op` (validators::Op): to `peer` (a rank of MPI_COMM_WORLD) for a point-to-point send or
+// each non-empty destination of an all-to-all, or a collective over `group_size` ranks (peer -1).
+struct SentMessage {
+    int op = -1;
+    std::string step;
+    int peer = -1;
+    int group_size = 1;
+    double bytes = 0;
+};
+
+// Counts what this process sends through the MPI profiling interface (MPI 3.1 chapter 14): this
+// library defines MPI_Isend, MPI_Send, MPI_Alltoallv, MPI_Allreduce and MPI_Iallreduce, records the
+// call when a counter is active and forwards to PMPI_*. The counter sees what the code really asks
+// MPI to move, whatever path led there. Process-global by the nature of that interface: one counter
+// may be active at a time (the constructor throws otherwise).
+class SendCounter {
+public:
+    SendCounter();
+    ~SendCounter();
+    SendCounter(const SendCounter&) = delete;
+    SendCounter& operator=(const SendCounter&) = delete;
+    void set_step(int op, const std::string& step) {
+        op_ = op;
+        step_ = step;
+    }
+    void add(int peer, int group_size, double bytes) { messages_.push_back({op_, step_, peer, group_size, bytes}); }
+    const std::vector<SentMessage>& messages() const { return messages_; }
+
+private:
+    int op_ = -1;
+    std::string step_;
+    std::vector<SentMessage> messages_;
+};
+
 // Rank 0 of `comm` receives every rank's strings (in rank order); others get an empty vector.
 std::vector<std::string> gather_strings(const std::string& mine, MPI_Comm comm);
+
+// The layer-parallel runner's ledger (validators/README.md, "The byte ledger"): every rank's sends,
+// attributed to (layer, phase, kind) by the step they ran in, set beside `calls` (the plan's
+// CommCalls). Collectives must equal the plan (group size, count, and the largest rank's bytes equal
+// to the call's bytes, which are the busiest rank's); halos and redistributions must be present
+// exactly where the plan has them, reach no more peers than the plan's groups, and each rank's
+// bytes are reported beside the call's. Rank 0 gets {"agrees", "entries", "mismatches"}.
+Json layer_ledger(const networks::Network& network, const std::vector<planner::CommCall>& calls,
+                  const std::vector<SentMessage>& sent, MPI_Comm comm);
 
 }  // namespace dnnplan::validators

@@ -89,9 +89,11 @@ inline Box with_range(Box b, int dim, Index lo, Index hi) {
 }
 }  // namespace detail
 
-// Forward: returns the extended block (owned + ghosts, zeros outside the tensor).
+// Forward: returns the extended block (owned + ghosts, zeros outside the tensor). `within` (the
+// tensor's global box, optional) keeps zero padding that an earlier exchange along another dimension
+// added to `owned` out of the messages: only cells of the tensor travel.
 template <class T>
-Tensor<T> halo_forward(const Tensor<T>& owned, const HaloLine& line, MPI_Comm comm) {
+Tensor<T> halo_forward(const Tensor<T>& owned, const HaloLine& line, MPI_Comm comm, const Box* within = nullptr) {
     const int me = comm_rank(comm), p = comm_size(comm), d = line.dim;
     Tensor<T> ext(detail::with_range(owned.box, d, line.need_lo[me], line.need_hi[me]));
     std::vector<std::vector<T>> sendbuf(p), recvbuf(p);
@@ -100,6 +102,7 @@ Tensor<T> halo_forward(const Tensor<T>& owned, const HaloLine& line, MPI_Comm co
     for (int j = 0; j < p; ++j) {
         if (j == me) continue;
         Box to_j = intersect(owned.box, detail::with_range(owned.box, d, line.need_lo[j], line.need_hi[j]));
+        if (within) to_j = intersect(to_j, *within);
         if (!to_j.empty()) {
             pack(owned, to_j, sendbuf[j]);
             requests.emplace_back();
@@ -107,6 +110,7 @@ Tensor<T> halo_forward(const Tensor<T>& owned, const HaloLine& line, MPI_Comm co
                       &requests.back());
         }
         recv_region[j] = intersect(ext.box, detail::with_range(ext.box, d, line.own_lo[j], line.own_hi[j]));
+        if (within) recv_region[j] = intersect(recv_region[j], *within);
         if (!recv_region[j].empty()) {
             recvbuf[j].resize(static_cast<std::size_t>(recv_region[j].volume()));
             requests.emplace_back();
@@ -121,9 +125,11 @@ Tensor<T> halo_forward(const Tensor<T>& owned, const HaloLine& line, MPI_Comm co
     return ext;
 }
 
-// Adjoint: ghost gradients go back to their owners and are added into the bulk; padding drops out.
+// Adjoint: ghost gradients go back to their owners and are added into the bulk; padding drops out
+// (with `within`, before it travels).
 template <class T>
-Tensor<T> halo_adjoint(const Tensor<T>& ext_grad, const Box& owned_box, const HaloLine& line, MPI_Comm comm) {
+Tensor<T> halo_adjoint(const Tensor<T>& ext_grad, const Box& owned_box, const HaloLine& line, MPI_Comm comm,
+                       const Box* within = nullptr) {
     const int me = comm_rank(comm), p = comm_size(comm), d = line.dim;
     Tensor<T> owned(owned_box);
     std::vector<std::vector<T>> sendbuf(p), recvbuf(p);
@@ -132,6 +138,7 @@ Tensor<T> halo_adjoint(const Tensor<T>& ext_grad, const Box& owned_box, const Ha
     for (int j = 0; j < p; ++j) {
         if (j == me) continue;
         Box to_j = intersect(ext_grad.box, detail::with_range(ext_grad.box, d, line.own_lo[j], line.own_hi[j]));
+        if (within) to_j = intersect(to_j, *within);
         if (!to_j.empty()) {
             pack(ext_grad, to_j, sendbuf[j]);
             requests.emplace_back();
@@ -139,6 +146,7 @@ Tensor<T> halo_adjoint(const Tensor<T>& ext_grad, const Box& owned_box, const Ha
                       &requests.back());
         }
         recv_region[j] = intersect(owned.box, detail::with_range(owned.box, d, line.need_lo[j], line.need_hi[j]));
+        if (within) recv_region[j] = intersect(recv_region[j], *within);
         if (!recv_region[j].empty()) {
             recvbuf[j].resize(static_cast<std::size_t>(recv_region[j].volume()));
             requests.emplace_back();

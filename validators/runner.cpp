@@ -851,9 +851,21 @@ RunResult run_plan(const networks::Network& network, const planner::ScoredPlan& 
         if (options.on_step) options.on_step("iteration " + std::to_string(it) + " start (barrier)", true);
         MPI_Barrier(comm);
         double t0 = MPI_Wtime();
+        // The last iteration's sends go to the ledger (counting costs a branch per MPI call).
+        std::optional<SendCounter> counter;
+        if (it == total - 1) {
+            counter.emplace();
+            timer.on_op = [&counter](Op op, const std::string& name) { counter->set_step(static_cast<int>(op), name); };
+        }
         runner.step(timer);
         runner.sgd(static_cast<float>(options.learning_rate), timer);
         double t1 = MPI_Wtime();
+        timer.on_op = nullptr;
+        if (counter) {
+            std::vector<SentMessage> sent = counter->messages();
+            counter.reset();
+            result.ledger = layer_ledger(network, scored.calls, sent, comm);
+        }
         if (timer.trace) result.trace_origin = t0;
         if (!measured) continue;
         double local = t1 - t0, slowest = 0;

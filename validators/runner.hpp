@@ -19,6 +19,7 @@
 #include "validators/dag_layers.hpp"
 #include "validators/transformer_layers.hpp"
 #include "validators/layers.hpp"
+#include "validators/ledger.hpp"
 
 namespace dnnplan::validators {
 
@@ -106,6 +107,9 @@ struct RunResult {
     double iteration_best_s = 0;
     std::array<double, static_cast<int>(Op::count)> op_best_s{};
     std::vector<double> iteration_samples;
+    // The byte ledger of the last timed iteration against the plan's CommCalls (rank 0 only; see
+    // layer_ledger): {"agrees", "entries", "mismatches"}.
+    Json ledger;
     std::vector<std::vector<TraceEvent>> trace;  // per rank (rank 0 only), last measured iteration
     double trace_origin = 0;
 };

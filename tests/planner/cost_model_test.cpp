@@ -6,6 +6,8 @@
 // The clusters are built in code: one device per node, so every group is spread one rank per node
 // and every message costs a + n b with a = 1 us and 1 / b = 1 GB/s; peak 1 TFLOP/s reached in
 // full. With these numbers each expected value below is written out as arithmetic.
+#include <map>
+#include <set>
 #include <catch2/catch.hpp>
 
 #include "planner_test_helpers.hpp"
@@ -543,22 +545,27 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
     SECTION("2 x 2 split: two-part lines, one step each") {
         CostModel model(net, cluster, options(4, 4));
         ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 2, 2}));
-        // conv1 forward, per dimension: 4 samples x 4 channels x 1 row x 8/2 columns x 4 B = 256 B:
-        //   1e-6 + 0.256e-6 = 1.256e-6 s, twice (h and w).
+        // Rows first, then columns on the row-extended block (corners travel; DistDL's order).
+        // conv1 forward: rows 4 samples x 4 channels x 1 row x 8/2 columns x 4 B = 256 B,
+        //   1e-6 + 0.256e-6 = 1.256e-6 s; columns over the extended rows: block [0,4) reads rows
+        //   [0,5) (row -1 is padding), [4,8) reads [3,8): 5 rows, 4 x 4 x 1 x 5 x 4 = 320 B, 1.320e-6 s.
         // conv1 backward: none. Its input (the data) needs no gradient, and its weight gradient
         //   (sum of dY x X over its own positions) reads the input halo it already has.
-        // conv2 forward and backward: 8 channels both ways, 4 x 8 x 1 x 4 x 4 = 512 B: 1.512e-6 s,
-        //   four times.
-        // halo = 2 x 1.256e-6 + 4 x 1.512e-6 = 8.56e-6 s (before issue 16: 11.584e-6, with conv1's
-        //   needless backward halo)
-        CHECK(plan.cost.comm(CommKind::halo) == Approx(8.56e-6).epsilon(1e-12));
+        // conv2 forward and backward: 8 channels both ways, rows 4 x 8 x 1 x 4 x 4 = 512 B
+        //   (1.512e-6 s) and columns 4 x 8 x 1 x 5 x 4 = 640 B (1.640e-6 s), each twice (the output
+        //   gradient's blocks read 5 rows too: 3 x 3, stride 1, padding 1).
+        // halo = 1.256e-6 + 1.320e-6 + 2 x (1.512e-6 + 1.640e-6) = 8.88e-6 s (8.56e-6 without the
+        //   corners, 11.584e-6 before issue 16 with conv1's needless backward halo)
+        CHECK(plan.cost.comm(CommKind::halo) == Approx(8.88e-6).epsilon(1e-12));
         int halos = 0;
+        std::multiset<double> bytes;
         for (const CommCall& c : plan.calls) {
             if (c.kind != CommKind::halo) continue;
             ++halos;
             CHECK(c.group.size == 2);
-            CHECK(c.bytes == (c.layer == 1 && c.phase == Phase::forward ? 256 : 512));
+            bytes.insert(c.bytes);
         }
+        CHECK(bytes == std::multiset<double>{256, 320, 512, 512, 640, 640});
         CHECK(halos == 6);
         // Weights replicated: the gradient is all-reduced over n x h x w = 4 processes.
         // conv1: 8*4*9*4 = 1152 B, recursive doubling 2 (1e-6 + 1.152e-6) = 4.304e-6 s
@@ -580,4 +587,36 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         //   2 (1e-6 + 1.024e-6) = 4.048e-6 s, forward and backward (conv1 has no backward halo).
         CHECK(plan.cost.comm(CommKind::halo) == Approx(3.024e-6 + 2 * 4.048e-6).epsilon(1e-12));
     }
+}
+
+TEST_CASE("domain split: halo widths of unpadded and strided convolutions are the rows a block needs", "[planner][cost]") {
+    // 1 x 32 x 32 images, B = 3, rows split 3 ways (n = 1: every process holds all 3 samples).
+    // conv1: 2 channels, 5 x 5, no padding: 32 -> 28 rows; conv2: 2 channels, 3 x 3, stride 2: 28 -> 13.
+    // Balanced blocks (block j = [floor(n j / 3), floor(n (j + 1) / 3))): 32 rows [0,10) [10,21)
+    // [21,32); 28 rows [0,9) [9,18) [18,28); 13 rows [0,4) [4,8) [8,13).
+    networks::Network net = networks::parse_network(Json::parse(R"({
+        "name": "valid_strided", "batch": 3, "input": {"shape": [1, 32, 32]},
+        "layers": [
+            {"name": "conv1", "kind": "conv2d", "out_channels": 2, "kernel": 5, "bias": false},
+            {"name": "conv2", "kind": "conv2d", "out_channels": 2, "kernel": 3, "stride": 2, "bias": false}
+        ]})"),
+                                                     "inline.json");
+    clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(3, 3));
+    ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 3, 1}));
+    std::map<std::pair<int, Phase>, double> halo;
+    for (const CommCall& c : plan.calls)
+        if (c.kind == CommKind::halo) halo[{c.layer, c.phase}] = c.bytes;
+    // conv1 forward: output [0,9) reads input [0,13), 3 rows past its block [0,10); [18,28) reads
+    //   [18,32), 3 rows before [21,32): width 3 (floor(5/2) = 2 would miss a row):
+    //   3 samples x 1 channel x 3 rows x 32 columns x 4 B = 1152 B.
+    // conv2 forward: output [4,8) reads input rows [8,17) (one before [9,18)), [8,13) reads [16,27)
+    //   (two before [18,28)), [0,4) reads [0,9) (none): width 2: 3 x 2 x 2 x 28 x 4 = 1344 B.
+    // conv2 backward (output-gradient halo): input rows [0,9) get contributions from output rows
+    //   o with 2 o + t in [0,9), t < 3: o in [0,4], one past [0,4); [9,18): o in [4,8], one past
+    //   [4,8); [18,28): o in [8,13): none. Width 1: 3 x 2 x 1 x 13 x 4 = 312 B.
+    CHECK(halo.size() == 3);  // conv1 has no backward halo (its input needs no gradient)
+    CHECK(halo[{1, Phase::forward}] == 1152);
+    CHECK(halo[{2, Phase::forward}] == 1344);
+    CHECK(halo[{2, Phase::backward}] == 312);
 }

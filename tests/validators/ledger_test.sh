@@ -1,0 +1,90 @@
+#!/bin/bash
+# The layer-parallel runner's byte ledger (validators/ledger.*, layer_ledger): every rank's sends,
+# counted through the MPI profiling interface and attributed to (layer, phase, kind), beside the
+# plan's CommCalls. lenet5, batch 8, 2 ranks; every figure below by hand (32 x 32 input; conv1
+# 6 x 5 x 5 -> 6 x 28 x 28, pool1 -> 6 x 14 x 14, conv2 16 x 6 x 5 x 5 -> 16 x 10 x 10, pool2 ->
+# 16 x 5 x 5, fc1 400 -> 120, fc2 120 -> 84, fc3 84 -> 10; fp32). Layer indices: conv1 1, conv2 4,
+# pool2 6, fc1 8, fc2 10, fc3 12.
+# Needs DNNPLAN (build/dnnplan, with build/dnnplan-validate beside it) and python3.
+set -u
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --cluster cori-knl --warmup 0 --iterations 1 --sgd-steps 1 \
+    --format json --out "$tmp/r.json" >"$tmp/out" 2>&1 || { echo "FAIL: dnnplan validate"; cat "$tmp/out"; exit 1; }
+python3 - "$tmp/r.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+plans = {p["strategy"]: p for p in r["plans"]}
+def entry(p, layer, phase, kind):
+    for e in p["ledger"]["entries"]:
+        if (e["layer"], e["phase"], e["kind"]) == (layer, phase, kind):
+            return e
+    raise AssertionError(f"no ledger entry {layer} {phase} {kind} in {p['label']}")
+def collective(p, layer, phase, nbytes):
+    e = entry(p, layer, phase, "all_reduce")
+    assert e["planned"] == [{"group_size": 2, "bytes": nbytes}], e
+    assert e["measured"] == [[{"group_size": 2, "bytes": nbytes}]] * 2, e
+
+# batch: one gradient all-reduce per weighted layer over both ranks, weights + bias in fp32:
+# conv1 (150 + 6) x 4 = 624 B, conv2 (2400 + 16) x 4 = 9664, fc1 (48000 + 120) x 4 = 192480,
+# fc2 (10080 + 84) x 4 = 40656, fc3 (840 + 10) x 4 = 3400. The ledger equals the plan.
+b = plans["batch"]
+assert b["ledger"]["agrees"] and b["ledger"]["mismatches"] == [], b["ledger"]["mismatches"]
+for layer, nbytes in [(1, 624), (4, 9664), (8, 192480), (10, 40656), (12, 3400)]:
+    collective(b, layer, "sync", nbytes)
+
+# model: conv2 reads all of pool1's channels, which conv1 left split 3 + 3: each rank sends its
+# 8 x 3 x 14 x 14 x 4 = 18816 B to the other (the plan: an all-gather of 37632 B over 2, half each);
+# conv2's input gradient is all-reduced over co: 8 x 6 x 14 x 14 x 4 = 37632 B.
+m = plans["model"]
+assert m["ledger"]["agrees"], m["ledger"]["mismatches"]
+e = entry(m, 4, "forward", "redistribution")
+assert [x["bytes_to_peer"] for x in e["measured"]] == [{"1": 18816}, {"0": 18816}], e
+assert e["model_rank_bytes"] == 18816, e
+collective(m, 4, "backward", 37632)
+
+# domain (rows split 2 ways): the ledger finds three places where the cost model's calls differ
+# from what the runner must send (validators/README.md, "The byte ledger").
+d = plans["domain"]
+assert d["check"]["passed"], d["check"]
+assert not d["ledger"]["agrees"]
+# conv1's input halo: 2 rows of 1 x 32 per sample each way, 8 x 2 x 32 x 4 = 2048 B: agrees.
+e = entry(d, 1, "forward", "halo")
+assert e["bytes_agree"] and [x["bytes"] for x in e["measured"]] == [2048, 2048], e
+# conv2 backward: the runner returns the forward halo's ghost gradients (the adjoint: 6 input
+# channels x 2 rows x 14 columns, 8 x 6 x 2 x 14 x 4 = 5376 B); the model charges a halo of the
+# output gradient (16 channels x 2 rows x 10 columns: 8 x 16 x 2 x 10 x 4 = 10240 B).
+e = entry(d, 4, "backward", "halo")
+assert e["planned"] == [{"group_size": 2, "bytes": 10240}] and e["largest_rank_bytes"] == 5376, e
+# pool2 (2 x 2, stride 2): conv2's 10 rows split 5 + 5, pool2's 5 output rows 2 + 3; rank 1's
+# windows start at input row 4, which rank 0 holds: 8 x 16 x 1 x 10 x 4 = 5120 B, not in the plan.
+e = entry(d, 6, "forward", "halo")
+assert e["planned"] == [] and [x["bytes"] for x in e["measured"]] == [5120, 0], e
+# fc1 gathers pool2's rows 2 + 3: rank 1 sends 8 x 16 x 3 x 5 x 4 = 7680 B, rank 0 5120 B; the
+# plan's all-gather of 12800 B over 2 has each rank send half, 6400 B.
+e = entry(d, 8, "forward", "redistribution")
+assert [x["bytes"] for x in e["measured"]] == [5120, 7680] and e["model_rank_bytes"] == 6400, e
+print("ok")
+PY
+[ $? = 0 ] || exit 1
+
+# 3 ranks, the domain plan: conv1 (5 x 5, no padding, 32 -> 28 rows) splits its output rows
+# [0,9) [9,18) [18,28) and its input rows [0,10) [10,21) [21,32); output [0,9) reads input [0,13)
+# and [18,28) reads [18,32): 3 rows, not floor(5/2) = 2. Rank 1 sends rows [10,13) to rank 0 and
+# [18,21) to rank 2: 2 x 8 x 1 x 3 x 32 x 4 = 6144 B, which the plan's halo calls now charge
+# (2 neighbours x 3072 B; before, with 2 rows: 2048 B each, 4096 B). Ranks 0 and 2 send one row
+# each (8 x 1 x 1 x 32 x 4 = 1024 B): rank 1's output [9,18) reads input [9,22).
+"$DNNPLAN" validate --net lenet5 --batch 8 --np 3 --cluster cori-knl --warmup 0 --iterations 1 --sgd-steps 1 \
+    --format json --out "$tmp/r3.json" >"$tmp/out" 2>&1 || { echo "FAIL: dnnplan validate on 3 ranks"; cat "$tmp/out"; exit 1; }
+python3 - "$tmp/r3.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = [p for p in r["plans"] if p["strategy"] == "domain"][0]
+def entry(layer, phase, kind):
+    return [e for e in d["ledger"]["entries"] if (e["layer"], e["phase"], e["kind"]) == (layer, phase, kind)][0]
+e = entry(1, "forward", "halo")
+assert e["planned"] == [{"group_size": 3, "bytes": 3072}], e
+assert [x["bytes_to_peer"] for x in e["measured"]] == [{"1": 1024}, {"0": 3072, "2": 3072}, {"1": 1024}], e
+assert e["bytes_agree"], e
+print("ok")
+PY
