@@ -201,6 +201,7 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
                        PipelineSearchStats& stats) {
     const int T = table.tensor;
     const int d = model.links().devices_per_node;
+    const double capacity = static_cast<double>(model.cluster().device.usable_memory_bytes());
     // Stage partitions for every S at once, per link kind and recomputation setting.
     std::map<std::tuple<bool, Recompute>, std::vector<std::vector<int>>> partitions;
     int s_max = 1;
@@ -241,10 +242,19 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
                             sync_cache
                                 .emplace(std::make_tuple(S, zero), replica_sync(model, table, S, spec.replicas, zero))
                                 .first;
-                    const StageEvaluation e = evaluate_stages(model, table, spec, sync->second, false);
                     ++stats.configurations;
+                    // Once (T, S) has a feasible plan, one over memory cannot win (Best::offer): its
+                    // memory decides it, without walking its schedule (most of the search's time).
+                    Best& shape_best = best[{T, S}];
+                    if (shape_best.feasible &&
+                        (!table.plan.cost.feasible ||
+                         (capacity > 0 && worst_stage_memory(table, spec).memory.total() > capacity))) {
+                        ++stats.infeasible;
+                        continue;
+                    }
+                    const StageEvaluation e = evaluate_stages(model, table, spec, sync->second, false);
                     if (!e.cost.feasible) ++stats.infeasible;
-                    best[{T, S}].offer(spec, e.cost);
+                    shape_best.offer(spec, e.cost);
                 }
         }
 }

@@ -57,6 +57,37 @@ PipelineOp op_at(Schedule schedule, int stages, int stage, int M, int k, int V) 
     return unit(false, units - warmup + (j - steady));
 }
 
+PipelineOpCursor::PipelineOpCursor(Schedule schedule, int stages, int stage, int micro_batches, int interleave)
+    : stages_(stages), interleave_(interleave), units_(micro_batches * interleave),
+      gpipe_(schedule == Schedule::gpipe) {
+    warmup_ = gpipe_             ? units_
+              : interleave == 1 ? std::min(stages - stage - 1, micro_batches)
+                                : interleaved_warmup(stages, stage, micro_batches, interleave);
+}
+
+PipelineOp PipelineOpCursor::Units::take(bool forward, int stages, int interleave) {
+    // op_at's unit(i): chunk = (i % S V) / S, micro = (i / S V) S + i % S; backwards run the chunks
+    // in reverse. Without interleaving (V = 1) that is micro = i, chunk 0.
+    const PipelineOp op{forward, micro_base + in_chunk, forward ? chunk : interleave - 1 - chunk};
+    if (++in_chunk == stages) {
+        in_chunk = 0;
+        if (++chunk == interleave) chunk = 0, micro_base += stages;
+    }
+    return op;
+}
+
+PipelineOp PipelineOpCursor::next() {
+    const int k = k_++;
+    if (gpipe_) {  // GPipe: M forwards, then M backwards, micro-batch order (V = 1)
+        if (k < units_) return PipelineOp{true, k, 0};
+        return PipelineOp{false, k - units_, 0};
+    }
+    if (k < warmup_) return forwards_.take(true, stages_, interleave_);
+    const int j = k - warmup_, steady = 2 * (units_ - warmup_);
+    if (j < steady && j % 2 == 0) return forwards_.take(true, stages_, interleave_);
+    return backwards_.take(false, stages_, interleave_);
+}
+
 std::vector<PipelineOp> pipeline_order(Schedule schedule, int stages, int stage, int micro_batches, int V) {
     std::vector<PipelineOp> ops;
     for (int k = 0; k < 2 * micro_batches * V; ++k) ops.push_back(op_at(schedule, stages, stage, micro_batches, k, V));
@@ -133,11 +164,17 @@ std::vector<double> last_backward_ends(const std::vector<double>& F, const std::
     std::vector<int> pending;
     for (int d = 0; d < S; ++d) pending.push_back(d);
     const int ops = 2 * M * V;
+    std::vector<PipelineOpCursor> cursors;
+    std::vector<PipelineOp> upcoming;  // each device's next operation (cursors only move forward)
+    for (int d = 0; d < S; ++d) {
+        cursors.emplace_back(schedule, S, d, M, V);
+        upcoming.push_back(cursors.back().next());
+    }
     while (!pending.empty()) {
         const int d = pending.back();
         pending.pop_back();
         while (next[d] < ops) {
-            const PipelineOp op = op_at(schedule, S, d, M, next[d], V);
+            const PipelineOp op = upcoming[d];
             const int v = op.chunk * S + d;
             EndQueue* input = op.forward ? (v > 0 ? &forwards[v - 1] : nullptr)
                                          : (v + 1 < n ? &backwards[v + 1] : &forwards[v]);
@@ -147,7 +184,7 @@ std::vector<double> last_backward_ends(const std::vector<double>& F, const std::
             const bool last = !op.forward && op.micro == M - 1 && op.chunk == 0 && !last_extra.empty();
             const double end = std::max(free_at[d], ready) + (op.forward ? F[v] : B[v]) + (last ? last_extra[d] : 0.0);
             free_at[d] = end;
-            ++next[d];
+            if (++next[d] < ops) upcoming[d] = cursors[d].next();
             if (op.forward) {
                 forwards[v].push(end);
                 if (v + 1 < n) pending.push_back((v + 1) % S);

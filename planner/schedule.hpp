@@ -75,6 +75,25 @@ struct PipelineOp {
 int interleaved_warmup(int stages, int stage, int micro_batches, int interleave);
 // Operation k of stage `stage`'s order, without building the list (the search walks millions).
 PipelineOp op_at(Schedule schedule, int stages, int stage, int micro_batches, int k, int interleave = 1);
+// The same operations in order, one at a time without divisions: the 1F1B walk asks for every
+// operation of every configuration the search scores, and op_at's index arithmetic was most of
+// the search's time. next() gives op_at(schedule, stages, stage, M, k, V) for k = 0, 1, ...
+class PipelineOpCursor {
+public:
+    PipelineOpCursor(Schedule schedule, int stages, int stage, int micro_batches, int interleave = 1);
+    PipelineOp next();
+
+private:
+    // One stream of units (all forwards, or all backwards) in op_at's unit order: micro-batches in
+    // groups of S, chunk by chunk within a group.
+    struct Units {
+        int micro_base = 0, chunk = 0, in_chunk = 0;
+        PipelineOp take(bool forward, int stages, int interleave);
+    };
+    Units forwards_, backwards_;
+    int stages_, interleave_, k_ = 0, warmup_, units_;
+    bool gpipe_;
+};
 // The order stage `stage` of `stages` runs its M micro-batches in (the simulator replays it).
 // GPipe: all forwards, then all backwards. 1F1B: min(S - s - 1, M) warm-up forwards, then one
 // forward and one backward in turn, then the remaining backwards. Interleaved 1F1B (V > 1, M a

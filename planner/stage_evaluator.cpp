@@ -416,6 +416,21 @@ void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const Sta
 }
 }  // namespace
 
+namespace {
+int worst_of(const std::vector<MemoryBreakdown>& memory) {
+    return static_cast<int>(
+        std::max_element(memory.begin(), memory.end(),
+                         [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); }) -
+        memory.begin());
+}
+}  // namespace
+
+WorstStageMemory worst_stage_memory(const LayerTable& t, const PipelineSpec& spec) {
+    const std::vector<MemoryBreakdown> memory = stage_memories(t, spec);
+    const int worst = worst_of(memory);
+    return WorstStageMemory{memory[worst], worst};
+}
+
 void record_memory(CostBreakdown& cost, const MemoryBreakdown& worst, const clusters::Device& device,
                    const std::string& where) {
     cost.weights_bytes = worst.weights;
@@ -477,10 +492,7 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
 
     // Memory: the plan's is its largest stage's.
     const std::vector<MemoryBreakdown> memory = stage_memories(t, spec);
-    const int worst = static_cast<int>(
-        std::max_element(memory.begin(), memory.end(),
-                         [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); }) -
-        memory.begin());
+    const int worst = worst_of(memory);
     record_memory(k, memory[worst], model.cluster().device, spec.active() ? "stage " + std::to_string(worst) : "");
     if (keep_stages)  // per virtual stage (chunk) when interleaved, with its device's sync and memory
         for (int v = 0; v < spec.virtual_stages(); ++v) {

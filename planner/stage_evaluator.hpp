@@ -93,6 +93,13 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
 LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t micro_batch,
                             const std::vector<Layout>& layouts, bool sequence_parallel = false);
 
+// The plan's memory per process: its largest stage's (or device's, interleaved), and which stage.
+struct WorstStageMemory {
+    MemoryBreakdown memory;
+    int stage = 0;
+};
+WorstStageMemory worst_stage_memory(const LayerTable& t, const PipelineSpec& spec);
+
 // Sets `cost`'s memory to the largest stage's (or device's) `worst`, infeasible with the reason
 // when it exceeds the usable device memory (`where`: "stage 2", "device 1", "" for a plain plan).
 void record_memory(CostBreakdown& cost, const MemoryBreakdown& worst, const clusters::Device& device,

@@ -508,7 +508,7 @@ std::string plan_text(const PlanReportInput& in) {
         if (longest_line(table) > static_cast<std::size_t>(width)) {
             // Narrower still: everything but compute in one column.
             std::vector<TextColumn> narrow = {columns[0], columns[1], columns[2], columns[3], columns[4]};
-            TextColumn rest{"non-compute", {}, 0};
+            TextColumn rest{"non-compute", {}, 100};  // the last to go (long pipeline labels)
             for (const auto* c : shown)
                 rest.cells.push_back(seconds(c->plan.cost.iteration_s - c->plan.cost.fwd_compute_s -
                                              c->plan.cost.bwd_compute_s));

@@ -265,3 +265,25 @@ TEST_CASE("an interleaved plan document round-trips to the same numbers", "[pipe
         CHECK(e.location() == "/pipeline/stage_ranges");
     }
 }
+
+TEST_CASE("the operation cursor gives op_at's operations in order", "[planner][pipeline][interleave]") {
+    // op_at computes operation k from its index; the walk uses the incremental cursor: they must
+    // agree on every operation of every schedule, for stages, micro-batches and chunks of all sizes
+    // the search uses (V > 1 only with 1F1B and M a multiple of S).
+    int compared = 0;
+    for (int S : {1, 2, 3, 4, 8, 16})
+        for (int M : {1, 2, 3, 4, 6, 8, 16, 24, 48})
+            for (int V : {1, 2, 3, 4})
+                for (Schedule schedule : {Schedule::gpipe, Schedule::one_f_one_b}) {
+                    if (V > 1 && (schedule == Schedule::gpipe || S < 2 || M % S != 0)) continue;
+                    for (int d = 0; d < S; ++d) {
+                        PipelineOpCursor cursor(schedule, S, d, M, V);
+                        for (int k = 0; k < 2 * M * V; ++k) {
+                            INFO("S " << S << " M " << M << " V " << V << " device " << d << " op " << k);
+                            REQUIRE(cursor.next() == op_at(schedule, S, d, M, k, V));
+                            ++compared;
+                        }
+                    }
+                }
+    CHECK(compared > 10000);
+}

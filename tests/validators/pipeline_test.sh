@@ -64,9 +64,9 @@ assert p['pipeline']['orders'] == ['F0 F1 F2 F3 B0 B1 B2 B3'] * 2, p['pipeline']
 plan onefoneb lenet5 2 flatten_0 pool2 --micro-batches 4 --schedule 1f1b
 run onefoneb 2 0 "$P2P
 assert p['pipeline']['orders'] == ['F0 F1 B0 F2 B1 F3 B2 B3', 'F0 B0 F1 B1 F2 B2 F3 B3'], p['pipeline']['orders']"
-plan recompute lenet5 2 flatten_0 pool2 --micro-batches 4 --recompute
+plan recompute lenet5 2 flatten_0 pool2 --micro-batches 4 --recompute full
 run recompute 2 0 "$P2P
-assert p['pipeline']['recompute']"
+assert p['pipeline']['recompute'] == 'full'"
 
 # 3 stages, 2 micro-batches, 1F1B (the planner's stage ranges): warm-up forwards min(S - s - 1, M)
 # = 2, 1, 0, so stages 0 and 1 run F0 F1 B0 B1 and stage 2 F0 B0 F1 B1.
