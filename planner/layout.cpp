@@ -194,28 +194,37 @@ double largest_share(const networks::Shape& shape, std::int64_t batch, const Dis
     return local_batch(batch, d.n) / static_cast<double>(batch) * largest_share(shape, d);
 }
 
-double anchor_work_share(const Layer& layer, const networks::Shape& input_shape, const Layout& l) {
-    auto share = [](std::int64_t extent, int parts) {
-        return extent > 0 ? static_cast<double>(largest_part(extent, parts)) / static_cast<double>(extent)
-                          : 1.0 / parts;
-    };
+namespace {
+// The extents an anchor's co, ci, h and w split (0: the layer has no such axis).
+struct AnchorExtents {
+    std::int64_t co = 0, ci = 0, h = 0, w = 0;
+};
+AnchorExtents anchor_extents(const Layer& layer, const networks::Shape& input_shape) {
     const networks::Shape& out = layer.output_shape;
     switch (layer.kind) {
         case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d: {
+        case LayerKind::conv_transpose2d:
             // Grouped convolutions split whole groups (layout_problem keeps ci = 1 for them).
-            const std::int64_t co_extent = layer.attrs.groups > 1 ? layer.attrs.groups : out[0];
-            return share(co_extent, l.co) * share(input_shape[0], l.ci) * share(out[1], l.h) * share(out[2], l.w);
-        }
+            return {layer.attrs.groups > 1 ? layer.attrs.groups : out[0], input_shape[0], out[1], out[2]};
         case LayerKind::linear:
-            return share(out.back(), l.co) * share(input_shape.back(), l.ci);
+            return {out.back(), input_shape.back(), 0, 0};
         case LayerKind::attention:
-            return share(layer.attrs.heads, l.co);
-        case LayerKind::embedding:
-            return share(layer.attrs.embedding_dim, l.co);
+            return {layer.attrs.heads, 0, 0, 0};
+        case LayerKind::embedding:  // co: the embedding dimension; ci: the vocabulary (Megatron-LM's split)
+            return {layer.attrs.embedding_dim, layer.attrs.num_embeddings, 0, 0};
         default:
-            return 1.0 / static_cast<double>(l.co * l.ci * l.h * l.w);
+            return {};
     }
+}
+// The busiest process's fraction of an axis of `extent` cut `parts` ways (1 / parts without one).
+double part_share(std::int64_t extent, int parts) {
+    return extent > 0 ? static_cast<double>(largest_part(extent, parts)) / static_cast<double>(extent) : 1.0 / parts;
+}
+}  // namespace
+
+double anchor_work_share(const Layer& layer, const networks::Shape& input_shape, const Layout& l) {
+    const AnchorExtents e = anchor_extents(layer, input_shape);
+    return part_share(e.co, l.co) * part_share(e.ci, l.ci) * part_share(e.h, l.h) * part_share(e.w, l.w);
 }
 
 bool is_global_pool(const Layer& layer) {
@@ -224,26 +233,11 @@ bool is_global_pool(const Layer& layer) {
 }
 
 double weight_shards(const Layer& layer, const networks::Shape& input_shape, const Layout& layout, const Dist& in) {
-    auto shards = [](std::int64_t extent, int parts) {
-        return extent > 0 ? static_cast<double>(extent) / static_cast<double>(largest_part(extent, parts)) : parts;
-    };
-    const networks::Shape& out = layer.output_shape;
-    switch (layer.kind) {
-        case LayerKind::conv2d:
-        case LayerKind::conv_transpose2d:
-            return shards(layer.attrs.groups > 1 ? layer.attrs.groups : out[0], layout.co) *
-                   shards(input_shape[0], layout.ci);
-        case LayerKind::linear:
-            return shards(out.back(), layout.co) * shards(input_shape.back(), layout.ci);
-        case LayerKind::attention:
-            return shards(layer.attrs.heads, layout.co);
-        case LayerKind::embedding:
-            return shards(layer.attrs.embedding_dim, layout.co);
-        case LayerKind::batchnorm2d:
-            return shards(channel_extent(input_shape), in.c);
-        default:
-            return 1.0;
-    }
+    if (layer.kind == LayerKind::batchnorm2d) return 1.0 / part_share(channel_extent(input_shape), in.c);
+    if (!is_anchor_kind(layer.kind)) return 1.0;
+    // Weights split over co x ci only (the spatial axes hold replicas of them).
+    const AnchorExtents e = anchor_extents(layer, input_shape);
+    return 1.0 / (part_share(e.co, layout.co) * part_share(e.ci, layout.ci));
 }
 
 LayerDists layer_dists(const networks::Network& network, int index, const Layout& layout, const Dist& first_input_out) {
