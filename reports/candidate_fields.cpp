@@ -9,7 +9,8 @@ namespace dnnplan::reports {
 const std::vector<std::string>& config_keys() {
     static const std::vector<std::string> keys{"strategy", "pr",           "pc",               "tensor",
                                                "stages",   "replicas",     "micro_batches",    "micro_batch_size",
-                                               "schedule", "zero",         "recompute",        "sequence_parallel"};
+                                               "schedule", "interleave",   "zero",             "recompute",
+                                               "sequence_parallel"};
     return keys;
 }
 
@@ -33,6 +34,7 @@ Json candidate_config(const planner::Candidate& c, std::int64_t batch) {
         if (split > 0 && batch % split == 0) j["micro_batch_size"] = batch / split;
         j["schedule"] = planner::to_string(p.schedule);
         if (pipeline) {
+            j["interleave"] = p.interleave;
             j["zero"] = p.zero;
             j["recompute"] = planner::to_string(p.recompute);
             j["sequence_parallel"] = p.sequence_parallel;

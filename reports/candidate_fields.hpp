@@ -15,14 +15,14 @@
 
 namespace dnnplan::reports {
 
-// strategy, pr, pc, tensor, stages, replicas, micro_batches, micro_batch_size, schedule, zero,
-// recompute, sequence_parallel: in this order, in every CSV and JSON ranking.
+// strategy, pr, pc, tensor, stages, replicas, micro_batches, micro_batch_size, schedule, interleave,
+// zero, recompute, sequence_parallel: in this order, in every CSV and JSON ranking.
 const std::vector<std::string>& config_keys();
 
 // The configuration of `c` for a global batch `batch`: every key of config_keys(), null where it
 // does not apply. Grid families (batch, model, domain, grid-model, grid-domain): pr, pc. Pipelines
 // and tp-pp-dp: tensor, stages, replicas, micro_batches, micro_batch_size (= batch / (replicas x
-// micro_batches)), schedule, zero, recompute ("none", "selective" or "full"), sequence_parallel.
+// micro_batches)), schedule, interleave (model chunks per device, 1 without interleaving), zero, recompute ("none", "selective" or "full"), sequence_parallel.
 // Graph partitions: stages (k devices), tensor (1),
 // replicas, micro_batches, micro_batch_size, schedule (GPipe order); zero, recompute and
 // sequence_parallel null (the

@@ -180,15 +180,17 @@ TEST_CASE("every ranked candidate carries its configuration and components that 
                 CHECK((c.strategy == planner::Strategy::tp_pp_dp) == (T > 1));
                 CHECK(row.at("schedule") == planner::to_string(c.pipeline.schedule));
                 if (c.strategy == planner::Strategy::graph_partition) {
+                    CHECK(row.at("interleave").is_null());
                     CHECK(row.at("zero").is_null());
                 } else {
                     CHECK(row.at("zero") == c.pipeline.zero);
+                    CHECK(row.at("interleave") == c.pipeline.interleave);
                     CHECK(row.at("recompute") == planner::to_string(c.pipeline.recompute));
                     CHECK(row.at("sequence_parallel") == c.pipeline.sequence_parallel);
                 }
             } else {
                 for (const char* key : {"pr", "pc", "tensor", "stages", "replicas", "micro_batches", "micro_batch_size",
-                                        "schedule", "zero", "recompute", "sequence_parallel"})
+                                        "schedule", "interleave", "zero", "recompute", "sequence_parallel"})
                     CHECK(row.at(key).is_null());
             }
             // The parts of the breakdown are the whole iteration: compute, the seven kinds, contention,
