@@ -757,6 +757,11 @@ GraphPartitionProgram graph_partition_program(const CostModel& model, const Pipe
     out.forward_s.assign(n, 0.0);
     out.backward_s.assign(n, 0.0);
     out.sync.resize(n);
+    out.device_optimizer_step_s.assign(spec.stages, 0.0);
+    const ScoredPlan costs = micro.layer_costs(layouts);
+    for (int i = 1; i < n; ++i)
+        out.device_optimizer_step_s[spec.device_of[i]] +=
+            costs.layers[i].optimizer_step_s / (spec.zero ? spec.replicas : 1);
     for (int i = 1; i < n; ++i) {
         out.forward_s[i] = g.seconds[2 * i];
         out.backward_s[i] = g.seconds[2 * i + 1];

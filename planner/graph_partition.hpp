@@ -84,6 +84,7 @@ struct GraphPartitionProgram {
     };
     std::vector<Transfer> transfers;          // by consumer, then its inputs in order
     std::vector<std::vector<CommCall>> sync;  // per layer, in the order run
+    std::vector<double> device_optimizer_step_s;  // per device: its layers' update (ZeRO-1: its shard)
 };
 GraphPartitionProgram graph_partition_program(const CostModel& model, const PipelineSpec& spec,
                                               const std::vector<Layout>& layouts);

@@ -73,7 +73,8 @@ Json encode_result(const std::vector<RankClock>& clocks, const BuiltPlatform& pl
                 {"bwd_compute_s", c.bwd_compute},
                 {"by_kind", std::vector<double>(std::begin(c.by_kind), std::end(c.by_kind))},
                 {"sync_total_s", c.sync_total},
-                {"sync_exposed_s", c.end - c.backward_end},
+                {"sync_exposed_s", c.end - c.backward_end - c.optimizer_step},
+                {"optimizer_step_s", c.optimizer_step},
                 {"bubble_s", c.idle},
                 {"iteration_s", c.end},
                 {"messages", messages},
@@ -104,6 +105,7 @@ SimResult decode_result(const Json& j) {
     s.sync_total_s = j.at("sync_total_s").get<double>();
     s.sync_exposed_s = j.at("sync_exposed_s").get<double>();
     s.bubble_s = j.at("bubble_s").get<double>();
+    s.optimizer_step_s = j.value("optimizer_step_s", 0.0);
     s.iteration_s = j.at("iteration_s").get<double>();
     r.messages = j.at("messages").get<std::int64_t>();
     r.wall_s = j.at("wall_s").get<double>();

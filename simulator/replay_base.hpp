@@ -29,6 +29,7 @@ using planner::Phase;
 // Accumulated seconds of one rank, by what it was doing.
 struct RankClock {
     double fwd_compute = 0, bwd_compute = 0, sync_total = 0, backward_end = 0, end = 0;
+    double optimizer_step = 0;  // the update after the synchronisation, before `end`
     planner::PerCommKind by_kind{};  // indexed by CommKind, blocking calls only
     double idle = 0;  // pipelines: waiting for a neighbour stage's message that was not sent yet (the bubble)
     std::int64_t messages = 0;
@@ -107,6 +108,16 @@ struct ReplayBase {
 
     // Appends a slice that started at `start` and ends now (with SimOptions::timeline only).
     void record(RankClock& clock, int rank, int track, const std::string& cat, double start, const std::string& name);
+
+    // The optimizer's update once the rank's gradients are synchronised: the step the cost model
+    // adds to the iteration after the sync (planner/stage_evaluator.cpp, planner/compute.hpp).
+    void run_optimizer_step(double seconds, int rank, RankClock& clock) {
+        if (seconds <= 0) return;
+        const double start = sg4::Engine::get_clock();
+        sg4::this_actor::execute(seconds * speed);
+        clock.optimizer_step += sg4::Engine::get_clock() - start;
+        record(clock, rank, 0, "compute", start, "optimizer step");
+    }
 
     // A compute or stage-internal communication step; `member_of(call, body)` calls
     // body(index, member) with the rank's place in the call's group.

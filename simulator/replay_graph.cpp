@@ -135,6 +135,7 @@ struct GraphReplay : ReplayBase {
         clock.backward_end = sg4::Engine::get_clock();
         done->acquire();
         for (auto& comm : pending) comm->wait();
+        run_optimizer_step(program.device_optimizer_step_s[dev], rank, clock);
         clock.end = sg4::Engine::get_clock();
     }
 

@@ -45,6 +45,7 @@ ReplayProgram build_replay_program(const planner::CostModel& model, const planne
     std::vector<LayerSteps> layers = layer_steps(model.network(), plan);
     ReplayProgram p;
     p.overlap_sync = model.options().overlap_sync;
+    for (std::size_t i = 1; i < plan.layers.size(); ++i) p.optimizer_step_s += plan.layers[i].optimizer_step_s;
     for (std::size_t i = 1; i < layers.size(); ++i)
         p.main.insert(p.main.end(), layers[i].forward.begin(), layers[i].forward.end());
     for (std::size_t i = layers.size(); i-- > 1;) {
@@ -121,6 +122,7 @@ struct LayerReplay : ReplayBase {
             for (std::size_t k : deferred)
                 for (const CommCall* call : program.sync[k]) run_sync(*call, rank, "c0", boxes, clock, 0);
         }
+        run_optimizer_step(program.optimizer_step_s, rank, clock);
         clock.end = sg4::Engine::get_clock();
     }
 

@@ -274,6 +274,12 @@ struct PipelineReplay : ReplayBase {
         else
             for (const CommCall* call : deferred) run_sync(*call, rank, "c0", boxes, clock, 0);
         for (auto& comm : pending) comm->wait();
+        // The device's update over all its chunks' layers (ZeRO-1: its shard of the replicas').
+        double step = 0;
+        for (int v = s; v < n; v += S())
+            for (int i = program.stages[v].first; i <= program.stages[v].last; ++i)
+                step += program.micro.layers[i].optimizer_step_s;
+        run_optimizer_step(step / (spec.zero ? spec.replicas : 1), rank, clock);
         clock.end = sg4::Engine::get_clock();
         if (lanes > 1) report_timed_calls(rank);
     }

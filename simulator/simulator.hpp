@@ -112,6 +112,7 @@ struct ReplayProgram {
     std::vector<Step> main;                                   // forward then backward
     std::vector<std::vector<const planner::CommCall*>> sync;  // per sync_ready step, in order
     bool overlap_sync = true;
+    double optimizer_step_s = 0;  // the optimizer's update once the gradients are synchronised (planner/compute.hpp)
 };
 // Forward: each layer's incoming redistributions and halos, its compute, its other forward calls.
 // Backward (reverse order): halos, compute, the other backward calls, then its weight-gradient

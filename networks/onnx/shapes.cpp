@@ -89,8 +89,10 @@ void Importer::apply_input_shapes(const std::set<std::string>& initializers) {
     for (const auto& input : graph->input())
         if (!initializers.count(input.name())) inputs += (inputs.empty() ? "\"" : ", \"") + input.name() + "\"";
     for (const auto& [name, dims] : options_.input_shapes) {
+        // A named copy: clang before 16 cannot capture a structured binding (the fuzz build's compiler).
+        const std::string& wanted = name;
         auto it = std::find_if(graph->mutable_input()->begin(), graph->mutable_input()->end(),
-                               [&](const onnx::ValueInfoProto& v) { return v.name() == name; });
+                               [&](const onnx::ValueInfoProto& v) { return v.name() == wanted; });
         if (it == graph->mutable_input()->end() || initializers.count(name))
             throw InputError(file_, "", "--input-shape: the model has no graph input \"" + name + "\" (its inputs: " +
                                             inputs + ")");
