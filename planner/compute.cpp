@@ -109,11 +109,12 @@ ComputeTime gemm_layer_time(const networks::Network& network, const Layer& layer
         const auto& x = input.output_shape;
         const auto& y = layer.output_shape;
         groups = static_cast<double>(layer.attrs.groups);
-        rows_out = ceil_div(static_cast<double>(y[1]), lay.h) * ceil_div(static_cast<double>(y[2]), lay.w);
-        rows_in = ceil_div(static_cast<double>(x[1]), lay.h) * ceil_div(static_cast<double>(x[2]), lay.w);
+        rows_out = static_cast<double>(largest_part(y[1], lay.h) * largest_part(y[2], lay.w));
+        rows_in = static_cast<double>(largest_part(x[1], lay.h) * largest_part(x[2], lay.w));
         window = static_cast<double>(layer.attrs.kernel_h * layer.attrs.kernel_w);
         // Grouped: each process holds groups / co whole groups; otherwise co and ci split channels.
-        const double local_groups = groups > 1 ? ceil_div(groups, lay.co) : 1.0;
+        const double local_groups =
+            groups > 1 ? static_cast<double>(largest_part(layer.attrs.groups, lay.co)) : 1.0;
         cin = groups > 1 ? static_cast<double>(x[0]) / groups : static_cast<double>(largest_part(x[0], lay.ci));
         cout = groups > 1 ? static_cast<double>(y[0]) / groups : static_cast<double>(largest_part(y[0], lay.co));
         groups = local_groups;
