@@ -1,4 +1,5 @@
 // Text, JSON and CSV forms of a simulation result, and its Chrome trace.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -117,19 +118,34 @@ std::string links_text(const SimResult& result) {
     std::ostringstream out;
     char line[512];
     out << "\nmost loaded links (" << result.links.at("links_used").get<std::int64_t>() << " links used):\n";
-    std::snprintf(line, sizeof line, "%-28s %12s %8s %8s  %s\n", "link", "bytes", "busy", "util.", "sent by");
+    // Who sent the bytes goes on the lines under each link, wrapped to 120 columns (the terminal
+    // width the other tables keep; JSON has every sender whole).
+    constexpr std::size_t kWidth = 120;
+    int name_width = 28;
+    for (const Json& l : result.links.at("most_loaded"))
+        name_width = std::max(name_width, static_cast<int>(l.at("link").get<std::string>().size()));
+    std::snprintf(line, sizeof line, "%-*s %12s %8s %8s\n", name_width, "link", "bytes", "busy", "util.");
     out << line;
     for (const Json& l : result.links.at("most_loaded")) {
-        std::string senders;
-        for (const Json& by : l.at("top_senders")) {
-            if (!senders.empty()) senders += ", ";
-            senders += by.at("what").get<std::string>() + " " +
-                       human_bytes(by.at("bytes").get<double>());
-        }
-        std::snprintf(line, sizeof line, "%-28s %12s %7.1f%% %7.1f%%  %s\n", l.at("link").get<std::string>().c_str(),
-                      human_bytes(l.at("bytes").get<double>()).c_str(), 100 * l.at("busy_fraction").get<double>(),
-                      100 * l.at("utilisation").get<double>(), senders.c_str());
+        std::snprintf(line, sizeof line, "%-*s %12s %7.1f%% %7.1f%%\n", name_width,
+                      l.at("link").get<std::string>().c_str(), human_bytes(l.at("bytes").get<double>()).c_str(),
+                      100 * l.at("busy_fraction").get<double>(), 100 * l.at("utilisation").get<double>());
         out << line;
+        const std::string lead = "    sent by: ", indent(lead.size(), ' ');
+        std::string row = lead;
+        bool first = true;
+        for (const Json& by : l.at("top_senders")) {
+            const std::string sender = by.at("what").get<std::string>() + " " + human_bytes(by.at("bytes").get<double>());
+            if (!first && row.size() + 2 + sender.size() > kWidth) {
+                out << row << ",\n";
+                row = indent;
+            } else if (!first) {
+                row += ", ";
+            }
+            row += sender;
+            first = false;
+        }
+        if (!first) out << row << "\n";
     }
     return out.str();
 }

@@ -115,6 +115,8 @@ check "json has ranks, actors and the most loaded links" jq -e \
 check "the pre-run summary names ranks, actors and messages" grep -qE '^simulate: 4 ranks, [0-9,]+ actors, [0-9,]+ messages' "$work/stderr"
 run simulate --plan "$plan" --topology star
 check "text has the most loaded links" grep -q '^most loaded links' "$work/stdout"
+check "the link table fits 120 columns (senders wrapped under each link)" \
+    test "$(sed -n '/^most loaded links/,$p' "$work/stdout" | awk '{ if (length > m) m = length } END { print m + 0 }')" -le 120
 "$DNNPLAN" --net vgg16 --procs 512 --out "$work/big.json" >/dev/null
 run simulate --plan "$work/big.json" --max-seconds 0.01 --out "$work/never.txt"
 check "--max-seconds: exit 3" [ "$status" -eq 3 ]
