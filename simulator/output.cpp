@@ -147,6 +147,7 @@ std::string links_text(const SimResult& result) {
         }
         if (!first) out << row << "\n";
     }
+    out << "\n";  // the table ends here (the notes after it are prose)
     return out.str();
 }
 }  // namespace
