@@ -137,7 +137,10 @@ check "simulating an infeasible plan warns that it is infeasible" \
 # --- M8: planning time and memory do not grow with the batch (alexnet at 2^31 took 12 GB before). ------
 for args in "--net lenet5 --procs 4 --batch 16777216" "--net alexnet --procs 4 --batch 2147483648"; do
     read -r -a argv <<<"$args"
-    ( ulimit -v 4000000; run_bounded 30 "${argv[@]}"; [ "$status" -eq 0 ] || [ "$status" -eq 1 ] )
+    # Under AddressSanitizer (tools/sanitize.sh sets ASAN_OPTIONS) the shadow memory needs terabytes
+    # of address space, so the 4 GB limit applies to the plain build only; the time bound stays.
+    ( [ -n "${ASAN_OPTIONS:-}" ] || ulimit -v 4000000
+      run_bounded 30 "${argv[@]}"; [ "$status" -eq 0 ] || [ "$status" -eq 1 ] )
     check "a huge batch is planned within 30 s and 4 GB: dnnplan $args" [ "$?" -eq 0 ]
 done
 
