@@ -192,8 +192,12 @@ std::string simulated_ranking(const planner::CostModel& model, const planner::Se
     const int count = std::min(k, result.feasible_count);
     auto replay = [&](std::size_t i) -> std::string {
         const planner::Candidate& c = result.ranked[i];
-        std::cerr << (session.distributed() ? "rank " + std::to_string(session.rank()) + ": " : std::string())
-                  << "simulating candidate " << i + 1 << " of " << count << ": " << reports::candidate_label(c) << "\n";
+        // One write per line: under mpirun the ranks share stderr, and a line written in pieces
+        // interleaves with another rank's.
+        const std::string line = (session.distributed() ? "rank " + std::to_string(session.rank()) + ": " : std::string()) +
+                                 "simulating candidate " + std::to_string(i + 1) + " of " + std::to_string(count) +
+                                 ": " + reports::candidate_label(c) + "\n";
+        std::cerr << line << std::flush;
         return json_text(simulate_candidate(model, c, p));
     };
     sweep::RunOptions options = run_options;
