@@ -636,7 +636,7 @@ CostBreakdown schedule_cost(const CostModel& model, const PipelineSpec& spec, co
     k_cost.sync_contention_s = (iteration - makespan) - k_cost.sync_exposed_s;
     // Every device steps its own layers after the synchronisation (ZeRO-1: its shard of them).
     for (const DeviceShare& share : shares)
-        k_cost.optimizer_step_s = std::max(k_cost.optimizer_step_s, share.optimizer_step_s / (spec.zero ? R : 1));
+        k_cost.optimizer_step_s = std::max(k_cost.optimizer_step_s, optimizer_step_share(share.optimizer_step_s, spec));
     k_cost.iteration_s = iteration + k_cost.optimizer_step_s;
     record_memory(k_cost, memory[worst], model.cluster().device, "device " + std::to_string(worst));
     return k_cost;
@@ -761,7 +761,7 @@ GraphPartitionProgram graph_partition_program(const CostModel& model, const Pipe
     const ScoredPlan costs = micro.layer_costs(layouts);
     for (int i = 1; i < n; ++i)
         out.device_optimizer_step_s[spec.device_of[i]] +=
-            costs.layers[i].optimizer_step_s / (spec.zero ? spec.replicas : 1);
+            optimizer_step_share(costs.layers[i].optimizer_step_s, spec);
     for (int i = 1; i < n; ++i) {
         out.forward_s[i] = g.seconds[2 * i];
         out.backward_s[i] = g.seconds[2 * i + 1];

@@ -57,6 +57,10 @@ PipelineOp op_at(Schedule schedule, int stages, int stage, int M, int k, int V) 
     return unit(false, units - warmup + (j - steady));
 }
 
+double optimizer_step_share(double step_s, const PipelineSpec& spec) {
+    return step_s / (spec.zero ? spec.replicas : 1);
+}
+
 PipelineOpCursor::PipelineOpCursor(Schedule schedule, int stages, int stage, int micro_batches, int interleave)
     : stages_(stages), interleave_(interleave), units_(micro_batches * interleave),
       gpipe_(schedule == Schedule::gpipe) {

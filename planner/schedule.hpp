@@ -28,6 +28,10 @@ inline constexpr int kMaxSearchInterleave = 8;
 enum class Recompute { none, selective, full };
 std::string to_string(Recompute recompute);
 
+// A stage's (or device's) optimizer step under `spec`: ZeRO-1 updates 1 / R of it on each replica.
+struct PipelineSpec;
+double optimizer_step_share(double step_s, const PipelineSpec& spec);
+
 // How a plan is pipelined and replicated. The default (one stage, one micro-batch, one replica,
 // no ZeRO, no recomputation) is the plain layer-parallel plan.
 struct PipelineSpec {

@@ -485,7 +485,7 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     // The optimizer steps after the synchronisation, each stage on its own (ZeRO-1: on its shard).
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
-        const double step = t.sum(first, last).optimizer_step / (spec.zero ? spec.replicas : 1);
+        const double step = optimizer_step_share(t.sum(first, last).optimizer_step, spec);
         k.optimizer_step_s = std::max(k.optimizer_step_s, step);
     }
     k.iteration_s = e.pipeline_s + past + k.optimizer_step_s;

@@ -279,7 +279,7 @@ struct PipelineReplay : ReplayBase {
         for (int v = s; v < n; v += S())
             for (int i = program.stages[v].first; i <= program.stages[v].last; ++i)
                 step += program.micro.layers[i].optimizer_step_s;
-        run_optimizer_step(step / (spec.zero ? spec.replicas : 1), rank, clock);
+        run_optimizer_step(planner::optimizer_step_share(step, spec), rank, clock);
         clock.end = sg4::Engine::get_clock();
         if (lanes > 1) report_timed_calls(rank);
     }
