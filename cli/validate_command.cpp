@@ -298,9 +298,10 @@ int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool wi
     return status;
 }
 
-// True when the cluster file was written by `dnnplan calibrate` (its sources say "measured by
-// dnnplan calibrate"): only such a cluster describes the machine the validator runs on.
-bool measured_by_calibrate(const std::string& cluster_source, const std::string& plan_file) {
+// Why the cluster at `cluster_source` does not describe this machine, or "" when it does: only a
+// spec that `dnnplan calibrate` measured here (its typed measured_on.host is this host) predicts
+// what the validator will measure.
+std::string foreign_cluster_reason(const std::string& cluster_source, const std::string& plan_file) {
     namespace fs = std::filesystem;
     std::error_code ec;
     std::string path = cluster_source;
@@ -308,14 +309,17 @@ bool measured_by_calibrate(const std::string& cluster_source, const std::string&
         fs::path beside = fs::path(plan_file).parent_path() / path;
         if (fs::exists(beside, ec)) path = beside.string();
     }
+    clusters::Cluster cluster;
     try {
-        path = clusters::resolve_cluster_path(path, data_dir() + "/clusters");
+        cluster = clusters::load_cluster_file(clusters::resolve_cluster_path(path, data_dir() + "/clusters"));
     } catch (const InputError&) {
-        return true;  // the worker reports a cluster that does not exist
+        return "";  // the worker reports a cluster that does not exist or is malformed
     }
-    std::ifstream in(path, std::ios::binary);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return text.find("measured by dnnplan calibrate") != std::string::npos;
+    if (cluster.measured_on.empty()) return "not this machine";
+    if (cluster.measured_on.host != clusters::local_host_name())
+        return "measured by dnnplan calibrate on host " + one_line(cluster.measured_on.host) + ", not on this one (" +
+               one_line(clusters::local_host_name()) + ")";
+    return "";
 }
 
 // The predictions are for the plan's cluster; a preset (a KNL supercomputer, a DGX) predicts
@@ -328,10 +332,10 @@ void note_foreign_cluster(const ValidateOptions& o) {
         for (const std::string& f : o.plans)
             clusters.push_back({planner::parse_plan_request(load_json_file(f), f).cluster_source, f});
     for (const auto& [source, file] : clusters)
-        if (!measured_by_calibrate(source, file)) {
+        if (std::string reason = foreign_cluster_reason(source, file); !reason.empty()) {
             std::cerr << "dnnplan validate: note: the predictions are for cluster " << one_line(source)
-                      << (file.empty() ? "" : " (" + one_line(file) + "'s)")
-                      << ", not this machine; for predictions of this machine run `dnnplan calibrate --out "
+                      << (file.empty() ? "" : " (" + one_line(file) + "'s)") << ", " << reason
+                      << "; for predictions of this machine run `dnnplan calibrate --out "
                          "this-machine.json` and add --cluster this-machine.json\n";
             return;
         }

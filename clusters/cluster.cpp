@@ -6,6 +6,7 @@
 #include <limits>
 #include <optional>
 #include <stdexcept>
+#include <unistd.h>
 
 namespace dnnplan::clusters {
 
@@ -235,13 +236,22 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
     SpecNode root(spec, file);
     root.expect_object("a cluster spec object");
     // Checked before any required field so that a misspelt name is reported as such.
-    root.check_keys({"name", "description", "nodes", "devices_per_node", "device", "intra_node", "inter_node"});
+    root.check_keys(
+        {"name", "description", "measured_on", "nodes", "devices_per_node", "device", "intra_node", "inter_node"});
 
     Cluster cluster;
     SourcedReader reader(cluster.sources);
     cluster.name = root.get_string("name");
     if (cluster.name.empty()) root.child("name").fail("must not be empty");
     cluster.description = root.get_string_or("description", "");
+    if (root.has("measured_on")) {
+        SpecNode measured = root.child("measured_on");
+        measured.expect_object("an object {\"host\", \"ranks\"} written by dnnplan calibrate");
+        measured.check_keys({"host", "ranks"});
+        cluster.measured_on.host = measured.get_string("host");
+        if (cluster.measured_on.host.empty()) measured.child("host").fail("must not be empty");
+        cluster.measured_on.ranks = static_cast<int>(measured.get_int("ranks", 1, max_small_int));
+    }
     cluster.nodes = reader.integer(root, "nodes", 1, std::numeric_limits<std::int64_t>::max());
     cluster.devices_per_node = static_cast<int>(reader.integer(root, "devices_per_node", 1, max_small_int));
     if (!checked_mul(cluster.nodes, cluster.devices_per_node))
@@ -267,6 +277,12 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
                                           topology_names().begin());
     cluster.topology = parse_topology(inter, kind, cluster.nodes, reader);
     return cluster;
+}
+
+std::string local_host_name() {
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) != 0) return "";
+    return name;
 }
 
 Cluster load_cluster_file(const std::string& path) {
@@ -313,6 +329,7 @@ Json to_json(const Cluster& cluster) {
     Json out = Json::object();
     out["name"] = c.name;
     out["description"] = c.description;
+    if (!c.measured_on.empty()) out["measured_on"] = Json{{"host", c.measured_on.host}, {"ranks", c.measured_on.ranks}};
     out["nodes"] = sourced(c, "/nodes", c.nodes);
     out["devices_per_node"] = sourced(c, "/devices_per_node", c.devices_per_node);
     out["device"] =

@@ -73,9 +73,23 @@ struct Device {
     bool operator==(const Device&) const = default;
 };
 
+// Where `dnnplan calibrate` measured a cluster spec: the host name and the number of MPI ranks.
+// Empty (host "") for presets and hand-written specs; validate compares it with the machine it
+// runs on instead of reading the description.
+struct MeasuredOn {
+    std::string host;
+    int ranks = 0;
+    bool empty() const { return host.empty(); }
+    bool operator==(const MeasuredOn&) const = default;
+};
+
+// This machine's host name as MeasuredOn records it (gethostname; "" if it cannot be read).
+std::string local_host_name();
+
 struct Cluster {
     std::string name;
     std::string description;
+    MeasuredOn measured_on;
     std::int64_t nodes = 1;
     int devices_per_node = 1;
     Device device;

@@ -222,6 +222,8 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     const int chunks = options.quick ? 5 : 15;
     const double target = options.quick ? 0.001 : 0.002;
     c.cpu = cpu_model();
+    c.host = clusters::local_host_name();
+    if (c.host.empty()) c.host = "unknown host";
     c.memory_bytes = total_memory_bytes() / c.ranks;
     c.batch = options.batch;
 
@@ -406,6 +408,7 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
         {"name", name},
         {"description", "This machine as " + std::to_string(c.ranks) +
                             " MPI ranks (Open MPI, shared memory), calibrated by dnnplan calibrate"},
+        {"measured_on", {{"host", c.host}, {"ranks", c.ranks}}},
         {"nodes", 1},
         {"devices_per_node", Json{{"value", c.ranks}, {"source", "one device per MPI rank of the calibration run"}}},
         {"device", device}};

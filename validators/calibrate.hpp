@@ -61,6 +61,7 @@ struct Calibration {
     double memory_bytes = 0;
     std::int64_t batch = 0;  // per-rank batch of the training-step measurement
     std::string cpu;
+    std::string host;  // recorded as the cluster spec's measured_on
 };
 
 // The cost model's time for one primitive point on `link` (one node: every group is intra-node).

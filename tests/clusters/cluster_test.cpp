@@ -234,6 +234,24 @@ TEST_CASE("clusters round-trip through JSON", "[clusters][json]") {
     CHECK(parse_cluster(to_json(x), "x.json") == x);
 }
 
+TEST_CASE("a calibrated spec records where it was measured, as a typed field", "[clusters][json]") {
+    Json spec = tiny_spec();
+    CHECK(parse_cluster(spec, "p.json").measured_on.empty());  // presets and hand-written specs
+    spec["measured_on"] = {{"host", "node7"}, {"ranks", 2}};
+    Cluster c = parse_cluster(spec, "m.json");
+    CHECK(c.measured_on == MeasuredOn{"node7", 2});
+    CHECK(parse_cluster(to_json(c), "m.json") == c);
+
+    spec["measured_on"] = {{"host", "node7"}, {"ranks", 0}};
+    CHECK(parse_error(spec) == "spec.json: /measured_on/ranks: must be a positive integer, got 0");
+    spec["measured_on"] = {{"host", ""}, {"ranks", 2}};
+    CHECK(parse_error(spec) == "spec.json: /measured_on/host: must not be empty");
+    spec["measured_on"] = {{"hots", "node7"}, {"ranks", 2}};
+    CHECK(parse_error(spec).starts_with("spec.json: /measured_on/hots: unknown field \"hots\""));
+    spec["measured_on"] = "node7";
+    CHECK(parse_error(spec).starts_with("spec.json: /measured_on: "));
+}
+
 TEST_CASE("a fat tree's oversubscription defaults to non-blocking", "[clusters]") {
     Json spec = tiny_spec();
     spec["inter_node"]["topology"] = "fat_tree";
@@ -268,7 +286,7 @@ TEST_CASE("each malformed cluster file gives its exact message", "[clusters][err
         {"missing_device", "/: missing required field \"device\""},
         {"fraction_too_large", "/device/achievable_fraction: must be between 0.001 and 1 (a fraction of peak), got 1.5"},
         {"mistyped_field",
-         "/devices_per_nod: unknown field \"devices_per_nod\" (valid fields: name, description, nodes, "
+         "/devices_per_nod: unknown field \"devices_per_nod\" (valid fields: name, description, measured_on, nodes, "
          "devices_per_node, device, intra_node or inter_node)"},
         {"string_number", "/device/memory_bandwidth_Bps: expected a number, got \"100 GB/s\""},
         {"string_integer", "/nodes: expected an integer, got \"four\""},

@@ -47,6 +47,19 @@ check "calibration writes a cluster file" 0 "wrote $tmp/this-machine.json" -- \
 # The planner's library (cluster loader, cost model, DP) reads the calibrated file here.
 check "validate the candidates on the calibrated machine" 0 '"checks_passed": true' -- \
     "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --cluster "$tmp/this-machine.json" --iterations 3 --format json
+# The calibrated spec records where it was measured (a typed field, not its description): on this
+# host validate has nothing to note; a spec measured elsewhere and a preset are named as such.
+if grep -q "note: the predictions are for cluster" "$tmp/out"; then
+    echo "FAIL validate on this host's calibration notes a foreign cluster:"; sed 's/^/    /' "$tmp/out"; fail=1
+else
+    echo "ok   validate on this host's calibration has no foreign-cluster note"
+fi
+check "the calibrated spec records this host" 0 "\"host\": \"$(hostname)\"" -- cat "$tmp/this-machine.json"
+sed "s/\"host\": \"$(hostname)\"/\"host\": \"elsewhere-node7\"/" "$tmp/this-machine.json" >"$tmp/elsewhere.json"
+check "a spec calibrated on another host is noted" 0 "calibrate on host elsewhere-node7, not on this one" -- \
+    "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --strategies batch --cluster "$tmp/elsewhere.json" --iterations 1
+check "a preset is noted as not this machine" 0 "predictions are for cluster cori-knl, not this machine" -- \
+    "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --strategies batch --cluster cori-knl --iterations 1
 # Pipelines of one-process stages run (tests/validators/pipeline_test.sh); tensor-parallel stages not yet.
 if "$DNNPLAN" --net lenet5 --procs 4 --batch 8 --stages 2 --tensor 2 --out "$tmp/pipeline4.json" >/dev/null 2>&1; then
     check "tensor-parallel pipeline stages are refused before anything runs" 2 "/pipeline: pipeline stages of 2 processes" -- \
