@@ -260,17 +260,12 @@ void test_conv_transpose(mpi_check::Suite& suite, int p, OpTimer& timer) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    MPI_Init(&argc, &argv);
-    mpi_check::Suite suite;
-    suite.rank = comm_rank(MPI_COMM_WORLD);
-    const int p = comm_size(MPI_COMM_WORLD);
-    OpTimer timer;
-    test_padded_pool(suite, p, timer);
-    test_batchnorm(suite, p, timer);
-    test_global_pool(suite, p, timer);
-    test_upsample(suite, p, timer);
-    test_conv_transpose(suite, p, timer);
-    int status = suite.finish();
-    MPI_Finalize();
-    return status;
+    return mpi_check::run_suite(argc, argv, [](mpi_check::Suite& suite, int p) {
+        OpTimer timer;
+        test_padded_pool(suite, p, timer);
+        test_batchnorm(suite, p, timer);
+        test_global_pool(suite, p, timer);
+        test_upsample(suite, p, timer);
+        test_conv_transpose(suite, p, timer);
+    });
 }

@@ -42,6 +42,21 @@ struct Suite {
     }
 };
 
+// The whole `main` of an MPI test program: MPI started, `body(suite, P)` run on every rank, the
+// failures of all ranks counted, MPI finalised; the status is non-zero when any rank failed.
+template <class Body>
+int run_suite(int argc, char** argv, Body body) {
+    MPI_Init(&argc, &argv);
+    Suite suite;
+    MPI_Comm_rank(MPI_COMM_WORLD, &suite.rank);
+    int p = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &p);
+    body(suite, p);
+    int status = suite.finish();
+    MPI_Finalize();
+    return status;
+}
+
 // Deterministic per-rank random numbers in [-1, 1).
 inline std::vector<double> random_vector(std::size_t n, unsigned seed) {
     std::mt19937_64 gen(seed);

@@ -259,16 +259,11 @@ void test_linear_pair(mpi_check::Suite& suite, int p, OpTimer& timer) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    MPI_Init(&argc, &argv);
-    mpi_check::Suite suite;
-    suite.rank = comm_rank(MPI_COMM_WORLD);
-    const int p = comm_size(MPI_COMM_WORLD);
-    OpTimer timer;
-    test_attention(suite, p, timer);
-    test_layernorm(suite, p, timer);
-    test_embeddings(suite, p, timer);
-    test_linear_pair(suite, p, timer);
-    int status = suite.finish();
-    MPI_Finalize();
-    return status;
+    return mpi_check::run_suite(argc, argv, [](mpi_check::Suite& suite, int p) {
+        OpTimer timer;
+        test_attention(suite, p, timer);
+        test_layernorm(suite, p, timer);
+        test_embeddings(suite, p, timer);
+        test_linear_pair(suite, p, timer);
+    });
 }
