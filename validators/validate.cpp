@@ -11,6 +11,7 @@
 #include "common/timeline.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
+#include "validators/graph_runner.hpp"
 #include "validators/pipeline_runner.hpp"
 
 namespace dnnplan::validators {
@@ -66,11 +67,14 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
     job.strategy = request.strategy;
     job.grid = request.label;
     job.pipeline = planner::pipeline_for(request, *job.model, file);
-    if (std::string why = job.pipeline.active() ? pipeline_unsupported_reason(job.pipeline) : "";
+    const bool graph = !job.pipeline.device_of.empty();  // a graph partition (validators/graph_runner.hpp)
+    if (std::string why = graph ? graph_unsupported_reason(job.pipeline)
+                          : job.pipeline.active() ? pipeline_unsupported_reason(job.pipeline) : "";
         !why.empty())
         throw InputError(file, "/pipeline", why);
-    job.scored = job.pipeline.active() ? planner::score_pipeline(*job.model, job.pipeline, layouts).plan
-                                       : job.model->score(layouts);
+    job.scored = graph                   ? planner::score_graph_partition(*job.model, job.pipeline, layouts).plan
+                 : job.pipeline.active() ? planner::score_pipeline(*job.model, job.pipeline, layouts).plan
+                                         : job.model->score(layouts);
     return job;
 }
 
