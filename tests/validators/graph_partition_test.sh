@@ -6,7 +6,7 @@
 # R = 1 and 2), the P = 2 plan edited to M = 2 micro-batches, each checked against the sequential
 # network (exit 0 only when the loss, every weight gradient and the SGD losses match) with its byte
 # ledger equal to the plan's transfers and syncs; and a doctored plan (dtype fp16 while the runner
-# sends fp32) whose ledger differs, so the run fails. Needs DNNPLAN (build/dnnplan, with
+# sends fp32) whose ledger differs, so the run fails, and a ZeRO-1 one refused. Needs DNNPLAN (build/dnnplan, with
 # build/dnnplan-validate beside it) and python3; run from the source directory.
 set -u
 tmp=$(mktemp -d)
@@ -91,5 +91,13 @@ status=$?
 grep -q "rank 1: layer 4 forward point_to_point of 6272 B to rank 0: 0 call(s) made, the plan has 1" "$tmp/out" &&
     grep -q "DIFFERS" "$tmp/out" && [ $status = 1 ]
 report "doctored plan fails the byte ledger (status $status)" $?
+
+# ZeRO-1 in a graph partition (the search never writes it): refused before anything starts.
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['pipeline']['zero']=True; json.dump(d, open(sys.argv[2],'w'))" \
+    $data/inception-small-graph-p4.json "$tmp/zero.json"
+"$DNNPLAN" validate --plan "$tmp/zero.json" --np 4 >"$tmp/out" 2>&1
+status=$?
+grep -qx "$tmp/zero.json: /pipeline: graph-partition plans with ZeRO-1 are not run by the validator yet" "$tmp/out" && [ $status = 2 ]
+report "ZeRO-1 graph partition refused (status $status)" $?
 
 exit $fail
