@@ -81,6 +81,20 @@ syncs = sorted((e['rank'], e['group_size'], e['bytes'], e['measured_calls']) for
 assert syncs == [(0, 2, 680, 1), (1, 2, 864, 1), (2, 2, 680, 1), (3, 2, 864, 1)], syncs
 "
 
+# The search's graph partitions (validate --net ... --strategies graph-partition): on 4 ranks k = 2
+# x R = 2 and k = 4 x R = 1, both checked, both ledgers equal to their plans.
+"$DNNPLAN" validate --net $data/inception-small.json --np 4 --batch 16 --cluster cori-knl --strategies graph-partition \
+    --warmup 0 --iterations 1 --format json --out "$tmp/search.json" >"$tmp/out" 2>&1
+status=$?
+python3 - "$tmp/search.json" >>"$tmp/out" 2>&1 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert sorted((p["graph_partition"]["devices"], p["graph_partition"]["replicas"]) for p in r["plans"]) == [(2, 2), (4, 1)]
+assert all(p["check"]["passed"] and p["graph_partition"]["ledger"]["agrees"] for p in r["plans"])
+PY
+[ $? = 0 ] && [ $status = 0 ]
+report "the search's graph partitions on 4 ranks (status $status)" $?
+
 # The doctored plan: dtype fp16 (on a cluster with an fp16 rate), so its transfers carry 2-byte
 # elements while the runner sends fp32: the ledger differs (6272 B planned for maxpool1's output,
 # 12544 B sent) and the run fails with status 1 though the numerical checks pass.
