@@ -256,19 +256,21 @@ void GraphDevice<T>::backward_micro(int m, OpTimer& timer) {
     for (auto it = mine_.rbegin(); it != mine_.rend(); ++it) {
         const int i = *it;
         for (int e : edges_.out[i]) accumulate(grads[i], has[i], receive(e, 1, m, timer));
-        if (has[i]) {
-            std::vector<Tensor<T>> dxs = run.backward_one(i, std::move(grads[i]), timer);
-            const auto& inputs = net_.layers[i].inputs;
-            for (std::size_t k = 0; k < inputs.size(); ++k) {
-                if (inputs[k] == 0) continue;
-                if (edges_.in[i][k] >= 0)
-                    send(dxs[k], edges_.in[i][k], 1, m, timer);
-                else
-                    accumulate(grads[inputs[k]], has[inputs[k]], std::move(dxs[k]));
-            }
+        // A layer no loss path reads gets a zero gradient: its producers' devices wait for the
+        // message the plan has either way.
+        if (!has[i]) grads[i] = Tensor<T>(run.output_box(i));
+        std::vector<Tensor<T>> dxs = run.backward_one(i, std::move(grads[i]), timer);
+        const auto& inputs = net_.layers[i].inputs;
+        for (std::size_t k = 0; k < inputs.size(); ++k) {
+            if (inputs[k] == 0) continue;
+            if (edges_.in[i][k] >= 0)
+                send(dxs[k], edges_.in[i][k], 1, m, timer);
+            else
+                accumulate(grads[inputs[k]], has[inputs[k]], std::move(dxs[k]));
         }
-        // The layer's gradient is complete after its last micro-batch: its sync may start.
-        if (m + 1 == spec_.micro_batches)
+        // The layer's gradient is complete after its last micro-batch: with overlap its sync starts
+        // now (otherwise after the device's backward pass, as the model and the replay have it).
+        if (overlap_sync_ && m + 1 == spec_.micro_batches)
             for (std::size_t g = 0; g < grads_.size(); ++g)
                 if (grads_[g].first == i) sync_layer(g, timer);
     }
@@ -310,6 +312,8 @@ double GraphDevice<T>::step(OpTimer& timer) {
     // The model's list order (simulator/replay_graph.cpp).
     for (int m = 0; m < spec_.micro_batches; ++m) forward_micro(m, timer);
     for (int m = 0; m < spec_.micro_batches; ++m) backward_micro(m, timer);
+    if (!overlap_sync_)
+        for (std::size_t g = grads_.size(); g-- > 0;) sync_layer(g, timer);  // last layer first
     const double t0 = MPI_Wtime();
     timer.time(Op::redistribution, "device " + std::to_string(dev_) + " send completion", [&] {
         for (auto& p : sends_) MPI_Wait(&p->request, MPI_STATUS_IGNORE);
