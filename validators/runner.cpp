@@ -406,14 +406,14 @@ void NetworkRunner<T>::connect_inputs(Stage& st) {
                 for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
                     for (Index t = x.box.lo[1]; t < x.box.hi[1]; ++t)
                         x.at(b, t, 0, 0) = static_cast<T>(
-                            static_cast<Index>((hashed_uniform(4, b, t, 0) + 1.0) * 0.5 * double(vocabulary)) % vocabulary);
+                            static_cast<Index>((hashed_uniform(4, first_sample_ + b, t, 0) + 1.0) * 0.5 * double(vocabulary)) % vocabulary);
                 continue;
             }
             for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
                 for (Index c = x.box.lo[1]; c < x.box.hi[1]; ++c)
                     for (Index h = x.box.lo[2]; h < x.box.hi[2]; ++h)
                         for (Index w = x.box.lo[3]; w < x.box.hi[3]; ++w)
-                            x.at(b, c, h, w) = static_cast<T>(input_value(b, c, h, w));
+                            x.at(b, c, h, w) = static_cast<T>(input_value(first_sample_ + b, c, h, w));
             continue;
         }
         const Stage& producer = *stage_of_[l.inputs[k]];
@@ -427,8 +427,8 @@ void NetworkRunner<T>::connect_inputs(Stage& st) {
 
 template <class T>
 NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vector<Layout>& layer_layouts, Index batch,
-                                MPI_Comm comm, bool overlap_sync)
-    : network_(network), comm_(comm), overlap_sync_(overlap_sync) {
+                                MPI_Comm comm, bool overlap_sync, Index first_sample)
+    : network_(network), comm_(comm), overlap_sync_(overlap_sync), first_sample_(first_sample) {
     if (std::string why = unsupported_reason(network); !why.empty()) throw std::invalid_argument(why);
     const int p = comm_size(comm);
     const auto& layers = network.layers;
@@ -489,8 +489,9 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
     // One label per sample and output position (a segmentation network's loss is per pixel).
     const Index positions = logits_shape_[0] * (sequence_logits_ ? logits_shape_[1] : logits_shape_[2] * logits_shape_[3]);
     labels_.resize(static_cast<std::size_t>(positions));
+    const Index first_position = first_sample_ * (positions / logits_shape_[0]);
     for (Index b = 0; b < positions; ++b)
-        labels_[b] = label_of(b, classes_);
+        labels_[b] = label_of(first_position + b, classes_);
 }
 
 template <class T>
@@ -762,6 +763,42 @@ std::vector<std::pair<int, const Shard<T>*>> NetworkRunner<T>::shards() const {
     for (const auto& st : stages_)
         if (const Shard<T>* sh = const_cast<Stage&>(*st).shard()) out.emplace_back(st->index, sh);
     return out;
+}
+
+template <class T>
+Tensor<T> NetworkRunner<T>::forward_one(int layer, const std::vector<const Tensor<T>*>& xs, OpTimer& timer) {
+    Stage& st = *stage_of_[static_cast<std::size_t>(layer)];
+    std::vector<const Tensor<T>*> in(xs);
+    for (std::size_t k = 0; k < st.inputs.size(); ++k) {
+        if (st.to_in[k]) throw std::logic_error("forward_one: layer " + st.name + " needs a redistribution");
+        if (st.inputs[k] == 0) in[k] = &st.loaded[k];
+    }
+    return forward_layer(st, in, timer);
+}
+
+template <class T>
+std::vector<Tensor<T>> NetworkRunner<T>::backward_one(int layer, Tensor<T>&& dy, OpTimer& timer) {
+    std::vector<Tensor<T>> dxs = backward_layer(*stage_of_[static_cast<std::size_t>(layer)], std::move(dy), timer);
+    for (std::size_t k = 0; k < dxs.size(); ++k)
+        if (network_.layers[static_cast<std::size_t>(layer)].inputs[k] == 0) dxs[k] = Tensor<T>{};
+    return dxs;
+}
+
+template <class T>
+Tensor<T> NetworkRunner<T>::loss_one(const Tensor<T>& logits, double& loss) {
+    output_ = logits;
+    return loss_gradient(loss);
+}
+
+template <class T>
+Box NetworkRunner<T>::output_box(int layer) const {
+    const Stage& st = *stage_of_[static_cast<std::size_t>(layer)];
+    return st.out.box(*st.grid, st.grid->rank());
+}
+
+template <class T>
+Shard<T>* NetworkRunner<T>::shard_of(int layer) {
+    return stage_of_[static_cast<std::size_t>(layer)]->shard();
 }
 
 template class NetworkRunner<float>;

@@ -40,8 +40,10 @@ class NetworkRunner {
 public:
     // `layer_layouts[i]`: the layout layer i executes under (a follower: its anchor's), as
     // CostModel::score reports it in ScoredPlan::layers[i].layout.
+    // `first_sample`: the global index of the batch's first sample (the data and labels of samples
+    // first_sample ... first_sample + batch - 1: a micro-batch of a larger batch).
     NetworkRunner(const networks::Network& network, const std::vector<planner::Layout>& layer_layouts, Index batch,
-                  MPI_Comm comm, bool overlap_sync);
+                  MPI_Comm comm, bool overlap_sync, Index first_sample = 0);
     ~NetworkRunner();
 
     // Forward, loss, backward and gradient synchronisation; returns the mean loss.
@@ -53,6 +55,17 @@ public:
     // (layer index, shard) of every layer with weights.
     std::vector<std::pair<int, const Shard<T>*>> shards() const;
     MPI_Comm comm() const { return comm_; }
+
+    // One operation at a time, for runners on one process whose caller drives the order (the
+    // graph-partition runner): layer `layer`'s forward on `xs` (per input; the network's input is
+    // this runner's own loaded block, its entry unused), its backward (the gradient per input, empty
+    // for the network's input), the mean loss over this runner's batch of `logits` with its
+    // gradient, and the layer's weights (nullptr when it has none).
+    Tensor<T> forward_one(int layer, const std::vector<const Tensor<T>*>& xs, OpTimer& timer);
+    std::vector<Tensor<T>> backward_one(int layer, Tensor<T>&& dy, OpTimer& timer);
+    Tensor<T> loss_one(const Tensor<T>& logits, double& loss);
+    Shard<T>* shard_of(int layer);
+    Box output_box(int layer) const;  // the block of layer `layer`'s output this rank holds
 
 private:
     struct Stage;
@@ -70,6 +83,7 @@ private:
     const networks::Network& network_;
     MPI_Comm comm_;
     bool overlap_sync_;
+    Index first_sample_ = 0;
     std::map<planner::Layout, std::unique_ptr<Grid>> grids_;
     std::vector<std::unique_ptr<Stage>> stages_;
     std::vector<Stage*> stage_of_;  // by layer index (layer 0, the input, has none)

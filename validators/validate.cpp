@@ -9,8 +9,10 @@
 #include <sstream>
 
 #include "common/timeline.hpp"
+#include "planner/families.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
+#include "validators/graph_runner.hpp"
 #include "validators/pipeline_runner.hpp"
 
 namespace dnnplan::validators {
@@ -66,11 +68,14 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
     job.strategy = request.strategy;
     job.grid = request.label;
     job.pipeline = planner::pipeline_for(request, *job.model, file);
-    if (std::string why = job.pipeline.active() ? pipeline_unsupported_reason(job.pipeline) : "";
+    const bool graph = !job.pipeline.device_of.empty();  // a graph partition (validators/graph_runner.hpp)
+    if (std::string why = graph ? graph_unsupported_reason(job.pipeline)
+                          : job.pipeline.active() ? pipeline_unsupported_reason(job.pipeline) : "";
         !why.empty())
         throw InputError(file, "/pipeline", why);
-    job.scored = job.pipeline.active() ? planner::score_pipeline(*job.model, job.pipeline, layouts).plan
-                                       : job.model->score(layouts);
+    job.scored = graph                   ? planner::score_graph_partition(*job.model, job.pipeline, layouts).plan
+                 : job.pipeline.active() ? planner::score_pipeline(*job.model, job.pipeline, layouts).plan
+                                         : job.model->score(layouts);
     return job;
 }
 
@@ -89,6 +94,10 @@ std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std
     // search), not the pipeline and graph-partition families the runner cannot run.
     std::vector<planner::Candidate> found = planner::grid_candidates(*model);
     found.push_back(planner::per_layer_candidate(*model, found));
+    // Graph partitions (validators/graph_runner.hpp) when named: not part of "all", whose runs
+    // stay the layer-parallel families.
+    if (std::find(strategies.begin(), strategies.end(), "graph-partition") != strategies.end())
+        for (planner::Candidate& c : planner::graph_partition_candidates(*model)) found.push_back(std::move(c));
     std::stable_sort(found.begin(), found.end(), [](const planner::Candidate& a, const planner::Candidate& b) {
         return a.plan.cost.iteration_s < b.plan.cost.iteration_s;
     });
@@ -101,8 +110,10 @@ std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std
     for (const planner::Candidate& c : found) {
         if (!c.plan.cost.feasible || !wanted(c.strategy)) continue;
         // The same layouts under another name (per-layer often picks a uniform family) run once.
+        const bool graph = !c.pipeline.device_of.empty();
         bool duplicate = false;
         for (PlanJob& earlier : jobs) {
+            if (graph || !earlier.pipeline.device_of.empty()) continue;  // a placement, not layouts
             bool same = true;
             for (int a : model->anchors()) same = same && earlier.scored.anchor_layouts[a] == c.plan.anchor_layouts[a];
             if (same) {
@@ -120,7 +131,8 @@ std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std
         job.model = model;
         job.strategy = c.strategy;
         job.grid = c.label;
-        job.scored = model->score(c.plan.anchor_layouts);
+        job.scored = graph ? c.plan : model->score(c.plan.anchor_layouts);
+        if (graph) job.pipeline = c.pipeline;
         jobs.push_back(std::move(job));
     }
     return jobs;

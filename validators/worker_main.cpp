@@ -13,6 +13,7 @@
 #include "common/diagnostics.hpp"
 #include "validators/calibrate.hpp"
 #include "validators/faults.hpp"
+#include "validators/graph_runner.hpp"
 #include "validators/pipeline_runner.hpp"
 #include "validators/validate.hpp"
 
@@ -165,11 +166,15 @@ int main(int argc, char** argv) {
             run.on_step = [&monitor](const std::string& s, bool comm) { monitor.enter(s, comm); };
             std::vector<RunResult> results;
             std::vector<PipelineRunResult> pipelines(jobs.size());  // pipeline plans' details and ledgers
+            std::vector<GraphRunResult> graphs(jobs.size());  // graph-partition plans' details and ledgers
             for (std::size_t k = 0; k < jobs.size(); ++k) {
                 const PlanJob& job = jobs[k];
                 if (me == 0) std::cerr << "running " << job.label << " ...\n";
                 run.overlap_sync = job.model->options().overlap_sync;
-                if (job.pipeline.active()) {
+                if (!job.pipeline.device_of.empty()) {
+                    graphs[k] = run_graph(*job.model, job.pipeline, job.scored.anchor_layouts, run, MPI_COMM_WORLD);
+                    results.push_back(graphs[k].run);
+                } else if (job.pipeline.active()) {
                     pipelines[k] = run_pipeline(*job.model, job.pipeline, job.scored.anchor_layouts, run, MPI_COMM_WORLD);
                     results.push_back(pipelines[k].run);
                 } else {
@@ -181,7 +186,9 @@ int main(int argc, char** argv) {
             if (me == 0) {
                 Json json = results_json(jobs, results, run, np);
                 attach_pipeline_results(json, pipelines);
-                std::cout << (format == "json" ? json_text(json, 2) + "\n" : results_text(json) + pipeline_text(json));
+                attach_graph_results(json, graphs);
+                std::cout << (format == "json" ? json_text(json, 2) + "\n"
+                                               : results_text(json) + pipeline_text(json) + graph_text(json));
                 if (!out.empty()) write_file_atomically(out, json_text(json, 2) + "\n");
                 if (!trace.empty()) write_file_atomically(trace, json_text(trace_json(jobs, results)) + "\n");
                 status = json["checks_passed"].get<bool>() ? 0 : 1;
