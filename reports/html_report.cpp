@@ -25,7 +25,7 @@ div.scroll{overflow-x:auto}td{max-width:40em;overflow-wrap:anywhere}th{font-size
 #t-ranked{font-size:0.75em}#t-ranked th{white-space:normal}
 @media print{@page{size:auto;margin:12mm}body{margin:0;max-width:none;padding:0}h2{page-break-after:avoid}
 figure{page-break-inside:avoid}tr{page-break-inside:avoid}div.scroll{overflow:visible}table{font-size:0.62em;width:100%}
-td.num{white-space:normal}#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),
+td.num{white-space:normal}th,td{padding:1px 2px}#t-ranked{font-size:0.58em}#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),
 #t-infeasible td:first-child{min-width:8em}}
 )";
 
