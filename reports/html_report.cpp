@@ -74,7 +74,7 @@ std::string table_html(const ReportTable& t) {
                 out += "<td class=\"empty\">-</td>";
             else if (cell.is_number)
                 out += "<td class=\"num\" data-key=\"" + t.columns[i].key + "\" data-value=\"" + exact(cell.number) +
-                       "\">" + html_escape(format_value(cell.number, t.columns[i].unit)) + "</td>";
+                       "\">" + html_escape(format_cell_number(cell, t.columns[i])) + "</td>";
             else
                 out += "<td>" + html_escape(cell.text) + "</td>";
         }
