@@ -109,6 +109,15 @@ tail -n +2 "$work/stdout" | cut -d, -f1 >"$work/csv-names.txt"
 check "inspect resnet50.onnx: every name read back whole ($(wc -l <"$work/names.txt") of $(wc -l <"$work/csv-names.txt"))" \
     cmp -s "$work/names.txt" "$work/csv-names.txt"
 check "inspect resnet50.onnx: layer2.0's conv1 apart from layer1.0's" grep -q '^/layer2/layer2\.0/$' "$work/onnx.txt"
+# sweep's text table (147 columns with a pipeline's label): the best plan's label continues
+# under itself; the label read back whole equals the CSV's.
+run sweep --net resnet50 --procs 8,16 --format text
+check "sweep text succeeds" test "$status" -eq 0
+check "sweep text fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "sweep text: a label continues under the best plan column" \
+    grep -Eq "^ {$(($(head -1 "$work/stdout" | sed 's/best plan.*//' | wc -c) - 1))}[^ ]" "$work/stdout"
+COLUMNS=200 run sweep --net resnet50 --procs 8,16 --format text
+check "sweep text at COLUMNS=200: a line per configuration" test "$(lines "$work/stdout")" -eq 5
 COLUMNS=200 run inspect --net tests/data/onnx/resnet50.onnx
 check "COLUMNS=200: ONNX names on one line" grep -q '^/layer1/layer1\.0/downsample/downsample\.1/BatchNormalization ' "$work/stdout"
 finish
