@@ -70,6 +70,11 @@ check "vgg16 report loads without errors and no table overflows ($(cat "$work/ch
 run report --net gpt3-175b --procs 1024 --cluster dgx-a100 --batch 1536 --no-scaling --out "$work/gpt3.html"
 check "gpt3 report written" [ "$status" -eq 0 ]
 check "gpt3 report has the Gantt chart" grep -q 'Predicted iteration of the best plan' "$work/gpt3.html"
+# Its layouts strip drew 290 nearly identical rows: the 96 transformer blocks are drawn once, and
+# dashed lines mark where the stages change; no bar label is cut ("...").
+check "gpt3 layouts strip collapses the blocks" grep -q '>h\.0 \.\.\. h\.95 (x96):<' "$work/gpt3.html"
+check "gpt3 layouts strip marks stage boundaries" grep -q 'Dashed lines: where the next pipeline stage' "$work/gpt3.html"
+check "gpt3 bar labels whole" sh -c '! grep -q "text-anchor=\"end\">[^<]*\.\.\.<" "$1"' - "$work/gpt3.html"
 render "$work/gpt3.html"
 check "gpt3 report loads without errors and no table overflows ($(cat "$work/check"))" rendered_clean
 
