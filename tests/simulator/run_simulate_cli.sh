@@ -131,7 +131,7 @@ check "--simulate-top: a re-ranked table of 2 rows" bash -c \
 expect_error "--simulate-top prints a text table" --net vgg16 --procs 64 --simulate-top 2 --format json
 
 # --- Bad input ------------------------------------------------------------------------------
-expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another network" \
+expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another version of network \"lenet5\"" \
     simulate --plan $data/plan_other_network.json
 expect_error "$data/plan_other_cluster.json: /cluster/name: the plan was made for cluster \"frontera\"" \
     simulate --plan $data/plan_other_cluster.json
