@@ -442,7 +442,8 @@ std::string render_layer_rows(const std::vector<std::string>& header, std::vecto
                     std::size_t n = 0;
                     while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
                     const std::size_t slash = n == 0 ? std::string::npos : a.rfind('/', n - 1);
-                    if (slash != std::string::npos && slash > 0 && slash + 1 < a.size() && slash + 1 > prefix[i].size())
+                    if (slash != std::string::npos && slash > 0 && slash + 1 < a.size() && slash + 1 > prefix[i].size() &&
+                        slash + 1 <= static_cast<std::size_t>(width))  // the title line fits too
                         prefix[i] = a.substr(0, slash + 1);
                 }
             }
