@@ -129,7 +129,7 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     }
     emit(format == "json"   ? reports::sweep_json(rows)
          : format == "html" ? reports::sweep_html(rows)
-         : format == "text" ? reports::sweep_text(rows)
+         : format == "text" ? reports::sweep_text(rows, o.out.empty() ? terminal_width() : 0)
                             : reports::sweep_csv(rows),
          o.out, reports::sweep_summary(rows));
     if (o.out.empty() && format != "text") std::cerr << reports::sweep_summary(rows) << "\n";

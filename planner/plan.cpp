@@ -165,6 +165,7 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     SpecNode net = root.child("network");
     r.network_source = net.get_string("source");
     r.network_fingerprint = net.get_string("fingerprint");
+    r.network_name = net.get_string_or("name", "");
     r.cluster_name = root.child("cluster").get_string("name");
     r.cluster_source = root.child("cluster").get_string("source");
     r.options.procs = root.get_int("procs", 1, 1 << 22);
@@ -233,8 +234,13 @@ std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& mod
     const auto& network = model.network();
     if (request.network_fingerprint != network_fingerprint(network))
         throw InputError(file, "/network/fingerprint",
-                         "the plan was made for another network (fingerprint " + request.network_fingerprint +
-                             ", network \"" + network.name + "\" has " + network_fingerprint(network) + ")");
+                         "the plan was made for " +
+                             (request.network_name.empty()          ? std::string("another network")
+                              : request.network_name == network.name ? "another version of network \"" +
+                                                                           request.network_name + "\""
+                                                                     : "network \"" + request.network_name + "\"") +
+                             " (fingerprint " + request.network_fingerprint + ", network \"" + network.name +
+                             "\" has " + network_fingerprint(network) + ")");
     if (request.cluster_name != model.cluster().name)
         throw InputError(file, "/cluster/name",
                          "the plan was made for cluster \"" + request.cluster_name + "\", not \"" +

@@ -40,6 +40,7 @@ Json cost_to_json(const CostBreakdown& cost);
 // What a plan file asks for, before the network and cluster are loaded.
 struct PlanRequest {
     std::string network_source, network_fingerprint, cluster_name, cluster_source;
+    std::string network_name;  // as the plan file names it (for messages; optional in the file)
     PlannerOptions options;
     Strategy strategy = Strategy::hand_edited;  // a name dnnplan does not know reads as hand-edited
     std::string label;

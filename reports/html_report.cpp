@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "reports/plan_report.hpp"
 #include "reports/strategy_report.hpp"
 #include "reports/svg_chart.hpp"
 #include "reports/text.hpp"
@@ -25,7 +26,7 @@ div.scroll{overflow-x:auto}td{max-width:40em;overflow-wrap:anywhere}th{font-size
 #t-ranked{font-size:0.75em}#t-ranked th{white-space:normal}
 @media print{@page{size:auto;margin:12mm}body{margin:0;max-width:none;padding:0}h2{page-break-after:avoid}
 figure{page-break-inside:avoid}tr{page-break-inside:avoid}div.scroll{overflow:visible}table{font-size:0.62em;width:100%}
-td.num{white-space:normal}#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),
+td.num{white-space:normal}th,td{padding:1px 2px}#t-ranked{font-size:0.58em}#t-ranked td:nth-child(2),#t-memory td:first-child,#t-scaling td:nth-child(3),
 #t-infeasible td:first-child{min-width:8em}}
 )";
 
@@ -74,7 +75,7 @@ std::string table_html(const ReportTable& t) {
                 out += "<td class=\"empty\">-</td>";
             else if (cell.is_number)
                 out += "<td class=\"num\" data-key=\"" + t.columns[i].key + "\" data-value=\"" + exact(cell.number) +
-                       "\">" + html_escape(format_value(cell.number, t.columns[i].unit)) + "</td>";
+                       "\">" + html_escape(format_cell_number(cell, t.columns[i])) + "</td>";
             else
                 out += "<td>" + html_escape(cell.text) + "</td>";
         }
@@ -137,6 +138,7 @@ std::string memory_chart_svg(const ReportTable& memory, int top) {
     chart.title = "Memory per process against capacity";
     chart.value_label = "bytes per process";
     chart.format = unit_format(Unit::bytes);
+    chart.binary_ticks = true;
     std::size_t shown = std::min<std::size_t>(memory.rows.size(), static_cast<std::size_t>(top));
     for (std::size_t r = 0; r < shown; ++r) chart.categories.push_back(text_at(memory.rows[r], 0));
     for (const char* key :
@@ -153,17 +155,32 @@ std::string memory_chart_svg(const ReportTable& memory, int top) {
     return stacked_bar_svg(chart);
 }
 std::string memory_chart(const ReportTable& memory, int top) {
-    return figure(memory_chart_svg(memory, top), "Dashed line: the device memory.");
+    return figure(memory_chart_svg(memory, top), "Dashed line: the device memory (named at the top when far beyond the bars).");
 }
 
 // Compact picture of the best plan: one strip per anchor layer, split into the log2 share of P
-// each axis takes (batch, channels, reduction, height, width; grey for replicas).
+// each axis takes (batch, channels, reduction, height, width; grey for replicas). Identical
+// numbered blocks are drawn once under a title line ("h.0 ... h.95 (x96):", as in the text
+// table); a dashed line marks where a pipeline's next stage (a graph partition's next device)
+// starts, and the stage is named beside the layout.
 std::string layout_picture(const ReportTable& layers, std::int64_t procs) {
     const double label_width = 170, strip = 420, row = 14, top = 36;
-    std::vector<const std::vector<Cell>*> anchors;
-    for (const auto& r : layers.rows)
-        if (text_at(r, layers.column("layout")) != "(follows)") anchors.push_back(&r);
-    double height = top + static_cast<double>(anchors.size()) * (row + 3) + 40;
+    const char* axes[] = {"n", "co", "ci", "h", "w"};
+    const int stage_column = layers.column("stage");
+    std::vector<LayerRow> rows;  // cells: stage, layout, then the five axes' factors
+    bool staged = false;
+    for (const auto& r : layers.rows) {
+        if (text_at(r, layers.column("layout")) == "(follows)") continue;
+        const bool has_stage = stage_column >= 0 && r[stage_column].is_number;
+        staged = staged || has_stage;
+        LayerRow row{text_at(r, layers.column("layer")),
+                     {has_stage ? format_value(r[stage_column].number, Unit::count) : "",
+                      text_at(r, layers.column("layout"))}};
+        for (const char* axis : axes) row.cells.push_back(format_value(number_at(r, layers.column(axis)), Unit::count));
+        rows.push_back(std::move(row));
+    }
+    rows = collapse_repeated_blocks(rows, 0);
+    double height = top + static_cast<double>(rows.size()) * (row + 3) + 40;
     double width = label_width + strip + 150;
     char buffer[256];
     std::string out =
@@ -176,19 +193,34 @@ std::string layout_picture(const ReportTable& layers, std::int64_t procs) {
         std::to_string(static_cast<int>(width / 2)) +
         "\" y=\"18\" font-size=\"13\" font-weight=\"bold\" text-anchor=\"middle\">Layouts of the best plan "
         "(share of log2 P per axis)</text>\n";
-    const char* axes[] = {"n", "co", "ci", "h", "w"};
     const char* names[] = {"batch n",  "out channels co", "in channels ci",
                            "height h", "width w",         "other processes (replicas, other stages)"};
     double total = std::log2(static_cast<double>(std::max<std::int64_t>(procs, 2)));
-    for (std::size_t i = 0; i < anchors.size(); ++i) {
-        const auto& r = *anchors[i];
+    std::string previous_stage;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const auto& r = rows[i];
         double y = top + static_cast<double>(i) * (row + 3);
+        if (r.cells.empty()) {  // a collapsed block's title
+            std::snprintf(buffer, sizeof buffer, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" font-style=\"italic\">", 6.0,
+                          y + row - 3);
+            out += buffer + html_escape(r.name) + "</text>\n";
+            continue;
+        }
+        const std::string& stage = r.cells[0];
+        if (staged && !previous_stage.empty() && stage != previous_stage) {
+            std::snprintf(buffer, sizeof buffer,
+                          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555555\" "
+                          "stroke-dasharray=\"3 2\"/>\n",
+                          6.0, y - 1.5, label_width + strip + 140, y - 1.5);
+            out += buffer;
+        }
+        previous_stage = stage;
         std::snprintf(buffer, sizeof buffer, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">",
                       label_width - 6, y + row - 3);
-        out += buffer + html_escape(text_at(r, layers.column("layer"))) + "</text>\n";
+        out += buffer + html_escape(r.name) + "</text>\n";
         double x = label_width, used = 1;
         for (int a = 0; a < 5; ++a) {
-            double f = number_at(r, layers.column(axes[a]));
+            double f = std::stod(r.cells[2 + a]);
             used *= std::max(f, 1.0);
             if (f <= 1) continue;
             double w = strip * std::log2(f) / total;
@@ -209,7 +241,7 @@ std::string layout_picture(const ReportTable& layers, std::int64_t procs) {
         }
         std::snprintf(buffer, sizeof buffer, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">", label_width + strip + 6,
                       y + row - 3);
-        out += buffer + html_escape(text_at(r, layers.column("layout"))) + "</text>\n";
+        out += buffer + html_escape(r.cells[1] + (staged && !stage.empty() ? "  stage " + stage : "")) + "</text>\n";
     }
     double x = 10, y = height - 12;
     for (int a = 0; a < 6; ++a) {
@@ -220,7 +252,8 @@ std::string layout_picture(const ReportTable& layers, std::int64_t procs) {
         out += buffer;
         x += 24 + 6.5 * static_cast<double>(std::string(names[a]).size());
     }
-    return figure(out + "</svg>\n", "Each strip is one anchor layer; its full length is log2 P.");
+    return figure(out + "</svg>\n", std::string("Each strip is one anchor layer; its full length is log2 P.") +
+                                        (staged ? " Dashed lines: where the next pipeline stage (or device) starts." : ""));
 }
 
 std::pair<std::string, std::string> scaling_chart_svgs(const ReportTable& scaling) {

@@ -7,9 +7,9 @@ namespace dnnplan::reports {
 
 namespace {
 
-std::string cell_markdown(const Cell& cell, Unit unit) {
+std::string cell_markdown(const Cell& cell, const Column& column) {
     if (cell.empty) return "-";
-    if (cell.is_number) return format_value(cell.number, unit);
+    if (cell.is_number) return format_cell_number(cell, column);
     // Our own labels contain no Markdown syntax; user strings are escaped (a layer named
     // "<script>" or "a|b" stays text and stays in its cell).
     return cell.user_text ? markdown_escape(cell.text) : cell.text;
@@ -29,7 +29,7 @@ std::string table_markdown(const ReportTable& t) {
     for (const auto& row : t.rows) {
         std::string line = "|";
         for (std::size_t i = 0; i < row.size() && i < t.columns.size(); ++i)
-            if (!t.columns[i].data_only) line += " " + cell_markdown(row[i], t.columns[i].unit) + " |";
+            if (!t.columns[i].data_only) line += " " + cell_markdown(row[i], t.columns[i]) + " |";
         out += line + "\n";
     }
     return out + "\n";

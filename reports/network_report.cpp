@@ -48,9 +48,9 @@ std::string network_text(const Network& network, std::int64_t batch, bool all_la
                       std::to_string(batch) + ", " + std::to_string(network.layers.size()) + " layers)\n";
     if (!network.description.empty()) out += wrap(terminal_safe(network.description), width, 0);
     out += "\n" +
-           render_layer_rows({"layer", "kind", "output shape", "params", "fwd FLOPs", "bwd input FLOPs",
-                              "bwd weight FLOPs", "activations"},
-                             std::move(rows), all_layers) +
+           render_layer_rows({"layer", "kind", "output shape", "params", "fwd FLOPs", "bwd-in FLOPs",
+                              "bwd-wt FLOPs", "activations"},
+                             std::move(rows), all_layers, -1, width) +
            "\n";
     out += "parameters:        " + human_count(static_cast<double>(t.params)) + " (" + std::to_string(t.params) +
            "), " + human_bytes(static_cast<double>(t.weight_bytes)) + " of weights\n";

@@ -181,6 +181,12 @@ std::string layer_table(const planner::CostModel& model, const planner::ScoredPl
         {"bwd comm", [](const planner::LayerCost& l) { return l.bwd_comm_s; }, false},
         {"grad sync", [](const planner::LayerCost& l) { return l.sync_s; }, false},
         {"activations", [](const planner::LayerCost& l) { return l.activation_bytes; }, true}};
+    // Too wide for the terminal: forward and backward summed in one column each.
+    const Numeric summed[] = {
+        {"compute", [](const planner::LayerCost& l) { return l.fwd_compute_s + l.bwd_compute_s; }, false},
+        {"comm", [](const planner::LayerCost& l) { return l.fwd_comm_s + l.bwd_comm_s; }, false},
+        {"grad sync", [](const planner::LayerCost& l) { return l.sync_s; }, false},
+        {"activations", [](const planner::LayerCost& l) { return l.activation_bytes; }, true}};
     std::vector<std::size_t> shown_layers;
     for (std::size_t i = 1; i < layers.size() && i < plan.layers.size(); ++i) {
         const auto& lc = plan.layers[i];
@@ -188,31 +194,41 @@ std::string layer_table(const planner::CostModel& model, const planner::ScoredPl
             continue;  // followers without communication add nothing to read
         shown_layers.push_back(i);
     }
-    std::vector<const Numeric*> used;  // columns zero in every row stay out (unless --wide)
-    for (const auto& n : numeric)
-        if (t.wide || std::any_of(shown_layers.begin(), shown_layers.end(),
-                                  [&](std::size_t i) { return n.field(plan.layers[i]) != 0; }))
-            used.push_back(&n);
-    TextTable table;
-    table.header = {"layer", "kind"};
     const bool staged = !stage_of.empty();
-    if (staged) table.header.push_back(pipeline.device_of.empty() ? "stage" : "device");
-    table.header.push_back("layout");
-    for (const auto* n : used) table.header.push_back(n->title);
-    std::vector<LayerRow> rows;
-    for (std::size_t i : shown_layers) {
-        const auto& lc = plan.layers[i];
-        const auto& layer = layers[i];
-        LayerRow row{terminal_safe(layer.name), {}};
-        row.cells.push_back(terminal_safe(layer.kind == networks::LayerKind::activation ? layer.attrs.function
-                                                                                         : networks::to_string(layer.kind)));
-        if (staged) row.cells.push_back(i < stage_of.size() ? std::to_string(stage_of[i]) : "-");
-        row.cells.push_back(model.is_anchor(static_cast<int>(i)) ? planner::to_string(lc.layout) : "(follows)");
-        for (const auto* n : used) row.cells.push_back(n->bytes ? human_bytes(n->field(lc)) : seconds(n->field(lc)));
-        rows.push_back(std::move(row));
-    }
-    // The stage is the cell after the kind (cells exclude the name column).
-    return render_layer_rows(table.header, rows, t.all_layers, staged ? 1 : -1);
+    const int width = t.wide ? 0 : t.width;
+    auto render = [&](const Numeric* first, const Numeric* last) {
+        std::vector<const Numeric*> used;  // columns zero in every row stay out (unless --wide)
+        for (const Numeric* n = first; n != last; ++n)
+            if (t.wide || std::any_of(shown_layers.begin(), shown_layers.end(),
+                                      [&](std::size_t i) { return n->field(plan.layers[i]) != 0; }))
+                used.push_back(n);
+        std::vector<std::string> header{"layer", "kind"};
+        if (staged) header.push_back(pipeline.device_of.empty() ? "stage" : "device");
+        header.push_back("layout");
+        for (const auto* n : used) header.push_back(n->title);
+        std::vector<LayerRow> rows;
+        for (std::size_t i : shown_layers) {
+            const auto& lc = plan.layers[i];
+            const auto& layer = layers[i];
+            LayerRow row{terminal_safe(layer.name), {}};
+            row.cells.push_back(terminal_safe(layer.kind == networks::LayerKind::activation
+                                                  ? layer.attrs.function
+                                                  : networks::to_string(layer.kind)));
+            if (staged) row.cells.push_back(i < stage_of.size() ? std::to_string(stage_of[i]) : "-");
+            row.cells.push_back(model.is_anchor(static_cast<int>(i)) ? planner::to_string(lc.layout) : "(follows)");
+            for (const auto* n : used) row.cells.push_back(n->bytes ? human_bytes(n->field(lc)) : seconds(n->field(lc)));
+            rows.push_back(std::move(row));
+        }
+        // The stage is the cell after the kind (cells exclude the name column).
+        return render_layer_rows(header, rows, t.all_layers, staged ? 1 : -1, width);
+    };
+    std::string table = render(std::begin(numeric), std::end(numeric));
+    if (width > 0 && longest_line(table) > static_cast<std::size_t>(width))
+        table = render(std::begin(summed), std::end(summed)) +
+                wrap("(forward and backward summed to fit " + std::to_string(width) +
+                         " columns; --wide shows them apart, COLUMNS sets the width)",
+                     width, 1);
+    return table;
 }
 
 // The parts of the iteration that are not zero, which add up to it, and the memory line.
@@ -379,24 +395,95 @@ std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows
     return out;
 }
 
+namespace {
+// `name` in pieces of at most `budget` characters (the later ones after a two-space indent),
+// each broken after a '/', '.' or '_' where one falls in the piece: the pieces read in order give
+// the whole name, so two names never look alike (as a shortened "a/.../Conv" would).
+std::vector<std::string> name_pieces(const std::string& name, std::size_t budget) {
+    std::vector<std::string> pieces;
+    std::size_t from = 0;
+    while (from < name.size()) {
+        const std::size_t room = pieces.empty() ? budget : budget - 2;
+        if (name.size() - from <= room) {
+            pieces.push_back(name.substr(from));
+            break;
+        }
+        std::size_t cut = name.find_last_of("/._", from + room - 1);
+        cut = cut == std::string::npos || cut < from ? from + room : cut + 1;
+        pieces.push_back(name.substr(from, cut - from));
+        from = cut;
+    }
+    for (std::size_t i = 1; i < pieces.size(); ++i) pieces[i] = "  " + pieces[i];
+    return pieces;
+}
+}  // namespace
+
 std::string render_layer_rows(const std::vector<std::string>& header, std::vector<LayerRow> rows, bool all_layers,
-                              int stage_cell) {
-    TextTable table;
-    table.header = header;
+                              int stage_cell, int width) {
     std::size_t before = rows.size();
     if (!all_layers) rows = collapse_repeated_blocks(rows, stage_cell);
     // A collapsed block's title row (no cells) spans the line and does not widen the name column.
     std::vector<std::pair<std::size_t, std::string>> titles;  // (table row it precedes, text)
-    for (auto& row : rows) {
-        if (row.cells.empty()) {
-            titles.emplace_back(table.rows.size(), row.name);
-            continue;
+    // Names longer than `budget` (0: no limit) continue on the next lines, the other cells blank.
+    // With a budget, a path prefix ("/layer1/layer1.0/") shared by a run of rows is written once
+    // as a line above them and the rows show the rest, indented.
+    auto build = [&](std::size_t budget) {
+        TextTable table;
+        table.header = header;
+        titles.clear();
+        std::vector<std::string> prefix(rows.size());
+        if (budget > 0)
+            for (std::size_t i = 0; i < rows.size(); ++i) {
+                if (rows[i].cells.empty()) continue;
+                for (std::size_t j : {i - 1, i + 1}) {
+                    if (j >= rows.size() || rows[j].cells.empty()) continue;  // i - 1 wraps past 0
+                    const std::string& a = rows[i].name;
+                    const std::string& b = rows[j].name;
+                    std::size_t n = 0;
+                    while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+                    const std::size_t slash = n == 0 ? std::string::npos : a.rfind('/', n - 1);
+                    if (slash != std::string::npos && slash > 0 && slash + 1 < a.size() && slash + 1 > prefix[i].size() &&
+                        slash + 1 <= static_cast<std::size_t>(width))  // the title line fits too
+                        prefix[i] = a.substr(0, slash + 1);
+                }
+            }
+        std::string group;
+        for (std::size_t r = 0; r < rows.size(); ++r) {
+            const auto& row = rows[r];
+            if (row.cells.empty()) {
+                titles.emplace_back(table.rows.size(), row.name);
+                group.clear();
+                continue;
+            }
+            std::string name = row.name;
+            if (!prefix[r].empty()) {
+                if (prefix[r] != group) titles.emplace_back(table.rows.size(), prefix[r]);
+                name = "  " + name.substr(prefix[r].size());
+            }
+            group = prefix[r];
+            std::vector<std::string> pieces =
+                budget > 0 && name.size() > budget ? name_pieces(name, budget) : std::vector<std::string>{name};
+            std::vector<std::string> cells{pieces.front()};
+            cells.insert(cells.end(), row.cells.begin(), row.cells.end());
+            table.rows.push_back(std::move(cells));
+            for (std::size_t i = 1; i < pieces.size(); ++i) {
+                table.rows.emplace_back(header.size());
+                table.rows.back().front() = pieces[i];
+            }
         }
-        std::vector<std::string> cells{row.name};
-        for (auto& c : row.cells) cells.push_back(std::move(c));
-        table.rows.push_back(std::move(cells));
+        return table.render();
+    };
+    std::string rendered = build(0);
+    if (width > 0 && longest_line(rendered) > static_cast<std::size_t>(width)) {
+        // The other columns keep their width; the name column gets what is left (at least 16).
+        std::size_t name_column = header.front().size();
+        for (const auto& row : rows)
+            if (!row.cells.empty()) name_column = std::max(name_column, row.name.size());
+        const std::size_t others = longest_line(rendered) - name_column;
+        const std::size_t budget = static_cast<std::size_t>(width) > others + 16 ? width - others : 16;
+        if (budget < name_column) rendered = build(budget);
     }
-    std::string rendered = table.render(), out;
+    std::string out;
     std::size_t line = 0, start = 0, next_title = 0;
     for (std::size_t end; (end = rendered.find('\n', start)) != std::string::npos; start = end + 1, ++line) {
         while (next_title < titles.size() && line >= 2 && titles[next_title].first == line - 2)

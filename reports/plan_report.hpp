@@ -46,8 +46,9 @@ struct LayerRow {
 };
 std::vector<LayerRow> collapse_repeated_blocks(const std::vector<LayerRow>& rows, int stage_cell = -1);
 // A table of layer rows under `header` (the name's column first), blocks collapsed unless
-// `all_layers`, with a note of how many rows the collapse saved.
+// `all_layers`, with a note of how many rows the collapse saved. Names too long for the table to
+// fit `width` columns (0: no limit) continue on the lines below, whole.
 std::string render_layer_rows(const std::vector<std::string>& header, std::vector<LayerRow> rows, bool all_layers,
-                              int stage_cell = -1);
+                              int stage_cell = -1, int width = 0);
 
 }  // namespace dnnplan::reports

@@ -19,10 +19,11 @@ Cell text_cell(std::string text, bool user_text) {
     c.user_text = user_text;
     return c;
 }
-Cell number_cell(double value) {
+Cell number_cell(double value, Unit unit) {
     Cell c;
     c.number = value;
     c.is_number = true;
+    c.unit = unit;
     return c;
 }
 Cell empty_cell() {
@@ -63,6 +64,8 @@ std::string format_value(double value, Unit unit) {
             return human_count(value, "FLOP/s");
         case Unit::bytes_per_s:
             return human_count(value, "B/s");
+        case Unit::large_count:
+            return human_count(value);
         case Unit::count:
         case Unit::none:
             if (std::abs(value) < 1e15 && value == std::floor(value)) {
@@ -73,6 +76,10 @@ std::string format_value(double value, Unit unit) {
             return buffer;
     }
     return "";
+}
+
+std::string format_cell_number(const Cell& cell, const Column& column) {
+    return format_value(cell.number, cell.unit != Unit::none ? cell.unit : column.unit);
 }
 
 std::vector<std::int64_t> scaling_procs(std::int64_t procs) {
@@ -97,49 +104,55 @@ ReportTable inputs_table(const ReportInput& in) {
     const auto& cluster = model.cluster();
     const auto& o = model.options();
     networks::NetworkTotals t = networks::totals(net, o.batch);
+    // Each value carries its unit, so HTML and Markdown show "7.9 TFLOP"; the unit column is for
+    // CSV and JSON, which keep the exact number.
     ReportTable table{"inputs",
                       "Inputs",
                       "Network totals are for the whole batch of one iteration.",
-                      {{"item", "item", Unit::none}, {"value", "value", Unit::none}, {"unit", "unit", Unit::none}},
+                      {{"item", "item", Unit::none}, {"value", "value", Unit::none}, {"unit", "unit", Unit::none, true}},
                       {}};
     auto text = [&](const std::string& item, const std::string& value, bool user = false) {
         table.rows.push_back({text_cell(item), text_cell(value, user), text_cell("")});
     };
-    auto number = [&](const std::string& item, double value, const std::string& unit) {
-        table.rows.push_back({text_cell(item), number_cell(value), text_cell(unit)});
+    auto number = [&](const std::string& item, double value, Unit unit, const std::string& unit_name) {
+        table.rows.push_back({text_cell(item), number_cell(value, unit), text_cell(unit_name)});
     };
     text("network", net.name, true);
     text("network source", in.network_source, true);
     text("network description", net.description, true);
-    number("layers", static_cast<double>(net.layers.size() - 1), "");
-    number("parameters", static_cast<double>(t.params), "");
-    number("forward FLOP", static_cast<double>(t.fwd_flops), "FLOP");
-    number("backward FLOP (input gradient)", static_cast<double>(t.bwd_input_flops), "FLOP");
-    number("backward FLOP (weight gradient)", static_cast<double>(t.bwd_weight_flops), "FLOP");
-    number("activations", static_cast<double>(t.activation_bytes), "bytes");
-    number("weights", static_cast<double>(t.weight_bytes), "bytes");
-    number("batch", static_cast<double>(o.batch), "samples");
+    number("layers", static_cast<double>(net.layers.size() - 1), Unit::count, "");
+    number("parameters", static_cast<double>(t.params), Unit::large_count, "");
+    number("forward FLOP", static_cast<double>(t.fwd_flops), Unit::flops, "FLOP");
+    number("backward FLOP (input gradient)", static_cast<double>(t.bwd_input_flops), Unit::flops, "FLOP");
+    number("backward FLOP (weight gradient)", static_cast<double>(t.bwd_weight_flops), Unit::flops, "FLOP");
+    number("activations", static_cast<double>(t.activation_bytes), Unit::bytes, "bytes");
+    number("weights", static_cast<double>(t.weight_bytes), Unit::bytes, "bytes");
+    number("batch", static_cast<double>(o.batch), Unit::count, "samples");
     text("dtype", to_string(o.dtype));
     text("optimizer", planner::to_string(o.optimizer));
     text("gradient sync overlapped with backward", o.overlap_sync ? "yes" : "no");
     text("roofline compute", o.roofline ? "yes" : "no");
     text("compute model", planner::to_string(o.compute));
-    number("processes P", static_cast<double>(o.procs), "");
+    number("processes P", static_cast<double>(o.procs), Unit::count, "");
     text("cluster", cluster.name, true);
     text("cluster source", in.cluster_source, true);
     text("cluster description", cluster.description, true);
-    number("nodes", static_cast<double>(cluster.nodes), "");
-    number("devices per node", cluster.devices_per_node, "");
+    number("nodes", static_cast<double>(cluster.nodes), Unit::count, "");
+    number("devices per node", cluster.devices_per_node, Unit::count, "");
     text("device", cluster.device.name, true);
-    number("peak rate (" + to_string(o.dtype) + ")", cluster.peak_flops(o.dtype), "FLOP/s");
-    number("achievable fraction of peak", cluster.device.achievable_fraction, "");
-    number("device memory", static_cast<double>(cluster.device.memory_bytes), "bytes");
-    number("reserved by driver and framework", static_cast<double>(cluster.device.reserved_bytes), "bytes");
-    number("memory bandwidth", cluster.device.memory_bandwidth_Bps, "B/s");
-    number("intra-node bandwidth", cluster.intra_node.bandwidth_Bps, "B/s");
-    number("intra-node latency", cluster.intra_node.latency_s, "s");
-    number("inter-node bandwidth per device", cluster.inter_node.bandwidth_Bps, "B/s");
-    number("inter-node latency", cluster.inter_node.latency_s, "s");
+    number("peak rate (" + to_string(o.dtype) + ")", cluster.peak_flops(o.dtype), Unit::flops_per_s, "FLOP/s");
+    number("achievable fraction of peak", cluster.device.achievable_fraction, Unit::fraction, "");
+    number("device memory", static_cast<double>(cluster.device.memory_bytes), Unit::bytes, "bytes");
+    number("reserved by driver and framework", static_cast<double>(cluster.device.reserved_bytes), Unit::bytes,
+           "bytes");
+    number("memory bandwidth", cluster.device.memory_bandwidth_Bps, Unit::bytes_per_s, "B/s");
+    // A node of one device has no intra-node link (its file may still give one; it is never used).
+    if (cluster.devices_per_node > 1) {
+        number("intra-node bandwidth", cluster.intra_node.bandwidth_Bps, Unit::bytes_per_s, "B/s");
+        number("intra-node latency", cluster.intra_node.latency_s, Unit::seconds, "s");
+    }
+    number("inter-node bandwidth per device", cluster.inter_node.bandwidth_Bps, Unit::bytes_per_s, "B/s");
+    number("inter-node latency", cluster.inter_node.latency_s, Unit::seconds, "s");
     text("topology", clusters::to_string(cluster.topology.kind));
     return table;
 }

@@ -16,7 +16,8 @@
 namespace dnnplan::reports {
 
 // How a number is shown; the column key carries the unit for CSV and JSON ("iteration_s").
-enum class Unit { none, count, seconds, bytes, ratio, fraction, flops, flops_per_s, bytes_per_s };
+// `count` is shown exact ("9216"), `large_count` with an SI prefix ("138.4 M").
+enum class Unit { none, count, seconds, bytes, ratio, fraction, flops, flops_per_s, bytes_per_s, large_count };
 
 struct Column {
     std::string key;    // CSV/JSON name, unit in the name
@@ -31,9 +32,14 @@ struct Cell {
     bool is_number = false;
     bool user_text = false;  // a user-provided string (names, reasons): escaped for Markdown too
     bool empty = false;      // no value (e.g. not measured): "-" in text, null in JSON, "" in CSV
+    // The number's own unit in a column of mixed units (the Inputs table's values); none: the
+    // column's unit.
+    Unit unit = Unit::none;
 };
 Cell text_cell(std::string text, bool user_text = false);
-Cell number_cell(double value);
+Cell number_cell(double value, Unit unit = Unit::none);
+// How the HTML and Markdown forms show a number cell of column `column`.
+std::string format_cell_number(const Cell& cell, const Column& column);
 Cell empty_cell();
 
 struct ReportTable {

@@ -46,19 +46,34 @@ std::vector<double> linear_ticks(double lo, double hi, int count = 5) {
     return ticks;
 }
 
-// Powers of ten inside [lo, hi]; with fewer than two, the 1-2-5 multiples too.
+// Powers of ten inside [lo, hi]; with fewer than two, the 1-2-5 multiples too; with fewer than
+// two of those (a half-decade axis around one point), every multiple 1..9.
 std::vector<double> log_ticks(double lo, double hi) {
-    std::vector<double> ticks;
-    if (!(lo > 0) || !(hi >= lo) || !std::isfinite(hi)) return ticks;
-    for (int e = static_cast<int>(std::floor(std::log10(lo))); e <= static_cast<int>(std::ceil(std::log10(hi))); ++e)
-        for (double m : {1.0, 2.0, 5.0}) {
-            double t = m * std::pow(10.0, e);
-            if (t >= lo * (1 - 1e-9) && t <= hi * (1 + 1e-9)) ticks.push_back(t);
-        }
-    std::vector<double> decades;
-    for (double t : ticks)
-        if (std::abs(std::log10(t) - std::round(std::log10(t))) < 1e-9) decades.push_back(t);
-    return decades.size() >= 2 ? decades : ticks;
+    if (!(lo > 0) || !(hi >= lo) || !std::isfinite(hi)) return {};
+    auto multiples = [&](std::initializer_list<double> ms) {
+        std::vector<double> ticks;
+        for (int e = static_cast<int>(std::floor(std::log10(lo))); e <= static_cast<int>(std::ceil(std::log10(hi)));
+             ++e)
+            for (double m : ms) {
+                double t = m * std::pow(10.0, e);
+                if (t >= lo * (1 - 1e-9) && t <= hi * (1 + 1e-9)) ticks.push_back(t);
+            }
+        return ticks;
+    };
+    std::vector<double> ticks = multiples({1.0});
+    if (ticks.size() < 2) ticks = multiples({1.0, 2.0, 5.0});
+    if (ticks.size() < 2) ticks = multiples({1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0});
+    return ticks;
+}
+
+// Ticks of a byte axis at round binary multiples (16 GiB, 32 GiB, ... rather than 46.6 GiB):
+// the 1-2-5 ticks of the values counted in the largest power of 1,024 below `hi`.
+std::vector<double> binary_ticks(double lo, double hi) {
+    double unit = 1;
+    while (hi / unit >= 1024) unit *= 1024;
+    std::vector<double> ticks = linear_ticks(lo / unit, hi / unit);
+    for (double& t : ticks) t *= unit;
+    return ticks;
 }
 
 struct Axis {
@@ -71,7 +86,8 @@ struct Axis {
     }
 };
 
-Axis make_axis(std::vector<double> values, bool log, double pixel_lo, double pixel_hi, bool from_zero) {
+Axis make_axis(std::vector<double> values, bool log, double pixel_lo, double pixel_hi, bool from_zero,
+               bool binary = false) {
     // An empty chart still gets a valid axis ([1, 10] on a log scale, [0, 1] otherwise).
     Axis axis{log ? 1.0 : 0.0, log ? 10.0 : 1.0, log, pixel_lo, pixel_hi};
     values.erase(std::remove_if(values.begin(), values.end(),
@@ -88,7 +104,7 @@ Axis make_axis(std::vector<double> values, bool log, double pixel_lo, double pix
     } else {
         if (from_zero) axis.lo = std::min(0.0, axis.lo);
         if (axis.hi <= axis.lo) axis.hi = axis.lo + 1;
-        auto ticks = linear_ticks(axis.lo, axis.hi);
+        auto ticks = binary ? binary_ticks(axis.lo, axis.hi) : linear_ticks(axis.lo, axis.hi);
         double step = ticks.size() > 1 ? ticks[1] - ticks[0] : axis.hi - axis.lo;
         axis.hi = std::ceil(axis.hi / step - 1e-9) * step;
     }
@@ -133,14 +149,40 @@ const std::string& chart_colour(std::size_t index) {
     return palette[index % palette.size()];
 }
 
+namespace {
+// A bar's label on lines of at most `chars` characters, broken at spaces (a pipeline's label is
+// 150 characters; cut to one line, GPT-3's ten bars read alike).
+std::vector<std::string> label_lines(const std::string& label, std::size_t chars) {
+    std::vector<std::string> lines{""};
+    std::size_t from = 0;
+    while (from < label.size()) {
+        std::size_t space = label.find(' ', from);
+        std::string word = label.substr(from, space == std::string::npos ? std::string::npos : space - from);
+        from = space == std::string::npos ? label.size() : space + 1;
+        if (!lines.back().empty() && lines.back().size() + 1 + word.size() > chars) lines.emplace_back();
+        lines.back() += (lines.back().empty() ? "" : " ") + word;
+    }
+    return lines;
+}
+}  // namespace
+
 std::string stacked_bar_svg(const StackedBarChart& chart) {
     ValueFormat format = or_default(chart.format);
-    const double label_width = 220, plot_width = 480, bar_height = 16, gap = 6, top = 36;
+    // 11 px sans-serif averages under 6 px a character: 40 characters fit the 250 px label column.
+    const double label_width = 250, plot_width = 450, bar_height = 16, gap = 6, top = 36, line_height = 12;
+    const std::size_t label_chars = 40;
     const double width = label_width + plot_width + 90;
     std::vector<std::string> names;
     for (const auto& s : chart.series) names.push_back(s.name);
     double legend_rows = 1 + std::floor(static_cast<double>(names.size()) / 5);
-    double plot_height = static_cast<double>(chart.categories.size()) * (bar_height + gap) + gap;
+    std::vector<std::vector<std::string>> labels;
+    std::vector<double> row_top;  // each row as tall as its label
+    double plot_height = gap;
+    for (const auto& name : chart.categories) {
+        labels.push_back(label_lines(name, label_chars));
+        row_top.push_back(top + plot_height);
+        plot_height += std::max(bar_height, line_height * static_cast<double>(labels.back().size())) + gap;
+    }
     double height = top + plot_height + 40 + legend_rows * 16 + 10;
 
     std::vector<double> totals(chart.categories.size(), 0);
@@ -148,11 +190,15 @@ std::string stacked_bar_svg(const StackedBarChart& chart) {
         for (std::size_t i = 0; i < totals.size() && i < s.values.size(); ++i) totals[i] += std::max(0.0, s.values[i]);
     std::vector<double> extent = totals;
     extent.push_back(0);
-    if (chart.limit > 0) extent.push_back(chart.limit);
-    Axis axis = make_axis(extent, false, label_width, label_width + plot_width, true);
+    // A limit far beyond the bars (96 GiB against bars under 2 GiB) would leave slivers: the axis
+    // then stops at the bars and the limit is named at its end.
+    const double largest = *std::max_element(extent.begin(), extent.end());
+    const bool limit_on_axis = chart.limit > 0 && chart.limit <= 4 * largest;
+    if (limit_on_axis) extent.push_back(chart.limit);
+    Axis axis = make_axis(extent, false, label_width, label_width + plot_width, true, chart.binary_ticks);
 
     std::string out = open_svg(width, height, chart.title);
-    for (double t : linear_ticks(axis.lo, axis.hi)) {
+    for (double t : chart.binary_ticks ? binary_ticks(axis.lo, axis.hi) : linear_ticks(axis.lo, axis.hi)) {
         double x = axis.map(t);
         out += "<line x1=\"" + num(x) + "\" y1=\"" + num(top) + "\" x2=\"" + num(x) + "\" y2=\"" +
                num(top + plot_height) + "\" stroke=\"#dddddd\"/>\n";
@@ -160,12 +206,15 @@ std::string stacked_bar_svg(const StackedBarChart& chart) {
     }
     out += text_element(label_width + plot_width / 2, top + plot_height + 30, chart.value_label, "middle");
     for (std::size_t i = 0; i < chart.categories.size(); ++i) {
-        double y = top + gap + static_cast<double>(i) * (bar_height + gap);
-        // Long labels (pipeline descriptions) are cut to fit; the tooltip keeps the whole label.
-        const std::string& name = chart.categories[i];
-        std::string shown = name.size() > 34 ? name.substr(0, 32) + "..." : name;
-        out += "<g><title>" + html_escape(name) + "</title>" +
-               text_element(label_width - 6, y + bar_height - 4, shown, "end") + "</g>\n";
+        const double row = std::max(bar_height, line_height * static_cast<double>(labels[i].size()));
+        const double y = row_top[i] + (row - bar_height) / 2;  // the bar centred on its label
+        double line_y = row_top[i] + (row - line_height * static_cast<double>(labels[i].size())) / 2 + line_height - 2;
+        out += "<g><title>" + html_escape(chart.categories[i]) + "</title>";
+        for (const auto& line : labels[i]) {
+            out += text_element(label_width - 6, line_y, line, "end");
+            line_y += line_height;
+        }
+        out += "</g>\n";
         double x = axis.map(0);
         for (std::size_t s = 0; s < chart.series.size(); ++s) {
             double v = i < chart.series[s].values.size() ? std::max(0.0, chart.series[s].values[i]) : 0;
@@ -179,11 +228,14 @@ std::string stacked_bar_svg(const StackedBarChart& chart) {
         }
         out += text_element(x + 4, y + bar_height - 4, format(totals[i]), "start", 10);
     }
-    if (chart.limit > 0) {
+    if (limit_on_axis) {
         double x = axis.map(chart.limit);
         out += "<line x1=\"" + num(x) + "\" y1=\"" + num(top) + "\" x2=\"" + num(x) + "\" y2=\"" +
                num(top + plot_height) + "\" stroke=\"#cc0000\" stroke-dasharray=\"4 3\"/>\n";
         out += text_element(x, top - 2, chart.limit_label, "middle", 10);
+    } else if (chart.limit > 0) {
+        out += text_element(label_width + plot_width, top - 2, chart.limit_label + " (off the scale) \u2192", "end", 10,
+                            " fill=\"#cc0000\"");
     }
     out += "<line x1=\"" + num(axis.map(0)) + "\" y1=\"" + num(top) + "\" x2=\"" + num(axis.map(0)) + "\" y2=\"" +
            num(top + plot_height) + "\" stroke=\"black\"/>\n";

@@ -26,8 +26,9 @@ struct StackedBarChart {
     std::vector<std::string> categories;  // bar labels, top to bottom
     std::vector<BarSeries> series;
     ValueFormat format;
-    double limit = 0;  // 0: none
+    double limit = 0;  // 0: none; more than 4 x the longest bar: named at the axis' end, not drawn
     std::string limit_label;
+    bool binary_ticks = false;  // byte axes: ticks at 1-2-5 multiples of a power of 1,024
 };
 
 struct Point {

@@ -9,6 +9,7 @@
 #include "common/units.hpp"
 #include "reports/svg_chart.hpp"
 
+#include "reports/plan_report.hpp"
 #include "reports/text.hpp"
 
 namespace dnnplan::reports {
@@ -193,7 +194,7 @@ std::string sweep_summary(const std::vector<Json>& rows) {
            std::to_string(infeasible) + " infeasible, " + std::to_string(invalid) + " invalid";
 }
 
-std::string sweep_text(const std::vector<Json>& rows) {
+std::string sweep_text(const std::vector<Json>& rows, int width) {
     TextTable table;
     table.header = kSummaryHeader;
     for (const auto& r : rows) {
@@ -201,7 +202,27 @@ std::string sweep_text(const std::vector<Json>& rows) {
         for (auto& c : cells) c = terminal_safe(c);
         table.rows.push_back(std::move(cells));
     }
-    return table.render() + sweep_summary(rows) + "\n";
+    const std::string rendered = table.render();
+    // The best plan's label is the last column: past `width` it continues on the next lines,
+    // under itself (the label of a 3-D plan is 80 characters).
+    const std::size_t last = rendered.find(kSummaryHeader.back());
+    if (width <= 0 || last == std::string::npos || last + 20 > static_cast<std::size_t>(width))
+        return rendered + sweep_summary(rows) + "\n";
+    std::string out;
+    for (std::size_t start = 0, end; (end = rendered.find('\n', start)) != std::string::npos; start = end + 1) {
+        const std::string line = rendered.substr(start, end - start);
+        if (line.size() <= static_cast<std::size_t>(width))
+            out += line + "\n";
+        else if (line.find_first_not_of('-') == std::string::npos)
+            out += std::string(static_cast<std::size_t>(width), '-') + "\n";
+        else {
+            const std::string cell = wrap(line.substr(last), width - static_cast<int>(last), 0);
+            std::size_t from = 0;
+            for (std::size_t nl; (nl = cell.find('\n', from)) != std::string::npos; from = nl + 1)
+                out += (from == 0 ? line.substr(0, last) : std::string(last, ' ')) + cell.substr(from, nl + 1 - from);
+        }
+    }
+    return out + sweep_summary(rows) + "\n";
 }
 
 std::string sweep_html(const std::vector<Json>& rows) {

@@ -25,7 +25,8 @@ std::string sweep_csv(const std::vector<Json>& rows);   // numbers with 10 signi
 std::string sweep_json(const std::vector<Json>& rows);  // {"format": "dnnplan-sweep", "rows": [...]}
 // For a person: one aligned line per configuration (network, cluster, P, status, best plan,
 // iteration, speed-up over pure batch, memory), then the count of ok, infeasible and invalid rows.
-std::string sweep_text(const std::vector<Json>& rows);
+// The best plan's label continues on the next lines past `width` columns (0: no limit).
+std::string sweep_text(const std::vector<Json>& rows, int width = 0);
 // "240 configurations: 191 ok, 9 infeasible, 40 invalid" (the line sweep prints on stderr).
 std::string sweep_summary(const std::vector<Json>& rows);
 // A self-contained HTML page: per network and cluster, iteration time and parallel efficiency

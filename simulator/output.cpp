@@ -14,23 +14,24 @@ namespace dnnplan::simulator {
 namespace {
 
 struct Row {
-    const char* key;
+    const char* key;    // JSON and CSV
+    const char* label;  // text
     double (*field)(const planner::CostBreakdown&);
 };
 // The breakdown keys the simulation measures (memory is not simulated).
 const Row kRows[] = {
-    {"iteration_s", [](const planner::CostBreakdown& c) { return c.iteration_s; }},
-    {"fwd_compute_s", [](const planner::CostBreakdown& c) { return c.fwd_compute_s; }},
-    {"bwd_compute_s", [](const planner::CostBreakdown& c) { return c.bwd_compute_s; }},
-    {"all_reduce_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_reduce); }},
-    {"all_gather_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_gather); }},
-    {"reduce_scatter_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::reduce_scatter); }},
-    {"all_to_all_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_to_all); }},
-    {"halo_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::halo); }},
-    {"point_to_point_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::point_to_point); }},
-    {"redistribution_s", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::redistribution); }},
-    {"sync_total_s", [](const planner::CostBreakdown& c) { return c.sync_total_s; }},
-    {"sync_exposed_s", [](const planner::CostBreakdown& c) { return c.sync_exposed_s; }},
+    {"iteration_s", "iteration", [](const planner::CostBreakdown& c) { return c.iteration_s; }},
+    {"fwd_compute_s", "forward compute", [](const planner::CostBreakdown& c) { return c.fwd_compute_s; }},
+    {"bwd_compute_s", "backward compute", [](const planner::CostBreakdown& c) { return c.bwd_compute_s; }},
+    {"all_reduce_s", "all-reduce", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_reduce); }},
+    {"all_gather_s", "all-gather", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_gather); }},
+    {"reduce_scatter_s", "reduce-scatter", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::reduce_scatter); }},
+    {"all_to_all_s", "all-to-all", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::all_to_all); }},
+    {"halo_s", "halo", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::halo); }},
+    {"point_to_point_s", "point-to-point", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::point_to_point); }},
+    {"redistribution_s", "redistribution", [](const planner::CostBreakdown& c) { return c.comm(planner::CommKind::redistribution); }},
+    {"sync_total_s", "gradient sync (all)", [](const planner::CostBreakdown& c) { return c.sync_total_s; }},
+    {"sync_exposed_s", "exposed grad. sync", [](const planner::CostBreakdown& c) { return c.sync_exposed_s; }},
 };
 
 double relative(double simulated, double predicted) {
@@ -40,8 +41,52 @@ double relative(double simulated, double predicted) {
 
 std::string percent(double x) {
     char buffer[32];
-    std::snprintf(buffer, sizeof buffer, "%+.3f%%", 100 * x);
+    std::snprintf(buffer, sizeof buffer, "%+.1f%%", 100 * x);
     return buffer;
+}
+
+// A part under 1% of the predicted iteration: its relative difference says little (+176286% on a
+// few microseconds), so the text gives the difference in time.
+bool minor_part(double predicted_part, const planner::CostBreakdown& predicted) {
+    return predicted_part < 0.01 * predicted.iteration_s;
+}
+
+// The difference column of the text table.
+std::string difference_text(double simulated, double predicted_part, const planner::CostBreakdown& predicted) {
+    if (minor_part(predicted_part, predicted)) {
+        const double d = simulated - predicted_part;
+        return (d >= 0 ? "+" : "-") + human_seconds(std::fabs(d));
+    }
+    const double rel = relative(simulated, predicted_part);
+    return std::isfinite(rel) ? percent(rel) : "n/a";
+}
+
+// The parts (at least 1% of the iteration) whose simulation differs from the prediction by more
+// than 10%, for the agreement verdict: "all-reduce +80.8%".
+std::string differing_parts(const SimResult& result, const planner::CostBreakdown& predicted) {
+    std::string out;
+    for (const Row& row : kRows) {
+        const double p = row.field(predicted), rel = relative(row.field(result.simulated), p);
+        if (row.field == kRows[0].field || minor_part(p, predicted) || std::fabs(rel) <= 0.10) continue;
+        out += (out.empty() ? "" : ", ") + std::string(row.label) + " " + percent(rel);
+    }
+    return out;
+}
+
+// Words of `text` on lines of at most `width` columns, the later lines indented by `indent`.
+std::string wrapped(const std::string& text, std::size_t width, std::size_t indent) {
+    std::string out, line;
+    std::istringstream words(text);
+    for (std::string word; words >> word;) {
+        if (!line.empty() && line.size() + 1 + word.size() > width) {
+            out += line + "\n";
+            line = std::string(indent, ' ');
+        } else if (!line.empty()) {
+            line += " ";
+        }
+        line += word;
+    }
+    return out + line + "\n";
 }
 
 }  // namespace
@@ -50,12 +95,14 @@ std::string verdict(const SimResult& result, const planner::CostBreakdown& predi
     const double rel = relative(result.simulated.iteration_s, predicted.iteration_s);
     const double blocking = result.simulated.blocking_comm_s() - predicted.blocking_comm_s();
     const double sync = result.simulated.sync_exposed_s - predicted.sync_exposed_s;
-    char buffer[512];
+    char buffer[1024];
     if (std::fabs(rel) <= 0.01) {
+        const std::string parts = differing_parts(result, predicted);
         std::snprintf(buffer, sizeof buffer,
                       "agreement: the simulated iteration is within 1%% of the analytical prediction (%s) on this %s "
-                      "platform",
-                      percent(rel).c_str(), result.platform_kind.c_str());
+                      "platform%s%s",
+                      percent(rel).c_str(), result.platform_kind.c_str(),
+                      parts.empty() ? "" : "; some of its parts differ more: ", parts.c_str());
     } else if (rel > 0) {
         std::snprintf(buffer, sizeof buffer,
                       "slowdown: the simulated iteration is %s longer than the analytical prediction on this %s "
@@ -154,19 +201,20 @@ std::string links_text(const SimResult& result) {
 
 std::string result_text(const SimResult& result, const planner::CostBreakdown& predicted, const SimOptions& options) {
     std::ostringstream out;
-    out << "platform: " << result.platform_summary << "\n";
+    constexpr std::size_t kWidth = 120;  // as the links table below
+    out << wrapped("platform: " + result.platform_summary, kWidth, 4);
     out << "network model: " << to_string(options.platform.network_model) << "\n\n";
     char line[256];
-    std::snprintf(line, sizeof line, "%-18s %14s %14s %12s\n", "", "predicted", "simulated", "difference");
+    std::snprintf(line, sizeof line, "%-20s %14s %14s %12s\n", "", "predicted", "simulated", "difference");
     out << line;
     for (const Row& row : kRows) {
         double p = row.field(predicted), s = row.field(result.simulated);
         if (p == 0 && s == 0) continue;
-        double rel = relative(s, p);
-        std::snprintf(line, sizeof line, "%-18s %14s %14s %12s\n", row.key, human_seconds(p).c_str(),
-                      human_seconds(s).c_str(), std::isfinite(rel) ? percent(rel).c_str() : "n/a");
+        std::snprintf(line, sizeof line, "%-20s %14s %14s %12s\n", row.label, human_seconds(p).c_str(),
+                      human_seconds(s).c_str(), difference_text(s, p, predicted).c_str());
         out << line;
     }
+    out << "(difference: relative, or in time for a part under 1% of the predicted iteration)\n";
     if (result.simulated.bubble_s > 0) {
         // Pipelines and graph partitions: the prediction's rows are its slowest stage's (busiest
         // device's), the simulation's the critical rank's.
@@ -174,9 +222,9 @@ std::string result_text(const SimResult& result, const planner::CostBreakdown& p
                       "pipeline: rows are the critical rank %d's (the prediction's: its slowest stage's or busiest "
                       "device's); it waited %s for other stages or devices (bubble)\n",
                       result.critical_rank, human_seconds(result.simulated.bubble_s).c_str());
-        out << line;
+        out << wrapped(line, kWidth, 2);
     }
-    out << "\n" << verdict(result, predicted) << "\n";
+    out << "\n" << wrapped(verdict(result, predicted), kWidth, 2);
     std::snprintf(line, sizeof line,
                   "%lld messages simulated in %.3f s of wall time (%.0f per second), %.3f s of CPU, %s peak memory\n",
                   static_cast<long long>(result.messages), result.wall_s,

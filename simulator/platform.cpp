@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/diagnostics.hpp"
+#include "common/units.hpp"
 
 namespace dnnplan::simulator {
 
@@ -222,7 +223,7 @@ struct Builder {
         built.link_bandwidth_Bps = bw;
         built.link_latency_s = lat / 2;
         built.summary = "star of " + std::to_string(nodes) + " nodes with private split-duplex links (" +
-                        format_number(bw) + " B/s, latency " + format_number(lat / 2) + " s each way)" + devices;
+                        human_count(bw, "B/s") + ", latency " + human_seconds(lat / 2) + " each way)" + devices;
         return built;
     }
 
@@ -252,8 +253,8 @@ struct Builder {
         double effective = levels > 1 ? static_cast<double>(arity) / leaf_up : 1.0;
         built.summary = "fat tree of " + std::to_string(levels) + " levels, arity " + std::to_string(arity) + ", " +
                         std::to_string(leaf_up) + " up-links per leaf switch (oversubscription " +
-                        format_number(effective) + ":1), links " + format_number(fabric_bw) + " B/s and " +
-                        format_number(link_lat) + " s, " + std::to_string(nodes) + " nodes used" + devices;
+                        format_number(effective) + ":1), links " + human_count(fabric_bw, "B/s") + " and " +
+                        human_seconds(link_lat) + ", " + std::to_string(nodes) + " nodes used" + devices;
         return built;
     }
 
@@ -272,8 +273,8 @@ struct Builder {
         built.kind = "torus";
         built.link_bandwidth_Bps = fabric_bw;
         built.link_latency_s = link_lat;
-        built.summary = "torus " + extent + ", links " + format_number(fabric_bw) + " B/s and " +
-                        format_number(link_lat) + " s per hop, " + std::to_string(nodes) + " nodes used" + devices;
+        built.summary = "torus " + extent + ", links " + human_count(fabric_bw, "B/s") + " and " +
+                        human_seconds(link_lat) + " per hop, " + std::to_string(nodes) + " nodes used" + devices;
         return built;
     }
 
@@ -293,11 +294,11 @@ struct Builder {
         built.kind = "dragonfly";
         built.link_bandwidth_Bps = fabric_bw;
         built.link_latency_s = link_lat;
-        built.summary = "dragonfly of " + std::to_string(groups) + " groups x " +
+        built.summary = "dragonfly of " + std::to_string(groups) + (groups == 1 ? " group x " : " groups x ") +
                         std::to_string(topo.dragonfly_routers_per_group) + " routers x " +
                         std::to_string(topo.dragonfly_nodes_per_router) + " nodes, every link " +
-                        format_number(fabric_bw) + " B/s and " + format_number(link_lat) +
-                        " s per hop (global links at the same bandwidth)" + devices;
+                        human_count(fabric_bw, "B/s") + " and " + human_seconds(link_lat) +
+                        " per hop (global links at the same bandwidth)" + devices;
         return built;
     }
 };
@@ -322,7 +323,7 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
               .lat = cluster.inter_node.latency_s,
               .fabric_bw = bw * d / std::max(1, options.lanes),
               .devices = d > 1 ? ", " + std::to_string(d) + " devices per node (private intra-node links of " +
-                                     format_number(cluster.intra_node.bandwidth_Bps) + " B/s and one NIC each)"
+                                     human_count(cluster.intra_node.bandwidth_Bps, "B/s") + " and one NIC each)"
                                : ""};
     const auto& topo = cluster.topology;
     // --topology star (the CLI's parsed choice) replaces the cluster's own network by a star.

@@ -81,4 +81,43 @@ COLUMNS=200 run networks
 check "COLUMNS=200 gives the descriptions more room" test "$(widest "$work/stdout")" -gt 120
 run inspect --net gpt3-175b --layers all
 check "inspect --layers all lists h.95" grep -q '^h\.95\.attn ' "$work/stdout"
+
+# ONNX layer names ("/layer1/layer1.0/downsample/downsample.1/BatchNormalization") made inspect
+# 166 columns wide. A path prefix shared by a run of rows is written once above them and longer
+# names continue on the next line, so every name can still be read whole: the names put back
+# together from the table equal the CSV's (a shortened "/layer1/.../Conv" would not).
+run inspect --net tests/data/onnx/resnet50.onnx
+check "inspect resnet50.onnx succeeds" test "$status" -eq 0
+check "inspect resnet50.onnx fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+cp "$work/stdout" "$work/onnx.txt"
+# The names read back (these have no spaces): a line of one word has no cells; it is a group's
+# prefix when it is not indented, or the rest of the name above it when it is.
+awk 'NR > 1 && /^layer  *kind / { col = index($0, "kind"); next }
+     col && /^---/ { table = 1; next }
+     table && /^$/ { if (name != "") print name; exit }
+     table {
+         if (NF == 1) {
+             if ($0 ~ /^  /) { sub(/^ +/, ""); name = name $0 } else { if (name != "") print name; name = ""; prefix = $0 }
+             next
+         }
+         if (name != "") print name
+         cell = substr($0, 1, col - 1); sub(/ +$/, "", cell)
+         if (cell ~ /^  /) { sub(/^ +/, "", cell); name = prefix cell } else { name = cell; prefix = "" }
+     }' "$work/onnx.txt" >"$work/names.txt"
+run inspect --net tests/data/onnx/resnet50.onnx --format csv
+tail -n +2 "$work/stdout" | cut -d, -f1 >"$work/csv-names.txt"
+check "inspect resnet50.onnx: every name read back whole ($(wc -l <"$work/names.txt") of $(wc -l <"$work/csv-names.txt"))" \
+    cmp -s "$work/names.txt" "$work/csv-names.txt"
+check "inspect resnet50.onnx: layer2.0's conv1 apart from layer1.0's" grep -q '^/layer2/layer2\.0/$' "$work/onnx.txt"
+# sweep's text table (147 columns with a pipeline's label): the best plan's label continues
+# under itself; the label read back whole equals the CSV's.
+run sweep --net resnet50 --procs 8,16 --format text
+check "sweep text succeeds" test "$status" -eq 0
+check "sweep text fits 120 columns ($(widest "$work/stdout"))" test "$(widest "$work/stdout")" -le 120
+check "sweep text: a label continues under the best plan column" \
+    grep -Eq "^ {$(($(head -1 "$work/stdout" | sed 's/best plan.*//' | wc -c) - 1))}[^ ]" "$work/stdout"
+COLUMNS=200 run sweep --net resnet50 --procs 8,16 --format text
+check "sweep text at COLUMNS=200: a line per configuration" test "$(lines "$work/stdout")" -eq 5
+COLUMNS=200 run inspect --net tests/data/onnx/resnet50.onnx
+check "COLUMNS=200: ONNX names on one line" grep -q '^/layer1/layer1\.0/downsample/downsample\.1/BatchNormalization ' "$work/stdout"
 finish

@@ -152,7 +152,7 @@ TEST_CASE("bad plan files give their exact diagnostics", "[planner][plan][bad]")
     // Each fixture is the CLI's lenet5 P = 4 plan with one hand edit.
     CHECK(lenet5_plan_error(bad_path("other_network")) ==
           bad_path("other_network") +
-              ": /network/fingerprint: the plan was made for another network (fingerprint 2ac3b14f19ddf8df, "
+              ": /network/fingerprint: the plan was made for network \"smallcnn\" (fingerprint 2ac3b14f19ddf8df, "
               "network \"lenet5\" has df4466db94fa9bbc)");
     CHECK(lenet5_plan_error(bad_path("layout_not_dividing_p")) ==
           bad_path("layout_not_dividing_p") +

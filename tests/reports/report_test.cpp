@@ -313,6 +313,42 @@ TEST_CASE("simulated and measured result files are read tolerantly, errors name 
     CHECK(test::xml_problem(svgs.back()) == "");
 }
 
+TEST_CASE("the Inputs table shows each value in its unit (F-m9)", "[reports]") {
+    Run run(kSource + "/networks/lenet5.json", "cori-knl", 4);
+    std::string md = report_markdown(build_strategy_report(run.input("lenet5", "cori-knl")));
+    // LeNet-5 at batch 64: forward FLOP 54,551,680 (hand sum in the test above) -> 54.6 M;
+    // parameters 61,706 -> 61.7 K. cori-knl.json: peak 68 x 1.4 GHz x 64 = 6.0928e12 FLOP/s ->
+    // 6.1 T; memory 103,079,215,104 B = 96 x 2^30 -> 96.0 GiB; Aries 8e9 B/s -> 8.0 G;
+    // MCDRAM 4e11 B/s -> 400.0 G; achievable fraction 0.5 -> 50.0%.
+    CHECK(md.find("| parameters | 61.7 K |") != std::string::npos);
+    CHECK(md.find("| forward FLOP | 54.6 MFLOP |") != std::string::npos);
+    CHECK(md.find("| batch | 64 |") != std::string::npos);
+    CHECK(md.find("| peak rate (fp32) | 6.1 TFLOP/s |") != std::string::npos);
+    CHECK(md.find("| device memory | 96.0 GiB |") != std::string::npos);
+    CHECK(md.find("| memory bandwidth | 400.0 GB/s |") != std::string::npos);
+    CHECK(md.find("| inter-node bandwidth per device | 8.0 GB/s |") != std::string::npos);
+    CHECK(md.find("| achievable fraction of peak | 50.0% |") != std::string::npos);
+    // One device per node: no intra-node link to show (it read "0 B/s").
+    const std::size_t from = md.find("### Inputs");
+    REQUIRE(from != std::string::npos);
+    const std::string inputs = md.substr(from, md.find("### ", from + 4) - from);
+    CHECK(inputs.find("intra-node") == std::string::npos);
+    CHECK(inputs.find("6092800000000") == std::string::npos);
+    CHECK(inputs.find("| FLOP") == std::string::npos);  // no unit column beside the units
+    // JSON keeps the exact number and its unit.
+    Json json = Json::parse(report_json(build_strategy_report(run.input("lenet5", "cori-knl"))));
+    bool peak = false;
+    for (const auto& row : json.at("tables").at("inputs").at("rows"))
+        if (row.at("item") == "peak rate (fp32)") {
+            peak = row.at("value").get<double>() == 6.0928e12 && row.at("unit") == "FLOP/s";
+        }
+    CHECK(peak);
+    // Eight GPUs per node: the intra-node link is shown.
+    Run dgx(kSource + "/networks/lenet5.json", "dgx-a100", 8);
+    CHECK(report_markdown(build_strategy_report(dgx.input("lenet5", "dgx-a100"))).find("| intra-node bandwidth |") !=
+          std::string::npos);
+}
+
 TEST_CASE("the lenet5 report equals the reviewed golden file", "[reports]") {
     // Regenerate after a reviewed change of the cost model with:
     //   build/dnnplan report --net lenet5 --procs 4 --out tests/data/reports/lenet5_cori-knl_p4.md

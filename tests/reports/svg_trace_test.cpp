@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "common/timeline.hpp"
+#include "common/units.hpp"
 #include "reports/svg_chart.hpp"
 #include "reports/trace.hpp"
 #include "tests/reports/xml_check.hpp"
@@ -51,6 +52,61 @@ TEST_CASE("line and scatter charts are XML, with and without log axes", "[report
     StackedBarChart bars;
     bars.series = {{"s", {}}};
     CHECK(test::xml_problem(stacked_bar_svg(bars)) == "");
+}
+
+// The tick labels of a chart, in order: the 10 px text elements (bar totals are 10 px too and
+// sit at "start"; ticks are "middle" on the value axis, "end" on a y axis).
+std::vector<std::string> tick_labels(const std::string& svg, const std::string& anchor) {
+    std::regex tick_re("font-size=\"10\" text-anchor=\"" + anchor + "\">([^<]*)<");
+    std::vector<std::string> out;
+    for (std::sregex_iterator i(svg.begin(), svg.end(), tick_re), end; i != end; ++i) out.push_back((*i)[1]);
+    return out;
+}
+
+TEST_CASE("chart labels and ticks a person can read (review F-m9)", "[reports]") {
+    const std::string gib = "1073741824";
+    StackedBarChart bars;
+    // GPT-3's bar labels were cut at 32 characters, before "M=": rows 1 and 4 read alike.
+    bars.categories = {"tp-pp-dp TP=4 x PP=8 x DP=32, M=24, 1f1b x4 chunks, zero-1, recompute selective",
+                       "tp-pp-dp TP=4 x PP=8 x DP=32, M=48, 1f1b x4 chunks, zero-1, recompute selective"};
+    bars.series = {{"weights", {0.8 * 1073741824.0, 1.3 * 1073741824.0}}};
+    bars.format = [](double v) { return human_bytes(v); };
+    bars.binary_ticks = true;
+    bars.limit = 96 * 1073741824.0;
+    bars.limit_label = "capacity 96.0 GiB";
+    std::string svg = stacked_bar_svg(bars);
+    CHECK(test::xml_problem(svg) == "");
+    CHECK(svg.find("...") == std::string::npos);
+    // On lines of at most 40 characters (the first line is exactly 40), broken at spaces.
+    CHECK(svg.find(">tp-pp-dp TP=4 x PP=8 x DP=32, M=24, 1f1b<") != std::string::npos);
+    CHECK(svg.find(">tp-pp-dp TP=4 x PP=8 x DP=32, M=48, 1f1b<") != std::string::npos);
+    CHECK(svg.find(">x4 chunks, zero-1, recompute selective<") != std::string::npos);
+    // Byte ticks at binary multiples: the largest bar 1.3 GiB in GiB has 1-2-5 steps of 0.5
+    // (1.3 / 5 = 0.26 -> 0.5), the axis ends at the next step, 1.5 GiB.
+    CHECK(tick_labels(svg, "middle") == std::vector<std::string>{"0 B", "512.0 MiB", "1.0 GiB", "1.5 GiB"});
+    // The 96 GiB capacity is 74 x the largest bar: named at the axis' end, not drawn.
+    CHECK(svg.find("capacity 96.0 GiB (off the scale)") != std::string::npos);
+    CHECK(svg.find("stroke-dasharray") == std::string::npos);
+    bars.limit = 2 * 1073741824.0;  // within 4 x the bars: drawn
+    bars.limit_label = "capacity 2.0 GiB";
+    svg = stacked_bar_svg(bars);
+    CHECK(svg.find("stroke-dasharray") != std::string::npos);
+    CHECK(svg.find("off the scale") == std::string::npos);
+
+    // One point near 100 ms against the diagonal: the log axes span 10^-1.25 .. 10^-0.75
+    // (0.056 .. 0.178 s, quarter decades around 0.0995 and 0.1005), which hold one power of ten and
+    // one 1-2-5 multiple (0.1): the ticks are then 0.06, 0.07, 0.08, 0.09 and 0.1 s.
+    XYChart scatter;
+    scatter.log_x = scatter.log_y = true;
+    scatter.lines = false;
+    scatter.diagonal = true;
+    scatter.series = {{"simulated", {{0.0995, 0.1005}}}};
+    scatter.x_format = scatter.y_format = [](double v) { return human_seconds(v); };
+    svg = xy_chart_svg(scatter);
+    CHECK(test::xml_problem(svg) == "");
+    const std::vector<std::string> expected{"60.00 ms", "70.00 ms", "80.00 ms", "90.00 ms", "100.00 ms"};
+    CHECK(tick_labels(svg, "middle") == expected);
+    CHECK(tick_labels(svg, "end") == expected);
 }
 
 TEST_CASE("Chrome trace: one pid per source, two lanes per rank, microseconds", "[reports]") {

@@ -131,7 +131,7 @@ check "--simulate-top: a re-ranked table of 2 rows" bash -c \
 expect_error "--simulate-top prints a text table" --net vgg16 --procs 64 --simulate-top 2 --format json
 
 # --- Bad input ------------------------------------------------------------------------------
-expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another network" \
+expect_error "$data/plan_other_network.json: /network/fingerprint: the plan was made for another version of network \"lenet5\"" \
     simulate --plan $data/plan_other_network.json
 expect_error "$data/plan_other_cluster.json: /cluster/name: the plan was made for cluster \"frontera\"" \
     simulate --plan $data/plan_other_cluster.json
@@ -148,5 +148,25 @@ expect_error "line 2: host \"not_a_host\" is not in $data/duplex_link.xml" \
     simulate --plan "$work/p2.json" --platform $data/duplex_link.xml --hosts "$work/badhosts"
 run simulate --plan "$plan" --platform $data/broken.xml
 check "no SimGrid backtrace on stderr" bash -c "! grep -q Backtrace '$work/stderr'"
+
+# --- The text a person reads (review F-m7) ---------------------------------------------------
+# vgg16 at P = 64 on cori-knl's dragonfly: the platform line was 136 columns, with "dragonfly of
+# 1 groups" and "8e+09 B/s and 1.85e-06 s per hop" (Aries: 8 GB/s; 3.7 us end to end, half per
+# hop = 1.85 us, shown as 1.9 us by human_seconds' one decimal).
+"$DNNPLAN" --net vgg16 --procs 64 --out "$work/vgg64.json" >/dev/null 2>&1
+run simulate --plan "$work/vgg64.json" --top-links 2
+check "dragonfly simulate succeeds" [ "$status" -eq 0 ]
+check "simulate text fits 120 columns ($(awk '{ if (length > m) m = length } END { print m + 0 }' "$work/stdout"))" \
+    test "$(awk '{ if (length > m) m = length } END { print m + 0 }' "$work/stdout")" -le 120
+check "one group, in the singular" grep -q '^platform: dragonfly of 1 group x 96 routers x 4 nodes' "$work/stdout"
+check "link bandwidth and latency in units" grep -q 'every link 8.0 GB/s and 1.9 us per hop' "$work/stdout"
+check "no scientific notation" bash -c "! grep -Eq '[0-9]e[+-][0-9]' '$work/stdout'"
+check "rows named in words, not JSON keys" grep -Eq '^iteration +[0-9.]+ ms +[0-9.]+ ms +[+-][0-9]+\.[0-9]%$' "$work/stdout"
+check "no JSON key as a row label" bash -c "! grep -Eq '^[a-z_]+_s ' '$work/stdout'"
+# A part under 1% of the iteration (the all-reduce: ~0.5 ms of ~136 ms) differs in time, not in
+# percent (it read +59.1%-like figures, and +176286% on near-zero parts).
+check "a minor part's difference in time" grep -Eq '^all-reduce +[0-9.]+ us +[0-9.]+ us +[+-][0-9.]+ (us|ms)$' "$work/stdout"
+# Agreement on the iteration names the parts that differ by more than 10% (gradient sync here).
+check "agreement names the parts that differ" bash -c "tr -s ' \n' ' ' <'$work/stdout' | grep -q 'agreement: .* some of its parts differ more: gradient sync (all) +'"
 
 finish
