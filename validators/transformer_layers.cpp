@@ -14,29 +14,36 @@ DistEmbedding<T>::DistEmbedding(const Grid& grid, Index batch, Index tokens, Ind
     : WeightedLayer<T>(grid, std::move(name), dim, vocabulary, 1, false),
       batch_(batch), tokens_(tokens), vocabulary_(vocabulary), dim_(dim) {}
 
+// A vocabulary split (ci, Megatron-LM's VocabParallelEmbedding): each rank looks up the tokens in
+// its rows of the table, writes zeros for the others, and the partial outputs are all-reduced.
 template <class T>
 Tensor<T> DistEmbedding<T>::forward(const Tensor<T>& ids, OpTimer& timer) {
     ids_ = ids;
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
     const Index e0 = shard.row_lo, ne = shard.row_hi - shard.row_lo;
+    const Index v0 = shard.col_lo, nv = shard.col_hi - shard.col_lo;
     timer.time(Op::fwd_compute, name_ + " forward", [&] {
         for (Index b = y.box.lo[0]; b < y.box.hi[0]; ++b)
             for (Index s = 0; s < tokens_; ++s) {
-                const Index id = static_cast<Index>(ids.at(b, s, 0, 0));
-                for (Index e = 0; e < ne; ++e) y.at(b, s, e0 + e, 0) = shard.weight[e * vocabulary_ + id];
+                const Index id = static_cast<Index>(ids.at(b, s, 0, 0)) - v0;
+                if (id < 0 || id >= nv) continue;  // another rank's row (y starts at zero)
+                for (Index e = 0; e < ne; ++e) y.at(b, s, e0 + e, 0) = shard.weight[e * nv + id];
             }
     });
+    this->reduce_partial_sums(y, timer);
     return y;
 }
 
 template <class T>
 void DistEmbedding<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     const Index e0 = shard.row_lo, ne = shard.row_hi - shard.row_lo;
+    const Index v0 = shard.col_lo, nv = shard.col_hi - shard.col_lo;
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
         for (Index b = dy.box.lo[0]; b < dy.box.hi[0]; ++b)
             for (Index s = 0; s < tokens_; ++s) {
-                const Index id = static_cast<Index>(ids_.at(b, s, 0, 0));
-                for (Index e = 0; e < ne; ++e) shard.dweight[e * vocabulary_ + id] += dy.at(b, s, e0 + e, 0);
+                const Index id = static_cast<Index>(ids_.at(b, s, 0, 0)) - v0;
+                if (id < 0 || id >= nv) continue;
+                for (Index e = 0; e < ne; ++e) shard.dweight[e * nv + id] += dy.at(b, s, e0 + e, 0);
             }
     });
 }

@@ -2,7 +2,9 @@
 // grids of layers.hpp. Sequence activations are 4-D blocks [B, S, E, 1] (tokens [B, S, 1, 1]); the
 // hidden axis E is tensor dimension 2, split by the grid axis the planner's dist `c` names.
 // - DistEmbedding: the token table [V, E] split by its embedding dimension over co (each rank looks
-//   up its columns; no communication), as the planner's layout rules say (output dist c = co);
+//   up its columns; no communication), as the planner's layout rules say (output dist c = co), or
+//   by its vocabulary rows over ci (Megatron's vocabulary-parallel embedding: partial outputs
+//   all-reduced over ci);
 // - DistPositionEmbedding: adds the learned position table to whatever hidden split arrives;
 // - DistLayerNorm: over the whole hidden axis (the planner makes its input unsplit in c);
 // - DistAttention: heads split over co: each rank computes Q, K, V of its heads (column-parallel),
