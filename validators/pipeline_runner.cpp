@@ -392,7 +392,7 @@ double shard_gradient_error(const PipelineStage<double>::Gradient& g, const Shar
     const Index nc = sh.col_hi - sh.col_lo, nw = static_cast<Index>(sh.weight.size());
     for (Index e = g.lo; e < g.hi; ++e) {
         const double want = e < nw ? ref.dweight[static_cast<std::size_t>((sh.row_lo + e / nc) * ref.cols + sh.col_lo + e % nc)]
-                                   : ref.dbias[static_cast<std::size_t>(sh.row_lo + e - nw)];
+                                   : ref.dbias[static_cast<std::size_t>((sh.bias_size > 0 ? 0 : sh.row_lo) + e - nw)];
         err = std::max(err, std::abs(g.values[static_cast<std::size_t>(e)] - want));
     }
     return scale > 0 ? err / scale : err;

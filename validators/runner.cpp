@@ -879,8 +879,9 @@ double gradient_error(const NetworkRunner<double>& dist, const NetworkRunner<dou
             for (Index j = a.col_lo; j < a.col_hi; ++j)
                 err = std::max(err,
                                std::abs(a.dweight[(i - a.row_lo) * nc + (j - a.col_lo)] - r.dweight[i * r.cols + j]));
-        for (Index i = a.row_lo; i < a.row_lo + Index(a.dbias.size()); ++i)
-            err = std::max(err, std::abs(a.dbias[i - a.row_lo] - r.dbias[i]));
+        const Index b0 = a.bias_size > 0 ? 0 : a.row_lo;  // a bias held whole
+        for (Index i = b0; i < b0 + Index(a.dbias.size()); ++i)
+            err = std::max(err, std::abs(a.dbias[i - b0] - r.dbias[i]));
         worst = std::max(worst, scale > 0 ? err / scale : err);
     }
     return max_over(comm, worst);

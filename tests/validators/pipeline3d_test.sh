@@ -75,4 +75,22 @@ want += [(r, l, ph) for r in (2, 3) for (l, ph) in [(20, 'forward'), (20, 'backw
 assert tp == sorted(want), tp
 assert d['orders'] == ['F0 F1 B0 B1'] * 2 + ['F0 B0 F1 B1'] * 2, d['orders']
 "
+# R = 2 on 8 ranks (rank t + 2 (s + 2 r)), ZeRO-1, GPipe: micro-batches of 8 / (2 x 2) = 2
+# samples, so the cut carries 2 x 8 x 32 x 4 B = 2048 B, and each layer's gradient is
+# reduce-scattered and its parameters all-gathered over the 2 replicas, per tensor rank, on the
+# rank's shard (Megatron-LM's layout): h.0.fc (column-parallel, 32 -> 128 with bias) holds half the
+# weight and half the bias, (128 x 32 / 2 + 64) x 4 B = 8448 B; h.0.proj (row-parallel, 128 -> 32)
+# half the weight and the whole bias, (32 x 128 / 2 + 32) x 4 B = 8320 B; h.0.attn half of Wq, Wk,
+# Wv, Wo and of the QKV biases, and the whole output bias: ((4 x 32 x 32 + 3 x 32) / 2 + 32) x 4 B
+# = 8512 B; ln_1 its whole gamma and beta, 2 x 32 x 4 B = 256 B.
+plan tp2pp2dp2 8 --micro-batches 2 --schedule gpipe --zero
+run tp2pp2dp2 8 "
+fwd = sorted((e['rank'], e['peer'], e['layer'], e['bytes'], e['measured_calls']) for e in entries(kind='point_to_point', phase='forward'))
+assert fwd == [(0, 2, 19, 2048, 2), (1, 3, 19, 2048, 2), (4, 6, 19, 2048, 2), (5, 7, 19, 2048, 2)], fwd
+for kind in ('reduce_scatter', 'all_gather'):
+    for layer, b in ((7, 8448), (9, 8320), (4, 8512), (3, 256)):
+        got = sorted((e['rank'], e['bytes'], e['group_size'], e['measured_calls']) for e in entries(kind=kind, layer=layer))
+        assert got == [(r, b, 2, 1) for r in (0, 1, 4, 5)], (kind, layer, got)
+assert d['orders'] == ['F0 F1 B0 B1'] * 8, d['orders']
+"
 exit $fail
