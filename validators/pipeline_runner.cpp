@@ -493,8 +493,15 @@ bool check_ledger(const ByteLedger& ledger, const planner::PipelineProgram& prog
 namespace {
 // The tensor-parallel sends of a stage (layers' partial sums and input gradients), attributed by
 // the layer-parallel ledger's rules; the pipeline's point-to-point messages ("stage ..." steps) and
-// replica syncs are recorded where they are made, the loss is no plan operation.
-void record_stage_internal(const networks::Network& net, const std::vector<SentMessage>& sent, ByteLedger& ledger) {
+// replica syncs are recorded where they are made, the loss is no plan operation. A redistribution
+// or halo (point-to-point messages inside the stage's tensor group, `tensor_ranks`) counts as the
+// plan's call of the same layer, phase and kind, once per step it ran in (the step names carry a
+// serial number), as the layer-parallel ledger checks them: present where the plan has them and
+// reaching no rank outside the plan's group; their bytes per peer are not compared.
+void record_stage_internal(const networks::Network& net, const planner::PipelineProgram& program,
+                           const std::vector<SentMessage>& sent, const std::vector<int>& tensor_ranks,
+                           ByteLedger& ledger) {
+    std::string last_exchange;
     for (const SentMessage& m : sent) {
         if (m.op == static_cast<int>(Op::loss) || m.op == static_cast<int>(Op::sync) || m.step.rfind("stage ", 0) == 0)
             continue;
@@ -511,6 +518,16 @@ void record_stage_internal(const networks::Network& net, const std::vector<SentM
         for (std::size_t k = 0; k < planner::kCommKindCount; ++k)
             if (planner::to_string(static_cast<planner::CommKind>(k)) == j["kind"].get<std::string>())
                 key.kind = static_cast<planner::CommKind>(k);
+        const bool inside = std::find(tensor_ranks.begin(), tensor_ranks.end(), m.peer) != tensor_ranks.end();
+        if (p2p && inside && (key.kind == planner::CommKind::redistribution || key.kind == planner::CommKind::halo)) {
+            if (m.step == last_exchange) continue;  // the same exchange's next peer
+            last_exchange = m.step;
+            for (const planner::CommCall& call : program.micro.calls)
+                if (call.layer == key.layer && call.phase == key.phase && call.kind == key.kind && call.group.size > 1) {
+                    key = {call.layer, call.phase, call.kind, -1, call.group.size, call.bytes};
+                    break;
+                }
+        }
         ledger.record(key);
     }
 }
@@ -546,7 +563,9 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
         std::optional<SendCounter> counter;
         if (it == total - 1 && spec.tensor > 1) {
             counter.emplace();
-            timer.on_op = [&counter](Op op, const std::string& name) { counter->set_step(static_cast<int>(op), name); };
+            timer.on_op = [&counter, serial = 0](Op op, const std::string& name) mutable {
+                counter->set_step(static_cast<int>(op), name + " #" + std::to_string(++serial));
+            };
         }
         const double t0 = MPI_Wtime();
         stage.step(timer, ledger);
@@ -554,7 +573,10 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
         const double local = MPI_Wtime() - t0;
         timer.on_op = nullptr;
         if (counter) {
-            record_stage_internal(net, counter->messages(), ledger);
+            std::vector<int> tensor_ranks;  // this rank's tensor group, as MPI_COMM_WORLD ranks (the counter's)
+            const int world_first = comm_rank(MPI_COMM_WORLD) - comm_rank(comm) % spec.tensor;
+            for (int t = 0; t < spec.tensor; ++t) tensor_ranks.push_back(world_first + t);
+            record_stage_internal(net, program, counter->messages(), tensor_ranks, ledger);
             counter.reset();
         }
         if (it < options.warmup) continue;

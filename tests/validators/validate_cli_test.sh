@@ -47,12 +47,13 @@ check "calibration writes a cluster file" 0 "wrote $tmp/this-machine.json" -- \
 # The planner's library (cluster loader, cost model, DP) reads the calibrated file here.
 check "validate the candidates on the calibrated machine" 0 '"checks_passed": true' -- \
     "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --cluster "$tmp/this-machine.json" --iterations 3 --format json
-# Pipelines of one-process stages run (tests/validators/pipeline_test.sh); tensor-parallel stages not yet.
+# Pipelines run (tests/validators/pipeline_test.sh), stages of T = 2 ranks too (pipeline3d_test.sh):
+# here lenet5's, whose stage-internal redistribution the byte ledger sets beside the plan's call.
 if "$DNNPLAN" --net lenet5 --procs 4 --batch 8 --stages 2 --tensor 2 --out "$tmp/pipeline4.json" >/dev/null 2>&1; then
-    check "tensor-parallel pipeline stages are refused before anything runs" 2 "/pipeline: pipeline stages of 2 processes" -- \
-        "$DNNPLAN" validate --plan "$tmp/pipeline4.json" --np 4
+    check "tensor-parallel pipeline stages run, checked and ledgered" 0 "byte ledger: .* equal to the plan's calls" -- \
+        "$DNNPLAN" validate --plan "$tmp/pipeline4.json" --np 4 --iterations 1 --warmup 0
 else
-    echo "skip tensor-parallel stages are refused: dnnplan --stages 2 --tensor 2 could not make a plan (planner problem)"
+    echo "skip tensor-parallel pipeline stages run: dnnplan --stages 2 --tensor 2 could not make a plan (planner problem)"
 fi
 check "a killed rank is named with its step" 3 "rank 1 died \(exited on signal 9.*during step 'conv2" -- \
     "$DNNPLAN" validate --net lenet5 --batch 8 --strategies grid-domain --cluster cori-knl --np 4 --iterations 1 \
