@@ -93,4 +93,13 @@ for kind in ('reduce_scatter', 'all_gather'):
         assert got == [(r, b, 2, 1) for r in (0, 1, 4, 5)], (kind, layer, got)
 assert d['orders'] == ['F0 F1 B0 B1'] * 8, d['orders']
 "
+# Interleaved 1F1B, V = 2 chunks per device (the planner's 4 virtual stages): with M = S = 2 every
+# device warms up with all M V = 4 forwards (planner/schedule.hpp, interleaved_warmup), forward k
+# on micro-batch k mod 2 of chunk k div 2, then the backwards from chunk V - 1 down.
+"$DNNPLAN" plan --net "$net" --procs 4 --batch 8 --cluster cori-knl --tensor 2 --stages 2 --micro-batches 2 \
+    --interleave 2 --out "$tmp/interleaved.json" >/dev/null || { echo "FAIL interleaved: dnnplan plan"; fail=1; }
+run interleaved 4 "
+assert d['orders'] == ['F0 F1 F0.1 F1.1 B0.1 B1.1 B0 B1'] * 4, d['orders']
+assert len(entries(kind='point_to_point', phase='forward')) == 6, entries(kind='point_to_point', phase='forward')
+"
 exit $fail
