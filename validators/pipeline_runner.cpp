@@ -174,6 +174,14 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
     MPI_Comm_split(comm, rank % (spec.tensor * spec.stages), me_.replica, &replica_comm_);
     MPI_Comm_split(comm, rank / spec.tensor, me_.tensor, &tensor_comm_);
     const std::vector<planner::Layout> layouts = layer_layouts(program, net.layers.size());
+    // A batch or spatial split inside a stage would all-reduce each micro-batch's weight gradient
+    // inside the segment, on top of the previous micro-batches' sum: not run (the planner's
+    // tensor-parallel layouts split co and ci only).
+    for (std::size_t i = 1; i < layouts.size(); ++i)
+        if (layouts[i].n * layouts[i].h * layouts[i].w > 1)
+            throw std::invalid_argument("layer " + net.layers[i].name + ": layout " + planner::to_string(layouts[i]) +
+                                        " splits the batch or the image inside a pipeline stage; the validator runs "
+                                        "stages whose layouts split co and ci only");
     const int slots = spec.recompute == planner::Recompute::full ? 1 : spec.micro_batches;
     for (int c = 0; c < spec.interleave; ++c) {
         Chunk ch;
