@@ -66,11 +66,14 @@ ByteLedger planned_ledger(const planner::PipelineProgram& program, const planner
         for (int i = st.first; i <= st.last; ++i)
             for (const planner::CommCall& call : program.sync[static_cast<std::size_t>(i)])
                 if (call.group.size > 1) ledger.record({i, call.phase, call.kind, -1, call.group.size, call.bytes});
-        // Stage-internal calls of a tensor-parallel stage, once per micro-batch.
+        // Stage-internal calls of a tensor-parallel stage, once per micro-batch; the forward's twice
+        // under full recomputation (the redone forward, as the stage evaluator books it).
+        const bool redo = spec.recompute == planner::Recompute::full;
         for (const planner::CommCall& call : program.micro.calls)
             if (call.phase != planner::Phase::sync && call.group.size > 1 && call.layer >= st.first &&
                 call.layer <= st.last)
-                ledger.record({call.layer, call.phase, call.kind, -1, call.group.size, call.bytes}, spec.micro_batches);
+                ledger.record({call.layer, call.phase, call.kind, -1, call.group.size, call.bytes},
+                              spec.micro_batches * (redo && call.phase == planner::Phase::forward ? 2 : 1));
     }
     return ledger;
 }

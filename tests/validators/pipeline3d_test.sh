@@ -102,4 +102,12 @@ run interleaved 4 "
 assert d['orders'] == ['F0 F1 F0.1 F1.1 B0.1 B1.1 B0 B1'] * 4, d['orders']
 assert len(entries(kind='point_to_point', phase='forward')) == 6, entries(kind='point_to_point', phase='forward')
 "
+# Full recomputation, M = 4 on 4 ranks: the redone forward repeats the stage's forward all-reduces,
+# as the stage evaluator books them: 2 M = 8 calls of 8 / 4 x 8 x 32 x 4 B = 2048 B per forward
+# all-reduce, M = 4 per backward one.
+plan recompute 4 --micro-batches 4 --recompute full
+run recompute 4 "
+assert sorted(e['measured_calls'] for e in entries(kind='all_reduce', layer=4, bytes=2048)) == [4, 4, 8, 8]
+assert d['recompute'] == 'full'
+"
 exit $fail
