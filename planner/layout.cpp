@@ -237,7 +237,20 @@ double weight_shards(const Layer& layer, const networks::Shape& input_shape, con
     if (!is_anchor_kind(layer.kind)) return 1.0;
     // Weights split over co x ci only (the spatial axes hold replicas of them).
     const AnchorExtents e = anchor_extents(layer, input_shape);
-    return 1.0 / (part_share(e.co, layout.co) * part_share(e.ci, layout.ci));
+    const double weight_share = part_share(e.co, layout.co) * part_share(e.ci, layout.ci);
+    double bias = 0, bias_share = 1;  // the bias and the busiest process's fraction of it
+    if (layer.attrs.bias && layer.params > 0) {
+        if (layer.kind == LayerKind::attention) {
+            bias = static_cast<double>(layer.output_shape.back());  // bo
+        } else if (layer.kind == LayerKind::linear || layer.kind == LayerKind::conv2d ||
+                   layer.kind == LayerKind::conv_transpose2d) {
+            bias = static_cast<double>(layer.kind == LayerKind::linear ? layer.output_shape.back() : layer.output_shape[0]);
+            bias_share = part_share(e.co, layout.co);
+        }
+    }
+    const double params = static_cast<double>(layer.params);
+    if (bias == 0) return 1.0 / weight_share;  // also a tied layer's zero parameters
+    return params / ((params - bias) * weight_share + bias * bias_share);
 }
 
 LayerDists layer_dists(const networks::Network& network, int index, const Layout& layout, const Dist& first_input_out) {

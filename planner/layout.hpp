@@ -92,7 +92,10 @@ clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const 
 
 // How many ways a layer's parameters are divided, as 1 / the busiest process's fraction: anchors
 // over co x ci (their weight tensors' output and input axes, balanced), batch norm over the
-// channels it reads split, everything else not at all.
+// channels it reads split, everything else not at all. A bias is split over co only: a ci split
+// reduces the partial sums before adding it, so every ci rank holds it (Megatron-LM's
+// RowParallelLinear); attention's output-projection bias, after the heads' all-reduce, is held
+// whole by every rank (Shoeybi et al. 2019, section 3).
 double weight_shards(const networks::Layer& layer, const networks::Shape& input_shape, const Layout& layout,
                      const Dist& in);
 

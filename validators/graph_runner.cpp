@@ -160,7 +160,8 @@ GraphDevice<T>::GraphDevice(const networks::Network& net, const planner::GraphPa
     const std::vector<planner::Layout> single(net.layers.size());
     for (int m = 0; m < spec.micro_batches; ++m) {
         const Index first = Index(replica_) * (batch / spec.replicas) + Index(m) * micro_batch_;
-        micro_.push_back(std::make_unique<NetworkRunner<T>>(net, single, micro_batch_, MPI_COMM_SELF, true, first));
+        micro_.push_back(std::make_unique<NetworkRunner<T>>(net, single, micro_batch_, MPI_COMM_SELF, true,
+                                                         Segment{.sample_offset = first}));
     }
     for (int i = 1; i < n_; ++i)
         if (spec.device_of[i] == dev_) {
@@ -376,7 +377,8 @@ struct SequentialReference {
         share = 1.0 / n;
         for (int c = 0; c < n; ++c)
             chunks.push_back(std::make_unique<NetworkRunner<double>>(
-                net, std::vector<planner::Layout>(net.layers.size()), batch / n, MPI_COMM_SELF, true, Index(c) * (batch / n)));
+                net, std::vector<planner::Layout>(net.layers.size()), batch / n, MPI_COMM_SELF, true,
+                Segment{.sample_offset = Index(c) * (batch / n)}));
     }
     double step(OpTimer& t) {
         double loss = 0;

@@ -107,8 +107,9 @@ void Shard<T>::init(const std::function<double(Index, Index)>& w, const std::fun
     weight.assign(static_cast<std::size_t>(nr * nc), T{0});
     for (Index r = 0; r < nr; ++r)
         for (Index c = 0; c < nc; ++c) weight[r * nc + c] = static_cast<T>(w(row_lo + r, col_lo + c));
-    bias.assign(has_bias ? static_cast<std::size_t>(nr) : 0, T{0});
-    for (std::size_t r = 0; r < bias.size(); ++r) bias[r] = static_cast<T>(b(row_lo + Index(r)));
+    bias.assign(has_bias ? static_cast<std::size_t>(bias_size > 0 ? bias_size : nr) : 0, T{0});
+    const Index b0 = bias_size > 0 ? 0 : row_lo;
+    for (std::size_t r = 0; r < bias.size(); ++r) bias[r] = static_cast<T>(b(b0 + Index(r)));
     dweight.assign(weight.size(), T{0});
     dbias.assign(bias.size(), T{0});
 }

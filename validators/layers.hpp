@@ -127,6 +127,7 @@ template <class T>
 struct Shard {
     Index rows = 0, cols = 0, row_lo = 0, row_hi = 0, col_lo = 0, col_hi = 0;
     bool has_bias = false;
+    Index bias_size = 0;  // > 0: a bias of this many entries held whole by every rank, not one per row
     std::vector<T> weight, bias, dweight, dbias;
     // Fills from global-index functions (the same values on every partition).
     void init(const std::function<double(Index, Index)>& w, const std::function<double(Index)>& b);

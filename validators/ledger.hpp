@@ -97,4 +97,10 @@ std::vector<std::string> gather_strings(const std::string& mine, MPI_Comm comm);
 Json layer_ledger(const networks::Network& network, const std::vector<planner::CommCall>& calls,
                   const std::vector<SentMessage>& sent, MPI_Comm comm);
 
+// The plan operation one counted send belongs to, by the layer-parallel ledger's rules (the step's
+// layer, phase and kind): {"layer", "phase", "kind", "bytes", "peer" or "group_size"}, or
+// {"layer", "unexpected_step", "bytes"} for a send in a step no plan call covers. The pipeline
+// runner attributes its stages' tensor-parallel collectives with it.
+Json attribute_send(const networks::Network& network, const SentMessage& message);
+
 }  // namespace dnnplan::validators

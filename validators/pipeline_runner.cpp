@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <iomanip>
 #include <sstream>
 #include <stdexcept>
@@ -15,112 +16,97 @@ using networks::LayerKind;
 std::string pipeline_unsupported_reason(const planner::PipelineSpec& spec) {
     if (!spec.device_of.empty())
         return "graph-partition plans (pipeline.device_of) are not run by the validator yet";
-    if (spec.tensor != 1)
-        return "pipeline stages of " + std::to_string(spec.tensor) +
-               " processes (tensor parallelism) are not run by the validator yet; stages of one process are";
     return "";
 }
 
 std::vector<StageOp> stage_ops(const planner::PipelineSpec& spec, int stage) {
     std::vector<StageOp> out;
-    for (const planner::PipelineOp& op : planner::pipeline_order(spec.schedule, spec.stages, stage, spec.micro_batches))
-        out.push_back({0, op.micro, op.forward});
+    for (const planner::PipelineOp& op :
+         planner::pipeline_order(spec.schedule, spec.stages, stage, spec.micro_batches, spec.interleave))
+        out.push_back({op.chunk, op.micro, op.forward});
     return out;
 }
 
 namespace {
 // A rank's place in the pipeline (planner/pipeline.hpp: tensor innermost, then stages, replicas).
 struct Role {
-    int stage = 0, replica = 0;
+    int stage = 0, replica = 0, tensor = 0;
 };
 Role role_of(const planner::PipelineSpec& spec, int rank) {
-    return {(rank / spec.tensor) % spec.stages, rank / (spec.tensor * spec.stages)};
+    return {(rank / spec.tensor) % spec.stages, rank / (spec.tensor * spec.stages), rank % spec.tensor};
 }
-int rank_of(const planner::PipelineSpec& spec, int stage, int replica) { return spec.tensor * (stage + spec.stages * replica); }
+int rank_of(const planner::PipelineSpec& spec, int stage, int replica, int tensor) {
+    return tensor + spec.tensor * (stage + spec.stages * replica);
+}
 
-constexpr int kActivationTag = 1000, kErrorTag = 2000000;
+// Tags: per virtual stage v (chunk c of device d is v = c S + d) and micro-batch m, the activations
+// entering v and the errors leaving it.
+int activation_tag(const planner::PipelineSpec& spec, int v, int m) { return 1000 + v * spec.micro_batches + m; }
+int error_tag(const planner::PipelineSpec& spec, int v, int m) { return 2000000 + v * spec.micro_batches + m; }
 }  // namespace
 
 ByteLedger planned_ledger(const planner::PipelineProgram& program, const planner::PipelineSpec& spec, int rank) {
     ByteLedger ledger;
     const Role me = role_of(spec, rank);
     const auto& stages = program.stages;
-    if (me.stage + 1 < spec.stages) {
-        const auto& next = stages[static_cast<std::size_t>(me.stage + 1)];
-        ledger.record({next.first, planner::Phase::forward, planner::CommKind::point_to_point,
-                       rank_of(spec, me.stage + 1, me.replica), 2, next.recv_bytes},
-                      spec.micro_batches);
+    const int S = spec.stages, V = spec.virtual_stages();
+    for (int c = 0; c < spec.interleave; ++c) {
+        const int v = c * S + me.stage;
+        if (v + 1 < V) {  // activations to the next virtual stage's rank of the same tensor index
+            const auto& next = stages[static_cast<std::size_t>(v + 1)];
+            ledger.record({next.first, planner::Phase::forward, planner::CommKind::point_to_point,
+                           rank_of(spec, (v + 1) % S, me.replica, me.tensor), 2, next.recv_bytes},
+                          spec.micro_batches);
+        }
+        const auto& st = stages[static_cast<std::size_t>(v)];
+        if (v > 0)  // partial errors back
+            ledger.record({st.first, planner::Phase::backward, planner::CommKind::point_to_point,
+                           rank_of(spec, (v - 1) % S, me.replica, me.tensor), 2, st.recv_bytes},
+                          spec.micro_batches);
+        for (int i = st.first; i <= st.last; ++i)
+            for (const planner::CommCall& call : program.sync[static_cast<std::size_t>(i)])
+                if (call.group.size > 1) ledger.record({i, call.phase, call.kind, -1, call.group.size, call.bytes});
+        // Stage-internal calls of a tensor-parallel stage, once per micro-batch; the forward's twice
+        // under full recomputation (the redone forward, as the stage evaluator books it).
+        const bool redo = spec.recompute == planner::Recompute::full;
+        for (const planner::CommCall& call : program.micro.calls)
+            if (call.phase != planner::Phase::sync && call.group.size > 1 && call.layer >= st.first &&
+                call.layer <= st.last)
+                ledger.record({call.layer, call.phase, call.kind, -1, call.group.size, call.bytes},
+                              spec.micro_batches * (redo && call.phase == planner::Phase::forward ? 2 : 1));
     }
-    if (me.stage > 0) {
-        const auto& mine = stages[static_cast<std::size_t>(me.stage)];
-        ledger.record({mine.first, planner::Phase::backward, planner::CommKind::point_to_point,
-                       rank_of(spec, me.stage - 1, me.replica), 2, mine.recv_bytes},
-                      spec.micro_batches);
-    }
-    const auto& st = stages[static_cast<std::size_t>(me.stage)];
-    for (int i = st.first; i <= st.last; ++i)
-        for (const planner::CommCall& call : program.sync[static_cast<std::size_t>(i)])
-            if (call.group.size > 1) ledger.record({i, call.phase, call.kind, -1, call.group.size, call.bytes});
-    // Stage-internal calls of a tensor-parallel stage (none at T = 1).
-    for (const planner::CommCall& call : program.micro.calls)
-        if (call.phase != planner::Phase::sync && call.group.size > 1 && call.layer >= st.first && call.layer <= st.last)
-            ledger.record({call.layer, call.phase, call.kind, -1, call.group.size, call.bytes}, spec.micro_batches);
     return ledger;
 }
 
 namespace {
 
-// Per-sample [C, H, W] of every layer's output: images keep theirs, features are [F, 1, 1], and
-// flatten, dropout and activations keep their input's (a linear layer flattens whatever arrives).
-std::vector<std::array<Index, 3>> views_of(const networks::Network& net) {
-    std::vector<std::array<Index, 3>> views(net.layers.size());
-    for (std::size_t i = 0; i < net.layers.size(); ++i) {
-        const Layer& l = net.layers[i];
-        const auto& s = l.output_shape;
-        if (i > 0 && (l.kind == LayerKind::flatten || l.kind == LayerKind::dropout || l.kind == LayerKind::activation))
-            views[i] = views[static_cast<std::size_t>(l.inputs[0])];
-        else if (s.size() == 3)
-            views[i] = {s[0], s[1], s[2]};
-        else
-            views[i] = {s.back(), 1, 1};
-    }
-    return views;
-}
-
-Box sample_box(Index micro_batch, const std::array<Index, 3>& v) { return Box{{0, 0, 0, 0}, {micro_batch, v[0], v[1], v[2]}}; }
-
-template <class T>
-struct StageLayer {
-    LayerKind kind = LayerKind::input;
-    int index = 0;
-    std::string name;
-    std::unique_ptr<DistConv2d<T>> conv;
-    std::unique_ptr<DistLinear<T>> linear;
-    std::unique_ptr<DistPool<T>> pool;
-    Tensor<T> saved;  // relu output
-    Shard<T>* shard() { return conv ? &conv->shard : linear ? &linear->shard : nullptr; }
-};
-
-// One stage of one replica on this rank (T = 1: its layers on a one-process grid).
+// One device of one replica on this rank: per model chunk and micro-batch a NetworkRunner segment
+// of the chunk's layers on the stage's T ranks (the plan's tensor-parallel layouts; one runner per
+// micro-batch keeps its activations until its backward, one in all with full recomputation). The
+// copies of a chunk hold the same weights: their gradients are summed and every copy takes the
+// same update.
 template <class T>
 class PipelineStage {
 public:
     PipelineStage(const networks::Network& net, const planner::PipelineProgram& program,
-                  const planner::PipelineSpec& spec, Index batch, MPI_Comm comm, const NetworkRunner<T>& weights);
+                  const planner::PipelineSpec& spec, Index batch, MPI_Comm comm);
     ~PipelineStage() {
-        if (replica_comm_ != MPI_COMM_NULL) MPI_Comm_free(&replica_comm_);
+        for (MPI_Comm* c : {&replica_comm_, &tensor_comm_})
+            if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
     }
     PipelineStage(const PipelineStage&) = delete;
     PipelineStage& operator=(const PipelineStage&) = delete;
 
     double step(OpTimer& timer, ByteLedger& ledger);  // the global mean loss
     void sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger);
-    // Per layer with weights: the flattened [weight, bias] gradient; entries [lo, hi) are valid
-    // (all of them, or this replica's ZeRO-1 slice).
+    // Per layer with weights: this rank's shard's flattened [weight, bias] gradient (summed over
+    // the micro-batches and the replicas); entries [lo, hi) are valid (all of them, or this
+    // replica's ZeRO-1 slice). `shard`: the geometry (rows and columns this rank holds).
     struct Gradient {
         int layer = 0;
         std::vector<T> values;
         Index lo = 0, hi = 0;
+        const Shard<T>* shard = nullptr;
     };
     const std::vector<Gradient>& gradients() const { return grads_; }
     const Role& role() const { return me_; }
@@ -137,24 +123,26 @@ public:
     double send_s = 0, recv_s = 0;  // this step's point-to-point time (sends; receive waits)
 
 private:
-    Tensor<T> forward(std::vector<StageLayer<T>>& layers, Tensor<T> x, OpTimer& timer);
-    Tensor<T> backward(std::vector<StageLayer<T>>& layers, Tensor<T> dy, OpTimer& timer);
+    struct Chunk {
+        int v = 0, first = 1, last = 1;
+        std::vector<std::unique_ptr<NetworkRunner<T>>> slots;  // per micro-batch (one with recomputation)
+        std::vector<Tensor<T>> inputs;                          // recomputation: the received input per micro-batch
+    };
+    NetworkRunner<T>& runner(Chunk& c, int m) {
+        return *c.slots[spec_.recompute == planner::Recompute::full ? 0 : static_cast<std::size_t>(m)];
+    }
     void run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger);
-    void send(Tensor<T>&& t, int to_stage, int tag, int layer, planner::Phase phase, OpTimer& timer, ByteLedger& ledger);
-    Tensor<T> receive(const Box& box, int from_stage, int tag, const std::string& what, OpTimer& timer);
-    std::vector<T> flat_parameters(int slot, std::size_t k);
-    void set_parameters(std::size_t k, const std::vector<T>& flat);
+    void send(Tensor<T>&& t, int to_v, int tag, int layer, planner::Phase phase, OpTimer& timer, ByteLedger& ledger);
+    Tensor<T> receive(const Box& box, int from_v, int tag, const std::string& what, OpTimer& timer);
+    void sync_gradient(Gradient& g, OpTimer& timer, ByteLedger& ledger);
+    std::vector<std::pair<int, Shard<T>*>> shards_of(NetworkRunner<T>& r, const Chunk& c);
 
     const networks::Network& net_;
     planner::PipelineSpec spec_;
     Role me_;
     Index batch_, micro_batch_;
-    int first_ = 1, last_ = 1, next_first_ = 0;  // next_first_: the next stage's first layer
-    MPI_Comm comm_, replica_comm_ = MPI_COMM_NULL;
-    Grid grid_{MPI_COMM_SELF, GridShape{}};
-    std::vector<std::vector<StageLayer<T>>> slots_;  // per micro-batch (one slot with recomputation)
-    std::vector<std::array<Index, 3>> views_;
-    std::vector<Tensor<T>> inputs_, stage_inputs_, dlogits_;  // per micro-batch (inputs_: stage 0)
+    MPI_Comm comm_, replica_comm_ = MPI_COMM_NULL, tensor_comm_ = MPI_COMM_NULL;
+    std::vector<Chunk> chunks_;
     std::vector<Gradient> grads_;
     struct PendingSend {
         std::vector<T> data;
@@ -165,134 +153,76 @@ private:
     std::vector<StageOp> executed_;
 };
 
+// Every layer's layout: the plan's micro-batch plan on T processes (a follower: its anchor's).
+std::vector<planner::Layout> layer_layouts(const planner::PipelineProgram& program, std::size_t layers) {
+    std::vector<planner::Layout> out(layers);
+    for (std::size_t i = 1; i < layers && i < program.micro.layers.size(); ++i) out[i] = program.micro.layers[i].layout;
+    return out;
+}
+
+template <class T>
+std::vector<std::pair<int, Shard<T>*>> PipelineStage<T>::shards_of(NetworkRunner<T>& r, const Chunk& c) {
+    std::vector<std::pair<int, Shard<T>*>> out;
+    for (const auto& [index, sh] : r.shards())
+        if (index >= c.first && index <= c.last) out.emplace_back(index, const_cast<Shard<T>*>(sh));
+    return out;
+}
+
 template <class T>
 PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::PipelineProgram& program,
-                                const planner::PipelineSpec& spec, Index batch, MPI_Comm comm,
-                                const NetworkRunner<T>& weights)
+                                const planner::PipelineSpec& spec, Index batch, MPI_Comm comm)
     : net_(net), spec_(spec), batch_(batch), micro_batch_(program.micro_batch), comm_(comm) {
-    me_ = role_of(spec, comm_rank(comm));
-    first_ = program.stages[static_cast<std::size_t>(me_.stage)].first;
-    last_ = program.stages[static_cast<std::size_t>(me_.stage)].last;
-    if (me_.stage + 1 < spec.stages) next_first_ = program.stages[static_cast<std::size_t>(me_.stage + 1)].first;
-    MPI_Comm_split(comm, comm_rank(comm) % (spec.tensor * spec.stages), me_.replica, &replica_comm_);
-    views_ = views_of(net);
+    const int rank = comm_rank(comm);
+    me_ = role_of(spec, rank);
+    MPI_Comm_split(comm, rank % (spec.tensor * spec.stages), me_.replica, &replica_comm_);
+    MPI_Comm_split(comm, rank / spec.tensor, me_.tensor, &tensor_comm_);
+    const std::vector<planner::Layout> layouts = layer_layouts(program, net.layers.size());
+    // A batch or spatial split inside a stage would all-reduce each micro-batch's weight gradient
+    // inside the segment, on top of the previous micro-batches' sum: not run (the planner's
+    // tensor-parallel layouts split co and ci only).
+    for (std::size_t i = 1; i < layouts.size(); ++i)
+        if (layouts[i].n * layouts[i].h * layouts[i].w > 1)
+            throw std::invalid_argument("layer " + net.layers[i].name + ": layout " + planner::to_string(layouts[i]) +
+                                        " splits the batch or the image inside a pipeline stage; the validator runs "
+                                        "stages whose layouts split co and ci only");
     const int slots = spec.recompute == planner::Recompute::full ? 1 : spec.micro_batches;
-    slots_.resize(static_cast<std::size_t>(slots));
-    const Index mb = micro_batch_;
-    for (auto& slot : slots_)
-        for (int i = first_; i <= last_; ++i) {
-            const Layer& l = net.layers[static_cast<std::size_t>(i)];
-            const auto in = views_[static_cast<std::size_t>(l.inputs[0])];
-            const auto& a = l.attrs;
-            StageLayer<T> sl;
-            sl.kind = l.kind;
-            sl.index = i;
-            sl.name = l.name;
-            if (l.kind == LayerKind::conv2d) {
-                ConvSpec s;
-                s.batch = mb, s.in_channels = in[0], s.height = in[1], s.width = in[2], s.out_channels = a.out_channels;
-                s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
-                s.ph = a.padding_h, s.pw = a.padding_w, s.dh = a.dilation_h, s.dw = a.dilation_w;
-                s.bias = a.bias;
-                s.input_grad = i != 1;
-                sl.conv = std::make_unique<DistConv2d<T>>(grid_, s, l.name);
-            } else if (l.kind == LayerKind::linear) {
-                LinearSpec s;
-                s.batch = mb, s.in_channels = in[0], s.height = in[1], s.width = in[2], s.out_features = a.out_features;
-                s.bias = a.bias;
-                s.input_grad = i != 1;
-                sl.linear = std::make_unique<DistLinear<T>>(grid_, s, l.name);
-            } else if (l.kind == LayerKind::maxpool2d || l.kind == LayerKind::avgpool2d) {
-                PoolSpec s;
-                s.max = l.kind == LayerKind::maxpool2d;
-                s.batch = mb, s.channels = in[0], s.height = in[1], s.width = in[2];
-                s.kh = a.kernel_h, s.kw = a.kernel_w, s.sh = a.stride_h, s.sw = a.stride_w;
-                TensorMap m{{kN, kReplica, kReplica, kReplica}, {mb, in[0], in[1], in[2]}};
-                sl.pool = std::make_unique<DistPool<T>>(grid_, s, m, l.name);
+    for (int c = 0; c < spec.interleave; ++c) {
+        Chunk ch;
+        ch.v = c * spec.stages + me_.stage;
+        ch.first = program.stages[static_cast<std::size_t>(ch.v)].first;
+        ch.last = program.stages[static_cast<std::size_t>(ch.v)].last;
+        for (int m = 0; m < slots; ++m) {
+            Segment seg;
+            seg.first = ch.first, seg.last = ch.last;
+            seg.sample_offset = Index(me_.replica) * (batch / spec.replicas) + Index(m) * micro_batch_;
+            seg.loss_scale = double(micro_batch_) / double(batch);
+            ch.slots.push_back(std::make_unique<NetworkRunner<T>>(net, layouts, micro_batch_, tensor_comm_, false, seg));
+        }
+        ch.inputs.resize(static_cast<std::size_t>(spec.micro_batches));
+        for (const auto& [index, sh] : shards_of(*ch.slots[0], ch)) {
+            Gradient g;
+            g.layer = index;
+            g.shard = sh;
+            g.values.assign(sh->weight.size() + sh->bias.size(), T{0});
+            g.hi = static_cast<Index>(g.values.size());
+            if (spec.zero && spec.replicas > 1) {
+                g.lo = block_begin(g.hi, spec.replicas, me_.replica);
+                g.hi = block_begin(g.hi, spec.replicas, me_.replica + 1);
             }
-            slot.push_back(std::move(sl));
+            grads_.push_back(std::move(g));
         }
-    // The sequential network's weights (identical on every partition by construction).
-    for (const auto& [index, src] : weights.shards()) {
-        if (index < first_ || index > last_) continue;
-        for (auto& slot : slots_) {
-            Shard<T>& sh = *slot[static_cast<std::size_t>(index - first_)].shard();
-            sh.init([&](Index r, Index c) { return double(src->weight[r * src->cols + c]); },
-                    [&](Index r) { return double(src->bias[r]); });
-        }
-        Gradient g;
-        g.layer = index;
-        g.values.assign(src->weight.size() + src->bias.size(), T{0});
-        g.hi = static_cast<Index>(g.values.size());
-        if (spec.zero && spec.replicas > 1) {
-            g.lo = block_begin(g.hi, spec.replicas, me_.replica);
-            g.hi = block_begin(g.hi, spec.replicas, me_.replica + 1);
-        }
-        grads_.push_back(std::move(g));
+        chunks_.push_back(std::move(ch));
     }
-    stage_inputs_.resize(static_cast<std::size_t>(spec.micro_batches));
-    // The data loader delivers each micro-batch's input before the step (as NetworkRunner's input).
-    if (me_.stage == 0)
-        for (int m = 0; m < spec.micro_batches; ++m) {
-            const Box box = sample_box(mb, views_[0]);
-            const Index base = Index(me_.replica) * (batch / spec.replicas) + Index(m) * mb;
-            Tensor<T> x(box);
-            for (Index b = 0; b < box.hi[0]; ++b)
-                for (Index c = 0; c < box.hi[1]; ++c)
-                    for (Index h = 0; h < box.hi[2]; ++h)
-                        for (Index w = 0; w < box.hi[3]; ++w)
-                            x.at(b, c, h, w) = static_cast<T>(input_value(base + b, c, h, w));
-            inputs_.push_back(std::move(x));
-        }
-    dlogits_.resize(static_cast<std::size_t>(spec.micro_batches));
 }
 
 template <class T>
-Tensor<T> PipelineStage<T>::forward(std::vector<StageLayer<T>>& layers, Tensor<T> x, OpTimer& timer) {
-    for (auto& l : layers) {
-        if (l.conv)
-            x = l.conv->forward(x, timer);
-        else if (l.linear)
-            x = l.linear->forward(x, timer);
-        else if (l.pool)
-            x = l.pool->forward(x, timer);
-        else if (l.kind == LayerKind::activation) {
-            timer.time(Op::fwd_compute, l.name + " relu", [&] {
-                for (T& v : x.data) v = std::max(v, T{0});
-            });
-            l.saved = x;
-        }
-    }
-    return x;
-}
-
-template <class T>
-Tensor<T> PipelineStage<T>::backward(std::vector<StageLayer<T>>& layers, Tensor<T> dy, OpTimer& timer) {
-    for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
-        StageLayer<T>& l = *it;
-        if (l.conv)
-            dy = l.conv->backward(dy, timer);
-        else if (l.linear)
-            dy = l.linear->backward(dy, timer);
-        else if (l.pool)
-            dy = l.pool->backward(dy, timer);
-        else if (l.kind == LayerKind::activation)
-            timer.time(Op::bwd_compute, l.name + " relu backward", [&] {
-                for (std::size_t k = 0; k < dy.data.size(); ++k)
-                    if (!(l.saved.data[k] > T{0})) dy.data[k] = T{0};
-            });
-    }
-    return dy;
-}
-
-template <class T>
-void PipelineStage<T>::send(Tensor<T>&& t, int to_stage, int tag, int layer, planner::Phase phase, OpTimer& timer,
+void PipelineStage<T>::send(Tensor<T>&& t, int to_v, int tag, int layer, planner::Phase phase, OpTimer& timer,
                             ByteLedger& ledger) {
     auto pending = std::make_unique<PendingSend>();
     pending->data = std::move(t.data);
-    const int peer = rank_of(spec_, to_stage, me_.replica);
+    const int peer = rank_of(spec_, to_v % spec_.stages, me_.replica, me_.tensor);
     const double t0 = MPI_Wtime();
-    timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " send to stage " + std::to_string(to_stage),
+    timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " send to stage " + std::to_string(to_v % spec_.stages),
                [&] {
                    MPI_Isend(pending->data.data(), static_cast<int>(pending->data.size()), mpi_type<T>(), peer, tag,
                              comm_, &pending->request);
@@ -304,12 +234,12 @@ void PipelineStage<T>::send(Tensor<T>&& t, int to_stage, int tag, int layer, pla
 }
 
 template <class T>
-Tensor<T> PipelineStage<T>::receive(const Box& box, int from_stage, int tag, const std::string& what, OpTimer& timer) {
+Tensor<T> PipelineStage<T>::receive(const Box& box, int from_v, int tag, const std::string& what, OpTimer& timer) {
     Tensor<T> t(box);
     const double t0 = MPI_Wtime();
     timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " receive " + what, [&] {
-        MPI_Recv(t.data.data(), static_cast<int>(t.data.size()), mpi_type<T>(), rank_of(spec_, from_stage, me_.replica),
-                 tag, comm_, MPI_STATUS_IGNORE);
+        MPI_Recv(t.data.data(), static_cast<int>(t.data.size()), mpi_type<T>(),
+                 rank_of(spec_, from_v % spec_.stages, me_.replica, me_.tensor), tag, comm_, MPI_STATUS_IGNORE);
     });
     recv_s += MPI_Wtime() - t0;
     return t;
@@ -319,61 +249,57 @@ template <class T>
 void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger) {
     executed_.push_back(op);
     const int m = op.micro;
-    auto& layers = slots_[spec_.recompute == planner::Recompute::full ? 0 : static_cast<std::size_t>(m)];
-    const bool first_stage = me_.stage == 0, last_stage = me_.stage + 1 == spec_.stages;
-    const Box in_box = sample_box(micro_batch_, views_[static_cast<std::size_t>(first_ - 1)]);
-    const Box out_box = sample_box(micro_batch_, views_[static_cast<std::size_t>(last_)]);
-    // Global sample of row b of micro-batch m of this replica.
+    Chunk& ch = chunks_[static_cast<std::size_t>(op.chunk)];
+    NetworkRunner<T>& r = runner(ch, m);
+    const bool first_v = ch.v == 0, last_v = ch.v + 1 == spec_.virtual_stages();
+    const bool full = spec_.recompute == planner::Recompute::full;
     const Index base = Index(me_.replica) * (batch_ / spec_.replicas) + Index(m) * micro_batch_;
     const std::string mtext = "micro-batch " + std::to_string(m);
+    if (full) r.set_sample_offset(base);  // the one runner serves every micro-batch
     if (op.forward) {
         Tensor<T> x;
-        if (first_stage) {
-            x = inputs_[static_cast<std::size_t>(m)];
-        } else {
-            x = receive(in_box, me_.stage - 1, kActivationTag + m, "activations of " + mtext, timer);
-        }
-        if (spec_.recompute == planner::Recompute::full) stage_inputs_[static_cast<std::size_t>(m)] = x;
-        Tensor<T> y = forward(layers, std::move(x), timer);
-        if (last_stage) {
-            // Loss of the whole batch = sum over micro-batches of (micro / batch) x the micro-batch mean.
-            timer.time(Op::loss, "loss " + mtext, [&] {
-                const Index classes = out_box.hi[1];
-                std::vector<int> labels(static_cast<std::size_t>(micro_batch_));
-                for (Index b = 0; b < micro_batch_; ++b) labels[static_cast<std::size_t>(b)] = label_of(base + b, classes);
-                Tensor<T> d(y.box);
-                const double share = double(micro_batch_) / double(batch_);
-                loss_sum_ += share * softmax_cross_entropy(y.data.data(), labels, classes, d.data.data());
-                for (T& v : d.data) v *= static_cast<T>(share);
-                dlogits_[static_cast<std::size_t>(m)] = std::move(d);
-            });
-        } else {
-            send(std::move(y), me_.stage + 1, kActivationTag + m, next_first_, planner::Phase::forward, timer,
-                 ledger);
-        }
+        if (!first_v) x = receive(r.boundary_box(), ch.v - 1, activation_tag(spec_, ch.v, m), "activations of " + mtext, timer);
+        if (full) ch.inputs[static_cast<std::size_t>(m)] = x;
+        Tensor<T> y = r.forward_segment(std::move(x), timer);
+        if (!last_v)
+            send(std::move(y), ch.v + 1, activation_tag(spec_, ch.v + 1, m), ch.last + 1, planner::Phase::forward,
+                 timer, ledger);
         return;
     }
-    Tensor<T> dy = last_stage ? std::move(dlogits_[static_cast<std::size_t>(m)])
-                              : receive(out_box, me_.stage + 1, kErrorTag + m, "errors of " + mtext, timer);
-    if (spec_.recompute == planner::Recompute::full) forward(layers, stage_inputs_[static_cast<std::size_t>(m)], timer);  // the redone forward
-    Tensor<T> dx = backward(layers, std::move(dy), timer);
-    if (!first_stage) send(std::move(dx), me_.stage - 1, kErrorTag + m, first_, planner::Phase::backward, timer, ledger);
+    Tensor<T> dy;
+    if (!last_v) dy = receive(r.output_box(), ch.v + 1, error_tag(spec_, ch.v, m), "errors of " + mtext, timer);
+    if (full) r.forward_segment(ch.inputs[static_cast<std::size_t>(m)], timer);  // the redone forward
+    Tensor<T> dx = r.backward_segment(std::move(dy), timer);
+    if (last_v) loss_sum_ += r.loss();
+    if (!first_v)
+        send(std::move(dx), ch.v - 1, error_tag(spec_, ch.v - 1, m), ch.first, planner::Phase::backward, timer, ledger);
 }
 
+// The replicas' sum of one layer's gradient (ZeRO-1: each replica keeps the sum of its slice).
 template <class T>
-std::vector<T> PipelineStage<T>::flat_parameters(int slot, std::size_t k) {
-    const Shard<T>& sh = *slots_[static_cast<std::size_t>(slot)][static_cast<std::size_t>(grads_[k].layer - first_)].shard();
-    std::vector<T> flat(sh.weight);
-    flat.insert(flat.end(), sh.bias.begin(), sh.bias.end());
-    return flat;
-}
-
-template <class T>
-void PipelineStage<T>::set_parameters(std::size_t k, const std::vector<T>& flat) {
-    for (auto& slot : slots_) {
-        Shard<T>& sh = *slot[static_cast<std::size_t>(grads_[k].layer - first_)].shard();
-        std::copy_n(flat.begin(), sh.weight.size(), sh.weight.begin());
-        std::copy(flat.begin() + static_cast<std::ptrdiff_t>(sh.weight.size()), flat.end(), sh.bias.begin());
+void PipelineStage<T>::sync_gradient(Gradient& g, OpTimer& timer, ByteLedger& ledger) {
+    const int replicas = comm_size(replica_comm_);
+    if (replicas <= 1) return;
+    const double bytes = double(g.values.size() * sizeof(T));
+    const std::string name = net_.layers[static_cast<std::size_t>(g.layer)].name;
+    if (spec_.zero) {
+        std::vector<int> counts(static_cast<std::size_t>(replicas));
+        const Index n = static_cast<Index>(g.values.size());
+        for (int r = 0; r < replicas; ++r)
+            counts[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas, r + 1) - block_begin(n, replicas, r));
+        std::vector<T> mine(static_cast<std::size_t>(g.hi - g.lo));
+        timer.time(Op::sync, name + " gradient reduce-scatter", [&] {
+            MPI_Reduce_scatter(g.values.data(), mine.data(), counts.data(), mpi_type<T>(), MPI_SUM, replica_comm_);
+        });
+        std::fill(g.values.begin(), g.values.end(), T{0});
+        std::copy(mine.begin(), mine.end(), g.values.begin() + g.lo);
+        ledger.record({g.layer, planner::Phase::sync, planner::CommKind::reduce_scatter, -1, replicas, bytes});
+    } else {
+        timer.time(Op::sync, name + " gradient all-reduce", [&] {
+            MPI_Allreduce(MPI_IN_PLACE, g.values.data(), static_cast<int>(g.values.size()), mpi_type<T>(), MPI_SUM,
+                          replica_comm_);
+        });
+        ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_reduce, -1, replicas, bytes});
     }
 }
 
@@ -381,9 +307,8 @@ template <class T>
 double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
     send_s = recv_s = loss_sum_ = 0;
     executed_.clear();
-    for (auto& slot : slots_)
-        for (auto& l : slot)
-            if (Shard<T>* sh = l.shard()) sh->zero_grad();
+    for (auto& ch : chunks_)
+        for (auto& r : ch.slots) r->zero_grad();
     for (const StageOp& op : stage_ops(spec_, me_.stage)) run_op(op, timer, ledger);
     {
         const double t0 = MPI_Wtime();
@@ -394,50 +319,33 @@ double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
         sends_.clear();
     }
     // The micro-batches' gradients add up; then the replicas', in backward order (last layer first).
-    const int replicas = comm_size(replica_comm_);
     for (std::size_t k = grads_.size(); k-- > 0;) {
         Gradient& g = grads_[k];
         std::fill(g.values.begin(), g.values.end(), T{0});
-        for (auto& slot : slots_) {
-            const Shard<T>& sh = *slot[static_cast<std::size_t>(g.layer - first_)].shard();
-            for (std::size_t e = 0; e < sh.dweight.size(); ++e) g.values[e] += sh.dweight[e];
-            for (std::size_t e = 0; e < sh.dbias.size(); ++e) g.values[sh.dweight.size() + e] += sh.dbias[e];
+        for (auto& ch : chunks_) {
+            if (g.layer < ch.first || g.layer > ch.last) continue;
+            for (auto& r : ch.slots)
+                for (const auto& [index, sh] : shards_of(*r, ch)) {
+                    if (index != g.layer) continue;
+                    for (std::size_t e = 0; e < sh->dweight.size(); ++e) g.values[e] += sh->dweight[e];
+                    for (std::size_t e = 0; e < sh->dbias.size(); ++e) g.values[sh->dweight.size() + e] += sh->dbias[e];
+                }
         }
-        if (replicas <= 1) continue;
-        const double bytes = double(g.values.size() * sizeof(T));
-        const std::string name = net_.layers[static_cast<std::size_t>(g.layer)].name;
-        if (spec_.zero) {
-            std::vector<int> counts(static_cast<std::size_t>(replicas));
-            const Index n = static_cast<Index>(g.values.size());
-            for (int r = 0; r < replicas; ++r)
-                counts[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas, r + 1) - block_begin(n, replicas, r));
-            std::vector<T> mine(static_cast<std::size_t>(g.hi - g.lo));
-            timer.time(Op::sync, name + " gradient reduce-scatter", [&] {
-                MPI_Reduce_scatter(g.values.data(), mine.data(), counts.data(), mpi_type<T>(), MPI_SUM, replica_comm_);
-            });
-            std::fill(g.values.begin(), g.values.end(), T{0});
-            std::copy(mine.begin(), mine.end(), g.values.begin() + g.lo);
-            ledger.record({g.layer, planner::Phase::sync, planner::CommKind::reduce_scatter, -1, replicas, bytes});
-        } else {
-            timer.time(Op::sync, name + " gradient all-reduce", [&] {
-                MPI_Allreduce(MPI_IN_PLACE, g.values.data(), static_cast<int>(g.values.size()), mpi_type<T>(), MPI_SUM,
-                              replica_comm_);
-            });
-            ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_reduce, -1, replicas, bytes});
-        }
+        sync_gradient(g, timer, ledger);
     }
-    // The loss is reported, not part of the plan: the last stages' shares summed (not in the ledger).
-    double loss = 0;
-    timer.time(Op::loss, "loss all-reduce", [&] { MPI_Allreduce(&loss_sum_, &loss, 1, MPI_DOUBLE, MPI_SUM, comm_); });
+    // The loss is reported, not part of the plan: the last stages' shares summed over one tensor
+    // rank of each replica (not in the ledger).
+    double mine = me_.tensor == 0 ? loss_sum_ : 0, loss = 0;
+    timer.time(Op::loss, "loss all-reduce", [&] { MPI_Allreduce(&mine, &loss, 1, MPI_DOUBLE, MPI_SUM, comm_); });
     return loss;
 }
 
 template <class T>
 void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) {
     const int replicas = comm_size(replica_comm_);
-    for (std::size_t k = 0; k < grads_.size(); ++k) {
-        Gradient& g = grads_[k];
-        std::vector<T> flat = flat_parameters(0, k);
+    for (Gradient& g : grads_) {
+        std::vector<T> flat(g.shard->weight);
+        flat.insert(flat.end(), g.shard->bias.begin(), g.shard->bias.end());
         // ZeRO-1: each replica updates its own slice (the optimizer state lives with it), then the
         // updated parameters are all-gathered.
         timer.time(Op::optimizer, "sgd", [&] {
@@ -457,7 +365,14 @@ void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) 
             ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_gather, -1, replicas,
                            double(flat.size() * sizeof(T))});
         }
-        set_parameters(k, flat);
+        // Every copy of the layer (one per micro-batch slot) takes the same parameters.
+        for (auto& ch : chunks_)
+            for (auto& r : ch.slots)
+                for (const auto& [index, sh] : shards_of(*r, ch)) {
+                    if (index != g.layer) continue;
+                    std::copy_n(flat.begin(), sh->weight.size(), sh->weight.begin());
+                    std::copy(flat.begin() + static_cast<std::ptrdiff_t>(sh->weight.size()), flat.end(), sh->bias.begin());
+                }
     }
 }
 
@@ -478,13 +393,29 @@ double median_of(std::vector<T> v) {
     return n % 2 ? double(v[n / 2]) : 0.5 * (double(v[n / 2 - 1]) + double(v[n / 2]));
 }
 
+// Max relative error of one layer's gradient on this rank's shard (entries [lo, hi) of the
+// flattened [weight, bias]) against the sequential network's whole gradient.
+double shard_gradient_error(const PipelineStage<double>::Gradient& g, const Shard<double>& ref) {
+    double err = 0, scale = 0;
+    for (double v : ref.dweight) scale = std::max(scale, std::abs(v));
+    for (double v : ref.dbias) scale = std::max(scale, std::abs(v));
+    const Shard<double>& sh = *g.shard;
+    const Index nc = sh.col_hi - sh.col_lo, nw = static_cast<Index>(sh.weight.size());
+    for (Index e = g.lo; e < g.hi; ++e) {
+        const double want = e < nw ? ref.dweight[static_cast<std::size_t>((sh.row_lo + e / nc) * ref.cols + sh.col_lo + e % nc)]
+                                   : ref.dbias[static_cast<std::size_t>((sh.bias_size > 0 ? 0 : sh.row_lo) + e - nw)];
+        err = std::max(err, std::abs(g.values[static_cast<std::size_t>(e)] - want));
+    }
+    return scale > 0 ? err / scale : err;
+}
+
 // The double-precision check: loss, every weight gradient against the sequential network (the
 // whole batch on one process), then SGD steps' losses.
 void check_pipeline(const networks::Network& net, const planner::PipelineProgram& program,
                     const planner::PipelineSpec& spec, Index batch, const RunOptions& options, MPI_Comm comm,
                     RunResult& result) {
     NetworkRunner<double> seq(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, true);
-    PipelineStage<double> stage(net, program, spec, batch, comm, seq);
+    PipelineStage<double> stage(net, program, spec, batch, comm);
     OpTimer t;
     t.on_step = options.on_step;
     ByteLedger ignored;
@@ -493,18 +424,9 @@ void check_pipeline(const networks::Network& net, const planner::PipelineProgram
         if (s == 0) {
             double worst = 0;
             const auto ref = seq.shards();
-            for (const auto& g : stage.gradients()) {
-                const Shard<double>* r = nullptr;
+            for (const auto& g : stage.gradients())
                 for (const auto& [index, sh] : ref)
-                    if (index == g.layer) r = sh;
-                std::vector<double> flat(r->dweight);
-                flat.insert(flat.end(), r->dbias.begin(), r->dbias.end());
-                double err = 0, scale = 0;
-                for (double v : flat) scale = std::max(scale, std::abs(v));
-                for (Index e = g.lo; e < g.hi; ++e)
-                    err = std::max(err, std::abs(g.values[static_cast<std::size_t>(e)] - flat[static_cast<std::size_t>(e)]));
-                worst = std::max(worst, scale > 0 ? err / scale : err);
-            }
+                    if (index == g.layer) worst = std::max(worst, shard_gradient_error(g, *sh));
             result.gradient_error = max_over(comm, worst);
             result.output_error = max_over(comm, std::abs(ld - ls) / std::max(1e-300, std::abs(ls)));  // the loss
         }
@@ -579,6 +501,49 @@ bool check_ledger(const ByteLedger& ledger, const planner::PipelineProgram& prog
 }
 }  // namespace
 
+namespace {
+// The tensor-parallel sends of a stage (layers' partial sums and input gradients), attributed by
+// the layer-parallel ledger's rules; the pipeline's point-to-point messages ("stage ..." steps) and
+// replica syncs are recorded where they are made, the loss is no plan operation. A redistribution
+// or halo (point-to-point messages inside the stage's tensor group, `tensor_ranks`) counts as the
+// plan's call of the same layer, phase and kind, once per step it ran in (the step names carry a
+// serial number), as the layer-parallel ledger checks them: present where the plan has them and
+// reaching no rank outside the plan's group; their bytes per peer are not compared.
+void record_stage_internal(const networks::Network& net, const planner::PipelineProgram& program,
+                           const std::vector<SentMessage>& sent, const std::vector<int>& tensor_ranks,
+                           ByteLedger& ledger) {
+    std::string last_exchange;
+    for (const SentMessage& m : sent) {
+        if (m.op == static_cast<int>(Op::loss) || m.op == static_cast<int>(Op::sync) || m.step.rfind("stage ", 0) == 0)
+            continue;
+        const Json j = attribute_send(net, m);
+        if (j.contains("unexpected_step")) {  // no plan call can match it: a ledger entry the plan lacks
+            ledger.record({j["layer"].get<int>(), planner::Phase::forward, planner::CommKind::redistribution, -1, 0, m.bytes});
+            continue;
+        }
+        const bool p2p = j.contains("peer");
+        LedgerKey key{j["layer"].get<int>(), planner::Phase::forward, planner::CommKind::all_reduce,
+                      p2p ? m.peer : -1, p2p ? 2 : m.group_size, m.bytes};
+        for (planner::Phase ph : {planner::Phase::forward, planner::Phase::backward, planner::Phase::sync})
+            if (planner::to_string(ph) == j["phase"].get<std::string>()) key.phase = ph;
+        for (std::size_t k = 0; k < planner::kCommKindCount; ++k)
+            if (planner::to_string(static_cast<planner::CommKind>(k)) == j["kind"].get<std::string>())
+                key.kind = static_cast<planner::CommKind>(k);
+        const bool inside = std::find(tensor_ranks.begin(), tensor_ranks.end(), m.peer) != tensor_ranks.end();
+        if (p2p && inside && (key.kind == planner::CommKind::redistribution || key.kind == planner::CommKind::halo)) {
+            if (m.step == last_exchange) continue;  // the same exchange's next peer
+            last_exchange = m.step;
+            for (const planner::CommCall& call : program.micro.calls)
+                if (call.layer == key.layer && call.phase == key.phase && call.kind == key.kind && call.group.size > 1) {
+                    key = {call.layer, call.phase, call.kind, -1, call.group.size, call.bytes};
+                    break;
+                }
+        }
+        ledger.record(key);
+    }
+}
+}  // namespace
+
 PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::PipelineSpec& spec,
                                const std::vector<planner::Layout>& anchor_layouts, const RunOptions& options,
                                MPI_Comm comm) {
@@ -591,8 +556,7 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
     PipelineRunResult out;
     if (options.check) check_pipeline(net, program, spec, batch, options, comm, out.run);
 
-    NetworkRunner<float> weights(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, true);
-    PipelineStage<float> stage(net, program, spec, batch, comm, weights);
+    PipelineStage<float> stage(net, program, spec, batch, comm);
     OpTimer timer;
     timer.on_step = options.on_step;
     ByteLedger ledger;
@@ -605,10 +569,27 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
         ledger.clear();
         if (options.on_step) options.on_step("iteration " + std::to_string(it) + " start (barrier)", true);
         MPI_Barrier(comm);
+        // The last iteration's stage-internal (tensor-parallel) collectives are counted through
+        // the MPI profiling interface; the pipeline's own sends are recorded where they are made.
+        std::optional<SendCounter> counter;
+        if (it == total - 1 && spec.tensor > 1) {
+            counter.emplace();
+            timer.on_op = [&counter, serial = 0](Op op, const std::string& name) mutable {
+                counter->set_step(static_cast<int>(op), name + " #" + std::to_string(++serial));
+            };
+        }
         const double t0 = MPI_Wtime();
         stage.step(timer, ledger);
         stage.sgd(static_cast<float>(options.learning_rate), timer, ledger);
         const double local = MPI_Wtime() - t0;
+        timer.on_op = nullptr;
+        if (counter) {
+            std::vector<int> tensor_ranks;  // this rank's tensor group, as MPI_COMM_WORLD ranks (the counter's)
+            const int world_first = comm_rank(MPI_COMM_WORLD) - comm_rank(comm) % spec.tensor;
+            for (int t = 0; t < spec.tensor; ++t) tensor_ranks.push_back(world_first + t);
+            record_stage_internal(net, program, counter->messages(), tensor_ranks, ledger);
+            counter.reset();
+        }
         if (it < options.warmup) continue;
         double slowest = 0;
         MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);

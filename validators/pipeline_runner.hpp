@@ -22,8 +22,8 @@
 
 namespace dnnplan::validators {
 
-// Why the runner cannot run this spec ("" when it can): stages of one process (T = 1), no graph
-// partition (device_of).
+// Why the runner cannot run this spec ("" when it can): graph partitions (device_of) are not run;
+// stages of T ranks run their layers tensor-parallel, interleaved schedules their V chunks.
 std::string pipeline_unsupported_reason(const planner::PipelineSpec& spec);
 
 // One operation of a stage: the forward or backward pass of a micro-batch on one of the stage's
@@ -33,12 +33,14 @@ struct StageOp {
     int micro = 0;
     bool forward = true;
 };
-// The order stage `stage` runs its operations in: planner::pipeline_order, chunk 0.
+// The order stage `stage` runs its operations in: planner::pipeline_order (V chunks when interleaved).
 std::vector<StageOp> stage_ops(const planner::PipelineSpec& spec, int stage);
 
-// What the plan says rank `rank` sends in one iteration: M activations of B / (R M) samples to
-// the next stage and M partial errors to the previous one (PipelineProgram::Stage::recv_bytes),
-// and each of its layers' gradient synchronisation calls (PipelineProgram::sync: bytes, group size).
+// What the plan says rank `rank` sends in one iteration, per model chunk: M activations of
+// B / (R M) samples to the same tensor rank of the next stage and M partial errors to the previous
+// one (PipelineProgram::Stage::recv_bytes), M times the stage-internal tensor-parallel calls of
+// its layers (PipelineProgram::micro), and each of its layers' gradient synchronisation calls
+// (PipelineProgram::sync: bytes, group size).
 ByteLedger planned_ledger(const planner::PipelineProgram& program, const planner::PipelineSpec& spec, int rank);
 
 struct PipelineRunResult {

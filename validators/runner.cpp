@@ -379,6 +379,26 @@ void NetworkRunner<T>::check_against_plan(const Stage& st, const Layout& lay, st
     if (!problem.empty()) throw std::logic_error("layer " + l.name + ": the runner " + problem);
 }
 
+// The data loader's block of the network input for input k of `st` (samples counted from the
+// segment's first sample).
+template <class T>
+void NetworkRunner<T>::load_input(Stage& st, std::size_t k) {
+    Tensor<T>& x = st.loaded[k];
+    const Index o = segment_.sample_offset;
+    if (network_.token_input) {  // token ids in [0, vocabulary), exact in float and double
+        const Index vocabulary = network_.layers[static_cast<std::size_t>(st.index)].attrs.num_embeddings;
+        for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
+            for (Index t = x.box.lo[1]; t < x.box.hi[1]; ++t)
+                x.at(b, t, 0, 0) = static_cast<T>(
+                    static_cast<Index>((hashed_uniform(4, o + b, t, 0) + 1.0) * 0.5 * double(vocabulary)) % vocabulary);
+        return;
+    }
+    for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
+        for (Index c = x.box.lo[1]; c < x.box.hi[1]; ++c)
+            for (Index h = x.box.lo[2]; h < x.box.hi[2]; ++h)
+                for (Index w = x.box.lo[3]; w < x.box.hi[3]; ++w) x.at(b, c, h, w) = static_cast<T>(input_value(o + b, c, h, w));
+}
+
 // Each input's redistribution from its producer's blocks to the blocks this layer reads.
 template <class T>
 void NetworkRunner<T>::connect_inputs(Stage& st) {
@@ -399,21 +419,8 @@ void NetworkRunner<T>::connect_inputs(Stage& st) {
         }
         if (l.inputs[k] == 0) {
             // The data loader delivers the input block each rank asks for.
-            Tensor<T>& x = st.loaded[k];
-            x = Tensor<T>(want[static_cast<std::size_t>(grid.rank())]);
-            if (network_.token_input) {  // token ids in [0, vocabulary), exact in float and double
-                const Index vocabulary = l.attrs.num_embeddings;
-                for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
-                    for (Index t = x.box.lo[1]; t < x.box.hi[1]; ++t)
-                        x.at(b, t, 0, 0) = static_cast<T>(
-                            static_cast<Index>((hashed_uniform(4, first_sample_ + b, t, 0) + 1.0) * 0.5 * double(vocabulary)) % vocabulary);
-                continue;
-            }
-            for (Index b = x.box.lo[0]; b < x.box.hi[0]; ++b)
-                for (Index c = x.box.lo[1]; c < x.box.hi[1]; ++c)
-                    for (Index h = x.box.lo[2]; h < x.box.hi[2]; ++h)
-                        for (Index w = x.box.lo[3]; w < x.box.hi[3]; ++w)
-                            x.at(b, c, h, w) = static_cast<T>(input_value(first_sample_ + b, c, h, w));
+            st.loaded[k] = Tensor<T>(want[static_cast<std::size_t>(grid.rank())]);
+            load_input(st, k);
             continue;
         }
         const Stage& producer = *stage_of_[l.inputs[k]];
@@ -427,8 +434,8 @@ void NetworkRunner<T>::connect_inputs(Stage& st) {
 
 template <class T>
 NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vector<Layout>& layer_layouts, Index batch,
-                                MPI_Comm comm, bool overlap_sync, Index first_sample)
-    : network_(network), comm_(comm), overlap_sync_(overlap_sync), first_sample_(first_sample) {
+                                MPI_Comm comm, bool overlap_sync, const Segment& segment)
+    : network_(network), comm_(comm), overlap_sync_(overlap_sync), segment_(segment) {
     if (std::string why = unsupported_reason(network); !why.empty()) throw std::invalid_argument(why);
     const int p = comm_size(comm);
     const auto& layers = network.layers;
@@ -436,7 +443,12 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
     views[0] = view_of(network, 0, views);
     stage_of_.assign(layers.size(), nullptr);
     std::vector<planner::Dist> planned_out(layers.size());  // the plan's output dist of every layer
-    for (std::size_t i = 1; i < layers.size(); ++i) {
+    const int n_layers = static_cast<int>(layers.size());
+    if (segment_.last <= 0) segment_.last = n_layers - 1;
+    if (segment_.first < 1 || segment_.first > segment_.last || segment_.last >= n_layers)
+        throw std::invalid_argument("segment of layers " + std::to_string(segment_.first) + ".." +
+                                    std::to_string(segment_.last) + " outside the network");
+    for (std::size_t i = 1; i <= static_cast<std::size_t>(segment_.last); ++i) {
         const Layer& l = layers[i];
         views[i] = view_of(network, static_cast<int>(i), views);
         auto st = std::make_unique<Stage>();
@@ -470,6 +482,16 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
         stage_of_[i] = st.get();
         stages_.push_back(std::move(st));
     }
+    // The one tensor the segment reads from before its first layer (a pipeline cut).
+    for (int i = segment_.first; i <= segment_.last; ++i)
+        for (int k : layers[static_cast<std::size_t>(i)].inputs)
+            if (k > 0 && k < segment_.first) {
+                if (boundary_ != 0 && boundary_ != k)
+                    throw std::invalid_argument("layers " + std::to_string(segment_.first) + ".." +
+                                                std::to_string(segment_.last) + " read more than one earlier tensor");
+                boundary_ = k;
+            }
+    if (segment_.last + 1 < n_layers) return;  // the loss is another segment's
     // The loss reads the whole batch of logits on every rank; its gradient is sliced back locally.
     const Stage& last = *stages_.back();
     logits_shape_ = last.out.shape;
@@ -486,12 +508,22 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
         gather_logits_ = Repartition(out_boxes, everywhere, comm);
         scatter_logits_ = Repartition(everywhere, out_boxes, comm);
     }
-    // One label per sample and output position (a segmentation network's loss is per pixel).
-    const Index positions = logits_shape_[0] * (sequence_logits_ ? logits_shape_[1] : logits_shape_[2] * logits_shape_[3]);
-    labels_.resize(static_cast<std::size_t>(positions));
-    const Index first_position = first_sample_ * (positions / logits_shape_[0]);
-    for (Index b = 0; b < positions; ++b)
-        labels_[b] = label_of(first_position + b, classes_);
+    set_sample_offset(segment_.sample_offset);
+}
+
+// One label per sample and output position (a segmentation network's loss is per pixel), counted
+// from the segment's first sample; the loader's input blocks likewise.
+template <class T>
+void NetworkRunner<T>::set_sample_offset(Index offset) {
+    segment_.sample_offset = offset;
+    for (auto& st : stages_)
+        for (std::size_t k = 0; k < st->inputs.size(); ++k)
+            if (st->inputs[k] == 0) load_input(*st, k);
+    if (classes_ == 0) return;
+    const Index per_sample = sequence_logits_ ? logits_shape_[1] : logits_shape_[2] * logits_shape_[3];
+    labels_.resize(static_cast<std::size_t>(logits_shape_[0] * per_sample));
+    for (Index b = 0; b < static_cast<Index>(labels_.size()); ++b)
+        labels_[static_cast<std::size_t>(b)] = label_of(offset * per_sample + b, classes_);
 }
 
 template <class T>
@@ -619,15 +651,34 @@ void NetworkRunner<T>::start_sync(Stage& st, OpTimer& timer) {
 }
 
 template <class T>
-double NetworkRunner<T>::step(OpTimer& timer) {
+void NetworkRunner<T>::zero_grad() {
     for (auto& st : stages_)
         if (Shard<T>* sh = st->shard()) sh->zero_grad();
-    std::vector<Tensor<T>> acts(network_.layers.size());
+}
+
+template <class T>
+Box NetworkRunner<T>::boundary_box() const {
+    if (boundary_ == 0) return Box{};
+    const Stage& producer = *stage_of_[static_cast<std::size_t>(boundary_)];
+    return producer.out.box(*producer.grid, producer.grid->rank());
+}
+
+template <class T>
+Box NetworkRunner<T>::output_box() const {
+    const Stage& last = *stage_of_[static_cast<std::size_t>(segment_.last)];
+    return last.out.box(*last.grid, last.grid->rank());
+}
+
+template <class T>
+Tensor<T> NetworkRunner<T>::forward_segment(Tensor<T> boundary, OpTimer& timer) {
+    acts_.assign(network_.layers.size(), Tensor<T>{});
+    if (boundary_ != 0) acts_[static_cast<std::size_t>(boundary_)] = std::move(boundary);
     for (auto& st : stages_) {
+        if (st->index < segment_.first) continue;
         std::vector<Tensor<T>> moved(st->inputs.size());
         std::vector<const Tensor<T>*> xs(st->inputs.size());
         for (std::size_t k = 0; k < st->inputs.size(); ++k) {
-            const Tensor<T>& src = st->inputs[k] == 0 ? st->loaded[k] : acts[st->inputs[k]];
+            const Tensor<T>& src = st->inputs[k] == 0 ? st->loaded[k] : acts_[st->inputs[k]];
             if (st->to_in[k]) {
                 moved[k] = timer.time(Op::redistribution, st->name + " redistribution",
                                       [&] { return st->to_in[k]->forward(src); });
@@ -636,18 +687,31 @@ double NetworkRunner<T>::step(OpTimer& timer) {
                 xs[k] = &src;
             }
         }
-        acts[st->index] = forward_layer(*st, xs, timer);
+        acts_[st->index] = forward_layer(*st, xs, timer);
     }
-    output_ = acts.back();
-    acts.clear();
-    double loss = 0;
+    output_ = std::move(acts_[static_cast<std::size_t>(segment_.last)]);
+    acts_.clear();
+    return output_;
+}
+
+template <class T>
+Tensor<T> NetworkRunner<T>::backward_segment(Tensor<T> dy, OpTimer& timer) {
     std::vector<Tensor<T>> grads(network_.layers.size());
     std::vector<char> has_grad(network_.layers.size(), 0);  // the same on every rank
-    grads.back() = timer.time(Op::loss, "loss", [&] { return loss_gradient(loss); });
-    has_grad.back() = 1;
+    const auto last = static_cast<std::size_t>(segment_.last);
+    if (last + 1 == network_.layers.size()) {
+        grads[last] = timer.time(Op::loss, "loss", [&] { return loss_gradient(loss_); });
+        if (segment_.loss_scale != 1) {
+            loss_ *= segment_.loss_scale;
+            for (T& v : grads[last].data) v *= static_cast<T>(segment_.loss_scale);
+        }
+    } else {
+        grads[last] = std::move(dy);
+    }
+    has_grad[last] = 1;
     for (auto it = stages_.rbegin(); it != stages_.rend(); ++it) {
         Stage& st = **it;
-        if (!has_grad[st.index]) continue;  // feeds nothing the loss reads
+        if (st.index < segment_.first || !has_grad[st.index]) continue;  // feeds nothing the loss reads
         std::vector<Tensor<T>> dxs = backward_layer(st, std::move(grads[st.index]), timer);
         grads[st.index] = Tensor<T>{};
         // Layer i's gradient all-reduce starts as soon as its backward is done (the model's overlap).
@@ -668,6 +732,12 @@ double NetworkRunner<T>::step(OpTimer& timer) {
             add_into(grads[st.inputs[k]], has_grad[st.inputs[k]], std::move(g));
         }
     }
+    finish_sync(timer);
+    return boundary_ != 0 ? std::move(grads[static_cast<std::size_t>(boundary_)]) : Tensor<T>{};
+}
+
+template <class T>
+void NetworkRunner<T>::finish_sync(OpTimer& timer) {
     timer.time(Op::sync, "gradient all-reduce wait", [&] {
         for (auto& st : stages_) {
             if (st->sync_buffer.empty()) continue;
@@ -679,7 +749,14 @@ double NetworkRunner<T>::step(OpTimer& timer) {
             st->sync_buffer.clear();
         }
     });
-    return loss;
+}
+
+template <class T>
+double NetworkRunner<T>::step(OpTimer& timer) {
+    zero_grad();
+    forward_segment(Tensor<T>{}, timer);
+    backward_segment(Tensor<T>{}, timer);
+    return loss_;
 }
 
 // Softmax cross-entropy on vocabulary shards: per token the maximum and the sum of exponentials are
@@ -838,8 +915,9 @@ double gradient_error(const NetworkRunner<double>& dist, const NetworkRunner<dou
             for (Index j = a.col_lo; j < a.col_hi; ++j)
                 err = std::max(err,
                                std::abs(a.dweight[(i - a.row_lo) * nc + (j - a.col_lo)] - r.dweight[i * r.cols + j]));
-        for (Index i = a.row_lo; i < a.row_lo + Index(a.dbias.size()); ++i)
-            err = std::max(err, std::abs(a.dbias[i - a.row_lo] - r.dbias[i]));
+        const Index b0 = a.bias_size > 0 ? 0 : a.row_lo;  // a bias held whole
+        for (Index i = b0; i < b0 + Index(a.dbias.size()); ++i)
+            err = std::max(err, std::abs(a.dbias[i - b0] - r.dbias[i]));
         worst = std::max(worst, scale > 0 ? err / scale : err);
     }
     return max_over(comm, worst);

@@ -35,16 +35,38 @@ int label_of(Index b, Index classes);
 // and position embeddings, layernorm, attention, gelu and per-token linear layers (untied).
 std::string unsupported_reason(const networks::Network& network);
 
+// A pipeline stage's share of the network (validators/pipeline_runner.hpp): the runner builds
+// layers 1..last (those before `first` only for their maps: the boundary tensor's blocks) and runs
+// layers first..last on a micro-batch whose first sample is `sample_offset` (the data loader's
+// inputs and labels), scaling the loss by `loss_scale` (the micro-batch's share of the batch).
+struct Segment {
+    int first = 1, last = 0;  // last 0: the whole network
+    Index sample_offset = 0;
+    double loss_scale = 1;
+};
+
 template <class T>
 class NetworkRunner {
 public:
     // `layer_layouts[i]`: the layout layer i executes under (a follower: its anchor's), as
     // CostModel::score reports it in ScoredPlan::layers[i].layout.
-    // `first_sample`: the global index of the batch's first sample (the data and labels of samples
-    // first_sample ... first_sample + batch - 1: a micro-batch of a larger batch).
     NetworkRunner(const networks::Network& network, const std::vector<planner::Layout>& layer_layouts, Index batch,
-                  MPI_Comm comm, bool overlap_sync, Index first_sample = 0);
+                  MPI_Comm comm, bool overlap_sync, const Segment& segment = {});
     ~NetworkRunner();
+
+    // Segment runs (a pipeline stage): the forward of layers first..last from `boundary` (this rank's
+    // block of the one tensor read from before `first`; ignored when first is 1), returning this
+    // rank's block of layer last's output; at the network's last layer also the loss (loss()).
+    Tensor<T> forward_segment(Tensor<T> boundary, OpTimer& timer);
+    // The backward from `dy` (this rank's block of layer last's output gradient; ignored at the
+    // network's last layer: the loss gives it), returning the boundary tensor's gradient block
+    // (empty when first is 1). Gradients accumulate over calls until zero_grad().
+    Tensor<T> backward_segment(Tensor<T> dy, OpTimer& timer);
+    Box boundary_box() const;  // this rank's block of the boundary tensor
+    Box output_box() const;    // this rank's block of layer last's output
+    double loss() const { return loss_; }
+    void set_sample_offset(Index offset);  // the micro-batch this runner works on next
+    void zero_grad();
 
     // Forward, loss, backward and gradient synchronisation; returns the mean loss.
     double step(OpTimer& timer);
@@ -79,11 +101,12 @@ private:
     std::vector<Tensor<T>> backward_layer(Stage& st, Tensor<T>&& dy, OpTimer& timer);
     void start_sync(Stage& st, OpTimer& timer);
     Tensor<T> loss_gradient(double& loss);
+    void load_input(Stage& st, std::size_t k);
+    void finish_sync(OpTimer& timer);
     Tensor<T> sharded_loss_gradient(double& loss);
     const networks::Network& network_;
     MPI_Comm comm_;
     bool overlap_sync_;
-    Index first_sample_ = 0;
     std::map<planner::Layout, std::unique_ptr<Grid>> grids_;
     std::vector<std::unique_ptr<Stage>> stages_;
     std::vector<Stage*> stage_of_;  // by layer index (layer 0, the input, has none)
@@ -94,6 +117,10 @@ private:
     MPI_Comm vocab_group_ = MPI_COMM_NULL, batch_group_ = MPI_COMM_NULL;  // the loss on vocabulary shards
     Index classes_ = 0;
     Repartition gather_logits_, scatter_logits_;
+    Segment segment_;
+    int boundary_ = 0;  // the layer whose output the segment reads from before `first` (0: none)
+    std::vector<Tensor<T>> acts_;
+    double loss_ = 0;
 };
 
 struct RunOptions {

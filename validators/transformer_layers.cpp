@@ -14,29 +14,36 @@ DistEmbedding<T>::DistEmbedding(const Grid& grid, Index batch, Index tokens, Ind
     : WeightedLayer<T>(grid, std::move(name), dim, vocabulary, 1, false),
       batch_(batch), tokens_(tokens), vocabulary_(vocabulary), dim_(dim) {}
 
+// A vocabulary split (ci, Megatron-LM's VocabParallelEmbedding): each rank looks up the tokens in
+// its rows of the table, writes zeros for the others, and the partial outputs are all-reduced.
 template <class T>
 Tensor<T> DistEmbedding<T>::forward(const Tensor<T>& ids, OpTimer& timer) {
     ids_ = ids;
     Tensor<T> y(out_map().box(grid_, grid_.rank()));
     const Index e0 = shard.row_lo, ne = shard.row_hi - shard.row_lo;
+    const Index v0 = shard.col_lo, nv = shard.col_hi - shard.col_lo;
     timer.time(Op::fwd_compute, name_ + " forward", [&] {
         for (Index b = y.box.lo[0]; b < y.box.hi[0]; ++b)
             for (Index s = 0; s < tokens_; ++s) {
-                const Index id = static_cast<Index>(ids.at(b, s, 0, 0));
-                for (Index e = 0; e < ne; ++e) y.at(b, s, e0 + e, 0) = shard.weight[e * vocabulary_ + id];
+                const Index id = static_cast<Index>(ids.at(b, s, 0, 0)) - v0;
+                if (id < 0 || id >= nv) continue;  // another rank's row (y starts at zero)
+                for (Index e = 0; e < ne; ++e) y.at(b, s, e0 + e, 0) = shard.weight[e * nv + id];
             }
     });
+    this->reduce_partial_sums(y, timer);
     return y;
 }
 
 template <class T>
 void DistEmbedding<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     const Index e0 = shard.row_lo, ne = shard.row_hi - shard.row_lo;
+    const Index v0 = shard.col_lo, nv = shard.col_hi - shard.col_lo;
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
         for (Index b = dy.box.lo[0]; b < dy.box.hi[0]; ++b)
             for (Index s = 0; s < tokens_; ++s) {
-                const Index id = static_cast<Index>(ids_.at(b, s, 0, 0));
-                for (Index e = 0; e < ne; ++e) shard.dweight[e * vocabulary_ + id] += dy.at(b, s, e0 + e, 0);
+                const Index id = static_cast<Index>(ids_.at(b, s, 0, 0)) - v0;
+                if (id < 0 || id >= nv) continue;
+                for (Index e = 0; e < ne; ++e) shard.dweight[e * nv + id] += dy.at(b, s, e0 + e, 0);
             }
     });
 }
@@ -148,9 +155,10 @@ Tensor<T> DistLayerNorm<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
 template <class T>
 DistAttention<T>::DistAttention(const Grid& grid, Index batch, Index tokens, Index dim, Index heads, bool causal,
                                 bool bias, std::string name)
-    : WeightedLayer<T>(grid, std::move(name), heads, 1, row_size(dim, heads), false),
+    : WeightedLayer<T>(grid, std::move(name), heads, 1, row_size(dim, heads, bias), bias),
       batch_(batch), tokens_(tokens), dim_(dim), heads_(heads), d_(dim / heads), causal_(causal), bias_(bias) {
     if (dim % heads != 0) throw std::invalid_argument(name_ + ": the hidden size must divide by the heads");
+    shard.bias_size = dim;  // bo, whole on every rank
 }
 
 template <class T>
@@ -208,13 +216,15 @@ Tensor<T> DistAttention<T>::forward(const Tensor<T>& x, OpTimer& timer) {
                     for (Index j = 0; j < d; ++j) acc += wo[e * d + j] * c[r * d + j];
                     y.data[r * E + e] += acc;
                 }
-            if (bias_ && shard.row_lo + h == 0)
-                for (Index r = 0; r < rows; ++r)
-                    for (Index e = 0; e < E; ++e) y.data[r * E + e] += w[off_bias_o() + e];
         }
     });
     if (grid_.dim(kCo) > 1)
         timer.time(Op::all_reduce, name_ + " output all-reduce", [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCo))); });
+    if (bias_)
+        timer.time(Op::fwd_compute, name_ + " bias", [&] {
+            for (Index r = 0; r < rows; ++r)
+                for (Index e = 0; e < E; ++e) y.data[r * E + e] += shard.bias[e];
+        });
     return y;
 }
 
@@ -225,6 +235,9 @@ Tensor<T> DistAttention<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     const T scale = T{1} / std::sqrt(T(d));
     Tensor<T> dx(x_.box);
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
+        if (bias_)
+            for (Index r = 0; r < rows; ++r)
+                for (Index e = 0; e < E; ++e) shard.dbias[e] += dy.data[r * E + e];
         for (Index h = 0; h < nh; ++h) {
             const T* w = shard.weight.data() + h * cols;
             T* dw = shard.dweight.data() + h * cols;
@@ -238,7 +251,6 @@ Tensor<T> DistAttention<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
                         dw[off_o() + e * d + j] += g * c[r * d + j];
                         dc[r * d + j] += g * wo[e * d + j];
                     }
-                    if (bias_ && shard.row_lo + h == 0) dw[off_bias_o() + e] += g;
                 }
             for (Index b = 0; b < nb; ++b)
                 for (Index s = 0; s < S; ++s) {

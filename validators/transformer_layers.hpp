@@ -2,7 +2,9 @@
 // grids of layers.hpp. Sequence activations are 4-D blocks [B, S, E, 1] (tokens [B, S, 1, 1]); the
 // hidden axis E is tensor dimension 2, split by the grid axis the planner's dist `c` names.
 // - DistEmbedding: the token table [V, E] split by its embedding dimension over co (each rank looks
-//   up its columns; no communication), as the planner's layout rules say (output dist c = co);
+//   up its columns; no communication), as the planner's layout rules say (output dist c = co), or
+//   by its vocabulary rows over ci (Megatron's vocabulary-parallel embedding: partial outputs
+//   all-reduced over ci);
 // - DistPositionEmbedding: adds the learned position table to whatever hidden split arrives;
 // - DistLayerNorm: over the whole hidden axis (the planner makes its input unsplit in c);
 // - DistAttention: heads split over co: each rank computes Q, K, V of its heads (column-parallel),
@@ -69,9 +71,10 @@ private:
     std::vector<T> inv_std_;
 };
 
-// The shard's rows are the heads (split over co); row h holds [Wq_h (d x E), Wk_h, Wv_h, bq_h (d),
-// bk_h, bv_h, Wo[:, h] (E x d), bo (E, used by head 0 only: the output bias is added once before
-// the all-reduce)], d = E / heads.
+// The shard's rows are the heads (split over co); row h holds [Wq_h (d x E), Wk_h, Wv_h, Wo[:, h]
+// (E x d), and with biases bq_h (d), bk_h, bv_h], d = E / heads. The output projection's bias bo
+// (E) is the shard's bias, held whole by every rank (Megatron-LM's row-parallel layer: added after
+// the all-reduce, its gradient the same on every rank).
 template <class T>
 class DistAttention : public WeightedLayer<T> {
 public:
@@ -84,12 +87,11 @@ public:
     using WeightedLayer<T>::shard;
     // Column offsets inside a head's row.
     Index off_q() const { return 0; }
-    Index off_bias_qkv() const { return 3 * d_ * dim_; }
-    Index off_o() const { return 3 * d_ * dim_ + 3 * d_; }
-    Index off_bias_o() const { return off_o() + dim_ * d_; }
-    static Index row_size(Index dim, Index heads) {
+    Index off_o() const { return 3 * d_ * dim_; }
+    Index off_bias_qkv() const { return off_o() + dim_ * d_; }
+    static Index row_size(Index dim, Index heads, bool bias) {
         const Index d = dim / heads;
-        return 3 * d * dim + 3 * d + dim * d + dim;
+        return 3 * d * dim + dim * d + (bias ? 3 * d : 0);
     }
 
 private:

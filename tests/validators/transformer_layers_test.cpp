@@ -41,7 +41,7 @@ double shard_error(const Shard<double>& mine, const Shard<double>& whole) {
             err = std::max(err, std::abs(mine.dweight[(r - mine.row_lo) * nc + (c - mine.col_lo)] -
                                          whole.dweight[r * whole.cols + c]));
     for (std::size_t r = 0; r < mine.dbias.size(); ++r)
-        err = std::max(err, std::abs(mine.dbias[r] - whole.dbias[mine.row_lo + Index(r)]));
+        err = std::max(err, std::abs(mine.dbias[r] - whole.dbias[(mine.bias_size > 0 ? 0 : mine.row_lo) + Index(r)]));
     double all = 0;
     MPI_Allreduce(&err, &all, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     return scale > 0 ? all / scale : all;

@@ -60,12 +60,13 @@ check "a spec calibrated on another host is noted" 0 "calibrate on host elsewher
     "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --strategies batch --cluster "$tmp/elsewhere.json" --iterations 1
 check "a preset is noted as not this machine" 0 "predictions are for cluster cori-knl, not this machine" -- \
     "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --strategies batch --cluster cori-knl --iterations 1
-# Pipelines of one-process stages run (tests/validators/pipeline_test.sh); tensor-parallel stages not yet.
+# Pipelines run (tests/validators/pipeline_test.sh), stages of T = 2 ranks too (pipeline3d_test.sh):
+# here lenet5's, whose stage-internal redistribution the byte ledger sets beside the plan's call.
 if "$DNNPLAN" --net lenet5 --procs 4 --batch 8 --stages 2 --tensor 2 --out "$tmp/pipeline4.json" >/dev/null 2>&1; then
-    check "tensor-parallel pipeline stages are refused before anything runs" 2 "/pipeline: pipeline stages of 2 processes" -- \
-        "$DNNPLAN" validate --plan "$tmp/pipeline4.json" --np 4
+    check "tensor-parallel pipeline stages run, checked and ledgered" 0 "byte ledger: .* equal to the plan's calls" -- \
+        "$DNNPLAN" validate --plan "$tmp/pipeline4.json" --np 4 --iterations 1 --warmup 0
 else
-    echo "skip tensor-parallel stages are refused: dnnplan --stages 2 --tensor 2 could not make a plan (planner problem)"
+    echo "skip tensor-parallel pipeline stages run: dnnplan --stages 2 --tensor 2 could not make a plan (planner problem)"
 fi
 check "a killed rank is named with its step" 3 "rank 1 died \(exited on signal 9.*during step 'conv2" -- \
     "$DNNPLAN" validate --net lenet5 --batch 8 --strategies grid-domain --cluster cori-knl --np 4 --iterations 1 \
