@@ -193,6 +193,7 @@ struct NetworkRunner<T>::Stage {
     bool gelu = false;
     MPI_Comm sync_group = MPI_COMM_NULL;
     std::vector<T> sync_buffer;
+    std::vector<std::pair<Index, Index>> sync_ranges;  // of dweight, when not all of it is parameters
     MPI_Request sync_request = MPI_REQUEST_NULL;
     Shard<T>* shard() {
         return conv ? &conv->shard : linear ? &linear->shard : bn ? &bn->shard : convt ? &convt->shard
@@ -264,6 +265,7 @@ void NetworkRunner<T>::build_anchor(Stage& st, const Layer& l, const Grid& grid,
             st.in = {st.attn->in_map()};
             st.out = st.attn->out_map();
             st.sync_group = st.attn->sync_group();
+            st.sync_ranges = st.attn->parameter_ranges();
             break;
         default:
             throw std::logic_error("layer " + l.name + ": not an anchor the runner knows");
@@ -605,7 +607,13 @@ template <class T>
 void NetworkRunner<T>::start_sync(Stage& st, OpTimer& timer) {
     Shard<T>* sh = st.shard();
     if (!sh || comm_size(st.sync_group) <= 1) return;
-    st.sync_buffer.assign(sh->dweight.begin(), sh->dweight.end());
+    if (st.sync_ranges.empty()) {
+        st.sync_buffer.assign(sh->dweight.begin(), sh->dweight.end());
+    } else {
+        st.sync_buffer.clear();
+        for (auto [lo, hi] : st.sync_ranges)
+            st.sync_buffer.insert(st.sync_buffer.end(), sh->dweight.begin() + lo, sh->dweight.begin() + hi);
+    }
     st.sync_buffer.insert(st.sync_buffer.end(), sh->dbias.begin(), sh->dbias.end());
     timer.time(Op::sync, st.name + " gradient all-reduce", [&] {
         if (overlap_sync_)
@@ -672,9 +680,17 @@ double NetworkRunner<T>::step(OpTimer& timer) {
             if (st->sync_buffer.empty()) continue;
             if (st->sync_request != MPI_REQUEST_NULL) MPI_Wait(&st->sync_request, MPI_STATUS_IGNORE);
             Shard<T>* sh = st->shard();
-            std::copy_n(st->sync_buffer.begin(), sh->dweight.size(), sh->dweight.begin());
-            std::copy(st->sync_buffer.begin() + static_cast<std::ptrdiff_t>(sh->dweight.size()), st->sync_buffer.end(),
-                      sh->dbias.begin());
+            auto from = st->sync_buffer.begin();
+            if (st->sync_ranges.empty()) {
+                std::copy_n(from, sh->dweight.size(), sh->dweight.begin());
+                from += static_cast<std::ptrdiff_t>(sh->dweight.size());
+            } else {
+                for (auto [lo, hi] : st->sync_ranges) {
+                    std::copy_n(from, hi - lo, sh->dweight.begin() + lo);
+                    from += hi - lo;
+                }
+            }
+            std::copy(from, st->sync_buffer.end(), sh->dbias.begin());
             st->sync_buffer.clear();
         }
     });

@@ -87,6 +87,18 @@ public:
     Index off_bias_qkv() const { return 3 * d_ * dim_; }
     Index off_o() const { return 3 * d_ * dim_ + 3 * d_; }
     Index off_bias_o() const { return off_o() + dim_ * d_; }
+    // The [begin, end) ranges of shard.dweight that are parameters: a head's row keeps a slot for
+    // the output-projection bias, which only global head 0 uses (and no bias slots without bias),
+    // so the gradient sync sends these only ((4 E^2 + 3 E) / T + E values on head 0's shard).
+    std::vector<std::pair<Index, Index>> parameter_ranges() const {
+        std::vector<std::pair<Index, Index>> out;
+        for (Index h = 0; h < shard.row_hi - shard.row_lo; ++h) {
+            const Index row = h * shard.cols;
+            out.push_back({row, row + off_bias_qkv() + (bias_ ? 3 * d_ : 0)});
+            out.push_back({row + off_o(), row + off_bias_o() + (bias_ && shard.row_lo + h == 0 ? dim_ : 0)});
+        }
+        return out;
+    }
     static Index row_size(Index dim, Index heads) {
         const Index d = dim / heads;
         return 3 * d * dim + 3 * d + dim * d + dim;
