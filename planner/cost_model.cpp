@@ -235,9 +235,13 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
     const Collective kind = target_coarser ? Collective::all_gather : Collective::all_to_all;
     const networks::Shape& shape = network_->layers[producer].output_shape;
     const GroupPlacement group = exchange_group(from, to, shape, options_.batch, links_.devices_per_node);
-    // Per process: the target's largest shard for an all-gather, the coarser side's for an all-to-all.
-    const Dist& per_process = target_coarser || to.parts() <= from.parts() ? to : from;
-    const double part_bytes = output_bytes(producer) * largest_share(shape, options_.batch, per_process);
+    // An all-gather of g balanced but uneven blocks: the busiest process sends its (largest) source
+    // block to each of the g - 1 others, as a collective of g such blocks does (the byte ledger
+    // measures it: lenet5's pool1 channels 1 + 2 + 1 + 2 gathered over 4 ranks send 3 x 2 channels).
+    // An all-to-all: the coarser side's largest shard.
+    const double part_bytes =
+        target_coarser ? group.size * output_bytes(producer) * largest_share(shape, options_.batch, from)
+                       : output_bytes(producer) * largest_share(shape, options_.batch, to.parts() <= from.parts() ? to : from);
     const clusters::CollectiveChoice choice = cheapest(kind, group, part_bytes);
     if (recorder && choice.seconds > 0) {
         CommCall call;
@@ -327,89 +331,88 @@ CostModel::LayerComm CostModel::anchor_communication(int index, const Layout& l,
     if (l.co > 1 && needs_input_grad)
         comm.backward += collective(Collective::all_reduce, placement(l, false, true, false, false, false),
                                     local.input_bytes, index, Phase::backward, "input gradient (model split)", rec);
-    // Domain: halo of the input forward and of the output gradient backward.
+    // Domain: the halo of the input forward; backward its adjoint (DistDL's halo exchange adjoint,
+    // Hewett and Grady 2020, section 3): each rank returns the gradients of the ghost cells it
+    // received to their owners, the same messages reversed, so the same call.
     if ((l.h > 1 || l.w > 1) && is_spatial(layer)) {
-        const auto& x = network_->layers[layer.inputs.front()].output_shape;
-        const auto& y = layer.output_shape;
-        comm.forward += halo_exchange(index, l, local.batch, {largest_part(x[0], l.ci), x[1], x[2]}, Phase::forward,
-                                      "halo of the input", rec);
-        // The output gradient's halo feeds the input gradient only: the weight gradient (dY x X over
-        // a process's own positions) reads the input halo received in the forward pass.
+        const std::int64_t channels = largest_part(network_->layers[layer.inputs.front()].output_shape[0], l.ci);
+        comm.forward += halo_exchange(index, l, local.batch, channels, Phase::forward, "halo of the input", rec);
         if (needs_input_grad)
-            comm.backward += halo_exchange(index, l, local.batch, {largest_part(y[0], l.co), y[1], y[2]}, Phase::backward,
-                                           "halo of the output gradient", rec);
+            comm.backward +=
+                halo_exchange(index, l, local.batch, channels, Phase::backward, "halo of the input gradient", rec);
     }
     return comm;
 }
 
 namespace {
-std::int64_t floor_div(std::int64_t a, std::int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
-
-// The widest one-sided halo any block of a balanced `parts`-way split needs along one dimension of
-// a convolution (kernel k, stride s, padding p, dilation d; n_in input and n_out output rows).
-// Blocks as validators/tensor.hpp splits them: block j is [floor(n j / parts), floor(n (j + 1) /
-// parts)). Forward, output block j reads input rows [o_lo s - p, (o_hi - 1) s - p + (k - 1) d] within
-// the tensor, of which input block j is its own. For the output gradient, input block j needs the
-// output rows o with o s - p + t d in the block for some t < k. For a padded stride-1 convolution
-// both are floor(k / 2) d; unpadded or strided convolutions differ (one-sided, wider or narrower).
+// The halo of a balanced `parts`-way split along one dimension of a windowed layer (kernel k,
+// stride s, padding p, dilation d; n_in input and n_out output rows). Blocks as
+// validators/tensor.hpp splits them: block j is [floor(n j / parts), floor(n (j + 1) / parts)).
+// Output block j reads input rows [o_lo s - p, (o_hi - 1) s - p + (k - 1) d] within the tensor, of
+// which input block j is its own; the rest comes from the neighbours. For a padded stride-1
+// convolution that is floor(k / 2) d rows each way; unpadded or strided windows differ (one-sided,
+// wider or narrower), and so do windows that do not overlap when the output blocks do not align
+// with the input's (lenet5's pool2: 10 rows split 5 + 5, 5 output rows 2 + 3, the second block's
+// windows start at row 4).
 struct HaloExtent {
-    std::int64_t width = 0;     // the widest one-sided halo
+    std::int64_t busiest = 0;   // the most rows a block sends or receives (to and from both neighbours)
     std::int64_t extended = 0;  // the most rows a block reads (within the tensor): what the exchange
                                 // along the other dimension then carries (corners included)
 };
 HaloExtent halo_extent(std::int64_t n_in, std::int64_t n_out, std::int64_t k, std::int64_t s, std::int64_t p,
-                       std::int64_t d, std::int64_t parts, bool output_gradient) {
-    std::int64_t width = 0, extended = 0;
+                       std::int64_t d, std::int64_t parts) {
+    HaloExtent out;
+    std::vector<std::int64_t> sent(static_cast<std::size_t>(parts), 0), received(sent);
     for (std::int64_t j = 0; j < parts; ++j) {
         const std::int64_t in_lo = n_in * j / parts, in_hi = n_in * (j + 1) / parts;
         const std::int64_t out_lo = n_out * j / parts, out_hi = n_out * (j + 1) / parts;
-        std::int64_t need_lo = 0, need_hi = 0, own_lo = 0, own_hi = 0;
-        if (!output_gradient) {
-            if (out_hi <= out_lo) continue;
-            need_lo = std::max<std::int64_t>(0, out_lo * s - p);
-            need_hi = std::min(n_in, (out_hi - 1) * s - p + (k - 1) * d + 1);
-            own_lo = in_lo;
-            own_hi = in_hi;
-        } else {
-            if (in_hi <= in_lo) continue;
-            need_lo = std::max<std::int64_t>(0, floor_div(in_lo + p - (k - 1) * d + s - 1, s));
-            need_hi = std::min(n_out, floor_div(in_hi - 1 + p, s) + 1);
-            own_lo = out_lo;
-            own_hi = out_hi;
-        }
+        if (out_hi <= out_lo) continue;
+        const std::int64_t need_lo = std::max<std::int64_t>(0, out_lo * s - p);
+        const std::int64_t need_hi = std::min(n_in, (out_hi - 1) * s - p + (k - 1) * d + 1);
         if (need_hi <= need_lo) continue;
-        width = std::max({width, own_lo - need_lo, need_hi - own_hi});
-        extended = std::max(extended, need_hi - need_lo);
+        // A halo reaches the adjacent blocks only (layout_problem refuses wider ones).
+        const std::int64_t below = std::max<std::int64_t>(0, in_lo - need_lo), above = std::max<std::int64_t>(0, need_hi - in_hi);
+        received[j] += below + above;
+        if (j > 0) sent[j - 1] += below;
+        if (j + 1 < parts) sent[j + 1] += above;
+        out.extended = std::max(out.extended, need_hi - need_lo);
     }
-    return {width, extended};
+    for (std::int64_t j = 0; j < parts; ++j) out.busiest = std::max({out.busiest, sent[j], received[j]});
+    return out;
 }
 }  // namespace
 
-// One halo exchange per split dimension of a [channels, rows, cols] tensor (per sample), as wide as
-// the widest one-sided halo of the split (halo_width; the byte ledger of validators/ measures it),
-// rows or columns each way (clusters::halo_exchange_seconds). A transposed convolution with kernel
-// == stride and no padding needs none (each input pixel owns a disjoint output patch); other
-// transposed convolutions keep floor(k / 2) x dilation.
-double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
-                                const std::array<std::int64_t, 3>& tensor, Phase phase, const char* what,
-                                Recorder* rec) const {
+// One halo exchange per split dimension of the layer's input [channels, rows, cols] (per sample;
+// `l.h` x `l.w` splits its rows and columns): clusters::halo_exchange_seconds charges a message to
+// each neighbour (one on a two-part line, two otherwise), so each carries the busiest block's rows
+// (halo_extent: sent or received, the adjoint reverses them) spread over its neighbours; the byte
+// ledger of validators/ measures the busiest rank's traffic. Convolutions and pooling windows
+// alike. A transposed convolution with kernel == stride and no padding needs none (each input
+// pixel owns a disjoint output patch); other transposed convolutions keep floor(k / 2) x dilation
+// each way.
+double CostModel::halo_exchange(int index, const Layout& l, double local_batch, std::int64_t channels, Phase phase,
+                                const char* what, Recorder* rec) const {
     const Layer& layer = network_->layers[index];
     const auto& a = layer.attrs;
-    const auto [channels, rows, cols] = tensor;
     const auto& x = network_->layers[layer.inputs.front()].output_shape;
     const auto& y = layer.output_shape;
-    const bool output_gradient = phase == Phase::backward;
-    std::int64_t width_h = (a.kernel_h / 2) * a.dilation_h, width_w = (a.kernel_w / 2) * a.dilation_w;
+    const std::int64_t rows = x[1], cols = x[2];
+    // Rows (columns) per neighbour message.
+    double width_h = static_cast<double>((a.kernel_h / 2) * a.dilation_h),
+           width_w = static_cast<double>((a.kernel_w / 2) * a.dilation_w);
     // Columns are exchanged after rows, on the row-extended block (DistDL's order; corners travel).
     std::int64_t rows_sent = largest_part(rows, l.h);
     if (layer.kind == LayerKind::conv_transpose2d) {
         if (a.kernel_h == a.stride_h && a.padding_h == 0) width_h = 0;
         if (a.kernel_w == a.stride_w && a.padding_w == 0) width_w = 0;
-    } else if (x.size() == 3 && y.size() == 3) {
-        const HaloExtent along_h =
-            halo_extent(x[1], y[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, l.h, output_gradient);
-        width_h = along_h.width;
-        width_w = halo_extent(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w, output_gradient).width;
+    } else if (y.size() == 3) {
+        auto per_neighbour = [](std::int64_t busiest, int parts) {
+            return static_cast<double>(busiest) / std::min(2, std::max(1, parts - 1));
+        };
+        const HaloExtent along_h = halo_extent(x[1], y[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, l.h);
+        width_h = per_neighbour(along_h.busiest, l.h);
+        width_w = per_neighbour(
+            halo_extent(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w).busiest, l.w);
         if (l.h > 1) rows_sent = along_h.extended;
     }
     double t = 0;
@@ -429,12 +432,45 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch,
     return t;
 }
 
-// Per-layer communication of a follower under the dist it reads: batch-norm statistics and the
-// halos of overlapping pooling windows when the image is split.
-CostModel::LayerComm CostModel::follower_communication(int index, const Dist& in, double local_batch,
-                                                       Recorder* rec) const {
+// Per-layer communication of a follower under the dist it reads: batch-norm statistics when the
+// batch or the image is split, global-pool sums and pooling halos when the image is split.
+CostModel::LayerComm CostModel::follower_communication(int index, const Layout& anchor_layout, const Dist& in,
+                                                       double local_batch, Recorder* rec) const {
     const Layer& layer = network_->layers[index];
     LayerComm comm;
+    if (layer.kind == LayerKind::batchnorm2d) {
+        // Batch norm's statistics are the whole batch's (the sequential layer's): sum and sum of
+        // squares forward, sum dy and sum dy xhat backward, 2 C values each way, all-reduced over
+        // the processes that hold the same channels but other samples or tiles (batch and spatial
+        // splits alike; as the validators' DistBatchNorm and PyTorch's SyncBatchNorm).
+        // Statistics are kept in fp32 whatever the dtype.
+        const double stats = 2.0 * static_cast<double>(largest_part(layer.output_shape[0], in.c)) * 4;
+        const GroupPlacement g = contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
+        comm.forward +=
+            collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
+        comm.backward +=
+            collective(Collective::all_reduce, g, stats, index, Phase::backward, "batch-norm gradient statistics", rec);
+    }
+    if (layer.kind == LayerKind::concat && in.c > 1 && layer.output_shape.size() == 3) {
+        // The inputs' channel blocks are not the output's (concat_exchange): an all-to-all over
+        // the channel line, of which the busiest process sends (g - 1) / g of the call's bytes.
+        const ConcatExchange moved = concat_exchange(*network_, index, in.c);
+        const double pixel_bytes = local_batch * static_cast<double>(largest_part(layer.output_shape[1], in.h)) *
+                                   static_cast<double>(largest_part(layer.output_shape[2], in.w)) * element_bytes_;
+        const GroupPlacement line = contiguous(in.c);
+        const double per_call = static_cast<double>(in.c) / (in.c - 1) * pixel_bytes;
+        auto exchange = [&](std::int64_t channels, Phase phase, const char* what) {
+            if (channels == 0) return 0.0;
+            const double bytes = per_call * static_cast<double>(channels);
+            const clusters::CollectiveChoice choice = cheapest(Collective::all_to_all, line, bytes);
+            if (rec)
+                rec->add(CommCall{index, phase, CommKind::redistribution, CommPattern::collective, Collective::all_to_all,
+                                  choice.algorithm, line, bytes, choice.seconds, what});
+            return choice.seconds;
+        };
+        comm.forward += exchange(moved.forward_channels, Phase::forward, "concat channel blocks");
+        comm.backward += exchange(moved.backward_channels, Phase::backward, "concat channel blocks (gradient)");
+    }
     if (in.h == 1 && in.w == 1) return comm;
     if (is_global_pool(layer)) {
         // Each process averages its own tile; the partial sums of its channels are all-reduced over
@@ -444,40 +480,15 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Dist& in
         comm.forward += collective(Collective::all_reduce, contiguous(static_cast<std::int64_t>(in.h) * in.w), sums,
                                    index, Phase::forward, "global pool partial sums", rec);
     }
-    if (layer.kind == LayerKind::batchnorm2d) {
-        // Spatially split batch norm needs global statistics (sum and sum of squares) both ways.
-        const double stats = 2.0 * static_cast<double>(largest_part(layer.output_shape[0], in.c)) * 4;
-        const GroupPlacement g = contiguous(static_cast<std::int64_t>(in.h) * in.w);
-        comm.forward +=
-            collective(Collective::all_reduce, g, stats, index, Phase::forward, "batch-norm statistics", rec);
-        comm.backward +=
-            collective(Collective::all_reduce, g, stats, index, Phase::backward, "batch-norm gradient statistics", rec);
-    }
     if (layer.kind == LayerKind::maxpool2d || layer.kind == LayerKind::avgpool2d) {
-        // Overlapping windows (kernel > stride) need the neighbour's edge rows: one-sided halos.
-        const auto& a = layer.attrs;
-        const auto& x = network_->layers[layer.inputs.front()].output_shape;
-        const std::int64_t rows = std::max<std::int64_t>(0, a.kernel_h - a.stride_h);
-        const std::int64_t cols = std::max<std::int64_t>(0, a.kernel_w - a.stride_w);
-        const double eb = element_bytes_;
-        double bytes = 0;
-        const double channels = static_cast<double>(largest_part(x[0], in.c));
-        if (in.h > 1) bytes += local_batch * channels * rows * static_cast<double>(largest_part(x[2], in.w)) * eb;
-        if (in.w > 1) bytes += local_batch * channels * cols * static_cast<double>(largest_part(x[1], in.h)) * eb;
-        if (bytes > 0) {
-            // On the link the neighbours share: inside a node when the whole tile group is.
-            const GroupPlacement group = contiguous(static_cast<std::int64_t>(in.h) * in.w);
-            const double t = clusters::point_to_point_seconds(bytes, links_.for_group(group));
-            comm.forward += t;
-            comm.backward += t;
-            if (rec) {
-                rec->add(CommCall{index, Phase::forward, CommKind::halo, CommPattern::one_sided_halo,
-                                  Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t, "pooling halo"});
-                rec->add(CommCall{index, Phase::backward, CommKind::halo, CommPattern::one_sided_halo,
-                                  Collective::all_reduce, clusters::Algorithm::ring, group, bytes, t,
-                                  "pooling halo gradient"});
-            }
-        }
+        // The halo of the pooling windows, as a convolution's (overlapping windows, or output
+        // blocks that do not align with the input's), and its adjoint backward.
+        Layout tiles = anchor_layout;
+        tiles.h = in.h;
+        tiles.w = in.w;
+        const std::int64_t channels = largest_part(network_->layers[layer.inputs.front()].output_shape[0], in.c);
+        comm.forward += halo_exchange(index, tiles, local_batch, channels, Phase::forward, "pooling halo", rec);
+        comm.backward += halo_exchange(index, tiles, local_batch, channels, Phase::backward, "pooling halo gradient", rec);
     }
     return comm;
 }
@@ -498,14 +509,13 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     // works on its input's tiles, a flatten on its input's splits).
     const double work_share = anchor ? anchor_work_share(layer, input_shape, l)
                                      : std::min(largest_share(layer.output_shape, out), largest_share(input_shape, in));
-    const double weight_split = weight_shards(layer, input_shape, l, in);
     const GroupPlacement sync_group = anchor ? placement(l, true, false, false, true, true)
                                              : contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
     const LayerComm comm =
-        anchor ? anchor_communication(index, l, local, rec) : follower_communication(index, in, local.batch, rec);
+        anchor ? anchor_communication(index, l, local, rec) : follower_communication(index, l, in, local.batch, rec);
     // Weight-gradient synchronisation over the processes that hold the same weight shard but see
     // different data (Gholami: AR(|W| / Pr, Pc)).
-    const double weight_local = layer.params * eb / weight_split;
+    const double weight_local = local_parameters(layer, input_shape, l, in) * eb;
     const double sync = layer.params > 0 ? collective(Collective::all_reduce, sync_group, weight_local, index,
                                                       Phase::sync, "weight gradient", rec)
                                          : 0.0;

@@ -168,9 +168,10 @@ private:
         double input_bytes = 0, output_bytes = 0;  // its shard of the first input and of the output
     };
     LayerComm anchor_communication(int index, const Layout& layout, const LocalSizes& local, Recorder* rec) const;
-    LayerComm follower_communication(int index, const Dist& in, double local_batch, Recorder* rec) const;
-    double halo_exchange(int index, const Layout& layout, double local_batch, const std::array<std::int64_t, 3>& tensor,
-                         Phase phase, const char* what, Recorder* rec) const;
+    LayerComm follower_communication(int index, const Layout& anchor_layout, const Dist& in, double local_batch,
+                                     Recorder* rec) const;
+    double halo_exchange(int index, const Layout& layout, double local_batch, std::int64_t channels, Phase phase,
+                         const char* what, Recorder* rec) const;
     double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out, Recorder* recorder,
                          double sync_weight = 1.0, double* sync_out = nullptr) const;
     clusters::CollectiveChoice cheapest(clusters::Collective kind, const clusters::GroupPlacement& group,

@@ -232,25 +232,59 @@ bool is_global_pool(const Layer& layer) {
            layer.output_shape[1] == 1 && layer.output_shape[2] == 1;
 }
 
-double weight_shards(const Layer& layer, const networks::Shape& input_shape, const Layout& layout, const Dist& in) {
-    if (layer.kind == LayerKind::batchnorm2d) return 1.0 / part_share(channel_extent(input_shape), in.c);
-    if (!is_anchor_kind(layer.kind)) return 1.0;
-    // Weights split over co x ci only (the spatial axes hold replicas of them).
+double local_parameters(const Layer& layer, const networks::Shape& input_shape, const Layout& layout, const Dist& in) {
+    const double params = static_cast<double>(layer.params);
+    // Per-channel parameters of a follower: as its input's channels (or hidden units) arrive split.
+    if (layer.kind == LayerKind::batchnorm2d || layer.kind == LayerKind::position_embedding)
+        return params * part_share(channel_extent(input_shape), in.c);
+    if (!is_anchor_kind(layer.kind)) return params;
+    // Weights split over co x ci only (the spatial axes hold replicas of them). A bias is added
+    // once, after the partial sums over ci, so every ci shard keeps its co rows of it whole
+    // (Megatron-LM's RowParallelLinear keeps the whole bias on every rank); attention's output
+    // projection is row-parallel over the heads, so its bias (the hidden size) is whole on every
+    // head shard while the QKV biases split with their heads.
     const AnchorExtents e = anchor_extents(layer, input_shape);
-    const double weight_share = part_share(e.co, layout.co) * part_share(e.ci, layout.ci);
-    double bias = 0, bias_share = 1;  // the bias and the busiest process's fraction of it
-    if (layer.attrs.bias && layer.params > 0) {
-        if (layer.kind == LayerKind::attention) {
-            bias = static_cast<double>(layer.output_shape.back());  // bo
-        } else if (layer.kind == LayerKind::linear || layer.kind == LayerKind::conv2d ||
-                   layer.kind == LayerKind::conv_transpose2d) {
-            bias = static_cast<double>(layer.kind == LayerKind::linear ? layer.output_shape.back() : layer.output_shape[0]);
-            bias_share = part_share(e.co, layout.co);
+    const double co = part_share(e.co, layout.co), ci = part_share(e.ci, layout.ci);
+    double bias = 0, whole_bias = 0;
+    if (layer.attrs.bias) {
+        switch (layer.kind) {
+            case LayerKind::conv2d:
+            case LayerKind::conv_transpose2d:
+            case LayerKind::linear:
+                bias = static_cast<double>(layer.output_shape.size() == 3 ? layer.output_shape[0] : layer.output_shape.back());
+                break;
+            case LayerKind::attention:
+                bias = 3.0 * static_cast<double>(input_shape.back());
+                whole_bias = static_cast<double>(input_shape.back());
+                break;
+            default:
+                break;
         }
     }
-    const double params = static_cast<double>(layer.params);
-    if (bias == 0) return 1.0 / weight_share;  // also a tied layer's zero parameters
-    return params / ((params - bias) * weight_share + bias * bias_share);
+    return (params - bias - whole_bias) * co * ci + bias * co + whole_bias;
+}
+
+ConcatExchange concat_exchange(const networks::Network& network, int index, int parts) {
+    const Layer& layer = network.layers[index];
+    const std::int64_t total = layer.output_shape[0];
+    auto begin = [](std::int64_t extent, std::int64_t j, std::int64_t n) { return extent * j / n; };
+    ConcatExchange out;
+    for (std::int64_t j = 0; j < parts; ++j) {
+        const std::int64_t need_lo = begin(total, j, parts), need_hi = begin(total, j + 1, parts);
+        std::int64_t sent = 0, received = 0, offset = 0;
+        for (int input : layer.inputs) {
+            const std::int64_t c = network.layers[input].output_shape[0];
+            const std::int64_t own_lo = offset + begin(c, j, parts), own_hi = offset + begin(c, j + 1, parts);
+            const std::int64_t in_lo = std::max(need_lo, offset), in_hi = std::min(need_hi, offset + c);
+            const std::int64_t kept = std::max<std::int64_t>(0, std::min(own_hi, need_hi) - std::max(own_lo, need_lo));
+            sent += (own_hi - own_lo) - kept;
+            received += std::max<std::int64_t>(0, in_hi - in_lo) - kept;
+            offset += c;
+        }
+        out.forward_channels = std::max(out.forward_channels, sent);
+        out.backward_channels = std::max(out.backward_channels, received);
+    }
+    return out;
 }
 
 LayerDists layer_dists(const networks::Network& network, int index, const Layout& layout, const Dist& first_input_out) {

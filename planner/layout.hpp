@@ -90,14 +90,22 @@ clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int de
 clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const networks::Shape& shape,
                                         std::int64_t batch, int devices_per_node);
 
-// How many ways a layer's parameters are divided, as 1 / the busiest process's fraction: anchors
-// over co x ci (their weight tensors' output and input axes, balanced), batch norm over the
-// channels it reads split, everything else not at all. A bias is split over co only: a ci split
-// reduces the partial sums before adding it, so every ci rank holds it (Megatron-LM's
-// RowParallelLinear); attention's output-projection bias, after the heads' all-reduce, is held
-// whole by every rank (Shoeybi et al. 2019, section 3).
-double weight_shards(const networks::Layer& layer, const networks::Shape& input_shape, const Layout& layout,
-                     const Dist& in);
+// The busiest process's share of a layer's parameters (a count): anchors' weights over co x ci
+// (their output and input axes, balanced), their biases over co only (whole on every ci shard;
+// attention's output-projection bias whole on every head shard); batch norm and position
+// embeddings over the channels (hidden units) they read split; everything else whole.
+double local_parameters(const networks::Layer& layer, const networks::Shape& input_shape, const Layout& layout,
+                        const Dist& in);
+
+// A channel concat (layer `index`) whose inputs arrive split `parts` ways by channels: each input
+// comes as a balanced split of its own channels, the output is a balanced split of all of them, so
+// block j of input k is moved to the processes whose output blocks hold it (DistDL's repartition;
+// the validators' runner). The busiest process's channels (per sample and pixel of its tile):
+// sent forward, and backward the gradients of those it received, sent back.
+struct ConcatExchange {
+    std::int64_t forward_channels = 0, backward_channels = 0;
+};
+ConcatExchange concat_exchange(const networks::Network& network, int index, int parts);
 
 // "n64 x co8", "n512" (batch only), "1" for a single process.
 std::string to_string(const Layout& layout);

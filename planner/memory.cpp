@@ -85,7 +85,7 @@ LayerMemory layer_memory(const networks::Network& network, int index, const Layo
         const double saved_split = attention_heads_split(layer, layout);
         m.activation_bytes = local_batch * element_bytes * (out_share + layer.saved_elements / saved_split);
     }
-    m.local_params = layer.params / weight_shards(layer, input_shape, layout, in);
+    m.local_params = local_parameters(layer, input_shape, layout, in);
     m.weight_bytes = m.local_params * element_bytes;
     m.working_set_bytes = local_batch * element_bytes * (out_share + in_share);
     return m;

@@ -27,7 +27,7 @@ networks::Network block() {
 double local_params(const networks::Network& n, int i, const Layout& l) {
     const networks::Layer& layer = n.layers[static_cast<std::size_t>(i)];
     const Dist in{1, 1, 1, 1};
-    return static_cast<double>(layer.params) / weight_shards(layer, n.layers[layer.inputs[0]].output_shape, l, in);
+    return local_parameters(layer, n.layers[layer.inputs[0]].output_shape, l, in);
 }
 
 TEST_CASE("tensor-parallel shards: a row-parallel bias and attention's output bias are held whole", "[planner][layout]") {

@@ -482,8 +482,12 @@ TEST_CASE("invariants: pure batch's communication does not depend on the batch s
         INFO(name);
         CHECK(x.calls == y.calls);
         CHECK(x.cost.sync_total_s == y.cost.sync_total_s);
-        CHECK(x.cost.blocking_comm_s() == 0);
-        CHECK(y.cost.blocking_comm_s() == 0);
+        // Nothing blocks but batch norm's statistics (2 C values all-reduced each way: the whole
+        // batch's mean and variance), which do not depend on the batch size either.
+        CHECK(x.cost.blocking_comm_s() == y.cost.blocking_comm_s());
+        for (const CommCall& c : x.calls)
+            if (c.phase != Phase::sync) CHECK(net.layers[c.layer].kind == networks::LayerKind::batchnorm2d);
+        if (name != "resnet50") CHECK(x.cost.blocking_comm_s() == 0);
         // The compute, by contrast, scales with the local batch (32x here).
         CHECK(y.cost.fwd_compute_s == Approx(32 * x.cost.fwd_compute_s).epsilon(1e-12));
     }
@@ -529,7 +533,7 @@ TEST_CASE("a scored plan's per-layer dists are the model's dist queries", "[plan
     }
 }
 
-TEST_CASE("domain split: one halo exchange per split dimension, input forward and output gradient backward", "[planner][cost]") {
+TEST_CASE("domain split: one halo exchange per split dimension, input forward and its adjoint backward", "[planner][cost]") {
     // Two 3x3 convolutions (padding 1, no bias) on 4 x 8 x 8 images, 8 output channels each,
     // B = 4 and n = 1, so every process holds all 4 samples. Halo width floor(3/2) * 1 = 1 row or
     // column; a + n b per step with a = 1 us, 1 GB/s.
@@ -551,9 +555,9 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         //   [0,5) (row -1 is padding), [4,8) reads [3,8): 5 rows, 4 x 4 x 1 x 5 x 4 = 320 B, 1.320e-6 s.
         // conv1 backward: none. Its input (the data) needs no gradient, and its weight gradient
         //   (sum of dY x X over its own positions) reads the input halo it already has.
-        // conv2 forward and backward: 8 channels both ways, rows 4 x 8 x 1 x 4 x 4 = 512 B
-        //   (1.512e-6 s) and columns 4 x 8 x 1 x 5 x 4 = 640 B (1.640e-6 s), each twice (the output
-        //   gradient's blocks read 5 rows too: 3 x 3, stride 1, padding 1).
+        // conv2 forward and backward: its input's 8 channels, rows 4 x 8 x 1 x 4 x 4 = 512 B
+        //   (1.512e-6 s) and columns 4 x 8 x 1 x 5 x 4 = 640 B (1.640e-6 s), each twice: backward
+        //   the adjoint returns the ghost cells' gradients along the same lines (DistDL).
         // halo = 1.256e-6 + 1.320e-6 + 2 x (1.512e-6 + 1.640e-6) = 8.88e-6 s (8.56e-6 without the
         //   corners, 11.584e-6 before issue 16 with conv1's needless backward halo)
         CHECK(plan.cost.comm(CommKind::halo) == Approx(8.88e-6).epsilon(1e-12));
@@ -583,8 +587,9 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         CostModel model(net, cluster, options(4, 4));
         ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 1, 4}));
         // conv1 forward: 4 x 4 x 1 column x 8 rows x 4 B = 512 B; inner parts have two neighbours:
-        //   2 (1e-6 + 0.512e-6) = 3.024e-6 s. conv2's exchanges carry 8 channels: 1024 B,
-        //   2 (1e-6 + 1.024e-6) = 4.048e-6 s, forward and backward (conv1 has no backward halo).
+        //   2 (1e-6 + 0.512e-6) = 3.024e-6 s. conv2's exchanges carry its input's 8 channels:
+        //   1024 B, 2 (1e-6 + 1.024e-6) = 4.048e-6 s, forward and (the adjoint) backward; conv1 has
+        //   no backward halo.
         CHECK(plan.cost.comm(CommKind::halo) == Approx(3.024e-6 + 2 * 4.048e-6).epsilon(1e-12));
     }
 }
@@ -610,13 +615,119 @@ TEST_CASE("domain split: halo widths of unpadded and strided convolutions are th
     // conv1 forward: output [0,9) reads input [0,13), 3 rows past its block [0,10); [18,28) reads
     //   [18,32), 3 rows before [21,32): width 3 (floor(5/2) = 2 would miss a row):
     //   3 samples x 1 channel x 3 rows x 32 columns x 4 B = 1152 B.
+    //   The busiest block (the middle one) sends 3 rows to each neighbour: 3 rows per message.
     // conv2 forward: output [4,8) reads input rows [8,17) (one before [9,18)), [8,13) reads [16,27)
-    //   (two before [18,28)), [0,4) reads [0,9) (none): width 2: 3 x 2 x 2 x 28 x 4 = 1344 B.
-    // conv2 backward (output-gradient halo): input rows [0,9) get contributions from output rows
-    //   o with 2 o + t in [0,9), t < 3: o in [0,4], one past [0,4); [9,18): o in [4,8], one past
-    //   [4,8); [18,28): o in [8,13): none. Width 1: 3 x 2 x 1 x 13 x 4 = 312 B.
+    //   (two before [18,28)), [0,4) reads [0,9) (none). The busiest block sends or receives 2 rows
+    //   (the middle one sends 2 down, the last receives 2); a three-part line's exchange is two
+    //   messages per block (clusters::halo_exchange_seconds), so 1 row each:
+    //   3 x 2 channels x 1 x 28 x 4 = 672 B (before: the widest halo, 2 rows, in each message: 1344 B,
+    //   twice what any block moves).
+    // conv2 backward: the adjoint of its forward halo returns the gradients of those ghost rows to
+    //   their owners, the same messages reversed: 672 B (before: a halo of the output gradient,
+    //   13 columns wide, 312 B, which the runner does not send; the byte ledger found it).
     CHECK(halo.size() == 3);  // conv1 has no backward halo (its input needs no gradient)
     CHECK(halo[{1, Phase::forward}] == 1152);
-    CHECK(halo[{2, Phase::forward}] == 1344);
-    CHECK(halo[{2, Phase::backward}] == 312);
+    CHECK(halo[{2, Phase::forward}] == 672);
+    CHECK(halo[{2, Phase::backward}] == 672);
+}
+
+TEST_CASE("batch norm under a batch split all-reduces its 2 C statistics both ways", "[planner][cost]") {
+    // conv (3 -> 4 channels, 3 x 3, padding 1) then batch norm on 8 x 8 maps, B = 4 split 2 ways
+    // (n = 2). The sequential layer's statistics are the whole batch's: sum and sum of squares of
+    // each of the 4 channels forward, sum dy and sum dy xhat backward: 2 x 4 x 4 B = 32 B each
+    // way, all-reduced over the 2 processes (a = 1 us, 1 GB/s): recursive doubling, one step,
+    // 1e-6 + 32e-9 = 1.032e-6 s (ring: 2 (1e-6 + 16e-9) = 2.032e-6). Before: none under a batch
+    // split, which the validators' runner (and the sequential result) contradicted.
+    networks::Network net = networks::parse_network(Json::parse(R"({
+        "name": "conv_bn", "batch": 4, "input": {"shape": [3, 8, 8]},
+        "layers": [
+            {"name": "conv", "kind": "conv2d", "out_channels": 4, "kernel": 3, "padding": 1, "bias": false},
+            {"name": "bn", "kind": "batchnorm2d"}
+        ]})"),
+                                                     "inline.json");
+    const clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(2, 4));
+    std::vector<Layout> layouts(net.layers.size());
+    layouts[1] = Layout{2, 1, 1, 1, 1};
+    ScoredPlan plan = model.score(layouts);
+    std::vector<Phase> phases;
+    for (const CommCall& c : plan.calls) {
+        if (c.layer != 2 || c.phase == Phase::sync) continue;
+        phases.push_back(c.phase);
+        CHECK(c.collective == Collective::all_reduce);
+        CHECK(c.group.size == 2);
+        CHECK(c.bytes == 32);
+        CHECK(c.seconds == Approx(1.032e-6).epsilon(1e-12));
+    }
+    CHECK(phases == std::vector<Phase>{Phase::forward, Phase::backward});
+}
+
+TEST_CASE("an all-gather of uneven channel blocks moves the largest block to every peer", "[planner][cost]") {
+    // conv1 (1 -> 6 channels, 5 x 5) on 32 x 32 -> 6 x 28 x 28, output channels split 4 ways:
+    // balanced blocks [0,1) [1,3) [3,4) [4,6), 1 + 2 + 1 + 2 channels. conv2 (co = 4, ci = 1) reads
+    // all 6 channels on every process: an all-gather over the 4. The processes holding 2 channels
+    // send them to the 3 others: 8 samples x 2 x 28 x 28 x 4 B = 50176 B to each, as a collective
+    // of 4 such blocks, 200704 B (not the tensor's 8 x 6 x 28 x 28 x 4 = 150528 B, whose quarter
+    // 37632 B is less than the 50176 B the busiest process sends; the byte ledger measures it).
+    networks::Network net = networks::parse_network(Json::parse(R"({
+        "name": "uneven_gather", "batch": 8, "input": {"shape": [1, 32, 32]},
+        "layers": [
+            {"name": "conv1", "kind": "conv2d", "out_channels": 6, "kernel": 5},
+            {"name": "conv2", "kind": "conv2d", "out_channels": 16, "kernel": 5}
+        ]})"),
+                                                     "inline.json");
+    const clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(4, 8));
+    std::vector<Layout> layouts(net.layers.size());
+    layouts[1] = Layout{1, 4, 1, 1, 1};
+    layouts[2] = Layout{1, 4, 1, 1, 1};
+    ScoredPlan plan = model.score(layouts);
+    int gathers = 0;
+    for (const CommCall& c : plan.calls) {
+        if (c.kind != CommKind::redistribution) continue;
+        ++gathers;
+        CHECK(c.layer == 2);
+        CHECK(c.phase == Phase::forward);  // backward the whole gradient is sliced: free
+        CHECK(c.collective == Collective::all_gather);
+        CHECK(c.group.size == 4);
+        CHECK(c.bytes == 200704);
+    }
+    CHECK(gathers == 1);
+}
+
+TEST_CASE("a channel concat under a channel split moves the input blocks that other output blocks hold",
+          "[planner][cost]") {
+    // a (4 -> 3 channels) and b (4 -> 5 channels), both 1 x 1 convolutions of the 4 x 4 input,
+    // output channels split 2 ways (co = 2, P = 2, B = 2): a's blocks [0,1) [1,3), b's [0,2) [2,5),
+    // at offsets 0 and 3 of the concat's 8 channels, whose own blocks are [0,4) [4,8).
+    // Process 0 holds channels {0} of a and {3, 4} of b; its output block [0,4) keeps 0 and 3 and
+    // sends channel 4; it lacks 1 and 2 (received). Process 1 holds a's {1, 2} and b's {5, 6, 7}:
+    // keeps 5..7, sends 1 and 2, receives 4. Busiest forward: 2 channels sent, backward (the
+    // gradients of what was received, sent back): 2 channels. A channel per sample and pixel:
+    // 2 samples x 4 x 4 x 4 B = 128 B, so the busiest sends 256 B: an all-to-all over the 2 of
+    // 512 B ((g - 1) / g of it each), forward and backward. Before: nothing.
+    networks::Network net = networks::parse_network(Json::parse(R"({
+        "name": "concat_split", "batch": 2, "input": {"shape": [4, 4, 4]},
+        "layers": [
+            {"name": "a", "kind": "conv2d", "out_channels": 3, "kernel": 1, "inputs": ["input"]},
+            {"name": "b", "kind": "conv2d", "out_channels": 5, "kernel": 1, "inputs": ["input"]},
+            {"name": "cat", "kind": "concat", "inputs": ["a", "b"]}
+        ]})"),
+                                                     "inline.json");
+    const clusters::Cluster cluster = hand_cluster();
+    CostModel model(net, cluster, options(2, 2));
+    std::vector<Layout> layouts(net.layers.size());
+    layouts[1] = Layout{1, 2, 1, 1, 1};
+    layouts[2] = Layout{1, 2, 1, 1, 1};
+    ScoredPlan plan = model.score(layouts);
+    std::vector<Phase> phases;
+    for (const CommCall& c : plan.calls) {
+        if (c.kind != CommKind::redistribution) continue;
+        phases.push_back(c.phase);
+        CHECK(c.layer == 3);
+        CHECK(c.collective == Collective::all_to_all);
+        CHECK(c.group.size == 2);
+        CHECK(c.bytes == 512);
+    }
+    CHECK(phases == std::vector<Phase>{Phase::forward, Phase::backward});
 }

@@ -43,27 +43,33 @@ assert [x["bytes_to_peer"] for x in e["measured"]] == [{"1": 18816}, {"0": 18816
 assert e["model_rank_bytes"] == 18816, e
 collective(m, 4, "backward", 37632)
 
-# domain (rows split 2 ways): the ledger finds three places where the cost model's calls differ
-# from what the runner must send (validators/README.md, "The byte ledger").
+# domain (columns split 2 ways): the halos, pooling halos and their adjoints agree; the gather of
+# the flattened pool2 into fc1 is the one open difference (validators/README.md, "The byte ledger").
 d = plans["domain"]
 assert d["check"]["passed"], d["check"]
-assert not d["ledger"]["agrees"]
-# conv1's input halo: 2 rows of 1 x 32 per sample each way, 8 x 2 x 32 x 4 = 2048 B: agrees.
+# conv1's input halo: 2 columns of 32 x 1 per sample each way, 8 x 2 x 32 x 4 = 2048 B: agrees.
 e = entry(d, 1, "forward", "halo")
 assert e["bytes_agree"] and [x["bytes"] for x in e["measured"]] == [2048, 2048], e
-# conv2 backward: the runner returns the forward halo's ghost gradients (the adjoint: 6 input
-# channels x 2 rows x 14 columns, 8 x 6 x 2 x 14 x 4 = 5376 B); the model charges a halo of the
-# output gradient (16 channels x 2 rows x 10 columns: 8 x 16 x 2 x 10 x 4 = 10240 B).
+# conv2 backward: the adjoint returns the forward halo's ghost gradients (input channels: 8 x 6 x
+# 2 x 14 x 4 = 5376 B), which the plan now charges (before: a halo of the output gradient,
+# 8 x 16 x 2 x 10 x 4 = 10240 B).
 e = entry(d, 4, "backward", "halo")
-assert e["planned"] == [{"group_size": 2, "bytes": 10240}] and e["largest_rank_bytes"] == 5376, e
-# pool2 (2 x 2, stride 2): conv2's 10 rows split 5 + 5, pool2's 5 output rows 2 + 3; rank 1's
-# windows start at input row 4, which rank 0 holds: 8 x 16 x 1 x 10 x 4 = 5120 B, not in the plan.
-e = entry(d, 6, "forward", "halo")
-assert e["planned"] == [] and [x["bytes"] for x in e["measured"]] == [5120, 0], e
-# fc1 gathers pool2's rows 2 + 3: rank 1 sends 8 x 16 x 3 x 5 x 4 = 7680 B, rank 0 5120 B; the
-# plan's all-gather of 12800 B over 2 has each rank send half, 6400 B.
+assert e["planned"] == [{"group_size": 2, "bytes": 5376}] and e["largest_rank_bytes"] == 5376, e
+assert e["bytes_agree"], e
+# pool2 (2 x 2, stride 2): conv2's 10 columns split 5 + 5, pool2's 5 output columns 2 + 3; rank 1's
+# windows start at input column 4, which rank 0 holds: 8 x 16 x 10 x 1 x 4 = 5120 B, forward, and
+# its gradient back; the plan charges it now (before: nothing, windows do not overlap).
+for phase in ["forward", "backward"]:
+    e = entry(d, 6, phase, "halo")
+    assert e["planned"] == [{"group_size": 2, "bytes": 5120}] and e["bytes_agree"], e
+fwd, bwd = entry(d, 6, "forward", "halo"), entry(d, 6, "backward", "halo")
+assert [x["bytes"] for x in fwd["measured"]] == [5120, 0] and [x["bytes"] for x in bwd["measured"]] == [0, 5120], (fwd, bwd)
+# fc1 gathers pool2's columns 2 + 3: rank 1 sends 8 x 16 x 5 x 3 x 4 = 7680 B, rank 0 5120 B. The
+# plan's all-gather of the flattened tensor takes its 400 features as split 200 + 200 (6400 B):
+# the flattened split's real blocks (160 + 240) are open.
 e = entry(d, 8, "forward", "redistribution")
 assert [x["bytes"] for x in e["measured"]] == [5120, 7680] and e["model_rank_bytes"] == 6400, e
+assert not d["ledger"]["agrees"] and all("fc1 forward redistribution" in m for m in d["ledger"]["mismatches"]), d["ledger"]
 print("ok")
 PY
 [ $? = 0 ] || exit 1
