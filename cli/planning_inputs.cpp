@@ -1,5 +1,6 @@
 // Turning the planner's command-line options into a network, a cluster and PlannerOptions,
 // shared by `plan`, `report` and `sweep` so they check their inputs the same way.
+#include <algorithm>
 #include <filesystem>
 
 #include "cli/commands.hpp"
@@ -7,6 +8,30 @@
 #include "planner/plan.hpp"
 
 namespace dnnplan::cli {
+
+namespace {
+// --processes-per-node K fits the cluster and P; P fits the nodes at the largest k tried.
+void check_processes_per_node(const PlanningArgs& args, const clusters::Cluster& cluster, const std::string& cluster_path) {
+    const int fixed = args.processes_per_node;
+    if (fixed > 0) {
+        if (std::string problem = clusters::processes_per_node_problem(cluster, fixed); !problem.empty())
+            throw InputError("dnnplan", "--processes-per-node", problem);
+        if (args.procs % fixed != 0)
+            throw InputError("dnnplan", "--processes-per-node",
+                             std::to_string(fixed) + " processes per node do not divide P = " + std::to_string(args.procs));
+    }
+    const int most = fixed > 0 ? fixed
+                     : args.search_processes_per_node ? clusters::processes_per_node_choices(cluster).back()
+                                                      : 1;
+    const bool fits = most == 1 ? args.procs <= cluster.total_devices() : (args.procs + most - 1) / most <= cluster.nodes;
+    if (!fits)
+        throw InputError(cluster_path, "/nodes",
+                         "P = " + std::to_string(args.procs) + " exceeds the cluster's " +
+                             (most == 1 ? std::to_string(cluster.total_devices()) + " devices"
+                                        : std::to_string(cluster.nodes) + " nodes x " + std::to_string(most) +
+                                              " processes per node"));
+}
+}  // namespace
 
 planner::PlannerOptions planner_options(const PlanningArgs& args, const networks::Network& network,
                                         const clusters::Cluster& cluster, const std::string& net_path,
@@ -23,10 +48,8 @@ planner::PlannerOptions planner_options(const PlanningArgs& args, const networks
     options.overlap_sync = !args.no_overlap;
     options.roofline = args.roofline;
     options.compute = planner::parse_compute_model(args.compute).value_or(planner::ComputeModel::per_operation);
-    if (args.procs > cluster.total_devices())
-        throw InputError(cluster_path, "/nodes",
-                         "P = " + std::to_string(args.procs) + " exceeds the cluster's " +
-                             std::to_string(cluster.total_devices()) + " devices");
+    check_processes_per_node(args, cluster, cluster_path);
+    options.processes_per_node = std::max(1, args.processes_per_node);
     if (args.procs > (1 << 22)) throw InputError("dnnplan", "", "--procs above 4194304 is not supported");
     if (!cluster.supports(options.dtype))
         throw InputError(cluster_path, "/device/peak_flops", "no peak rate for " + to_string(options.dtype));
