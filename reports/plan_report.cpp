@@ -33,7 +33,8 @@ std::string header(const planner::CostModel& model, const TextOptions& t) {
     return wrap("dnnplan: " + terminal_safe(model.network().name) + " on " + terminal_safe(model.cluster().name) +
                     ", P = " + std::to_string(o.procs) +
                     (o.processes_per_node != 1 ? " (" + std::to_string(o.processes_per_node) + " processes per node on " +
-                                                     std::to_string(o.procs / o.processes_per_node) + " nodes)"
+                                                     std::to_string(o.procs / o.processes_per_node) +
+                                                     (o.procs == o.processes_per_node ? " node)" : " nodes)")
                                                : std::string()) +
                     ", batch " + std::to_string(o.batch) + " (" +
                     to_string(o.dtype) + ", " + planner::to_string(o.optimizer) +
