@@ -277,17 +277,16 @@ void check_applicable(const PlanOptions& o, const CLI::App& cmd) {
 // The processes-per-node search, one line per k tried (text output; nothing when only k = 1 was).
 std::string placement_text(const std::vector<planner::PlacementTrial>& trials) {
     if (trials.size() < 2) return "";
-    std::string out = "\nprocesses per node (P / k nodes):";
+    std::string out = "\nprocesses per node k (P / k nodes), best plan:\n";
     for (const auto& t : trials) {
-        out += " k=" + std::to_string(t.processes_per_node) + " ";
+        std::string what = t.best_iteration_s > 0 ? human_seconds(t.best_iteration_s) : "none feasible";
         if (t.outcome != planner::PlacementOutcome::searched)
-            out += "(" + planner::to_string(t.outcome) +
-                   (t.outcome == planner::PlacementOutcome::bounded_out ? " " + human_seconds(t.lower_bound_s) : "") + ")";
-        else
-            out += t.best_iteration_s > 0 ? human_seconds(t.best_iteration_s) : "(none feasible)";
-        out += ";";
+            what = "not searched: " + planner::to_string(t.outcome) +
+                   (t.outcome == planner::PlacementOutcome::bounded_out ? " " + human_seconds(t.lower_bound_s) : "");
+        char line[160];
+        std::snprintf(line, sizeof line, "  k=%-4d %s\n", t.processes_per_node, what.c_str());
+        out += line;
     }
-    out.back() = '\n';
     return out;
 }
 

@@ -20,16 +20,22 @@ void check_processes_per_node(const PlanningArgs& args, const clusters::Cluster&
             throw InputError("dnnplan", "--processes-per-node",
                              std::to_string(fixed) + " processes per node do not divide P = " + std::to_string(args.procs));
     }
-    const int most = fixed > 0 ? fixed
-                     : args.search_processes_per_node ? clusters::processes_per_node_choices(cluster).back()
-                                                      : 1;
-    const bool fits = most == 1 ? args.procs <= cluster.total_devices() : (args.procs + most - 1) / most <= cluster.nodes;
-    if (!fits)
+    // The k that may be used: the one given, the search's choices, or 1.
+    std::vector<int> ks{std::max(1, fixed)};
+    if (fixed == 0 && args.search_processes_per_node) ks = clusters::processes_per_node_choices(cluster);
+    std::string tried;
+    for (int k : ks) {
+        if (k == 1 ? args.procs <= cluster.total_devices() : args.procs % k == 0 && args.procs / k <= cluster.nodes)
+            return;
+        tried += (tried.empty() ? "" : ", ") + std::to_string(k);
+    }
+    if (ks == std::vector<int>{1})
         throw InputError(cluster_path, "/nodes",
                          "P = " + std::to_string(args.procs) + " exceeds the cluster's " +
-                             (most == 1 ? std::to_string(cluster.total_devices()) + " devices"
-                                        : std::to_string(cluster.nodes) + " nodes x " + std::to_string(most) +
-                                              " processes per node"));
+                             std::to_string(cluster.total_devices()) + " devices");
+    throw InputError(cluster_path, "/nodes",
+                     "P = " + std::to_string(args.procs) + " does not fit the cluster's " + std::to_string(cluster.nodes) +
+                         " nodes at any processes per node k that divides it (k = " + tried + ": P / k nodes)");
 }
 }  // namespace
 

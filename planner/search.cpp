@@ -65,7 +65,7 @@ PlacementSearch search_processes_per_node(const networks::Network& network, cons
         PlacementTrial trial{k, PlacementOutcome::searched, compute_lower_bound(network, cluster, options, k), 0};
         if (options.procs % k != 0)
             trial.outcome = PlacementOutcome::not_divisible;
-        else if (options.procs / k > cluster.nodes)
+        else if (k == 1 ? options.procs > cluster.total_devices() : options.procs / k > cluster.nodes)
             trial.outcome = PlacementOutcome::too_few_nodes;
         else if (best > 0 && trial.lower_bound_s >= best)
             trial.outcome = PlacementOutcome::bounded_out;

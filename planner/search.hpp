@@ -33,7 +33,7 @@ SearchResult search(const CostModel& model, const SearchOptions& options = {});
 enum class PlacementOutcome {
     searched,       // every family searched on the cluster viewed with k processes per node
     not_divisible,  // P is not a multiple of k
-    too_few_nodes,  // P / k nodes exceed the cluster's
+    too_few_nodes,  // P / k nodes exceed the cluster's (k = 1: P exceeds its devices)
     bounded_out,    // its compute lower bound is already no better than a smaller k's best plan
 };
 std::string to_string(PlacementOutcome outcome);

@@ -210,7 +210,9 @@ run plan --plan "$work/ppn.json" --cluster dgx-a100
 check "a k = 2 plan on a cluster without cores exits 2" [ "$status" -eq 2 ]
 check "... naming the plan's processes_per_node" grep -q '/processes_per_node: cluster dgx-a100 does not describe its cores' "$work/stderr"
 run --net lenet5 --procs 8 --cluster frontera
-check "without --processes-per-node plan searches k" grep -q '^processes per node (P / k nodes): k=1 .*; k=2 .*; k=4 .*; k=8 .*; k=56 (P not a multiple)$' "$work/stdout"
+check "without --processes-per-node plan searches k" grep -q '^processes per node k (P / k nodes), best plan:$' "$work/stdout"
+check "... over 1, 2, 4, 8 and 56 cores" bash -c 'grep "^  k=" "$1" | tr -s " " | cut -d" " -f2 | paste -sd, | grep -qx "k=1,k=2,k=4,k=8,k=56"' _ "$work/stdout"
+check "... and says why k = 56 is not tried at P = 8" grep -q '^  k=56   not searched: P not a multiple$' "$work/stdout"
 run --net lenet5 --procs 8 --cluster dgx-a100
 check "GPU clusters print no search over k" bash -c '! grep -q "processes per node" "$1"' _ "$work/stdout"
 # --- end of processes per node ---------------------------------------------------------------------
