@@ -84,6 +84,10 @@ struct PlanningArgs {
     bool no_overlap = false;
     bool roofline = false;
     std::string compute = "per-operation";  // planner/compute.hpp
+    // --processes-per-node K (plan only); 0: 1, or searched when search_processes_per_node is set
+    // (plan without an explicit pipeline, on a cluster that describes its cores).
+    int processes_per_node = 0;
+    bool search_processes_per_node = false;
     networks::LoadOptions load;  // --allow-unknown-ops (ONNX import)
 };
 // One search candidate replayed so: {predicted_s, simulated_s, wall_s}, or {error} when the replay

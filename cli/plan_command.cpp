@@ -60,6 +60,10 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     add_input_shape_option(app, p.load);
     app->add_option("--procs,-p", p.procs, "number of processes P")->check(positive_integer());
     app->add_option("--cluster", p.cluster, "cluster file or preset name (see `dnnplan clusters`)")->capture_default_str();
+    app->add_option("--processes-per-node", p.processes_per_node,
+                    "processes sharing each node of a cluster that describes its cores (K divides them; P / K nodes); "
+                    "default: searched over 1, the powers of two dividing the cores and the core count")
+        ->check(positive_integer());
     add_model_options(app, p);
     app->add_option("--top", o.top, "how many ranked strategies to show")->capture_default_str()->check(positive_integer());
     app->add_option("--format", o.format, "text, json or csv")->capture_default_str()->check(CLI::IsMember({"text", "json", "csv"}));
@@ -153,6 +157,7 @@ int run_plan_file(const PlanOptions& o) {
     candidate.strategy = request.strategy;
     candidate.label = request.label;
     candidate.pipeline = planner::pipeline_for(request, model, o.plan_file);
+    candidate.processes_per_node = request.options.processes_per_node;
     candidate.plan = candidate.pipeline.active() ? planner::score_pipeline(model, candidate.pipeline, layouts).plan
                                                  : model.score(layouts);
     planner::Plan plan = planner::make_plan(model, candidate, {request.network_source, request.cluster_source});
@@ -269,6 +274,22 @@ void check_applicable(const PlanOptions& o, const CLI::App& cmd) {
                           << " carries every column and layer\n";
 }
 
+// The processes-per-node search, one line per k tried (text output; nothing when only k = 1 was).
+std::string placement_text(const std::vector<planner::PlacementTrial>& trials) {
+    if (trials.size() < 2) return "";
+    std::string out = "\nprocesses per node k (P / k nodes), best plan:\n";
+    for (const auto& t : trials) {
+        std::string what = t.best_iteration_s > 0 ? human_seconds(t.best_iteration_s) : "none feasible";
+        if (t.outcome != planner::PlacementOutcome::searched)
+            what = "not searched: " + planner::to_string(t.outcome) +
+                   (t.outcome == planner::PlacementOutcome::bounded_out ? " " + human_seconds(t.lower_bound_s) : "");
+        char line[160];
+        std::snprintf(line, sizeof line, "  k=%-4d %s\n", t.processes_per_node, what.c_str());
+        out += line;
+    }
+    return out;
+}
+
 int run_plan(const PlanOptions& o) {
     if (!o.plan_file.empty()) return run_plan_file(o);
     // --simulate-top under mpirun: every rank plans (the search is deterministic), the replays are
@@ -280,7 +301,10 @@ int run_plan(const PlanOptions& o) {
     std::optional<sweep::Session> session;
     if (o.simulate_top > 0) session.emplace(o.simulate_run);
     if (session && session->rank() != 0) std::cout.setstate(std::ios::failbit);
-    const PlanningArgs& p = o.planning;
+    const bool explicit_pipeline = o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0 ||
+                                   o.interleave > 0 || o.micro_batch_size > 0;
+    PlanningArgs p = o.planning;
+    p.search_processes_per_node = p.processes_per_node == 0 && !explicit_pipeline;
     PlanningInputs in = load_planning_inputs(p);
     const networks::Network& network = in.network;
     const clusters::Cluster& cluster = in.cluster;
@@ -291,8 +315,7 @@ int run_plan(const PlanOptions& o) {
         throw InputError("dnnplan", "--micro-batches",
                          "applies to an explicit pipeline: give --stages S too (--stages 1 for micro-batches without "
                          "pipelining)");
-    if (o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0 || o.interleave > 0 ||
-        o.micro_batch_size > 0) {
+    if (explicit_pipeline) {
         planner::PipelineSpec spec;
         spec.tensor = std::max(1, o.tensor);
         spec.stages = std::max(1, o.stages);
@@ -323,6 +346,7 @@ int run_plan(const PlanOptions& o) {
         candidate.label = planner::pipeline_label(pc.spec, pc.score);
         candidate.pipeline = pc.spec;
         candidate.plan = std::move(pc.score.plan);
+        candidate.processes_per_node = options.processes_per_node;
         planner::Plan plan = planner::make_plan(model, candidate, {p.net, p.cluster});
         int status = emit_scored_plan(o, model, plan, "this pipeline");
         if (status == 0) write_predicted_trace(o, model, candidate);
@@ -330,16 +354,25 @@ int run_plan(const PlanOptions& o) {
     }
     if (o.simulate_top > 0 && o.format != "text")
         throw InputError("dnnplan", "--simulate-top", "--simulate-top prints a text table; use --format text");
-    planner::SearchResult result = planner::search(model);
-    reports::PlanReportInput input{&model, &result, o.top, text_options(o)};
+    planner::PlacementSearch placed;
+    if (p.search_processes_per_node) {
+        placed = planner::search_processes_per_node(network, cluster, options);
+    } else {
+        placed.model = std::make_unique<planner::CostModel>(network, cluster, options);
+        placed.result = planner::search(*placed.model);
+    }
+    const planner::CostModel& chosen = *placed.model;  // the model of the k the search kept
+    const planner::SearchResult& result = placed.result;
+    reports::PlanReportInput input{&chosen, &result, o.top, text_options(o)};
     const planner::Candidate* best = result.best();
     planner::Plan plan;
-    if (best) plan = planner::make_plan(model, *best, {p.net, p.cluster});
+    if (best) plan = planner::make_plan(chosen, *best, {p.net, p.cluster});
     std::string text = o.format == "json"  ? reports::plan_json(input, plan)
                        : o.format == "csv" ? reports::plan_csv(input)
                                            : reports::plan_text(input);
     std::cout << text;
-    if (o.simulate_top > 0 && best) std::cout << simulated_ranking(model, result, o.simulate_top, p, *session, o.simulate_run);
+    if (o.format == "text") std::cout << placement_text(placed.trials);
+    if (o.simulate_top > 0 && best) std::cout << simulated_ranking(chosen, result, o.simulate_top, p, *session, o.simulate_run);
     if (!best) {
         // The reasons of the closest candidates (ranked: infeasible ones by iteration time).
         std::cerr << "dnnplan: no feasible plan among " << result.ranked.size() << " candidates; the closest:\n";
@@ -349,10 +382,10 @@ int run_plan(const PlanOptions& o) {
         return 1;
     }
     if (!o.out.empty() && (!session || session->rank() == 0)) {
-        write_file_atomically(o.out, json_text(planner::plan_to_json(plan, model), 2) + "\n");
+        write_file_atomically(o.out, json_text(planner::plan_to_json(plan, chosen), 2) + "\n");
         confirm_written(o.out, "best " + written_summary(plan));
     }
-    if (!session || session->rank() == 0) write_predicted_trace(o, model, *best);
+    if (!session || session->rank() == 0) write_predicted_trace(o, chosen, *best);
     return 0;
 }
 
@@ -378,7 +411,7 @@ Command add_plan_command(CLI::App& app) {
                 o->cluster_given = cmd->count("--cluster") > 0;
                 check_applicable(*o, *cmd);
                 if (!o->plan_file.empty())
-                    for (const char* name : {"--procs", "--batch", "--dtype", "--optimizer", "--no-overlap",
+                    for (const char* name : {"--procs", "--processes-per-node", "--batch", "--dtype", "--optimizer", "--no-overlap",
                                              "--roofline", "--compute", "--top", "--stages", "--micro-batches", "--replicas",
                                              "--tensor", "--schedule", "--zero", "--recompute", "--micro-batch-size",
                                              "--sequence-parallel", "--interleave"})

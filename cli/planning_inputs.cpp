@@ -1,5 +1,6 @@
 // Turning the planner's command-line options into a network, a cluster and PlannerOptions,
 // shared by `plan`, `report` and `sweep` so they check their inputs the same way.
+#include <algorithm>
 #include <filesystem>
 
 #include "cli/commands.hpp"
@@ -7,6 +8,36 @@
 #include "planner/plan.hpp"
 
 namespace dnnplan::cli {
+
+namespace {
+// --processes-per-node K fits the cluster and P; P fits the nodes at the largest k tried.
+void check_processes_per_node(const PlanningArgs& args, const clusters::Cluster& cluster, const std::string& cluster_path) {
+    const int fixed = args.processes_per_node;
+    if (fixed > 0) {
+        if (std::string problem = clusters::processes_per_node_problem(cluster, fixed); !problem.empty())
+            throw InputError("dnnplan", "--processes-per-node", problem);
+        if (args.procs % fixed != 0)
+            throw InputError("dnnplan", "--processes-per-node",
+                             std::to_string(fixed) + " processes per node do not divide P = " + std::to_string(args.procs));
+    }
+    // The k that may be used: the one given, the search's choices, or 1.
+    std::vector<int> ks{std::max(1, fixed)};
+    if (fixed == 0 && args.search_processes_per_node) ks = clusters::processes_per_node_choices(cluster);
+    std::string tried;
+    for (int k : ks) {
+        if (k == 1 ? args.procs <= cluster.total_devices() : args.procs % k == 0 && args.procs / k <= cluster.nodes)
+            return;
+        tried += (tried.empty() ? "" : ", ") + std::to_string(k);
+    }
+    if (ks == std::vector<int>{1})
+        throw InputError(cluster_path, "/nodes",
+                         "P = " + std::to_string(args.procs) + " exceeds the cluster's " +
+                             std::to_string(cluster.total_devices()) + " devices");
+    throw InputError(cluster_path, "/nodes",
+                     "P = " + std::to_string(args.procs) + " does not fit the cluster's " + std::to_string(cluster.nodes) +
+                         " nodes at any processes per node k that divides it (k = " + tried + ": P / k nodes)");
+}
+}  // namespace
 
 planner::PlannerOptions planner_options(const PlanningArgs& args, const networks::Network& network,
                                         const clusters::Cluster& cluster, const std::string& net_path,
@@ -23,10 +54,8 @@ planner::PlannerOptions planner_options(const PlanningArgs& args, const networks
     options.overlap_sync = !args.no_overlap;
     options.roofline = args.roofline;
     options.compute = planner::parse_compute_model(args.compute).value_or(planner::ComputeModel::per_operation);
-    if (args.procs > cluster.total_devices())
-        throw InputError(cluster_path, "/nodes",
-                         "P = " + std::to_string(args.procs) + " exceeds the cluster's " +
-                             std::to_string(cluster.total_devices()) + " devices");
+    check_processes_per_node(args, cluster, cluster_path);
+    options.processes_per_node = std::max(1, args.processes_per_node);
     if (args.procs > (1 << 22)) throw InputError("dnnplan", "", "--procs above 4194304 is not supported");
     if (!cluster.supports(options.dtype))
         throw InputError(cluster_path, "/device/peak_flops", "no peak rate for " + to_string(options.dtype));

@@ -133,6 +133,7 @@ simulator::SimResult simulate_document(const Json& json, const std::string& sour
     if (!cluster.supports(request.options.dtype))
         throw InputError(source, "/dtype",
                          "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
+    planner::check_request_fits_cluster(request, cluster, source);  // P and processes per node
     planner::CostModel model(loaded->network, cluster, request.options);
     std::vector<planner::Layout> layouts = planner::layouts_for(request, model, source);
     // Pipelines (stages, micro-batches, replicas, ZeRO, recomputation) are predicted by

@@ -69,7 +69,7 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
 
 Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys(
-        {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps", "gemm"});
+        {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps", "cores", "gemm"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -92,12 +92,17 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
                           std::to_string(device.reserved_bytes) + ": nothing would be left for the model");
     }
     device.memory_bandwidth_Bps = reader.number(node, "memory_bandwidth_Bps", kMemoryBandwidth);
+    if (node.has("cores")) device.cores = reader.small_int(node.child("cores"), 1);
     if (node.has("gemm")) {
         SpecNode gemm = node.child("gemm");
         gemm.check_keys({"tile_m", "tile_n", "units", "efficiency"});
         device.gemm.tile_m = reader.small_int(gemm.child("tile_m"), 1);
         device.gemm.tile_n = reader.small_int(gemm.child("tile_n"), 1);
-        device.gemm.units = reader.small_int(gemm.child("units"), 1);
+        // On a CPU the units are the cores: described once, by device.cores.
+        if (device.cores > 0 && gemm.has("units"))
+            gemm.child("units").fail("is device.cores (" + std::to_string(device.cores) +
+                                     ") on a device that gives its cores; leave it out");
+        device.gemm.units = device.cores > 0 ? device.cores : reader.small_int(gemm.child("units"), 1);
         device.gemm.efficiency = reader.number(gemm, "efficiency", kFraction);
     }
     return device;
@@ -340,11 +345,13 @@ Json to_json(const Cluster& cluster) {
              {"memory_bandwidth_Bps", sourced(c, "/device/memory_bandwidth_Bps", c.device.memory_bandwidth_Bps)}};
     if (c.device.reserved_bytes > 0)
         out["device"]["reserved_bytes"] = sourced(c, "/device/reserved_bytes", c.device.reserved_bytes);
-    if (c.device.gemm.described())
+    if (c.device.cores > 0) out["device"]["cores"] = sourced(c, "/device/cores", c.device.cores);
+    if (c.device.gemm.described()) {
         out["device"]["gemm"] = Json{{"tile_m", sourced(c, "/device/gemm/tile_m", c.device.gemm.tile_m)},
                                      {"tile_n", sourced(c, "/device/gemm/tile_n", c.device.gemm.tile_n)},
-                                     {"units", sourced(c, "/device/gemm/units", c.device.gemm.units)},
                                      {"efficiency", sourced(c, "/device/gemm/efficiency", c.device.gemm.efficiency)}};
+        if (c.device.cores == 0) out["device"]["gemm"]["units"] = sourced(c, "/device/gemm/units", c.device.gemm.units);
+    }
     // A zero intra-node link means "not given" (one device per node); writing it would not parse.
     if (!(c.intra_node == Link{})) out["intra_node"] = link_json(c, "/intra_node", c.intra_node);
 

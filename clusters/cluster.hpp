@@ -69,6 +69,10 @@ struct Device {
     std::int64_t reserved_bytes = 0;
     double memory_bandwidth_Bps = 0;
     GemmTiling gemm;  // optional: per-shape GEMM and convolution efficiency (planner/compute.hpp)
+    // CPU cores of the device (a CPU cluster's whole node); 0 when not described (GPUs). When set,
+    // gemm.units is this count (one convolution block per core) and the node can be shared by
+    // several processes (clusters/processes_per_node.hpp).
+    int cores = 0;
     std::int64_t usable_memory_bytes() const { return memory_bytes - reserved_bytes; }
     bool operator==(const Device&) const = default;
 };
@@ -96,6 +100,9 @@ struct Cluster {
     Link intra_node;  // device to device inside a node; all zero when devices_per_node is 1
     Link inter_node;  // per device: node injection bandwidth / devices_per_node, end-to-end latency
     Topology topology;
+    // 1 for a cluster as specified; k for the view of it with k processes per node
+    // (clusters/processes_per_node.hpp), which is not viewed again.
+    int processes_per_node = 1;
     // JSON pointer of every number given as {"value", "source"} -> its source note.
     std::map<std::string, std::string> sources;
 

@@ -39,6 +39,7 @@ struct Candidate {
     PipelineSpec pipeline;  // pipeline, tp-pp-dp: T, S, R, M, schedule, ZeRO, recomputation; graph-partition: k
                             // (stages), R, M, device_of
     ScoredPlan plan;
+    int processes_per_node = 1;  // the k of the CostModel that scored it (PlannerOptions::processes_per_node)
     std::string
         label;  // for people: "Pr=8 x Pc=64", "TP=8 x PP=4 x DP=32, M=48, 1f1b, ...", "" for the corner families
 };

@@ -60,7 +60,12 @@ struct CostModel::Recorder {
 };
 
 CostModel::CostModel(const networks::Network& network, const clusters::Cluster& cluster, const PlannerOptions& options)
-    : network_(&network), cluster_(&cluster), options_(options) {
+    : network_(&network), cluster_(&cluster), node_cluster_(&cluster), options_(options) {
+    // A model built on another model's cluster (micro-batch models) gets the view it already is.
+    if (options.processes_per_node != cluster.processes_per_node) {
+        view_ = std::make_shared<const clusters::Cluster>(clusters::processes_per_node_view(cluster, options.processes_per_node));
+        cluster_ = view_.get();
+    }
     const auto& layers = network.layers;
     anchor_of_.assign(layers.size(), 0);
     segments_.assign(layers.size(), {});
@@ -77,7 +82,7 @@ CostModel::CostModel(const networks::Network& network, const clusters::Cluster& 
     for (std::size_t i = 1; i < layers.size(); ++i)
         input_elements_[i] = layers[layers[i].inputs.front()].output_elements;
     element_bytes_ = static_cast<double>(dtype_bytes(options.dtype));
-    links_ = clusters::LinkModel::of(cluster);
+    links_ = clusters::LinkModel::of(*cluster_);
 }
 
 const std::vector<int>& CostModel::segment(int anchor) const { return segments_[anchor]; }

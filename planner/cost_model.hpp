@@ -12,12 +12,14 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "clusters/cluster.hpp"
 #include "clusters/collectives.hpp"
+#include "clusters/processes_per_node.hpp"
 #include "clusters/link_model.hpp"
 #include "networks/network.hpp"
 #include "planner/comm.hpp"
@@ -38,6 +40,9 @@ struct PlannerOptions {
     bool roofline = false;     // compute time = max(FLOPs / rate, bytes / memory bandwidth)
     ComputeModel compute = ComputeModel::per_operation;  // planner/compute.hpp
     bool sequence_parallel = false;  // set per pipeline configuration (PipelineSpec::sequence_parallel)
+    // Processes sharing each node (clusters/processes_per_node.hpp): the CostModel plans on the
+    // cluster viewed so, P processes on P / k nodes. 1 on clusters without cores (GPUs).
+    int processes_per_node = 1;
 };
 
 // Why a plan cannot run: its layouts do not fit the layers or P (layout), its pipeline
@@ -117,7 +122,10 @@ public:
     CostModel(const networks::Network& network, const clusters::Cluster& cluster, const PlannerOptions& options);
 
     const networks::Network& network() const { return *network_; }
-    const clusters::Cluster& cluster() const { return *cluster_; }
+    const clusters::Cluster& cluster() const { return *cluster_; }  // as the processes see it (below)
+    // The cluster as given: cluster() is its view when options().processes_per_node differs from
+    // its own processes_per_node (1 for a cluster file).
+    const clusters::Cluster& node_cluster() const { return *node_cluster_; }
     const PlannerOptions& options() const { return options_; }
 
     bool is_anchor(int layer) const { return anchor_of_[layer] == layer && layer != 0; }
@@ -184,7 +192,11 @@ private:
     clusters::GroupPlacement contiguous(std::int64_t size) const;
 
     const networks::Network* network_;
+    // The cluster given, or, with options.processes_per_node > 1, view_: that cluster seen by k
+    // processes per node (shared, so copies of the model keep a valid pointer).
+    std::shared_ptr<const clusters::Cluster> view_;
     const clusters::Cluster* cluster_;
+    const clusters::Cluster* node_cluster_;
     PlannerOptions options_;
     std::vector<int> anchor_of_;
     std::vector<int> anchors_;

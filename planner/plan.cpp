@@ -140,6 +140,7 @@ Json plan_to_json(const Plan& plan, const CostModel& model) {
          {{"name", plan.network_name}, {"source", plan.network_source}, {"fingerprint", plan.network_fingerprint}}},
         {"cluster", {{"name", plan.cluster_name}, {"source", plan.cluster_source}}},
         {"procs", plan.options.procs},
+        {"processes_per_node", plan.options.processes_per_node},
         {"batch", plan.options.batch},
         {"dtype", to_string(plan.options.dtype)},
         {"optimizer", to_string(plan.options.optimizer)},
@@ -169,6 +170,8 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     r.cluster_name = root.child("cluster").get_string("name");
     r.cluster_source = root.child("cluster").get_string("source");
     r.options.procs = root.get_int("procs", 1, 1 << 22);
+    // Plans saved before processes per node was a plan dimension ran one process per device.
+    r.options.processes_per_node = static_cast<int>(root.get_int_or("processes_per_node", 1, 1, 1 << 20));
     r.options.batch = root.get_int("batch", 1);
     r.options.dtype = *parse_dtype(root.get_choice("dtype", dtype_names()));
     r.options.optimizer = root.get_choice("optimizer", {"sgd", "adam"}) == "adam" ? Optimizer::adam : Optimizer::sgd;
@@ -224,10 +227,19 @@ void check_request_fits_cluster(const PlanRequest& request, const clusters::Clus
     if (!cluster.supports(request.options.dtype))
         throw InputError(file, "/dtype",
                          "cluster " + cluster.name + " has no peak rate for " + to_string(request.options.dtype));
-    if (request.options.procs > cluster.total_devices())
+    const int k = request.options.processes_per_node;
+    if (std::string problem = clusters::processes_per_node_problem(cluster, k); !problem.empty())
+        throw InputError(file, "/processes_per_node", problem);
+    if (request.options.procs % k != 0)
+        throw InputError(file, "/processes_per_node",
+                         std::to_string(k) + " processes per node do not divide P = " + std::to_string(request.options.procs));
+    // k > 1 only on clusters of one device per node (processes_per_node_problem): P / k nodes.
+    if (k == 1 ? request.options.procs > cluster.total_devices() : request.options.procs / k > cluster.nodes)
         throw InputError(file, "/procs",
                          "P = " + std::to_string(request.options.procs) + " exceeds the cluster's " +
-                             std::to_string(cluster.total_devices()) + " devices");
+                             (k == 1 ? std::to_string(cluster.total_devices()) + " devices"
+                                     : std::to_string(cluster.nodes) + " nodes x " + std::to_string(k) +
+                                           " processes per node"));
 }
 
 std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& model, const std::string& file) {
@@ -245,7 +257,7 @@ std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& mod
         throw InputError(file, "/cluster/name",
                          "the plan was made for cluster \"" + request.cluster_name + "\", not \"" +
                              model.cluster().name + "\" (loaded from \"" + request.cluster_source + "\")");
-    check_request_fits_cluster(request, model.cluster(), file);
+    check_request_fits_cluster(request, model.node_cluster(), file);
     std::vector<Layout> layouts(network.layers.size());
     std::map<std::string, std::size_t> given;
     for (std::size_t i = 0; i < request.layouts.size(); ++i) {

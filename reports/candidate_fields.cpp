@@ -10,7 +10,7 @@ const std::vector<std::string>& config_keys() {
     static const std::vector<std::string> keys{"strategy", "pr",           "pc",               "tensor",
                                                "stages",   "replicas",     "micro_batches",    "micro_batch_size",
                                                "schedule", "interleave",   "zero",             "recompute",
-                                               "sequence_parallel"};
+                                               "sequence_parallel", "processes_per_node"};
     return keys;
 }
 
@@ -18,6 +18,7 @@ Json candidate_config(const planner::Candidate& c, std::int64_t batch) {
     Json j = Json::object();
     for (const auto& key : config_keys()) j[key] = nullptr;
     j["strategy"] = planner::to_string(c.strategy);
+    j["processes_per_node"] = c.processes_per_node;  // every family
     const auto& p = c.pipeline;
     const bool pipeline = c.strategy == planner::Strategy::pipeline || c.strategy == planner::Strategy::tp_pp_dp ||
                           (c.strategy == planner::Strategy::hand_edited && p.active());

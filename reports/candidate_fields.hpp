@@ -16,7 +16,7 @@
 namespace dnnplan::reports {
 
 // strategy, pr, pc, tensor, stages, replicas, micro_batches, micro_batch_size, schedule, interleave,
-// zero, recompute, sequence_parallel: in this order, in every CSV and JSON ranking.
+// zero, recompute, sequence_parallel, processes_per_node: in this order, in every CSV and JSON ranking.
 const std::vector<std::string>& config_keys();
 
 // The configuration of `c` for a global batch `batch`: every key of config_keys(), null where it
@@ -26,7 +26,8 @@ const std::vector<std::string>& config_keys();
 // Graph partitions: stages (k devices), tensor (1),
 // replicas, micro_batches, micro_batch_size, schedule (GPipe order); zero, recompute and
 // sequence_parallel null (the
-// family has neither). Per-layer: only strategy. A hand-edited plan: the pipeline fields when its
+// family has neither). Every family: processes_per_node (k processes share a node; 1 on GPU
+// clusters). Per-layer: only strategy and processes_per_node. A hand-edited plan: the pipeline fields when its
 // pipeline block is active.
 Json candidate_config(const planner::Candidate& c, std::int64_t batch);
 // The same as CSV cells in config_keys() order: "" where null, true/false, integers.

@@ -31,7 +31,12 @@ std::size_t longest_line(const std::string& text) {
 std::string header(const planner::CostModel& model, const TextOptions& t) {
     const auto& o = model.options();
     return wrap("dnnplan: " + terminal_safe(model.network().name) + " on " + terminal_safe(model.cluster().name) +
-                    ", P = " + std::to_string(o.procs) + ", batch " + std::to_string(o.batch) + " (" +
+                    ", P = " + std::to_string(o.procs) +
+                    (o.processes_per_node != 1 ? " (" + std::to_string(o.processes_per_node) + " processes per node on " +
+                                                     std::to_string(o.procs / o.processes_per_node) +
+                                                     (o.procs == o.processes_per_node ? " node)" : " nodes)")
+                                               : std::string()) +
+                    ", batch " + std::to_string(o.batch) + " (" +
                     to_string(o.dtype) + ", " + planner::to_string(o.optimizer) +
                     (o.optimizer_defaulted && o.optimizer == planner::Optimizer::adam
                          ? std::string(" (default for networks with attention") +

@@ -61,6 +61,7 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
     if (!job.cluster->supports(request.options.dtype))
         throw InputError(file, "/dtype",
                          "cluster " + job.cluster->name + " has no peak rate for " + to_string(request.options.dtype));
+    planner::check_request_fits_cluster(request, *job.cluster, file);  // P and processes per node
     job.model = std::make_shared<planner::CostModel>(*job.network, *job.cluster, request.options);
     // Re-scoring a plan's layouts on the calibrated machine is the point of --cluster.
     if (!cluster_override.empty()) request.cluster_name = job.cluster->name;

@@ -188,4 +188,33 @@ check "--allow-unknown-ops plans" [ "$status" -eq 0 ]
 check "--allow-unknown-ops says so in the plan" grep -q '^dnnplan: unknown_op \[unknown ops as elementwise: Selu x2, com.example.FancyNorm x1\] on ' "$work/stdout"
 # --- end of ONNX ----------------------------------------------------------------------------------
 
+# --- Processes per node (issue 16, item 5): k processes share a CPU node; the plan records k and
+# every command that reads the plan rebuilds the same cluster view. -------------------------------------
+run --net lenet5 --procs 8 --cluster frontera --processes-per-node 2 --out "$work/ppn.json"
+check "--processes-per-node 2 plans" [ "$status" -eq 0 ]
+check "the header names k and the nodes" grep -q '^dnnplan: lenet5 on frontera, P = 8 (2 processes per node on 4 nodes)' "$work/stdout"
+check "the plan records processes_per_node 2" \
+    python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["processes_per_node"] == 2' "$work/ppn.json"
+run --net lenet5 --procs 8 --cluster frontera --processes-per-node 2 --format csv
+check "every ranked row carries processes_per_node 2" python3 -c '
+import csv, sys
+rows = list(csv.DictReader(sys.stdin))
+assert rows and all(r["processes_per_node"] == "2" for r in rows), rows[:1]' <"$work/stdout"
+run plan --plan "$work/ppn.json" --format json
+check "plan --plan re-scores the k = 2 plan" python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(sys.stdin)
+assert b["processes_per_node"] == 2
+assert abs(a["predicted"]["iteration_s"] - b["predicted"]["iteration_s"]) <= 1e-12 * a["predicted"]["iteration_s"]' "$work/ppn.json" <"$work/stdout"
+run plan --plan "$work/ppn.json" --cluster dgx-a100
+check "a k = 2 plan on a cluster without cores exits 2" [ "$status" -eq 2 ]
+check "... naming the plan's processes_per_node" grep -q '/processes_per_node: cluster dgx-a100 does not describe its cores' "$work/stderr"
+run --net lenet5 --procs 8 --cluster frontera
+check "without --processes-per-node plan searches k" grep -q '^processes per node k (P / k nodes), best plan:$' "$work/stdout"
+check "... over 1, 2, 4, 8 and 56 cores" bash -c 'grep "^  k=" "$1" | tr -s " " | cut -d" " -f2 | paste -sd, | grep -qx "k=1,k=2,k=4,k=8,k=56"' _ "$work/stdout"
+check "... and says why k = 56 is not tried at P = 8" grep -q '^  k=56   not searched: P not a multiple$' "$work/stdout"
+run --net lenet5 --procs 8 --cluster dgx-a100
+check "GPU clusters print no search over k" bash -c '! grep -q "processes per node" "$1"' _ "$work/stdout"
+# --- end of processes per node ---------------------------------------------------------------------
+
 finish

@@ -161,6 +161,7 @@ TEST_CASE("every ranked candidate carries its configuration and components that 
                 else if (v.is_boolean()) CHECK(cells[h] == (v.get<bool>() ? "true" : "false"));
             }
             // The configuration, from the candidate's typed fields.
+            CHECK(row.at("processes_per_node") == c.processes_per_node);  // every family
             const std::int64_t P = k.procs, B = k.batch;
             if (planner::is_grid(c.strategy)) {
                 CHECK(row.at("pr").get<std::int64_t>() * row.at("pc").get<std::int64_t>() == P);

@@ -25,7 +25,7 @@ check "html has no script" bash -c "! grep -qi '<script' '$work/l.html'"
 run report --net lenet5 --procs 4 --out "$work/l.json"
 check "json parses" python3 -c "import json,sys; d=json.load(open('$work/l.json')); sys.exit(0 if d['format']=='dnnplan-report' else 1)"
 run report --net lenet5 --procs 4 --format csv
-check "csv to stdout" grep -q '^table,rank,strategy,pr,pc,family,tensor,stages,replicas,micro_batches,micro_batch_size,schedule,interleave,zero,recompute,sequence_parallel,iteration_s,' "$work/stdout"
+check "csv to stdout" grep -q '^table,rank,strategy,pr,pc,family,tensor,stages,replicas,micro_batches,micro_batch_size,schedule,interleave,zero,recompute,sequence_parallel,processes_per_node,iteration_s,' "$work/stdout"
 
 # With simulated and measured results beside the prediction.
 run report --net lenet5 --procs 4 --simulated "$data/simulated.json" --measured "$data/measured.json" --out "$work/c.md"

@@ -367,7 +367,7 @@ TEST_CASE("CSV and JSON carry every table with units in the column names", "[rep
         CHECK(csv.find("\n" + t.id + ",") != std::string::npos);
     }
     CHECK(csv.find("table,rank,strategy,pr,pc,family,tensor,stages,replicas,micro_batches,micro_batch_size,schedule,"
-                   "interleave,zero,recompute,sequence_parallel,iteration_s,") != std::string::npos);
+                   "interleave,zero,recompute,sequence_parallel,processes_per_node,iteration_s,") != std::string::npos);
     // The best plan's time is in the CSV with all its digits.
     const auto* best = run.result.best();
     char exact[40];
