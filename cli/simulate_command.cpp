@@ -32,7 +32,6 @@ struct SimulateOptions {
     std::string out;
     double max_seconds = 0;
     bool full = false;
-    double alone_below = 0;
     int top_links = 10;
 };
 
@@ -187,7 +186,6 @@ int run_simulate(const SimulateOptions& o) {
     options.timeline = !o.trace.empty();
     options.max_seconds = o.max_seconds;
     options.reduce = !o.full;
-    options.alone_below_bytes = o.alone_below;
     options.top_links = o.top_links;
     auto progress = std::make_shared<SimulateProgress>();
     options.on_progress = [progress](const simulator::SimProgress& p) { (*progress)(p); };
@@ -266,10 +264,6 @@ Command add_simulate_command(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--full", o->full,
                   "replay every rank even where the reduced replay applies (simulator/README.md, \"Reduced replay\")");
-    cmd->add_option("--alone-below", o->alone_below,
-                    "time messages of at most this many bytes alone on their route, not as flows (faster, an "
-                    "approximation; CM02 only; simulator/README.md, \"Small messages timed alone\")")
-        ->check(CLI::NonNegativeNumber);
     return {cmd, [o] { return run_simulate(*o); }};
 }
 

@@ -4,9 +4,6 @@
 #include "simulator/child.hpp"
 
 #include <algorithm>
-#include <cstdio>
-#include <limits>
-#include <xbt/config.hpp>
 
 namespace dnnplan::simulator {
 
@@ -65,77 +62,6 @@ void ReplayBase::run_mirrored(const CommCall& call, int index, RankClock& clock)
         if (send) flow(self, mirror, step.send_bytes, send->get_start_time(), label(call));
         if (recv) flow(mirror, self, step.recv_bytes, recv->get_start_time(), label(call));
     }
-}
-
-int SmallMessages::stream(const std::string& channel) {
-    return streams_.try_emplace(channel, static_cast<int>(streams_.size())).first->second;
-}
-
-const SmallMessages::Route& SmallMessages::route(int from, int to, const std::vector<sg4::Host*>& hosts) {
-    const std::uint64_t key = (static_cast<std::uint64_t>(from) << 32) | static_cast<std::uint32_t>(to);
-    auto [it, inserted] = routes_.try_emplace(key);
-    if (!inserted) return it->second;
-    std::vector<sg4::Link*> links;
-    double latency = 0;
-    hosts[from]->route_to(hosts[to], links, &latency);
-    double rate = std::numeric_limits<double>::infinity();
-    for (const sg4::Link* l : links) rate = std::min(rate, l->get_bandwidth());
-    // CM02's bound on a flow's rate (SimGrid's network_cm02.cpp: TCP-gamma / (2 x latency)).
-    const double gamma = simgrid::config::get_value<double>("network/TCP-gamma");
-    if (gamma > 0 && latency > 0) rate = std::min(rate, gamma / (2 * latency));
-    it->second = Route{latency, rate};
-    return it->second;
-}
-
-double SmallMessages::match(std::unordered_map<std::uint64_t, Waiter*>& waiting,
-                            std::unordered_map<std::uint64_t, Waiter*>& mine, std::uint64_t key, int from, int to,
-                            double bytes, Waiter& me, const std::vector<sg4::Host*>& hosts) {
-    auto it = waiting.find(key);
-    if (it == waiting.end()) {  // the partner has not posted yet: it times the message when it does
-        ++me.pending;
-        mine.emplace(key, &me);
-        return 0;
-    }
-    Waiter* other = it->second;
-    waiting.erase(it);
-    const Route& r = route(from, to, hosts);
-    const double busy = bytes / r.rate, end = sg4::Engine::get_clock() + r.latency + busy;
-    me.end = std::max(me.end, end);
-    other->end = std::max(other->end, end);
-    if (--other->pending == 0) other->ready->release();
-    return busy;
-}
-
-double SmallMessages::post_send(int stream, int from, int to, double bytes, Waiter& me,
-                                const std::vector<sg4::Host*>& hosts) {
-    const std::uint64_t key = (static_cast<std::uint64_t>(stream) << 48) | (static_cast<std::uint64_t>(from) << 24) |
-                              static_cast<std::uint64_t>(to);
-    if (!me.ready) me.ready = sg4::Semaphore::create(0);
-    return match(recvs_, sends_, key, from, to, bytes, me, hosts);
-}
-
-void SmallMessages::post_recv(int stream, int from, int to, double bytes, Waiter& me,
-                              const std::vector<sg4::Host*>& hosts) {
-    const std::uint64_t key = (static_cast<std::uint64_t>(stream) << 48) | (static_cast<std::uint64_t>(from) << 24) |
-                              static_cast<std::uint64_t>(to);
-    if (!me.ready) me.ready = sg4::Semaphore::create(0);
-    match(sends_, recvs_, key, from, to, bytes, me, hosts);
-}
-
-void SmallMessages::wait(Waiter& me) {
-    if (!me.ready) return;  // no alone message in this step
-    if (me.pending > 0) me.ready->acquire();
-    if (me.end > sg4::Engine::get_clock()) sg4::this_actor::sleep_until(me.end);
-}
-
-std::string ReplayBase::time_small_messages_alone(const SimOptions& options) {
-    if (options.alone_below_bytes <= 0 || options.platform.network_model != NetworkModel::cm02) return "";
-    small.set_threshold(options.alone_below_bytes);
-    char text[160];
-    std::snprintf(text, sizeof text,
-                  "messages of at most %.0f bytes timed alone on their route (latency + bytes / rate), not as flows",
-                  options.alone_below_bytes);
-    return text;
 }
 
 const std::string& ReplayBase::label(const CommCall& call) {

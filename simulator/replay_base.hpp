@@ -42,46 +42,6 @@ void count_message(RankClock& clock);
 // An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.
 using Boxes = std::unordered_map<long long, sg4::Mailbox*>;
 
-// SimOptions::alone_below_bytes: messages of at most that many bytes bypass SimGrid's network
-// model. Each is matched as the mailboxes match a flow (FIFO per ordered pair and stream; it starts
-// once both its sender and its receiver have posted it) and ends `route latency + bytes / rate`
-// later, rate being the route's bottleneck bandwidth capped by CM02's TCP-gamma / (2 x latency):
-// what SimGrid gives a flow that shares none of its links (simulator/README.md, "Small messages
-// timed alone"). A rank's step posts at most one send and one receive, and waits for both before
-// the next, so a stream holds at most one unmatched post per ordered pair.
-class SmallMessages {
-public:
-    // What one step of one actor waits for: its alone messages' ends, and a semaphore released
-    // when the last of its posts is matched by the partner.
-    struct Waiter {
-        int pending = 0;
-        double end = 0;
-        sg4::SemaphorePtr ready;
-    };
-    void set_threshold(double bytes) { threshold_ = bytes; }
-    bool alone(double bytes) const { return threshold_ > 0 && bytes <= threshold_; }
-    int stream(const std::string& channel);  // a small id per channel name
-    // Post a send from rank `from` to `to` (or the matching receive) for the current time; returns
-    // the message's busy seconds on its links when it is matched now, else 0.
-    double post_send(int stream, int from, int to, double bytes, Waiter& me, const std::vector<sg4::Host*>& hosts);
-    void post_recv(int stream, int from, int to, double bytes, Waiter& me, const std::vector<sg4::Host*>& hosts);
-    // Blocks until every post of the step is matched, then sleeps until the last of them ends.
-    void wait(Waiter& me);
-
-private:
-    double threshold_ = 0;
-    std::unordered_map<std::string, int> streams_;
-    // The unmatched post of (stream, from, to), on the sending or the receiving side.
-    std::unordered_map<std::uint64_t, Waiter*> sends_, recvs_;
-    struct Route {
-        double latency = 0, rate = 0;
-    };
-    std::unordered_map<std::uint64_t, Route> routes_;
-    const Route& route(int from, int to, const std::vector<sg4::Host*>& hosts);
-    double match(std::unordered_map<std::uint64_t, Waiter*>& waiting, std::unordered_map<std::uint64_t, Waiter*>& mine,
-                 std::uint64_t key, int from, int to, double bytes, Waiter& me, const std::vector<sg4::Host*>& hosts);
-};
-
 struct ReplayBase {
     const planner::CostModel& model;
     double speed = 1;
@@ -94,7 +54,6 @@ struct ReplayBase {
     const std::vector<sg4::Host*>* hosts = nullptr;  // rank r's host (set by spawn_rank_actors)
     LinkStats link_stats{};
     std::unordered_map<const CommCall*, std::string> labels{};  // "<what> (<collective>)" per call
-    SmallMessages small{};  // SimOptions::alone_below_bytes: messages timed without a flow
 
     // A flow between two hosts that started at `start` and ends now, for the per-link report.
     void flow(sg4::Host* from, sg4::Host* to, double bytes, double start, const std::string& what) {
@@ -104,13 +63,6 @@ struct ReplayBase {
         if (hosts) flow((*hosts)[from], (*hosts)[to], bytes, start, what);
     }
     const std::string& label(const CommCall& call);
-    // Applies SimOptions::alone_below_bytes (CM02 only: the other models scale latencies and
-    // bandwidths per message size); returns the sentence the result's `reduction` gets, or "".
-    std::string time_small_messages_alone(const SimOptions& options);
-    // A message timed alone (SmallMessages): its bytes on its route's links, busy for bytes / rate.
-    void flow_alone(int from, int to, double bytes, double busy_s, const std::string& what) {
-        if (hosts) link_stats.add((*hosts)[from], (*hosts)[to], bytes, busy_s, what);
-    }
 
     // "<layer> <what> (<collective>, <algorithm>)"; a halo has no collective.
     std::string call_name(const CommCall& call) const;
@@ -127,35 +79,21 @@ struct ReplayBase {
             run_mirrored(call, index, clock);
             return;
         }
-        const int stream = small.stream(channel);
         for (const auto& step : call_rank_steps(call, index)) {
             sg4::CommPtr send, recv;
             int* received = nullptr;
-            SmallMessages::Waiter waiter;
             if (step.send_to >= 0) {
-                const int to = member(step.send_to);
-                if (small.alone(step.send_bytes)) {
-                    const double alone = small.post_send(stream, rank, to, step.send_bytes, waiter, *hosts);
-                    if (alone > 0) flow_alone(rank, to, step.send_bytes, alone, label(call));
-                } else {
-                    send = mailbox(boxes, channel, rank, to)
-                               ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
-                }
+                send = mailbox(boxes, channel, rank, member(step.send_to))
+                           ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
                 count_message(clock);
             }
-            if (step.recv_from >= 0) {
-                const int from = member(step.recv_from);
-                if (small.alone(step.recv_bytes))
-                    small.post_recv(stream, from, rank, step.recv_bytes, waiter, *hosts);
-                else
-                    recv = mailbox(boxes, channel, from, rank)->template get_async<int>(&received);
-            }
+            if (step.recv_from >= 0)
+                recv = mailbox(boxes, channel, member(step.recv_from), rank)->template get_async<int>(&received);
             if (send) {
                 send->wait();
                 flow(rank, member(step.send_to), step.send_bytes, send->get_start_time(), label(call));
             }
             if (recv) recv->wait();
-            small.wait(waiter);
         }
     }
 

@@ -193,15 +193,12 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
                     reduction = "every rank runs the same lockstep-symmetric program on a star of private links: "
                                 "rank 0 alone is replayed, its partners' side of each exchange on one mirror host";
                 }
-                const std::string alone = replay->time_small_messages_alone(options);
-                if (!alone.empty()) reduction += (reduction.empty() ? "" : "; ") + alone;
                 spawn_rank_actors(replay.get(), hosts, procs, program.overlap_sync, replay->stride);
                 return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};
             });
     });
     // The symmetric replay: every rank's timeline is rank 0's.
-    if (symmetric_layers(model, build_replay_program(model, plan), options))
-        replicate_slices(result, static_cast<int>(model.options().procs), 1);
+    if (!result.reduction.empty()) replicate_slices(result, static_cast<int>(model.options().procs), 1);
     return result;
 }
 

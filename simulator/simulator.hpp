@@ -66,10 +66,6 @@ struct SimOptions {
     // "Reduced replay"); false forces the full replay (the tests compare both).
     bool reduce = true;
     int top_links = 10;  // links in the per-link report (SimResult::links), most bytes first
-    // > 0: messages of at most this many bytes are timed as if alone on their route (route latency
-    // + bytes / bottleneck rate) instead of as SimGrid flows: an approximation that ignores their
-    // share of the links (simulator/README.md, "Small messages timed alone"). 0: every message is a flow.
-    double alone_below_bytes = 0;
 };
 
 // One named slice of one rank's timeline: compute, a collective, a sync all-reduce.
