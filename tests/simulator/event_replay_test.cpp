@@ -38,6 +38,7 @@ Runs both(const std::string& net, int procs, const std::string& topology, bool o
     sim.platform.topology = topology;
     sim.platform.lazy_sharing = lazy_sharing;
     Runs out;
+    sim.event_driven = true;
     out.events = simulator::simulate(model, plan, sim);
     sim.event_driven = false;
     out.actors = simulator::simulate(model, plan, sim);
