@@ -250,7 +250,8 @@ Json run_simulation(const planner::CostModel& model, const SimOptions& given, co
     BuiltPlatform platform = build_platform(engine, cluster, procs, speed, options.platform);
     const ReplayStart started = start(platform.hosts, speed);
     const std::vector<RankClock>& clocks = started.clocks;
-    const auto actors = static_cast<std::int64_t>(engine.get_actor_count());
+    const auto actors =
+        started.streams >= 0 ? started.streams : static_cast<std::int64_t>(engine.get_actor_count());
     if (shared_progress) {
         shared_progress->ranks = procs;
         shared_progress->actors = actors;

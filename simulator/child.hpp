@@ -18,6 +18,8 @@ struct ReplayStart {
     std::int64_t expected_steps = 0;  // computes, and the reduced replay's timed calls
     std::string reduction;
     const LinkStats* links = nullptr;  // the per-link report's figures, filled during the run
+    // The event-driven replay has no actors: the rank streams it advances instead (-1: the actors).
+    std::int64_t streams = -1;
 };
 // Creates a replay's actors on `hosts` (rank r on hosts[r]), each host executing `speed` FLOP/s.
 using StartActors = std::function<ReplayStart(const std::vector<sg4::Host*>& hosts, double speed)>;

@@ -308,6 +308,7 @@ struct Builder {
 BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& cluster, int procs, double host_speed,
                              const PlatformOptions& options) {
     set_network_model(engine, options.network_model);
+    if (!options.lazy_sharing) engine.set_config("network/optim:Full");  // every share recomputed at every event
     if (!options.platform_file.empty()) return load_xml_platform(engine, procs, options);
 
     const int d = std::max(1, std::min(cluster.devices_per_node, procs));

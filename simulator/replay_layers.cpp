@@ -5,6 +5,7 @@
 
 #include "simulator/child.hpp"
 #include "simulator/replay_base.hpp"
+#include "simulator/replay_events.hpp"
 
 namespace dnnplan::simulator {
 
@@ -182,6 +183,7 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
         ReplayProgram program = build_replay_program(model, plan);
         const bool symmetric = symmetric_layers(model, program, options);
         std::unique_ptr<LayerReplay> replay;
+        std::shared_ptr<void> events;  // the event-driven replay, alive through the run
         return run_simulation(
             model, options, [&](const std::vector<sg4::Host*>& hosts, double speed) -> ReplayStart {
                 replay.reset(new LayerReplay{
@@ -192,6 +194,11 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
                     replay->mirror = hosts[1];
                     reduction = "every rank runs the same lockstep-symmetric program on a star of private links: "
                                 "rank 0 alone is replayed, its partners' side of each exchange on one mirror host";
+                }
+                if (!symmetric && options.event_driven) {
+                    replay->hosts = &hosts;
+                    return start_event_replay(events, model, program, options, hosts, speed,
+                                              replay->count_messages(), replay->count_steps());
                 }
                 spawn_rank_actors(replay.get(), hosts, procs, program.overlap_sync, replay->stride);
                 return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};

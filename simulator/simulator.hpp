@@ -41,6 +41,10 @@ struct PlatformOptions {
     // Set by the reduced replay (not by users): each active device stands for this many identical
     // devices of its node, so the topology's links get 1 / lanes of the node's injection bandwidth.
     int lanes = 1;
+    // SimGrid's lazy max-min update of the flows' shares (network/optim:Lazy, its default for CM02);
+    // false recomputes every share at every event (network/optim:Full): slower, the reference the
+    // event-driven replay is tested against (simulator/README.md, "Event-driven replay").
+    bool lazy_sharing = true;
 };
 
 // What a running simulation has done so far (SimOptions::on_progress).
@@ -66,6 +70,11 @@ struct SimOptions {
     // "Reduced replay"); false forces the full replay (the tests compare both).
     bool reduce = true;
     int top_links = 10;  // links in the per-link report (SimResult::links), most bytes first
+    // Layer-parallel plans: replay without actors, advancing each rank's streams from SimGrid's
+    // completion signal (the same flows at the same times; simulator/README.md, "Event-driven
+    // replay"). Off by default: SimGrid 3.32 makes it quadratic in the flows in flight (slower
+    // than the actors from a few thousand ranks); the tests compare both.
+    bool event_driven = false;
 };
 
 // One named slice of one rank's timeline: compute, a collective, a sync all-reduce.
