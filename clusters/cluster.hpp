@@ -17,6 +17,10 @@ namespace dnnplan::clusters {
 struct Link {
     double bandwidth_Bps = 0;
     double latency_s = 0;
+    // The share of bandwidth_Bps (the line rate) that NCCL-style collectives and transfers reach
+    // (nccl-tests' bus bandwidth over the line rate); 1 when the preset gives none.
+    double efficiency = 1;
+    double effective_bandwidth_Bps() const { return bandwidth_Bps * efficiency; }
     bool operator==(const Link&) const = default;
 };
 
