@@ -70,7 +70,8 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
 
 Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys(
-        {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps", "gemm"});
+        {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps",
+         "memory_efficiency", "gemm"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -93,6 +94,8 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
                           std::to_string(device.reserved_bytes) + ": nothing would be left for the model");
     }
     device.memory_bandwidth_Bps = reader.number(node, "memory_bandwidth_Bps", kMemoryBandwidth);
+    if (node.has("memory_efficiency"))
+        device.memory_efficiency = reader.number(node, "memory_efficiency", kFraction);
     if (node.has("gemm")) {
         SpecNode gemm = node.child("gemm");
         gemm.check_keys({"tile_m", "tile_n", "units", "efficiency"});
@@ -328,6 +331,8 @@ Json to_json(const Cluster& cluster) {
              {"memory_bandwidth_Bps", sourced(c, "/device/memory_bandwidth_Bps", c.device.memory_bandwidth_Bps)}};
     if (c.device.reserved_bytes > 0)
         out["device"]["reserved_bytes"] = sourced(c, "/device/reserved_bytes", c.device.reserved_bytes);
+    if (c.device.memory_efficiency != 1)
+        out["device"]["memory_efficiency"] = sourced(c, "/device/memory_efficiency", c.device.memory_efficiency);
     if (c.device.gemm.described())
         out["device"]["gemm"] = Json{{"tile_m", sourced(c, "/device/gemm/tile_m", c.device.gemm.tile_m)},
                                      {"tile_n", sourced(c, "/device/gemm/tile_n", c.device.gemm.tile_n)},

@@ -72,6 +72,9 @@ struct Device {
     // framework's reserve): plans must fit in memory_bytes - reserved_bytes.
     std::int64_t reserved_bytes = 0;
     double memory_bandwidth_Bps = 0;
+    // The share of memory_bandwidth_Bps that streaming kernels reach (a memory-copy benchmark);
+    // 1 when the preset gives none.
+    double memory_efficiency = 1;
     GemmTiling gemm;  // optional: per-shape GEMM and convolution efficiency (planner/compute.hpp)
     std::int64_t usable_memory_bytes() const { return memory_bytes - reserved_bytes; }
     bool operator==(const Device&) const = default;
