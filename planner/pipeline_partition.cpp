@@ -56,15 +56,21 @@ StageWeights stage_weights(const CostModel& model, const PipelineSpec& spec, con
 }
 
 namespace {
+// Prefix sums of the layer seconds: layers [first, end) sum to pre[end] - pre[first].
+std::vector<double> layer_prefix(const StageWeights& w) {
+    std::vector<double> pre(w.layer_s.size() + 1, 0.0);
+    for (std::size_t i = 0; i < w.layer_s.size(); ++i) pre[i + 1] = pre[i] + w.layer_s[i];
+    return pre;
+}
 // Seconds of each stage (chunk) of a partition: its layers and its received transfers.
-std::vector<double> stage_seconds(const StageWeights& w, const std::vector<int>& stage_first) {
+std::vector<double> stage_seconds(const StageWeights& w, const std::vector<double>& pre,
+                                  const std::vector<int>& stage_first) {
     const int n = static_cast<int>(w.layer_s.size());
     std::vector<double> out(stage_first.size(), 0.0);
     for (std::size_t s = 0; s < stage_first.size(); ++s) {
         int first = stage_first[s];
         int end = s + 1 < stage_first.size() ? stage_first[s + 1] : n;
-        double t = 0;
-        for (int i = first; i < end; ++i) t += w.layer_s[i];
+        double t = pre[end] - pre[first];
         if (s > 0) t += w.recv_fwd_s[first];
         if (s + 1 < stage_first.size()) t += w.recv_bwd_s[end];
         out[s] = t;
@@ -79,12 +85,22 @@ std::vector<double> device_seconds(const std::vector<double>& stage_s, int devic
 }  // namespace
 
 double slowest_stage(const StageWeights& w, const std::vector<int>& stage_first) {
-    const std::vector<double> t = stage_seconds(w, stage_first);
-    return t.empty() ? 0.0 : *std::max_element(t.begin(), t.end());
+    double worst = 0;  // summed layer by layer, as the tests' brute force does
+    const int n = static_cast<int>(w.layer_s.size());
+    for (std::size_t s = 0; s < stage_first.size(); ++s) {
+        int first = stage_first[s];
+        int end = s + 1 < stage_first.size() ? stage_first[s + 1] : n;
+        double t = 0;
+        for (int i = first; i < end; ++i) t += w.layer_s[i];
+        if (s > 0) t += w.recv_fwd_s[first];
+        if (s + 1 < stage_first.size()) t += w.recv_bwd_s[end];
+        worst = std::max(worst, t);
+    }
+    return worst;
 }
 
 double slowest_device(const StageWeights& w, const std::vector<int>& stage_first, int devices) {
-    const std::vector<double> d = device_seconds(stage_seconds(w, stage_first), std::max(1, devices));
+    const std::vector<double> d = device_seconds(stage_seconds(w, layer_prefix(w), stage_first), std::max(1, devices));
     return *std::max_element(d.begin(), d.end());
 }
 
@@ -92,6 +108,7 @@ std::vector<int> balance_devices(const StageWeights& w, const std::vector<int>& 
                                  int devices) {
     const int chunks = static_cast<int>(starts.size()), n = static_cast<int>(w.layer_s.size());
     if (devices <= 1 || chunks <= devices) return starts;
+    const std::vector<double> pre = layer_prefix(w);
     std::vector<int> u;  // the positions a chunk may start at, in order
     for (int c : cuts)
         if (c > 1 && c < n) u.push_back(c);
@@ -101,8 +118,7 @@ std::vector<int> balance_devices(const StageWeights& w, const std::vector<int>& 
     // Each accepted move lowers one device below the busiest sum and keeps its neighbour below it,
     // so the sorted loads fall lexicographically; the cap bounds the work all the same.
     for (int step = 0; step < 4 * chunks * chunks; ++step) {
-        const std::vector<double> chunk_s = stage_seconds(w, starts);
-        const std::vector<double> load = device_seconds(chunk_s, devices);
+        const std::vector<double> load = device_seconds(stage_seconds(w, pre, starts), devices);
         const int busiest = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
         double best = load[busiest];
         std::vector<int> best_starts;
@@ -116,7 +132,7 @@ std::vector<int> balance_devices(const StageWeights& w, const std::vector<int>& 
             if (u[target] <= starts[b - 1] || (b + 1 < chunks && u[target] >= starts[b + 1])) continue;
             std::vector<int> trial = starts;
             trial[b] = u[target];
-            const std::vector<double> trial_load = device_seconds(stage_seconds(w, trial), devices);
+            const std::vector<double> trial_load = device_seconds(stage_seconds(w, pre, trial), devices);
             const double pair = std::max(trial_load[left], trial_load[right]);
             if (pair < best) best = pair, best_starts = std::move(trial);
         }
