@@ -36,6 +36,7 @@ struct PlanOptions {
     std::string schedule = "1f1b";
     bool zero = false, sequence_parallel = false;
     std::string recompute = "none";
+    bool recompute_given = false;  // --recompute on the command line (narrows the search)
     std::int64_t micro_batch_size = 0;  // samples per micro-batch (M = B / (R m))
     int simulate_top = 0;  // simulate the K best candidates on the cluster's topology and re-rank them
     sweep::RunOptions simulate_run;  // under mpirun: --timeout of the shared replays
@@ -77,15 +78,17 @@ void add_plan_options(CLI::App* app, PlanOptions& o, bool with_plan_file) {
     app->add_option("--schedule", o.schedule, "gpipe or 1f1b")->capture_default_str()->check(CLI::IsMember({"gpipe", "1f1b"}));
     app->add_flag("--zero", o.zero, "ZeRO stage 1 in an explicit pipeline: optimizer state sharded over the replicas");
     app->add_option("--micro-batch-size", o.micro_batch_size,
-                    "samples per micro-batch of an explicit pipeline (sets --micro-batches to B / (R x m))")
+                    "samples per micro-batch: of an explicit pipeline (sets --micro-batches to B / (R x m)), else "
+                    "the search keeps only pipelines of that micro-batch size")
         ->check(positive_integer());
     app->add_option("--recompute", o.recompute,
-                    "activation recomputation in an explicit pipeline: none, selective (attention core) or full "
-                    "(one checkpoint per transformer layer)")
+                    "activation recomputation: none, selective (attention core) or full (one checkpoint per "
+                    "transformer layer); of an explicit pipeline, else the search keeps only pipelines with it")
         ->capture_default_str()
         ->check(CLI::IsMember({"none", "selective", "full"}));
     app->add_flag("--sequence-parallel", o.sequence_parallel,
-                  "sequence parallelism in an explicit pipeline's tensor groups (layernorm and dropout split by T)");
+                  "sequence parallelism in the tensor groups (layernorm and dropout split by T): of an explicit "
+                  "pipeline, else the search keeps only pipelines with it");
     app->add_option("--simulate-top", o.simulate_top,
                     "simulate the K best candidates on the cluster's own topology (SimGrid) and re-rank them; under "
                     "mpirun -np N the K replays are shared out over the ranks")
@@ -251,12 +254,18 @@ std::string simulated_ranking(const planner::CostModel& model, const planner::Se
     return out;
 }
 
+planner::Recompute parse_recompute(const std::string& name) {
+    return name == "full"        ? planner::Recompute::full
+           : name == "selective" ? planner::Recompute::selective
+                                 : planner::Recompute::none;
+}
+
 // Options that only shape an explicit pipeline, or only the search, are refused where they would
 // do nothing (issue 18, item 3: never silently ignored).
 void check_applicable(const PlanOptions& o, const CLI::App& cmd) {
     bool explicit_pipeline = o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0;
     if (!explicit_pipeline)
-        for (const char* name : {"--schedule", "--zero", "--recompute"})
+        for (const char* name : {"--schedule", "--zero"})
             if (cmd.count(name) > 0)
                 throw InputError("dnnplan", name,
                                  "applies to an explicit pipeline only; add --stages S (and --micro-batches, "
@@ -302,7 +311,7 @@ int run_plan(const PlanOptions& o) {
     if (o.simulate_top > 0) session.emplace(o.simulate_run);
     if (session && session->rank() != 0) std::cout.setstate(std::ios::failbit);
     const bool explicit_pipeline = o.stages > 0 || o.micro_batches > 0 || o.replicas > 0 || o.tensor > 0 ||
-                                   o.interleave > 0 || o.micro_batch_size > 0;
+                                   o.interleave > 0;
     PlanningArgs p = o.planning;
     p.search_processes_per_node = p.processes_per_node == 0 && !explicit_pipeline;
     PlanningInputs in = load_planning_inputs(p);
@@ -315,6 +324,7 @@ int run_plan(const PlanOptions& o) {
         throw InputError("dnnplan", "--micro-batches",
                          "applies to an explicit pipeline: give --stages S too (--stages 1 for micro-batches without "
                          "pipelining)");
+    // --recompute, --sequence-parallel and --micro-batch-size alone narrow the search instead.
     if (explicit_pipeline) {
         planner::PipelineSpec spec;
         spec.tensor = std::max(1, o.tensor);
@@ -324,9 +334,7 @@ int run_plan(const PlanOptions& o) {
                                        : static_cast<int>(std::max<std::int64_t>(1, p.procs / (std::int64_t{spec.tensor} * spec.stages)));
         spec.schedule = o.schedule == "gpipe" ? planner::Schedule::gpipe : planner::Schedule::one_f_one_b;
         spec.zero = o.zero;
-        spec.recompute = o.recompute == "full"        ? planner::Recompute::full
-                         : o.recompute == "selective" ? planner::Recompute::selective
-                                                      : planner::Recompute::none;
+        spec.recompute = parse_recompute(o.recompute);
         spec.sequence_parallel = o.sequence_parallel;
         if (o.micro_batch_size > 0) {
             const std::int64_t per_replica = options.batch / spec.replicas;
@@ -354,12 +362,16 @@ int run_plan(const PlanOptions& o) {
     }
     if (o.simulate_top > 0 && o.format != "text")
         throw InputError("dnnplan", "--simulate-top", "--simulate-top prints a text table; use --format text");
+    planner::SearchOptions search_options;
+    if (o.recompute_given) search_options.narrowing.recompute = parse_recompute(o.recompute);
+    if (o.sequence_parallel) search_options.narrowing.sequence_parallel = true;
+    search_options.narrowing.micro_batch_size = o.micro_batch_size;
     planner::PlacementSearch placed;
     if (p.search_processes_per_node) {
-        placed = planner::search_processes_per_node(network, cluster, options);
+        placed = planner::search_processes_per_node(network, cluster, options, search_options);
     } else {
         placed.model = std::make_unique<planner::CostModel>(network, cluster, options);
-        placed.result = planner::search(*placed.model);
+        placed.result = planner::search(*placed.model, search_options);
     }
     const planner::CostModel& chosen = *placed.model;  // the model of the k the search kept
     const planner::SearchResult& result = placed.result;
@@ -410,6 +422,7 @@ Command add_plan_command(CLI::App& app) {
                 // A saved plan fixes these; silently re-scoring with the plan's own would mislead.
                 o->cluster_given = cmd->count("--cluster") > 0;
                 check_applicable(*o, *cmd);
+                o->recompute_given = cmd->count("--recompute") > 0;
                 if (!o->plan_file.empty())
                     for (const char* name : {"--procs", "--processes-per-node", "--batch", "--dtype", "--optimizer", "--no-overlap",
                                              "--roofline", "--compute", "--top", "--stages", "--micro-batches", "--replicas",
@@ -428,6 +441,7 @@ Command add_default_plan(CLI::App& app) {
     add_plan_options(&app, *o, false);
     return {&app, [o, &app]() -> int {
                 check_applicable(*o, app);
+                o->recompute_given = app.count("--recompute") > 0;
                 if (!o->planning.net.empty() || o->planning.procs > 0) return run_plan(*o);
                 std::cout << app.help();
                 return 0;

@@ -25,6 +25,7 @@ constexpr Range kFraction{1e-3, 1, "(a fraction of peak)"};
 constexpr Range kMemoryBandwidth{1e6, 1e15, "bytes/s"};
 constexpr Range kLinkBandwidth{1e3, 1e15, "bytes/s"};
 constexpr Range kLatency{1e-10, 1, "s"};
+constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
 
 // Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
@@ -60,16 +61,18 @@ private:
 };
 
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"bandwidth_Bps", "latency_s"});
+    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency"});
     Link link;
     link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
     link.latency_s = reader.number(node, "latency_s", kLatency);
+    if (node.has("efficiency")) link.efficiency = reader.number(node, "efficiency", kLinkEfficiency);
     return link;
 }
 
 Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys(
-        {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps", "cores", "gemm"});
+        {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps",
+         "memory_efficiency", "cores", "gemm"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -92,6 +95,8 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
                           std::to_string(device.reserved_bytes) + ": nothing would be left for the model");
     }
     device.memory_bandwidth_Bps = reader.number(node, "memory_bandwidth_Bps", kMemoryBandwidth);
+    if (node.has("memory_efficiency"))
+        device.memory_efficiency = reader.number(node, "memory_efficiency", kFraction);
     if (node.has("cores")) device.cores = reader.small_int(node.child("cores"), 1);
     if (node.has("gemm")) {
         SpecNode gemm = node.child("gemm");
@@ -193,8 +198,10 @@ Json sourced(const Cluster& cluster, const std::string& pointer, Json value) {
 }
 
 Json link_json(const Cluster& cluster, const std::string& pointer, const Link& link) {
-    return Json{{"bandwidth_Bps", sourced(cluster, pointer + "/bandwidth_Bps", link.bandwidth_Bps)},
-                {"latency_s", sourced(cluster, pointer + "/latency_s", link.latency_s)}};
+    Json out{{"bandwidth_Bps", sourced(cluster, pointer + "/bandwidth_Bps", link.bandwidth_Bps)},
+             {"latency_s", sourced(cluster, pointer + "/latency_s", link.latency_s)}};
+    if (link.efficiency != 1) out["efficiency"] = sourced(cluster, pointer + "/efficiency", link.efficiency);
+    return out;
 }
 
 }  // namespace
@@ -271,12 +278,13 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
                   std::to_string(cluster.devices_per_node) + ")");
 
     SpecNode inter = root.child("inter_node");
-    std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "topology"};
+    std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "topology"};
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
     cluster.inter_node.bandwidth_Bps = reader.number(inter, "bandwidth_Bps", kLinkBandwidth);
     cluster.inter_node.latency_s = reader.number(inter, "latency_s", kLatency);
+    if (inter.has("efficiency")) cluster.inter_node.efficiency = reader.number(inter, "efficiency", kLinkEfficiency);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());
@@ -345,6 +353,8 @@ Json to_json(const Cluster& cluster) {
              {"memory_bandwidth_Bps", sourced(c, "/device/memory_bandwidth_Bps", c.device.memory_bandwidth_Bps)}};
     if (c.device.reserved_bytes > 0)
         out["device"]["reserved_bytes"] = sourced(c, "/device/reserved_bytes", c.device.reserved_bytes);
+    if (c.device.memory_efficiency != 1)
+        out["device"]["memory_efficiency"] = sourced(c, "/device/memory_efficiency", c.device.memory_efficiency);
     if (c.device.cores > 0) out["device"]["cores"] = sourced(c, "/device/cores", c.device.cores);
     if (c.device.gemm.described()) {
         out["device"]["gemm"] = Json{{"tile_m", sourced(c, "/device/gemm/tile_m", c.device.gemm.tile_m)},

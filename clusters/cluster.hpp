@@ -17,6 +17,10 @@ namespace dnnplan::clusters {
 struct Link {
     double bandwidth_Bps = 0;
     double latency_s = 0;
+    // The share of bandwidth_Bps (the line rate) that NCCL-style collectives and transfers reach
+    // (nccl-tests' bus bandwidth over the line rate); 1 when the preset gives none.
+    double efficiency = 1;
+    double effective_bandwidth_Bps() const { return bandwidth_Bps * efficiency; }
     bool operator==(const Link&) const = default;
 };
 
@@ -68,6 +72,9 @@ struct Device {
     // framework's reserve): plans must fit in memory_bytes - reserved_bytes.
     std::int64_t reserved_bytes = 0;
     double memory_bandwidth_Bps = 0;
+    // The share of memory_bandwidth_Bps that streaming kernels reach (a memory-copy benchmark);
+    // 1 when the preset gives none.
+    double memory_efficiency = 1;
     GemmTiling gemm;  // optional: per-shape GEMM and convolution efficiency (planner/compute.hpp)
     // CPU cores of the device (a CPU cluster's whole node); 0 when not described (GPUs). When set,
     // gemm.units is this count (one convolution block per core) and the node can be shared by

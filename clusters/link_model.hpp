@@ -16,11 +16,12 @@ struct LinkModel {
     int devices_per_node = 1;
 
     // Nodes of one device have no intra-node link: every transfer goes through the network card.
+    // Transfers run at the link's effective bandwidth (line rate x the preset's NCCL efficiency).
     static LinkModel of(const Cluster& cluster) {
         LinkModel m;
-        m.inter = LinkCost{cluster.inter_node.bandwidth_Bps, cluster.inter_node.latency_s};
+        m.inter = LinkCost{cluster.inter_node.effective_bandwidth_Bps(), cluster.inter_node.latency_s};
         m.intra = cluster.devices_per_node > 1
-                      ? LinkCost{cluster.intra_node.bandwidth_Bps, cluster.intra_node.latency_s}
+                      ? LinkCost{cluster.intra_node.effective_bandwidth_Bps(), cluster.intra_node.latency_s}
                       : m.inter;
         m.devices_per_node = cluster.devices_per_node > 1 ? cluster.devices_per_node : 1;
         return m;

@@ -35,7 +35,9 @@ double vector_rate(const clusters::Device& device, DType dtype) {
 }
 
 double bandwidth_seconds(const clusters::Device& device, double bytes) {
-    return device.memory_bandwidth_Bps > 0 ? bytes / device.memory_bandwidth_Bps : 0.0;
+    // At the rate streaming kernels reach (the preset's memory-copy efficiency).
+    const double rate = device.memory_bandwidth_Bps * device.memory_efficiency;
+    return rate > 0 ? bytes / rate : 0.0;
 }
 
 double uniform_seconds(const clusters::Device& device, DType dtype, double flops, double bytes, bool roofline) {
@@ -147,16 +149,21 @@ ComputeTime attention_time(const networks::Network& network, const Layer& layer,
     };
     const double scores_bytes = matrices * s * s * eb;
     const double elementwise_flops = static_cast<double>(layer.attrs.heads) * s * s / t * l.batch;
+    // Dropout on the probabilities (Megatron-LM: a kernel of its own after the fused softmax):
+    // forward reads the probabilities, writes the dropped ones and a 1-byte mask; backward reads
+    // the gradient and the mask and writes the gradient (the tensors Korthikanti et al. 2022,
+    // section 4.1, count: softmax output, dropout mask, dropout output).
+    const double dropout_bytes = layer.attrs.probability > 0 ? 2 * scores_bytes + matrices * s * s : 0.0;
     ComputeTime c;
     c.forward_s = gemm(tokens, 3 * h / t, h) + gemm(s, s, d, matrices) + gemm(s, d, s, matrices) +
                   gemm(tokens, h, h / t) +
-                  memory_bound_seconds(device, dtype, 7 * elementwise_flops, 2 * scores_bytes);
+                  memory_bound_seconds(device, dtype, 7 * elementwise_flops, 2 * scores_bytes + dropout_bytes);
     // Backward: each product's two gradients (dQ, dK from the scores; dP, dV from the context);
     // the QKV projection's input gradient only when the input needs one.
     c.backward_s = gemm(tokens, h / t, h) + gemm(h / t, h, tokens) +        // output projection
                    2 * gemm(s, s, d, matrices) + 2 * gemm(s, d, s, matrices) +  // dP, dV, dQ, dK
                    gemm(h, 3 * h / t, tokens) + (needs_dx ? gemm(tokens, h, 3 * h / t) : 0.0) +
-                   memory_bound_seconds(device, dtype, 5 * elementwise_flops, 3 * scores_bytes);
+                   memory_bound_seconds(device, dtype, 5 * elementwise_flops, 3 * scores_bytes + dropout_bytes);
     return c;
 }
 

@@ -514,6 +514,12 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     // works on its input's tiles, a flatten on its input's splits).
     const double work_share = anchor ? anchor_work_share(layer, input_shape, l)
                                      : std::min(largest_share(layer.output_shape, out), largest_share(input_shape, in));
+    // Sequence parallelism: a follower on replicated tensors (layernorm, dropout, residual add)
+    // works on 1/T of the sequence (Korthikanti et al. 2022, section 4.2.2): both its input and
+    // output replicated, else its split already counts in work_share.
+    const double sequence_split = anchor ? 1.0
+                                         : std::min(sequence_parallel_split(l, in, options_.sequence_parallel),
+                                                    sequence_parallel_split(l, out, options_.sequence_parallel));
     const GroupPlacement sync_group = anchor ? placement(l, true, false, false, true, true)
                                              : contiguous(static_cast<std::int64_t>(in.n) * in.h * in.w);
     const LayerComm comm =
@@ -530,11 +536,11 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     work.in = in;
     work.out = out;
     work.batch = local.batch;
-    work.fwd_flops = static_cast<double>(layer.fwd_flops) * local.batch * work_share;
-    work.bwd_input_flops = static_cast<double>(layer.bwd_input_flops) * local.batch * work_share;
-    work.bwd_weight_flops = static_cast<double>(layer.bwd_weight_flops) * local.batch * work_share;
-    work.input_bytes = local.input_bytes;
-    work.output_bytes = local.output_bytes;
+    work.fwd_flops = static_cast<double>(layer.fwd_flops) * local.batch * work_share / sequence_split;
+    work.bwd_input_flops = static_cast<double>(layer.bwd_input_flops) * local.batch * work_share / sequence_split;
+    work.bwd_weight_flops = static_cast<double>(layer.bwd_weight_flops) * local.batch * work_share / sequence_split;
+    work.input_bytes = local.input_bytes / sequence_split;
+    work.output_bytes = local.output_bytes / sequence_split;
     work.weight_bytes = weight_local;
     work.network_output = index + 1 == static_cast<int>(network_->layers.size());
     const ComputeTime compute = layer_compute_time(*network_, index, work, cluster_->device, options_.dtype,

@@ -6,6 +6,7 @@
 
 #include "planner/candidate.hpp"
 #include "planner/cost_model.hpp"
+#include "planner/schedule.hpp"
 
 namespace dnnplan::planner {
 
@@ -30,7 +31,8 @@ struct PipelineSearchStats {
     long long skipped = 0;         // combinations that do not divide P or the batch
     long long infeasible = 0;      // scored but over memory
 };
-std::vector<Candidate> pipeline_candidates(const CostModel& model, PipelineSearchStats* stats = nullptr);
+std::vector<Candidate> pipeline_candidates(const CostModel& model, PipelineSearchStats* stats = nullptr,
+                                           const PipelineNarrowing& narrowing = {});
 
 // Dataflow-graph partitions (graph_partition.cpp): the best micro-batch count per k.
 std::vector<Candidate> graph_partition_candidates(const CostModel& model);

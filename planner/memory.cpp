@@ -12,6 +12,11 @@ Optimizer default_optimizer(const networks::Network& network) {
     return Optimizer::sgd;
 }
 
+double sequence_parallel_split(const Layout& layout, const Dist& dist, bool sequence_parallel) {
+    const bool replicated = dist.c * dist.h * dist.w == 1;
+    return sequence_parallel && replicated ? static_cast<double>(layout.co * layout.ci) : 1.0;
+}
+
 namespace {
 // How many ways attention's per-head tensors are divided: heads / the busiest process's heads.
 double attention_heads_split(const networks::Layer& layer, const Layout& layout) {
@@ -26,10 +31,8 @@ double attention_heads_split(const networks::Layer& layer, const Layout& layout)
 LayerMemory transformer_layer_memory(const networks::Network& network, const networks::Layer& layer,
                                      const Layout& layout, const LayerDists& dists, double element_bytes,
                                      bool sequence_parallel) {
-    const int tensor = layout.co * layout.ci;
     auto share = [&](const Dist& d, const networks::Shape& shape, double elements) {
-        const bool replicated = d.c * d.h * d.w == 1;
-        return elements * largest_share(shape, d) / (sequence_parallel && replicated ? tensor : 1.0);
+        return elements * largest_share(shape, d) / sequence_parallel_split(layout, d, sequence_parallel);
     };
     const networks::Shape& input_shape = network.layers[layer.inputs.front()].output_shape;
     const double input = static_cast<double>(network.layers[layer.inputs.front()].output_elements);

@@ -50,6 +50,12 @@ struct LayerMemory {
 LayerMemory layer_memory(const networks::Network& network, int index, const Layout& layout, const LayerDists& dists,
                          double local_batch, double element_bytes, bool sequence_parallel = false);
 
+// The further split of a tensor distributed as `dist` under sequence parallelism (Korthikanti et
+// al. 2022, section 4.2.2): T = layout.co x layout.ci when the tensor is replicated over the
+// tensor group and sequence parallelism is on (its layernorm/dropout region then holds and
+// computes 1/T of the sequence on each rank), else 1. Memory and compute both divide by it.
+double sequence_parallel_split(const Layout& layout, const Dist& dist, bool sequence_parallel);
+
 // Optimizer state in fp32 per parameter (SGD momentum: 1 copy; Adam: 2), plus an fp32 master copy
 // of the weights when training in 16-bit (mixed precision, as ZeRO counts it: 16 bytes per
 // parameter for Adam), sharded `shards` ways (ZeRO-1 over the replicas).

@@ -70,6 +70,16 @@ std::vector<int> partition_stages(const StageWeights& weights, const std::vector
                                   std::vector<std::vector<int>>* all_stage_counts = nullptr);
 // The slowest stage of a partition, by the same objective (tests compare with brute force).
 double slowest_stage(const StageWeights& weights, const std::vector<int>& stage_first);
+// Interleaved 1F1B runs chunk c on device c mod `devices` (Narayanan et al. SC'21, section
+// 2.2.2): a device's time is the sum of its chunks', so balancing the chunks is not balancing the
+// devices. Starting from `stage_first` (S V chunks), moves one chunk boundary at a time to the next
+// or previous cut while that lowers the busiest device's sum without raising its neighbour's to
+// it (a local search: never worse than the start, not proven optimal). `devices` = 1 or one chunk
+// per device returns `stage_first` unchanged.
+std::vector<int> balance_devices(const StageWeights& weights, const std::vector<int>& cuts,
+                                 std::vector<int> stage_first, int devices);
+// The busiest device's sum of its chunks (slowest_stage's per-stage objective).
+double slowest_device(const StageWeights& weights, const std::vector<int>& stage_first, int devices);
 
 // Every T (tensor groups inside a node), S, R = P / (T S), M in micro_batch_counts(B / R, S),
 // GPipe, 1F1B and interleaved 1F1B (V = 2, 4, 8 when M is a multiple of S), ZeRO-1 and
@@ -80,7 +90,9 @@ struct PipelineCandidate {
     std::vector<Layout> layouts;
     PipelineScore score;
 };
-std::vector<PipelineCandidate> search_pipelines(const CostModel& model, PipelineSearchStats* stats = nullptr);
+// `narrowing` keeps only the recomputation, sequence parallelism or micro-batch size it fixes.
+std::vector<PipelineCandidate> search_pipelines(const CostModel& model, PipelineSearchStats* stats = nullptr,
+                                                const PipelineNarrowing& narrowing = {});
 
 // The label of a pipeline candidate: "TP=8 x PP=16 x DP=8, M=96, 1f1b, zero-1, 152 TFLOP/s/GPU".
 std::string pipeline_label(const PipelineSpec& spec, const PipelineScore& score);

@@ -18,9 +18,8 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
         st.first = spec.stage_first[s];
         st.last = s + 1 < spec.virtual_stages() ? spec.stage_first[s + 1] - 1 : L - 1;
         if (s > 0) {
-            st.recv_bytes = c.boundary_bytes[st.first];
-            st.recv_s = clusters::point_to_point_seconds(st.recv_bytes,
-                                                         boundary_link(model, spec, s));  // evaluate_stages()'s recv_f
+            st.recv_bytes = c.boundary_send_bytes[st.first];
+            st.recv_s = c.boundary_seconds(st.first, boundary_link(model, spec, s));  // evaluate_stages()'s recv_f
         }
         out.stages.push_back(st);
     }

@@ -169,13 +169,22 @@ using BestPerShape = std::map<std::pair<int, int>, Best>;  // per (T, S)
 // The (S, M) pairs of tensor width T, grouped by micro-batch size B / (R M): the configurations
 // that share one LayerTable. M is a divisor of the per-replica batch, at most kMaxMicroBatches.
 std::map<std::int64_t, std::vector<std::pair<int, int>>> configurations_by_micro_batch(
-    const CostModel& model, int T, const std::vector<int>& stage_counts, PipelineSearchStats& stats) {
+    const CostModel& model, int T, const std::vector<int>& stage_counts, std::int64_t micro_batch_size,
+    PipelineSearchStats& stats) {
     const std::int64_t P = model.options().procs, B = model.options().batch;
     std::map<std::int64_t, std::vector<std::pair<int, int>>> by_micro;
     for (int S : stage_counts) {
         const std::int64_t R = P / (std::int64_t{T} * S);
         if (B % R != 0) {
             ++stats.skipped;
+            continue;
+        }
+        if (micro_batch_size > 0) {  // narrowed: the one M of that size, when it divides
+            if ((B / R) % micro_batch_size != 0 || (B / R) / micro_batch_size > kMaxMicroBatches) {
+                ++stats.skipped;
+                continue;
+            }
+            by_micro[micro_batch_size].emplace_back(S, static_cast<int>((B / R) / micro_batch_size));
             continue;
         }
         for (int M : micro_batch_counts(B / R, S)) by_micro[B / R / M].emplace_back(S, M);
@@ -198,12 +207,15 @@ std::vector<std::pair<Schedule, int>> schedules_of(int S, int M, int max_parts) 
 void score_micro_batch(const CostModel& model, const LayerTable& table, const std::vector<std::pair<int, int>>& uses,
                        const std::vector<int>& cuts,
                        std::map<std::tuple<int, bool>, std::vector<LayerSync>>& sync_cache, BestPerShape& best,
-                       PipelineSearchStats& stats) {
+                       const std::optional<Recompute>& only_recompute, PipelineSearchStats& stats) {
     const int T = table.tensor;
     const int d = model.links().devices_per_node;
     const double capacity = static_cast<double>(model.cluster().device.usable_memory_bytes());
     // Stage partitions for every S at once, per link kind and recomputation setting.
     std::map<std::tuple<bool, Recompute>, std::vector<std::vector<int>>> partitions;
+    std::map<std::tuple<bool, Recompute>, StageWeights> weights;
+    // Interleaved: the chunk partition rebalanced per device (balance_devices), per (key, S, V).
+    std::map<std::tuple<bool, Recompute, int, int>, std::vector<int>> device_balanced;
     int s_max = 1;
     for (auto [S, M] : uses) s_max = std::max(s_max, S);
     const int pieces = static_cast<int>(cuts.size()) + 1;  // the most (virtual) stages a partition can have
@@ -212,10 +224,11 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
     for (auto [S, M] : uses)
         for (Recompute recompute : {Recompute::none, Recompute::selective, Recompute::full}) {
             if (recompute == Recompute::selective && !attention) continue;
+            if (only_recompute && *only_recompute != recompute) continue;
             const bool intra = model.links().fits_in_node(std::int64_t{T} * S);
             const auto key = std::make_tuple(intra, recompute);
             if (!partitions.count(key)) {
-                const StageWeights w = weights_from(table, stage_link(model, T, S), recompute);
+                const StageWeights& w = weights[key] = weights_from(table, stage_link(model, T, S), recompute);
                 std::vector<std::vector<int>> all;
                 partition_stages(w, cuts, std::min(pieces, (intra ? std::min(s_max, d / T) : s_max) * kMaxSearchInterleave),
                                  &all);
@@ -235,7 +248,17 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
                     spec.zero = zero;
                     spec.recompute = recompute;
                     spec.sequence_parallel = table.options.sequence_parallel;
-                    spec.stage_first = all[S * V];
+                    if (V > 1) {
+                        const auto balanced_key = std::make_tuple(intra, recompute, S, V);
+                        auto it = device_balanced.find(balanced_key);
+                        if (it == device_balanced.end())
+                            it = device_balanced
+                                     .emplace(balanced_key, balance_devices(weights.at(key), cuts, all[S * V], S))
+                                     .first;
+                        spec.stage_first = it->second;
+                    } else {
+                        spec.stage_first = all[S * V];
+                    }
                     auto sync = sync_cache.find({S, zero});
                     if (sync == sync_cache.end())
                         sync =
@@ -260,7 +283,8 @@ void score_micro_batch(const CostModel& model, const LayerTable& table, const st
 }
 }  // namespace
 
-std::vector<PipelineCandidate> search_pipelines(const CostModel& model, PipelineSearchStats* stats) {
+std::vector<PipelineCandidate> search_pipelines(const CostModel& model, PipelineSearchStats* stats,
+                                                const PipelineNarrowing& narrowing) {
     PipelineSearchStats local;
     PipelineSearchStats& st = stats ? *stats : local;
     const std::int64_t P = model.options().procs;
@@ -285,12 +309,14 @@ std::vector<PipelineCandidate> search_pipelines(const CostModel& model, Pipeline
                                            [](const Layer& l) { return l.kind == LayerKind::attention; });
         for (bool sequence_parallel : {false, true}) {
             if (sequence_parallel && (T == 1 || !attention)) continue;
+            if (narrowing.sequence_parallel && *narrowing.sequence_parallel != sequence_parallel) continue;
             // (S, zero) -> per-layer sync (the weights' shards do not depend on sequence parallelism,
             // but the table does: one cache per setting)
             std::map<std::tuple<int, bool>, std::vector<LayerSync>> sync_cache;
-            for (const auto& [b, uses] : configurations_by_micro_batch(model, T, stage_counts, st))
+            for (const auto& [b, uses] :
+                 configurations_by_micro_batch(model, T, stage_counts, narrowing.micro_batch_size, st))
                 score_micro_batch(model, make_layer_table(model, T, b, layouts, sequence_parallel), uses, cuts,
-                                  sync_cache, best, st);
+                                  sync_cache, best, narrowing.recompute, st);
         }
     }
     std::vector<PipelineCandidate> out;
@@ -352,15 +378,18 @@ PipelineCandidate plan_pipeline(const CostModel& model, PipelineSpec spec, const
                                  " chunks but " + model.network().name + " has only " +
                                  std::to_string(cuts.size() + 1) + " pieces between places to cut");
     if (std::string why = interleave_problem(spec); !why.empty()) fail("--interleave", why);
-    spec.stage_first = partition_stages(stage_weights(model, spec, pc.layouts), cuts, spec.virtual_stages());
+    const StageWeights weights = stage_weights(model, spec, pc.layouts);
+    spec.stage_first = balance_devices(weights, cuts, partition_stages(weights, cuts, spec.virtual_stages()),
+                                       spec.stages);
     pc.spec = spec;
     pc.score = score_pipeline(model, spec, pc.layouts);
     return pc;
 }
 
-std::vector<Candidate> pipeline_candidates(const CostModel& model, PipelineSearchStats* stats) {
+std::vector<Candidate> pipeline_candidates(const CostModel& model, PipelineSearchStats* stats,
+                                           const PipelineNarrowing& narrowing) {
     std::vector<Candidate> out;
-    for (PipelineCandidate& pc : search_pipelines(model, stats)) {
+    for (PipelineCandidate& pc : search_pipelines(model, stats, narrowing)) {
         Candidate c;
         c.strategy = pc.spec.tensor > 1 ? Strategy::tp_pp_dp : Strategy::pipeline;
         c.label = pipeline_label(pc.spec, pc.score);

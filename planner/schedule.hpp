@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,15 @@ struct PipelineSpec {
     }
     int virtual_stages() const { return stages * interleave; }
     bool operator==(const PipelineSpec&) const = default;
+};
+
+// What the user fixed of the pipeline search (the CLI's --recompute, --sequence-parallel and
+// --micro-batch-size without an explicit pipeline); every other dimension is still searched.
+struct PipelineNarrowing {
+    std::optional<Recompute> recompute;
+    std::optional<bool> sequence_parallel;
+    std::int64_t micro_batch_size = 0;  // samples per micro-batch; 0: any
+    bool any() const { return recompute || sequence_parallel || micro_batch_size > 0; }
 };
 
 // Why interleaving cannot be used with this spec ("" when it can, always for V = 1): V > 1 needs

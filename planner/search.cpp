@@ -15,15 +15,19 @@ const Candidate* SearchResult::find(Strategy strategy) const {
 
 SearchResult search(const CostModel& model, const SearchOptions& options) {
     SearchResult result;
-    result.ranked = grid_candidates(model, &result.layout_evaluations);
-    result.ranked.push_back(per_layer_candidate(model, result.ranked, &result.layout_evaluations));
-    if (options.pipelines) {
+    const bool narrowed = options.narrowing.any();
+    if (!narrowed) {
+        result.ranked = grid_candidates(model, &result.layout_evaluations);
+        result.ranked.push_back(per_layer_candidate(model, result.ranked, &result.layout_evaluations));
+    }
+    if (options.pipelines || narrowed) {
         PipelineSearchStats stats;
-        for (Candidate& c : pipeline_candidates(model, &stats)) result.ranked.push_back(std::move(c));
+        for (Candidate& c : pipeline_candidates(model, &stats, options.narrowing)) result.ranked.push_back(std::move(c));
         result.pipeline_configurations = stats.configurations;
         result.pipeline_skipped = stats.skipped;
         result.pipeline_over_memory = stats.infeasible;
-        for (Candidate& c : graph_partition_candidates(model)) result.ranked.push_back(std::move(c));
+        if (!narrowed)
+            for (Candidate& c : graph_partition_candidates(model)) result.ranked.push_back(std::move(c));
     }
     std::stable_sort(result.ranked.begin(), result.ranked.end(), [](const Candidate& a, const Candidate& b) {
         if (a.plan.cost.feasible != b.plan.cost.feasible) return a.plan.cost.feasible;

@@ -6,6 +6,7 @@
 
 #include "planner/candidate.hpp"
 #include "planner/cost_model.hpp"
+#include "planner/schedule.hpp"
 
 namespace dnnplan::planner {
 
@@ -24,6 +25,9 @@ struct SearchResult {
 // Which families search() ranks beyond the layer-parallel ones (uniform grids and per-layer).
 struct SearchOptions {
     bool pipelines = true;  // pipeline, tp-pp-dp and graph-partition
+    // Only pipeline and tp-pp-dp plans have these dimensions: when any is set, the layer-parallel
+    // and graph-partition families are left out and the pipeline search keeps only matching ones.
+    PipelineNarrowing narrowing;
 };
 
 SearchResult search(const CostModel& model, const SearchOptions& options = {});

@@ -32,32 +32,48 @@ namespace {
 
 // Bytes crossing each possible stage boundary c (tensors made before c and read at or after it),
 // per rank (each rank sends its shard to its counterpart in the next stage) and in total.
-void boundaries(LayerTable& t, const networks::Network& network) {
+void boundaries(LayerTable& t, const networks::Network& network, const clusters::LinkModel& links) {
     const auto& layers = network.layers;
     const int n = t.layer_count;
     const double eb = static_cast<double>(dtype_bytes(t.options.dtype));
     std::vector<int> last_use(n, 0);
     for (int i = 1; i < n; ++i)
         for (int p : layers[i].inputs) last_use[p] = std::max(last_use[p], i);
-    std::vector<double> delta(n + 1, 0.0), delta_total(n + 1, 0.0);
+    const double T = t.tensor;
+    std::vector<double> delta(n + 1, 0.0), delta_total(n + 1, 0.0), delta_send(n + 1, 0.0), delta_gather(n + 1, 0.0);
     for (int j = 1; j < n; ++j) {
         if (last_use[j] <= j) continue;
         const double total = output_bytes(layers[j], static_cast<double>(t.micro_batch), eb);
-        const double per_rank = total / static_cast<double>(t.plan.layers[j].out_dist.parts());
+        const double parts = static_cast<double>(t.plan.layers[j].out_dist.parts());
+        const double per_rank = total / parts;
+        // Replicated over the tensor group: scattered (1/T per rank), gathered after unless split
+        // along the sequence already.
+        const bool scattered = T > 1 && parts == 1;
+        const double send = scattered ? per_rank / T : per_rank;
+        const double gather = scattered && !t.options.sequence_parallel ? total : 0.0;
         // Crosses every boundary in (j, last_use].
-        delta[j + 1] += per_rank;
-        delta[last_use[j] + 1] -= per_rank;
-        delta_total[j + 1] += total;
-        delta_total[last_use[j] + 1] -= total;
+        for (auto [d, v] : {std::pair{&delta, per_rank}, {&delta_total, total}, {&delta_send, send}, {&delta_gather, gather}}) {
+            (*d)[j + 1] += v;
+            (*d)[last_use[j] + 1] -= v;
+        }
     }
     t.boundary_bytes.assign(n + 1, 0.0);
     t.boundary_total.assign(n + 1, 0.0);
-    double run = 0, run_total = 0;
+    t.boundary_send_bytes.assign(n + 1, 0.0);
+    t.boundary_gather_s.assign(n + 1, 0.0);
+    double run = 0, run_total = 0, run_send = 0, run_gather = 0;
+    const clusters::GroupPlacement group{t.tensor, std::gcd(t.tensor, links.devices_per_node)};  // node by node
     for (int i = 0; i <= n; ++i) {
         run += delta[i];
         run_total += delta_total[i];
+        run_send += delta_send[i];
+        run_gather += delta_gather[i];
         t.boundary_bytes[i] = std::max(0.0, run);
         t.boundary_total[i] = std::max(0.0, run_total);
+        t.boundary_send_bytes[i] = std::max(0.0, run_send);
+        if (run_gather > 0)  // all-gather of the whole tensor (n bytes in all, clusters/collectives.hpp)
+            t.boundary_gather_s[i] =
+                clusters::cheapest(clusters::Collective::all_gather, group, run_gather, links.intra, links.inter).seconds;
     }
 }
 }  // namespace
@@ -127,7 +143,7 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
             s.fwd_comm_by_kind[k] += before.fwd_comm_by_kind[k];
         }
     }
-    boundaries(t, network);
+    boundaries(t, network, micro_model.links());
     // The input micro-batch, split as the first layer's layout splits the batch.
     const int first_n = n > 1 ? std::max(1, t.plan.layers[1].in_dist.n) : 1;
     t.input_bytes = static_cast<double>(t.micro_batch) / first_n * layers[0].output_elements *
@@ -227,12 +243,8 @@ StageTimes stage_times(const CostModel& model, const LayerTable& t, const Pipeli
     std::vector<double> device_fb(spec.stages, 0.0);
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
-        if (s > 0)
-            st.recv_forward[s] =
-                clusters::point_to_point_seconds(t.boundary_bytes[first], boundary_link(model, spec, s));
-        if (s + 1 < S)
-            st.recv_backward[s] =
-                clusters::point_to_point_seconds(t.boundary_bytes[last + 1], boundary_link(model, spec, s + 1));
+        if (s > 0) st.recv_forward[s] = t.boundary_seconds(first, boundary_link(model, spec, s));
+        if (s + 1 < S) st.recv_backward[s] = t.boundary_seconds(last + 1, boundary_link(model, spec, s + 1));
         const LayerTable::Sums sums = t.sum(first, last);
         const double forward = sums.fwd_compute + sums.fwd_comm;
         const double backward = sums.bwd_compute + (sums.blocking() - sums.fwd_comm);
@@ -290,7 +302,8 @@ std::vector<double> send_delays(const CostModel& model, const LayerTable& t, con
                                 const StageSyncs& syncs) {
     std::vector<double> delay(spec.stages, 0.0);
     for (int s = 1; s < spec.stages; ++s) {
-        const double bandwidth_s = t.boundary_bytes[spec.stage_first[s]] / boundary_link(model, spec, s).bandwidth_Bps;
+        const double bandwidth_s =
+            t.boundary_send_bytes[spec.stage_first[s]] / boundary_link(model, spec, s).bandwidth_Bps;
         delay[s - 1] = std::min(bandwidth_s, syncs.exposed[s]);
     }
     return delay;

@@ -85,6 +85,17 @@ struct LayerTable {
     std::vector<double> sync_bytes;                    // inner sync bytes per layer
     std::vector<double> boundary_bytes;  // per cut position c: bytes per rank per micro-batch crossing into c
     std::vector<double> boundary_total;  // the same, all ranks of the tensor group
+    // Megatron-LM's scatter/gather of stage-boundary activations (Narayanan et al. SC'21, section
+    // 4.1): a tensor replicated over the T ranks crosses as T slices of 1/T, one per rank pair, and
+    // the receiving stage all-gathers it over its tensor group inside the node (not needed under
+    // sequence parallelism, whose tensors are already split T ways along the sequence). Per cut c:
+    // the bytes one rank sends, and the all-gather's seconds.
+    std::vector<double> boundary_send_bytes;
+    std::vector<double> boundary_gather_s;
+    // Seconds to move the tensors crossing cut c into the next stage (or their gradient back).
+    double boundary_seconds(int c, const clusters::LinkCost& link) const {
+        return clusters::point_to_point_seconds(boundary_send_bytes[c], link) + boundary_gather_s[c];
+    }
     double input_bytes = 0;              // the input micro-batch resident on stage 0, per rank
 };
 // `micro_model` has procs = T and batch = the micro-batch; `layer_plan` is its layer_costs(layouts).

@@ -176,9 +176,9 @@ struct Builder {
             const std::string name = std::to_string(first + i);
             local.push_back(zone->create_host("rank" + name, speed));
             hosts[first + i] = local.back();
-            intra.push_back(zone->create_split_duplex_link("intra" + name, cluster.intra_node.bandwidth_Bps)
+            intra.push_back(zone->create_split_duplex_link("intra" + name, cluster.intra_node.effective_bandwidth_Bps())
                                 ->set_latency(cluster.intra_node.latency_s / 2));
-            nic.push_back(zone->create_split_duplex_link("nic" + name, cluster.inter_node.bandwidth_Bps)
+            nic.push_back(zone->create_split_duplex_link("nic" + name, cluster.inter_node.effective_bandwidth_Bps())
                               ->set_latency(nic_latency_s));
         }
         for (int i = 0; i < count; ++i) {
@@ -312,7 +312,7 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
     if (!options.platform_file.empty()) return load_xml_platform(engine, procs, options);
 
     const int d = std::max(1, std::min(cluster.devices_per_node, procs));
-    const double bw = cluster.inter_node.bandwidth_Bps;
+    const double bw = cluster.inter_node.effective_bandwidth_Bps();
     Builder b{.cluster = cluster,
               .procs = procs,
               .speed = host_speed,
@@ -324,7 +324,7 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
               .lat = cluster.inter_node.latency_s,
               .fabric_bw = bw * d / std::max(1, options.lanes),
               .devices = d > 1 ? ", " + std::to_string(d) + " devices per node (private intra-node links of " +
-                                     human_count(cluster.intra_node.bandwidth_Bps, "B/s") + " and one NIC each)"
+                                     human_count(cluster.intra_node.effective_bandwidth_Bps(), "B/s") + " and one NIC each)"
                                : ""};
     const auto& topo = cluster.topology;
     // --topology star (the CLI's parsed choice) replaces the cluster's own network by a star.

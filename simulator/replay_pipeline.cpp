@@ -327,8 +327,8 @@ std::optional<TimedCalls> collapsible_calls(const planner::CostModel& model, con
     const double latency = cluster.intra_node.latency_s;
     const double gamma = simgrid::config::get_value<double>("network/TCP-gamma");
     const double bandwidth =
-        gamma > 0 && latency > 0 ? std::min(cluster.intra_node.bandwidth_Bps, gamma / (2 * latency))
-                                 : cluster.intra_node.bandwidth_Bps;
+        gamma > 0 && latency > 0 ? std::min(cluster.intra_node.effective_bandwidth_Bps(), gamma / (2 * latency))
+                                 : cluster.intra_node.effective_bandwidth_Bps();
     std::unordered_map<const CommCall*, double> seconds;
     for (const auto& layer : layers)
         for (const auto* part : {&layer.forward, &layer.backward})

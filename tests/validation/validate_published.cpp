@@ -35,9 +35,12 @@ using namespace dnnplan;
 // Since the per-operation compute model, interleaving, the recomputation modes and sequence
 // parallelism (this commit): mean 18.6%, max 34.3% (smith22-mtnlg530b-3360gpus) over 21 runs, every
 // run predicted too fast (before them: mean 13.2%, max 25.4%, errors of both signs cancelling).
-// The tolerances are a regression check with a few points of headroom, not the 5% goal.
-constexpr double kRunTolerance = 0.38;
-constexpr double kMeanTolerance = 0.22;
+// After issue 15's gaps (NCCL bus bandwidths and the A100 memory-copy rate from public
+// micro-benchmarks, Megatron's scatter/gather, sequence-parallel layernorm compute, the
+// attention-dropout kernel): mean 16.2%, max 33.4% (smith22-mtnlg530b-3360gpus), still every run
+// too fast. The tolerances are a regression check with a few points of headroom, not the 5% goal.
+constexpr double kRunTolerance = 0.36;
+constexpr double kMeanTolerance = 0.19;
 
 // Runs the library cannot score yet, with the reason: the test fails when one of them starts to
 // score (so that it joins the error table) and when any other run fails to.
