@@ -62,8 +62,9 @@ TEST_CASE("the event-driven replay equals the actors' on a star (no shared link)
 // On the dragonfly flows share links. With every share recomputed at every event (network/optim:Full)
 // both replays give the same iteration; SimGrid's lazy update (its default) gives the actors' replay
 // a slightly different one (0.1% here, measured once: -0.11% for resnet50 at P = 128, -0.13% at
-// P = 256, +0.31% at P = 512), while the event-driven replay under the lazy update keeps the full
-// update's figure.
+// P = 256, +0.31% at P = 512). The event-driven replay under the lazy update kept the full update's
+// figure to 1e-9 before the batch-norm statistics all-reduces were costed, and 4.5e-5 after: an
+// observation, not an equivalence, so both lazy figures are held to the same 0.5%.
 TEST_CASE("the event-driven replay equals the actors' on cori-knl's dragonfly with full max-min updates",
           "[sim][events]") {
     Runs full = both("resnet50", 128, "cluster", true, false);
@@ -71,6 +72,6 @@ TEST_CASE("the event-driven replay equals the actors' on cori-knl's dragonfly wi
     CHECK(full.events.simulated.iteration_s == Approx(full.actors.simulated.iteration_s).epsilon(1e-9));
     CHECK(full.events.simulated.sync_exposed_s == Approx(full.actors.simulated.sync_exposed_s).epsilon(1e-9));
     Runs lazy = both("resnet50", 128, "cluster", true, true);
-    CHECK(lazy.events.simulated.iteration_s == Approx(full.events.simulated.iteration_s).epsilon(1e-9));
+    CHECK(lazy.events.simulated.iteration_s == Approx(full.events.simulated.iteration_s).epsilon(0.005));
     CHECK(lazy.actors.simulated.iteration_s == Approx(full.actors.simulated.iteration_s).epsilon(0.005));
 }
