@@ -1,5 +1,7 @@
 #include "validators/graph_runner.hpp"
 
+#include "validators/iteration_samples.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
@@ -353,13 +355,6 @@ double sum_over(MPI_Comm comm, double v) {
     return r;
 }
 
-template <class T>
-double median_of(std::vector<T> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? double(v[n / 2]) : 0.5 * (double(v[n / 2 - 1]) + double(v[n / 2]));
-}
 
 
 // The sequential network (one process, every layer, no messages) on the plan's samples: the whole
@@ -498,11 +493,6 @@ bool compare_graph_ledger(const ByteLedger& measured, const ByteLedger& planned,
     return total == 0;
 }
 
-// Per-rank medians over the timed iterations, in this order.
-enum DeviceStat { kFwd, kBwd, kSend, kRecv, kLoss, kSync, kOptimizer, kIdle, kStats };
-const char* const kDeviceStatNames[kStats] = {"fwd_compute_s", "bwd_compute_s", "send_s",      "receive_wait_s",
-                                              "loss_s",        "sync_s",        "optimizer_s", "idle_s"};
-
 // Per device: the plan's compute (M x its layers' forward and backward per micro-batch), the
 // transfers it receives (M x their seconds, both directions), beside the slowest of its replicas.
 Json device_details(const planner::GraphPartitionProgram& program, const planner::PipelineSpec& spec,
@@ -510,12 +500,9 @@ Json device_details(const planner::GraphPartitionProgram& program, const planner
     Json devices = Json::array();
     const double m = spec.micro_batches;
     for (int d = 0; d < spec.stages; ++d) {
-        Json measured = Json::object();
-        for (int k = 0; k < kStats; ++k) {
-            double worst = 0;
-            for (int r = d; r < ranks; r += spec.stages) worst = std::max(worst, all_stats[static_cast<std::size_t>(r * kStats + k)]);
-            measured[kDeviceStatNames[k]] = worst;
-        }
+        std::vector<int> device_ranks;  // the device's replicas
+        for (int r = d; r < ranks; r += spec.stages) device_ranks.push_back(r);
+        const Json measured = WorkerSamples::slowest(all_stats, device_ranks);
         double fwd = 0, bwd = 0, recv = 0;
         std::vector<int> layers;
         for (std::size_t i = 1; i < program.forward_s.size(); ++i)
@@ -555,9 +542,7 @@ GraphRunResult run_graph(const planner::CostModel& model, const planner::Pipelin
     OpTimer timer;
     timer.on_step = options.on_step;
     ByteLedger measured;
-    std::vector<double> iters;
-    std::vector<std::array<double, static_cast<int>(Op::count)>> ops;
-    std::vector<std::array<double, kStats>> stats;
+    WorkerSamples samples;
     const int total = options.warmup + options.iterations;
     for (int it = 0; it < total; ++it) {
         timer.reset();
@@ -572,37 +557,10 @@ GraphRunResult run_graph(const planner::CostModel& model, const planner::Pipelin
         device.counter = nullptr;
         if (counter) measured = measured_ledger(counter->messages(), comm);
         counter.reset();
-        if (it < options.warmup) continue;
-        double slowest = 0;
-        MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
-        iters.push_back(slowest);
-        std::array<double, static_cast<int>(Op::count)> worst{};
-        MPI_Allreduce(timer.seconds.data(), worst.data(), static_cast<int>(Op::count), MPI_DOUBLE, MPI_MAX, comm);
-        ops.push_back(worst);
-        auto sec = [&](Op o) { return timer.seconds[static_cast<int>(o)]; };
-        std::array<double, kStats> st{sec(Op::fwd_compute), sec(Op::bwd_compute), device.send_s, device.recv_s,
-                                      sec(Op::loss),        sec(Op::sync),        sec(Op::optimizer), 0};
-        st[kIdle] = slowest - (st[kFwd] + st[kBwd] + st[kSend] + st[kLoss] + st[kSync] + st[kOptimizer]);
-        stats.push_back(st);
+        if (it >= options.warmup) samples.add(local, timer, device.send_s, device.recv_s, comm);
     }
     RunResult& r = out.run;
-    r.iteration_samples = iters;
-    r.iteration_s = median_of(iters);
-    r.iteration_best_s = iters.empty() ? 0 : *std::min_element(iters.begin(), iters.end());
-    for (int o = 0; o < static_cast<int>(Op::count); ++o) {
-        std::vector<double> v;
-        for (const auto& a : ops) v.push_back(a[static_cast<std::size_t>(o)]);
-        r.op_s[static_cast<std::size_t>(o)] = median_of(v);
-        r.op_best_s[static_cast<std::size_t>(o)] = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
-    }
-    std::array<double, kStats> mine{};
-    for (int k = 0; k < kStats; ++k) {
-        std::vector<double> v;
-        for (const auto& a : stats) v.push_back(a[static_cast<std::size_t>(k)]);
-        mine[static_cast<std::size_t>(k)] = median_of(v);
-    }
-    std::vector<double> all_stats(static_cast<std::size_t>(p * kStats));
-    MPI_Gather(mine.data(), kStats, MPI_DOUBLE, all_stats.data(), kStats, MPI_DOUBLE, 0, comm);
+    const std::vector<double> all_stats = samples.summarise(r, comm);
     out.ledger_agrees = compare_graph_ledger(measured, graph_planned_ledger(program, spec, me), comm, out.details);
     r.ledger = out.details.is_object() ? out.details["ledger"] : Json();
     if (me == 0) {

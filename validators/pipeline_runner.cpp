@@ -1,5 +1,7 @@
 #include "validators/pipeline_runner.hpp"
 
+#include "validators/iteration_samples.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -385,13 +387,6 @@ double max_over(MPI_Comm comm, double v) {
     return r;
 }
 
-template <class T>
-double median_of(std::vector<T> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? double(v[n / 2]) : 0.5 * (double(v[n / 2 - 1]) + double(v[n / 2]));
-}
 
 // Max relative error of one layer's gradient on this rank's shard (entries [lo, hi) of the
 // flattened [weight, bias]) against the sequential network's whole gradient.
@@ -441,23 +436,15 @@ void check_pipeline(const networks::Network& net, const planner::PipelineProgram
 }  // namespace
 
 namespace {
-// Per-rank medians over the timed iterations, in this order.
-enum StageStat { kFwd, kBwd, kSend, kRecv, kLoss, kSync, kOptimizer, kIdle, kStats };
-const char* const kStageStatNames[kStats] = {"fwd_compute_s", "bwd_compute_s", "send_s",      "receive_wait_s",
-                                             "loss_s",        "sync_s",        "optimizer_s", "idle_s"};
-
 Json stage_details(const planner::PipelineSpec& spec, const planner::PipelineScore& score,
                    const std::vector<double>& all_stats, int ranks) {
     Json stages = Json::array();
     const double m = spec.micro_batches;
     for (int s = 0; s < spec.stages; ++s) {
-        Json measured = Json::object();
-        for (int k = 0; k < kStats; ++k) {
-            double worst = 0;  // the slowest of the stage's ranks (its replicas)
-            for (int r = 0; r < ranks; ++r)
-                if (role_of(spec, r).stage == s) worst = std::max(worst, all_stats[static_cast<std::size_t>(r * kStats + k)]);
-            measured[kStageStatNames[k]] = worst;
-        }
+        std::vector<int> stage_ranks;  // the slowest of the stage's ranks (its replicas) is measured
+        for (int r = 0; r < ranks; ++r)
+            if (role_of(spec, r).stage == s) stage_ranks.push_back(r);
+        const Json measured = WorkerSamples::slowest(all_stats, stage_ranks);
         const planner::StageCost& c = score.stages[static_cast<std::size_t>(s)];
         const double busy = m * (c.forward_s + c.backward_s);
         Json predicted = {{"forward_per_micro_batch_s", c.forward_s},
@@ -560,9 +547,7 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
     OpTimer timer;
     timer.on_step = options.on_step;
     ByteLedger ledger;
-    std::vector<double> iters;
-    std::vector<std::array<double, static_cast<int>(Op::count)>> ops;
-    std::vector<std::array<double, kStats>> stats;
+    WorkerSamples samples;
     const int total = options.warmup + options.iterations;
     for (int it = 0; it < total; ++it) {
         timer.reset();
@@ -590,37 +575,9 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
             record_stage_internal(net, program, counter->messages(), tensor_ranks, ledger);
             counter.reset();
         }
-        if (it < options.warmup) continue;
-        double slowest = 0;
-        MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
-        iters.push_back(slowest);
-        std::array<double, static_cast<int>(Op::count)> worst{};
-        MPI_Allreduce(timer.seconds.data(), worst.data(), static_cast<int>(Op::count), MPI_DOUBLE, MPI_MAX, comm);
-        ops.push_back(worst);
-        auto sec = [&](Op o) { return timer.seconds[static_cast<int>(o)]; };
-        std::array<double, kStats> st{sec(Op::fwd_compute), sec(Op::bwd_compute), stage.send_s, stage.recv_s,
-                                      sec(Op::loss),        sec(Op::sync),        sec(Op::optimizer), 0};
-        st[kIdle] = slowest - (st[kFwd] + st[kBwd] + st[kSend] + st[kLoss] + st[kSync] + st[kOptimizer]);
-        stats.push_back(st);
+        if (it >= options.warmup) samples.add(local, timer, stage.send_s, stage.recv_s, comm);
     }
-    RunResult& r = out.run;
-    r.iteration_samples = iters;
-    r.iteration_s = median_of(iters);
-    r.iteration_best_s = iters.empty() ? 0 : *std::min_element(iters.begin(), iters.end());
-    for (int o = 0; o < static_cast<int>(Op::count); ++o) {
-        std::vector<double> v;
-        for (const auto& a : ops) v.push_back(a[static_cast<std::size_t>(o)]);
-        r.op_s[static_cast<std::size_t>(o)] = median_of(v);
-        r.op_best_s[static_cast<std::size_t>(o)] = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
-    }
-    std::array<double, kStats> mine{};
-    for (int k = 0; k < kStats; ++k) {
-        std::vector<double> v;
-        for (const auto& a : stats) v.push_back(a[static_cast<std::size_t>(k)]);
-        mine[static_cast<std::size_t>(k)] = median_of(v);
-    }
-    std::vector<double> all_stats(static_cast<std::size_t>(p * kStats));
-    MPI_Gather(mine.data(), kStats, MPI_DOUBLE, all_stats.data(), kStats, MPI_DOUBLE, 0, comm);
+    const std::vector<double> all_stats = samples.summarise(out.run, comm);
 
     std::vector<std::string> orders = gather_strings(stage.executed(), comm);
     out.ledger_agrees = check_ledger(ledger, program, spec, comm, out.details);

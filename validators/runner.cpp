@@ -1,5 +1,7 @@
 #include "validators/runner.hpp"
 
+#include "validators/iteration_samples.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -136,14 +138,6 @@ planner::Dist parts_of(const TensorMap& m, const Grid& grid, const networks::Sha
 std::string to_text(const planner::Dist& d) {
     return "n" + std::to_string(d.n) + " c" + std::to_string(d.c) + " h" + std::to_string(d.h) + " w" +
            std::to_string(d.w);
-}
-
-template <class T>
-double median(std::vector<T> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    std::size_t n = v.size();
-    return n % 2 ? double(v[n / 2]) : 0.5 * (double(v[n / 2 - 1]) + double(v[n / 2]));
 }
 
 Box shift_channels(Box b, Index by) {
@@ -956,8 +950,7 @@ RunResult run_plan(const networks::Network& network, const planner::ScoredPlan& 
     NetworkRunner<float> runner(network, layouts, batch, comm, options.overlap_sync);
     OpTimer timer;
     timer.on_step = options.on_step;
-    std::vector<double> iters;
-    std::vector<std::array<double, static_cast<int>(Op::count)>> ops;
+    IterationSamples samples;
     const int total = options.warmup + options.iterations;
     for (int it = 0; it < total; ++it) {
         const bool measured = it >= options.warmup;
@@ -982,23 +975,9 @@ RunResult run_plan(const networks::Network& network, const planner::ScoredPlan& 
             result.ledger = layer_ledger(network, scored.calls, sent, comm);
         }
         if (timer.trace) result.trace_origin = t0;
-        if (!measured) continue;
-        double local = t1 - t0, slowest = 0;
-        MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
-        iters.push_back(slowest);
-        std::array<double, static_cast<int>(Op::count)> worst{};
-        MPI_Allreduce(timer.seconds.data(), worst.data(), static_cast<int>(Op::count), MPI_DOUBLE, MPI_MAX, comm);
-        ops.push_back(worst);
+        if (measured) samples.add(t1 - t0, timer, comm);
     }
-    result.iteration_samples = iters;
-    result.iteration_s = median(iters);
-    result.iteration_best_s = iters.empty() ? 0 : *std::min_element(iters.begin(), iters.end());
-    for (int o = 0; o < static_cast<int>(Op::count); ++o) {
-        std::vector<double> v;
-        for (const auto& a : ops) v.push_back(a[o]);
-        result.op_s[o] = median(v);
-        result.op_best_s[o] = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
-    }
+    samples.summarise(result);
     if (options.trace) {
         // Gather every rank's events of the last iteration on rank 0, times relative to rank 0's start.
         double origin = result.trace_origin;
