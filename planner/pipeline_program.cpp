@@ -11,7 +11,7 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
         throw std::invalid_argument("pipeline_program: graph partitions (device_of) have no stage program");
     PipelineProgram out;
     out.micro_batch = model.options().batch / (std::int64_t{spec.replicas} * spec.micro_batches);
-    LayerTable c = make_layer_table(model, spec.tensor, out.micro_batch, layouts);
+    LayerTable c = make_layer_table(model, spec.tensor, out.micro_batch, layouts, spec.sequence_parallel);
     const int L = c.layer_count;
     for (int s = 0; s < spec.virtual_stages(); ++s) {  // chunk c of device d is stages[c S + d]
         PipelineProgram::Stage st;
@@ -19,6 +19,7 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
         st.last = s + 1 < spec.virtual_stages() ? spec.stage_first[s + 1] - 1 : L - 1;
         if (s > 0) {
             st.recv_bytes = c.boundary_send_bytes[st.first];
+            st.recv_gather_bytes = c.boundary_gather_bytes[st.first];
             st.recv_s = c.boundary_seconds(st.first, boundary_link(model, spec, s));  // evaluate_stages()'s recv_f
         }
         out.stages.push_back(st);

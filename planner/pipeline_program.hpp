@@ -25,6 +25,13 @@ struct PipelineProgram {
     struct Stage {
         int first = 1, last = 1;  // layer range [first, last]
         double recv_bytes = 0;    // per rank per micro-batch from stage s - 1 (0 for stage 0)
+        // Megatron-LM's scatter/gather (LayerTable::boundary_send_bytes): when recv_bytes is a 1/T
+        // slice of a tensor whole on every tensor rank, the T ranks all-gather the whole tensor,
+        // these bytes, per micro-batch; the same for its gradient backward into stage s - 1. 0 when
+        // the boundary crosses whole (T = 1, split tensors) or under sequence parallelism. The
+        // validator's pipeline runner runs and ledgers it; simulator/replay_pipeline.cpp does not
+        // replay it yet (its receives move recv_bytes only).
+        double recv_gather_bytes = 0;
         double recv_s = 0;  // the seconds the model charges for it (on the boundary's link: intra-node when both ranks
                             // share a node)
     };

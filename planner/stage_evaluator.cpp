@@ -60,6 +60,7 @@ void boundaries(LayerTable& t, const networks::Network& network, const clusters:
     t.boundary_bytes.assign(n + 1, 0.0);
     t.boundary_total.assign(n + 1, 0.0);
     t.boundary_send_bytes.assign(n + 1, 0.0);
+    t.boundary_gather_bytes.assign(n + 1, 0.0);
     t.boundary_gather_s.assign(n + 1, 0.0);
     double run = 0, run_total = 0, run_send = 0, run_gather = 0;
     const clusters::GroupPlacement group{t.tensor, std::gcd(t.tensor, links.devices_per_node)};  // node by node
@@ -71,6 +72,7 @@ void boundaries(LayerTable& t, const networks::Network& network, const clusters:
         t.boundary_bytes[i] = std::max(0.0, run);
         t.boundary_total[i] = std::max(0.0, run_total);
         t.boundary_send_bytes[i] = std::max(0.0, run_send);
+        t.boundary_gather_bytes[i] = std::max(0.0, run_gather);
         if (run_gather > 0)  // all-gather of the whole tensor (n bytes in all, clusters/collectives.hpp)
             t.boundary_gather_s[i] =
                 clusters::cheapest(clusters::Collective::all_gather, group, run_gather, links.intra, links.inter).seconds;

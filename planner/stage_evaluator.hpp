@@ -89,8 +89,10 @@ struct LayerTable {
     // 4.1): a tensor replicated over the T ranks crosses as T slices of 1/T, one per rank pair, and
     // the receiving stage all-gathers it over its tensor group inside the node (not needed under
     // sequence parallelism, whose tensors are already split T ways along the sequence). Per cut c:
-    // the bytes one rank sends, and the all-gather's seconds.
+    // the bytes one rank sends, the all-gather's buffer (the whole tensors; 0 when none) and its
+    // seconds.
     std::vector<double> boundary_send_bytes;
+    std::vector<double> boundary_gather_bytes;
     std::vector<double> boundary_gather_s;
     // Seconds to move the tensors crossing cut c into the next stage (or their gradient back).
     double boundary_seconds(int c, const clusters::LinkCost& link) const {

@@ -18,6 +18,8 @@ using networks::LayerKind;
 std::string pipeline_unsupported_reason(const planner::PipelineSpec& spec) {
     if (!spec.device_of.empty())
         return "graph-partition plans (pipeline.device_of) are not run by the validator yet";
+    if (spec.sequence_parallel && spec.tensor > 1)  // its stages' tensors, boundaries included, split along tokens
+        return "sequence-parallel stages (pipeline.sequence_parallel) are not run by the validator yet";
     return "";
 }
 
@@ -64,6 +66,17 @@ ByteLedger planned_ledger(const planner::PipelineProgram& program, const planner
         if (v > 0)  // partial errors back
             ledger.record({st.first, planner::Phase::backward, planner::CommKind::point_to_point,
                            rank_of(spec, (v - 1) % S, me.replica, me.tensor), 2, st.recv_bytes},
+                          spec.micro_batches);
+        // A scattered boundary (PipelineProgram::Stage::recv_gather_bytes) is all-gathered over the
+        // receiving stage's T ranks: the activations entering v, the errors entering v from v + 1.
+        if (v > 0 && st.recv_gather_bytes > 0)
+            ledger.record({st.first, planner::Phase::forward, planner::CommKind::all_gather, -1, spec.tensor,
+                           st.recv_gather_bytes},
+                          spec.micro_batches);
+        if (v + 1 < V && stages[static_cast<std::size_t>(v + 1)].recv_gather_bytes > 0)
+            ledger.record({stages[static_cast<std::size_t>(v + 1)].first, planner::Phase::backward,
+                           planner::CommKind::all_gather, -1, spec.tensor,
+                           stages[static_cast<std::size_t>(v + 1)].recv_gather_bytes},
                           spec.micro_batches);
         for (int i = st.first; i <= st.last; ++i)
             for (const planner::CommCall& call : program.sync[static_cast<std::size_t>(i)])
@@ -134,8 +147,16 @@ private:
         return *c.slots[spec_.recompute == planner::Recompute::full ? 0 : static_cast<std::size_t>(m)];
     }
     void run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger);
-    void send(Tensor<T>&& t, int to_v, int tag, int layer, planner::Phase phase, OpTimer& timer, ByteLedger& ledger);
-    Tensor<T> receive(const Box& box, int from_v, int tag, const std::string& what, OpTimer& timer);
+    // The tensor crossing boundary `into_v` (into virtual stage into_v: activations forward, their
+    // gradients backward) travels as 1/T slices and is all-gathered by the receivers when the plan
+    // scatters it (Megatron-LM, SC'21 section 4.1; PipelineProgram::Stage::recv_gather_bytes).
+    bool scattered(int into_v) const {
+        return spec_.tensor > 1 && boundary_gather_[static_cast<std::size_t>(into_v)] > 0;
+    }
+    void send(Tensor<T>&& t, int to_v, int tag, int layer, planner::Phase phase, bool slice, OpTimer& timer,
+              ByteLedger& ledger);
+    Tensor<T> receive(const Box& box, int from_v, int tag, const std::string& what, int layer, planner::Phase phase,
+                      bool slice, OpTimer& timer, ByteLedger& ledger);
     void sync_gradient(Gradient& g, OpTimer& timer, ByteLedger& ledger);
     std::vector<std::pair<int, Shard<T>*>> shards_of(NetworkRunner<T>& r, const Chunk& c);
 
@@ -145,6 +166,7 @@ private:
     Index batch_, micro_batch_;
     MPI_Comm comm_, replica_comm_ = MPI_COMM_NULL, tensor_comm_ = MPI_COMM_NULL;
     std::vector<Chunk> chunks_;
+    std::vector<double> boundary_gather_;  // per virtual stage: the program's recv_gather_bytes
     std::vector<Gradient> grads_;
     struct PendingSend {
         std::vector<T> data;
@@ -179,6 +201,7 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
     MPI_Comm_split(comm, rank % (spec.tensor * spec.stages), me_.replica, &replica_comm_);
     MPI_Comm_split(comm, rank / spec.tensor, me_.tensor, &tensor_comm_);
     const std::vector<planner::Layout> layouts = layer_layouts(program, net.layers.size());
+    for (const auto& st : program.stages) boundary_gather_.push_back(st.recv_gather_bytes);
     // A batch or spatial split inside a stage would all-reduce each micro-batch's weight gradient
     // inside the segment, on top of the previous micro-batches' sum: not run (the planner's
     // tensor-parallel layouts split co and ci only).
@@ -217,11 +240,23 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
     }
 }
 
+namespace {
+// Tensor rank t's slice of a flattened boundary tensor of n elements: a balanced 1/T block.
+std::pair<Index, Index> boundary_slice(Index n, int tensor, int t) {
+    return {block_begin(n, tensor, t), block_begin(n, tensor, t + 1)};
+}
+}  // namespace
+
 template <class T>
-void PipelineStage<T>::send(Tensor<T>&& t, int to_v, int tag, int layer, planner::Phase phase, OpTimer& timer,
-                            ByteLedger& ledger) {
+void PipelineStage<T>::send(Tensor<T>&& t, int to_v, int tag, int layer, planner::Phase phase, bool slice,
+                            OpTimer& timer, ByteLedger& ledger) {
     auto pending = std::make_unique<PendingSend>();
-    pending->data = std::move(t.data);
+    if (slice) {  // only this tensor rank's 1/T of the tensor every tensor rank holds whole
+        const auto [lo, hi] = boundary_slice(static_cast<Index>(t.data.size()), spec_.tensor, me_.tensor);
+        pending->data.assign(t.data.begin() + static_cast<std::ptrdiff_t>(lo), t.data.begin() + static_cast<std::ptrdiff_t>(hi));
+    } else {
+        pending->data = std::move(t.data);
+    }
     const int peer = rank_of(spec_, to_v % spec_.stages, me_.replica, me_.tensor);
     const double t0 = MPI_Wtime();
     timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " send to stage " + std::to_string(to_v % spec_.stages),
@@ -236,14 +271,31 @@ void PipelineStage<T>::send(Tensor<T>&& t, int to_v, int tag, int layer, planner
 }
 
 template <class T>
-Tensor<T> PipelineStage<T>::receive(const Box& box, int from_v, int tag, const std::string& what, OpTimer& timer) {
+Tensor<T> PipelineStage<T>::receive(const Box& box, int from_v, int tag, const std::string& what, int layer,
+                                    planner::Phase phase, bool slice, OpTimer& timer, ByteLedger& ledger) {
     Tensor<T> t(box);
+    const Index n = static_cast<Index>(t.data.size());
+    const auto [lo, hi] = slice ? boundary_slice(n, spec_.tensor, me_.tensor) : std::pair<Index, Index>{0, n};
     const double t0 = MPI_Wtime();
-    timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " receive " + what, [&] {
-        MPI_Recv(t.data.data(), static_cast<int>(t.data.size()), mpi_type<T>(),
+    const std::string where = "stage " + std::to_string(me_.stage);
+    timer.time(Op::redistribution, where + " receive " + what, [&] {
+        MPI_Recv(t.data.data() + lo, static_cast<int>(hi - lo), mpi_type<T>(),
                  rank_of(spec_, from_v % spec_.stages, me_.replica, me_.tensor), tag, comm_, MPI_STATUS_IGNORE);
     });
-    recv_s += MPI_Wtime() - t0;
+    if (slice) {  // the whole tensor again from the T slices, over the stage's tensor group
+        std::vector<int> counts(static_cast<std::size_t>(spec_.tensor)), displs(counts.size());
+        for (int r = 0; r < spec_.tensor; ++r) {
+            const auto [rlo, rhi] = boundary_slice(n, spec_.tensor, r);
+            displs[static_cast<std::size_t>(r)] = static_cast<int>(rlo);
+            counts[static_cast<std::size_t>(r)] = static_cast<int>(rhi - rlo);
+        }
+        timer.time(Op::redistribution, where + " all-gather " + what, [&] {
+            MPI_Allgatherv(MPI_IN_PLACE, 0, mpi_type<T>(), t.data.data(), counts.data(), displs.data(), mpi_type<T>(),
+                           tensor_comm_);
+        });
+        ledger.record({layer, phase, planner::CommKind::all_gather, -1, spec_.tensor, double(t.data.size() * sizeof(T))});
+    }
+    recv_s += MPI_Wtime() - t0;  // the all-gather included, as the plan's recv_s folds it in
     return t;
 }
 
@@ -260,21 +312,26 @@ void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& led
     if (full) r.set_sample_offset(base);  // the one runner serves every micro-batch
     if (op.forward) {
         Tensor<T> x;
-        if (!first_v) x = receive(r.boundary_box(), ch.v - 1, activation_tag(spec_, ch.v, m), "activations of " + mtext, timer);
+        if (!first_v)
+            x = receive(r.boundary_box(), ch.v - 1, activation_tag(spec_, ch.v, m), "activations of " + mtext, ch.first,
+                        planner::Phase::forward, scattered(ch.v), timer, ledger);
         if (full) ch.inputs[static_cast<std::size_t>(m)] = x;
         Tensor<T> y = r.forward_segment(std::move(x), timer);
         if (!last_v)
             send(std::move(y), ch.v + 1, activation_tag(spec_, ch.v + 1, m), ch.last + 1, planner::Phase::forward,
-                 timer, ledger);
+                 scattered(ch.v + 1), timer, ledger);
         return;
     }
     Tensor<T> dy;
-    if (!last_v) dy = receive(r.output_box(), ch.v + 1, error_tag(spec_, ch.v, m), "errors of " + mtext, timer);
+    if (!last_v)
+        dy = receive(r.output_box(), ch.v + 1, error_tag(spec_, ch.v, m), "errors of " + mtext, ch.last + 1,
+                     planner::Phase::backward, scattered(ch.v + 1), timer, ledger);
     if (full) r.forward_segment(ch.inputs[static_cast<std::size_t>(m)], timer);  // the redone forward
     Tensor<T> dx = r.backward_segment(std::move(dy), timer);
     if (last_v) loss_sum_ += r.loss();
     if (!first_v)
-        send(std::move(dx), ch.v - 1, error_tag(spec_, ch.v - 1, m), ch.first, planner::Phase::backward, timer, ledger);
+        send(std::move(dx), ch.v - 1, error_tag(spec_, ch.v - 1, m), ch.first, planner::Phase::backward, scattered(ch.v),
+             timer, ledger);
 }
 
 // The replicas' sum of one layer's gradient (ZeRO-1: each replica keeps the sum of its slice).
