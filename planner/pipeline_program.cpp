@@ -21,6 +21,16 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
             st.recv_bytes = c.boundary_send_bytes[st.first];
             st.recv_gather_bytes = c.boundary_gather_bytes[st.first];
             st.recv_s = c.boundary_seconds(st.first, boundary_link(model, spec, s));  // evaluate_stages()'s recv_f
+            if (st.recv_gather_bytes > 0)
+                for (Phase phase : {Phase::forward, Phase::backward}) {
+                    CommCall call = collective_call(st.first, phase, clusters::Collective::all_gather,
+                                                    c.boundary_gather_choice[st.first], c.boundary_gather_group,
+                                                    st.recv_gather_bytes,
+                                                    phase == Phase::forward ? "received activations"
+                                                                            : "received activation gradients");
+                    call.kind = CommKind::point_to_point;  // inside recv_s (evaluate_stages())
+                    st.recv_gather.push_back(call);
+                }
         }
         out.stages.push_back(st);
     }

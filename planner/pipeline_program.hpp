@@ -29,9 +29,14 @@ struct PipelineProgram {
         // slice of a tensor whole on every tensor rank, the T ranks all-gather the whole tensor,
         // these bytes, per micro-batch; the same for its gradient backward into stage s - 1. 0 when
         // the boundary crosses whole (T = 1, split tensors) or under sequence parallelism. The
-        // validator's pipeline runner runs and ledgers it; simulator/replay_pipeline.cpp does not
-        // replay it yet (its receives move recv_bytes only).
+        // validator's pipeline runner runs and ledgers it; simulator/replay_pipeline.cpp replays it
+        // after each receive.
         double recv_gather_bytes = 0;
+        // That all-gather as the model costs it (its algorithm, over the stage's tensor group, layer
+        // `first`), [0] after the activations arrive, [1] after their gradients arrive in stage
+        // s - 1; empty when recv_gather_bytes is 0. Its kind is point_to_point: the model books
+        // its seconds inside recv_s, with the boundary's transfer.
+        std::vector<CommCall> recv_gather;
         double recv_s = 0;  // the seconds the model charges for it (on the boundary's link: intra-node when both ranks
                             // share a node)
     };

@@ -62,8 +62,10 @@ void boundaries(LayerTable& t, const networks::Network& network, const clusters:
     t.boundary_send_bytes.assign(n + 1, 0.0);
     t.boundary_gather_bytes.assign(n + 1, 0.0);
     t.boundary_gather_s.assign(n + 1, 0.0);
+    t.boundary_gather_choice.assign(n + 1, clusters::CollectiveChoice{});
     double run = 0, run_total = 0, run_send = 0, run_gather = 0;
     const clusters::GroupPlacement group{t.tensor, std::gcd(t.tensor, links.devices_per_node)};  // node by node
+    t.boundary_gather_group = group;
     for (int i = 0; i <= n; ++i) {
         run += delta[i];
         run_total += delta_total[i];
@@ -73,9 +75,11 @@ void boundaries(LayerTable& t, const networks::Network& network, const clusters:
         t.boundary_total[i] = std::max(0.0, run_total);
         t.boundary_send_bytes[i] = std::max(0.0, run_send);
         t.boundary_gather_bytes[i] = std::max(0.0, run_gather);
-        if (run_gather > 0)  // all-gather of the whole tensor (n bytes in all, clusters/collectives.hpp)
-            t.boundary_gather_s[i] =
-                clusters::cheapest(clusters::Collective::all_gather, group, run_gather, links.intra, links.inter).seconds;
+        if (run_gather > 0) {  // all-gather of the whole tensor (n bytes in all, clusters/collectives.hpp)
+            t.boundary_gather_choice[i] =
+                clusters::cheapest(clusters::Collective::all_gather, group, run_gather, links.intra, links.inter);
+            t.boundary_gather_s[i] = t.boundary_gather_choice[i].seconds;
+        }
     }
 }
 }  // namespace

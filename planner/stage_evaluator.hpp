@@ -94,6 +94,10 @@ struct LayerTable {
     std::vector<double> boundary_send_bytes;
     std::vector<double> boundary_gather_bytes;
     std::vector<double> boundary_gather_s;
+    // The all-gather's group (the T ranks, node by node) and per cut the algorithm costed (the
+    // simulator replays the same one).
+    clusters::GroupPlacement boundary_gather_group{1, 1};
+    std::vector<clusters::CollectiveChoice> boundary_gather_choice;
     // Seconds to move the tensors crossing cut c into the next stage (or their gradient back).
     double boundary_seconds(int c, const clusters::LinkCost& link) const {
         return clusters::point_to_point_seconds(boundary_send_bytes[c], link) + boundary_gather_s[c];

@@ -153,6 +153,14 @@ struct PipelineReplay : ReplayBase {
                                 per_micro += sends(*step.call, inner.my_index(step.call->group, t));
                     }
                 per_micro += (v > 0 ? 1 : 0) + (v + 1 < virtual_stages() ? 1 : 0);
+                if (lanes == 1) {  // the boundary all-gathers after each receive
+                    if (v > 0 && !stage.recv_gather.empty())
+                        per_micro += sends(stage.recv_gather[0], inner.my_index(stage.recv_gather[0].group, t));
+                    if (v + 1 < virtual_stages() && !program.stages[v + 1].recv_gather.empty()) {
+                        const CommCall& g = program.stages[v + 1].recv_gather[1];
+                        per_micro += sends(g, inner.my_index(g.group, t));
+                    }
+                }
                 total += per_micro * M();
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const CommCall& call : program.sync[i]) {
@@ -180,6 +188,11 @@ struct PipelineReplay : ReplayBase {
                 }
                 for (const Step& step : layers[i].backward)
                     backward += step.type == Step::Type::compute ? (step.seconds > 0 ? 1 : 0) : (lanes > 1 ? 1 : 0);
+            }
+            // With the reduced replay each boundary all-gather is a timed step too (not recomputed).
+            for (int v = (rank / T()) % S(); lanes > 1 && v < virtual_stages(); v += S()) {
+                backward += v > 0 && !program.stages[v].recv_gather.empty() ? 1 : 0;
+                backward += v + 1 < virtual_stages() && !program.stages[v + 1].recv_gather.empty() ? 1 : 0;
             }
             total += M() * (forward * (spec.recompute == planner::Recompute::full ? 2 : 1) + backward);
         }
@@ -215,6 +228,21 @@ struct PipelineReplay : ReplayBase {
         count_message(clock);
     }
 
+    // Megatron's scatter/gather: the 1/T slices just received (direction 0: of the activations
+    // into `boundary`, 1: of their gradients out of it) all-gathered over the receiving stage's
+    // tensor group, with the model's algorithm (PipelineProgram::Stage::recv_gather).
+    template <class Members>
+    void gather_boundary(const planner::PipelineProgram::Stage& boundary, int direction, int rank,
+                         const Members& members, Boxes& boxes, RankClock& clock, const std::string& suffix) {
+        if (boundary.recv_gather.empty()) return;
+        Step step;
+        step.type = Step::Type::comm;
+        step.call = &boundary.recv_gather[direction];
+        step.layer = step.call->layer;
+        step.phase = step.call->phase;
+        stage_step(step, rank, members, boxes, clock, suffix, direction == 1);
+    }
+
     void main_actor(int rank, sg4::SemaphorePtr ready, sg4::SemaphorePtr done) {
         RankClock& clock = clocks[rank];
         Boxes boxes;
@@ -230,7 +258,10 @@ struct PipelineReplay : ReplayBase {
             const auto& stage = program.stages[v];
             const std::string mb = " mb" + std::to_string(op.micro) + (V() > 1 ? " c" + std::to_string(op.chunk) : "");
             if (op.forward) {
-                if (v > 0) receive(rank, rank_of(rank, v - 1), 0, (v - 1) / S(), op.micro, stage.recv_bytes, boxes, clock);
+                if (v > 0) {
+                    receive(rank, rank_of(rank, v - 1), 0, (v - 1) / S(), op.micro, stage.recv_bytes, boxes, clock);
+                    gather_boundary(stage, 0, rank, members, boxes, clock, mb);
+                }
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const Step& step : layers[i].forward) stage_step(step, rank, members, boxes, clock, mb, false);
                 if (v + 1 < n)
@@ -238,9 +269,11 @@ struct PipelineReplay : ReplayBase {
                          clock, pending);
                 continue;
             }
-            if (v + 1 < n)
+            if (v + 1 < n) {
                 receive(rank, rank_of(rank, v + 1), 1, (v + 1) / S(), op.micro, program.stages[v + 1].recv_bytes, boxes,
                         clock);
+                gather_boundary(program.stages[v + 1], 1, rank, members, boxes, clock, mb);
+            }
             // Recomputation: only the stage's input was kept; its forward runs again first.
             if (spec.recompute == planner::Recompute::full)
                 for (int i = stage.first; i <= stage.last; ++i)
@@ -330,16 +363,22 @@ std::optional<TimedCalls> collapsible_calls(const planner::CostModel& model, con
         gamma > 0 && latency > 0 ? std::min(cluster.intra_node.effective_bandwidth_Bps(), gamma / (2 * latency))
                                  : cluster.intra_node.effective_bandwidth_Bps();
     std::unordered_map<const CommCall*, double> seconds;
+    auto time_call = [&](const CommCall* call) {
+        if (seconds.count(call)) return true;
+        for (int t = 0; t < T; ++t)
+            if (inner.my_index(call->group, t) < 0) return false;
+        const double s = isolated_call_seconds(*call, latency, bandwidth);
+        if (s < 0) return false;
+        seconds[call] = s;
+        return true;
+    };
     for (const auto& layer : layers)
         for (const auto* part : {&layer.forward, &layer.backward})
-            for (const Step& step : *part) {
-                if (step.type != Step::Type::comm || seconds.count(step.call)) continue;
-                for (int t = 0; t < T; ++t)
-                    if (inner.my_index(step.call->group, t) < 0) return std::nullopt;
-                const double s = isolated_call_seconds(*step.call, latency, bandwidth);
-                if (s < 0) return std::nullopt;
-                seconds[step.call] = s;
-            }
+            for (const Step& step : *part)
+                if (step.type == Step::Type::comm && !time_call(step.call)) return std::nullopt;
+    for (const auto& stage : program.stages)  // the boundary all-gathers, inside the receiving node too
+        for (const CommCall& call : stage.recv_gather)
+            if (!time_call(&call)) return std::nullopt;
     return TimedCalls{std::move(seconds), latency, bandwidth};
 }
 
