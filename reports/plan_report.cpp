@@ -507,6 +507,8 @@ std::string plan_text(const PlanReportInput& in) {
     const auto& model = *in.model;
     const auto* batch = r.find(planner::Strategy::batch);
     double batch_time = batch && batch->plan.cost.feasible ? batch->plan.cost.iteration_s : 0;
+    // A search narrowed to pipelines (--recompute alone, ...) does not score pure batch at all.
+    const std::string no_batch = batch ? "pure batch is infeasible" : "pure batch was not scored";
     std::string out = header(model, t);
     out += wrap(std::to_string(r.ranked.size()) + " strategies scored (" + std::to_string(r.infeasible_count) +
                     " infeasible), " + std::to_string(r.layout_evaluations) + " layer-layout evaluations",
@@ -619,7 +621,7 @@ std::string plan_text(const PlanReportInput& in) {
                         "; --wide shows every column, COLUMNS sets the width)",
                     width, 1);
     }
-    if (batch_time == 0 && !t.wide) out += "(pure batch is infeasible here: no \"vs batch\" column)\n";
+    if (batch_time == 0 && !t.wide) out += "(" + no_batch + " here: no \"vs batch\" column)\n";
     if (r.infeasible_count > 0) {
         out += "\ninfeasible (" + std::to_string(r.infeasible_count) + "):\n";
         int listed = 0;
@@ -637,7 +639,7 @@ std::string plan_text(const PlanReportInput& in) {
         out += "\n" + wrap("best: " + planner::to_string(best->strategy) + (config.empty() ? "" : " " + config) +
                                (batch_time > 0 ? fixed(batch_time / best->plan.cost.iteration_s,
                                                        ", %.2fx faster than pure batch")
-                                               : std::string(", pure batch is infeasible")),
+                                               : ", " + no_batch),
                            width, 2);
         out += best_plan_text(model, best->strategy, best->pipeline, best->plan, t);
     } else {

@@ -120,4 +120,10 @@ COLUMNS=200 run sweep --net resnet50 --procs 8,16 --format text
 check "sweep text at COLUMNS=200: a line per configuration" test "$(lines "$work/stdout")" -eq 5
 COLUMNS=200 run inspect --net tests/data/onnx/resnet50.onnx
 check "COLUMNS=200: ONNX names on one line" grep -q '^/layer1/layer1\.0/downsample/downsample\.1/BatchNormalization ' "$work/stdout"
+# A search narrowed to pipelines (--recompute alone) scores no pure-batch plan: said as such, not
+# as "infeasible"; vgg16 at P = 4096 > its batch 256 has an infeasible pure batch.
+run --net gpt2 --procs 8 --cluster dgx-a100 --recompute full
+check "narrowed search: pure batch not scored" grep -q 'pure batch was not scored' "$work/stdout"
+run --net vgg16 --procs 4096
+check "P above the batch: pure batch infeasible" grep -q 'best: .*pure batch is infeasible' "$work/stdout"
 finish
