@@ -584,14 +584,7 @@ GraphRunResult run_graph(const planner::CostModel& model, const planner::Pipelin
 }
 
 void attach_graph_results(Json& results, const std::vector<GraphRunResult>& graphs) {
-    bool agree = true;
-    for (std::size_t k = 0; k < graphs.size() && k < results["plans"].size(); ++k) {
-        if (graphs[k].details.is_null()) continue;
-        results["plans"][k]["graph_partition"] = graphs[k].details;
-        agree = agree && graphs[k].ledger_agrees;
-    }
-    results["ledger_agrees"] = results.value("ledger_agrees", true) && agree;
-    if (!agree) results["checks_passed"] = false;
+    attach_run_details(results, "graph_partition", graphs);
 }
 
 std::string graph_text(const Json& results) {

@@ -660,14 +660,7 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
 namespace dnnplan::validators {
 
 void attach_pipeline_results(Json& results, const std::vector<PipelineRunResult>& pipelines) {
-    bool agree = true;
-    for (std::size_t k = 0; k < pipelines.size() && k < results["plans"].size(); ++k) {
-        if (pipelines[k].details.is_null()) continue;
-        results["plans"][k]["pipeline"] = pipelines[k].details;
-        agree = agree && pipelines[k].ledger_agrees;
-    }
-    results["ledger_agrees"] = agree;
-    if (!agree) results["checks_passed"] = false;
+    attach_run_details(results, "pipeline", pipelines);
 }
 
 std::string pipeline_text(const Json& results) {
