@@ -214,9 +214,13 @@ int launch(const LaunchOptions& o, std::vector<std::string> worker_args, bool wi
         throw InputError(worker_path(), "",
                          "the MPI worker is not built (cmake --build BUILD --target dnnplan-validate)");
     check_launcher(argv.front());
-    char dir_template[] = "/tmp/dnnplan-validate.XXXXXX";
-    char* dir = mkdtemp(dir_template);
-    if (!dir) throw std::runtime_error("cannot create a status directory in /tmp");
+    // The status directory goes where temporary files go ($TMPDIR, else /tmp, as mkstemp(3) users
+    // do), so concurrent runs with their own TMPDIR never see each other's rank files.
+    const char* tmp_env = std::getenv("TMPDIR");
+    const std::string tmp_root = tmp_env && *tmp_env ? tmp_env : "/tmp";
+    std::string dir_template = tmp_root + "/dnnplan-validate.XXXXXX";
+    char* dir = mkdtemp(dir_template.data());
+    if (!dir) throw std::runtime_error("cannot create a status directory in " + tmp_root);
     if (with_status) argv.insert(argv.end(), {"--status-dir", dir});
     std::string err;
     // The ranks' watchdogs (validators/faults.hpp) start once MPI_Init, loading the plans and the

@@ -242,6 +242,10 @@ check "the terminal output has no raw ESC or BEL" bash -c '! grep -q $'"'"'[\x07
 # --- M12, M14, M15: validate's launcher, timeout and signals (with the MPI worker built). ----------------
 if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/null; then
     plan=tests/validators/data/lenet5-p4.json
+    # A private TMPDIR (validate's status directories and Open MPI's session files go there), so
+    # the globs below never see the runs of tests running beside this one.
+    export TMPDIR="$work/tmp"
+    mkdir -p "$TMPDIR"
     run_bounded 30 validate --plan $plan --np 4 --mpirun /nonexistent
     check "a missing --mpirun is a usage error" stderr_is "dnnplan: --mpirun: /nonexistent is not an executable file"
     check "a missing --mpirun exits 2" [ "$status" -eq 2 ]
@@ -309,7 +313,7 @@ if [ -x "$(dirname "$DNNPLAN")/dnnplan-validate" ] && command -v mpirun >/dev/nu
     # M17: rank 3 frozen mid-run: the ranks waiting for it name rank 3, not themselves.
     "$DNNPLAN" validate --plan $plan --np 4 --timeout 3 --iterations 100000 >"$work/v.out" 2>"$work/v.err" &
     pid=$!
-    for _ in $(seq 2000); do [ -n "$(ls /tmp/dnnplan-validate.*/rank3.step 2>/dev/null)" ] && break; sleep 0.01; done
+    for _ in $(seq 2000); do [ -n "$(ls "$TMPDIR"/dnnplan-validate.*/rank3.step 2>/dev/null)" ] && break; sleep 0.01; done
     sleep 1
     r=$(rank_pid $pid 3)
     [ -n "$r" ] && kill -STOP "$r"
@@ -357,7 +361,7 @@ assert a == b' "$work/sweep_serial.json" "$work/stdout"
     run_bounded 30 sweep --net lenet5 --procs 4 --simulate-top 2
     check "sweep --simulate-top with CSV is refused" one_line_error
     # SIGTERM to dnnplan: the ranks end, the status directory goes, no --out file appears later.
-    before=$(ls -d /tmp/dnnplan-validate.* 2>/dev/null | wc -l)
+    before=$(ls -d "$TMPDIR"/dnnplan-validate.* 2>/dev/null | wc -l)
     "$DNNPLAN" validate --plan $plan --np 4 --inject-fault hang:2:fc2 --timeout 60 --out "$work/v.json" \
         >"$work/v.out" 2>"$work/v.err" &
     pid=$!
@@ -373,7 +377,7 @@ assert a == b' "$work/sweep_serial.json" "$work/stdout"
     sleep 1
     check "SIGTERM to validate ends mpirun too" bash -c '[ -z "$1" ] || ! kill -0 "$1" 2>/dev/null' _ "$launcher"
     check "SIGTERM to validate removes its status directory" \
-        [ "$(ls -d /tmp/dnnplan-validate.* 2>/dev/null | wc -l)" -le "$before" ]
+        [ "$(ls -d "$TMPDIR"/dnnplan-validate.* 2>/dev/null | wc -l)" -le "$before" ]
     check "SIGTERM to validate says so" grep -q '^dnnplan: interrupted (Terminated); the MPI run was ended$' "$work/v.err"
     check "SIGTERM to validate writes no --out file" [ ! -e "$work/v.json" ]
 fi
