@@ -279,9 +279,14 @@ Tensor<T> PipelineStage<T>::receive(const Box& box, int from_v, int tag, const s
     const auto [lo, hi] = slice ? boundary_slice(n, spec_.tensor, me_.tensor) : std::pair<Index, Index>{0, n};
     const double t0 = MPI_Wtime();
     const std::string where = "stage " + std::to_string(me_.stage);
+    const int source = rank_of(spec_, from_v % spec_.stages, me_.replica, me_.tensor);
+    // Waiting for the peer stage to produce the message is the schedule's idle time (the bubble),
+    // not the transfer the plan's point-to-point seconds model: it counts as receive wait only
+    // (per-stage table); the receive of the arrived message is the operation's time.
+    if (timer.on_step) timer.on_step(where + " wait for " + what, true);
+    MPI_Probe(source, tag, comm_, MPI_STATUS_IGNORE);
     timer.time(Op::redistribution, where + " receive " + what, [&] {
-        MPI_Recv(t.data.data() + lo, static_cast<int>(hi - lo), mpi_type<T>(),
-                 rank_of(spec_, from_v % spec_.stages, me_.replica, me_.tensor), tag, comm_, MPI_STATUS_IGNORE);
+        MPI_Recv(t.data.data() + lo, static_cast<int>(hi - lo), mpi_type<T>(), source, tag, comm_, MPI_STATUS_IGNORE);
     });
     if (slice) {  // the whole tensor again from the T slices, over the stage's tensor group
         std::vector<int> counts(static_cast<std::size_t>(spec_.tensor)), displs(counts.size());
@@ -370,11 +375,10 @@ double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
     for (auto& ch : chunks_)
         for (auto& r : ch.slots) r->zero_grad();
     for (const StageOp& op : stage_ops(spec_, me_.stage)) run_op(op, timer, ledger);
-    {
+    {  // waiting for the peers to take the last messages: send time, not the plan's transfer
         const double t0 = MPI_Wtime();
-        timer.time(Op::redistribution, "stage " + std::to_string(me_.stage) + " send completion", [&] {
-            for (auto& p : sends_) MPI_Wait(&p->request, MPI_STATUS_IGNORE);
-        });
+        if (timer.on_step) timer.on_step("stage " + std::to_string(me_.stage) + " send completion", true);
+        for (auto& p : sends_) MPI_Wait(&p->request, MPI_STATUS_IGNORE);
         send_s += MPI_Wtime() - t0;
         sends_.clear();
     }

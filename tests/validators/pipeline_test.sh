@@ -69,6 +69,17 @@ plan recompute lenet5 2 flatten_0 pool2 --micro-batches 4 --recompute full
 run recompute 2 0 "$P2P
 assert p['pipeline']['recompute'] == 'full'"
 
+# The plan-level redistribution (the model's point-to-point seconds) counts the receive of an
+# arrived message, not the wait for the peer stage: with M = 1 stage 1 waits for stage 0's whole
+# forward before its receive, which used to be counted (measured redistribution >= stage 0's
+# forward); the transfer of 6400 B is a small part of that forward.
+plan onewait lenet5 2 flatten_0 pool2 --micro-batches 1 --schedule gpipe
+run onewait 2 0 "
+stage0 = p['pipeline']['per_stage'][0]['measured']
+assert p['measured']['redistribution_s'] < 0.5 * stage0['fwd_compute_s'], (p['measured']['redistribution_s'], stage0)
+assert p['pipeline']['per_stage'][1]['measured']['receive_wait_s'] > p['measured']['redistribution_s'], p['pipeline']['per_stage'][1]
+"
+
 # 3 stages, 2 micro-batches, 1F1B (the planner's stage ranges): warm-up forwards min(S - s - 1, M)
 # = 2, 1, 0, so stages 0 and 1 run F0 F1 B0 B1 and stage 2 F0 B0 F1 B1.
 "$DNNPLAN" plan --net lenet5 --procs 3 --batch 12 --cluster cori-knl --stages 3 --micro-batches 2 \
