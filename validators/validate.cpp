@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <functional>
 #include <iomanip>
 #include <sstream>
 
@@ -315,6 +314,7 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
 }
 
 namespace {
+std::string us(double seconds) { return fixed(seconds * 1e6, 1); }
 // A plan's label as the text tables show it: at most 36 characters.
 std::string short_label(const Json& plan) {
     std::string label = plan["label"].get<std::string>();
@@ -322,7 +322,7 @@ std::string short_label(const Json& plan) {
 }
 // The per-operation table: "predicted/measured" per operation the model and the runner share; an
 // operation zero (0.0/0.0) in every plan is left out and named below the table (issue 18, item 1).
-std::string operations_table(const Json& results, const std::function<std::string(double)>& us) {
+std::string operations_table(const Json& results) {
     struct Column {
         const char* key;
         const char* title;
@@ -356,7 +356,6 @@ std::string operations_table(const Json& results, const std::function<std::strin
 
 std::string results_text(const Json& results) {
     std::ostringstream os;
-    auto us = [](double s) { return fixed(s * 1e6, 1); };
     // Columns as wide as their widest cell (reports::TextTable), so that no value runs into the next.
     reports::TextTable plans;
     plans.header = {"plan", "predicted us", "measured us", "rel.err", "best us", "rel.err",
@@ -377,7 +376,7 @@ std::string results_text(const Json& results) {
                               fixed(100 * p["relative_error_best"].get<double>(), 0) + "%", check});
     }
     os << plans.render();
-    os << "\nper operation, predicted / measured (us):\n" << operations_table(results, us);
+    os << "\nper operation, predicted / measured (us):\n" << operations_table(results);
     for (const Json& p : results["plans"])
         if (p.contains("ledger") && p["ledger"].is_object() && !p["ledger"].value("agrees", false)) {
             os << "\nbyte ledger of " << p["label"].get<std::string>() << " differs from the plan:\n";
