@@ -24,11 +24,11 @@
 # became idle or a step failed to run, 2 bad usage.
 set -uo pipefail
 
-usage() {
-    sed -n '2,/^$/p' "$0" | sed -n '/^# Families/,$p' | sed 's/^# \{0,1\}//' >&2
+usage() {  # usage STATUS: the header's description of the families and options
+    sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed -n '/^# Families/,$p' | sed 's/^# \{0,1\}//' >&2
     echo "usage: $0 [--out DIR] [--build DIR] [--networks 'lenet5 smallcnn resnet-small inception-small gpt-pipe']" >&2
     echo "          [--np N] [--warmup N] [--iterations N] [--idle-percent P] [--idle-seconds S] [--idle-timeout S] [--quick-calibration]" >&2
-    exit 2
+    exit "$1"
 }
 
 out="accuracy-$(date -u +%Y%m%d-%H%M%S)"
@@ -36,6 +36,9 @@ build=build
 networks="lenet5 smallcnn resnet-small inception-small gpt-pipe"
 np=2 warmup=5 iterations=30 idle_percent=95 idle_seconds=15 idle_timeout=3600 quick=""
 while [ $# -gt 0 ]; do
+    case $1 in --out|--build|--networks|--np|--warmup|--iterations|--idle-percent|--idle-seconds|--idle-timeout)
+        [ $# -ge 2 ] || { echo "$0: $1 wants a value" >&2; usage 2; } ;;
+    esac
     case $1 in
         --out) out=$2; shift 2 ;;
         --build) build=$2; shift 2 ;;
@@ -47,8 +50,8 @@ while [ $# -gt 0 ]; do
         --idle-seconds) idle_seconds=$2; shift 2 ;;
         --idle-timeout) idle_timeout=$2; shift 2 ;;
         --quick-calibration) quick=--quick; shift ;;
-        -h|--help) usage ;;
-        *) echo "$0: unknown option $1" >&2; usage ;;
+        -h|--help) usage 0 ;;
+        *) echo "$0: unknown option $1" >&2; usage 2 ;;
     esac
 done
 for v in np warmup iterations idle_percent idle_seconds idle_timeout; do
