@@ -90,7 +90,13 @@ double total_memory_bytes() {
 }
 std::string num(double v, int digits = 3) {
     std::ostringstream os;
-    os << std::setprecision(digits) << v;
+    // Whole numbers past `digits` digits stay plain ("5170", "150"): an exponent ("5.17e+03")
+    // would overflow the text table's columns.
+    if (std::abs(v) >= std::pow(10.0, digits) && std::abs(v) < 1e12)
+        os << std::fixed << std::setprecision(0);
+    else
+        os << std::setprecision(digits);
+    os << v;
     return os.str();
 }
 std::string human_size(double b) {

@@ -1,6 +1,7 @@
 #include "validators/graph_runner.hpp"
 
 #include "validators/iteration_samples.hpp"
+#include "validators/sequential_reference.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -203,13 +204,17 @@ Tensor<T> GraphDevice<T>::receive(int edge, int direction, int micro, OpTimer& t
     Tensor<T> t(micro_[static_cast<std::size_t>(micro)]->output_box(tr.producer));
     const int peer = rank_of(spec_, direction == 0 ? tr.producer : tr.consumer, replica_);
     const double t0 = MPI_Wtime();
-    timer.time(Op::redistribution,
-               net_.layers[tr.consumer].name + (direction == 0 ? " receive activations of " : " receive gradients for ") +
-                   net_.layers[tr.producer].name + " mb" + std::to_string(micro),
-               [&] {
-                   MPI_Recv(t.data.data(), static_cast<int>(t.data.size()), mpi_type<T>(), peer,
-                            tag(edge, direction, micro), comm_, MPI_STATUS_IGNORE);
-               });
+    const std::string what = net_.layers[tr.consumer].name +
+                             (direction == 0 ? " receive activations of " : " receive gradients for ") +
+                             net_.layers[tr.producer].name + " mb" + std::to_string(micro);
+    // Waiting for the producer's device is idle time (receive wait), not the transfer the plan's
+    // point-to-point seconds model: only the receive of the arrived message is the operation's.
+    if (timer.on_step) timer.on_step(what + " (waiting)", true);
+    MPI_Probe(peer, tag(edge, direction, micro), comm_, MPI_STATUS_IGNORE);
+    timer.time(Op::redistribution, what, [&] {
+        MPI_Recv(t.data.data(), static_cast<int>(t.data.size()), mpi_type<T>(), peer, tag(edge, direction, micro),
+                 comm_, MPI_STATUS_IGNORE);
+    });
     recv_s += MPI_Wtime() - t0;
     return t;
 }
@@ -317,10 +322,9 @@ double GraphDevice<T>::step(OpTimer& timer) {
     for (int m = 0; m < spec_.micro_batches; ++m) backward_micro(m, timer);
     if (!overlap_sync_)
         for (std::size_t g = grads_.size(); g-- > 0;) sync_layer(g, timer);  // last layer first
-    const double t0 = MPI_Wtime();
-    timer.time(Op::redistribution, "device " + std::to_string(dev_) + " send completion", [&] {
-        for (auto& p : sends_) MPI_Wait(&p->request, MPI_STATUS_IGNORE);
-    });
+    const double t0 = MPI_Wtime();  // waiting for the peers to take the messages: send time only
+    if (timer.on_step) timer.on_step("device " + std::to_string(dev_) + " send completion", true);
+    for (auto& p : sends_) MPI_Wait(&p->request, MPI_STATUS_IGNORE);
     send_s += MPI_Wtime() - t0;
     sends_.clear();
     timer.time(Op::sync, "gradient all-reduce wait", [&] {
@@ -357,54 +361,6 @@ double sum_over(MPI_Comm comm, double v) {
 
 
 
-// The sequential network (one process, every layer, no messages) on the plan's samples: the whole
-// batch at once, or, when the network has batch norm and the plan cuts the batch (R x M > 1), each
-// of the R x M micro-batches on its own (batch norm's statistics are per micro-batch, as GPipe's
-// are), the gradients summed with weights micro-batch / batch. Without batch norm both are the
-// same function; the whole batch then also checks the runner's loss scaling.
-struct SequentialReference {
-    std::vector<std::unique_ptr<NetworkRunner<double>>> chunks;
-    double share = 1;
-    SequentialReference(const networks::Network& net, const planner::PipelineSpec& spec, Index batch) {
-        bool batch_norm = false;
-        for (const auto& l : net.layers) batch_norm = batch_norm || l.kind == networks::LayerKind::batchnorm2d;
-        const int n = batch_norm ? spec.replicas * spec.micro_batches : 1;
-        share = 1.0 / n;
-        for (int c = 0; c < n; ++c)
-            chunks.push_back(std::make_unique<NetworkRunner<double>>(
-                net, std::vector<planner::Layout>(net.layers.size()), batch / n, MPI_COMM_SELF, true,
-                Segment{.sample_offset = Index(c) * (batch / n)}));
-    }
-    double step(OpTimer& t) {
-        double loss = 0;
-        for (auto& c : chunks) loss += share * c->step(t);
-        return loss;
-    }
-    std::vector<double> gradient(int layer) {
-        std::vector<double> g;
-        for (auto& c : chunks) {
-            const Shard<double>& sh = *c->shard_of(layer);
-            std::vector<double> flat(sh.dweight);
-            flat.insert(flat.end(), sh.dbias.begin(), sh.dbias.end());
-            if (g.empty()) g.assign(flat.size(), 0.0);
-            for (std::size_t e = 0; e < flat.size(); ++e) g[e] += share * flat[e];
-        }
-        return g;
-    }
-    void sgd(double learning_rate, OpTimer& t, const std::vector<int>& weighted) {
-        std::vector<std::vector<double>> totals;
-        for (int layer : weighted) totals.push_back(gradient(layer));
-        for (auto& c : chunks) {
-            for (std::size_t k = 0; k < weighted.size(); ++k) {
-                Shard<double>& sh = *c->shard_of(weighted[k]);
-                std::copy_n(totals[k].begin(), sh.dweight.size(), sh.dweight.begin());
-                std::copy(totals[k].begin() + static_cast<std::ptrdiff_t>(sh.dweight.size()), totals[k].end(), sh.dbias.begin());
-            }
-            c->sgd(learning_rate, t);
-        }
-    }
-};
-
 // The double-precision check: loss and every weight gradient against the sequential network, then
 // the losses of SGD steps.
 void check_graph(const networks::Network& net, const planner::GraphPartitionProgram& program,
@@ -412,8 +368,7 @@ void check_graph(const networks::Network& net, const planner::GraphPartitionProg
                  RunResult& result) {
     SequentialReference seq(net, spec, batch);
     GraphDevice<double> device(net, program, spec, batch, comm, options.overlap_sync);
-    std::vector<int> weighted;
-    for (const auto& [index, shard] : seq.chunks[0]->shards()) weighted.push_back(index);
+    const std::vector<int> weighted = seq.weighted_layers();
     OpTimer t;
     t.on_step = options.on_step;
     for (int s = 0; s < std::max(1, options.sgd_steps); ++s) {

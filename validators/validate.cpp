@@ -12,6 +12,7 @@
 #include "planner/families.hpp"
 #include "planner/plan.hpp"
 #include "planner/search.hpp"
+#include "reports/text.hpp"
 #include "validators/graph_runner.hpp"
 #include "validators/pipeline_runner.hpp"
 
@@ -312,43 +313,70 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
     return out;
 }
 
+namespace {
+std::string us(double seconds) { return fixed(seconds * 1e6, 1); }
+// A plan's label as the text tables show it: at most 36 characters.
+std::string short_label(const Json& plan) {
+    std::string label = plan["label"].get<std::string>();
+    return label.size() > 36 ? label.substr(0, 36) : label;
+}
+// The per-operation table: "predicted/measured" per operation the model and the runner share; an
+// operation zero (0.0/0.0) in every plan is left out and named below the table (issue 18, item 1).
+std::string operations_table(const Json& results) {
+    struct Column {
+        const char* key;
+        const char* title;
+    };
+    const Column all[] = {{"fwd_compute_s", "fwd comp"},  {"bwd_compute_s", "bwd comp"},
+                          {"all_reduce_s", "all-reduce"}, {"halo_s", "halo"},
+                          {"redistribution_s", "redistrib."}, {"sync_exposed_s", "sync exp."}};
+    std::vector<Column> shown;
+    std::string omitted;
+    for (const Column& c : all) {
+        bool zero = true;
+        for (const Json& p : results["plans"])
+            zero = zero && us(p["predicted"][c.key].get<double>()) == us(0) && us(p["measured"][c.key].get<double>()) == us(0);
+        if (!zero || results["plans"].empty())
+            shown.push_back(c);
+        else
+            omitted += (omitted.empty() ? "" : ", ") + std::string(c.title);
+    }
+    reports::TextTable table;
+    table.header = {"plan"};
+    for (const Column& c : shown) table.header.push_back(c.title);
+    for (const Json& p : results["plans"]) {
+        std::vector<std::string> row = {short_label(p)};
+        for (const Column& c : shown)
+            row.push_back(us(p["predicted"][c.key].get<double>()) + "/" + us(p["measured"][c.key].get<double>()));
+        table.rows.push_back(std::move(row));
+    }
+    return table.render() + (omitted.empty() ? "" : "(zero in every plan, not shown: " + omitted + ")\n");
+}
+}  // namespace
+
 std::string results_text(const Json& results) {
     std::ostringstream os;
-    auto us = [](double s) { return fixed(s * 1e6, 1); };
-    os << "plan                                 predicted us  measured us  rel.err   best us  rel.err  check (output / "
-          "gradients / losses)\n";
+    // Columns as wide as their widest cell (reports::TextTable), so that no value runs into the next.
+    reports::TextTable plans;
+    plans.header = {"plan", "predicted us", "measured us", "rel.err", "best us", "rel.err",
+                    "check (output / gradients / losses)"};
     for (const Json& p : results["plans"]) {
-        std::string label = p["label"].get<std::string>();
-        if (label.size() > 36) label = label.substr(0, 36);
-        os << std::left << std::setw(37) << label << std::right << std::setw(12)
-           << us(p["predicted"]["iteration_s"].get<double>()) << std::setw(13)
-           << us(p["measured"]["iteration_s"].get<double>()) << std::setw(8)
-           << fixed(100 * p["relative_error"].get<double>(), 0) << "%" << std::setw(10)
-           << us(p["measured_best"]["iteration_s"].get<double>()) << std::setw(8)
-           << fixed(100 * p["relative_error_best"].get<double>(), 0) << "%  ";
+        std::string check = "not run";
         const Json& c = p["check"];
         if (c["performed"].get<bool>()) {
             std::ostringstream e;
             e << std::scientific << std::setprecision(1) << c["output_error"].get<double>() << " / "
               << c["gradient_error"].get<double>() << " / " << c["loss_error"].get<double>();
-            os << (c["passed"].get<bool>() ? "ok " : "FAILED ") << e.str();
-        } else {
-            os << "not run";
+            check = (c["passed"].get<bool>() ? "ok " : "FAILED ") + e.str();
         }
-        os << "\n";
+        plans.rows.push_back({short_label(p), us(p["predicted"]["iteration_s"].get<double>()),
+                              us(p["measured"]["iteration_s"].get<double>()),
+                              fixed(100 * p["relative_error"].get<double>(), 0) + "%",
+                              us(p["measured_best"]["iteration_s"].get<double>()),
+                              fixed(100 * p["relative_error_best"].get<double>(), 0) + "%", check});
     }
-    os << "\nper operation, predicted / measured (us):\n";
-    os << "plan                                   fwd comp     bwd comp   all-reduce         halo  redistrib.   sync "
-          "exp.\n";
-    for (const Json& p : results["plans"]) {
-        std::string label = p["label"].get<std::string>();
-        if (label.size() > 36) label = label.substr(0, 36);
-        os << std::left << std::setw(37) << label << std::right;
-        for (const char* k :
-             {"fwd_compute_s", "bwd_compute_s", "all_reduce_s", "halo_s", "redistribution_s", "sync_exposed_s"})
-            os << std::setw(13) << (us(p["predicted"][k].get<double>()) + "/" + us(p["measured"][k].get<double>()));
-        os << "\n";
-    }
+    os << plans.render();
+    os << "\nper operation, predicted / measured (us):\n" << operations_table(results);
     for (const Json& p : results["plans"])
         if (p.contains("ledger") && p["ledger"].is_object() && !p["ledger"].value("agrees", false)) {
             os << "\nbyte ledger of " << p["label"].get<std::string>() << " differs from the plan:\n";
