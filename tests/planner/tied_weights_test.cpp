@@ -146,6 +146,22 @@ TEST_CASE("tied lm_head with replicas: the copy syncs over the replicas like wte
           Approx(b.plan.cost.iteration_s + (kLatency + kCopyBytes / kBandwidth)).epsilon(1e-12));
     // Memory per stage: the copy takes exactly what the untied lm_head's own shard takes.
     for (int st = 0; st < 2; ++st) CHECK(a.stages[st].memory_bytes == b.stages[st].memory_bytes);
+
+    // Compute: the tied lm_head runs the same GEMMs on the last stage as an untied one (forward,
+    // input and weight gradients of tokens x V/T x h), also under the per-operation model, which
+    // costs a GEMM by its shape (the weight matrix read included), not by the layer's parameters.
+    const clusters::Cluster dgx = test::preset("dgx-a100");
+    PlannerOptions per_op = sgd_options(8);
+    per_op.compute = ComputeModel::per_operation;
+    const CostModel tied_op(net, dgx, per_op), untied_op(untied_net, dgx, per_op);
+    const PipelineScore c = score_pipeline(tied_op, s, tensor_layouts(tied_op, 2)),
+                        d = score_pipeline(untied_op, s, tensor_layouts(untied_op, 2));
+    REQUIRE(c.stages.size() == 2);
+    CHECK(c.plan.layers[36].fwd_compute_s > 0);
+    CHECK(c.plan.layers[36].fwd_compute_s == d.plan.layers[36].fwd_compute_s);
+    CHECK(c.plan.layers[36].bwd_compute_s == d.plan.layers[36].bwd_compute_s);
+    CHECK(c.stages[1].forward_s == Approx(d.stages[1].forward_s).epsilon(1e-12));
+    CHECK(c.stages[1].backward_s == Approx(d.stages[1].backward_s).epsilon(1e-12));
 }
 
 TEST_CASE("tied lm_head on the same stage as wte: one weight, no copy, no extra all-reduce",
