@@ -82,4 +82,11 @@ for layer, ranks in ((1, (0, 1, 4, 5)), (36, (2, 3, 6, 7))):
         got = sorted((e['rank'], e['bytes'], e['measured_calls']) for e in entries(kind=kind, layer=layer, phase='sync'))
         assert got == [(r, 4096, 1) for r in ranks], (kind, layer, got)
 "
+# Interleaved 1F1B, V = 2 chunks per device: wte is on chunk 0 of device 0, lm_head on chunk 1 of
+# device 1 (virtual stage 3), so the same 4096 B all-reduce pairs ranks t and t + 2.
+"$DNNPLAN" plan --net "$net" --procs 4 --batch 8 --cluster cori-knl --tensor 2 --stages 2 --micro-batches 2 \
+    --interleave 2 --out "$tmp/interleaved.json" >/dev/null 2>&1 || { echo "FAIL interleaved: dnnplan plan"; fail=1; }
+run interleaved 4 "
+assert tied == [(r, 4096, 2, 1, 1) for r in (0, 1, 2, 3)], tied
+"
 exit $fail
