@@ -36,6 +36,12 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
     }
     out.inner_sync_group = c.sync_group;
     out.sync = replica_sync_calls(model, c, spec.stages, spec.replicas, spec.zero);
+    for (const TiedCopy& copy : tied_copies(c, spec)) {  // as evaluate_stages() costs them
+        out.sync[copy.layer] = out.sync[copy.embedding];
+        for (CommCall& call : out.sync[copy.layer]) call.layer = copy.layer;
+        out.inner_sync_group[copy.layer] = out.inner_sync_group[copy.embedding];
+        out.tied.push_back({copy, tied_copy_all_reduce(model, spec, copy)});
+    }
     out.micro = std::move(c.plan);
     return out;
 }

@@ -43,6 +43,15 @@ struct PipelineProgram {
     std::vector<Stage> stages;  // S x V: chunk c of device d (interleaving) is stages[c S + d]
     std::vector<clusters::GroupPlacement> inner_sync_group;  // per layer: the sync group inside the T ranks
     std::vector<std::vector<CommCall>> sync;                 // per layer (index 0 unused), in the order run
+    // Tied weights on two devices (planner/stage_evaluator.hpp, TiedCopy): the tied layer's sync[]
+    // holds its copy's replica sync (the embedding's calls), and after every sync of both devices
+    // tensor rank t of `device` and of `embedding_device` (per replica) run `all_reduce`, the
+    // embedding group's; the copy's update takes `copy.optimizer_step_s` on `device`.
+    struct TiedSync {
+        TiedCopy copy;
+        CommCall all_reduce;
+    };
+    std::vector<TiedSync> tied;
 };
 PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spec, const std::vector<Layout>& layouts);
 

@@ -150,6 +150,10 @@ LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan)
         }
     }
     boundaries(t, network, micro_model.links());
+    for (int i = 1; i < n; ++i)
+        if (!layers[i].attrs.tied_to.empty())
+            for (int j = 1; j < i; ++j)
+                if (layers[j].name == layers[i].attrs.tied_to) t.ties.push_back({i, j});
     // The input micro-batch, split as the first layer's layout splits the batch.
     const int first_n = n > 1 ? std::max(1, t.plan.layers[1].in_dist.n) : 1;
     t.input_bytes = static_cast<double>(t.micro_batch) / first_n * layers[0].output_elements *
@@ -226,6 +230,43 @@ std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& ta
 }
 
 namespace {
+// The device (stage) running layer i: virtual stage v holds [stage_first[v], stage_first[v + 1]).
+int device_of_layer(const PipelineSpec& spec, int i) {
+    const auto after = std::upper_bound(spec.stage_first.begin(), spec.stage_first.end(), i);
+    return static_cast<int>(after - spec.stage_first.begin() - 1) % spec.stages;
+}
+}  // namespace
+
+std::vector<TiedCopy> tied_copies(const LayerTable& table, const PipelineSpec& spec) {
+    std::vector<TiedCopy> out;
+    if (spec.stages <= 1) return out;  // one device: the two layers share one weight
+    for (const LayerTable::Tie& tie : table.ties) {
+        const int device = device_of_layer(spec, tie.layer), embedding_device = device_of_layer(spec, tie.embedding);
+        if (device == embedding_device) continue;
+        const LayerCost& e = table.plan.layers[tie.embedding];
+        out.push_back({tie.layer, tie.embedding, device, embedding_device, e.local_params, e.weight_bytes,
+                       e.optimizer_step_s});
+    }
+    return out;
+}
+
+CommCall tied_copy_all_reduce(const CostModel& model, const PipelineSpec& spec, const TiedCopy& copy) {
+    const clusters::LinkModel& links = model.links();
+    const std::int64_t T = spec.tensor, S = spec.stages;
+    // (T S r) mod d repeats with a period of at most d replicas (as boundary_link()).
+    const std::int64_t replicas = std::min<std::int64_t>(spec.replicas, links.devices_per_node);
+    bool same_node = true;
+    for (std::int64_t r = 0; r < replicas && same_node; ++r)
+        for (std::int64_t t = 0; t < T && same_node; ++t)
+            same_node = links.same_node(t + T * (copy.embedding_device + S * r), t + T * (copy.device + S * r));
+    const GroupPlacement group{2, same_node ? 2 : 1};
+    return collective_call(copy.layer, Phase::sync, clusters::Collective::all_reduce,
+                           clusters::cheapest(clusters::Collective::all_reduce, group, copy.weight_bytes, links.intra,
+                                              links.inter),
+                           group, copy.weight_bytes, "tied weight gradient (embedding group)");
+}
+
+namespace {
 struct StageRange {
     int first = 1, last = 1;
 };
@@ -275,8 +316,15 @@ struct StageSyncs {
     std::vector<double> total, exposed, contention;
     double max_total = 0;
 };
-StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std::vector<LayerSync>& sync) {
+StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std::vector<LayerSync>& sync,
+                       const std::vector<TiedCopy>& copies) {
     const int S = spec.stages;
+    // A tied layer's copy of the embedding syncs over the replicas as the embedding does.
+    auto sync_of = [&](int i) -> const LayerSync& {
+        for (const TiedCopy& c : copies)
+            if (c.layer == i) return sync[c.embedding];
+        return sync[i];
+    };
     StageSyncs out;
     out.total.assign(S, 0.0), out.exposed.assign(S, 0.0), out.contention.assign(S, 0.0);
     for (int s = 0; s < S; ++s) {
@@ -288,8 +336,8 @@ StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std:
             if (const double redo = sums.recomputed(spec.recompute); redo > 0) overlap.layer(redo, 0, 0, 0, false);
             for (int i = last; i >= first; --i) {
                 const LayerCost& lc = t.plan.layers[i];
-                overlap.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, sync[i].seconds,
-                              sync[i].network);
+                overlap.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, sync_of(i).seconds,
+                              sync_of(i).network);
             }
         }
         out.total[s] = overlap.total_s();
@@ -339,6 +387,12 @@ double interleaved_in_flight_bytes(const PipelineSpec& spec, int d, const std::v
     return peak;
 }
 
+// The copies of tied weights device d keeps (TiedCopy): weights, gradients and optimizer state.
+void add_tied_copies(StageMemoryInput& in, const std::vector<TiedCopy>& copies, int d) {
+    for (const TiedCopy& c : copies)
+        if (c.device == d) in.params += c.params, in.weight_bytes += c.weight_bytes;
+}
+
 // A device's V chunks as one stage for planner/memory: the sums of all chunks, and the in-flight
 // activations folded into one "micro-batch" (in_flight = 1) of the peak's bytes: the chunks'
 // inputs (and full activations without recomputation) per chunk-micro-batch in flight, plus under
@@ -367,6 +421,7 @@ StageMemoryInput interleaved_memory_input(const LayerTable& t, const PipelineSpe
         }
     }
     in.input_bytes = interleaved_in_flight_bytes(spec, d, held);
+    add_tied_copies(in, tied_copies(t, spec), d);
     // stage_memory with in_flight = 1 and no per-layer checkpoints adds `largest` once under full
     // recomputation (recomputed_at_once), and nothing else beyond the folded input otherwise.
     in.activation_bytes = spec.recompute == Recompute::full ? largest : 0.0;
@@ -376,6 +431,7 @@ StageMemoryInput interleaved_memory_input(const LayerTable& t, const PipelineSpe
 // Memory per process of every stage (device, when interleaved) (planner/memory.hpp).
 std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineSpec& spec) {
     const int S = spec.stages, M = spec.micro_batches;
+    const std::vector<TiedCopy> copies = tied_copies(t, spec);
     std::vector<MemoryBreakdown> memory(S);
     for (int s = 0; s < S; ++s) {
         if (spec.interleave > 1) {
@@ -397,6 +453,7 @@ std::vector<MemoryBreakdown> stage_memories(const LayerTable& t, const PipelineS
         in.checkpoint_bytes = sums.checkpoint_bytes;
         in.checkpoints = static_cast<int>(sums.checkpoints);
         in.input_bytes = s == 0 ? t.input_bytes : t.boundary_bytes[first];
+        add_tied_copies(in, copies, s);
         for (int i = first; i <= last; ++i) {
             in.buffer_bytes = std::max(in.buffer_bytes, t.buffer_bytes[i]);
             in.working_set_bytes = std::max(in.working_set_bytes, t.plan.layers[i].working_set_bytes);
@@ -462,6 +519,29 @@ void record_memory(CostBreakdown& cost, const MemoryBreakdown& worst, const clus
         cost.set_infeasible(Infeasibility::memory, over_memory_reason(cost.memory_bytes, device, where));
 }
 
+namespace {
+// Per stage, how long it runs past the schedule (stage 0's last backward): its own last backward's
+// end, its sync's contention and exposed part, the delayed send; then each tied weight on two
+// devices adds its embedding-group all-reduce, which starts once both devices' syncs are done and
+// holds both until it ends (TiedCopy), to both devices' sync totals too.
+std::vector<double> past_schedule(const CostModel& model, const PipelineSpec& spec, const std::vector<double>& ends,
+                                  const std::vector<double>& delay, const std::vector<TiedCopy>& copies,
+                                  StageSyncs& syncs) {
+    std::vector<double> beyond(spec.stages);
+    for (int s = 0; s < spec.stages; ++s)
+        beyond[s] = (ends[s] - ends[0]) + syncs.contention[s] + syncs.exposed[s] + (s > 0 ? delay[s - 1] : 0.0);
+    for (const TiedCopy& c : copies) {
+        const double seconds = tied_copy_all_reduce(model, spec, c).seconds;
+        beyond[c.device] = beyond[c.embedding_device] = std::max(beyond[c.device], beyond[c.embedding_device]) + seconds;
+        for (int d : {c.device, c.embedding_device}) {
+            syncs.total[d] += seconds;
+            syncs.max_total = std::max(syncs.max_total, syncs.total[d]);
+        }
+    }
+    return beyond;
+}
+}  // namespace
+
 StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, const PipelineSpec& spec,
                                 const std::vector<LayerSync>& sync, bool keep_stages) {
     StageEvaluation e;
@@ -470,7 +550,8 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     if (!t.plan.cost.feasible) k.set_infeasible(t.plan.cost.infeasibility, t.plan.cost.reason);
     const int S = spec.stages;
     const StageTimes times = stage_times(model, t, spec);
-    const StageSyncs syncs = stage_syncs(t, spec, sync);
+    const std::vector<TiedCopy> copies = tied_copies(t, spec);
+    StageSyncs syncs = stage_syncs(t, spec, sync, copies);
     const std::vector<double> delay = send_delays(model, t, spec, syncs);
     const bool delayed = std::any_of(delay.begin(), delay.end(), [](double d) { return d > 0; });
 
@@ -486,13 +567,11 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     // The stage whose synchronisation ends last past the schedule, and by how much: summed from its
     // parts (not as an end time minus pipeline_s, whose rounding would swamp a small sync after a
     // long schedule).
+    const std::vector<double> beyond = past_schedule(model, spec, ends, delay, copies, syncs);
     double latest = e.pipeline_s, past = 0;
     int critical = -1;
-    for (int s = 0; s < S; ++s) {
-        const double beyond =
-            (ends[s] - e.pipeline_s) + syncs.contention[s] + syncs.exposed[s] + (s > 0 ? delay[s - 1] : 0.0);
-        if (e.pipeline_s + beyond > latest) latest = e.pipeline_s + beyond, past = beyond, critical = s;
-    }
+    for (int s = 0; s < S; ++s)
+        if (e.pipeline_s + beyond[s] > latest) latest = e.pipeline_s + beyond[s], past = beyond[s], critical = s;
 
     // The breakdown from the slowest stage's point of view: its M micro-batches of work, the
     // bubble (the schedule's idle time on top of them) and the synchronisation past the schedule.
@@ -504,7 +583,9 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     // The optimizer steps after the synchronisation, each stage on its own (ZeRO-1: on its shard).
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
-        const double step = optimizer_step_share(t.sum(first, last).optimizer_step, spec);
+        double own = t.sum(first, last).optimizer_step;
+        for (const TiedCopy& c : copies) own += c.device == s ? c.optimizer_step_s : 0.0;
+        const double step = optimizer_step_share(own, spec);
         k.optimizer_step_s = std::max(k.optimizer_step_s, step);
     }
     k.iteration_s = e.pipeline_s + past + k.optimizer_step_s;

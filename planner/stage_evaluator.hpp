@@ -103,6 +103,12 @@ struct LayerTable {
         return clusters::point_to_point_seconds(boundary_send_bytes[c], link) + boundary_gather_s[c];
     }
     double input_bytes = 0;              // the input micro-batch resident on stage 0, per rank
+    // Tied weights: each linear layer with `tied_to` and the embedding whose table it reads. The
+    // table counts the weight once, at the embedding (its layer has none); see tied_copies().
+    struct Tie {
+        int layer = 0, embedding = 0;
+    };
+    std::vector<Tie> ties;
 };
 // `micro_model` has procs = T and batch = the micro-batch; `layer_plan` is its layer_costs(layouts).
 LayerTable make_layer_table(const CostModel& micro_model, ScoredPlan layer_plan);
@@ -143,6 +149,29 @@ std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& ta
 // shares a node (a stage starts when its slowest member has its input).
 clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages);
 clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spec, int stage);
+
+// Tied weights under pipeline parallelism, as Megatron-LM runs GPT's lm_head tied to the word
+// embedding: when the embedding and the layer tied to it run on different devices, the tied
+// layer's device keeps a copy of the embedding's shard (V/T x h: weights, gradients, optimizer
+// state and its optimizer step; megatron/core/models/common/language_module/language_module.py,
+// LanguageModule.setup_embeddings_and_output_layer), the copy's gradient is synchronised over the
+// replicas like any weight's, and then tensor rank t of the embedding's device and tensor rank t of
+// the copy's device, per replica, all-reduce the gradient: the "embedding group" of 2
+// (megatron/core/parallel_state.py, initialize_model_parallel with default_embedding_ranks: the
+// first and last rank of each pipeline group), after the data-parallel sync and before the
+// optimizer step (megatron/core/distributed/finalize_model_grads.py, finalize_model_grads ->
+// _allreduce_word_embedding_grads). On one device the two layers share one weight: nothing extra.
+struct TiedCopy {
+    int layer = 0, embedding = 0;          // the tied layer and its embedding
+    int device = 0, embedding_device = 0;  // the devices (stages) holding them, different
+    double params = 0, weight_bytes = 0;   // the copy per process (the embedding's shard)
+    double optimizer_step_s = 0;           // the copy's update (the embedding's)
+};
+std::vector<TiedCopy> tied_copies(const LayerTable& table, const PipelineSpec& spec);
+// The embedding-group all-reduce of `copy` (layer: the tied layer, Phase::sync): the embedding's
+// weight bytes per process, a group of 2, inside a node when every pair (tensor rank t, replica r)
+// shares one.
+CommCall tied_copy_all_reduce(const CostModel& model, const PipelineSpec& spec, const TiedCopy& copy);
 
 // Per-stage figures of a scored pipeline (seconds per micro-batch, bytes per process).
 struct StageCost {

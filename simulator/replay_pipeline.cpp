@@ -2,6 +2,7 @@
 // in the schedule's order, and its gradient syncs over the replicas. Interleaved (V chunks), it
 // runs virtual stages s, s + S, ..., each operation on the chunk pipeline_order() names.
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <optional>
 #include <xbt/config.hpp>
@@ -90,6 +91,28 @@ struct PipelineReplay : ReplayBase {
         record(clock, rank, track, "sync", start, call_name(call));
     }
 
+    // Tied weights on two devices (PipelineProgram::tied): the embedding group's all-reduce, tensor
+    // rank t of both devices per replica, once both have run their syncs. Returns the rank's index
+    // in the pair (-1 when its device holds neither) and sets `pair`.
+    int tied_pair(const planner::PipelineProgram::TiedSync& tied, int rank, std::array<int, 2>& pair) const {
+        const int s = (rank / T()) % S();
+        if (s != tied.copy.device && s != tied.copy.embedding_device) return -1;
+        pair = {rank_of(rank, tied.copy.embedding_device), rank_of(rank, tied.copy.device)};
+        std::sort(pair.begin(), pair.end());
+        return pair[0] == rank ? 0 : 1;
+    }
+    void run_tied_syncs(int rank, Boxes& boxes, RankClock& clock) {
+        for (const auto& tied : program.tied) {
+            std::array<int, 2> pair{};
+            const int index = tied_pair(tied, rank, pair);
+            if (index < 0) continue;
+            const double start = sg4::Engine::get_clock();
+            run_call(tied.all_reduce, rank, index, [&](int i) { return pair[i]; }, "c0", boxes, clock);
+            clock.sync_total += sg4::Engine::get_clock() - start;
+            record(clock, rank, 0, "sync", start, call_name(tied.all_reduce));
+        }
+    }
+
     // A step of the stage's layers: run as usual, or with the reduced replay a stage-internal call
     // as the time its isolated messages take.
     template <class Members>
@@ -162,6 +185,12 @@ struct PipelineReplay : ReplayBase {
                     }
                 }
                 total += per_micro * M();
+                if (v == s)  // the device's embedding-group all-reduces, once
+                    for (const auto& tied : program.tied) {
+                        std::array<int, 2> pair{};
+                        if (const int index = tied_pair(tied, rank, pair); index >= 0)
+                            total += sends(tied.all_reduce, index);
+                    }
                 for (int i = stage.first; i <= stage.last; ++i)
                     for (const CommCall& call : program.sync[i]) {
                         const std::vector<int> members = sync_members(rank, i);
@@ -306,12 +335,14 @@ struct PipelineReplay : ReplayBase {
             done->acquire();
         else
             for (const CommCall* call : deferred) run_sync(*call, rank, "c0", boxes, clock, 0);
+        run_tied_syncs(rank, boxes, clock);
         for (auto& comm : pending) comm->wait();
         // The device's update over all its chunks' layers (ZeRO-1: its shard of the replicas').
         double step = 0;
         for (int v = s; v < n; v += S())
             for (int i = program.stages[v].first; i <= program.stages[v].last; ++i)
                 step += program.micro.layers[i].optimizer_step_s;
+        for (const auto& tied : program.tied) step += tied.copy.device == s ? tied.copy.optimizer_step_s : 0.0;
         run_optimizer_step(planner::optimizer_step_share(step, spec), rank, clock);
         clock.end = sg4::Engine::get_clock();
         if (lanes > 1) report_timed_calls(rank);

@@ -91,10 +91,51 @@ ByteLedger planned_ledger(const planner::PipelineProgram& program, const planner
                 ledger.record({call.layer, call.phase, call.kind, -1, call.group.size, call.bytes},
                               spec.micro_batches * (redo && call.phase == planner::Phase::forward ? 2 : 1));
     }
+    // Tied weights on two devices: the embedding group's all-reduce, once per iteration on each.
+    for (const auto& tied : program.tied)
+        if (me.stage == tied.copy.device || me.stage == tied.copy.embedding_device)
+            ledger.record({tied.all_reduce.layer, tied.all_reduce.phase, tied.all_reduce.kind, -1,
+                           tied.all_reduce.group.size, tied.all_reduce.bytes});
     return ledger;
 }
 
 namespace {
+
+// Tied weights (a linear layer with `tied_to` reads its embedding's table): the embedding's shard
+// holds [E, V] (rows: the hidden axis, columns: its vocabulary block), the tied layer's [V, E] (rows:
+// the same vocabulary block). A gradient of the tie keeps the embedding's order; the tied layer's
+// element e (row-major in its shard) is then at tied_index(), and value k is its element shard_index().
+template <class T>
+Index tied_index(const Shard<T>& sh, Index e) {
+    const Index nc = sh.col_hi - sh.col_lo, nr = sh.row_hi - sh.row_lo;
+    return (e % nc) * nr + e / nc;
+}
+template <class T>
+Index shard_index(const Shard<T>& sh, Index k) {
+    const Index nc = sh.col_hi - sh.col_lo, nr = sh.row_hi - sh.row_lo;
+    return (k % nr) * nc + k / nr;
+}
+// A shard's weights (and bias) in a gradient's order, and back.
+template <class T>
+std::vector<T> flat_values(const Shard<T>& sh, bool transposed) {
+    std::vector<T> flat(sh.weight);
+    if (transposed)
+        for (Index e = 0; e < static_cast<Index>(sh.weight.size()); ++e) flat[static_cast<std::size_t>(tied_index(sh, e))] = sh.weight[static_cast<std::size_t>(e)];
+    flat.insert(flat.end(), sh.bias.begin(), sh.bias.end());
+    return flat;
+}
+template <class T>
+void set_values(Shard<T>& sh, bool transposed, const std::vector<T>& flat) {
+    for (Index e = 0; e < static_cast<Index>(sh.weight.size()); ++e)
+        sh.weight[static_cast<std::size_t>(e)] = flat[static_cast<std::size_t>(transposed ? tied_index(sh, e) : e)];
+    std::copy(flat.begin() + static_cast<std::ptrdiff_t>(sh.weight.size()), flat.end(), sh.bias.begin());
+}
+template <class T>
+void add_gradient(const Shard<T>& sh, bool transposed, std::vector<T>& values) {
+    for (Index e = 0; e < static_cast<Index>(sh.dweight.size()); ++e)
+        values[static_cast<std::size_t>(transposed ? tied_index(sh, e) : e)] += sh.dweight[static_cast<std::size_t>(e)];
+    for (std::size_t e = 0; e < sh.dbias.size(); ++e) values[sh.dweight.size() + e] += sh.dbias[e];
+}
 
 // One device of one replica on this rank: per model chunk and micro-batch a NetworkRunner segment
 // of the chunk's layers on the stage's T ranks (the plan's tensor-parallel layouts; one runner per
@@ -109,6 +150,8 @@ public:
     ~PipelineStage() {
         for (MPI_Comm* c : {&replica_comm_, &tensor_comm_})
             if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
+        for (Tie& tie : ties_)
+            if (tie.group != MPI_COMM_NULL) MPI_Comm_free(&tie.group);
     }
     PipelineStage(const PipelineStage&) = delete;
     PipelineStage& operator=(const PipelineStage&) = delete;
@@ -123,6 +166,12 @@ public:
         std::vector<T> values;
         Index lo = 0, hi = 0;
         const Shard<T>* shard = nullptr;
+        // A tied layer's copy of its embedding's table (a tie over two devices): values in the
+        // embedding's order (tied_index).
+        bool transposed = false;
+        // The layers whose weights these are (transposed or not): the layer, and a layer tied to
+        // it on the same device (one weight: its gradient adds in, its weights follow the update).
+        std::vector<std::pair<int, bool>> sources;
     };
     const std::vector<Gradient>& gradients() const { return grads_; }
     const Role& role() const { return me_; }
@@ -160,6 +209,17 @@ private:
                       bool slice, OpTimer& timer, ByteLedger& ledger);
     void sync_gradient(Gradient& g, OpTimer& timer, ByteLedger& ledger);
     std::vector<std::pair<int, Shard<T>*>> shards_of(NetworkRunner<T>& r, const Chunk& c);
+    // Every copy of layer `layer` on this device (one per chunk slot).
+    std::vector<Shard<T>*> copies_of(int layer);
+    Gradient* gradient_of(int layer);
+    void tie_weights(const planner::PipelineProgram& program);
+    // A tie over two devices this rank takes part in (PipelineProgram::tied): the embedding group,
+    // tensor rank t of both devices in this replica.
+    struct Tie {
+        int layer = 0, embedding = 0;
+        MPI_Comm group = MPI_COMM_NULL;
+    };
+    std::vector<Tie> ties_;
 
     const networks::Network& net_;
     planner::PipelineSpec spec_;
@@ -235,9 +295,69 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
                 g.lo = block_begin(g.hi, spec.replicas, me_.replica);
                 g.hi = block_begin(g.hi, spec.replicas, me_.replica + 1);
             }
+            g.sources = {{index, false}};
             grads_.push_back(std::move(g));
         }
         chunks_.push_back(std::move(ch));
+    }
+    tie_weights(program);
+}
+
+template <class T>
+std::vector<Shard<T>*> PipelineStage<T>::copies_of(int layer) {
+    std::vector<Shard<T>*> out;
+    for (auto& ch : chunks_)
+        for (auto& r : ch.slots)
+            for (const auto& [index, sh] : shards_of(*r, ch))
+                if (index == layer) out.push_back(sh);
+    return out;
+}
+
+template <class T>
+typename PipelineStage<T>::Gradient* PipelineStage<T>::gradient_of(int layer) {
+    for (Gradient& g : grads_)
+        if (g.layer == layer) return &g;
+    return nullptr;
+}
+
+// Tied weights. On two devices, as Megatron-LM (megatron/core/models/common/language_module/
+// language_module.py, setup_embeddings_and_output_layer): the tied layer's device keeps a copy,
+// zeroed, and the embedding group all-reduces the weights once so that it starts equal to the
+// embedding's; every iteration then all-reduces the two gradients (step()). On one device the tied
+// layer's weights are the embedding's: its gradient adds into the embedding's.
+template <class T>
+void PipelineStage<T>::tie_weights(const planner::PipelineProgram& program) {
+    for (const auto& tied : program.tied) {  // every rank takes part in each split
+        const bool in = me_.stage == tied.copy.device || me_.stage == tied.copy.embedding_device;
+        Tie tie{tied.copy.layer, tied.copy.embedding};
+        MPI_Comm_split(comm_, in ? me_.replica * spec_.tensor + me_.tensor : MPI_UNDEFINED, me_.stage, &tie.group);
+        if (!in) continue;
+        const bool copy = me_.stage == tied.copy.device;
+        Gradient& g = *gradient_of(copy ? tie.layer : tie.embedding);
+        if (copy) g.transposed = true, g.sources = {{tie.layer, true}};
+        // The two shards must cover the same vocabulary block.
+        const long long mine[2] = {static_cast<long long>(copy ? g.shard->row_lo : g.shard->col_lo),
+                                   static_cast<long long>(copy ? g.shard->row_hi : g.shard->col_hi)};
+        long long both[4] = {};
+        MPI_Allgather(mine, 2, MPI_LONG_LONG, both, 2, MPI_LONG_LONG, tie.group);
+        if (both[0] != both[2] || both[1] != both[3] || comm_size(tie.group) != 2)
+            throw std::logic_error("tied layer " + net_.layers[static_cast<std::size_t>(tie.layer)].name +
+                                   ": its copy and the embedding hold different vocabulary blocks");
+        std::vector<T> flat = copy ? std::vector<T>(g.values.size(), T{0}) : flat_values(*g.shard, false);
+        MPI_Allreduce(MPI_IN_PLACE, flat.data(), static_cast<int>(flat.size()), mpi_type<T>(), MPI_SUM, tie.group);
+        if (copy)
+            for (Shard<T>* sh : copies_of(tie.layer)) set_values(*sh, true, flat);
+        ties_.push_back(tie);
+    }
+    for (std::size_t i = 1; i < net_.layers.size(); ++i) {  // both on this device
+        const std::string& to = net_.layers[i].attrs.tied_to;
+        Gradient* tied = gradient_of(static_cast<int>(i));
+        Gradient* embedding = to.empty() ? nullptr : gradient_of(net_.find(to));
+        if (!tied || !embedding) continue;
+        embedding->sources.emplace_back(static_cast<int>(i), true);
+        const std::vector<T> flat = flat_values(*embedding->shard, false);
+        for (Shard<T>* sh : copies_of(static_cast<int>(i))) set_values(*sh, true, flat);
+        grads_.erase(grads_.begin() + (tied - grads_.data()));
     }
 }
 
@@ -386,16 +506,22 @@ double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
     for (std::size_t k = grads_.size(); k-- > 0;) {
         Gradient& g = grads_[k];
         std::fill(g.values.begin(), g.values.end(), T{0});
-        for (auto& ch : chunks_) {
-            if (g.layer < ch.first || g.layer > ch.last) continue;
-            for (auto& r : ch.slots)
-                for (const auto& [index, sh] : shards_of(*r, ch)) {
-                    if (index != g.layer) continue;
-                    for (std::size_t e = 0; e < sh->dweight.size(); ++e) g.values[e] += sh->dweight[e];
-                    for (std::size_t e = 0; e < sh->dbias.size(); ++e) g.values[sh->dweight.size() + e] += sh->dbias[e];
-                }
-        }
+        for (const auto& [layer, transposed] : g.sources)
+            for (const Shard<T>* sh : copies_of(layer)) add_gradient(*sh, transposed, g.values);
         sync_gradient(g, timer, ledger);
+    }
+    // Tied weights on two devices: after the replicas' syncs, the embedding group's all-reduce of
+    // the whole gradient (megatron/core/distributed/finalize_model_grads.py, finalize_model_grads ->
+    // _allreduce_word_embedding_grads; under ZeRO-1 both hold the same slice, zeros elsewhere).
+    for (const Tie& tie : ties_) {
+        Gradient* g = gradient_of(tie.layer);
+        if (!g) g = gradient_of(tie.embedding);
+        timer.time(Op::sync, net_.layers[static_cast<std::size_t>(tie.layer)].name + " tied gradient all-reduce", [&] {
+            MPI_Allreduce(MPI_IN_PLACE, g->values.data(), static_cast<int>(g->values.size()), mpi_type<T>(), MPI_SUM,
+                          tie.group);
+        });
+        ledger.record({tie.layer, planner::Phase::sync, planner::CommKind::all_reduce, -1, 2,
+                       double(g->values.size() * sizeof(T))});
     }
     // The loss is reported, not part of the plan: the last stages' shares summed over one tensor
     // rank of each replica (not in the ledger).
@@ -408,8 +534,7 @@ template <class T>
 void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) {
     const int replicas = comm_size(replica_comm_);
     for (Gradient& g : grads_) {
-        std::vector<T> flat(g.shard->weight);
-        flat.insert(flat.end(), g.shard->bias.begin(), g.shard->bias.end());
+        std::vector<T> flat = flat_values(*g.shard, g.transposed);
         // ZeRO-1: each replica updates its own slice (the optimizer state lives with it), then the
         // updated parameters are all-gathered.
         timer.time(Op::optimizer, "sgd", [&] {
@@ -429,14 +554,10 @@ void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) 
             ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_gather, -1, replicas,
                            double(flat.size() * sizeof(T))});
         }
-        // Every copy of the layer (one per micro-batch slot) takes the same parameters.
-        for (auto& ch : chunks_)
-            for (auto& r : ch.slots)
-                for (const auto& [index, sh] : shards_of(*r, ch)) {
-                    if (index != g.layer) continue;
-                    std::copy_n(flat.begin(), sh->weight.size(), sh->weight.begin());
-                    std::copy(flat.begin() + static_cast<std::ptrdiff_t>(sh->weight.size()), flat.end(), sh->bias.begin());
-                }
+        // Every copy of the layer (one per micro-batch slot), and of a layer tied to it, takes the
+        // same parameters.
+        for (const auto& [layer, transposed] : g.sources)
+            for (Shard<T>* sh : copies_of(layer)) set_values(*sh, transposed, flat);
     }
 }
 
@@ -460,12 +581,34 @@ double shard_gradient_error(const PipelineStage<double>::Gradient& g, const Shar
     const Shard<double>& sh = *g.shard;
     const Index nc = sh.col_hi - sh.col_lo, nw = static_cast<Index>(sh.weight.size());
     const std::size_t whole_nw = whole.dweight.size();
-    for (Index e = g.lo; e < g.hi; ++e) {
+    for (Index k = g.lo; k < g.hi; ++k) {
+        const Index e = g.transposed && k < nw ? shard_index(sh, k) : k;  // the shard's element
         const double w = e < nw ? want[static_cast<std::size_t>((sh.row_lo + e / nc) * whole.cols + sh.col_lo + e % nc)]
                                 : want[whole_nw + static_cast<std::size_t>((sh.bias_size > 0 ? 0 : sh.row_lo) + e - nw)];
-        err = std::max(err, std::abs(g.values[static_cast<std::size_t>(e)] - w));
+        err = std::max(err, std::abs(g.values[static_cast<std::size_t>(k)] - w));
     }
     return scale > 0 ? err / scale : err;
+}
+
+// The sequential network's tied weights (one process holds both layers): the tied layer starts with
+// its embedding's weights, and each step both take the sum of the two gradients (the gradient of
+// the one shared weight), so that they stay equal.
+// Per chunk of the reference (SequentialReference), before its chunks' gradients are averaged.
+void tie_reference(SequentialReference& seq, const networks::Network& net, bool initial) {
+    for (auto& chunk : seq.chunks)
+    for (std::size_t i = 1; i < net.layers.size(); ++i) {
+        if (net.layers[i].attrs.tied_to.empty()) continue;
+        Shard<double>& tied = *chunk->shard_of(static_cast<int>(i));
+        Shard<double>& embedding = *chunk->shard_of(net.find(net.layers[i].attrs.tied_to));
+        for (Index e = 0; e < static_cast<Index>(tied.weight.size()); ++e) {
+            const auto k = static_cast<std::size_t>(tied_index(tied, e)), j = static_cast<std::size_t>(e);
+            if (initial) {
+                tied.weight[j] = embedding.weight[k];
+                continue;
+            }
+            embedding.dweight[k] = tied.dweight[j] = embedding.dweight[k] + tied.dweight[j];
+        }
+    }
 }
 
 // The double-precision check: loss, every weight gradient against the sequential network (the
@@ -476,12 +619,14 @@ void check_pipeline(const networks::Network& net, const planner::PipelineProgram
                     RunResult& result) {
     SequentialReference seq(net, spec, batch);
     const std::vector<int> weighted = seq.weighted_layers();
+    tie_reference(seq, net, true);
     PipelineStage<double> stage(net, program, spec, batch, comm);
     OpTimer t;
     t.on_step = options.on_step;
     ByteLedger ignored;
     for (int s = 0; s < std::max(1, options.sgd_steps); ++s) {
         const double ld = stage.step(t, ignored), ls = seq.step(t);
+        tie_reference(seq, net, false);
         if (s == 0) {
             double worst = 0;
             for (const auto& g : stage.gradients())

@@ -33,7 +33,7 @@ int label_of(Index b, Index classes) {
     return static_cast<int>((hashed_uniform(3, b, 0, 0) + 1.0) * 0.5 * double(classes)) % int(classes);
 }
 
-std::string unsupported_reason(const networks::Network& network) {
+std::string unsupported_reason(const networks::Network& network, bool tied_weights) {
     for (std::size_t i = 1; i < network.layers.size(); ++i) {
         const Layer& l = network.layers[i];
         const auto& a = l.attrs;
@@ -48,7 +48,9 @@ std::string unsupported_reason(const networks::Network& network) {
                     return where + "the validator runs transposed convolutions with kernel == stride only";
                 break;
             case LayerKind::linear:
-                if (!a.tied_to.empty()) return where + "tied weights are not supported by the validator";
+                if (!a.tied_to.empty() && !tied_weights)
+                    return where + "tied weights are run by the validator in pipeline plans only";
+                if (!a.tied_to.empty() && a.bias) return where + "a tied layer with a bias is not run by the validator";
                 break;
             case LayerKind::maxpool2d:
             case LayerKind::avgpool2d:
@@ -430,7 +432,7 @@ template <class T>
 NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vector<Layout>& layer_layouts, Index batch,
                                 MPI_Comm comm, bool overlap_sync, const Segment& segment)
     : network_(network), comm_(comm), overlap_sync_(overlap_sync), segment_(segment) {
-    if (std::string why = unsupported_reason(network); !why.empty()) throw std::invalid_argument(why);
+    if (std::string why = unsupported_reason(network, true); !why.empty()) throw std::invalid_argument(why);
     const int p = comm_size(comm);
     const auto& layers = network.layers;
     std::vector<std::array<Index, 3>> views(layers.size());
@@ -920,6 +922,7 @@ double gradient_error(const NetworkRunner<double>& dist, const NetworkRunner<dou
 
 RunResult run_plan(const networks::Network& network, const planner::ScoredPlan& scored, Index batch,
                    const RunOptions& options, MPI_Comm comm) {
+    if (std::string why = unsupported_reason(network); !why.empty()) throw std::invalid_argument(why);  // untied
     RunResult result;
     std::vector<Layout> layouts(network.layers.size());
     for (std::size_t i = 1; i < network.layers.size(); ++i) layouts[i] = scored.layers[i].layout;

@@ -32,8 +32,11 @@ int label_of(Index b, Index classes);
 // Why `network` cannot be run by the validator ("" when it can): DAGs of conv2d, transposed conv2d
 // (kernel == stride), linear, batch norm, relu, max/avg pooling (padded), global average pooling,
 // nearest upsampling, residual add, channel concat, flatten and dropout; transformers of token
-// and position embeddings, layernorm, attention, gelu and per-token linear layers (untied).
-std::string unsupported_reason(const networks::Network& network);
+// and position embeddings, layernorm, attention, gelu and per-token linear layers. A linear layer
+// tied to an embedding (`tied_to`, without a bias) only when `tied_weights`: its caller runs the tie
+// (the pipeline runner, validators/pipeline_runner.hpp); a NetworkRunner holds the two layers'
+// weights apart.
+std::string unsupported_reason(const networks::Network& network, bool tied_weights = false);
 
 // A pipeline stage's share of the network (validators/pipeline_runner.hpp): the runner builds
 // layers 1..last (those before `first` only for their maps: the boundary tensor's blocks) and runs

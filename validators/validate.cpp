@@ -149,7 +149,8 @@ void check_runnable(const PlanJob& job, int ranks) {
                          "the plan is for P = " + std::to_string(options.procs) + " processes but the run has " +
                              std::to_string(ranks) + " ranks (--np)");
     const std::string net_ptr = job.file.empty() ? "" : "/network";
-    if (std::string why = unsupported_reason(*job.network); !why.empty()) throw InputError(where, net_ptr, why);
+    const bool tied_runs = job.pipeline.active() && job.pipeline.device_of.empty();  // pipeline_runner runs ties
+    if (std::string why = unsupported_reason(*job.network, tied_runs); !why.empty()) throw InputError(where, net_ptr, why);
     if (!job.scored.cost.feasible)
         throw InputError(where, job.file.empty() ? "" : "/layouts",
                          "the plan is infeasible: " + job.scored.cost.reason);
