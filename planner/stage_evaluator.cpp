@@ -501,10 +501,14 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     k.bubble_s = std::max(0.0, e.pipeline_s - spec.micro_batches * times.max_fb);
     k.sync_contention_s = critical >= 0 ? std::min(syncs.contention[critical], past) : 0.0;
     k.sync_exposed_s = past - k.sync_contention_s;
-    // The optimizer steps after the synchronisation, each stage on its own (ZeRO-1: on its shard).
+    // The optimizer steps after the synchronisation, each device on its own, over all its chunks
+    // (ZeRO-1: on its shard).
     for (int s = 0; s < S; ++s) {
-        const auto [first, last] = stage_range(spec, s, t.layer_count);
-        const double step = optimizer_step_share(t.sum(first, last).optimizer_step, spec);
+        double step = 0;
+        for (int chunk = 0; chunk < spec.interleave; ++chunk) {
+            const auto [first, last] = stage_range(spec, chunk * S + s, t.layer_count);
+            step += optimizer_step_share(t.sum(first, last).optimizer_step, spec);
+        }
         k.optimizer_step_s = std::max(k.optimizer_step_s, step);
     }
     k.iteration_s = e.pipeline_s + past + k.optimizer_step_s;

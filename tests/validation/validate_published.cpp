@@ -130,6 +130,14 @@ bool overlapped_grad_reduce(const Json& run) {
     return when == "overlapped";
 }
 
+// The run's optimizer_step: whose mixed-precision optimizer step (planner/compute.hpp).
+planner::MixedPrecisionStep mixed_precision_step_of(const Json& run) {
+    const std::string step = field(run, "optimizer_step");
+    if (step == "megatron_lm") return planner::MixedPrecisionStep::megatron_lm;
+    if (step == "deepspeed_zero") return planner::MixedPrecisionStep::deepspeed_zero;
+    throw std::runtime_error("optimizer_step \"" + step + "\" is neither \"megatron_lm\" nor \"deepspeed_zero\"");
+}
+
 // Seconds per iteration the source measured: its time, or its FLOP/s under its convention.
 double published_seconds(const Json& run, const GptShape& g) {
     const Json& m = run.at("measured");
@@ -187,6 +195,7 @@ Row score_run(const Json& run, const std::string& source_dir, std::vector<std::s
     // backward, every chunk's when interleaved; on, each layer's starts when its last micro-batch's
     // backward is done).
     options.overlap_sync = overlapped_grad_reduce(run);
+    options.mixed_precision_step = mixed_precision_step_of(run);
     planner::CostModel model(net, cluster, options);
 
     planner::PipelineSpec spec;
