@@ -138,6 +138,15 @@ planner::MixedPrecisionStep mixed_precision_step_of(const Json& run) {
     throw std::runtime_error("optimizer_step \"" + step + "\" is neither \"megatron_lm\" nor \"deepspeed_zero\"");
 }
 
+// The run's grad_accumulation: how its software added the micro-batches' weight gradients.
+planner::GradAccumulation grad_accumulation_of(const Json& run) {
+    const std::string how = field(run, "grad_accumulation");
+    if (how == "autograd_in_place") return planner::GradAccumulation::autograd_in_place;
+    if (how == "main_grad_hook") return planner::GradAccumulation::main_grad_hook;
+    if (how == "in_gemm") return planner::GradAccumulation::in_gemm;
+    throw std::runtime_error("grad_accumulation \"" + how + "\" is not autograd_in_place, main_grad_hook or in_gemm");
+}
+
 // Seconds per iteration the source measured: its time, or its FLOP/s under its convention.
 double published_seconds(const Json& run, const GptShape& g) {
     const Json& m = run.at("measured");
@@ -196,6 +205,7 @@ Row score_run(const Json& run, const std::string& source_dir, std::vector<std::s
     // backward is done).
     options.overlap_sync = overlapped_grad_reduce(run);
     options.mixed_precision_step = mixed_precision_step_of(run);
+    options.grad_accumulation = grad_accumulation_of(run);
     planner::CostModel model(net, cluster, options);
 
     planner::PipelineSpec spec;
