@@ -41,10 +41,13 @@ using namespace dnnplan;
 // too fast. Each run's data-parallel gradient reduction as its software did it (grad_reduce: the
 // four pure data-parallel Narayanan et al. runs used PyTorch's DDP, overlapped; the others reduce
 // after the flush): mean 16.7%, max 33.4%, the four runs 0.9 to 4.0 points further off (the hidden
-// all-reduce removes time). The tolerances are regression bounds with a few points of headroom,
-// not the 5% goal.
-constexpr double kRunTolerance = 0.36;
-constexpr double kMeanTolerance = 0.19;
+// all-reduce removes time). With the optimizer step as the software makes it (optimizer_step:
+// 52 B per parameter for Megatron-LM, 80 per shard parameter for DeepSpeed ZeRO-1, instead of 28)
+// and the gradient accumulation over the micro-batches (grad_accumulation): mean 13.8%, max 30.6%
+// (smith22-mtnlg530b-3360gpus). The tolerances are regression bounds with about three points of
+// headroom, not the 5% goal.
+constexpr double kRunTolerance = 0.33;
+constexpr double kMeanTolerance = 0.16;
 
 // Runs the library cannot score yet, with the reason: the test fails when one of them starts to
 // score (so that it joins the error table) and when any other run fails to.
