@@ -244,19 +244,66 @@ ComputeTime layer_compute_time(const networks::Network& network, int index, cons
     return t;
 }
 
-// Per parameter: the gradient read, the weight written; the optimizer's state (memory.hpp: momentum
-// or Adam's two moments, and the fp32 master weights in 16-bit training) read and written; in fp32
-// the weights are their own master copy, read too. SGD fp32: 4 + 4 + 4 + 2 x 4 = 20 bytes; Adam
-// mixed precision: 2 + 2 + 2 x 12 = 28.
-double optimizer_step_bytes_per_param(Optimizer optimizer, DType dtype) {
-    const double eb = static_cast<double>(dtype_bytes(dtype));
-    return 2 * eb + 2 * optimizer_state_bytes(1, optimizer, dtype) + (dtype == DType::fp32 ? eb : 0.0);
+// Per parameter, fp32: one fused pass (the validators' update; torch's fused Adam) reads the
+// gradient, reads and writes the weight and the optimizer's state (momentum, or Adam's two
+// moments): SGD 4 + 2 x 4 + 2 x 4 = 20 bytes, Adam 4 + 8 + 2 x 8 = 28.
+// 16-bit (mixed precision): that same fp32 step runs on the fp32 master weights and fp32 gradients
+// (Apex FusedAdam / FusedSGD, `multi_tensor_adam`: Adam 28 bytes, SGD 20), wrapped in the passes the
+// software makes around it, each a separate kernel over every local (ZeRO: shard) parameter:
+// - Megatron-LM, megatron/optimizer/optimizer.py, Float16OptimizerWithFloat16Params.step()
+//   (NVIDIA/Megatron-LM commits 6985e58938, Aug 2021, and cfd2e21607, Apr 2022; the same passes):
+//   _copy_model_grads_to_main_grads, `main_grad.float()`: read 2, write 4 = 6;
+//   _unscale_main_grads_and_check_for_nan, `_amp_foreach_non_finite_check_and_unscale_` in place:
+//   read 4, write 4 = 8; clip_grads.py clip_grad_norm_fp32 (`--clip-grad`, default 1.0),
+//   `multi_tensor_l2norm`: read 4 = 4 (its in-place rescale runs only when the norm exceeds the
+//   clip, not counted); then the fp32 step; _copy_main_params_to_model_params, `multi_tensor_scale`
+//   by 1.0: read 4, write 2 = 6. Wrapper 24: Adam 52, SGD 44.
+// - DeepSpeed v0.5.8, deepspeed/runtime/zero/stage2.py, FP16_DeepSpeedZeroOptimizer.step() (ZeRO
+//   stages 1 and 2, on this rank's partition): check_overflow -> _has_inf_or_nan,
+//   `x.float().sum()`: read 2, write 4, read 4 = 10; get_grad_norm_direct,
+//   `g.data.double().norm(2)`: read 2, write 8, read 8 = 18; `flatten(averaged_gradients).to(fp32)`:
+//   read 2, write 2, read 2, write 4 = 10; unscale_and_clip_grads, `mul_`: read 4, write 4 = 8;
+//   then the fp32 step; `bit16_partitions[...].copy_(fp32_partition)`: read 4, write 2 = 6.
+//   Wrapper 52: Adam 80, SGD 72.
+double optimizer_step_bytes_per_param(Optimizer optimizer, DType dtype, MixedPrecisionStep step) {
+    constexpr double fp32 = 4;
+    const double state = optimizer_state_bytes(1, optimizer, DType::fp32);  // momentum or moments
+    const double fused_fp32 = fp32 + 2 * fp32 + 2 * state;
+    if (dtype == DType::fp32) return fused_fp32;
+    const double wrapper = step == MixedPrecisionStep::megatron_lm ? 6 + 8 + 4 + 6 : 10 + 18 + 10 + 8 + 6;
+    return wrapper + fused_fp32;
 }
 
 double optimizer_step_seconds(const clusters::Device& device, DType dtype, Optimizer optimizer, double params,
-                              ComputeModel model) {
+                              ComputeModel model, MixedPrecisionStep step) {
     if (model == ComputeModel::uniform || params <= 0) return 0.0;
-    return bandwidth_seconds(device, params * optimizer_step_bytes_per_param(optimizer, dtype));
+    return bandwidth_seconds(device, params * optimizer_step_bytes_per_param(optimizer, dtype, step));
+}
+
+GradAccumulation default_grad_accumulation(DType dtype) {
+    return dtype == DType::fp32 ? GradAccumulation::in_gemm : GradAccumulation::main_grad_hook;
+}
+
+// An in-place add reads the gradient and the accumulator and writes the accumulator: 3 elements.
+// autograd: M - 1 adds; the hook: M adds and the buffer's zeroing (one write).
+double grad_accumulation_bytes_per_param(GradAccumulation accumulation, DType dtype, int micro_batches) {
+    const double eb = static_cast<double>(dtype_bytes(dtype));
+    const double m = micro_batches;
+    switch (accumulation) {
+        case GradAccumulation::in_gemm:
+            return 0.0;
+        case GradAccumulation::autograd_in_place:
+            return (m - 1) * 3 * eb;
+        case GradAccumulation::main_grad_hook:
+            return m * 3 * eb + eb;
+    }
+    return 0.0;
+}
+
+double grad_accumulation_seconds(const clusters::Device& device, DType dtype, GradAccumulation accumulation,
+                                 double params, int micro_batches, ComputeModel model) {
+    if (model == ComputeModel::uniform || params <= 0) return 0.0;
+    return bandwidth_seconds(device, params * grad_accumulation_bytes_per_param(accumulation, dtype, micro_batches));
 }
 
 }  // namespace dnnplan::planner

@@ -65,10 +65,39 @@ struct ComputeTime {
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& local,
                                const clusters::Device& device, DType dtype, ComputeModel model, bool roofline);
 
-// One optimizer step over `params` local parameters: memory-bound, the bytes of the weights,
-// gradients and optimizer state read and written once (0 under ComputeModel::uniform).
-double optimizer_step_bytes_per_param(Optimizer optimizer, DType dtype);
+// The software whose 16-bit (mixed-precision) optimizer step is costed: its passes over the
+// gradients, the fp32 master weights and the optimizer state differ (compute.cpp lists them with
+// their source). fp32 training steps the weights in one fused pass under either.
+enum class MixedPrecisionStep {
+    megatron_lm,     // Megatron-LM's Float16OptimizerWithFloat16Params (2021-2022)
+    deepspeed_zero,  // DeepSpeed's fp16 ZeRO stage 1/2 optimizer (v0.5.8), per shard parameter
+};
+
+// One optimizer step over `params` local parameters (ZeRO-1: the caller divides by the shards):
+// memory-bound, the bytes each pass of the step reads and writes (0 under ComputeModel::uniform).
+double optimizer_step_bytes_per_param(Optimizer optimizer, DType dtype,
+                                      MixedPrecisionStep step = MixedPrecisionStep::megatron_lm);
 double optimizer_step_seconds(const clusters::Device& device, DType dtype, Optimizer optimizer, double params,
-                              ComputeModel model);
+                              ComputeModel model, MixedPrecisionStep step = MixedPrecisionStep::megatron_lm);
+
+// How each micro-batch's weight gradient joins the iteration's gradient, as the software does it:
+// - in_gemm: the weight-gradient GEMM adds into the gradient (beta = 1), no pass of its own: the
+//   CPU validators (validators/kernels.cpp linear/conv2d backward: dweight +=), and Megatron-LM
+//   with fp32 main gradients and --gradient-accumulation-fusion (commit cfd2e21607 on);
+// - autograd_in_place: PyTorch's AccumulateGrad: the first micro-batch's gradient becomes `.grad`,
+//   each later one is added in place (read both, write one): Megatron-LM 2021's local DDP without
+//   --use-contiguous-buffers-in-ddp (the sc21 scripts), torch DDP, DeepSpeed's fp16 engine;
+// - main_grad_hook: Megatron-LM's local DDP with its contiguous buffer (megatron/model/distributed.py
+//   _make_param_hook: `param.main_grad.add_(param.grad.data)` after every micro-batch's backward,
+//   zero_grad_buffer once per iteration), the buffer in the training dtype without
+//   --accumulate-allreduce-grads-in-fp32: the default in 16-bit (on by default since cfd2e21607).
+enum class GradAccumulation { in_gemm, autograd_in_place, main_grad_hook };
+GradAccumulation default_grad_accumulation(DType dtype);  // 16-bit: main_grad_hook; fp32: in_gemm
+
+// Bytes per local parameter over one iteration of `micro_batches` micro-batches, and their
+// seconds at the device's memory-copy rate (0 under ComputeModel::uniform).
+double grad_accumulation_bytes_per_param(GradAccumulation accumulation, DType dtype, int micro_batches);
+double grad_accumulation_seconds(const clusters::Device& device, DType dtype, GradAccumulation accumulation,
+                                 double params, int micro_batches, ComputeModel model);
 
 }  // namespace dnnplan::planner

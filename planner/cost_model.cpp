@@ -549,7 +549,8 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     // Once per iteration: the search's one-stage objective counts it here, the stage evaluator
     // once per stage from LayerCost::optimizer_step_s.
     const double step =
-        optimizer_step_seconds(cluster_->device, options_.dtype, options_.optimizer, weight_local / eb, options_.compute);
+        optimizer_step_seconds(cluster_->device, options_.dtype, options_.optimizer, weight_local / eb, options_.compute,
+                               options_.mixed_precision_step);
     if (rec) {
         rec->cost->fwd_compute_s += fwd_c;
         rec->cost->bwd_compute_s += bwd_c;

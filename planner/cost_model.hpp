@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -40,6 +41,9 @@ struct PlannerOptions {
     bool roofline = false;     // compute time = max(FLOPs / rate, bytes / memory bandwidth)
     ComputeModel compute = ComputeModel::per_operation;  // planner/compute.hpp
     bool sequence_parallel = false;  // set per pipeline configuration (PipelineSpec::sequence_parallel)
+    // The software's mixed-precision optimizer step and gradient accumulation (planner/compute.hpp).
+    MixedPrecisionStep mixed_precision_step = MixedPrecisionStep::megatron_lm;
+    std::optional<GradAccumulation> grad_accumulation;  // unset: default_grad_accumulation(dtype)
     // Processes sharing each node (clusters/processes_per_node.hpp): the CostModel plans on the
     // cluster viewed so, P processes on P / k nodes. 1 on clusters without cores (GPUs).
     int processes_per_node = 1;

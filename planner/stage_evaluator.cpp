@@ -279,14 +279,28 @@ StageRange stage_range(const PipelineSpec& spec, int s, int layer_count) {
 // F + B of its chunks (interleaving: V receives each way per micro-batch, SC'21 section 2.2.2).
 struct StageTimes {
     std::vector<double> forward, backward, recv_forward, recv_backward;
+    std::vector<double> accumulate;  // per stage: adding a micro-batch's weight gradients (inside backward)
+    double accumulate_per_param = 0;  // seconds per local parameter per micro-batch
     double max_fb = 0, total_fb = 0, cut_bytes = 0;
     int slowest = 0;  // a device
 };
+// Gradient accumulation per micro-batch and local parameter: the software's adds over the
+// iteration (planner/compute.hpp grad_accumulation_seconds) spread evenly over its M backwards
+// (PyTorch's autograd skips the first micro-batch's add: exact in total, up to one add's time
+// early or late on the critical path).
+double accumulation_per_param(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
+    const GradAccumulation how = t.options.grad_accumulation.value_or(default_grad_accumulation(t.options.dtype));
+    return grad_accumulation_seconds(model.cluster().device, t.options.dtype, how, 1.0, spec.micro_batches,
+                                     t.options.compute) /
+           spec.micro_batches;
+}
+
 StageTimes stage_times(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
     const int S = spec.virtual_stages();
     StageTimes st;
     st.forward.assign(S, 0.0), st.backward.assign(S, 0.0), st.recv_forward.assign(S, 0.0),
-        st.recv_backward.assign(S, 0.0);
+        st.recv_backward.assign(S, 0.0), st.accumulate.assign(S, 0.0);
+    st.accumulate_per_param = accumulation_per_param(model, t, spec);
     std::vector<double> device_fb(spec.stages, 0.0);
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
@@ -296,7 +310,8 @@ StageTimes stage_times(const CostModel& model, const LayerTable& t, const Pipeli
         const double forward = sums.fwd_compute + sums.fwd_comm;
         const double backward = sums.bwd_compute + (sums.blocking() - sums.fwd_comm);
         st.forward[s] = forward + st.recv_forward[s];
-        st.backward[s] = backward + sums.recomputed(spec.recompute) + st.recv_backward[s];
+        st.accumulate[s] = st.accumulate_per_param * sums.params;
+        st.backward[s] = backward + sums.recomputed(spec.recompute) + st.accumulate[s] + st.recv_backward[s];
         device_fb[s % spec.stages] += st.forward[s] + st.backward[s];
         st.total_fb += st.forward[s] + st.backward[s];
         if (s + 1 < S) st.cut_bytes += t.boundary_total[last + 1];
@@ -317,7 +332,7 @@ struct StageSyncs {
     double max_total = 0;
 };
 StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std::vector<LayerSync>& sync,
-                       const std::vector<TiedCopy>& copies) {
+                       const std::vector<TiedCopy>& copies, double accumulate_per_param) {
     const int S = spec.stages;
     // A tied layer's copy of the embedding syncs over the replicas as the embedding does.
     auto sync_of = [&](int i) -> const LayerSync& {
@@ -336,8 +351,9 @@ StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std:
             if (const double redo = sums.recomputed(spec.recompute); redo > 0) overlap.layer(redo, 0, 0, 0, false);
             for (int i = last; i >= first; --i) {
                 const LayerCost& lc = t.plan.layers[i];
-                overlap.layer(lc.bwd_compute_s, lc.bwd_comm_s, lc.bwd_comm_network_s, sync_of(i).seconds,
-                              sync_of(i).network);
+                // The layer's gradient add precedes its all-reduce (DDP's hook runs after AccumulateGrad).
+                overlap.layer(lc.bwd_compute_s + accumulate_per_param * t.sum(i, i).params, lc.bwd_comm_s,
+                              lc.bwd_comm_network_s, sync_of(i).seconds, sync_of(i).network);
             }
         }
         out.total[s] = overlap.total_s();
@@ -484,7 +500,7 @@ void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const Sta
         const double redone_compute = full                                    ? sums.fwd_compute
                                       : spec.recompute == Recompute::selective ? sums.fwd_core_compute
                                                                                : 0.0;
-        k.bwd_compute_s += m * (sums.bwd_compute + redone_compute);
+        k.bwd_compute_s += m * (sums.bwd_compute + redone_compute + times.accumulate[v]);
         for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
             k.comm_s[kind] += m * (sums.comm[kind] + (full ? sums.fwd_comm_by_kind[kind] : 0.0));
         k.comm_s[index_of(CommKind::point_to_point)] += m * (times.recv_forward[v] + times.recv_backward[v]);
@@ -551,7 +567,7 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     const int S = spec.stages;
     const StageTimes times = stage_times(model, t, spec);
     const std::vector<TiedCopy> copies = tied_copies(t, spec);
-    StageSyncs syncs = stage_syncs(t, spec, sync, copies);
+    StageSyncs syncs = stage_syncs(t, spec, sync, copies, times.accumulate_per_param);
     const std::vector<double> delay = send_delays(model, t, spec, syncs);
     const bool delayed = std::any_of(delay.begin(), delay.end(), [](double d) { return d > 0; });
 
@@ -580,10 +596,14 @@ StageEvaluation evaluate_stages(const CostModel& model, const LayerTable& t, con
     k.bubble_s = std::max(0.0, e.pipeline_s - spec.micro_batches * times.max_fb);
     k.sync_contention_s = critical >= 0 ? std::min(syncs.contention[critical], past) : 0.0;
     k.sync_exposed_s = past - k.sync_contention_s;
-    // The optimizer steps after the synchronisation, each stage on its own (ZeRO-1: on its shard).
+    // The optimizer steps after the synchronisation, each device on its own, over all its chunks
+    // (ZeRO-1: on its shard).
     for (int s = 0; s < S; ++s) {
-        const auto [first, last] = stage_range(spec, s, t.layer_count);
-        double own = t.sum(first, last).optimizer_step;
+        double own = 0;
+        for (int chunk = 0; chunk < spec.interleave; ++chunk) {
+            const auto [first, last] = stage_range(spec, chunk * S + s, t.layer_count);
+            own += t.sum(first, last).optimizer_step;
+        }
         for (const TiedCopy& c : copies) own += c.device == s ? c.optimizer_step_s : 0.0;
         const double step = optimizer_step_share(own, spec);
         k.optimizer_step_s = std::max(k.optimizer_step_s, step);

@@ -41,10 +41,13 @@ using namespace dnnplan;
 // too fast. Each run's data-parallel gradient reduction as its software did it (grad_reduce: the
 // four pure data-parallel Narayanan et al. runs used PyTorch's DDP, overlapped; the others reduce
 // after the flush): mean 16.7%, max 33.4%, the four runs 0.9 to 4.0 points further off (the hidden
-// all-reduce removes time). The tolerances are regression bounds with a few points of headroom,
-// not the 5% goal.
-constexpr double kRunTolerance = 0.36;
-constexpr double kMeanTolerance = 0.19;
+// all-reduce removes time). With the optimizer step as the software makes it (optimizer_step:
+// 52 B per parameter for Megatron-LM, 80 per shard parameter for DeepSpeed ZeRO-1, instead of 28)
+// and the gradient accumulation over the micro-batches (grad_accumulation): mean 13.8%, max 30.6%
+// (smith22-mtnlg530b-3360gpus). The tolerances are regression bounds with about three points of
+// headroom, not the 5% goal.
+constexpr double kRunTolerance = 0.33;
+constexpr double kMeanTolerance = 0.16;
 
 // Runs the library cannot score yet, with the reason: the test fails when one of them starts to
 // score (so that it joins the error table) and when any other run fails to.
@@ -130,6 +133,23 @@ bool overlapped_grad_reduce(const Json& run) {
     return when == "overlapped";
 }
 
+// The run's optimizer_step: whose mixed-precision optimizer step (planner/compute.hpp).
+planner::MixedPrecisionStep mixed_precision_step_of(const Json& run) {
+    const std::string step = field(run, "optimizer_step");
+    if (step == "megatron_lm") return planner::MixedPrecisionStep::megatron_lm;
+    if (step == "deepspeed_zero") return planner::MixedPrecisionStep::deepspeed_zero;
+    throw std::runtime_error("optimizer_step \"" + step + "\" is neither \"megatron_lm\" nor \"deepspeed_zero\"");
+}
+
+// The run's grad_accumulation: how its software added the micro-batches' weight gradients.
+planner::GradAccumulation grad_accumulation_of(const Json& run) {
+    const std::string how = field(run, "grad_accumulation");
+    if (how == "autograd_in_place") return planner::GradAccumulation::autograd_in_place;
+    if (how == "main_grad_hook") return planner::GradAccumulation::main_grad_hook;
+    if (how == "in_gemm") return planner::GradAccumulation::in_gemm;
+    throw std::runtime_error("grad_accumulation \"" + how + "\" is not autograd_in_place, main_grad_hook or in_gemm");
+}
+
 // Seconds per iteration the source measured: its time, or its FLOP/s under its convention.
 double published_seconds(const Json& run, const GptShape& g) {
     const Json& m = run.at("measured");
@@ -187,6 +207,8 @@ Row score_run(const Json& run, const std::string& source_dir, std::vector<std::s
     // backward, every chunk's when interleaved; on, each layer's starts when its last micro-batch's
     // backward is done).
     options.overlap_sync = overlapped_grad_reduce(run);
+    options.mixed_precision_step = mixed_precision_step_of(run);
+    options.grad_accumulation = grad_accumulation_of(run);
     planner::CostModel model(net, cluster, options);
 
     planner::PipelineSpec spec;
