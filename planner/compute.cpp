@@ -200,7 +200,12 @@ GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, d
 }
 
 double memory_bound_seconds(const clusters::Device& device, DType dtype, double flops, double bytes) {
-    return std::max(flops / vector_rate(device, dtype), bandwidth_seconds(device, bytes));
+    // A device whose elementwise kernels stream slower than a copy (a calibrated CPU: the
+    // validator's scalar loops) gives that rate; GEMM operands and the optimizer step keep the
+    // copy rate.
+    const double stream_s = device.elementwise_bandwidth_Bps > 0 ? bytes / device.elementwise_bandwidth_Bps
+                                                                  : bandwidth_seconds(device, bytes);
+    return std::max(flops / vector_rate(device, dtype), stream_s);
 }
 
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& l,
