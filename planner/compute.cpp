@@ -194,7 +194,8 @@ GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, d
     }
     // Guide, ch. 2: a GEMM reads A (M K) and B (K N) and writes C (M N) at least once.
     const double bytes = (g.m * g.k + g.k * g.n + g.m * g.n) * g.count * static_cast<double>(dtype_bytes(dtype));
-    r.memory_s = bandwidth_seconds(device, bytes);
+    r.memory_s = device.gemm_operand_bandwidth_Bps > 0 ? bytes / device.gemm_operand_bandwidth_Bps
+                                                        : bandwidth_seconds(device, bytes);
     r.seconds = std::max(r.math_s, r.memory_s);
     return r;
 }

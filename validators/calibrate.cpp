@@ -245,6 +245,7 @@ clusters::Device calibrated_device(const Calibration& c) {
     d.memory_bytes = static_cast<std::int64_t>(c.memory_bytes);
     d.memory_bandwidth_Bps = c.memory_bandwidth_Bps;
     d.elementwise_bandwidth_Bps = c.elementwise_bandwidth_Bps;
+    d.gemm_operand_bandwidth_Bps = c.gemm_operand_bandwidth_Bps;
     return d;
 }
 
@@ -269,10 +270,12 @@ std::vector<double> model_layer_seconds(const networks::Network& network, std::i
 
 void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks) {
     if (c.layers.empty()) return;
+    double operand = c.memory_bandwidth_Bps;
     auto model_of = [&](double fraction, double elementwise) {
         clusters::Device d = calibrated_device(c);
         d.achievable_fraction = fraction;
         d.elementwise_bandwidth_Bps = elementwise;
+        d.gemm_operand_bandwidth_Bps = operand;
         std::map<std::string, std::vector<double>> per_network;
         for (const networks::Network* net : networks) per_network[net->name] = model_layer_seconds(*net, c.batch, d);
         return per_network;
@@ -290,8 +293,8 @@ void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Net
     auto search = [&](double f_lo, double f_hi, double e_lo, double e_hi, int steps) {
         for (int i = 0; i <= steps; ++i)
             for (int k = 0; k <= steps; ++k) {
-                const double f = std::min(1.0, f_lo * std::pow(f_hi / f_lo, double(i) / steps));
-                const double e = e_lo * std::pow(e_hi / e_lo, double(k) / steps);
+                const double f = std::min(1.0, f_lo * std::pow(f_hi / f_lo, steps ? double(i) / steps : 0.0));
+                const double e = e_lo * std::pow(e_hi / e_lo, steps ? double(k) / steps : 0.0);
                 double sum = 0;
                 each_point(model_of(f, e), [&](double measured, double model) {
                     sum += std::pow(std::log(model / measured), 2);
@@ -299,11 +302,29 @@ void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Net
                 if (sum < best_cost) best_cost = sum, best_f = f, best_e = e;
             }
     };
-    search(1e-3, 1.0, 1e7, 1e12, 40);
-    const double df = std::pow(1e3, 1.0 / 40), de = std::pow(1e5, 1.0 / 40);
+    // The operand rate at the best (fraction, elementwise rate); twice over, as each moves the
+    // other; then all three refined around the best point (to ~1%).
+    auto scan_operand = [&](double lo, double hi, int steps) {
+        double best_operand = operand;
+        for (int k = 0; k <= steps; ++k) {
+            operand = lo * std::pow(hi / lo, double(k) / steps);
+            const double before = best_cost;
+            search(best_f, best_f, best_e, best_e, 0);
+            if (best_cost < before) best_operand = operand;
+        }
+        operand = best_operand;
+    };
+    for (int round = 0; round < 2; ++round) {
+        best_cost = std::numeric_limits<double>::infinity();
+        search(1e-3, 1.0, 1e7, 1e12, 40);
+        scan_operand(1e8, 1e12, 40);
+    }
+    const double df = std::pow(1e3, 1.0 / 40), de = std::pow(1e5, 1.0 / 40), dop = std::pow(1e4, 1.0 / 40);
+    scan_operand(operand / dop, operand * dop, 16);
     search(best_f / df, best_f * df, best_e / de, best_e * de, 16);
     c.gemm_fraction = best_f;
     c.elementwise_bandwidth_Bps = best_e;
+    c.gemm_operand_bandwidth_Bps = operand;
     const auto model = model_of(best_f, best_e);
     double sq = 0;
     int n = 0;
@@ -515,7 +536,8 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
             networks_note += (networks_note.empty() ? "" : ", ") + p.network;
     const std::string layer_fit =
         run + ": least-squares fit (log ratio) of the cost model's per-layer compute times (planner/compute.cpp: "
-              "GEMMs at peak x achievable_fraction or their operands at the copy rate, whichever is slower; "
+              "GEMMs at peak x achievable_fraction or their operands at gemm_operand_bandwidth_Bps, whichever is "
+              "slower; "
               "elementwise, pooling and normalisation layers at their bytes / elementwise_bandwidth_Bps) to the "
               "validator's own per-layer forward and backward times of the sequential training step (" +
         networks_note + ", batch " + std::to_string(c.batch) + " per rank; " + std::to_string(c.layer_fit_points) +
@@ -541,6 +563,7 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
          src(c.memory_bandwidth_Bps,
              run + ": std::copy of 32 MiB per rank, all ranks at once (first start to last end)")}};
     if (c.elementwise_bandwidth_Bps > 0) device["elementwise_bandwidth_Bps"] = src(c.elementwise_bandwidth_Bps, layer_fit);
+    if (c.gemm_operand_bandwidth_Bps > 0) device["gemm_operand_bandwidth_Bps"] = src(c.gemm_operand_bandwidth_Bps, layer_fit);
     std::string fit =
         run +
         ": least-squares fit (log ratio) of the cost model's formulas to the validator's own primitives as the "
@@ -630,6 +653,7 @@ Json calibration_report(const Calibration& c) {
              {{"achievable_fraction", c.gemm_fraction},
               {"gemm_flops_fitted", c.gemm_fraction * c.gemm_flops},
               {"elementwise_bandwidth_Bps", c.elementwise_bandwidth_Bps},
+              {"gemm_operand_bandwidth_Bps", c.gemm_operand_bandwidth_Bps},
               {"points", c.layer_fit_points},
               {"rms_relative_residual", c.layer_fit_residual},
               {"by_kind", kinds}}},
@@ -689,7 +713,8 @@ std::string calibration_text(const Calibration& c) {
                << " / " << std::setw(8) << num(p.model_bwd_s * 1e6) << "\n";
         os << "fitted (" << c.layer_fit_points << " points, RMS relative residual " << num(100 * c.layer_fit_residual, 2)
            << "%): GEMM layers at " << num(c.gemm_fraction * c.gemm_flops / 1e9) << " GFLOP/s (achievable_fraction "
-           << num(c.gemm_fraction) << " of sgemm), operands at the copy rate; elementwise, pooling and normalisation at "
+           << num(c.gemm_fraction) << " of sgemm), operands at " << num(c.gemm_operand_bandwidth_Bps / 1e9)
+           << " GB/s; elementwise, pooling and normalisation at "
            << num(c.elementwise_bandwidth_Bps / 1e9) << " GB/s\nresidual by layer kind:";
         for (const auto& [kind, r] : residuals_by_kind(c))
             os << " " << kind << " " << num(100 * r.rms(), 2) << "% (" << r.points << ")";

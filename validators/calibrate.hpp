@@ -75,6 +75,7 @@ struct Calibration {
     // was measured (the spec then gives the sgemm rate and the copy rate).
     double gemm_fraction = 0;             // device.achievable_fraction: GEMM math rate / sgemm peak
     double elementwise_bandwidth_Bps = 0;  // device.elementwise_bandwidth_Bps
+    double gemm_operand_bandwidth_Bps = 0;  // device.gemm_operand_bandwidth_Bps
     double layer_fit_residual = 0;         // RMS relative error of the model over the fitted points
     int layer_fit_points = 0;
     double memory_bytes = 0;
@@ -98,10 +99,11 @@ clusters::Device calibrated_device(const Calibration& c);
 // one process, so planner/compute.cpp's formulas): [2 i] forward, [2 i + 1] backward of layer i.
 std::vector<double> model_layer_seconds(const networks::Network& network, std::int64_t batch,
                                         const clusters::Device& device);
-// Sets c.gemm_fraction and c.elementwise_bandwidth_Bps to the values minimising the squared log
-// ratio of model_layer_seconds to the measured c.layers (points where both are positive; a
-// log-spaced grid over 0.001 .. 1 x 1e7 .. 1e12 B/s, refined once to ~1%), with every point's
-// model times and the RMS relative residual. `networks` are the ones the points name.
+// Sets c.gemm_fraction, c.elementwise_bandwidth_Bps and c.gemm_operand_bandwidth_Bps to the
+// values minimising the squared log ratio of model_layer_seconds to the measured c.layers (points
+// where both are positive): log-spaced grids over 0.001 .. 1 x 1e7 .. 1e12 B/s for the first two
+// at the copy rate for operands, then the operand rate over 1e8 .. 1e12 B/s, then the first two
+// again around their best to ~1%; with every point's model times and the RMS relative residual. `networks` are the ones the points name.
 void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks);
 
 // Collective over `comm`; every rank gets the result.
