@@ -72,7 +72,7 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
 Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys(
         {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps",
-         "memory_efficiency", "cores", "gemm"});
+         "memory_efficiency", "elementwise_bandwidth_Bps", "gemm_operand_bandwidth_Bps", "cores", "gemm"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -97,6 +97,10 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     device.memory_bandwidth_Bps = reader.number(node, "memory_bandwidth_Bps", kMemoryBandwidth);
     if (node.has("memory_efficiency"))
         device.memory_efficiency = reader.number(node, "memory_efficiency", kFraction);
+    if (node.has("elementwise_bandwidth_Bps"))
+        device.elementwise_bandwidth_Bps = reader.number(node, "elementwise_bandwidth_Bps", kMemoryBandwidth);
+    if (node.has("gemm_operand_bandwidth_Bps"))
+        device.gemm_operand_bandwidth_Bps = reader.number(node, "gemm_operand_bandwidth_Bps", kMemoryBandwidth);
     if (node.has("cores")) device.cores = reader.small_int(node.child("cores"), 1);
     if (node.has("gemm")) {
         SpecNode gemm = node.child("gemm");
@@ -355,6 +359,12 @@ Json to_json(const Cluster& cluster) {
         out["device"]["reserved_bytes"] = sourced(c, "/device/reserved_bytes", c.device.reserved_bytes);
     if (c.device.memory_efficiency != 1)
         out["device"]["memory_efficiency"] = sourced(c, "/device/memory_efficiency", c.device.memory_efficiency);
+    if (c.device.elementwise_bandwidth_Bps > 0)
+        out["device"]["elementwise_bandwidth_Bps"] =
+            sourced(c, "/device/elementwise_bandwidth_Bps", c.device.elementwise_bandwidth_Bps);
+    if (c.device.gemm_operand_bandwidth_Bps > 0)
+        out["device"]["gemm_operand_bandwidth_Bps"] =
+            sourced(c, "/device/gemm_operand_bandwidth_Bps", c.device.gemm_operand_bandwidth_Bps);
     if (c.device.cores > 0) out["device"]["cores"] = sourced(c, "/device/cores", c.device.cores);
     if (c.device.gemm.described()) {
         out["device"]["gemm"] = Json{{"tile_m", sourced(c, "/device/gemm/tile_m", c.device.gemm.tile_m)},

@@ -75,6 +75,15 @@ struct Device {
     // The share of memory_bandwidth_Bps that streaming kernels reach (a memory-copy benchmark);
     // 1 when the preset gives none.
     double memory_efficiency = 1;
+    // The rate (bytes/s) at which elementwise, pooling and normalisation kernels stream their
+    // operands (planner::memory_bound_seconds), when it differs from the copy rate: `dnnplan
+    // calibrate` fits it to the validator's own layers (scalar loops reach a fraction of a copy).
+    // 0 when not given: memory_bandwidth_Bps x memory_efficiency.
+    double elementwise_bandwidth_Bps = 0;
+    // The rate (bytes/s) at which GEMMs read and write their operands (planner::gemm_time's memory
+    // bound), when it differs from the copy rate: a calibrated CPU's per-sample GEMMs work on
+    // cache-resident blocks. 0 when not given: memory_bandwidth_Bps x memory_efficiency.
+    double gemm_operand_bandwidth_Bps = 0;
     GemmTiling gemm;  // optional: per-shape GEMM and convolution efficiency (planner/compute.hpp)
     // CPU cores of the device (a CPU cluster's whole node); 0 when not described (GPUs). When set,
     // gemm.units is this count (one convolution block per core) and the node can be shared by

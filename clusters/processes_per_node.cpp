@@ -51,6 +51,8 @@ Cluster processes_per_node_view(const Cluster& node, int k) {
     d.memory_bytes = node.device.memory_bytes / k;
     d.reserved_bytes = node.device.reserved_bytes / k;
     d.memory_bandwidth_Bps = node.device.memory_bandwidth_Bps * share;
+    d.elementwise_bandwidth_Bps = node.device.elementwise_bandwidth_Bps * share;
+    d.gemm_operand_bandwidth_Bps = node.device.gemm_operand_bandwidth_Bps * share;
     d.cores = node.device.cores / k;
     d.gemm.units = d.cores;
     view.sources["/device/memory_bytes"] = "the node's memory" + of_node;

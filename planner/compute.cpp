@@ -194,13 +194,19 @@ GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, d
     }
     // Guide, ch. 2: a GEMM reads A (M K) and B (K N) and writes C (M N) at least once.
     const double bytes = (g.m * g.k + g.k * g.n + g.m * g.n) * g.count * static_cast<double>(dtype_bytes(dtype));
-    r.memory_s = bandwidth_seconds(device, bytes);
+    r.memory_s = device.gemm_operand_bandwidth_Bps > 0 ? bytes / device.gemm_operand_bandwidth_Bps
+                                                        : bandwidth_seconds(device, bytes);
     r.seconds = std::max(r.math_s, r.memory_s);
     return r;
 }
 
 double memory_bound_seconds(const clusters::Device& device, DType dtype, double flops, double bytes) {
-    return std::max(flops / vector_rate(device, dtype), bandwidth_seconds(device, bytes));
+    // A device whose elementwise kernels stream slower than a copy (a calibrated CPU: the
+    // validator's scalar loops) gives that rate; GEMM operands and the optimizer step keep the
+    // copy rate.
+    const double stream_s = device.elementwise_bandwidth_Bps > 0 ? bytes / device.elementwise_bandwidth_Bps
+                                                                  : bandwidth_seconds(device, bytes);
+    return std::max(flops / vector_rate(device, dtype), stream_s);
 }
 
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& l,

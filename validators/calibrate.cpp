@@ -7,9 +7,11 @@
 #include <fstream>
 #include <iomanip>
 #include <limits>
+#include <map>
 #include <sstream>
 
 #include "clusters/collectives.hpp"
+#include "planner/cost_model.hpp"
 #include "validators/kernels.hpp"
 #include "validators/primitives.hpp"
 #include "validators/runner.hpp"
@@ -219,6 +221,131 @@ void fit_link_to_primitives(Calibration& c) {
     c.primitive_fit_residual = std::sqrt(sq / double(c.primitives.size()));
 }
 
+namespace {
+// Forward and backward compute seconds per layer of `network` ([2 i], [2 i + 1]) summed over
+// `events`: the runner names each event "<layer name> <what>" (forward, bias, halo, relu, ...).
+std::vector<double> layer_seconds(const networks::Network& network, const std::vector<TraceEvent>& events) {
+    std::vector<double> out(2 * network.layers.size(), 0.0);
+    for (const TraceEvent& e : events) {
+        // The loss belongs to the last layer (the cost model adds it there: network_output).
+        if (e.op == Op::loss) out[2 * (network.layers.size() - 1)] += e.end - e.start;
+        if (e.op != Op::fwd_compute && e.op != Op::bwd_compute) continue;
+        // The longest layer name that is a prefix followed by a space.
+        for (std::size_t space = e.name.rfind(' '); space != std::string::npos && space > 0;
+             space = e.name.rfind(' ', space - 1)) {
+            const int index = network.find(e.name.substr(0, space));
+            if (index < 0) continue;
+            out[2 * static_cast<std::size_t>(index) + (e.op == Op::bwd_compute ? 1 : 0)] += e.end - e.start;
+            break;
+        }
+    }
+    return out;
+}
+}  // namespace
+
+clusters::Device calibrated_device(const Calibration& c) {
+    clusters::Device d;
+    d.name = "one MPI rank on " + c.cpu;
+    d.peak_flops[DType::fp32] = c.gemm_flops;
+    d.achievable_fraction = c.gemm_fraction > 0 ? c.gemm_fraction : std::clamp(c.conv_flops / c.gemm_flops, 0.01, 1.0);
+    d.memory_bytes = static_cast<std::int64_t>(c.memory_bytes);
+    d.memory_bandwidth_Bps = c.memory_bandwidth_Bps;
+    d.elementwise_bandwidth_Bps = c.elementwise_bandwidth_Bps;
+    d.gemm_operand_bandwidth_Bps = c.gemm_operand_bandwidth_Bps;
+    return d;
+}
+
+std::vector<double> model_layer_seconds(const networks::Network& network, std::int64_t batch,
+                                        const clusters::Device& device) {
+    clusters::Cluster one;
+    one.name = "calibration";
+    one.device = device;
+    one.inter_node = clusters::Link{1e9, 1e-6};
+    planner::PlannerOptions options;
+    options.procs = 1;
+    options.batch = batch;
+    const planner::CostModel model(network, one, options);
+    const planner::ScoredPlan plan = model.layer_costs(std::vector<planner::Layout>(network.layers.size()));
+    std::vector<double> out(2 * network.layers.size(), 0.0);
+    for (std::size_t i = 0; i < plan.layers.size(); ++i) {
+        out[2 * i] = plan.layers[i].fwd_compute_s;
+        out[2 * i + 1] = plan.layers[i].bwd_compute_s;
+    }
+    return out;
+}
+
+void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks) {
+    if (c.layers.empty()) return;
+    double operand = c.memory_bandwidth_Bps;
+    auto model_of = [&](double fraction, double elementwise) {
+        clusters::Device d = calibrated_device(c);
+        d.achievable_fraction = fraction;
+        d.elementwise_bandwidth_Bps = elementwise;
+        d.gemm_operand_bandwidth_Bps = operand;
+        std::map<std::string, std::vector<double>> per_network;
+        for (const networks::Network* net : networks) per_network[net->name] = model_layer_seconds(*net, c.batch, d);
+        return per_network;
+    };
+    // Visits every fitted (measured, model) pair.
+    auto each_point = [&](const std::map<std::string, std::vector<double>>& model, auto&& f) {
+        for (const LayerPoint& p : c.layers) {
+            const std::vector<double>& m = model.at(p.network);
+            const double pairs[2][2] = {{p.fwd_s, m[2 * p.index]}, {p.bwd_s, m[2 * p.index + 1]}};
+            for (const auto& pair : pairs)
+                if (pair[0] > 0 && pair[1] > 0) f(pair[0], pair[1]);
+        }
+    };
+    double best_f = 0, best_e = 0, best_cost = std::numeric_limits<double>::infinity();
+    auto search = [&](double f_lo, double f_hi, double e_lo, double e_hi, int steps) {
+        for (int i = 0; i <= steps; ++i)
+            for (int k = 0; k <= steps; ++k) {
+                const double f = std::min(1.0, f_lo * std::pow(f_hi / f_lo, steps ? double(i) / steps : 0.0));
+                const double e = e_lo * std::pow(e_hi / e_lo, steps ? double(k) / steps : 0.0);
+                double sum = 0;
+                each_point(model_of(f, e), [&](double measured, double model) {
+                    sum += std::pow(std::log(model / measured), 2);
+                });
+                if (sum < best_cost) best_cost = sum, best_f = f, best_e = e;
+            }
+    };
+    // The operand rate at the best (fraction, elementwise rate); twice over, as each moves the
+    // other; then all three refined around the best point (to ~1%).
+    auto scan_operand = [&](double lo, double hi, int steps) {
+        double best_operand = operand;
+        for (int k = 0; k <= steps; ++k) {
+            operand = lo * std::pow(hi / lo, double(k) / steps);
+            const double before = best_cost;
+            search(best_f, best_f, best_e, best_e, 0);
+            if (best_cost < before) best_operand = operand;
+        }
+        operand = best_operand;
+    };
+    for (int round = 0; round < 2; ++round) {
+        best_cost = std::numeric_limits<double>::infinity();
+        search(1e-3, 1.0, 1e7, 1e12, 40);
+        scan_operand(1e8, 1e12, 40);
+    }
+    const double df = std::pow(1e3, 1.0 / 40), de = std::pow(1e5, 1.0 / 40), dop = std::pow(1e4, 1.0 / 40);
+    scan_operand(operand / dop, operand * dop, 16);
+    search(best_f / df, best_f * df, best_e / de, best_e * de, 16);
+    c.gemm_fraction = best_f;
+    c.elementwise_bandwidth_Bps = best_e;
+    c.gemm_operand_bandwidth_Bps = operand;
+    const auto model = model_of(best_f, best_e);
+    double sq = 0;
+    int n = 0;
+    each_point(model, [&](double measured, double m) {
+        sq += std::pow((m - measured) / measured, 2);
+        ++n;
+    });
+    c.layer_fit_points = n;
+    c.layer_fit_residual = n ? std::sqrt(sq / n) : 0;
+    for (LayerPoint& p : c.layers) {
+        p.model_fwd_s = model.at(p.network)[2 * p.index];
+        p.model_bwd_s = model.at(p.network)[2 * p.index + 1];
+    }
+}
+
 Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     Calibration c;
     c.ranks = comm_size(comm);
@@ -331,14 +458,19 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         OpTimer timer;
         auto run = [&] { seq.step(timer); };
         int reps = reps_for(comm, target * 5, run);
-        std::vector<double> per_chunk;
+        timer.trace = true;
+        std::vector<double> per_chunk, best_layers;
         for (int k = 0; k < chunks; ++k) {
             // The span over all ranks (see shared_chunks) times the share of a step that is
             // forward and backward compute (the loss and the SGD update are not counted as FLOPs).
             MPI_Barrier(comm);
             timer.reset();
             double t0 = MPI_Wtime();
-            for (int r = 0; r < reps; ++r) seq.step(timer);
+            std::vector<std::size_t> step_end;
+            for (int r = 0; r < reps; ++r) {
+                seq.step(timer);
+                step_end.push_back(timer.events.size());
+            }
             double t1 = MPI_Wtime(), first = 0, last = 0;
             double compute =
                 timer.seconds[static_cast<int>(Op::fwd_compute)] + timer.seconds[static_cast<int>(Op::bwd_compute)];
@@ -347,7 +479,28 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
             MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm);
             MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
             per_chunk.push_back((last - first) * share_sum / comm_size(comm) / reps);
+            // Per layer and step: its events on this rank's clock; each layer's fastest step is
+            // the one no other process interrupted.
+            for (int r = 0; r < reps; ++r) {
+                const std::size_t from = r == 0 ? 0 : step_end[r - 1];
+                std::vector<double> step = layer_seconds(
+                    *net, std::vector<TraceEvent>(timer.events.begin() + from, timer.events.begin() + step_end[r]));
+                if (best_layers.empty()) best_layers = step;
+                for (std::size_t i = 0; i < step.size(); ++i) best_layers[i] = std::min(best_layers[i], step[i]);
+            }
+            timer.events.clear();
         }
+        // Scaled to the rank's share of the cores: their sum is the best chunk's compute per step
+        // (the span over all ranks, above; 1 when every rank has a core of its own and nothing
+        // interrupts), then averaged over the ranks.
+        double layer_sum = 0;
+        for (double v : best_layers) layer_sum += v;
+        const double share_scale = layer_sum > 0 ? std::max(1.0, best(per_chunk) / layer_sum) : 1.0;
+        for (double& v : best_layers) v *= share_scale / comm_size(comm);
+        MPI_Allreduce(MPI_IN_PLACE, best_layers.data(), int(best_layers.size()), MPI_DOUBLE, MPI_SUM, comm);
+        for (std::size_t i = 1; i < net->layers.size(); ++i)
+            c.layers.push_back({net->name, net->layers[i].name, net->layers[i].kind, static_cast<int>(i),
+                                best_layers[2 * i], best_layers[2 * i + 1], 0, 0});
         double rate = flops / best(per_chunk);
         log_sum += std::log(rate);
         ++counted;
@@ -374,6 +527,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         double t = best(shared_chunks(comm, chunks, reps, copy));
         c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
     }
+    fit_compute_to_layers(c, options.networks);
     return c;
 }
 
@@ -381,24 +535,41 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
     auto src = [](double v, const std::string& s) { return Json{{"value", v}, {"source", s}}; };
     const std::string run =
         "measured by dnnplan calibrate on " + std::to_string(c.ranks) + " MPI ranks of this machine";
-    double fraction = std::clamp(c.conv_flops / c.gemm_flops, 0.01, 1.0);
+    const clusters::Device fitted = calibrated_device(c);
+    std::string networks_note;
+    for (const LayerPoint& p : c.layers)
+        if (networks_note.find(p.network) == std::string::npos)
+            networks_note += (networks_note.empty() ? "" : ", ") + p.network;
+    const std::string layer_fit =
+        run + ": least-squares fit (log ratio) of the cost model's per-layer compute times (planner/compute.cpp: "
+              "GEMMs at peak x achievable_fraction or their operands at gemm_operand_bandwidth_Bps, whichever is "
+              "slower; "
+              "elementwise, pooling and normalisation layers at their bytes / elementwise_bandwidth_Bps) to the "
+              "validator's own per-layer forward and backward times of the sequential training step (" +
+        networks_note + ", batch " + std::to_string(c.batch) + " per rank; " + std::to_string(c.layer_fit_points) +
+        " points, RMS relative residual " + num(100 * c.layer_fit_residual, 2) + "%; per layer kind in the report)";
+    const std::string fraction_note =
+        c.gemm_fraction > 0
+            ? layer_fit + ": GEMM layers " + num(fitted.achievable_fraction * c.gemm_flops / 1e9) +
+                  " GFLOP/s; the whole step's rate for comparison: " + c.conv_note
+            : run + ": FLOPs (cost model's count) per second of the validator's sequential training step "
+                    "(forward + backward of every layer) over the sgemm rate; " +
+                  c.conv_note + "; geometric mean " + num(c.conv_flops / 1e9) + " GFLOP/s";
     Json device = {
         {"name", "one MPI rank on " + c.cpu},
         {"peak_flops",
          {{"fp32", src(c.gemm_flops, run + ": best OpenBLAS " + c.gemm_note +
                                          " rate per rank, all ranks computing at once (time from the first rank's "
                                          "start to the last rank's end)")}}},
-        {"achievable_fraction",
-         src(fraction, run +
-                           ": FLOPs (cost model's count) per second of the validator's sequential training step "
-                           "(forward + backward of every layer) over the sgemm rate; " +
-                           c.conv_note + "; geometric mean " + num(c.conv_flops / 1e9) + " GFLOP/s")},
+        {"achievable_fraction", src(fitted.achievable_fraction, fraction_note)},
         {"memory_bytes",
          Json{{"value", static_cast<std::int64_t>(c.memory_bytes)},
               {"source", "this machine's physical memory (sysconf) / " + std::to_string(c.ranks) + " ranks"}}},
         {"memory_bandwidth_Bps",
          src(c.memory_bandwidth_Bps,
              run + ": std::copy of 32 MiB per rank, all ranks at once (first start to last end)")}};
+    if (c.elementwise_bandwidth_Bps > 0) device["elementwise_bandwidth_Bps"] = src(c.elementwise_bandwidth_Bps, layer_fit);
+    if (c.gemm_operand_bandwidth_Bps > 0) device["gemm_operand_bandwidth_Bps"] = src(c.gemm_operand_bandwidth_Bps, layer_fit);
     std::string fit =
         run +
         ": least-squares fit (log ratio) of the cost model's formulas to the validator's own primitives as the "
@@ -429,6 +600,28 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
     return spec;
 }
 
+namespace {
+// Per layer kind: the fitted points and the RMS relative error of the model over them.
+struct KindResidual {
+    int points = 0;
+    double sum_sq = 0;
+    double rms() const { return points ? std::sqrt(sum_sq / points) : 0.0; }
+};
+std::map<std::string, KindResidual> residuals_by_kind(const Calibration& c) {
+    std::map<std::string, KindResidual> out;
+    for (const LayerPoint& p : c.layers) {
+        const double pairs[2][2] = {{p.fwd_s, p.model_fwd_s}, {p.bwd_s, p.model_bwd_s}};
+        for (const auto& pair : pairs)
+            if (pair[0] > 0 && pair[1] > 0) {
+                KindResidual& k = out[networks::to_string(p.kind)];
+                ++k.points;
+                k.sum_sq += std::pow((pair[1] - pair[0]) / pair[0], 2);
+            }
+    }
+    return out;
+}
+}  // namespace
+
 Json calibration_report(const Calibration& c) {
     auto points = [](const std::vector<SizePoint>& v) {
         Json a = Json::array();
@@ -448,7 +641,28 @@ Json calibration_report(const Calibration& c) {
                          {"seconds", p.seconds},
                          {"model_s", p.model_s},
                          {"model_relative_error", (p.model_s - p.seconds) / p.seconds}});
+    Json layers = Json::array();
+    for (const LayerPoint& p : c.layers)
+        layers.push_back({{"network", p.network},
+                          {"layer", p.layer},
+                          {"kind", networks::to_string(p.kind)},
+                          {"forward_s", p.fwd_s},
+                          {"backward_s", p.bwd_s},
+                          {"model_forward_s", p.model_fwd_s},
+                          {"model_backward_s", p.model_bwd_s}});
+    Json kinds = Json::object();
+    for (const auto& [kind, r] : residuals_by_kind(c))
+        kinds[kind] = {{"points", r.points}, {"rms_relative_residual", r.rms()}};
     return {{"ranks", c.ranks},
+            {"layers", layers},
+            {"layer_fit",
+             {{"achievable_fraction", c.gemm_fraction},
+              {"gemm_flops_fitted", c.gemm_fraction * c.gemm_flops},
+              {"elementwise_bandwidth_Bps", c.elementwise_bandwidth_Bps},
+              {"gemm_operand_bandwidth_Bps", c.gemm_operand_bandwidth_Bps},
+              {"points", c.layer_fit_points},
+              {"rms_relative_residual", c.layer_fit_residual},
+              {"by_kind", kinds}}},
             {"batch_per_rank", c.batch},
             {"point_to_point", points(c.point_to_point)},
             {"all_reduce", points(c.all_reduce)},
@@ -495,6 +709,22 @@ std::string calibration_text(const Calibration& c) {
         os << "link written to the spec (fit to the primitives): latency " << num(c.latency_s * 1e6)
            << " us, bandwidth " << num(c.bandwidth_Bps / 1e9) << " GB/s, RMS relative residual "
            << num(100 * c.primitive_fit_residual, 2) << "%\n";
+    }
+    if (!c.layers.empty()) {
+        os << "\nper layer of the sequential training step at batch " << c.batch << " (us), measured / model:\n";
+        for (const LayerPoint& p : c.layers)
+            os << std::setw(10) << p.network << std::setw(12) << p.layer << std::setw(20)
+               << networks::to_string(p.kind) << "  fwd " << std::setw(8) << num(p.fwd_s * 1e6) << " / "
+               << std::setw(8) << num(p.model_fwd_s * 1e6) << "  bwd " << std::setw(8) << num(p.bwd_s * 1e6)
+               << " / " << std::setw(8) << num(p.model_bwd_s * 1e6) << "\n";
+        os << "fitted (" << c.layer_fit_points << " points, RMS relative residual " << num(100 * c.layer_fit_residual, 2)
+           << "%): GEMM layers at " << num(c.gemm_fraction * c.gemm_flops / 1e9) << " GFLOP/s (achievable_fraction "
+           << num(c.gemm_fraction) << " of sgemm), operands at " << num(c.gemm_operand_bandwidth_Bps / 1e9)
+           << " GB/s; elementwise, pooling and normalisation at "
+           << num(c.elementwise_bandwidth_Bps / 1e9) << " GB/s\nresidual by layer kind:";
+        for (const auto& [kind, r] : residuals_by_kind(c))
+            os << " " << kind << " " << num(100 * r.rms(), 2) << "% (" << r.points << ")";
+        os << "\n";
     }
     os << "\nsgemm " << num(c.gemm_flops / 1e9) << " GFLOP/s per rank (" << c.gemm_note << "); convolution "
        << num(c.conv_flops / 1e9) << " GFLOP/s (" << c.conv_note << "); memory copy "

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "clusters/cluster.hpp"
 #include "clusters/collectives.hpp"
 #include "common/diagnostics.hpp"
 #include "networks/network.hpp"
@@ -44,6 +45,17 @@ struct PrimitivePoint {
     double model_s = 0;  // the cost model's time on the fitted link
 };
 
+// One layer of a calibration network's sequential training step: its forward and backward as the
+// validator runs them (every event the plan runner times for the layer, fwd_compute and
+// bwd_compute), and what the cost model predicts for them on the written spec.
+struct LayerPoint {
+    std::string network, layer;
+    networks::LayerKind kind = networks::LayerKind::input;
+    int index = 0;
+    double fwd_s = 0, bwd_s = 0;              // the fastest chunk's mean per step
+    double model_fwd_s = 0, model_bwd_s = 0;  // planner::layer_compute_time on the written device
+};
+
 struct Calibration {
     int ranks = 1;
     std::vector<SizePoint> point_to_point, all_reduce;
@@ -58,6 +70,14 @@ struct Calibration {
     double fit_residual = 0;  // RMS relative error of latency + bytes / bandwidth over the bandwidth-fit sizes
     double gemm_flops = 0, conv_flops = 0, memory_bandwidth_Bps = 0;
     std::string gemm_note, conv_note;
+    std::vector<LayerPoint> layers;  // per layer of the calibration networks' training steps
+    // The compute model's constants fitted to `layers` (fit_compute_to_layers); 0 when no network
+    // was measured (the spec then gives the sgemm rate and the copy rate).
+    double gemm_fraction = 0;             // device.achievable_fraction: GEMM math rate / sgemm peak
+    double elementwise_bandwidth_Bps = 0;  // device.elementwise_bandwidth_Bps
+    double gemm_operand_bandwidth_Bps = 0;  // device.gemm_operand_bandwidth_Bps
+    double layer_fit_residual = 0;         // RMS relative error of the model over the fitted points
+    int layer_fit_points = 0;
     double memory_bytes = 0;
     std::int64_t batch = 0;  // per-rank batch of the training-step measurement
     std::string cpu;
@@ -71,6 +91,20 @@ double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link);
 // 0.1 .. 100 GB/s, refined once around its best point to ~1%), and each point's model_s and
 // c.primitive_fit_residual (RMS relative error).
 void fit_link_to_primitives(Calibration& c);
+
+// The device of the spec cluster_spec(c) writes, with the compute constants of `c`.
+clusters::Device calibrated_device(const Calibration& c);
+// Per-layer forward and backward compute seconds of `network`'s sequential training step at
+// `batch` on one process of `device`, as the cost model computes them (CostModel::layer_costs on
+// one process, so planner/compute.cpp's formulas): [2 i] forward, [2 i + 1] backward of layer i.
+std::vector<double> model_layer_seconds(const networks::Network& network, std::int64_t batch,
+                                        const clusters::Device& device);
+// Sets c.gemm_fraction, c.elementwise_bandwidth_Bps and c.gemm_operand_bandwidth_Bps to the
+// values minimising the squared log ratio of model_layer_seconds to the measured c.layers (points
+// where both are positive): log-spaced grids over 0.001 .. 1 x 1e7 .. 1e12 B/s for the first two
+// at the copy rate for operands, then the operand rate over 1e8 .. 1e12 B/s, then the first two
+// again around their best to ~1%; with every point's model times and the RMS relative residual. `networks` are the ones the points name.
+void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks);
 
 // Collective over `comm`; every rank gets the result.
 Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options);

@@ -178,3 +178,56 @@ TEST_CASE("splitting the batch finer loses GEMM efficiency under the per-operati
             CHECK(ratio < 64.0 * 0.8);  // at least 20% of the efficiency lost at one image per GPU
     }
 }
+
+TEST_CASE("a calibrated CPU rank: lenet5's per-layer times at batch 16 by hand", "[compute]") {
+    // The constants `dnnplan calibrate` writes (validators/README.md, Calibration): sgemm peak
+    // 100 GFLOP/s at the fitted GEMM share 0.4 (40 GFLOP/s), the copy rate 10 GB/s for GEMM
+    // operands, elementwise/pooling layers streaming at 2 GB/s.
+    clusters::Cluster cpu = hand_cluster();
+    cpu.nodes = 1;
+    cpu.device.peak_flops[DType::fp32] = 100e9;
+    cpu.device.achievable_fraction = 0.4;
+    cpu.device.memory_bandwidth_Bps = 10e9;
+    cpu.device.elementwise_bandwidth_Bps = 2e9;
+    const networks::Network lenet = builtin("lenet5");
+    PlannerOptions o;
+    o.procs = 1;
+    o.batch = 16;
+    const CostModel model(lenet, cpu, o);
+    const ScoredPlan plan = model.layer_costs(std::vector<Layout>(lenet.layers.size()));
+    auto layer = [&](const std::string& name) { return plan.layers.at(static_cast<std::size_t>(lenet.find(name))); };
+    // conv1, 1x32x32 -> 6x28x28, 5x5: forward GEMM M = 16 x 784 = 12544, N = 6, K = 25. Math:
+    // 16 x (2 x 117600 MACs + 4704 bias) = 3838464 FLOPs / 40e9 = 95.96 us; operands (12544 x 25 +
+    // 25 x 6 + 12544 x 6) x 4 B = 1556056 B / 10e9 = 155.61 us: memory-bound (the narrow GEMM).
+    CHECK(layer("conv1").fwd_compute_s == Approx(1556056.0 / 10e9));
+    // Backward: the weight gradient only (the input needs none), M = 6, N = 25, K = 12544: the same
+    // operands, the same 155.61 us.
+    CHECK(layer("conv1").bwd_compute_s == Approx(1556056.0 / 10e9));
+    // relu after conv1: 16 x 6 x 28 x 28 x 4 B = 301056 B in and out; forward reads x and writes y
+    // (602112 B / 2e9 = 301.06 us), backward reads dy and x twice over and writes dx (903168 B:
+    // 451.58 us); its 1 FLOP per element at 40 GFLOP/s (1.9 us) is not the bound.
+    const std::string relu1 = lenet.layers[static_cast<std::size_t>(lenet.find("conv1")) + 1].name;
+    CHECK(layer(relu1).fwd_compute_s == Approx(602112.0 / 2e9));
+    CHECK(layer(relu1).bwd_compute_s == Approx(903168.0 / 2e9));
+    // pool1, 2x2: 301056 B in, 16 x 6 x 14 x 14 x 4 = 75264 B out; both passes 376320 B: 188.16 us.
+    CHECK(layer("pool1").fwd_compute_s == Approx(376320.0 / 2e9));
+    CHECK(layer("pool1").bwd_compute_s == Approx(376320.0 / 2e9));
+    // conv2, 6x14x14 -> 16x10x10: M = 1600, N = 16, K = 150. Math 16 x (2 x 240000 + 1600) =
+    // 7705600 FLOPs / 40e9 = 192.64 us; operands (1600 x 150 + 150 x 16 + 1600 x 16) x 4 B =
+    // 1072000 B / 10e9 = 107.2 us: math-bound.
+    CHECK(layer("conv2").fwd_compute_s == Approx(7705600.0 / 40e9));
+    // Backward: data gradient M = 16 x 14 x 14 = 3136, N = 6, K = 400 (2 x 240000 x 16 = 7680000
+    // FLOPs: 192 us; operands (3136 x 400 + 400 x 6 + 3136 x 6) x 4 = 5102464 B: 510.25 us,
+    // memory-bound) + weight gradient (7705600 FLOPs, the forward's operands): 192.64 us.
+    CHECK(layer("conv2").bwd_compute_s == Approx(5102464.0 / 10e9 + 7705600.0 / 40e9));
+    // fc1, 400 -> 120: M = 16, N = 120, K = 400; 16 x (2 x 48000 + 120) = 1537920 FLOPs: 38.45 us;
+    // operands (6400 + 48000 + 1920) x 4 = 225280 B: 22.53 us. Math-bound.
+    CHECK(layer("fc1").fwd_compute_s == Approx(1537920.0 / 40e9));
+
+    // Without an elementwise rate the same layers stream at the copy rate (presets: unchanged).
+    cpu.device.elementwise_bandwidth_Bps = 0;
+    const CostModel copy_rate(lenet, cpu, o);
+    const ScoredPlan plain = copy_rate.layer_costs(std::vector<Layout>(lenet.layers.size()));
+    CHECK(plain.layers.at(static_cast<std::size_t>(lenet.find("pool1"))).fwd_compute_s == Approx(376320.0 / 10e9));
+    CHECK(plain.layers.at(static_cast<std::size_t>(lenet.find("conv1"))).fwd_compute_s == Approx(1556056.0 / 10e9));
+}

@@ -73,6 +73,31 @@ int main() {
     check(std::abs(c.latency_s / 2e-6 - 1) < 0.02, "fitted latency");
     check(std::abs(c.bandwidth_Bps / 1e9 - 1) < 0.02, "fitted bandwidth");
     check(c.primitive_fit_residual < 0.02, "fit residual of exact points");
+
+    // The compute fit recovers its constants from per-layer times computed by hand for lenet5 at
+    // batch 16 with sgemm peak 100 GFLOP/s, GEMM share 0.4, operands at 10 GB/s, elementwise and
+    // pooling layers at 2 GB/s (the hand calculation of tests/planner/compute_test.cpp, "a
+    // calibrated CPU rank"): conv1 155.61 us both ways (operand-bound), relu 301.06 / 451.58 us,
+    // pool1 188.16 us both ways, conv2 forward 192.64 us (math-bound), fc1 forward 38.45 us.
+    dnnplan::networks::Network lenet = load_network_at_image(lenet5, parse_image_size("32"));
+    Calibration fit;
+    fit.gemm_flops = 100e9;
+    fit.memory_bandwidth_Bps = 40e9;  // the copy rate; the fit finds the operands' own rate
+    fit.batch = 16;
+    auto point = [&](const std::string& name, double fwd, double bwd) {
+        const int index = lenet.find(name);
+        fit.layers.push_back({"lenet5", name, lenet.layers[index].kind, index, fwd, bwd, 0, 0});
+    };
+    point("conv1", 1556056.0 / 10e9, 1556056.0 / 10e9);
+    point("relu_0", 602112.0 / 2e9, 903168.0 / 2e9);
+    point("pool1", 376320.0 / 2e9, 376320.0 / 2e9);
+    point("conv2", 7705600.0 / 40e9, 0);
+    point("fc1", 1537920.0 / 40e9, 0);
+    fit_compute_to_layers(fit, {&lenet});
+    check(std::abs(fit.gemm_fraction / 0.4 - 1) < 0.03, "fitted GEMM share");
+    check(std::abs(fit.elementwise_bandwidth_Bps / 2e9 - 1) < 0.03, "fitted elementwise rate");
+    check(std::abs(fit.gemm_operand_bandwidth_Bps / 10e9 - 1) < 0.03, "fitted operand rate");
+    check(fit.layer_fit_points == 8 && fit.layer_fit_residual < 0.03, "compute fit residual of exact points");
     std::printf("%s\n", failures ? "report tests FAILED" : "report tests ok");
     return failures ? 1 : 0;
 }
