@@ -76,7 +76,7 @@ struct SimOptions {
     // than the actors from a few thousand ranks); the tests compare both.
     bool event_driven = false;
     // The child's small allocations from never-returned free lists instead of malloc
-    // (simulator/memory_pool.cpp): the same flows at the same times, 20-27% less CPU at P = 512
+    // (simulator/memory_pool.cpp): the same flows at the same times, 23-30% less CPU at P = 512, 42-46% at P = 4,096
     // (simulator/README.md, "Scale"); the test compares both.
     bool memory_pool = true;
 };
