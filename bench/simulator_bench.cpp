@@ -7,6 +7,7 @@
 //   vgg16 / resnet50, the planner's best plan (per-layer) at P = 4096, batch 256, on cori-knl's
 //   own dragonfly: no reduction applies (minutes: filter with --benchmark_filter); "Events": the
 //   event-driven replay (P = 512 only: quadratic in the flows in flight under SimGrid 3.32);
+//   "Malloc": without the child's memory pool (SimOptions::memory_pool), for the CPU it saves;
 //   gpt2 as a 4 x 4 x R pipeline on a dgx-a100 star (T = 4 < 8 devices: full replay);
 //   gpt3-175b, the README's plan (T = 8 x S = 4 x R = 32, M = 48, 1F1B, ZeRO-1) on dgx-a100's fat tree.
 #include <benchmark/benchmark.h>
@@ -61,7 +62,7 @@ void batch(benchmark::State& state, const std::string& net, const std::string& t
 }
 
 // The planner's best candidate (batch 256) on the cluster's own topology.
-void best(benchmark::State& state, const std::string& net, bool event_driven = false) {
+void best(benchmark::State& state, const std::string& net, bool event_driven = false, bool memory_pool = true) {
     const int procs = static_cast<int>(state.range(0));
     networks::Network network = network_named(net);
     planner::PlannerOptions options;
@@ -73,6 +74,7 @@ void best(benchmark::State& state, const std::string& net, bool event_driven = f
     planner::ScoredPlan plan = planner::search(model).best()->plan;
     simulator::SimOptions sim;
     sim.event_driven = event_driven;
+    sim.memory_pool = memory_pool;
     simulator::SimResult result;
     for (auto _ : state) result = simulator::simulate(model, plan, sim);
     report(state, result, plan.cost.iteration_s);
@@ -117,6 +119,8 @@ void BM_SimulateResnet50BestDragonfly(benchmark::State& state) { best(state, "re
 // The same with the event-driven replay (simulator/README.md, "Event-driven replay").
 void BM_SimulateVgg16BestDragonflyEvents(benchmark::State& state) { best(state, "vgg16", true); }
 void BM_SimulateResnet50BestDragonflyEvents(benchmark::State& state) { best(state, "resnet50", true); }
+// The same with malloc instead of the child's free lists (simulator/memory_pool.cpp): the CPU it saves.
+void BM_SimulateResnet50BestDragonflyMalloc(benchmark::State& state) { best(state, "resnet50", false, false); }
 void BM_SimulateGpt2PipelineStar(benchmark::State& state) {
     pipeline(state, "gpt2", "dgx-a100", 512, spec_of(4, 4, static_cast<int>(state.range(0)) / 16, 8, false), "star",
              true);
@@ -148,5 +152,6 @@ BENCHMARK(BM_SimulateVgg16BestDragonfly)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonfly)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateVgg16BestDragonflyEvents)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyEvents)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BestDragonflyMalloc)->Arg(512)->ONE_RUN;
 
 BENCHMARK_MAIN();

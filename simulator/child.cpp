@@ -286,6 +286,7 @@ SimResult run_in_child(const planner::CostModel& model, const SimOptions& option
     if (pid < 0) throw std::runtime_error("simulate: cannot fork");
     if (pid == 0) {
         shared_progress = progress;
+        if (options.memory_pool) enable_memory_pool();
         child_main(body, out_pipe, err_pipe);
     }
     ::close(out_pipe[1]);

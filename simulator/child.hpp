@@ -42,6 +42,10 @@ SimResult run_in_child(const planner::CostModel& model, const SimOptions& option
 // 0 < k < copies (the ranks it stood for, whose timelines are its own by the reduction's symmetry).
 void replicate_slices(SimResult& result, int copies, int step);
 
+// Makes the calling thread's small allocations come from free lists that are never given back
+// (simulator/memory_pool.cpp): called by the child right after the fork.
+void enable_memory_pool();
+
 // Counts one message, or one compute or timed call, of the running child (the parent's progress bar
 // reads the count).
 void count_shared_event();

@@ -75,6 +75,10 @@ struct SimOptions {
     // replay"). Off by default: SimGrid 3.32 makes it quadratic in the flows in flight (slower
     // than the actors from a few thousand ranks); the tests compare both.
     bool event_driven = false;
+    // The child's small allocations from never-returned free lists instead of malloc
+    // (simulator/memory_pool.cpp): the same flows at the same times, 23-30% less CPU at P = 512, 42-46% at P = 4,096
+    // (simulator/README.md, "Scale"); the test compares both.
+    bool memory_pool = true;
 };
 
 // One named slice of one rank's timeline: compute, a collective, a sync all-reduce.
