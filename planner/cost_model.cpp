@@ -123,6 +123,9 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
             // T as Megatron-LM pads it (--make-vocab-size-divisible-by).
             if (layer.attrs.tied_to.empty() && !(problem = need(out.back(), l.co, "output features")).empty())
                 return problem;
+            // A flattened image's features are read by channel blocks (dist_shape): ci cuts the channels.
+            if (const networks::Shape& view = dist_shape(*network_, layer.inputs.front()); view.size() == 3)
+                return need(view[0], l.ci, "input channels (of the flattened image)");
             return need(in.back(), l.ci, "input features");
         case LayerKind::attention:
             if (l.h > 1 || l.w > 1 || l.ci > 1) return "attention splits by heads (co) only";
@@ -140,7 +143,7 @@ std::string CostModel::layout_problem(int layer_index, const Layout& l) const {
 std::vector<Layout> CostModel::candidates(int layer_index) const {
     const Layer& layer = network_->layers[layer_index];
     CandidateSignature signature{layer.kind, layer.attrs.groups, layer.attrs.heads, layer.attrs.embedding_dim,
-                                 layer.output_shape, network_->layers[layer.inputs.front()].output_shape};
+                                 layer.output_shape, dist_shape(*network_, layer.inputs.front())};
     auto [entry, fresh] = candidates_by_signature_.try_emplace(std::move(signature));
     if (!fresh) return entry->second;
     std::vector<Layout>& out = entry->second;
@@ -238,16 +241,30 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
         divides(from.n, to.n) && divides(from.c, to.c) && divides(from.h, to.h) && divides(from.w, to.w);
     if (target_finer) return 0;  // a local slice
     const Collective kind = target_coarser ? Collective::all_gather : Collective::all_to_all;
-    const networks::Shape& shape = network_->layers[producer].output_shape;
+    const networks::Shape& shape = dist_shape(*network_, producer);
     const GroupPlacement group = exchange_group(from, to, shape, options_.batch, links_.devices_per_node);
     // An all-gather of g balanced but uneven blocks: the busiest process sends its (largest) source
     // block to each of the g - 1 others, as a collective of g such blocks does (the byte ledger
     // measures it: lenet5's pool1 channels 1 + 2 + 1 + 2 gathered over 4 ranks send 3 x 2 channels).
     // An all-to-all: the coarser side's largest shard.
-    const double part_bytes =
+    double part_bytes =
         target_coarser ? group.size * output_bytes(producer) * largest_share(shape, options_.batch, from)
                        : output_bytes(producer) * largest_share(shape, options_.batch, to.parts() <= from.parts() ? to : from);
-    const clusters::CollectiveChoice choice = cheapest(kind, group, part_bytes);
+    // Every process holding its own block on both sides: the busiest sender as the ranks are
+    // placed (busiest_sender), an all-to-all over its peers + 1 (the byte ledger measured smallcnn's
+    // conv3 n2 x co2 read by fc1 as ci4: two ranks keep nothing and send 2 x 4096 B where the
+    // exchange group's all-to-all over 2 charged 4096 B).
+    GroupPlacement exchange = group;
+    if (!target_coarser && from.parts() == options_.procs && to.parts() == options_.procs) {
+        const ExchangeLoad load = busiest_sender(from, to, shape, options_.batch, options_.procs);
+        if (load.peers == 0) return 0;
+        if (load.peers + 1 != group.size) {
+            const int size = load.peers + 1;
+            exchange = GroupPlacement{size, std::gcd(size, std::min(size, std::max(1, links_.devices_per_node)))};
+        }
+        part_bytes = output_bytes(producer) * load.share * exchange.size / load.peers;
+    }
+    const clusters::CollectiveChoice choice = cheapest(kind, exchange, part_bytes);
     if (recorder && choice.seconds > 0) {
         CommCall call;
         call.layer = layer;
@@ -255,7 +272,7 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
         call.kind = CommKind::redistribution;
         call.pattern = CommPattern::collective;
         call.collective = kind;
-        call.group = group;
+        call.group = exchange;
         call.bytes = part_bytes;
         call.algorithm = choice.algorithm;
         call.seconds = choice.seconds;
@@ -266,8 +283,7 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
 }
 
 double CostModel::redistribution_seconds(const Dist& from, const Dist& to, int producer) const {
-    const networks::Layer& layer = network_->layers[producer];
-    const RedistributionKey key{from, to, output_bytes(producer), split_extents(layer.output_shape)};
+    const RedistributionKey key{from, to, output_bytes(producer), split_extents(dist_shape(*network_, producer))};
     if (const double* known = redistribution_memo_.find(key)) return *known;
     // Forward moves the activation; backward moves its gradient the opposite way.
     const double seconds = redistribute(from, to, producer, 0, Phase::forward, nullptr) +
@@ -505,15 +521,18 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     LocalSizes local;
     const networks::Shape& input_shape = network_->layers[layer.inputs.front()].output_shape;
     local.batch = local_batch(options_.batch, in.n);
-    local.input_bytes = local.batch * static_cast<double>(input_elements_[index]) * eb * largest_share(input_shape, in);
-    local.output_bytes = local.batch * static_cast<double>(layer.output_elements) * eb * largest_share(layer.output_shape, out);
+    // Shares of the shapes the dists cut (a flattened tensor keeps its [C, H, W] blocks).
+    const networks::Shape& in_view = dist_shape(*network_, layer.inputs.front());
+    const networks::Shape& out_view = dist_shape(*network_, index);
+    local.input_bytes = local.batch * static_cast<double>(input_elements_[index]) * eb * largest_share(in_view, in);
+    local.output_bytes = local.batch * static_cast<double>(layer.output_elements) * eb * largest_share(out_view, out);
     const bool anchor = is_anchor_kind(layer.kind);
 
     // The busiest process's share of the layer's FLOPs, and which processes share a weight shard.
     // A follower's work is split as finely as the finer of its input and output (a global pool
     // works on its input's tiles, a flatten on its input's splits).
     const double work_share = anchor ? anchor_work_share(layer, input_shape, l)
-                                     : std::min(largest_share(layer.output_shape, out), largest_share(input_shape, in));
+                                     : std::min(largest_share(out_view, out), largest_share(in_view, in));
     // Sequence parallelism: a follower on replicated tensors (layernorm, dropout, residual add)
     // works on 1/T of the sequence (Korthikanti et al. 2022, section 4.2.2): both its input and
     // output replicated, else its split already counts in work_share.

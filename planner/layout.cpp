@@ -89,8 +89,8 @@ Dist anchor_output_dist(LayerKind kind, const Layout& l) {
 }
 // Followers take what their first input delivers (`d`), as far as the layer allows.
 Dist follower_input_dist(const networks::Network& network, const Layer& layer, int input_index, Dist d) {
-    const Layer& input = network.layers[layer.inputs[input_index]];
-    if (is_global_pool(layer)) return fit(d, input.output_shape);  // pools its own tile as it arrives
+    const networks::Shape& input_shape = dist_shape(network, layer.inputs[input_index]);
+    if (is_global_pool(layer)) return fit(d, input_shape);  // pools its own tile as it arrives
     switch (layer.kind) {
         case LayerKind::layernorm:
         case LayerKind::softmax:
@@ -103,16 +103,16 @@ Dist follower_input_dist(const networks::Network& network, const Layer& layer, i
         case LayerKind::avgpool2d:
         case LayerKind::adaptive_avgpool2d:
         case LayerKind::upsample:
-            d = fit(fit(d, layer.output_shape), input.output_shape);
+            d = fit(fit(d, layer.output_shape), input_shape);
             break;
         default:
-            d = fit(d, input.output_shape);
+            d = fit(d, input_shape);
             break;
     }
     return d;
 }
+// A flatten keeps its input's splits (dist_shape: its Dist still cuts the [C, H, W] it came from).
 Dist follower_output_dist(const Layer& layer, const Dist& in) {
-    if (layer.kind == LayerKind::flatten) return Dist{in.n, in.c * in.h * in.w, 1, 1};
     if (is_global_pool(layer)) return Dist{in.n, in.c, 1, 1};  // the all-reduced means, on every tile's process
     return in;
 }
@@ -177,6 +177,41 @@ clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const 
                                         std::int64_t batch, int devices_per_node) {
     const std::int64_t extent[4] = {batch, channel_extent(shape), height_extent(shape), width_extent(shape)};
     return exchange_group(from, to, extent, devices_per_node);
+}
+
+const networks::Shape& dist_shape(const networks::Network& network, int index) {
+    const Layer& layer = network.layers[static_cast<std::size_t>(index)];
+    const bool keeps_view = layer.kind == LayerKind::flatten || layer.kind == LayerKind::dropout ||
+                            layer.kind == LayerKind::activation;
+    if (index > 0 && keeps_view && !layer.inputs.empty()) return dist_shape(network, layer.inputs.front());
+    return layer.output_shape;
+}
+
+ExchangeLoad busiest_sender(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch,
+                            std::int64_t procs) {
+    const std::int64_t extent[4] = {batch, channel_extent(shape), height_extent(shape), width_extent(shape)};
+    const std::int64_t f[4] = {from.n, from.c, from.h, from.w}, t[4] = {to.n, to.c, to.h, to.w};
+    ExchangeLoad out;
+    for (std::int64_t rank = 0; rank < procs; ++rank) {
+        std::int64_t fi = rank, ti = rank;  // block numbers, w fastest
+        double own = 1, kept = 1;
+        std::int64_t met = 1;
+        for (int k = 3; k >= 0; --k) {
+            const std::int64_t a = fi % f[k], b = ti % t[k], e = extent[k];
+            fi /= f[k];
+            ti /= t[k];
+            const std::int64_t lo = e * a / f[k], hi = e * (a + 1) / f[k];  // balanced blocks (block_begin)
+            const std::int64_t to_lo = e * b / t[k], to_hi = e * (b + 1) / t[k];
+            auto block_of = [&](std::int64_t x) { return ((x + 1) * t[k] + e - 1) / e - 1; };
+            own *= static_cast<double>(hi - lo) / static_cast<double>(e);
+            kept *= static_cast<double>(std::max<std::int64_t>(0, std::min(hi, to_hi) - std::max(lo, to_lo))) /
+                    static_cast<double>(e);
+            met *= hi > lo ? block_of(hi - 1) - block_of(lo) + 1 : 0;
+        }
+        out.share = std::max(out.share, own - kept);
+        out.peers = std::max(out.peers, static_cast<int>(met - (kept > 0 ? 1 : 0)));
+    }
+    return out;
 }
 
 std::array<std::int64_t, 3> split_extents(const networks::Shape& shape) {

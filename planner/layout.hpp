@@ -45,6 +45,12 @@ inline std::int64_t largest_part(std::int64_t extent, std::int64_t parts) { retu
 // The extents a Dist's c, h and w split for a per-sample shape: [C, H, W] images; the last axis
 // (features, hidden) of anything else, unsplit spatially.
 std::array<std::int64_t, 3> split_extents(const networks::Shape& shape);
+// The per-sample shape a Dist of layer `index`'s output splits: its output shape, except that a
+// flatten (and the dropout or activation after it) keeps the [C, H, W] (or [S, H]) of the tensor it
+// was flattened from, so the split factors, which axes they cut and their balanced blocks survive
+// flattening: a linear layer reading it splits its input features by those channels (ci over C),
+// as the validators' runner reads the blocks (validators/runner.cpp, view_of).
+const networks::Shape& dist_shape(const networks::Network& network, int index);
 // Samples on the busiest process when a batch of `batch` is split `n` ways.
 inline double local_batch(std::int64_t batch, int n) { return static_cast<double>(largest_part(batch, n)); }
 // The fraction of a per-sample tensor of `shape` the busiest process holds under `d` (its c, h and
@@ -89,6 +95,22 @@ Dist wanted_input_dist(const networks::Network& network, int index, int input_in
 clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int devices_per_node);
 clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const networks::Shape& shape,
                                         std::int64_t batch, int devices_per_node);
+
+// The busiest senders of a repartition from `from` to `to` when each side holds one block per
+// process (from.parts() == to.parts() == procs), placed in their grids' rank order (w innermost,
+// then h, c, n; the validators' runner and MPI_Cart_create without reordering): a process sends its
+// block but for the part of it that its own block of `to` holds, to every process whose `to` block
+// meets it. `share`: the most any process sends, as a fraction of the whole-batch tensor of `shape`
+// (per sample) and `batch`; `peers`: the most peers any process sends to. An all-to-all over
+// peers + 1 processes of share (peers + 1) / peers charges that busiest process exactly (a
+// repartition whose blocks nest or transpose gives the exchange group's own all-to-all; one whose
+// processes keep nothing, e.g. n2 x co2 read as ci4, sends whole blocks to more peers).
+struct ExchangeLoad {
+    double share = 0;
+    int peers = 0;
+};
+ExchangeLoad busiest_sender(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch,
+                            std::int64_t procs);
 
 // The busiest process's share of a layer's parameters (a count): anchors' weights over co x ci
 // (their output and input axes, balanced), their biases over co only (whole on every ci shard;

@@ -75,8 +75,9 @@ LayerMemory layer_memory(const networks::Network& network, int index, const Layo
     const Dist& out = dists.out;
     const networks::Shape& input_shape = network.layers[layer.inputs.front()].output_shape;
     // The busiest process's shares of the output and the input (balanced splits: the largest part).
-    const double out_share = layer.output_elements * largest_share(layer.output_shape, out);
-    const double in_share = network.layers[layer.inputs.front()].output_elements * largest_share(input_shape, in);
+    const double out_share = layer.output_elements * largest_share(dist_shape(network, index), out);
+    const double in_share =
+        network.layers[layer.inputs.front()].output_elements * largest_share(dist_shape(network, layer.inputs.front()), in);
     LayerMemory m;
     if (network.token_input) {
         m = transformer_layer_memory(network, layer, layout, dists, element_bytes, sequence_parallel);

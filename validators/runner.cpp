@@ -127,9 +127,9 @@ TensorMap fit(TensorMap m, const Grid& grid, const std::array<Index, 4>& a, cons
     return m;
 }
 
-// How many parts each tensor dimension of a map is cut into: the plan's Dist of the same tensor. A
-// per-sample feature vector is one dimension to the planner (the runner keeps a flattened
-// tensor's [C, H, W] blocks), so its parts are counted together.
+// How many parts each tensor dimension of a map is cut into: the plan's Dist of the same tensor,
+// `shape` the one the plan's Dist cuts (planner::dist_shape: a flattened tensor keeps its [C, H, W]
+// blocks, as the runner does).
 planner::Dist parts_of(const TensorMap& m, const Grid& grid, const networks::Shape& shape) {
     auto parts = [&](int d) { return m.axis[d] == kReplica ? 1 : static_cast<int>(grid.dim(m.axis[d])); };
     if (shape.size() == 2) return planner::Dist{parts(0), parts(2), 1, 1};  // [S, E]: c is the hidden axis
@@ -361,13 +361,13 @@ void NetworkRunner<T>::check_against_plan(const Stage& st, const Layout& lay, st
     const planner::Dist first_out = first ? planner::loader_dist(lay) : planned_out[l.inputs[0]];
     const planner::LayerDists planned = planner::layer_dists(network_, st.index, lay, first_out);
     planned_out[st.index] = planned.out;
-    const planner::Dist have_out = parts_of(st.out, *st.grid, l.output_shape);
+    const planner::Dist have_out = parts_of(st.out, *st.grid, planner::dist_shape(network_, st.index));
     std::string problem;
     if (!(have_out == planned.out))
         problem = "writes " + to_text(have_out) + ", the plan's rules say " + to_text(planned.out);
     for (std::size_t k = 0; k < l.inputs.size() && problem.empty(); ++k) {
         const planner::Dist want = planner::wanted_input_dist(network_, st.index, static_cast<int>(k), lay, first_out);
-        const planner::Dist have = parts_of(st.in[k], *st.grid, layers[l.inputs[k]].output_shape);
+        const planner::Dist have = parts_of(st.in[k], *st.grid, planner::dist_shape(network_, l.inputs[k]));
         if (!(have == want))
             problem = "reads input " + std::to_string(k) + " in " + to_text(have) + ", the plan's rules say " +
                       to_text(want);
