@@ -30,7 +30,7 @@ void run_search(benchmark::State& state, const std::string& net_name, const std:
     std::int64_t feasible = 0;
     for (auto _ : state) {
         try {
-            planner::SearchResult result = planner::search(model, planner::SearchOptions{pipelines});
+            planner::SearchResult result = planner::search(model, planner::SearchOptions{.pipelines = pipelines});
             evaluations += result.layout_evaluations;
             feasible = result.feasible_count;
             benchmark::DoNotOptimize(result.ranked.data());

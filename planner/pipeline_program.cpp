@@ -42,6 +42,9 @@ PipelineProgram pipeline_program(const CostModel& model, const PipelineSpec& spe
         out.inner_sync_group[copy.layer] = out.inner_sync_group[copy.embedding];
         out.tied.push_back({copy, tied_copy_all_reduce(model, spec, copy)});
     }
+    const double per_param = accumulation_per_param(model, c, spec);
+    out.accumulate_s.assign(static_cast<std::size_t>(L), 0.0);
+    for (int i = 1; i < L; ++i) out.accumulate_s[static_cast<std::size_t>(i)] = per_param * c.sum(i, i).params;
     out.micro = std::move(c.plan);
     return out;
 }

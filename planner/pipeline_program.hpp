@@ -43,6 +43,10 @@ struct PipelineProgram {
     std::vector<Stage> stages;  // S x V: chunk c of device d (interleaving) is stages[c S + d]
     std::vector<clusters::GroupPlacement> inner_sync_group;  // per layer: the sync group inside the T ranks
     std::vector<std::vector<CommCall>> sync;                 // per layer (index 0 unused), in the order run
+    // Per layer: the seconds of adding one micro-batch's weight gradients into the accumulated ones
+    // (accumulation_per_param() x the layer's local parameters), after the layer's backward in every
+    // micro-batch, as evaluate_stages() charges it.
+    std::vector<double> accumulate_s;
     // Tied weights on two devices (planner/stage_evaluator.hpp, TiedCopy): the tied layer's sync[]
     // holds its copy's replica sync (the embedding's calls), and after every sync of both devices
     // tensor rank t of `device` and of `embedding_device` (per replica) run `all_reduce`, the

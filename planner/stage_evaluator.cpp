@@ -266,6 +266,16 @@ CommCall tied_copy_all_reduce(const CostModel& model, const PipelineSpec& spec, 
                            group, copy.weight_bytes, "tied weight gradient (embedding group)");
 }
 
+// Gradient accumulation per micro-batch and local parameter: the software's adds over the
+// iteration spread evenly over its M backwards (PyTorch's autograd skips the first micro-batch's
+// add: exact in total, up to one add's time early or late on the critical path).
+double accumulation_per_param(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
+    const GradAccumulation how = t.options.grad_accumulation.value_or(default_grad_accumulation(t.options.dtype));
+    return grad_accumulation_seconds(model.cluster().device, t.options.dtype, how, 1.0, spec.micro_batches,
+                                     t.options.compute) /
+           spec.micro_batches;
+}
+
 namespace {
 struct StageRange {
     int first = 1, last = 1;
@@ -284,17 +294,6 @@ struct StageTimes {
     double max_fb = 0, total_fb = 0, cut_bytes = 0;
     int slowest = 0;  // a device
 };
-// Gradient accumulation per micro-batch and local parameter: the software's adds over the
-// iteration (planner/compute.hpp grad_accumulation_seconds) spread evenly over its M backwards
-// (PyTorch's autograd skips the first micro-batch's add: exact in total, up to one add's time
-// early or late on the critical path).
-double accumulation_per_param(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
-    const GradAccumulation how = t.options.grad_accumulation.value_or(default_grad_accumulation(t.options.dtype));
-    return grad_accumulation_seconds(model.cluster().device, t.options.dtype, how, 1.0, spec.micro_batches,
-                                     t.options.compute) /
-           spec.micro_batches;
-}
-
 StageTimes stage_times(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
     const int S = spec.virtual_stages();
     StageTimes st;

@@ -172,6 +172,10 @@ std::vector<TiedCopy> tied_copies(const LayerTable& table, const PipelineSpec& s
 // weight bytes per process, a group of 2, inside a node when every pair (tensor rank t, replica r)
 // shares one.
 CommCall tied_copy_all_reduce(const CostModel& model, const PipelineSpec& spec, const TiedCopy& copy);
+// Seconds per local parameter per micro-batch of adding a micro-batch's weight gradients into the
+// accumulated ones (planner/compute.hpp grad_accumulation_seconds, spread over the M backwards):
+// the stage evaluator's and the simulator's pipeline replay's (PipelineProgram::accumulate_s) one figure.
+double accumulation_per_param(const CostModel& model, const LayerTable& t, const PipelineSpec& spec);
 
 // Per-stage figures of a scored pipeline (seconds per micro-batch, bytes per process).
 struct StageCost {

@@ -320,6 +320,14 @@ struct PipelineReplay : ReplayBase {
             const bool last = op.micro == M() - 1;  // the chunk's last backward (the stage's last operation when V = 1)
             for (int i = stage.last; i >= stage.first; --i) {
                 for (const Step& step : layers[i].backward) stage_step(step, rank, members, boxes, clock, mb, true);
+                // The micro-batch's weight gradients added into the accumulated ones (compute.hpp).
+                if (const double add = program.accumulate_s[static_cast<std::size_t>(i)]; add > 0) {
+                    Step accumulate;
+                    accumulate.layer = i;
+                    accumulate.phase = planner::Phase::backward;
+                    accumulate.seconds = add;
+                    stage_step(accumulate, rank, members, boxes, clock, mb + " (gradient accumulation)", true);
+                }
                 // The layer's gradients are complete after its last micro-batch: its sync may start.
                 if (last && !program.sync[i].empty()) {
                     if (overlap)
