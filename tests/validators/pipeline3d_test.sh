@@ -5,53 +5,11 @@
 # against the sequential network (exit 0 only when the loss, every weight gradient and the SGD
 # losses match to 1e-10 in double) and its byte ledger equal to the plan's calls, with the byte
 # figures below computed by hand. Needs DNNPLAN (build/dnnplan, build/dnnplan-validate beside it).
-set -u
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
 net="$(dirname "$0")/data/gpt-pipe.json"
-report() {  # report NAME STATUS
-    if [ "$2" = 0 ]; then echo "ok   $1"; else echo "FAIL $1"; sed 's/^/    /' "$tmp/out"; fail=1; fi
-}
-# plan NAME PROCS OPTIONS...: a T = 2, S = 2 plan with the cut fixed between blocks h.1 and h.2 (so
-# the byte figures below do not depend on the planner's choice of cut).
-plan() {
-    local name=$1 procs=$2
-    shift 2
-    "$DNNPLAN" plan --net "$net" --procs "$procs" --batch 8 --cluster cori-knl --tensor 2 --stages 2 "$@" \
-        --out "$tmp/$name.json" >/dev/null || { echo "FAIL $name: dnnplan plan"; fail=1; return; }
-    python3 - "$tmp/$name.json" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))
-d["pipeline"]["stage_ranges"] = [{"first": "wte", "last": "h.1.add_2"}, {"first": "h.2.ln_1", "last": "lm_head"}]
-json.dump(d, open(sys.argv[1], "w"))
-PY
-}
-# run NAME PROCS PYTHON_ASSERTIONS: validate (status 0), then assertions on the results document `r`.
-run() {
-    local name=$1 procs=$2 asserts=$3
-    "$DNNPLAN" validate --plan "$tmp/$name.json" --np "$procs" --warmup 0 --iterations 1 --format json \
-        --out "$tmp/$name-results.json" >"$tmp/out" 2>&1
-    local got=$?
-    if [ "$got" != 0 ]; then echo "status $got, want 0" >>"$tmp/out"; report "$name" 1; return; fi
-    python3 - "$tmp/$name-results.json" >>"$tmp/out" 2>&1 <<PY
-import json, sys
-r = json.load(open(sys.argv[1]))
-p = r["plans"][0]
-d = p["pipeline"]
-led = d["ledger"]
-def entries(**kw):
-    return [e for e in led["entries"] if all(e.get(k) == v for k, v in kw.items())]
-c = p["check"]
-assert c["passed"] and r["checks_passed"] and led["agrees"], (c, led["mismatches"])
-assert c["gradient_error"] <= 1e-10 and c["loss_error"] <= 1e-10, c
-assert d["tensor"] == 2 and d["stages"] == 2
+run_asserts='assert d["tensor"] == 2 and d["stages"] == 2
 for s in d["per_stage"]:  # timed per stage
-    assert s["measured"]["fwd_compute_s"] > 0 and s["measured"]["bwd_compute_s"] > 0, s
-$asserts
-PY
-    report "$name" $?
-}
+    assert s["measured"]["fwd_compute_s"] > 0 and s["measured"]["bwd_compute_s"] > 0, s'
+. "$(dirname "$0")/gpt_pipe_harness.sh"
 # Layer indices (gpt-pipe.json): wte 1, wpe 2, block k's ln_1 3 + 8k, attn 4 + 8k, add_1, ln_2,
 # fc 7 + 8k, gelu, proj 9 + 8k, add_2 10 + 8k; h.2.ln_1 is 19, lm_head 36.
 # The cut carries h.1.add_2's output, [b, 8 tokens, 32] floats: whole on every tensor rank (the
@@ -65,7 +23,7 @@ PY
 # and proj's row-parallel outputs and the attention's and fc's column-parallel input gradients are
 # all-reduced over the T = 2 ranks, each [b, 8, 32] floats (4096 B at b = 4); the vocabulary-split
 # embedding's output too (wte, forward), and lm_head's input gradient (backward).
-plan tp2pp2 4 --micro-batches 2 --schedule 1f1b
+plan tp2pp2 4 2 --micro-batches 2 --schedule 1f1b
 run tp2pp2 4 "
 fwd = sorted((e['rank'], e['peer'], e['layer'], e['bytes'], e['measured_calls']) for e in entries(kind='point_to_point', phase='forward'))
 assert fwd == [(0, 2, 19, 2048, 2), (1, 3, 19, 2048, 2)], fwd
@@ -91,7 +49,7 @@ assert d['orders'] == ['F0 F1 B0 B1'] * 2 + ['F0 B0 F1 B1'] * 2, d['orders']
 # half the weight and the whole bias, (32 x 128 / 2 + 32) x 4 B = 8320 B; h.0.attn half of Wq, Wk,
 # Wv, Wo and of the QKV biases, and the whole output bias: ((4 x 32 x 32 + 3 x 32) / 2 + 32) x 4 B
 # = 8512 B; ln_1 its whole gamma and beta, 2 x 32 x 4 B = 256 B.
-plan tp2pp2dp2 8 --micro-batches 2 --schedule gpipe --zero
+plan tp2pp2dp2 8 2 --micro-batches 2 --schedule gpipe --zero
 run tp2pp2dp2 8 "
 fwd = sorted((e['rank'], e['peer'], e['layer'], e['bytes'], e['measured_calls']) for e in entries(kind='point_to_point', phase='forward'))
 assert fwd == [(0, 2, 19, 1024, 2), (1, 3, 19, 1024, 2), (4, 6, 19, 1024, 2), (5, 7, 19, 1024, 2)], fwd
@@ -119,7 +77,7 @@ for ph in ('forward', 'backward'):
 # Full recomputation, M = 4 on 4 ranks: the redone forward repeats the stage's forward all-reduces,
 # as the stage evaluator books them: 2 M = 8 calls of 8 / 4 x 8 x 32 x 4 B = 2048 B per forward
 # all-reduce, M = 4 per backward one.
-plan recompute 4 --micro-batches 4 --recompute full
+plan recompute 4 2 --micro-batches 4 --recompute full
 run recompute 4 "
 assert sorted(e['measured_calls'] for e in entries(kind='all_reduce', layer=4, bytes=2048)) == [4, 4, 8, 8]
 assert d['recompute'] == 'full'

@@ -9,53 +9,12 @@
 # when the loss, every weight gradient, the copy's included, and the SGD losses match to 1e-10 in
 # double) and its byte ledger must equal the plan's calls, the embedding group's all-reduce with the
 # byte figures below computed by hand. Needs DNNPLAN (build/dnnplan, build/dnnplan-validate beside it).
-set -u
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail=0
 net="$(dirname "$0")/data/gpt-pipe-tied.json"
-report() {  # report NAME STATUS
-    if [ "$2" = 0 ]; then echo "ok   $1"; else echo "FAIL $1"; sed 's/^/    /' "$tmp/out"; fail=1; fi
-}
-# plan NAME PROCS TENSOR OPTIONS...: an S = 2 plan with the cut fixed between blocks h.1 and h.2.
-plan() {
-    local name=$1 procs=$2 tensor=$3
-    shift 3
-    "$DNNPLAN" plan --net "$net" --procs "$procs" --batch 8 --cluster cori-knl --tensor "$tensor" --stages 2 "$@" \
-        --out "$tmp/$name.json" >/dev/null || { echo "FAIL $name: dnnplan plan"; fail=1; return; }
-    python3 - "$tmp/$name.json" <<'PY'
-import json, sys
-d = json.load(open(sys.argv[1]))
-d["pipeline"]["stage_ranges"] = [{"first": "wte", "last": "h.1.add_2"}, {"first": "h.2.ln_1", "last": "lm_head"}]
-json.dump(d, open(sys.argv[1], "w"))
-PY
-}
-# run NAME PROCS PYTHON_ASSERTIONS: validate (status 0), then assertions on the results document `r`.
-run() {
-    local name=$1 procs=$2 asserts=$3
-    "$DNNPLAN" validate --plan "$tmp/$name.json" --np "$procs" --warmup 0 --iterations 1 --format json \
-        --out "$tmp/$name-results.json" >"$tmp/out" 2>&1
-    local got=$?
-    if [ "$got" != 0 ]; then echo "status $got, want 0" >>"$tmp/out"; report "$name" 1; return; fi
-    python3 - "$tmp/$name-results.json" >>"$tmp/out" 2>&1 <<PY
-import json, sys
-r = json.load(open(sys.argv[1]))
-p = r["plans"][0]
-d = p["pipeline"]
-led = d["ledger"]
-def entries(**kw):
-    return [e for e in led["entries"] if all(e.get(k) == v for k, v in kw.items())]
-c = p["check"]
-assert c["passed"] and r["checks_passed"] and led["agrees"], (c, led["mismatches"])
-assert c["gradient_error"] <= 1e-10 and c["loss_error"] <= 1e-10, c
 # The embedding group's all-reduce, ledgered on lm_head (layer 36): one call per iteration on each
 # rank of both stages, planned and measured.
-tied = sorted((e['rank'], e['bytes'], e['group_size'], e['measured_calls'], e['planned_calls'])
-              for e in entries(kind='all_reduce', phase='sync', layer=36, group_size=2) if e.get('peer', -1) == -1)
-$asserts
-PY
-    report "$name" $?
-}
+run_asserts="tied = sorted((e['rank'], e['bytes'], e['group_size'], e['measured_calls'], e['planned_calls'])
+              for e in entries(kind='all_reduce', phase='sync', layer=36, group_size=2) if e.get('peer', -1) == -1)"
+. "$(dirname "$0")/gpt_pipe_harness.sh"
 # T = 2, S = 2 on 4 ranks (rank t + 2 s): wte's shard is V / T x h = 64 / 2 x 32 floats = 4096 B
 # (Megatron's vocabulary-parallel split; lm_head's copy is the same block of the vocabulary), so
 # tensor rank t of stage 0 (rank t) and of stage 1 (rank t + 2) all-reduce 4096 B, a group of 2.
