@@ -168,6 +168,11 @@ int run_and_watch(const std::vector<std::string>& argv, std::string& stderr_text
             in_banner = !in_banner;
             return;
         }
+        // Open MPI's help aggregation notes after an MPI_Abort ("1 more process has sent help
+        // message ...", "Set MCA parameter orte_base_help_aggregate ...") say nothing to a user.
+        if (l.find("has sent help message") != std::string::npos ||
+            l.find("orte_base_help_aggregate") != std::string::npos)
+            return;
         if (!in_banner) std::cerr << l;
     };
     for (;;) {

@@ -119,6 +119,10 @@ int main(int argc, char** argv) {
     calibrate_cmd->add_option("--format", format, "text or json")->check(CLI::IsMember({"text", "json"}));
 
     int status = 0;
+    // Once every rank has the same checked jobs, an error is one rank's (a layer it cannot run with
+    // its block, a failed allocation): the others would wait for it in their next message until the
+    // watchdog's timeout, so it ends the job at once, naming the rank.
+    bool running = false;
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -160,6 +164,7 @@ int main(int argc, char** argv) {
             }
             for (const PlanJob& job : jobs) check_runnable(job, np);
             check_same_jobs_everywhere(jobs, me, np);
+            running = true;
             StepMonitor monitor(me, timeout, status_dir, inject);
             run.check = !no_check;
             run.trace = !trace.empty();
@@ -199,6 +204,10 @@ int main(int argc, char** argv) {
         if (me == 0) std::cerr << e.what() << "\n";
         status = 2;
     } catch (const std::exception& e) {
+        if (running && np > 1) {
+            std::cerr << ("dnnplan-validate: rank " + std::to_string(me) + ": " + e.what() + "\n") << std::flush;
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
         if (me == 0) std::cerr << "dnnplan-validate: " << e.what() << "\n";
         status = 2;
     }

@@ -80,4 +80,15 @@ check "ranks given different plans are named" 2 "rank 1 was given different plan
     timeout 120 mpirun --allow-run-as-root --oversubscribe \
     -np 1 "$worker" validate --net lenet5 --batch 8 --cluster cori-knl --strategies batch : \
     -np 1 "$worker" validate --net lenet5 --batch 8 --cluster cori-knl --strategies model
+# An error on one rank during a run (unet-small's domain plan on 3 ranks: up1's input rows split
+# 3 ways do not divide evenly) ends the job at once, naming the rank and the layer, exit 2; before,
+# the other ranks waited for their watchdog (1.5 x --timeout). The --timeout of 100 s and the
+# timeout of 60 s make a wait for the watchdog fail this check.
+check "an error on one rank ends the run at once, naming the rank" 2 \
+    "^dnnplan-validate: rank [0-2]: up1: transposed convolution needs spatial splits" -- \
+    timeout 60 "$DNNPLAN" validate --net "$data/unet-small.json" --strategies domain --cluster cori-knl --np 3 \
+    --iterations 1 --warmup 0 --timeout 100
+if grep -q "help message\|orte_base_help_aggregate" "$tmp/out"; then
+    echo "FAIL Open MPI's help aggregation notes are shown"; fail=1
+fi
 exit $fail
