@@ -158,18 +158,21 @@ struct RunResult {
     double trace_origin = 0;
 };
 
-// Sets each pipeline or graph-partition run's details under results["plans"][k][key]; a byte
-// ledger that differs from the plan in any run clears "ledger_agrees" (kept false once false) and
-// "checks_passed". `Run` has `details` (null: not such a plan) and `ledger_agrees`.
+// Sets each pipeline or graph-partition run's details under results["plans"][k][key] and its
+// ledger verdict under the plan's check.ledger_agrees; a byte ledger that differs from the plan in
+// any run clears the one top-level "ledgers_agree" (which results_json() set from the
+// layer-parallel plans) and "checks_passed". `Run` has `details` (null: not such a plan) and
+// `ledger_agrees`.
 template <class Run>
 void attach_run_details(Json& results, const std::string& key, const std::vector<Run>& runs) {
     bool agree = true;
     for (std::size_t k = 0; k < runs.size() && k < results["plans"].size(); ++k) {
         if (runs[k].details.is_null()) continue;
         results["plans"][k][key] = runs[k].details;
+        results["plans"][k]["check"]["ledger_agrees"] = runs[k].ledger_agrees;
         agree = agree && runs[k].ledger_agrees;
     }
-    results["ledger_agrees"] = results.value("ledger_agrees", true) && agree;
+    results["ledgers_agree"] = results.value("ledgers_agree", true) && agree;
     if (!agree) results["checks_passed"] = false;
 }
 

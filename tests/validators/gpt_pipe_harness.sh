@@ -43,6 +43,7 @@ def entries(**kw):
     return [e for e in led["entries"] if all(e.get(k) == v for k, v in kw.items())]
 c = p["check"]
 assert c["passed"] and r["checks_passed"] and led["agrees"], (c, led["mismatches"])
+assert c["ledger_agrees"] and r["ledgers_agree"], (c, r["ledgers_agree"])  # the document's verdicts
 assert c["gradient_error"] <= 1e-10 and c["loss_error"] <= 1e-10, c
 $run_asserts
 $asserts

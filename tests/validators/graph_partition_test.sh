@@ -34,7 +34,7 @@ def entries(**kw):
     return sorted((e["rank"], e["peer"], e["layer"], e["bytes"], e["measured_calls"])
                   for e in led["entries"] if all(e.get(k) == v for k, v in kw.items()))
 assert p["check"]["passed"] and p["check"]["gradient_error"] < 1e-10 and r["checks_passed"], p["check"]
-assert led["agrees"] and r["ledger_agrees"], led["mismatches"]
+assert led["agrees"] and r["ledgers_agree"] and p["check"]["ledger_agrees"], led["mismatches"]
 $asserts
 PY
     report "$name" $?
