@@ -298,7 +298,12 @@ struct Builder {
                         std::to_string(topo.dragonfly_routers_per_group) + " routers x " +
                         std::to_string(topo.dragonfly_nodes_per_router) + " nodes, every link " +
                         human_count(fabric_bw, "B/s") + " and " + human_seconds(link_lat) +
-                        " per hop (global links at the same bandwidth)" + devices;
+                        " per hop (global links at the same bandwidth" +
+                        (topo.dragonfly_global.bandwidth_Bps > 0 && topo.dragonfly_global.bandwidth_Bps != fabric_bw
+                             ? ": the preset's " + human_count(topo.dragonfly_global.bandwidth_Bps, "B/s") +
+                                   " for them is not modelled, SimGrid's dragonfly zone has one link bandwidth)"
+                             : std::string(")")) +
+                        devices;
         return built;
     }
 };
