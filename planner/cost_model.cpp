@@ -253,9 +253,10 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
     // Every process holding its own block on both sides: the busiest sender as the ranks are
     // placed (busiest_sender), an all-to-all over its peers + 1 (the byte ledger measured smallcnn's
     // conv3 n2 x co2 read by fc1 as ci4: two ranks keep nothing and send 2 x 4096 B where the
-    // exchange group's all-to-all over 2 charged 4096 B).
+    // exchange group's all-to-all over 2 charged 4096 B); up to kBusiestSenderMaxProcs processes (layout.hpp).
     GroupPlacement exchange = group;
-    if (!target_coarser && from.parts() == options_.procs && to.parts() == options_.procs) {
+    if (!target_coarser && from.parts() == options_.procs && to.parts() == options_.procs &&
+        options_.procs <= kBusiestSenderMaxProcs) {
         const ExchangeLoad load = busiest_sender(from, to, shape, options_.batch, options_.procs);
         if (load.peers == 0) return 0;
         if (load.peers + 1 != group.size) {

@@ -111,6 +111,10 @@ struct ExchangeLoad {
 };
 ExchangeLoad busiest_sender(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch,
                             std::int64_t procs);
+// busiest_sender() visits every process: the cost model uses it up to this many processes (the
+// scales the validator runs and its byte ledger checks; at P = 512 the layout search's ~50,000
+// pairs of distributions per layer made it 8x slower), and the exchange group's all-to-all beyond.
+inline constexpr std::int64_t kBusiestSenderMaxProcs = 32;
 
 // The busiest process's share of a layer's parameters (a count): anchors' weights over co x ci
 // (their output and input axes, balanced), their biases over co only (whole on every ci shard;
