@@ -40,6 +40,11 @@ double bandwidth_seconds(const clusters::Device& device, double bytes) {
     return rate > 0 ? bytes / rate : 0.0;
 }
 
+// At `rate_Bps` when a (calibrated) device gives one for this kind of traffic, else the copy rate.
+double stream_seconds(const clusters::Device& device, double rate_Bps, double bytes) {
+    return rate_Bps > 0 ? bytes / rate_Bps : bandwidth_seconds(device, bytes);
+}
+
 double uniform_seconds(const clusters::Device& device, DType dtype, double flops, double bytes, bool roofline) {
     const double t = flops / (peak(device, dtype) * device.achievable_fraction);
     return roofline ? std::max(t, bandwidth_seconds(device, bytes)) : t;
@@ -194,8 +199,7 @@ GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, d
     }
     // Guide, ch. 2: a GEMM reads A (M K) and B (K N) and writes C (M N) at least once.
     const double bytes = (g.m * g.k + g.k * g.n + g.m * g.n) * g.count * static_cast<double>(dtype_bytes(dtype));
-    r.memory_s = device.gemm_operand_bandwidth_Bps > 0 ? bytes / device.gemm_operand_bandwidth_Bps
-                                                        : bandwidth_seconds(device, bytes);
+    r.memory_s = stream_seconds(device, device.gemm_operand_bandwidth_Bps, bytes);
     r.seconds = std::max(r.math_s, r.memory_s);
     return r;
 }
@@ -204,8 +208,7 @@ double memory_bound_seconds(const clusters::Device& device, DType dtype, double 
     // A device whose elementwise kernels stream slower than a copy (a calibrated CPU: the
     // validator's scalar loops) gives that rate; GEMM operands and the optimizer step keep the
     // copy rate.
-    const double stream_s = device.elementwise_bandwidth_Bps > 0 ? bytes / device.elementwise_bandwidth_Bps
-                                                                  : bandwidth_seconds(device, bytes);
+    const double stream_s = stream_seconds(device, device.elementwise_bandwidth_Bps, bytes);
     return std::max(flops / vector_rate(device, dtype), stream_s);
 }
 
