@@ -29,7 +29,12 @@ std::string table_markdown(const ReportTable& t) {
     for (const auto& row : t.rows) {
         std::string line = "|";
         for (std::size_t i = 0; i < row.size() && i < t.columns.size(); ++i)
-            if (!t.columns[i].data_only) line += " " + cell_markdown(row[i], t.columns[i]) + " |";
+            if (!t.columns[i].data_only) {
+                // Appended piecewise: GCC 12 warns falsely (-Wrestrict, PR 105329) on "literal" + string&&.
+                line += ' ';
+                line += cell_markdown(row[i], t.columns[i]);
+                line += " |";
+            }
         out += line + "\n";
     }
     return out + "\n";

@@ -15,8 +15,13 @@ std::string kind_name(const Layer& layer) {
 }
 
 std::string batched_shape(const networks::Shape& shape, std::int64_t batch) {
-    std::string out = "[" + std::to_string(batch);
-    for (auto d : shape) out += ", " + std::to_string(d);
+    // Appended piecewise: GCC 12 warns falsely (-Wrestrict, PR 105329) on "literal" + string&&.
+    std::string out = "[";
+    out += std::to_string(batch);
+    for (auto d : shape) {
+        out += ", ";
+        out += std::to_string(d);
+    }
     return out + "]";
 }
 
@@ -47,8 +52,8 @@ std::string network_text(const Network& network, std::int64_t batch, bool all_la
     std::string out = "network " + terminal_safe(network.name) + " (" + to_string(network.dtype) + ", batch " +
                       std::to_string(batch) + ", " + std::to_string(network.layers.size()) + " layers)\n";
     if (!network.description.empty()) out += wrap(terminal_safe(network.description), width, 0);
-    out += "\n" +
-           render_layer_rows({"layer", "kind", "output shape", "params", "fwd FLOPs", "bwd-in FLOPs",
+    out += '\n';
+    out += render_layer_rows({"layer", "kind", "output shape", "params", "fwd FLOPs", "bwd-in FLOPs",
                               "bwd-wt FLOPs", "activations"},
                              std::move(rows), all_layers, -1, width) +
            "\n";

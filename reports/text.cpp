@@ -61,7 +61,8 @@ std::string csv_field(const std::string& text) {
     // (=, +, -, @, tab, CR first) gets a leading single quote; numbers stay numbers.
     const bool formula = !text.empty() && std::string("=+-@\t\r").find(text.front()) != std::string::npos && !is_number(text);
     // Control characters (terminal escapes, newlines) become visible \xNN, \n, as on the terminal.
-    std::string cell = (formula ? "'" : "") + one_line(text);
+    std::string cell = one_line(text);
+    if (formula) cell.insert(cell.begin(), '\'');
     if (cell.find_first_of(",\"") == std::string::npos) return cell;
     std::string out = "\"";
     for (char c : cell) out += c == '"' ? std::string("\"\"") : std::string(1, c);
@@ -70,7 +71,10 @@ std::string csv_field(const std::string& text) {
 
 std::string csv_row(const std::vector<std::string>& fields) {
     std::string out;
-    for (std::size_t i = 0; i < fields.size(); ++i) out += (i ? "," : "") + csv_field(fields[i]);
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        if (i) out += ',';
+        out += csv_field(fields[i]);
+    }
     return out + "\n";
 }
 
