@@ -8,6 +8,7 @@
 #include <string>
 
 #include "planner/pipeline.hpp"
+#include "planner/pipeline_program.hpp"
 #include "planner/search.hpp"
 #include "planner_test_helpers.hpp"
 
@@ -261,6 +262,35 @@ TEST_CASE("boundary sends: Megatron-LM's scatter/gather, whole tensors, DeepSpee
     CHECK(deepspeed[1].backward_s == Approx(megatron[1].backward_s));
     CHECK(deepspeed[0].forward_s == Approx(megatron[0].forward_s));
     CHECK(deepspeed[0].backward_s - megatron[0].backward_s == Approx(2 * half));
+}
+
+TEST_CASE("the simulator's pipeline program carries the boundary sends' message sizes", "[planner][megatron][boundary]") {
+    // The two-stage GPT-3 block above: stage 1 receives half the residual per rank and all-gathers
+    // it under scatter/gather; the whole 50,331,648 B and no all-gather under whole tensors.
+    const networks::Network net = gpt3_block();
+    const clusters::Cluster dgx = test::preset("dgx-a100");
+    auto program_with = [&](PipelineBoundarySend send) {
+        PlannerOptions o = fp16_options(4, 1);
+        o.boundary_send = send;
+        const CostModel model(net, dgx, o);
+        PipelineSpec spec;
+        spec.tensor = 2;
+        spec.stages = 2;
+        spec.replicas = 1;
+        spec.micro_batches = 1;
+        spec.schedule = Schedule::one_f_one_b;
+        spec.stage_first = {1, net.find("ln_2")};
+        return pipeline_program(model, spec, tensor_layouts(model, 2));
+    };
+    const PipelineProgram megatron = program_with(PipelineBoundarySend::scatter_gather);
+    const PipelineProgram whole = program_with(PipelineBoundarySend::whole_tensor);
+    CHECK(megatron.stages[1].recv_bytes == kResidual / 2);
+    CHECK(megatron.stages[1].recv_gather_bytes == kResidual);
+    CHECK(megatron.stages[1].recv_gather.size() == 2);
+    CHECK(whole.stages[1].recv_bytes == kResidual);
+    CHECK(whole.stages[1].recv_gather_bytes == 0);
+    CHECK(whole.stages[1].recv_gather.empty());
+    CHECK(whole.stages[1].recv_s == Approx(1e-6 + kResidual / kNvlink));
 }
 
 TEST_CASE("whole-tensor sends under sequence parallelism send each rank's shard", "[planner][megatron][boundary]") {
