@@ -84,6 +84,11 @@ struct PlanningArgs {
     bool no_overlap = false;
     bool roofline = false;
     std::string compute = "per-operation";  // planner/compute.hpp
+    // The training software's behaviour (planner/software_options.hpp); "" for the accumulation:
+    // the dtype's default (planner::default_grad_accumulation).
+    std::string grad_accumulation;
+    std::string mixed_precision_step = "megatron";
+    std::string boundary_send = "scatter-gather";
     // --processes-per-node K (plan only); 0: 1, or searched when search_processes_per_node is set
     // (plan without an explicit pipeline, on a cluster that describes its cores).
     int processes_per_node = 0;
@@ -94,7 +99,8 @@ struct PlanningArgs {
 // cannot take it (cli/plan_command.cpp; `--simulate-top` of plan and sweep).
 Json simulate_candidate(const planner::CostModel& model, const planner::Candidate& candidate, const PlanningArgs& p);
 // The options shared by report and sweep that shape the model: --batch, --dtype, --optimizer,
-// --no-overlap, --roofline (`each` words the defaults for a list of networks).
+// --no-overlap, --roofline, --compute, --grad-accumulation, --mixed-precision-step, --boundary-send
+// (`each` words the defaults for a list of networks).
 void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each = false);
 // Owns the network and cluster a CostModel built from it refers to: keep it alive as long.
 struct PlanningInputs {

@@ -427,7 +427,8 @@ Command add_plan_command(CLI::App& app) {
                     for (const char* name : {"--procs", "--processes-per-node", "--batch", "--dtype", "--optimizer", "--no-overlap",
                                              "--roofline", "--compute", "--top", "--stages", "--micro-batches", "--replicas",
                                              "--tensor", "--schedule", "--zero", "--recompute", "--micro-batch-size",
-                                             "--sequence-parallel", "--interleave"})
+                                             "--sequence-parallel", "--interleave", "--grad-accumulation",
+                                             "--mixed-precision-step", "--boundary-send"})
                         if (cmd->count(name) > 0)
                             throw InputError("dnnplan", name,
                                              "does not apply to --plan FILE, which fixes it (plan again with --net to "

@@ -54,6 +54,11 @@ planner::PlannerOptions planner_options(const PlanningArgs& args, const networks
     options.overlap_sync = !args.no_overlap;
     options.roofline = args.roofline;
     options.compute = planner::parse_compute_model(args.compute).value_or(planner::ComputeModel::per_operation);
+    if (!args.grad_accumulation.empty()) options.grad_accumulation = planner::parse_grad_accumulation(args.grad_accumulation);
+    options.mixed_precision_step =
+        planner::parse_mixed_precision_step(args.mixed_precision_step).value_or(planner::MixedPrecisionStep::megatron_lm);
+    options.boundary_send =
+        planner::parse_boundary_send(args.boundary_send).value_or(planner::PipelineBoundarySend::scatter_gather);
     check_processes_per_node(args, cluster, cluster_path);
     options.processes_per_node = std::max(1, args.processes_per_node);
     if (args.procs > (1 << 22)) throw InputError("dnnplan", "", "--procs above 4194304 is not supported");
@@ -140,6 +145,24 @@ void add_model_options(CLI::App* cmd, PlanningArgs& p, bool each) {
                     "uniform (one rate for every layer)")
         ->capture_default_str()
         ->check(CLI::IsMember(planner::compute_model_names()));
+    cmd->add_option("--grad-accumulation", p.grad_accumulation,
+                    "how the training software adds each micro-batch's weight gradients: hook (Megatron-LM's "
+                    "main_grad buffer, every micro-batch), autograd (PyTorch's .grad, every micro-batch after the "
+                    "first) or in-gemm (fused into the weight-gradient GEMM, free) (default: hook in 16 bits, "
+                    "in-gemm in fp32)")
+        ->check(CLI::IsMember(planner::grad_accumulation_names()));
+    cmd->add_option("--mixed-precision-step", p.mixed_precision_step,
+                    "the 16-bit optimizer step's passes over the parameters: megatron (Megatron-LM, Adam 52 B per "
+                    "parameter) or deepspeed (DeepSpeed's fp16 ZeRO, 80 B)")
+        ->capture_default_str()
+        ->check(CLI::IsMember(planner::mixed_precision_step_names()));
+    cmd->add_option("--boundary-send", p.boundary_send,
+                    "how pipeline-stage boundary tensors cross between tensor groups: scatter-gather (Megatron-LM: "
+                    "1/T per rank, all-gathered), whole-tensor (every rank sends all of it) or deepspeed "
+                    "(DeepSpeed's engine: 1/T, blocking sends and receives one after the other, the output "
+                    "gathered again before its backward)")
+        ->capture_default_str()
+        ->check(CLI::IsMember(planner::boundary_send_names()));
 }
 
 void add_input_shape_option(CLI::App* app, networks::LoadOptions& load) {

@@ -171,7 +171,8 @@ Command add_report_command(CLI::App& app) {
                 if (o->plan_file.empty() && (o->planning.net.empty() || o->planning.procs < 1))
                     throw InputError("dnnplan report", "", "give --net NAME and --procs P, or --plan FILE");
                 if (!o->plan_file.empty())
-                    for (const char* name : {"--cluster", "--batch", "--dtype", "--optimizer", "--no-overlap", "--roofline"})
+                    for (const char* name : {"--cluster", "--batch", "--dtype", "--optimizer", "--no-overlap", "--roofline",
+                                             "--grad-accumulation", "--mixed-precision-step", "--boundary-send"})
                         if (cmd->count(name) > 0)
                             throw InputError("dnnplan report", name,
                                              "does not apply to --plan FILE, which fixes it (report --net ... to change it)");

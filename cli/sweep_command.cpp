@@ -63,6 +63,8 @@ int run_sweep_in(const SweepOptions& o, const sweep::Session& session) {
     run_options.fingerprint = o.planning.net + "|" + o.planning.cluster + "|" + o.procs + "|" +
                               std::to_string(o.planning.batch) + "|" + o.planning.dtype + "|" + o.planning.optimizer +
                               "|" + std::to_string(o.planning.no_overlap) + std::to_string(o.planning.roofline) + o.planning.compute + "|" +
+                              o.planning.grad_accumulation + "|" + o.planning.mixed_precision_step + "|" +
+                              o.planning.boundary_send + "|" +
                               format + "|" + std::to_string(o.simulate_top);
     for (std::size_t n = 0; n < nets.size(); ++n)
         for (std::size_t c = 0; c < clusters.size(); ++c)

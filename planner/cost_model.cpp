@@ -576,8 +576,11 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
         rec->cost->bwd_compute_s += bwd_c;
         rec->cost->optimizer_step_s += step;
     }
+    // The layout search's objective is one micro-batch's iteration: its gradient accumulation too
+    // (M = 1; the stage evaluator adds it per stage from LayerCost::local_params, not recorded here).
+    const double accumulate = accumulation_per_param(cluster_->device, options_, 1) * weight_local / eb;
     if (sync_out) *sync_out += sync;
-    return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync + step;
+    return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync + step + accumulate;
 }
 
 double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight,

@@ -28,6 +28,7 @@
 #include "planner/flat_memo.hpp"
 #include "planner/layout.hpp"
 #include "planner/memory.hpp"
+#include "planner/software_options.hpp"
 
 namespace dnnplan::planner {
 
@@ -44,6 +45,8 @@ struct PlannerOptions {
     // The software's mixed-precision optimizer step and gradient accumulation (planner/compute.hpp).
     MixedPrecisionStep mixed_precision_step = MixedPrecisionStep::megatron_lm;
     std::optional<GradAccumulation> grad_accumulation;  // unset: default_grad_accumulation(dtype)
+    // How pipeline-stage boundary tensors move between the stages' tensor groups (planner/software_options.hpp).
+    PipelineBoundarySend boundary_send = PipelineBoundarySend::scatter_gather;
     // Processes sharing each node (clusters/processes_per_node.hpp): the CostModel plans on the
     // cluster viewed so, P processes on P / k nodes. 1 on clusters without cores (GPUs).
     int processes_per_node = 1;

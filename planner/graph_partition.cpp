@@ -1,5 +1,7 @@
 #include "graph_partition.hpp"
 
+#include "planner/stage_evaluator.hpp"
+
 #include <metis.h>
 
 #include <algorithm>
@@ -575,8 +577,17 @@ ListSchedule ListScheduler::run() {
     return out_;
 }
 
+// Each layer's backward operation also adds its micro-batch's weight gradients into the
+// iteration's (the stage evaluator's accumulation_per_param over the M micro-batches), in the
+// score's list schedule and the simulator's program alike.
+void add_accumulation(DataflowGraph& g, const CostModel& model, const PlannerOptions& micro_options,
+                      const PipelineSpec& spec, const ScoredPlan& costs) {
+    const double per_param = accumulation_per_param(model.cluster().device, micro_options, spec.micro_batches);
+    for (int i = 1; i < g.layers; ++i) g.seconds[2 * i + 1] += per_param * costs.layers[i].local_params;
+}
+
 // One device's share of a graph partition: its layers' memory inputs and the compute seconds of
-// one micro-batch.
+// one micro-batch (the backward's with its gradient accumulation).
 struct DeviceShare {
     StageMemoryInput memory;
     double fwd_compute_s = 0, bwd_compute_s = 0;
@@ -586,7 +597,8 @@ struct DeviceShare {
 // Memory per device (planner/memory.hpp): its layers' weights, gradients and optimizer state,
 // and the activations of all M micro-batches (GPipe keeps them until the backward pass) with
 // the network's input on the device of the first layer.
-std::vector<DeviceShare> device_shares(const LayerTable& table, const PipelineSpec& spec, int layers) {
+std::vector<DeviceShare> device_shares(const LayerTable& table, const PipelineSpec& spec, int layers,
+                                       double accumulate_per_param) {
     std::vector<DeviceShare> shares(spec.stages);
     for (int i = 1; i < layers; ++i) {
         const LayerCost& lc = table.plan.layers[i];
@@ -598,7 +610,7 @@ std::vector<DeviceShare> device_shares(const LayerTable& table, const PipelineSp
         d.buffer_bytes = std::max(d.buffer_bytes, table.buffer_bytes[i]);
         d.working_set_bytes = std::max(d.working_set_bytes, lc.working_set_bytes);
         share.fwd_compute_s += lc.fwd_compute_s;
-        share.bwd_compute_s += lc.bwd_compute_s;
+        share.bwd_compute_s += lc.bwd_compute_s + accumulate_per_param * lc.local_params;
         share.optimizer_step_s += lc.optimizer_step_s;
     }
     shares[spec.device_of[1]].memory.input_bytes = table.input_bytes;
@@ -662,6 +674,7 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
     CostModel micro(model.network(), model.cluster(), context.micro_options);
     LayerTable table = make_layer_table(micro, micro.layer_costs(std::vector<Layout>(n)));
     DataflowGraph g = training_graph(micro);
+    add_accumulation(g, model, context.micro_options, spec, table.plan);
 
     std::vector<std::vector<int>> consumers(n);
     for (int i = 1; i < n; ++i)
@@ -669,7 +682,8 @@ PipelineScore score_graph_partition(const CostModel& model, const PipelineSpec& 
             if (p > 0) consumers[p].push_back(i);
 
     const ListSchedule sched = ListScheduler(model, spec, context, g, consumers).run();
-    const std::vector<DeviceShare> shares = device_shares(table, spec, n);
+    const std::vector<DeviceShare> shares = device_shares(
+        table, spec, n, accumulation_per_param(model.cluster().device, context.micro_options, spec.micro_batches));
     out.plan = std::move(table.plan);
     out.plan.cost = schedule_cost(model, spec, context, sched, shares);
     out.pipeline_s = sched.makespan;
@@ -759,6 +773,7 @@ GraphPartitionProgram graph_partition_program(const CostModel& model, const Pipe
     out.sync.resize(n);
     out.device_optimizer_step_s.assign(spec.stages, 0.0);
     const ScoredPlan costs = micro.layer_costs(layouts);
+    add_accumulation(g, model, context.micro_options, spec, costs);
     for (int i = 1; i < n; ++i)
         out.device_optimizer_step_s[spec.device_of[i]] +=
             optimizer_step_share(costs.layers[i].optimizer_step_s, spec);

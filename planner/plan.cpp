@@ -147,6 +147,11 @@ Json plan_to_json(const Plan& plan, const CostModel& model) {
         {"overlap_sync", plan.options.overlap_sync},
         {"roofline", plan.options.roofline},
         {"compute", to_string(plan.options.compute)},
+        // The training software's behaviour (planner/software_options.hpp), as scored.
+        {"grad_accumulation",
+         to_string(plan.options.grad_accumulation.value_or(default_grad_accumulation(plan.options.dtype)))},
+        {"mixed_precision_step", to_string(plan.options.mixed_precision_step)},
+        {"boundary_send", to_string(plan.options.boundary_send)},
         {"strategy", to_string(plan.strategy)},
         {"grid", plan.label},
         {"pipeline", pipeline_to_json(plan.pipeline, layers)},
@@ -180,6 +185,14 @@ PlanRequest parse_plan_request(const Json& json, const std::string& file) {
     // Plans saved before the option existed were scored with one rate for every layer.
     r.options.compute = root.has("compute") ? *parse_compute_model(root.get_choice("compute", compute_model_names()))
                                             : ComputeModel::uniform;
+    // Plans saved before these were written keep the defaults (the dtype's accumulation).
+    if (root.has("grad_accumulation"))
+        r.options.grad_accumulation =
+            *parse_grad_accumulation(root.get_choice("grad_accumulation", grad_accumulation_names()));
+    r.options.mixed_precision_step = *parse_mixed_precision_step(root.get_choice_or(
+        "mixed_precision_step", mixed_precision_step_names(), to_string(MixedPrecisionStep::megatron_lm)));
+    r.options.boundary_send = *parse_boundary_send(root.get_choice_or(
+        "boundary_send", boundary_send_names(), to_string(PipelineBoundarySend::scatter_gather)));
     r.strategy = parse_strategy(root.get_string_or("strategy", "hand-edited")).value_or(Strategy::hand_edited);
     r.label = root.get_string_or("grid", "");
     if (root.has("pipeline")) {

@@ -47,8 +47,10 @@ void boundaries(LayerTable& t, const networks::Network& network, const clusters:
         const double parts = static_cast<double>(t.plan.layers[j].out_dist.parts());
         const double per_rank = total / parts;
         // Replicated over the tensor group: scattered (1/T per rank), gathered after unless split
-        // along the sequence already.
-        const bool scattered = T > 1 && parts == 1;
+        // along the sequence already; sent whole by every rank under whole_tensor, unless split along
+        // the sequence (each rank holds 1/T then: Megatron-LM sends the sequence-parallel shard).
+        const bool scatter = t.options.boundary_send != PipelineBoundarySend::whole_tensor || t.options.sequence_parallel;
+        const bool scattered = T > 1 && parts == 1 && scatter;
         const double send = scattered ? per_rank / T : per_rank;
         const double gather = scattered && !t.options.sequence_parallel ? total : 0.0;
         // Crosses every boundary in (j, last_use].
@@ -269,11 +271,13 @@ CommCall tied_copy_all_reduce(const CostModel& model, const PipelineSpec& spec, 
 // Gradient accumulation per micro-batch and local parameter: the software's adds over the
 // iteration spread evenly over its M backwards (PyTorch's autograd skips the first micro-batch's
 // add: exact in total, up to one add's time early or late on the critical path).
+double accumulation_per_param(const clusters::Device& device, const PlannerOptions& options, int micro_batches) {
+    const GradAccumulation how = options.grad_accumulation.value_or(default_grad_accumulation(options.dtype));
+    return grad_accumulation_seconds(device, options.dtype, how, 1.0, micro_batches, options.compute) / micro_batches;
+}
+
 double accumulation_per_param(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
-    const GradAccumulation how = t.options.grad_accumulation.value_or(default_grad_accumulation(t.options.dtype));
-    return grad_accumulation_seconds(model.cluster().device, t.options.dtype, how, 1.0, spec.micro_batches,
-                                     t.options.compute) /
-           spec.micro_batches;
+    return accumulation_per_param(model.cluster().device, t.options, spec.micro_batches);
 }
 
 namespace {
@@ -289,28 +293,49 @@ StageRange stage_range(const PipelineSpec& spec, int s, int layer_count) {
 // F + B of its chunks (interleaving: V receives each way per micro-batch, SC'21 section 2.2.2).
 struct StageTimes {
     std::vector<double> forward, backward, recv_forward, recv_backward;
+    std::vector<double> send_forward, send_backward;  // the stage's own blocking sends (deepspeed_sends)
     std::vector<double> accumulate;  // per stage: adding a micro-batch's weight gradients (inside backward)
     double accumulate_per_param = 0;  // seconds per local parameter per micro-batch
     double max_fb = 0, total_fb = 0, cut_bytes = 0;
     int slowest = 0;  // a device
 };
+// DeepSpeed's pipeline engine (PipelineBoundarySend::deepspeed, planner/software_options.hpp): a
+// stage waits for its own sends too, each a blocking p2p.send after the step's receive: in its
+// forward step the input gradient of the previous micro-batch back to stage s - 1 (SendGrad), in
+// its backward step the previous micro-batch's output to stage s + 1 (SendActivation), which it
+// also all-gathers again over its tensor group before the backward (its output was dropped when
+// partitioned). The transfers are the receives' (LayerTable::boundary_send_bytes, the same links).
+void deepspeed_sends(const CostModel& model, const LayerTable& t, const PipelineSpec& spec, int s, int first, int last,
+                     StageTimes& st) {
+    if (s > 0)
+        st.send_forward[s] =
+            clusters::point_to_point_seconds(t.boundary_send_bytes[first], boundary_link(model, spec, s));
+    if (s + 1 < spec.virtual_stages())
+        st.send_backward[s] =
+            clusters::point_to_point_seconds(t.boundary_send_bytes[last + 1], boundary_link(model, spec, s + 1)) +
+            t.boundary_gather_s[last + 1];
+}
+
 StageTimes stage_times(const CostModel& model, const LayerTable& t, const PipelineSpec& spec) {
     const int S = spec.virtual_stages();
     StageTimes st;
     st.forward.assign(S, 0.0), st.backward.assign(S, 0.0), st.recv_forward.assign(S, 0.0),
         st.recv_backward.assign(S, 0.0), st.accumulate.assign(S, 0.0);
+    st.send_forward.assign(S, 0.0), st.send_backward.assign(S, 0.0);
     st.accumulate_per_param = accumulation_per_param(model, t, spec);
     std::vector<double> device_fb(spec.stages, 0.0);
     for (int s = 0; s < S; ++s) {
         const auto [first, last] = stage_range(spec, s, t.layer_count);
         if (s > 0) st.recv_forward[s] = t.boundary_seconds(first, boundary_link(model, spec, s));
         if (s + 1 < S) st.recv_backward[s] = t.boundary_seconds(last + 1, boundary_link(model, spec, s + 1));
+        if (t.options.boundary_send == PipelineBoundarySend::deepspeed) deepspeed_sends(model, t, spec, s, first, last, st);
         const LayerTable::Sums sums = t.sum(first, last);
         const double forward = sums.fwd_compute + sums.fwd_comm;
         const double backward = sums.bwd_compute + (sums.blocking() - sums.fwd_comm);
-        st.forward[s] = forward + st.recv_forward[s];
+        st.forward[s] = forward + st.recv_forward[s] + st.send_forward[s];
         st.accumulate[s] = st.accumulate_per_param * sums.params;
-        st.backward[s] = backward + sums.recomputed(spec.recompute) + st.accumulate[s] + st.recv_backward[s];
+        st.backward[s] =
+            backward + sums.recomputed(spec.recompute) + st.accumulate[s] + st.recv_backward[s] + st.send_backward[s];
         device_fb[s % spec.stages] += st.forward[s] + st.backward[s];
         st.total_fb += st.forward[s] + st.backward[s];
         if (s + 1 < S) st.cut_bytes += t.boundary_total[last + 1];
@@ -502,7 +527,8 @@ void slowest_stage_work(const LayerTable& t, const PipelineSpec& spec, const Sta
         k.bwd_compute_s += m * (sums.bwd_compute + redone_compute + times.accumulate[v]);
         for (std::size_t kind = 0; kind < kCommKindCount; ++kind)
             k.comm_s[kind] += m * (sums.comm[kind] + (full ? sums.fwd_comm_by_kind[kind] : 0.0));
-        k.comm_s[index_of(CommKind::point_to_point)] += m * (times.recv_forward[v] + times.recv_backward[v]);
+        k.comm_s[index_of(CommKind::point_to_point)] += m * (times.recv_forward[v] + times.recv_backward[v] +
+                                                            times.send_forward[v] + times.send_backward[v]);
     }
 }
 }  // namespace

@@ -175,7 +175,10 @@ CommCall tied_copy_all_reduce(const CostModel& model, const PipelineSpec& spec, 
 // Seconds per local parameter per micro-batch of adding a micro-batch's weight gradients into the
 // accumulated ones (planner/compute.hpp grad_accumulation_seconds, spread over the M backwards):
 // the stage evaluator's and the simulator's pipeline replay's (PipelineProgram::accumulate_s) one figure.
+// Every family's one figure: the pipelines' (and a one-stage plan's, M = 1) here, the graph
+// partitions' backward operations and the layout search's objective (M = 1) through the overload.
 double accumulation_per_param(const CostModel& model, const LayerTable& t, const PipelineSpec& spec);
+double accumulation_per_param(const clusters::Device& device, const PlannerOptions& options, int micro_batches);
 
 // Per-stage figures of a scored pipeline (seconds per micro-batch, bytes per process).
 struct StageCost {

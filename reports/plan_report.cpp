@@ -28,6 +28,18 @@ std::size_t longest_line(const std::string& text) {
     return std::max(longest, text.size() - start);
 }
 
+// The training software's behaviour the plan was scored with (planner/software_options.hpp): the
+// gradient accumulation always, the 16-bit optimizer step's passes in 16 bits, the boundary sends
+// when not Megatron-LM's default.
+std::string software(const planner::PlannerOptions& o) {
+    std::string out = "; gradient accumulation " +
+                      planner::to_string(o.grad_accumulation.value_or(planner::default_grad_accumulation(o.dtype)));
+    if (o.dtype != DType::fp32) out += ", optimizer step " + planner::to_string(o.mixed_precision_step);
+    if (o.boundary_send != planner::PipelineBoundarySend::scatter_gather)
+        out += ", boundary sends " + planner::to_string(o.boundary_send);
+    return out;
+}
+
 std::string header(const planner::CostModel& model, const TextOptions& t) {
     const auto& o = model.options();
     return wrap("dnnplan: " + terminal_safe(model.network().name) + " on " + terminal_safe(model.cluster().name) +
@@ -42,7 +54,7 @@ std::string header(const planner::CostModel& model, const TextOptions& t) {
                          ? std::string(" (default for networks with attention") +
                                (o.dtype == DType::fp32 ? ")" : "; mixed precision: fp32 master weights and moments)")
                          : "") +
-                    (o.overlap_sync ? ", gradient sync overlapped" : "") + ")",
+                    (o.overlap_sync ? ", gradient sync overlapped" : "") + software(o) + ")",
                 t.wide ? 0 : t.width, 2);
 }
 

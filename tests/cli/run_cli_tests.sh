@@ -110,6 +110,20 @@ check "the ranked table has the per-layer plan" grep -Eq '^[0-9]+ +per-layer ' "
 check "the best plan is named" grep -q '^best: ' "$work/stdout"
 check "the best plan's per-layer layouts follow" grep -Eq '^fc8 +linear ' "$work/stdout"
 
+# The training software's options (planner/README.md, "Training software"): stated on the first
+# line, kept in the plan file, fixed by it, and checked.
+run --net gpt2 --procs 64 --cluster dgx-a100 --batch 512 --dtype fp16 --stages 4 --micro-batches 8 --tensor 4 \
+    --grad-accumulation autograd --mixed-precision-step deepspeed --boundary-send deepspeed --out "$work/ds.json"
+check "the training-software options plan" [ "$status" -eq 0 ]
+check "the header states them" bash -c "tr -s ' \n' ' ' <'$work/stdout' | grep -q 'gradient accumulation autograd, optimizer step deepspeed, boundary sends deepspeed)'"
+check "the plan file keeps them" grep -q '"boundary_send": "deepspeed"' "$work/ds.json"
+run plan --plan "$work/ds.json"
+check "the plan file re-scores with them" bash -c "tr -s ' \n' ' ' <'$work/stdout' | grep -q 'gradient accumulation autograd, optimizer step deepspeed, boundary sends deepspeed)'"
+run plan --plan "$work/ds.json" --boundary-send whole-tensor
+check "--boundary-send does not apply to --plan" [ "$status" -eq 2 ]
+run --net gpt2 --procs 8 --cluster dgx-a100 --grad-accumulation sometimes
+check "an unknown --grad-accumulation exits 2" [ "$status" -eq 2 ]
+
 # --out writes the best plan; `plan --plan` re-scores it to the very same document.
 run --net alexnet --procs 64 --batch 512 --out "$work/plan.json"
 check "--out exits 0" [ "$status" -eq 0 ]

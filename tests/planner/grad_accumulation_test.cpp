@@ -7,6 +7,7 @@
 
 #include "planner/compute.hpp"
 #include "networks/network.hpp"
+#include "planner/graph_partition.hpp"
 #include "planner/pipeline.hpp"
 
 using namespace dnnplan;
@@ -94,4 +95,65 @@ TEST_CASE("the stage evaluator adds each micro-batch's gradient accumulation to 
         CHECK(hook.iteration_s - gemm.iteration_s >= 0.52e-3 * (1 - 1e-9));
         CHECK(hook.iteration_s - gemm.iteration_s <= 0.65e-3 * (1 + 1e-9));
     }
+}
+
+TEST_CASE("the layout search's objective counts one micro-batch's gradient accumulation", "[planner][accumulation]") {
+    // P = 1, B = 4, fp16: a plain plan is one micro-batch (M = 1). Megatron-LM's hook adds it into
+    // main_grad once (read 2 B, read 2 B, write 2 B) and zeroes the buffer (2 B): 8 B per parameter,
+    // 1e6 x 8 B / 1e11 B/s = 80 us per layer; autograd's first micro-batch's gradient is .grad
+    // itself: nothing; in the GEMM: nothing.
+    const Chain chain;
+    auto model_with = [&](GradAccumulation how) {
+        PlannerOptions o = options(1, 4, DType::fp16);
+        o.compute = ComputeModel::per_operation;
+        o.optimizer = Optimizer::adam;
+        o.grad_accumulation = how;
+        return o;
+    };
+    const PlannerOptions hook_options = model_with(GradAccumulation::main_grad_hook);
+    const PlannerOptions gemm_options = model_with(GradAccumulation::in_gemm);
+    const PlannerOptions autograd_options = model_with(GradAccumulation::autograd_in_place);
+    const CostModel hook(chain.net, chain.cluster, hook_options), gemm(chain.net, chain.cluster, gemm_options),
+        autograd(chain.net, chain.cluster, autograd_options);
+    const Layout one;
+    const int l1 = chain.net.find("l1");
+    CHECK(hook.segment_seconds(l1, one) - gemm.segment_seconds(l1, one) == Approx(80e-6));
+    CHECK(autograd.segment_seconds(l1, one) == Approx(gemm.segment_seconds(l1, one)));
+    // The stage evaluator's score of the same plan adds the same: 4 layers x 80 us (the objective
+    // and the score agree).
+    const std::vector<Layout> ones(chain.net.layers.size());
+    CHECK(hook.score(ones).cost.iteration_s - gemm.score(ones).cost.iteration_s == Approx(320e-6));
+}
+
+TEST_CASE("graph partitions add each micro-batch's gradient accumulation to its backward operations",
+          "[planner][accumulation][graph]") {
+    // The chain on k = 2 devices (l1, l2 | l3, l4), M = 4 micro-batches of 1, one replica, GPipe.
+    // Per micro-batch and layer: 1e6 parameters x 26 B / 4 / 1e11 B/s = 65 us with the hook (see
+    // the pipeline case above), nothing in the GEMM.
+    const Chain chain;
+    auto score = [&](GradAccumulation how) {
+        PlannerOptions o = options(2, 4, DType::fp16);
+        o.compute = ComputeModel::per_operation;
+        o.optimizer = Optimizer::adam;
+        o.grad_accumulation = how;
+        CostModel model(chain.net, chain.cluster, o);
+        PipelineSpec spec;
+        spec.tensor = 1;
+        spec.stages = 2;
+        spec.replicas = 1;
+        spec.micro_batches = 4;
+        spec.device_of = {0, 0, 0, 1, 1};
+        const std::vector<Layout> ones(chain.net.layers.size());
+        return std::pair{score_graph_partition(model, spec, ones).plan.cost,
+                         graph_partition_program(model, spec, ones).backward_s};
+    };
+    const auto [gemm, gemm_backward] = score(GradAccumulation::in_gemm);
+    const auto [hook, hook_backward] = score(GradAccumulation::main_grad_hook);
+    // The program the simulator replays: every layer's backward 65 us longer.
+    for (int i = 1; i <= 4; ++i) CHECK(hook_backward[i] - gemm_backward[i] == Approx(65e-6));
+    // The busiest device's 4 micro-batches x 2 layers x 65 us = 0.52 ms of backward; the GPipe
+    // makespan grows by at least that and at most (M + k - 1) x 2 x 65 us = 0.65 ms.
+    CHECK(hook.bwd_compute_s - gemm.bwd_compute_s == Approx(0.52e-3));
+    CHECK(hook.iteration_s - gemm.iteration_s >= 0.52e-3 * (1 - 1e-9));
+    CHECK(hook.iteration_s - gemm.iteration_s <= 0.65e-3 * (1 + 1e-9));
 }

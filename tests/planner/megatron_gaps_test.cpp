@@ -8,6 +8,7 @@
 #include <string>
 
 #include "planner/pipeline.hpp"
+#include "planner/pipeline_program.hpp"
 #include "planner/search.hpp"
 #include "planner_test_helpers.hpp"
 
@@ -214,6 +215,113 @@ TEST_CASE("recomputation, sequence parallelism and micro-batch size narrow the s
         CHECK(c.pipeline.recompute == Recompute::selective);
         CHECK(c.pipeline.device_of.empty());
     }
+}
+
+
+TEST_CASE("boundary sends: Megatron-LM's scatter/gather, whole tensors, DeepSpeed's blocking sends",
+          "[planner][megatron][boundary]") {
+    // One GPT-3 block in 2 stages of T = 2 (P = 4, one DGX node: every boundary on NVLink), the cut
+    // before ln_2 (only add_1's output crosses: 50,331,648 B), one micro-batch of one sequence.
+    const networks::Network net = gpt3_block();
+    const clusters::Cluster dgx = test::preset("dgx-a100");
+    const int cut = net.find("ln_2");
+    auto stages_with = [&](PipelineBoundarySend send) {
+        PlannerOptions o = fp16_options(4, 1);
+        o.boundary_send = send;
+        const CostModel model(net, dgx, o);
+        PipelineSpec spec;
+        spec.tensor = 2;
+        spec.stages = 2;
+        spec.replicas = 1;
+        spec.micro_batches = 1;
+        spec.schedule = Schedule::one_f_one_b;
+        spec.stage_first = {1, cut};
+        REQUIRE(pipeline_problem(model, spec).empty());
+        return score_pipeline(model, spec, tensor_layouts(model, 2)).stages;
+    };
+    const auto megatron = stages_with(PipelineBoundarySend::scatter_gather);
+    const auto whole = stages_with(PipelineBoundarySend::whole_tensor);
+    const auto deepspeed = stages_with(PipelineBoundarySend::deepspeed);
+    REQUIRE(megatron.size() == 2);
+    // Scatter/gather: half the tensor per rank, 1e-6 + 25,165,824 / 2.3001e11 s, then the pair's
+    // all-gather, one step of half: the same again.
+    const double half = 1e-6 + (kResidual / 2) / kNvlink;
+    CHECK(megatron[1].recv_forward_s == Approx(2 * half));
+    CHECK(megatron[0].recv_backward_s == Approx(2 * half));
+    // Whole tensors: every rank sends all 50,331,648 B, nothing to gather.
+    CHECK(whole[1].recv_forward_s == Approx(1e-6 + kResidual / kNvlink));
+    CHECK(whole[0].recv_backward_s == Approx(1e-6 + kResidual / kNvlink));
+    // On NVLink that is the scatter/gather's time less one latency (the gather moves the other half).
+    CHECK(whole[1].forward_s - megatron[1].forward_s == Approx(-1e-6));
+    // DeepSpeed: the receives are Megatron-LM's (partitioned, all-gathered); stage 1's forward
+    // step also waits for its own send of the input gradient back (one half-tensor transfer),
+    // stage 0's backward step for its send of the output and for gathering that output again:
+    // two more.
+    CHECK(deepspeed[1].recv_forward_s == Approx(megatron[1].recv_forward_s));
+    CHECK(deepspeed[1].forward_s - megatron[1].forward_s == Approx(half));
+    CHECK(deepspeed[1].backward_s == Approx(megatron[1].backward_s));
+    CHECK(deepspeed[0].forward_s == Approx(megatron[0].forward_s));
+    CHECK(deepspeed[0].backward_s - megatron[0].backward_s == Approx(2 * half));
+}
+
+TEST_CASE("the simulator's pipeline program carries the boundary sends' message sizes", "[planner][megatron][boundary]") {
+    // The two-stage GPT-3 block above: stage 1 receives half the residual per rank and all-gathers
+    // it under scatter/gather; the whole 50,331,648 B and no all-gather under whole tensors.
+    const networks::Network net = gpt3_block();
+    const clusters::Cluster dgx = test::preset("dgx-a100");
+    auto program_with = [&](PipelineBoundarySend send) {
+        PlannerOptions o = fp16_options(4, 1);
+        o.boundary_send = send;
+        const CostModel model(net, dgx, o);
+        PipelineSpec spec;
+        spec.tensor = 2;
+        spec.stages = 2;
+        spec.replicas = 1;
+        spec.micro_batches = 1;
+        spec.schedule = Schedule::one_f_one_b;
+        spec.stage_first = {1, net.find("ln_2")};
+        return pipeline_program(model, spec, tensor_layouts(model, 2));
+    };
+    const PipelineProgram megatron = program_with(PipelineBoundarySend::scatter_gather);
+    const PipelineProgram whole = program_with(PipelineBoundarySend::whole_tensor);
+    CHECK(megatron.stages[1].recv_bytes == kResidual / 2);
+    CHECK(megatron.stages[1].recv_gather_bytes == kResidual);
+    CHECK(megatron.stages[1].recv_gather.size() == 2);
+    CHECK(whole.stages[1].recv_bytes == kResidual);
+    CHECK(whole.stages[1].recv_gather_bytes == 0);
+    CHECK(whole.stages[1].recv_gather.empty());
+    CHECK(whole.stages[1].recv_s == Approx(1e-6 + kResidual / kNvlink));
+}
+
+TEST_CASE("whole-tensor sends under sequence parallelism send each rank's shard", "[planner][megatron][boundary]") {
+    // Megatron-LM sends the sequence-parallel shard (1/T of the sequence) whatever the flag says.
+    const networks::Network net = gpt3_block();
+    const clusters::Cluster dgx = test::preset("dgx-a100");
+    PlannerOptions o = fp16_options(2, 1);
+    o.boundary_send = PipelineBoundarySend::whole_tensor;
+    const CostModel model(net, dgx, o);
+    const std::vector<Layout> layouts = tensor_layouts(model, 2);
+    const int cut = net.find("ln_2");
+    const LayerTable plain = make_layer_table(model, 2, 1, layouts, false);
+    CHECK(plain.boundary_send_bytes[cut] == kResidual);
+    CHECK(plain.boundary_gather_s[cut] == 0);
+    const LayerTable split = make_layer_table(model, 2, 1, layouts, true);
+    CHECK(split.boundary_send_bytes[cut] == kResidual / 2);
+    CHECK(split.boundary_gather_s[cut] == 0);
+}
+
+TEST_CASE("the training-software options' names", "[planner][options]") {
+    for (auto send : {PipelineBoundarySend::scatter_gather, PipelineBoundarySend::whole_tensor, PipelineBoundarySend::deepspeed})
+        CHECK(parse_boundary_send(to_string(send)) == send);
+    for (auto how : {GradAccumulation::in_gemm, GradAccumulation::autograd_in_place, GradAccumulation::main_grad_hook})
+        CHECK(parse_grad_accumulation(to_string(how)) == how);
+    for (auto step : {MixedPrecisionStep::megatron_lm, MixedPrecisionStep::deepspeed_zero})
+        CHECK(parse_mixed_precision_step(to_string(step)) == step);
+    CHECK(boundary_send_names() == std::vector<std::string>{"scatter-gather", "whole-tensor", "deepspeed"});
+    CHECK(grad_accumulation_names() == std::vector<std::string>{"in-gemm", "autograd", "hook"});
+    CHECK(mixed_precision_step_names() == std::vector<std::string>{"megatron", "deepspeed"});
+    CHECK_FALSE(parse_boundary_send("scatter_gather").has_value());
+    CHECK_FALSE(parse_grad_accumulation("main_grad_hook").has_value());
 }
 
 }  // namespace dnnplan::planner

@@ -128,6 +128,10 @@ TEST_CASE("the plan written by the CLI reads back", "[planner][plan]") {
     CHECK(request.options.optimizer == Optimizer::sgd);
     CHECK(request.options.overlap_sync);
     CHECK_FALSE(request.options.roofline);
+    // Written before the training-software options: the defaults (the dtype's accumulation).
+    CHECK_FALSE(request.options.grad_accumulation.has_value());
+    CHECK(request.options.mixed_precision_step == MixedPrecisionStep::megatron_lm);
+    CHECK(request.options.boundary_send == PipelineBoundarySend::scatter_gather);
     REQUIRE(request.layouts.size() == 5);
     std::vector<std::string> names;
     for (const auto& [name, layout] : request.layouts) {
@@ -146,6 +150,61 @@ TEST_CASE("the plan written by the CLI reads back", "[planner][plan]") {
     ScoredPlan scored = model.score(layouts_for(request, model, path));
     CHECK(scored.cost.feasible);
     CHECK(scored.cost.iteration_s > 0);
+}
+
+TEST_CASE("the training-software options round-trip through the plan file", "[planner][plan]") {
+    // gpt2 on 8 A100s in pipelines of T = 2 x S = 2 x R = 2, M = 4, with DeepSpeed's behaviour
+    // throughout: every option differs from its default, so a field lost on the way would change
+    // the score.
+    networks::Network net = builtin("gpt2");
+    clusters::Cluster dgx = preset("dgx-a100");
+    PlannerOptions o;
+    o.procs = 8;
+    o.batch = 16;
+    o.dtype = DType::fp16;
+    o.optimizer = Optimizer::adam;
+    o.compute = ComputeModel::per_operation;
+    o.grad_accumulation = GradAccumulation::autograd_in_place;
+    o.mixed_precision_step = MixedPrecisionStep::deepspeed_zero;
+    o.boundary_send = PipelineBoundarySend::deepspeed;
+    CostModel model(net, dgx, o);
+    PipelineSpec spec;
+    spec.tensor = 2;
+    spec.stages = 2;
+    spec.replicas = 2;
+    spec.micro_batches = 4;
+    spec.schedule = Schedule::one_f_one_b;
+    spec.stage_first = {1, cut_positions(model)[cut_positions(model).size() / 2]};
+    REQUIRE(pipeline_problem(model, spec).empty());
+    Candidate c;
+    c.strategy = Strategy::tp_pp_dp;
+    c.pipeline = spec;
+    c.plan = score_pipeline(model, spec, tensor_layouts(model, 2)).plan;
+    REQUIRE(c.plan.cost.feasible);
+    const Json json = plan_to_json(planner::make_plan(model, c, {"gpt2", "dgx-a100"}), model);
+    CHECK(json.at("grad_accumulation") == "autograd");
+    CHECK(json.at("mixed_precision_step") == "deepspeed");
+    CHECK(json.at("boundary_send") == "deepspeed");
+    auto rescore = [&](const Json& document) {
+        PlanRequest request = parse_plan_request(parse_json_text(document.dump(2), "p.json"), "p.json");
+        CostModel again(net, dgx, request.options);
+        return std::pair{request.options,
+                         score_pipeline(again, pipeline_for(request, again, "p.json"), layouts_for(request, again, "p.json"))
+                             .plan.cost};
+    };
+    const auto [read, cost] = rescore(json);
+    CHECK(read.grad_accumulation == o.grad_accumulation);
+    CHECK(read.mixed_precision_step == o.mixed_precision_step);
+    CHECK(read.boundary_send == o.boundary_send);
+    check_equal(cost, c.plan.cost);
+    // Without the three fields (a plan written before them): the defaults, another score.
+    Json old = json;
+    for (const char* key : {"grad_accumulation", "mixed_precision_step", "boundary_send"}) old.erase(key);
+    const auto [defaults, default_cost] = rescore(old);
+    CHECK_FALSE(defaults.grad_accumulation.has_value());
+    CHECK(defaults.mixed_precision_step == MixedPrecisionStep::megatron_lm);
+    CHECK(defaults.boundary_send == PipelineBoundarySend::scatter_gather);
+    CHECK(default_cost.iteration_s != Approx(c.plan.cost.iteration_s));
 }
 
 TEST_CASE("bad plan files give their exact diagnostics", "[planner][plan][bad]") {
@@ -169,6 +228,9 @@ TEST_CASE("bad plan files give their exact diagnostics", "[planner][plan][bad]")
           bad_path("not_a_plan") + ": /: not a dnnplan plan (expected \"format\": \"dnnplan-plan\")");
     CHECK(lenet5_plan_error(bad_path("negative_factor")) ==
           bad_path("negative_factor") + ": /layouts/3/layout/n: must be a positive integer, got -2");
+    CHECK(lenet5_plan_error(bad_path("bad_grad_accumulation")) ==
+          bad_path("bad_grad_accumulation") +
+              ": /grad_accumulation: unknown value \"sometimes\" (valid: in-gemm, autograd or hook)");
 }
 
 TEST_CASE("a plan's P must fit the cluster", "[planner][plan][bad]") {

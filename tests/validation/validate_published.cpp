@@ -150,6 +150,17 @@ planner::GradAccumulation grad_accumulation_of(const Json& run) {
     throw std::runtime_error("grad_accumulation \"" + how + "\" is not autograd_in_place, main_grad_hook or in_gemm");
 }
 
+// The run's boundary_send (absent: Megatron-LM's scatter/gather): how its pipeline engine moved
+// stage-boundary tensors (planner/software_options.hpp).
+planner::PipelineBoundarySend boundary_send_of(const Json& run) {
+    if (!run.contains("boundary_send")) return planner::PipelineBoundarySend::scatter_gather;
+    const std::string how = field(run, "boundary_send");
+    if (how == "scatter_gather") return planner::PipelineBoundarySend::scatter_gather;
+    if (how == "whole_tensor") return planner::PipelineBoundarySend::whole_tensor;
+    if (how == "deepspeed") return planner::PipelineBoundarySend::deepspeed;
+    throw std::runtime_error("boundary_send \"" + how + "\" is not scatter_gather, whole_tensor or deepspeed");
+}
+
 // Seconds per iteration the source measured: its time, or its FLOP/s under its convention.
 double published_seconds(const Json& run, const GptShape& g) {
     const Json& m = run.at("measured");
@@ -209,6 +220,7 @@ Row score_run(const Json& run, const std::string& source_dir, std::vector<std::s
     options.overlap_sync = overlapped_grad_reduce(run);
     options.mixed_precision_step = mixed_precision_step_of(run);
     options.grad_accumulation = grad_accumulation_of(run);
+    options.boundary_send = boundary_send_of(run);
     planner::CostModel model(net, cluster, options);
 
     planner::PipelineSpec spec;
