@@ -155,14 +155,7 @@ int run_plan_file(const PlanOptions& o) {
     }
     planner::check_request_fits_cluster(request, cluster, o.plan_file);
     planner::CostModel model(network, cluster, request.options);
-    std::vector<planner::Layout> layouts = planner::layouts_for(request, model, o.plan_file);
-    planner::Candidate candidate;
-    candidate.strategy = request.strategy;
-    candidate.label = request.label;
-    candidate.pipeline = planner::pipeline_for(request, model, o.plan_file);
-    candidate.processes_per_node = request.options.processes_per_node;
-    candidate.plan = candidate.pipeline.active() ? planner::score_pipeline(model, candidate.pipeline, layouts).plan
-                                                 : model.score(layouts);
+    planner::Candidate candidate = planner::rescored_candidate(request, model, o.plan_file);
     planner::Plan plan = planner::make_plan(model, candidate, {request.network_source, request.cluster_source});
     int status = emit_scored_plan(o, model, plan, "the plan");
     if (status == 0) write_predicted_trace(o, model, candidate);

@@ -54,13 +54,7 @@ PlanningInputs saved_plan_inputs(const ReportOptions& o) {
 // The saved plan re-scored (as `plan --plan` does) as the one candidate of the report's ranking.
 planner::SearchResult saved_plan_result(const std::string& plan_file, const planner::CostModel& model) {
     planner::PlanRequest request = planner::parse_plan_request(load_json_file(plan_file), plan_file);
-    std::vector<planner::Layout> layouts = planner::layouts_for(request, model, plan_file);
-    planner::Candidate candidate;
-    candidate.strategy = request.strategy;
-    candidate.label = request.label;
-    candidate.pipeline = planner::pipeline_for(request, model, plan_file);
-    candidate.plan = candidate.pipeline.active() ? planner::score_pipeline(model, candidate.pipeline, layouts).plan
-                                                 : model.score(layouts);
+    planner::Candidate candidate = planner::rescored_candidate(request, model, plan_file);
     planner::SearchResult result;
     (candidate.plan.cost.feasible ? result.feasible_count : result.infeasible_count) = 1;
     result.ranked.push_back(std::move(candidate));

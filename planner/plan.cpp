@@ -341,4 +341,22 @@ PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, co
     return spec;
 }
 
+Candidate rescored_candidate(const PlanRequest& request, const CostModel& model, const std::string& file) {
+    std::vector<Layout> layouts = layouts_for(request, model, file);
+    Candidate candidate;
+    candidate.strategy = request.strategy;
+    candidate.label = request.label;
+    candidate.pipeline = pipeline_for(request, model, file);
+    candidate.processes_per_node = request.options.processes_per_node;
+    if (!candidate.pipeline.active()) {
+        candidate.plan = model.score(layouts);
+        return candidate;
+    }
+    PipelineScore score = score_pipeline(model, candidate.pipeline, layouts);
+    // Graph partitions (a device per layer) keep their saved label: theirs names the placement.
+    if (candidate.pipeline.device_of.empty()) candidate.label = pipeline_label(candidate.pipeline, score);
+    candidate.plan = std::move(score.plan);
+    return candidate;
+}
+
 }  // namespace dnnplan::planner

@@ -63,4 +63,10 @@ std::vector<Layout> layouts_for(const PlanRequest& request, const CostModel& mod
 // indices) and checked (pipeline_problem); InputError at /pipeline otherwise.
 PipelineSpec pipeline_for(const PlanRequest& request, const CostModel& model, const std::string& file);
 
+// The saved plan as a candidate scored by `model` (what `plan --plan` and `report --plan` show):
+// layouts_for() and pipeline_for() checks, then the score. A pipeline's label states M, the
+// schedule and the scored figures, so it is made anew from the plan's spec (a hand-edited M gets
+// its own label); other families keep the saved one.
+Candidate rescored_candidate(const PlanRequest& request, const CostModel& model, const std::string& file);
+
 }  // namespace dnnplan::planner

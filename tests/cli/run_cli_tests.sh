@@ -119,6 +119,12 @@ check "the header states them" bash -c "tr -s ' \n' ' ' <'$work/stdout' | grep -
 check "the plan file keeps them" grep -q '"boundary_send": "deepspeed"' "$work/ds.json"
 run plan --plan "$work/ds.json"
 check "the plan file re-scores with them" bash -c "tr -s ' \n' ' ' <'$work/stdout' | grep -q 'gradient accumulation autograd, optimizer step deepspeed, boundary sends deepspeed)'"
+# A hand-edited micro-batch count is re-scored under its own label (the label states M and the
+# scored figures; it used to keep the saved one, "M=8").
+jq '.pipeline.micro_batches = 4' "$work/ds.json" >"$work/ds-m4.json"
+run plan --plan "$work/ds-m4.json"
+check "an edited M is labelled anew" grep -q '^plan: tp-pp-dp TP=4 x PP=4 x DP=4, M=4, 1f1b' "$work/stdout"
+check "the old label is gone" bash -c "! grep -q 'M=8' '$work/stdout'"
 run plan --plan "$work/ds.json" --boundary-send whole-tensor
 check "--boundary-send does not apply to --plan" [ "$status" -eq 2 ]
 run --net gpt2 --procs 8 --cluster dgx-a100 --grad-accumulation sometimes
