@@ -88,6 +88,23 @@ bool lockstep_symmetric(const CommCall& call) {
     return true;
 }
 
+bool pair_exchanges_only(const CommCall& call) {
+    const int g = std::max(1, call.group.size);
+    std::vector<std::vector<clusters::RankStep>> steps(g);
+    for (int i = 0; i < g; ++i) steps[i] = ReplayBase::call_rank_steps(call, i);
+    for (int i = 0; i < g; ++i)
+        for (std::size_t k = 0; k < steps[i].size(); ++k) {
+            const auto& s = steps[i][k];
+            if (s.send_to < 0 && s.recv_from < 0) continue;
+            if (s.send_to != s.recv_from || s.send_bytes != s.recv_bytes || s.send_to >= g) return false;
+            const auto& theirs = steps[s.send_to];
+            if (k >= theirs.size() || theirs[k].send_to != i || theirs[k].recv_from != i ||
+                theirs[k].send_bytes != s.recv_bytes)
+                return false;
+        }
+    return true;
+}
+
 void ReplayBase::record(RankClock& clock, int rank, int track, const std::string& cat, double start,
                         const std::string& name) {
     if (!timeline) return;
