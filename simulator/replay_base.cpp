@@ -15,10 +15,9 @@ std::string ReplayBase::call_name(const CommCall& c) const {
 
 sg4::Mailbox* ReplayBase::mailbox(Boxes& boxes, const std::string& channel, int from, int to) {
     long long key = (static_cast<long long>(from) << 32) | static_cast<unsigned>(to);
-    auto it = boxes.find(key);
-    if (it != boxes.end()) return it->second;
+    if (sg4::Mailbox* known = boxes.find(key)) return known;
     auto* box = sg4::Mailbox::by_name(channel + ":" + std::to_string(from) + ">" + std::to_string(to));
-    boxes.emplace(key, box);
+    boxes.insert(key, box);
     return box;
 }
 

@@ -42,7 +42,44 @@ void count_message(RankClock& clock);
 bool pair_exchanges_only(const CommCall& call);  // below
 
 // An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.
-using Boxes = std::unordered_map<long long, sg4::Mailbox*>;
+// Open addressing in one array (linear probing, at most half full): every message looks its
+// mailbox up, and a node-based map cost 5% of resnet50's best plan at P = 4,096 in cache misses.
+class Boxes {
+public:
+    sg4::Mailbox* find(long long key) const {
+        if (slots_.empty()) return nullptr;
+        for (std::size_t i = slot(key);; i = (i + 1) & (slots_.size() - 1)) {
+            if (slots_[i].box == nullptr) return nullptr;
+            if (slots_[i].key == key) return slots_[i].box;
+        }
+    }
+    void insert(long long key, sg4::Mailbox* box) {
+        if (2 * (used_ + 1) > slots_.size()) grow();
+        std::size_t i = slot(key);
+        while (slots_[i].box != nullptr) i = (i + 1) & (slots_.size() - 1);
+        slots_[i] = {key, box};
+        ++used_;
+    }
+
+private:
+    struct Slot {
+        long long key = 0;
+        sg4::Mailbox* box = nullptr;
+    };
+    std::vector<Slot> slots_;
+    std::size_t used_ = 0;
+    std::size_t slot(long long key) const {
+        return static_cast<std::size_t>((static_cast<unsigned long long>(key) * 0x9E3779B97F4A7C15ULL) >> 20) &
+               (slots_.size() - 1);
+    }
+    void grow() {
+        std::vector<Slot> old = std::move(slots_);
+        slots_.assign(old.empty() ? 32 : 2 * old.size(), Slot{});
+        used_ = 0;
+        for (const Slot& s : old)
+            if (s.box != nullptr) insert(s.key, s.box);
+    }
+};
 
 struct ReplayBase {
     const planner::CostModel& model;
