@@ -6,6 +6,7 @@
 
 #include "planner/search.hpp"
 #include "sim_test_helpers.hpp"
+#include "simulator/replay_base.hpp"
 #include "simulator/simulator.hpp"
 
 using namespace dnnplan;
@@ -97,4 +98,33 @@ TEST_CASE("folded exchanges step aside for lone flows unless asked, and stay wit
                 1e3 * r.folded.simulated.iteration_s, 1e3 * r.full.simulated.iteration_s,
                 1e3 * exact.folded.simulated.iteration_s, 1e3 * exact.full.simulated.iteration_s);
     CHECK(bytes_on_links(r.folded) == Approx(bytes_on_links(r.full)).epsilon(1e-12));
+}
+
+// Which calls are made of pair exchanges only, from clusters::rank_steps's partners by hand: recursive
+// doubling pairs i with i xor 2^k at step k, Rabenseifner (power of two) likewise in both halves, a
+// ring over 2 ranks sends to and receives from the other one; a ring over 4 sends to i + 1 and
+// receives from i - 1, the pairwise all-to-all over 4 to i + k from i - k (only k = 2 pairs), a halo
+// over 3 parts sends right while it receives from the left.
+TEST_CASE("pair exchanges: which calls fold exactly", "[sim][folded]") {
+    using clusters::Algorithm;
+    using clusters::Collective;
+    auto call = [](Collective c, Algorithm a, int g, planner::CommKind kind = planner::CommKind::all_reduce) {
+        planner::CommCall out;
+        out.kind = kind;
+        out.collective = c;
+        out.algorithm = clusters::CollectiveAlgorithm(a);
+        out.group = clusters::GroupPlacement{g, 1};
+        out.bytes = 4096;
+        return out;
+    };
+    CHECK(simulator::pair_exchanges_only(call(Collective::all_reduce, Algorithm::recursive_doubling, 8)));
+    CHECK(simulator::pair_exchanges_only(call(Collective::all_reduce, Algorithm::rabenseifner, 16)));
+    CHECK(simulator::pair_exchanges_only(call(Collective::all_gather, Algorithm::recursive_doubling, 4)));
+    CHECK(simulator::pair_exchanges_only(call(Collective::all_reduce, Algorithm::ring, 2)));
+    CHECK(simulator::pair_exchanges_only(call(Collective::all_to_all, Algorithm::pairwise, 2)));
+    CHECK(simulator::pair_exchanges_only(
+        call(Collective::all_reduce, Algorithm::ring, 2, planner::CommKind::halo)));  // a halo of 2 parts
+    CHECK_FALSE(simulator::pair_exchanges_only(call(Collective::all_reduce, Algorithm::ring, 4)));
+    CHECK_FALSE(simulator::pair_exchanges_only(call(Collective::all_to_all, Algorithm::pairwise, 4)));
+    CHECK_FALSE(simulator::pair_exchanges_only(call(Collective::all_reduce, Algorithm::ring, 3, planner::CommKind::halo)));
 }
