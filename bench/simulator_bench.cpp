@@ -167,8 +167,8 @@ BENCHMARK(BM_SimulateResnet50BestDragonfly)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateVgg16BestDragonflyEvents)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyEvents)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyMalloc)->Arg(512)->ONE_RUN;
-BENCHMARK(BM_SimulateResnet50BatchDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
-BENCHMARK(BM_SimulateResnet50BatchDragonflyUnfolded)->Arg(512)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BatchDragonflyFolded)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BatchDragonflyUnfolded)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateVgg16BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
 
