@@ -9,7 +9,10 @@
 //   event-driven replay (P = 512 only: quadratic in the flows in flight under SimGrid 3.32);
 //   "Malloc": without the child's memory pool (SimOptions::memory_pool), for the CPU it saves;
 //   gpt2 as a 4 x 4 x R pipeline on a dgx-a100 star (T = 4 < 8 devices: full replay);
-//   gpt3-175b, the README's plan (T = 8 x S = 4 x R = 32, M = 48, 1F1B, ZeRO-1) on dgx-a100's fat tree.
+//   gpt3-175b, the README's plan (T = 8 x S = 4 x R = 32, M = 48, 1F1B, ZeRO-1) on dgx-a100's fat tree;
+//   "Folded": pair exchanges as one flow on links shared by both directions (simulator/README.md,
+//   "Folded exchanges"): exact for pure batch on the dragonfly ("Unfolded" the reference), with
+//   lone flows approximated for the best plans (halos).
 #include <benchmark/benchmark.h>
 
 #include "clusters/cluster.hpp"
@@ -43,7 +46,8 @@ void report(benchmark::State& state, const simulator::SimResult& result, double 
     state.counters["predicted_iteration_s"] = predicted;
 }
 
-void batch(benchmark::State& state, const std::string& net, const std::string& topology, bool reduce) {
+void batch(benchmark::State& state, const std::string& net, const std::string& topology, bool reduce,
+           bool fold = true) {
     const int procs = static_cast<int>(state.range(0));
     networks::Network network = network_named(net);
     planner::PlannerOptions options;
@@ -56,13 +60,15 @@ void batch(benchmark::State& state, const std::string& net, const std::string& t
     simulator::SimOptions sim;
     sim.platform.topology = topology;
     sim.reduce = reduce;
+    sim.fold_exchanges = fold;
     simulator::SimResult result;
     for (auto _ : state) result = simulator::simulate(model, plan, sim);
     report(state, result, plan.cost.iteration_s);
 }
 
 // The planner's best candidate (batch 256) on the cluster's own topology.
-void best(benchmark::State& state, const std::string& net, bool event_driven = false, bool memory_pool = true) {
+void best(benchmark::State& state, const std::string& net, bool event_driven = false, bool memory_pool = true,
+          bool fold_lone_flows = false) {
     const int procs = static_cast<int>(state.range(0));
     networks::Network network = network_named(net);
     planner::PlannerOptions options;
@@ -75,6 +81,7 @@ void best(benchmark::State& state, const std::string& net, bool event_driven = f
     simulator::SimOptions sim;
     sim.event_driven = event_driven;
     sim.memory_pool = memory_pool;
+    sim.fold_lone_flows = fold_lone_flows;
     simulator::SimResult result;
     for (auto _ : state) result = simulator::simulate(model, plan, sim);
     report(state, result, plan.cost.iteration_s);
@@ -121,6 +128,13 @@ void BM_SimulateVgg16BestDragonflyEvents(benchmark::State& state) { best(state, 
 void BM_SimulateResnet50BestDragonflyEvents(benchmark::State& state) { best(state, "resnet50", true); }
 // The same with malloc instead of the child's free lists (simulator/memory_pool.cpp): the CPU it saves.
 void BM_SimulateResnet50BestDragonflyMalloc(benchmark::State& state) { best(state, "resnet50", false, false); }
+// Folded exchanges: exact on pure batch (every call pair exchanges), approximate with the best plans' halos.
+void BM_SimulateResnet50BatchDragonflyFolded(benchmark::State& state) { batch(state, "resnet50", "cluster", true); }
+void BM_SimulateResnet50BatchDragonflyUnfolded(benchmark::State& state) {
+    batch(state, "resnet50", "cluster", true, false);
+}
+void BM_SimulateVgg16BestDragonflyFolded(benchmark::State& state) { best(state, "vgg16", false, true, true); }
+void BM_SimulateResnet50BestDragonflyFolded(benchmark::State& state) { best(state, "resnet50", false, true, true); }
 void BM_SimulateGpt2PipelineStar(benchmark::State& state) {
     pipeline(state, "gpt2", "dgx-a100", 512, spec_of(4, 4, static_cast<int>(state.range(0)) / 16, 8, false), "star",
              true);
@@ -153,5 +167,9 @@ BENCHMARK(BM_SimulateResnet50BestDragonfly)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateVgg16BestDragonflyEvents)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyEvents)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyMalloc)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BatchDragonflyFolded)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BatchDragonflyUnfolded)->Arg(512)->ONE_RUN;
+BENCHMARK(BM_SimulateVgg16BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
 
 BENCHMARK_MAIN();

@@ -32,6 +32,7 @@ struct SimulateOptions {
     std::string out;
     double max_seconds = 0;
     bool full = false;
+    bool fold_lone_flows = false;
     int top_links = 10;
 };
 
@@ -187,6 +188,7 @@ int run_simulate(const SimulateOptions& o) {
     options.timeline = !o.trace.empty();
     options.max_seconds = o.max_seconds;
     options.reduce = !o.full;
+    options.fold_lone_flows = o.fold_lone_flows;
     options.top_links = o.top_links;
     auto progress = std::make_shared<SimulateProgress>();
     options.on_progress = [progress](const simulator::SimProgress& p) { (*progress)(p); };
@@ -265,6 +267,9 @@ Command add_simulate_command(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--full", o->full,
                   "replay every rank even where the reduced replay applies (simulator/README.md, \"Reduced replay\")");
+    cmd->add_flag("--fold-lone-flows", o->fold_lone_flows,
+                  "fold pair exchanges even when halos or rings send lone flows (an approximation; simulator/README.md, "
+                  "\"Folded exchanges\")");
     return {cmd, [o] { return run_simulate(*o); }};
 }
 

@@ -7,18 +7,40 @@ namespace dnnplan::simulator {
 
 namespace sg4 = simgrid::s4u;
 
-const std::vector<int>& LinkStats::route(sg4::Host* from, sg4::Host* to) {
-    auto [it, inserted] = routes_.try_emplace({from, to});
-    if (!inserted) return it->second;
+std::size_t LinkStats::route_slot(const sg4::Host* from, const sg4::Host* to) const {
+    const auto a = reinterpret_cast<std::uintptr_t>(from), b = reinterpret_cast<std::uintptr_t>(to);
+    const std::uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ (b * 0xC2B2AE3D27D4EB4FULL);
+    return static_cast<std::size_t>(h >> 24) & (route_slots_.size() - 1);
+}
+
+std::pair<const int*, const int*> LinkStats::route(sg4::Host* from, sg4::Host* to) {
+    if (2 * (routes_used_ + 1) > route_slots_.size()) {
+        std::vector<RouteSlot> old = std::move(route_slots_);
+        route_slots_.assign(old.empty() ? 1024 : 2 * old.size(), RouteSlot{});
+        for (const RouteSlot& r : old) {
+            if (r.from == nullptr) continue;
+            std::size_t i = route_slot(r.from, r.to);
+            while (route_slots_[i].from != nullptr) i = (i + 1) & (route_slots_.size() - 1);
+            route_slots_[i] = r;
+        }
+    }
+    std::size_t i = route_slot(from, to);
+    for (; route_slots_[i].from != nullptr; i = (i + 1) & (route_slots_.size() - 1))
+        if (route_slots_[i].from == from && route_slots_[i].to == to)
+            return {route_links_.data() + route_slots_[i].begin, route_links_.data() + route_slots_[i].end};
     std::vector<sg4::Link*> path;
     double latency = 0;
     from->route_to(to, path, &latency);
+    RouteSlot added{from, to, static_cast<int>(route_links_.size()), 0};
     for (sg4::Link* l : path) {
-        auto [at, added] = index_.try_emplace(l, static_cast<int>(links_.size()));
-        if (added) links_.push_back(Link{l, 0, 0, {}, {}});
-        it->second.push_back(at->second);
+        auto [at, inserted] = index_.try_emplace(l, static_cast<int>(links_.size()));
+        if (inserted) links_.push_back(Link{l, 0, 0, {}, {}});
+        route_links_.push_back(at->second);
     }
-    return it->second;
+    added.end = static_cast<int>(route_links_.size());
+    route_slots_[i] = added;
+    ++routes_used_;
+    return {route_links_.data() + added.begin, route_links_.data() + added.end};
 }
 
 int LinkStats::label_of(const std::string& what) {
@@ -39,8 +61,9 @@ void LinkStats::record(sg4::Host* from, sg4::Host* to, double bytes, double star
     if (from == nullptr || to == nullptr || from == to) return;
     const double end = sg4::Engine::get_clock();
     const int label = label_of(what);
-    for (int i : route(from, to)) {
-        Link& l = links_[i];
+    const auto [first, last] = route(from, to);
+    for (const int* at = first; at != last; ++at) {
+        Link& l = links_[*at];
         l.bytes += bytes;
         if (l.bytes_by_what.size() <= static_cast<std::size_t>(label)) l.bytes_by_what.resize(label + 1, 0.0);
         l.bytes_by_what[label] += bytes;
@@ -63,8 +86,9 @@ void LinkStats::record(sg4::Host* from, sg4::Host* to, double bytes, double star
 void LinkStats::add(sg4::Host* from, sg4::Host* to, double bytes, double busy_s, const std::string& what) {
     if (from == nullptr || to == nullptr || from == to) return;
     const int label = label_of(what);
-    for (int i : route(from, to)) {
-        Link& l = links_[i];
+    const auto [first, last] = route(from, to);
+    for (const int* at = first; at != last; ++at) {
+        Link& l = links_[*at];
         l.bytes += bytes;
         if (l.bytes_by_what.size() <= static_cast<std::size_t>(label)) l.bytes_by_what.resize(label + 1, 0.0);
         l.bytes_by_what[label] += bytes;

@@ -150,6 +150,18 @@ struct Builder {
     // to its share.
     double fabric_bw;
     std::string devices;  // the summary's words on the devices inside a node ("" for one per node)
+    // The folded replay's platform: each link one resource for both directions (SHARED) instead of
+    // an up and a down link (SPLITDUPLEX), with the same bandwidth and latency.
+    bool shared = false;
+
+    sg4::Link::SharingPolicy policy() const {
+        return shared ? sg4::Link::SharingPolicy::SHARED : sg4::Link::SharingPolicy::SPLITDUPLEX;
+    }
+    Direction up() const { return shared ? Direction::NONE : Direction::UP; }
+    Direction down() const { return shared ? Direction::NONE : Direction::DOWN; }
+    sg4::Link* duplex_link(sg4::NetZone* zone, const std::string& name, double bandwidth) const {
+        return shared ? zone->create_link(name, bandwidth) : zone->create_split_duplex_link(name, bandwidth);
+    }
 
     // One node: a single host, or for several devices a full zone of `per_node` hosts, each with a
     // private intra-node link (device to device) and a private NIC (device to the rest of the
@@ -176,19 +188,19 @@ struct Builder {
             const std::string name = std::to_string(first + i);
             local.push_back(zone->create_host("rank" + name, speed));
             hosts[first + i] = local.back();
-            intra.push_back(zone->create_split_duplex_link("intra" + name, cluster.intra_node.effective_bandwidth_Bps())
+            intra.push_back(duplex_link(zone, "intra" + name, cluster.intra_node.effective_bandwidth_Bps())
                                 ->set_latency(cluster.intra_node.latency_s / 2));
-            nic.push_back(zone->create_split_duplex_link("nic" + name, cluster.inter_node.effective_bandwidth_Bps())
+            nic.push_back(duplex_link(zone, "nic" + name, cluster.inter_node.effective_bandwidth_Bps())
                               ->set_latency(nic_latency_s));
         }
         for (int i = 0; i < count; ++i) {
             auto* me = local[i]->get_netpoint();
-            zone->add_route(me, gateway, nullptr, nullptr, {{nic[i], Direction::UP}}, false);
-            zone->add_route(gateway, me, nullptr, nullptr, {{nic[i], Direction::DOWN}}, false);
+            zone->add_route(me, gateway, nullptr, nullptr, {{nic[i], up()}}, false);
+            zone->add_route(gateway, me, nullptr, nullptr, {{nic[i], down()}}, false);
             for (int j = 0; j < count; ++j)
                 if (j != i)
                     zone->add_route(me, local[j]->get_netpoint(), nullptr, nullptr,
-                                    {{intra[i], Direction::UP}, {intra[j], Direction::DOWN}}, false);
+                                    {{intra[i], up()}, {intra[j], down()}}, false);
         }
         zone->seal();
         return {zone->get_netpoint(), gateway};
@@ -208,8 +220,8 @@ struct Builder {
         if (per_node == 1) {
             for (int r = 0; r < procs; ++r) {
                 sg4::Host* host = root->create_host("rank" + std::to_string(r), speed);
-                auto* link = root->create_split_duplex_link("link" + std::to_string(r), bw)->set_latency(lat / 2);
-                root->add_route(host->get_netpoint(), nullptr, nullptr, nullptr, {{link, Direction::UP}}, true);
+                auto* link = duplex_link(root, "link" + std::to_string(r), bw)->set_latency(lat / 2);
+                root->add_route(host->get_netpoint(), nullptr, nullptr, nullptr, {{link, up()}}, true);
                 hosts[r] = host;
             }
         } else {
@@ -244,7 +256,7 @@ struct Builder {
         const double link_lat = lat / (2.0 * levels);
         auto* tree =
             sg4::create_fatTree_zone("fat_tree", root, sg4::FatTreeParams(levels, down, up, count),
-                                     leaf_nodes(link_lat), fabric_bw, link_lat, sg4::Link::SharingPolicy::SPLITDUPLEX);
+                                     leaf_nodes(link_lat), fabric_bw, link_lat, policy());
         tree->seal();
         BuiltPlatform built;
         built.kind = "fat_tree";
@@ -262,7 +274,7 @@ struct Builder {
         std::vector<unsigned long> dims(topo.torus_dims.begin(), topo.torus_dims.end());
         const double link_lat = lat / 2;
         auto* torus = sg4::create_torus_zone("torus", root, dims, leaf_nodes(link_lat), fabric_bw, link_lat,
-                                             sg4::Link::SharingPolicy::SPLITDUPLEX);
+                                             policy());
         torus->seal();
         std::string extent;
         for (auto x : dims) {
@@ -288,7 +300,7 @@ struct Builder {
             "dragonfly", root,
             sg4::DragonflyParams({groups, 1}, {1, 1}, {static_cast<unsigned>(topo.dragonfly_routers_per_group), 1},
                                  static_cast<unsigned>(topo.dragonfly_nodes_per_router)),
-            leaf_nodes(link_lat), fabric_bw, link_lat, sg4::Link::SharingPolicy::SPLITDUPLEX);
+            leaf_nodes(link_lat), fabric_bw, link_lat, policy());
         fly->seal();
         BuiltPlatform built;
         built.kind = "dragonfly";
@@ -330,7 +342,8 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
               .fabric_bw = bw * d / std::max(1, options.lanes),
               .devices = d > 1 ? ", " + std::to_string(d) + " devices per node (private intra-node links of " +
                                      human_count(cluster.intra_node.effective_bandwidth_Bps(), "B/s") + " and one NIC each)"
-                               : ""};
+                               : "",
+              .shared = options.shared_duplex};
     const auto& topo = cluster.topology;
     // --topology star (the CLI's parsed choice) replaces the cluster's own network by a star.
     const bool star = options.topology == "star" || topo.kind == clusters::TopologyKind::crossbar;
@@ -344,6 +357,7 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
     else  // dragonfly
         built = b.dragonfly(topo);
     b.root->seal();
+    if (options.shared_duplex) built.summary += "; links folded: one resource for both directions (folded exchanges)";
     built.hosts = std::move(b.hosts);
     return built;
 }

@@ -15,10 +15,9 @@ std::string ReplayBase::call_name(const CommCall& c) const {
 
 sg4::Mailbox* ReplayBase::mailbox(Boxes& boxes, const std::string& channel, int from, int to) {
     long long key = (static_cast<long long>(from) << 32) | static_cast<unsigned>(to);
-    auto it = boxes.find(key);
-    if (it != boxes.end()) return it->second;
+    if (sg4::Mailbox* known = boxes.find(key)) return known;
     auto* box = sg4::Mailbox::by_name(channel + ":" + std::to_string(from) + ">" + std::to_string(to));
-    boxes.emplace(key, box);
+    boxes.insert(key, box);
     return box;
 }
 
@@ -85,6 +84,23 @@ bool lockstep_symmetric(const CommCall& call) {
                 mine[k].send_bytes != first[k].send_bytes || mine[k].recv_bytes != first[k].recv_bytes)
                 return false;
     }
+    return true;
+}
+
+bool pair_exchanges_only(const CommCall& call) {
+    const int g = std::max(1, call.group.size);
+    std::vector<std::vector<clusters::RankStep>> steps(g);
+    for (int i = 0; i < g; ++i) steps[i] = ReplayBase::call_rank_steps(call, i);
+    for (int i = 0; i < g; ++i)
+        for (std::size_t k = 0; k < steps[i].size(); ++k) {
+            const auto& s = steps[i][k];
+            if (s.send_to < 0 && s.recv_from < 0) continue;
+            if (s.send_to != s.recv_from || s.send_bytes != s.recv_bytes || s.send_to >= g) return false;
+            const auto& theirs = steps[s.send_to];
+            if (k >= theirs.size() || theirs[k].send_to != i || theirs[k].recv_from != i ||
+                theirs[k].send_bytes != s.recv_bytes)
+                return false;
+        }
     return true;
 }
 

@@ -174,14 +174,43 @@ bool symmetric_layers(const planner::CostModel& model, const ReplayProgram& prog
     return true;
 }
 
+
+// True when every call of the program is made of pair exchanges (pair_exchanges_only).
+bool pair_exchanges_everywhere(const ReplayProgram& program) {
+    for (const Step& step : program.main)
+        if (step.type == Step::Type::comm && !pair_exchanges_only(*step.call)) return false;
+    for (const auto& group : program.sync)
+        for (const CommCall* call : group)
+            if (!pair_exchanges_only(*call)) return false;
+    return true;
+}
+
+// The folded replay's conditions (simulator/README.md, "Folded exchanges"): CM02 (no cross traffic,
+// both directions of a link alike), a built star or dragonfly (every route the reverse of the
+// opposite one, link by link), the actors' replay, and every call made of pair exchanges (unless
+// the options accept lone flows, an approximation).
+bool foldable_layers(const planner::CostModel& model, bool pairs_only, const SimOptions& options) {
+    const auto& cluster = model.cluster();
+    const bool star = options.platform.topology == "star" || cluster.topology.kind == clusters::TopologyKind::crossbar;
+    const bool dragonfly = options.platform.topology == "cluster" && cluster.topology.kind == clusters::TopologyKind::dragonfly;
+    if (!options.reduce || !options.fold_exchanges || options.event_driven || !options.platform.platform_file.empty() ||
+        options.platform.network_model != NetworkModel::cm02 || !(star || dragonfly))
+        return false;
+    return pairs_only || options.fold_lone_flows;
+}
+
 }  // namespace
 
-SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& options) {
+SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& given) {
+    const ReplayProgram program = build_replay_program(model, plan);
+    const bool symmetric = symmetric_layers(model, program, given);
+    const bool pairs_only = pair_exchanges_everywhere(program);
+    const bool fold = !symmetric && foldable_layers(model, pairs_only, given);
+    SimOptions options = given;
+    options.platform.shared_duplex = fold;
     SimResult result = run_in_child(model, options, [&] {
         const int procs = static_cast<int>(model.options().procs);
         const int d = std::max(1, std::min(model.cluster().devices_per_node, procs));
-        ReplayProgram program = build_replay_program(model, plan);
-        const bool symmetric = symmetric_layers(model, program, options);
         std::unique_ptr<LayerReplay> replay;
         std::shared_ptr<void> events;  // the event-driven replay, alive through the run
         return run_simulation(
@@ -195,6 +224,11 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
                     reduction = "every rank runs the same lockstep-symmetric program on a star of private links: "
                                 "rank 0 alone is replayed, its partners' side of each exchange on one mirror host";
                 }
+                if (fold) {
+                    replay->folded = true;
+                    reduction = "each pair exchange is one flow on links shared by both directions (folded exchanges" +
+                                std::string(pairs_only ? ")" : "; lone flows approximated)");
+                }
                 if (!symmetric && options.event_driven) {
                     replay->hosts = &hosts;
                     return start_event_replay(events, model, program, options, hosts, speed,
@@ -205,7 +239,7 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
             });
     });
     // The symmetric replay: every rank's timeline is rank 0's.
-    if (!result.reduction.empty()) replicate_slices(result, static_cast<int>(model.options().procs), 1);
+    if (symmetric) replicate_slices(result, static_cast<int>(model.options().procs), 1);
     return result;
 }
 

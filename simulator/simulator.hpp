@@ -45,6 +45,9 @@ struct PlatformOptions {
     // false recomputes every share at every event (network/optim:Full): slower, the reference the
     // event-driven replay is tested against (simulator/README.md, "Event-driven replay").
     bool lazy_sharing = true;
+    // Set by the folded replay (not by users): every link is one SHARED resource for both
+    // directions instead of a split-duplex pair (simulator/README.md, "Folded exchanges").
+    bool shared_duplex = false;
 };
 
 // What a running simulation has done so far (SimOptions::on_progress).
@@ -79,6 +82,15 @@ struct SimOptions {
     // (simulator/memory_pool.cpp): the same flows at the same times, 23-30% less CPU at P = 512, 42-46% at P = 4,096
     // (simulator/README.md, "Scale"); the test compares both.
     bool memory_pool = true;
+    // Layer-parallel plans on a built star or dragonfly under CM02: each pair exchange (two ranks
+    // sending each other the same bytes at the same step) replayed as one flow on links that carry
+    // both directions as one resource: exact when every call is made of pair exchanges
+    // (simulator/README.md, "Folded exchanges"); false forces the unfolded replay.
+    bool fold_exchanges = true;
+    // Fold also when some calls send lone flows (halos over 3 or more parts, rings and shifts over
+    // more than 2 ranks): those flows then share a folded link with both directions' traffic, an
+    // approximation (measured, not exact; off by default).
+    bool fold_lone_flows = false;
 };
 
 // One named slice of one rank's timeline: compute, a collective, a sync all-reduce.

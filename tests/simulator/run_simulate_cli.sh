@@ -123,6 +123,17 @@ check "--max-seconds: exit 3" [ "$status" -eq 3 ]
 check "--max-seconds: says it stopped and why" grep -q 'the simulation was stopped after 0.01 s (--max-seconds)' "$work/stderr"
 check "--max-seconds: no output file" [ ! -e "$work/never.txt" ]
 
+# Folded exchanges (simulator/README.md): lenet5's P = 4 plan has only pair exchanges (recursive
+# doubling, calls over 2 ranks), so on cori-knl's dragonfly it folds; --full does not; the two
+# iterations agree within issue 20's 0.5%.
+run simulate --plan "$plan" --format json
+check "folded exchanges on the dragonfly" jq -e '.simulated.reduction | test("folded exchanges")' "$work/stdout"
+cp "$work/stdout" "$work/folded.json"
+run simulate --plan "$plan" --format json --full
+check "--full replays unfolded" jq -e '.simulated.reduction == null' "$work/stdout"
+check "folded within 0.5% of unfolded" jq -e --slurpfile f "$work/folded.json" \
+    '((.simulated.iteration_s - $f[0].simulated.iteration_s) / .simulated.iteration_s | fabs) < 0.005' "$work/stdout"
+
 # --- --simulate-top ---------------------------------------------------------------------------
 run --net vgg16 --procs 64 --simulate-top 2
 check "--simulate-top: exit 0" [ "$status" -eq 0 ]
