@@ -232,7 +232,9 @@ std::array<std::int64_t, 3> split_extents(const networks::Shape& shape) {
 }
 
 double largest_share(const networks::Shape& shape, const Dist& d) {
+    // An unsplit axis holds its whole extent: E / E is exactly 1 (IEEE division), so it is skipped.
     auto share = [](std::int64_t extent, int parts) {
+        if (parts == 1 && extent > 0) return 1.0;
         return static_cast<double>(largest_part(extent, parts)) / static_cast<double>(extent);
     };
     return share(channel_extent(shape), d.c) * share(height_extent(shape), d.h) * share(width_extent(shape), d.w);

@@ -158,3 +158,27 @@ TEST_CASE("exchange_group: the fast path equals the former computation over rand
         REQUIRE(exchange_group(from, to, per_node) == reference_exchange_group(from, to, common, per_node));
     }
 }
+
+TEST_CASE("largest_share: skipping unsplit axes gives the former product bit for bit", "[planner][redistribution]") {
+    // The former: every axis's largest part over its extent, multiplied in the order c, h, w.
+    auto reference = [](const networks::Shape& shape, const Dist& d) {
+        const std::array<std::int64_t, 3> e = split_extents(shape);
+        auto share = [](std::int64_t extent, int parts) {
+            return static_cast<double>(largest_part(extent, parts)) / static_cast<double>(extent);
+        };
+        return share(e[0], d.c) * share(e[1], d.h) * share(e[2], d.w);
+    };
+    std::mt19937_64 rng(1207);
+    for (int trial = 0; trial < 20000; ++trial) {
+        const networks::Shape shape = rng() % 4 == 0 ? networks::Shape{random_extent(rng)}
+                                                     : networks::Shape{random_extent(rng), random_extent(rng) % 230 + 1,
+                                                                       random_extent(rng) % 230 + 1};
+        const std::array<std::int64_t, 3> e = split_extents(shape);
+        const std::int64_t batch = random_extent(rng);
+        auto sometimes_one = [&](std::int64_t extent) { return rng() % 2 == 0 ? 1 : random_parts(rng, extent); };
+        const Dist d{sometimes_one(batch), sometimes_one(e[0]), sometimes_one(e[1]), sometimes_one(e[2])};
+        REQUIRE(largest_share(shape, d) == reference(shape, d));
+        REQUIRE(largest_share(shape, batch, d) ==
+                local_batch(batch, d.n) / static_cast<double>(batch) * reference(shape, d));
+    }
+}
