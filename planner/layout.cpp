@@ -119,22 +119,36 @@ Dist follower_output_dist(const Layer& layer, const Dist& in) {
 }  // namespace
 
 namespace {
-// The most blocks of a balanced `f`-way split of [0, extent) that one block of a balanced `t`-way
-// split meets. Block i starts at floor(extent i / f) (validators/tensor.hpp), so position x lies in
-// block ceil((x + 1) f / extent) - 1; each target block is scanned (t <= extent, t <= P). When f
-// and t divide the extent this is the closed form m = floor((a + b - 2) / b) + 1 with
-// a = f / g, b = t / g, g = gcd(f, t) (f / t when t divides f, 1 when f divides t).
+// The block of a balanced `parts`-way split of [0, extent) holding position x: block i starts at
+// floor(extent i / parts) (validators/tensor.hpp), so x lies in block ceil((x + 1) parts / extent) - 1.
+std::int64_t block_holding(std::int64_t x, std::int64_t extent, std::int64_t parts) {
+    return ((x + 1) * parts + extent - 1) / extent - 1;
+}
+}  // namespace
+
+// When f and t divide the extent the blocks are uniform: m = floor((a + b - 2) / b) + 1 with
+// a = f / g, b = t / g, g = gcd(f, t) (f / t when t divides f, 1 when f divides t). Otherwise the
+// target blocks are scanned over one period of the two splits' boundaries: with G = gcd(extent, f, t),
+// moving t / G target blocks on moves every boundary of both splits by extent / G positions
+// (floor(extent (j + t / G) / t) = floor(extent j / t) + extent / G, and the block holding
+// x + extent / G is f / G further on), so blocks j and j + t / G meet equally many.
 std::int64_t most_blocks_met(std::int64_t extent, std::int64_t f, std::int64_t t) {
     if (f <= 1) return 1;
-    auto block_of = [&](std::int64_t x) { return ((x + 1) * f + extent - 1) / extent - 1; };
+    if (extent % f == 0 && extent % t == 0) {
+        const std::int64_t g = std::gcd(f, t), a = f / g, b = t / g;
+        return (a + b - 2) / b + 1;
+    }
+    const std::int64_t period = t / std::gcd(std::gcd(extent, f), t);
     std::int64_t most = 1;
-    for (std::int64_t j = 0; j < t; ++j) {
+    for (std::int64_t j = 0; j < period; ++j) {
         const std::int64_t begin = extent * j / t, end = extent * (j + 1) / t;
-        if (end > begin) most = std::max(most, block_of(end - 1) - block_of(begin) + 1);
+        if (end > begin)
+            most = std::max(most, block_holding(end - 1, extent, f) - block_holding(begin, extent, f) + 1);
     }
     return most;
 }
 
+namespace {
 // The ranks of `side`'s grid that meet (or feed) one shard of `other`, at most, counted on the
 // first node (the product over the axes of most_blocks_met).
 clusters::GroupPlacement meeting_shards(const Dist& side, const Dist& other, const std::int64_t (&extent)[4],
@@ -202,11 +216,10 @@ ExchangeLoad busiest_sender(const Dist& from, const Dist& to, const networks::Sh
             ti /= t[k];
             const std::int64_t lo = e * a / f[k], hi = e * (a + 1) / f[k];  // balanced blocks (block_begin)
             const std::int64_t to_lo = e * b / t[k], to_hi = e * (b + 1) / t[k];
-            auto block_of = [&](std::int64_t x) { return ((x + 1) * t[k] + e - 1) / e - 1; };
             own *= static_cast<double>(hi - lo) / static_cast<double>(e);
             kept *= static_cast<double>(std::max<std::int64_t>(0, std::min(hi, to_hi) - std::max(lo, to_lo))) /
                     static_cast<double>(e);
-            met *= hi > lo ? block_of(hi - 1) - block_of(lo) + 1 : 0;
+            met *= hi > lo ? block_holding(hi - 1, e, t[k]) - block_holding(lo, e, t[k]) + 1 : 0;
         }
         out.share = std::max(out.share, own - kept);
         out.peers = std::max(out.peers, static_cast<int>(met - (kept > 0 ? 1 : 0)));
@@ -219,7 +232,9 @@ std::array<std::int64_t, 3> split_extents(const networks::Shape& shape) {
 }
 
 double largest_share(const networks::Shape& shape, const Dist& d) {
+    // An unsplit axis holds its whole extent: E / E is exactly 1 (IEEE division), so it is skipped.
     auto share = [](std::int64_t extent, int parts) {
+        if (parts == 1 && extent > 0) return 1.0;
         return static_cast<double>(largest_part(extent, parts)) / static_cast<double>(extent);
     };
     return share(channel_extent(shape), d.c) * share(height_extent(shape), d.h) * share(width_extent(shape), d.w);

@@ -96,6 +96,10 @@ clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, int de
 clusters::GroupPlacement exchange_group(const Dist& from, const Dist& to, const networks::Shape& shape,
                                         std::int64_t batch, int devices_per_node);
 
+// The most blocks of a balanced `f`-way split of [0, extent) that one block of a balanced `t`-way
+// split meets (the count along one axis of the exchange group; extent >= 1).
+std::int64_t most_blocks_met(std::int64_t extent, std::int64_t f, std::int64_t t);
+
 // The busiest senders of a repartition from `from` to `to` when each side holds one block per
 // process (from.parts() == to.parts() == procs), placed in their grids' rank order (w innermost,
 // then h, c, n; the validators' runner and MPI_Cart_create without reordering): a process sends its
