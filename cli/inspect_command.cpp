@@ -64,7 +64,10 @@ int run_list_networks() {
         networks::Network network = networks::load_network_file(path);
         auto t = networks::totals(network, network.default_batch, path);
         std::string input;
-        for (auto d : network.layers.front().output_shape) input += (input.empty() ? "" : "x") + std::to_string(d);
+        for (auto d : network.layers.front().output_shape) {
+            if (!input.empty()) input += 'x';  // piecewise: GCC 12's false -Wrestrict (PR 105329)
+            input += std::to_string(d);
+        }
         table.rows.push_back({name, std::to_string(network.layers.size() - 1), human_count(static_cast<double>(t.params)),
                               human_count(static_cast<double>(t.fwd_flops) / network.default_batch, "FLOP"), input,
                               to_string(network.dtype), std::to_string(network.default_batch)});

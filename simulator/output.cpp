@@ -55,7 +55,8 @@ bool minor_part(double predicted_part, const planner::CostBreakdown& predicted) 
 std::string difference_text(double simulated, double predicted_part, const planner::CostBreakdown& predicted) {
     if (minor_part(predicted_part, predicted)) {
         const double d = simulated - predicted_part;
-        return (d >= 0 ? "+" : "-") + human_seconds(std::fabs(d));
+        std::string text(1, d >= 0 ? '+' : '-');  // not "literal" + string&&: GCC 12's false -Wrestrict (PR 105329)
+        return text + human_seconds(std::fabs(d));
     }
     const double rel = relative(simulated, predicted_part);
     return std::isfinite(rel) ? percent(rel) : "n/a";
