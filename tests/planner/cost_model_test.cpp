@@ -25,6 +25,7 @@
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/search.hpp"
+#include "planner/stage_evaluator.hpp"
 
 using namespace dnnplan;
 using namespace dnnplan::planner;
@@ -834,4 +835,35 @@ TEST_CASE("domain split: halo bytes equal a brute-force count of the busiest pro
                 }
     CHECK(compared > 200);
     CHECK(strided_unsplit > 20);
+}
+
+TEST_CASE("a sync in flight progresses at the link's nonblocking_progress while the rank computes", "[planner][cost]") {
+    // SyncOverlap by hand (seconds): layer A computes 10 and starts an 8 s sync at progress 0.25;
+    // layer B computes 20: the sync advances 0.25 x 20 = 5, so 3 remain past the backward pass
+    // (at progress 1 it is done by then: 0 exposed; at 0 all 8 remain).
+    for (auto [progress, exposed] : std::vector<std::pair<double, double>>{{0.25, 3.0}, {1.0, 0.0}, {0.0, 8.0}}) {
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, progress);
+        o.layer(20, 0, 0, 0, true);
+        CHECK(o.exposed_s() == Approx(exposed).epsilon(1e-12));
+        CHECK(o.total_s() == 8);
+    }
+    // Inside a blocking transfer (MPI calls progress it) the sync runs at full speed: layer B
+    // computes 4 (8 - 0.25 x 4 = 7 left) then sends 1 s on other links (no sharing): 6 left.
+    SyncOverlap o(true);
+    o.layer(10, 0, 0, 8, true, 0.25);
+    o.layer(4, 1, 0, 0, false);
+    CHECK(o.exposed_s() == Approx(6).epsilon(1e-12));
+
+    // Through the cost model: the pure-batch case above (three linear layers, P = 6) on a network
+    // whose non-blocking all-reduces progress at half speed during compute. The syncs total
+    // 109.36e-6 s and start after fc3's backward; fc2's and fc1's backwards (36.864e-9 + 24.576e-9
+    // = 61.44e-9 s) then hide half of their length: exposed 109.36e-6 - 0.5 x 61.44e-9 =
+    // 109.32928e-6 s (at full progress 109.29856e-6, as above).
+    networks::Network net = three_linear();
+    clusters::Cluster cluster = hand_cluster();
+    cluster.inter_node.nonblocking_progress = 0.5;
+    CostModel model(net, cluster, options(6, 12));
+    ScoredPlan plan = model.score(all(net, model, Layout{6, 1, 1, 1, 1}));
+    CHECK(plan.cost.sync_exposed_s == Approx(109.32928e-6).epsilon(1e-12));
 }
