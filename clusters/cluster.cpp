@@ -27,6 +27,7 @@ constexpr Range kLinkBandwidth{1e3, 1e15, "bytes/s"};
 constexpr Range kLatency{1e-10, 1, "s"};
 constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
+constexpr Range kProgress{0, 1, "(a fraction of the collective's full speed)"};
 
 // Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
 // the pointer of the number itself (so "/nodes", never "/nodes/value").
@@ -61,11 +62,12 @@ private:
 };
 
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency"});
+    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress"});
     Link link;
     link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
     link.latency_s = reader.number(node, "latency_s", kLatency);
     if (node.has("efficiency")) link.efficiency = reader.number(node, "efficiency", kLinkEfficiency);
+    if (node.has("nonblocking_progress")) link.nonblocking_progress = reader.number(node, "nonblocking_progress", kProgress);
     return link;
 }
 
@@ -205,6 +207,8 @@ Json link_json(const Cluster& cluster, const std::string& pointer, const Link& l
     Json out{{"bandwidth_Bps", sourced(cluster, pointer + "/bandwidth_Bps", link.bandwidth_Bps)},
              {"latency_s", sourced(cluster, pointer + "/latency_s", link.latency_s)}};
     if (link.efficiency != 1) out["efficiency"] = sourced(cluster, pointer + "/efficiency", link.efficiency);
+    if (link.nonblocking_progress != 1)
+        out["nonblocking_progress"] = sourced(cluster, pointer + "/nonblocking_progress", link.nonblocking_progress);
     return out;
 }
 
@@ -282,13 +286,15 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
                   std::to_string(cluster.devices_per_node) + ")");
 
     SpecNode inter = root.child("inter_node");
-    std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "topology"};
+    std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "topology"};
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
     cluster.inter_node.bandwidth_Bps = reader.number(inter, "bandwidth_Bps", kLinkBandwidth);
     cluster.inter_node.latency_s = reader.number(inter, "latency_s", kLatency);
     if (inter.has("efficiency")) cluster.inter_node.efficiency = reader.number(inter, "efficiency", kLinkEfficiency);
+    if (inter.has("nonblocking_progress"))
+        cluster.inter_node.nonblocking_progress = reader.number(inter, "nonblocking_progress", kProgress);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());

@@ -20,6 +20,11 @@ struct Link {
     // The share of bandwidth_Bps (the line rate) that NCCL-style collectives and transfers reach
     // (nccl-tests' bus bandwidth over the line rate); 1 when the preset gives none.
     double efficiency = 1;
+    // The share of its full speed at which a non-blocking collective on this link (the overlapped
+    // gradient all-reduce) progresses while the process computes: 1 with a progress engine of its
+    // own (NCCL on its own stream, the presets); Open MPI without a progress thread advances it only
+    // inside MPI calls, so `dnnplan calibrate` measures it (validators/README.md, Calibration).
+    double nonblocking_progress = 1;
     double effective_bandwidth_Bps() const { return bandwidth_Bps * efficiency; }
     bool operator==(const Link&) const = default;
 };

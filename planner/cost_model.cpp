@@ -375,18 +375,23 @@ namespace {
 // convolution that is floor(k / 2) d rows each way; unpadded or strided windows differ (one-sided,
 // wider or narrower), and so do windows that do not overlap when the output blocks do not align
 // with the input's (lenet5's pool2: 10 rows split 5 + 5, 5 output rows 2 + 3, the second block's
-// windows start at row 4).
-struct HaloExtent {
-    std::int64_t busiest = 0;   // the most rows a block sends or receives (to and from both neighbours)
-    std::int64_t extended = 0;  // the most rows a block reads (within the tensor): what the exchange
-                                // along the other dimension then carries (corners included)
+// windows start at row 4). Per block: the rows it sends and receives along this dimension, the
+// rows it owns, and the rows it reads (`extended`, within the tensor: what the exchange along the
+// other dimension then carries, corners included; a strided window may leave the last rows unread
+// even when this dimension is not split: resnet-small's 1 x 1 stride-2 down_conv reads rows 0..6
+// of 8, so its column exchange on 3 ranks carries 7 rows, not 8).
+struct HaloProfile {
+    std::vector<std::int64_t> sent, received, owned, extended;
 };
-HaloExtent halo_extent(std::int64_t n_in, std::int64_t n_out, std::int64_t k, std::int64_t s, std::int64_t p,
-                       std::int64_t d, std::int64_t parts) {
-    HaloExtent out;
-    std::vector<std::int64_t> sent(static_cast<std::size_t>(parts), 0), received(sent);
+HaloProfile halo_profile(std::int64_t n_in, std::int64_t n_out, std::int64_t k, std::int64_t s, std::int64_t p,
+                         std::int64_t d, std::int64_t parts) {
+    const auto n = static_cast<std::size_t>(parts);
+    HaloProfile out{std::vector<std::int64_t>(n, 0), std::vector<std::int64_t>(n, 0), std::vector<std::int64_t>(n, 0),
+                    std::vector<std::int64_t>(n, 0)};
     for (std::int64_t j = 0; j < parts; ++j) {
+        const auto b = static_cast<std::size_t>(j);
         const std::int64_t in_lo = n_in * j / parts, in_hi = n_in * (j + 1) / parts;
+        out.owned[b] = out.extended[b] = in_hi - in_lo;
         const std::int64_t out_lo = n_out * j / parts, out_hi = n_out * (j + 1) / parts;
         if (out_hi <= out_lo) continue;
         const std::int64_t need_lo = std::max<std::int64_t>(0, out_lo * s - p);
@@ -394,24 +399,46 @@ HaloExtent halo_extent(std::int64_t n_in, std::int64_t n_out, std::int64_t k, st
         if (need_hi <= need_lo) continue;
         // A halo reaches the adjacent blocks only (layout_problem refuses wider ones).
         const std::int64_t below = std::max<std::int64_t>(0, in_lo - need_lo), above = std::max<std::int64_t>(0, need_hi - in_hi);
-        received[j] += below + above;
-        if (j > 0) sent[j - 1] += below;
-        if (j + 1 < parts) sent[j + 1] += above;
-        out.extended = std::max(out.extended, need_hi - need_lo);
+        out.received[b] += below + above;
+        if (j > 0) out.sent[b - 1] += below;
+        if (j + 1 < parts) out.sent[b + 1] += above;
+        out.extended[b] = need_hi - need_lo;
     }
-    for (std::int64_t j = 0; j < parts; ++j) out.busiest = std::max({out.busiest, sent[j], received[j]});
     return out;
+}
+
+// The busiest process of an h x w grid exchanging rows then columns (columns on the row-extended
+// block, as DistDL and the validators' runner do): per process (i, j) the rows exchange moves
+// rows_i x owned columns_j cells and the columns exchange columns_j x extended rows_i; the one that
+// sends or receives the most in total (full-duplex links: each direction on its own), and its
+// cells along each dimension. The byte ledger of validators/ measures exactly this busiest process.
+struct BusiestHalo {
+    double row_cells = 0, column_cells = 0;
+};
+BusiestHalo busiest_halo(const HaloProfile& rows, const HaloProfile& cols) {
+    BusiestHalo best;
+    double best_total = -1;
+    for (std::size_t i = 0; i < rows.owned.size(); ++i)
+        for (std::size_t j = 0; j < cols.owned.size(); ++j)
+            for (bool sending : {true, false}) {
+                const auto& along_rows = sending ? rows.sent : rows.received;
+                const auto& along_cols = sending ? cols.sent : cols.received;
+                const double r = static_cast<double>(along_rows[i] * cols.owned[j]);
+                const double c = static_cast<double>(along_cols[j] * rows.extended[i]);
+                if (r + c > best_total) best_total = r + c, best = BusiestHalo{r, c};
+            }
+    return best;
 }
 }  // namespace
 
 // One halo exchange per split dimension of the layer's input [channels, rows, cols] (per sample;
 // `l.h` x `l.w` splits its rows and columns): clusters::halo_exchange_seconds charges a message to
-// each neighbour (one on a two-part line, two otherwise), so each carries the busiest block's rows
-// (halo_extent: sent or received, the adjoint reverses them) spread over its neighbours; the byte
-// ledger of validators/ measures the busiest rank's traffic. Convolutions and pooling windows
-// alike. A transposed convolution with kernel == stride and no padding needs none (each input
-// pixel owns a disjoint output patch); other transposed convolutions keep floor(k / 2) x dilation
-// each way.
+// each neighbour (one on a two-part line, two otherwise), so each carries the busiest process's
+// cells along that dimension (busiest_halo: sent or received, the adjoint reverses them) spread
+// over its neighbours; the byte ledger of validators/ measures the busiest rank's traffic.
+// Convolutions and pooling windows alike. A transposed convolution with kernel == stride and no
+// padding needs none (each input pixel owns a disjoint output patch); other transposed
+// convolutions keep floor(k / 2) x dilation each way.
 double CostModel::halo_exchange(int index, const Layout& l, double local_batch, std::int64_t channels, Phase phase,
                                 const char* what, Recorder* rec) const {
     const Layer& layer = network_->layers[index];
@@ -419,23 +446,22 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch, 
     const auto& x = network_->layers[layer.inputs.front()].output_shape;
     const auto& y = layer.output_shape;
     const std::int64_t rows = x[1], cols = x[2];
-    // Rows (columns) per neighbour message.
-    double width_h = static_cast<double>((a.kernel_h / 2) * a.dilation_h),
-           width_w = static_cast<double>((a.kernel_w / 2) * a.dilation_w);
-    // Columns are exchanged after rows, on the row-extended block (DistDL's order; corners travel).
-    std::int64_t rows_sent = largest_part(rows, l.h);
-    if (layer.kind == LayerKind::conv_transpose2d) {
-        if (a.kernel_h == a.stride_h && a.padding_h == 0) width_h = 0;
-        if (a.kernel_w == a.stride_w && a.padding_w == 0) width_w = 0;
-    } else if (y.size() == 3) {
-        auto per_neighbour = [](std::int64_t busiest, int parts) {
-            return static_cast<double>(busiest) / std::min(2, std::max(1, parts - 1));
-        };
-        const HaloExtent along_h = halo_extent(x[1], y[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, l.h);
-        width_h = per_neighbour(along_h.busiest, l.h);
-        width_w = per_neighbour(
-            halo_extent(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w).busiest, l.w);
-        if (l.h > 1) rows_sent = along_h.extended;
+    // Cells (rows x columns of one channel of one sample) per neighbour message along each dimension.
+    double cells_h = 0, cells_w = 0;
+    if (layer.kind == LayerKind::conv_transpose2d || y.size() != 3) {
+        // Columns are exchanged after rows, on the row-extended block (DistDL's order; corners travel).
+        const bool disjoint_h = layer.kind == LayerKind::conv_transpose2d && a.kernel_h == a.stride_h && a.padding_h == 0;
+        const bool disjoint_w = layer.kind == LayerKind::conv_transpose2d && a.kernel_w == a.stride_w && a.padding_w == 0;
+        const double width_h = disjoint_h ? 0.0 : static_cast<double>((a.kernel_h / 2) * a.dilation_h);
+        const double width_w = disjoint_w ? 0.0 : static_cast<double>((a.kernel_w / 2) * a.dilation_w);
+        cells_h = width_h * static_cast<double>(largest_part(cols, l.w));
+        cells_w = width_w * static_cast<double>(largest_part(rows, l.h));
+    } else {
+        const BusiestHalo busiest =
+            busiest_halo(halo_profile(x[1], y[1], a.kernel_h, a.stride_h, a.padding_h, a.dilation_h, l.h),
+                         halo_profile(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w));
+        cells_h = busiest.row_cells / std::min(2, std::max(1, l.h - 1));
+        cells_w = busiest.column_cells / std::min(2, std::max(1, l.w - 1));
     }
     double t = 0;
     auto exchange = [&](double bytes, const GroupPlacement& line) {
@@ -445,12 +471,10 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch, 
                               clusters::Algorithm::ring, line, bytes, s, what});
         t += s;
     };
-    if (l.h > 1 && width_h > 0)
-        exchange(local_batch * channels * width_h * static_cast<double>(largest_part(cols, l.w)) * element_bytes_,
-                 placement(l, false, false, false, true, false));
-    if (l.w > 1 && width_w > 0)
-        exchange(local_batch * channels * width_w * static_cast<double>(rows_sent) * element_bytes_,
-                 placement(l, false, false, false, false, true));
+    if (l.h > 1 && cells_h > 0)
+        exchange(local_batch * channels * cells_h * element_bytes_, placement(l, false, false, false, true, false));
+    if (l.w > 1 && cells_w > 0)
+        exchange(local_batch * channels * cells_w * element_bytes_, placement(l, false, false, false, false, true));
     return t;
 }
 

@@ -217,9 +217,13 @@ std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, co
 std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& table, int stages, int replicas,
                                     bool zero) {
     std::vector<LayerSync> out(table.layer_count);
+    auto progress = [&](bool network) {
+        return (network ? model.cluster().inter_node : model.cluster().intra_node).nonblocking_progress;
+    };
     if (replicas == 1 && !zero) {  // what the layer pass already summed (LayerCost::sync_s)
         for (int i = 1; i < table.layer_count; ++i)
-            out[i] = LayerSync{table.plan.layers[i].sync_s, table.plan.layers[i].sync_network};
+            out[i] = LayerSync{table.plan.layers[i].sync_s, table.plan.layers[i].sync_network,
+                               progress(table.plan.layers[i].sync_network)};
         return out;
     }
     const std::vector<std::vector<CommCall>> calls = replica_sync_calls(model, table, stages, replicas, zero);
@@ -227,6 +231,7 @@ std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& ta
         for (const CommCall& call : calls[i]) {  // ZeRO: reduce-scatter + all-gather
             out[i].seconds += call.seconds;
             out[i].network = clusters::node_count(call.group) > 1;
+            out[i].progress = progress(out[i].network);
         }
     return out;
 }
@@ -377,7 +382,7 @@ StageSyncs stage_syncs(const LayerTable& t, const PipelineSpec& spec, const std:
                 const LayerCost& lc = t.plan.layers[i];
                 // The layer's gradient add precedes its all-reduce (DDP's hook runs after AccumulateGrad).
                 overlap.layer(lc.bwd_compute_s + accumulate_per_param * t.sum(i, i).params, lc.bwd_comm_s,
-                              lc.bwd_comm_network_s, sync_of(i).seconds, sync_of(i).network);
+                              lc.bwd_comm_network_s, sync_of(i).seconds, sync_of(i).network, sync_of(i).progress);
             }
         }
         out.total[s] = overlap.total_s();

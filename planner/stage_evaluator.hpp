@@ -20,11 +20,18 @@ namespace dnnplan::planner {
 // the network card, or both inside a node) shares the bandwidth fairly: b seconds of transfer
 // while r seconds of sync remain delay both by min(b, r) (the SimGrid replay measured up to 6.6%
 // more time when this was ignored, and no delay when the two use different links).
+// While the process computes, the syncs in flight progress at `progress` of their speed (the
+// link's nonblocking_progress, measured by dnnplan calibrate: Open MPI without a progress thread
+// advances a non-blocking all-reduce only inside MPI calls); inside blocking transfers and after
+// the backward pass at full speed.
 class SyncOverlap {
 public:
     SyncOverlap(bool overlap, double start_s = 0) : overlap_(overlap), clock_(start_s) {}
-    void layer(double compute_s, double comm_s, double comm_network_s, double sync_s, bool sync_network) {
+    void layer(double compute_s, double comm_s, double comm_network_s, double sync_s, bool sync_network,
+               double progress = 1) {
+        const double remaining = std::max(0.0, network_free_ - clock_);
         clock_ += compute_s;
+        network_free_ = clock_ + std::max(0.0, remaining - progress_ * compute_s);
         const double same_links = in_flight_network_ ? comm_network_s : comm_s - comm_network_s;
         const double shared = overlap_ ? std::min(same_links, std::max(0.0, network_free_ - clock_)) : 0.0;
         clock_ += comm_s + shared;
@@ -34,6 +41,7 @@ public:
         if (sync_s > 0) {
             network_free_ = std::max(network_free_, clock_) + sync_s;
             in_flight_network_ = sync_network;
+            progress_ = progress;
         }
     }
     double total_s() const { return total_; }
@@ -43,7 +51,7 @@ public:
 
 private:
     bool overlap_;
-    double clock_, network_free_ = 0, total_ = 0, contention_ = 0;
+    double clock_, network_free_ = 0, total_ = 0, contention_ = 0, progress_ = 1;
     bool in_flight_network_ = true;
 };
 
@@ -133,6 +141,7 @@ void record_memory(CostBreakdown& cost, const MemoryBreakdown& worst, const clus
 struct LayerSync {
     double seconds = 0;
     bool network = true;
+    double progress = 1;  // its link's nonblocking_progress (SyncOverlap)
 };
 // Per layer, the gradient synchronisation over the inner batch group times the R replicas
 // (gradient_sync_calls); with one replica and no ZeRO, the micro-batch plan's own sync calls.

@@ -107,6 +107,49 @@ std::string human_size(double b) {
     return num(b) + " B";
 }
 
+// Busy arithmetic (no MPI call, little memory traffic) for `seconds`.
+void compute_for(double seconds) {
+    volatile double sink = 0;
+    double acc = 0;
+    for (const double t0 = MPI_Wtime(); MPI_Wtime() - t0 < seconds;)
+        for (int i = 0; i < 256; ++i) acc += 0.5 * i;
+    sink = acc;
+    (void)sink;
+}
+
+// ProgressPoint at gradient sizes (a small CNN's fully connected layers: 64 KiB .. 1 MiB) on a rank
+// pair; the link's nonblocking_progress is their median.
+template <class MedianCall, class MedianMessageCall>
+void measure_nonblocking_progress(MPI_Comm pair, Calibration& c, MedianCall&& median_call,
+                                  MedianMessageCall&& median_message_call) {
+    for (double bytes : {65536.0, 262144.0, 1048576.0}) {
+        std::vector<float> buf(static_cast<std::size_t>(bytes / 4), 1.0f);
+        ProgressPoint q;
+        q.bytes = bytes;
+        q.alone_s = median_call([&] {
+            MPI_Request r;
+            MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM, pair, &r);
+            MPI_Wait(&r, MPI_STATUS_IGNORE);
+        });
+        q.wait_s = median_message_call([&](double& waited) {
+            MPI_Request r;
+            MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM, pair, &r);
+            compute_for(q.alone_s / 2);
+            int done = 0;
+            MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+            compute_for(q.alone_s / 2);
+            const double t0 = MPI_Wtime();
+            MPI_Wait(&r, MPI_STATUS_IGNORE);
+            waited += MPI_Wtime() - t0;
+        });
+        q.progress = std::clamp(1 - q.wait_s / q.alone_s, 0.0, 1.0);
+        c.progress_points.push_back(q);
+    }
+    std::vector<double> fractions;
+    for (const ProgressPoint& q : c.progress_points) fractions.push_back(q.progress);
+    c.nonblocking_progress = median(fractions);
+}
+
 // Times the validator's own primitives the way the plan runner calls them (fp32 tensors, packing,
 // halo-extended blocks, Cartesian-style sub-communicators of pairs, all ranks at once), at sizes
 // of the validated networks' layers, and fits the link's latency and bandwidth so that the cost
@@ -117,6 +160,20 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
     auto median_call = [&](auto&& body) {
         int reps = reps_for(comm, target, body);
         return median(timed_chunks(comm, chunks, reps, body));
+    };
+    // Like median_call, for a body that adds the seconds of its communication steps to its
+    // argument: per chunk the slowest rank's mean of those seconds.
+    auto median_message_call = [&](auto&& body) {
+        double ignored = 0;
+        const int reps = reps_for(comm, target, [&] { body(ignored); });
+        std::vector<double> out;
+        for (int c = 0; c < chunks; ++c) {
+            MPI_Barrier(comm);
+            double messages = 0;
+            for (int r = 0; r < reps; ++r) body(messages);
+            out.push_back(max_over(comm, messages / reps));
+        }
+        return median(out);
     };
     // Pairs (0,1), (2,3), ...: the lines of a 2-way domain or model split; an odd last rank idles.
     MPI_Comm pair = MPI_COMM_NULL;
@@ -141,8 +198,27 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
         Tensor<float> owned(box, 1.0f);
         Tensor<float> ext = halo_forward(owned, line, pair);
         const double ghost = double(planes) * side * width * sizeof(float);
-        double fwd = median_call([&] { ext = halo_forward(owned, line, pair); });
-        double adj = median_call([&] { owned = halo_adjoint(ext, box, line, pair); });
+        // The messages only (pack, post, wait, unpack): the copy of the owned cells into the
+        // result is compute, as the runner times it (layers.cpp timed_halo_forward) and as the
+        // sequential layers the compute fit reads pad their inputs.
+        double fwd = median_message_call([&](double& messages) {
+            double t0 = MPI_Wtime();
+            HaloInFlight<float> f = halo_forward_post(owned, line, pair);
+            messages += MPI_Wtime() - t0;
+            halo_local(owned, f);
+            t0 = MPI_Wtime();
+            ext = halo_complete(f);
+            messages += MPI_Wtime() - t0;
+        });
+        double adj = median_message_call([&](double& messages) {
+            double t0 = MPI_Wtime();
+            HaloInFlight<float> f = halo_adjoint_post(ext, box, line, pair);
+            messages += MPI_Wtime() - t0;
+            halo_local(ext, f);
+            t0 = MPI_Wtime();
+            owned = halo_complete(f);
+            messages += MPI_Wtime() - t0;
+        });
         c.primitives.push_back(
             {"halo exchange", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce, 2, ghost, fwd, 0});
         c.primitives.push_back(
@@ -156,6 +232,7 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
             c.primitives.push_back({"all-reduce", planner::CommPattern::collective, clusters::Collective::all_reduce, p,
                                     bytes, median_call([&] { all_sum_reduce(buf, comm); }), 0});
     }
+    if (pair_size == 2) measure_nonblocking_progress(pair, c, median_call, median_message_call);
     MPI_Comm_free(&pair);
     // Repartitions over all ranks of a [2P, planes, 16, 32] tensor: batch split -> width split (an
     // all-to-all of each rank's block) and width split -> replicated (an all-gather of the whole).
@@ -581,6 +658,15 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
         num(c.pingpong_bandwidth_Bps / 1e9) + " GB/s (" + human_size(c.bandwidth_fit_min_bytes) + " .. " +
         human_size(c.bandwidth_fit_max_bytes) + ", RMS relative residual " + num(100 * c.fit_residual, 2) + "%)";
     Json link = {{"bandwidth_Bps", src(c.bandwidth_Bps, fit)}, {"latency_s", src(c.latency_s, fit)}};
+    if (!c.progress_points.empty()) {
+        std::string sizes;
+        for (const ProgressPoint& q : c.progress_points)
+            sizes += (sizes.empty() ? "" : ", ") + human_size(q.bytes) + " " + num(q.progress, 2);
+        link["nonblocking_progress"] =
+            src(c.nonblocking_progress, run + ": an MPI_Iallreduce on a rank pair during busy compute as long as the "
+                                              "all-reduce alone, one MPI_Test midway, then MPI_Wait; 1 - wait / alone, "
+                                              "median over " + sizes);
+    }
     Json spec = {
         {"name", name},
         {"description", "This machine as " + std::to_string(c.ranks) +
@@ -667,6 +753,7 @@ Json calibration_report(const Calibration& c) {
             {"point_to_point", points(c.point_to_point)},
             {"all_reduce", points(c.all_reduce)},
             {"primitives", prims},
+            {"nonblocking_progress", c.nonblocking_progress},
             {"primitive_fit",
              {{"latency_s", c.latency_s},
               {"bandwidth_Bps", c.bandwidth_Bps},
@@ -709,6 +796,12 @@ std::string calibration_text(const Calibration& c) {
         os << "link written to the spec (fit to the primitives): latency " << num(c.latency_s * 1e6)
            << " us, bandwidth " << num(c.bandwidth_Bps / 1e9) << " GB/s, RMS relative residual "
            << num(100 * c.primitive_fit_residual, 2) << "%\n";
+        for (const ProgressPoint& q : c.progress_points)
+            os << "  non-blocking all-reduce on 2 " << std::setw(10) << human_size(q.bytes) << ": alone "
+               << num(q.alone_s * 1e6) << " us, left after compute " << num(q.wait_s * 1e6) << " us, progress "
+               << num(q.progress, 2) << "\n";
+        if (!c.progress_points.empty())
+            os << "nonblocking_progress written to the spec: " << num(c.nonblocking_progress, 2) << "\n";
     }
     if (!c.layers.empty()) {
         os << "\nper layer of the sequential training step at batch " << c.batch << " (us), measured / model:\n";

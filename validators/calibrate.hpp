@@ -56,6 +56,15 @@ struct LayerPoint {
     double model_fwd_s = 0, model_bwd_s = 0;  // planner::layer_compute_time on the written device
 };
 
+// Whether a non-blocking all-reduce progresses while its rank computes: started, then compute for
+// as long as the all-reduce alone takes (`alone_s`, MPI_Iallreduce + MPI_Wait) with one MPI_Test
+// midway (the runner tests its outstanding all-reduces once per layer), then MPI_Wait (`wait_s`).
+// progress = 1 - wait / alone, within [0, 1]: the share of its full speed it kept during compute.
+struct ProgressPoint {
+    double bytes = 0;
+    double alone_s = 0, wait_s = 0, progress = 1;
+};
+
 struct Calibration {
     int ranks = 1;
     std::vector<SizePoint> point_to_point, all_reduce;
@@ -64,6 +73,9 @@ struct Calibration {
     // times (what alpha and beta stand for in a run: per-call costs, packing, waiting for peers).
     double latency_s = 0, bandwidth_Bps = 0;
     double primitive_fit_residual = 0;  // RMS relative error of the model over the primitive points
+    // The link's nonblocking_progress: the median of `progress_points` (1 when not measured).
+    std::vector<ProgressPoint> progress_points;
+    double nonblocking_progress = 1;
     // The raw ping-pong fit, reported beside it.
     double pingpong_latency_s = 0, pingpong_bandwidth_Bps = 0;
     double latency_fit_max_bytes = 0, bandwidth_fit_min_bytes = 0, bandwidth_fit_max_bytes = 0;

@@ -89,76 +89,108 @@ inline Box with_range(Box b, int dim, Index lo, Index hi) {
 }
 }  // namespace detail
 
-// Forward: returns the extended block (owned + ghosts, zeros outside the tensor). `within` (the
-// tensor's global box, optional) keeps zero padding that an earlier exchange along another dimension
-// added to `owned` out of the messages: only cells of the tensor travel.
+// A halo exchange in three steps, so that a runner can time them apart: `post` packs the cells
+// each neighbour needs and posts the sends and receives (communication); `local` allocates the
+// result and copies (or adds) this rank's own cells into it, the same work a sequential layer does
+// to pad its input (compute); `complete` waits for the messages and unpacks them (communication,
+// including any wait for a late neighbour).
 template <class T>
-Tensor<T> halo_forward(const Tensor<T>& owned, const HaloLine& line, MPI_Comm comm, const Box* within = nullptr) {
-    const int me = comm_rank(comm), p = comm_size(comm), d = line.dim;
-    Tensor<T> ext(detail::with_range(owned.box, d, line.need_lo[me], line.need_hi[me]));
-    std::vector<std::vector<T>> sendbuf(p), recvbuf(p);
-    std::vector<Box> recv_region(p);
+struct HaloInFlight {
+    Box result_box;  // forward: the extended block; adjoint: the owned block
+    Tensor<T> result;
+    bool add = false;  // adjoint: ghost gradients are added into the owned cells
+    std::vector<std::vector<T>> sendbuf, recvbuf;
+    std::vector<Box> recv_region;
     std::vector<MPI_Request> requests;
+};
+
+namespace detail {
+// Posts the messages of one exchange: to peer j the cells of `from` inside send_box(j), from peer
+// j the cells of the result inside recv_box(j), each cut to `within` when given.
+template <class T, class SendBox, class RecvBox>
+HaloInFlight<T> post_halo(const Tensor<T>& from, Box result_box, bool add, MPI_Comm comm, const Box* within, int tag,
+                          SendBox&& send_box, RecvBox&& recv_box) {
+    const int me = comm_rank(comm), p = comm_size(comm);
+    HaloInFlight<T> f;
+    f.result_box = result_box;
+    f.add = add;
+    f.sendbuf.resize(static_cast<std::size_t>(p));
+    f.recvbuf.resize(static_cast<std::size_t>(p));
+    f.recv_region.resize(static_cast<std::size_t>(p));
+    f.requests.reserve(static_cast<std::size_t>(2 * p));
     for (int j = 0; j < p; ++j) {
         if (j == me) continue;
-        Box to_j = intersect(owned.box, detail::with_range(owned.box, d, line.need_lo[j], line.need_hi[j]));
+        Box to_j = intersect(from.box, send_box(j));
         if (within) to_j = intersect(to_j, *within);
         if (!to_j.empty()) {
-            pack(owned, to_j, sendbuf[j]);
-            requests.emplace_back();
-            MPI_Isend(sendbuf[j].data(), static_cast<int>(sendbuf[j].size()), mpi_type<T>(), j, 11, comm,
-                      &requests.back());
+            pack(from, to_j, f.sendbuf[j]);
+            f.requests.emplace_back();
+            MPI_Isend(f.sendbuf[j].data(), static_cast<int>(f.sendbuf[j].size()), mpi_type<T>(), j, tag, comm,
+                      &f.requests.back());
         }
-        recv_region[j] = intersect(ext.box, detail::with_range(ext.box, d, line.own_lo[j], line.own_hi[j]));
-        if (within) recv_region[j] = intersect(recv_region[j], *within);
-        if (!recv_region[j].empty()) {
-            recvbuf[j].resize(static_cast<std::size_t>(recv_region[j].volume()));
-            requests.emplace_back();
-            MPI_Irecv(recvbuf[j].data(), static_cast<int>(recvbuf[j].size()), mpi_type<T>(), j, 11, comm,
-                      &requests.back());
+        f.recv_region[j] = intersect(result_box, recv_box(j));
+        if (within) f.recv_region[j] = intersect(f.recv_region[j], *within);
+        if (!f.recv_region[j].empty()) {
+            f.recvbuf[j].resize(static_cast<std::size_t>(f.recv_region[j].volume()));
+            f.requests.emplace_back();
+            MPI_Irecv(f.recvbuf[j].data(), static_cast<int>(f.recvbuf[j].size()), mpi_type<T>(), j, tag, comm,
+                      &f.requests.back());
         }
     }
-    copy_region(owned, ext, intersect(owned.box, ext.box), false);
-    MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
-    for (int j = 0; j < p; ++j)
-        if (j != me && !recv_region[j].empty()) unpack(ext, recv_region[j], recvbuf[j].data(), false);
-    return ext;
+    return f;
 }
+}  // namespace detail
 
+// Forward: the extended block (owned + ghosts, zeros outside the tensor). `within` (the tensor's
+// global box, optional) keeps zero padding that an earlier exchange along another dimension added
+// to `owned` out of the messages: only cells of the tensor travel.
+template <class T>
+HaloInFlight<T> halo_forward_post(const Tensor<T>& owned, const HaloLine& line, MPI_Comm comm,
+                                  const Box* within = nullptr) {
+    const int me = comm_rank(comm), d = line.dim;
+    const Box ext = detail::with_range(owned.box, d, line.need_lo[me], line.need_hi[me]);
+    return detail::post_halo(
+        owned, ext, false, comm, within, 11,
+        [&](int j) { return detail::with_range(owned.box, d, line.need_lo[j], line.need_hi[j]); },
+        [&](int j) { return detail::with_range(ext, d, line.own_lo[j], line.own_hi[j]); });
+}
 // Adjoint: ghost gradients go back to their owners and are added into the bulk; padding drops out
 // (with `within`, before it travels).
 template <class T>
+HaloInFlight<T> halo_adjoint_post(const Tensor<T>& ext_grad, const Box& owned_box, const HaloLine& line,
+                                  MPI_Comm comm, const Box* within = nullptr) {
+    const int d = line.dim;
+    return detail::post_halo(
+        ext_grad, owned_box, true, comm, within, 12,
+        [&](int j) { return detail::with_range(ext_grad.box, d, line.own_lo[j], line.own_hi[j]); },
+        [&](int j) { return detail::with_range(owned_box, d, line.need_lo[j], line.need_hi[j]); });
+}
+// This rank's own cells into the result (`source`: the tensor given to the post).
+template <class T>
+void halo_local(const Tensor<T>& source, HaloInFlight<T>& f) {
+    f.result = Tensor<T>(f.result_box);
+    copy_region(source, f.result, intersect(f.result_box, source.box), f.add);
+}
+template <class T>
+Tensor<T> halo_complete(HaloInFlight<T>& f) {
+    MPI_Waitall(static_cast<int>(f.requests.size()), f.requests.data(), MPI_STATUSES_IGNORE);
+    for (std::size_t j = 0; j < f.recv_region.size(); ++j)
+        if (!f.recvbuf[j].empty()) unpack(f.result, f.recv_region[j], f.recvbuf[j].data(), f.add);
+    return std::move(f.result);
+}
+
+template <class T>
+Tensor<T> halo_forward(const Tensor<T>& owned, const HaloLine& line, MPI_Comm comm, const Box* within = nullptr) {
+    HaloInFlight<T> f = halo_forward_post(owned, line, comm, within);
+    halo_local(owned, f);
+    return halo_complete(f);
+}
+template <class T>
 Tensor<T> halo_adjoint(const Tensor<T>& ext_grad, const Box& owned_box, const HaloLine& line, MPI_Comm comm,
                        const Box* within = nullptr) {
-    const int me = comm_rank(comm), p = comm_size(comm), d = line.dim;
-    Tensor<T> owned(owned_box);
-    std::vector<std::vector<T>> sendbuf(p), recvbuf(p);
-    std::vector<Box> recv_region(p);
-    std::vector<MPI_Request> requests;
-    for (int j = 0; j < p; ++j) {
-        if (j == me) continue;
-        Box to_j = intersect(ext_grad.box, detail::with_range(ext_grad.box, d, line.own_lo[j], line.own_hi[j]));
-        if (within) to_j = intersect(to_j, *within);
-        if (!to_j.empty()) {
-            pack(ext_grad, to_j, sendbuf[j]);
-            requests.emplace_back();
-            MPI_Isend(sendbuf[j].data(), static_cast<int>(sendbuf[j].size()), mpi_type<T>(), j, 12, comm,
-                      &requests.back());
-        }
-        recv_region[j] = intersect(owned.box, detail::with_range(owned.box, d, line.need_lo[j], line.need_hi[j]));
-        if (within) recv_region[j] = intersect(recv_region[j], *within);
-        if (!recv_region[j].empty()) {
-            recvbuf[j].resize(static_cast<std::size_t>(recv_region[j].volume()));
-            requests.emplace_back();
-            MPI_Irecv(recvbuf[j].data(), static_cast<int>(recvbuf[j].size()), mpi_type<T>(), j, 12, comm,
-                      &requests.back());
-        }
-    }
-    copy_region(ext_grad, owned, intersect(owned.box, ext_grad.box), true);
-    MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
-    for (int j = 0; j < p; ++j)
-        if (j != me && !recv_region[j].empty()) unpack(owned, recv_region[j], recvbuf[j].data(), true);
-    return owned;
+    HaloInFlight<T> f = halo_adjoint_post(ext_grad, owned_box, line, comm, within);
+    halo_local(ext_grad, f);
+    return halo_complete(f);
 }
 
 // Repartition: every rank of `comm` holds box src[r] of a global tensor and gets box dst[r].

@@ -252,6 +252,20 @@ TEST_CASE("a calibrated spec records where it was measured, as a typed field", "
     CHECK(parse_error(spec).starts_with("spec.json: /measured_on: "));
 }
 
+TEST_CASE("a link's nonblocking_progress is a sourced fraction, 1 by default", "[clusters][json]") {
+    Json spec = tiny_spec();
+    CHECK(parse_cluster(spec, "p.json").inter_node.nonblocking_progress == 1);  // the presets' behaviour
+    spec["inter_node"]["nonblocking_progress"] = {{"value", 0.25}, {"source", "measured by dnnplan calibrate"}};
+    Cluster c = parse_cluster(spec, "m.json");
+    CHECK(c.inter_node.nonblocking_progress == 0.25);
+    CHECK(c.sources.at("/inter_node/nonblocking_progress") == "measured by dnnplan calibrate");
+    CHECK(parse_cluster(to_json(c), "m.json") == c);
+    spec["inter_node"]["nonblocking_progress"] = 0;  // no progress at all is a valid measurement
+    CHECK(parse_cluster(spec, "m.json").inter_node.nonblocking_progress == 0);
+    spec["inter_node"]["nonblocking_progress"] = 1.5;
+    CHECK(parse_error(spec).starts_with("spec.json: /inter_node/nonblocking_progress: must be between 0 and 1"));
+}
+
 TEST_CASE("a fat tree's oversubscription defaults to non-blocking", "[clusters]") {
     Json spec = tiny_spec();
     spec["inter_node"]["topology"] = "fat_tree";

@@ -6,7 +6,10 @@
 // The clusters are built in code: one device per node, so every group is spread one rank per node
 // and every message costs a + n b with a = 1 us and 1 / b = 1 GB/s; peak 1 TFLOP/s reached in
 // full. With these numbers each expected value below is written out as arithmetic.
+#include <algorithm>
+#include <array>
 #include <map>
+#include <utility>
 #include <set>
 #include <catch2/catch.hpp>
 
@@ -22,6 +25,7 @@
 #include "networks/network.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/search.hpp"
+#include "planner/stage_evaluator.hpp"
 
 using namespace dnnplan;
 using namespace dnnplan::planner;
@@ -730,4 +734,136 @@ TEST_CASE("a channel concat under a channel split moves the input blocks that ot
         CHECK(c.bytes == 512);
     }
     CHECK(phases == std::vector<Phase>{Phase::forward, Phase::backward});
+}
+
+namespace {
+// An independent count of what the validators' halo exchange sends (validators/primitives.hpp
+// halo_forward, rows first, then columns on the row-extended block, cells outside the tensor never
+// travel): every output position of a block and every kernel tap it reads, enumerated one by one.
+struct WindowAxis {
+    std::int64_t n_in, k, s, p, d;
+    std::int64_t n_out() const { return (n_in + 2 * p - d * (k - 1) - 1) / s + 1; }
+};
+// The input rows [lo, hi) that output block j of `parts` reads: from its first tap to its last
+// (the exchange moves this contiguous range; a dilated or strided window skips rows inside it),
+// cut to the tensor (padding never travels).
+std::pair<std::int64_t, std::int64_t> read_range(const WindowAxis& a, std::int64_t parts, std::int64_t j) {
+    std::int64_t lo = std::numeric_limits<std::int64_t>::max(), hi = std::numeric_limits<std::int64_t>::min();
+    for (std::int64_t o = a.n_out() * j / parts; o < a.n_out() * (j + 1) / parts; ++o)
+        for (std::int64_t t = 0; t < a.k; ++t) {
+            const std::int64_t r = o * a.s - a.p + t * a.d;
+            lo = std::min(lo, r);
+            hi = std::max(hi, r + 1);
+        }
+    return {std::max<std::int64_t>(lo, 0), std::min(hi, a.n_in)};
+}
+std::int64_t owner(std::int64_t n, std::int64_t parts, std::int64_t r) {
+    for (std::int64_t j = 0; j < parts; ++j)
+        if (r < n * (j + 1) / parts) return j;
+    return parts - 1;
+}
+// The busiest process's cells (sent or received, summed over both exchanges), or -1 when a block
+// would reach past its neighbours or a block is empty (plans the planner refuses).
+std::int64_t brute_force_busiest(const WindowAxis& ah, const WindowAxis& aw, std::int64_t ph, std::int64_t pw) {
+    const std::int64_t P = ph * pw;
+    std::vector<std::int64_t> sent(P, 0), received(P, 0);
+    for (std::int64_t i = 0; i < ph; ++i)
+        for (std::int64_t j = 0; j < pw; ++j) {
+            const auto [rlo, rhi] = read_range(ah, ph, i);
+            const auto [clo, chi] = read_range(aw, pw, j);
+            const std::int64_t own_clo = aw.n_in * j / pw, own_chi = aw.n_in * (j + 1) / pw;
+            const std::int64_t own_rlo = ah.n_in * i / ph, own_rhi = ah.n_in * (i + 1) / ph;
+            if (own_rhi <= own_rlo || own_chi <= own_clo || ah.n_out() < ph || aw.n_out() < pw) return -1;
+            // Rows: cells (r, c) with r read but owned by another row block, c owned.
+            for (std::int64_t r = rlo; r < rhi; ++r) {
+                const std::int64_t from = owner(ah.n_in, ph, r);
+                if (from == i) continue;
+                if (std::abs(from - i) > 1) return -1;
+                for (std::int64_t c = own_clo; c < own_chi; ++c) ++received[i * pw + j], ++sent[from * pw + j];
+            }
+            // Columns: on the row-extended block (rows [rlo, rhi), or the owned rows when none is read).
+            const std::int64_t ext_lo = rhi > rlo ? rlo : own_rlo, ext_hi = rhi > rlo ? rhi : own_rhi;
+            for (std::int64_t c = clo; c < chi; ++c) {
+                const std::int64_t from = owner(aw.n_in, pw, c);
+                if (from == j) continue;
+                if (std::abs(from - j) > 1) return -1;
+                for (std::int64_t r = ext_lo; r < ext_hi; ++r) ++received[i * pw + j], ++sent[i * pw + from];
+            }
+        }
+    std::int64_t busiest = 0;
+    for (std::int64_t q = 0; q < P; ++q) busiest = std::max({busiest, sent[q], received[q]});
+    return busiest;
+}
+}  // namespace
+
+TEST_CASE("domain split: halo bytes equal a brute-force count of the busiest process's cells", "[planner][cost]") {
+    // One sample, one channel, fp32: the model's forward halo calls (bytes to each of up to two
+    // neighbours per split dimension, as the byte ledger reads them) must add up to 4 B x the
+    // busiest process's cells, counted above tap by tap. Shapes, kernels, strides, paddings and
+    // grids on up to 4 x 4 processes, including misaligned strided blocks (resnet-small's 1 x 1
+    // stride-2 down_conv on 8 x 8 over 1 x 3: 7 rows x 1 column, not 8 x 1).
+    const clusters::Cluster cluster = hand_cluster();
+    int compared = 0, strided_unsplit = 0;
+    for (std::int64_t n : {7, 8, 10, 13})
+        for (auto [k, s, p, d] : std::vector<std::array<std::int64_t, 4>>{
+                 {1, 2, 0, 1}, {3, 1, 1, 1}, {3, 2, 1, 1}, {5, 1, 0, 1}, {2, 2, 0, 1}, {3, 2, 0, 1}, {3, 1, 2, 2}})
+            for (std::int64_t ph = 1; ph <= 4; ++ph)
+                for (std::int64_t pw = 1; pw <= 4; ++pw) {
+                    if (ph * pw == 1) continue;
+                    const WindowAxis ah{n, k, s, p, d}, aw{n + 1, k, s, p, d};
+                    const std::int64_t expected = brute_force_busiest(ah, aw, ph, pw);
+                    if (expected < 0) continue;
+                    const std::string spec = R"({"name": "one_conv", "batch": 1, "input": {"shape": [1, )" +
+                                             std::to_string(n) + ", " + std::to_string(n + 1) +
+                                             R"(]}, "layers": [{"name": "conv", "kind": "conv2d", "out_channels": 1, "kernel": )" +
+                                             std::to_string(k) + R"(, "stride": )" + std::to_string(s) +
+                                             R"(, "padding": )" + std::to_string(p) + R"(, "dilation": )" +
+                                             std::to_string(d) + R"(, "bias": false}]})";
+                    const networks::Network net = networks::parse_network(Json::parse(spec), "inline.json");
+                    const PlannerOptions o = options(ph * pw, 1);
+                    const CostModel model(net, cluster, o);
+                    const ScoredPlan plan =
+                        model.score(all(net, model, Layout{1, 1, 1, static_cast<int>(ph), static_cast<int>(pw)}));
+                    double model_bytes = 0;
+                    for (const CommCall& c : plan.calls)
+                        if (c.kind == CommKind::halo && c.phase == Phase::forward)
+                            model_bytes += std::min(2, c.group.size - 1) * c.bytes;
+                    INFO("n " << n << " k " << k << " s " << s << " p " << p << " d " << d << " grid " << ph << " x " << pw);
+                    CHECK(model_bytes == Approx(4.0 * static_cast<double>(expected)).epsilon(1e-12));
+                    ++compared;
+                    if (s > 1 && (ph == 1 || pw == 1)) ++strided_unsplit;
+                }
+    CHECK(compared > 200);
+    CHECK(strided_unsplit > 20);
+}
+
+TEST_CASE("a sync in flight progresses at the link's nonblocking_progress while the rank computes", "[planner][cost]") {
+    // SyncOverlap by hand (seconds): layer A computes 10 and starts an 8 s sync at progress 0.25;
+    // layer B computes 20: the sync advances 0.25 x 20 = 5, so 3 remain past the backward pass
+    // (at progress 1 it is done by then: 0 exposed; at 0 all 8 remain).
+    for (auto [progress, exposed] : std::vector<std::pair<double, double>>{{0.25, 3.0}, {1.0, 0.0}, {0.0, 8.0}}) {
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, progress);
+        o.layer(20, 0, 0, 0, true);
+        CHECK(o.exposed_s() == Approx(exposed).epsilon(1e-12));
+        CHECK(o.total_s() == 8);
+    }
+    // Inside a blocking transfer (MPI calls progress it) the sync runs at full speed: layer B
+    // computes 4 (8 - 0.25 x 4 = 7 left) then sends 1 s on other links (no sharing): 6 left.
+    SyncOverlap o(true);
+    o.layer(10, 0, 0, 8, true, 0.25);
+    o.layer(4, 1, 0, 0, false);
+    CHECK(o.exposed_s() == Approx(6).epsilon(1e-12));
+
+    // Through the cost model: the pure-batch case above (three linear layers, P = 6) on a network
+    // whose non-blocking all-reduces progress at half speed during compute. The syncs total
+    // 109.36e-6 s and start after fc3's backward; fc2's and fc1's backwards (36.864e-9 + 24.576e-9
+    // = 61.44e-9 s) then hide half of their length: exposed 109.36e-6 - 0.5 x 61.44e-9 =
+    // 109.32928e-6 s (at full progress 109.29856e-6, as above).
+    networks::Network net = three_linear();
+    clusters::Cluster cluster = hand_cluster();
+    cluster.inter_node.nonblocking_progress = 0.5;
+    CostModel model(net, cluster, options(6, 12));
+    ScoredPlan plan = model.score(all(net, model, Layout{6, 1, 1, 1, 1}));
+    CHECK(plan.cost.sync_exposed_s == Approx(109.32928e-6).epsilon(1e-12));
 }

@@ -143,6 +143,32 @@ print("ok")
 PY
 [ $? = 0 ] || exit 1
 
+# resnet-small at batch 8 on 3 ranks, the domain plan (columns split 3 ways): layer2_0.0.down_conv
+# (1 x 1, stride 2, no padding) reads maxpool's 8 x 8 x 8 per sample; input columns [0,2) [2,5)
+# [5,8), output columns [0,1) [1,2) [2,4): rank 2's outputs 2, 3 read input columns 4 and 6, so
+# rank 1 sends column 4 ([4,7) less its own [5,8)) and nobody else sends. Rows are not split, but
+# the column exchange carries the rows the windows read, [0,7) (output rows 0..3 read rows 0, 2,
+# 4, 6): 8 samples x 8 channels x 7 rows x 1 column x 4 B = 1792 B, forward and (the adjoint)
+# backward. The plan: 1792 B over 3 ranks, 896 B to each of 2 neighbours (before: 8 rows, 2048 B).
+"$DNNPLAN" validate --net "$(dirname "$0")/data/resnet-small.json" --strategies domain --batch 8 --np 3 \
+    --cluster cori-knl --warmup 0 --iterations 1 --format json --out "$tmp/rs3.json" >"$tmp/out" 2>&1 ||
+    { echo "FAIL: resnet-small domain on 3 ranks"; cat "$tmp/out"; exit 1; }
+python3 - "$tmp/rs3.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = [p for p in r["plans"] if p["strategy"] == "domain"][0]
+assert "down_conv w3" in d["layouts"], d["layouts"]
+down = [e for e in d["ledger"]["entries"] if e["kind"] == "halo" and e["layer"] == 17]
+assert sorted(e["phase"] for e in down) == ["backward", "forward"], down
+for e in down:
+    assert e["planned"] == [{"group_size": 3, "bytes": 896}] and e["largest_rank_bytes"] == 1792, e
+fwd = [e for e in down if e["phase"] == "forward"][0]
+assert [x["bytes_to_peer"] for x in fwd["measured"]] == [{}, {"2": 1792}, {}], fwd
+assert d["ledger"]["agrees"], d["ledger"]["mismatches"]
+print("ok")
+PY
+[ $? = 0 ] || exit 1
+
 # A doctored layer-parallel plan: lenet5's best plan on 2 ranks with its dtype edited to fp16 (on a
 # cluster with an fp16 rate), so its calls carry 2-byte elements while the runner sends fp32: the
 # numerical checks pass, the ledger differs and the run fails with status 1, naming the operation.
