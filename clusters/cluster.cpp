@@ -28,6 +28,7 @@ constexpr Range kLatency{1e-10, 1, "s"};
 constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
 constexpr Range kProgress{0, 1, "(a fraction of the collective's full speed)"};
+constexpr Range kKernelSeconds{0, 1, "s"};  // a kernel's time per unit of work or per call
 
 // Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
 // the pointer of the number itself (so "/nodes", never "/nodes/value").
@@ -71,10 +72,18 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
     return link;
 }
 
+std::optional<CpuKernel> parse_cpu_kernel(const std::string& name) {
+    const auto& names = cpu_kernel_names();
+    const auto at = std::find(names.begin(), names.end(), name);
+    if (at == names.end()) return std::nullopt;
+    return static_cast<CpuKernel>(at - names.begin());
+}
+
 Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys(
         {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps",
-         "memory_efficiency", "elementwise_bandwidth_Bps", "gemm_operand_bandwidth_Bps", "cores", "gemm"});
+         "memory_efficiency", "elementwise_bandwidth_Bps", "gemm_operand_bandwidth_Bps", "cores", "gemm",
+         "cpu_kernels"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -115,6 +124,19 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
                                      ") on a device that gives its cores; leave it out");
         device.gemm.units = device.cores > 0 ? device.cores : reader.small_int(gemm.child("units"), 1);
         device.gemm.efficiency = reader.number(gemm, "efficiency", kFraction);
+    }
+    if (node.has("cpu_kernels")) {
+        SpecNode kernels = node.child("cpu_kernels");
+        kernels.check_keys(cpu_kernel_names());
+        for (const auto& name : cpu_kernel_names()) {
+            if (!kernels.has(name)) continue;
+            SpecNode k = kernels.child(name);
+            k.check_keys({"per_unit_s", "per_call_s"});
+            KernelCost cost;
+            if (k.has("per_unit_s")) cost.per_unit_s = reader.number(k, "per_unit_s", kKernelSeconds);
+            if (k.has("per_call_s")) cost.per_call_s = reader.number(k, "per_call_s", kKernelSeconds);
+            device.cpu_kernels[*parse_cpu_kernel(name)] = cost;
+        }
     }
     return device;
 }
@@ -227,6 +249,20 @@ std::string to_string(TopologyKind kind) {
     }
     return "crossbar";
 }
+
+// In CpuKernel's order.
+const std::vector<std::string>& cpu_kernel_names() {
+    static const std::vector<std::string> names{
+        "relu_forward", "relu_backward", "gelu_forward", "gelu_backward", "layernorm_forward",
+        "layernorm_backward", "batchnorm_forward", "batchnorm_backward", "add_forward", "concat_forward",
+        "concat_backward", "pool_forward", "pool_backward", "global_pool_forward", "global_pool_backward",
+        "upsample_forward", "upsample_backward", "embedding_forward", "embedding_backward",
+        "position_embedding_forward", "position_embedding_backward", "attention_forward", "attention_backward",
+        "loss", "lowering_forward", "lowering_backward", "gemm_call"};
+    return names;
+}
+
+std::string to_string(CpuKernel kernel) { return cpu_kernel_names().at(static_cast<std::size_t>(kernel)); }
 
 const std::vector<std::string>& topology_names() {
     static const std::vector<std::string> names{"crossbar", "fat_tree", "torus", "dragonfly"};
@@ -372,6 +408,12 @@ Json to_json(const Cluster& cluster) {
         out["device"]["gemm_operand_bandwidth_Bps"] =
             sourced(c, "/device/gemm_operand_bandwidth_Bps", c.device.gemm_operand_bandwidth_Bps);
     if (c.device.cores > 0) out["device"]["cores"] = sourced(c, "/device/cores", c.device.cores);
+    for (const auto& [kernel, cost] : c.device.cpu_kernels) {
+        const std::string at = "/device/cpu_kernels/" + to_string(kernel);
+        out["device"]["cpu_kernels"][to_string(kernel)] =
+            Json{{"per_unit_s", sourced(c, at + "/per_unit_s", cost.per_unit_s)},
+                 {"per_call_s", sourced(c, at + "/per_call_s", cost.per_call_s)}};
+    }
     if (c.device.gemm.described()) {
         out["device"]["gemm"] = Json{{"tile_m", sourced(c, "/device/gemm/tile_m", c.device.gemm.tile_m)},
                                      {"tile_n", sourced(c, "/device/gemm/tile_n", c.device.gemm.tile_n)},

@@ -67,6 +67,26 @@ struct GemmTiling {
     bool operator==(const GemmTiling&) const = default;
 };
 
+// The validator's CPU kernels (validators/kernels.cpp, runner.cpp, transformer_layers.cpp), each
+// direction of each layer kind as the validator runs it, costed on a calibrated CPU by `dnnplan
+// calibrate` as seconds per unit of work and per call (planner/compute.hpp defines each unit).
+enum class CpuKernel {
+    relu_forward, relu_backward, gelu_forward, gelu_backward, layernorm_forward, layernorm_backward,
+    batchnorm_forward, batchnorm_backward, add_forward, concat_forward, concat_backward,
+    pool_forward, pool_backward, global_pool_forward, global_pool_backward, upsample_forward,
+    upsample_backward, embedding_forward, embedding_backward, position_embedding_forward,
+    position_embedding_backward, attention_forward, attention_backward, loss,
+    lowering_forward, lowering_backward,  // GEMM layers' copies: padding, im2col, col2im, bias
+    gemm_call,                            // one BLAS call: per_call_s only
+};
+std::string to_string(CpuKernel kernel);
+const std::vector<std::string>& cpu_kernel_names();  // the JSON keys of device.cpu_kernels
+
+struct KernelCost {
+    double per_unit_s = 0, per_call_s = 0;
+    bool operator==(const KernelCost&) const = default;
+};
+
 // The unit one process runs on: a GPU, or for CPU clusters the whole node.
 struct Device {
     std::string name;
@@ -90,6 +110,9 @@ struct Device {
     // cache-resident blocks. 0 when not given: memory_bandwidth_Bps x memory_efficiency.
     double gemm_operand_bandwidth_Bps = 0;
     GemmTiling gemm;  // optional: per-shape GEMM and convolution efficiency (planner/compute.hpp)
+    // A calibrated CPU's kernels (empty elsewhere): a layer whose kernels are all here is costed
+    // kernel by kernel (planner/compute.cpp, cpu_layer_work), others by the rates above.
+    std::map<CpuKernel, KernelCost> cpu_kernels;
     // CPU cores of the device (a CPU cluster's whole node); 0 when not described (GPUs). When set,
     // gemm.units is this count (one convolution block per core) and the node can be shared by
     // several processes (clusters/processes_per_node.hpp).

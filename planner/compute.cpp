@@ -172,7 +172,135 @@ ComputeTime attention_time(const networks::Network& network, const Layer& layer,
     return c;
 }
 
+using clusters::CpuKernel;
+
+// The validator's linear layer (validators/kernels.cpp linear_forward/backward): one GEMM each
+// way for the output, the weight gradient and the input gradient (always computed), the bias
+// added and its gradient summed per output element. Its convolution lowers explicitly, per
+// sample: the halo/padding copy of the input block, im2col (K = C R S rows of P Q columns), the
+// GEMM W [K_out x K] x col [K x P Q], the bias; backward the bias gradient, dW += dy col^T and,
+// when the input needs a gradient, dcol = W^T dy, col2im and the zeroed input gradient.
+std::optional<CpuLayerWork> cpu_gemm_layer_work(const networks::Network& network, const Layer& layer,
+                                                const LocalLayer& l) {
+    const Layer& input = network.layers[layer.inputs.front()];
+    const Layout& lay = l.layout;
+    CpuLayerWork w;
+    if (layer.kind == LayerKind::linear) {
+        const double features = static_cast<double>(input.output_shape.back());
+        const double rows = l.batch * static_cast<double>(input.output_elements) / features;
+        const double cin = static_cast<double>(largest_part(input.output_shape.back(), lay.ci));
+        const double cout = static_cast<double>(largest_part(layer.attrs.out_features, lay.co));
+        const double bias = layer.attrs.bias ? rows * cout : 0.0;
+        w.forward = {{{CpuKernel::lowering_forward, bias, 1}}, {{rows, cout, cin, 1}}};
+        w.backward = {{{CpuKernel::lowering_backward, bias, 1}}, {{cout, cin, rows, 1}, {rows, cin, cout, 1}}};
+        return w;
+    }
+    if (layer.kind != LayerKind::conv2d || layer.attrs.groups != 1) return std::nullopt;
+    const auto& x = input.output_shape;
+    const auto& y = layer.output_shape;
+    const double n = static_cast<double>(largest_part(y[1], lay.h) * largest_part(y[2], lay.w));  // P Q
+    const double in = static_cast<double>(largest_part(x[0], lay.ci) * largest_part(x[1], lay.h) *
+                                          largest_part(x[2], lay.w));  // C H W of the block
+    const double k = static_cast<double>(largest_part(x[0], lay.ci) * layer.attrs.kernel_h * layer.attrs.kernel_w);
+    const double co = static_cast<double>(largest_part(y[0], lay.co));
+    const double b = l.batch, bias = layer.attrs.bias ? b * co * n : 0.0;
+    const bool needs_dx = layer.inputs.front() != 0;
+    w.forward = {{{CpuKernel::lowering_forward, b * (in + k * n) + bias, 2}}, {{co, n, k, b}}};
+    w.backward.kernels = {{CpuKernel::lowering_backward, bias + (needs_dx ? b * (k * n + in) : 0.0), 1}};
+    w.backward.gemms = {{co, k, n, b}};
+    if (needs_dx) w.backward.gemms.push_back({k, n, co, b});
+    return w;
+}
+
+// The validator's attention (validators/transformer_layers.cpp) is scalar loops per local head:
+// the Q, K and V projections (3 E d multiply-adds per token), the causal scores and context (d
+// each per (query, key) pair) and the output projection (E d per token); backward each product's
+// two gradients, twice the forward's multiply-adds. The unit is a multiply-add.
+CpuLayerWork cpu_attention_work(const networks::Network& network, const Layer& layer, const LocalLayer& l) {
+    const Layer& input = network.layers[layer.inputs.front()];
+    const double s = static_cast<double>(input.output_shape[0]), e = static_cast<double>(input.output_shape[1]);
+    const double d = e / static_cast<double>(layer.attrs.heads);
+    const double heads = static_cast<double>(largest_part(layer.attrs.heads, l.layout.co));
+    const double pairs = layer.attrs.causal ? s * (s + 1) / 2 : s * s;
+    const double macs = l.batch * heads * (s * 4 * e * d + 2 * pairs * d);
+    CpuLayerWork w;
+    w.forward.kernels = {{CpuKernel::attention_forward, macs, 1}};
+    w.backward.kernels = {{CpuKernel::attention_backward, 2 * macs, 1}};
+    return w;
+}
+
+// Units of the other kernels, per local element: the output's (relu, gelu, layernorm, batch
+// norm, concat, upsample, embeddings), the input's (global pooling), the output's times the
+// inputs (add: a copy and an add per extra input), the output's times the window (pooling).
+// Dropout runs as the identity and a residual add's gradient is the output's, passed on: no
+// kernel. The loss (softmax cross-entropy) per logit, with the network's last layer forward.
+std::optional<CpuLayerWork> cpu_layer_work_of(const networks::Network& network, const Layer& layer,
+                                              const LocalLayer& l, double out, double in) {
+    auto both = [](CpuKernel f, CpuKernel b, double units, double calls = 1) {
+        return CpuLayerWork{{{{f, units, calls}}, {}}, {{{b, units, calls}}, {}}};
+    };
+    switch (layer.kind) {
+        case LayerKind::linear:
+        case LayerKind::conv2d:
+            return cpu_gemm_layer_work(network, layer, l);
+        case LayerKind::attention:
+            return cpu_attention_work(network, layer, l);
+        case LayerKind::activation:
+            if (layer.attrs.function == "relu") return both(CpuKernel::relu_forward, CpuKernel::relu_backward, out);
+            if (layer.attrs.function == "gelu") return both(CpuKernel::gelu_forward, CpuKernel::gelu_backward, out);
+            return std::nullopt;
+        case LayerKind::layernorm:
+            return both(CpuKernel::layernorm_forward, CpuKernel::layernorm_backward, out);
+        case LayerKind::batchnorm2d:  // statistics, then normalise; sums, then the gradient
+            return both(CpuKernel::batchnorm_forward, CpuKernel::batchnorm_backward, out, 2);
+        case LayerKind::add:
+            return CpuLayerWork{{{{CpuKernel::add_forward, out * static_cast<double>(layer.inputs.size()), 1}}, {}}, {}};
+        case LayerKind::concat:
+            return both(CpuKernel::concat_forward, CpuKernel::concat_backward, out);
+        case LayerKind::maxpool2d:
+        case LayerKind::avgpool2d:
+            return both(CpuKernel::pool_forward, CpuKernel::pool_backward,
+                        out * static_cast<double>(layer.attrs.kernel_h * layer.attrs.kernel_w));
+        case LayerKind::adaptive_avgpool2d:
+            return both(CpuKernel::global_pool_forward, CpuKernel::global_pool_backward, in);
+        case LayerKind::upsample:
+            return both(CpuKernel::upsample_forward, CpuKernel::upsample_backward, out);
+        case LayerKind::embedding:
+            return both(CpuKernel::embedding_forward, CpuKernel::embedding_backward, out);
+        case LayerKind::position_embedding:
+            return both(CpuKernel::position_embedding_forward, CpuKernel::position_embedding_backward, out);
+        case LayerKind::dropout:
+        case LayerKind::flatten:
+            return CpuLayerWork{};
+        default:
+            return std::nullopt;
+    }
+}
+
 }  // namespace
+
+std::optional<CpuLayerWork> cpu_layer_work(const networks::Network& network, int index, const LocalLayer& l,
+                                           DType dtype) {
+    const Layer& layer = network.layers[index];
+    const double eb = static_cast<double>(dtype_bytes(dtype));
+    std::optional<CpuLayerWork> w = cpu_layer_work_of(network, layer, l, l.output_bytes / eb, l.input_bytes / eb);
+    if (w && l.network_output) w->forward.kernels.push_back({CpuKernel::loss, l.output_bytes / eb, 1});
+    return w;
+}
+
+std::optional<double> cpu_pass_seconds(const clusters::Device& device, DType dtype, const CpuPass& pass) {
+    double t = 0;
+    for (const KernelWork& k : pass.kernels) {
+        const auto cost = device.cpu_kernels.find(k.kernel);
+        if (cost == device.cpu_kernels.end()) return std::nullopt;
+        t += cost->second.per_unit_s * k.units + cost->second.per_call_s * k.calls;
+    }
+    if (pass.gemms.empty()) return t;
+    const auto call = device.cpu_kernels.find(CpuKernel::gemm_call);
+    if (call == device.cpu_kernels.end()) return std::nullopt;
+    for (const Gemm& g : pass.gemms) t += gemm_time(device, dtype, g).seconds + call->second.per_call_s * g.count;
+    return t;
+}
 
 GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, double flops) {
     GemmTime r;
@@ -224,6 +352,14 @@ ComputeTime layer_compute_time(const networks::Network& network, int index, cons
         t.backward_s = uniform_seconds(device, dtype, l.bwd_input_flops + l.bwd_weight_flops,
                                        2 * (l.input_bytes + l.output_bytes) + 2 * l.weight_bytes, roofline);
         return t;
+    }
+    if (!device.cpu_kernels.empty()) {
+        // A calibrated CPU: the validator's kernels, when every one this layer runs is measured.
+        if (const auto work = cpu_layer_work(network, index, l, dtype)) {
+            const auto fwd = cpu_pass_seconds(device, dtype, work->forward);
+            const auto bwd = cpu_pass_seconds(device, dtype, work->backward);
+            if (fwd && bwd) return {*fwd, *bwd};
+        }
     }
     switch (layer.kind) {
         case LayerKind::linear:

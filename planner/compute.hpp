@@ -61,6 +61,27 @@ struct ComputeTime {
     double forward_s = 0, backward_s = 0;
 };
 
+// A calibrated CPU (device.cpu_kernels non-empty): the work of each of the validator's kernels
+// one direction of a layer runs, and the BLAS calls it makes (each Gemm's count is its calls).
+struct KernelWork {
+    clusters::CpuKernel kernel = clusters::CpuKernel::gemm_call;
+    double units = 0, calls = 0;
+};
+struct CpuPass {
+    std::vector<KernelWork> kernels;
+    std::vector<Gemm> gemms;
+};
+struct CpuLayerWork {
+    CpuPass forward, backward;
+};
+// What the validator's kernels do for `network.layers[index]` on `local` (compute.cpp gives each
+// kernel's unit); nullopt for a layer the validator runs with no kernel described here.
+std::optional<CpuLayerWork> cpu_layer_work(const networks::Network& network, int index, const LocalLayer& local,
+                                           DType dtype);
+// Sum over the pass of per_unit_s x units + per_call_s x calls, and each GEMM's gemm_time plus
+// gemm_call's per_call_s per BLAS call; nullopt when a kernel it needs is not on the device.
+std::optional<double> cpu_pass_seconds(const clusters::Device& device, DType dtype, const CpuPass& pass);
+
 // Forward and backward seconds of `network.layers[index]` for `local` under `model`.
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& local,
                                const clusters::Device& device, DType dtype, ComputeModel model, bool roofline);

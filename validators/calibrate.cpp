@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -329,6 +330,7 @@ clusters::Device calibrated_device(const Calibration& c) {
     d.memory_bandwidth_Bps = c.memory_bandwidth_Bps;
     d.elementwise_bandwidth_Bps = c.elementwise_bandwidth_Bps;
     d.gemm_operand_bandwidth_Bps = c.gemm_operand_bandwidth_Bps;
+    for (const auto& [kernel, fit] : c.cpu_kernels) d.cpu_kernels[kernel] = fit.cost;
     return d;
 }
 
@@ -351,77 +353,348 @@ std::vector<double> model_layer_seconds(const networks::Network& network, std::i
     return out;
 }
 
-void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks) {
-    if (c.layers.empty()) return;
-    double operand = c.memory_bandwidth_Bps;
-    auto model_of = [&](double fraction, double elementwise) {
-        clusters::Device d = calibrated_device(c);
-        d.achievable_fraction = fraction;
-        d.elementwise_bandwidth_Bps = elementwise;
-        d.gemm_operand_bandwidth_Bps = operand;
-        std::map<std::string, std::vector<double>> per_network;
-        for (const networks::Network* net : networks) per_network[net->name] = model_layer_seconds(*net, c.batch, d);
-        return per_network;
-    };
-    // Visits every fitted (measured, model) pair.
-    auto each_point = [&](const std::map<std::string, std::vector<double>>& model, auto&& f) {
-        for (const LayerPoint& p : c.layers) {
-            const std::vector<double>& m = model.at(p.network);
-            const double pairs[2][2] = {{p.fwd_s, m[2 * p.index]}, {p.bwd_s, m[2 * p.index + 1]}};
-            for (const auto& pair : pairs)
-                if (pair[0] > 0 && pair[1] > 0) f(pair[0], pair[1]);
-        }
-    };
-    double best_f = 0, best_e = 0, best_cost = std::numeric_limits<double>::infinity();
-    auto search = [&](double f_lo, double f_hi, double e_lo, double e_hi, int steps) {
-        for (int i = 0; i <= steps; ++i)
-            for (int k = 0; k <= steps; ++k) {
-                const double f = std::min(1.0, f_lo * std::pow(f_hi / f_lo, steps ? double(i) / steps : 0.0));
-                const double e = e_lo * std::pow(e_hi / e_lo, steps ? double(k) / steps : 0.0);
-                double sum = 0;
-                each_point(model_of(f, e), [&](double measured, double model) {
-                    sum += std::pow(std::log(model / measured), 2);
-                });
-                if (sum < best_cost) best_cost = sum, best_f = f, best_e = e;
-            }
-    };
-    // The operand rate at the best (fraction, elementwise rate); twice over, as each moves the
-    // other; then all three refined around the best point (to ~1%).
-    auto scan_operand = [&](double lo, double hi, int steps) {
-        double best_operand = operand;
-        for (int k = 0; k <= steps; ++k) {
-            operand = lo * std::pow(hi / lo, double(k) / steps);
-            const double before = best_cost;
-            search(best_f, best_f, best_e, best_e, 0);
-            if (best_cost < before) best_operand = operand;
-        }
-        operand = best_operand;
-    };
-    for (int round = 0; round < 2; ++round) {
-        best_cost = std::numeric_limits<double>::infinity();
-        search(1e-3, 1.0, 1e7, 1e12, 40);
-        scan_operand(1e8, 1e12, 40);
+namespace {
+using clusters::CpuKernel;
+constexpr int kKernels = static_cast<int>(CpuKernel::gemm_call) + 1;
+
+// Minimises sum_i ((sum_j a[i][j] x_j - y[i]) / t[i])^2 over x >= 0: the normal equations, a
+// column with no work or a negative coefficient dropped (the most negative first) and the rest
+// solved again. Returns x (0 for dropped columns).
+std::vector<double> relative_least_squares(const std::vector<std::vector<double>>& a, const std::vector<double>& y,
+                                           const std::vector<double>& t, std::size_t columns) {
+    std::vector<bool> on(columns, true);
+    for (std::size_t j = 0; j < columns; ++j) {
+        double sum = 0;
+        for (const auto& row : a) sum += std::abs(row[j]);
+        on[j] = sum > 0;
     }
-    const double df = std::pow(1e3, 1.0 / 40), de = std::pow(1e5, 1.0 / 40), dop = std::pow(1e4, 1.0 / 40);
-    scan_operand(operand / dop, operand * dop, 16);
-    search(best_f / df, best_f * df, best_e / de, best_e * de, 16);
-    c.gemm_fraction = best_f;
-    c.elementwise_bandwidth_Bps = best_e;
-    c.gemm_operand_bandwidth_Bps = operand;
-    const auto model = model_of(best_f, best_e);
-    double sq = 0;
-    int n = 0;
-    each_point(model, [&](double measured, double m) {
-        sq += std::pow((m - measured) / measured, 2);
-        ++n;
-    });
-    c.layer_fit_points = n;
-    c.layer_fit_residual = n ? std::sqrt(sq / n) : 0;
-    for (LayerPoint& p : c.layers) {
-        p.model_fwd_s = model.at(p.network)[2 * p.index];
-        p.model_bwd_s = model.at(p.network)[2 * p.index + 1];
+    for (;;) {
+        std::vector<std::size_t> cols;
+        for (std::size_t j = 0; j < columns; ++j)
+            if (on[j]) cols.push_back(j);
+        const std::size_t n = cols.size();
+        std::vector<double> x(columns, 0.0);
+        if (n == 0) return x;
+        std::vector<std::vector<double>> m(n, std::vector<double>(n + 1, 0.0));
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            const double w = 1 / (t[i] * t[i]);
+            for (std::size_t r = 0; r < n; ++r) {
+                for (std::size_t q = 0; q < n; ++q) m[r][q] += w * a[i][cols[r]] * a[i][cols[q]];
+                m[r][n] += w * a[i][cols[r]] * y[i];
+            }
+        }
+        // Gaussian elimination with partial pivoting; a (near-)singular system drops its last column.
+        bool singular = false;
+        for (std::size_t k = 0; k < n && !singular; ++k) {
+            std::size_t pivot = k;
+            for (std::size_t r = k + 1; r < n; ++r)
+                if (std::abs(m[r][k]) > std::abs(m[pivot][k])) pivot = r;
+            std::swap(m[k], m[pivot]);
+            if (std::abs(m[k][k]) <= 1e-12 * std::abs(m[0][0])) singular = true;
+            for (std::size_t r = 0; r < n && !singular; ++r)
+                if (r != k) {
+                    const double f = m[r][k] / m[k][k];
+                    for (std::size_t q = k; q <= n; ++q) m[r][q] -= f * m[k][q];
+                }
+        }
+        if (singular) {
+            on[cols.back()] = false;
+            continue;
+        }
+        std::size_t worst = n;
+        for (std::size_t r = 0; r < n; ++r) {
+            x[cols[r]] = m[r][n] / m[r][r];
+            if (x[cols[r]] < 0 && (worst == n || x[cols[r]] < x[cols[worst]])) worst = r;
+        }
+        if (worst == n) return x;
+        on[cols[worst]] = false;
     }
 }
+
+// One measured layer direction and the work the cost model gives it, probed through
+// model_layer_seconds (so planner/compute.cpp's formulas): each kernel's units and calls, and
+// whether the layer runs BLAS calls (gemm_call's calls).
+struct FitPoint {
+    std::size_t layer = 0;  // into Calibration::layers
+    int direction = 0;      // 0 forward, 1 backward
+    double measured = 0;
+    std::array<double, kKernels> units{}, calls{};
+    bool uses(int k) const { return units[k] > 0 || calls[k] > 0; }
+};
+
+class KernelFitter {
+public:
+    KernelFitter(Calibration& c, const std::vector<const networks::Network*>& networks) : c_(c) {
+        for (const networks::Network* net : networks) nets_[net->name] = net;
+        for (const LayerPoint& p : c.layers) groups_[{p.network, batch_of(p)}] = {};
+    }
+    void run();
+
+private:
+    std::int64_t batch_of(const LayerPoint& p) const { return p.batch > 0 ? p.batch : c_.batch; }
+    using Times = std::map<std::pair<std::string, std::int64_t>, std::vector<double>>;
+    Times times_on(const clusters::Device& d) const {
+        Times t;
+        for (const auto& [key, unused] : groups_) t[key] = model_layer_seconds(*nets_.at(key.first), key.second, d);
+        return t;
+    }
+    double at(const Times& t, const FitPoint& f) const {
+        const LayerPoint& p = c_.layers[f.layer];
+        return t.at({p.network, batch_of(p)})[2 * static_cast<std::size_t>(p.index) + f.direction];
+    }
+    // Every kernel at zero cost, GEMMs free: what is left is a layer without kernels (not fitted).
+    clusters::Device probe_device() const {
+        clusters::Device d = calibrated_device(c_);
+        d.peak_flops[DType::fp32] = 1e30;
+        d.achievable_fraction = 1;
+        d.gemm_operand_bandwidth_Bps = 1e30;
+        d.cpu_kernels.clear();
+        for (int k = 0; k < kKernels; ++k) d.cpu_kernels[static_cast<CpuKernel>(k)] = {};
+        return d;
+    }
+    void probe();
+    void fit_alone(int k);
+    void fit_gemm_layers();
+    void fit_beside_fitted(int k);
+    void record(int k, clusters::KernelCost cost, std::vector<std::size_t> points) {
+        c_.cpu_kernels[static_cast<CpuKernel>(k)].cost = cost;
+        used_[k] = std::move(points);
+    }
+    void finish();
+
+    Calibration& c_;
+    std::map<std::string, const networks::Network*> nets_;
+    std::map<std::pair<std::string, std::int64_t>, int> groups_;
+    std::vector<FitPoint> points_;
+    std::map<int, std::vector<std::size_t>> used_;  // kernel -> the points it was fitted to
+};
+
+void KernelFitter::probe() {
+    const clusters::Device zero = probe_device();
+    const Times base = times_on(zero);
+    std::vector<Times> per_unit(kKernels), per_call(kKernels);
+    for (int k = 0; k < kKernels; ++k) {
+        clusters::Device d = zero;
+        d.cpu_kernels[static_cast<CpuKernel>(k)] = {1, 0};
+        per_unit[k] = times_on(d);
+        d.cpu_kernels[static_cast<CpuKernel>(k)] = {0, 1};
+        per_call[k] = times_on(d);
+    }
+    for (std::size_t i = 0; i < c_.layers.size(); ++i)
+        for (int dir = 0; dir < 2; ++dir) {
+            FitPoint f;
+            f.layer = i;
+            f.direction = dir;
+            f.measured = dir ? c_.layers[i].bwd_s : c_.layers[i].fwd_s;
+            // Unmeasured, or a layer the kernels do not cover (costed by the rates, not fitted).
+            if (f.measured <= 0 || at(base, f) > 1e-12) continue;
+            for (int k = 0; k < kKernels; ++k) {
+                f.units[k] = at(per_unit[k], f) - at(base, f);
+                f.calls[k] = at(per_call[k], f) - at(base, f);
+            }
+            points_.push_back(f);
+        }
+}
+
+// A kernel a layer direction runs alone: seconds = per_unit x units + per_call x calls.
+void KernelFitter::fit_alone(int k) {
+    std::vector<std::vector<double>> a;
+    std::vector<double> y;
+    std::vector<std::size_t> used;
+    for (std::size_t i = 0; i < points_.size(); ++i) {
+        const FitPoint& f = points_[i];
+        bool alone = f.uses(k);
+        for (int j = 0; j < kKernels && alone; ++j) alone = j == k || !f.uses(j);
+        if (!alone) continue;
+        a.push_back({f.units[k], f.calls[k]});
+        y.push_back(f.measured);
+        used.push_back(i);
+    }
+    if (used.empty()) return;
+    const std::vector<double> x = relative_least_squares(a, y, y, 2);
+    record(k, {x[0], x[1]}, used);
+}
+// The GEMM layers (linear, convolution): their GEMMs at peak x fraction or their operands at the
+// operand rate (planner::gemm_time), plus per BLAS call, plus the lowering copies per element.
+// A grid over the two rates; at each point the three linear costs by least squares.
+void KernelFitter::fit_gemm_layers() {
+    const int call = static_cast<int>(CpuKernel::gemm_call), lf = static_cast<int>(CpuKernel::lowering_forward),
+              lb = static_cast<int>(CpuKernel::lowering_backward);
+    std::vector<std::size_t> used;
+    for (std::size_t i = 0; i < points_.size(); ++i) {
+        bool ok = points_[i].calls[call] > 0;
+        for (int j = 0; j < kKernels && ok; ++j) ok = j == call || j == lf || j == lb || !points_[i].uses(j);
+        if (ok) used.push_back(i);
+    }
+    if (used.empty()) return;
+    clusters::Device d = probe_device();
+    d.peak_flops[DType::fp32] = c_.gemm_flops;
+    double best_cost = std::numeric_limits<double>::infinity(), best_f = 1, best_op = 1e12;
+    std::vector<double> best_x(3, 0.0);
+    auto try_at = [&](double fraction, double operand) {
+        d.achievable_fraction = std::min(1.0, fraction);
+        d.gemm_operand_bandwidth_Bps = operand;
+        const Times gemms = times_on(d);  // every kernel at zero: the GEMMs alone
+        std::vector<std::vector<double>> a;
+        std::vector<double> y, t;
+        for (std::size_t i : used) {
+            const FitPoint& f = points_[i];
+            a.push_back({f.calls[call], f.units[lf], f.units[lb]});
+            y.push_back(f.measured - at(gemms, f));
+            t.push_back(f.measured);
+        }
+        const std::vector<double> x = relative_least_squares(a, y, t, 3);
+        double cost = 0;
+        for (std::size_t r = 0; r < a.size(); ++r)
+            cost += std::pow((a[r][0] * x[0] + a[r][1] * x[1] + a[r][2] * x[2] - y[r]) / t[r], 2);
+        if (cost < best_cost) best_cost = cost, best_f = d.achievable_fraction, best_op = operand, best_x = x;
+    };
+    const int steps = 30;
+    for (int i = 0; i <= steps; ++i)
+        for (int k = 0; k <= steps; ++k) try_at(1e-3 * std::pow(1e3, double(i) / steps), 1e8 * std::pow(1e4, double(k) / steps));
+    const double df = std::pow(1e3, 1.0 / steps), dop = std::pow(1e4, 1.0 / steps);
+    const double f0 = best_f, op0 = best_op;
+    for (int i = 0; i <= 10; ++i)
+        for (int k = 0; k <= 10; ++k)
+            try_at(f0 / df * std::pow(df * df, i / 10.0), op0 / dop * std::pow(dop * dop, k / 10.0));
+    c_.gemm_fraction = best_f;
+    c_.gemm_operand_bandwidth_Bps = best_op;
+    record(call, {0, best_x[0]}, used);
+    record(lf, {best_x[1], 0}, used);
+    record(lb, {best_x[2], 0}, used);
+}
+
+// A kernel met only beside fitted ones (the loss, in the last layer's forward after its GEMM):
+// fitted on what the fitted ones leave of those points.
+void KernelFitter::fit_beside_fitted(int k) {
+    clusters::Device d = calibrated_device(c_);
+    for (int j = 0; j < kKernels; ++j) d.cpu_kernels.try_emplace(static_cast<CpuKernel>(j));
+    d.cpu_kernels[static_cast<CpuKernel>(k)] = {};
+    const Times known = times_on(d);
+    std::vector<std::vector<double>> a;
+    std::vector<double> y, t;
+    std::vector<std::size_t> used;
+    for (std::size_t i = 0; i < points_.size(); ++i) {
+        const FitPoint& f = points_[i];
+        bool ok = f.uses(k);
+        for (int j = 0; j < kKernels && ok; ++j)
+            ok = j == k || !f.uses(j) || c_.cpu_kernels.count(static_cast<CpuKernel>(j)) > 0;
+        if (!ok) continue;
+        a.push_back({f.units[k], f.calls[k]});
+        y.push_back(f.measured - at(known, f));
+        t.push_back(f.measured);
+        used.push_back(i);
+    }
+    if (used.empty()) return;
+    const std::vector<double> x = relative_least_squares(a, y, t, 2);
+    record(k, {x[0], x[1]}, used);
+}
+
+// The model on the written device at every point; the residuals overall and per kernel.
+void KernelFitter::finish() {
+    const Times model = times_on(calibrated_device(c_));
+    double sq = 0;
+    int n = 0;
+    for (LayerPoint& p : c_.layers) {
+        const std::vector<double>& m = model.at({p.network, batch_of(p)});
+        p.model_fwd_s = m[2 * static_cast<std::size_t>(p.index)];
+        p.model_bwd_s = m[2 * static_cast<std::size_t>(p.index) + 1];
+        const double pairs[2][2] = {{p.fwd_s, p.model_fwd_s}, {p.bwd_s, p.model_bwd_s}};
+        for (const auto& pair : pairs)
+            if (pair[0] > 0 && pair[1] > 0) {
+                sq += std::pow((pair[1] - pair[0]) / pair[0], 2);
+                ++n;
+            }
+    }
+    c_.layer_fit_points = n;
+    c_.layer_fit_residual = n ? std::sqrt(sq / n) : 0;
+    for (auto& [k, points] : used_) {
+        double ksq = 0;
+        for (std::size_t i : points) ksq += std::pow((at(model, points_[i]) - points_[i].measured) / points_[i].measured, 2);
+        KernelFit& fit = c_.cpu_kernels[static_cast<CpuKernel>(k)];
+        fit.points = static_cast<int>(points.size());
+        fit.rms_relative_residual = points.empty() ? 0 : std::sqrt(ksq / double(points.size()));
+    }
+}
+
+void KernelFitter::run() {
+    probe();
+    for (int k = 0; k < kKernels; ++k) {
+        const auto kernel = static_cast<CpuKernel>(k);
+        if (kernel != CpuKernel::gemm_call && kernel != CpuKernel::lowering_forward &&
+            kernel != CpuKernel::lowering_backward)
+            fit_alone(k);
+    }
+    fit_gemm_layers();
+    for (int k = 0; k < kKernels; ++k)
+        if (!c_.cpu_kernels.count(static_cast<CpuKernel>(k))) fit_beside_fitted(k);
+    finish();
+}
+}  // namespace
+
+void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks) {
+    c.cpu_kernels.clear();
+    c.elementwise_bandwidth_Bps = 0;  // the kernels' own costs replace the one elementwise rate
+    if (c.layers.empty()) return;
+    KernelFitter(c, networks).run();
+}
+
+namespace {
+// Per layer of `net`'s sequential training step at `batch` (the validator's own kernels, each
+// layer's fastest step, scaled to the rank's share of the cores): the points c.layers gets.
+// Returns the best chunk's forward and backward compute per step.
+double measure_layers(MPI_Comm comm, const networks::Network& net, std::int64_t batch, int chunks, double target,
+                      Calibration& c) {
+    NetworkRunner<float> seq(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, false);
+    OpTimer timer;
+    auto run = [&] { seq.step(timer); };
+    int reps = reps_for(comm, target * 5, run);
+    timer.trace = true;
+    std::vector<double> per_chunk, best_layers;
+    for (int k = 0; k < chunks; ++k) {
+        // The span over all ranks (see shared_chunks) times the share of a step that is
+        // forward and backward compute (the loss and the SGD update are not counted as FLOPs).
+        MPI_Barrier(comm);
+        timer.reset();
+        double t0 = MPI_Wtime();
+        std::vector<std::size_t> step_end;
+        for (int r = 0; r < reps; ++r) {
+            seq.step(timer);
+            step_end.push_back(timer.events.size());
+        }
+        double t1 = MPI_Wtime(), first = 0, last = 0;
+        double compute =
+            timer.seconds[static_cast<int>(Op::fwd_compute)] + timer.seconds[static_cast<int>(Op::bwd_compute)];
+        double share = std::clamp(compute / (t1 - t0), 0.0, 1.0), share_sum = 0;
+        MPI_Allreduce(&t0, &first, 1, MPI_DOUBLE, MPI_MIN, comm);
+        MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm);
+        MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
+        per_chunk.push_back((last - first) * share_sum / comm_size(comm) / reps);
+        // Per layer and step: its events on this rank's clock; each layer's fastest step is
+        // the one no other process interrupted.
+        for (int r = 0; r < reps; ++r) {
+            const std::size_t from = r == 0 ? 0 : step_end[r - 1];
+            std::vector<double> step = layer_seconds(
+                net, std::vector<TraceEvent>(timer.events.begin() + from, timer.events.begin() + step_end[r]));
+            if (best_layers.empty()) best_layers = step;
+            for (std::size_t i = 0; i < step.size(); ++i) best_layers[i] = std::min(best_layers[i], step[i]);
+        }
+        timer.events.clear();
+    }
+    // Scaled to the rank's share of the cores: their sum is the best chunk's compute per step
+    // (the span over all ranks, above; 1 when every rank has a core of its own and nothing
+    // interrupts), then averaged over the ranks.
+    double layer_sum = 0;
+    for (double v : best_layers) layer_sum += v;
+    const double share_scale = layer_sum > 0 ? std::max(1.0, best(per_chunk) / layer_sum) : 1.0;
+    for (double& v : best_layers) v *= share_scale / comm_size(comm);
+    MPI_Allreduce(MPI_IN_PLACE, best_layers.data(), int(best_layers.size()), MPI_DOUBLE, MPI_SUM, comm);
+    for (std::size_t i = 1; i < net.layers.size(); ++i)
+        c.layers.push_back({net.name, net.layers[i].name, net.layers[i].kind, static_cast<int>(i),
+                            best_layers[2 * i], best_layers[2 * i + 1], 0, 0, batch});
+    return best(per_chunk);
+}
+}  // namespace
 
 Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     Calibration c;
@@ -528,57 +801,12 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     int counted = 0;
     std::string notes;
     for (const networks::Network* net : options.networks) {
-        NetworkRunner<float> seq(*net, std::vector<planner::Layout>(net->layers.size()), options.batch, MPI_COMM_SELF,
-                                 false);
         networks::NetworkTotals tot = networks::totals(*net, options.batch);
         const double flops = double(tot.fwd_flops + tot.bwd_input_flops + tot.bwd_weight_flops);
-        OpTimer timer;
-        auto run = [&] { seq.step(timer); };
-        int reps = reps_for(comm, target * 5, run);
-        timer.trace = true;
-        std::vector<double> per_chunk, best_layers;
-        for (int k = 0; k < chunks; ++k) {
-            // The span over all ranks (see shared_chunks) times the share of a step that is
-            // forward and backward compute (the loss and the SGD update are not counted as FLOPs).
-            MPI_Barrier(comm);
-            timer.reset();
-            double t0 = MPI_Wtime();
-            std::vector<std::size_t> step_end;
-            for (int r = 0; r < reps; ++r) {
-                seq.step(timer);
-                step_end.push_back(timer.events.size());
-            }
-            double t1 = MPI_Wtime(), first = 0, last = 0;
-            double compute =
-                timer.seconds[static_cast<int>(Op::fwd_compute)] + timer.seconds[static_cast<int>(Op::bwd_compute)];
-            double share = std::clamp(compute / (t1 - t0), 0.0, 1.0), share_sum = 0;
-            MPI_Allreduce(&t0, &first, 1, MPI_DOUBLE, MPI_MIN, comm);
-            MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm);
-            MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
-            per_chunk.push_back((last - first) * share_sum / comm_size(comm) / reps);
-            // Per layer and step: its events on this rank's clock; each layer's fastest step is
-            // the one no other process interrupted.
-            for (int r = 0; r < reps; ++r) {
-                const std::size_t from = r == 0 ? 0 : step_end[r - 1];
-                std::vector<double> step = layer_seconds(
-                    *net, std::vector<TraceEvent>(timer.events.begin() + from, timer.events.begin() + step_end[r]));
-                if (best_layers.empty()) best_layers = step;
-                for (std::size_t i = 0; i < step.size(); ++i) best_layers[i] = std::min(best_layers[i], step[i]);
-            }
-            timer.events.clear();
-        }
-        // Scaled to the rank's share of the cores: their sum is the best chunk's compute per step
-        // (the span over all ranks, above; 1 when every rank has a core of its own and nothing
-        // interrupts), then averaged over the ranks.
-        double layer_sum = 0;
-        for (double v : best_layers) layer_sum += v;
-        const double share_scale = layer_sum > 0 ? std::max(1.0, best(per_chunk) / layer_sum) : 1.0;
-        for (double& v : best_layers) v *= share_scale / comm_size(comm);
-        MPI_Allreduce(MPI_IN_PLACE, best_layers.data(), int(best_layers.size()), MPI_DOUBLE, MPI_SUM, comm);
-        for (std::size_t i = 1; i < net->layers.size(); ++i)
-            c.layers.push_back({net->name, net->layers[i].name, net->layers[i].kind, static_cast<int>(i),
-                                best_layers[2 * i], best_layers[2 * i + 1], 0, 0});
-        double rate = flops / best(per_chunk);
+        const double rate = flops / measure_layers(comm, *net, options.batch, chunks, target, c);
+        // A quarter of the batch too: with two sizes per layer the fit tells a kernel's cost per
+        // call from its cost per unit of work (pipelines run micro-batches of a few samples).
+        if (options.batch >= 2) measure_layers(comm, *net, std::max<std::int64_t>(1, options.batch / 4), chunks, target, c);
         log_sum += std::log(rate);
         ++counted;
         notes += std::string(notes.empty() ? "" : ", ") + net->name + " batch " + std::to_string(options.batch) + " " +
@@ -617,14 +845,18 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
     for (const LayerPoint& p : c.layers)
         if (networks_note.find(p.network) == std::string::npos)
             networks_note += (networks_note.empty() ? "" : ", ") + p.network;
+    std::string batches = std::to_string(c.batch);
+    for (const LayerPoint& p : c.layers)
+        if (p.batch > 0 && batches.find(std::to_string(p.batch)) == std::string::npos)
+            batches += " and " + std::to_string(p.batch);
     const std::string layer_fit =
-        run + ": least-squares fit (log ratio) of the cost model's per-layer compute times (planner/compute.cpp: "
-              "GEMMs at peak x achievable_fraction or their operands at gemm_operand_bandwidth_Bps, whichever is "
-              "slower; "
-              "elementwise, pooling and normalisation layers at their bytes / elementwise_bandwidth_Bps) to the "
-              "validator's own per-layer forward and backward times of the sequential training step (" +
-        networks_note + ", batch " + std::to_string(c.batch) + " per rank; " + std::to_string(c.layer_fit_points) +
-        " points, RMS relative residual " + num(100 * c.layer_fit_residual, 2) + "%; per layer kind in the report)";
+        run + ": least-squares fit (relative error) of the cost model's per-kernel formulas (planner/compute.cpp "
+              "cpu_layer_work: each kernel of the validator per unit of work and per call; GEMMs at peak x "
+              "achievable_fraction or their operands at gemm_operand_bandwidth_Bps, whichever is slower, plus "
+              "gemm_call per BLAS call) to the validator's own per-layer forward and backward times of the "
+              "sequential training step (" +
+        networks_note + ", batch " + batches + " per rank; " + std::to_string(c.layer_fit_points) +
+        " points, RMS relative residual " + num(100 * c.layer_fit_residual, 2) + "%; per kernel in the report)";
     const std::string fraction_note =
         c.gemm_fraction > 0
             ? layer_fit + ": GEMM layers " + num(fitted.achievable_fraction * c.gemm_flops / 1e9) +
@@ -647,6 +879,12 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
              run + ": std::copy of 32 MiB per rank, all ranks at once (first start to last end)")}};
     if (c.elementwise_bandwidth_Bps > 0) device["elementwise_bandwidth_Bps"] = src(c.elementwise_bandwidth_Bps, layer_fit);
     if (c.gemm_operand_bandwidth_Bps > 0) device["gemm_operand_bandwidth_Bps"] = src(c.gemm_operand_bandwidth_Bps, layer_fit);
+    for (const auto& [kernel, fit] : c.cpu_kernels) {
+        const std::string note = layer_fit + "; this kernel: " + std::to_string(fit.points) +
+                                 " points, RMS relative residual " + num(100 * fit.rms_relative_residual, 2) + "%";
+        device["cpu_kernels"][clusters::to_string(kernel)] = {{"per_unit_s", src(fit.cost.per_unit_s, note)},
+                                                               {"per_call_s", src(fit.cost.per_call_s, note)}};
+    }
     std::string fit =
         run +
         ": least-squares fit (log ratio) of the cost model's formulas to the validator's own primitives as the "
@@ -708,6 +946,18 @@ std::map<std::string, KindResidual> residuals_by_kind(const Calibration& c) {
 }
 }  // namespace
 
+namespace {
+Json kernels_json(const Calibration& c) {
+    Json out = Json::object();
+    for (const auto& [kernel, fit] : c.cpu_kernels)
+        out[clusters::to_string(kernel)] = {{"per_unit_s", fit.cost.per_unit_s},
+                                            {"per_call_s", fit.cost.per_call_s},
+                                            {"points", fit.points},
+                                            {"rms_relative_residual", fit.rms_relative_residual}};
+    return out;
+}
+}  // namespace
+
 Json calibration_report(const Calibration& c) {
     auto points = [](const std::vector<SizePoint>& v) {
         Json a = Json::array();
@@ -735,7 +985,8 @@ Json calibration_report(const Calibration& c) {
                           {"forward_s", p.fwd_s},
                           {"backward_s", p.bwd_s},
                           {"model_forward_s", p.model_fwd_s},
-                          {"model_backward_s", p.model_bwd_s}});
+                          {"model_backward_s", p.model_bwd_s},
+                          {"batch", p.batch > 0 ? p.batch : c.batch}});
     Json kinds = Json::object();
     for (const auto& [kind, r] : residuals_by_kind(c))
         kinds[kind] = {{"points", r.points}, {"rms_relative_residual", r.rms()}};
@@ -748,7 +999,8 @@ Json calibration_report(const Calibration& c) {
               {"gemm_operand_bandwidth_Bps", c.gemm_operand_bandwidth_Bps},
               {"points", c.layer_fit_points},
               {"rms_relative_residual", c.layer_fit_residual},
-              {"by_kind", kinds}}},
+              {"by_kind", kinds},
+              {"kernels", kernels_json(c)}}},
             {"batch_per_rank", c.batch},
             {"point_to_point", points(c.point_to_point)},
             {"all_reduce", points(c.all_reduce)},
@@ -804,17 +1056,22 @@ std::string calibration_text(const Calibration& c) {
             os << "nonblocking_progress written to the spec: " << num(c.nonblocking_progress, 2) << "\n";
     }
     if (!c.layers.empty()) {
-        os << "\nper layer of the sequential training step at batch " << c.batch << " (us), measured / model:\n";
+        os << "\nper layer of the sequential training step (us), measured / model:\n";
         for (const LayerPoint& p : c.layers)
-            os << std::setw(10) << p.network << std::setw(12) << p.layer << std::setw(20)
+            os << std::setw(10) << p.network << " b" << std::setw(3) << std::left << (p.batch > 0 ? p.batch : c.batch)
+               << std::right << std::setw(12) << p.layer << std::setw(20)
                << networks::to_string(p.kind) << "  fwd " << std::setw(8) << num(p.fwd_s * 1e6) << " / "
                << std::setw(8) << num(p.model_fwd_s * 1e6) << "  bwd " << std::setw(8) << num(p.bwd_s * 1e6)
                << " / " << std::setw(8) << num(p.model_bwd_s * 1e6) << "\n";
         os << "fitted (" << c.layer_fit_points << " points, RMS relative residual " << num(100 * c.layer_fit_residual, 2)
            << "%): GEMM layers at " << num(c.gemm_fraction * c.gemm_flops / 1e9) << " GFLOP/s (achievable_fraction "
            << num(c.gemm_fraction) << " of sgemm), operands at " << num(c.gemm_operand_bandwidth_Bps / 1e9)
-           << " GB/s; elementwise, pooling and normalisation at "
-           << num(c.elementwise_bandwidth_Bps / 1e9) << " GB/s\nresidual by layer kind:";
+           << " GB/s\nthe validator's kernels (per unit of work, per call; points, RMS relative residual):\n";
+        for (const auto& [kernel, fit] : c.cpu_kernels)
+            os << std::setw(28) << clusters::to_string(kernel) << std::setw(11) << num(fit.cost.per_unit_s * 1e9)
+               << " ns" << std::setw(9) << num(fit.cost.per_call_s * 1e6) << " us" << std::setw(5) << fit.points
+               << std::setw(9) << num(100 * fit.rms_relative_residual, 2) << "%\n";
+        os << "residual by layer kind:";
         for (const auto& [kind, r] : residuals_by_kind(c))
             os << " " << kind << " " << num(100 * r.rms(), 2) << "% (" << r.points << ")";
         os << "\n";

@@ -6,6 +6,7 @@
 
 #include <mpi.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,15 @@ struct LayerPoint {
     int index = 0;
     double fwd_s = 0, bwd_s = 0;              // the fastest chunk's mean per step
     double model_fwd_s = 0, model_bwd_s = 0;  // planner::layer_compute_time on the written device
+    std::int64_t batch = 0;                   // samples of the measured step (0: Calibration::batch)
+};
+
+// One of the validator's kernels as fitted: its cost, the points it was fitted to and the RMS
+// relative error of the model over them.
+struct KernelFit {
+    clusters::KernelCost cost;
+    int points = 0;
+    double rms_relative_residual = 0;
 };
 
 // Whether a non-blocking all-reduce progresses while its rank computes: started, then compute for
@@ -88,6 +98,8 @@ struct Calibration {
     double gemm_fraction = 0;             // device.achievable_fraction: GEMM math rate / sgemm peak
     double elementwise_bandwidth_Bps = 0;  // device.elementwise_bandwidth_Bps
     double gemm_operand_bandwidth_Bps = 0;  // device.gemm_operand_bandwidth_Bps
+    // Per kernel of the validator (planner::cpu_layer_work's units): device.cpu_kernels.
+    std::map<clusters::CpuKernel, KernelFit> cpu_kernels;
     double layer_fit_residual = 0;         // RMS relative error of the model over the fitted points
     int layer_fit_points = 0;
     double memory_bytes = 0;
@@ -111,11 +123,16 @@ clusters::Device calibrated_device(const Calibration& c);
 // one process, so planner/compute.cpp's formulas): [2 i] forward, [2 i + 1] backward of layer i.
 std::vector<double> model_layer_seconds(const networks::Network& network, std::int64_t batch,
                                         const clusters::Device& device);
-// Sets c.gemm_fraction, c.elementwise_bandwidth_Bps and c.gemm_operand_bandwidth_Bps to the
-// values minimising the squared log ratio of model_layer_seconds to the measured c.layers (points
-// where both are positive): log-spaced grids over 0.001 .. 1 x 1e7 .. 1e12 B/s for the first two
-// at the copy rate for operands, then the operand rate over 1e8 .. 1e12 B/s, then the first two
-// again around their best to ~1%; with every point's model times and the RMS relative residual. `networks` are the ones the points name.
+// Fits the cost of each of the validator's kernels (planner/compute.cpp, cpu_layer_work: the
+// cost model's own formulas, through model_layer_seconds) to the measured c.layers, each kernel
+// on its own points so that many short layers do not outweigh a few long ones: a layer direction
+// that runs one kernel fits that kernel's per-unit and per-call seconds (weighted least squares of
+// the relative error; per-call only when both come out positive, as two batch sizes allow); the
+// GEMM layers fit c.gemm_fraction and c.gemm_operand_bandwidth_Bps (log-spaced grids over 0.001 ..
+// 1 and 1e8 .. 1e12 B/s, refined once) with the BLAS per-call cost and the lowering copies' per
+// element costs solved at each grid point; a kernel met only beside fitted ones (the loss, after
+// the last layer's GEMM) then on what they leave. With every point's model times and the RMS
+// relative residual. `networks` are the ones the points name.
 void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks);
 
 // Collective over `comm`; every rank gets the result.

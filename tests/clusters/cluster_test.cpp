@@ -414,3 +414,26 @@ TEST_CASE("the README's complete example is a valid spec", "[clusters][docs]") {
     CHECK(c.sources.size() == 3);    // devices_per_node, fp32, achievable_fraction
     CHECK(c.topology.fat_tree_arity == 20);
 }
+
+TEST_CASE("a calibrated CPU's kernel costs load, round-trip and name their pointer when wrong", "[clusters][json]") {
+    Json spec = tiny_spec();
+    CHECK(parse_cluster(spec, "old.json").device.cpu_kernels.empty());  // specs without them: the rates
+    spec["device"]["cpu_kernels"] = {
+        {"gelu_forward", {{"per_unit_s", {{"value", 6e-9}, {"source", "measured by dnnplan calibrate on this machine"}}},
+                          {"per_call_s", 1e-6}}},
+        {"gemm_call", {{"per_call_s", 2e-6}}}};
+    Cluster c = parse_cluster(spec, "cal.json");
+    CHECK(c.device.cpu_kernels.at(CpuKernel::gelu_forward) == KernelCost{6e-9, 1e-6});
+    CHECK(c.device.cpu_kernels.at(CpuKernel::gemm_call) == KernelCost{0, 2e-6});  // per_unit_s defaults to 0
+    CHECK(c.sources.at("/device/cpu_kernels/gelu_forward/per_unit_s") == "measured by dnnplan calibrate on this machine");
+    CHECK(parse_cluster(to_json(c), "cal.json") == c);
+    CHECK(to_string(CpuKernel::lowering_backward) == "lowering_backward");
+
+    spec["device"]["cpu_kernels"]["gelu_fwd"] = {{"per_unit_s", 1e-9}};
+    CHECK(parse_error(spec).starts_with("spec.json: /device/cpu_kernels/gelu_fwd: unknown field \"gelu_fwd\""));
+    spec["device"]["cpu_kernels"].erase("gelu_fwd");
+    spec["device"]["cpu_kernels"]["loss"] = {{"per_unit_s", -1e-9}};
+    CHECK(parse_error(spec) == "spec.json: /device/cpu_kernels/loss/per_unit_s: must be between 0 and 1 s, got -1e-09");
+    spec["device"]["cpu_kernels"]["loss"] = {{"per_element_s", 1e-9}};
+    CHECK(parse_error(spec).starts_with("spec.json: /device/cpu_kernels/loss/per_element_s: unknown field"));
+}

@@ -231,3 +231,90 @@ TEST_CASE("a calibrated CPU rank: lenet5's per-layer times at batch 16 by hand",
     CHECK(plain.layers.at(static_cast<std::size_t>(lenet.find("pool1"))).fwd_compute_s == Approx(376320.0 / 10e9));
     CHECK(plain.layers.at(static_cast<std::size_t>(lenet.find("conv1"))).fwd_compute_s == Approx(1556056.0 / 10e9));
 }
+
+TEST_CASE("a calibrated CPU's kernels: lenet5 and a GPT block by hand", "[compute]") {
+    // Round constants for the validator's kernels (as `dnnplan calibrate` fits them), sgemm peak
+    // 100 GFLOP/s at the GEMM share 0.4 (40 GFLOP/s), operands at 10 GB/s, 2 us per BLAS call.
+    clusters::Cluster cpu = hand_cluster();
+    cpu.nodes = 1;
+    cpu.device.peak_flops[DType::fp32] = 100e9;
+    cpu.device.achievable_fraction = 0.4;
+    cpu.device.memory_bandwidth_Bps = 40e9;
+    cpu.device.gemm_operand_bandwidth_Bps = 10e9;
+    using clusters::CpuKernel;
+    auto& k = cpu.device.cpu_kernels;
+    k[CpuKernel::relu_forward] = {1e-9, 0.5e-6};
+    k[CpuKernel::relu_backward] = {2e-9, 1e-6};
+    k[CpuKernel::pool_forward] = {0.5e-9, 0};
+    k[CpuKernel::pool_backward] = {3e-9, 0};
+    k[CpuKernel::gemm_call] = {0, 2e-6};
+    k[CpuKernel::lowering_forward] = {1e-9, 0};
+    k[CpuKernel::lowering_backward] = {0.5e-9, 0};
+    k[CpuKernel::attention_forward] = {0.3e-9, 1e-6};
+    k[CpuKernel::attention_backward] = {0.2e-9, 2e-6};
+    k[CpuKernel::gelu_forward] = {6e-9, 0};
+    k[CpuKernel::gelu_backward] = {10e-9, 0};
+    k[CpuKernel::loss] = {20e-9, 5e-6};
+    const networks::Network lenet = builtin("lenet5");
+    PlannerOptions o;
+    o.procs = 1;
+    o.batch = 16;
+    const CostModel model(lenet, cpu, o);
+    const ScoredPlan plan = model.layer_costs(std::vector<Layout>(lenet.layers.size()));
+    auto layer = [&](const std::string& name) { return plan.layers.at(static_cast<std::size_t>(lenet.find(name))); };
+    // relu after conv1: 16 x 6 x 28 x 28 = 75264 elements: 75.264 us + 0.5 us forward, 150.528 us
+    // + 1 us backward.
+    const std::string relu1 = lenet.layers[static_cast<std::size_t>(lenet.find("conv1")) + 1].name;
+    CHECK(layer(relu1).fwd_compute_s == Approx(75.764e-6));
+    CHECK(layer(relu1).bwd_compute_s == Approx(151.528e-6));
+    // pool1, 2 x 2: 16 x 6 x 14 x 14 = 18816 outputs x 4 = 75264 window reads: 37.632 us forward,
+    // 225.792 us backward.
+    CHECK(layer("pool1").fwd_compute_s == Approx(37.632e-6));
+    CHECK(layer("pool1").bwd_compute_s == Approx(225.792e-6));
+    // conv1 lowered per sample (16 samples): W [6 x 25] x col [25 x 784]: 2 x 6 x 784 x 25 x 16 =
+    // 3763200 FLOPs / 40e9 = 94.08 us; operands (150 + 19600 + 4704) x 16 x 4 B = 1565056 B /
+    // 10e9 = 156.5056 us (memory-bound); 16 calls x 2 us = 32 us; copies: padding 1024 + im2col
+    // 19600 per sample, bias 6 x 784 per sample: 16 x 25328 = 405248 elements x 1 ns = 405.248 us.
+    CHECK(layer("conv1").fwd_compute_s == Approx((156.5056 + 32 + 405.248) * 1e-6));
+    // Backward (no input gradient for the first layer): bias gradient 75264 x 0.5 ns = 37.632 us,
+    // dW = dy col^T [6 x 784] x [784 x 25] per sample: the same FLOPs and operands, 156.5056 us,
+    // 16 calls: 32 us.
+    CHECK(layer("conv1").bwd_compute_s == Approx((37.632 + 156.5056 + 32) * 1e-6));
+    // fc1, 400 -> 120 at 16 rows: 2 x 16 x 120 x 400 = 1536000 FLOPs: 38.4 us (operands 225280 B:
+    // 22.528 us); one call, 2 us; the bias over 16 x 120 = 1920 outputs: 1.92 us.
+    CHECK(layer("fc1").fwd_compute_s == Approx((38.4 + 2 + 1.92) * 1e-6));
+
+    // gpt-pipe (tests/validators/data/gpt-pipe.json): batch 4, 8 tokens, hidden 32, 4 heads of 8,
+    // causal: 36 (query, key) pairs per head. Multiply-adds 4 x 4 x (8 x 4 x 32 x 8 + 2 x 36 x 8) =
+    // 16 x 8768 = 140288: 42.0864 us + 1 us forward; twice the multiply-adds at 0.2 ns + 2 us back.
+    const networks::Network gpt =
+        networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/tests/validators/data/gpt-pipe.json");
+    o.batch = 4;
+    const CostModel gpt_model(gpt, cpu, o);
+    const ScoredPlan gplan = gpt_model.layer_costs(std::vector<Layout>(gpt.layers.size()));
+    auto glayer = [&](const std::string& name) { return gplan.layers.at(static_cast<std::size_t>(gpt.find(name))); };
+    CHECK(glayer("h.0.attn").fwd_compute_s == Approx(43.0864e-6));
+    CHECK(glayer("h.0.attn").bwd_compute_s == Approx(58.1152e-6));
+    // Two of the four heads on this process (co = 2): half the multiply-adds, the same call.
+    LocalLayer two_heads;
+    two_heads.layout.co = 2;
+    two_heads.batch = 4;
+    const ComputeTime half = layer_compute_time(gpt, gpt.find("h.0.attn"), two_heads, cpu.device, DType::fp32,
+                                                ComputeModel::per_operation, false);
+    CHECK(half.forward_s == Approx(70144 * 0.3e-9 + 1e-6));
+    // GeLU over 4 x 8 x 128 = 4096 elements: 24.576 us forward, 40.96 us backward.
+    CHECK(glayer("h.0.gelu").fwd_compute_s == Approx(24.576e-6));
+    CHECK(glayer("h.0.gelu").bwd_compute_s == Approx(40.96e-6));
+    // lm_head, 32 -> 64 without bias at 32 rows: 131072 FLOPs / 40e9 = 3.2768 us (operands 20480 B:
+    // 2.048 us), one call 2 us, and the loss over 4 x 8 x 64 = 2048 logits: 40.96 + 5 us.
+    CHECK(glayer("lm_head").fwd_compute_s == Approx((3.2768 + 2 + 45.96) * 1e-6));
+    // layernorm has no kernel on this device: the rates, as on the same device without kernels.
+    clusters::Cluster plain = cpu;
+    plain.device.cpu_kernels.clear();
+    const CostModel plain_model(gpt, plain, o);
+    const ScoredPlan pplan = plain_model.layer_costs(std::vector<Layout>(gpt.layers.size()));
+    const auto ln = static_cast<std::size_t>(gpt.find("h.0.ln_1"));
+    CHECK(glayer("h.0.ln_1").fwd_compute_s == pplan.layers.at(ln).fwd_compute_s);
+    CHECK(glayer("h.0.ln_1").bwd_compute_s == pplan.layers.at(ln).bwd_compute_s);
+    CHECK(glayer("h.0.attn").fwd_compute_s != pplan.layers.at(ln + 1).fwd_compute_s);
+}

@@ -74,30 +74,75 @@ int main() {
     check(std::abs(c.bandwidth_Bps / 1e9 - 1) < 0.02, "fitted bandwidth");
     check(c.primitive_fit_residual < 0.02, "fit residual of exact points");
 
-    // The compute fit recovers its constants from per-layer times computed by hand for lenet5 at
-    // batch 16 with sgemm peak 100 GFLOP/s, GEMM share 0.4, operands at 10 GB/s, elementwise and
-    // pooling layers at 2 GB/s (the hand calculation of tests/planner/compute_test.cpp, "a
-    // calibrated CPU rank"): conv1 155.61 us both ways (operand-bound), relu 301.06 / 451.58 us,
-    // pool1 188.16 us both ways, conv2 forward 192.64 us (math-bound), fc1 forward 38.45 us.
+    // The compute fit recovers the validator's kernel costs from per-layer times made by hand for
+    // lenet5 at batches 16 and 4 (the unit of each kernel as planner/compute.cpp documents it):
+    // sgemm peak 100 GFLOP/s at the GEMM share 0.4, operands at 10 GB/s, 2 us per BLAS call,
+    // lowering copies 1 ns forward and 0.5 ns backward per element, relu 1 ns + 0.5 us forward and
+    // 2 ns + 1 us backward, max pooling 0.5 ns + 0.2 us and 3 ns per window read, the loss 20 ns
+    // per logit + 5 us.
     dnnplan::networks::Network lenet = load_network_at_image(lenet5, parse_image_size("32"));
     Calibration fit;
     fit.gemm_flops = 100e9;
     fit.memory_bandwidth_Bps = 40e9;  // the copy rate; the fit finds the operands' own rate
     fit.batch = 16;
-    auto point = [&](const std::string& name, double fwd, double bwd) {
-        const int index = lenet.find(name);
-        fit.layers.push_back({"lenet5", name, lenet.layers[index].kind, index, fwd, bwd, 0, 0});
+    auto gemm = [](double m, double n, double k, double count) {
+        return std::max(2 * m * n * k * count / 40e9, (m * k + k * n + m * n) * count * 4 / 10e9);
     };
-    point("conv1", 1556056.0 / 10e9, 1556056.0 / 10e9);
-    point("relu_0", 602112.0 / 2e9, 903168.0 / 2e9);
-    point("pool1", 376320.0 / 2e9, 376320.0 / 2e9);
-    point("conv2", 7705600.0 / 40e9, 0);
-    point("fc1", 1537920.0 / 40e9, 0);
+    auto point = [&](const std::string& name, std::int64_t b, double fwd, double bwd) {
+        const int index = lenet.find(name);
+        fit.layers.push_back({"lenet5", name, lenet.layers[index].kind, index, fwd, bwd, 0, 0, b});
+    };
+    const std::string relu1 = lenet.layers[static_cast<std::size_t>(lenet.find("conv1")) + 1].name;
+    for (double b : {16.0, 4.0}) {
+        const auto batch = static_cast<std::int64_t>(b);
+        // conv1 1x32x32 -> 6x28x28, 5x5: per sample W [6 x 25] x col [25 x 784]; copies: the
+        // 1024-element padded input, 25 x 784 im2col, 6 x 784 bias; backward the bias gradient
+        // and dW only (the first layer's input needs no gradient).
+        point("conv1", batch, gemm(6, 784, 25, b) + b * 2e-6 + b * (1024 + 25 * 784 + 6 * 784) * 1e-9,
+              gemm(6, 25, 784, b) + b * 2e-6 + b * 6 * 784 * 0.5e-9);
+        point(relu1, batch, b * 4704 * 1e-9 + 0.5e-6, b * 4704 * 2e-9 + 1e-6);
+        point("pool1", batch, b * 1176 * 4 * 0.5e-9 + 0.2e-6, b * 1176 * 4 * 3e-9);
+        // conv2 6x14x14 -> 16x10x10: W [16 x 150] x col [150 x 100]; backward dW, dcol = W^T dy,
+        // col2im and the 1176-element input gradient.
+        point("conv2", batch, gemm(16, 100, 150, b) + b * 2e-6 + b * (1176 + 150 * 100 + 1600) * 1e-9,
+              gemm(16, 150, 100, b) + gemm(150, 100, 16, b) + 2 * b * 2e-6 + b * (1600 + 150 * 100 + 1176) * 0.5e-9);
+        point("fc1", batch, gemm(b, 120, 400, 1) + 2e-6 + b * 120 * 1e-9,
+              gemm(120, 400, b, 1) + gemm(b, 400, 120, 1) + 4e-6 + b * 120 * 0.5e-9);
+        // fc3 84 -> 10, the network's output: its forward carries the loss over b x 10 logits.
+        point("fc3", batch, gemm(b, 10, 84, 1) + 2e-6 + b * 10 * 1e-9 + b * 10 * 20e-9 + 5e-6,
+              gemm(10, 84, b, 1) + gemm(b, 84, 10, 1) + 4e-6 + b * 10 * 0.5e-9);
+    }
     fit_compute_to_layers(fit, {&lenet});
-    check(std::abs(fit.gemm_fraction / 0.4 - 1) < 0.03, "fitted GEMM share");
-    check(std::abs(fit.elementwise_bandwidth_Bps / 2e9 - 1) < 0.03, "fitted elementwise rate");
-    check(std::abs(fit.gemm_operand_bandwidth_Bps / 10e9 - 1) < 0.03, "fitted operand rate");
-    check(fit.layer_fit_points == 8 && fit.layer_fit_residual < 0.03, "compute fit residual of exact points");
+    using dnnplan::clusters::CpuKernel;
+    auto cost = [&](CpuKernel k) { return fit.cpu_kernels.count(k) ? fit.cpu_kernels.at(k).cost : dnnplan::clusters::KernelCost{-1, -1}; };
+    auto near = [](double got, double want, double tolerance) { return std::abs(got / want - 1) < tolerance; };
+    // Kernels a layer runs alone: exact (two sizes, two unknowns).
+    check(near(cost(CpuKernel::relu_forward).per_unit_s, 1e-9, 1e-6) &&
+              near(cost(CpuKernel::relu_forward).per_call_s, 0.5e-6, 1e-6),
+          "fitted relu forward");
+    check(near(cost(CpuKernel::relu_backward).per_unit_s, 2e-9, 1e-6) &&
+              near(cost(CpuKernel::relu_backward).per_call_s, 1e-6, 1e-6),
+          "fitted relu backward");
+    check(near(cost(CpuKernel::pool_forward).per_unit_s, 0.5e-9, 1e-6) &&
+              near(cost(CpuKernel::pool_forward).per_call_s, 0.2e-6, 1e-6),
+          "fitted pool forward");
+    check(near(cost(CpuKernel::pool_backward).per_unit_s, 3e-9, 1e-6) && cost(CpuKernel::pool_backward).per_call_s < 1e-12,
+          "fitted pool backward (no per-call cost)");
+    // The GEMM layers: the two rates on a refined log grid (steps of ~5% and ~6%), the linear
+    // costs solved at the best grid point.
+    std::printf("GEMM fit: fraction %g operand %g call %g lowering %g / %g loss %g + %g residual %g\n",
+                fit.gemm_fraction, fit.gemm_operand_bandwidth_Bps, cost(CpuKernel::gemm_call).per_call_s,
+                cost(CpuKernel::lowering_forward).per_unit_s, cost(CpuKernel::lowering_backward).per_unit_s,
+                cost(CpuKernel::loss).per_unit_s, cost(CpuKernel::loss).per_call_s, fit.layer_fit_residual);
+    check(near(fit.gemm_fraction, 0.4, 0.03), "fitted GEMM share");
+    check(near(fit.gemm_operand_bandwidth_Bps, 10e9, 0.04), "fitted operand rate");
+    check(near(cost(CpuKernel::gemm_call).per_call_s, 2e-6, 0.05), "fitted BLAS call cost");
+    check(near(cost(CpuKernel::lowering_forward).per_unit_s, 1e-9, 0.05), "fitted lowering copy forward");
+    check(near(cost(CpuKernel::lowering_backward).per_unit_s, 0.5e-9, 0.05), "fitted lowering copy backward");
+    check(near(cost(CpuKernel::loss).per_unit_s, 20e-9, 0.1) && near(cost(CpuKernel::loss).per_call_s, 5e-6, 0.1),
+          "fitted loss beside fc3's GEMM");
+    check(fit.layer_fit_points == 24 && fit.layer_fit_residual < 0.03, "compute fit residual of exact points");
+    check(fit.cpu_kernels.count(CpuKernel::gelu_forward) == 0, "no gelu in lenet5: no gelu cost written");
     std::printf("%s\n", failures ? "report tests FAILED" : "report tests ok");
     return failures ? 1 : 0;
 }
