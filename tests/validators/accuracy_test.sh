@@ -88,9 +88,12 @@ d = sys.argv[1]
 md = open(f"{d}/accuracy.md").read()
 print(md)
 assert "idle wait was skipped" in md
-for family, plans in [("layer-parallel", 3), ("pipeline", 7)]:
+# layer-parallel: batch, domain, model, and per-layer when it differs from them, which depends on
+# the quick calibration's constants (3 or 4 plans); pipeline: M = 1, 2, 4, 8 under 1F1B, 2, 4, 8 GPipe.
+for family, allowed in [("layer-parallel", (3, 4)), ("pipeline", (7,))]:
     doc = json.load(open(f"{d}/lenet5-{family}.json"))
-    assert len(doc["plans"]) == plans, (family, len(doc["plans"]))
+    plans = len(doc["plans"])
+    assert plans in allowed, (family, plans)
     assert all(p["check"]["passed"] for p in doc["plans"]), family
     pred = [p["predicted"]["iteration_s"] for p in doc["plans"]]
     meas = [p["measured"]["iteration_s"] for p in doc["plans"]]
