@@ -50,6 +50,17 @@ constexpr double kNvlink = 3e11 * 0.7667, kInfiniband = 25e9 * 0.96, kHbm = 2.03
 // add_1's output, one sequence: 2048 x 12288 x 2 bytes.
 constexpr double kResidual = 2048.0 * 12288.0 * 2.0;  // 50,331,648
 
+// Two stages of T = 2 (P = 4), the second starting at layer `cut`; one micro-batch under 1F1B.
+PipelineSpec two_stages_of_two(int cut) {
+    PipelineSpec spec;
+    spec.tensor = 2;
+    spec.stages = 2;
+    spec.replicas = 1;
+    spec.micro_batches = 1;
+    spec.schedule = Schedule::one_f_one_b;
+    spec.stage_first = {1, cut};
+    return spec;
+}
 }  // namespace
 
 TEST_CASE("dgx-a100 transfers run at nccl-tests' bus bandwidth, not the line rate", "[planner][megatron]") {
@@ -229,13 +240,7 @@ TEST_CASE("boundary sends: Megatron-LM's scatter/gather, whole tensors, DeepSpee
         PlannerOptions o = fp16_options(4, 1);
         o.boundary_send = send;
         const CostModel model(net, dgx, o);
-        PipelineSpec spec;
-        spec.tensor = 2;
-        spec.stages = 2;
-        spec.replicas = 1;
-        spec.micro_batches = 1;
-        spec.schedule = Schedule::one_f_one_b;
-        spec.stage_first = {1, cut};
+        const PipelineSpec spec = two_stages_of_two(cut);
         REQUIRE(pipeline_problem(model, spec).empty());
         return score_pipeline(model, spec, tensor_layouts(model, 2)).stages;
     };
@@ -273,13 +278,7 @@ TEST_CASE("the simulator's pipeline program carries the boundary sends' message 
         PlannerOptions o = fp16_options(4, 1);
         o.boundary_send = send;
         const CostModel model(net, dgx, o);
-        PipelineSpec spec;
-        spec.tensor = 2;
-        spec.stages = 2;
-        spec.replicas = 1;
-        spec.micro_batches = 1;
-        spec.schedule = Schedule::one_f_one_b;
-        spec.stage_first = {1, net.find("ln_2")};
+        const PipelineSpec spec = two_stages_of_two(net.find("ln_2"));
         return pipeline_program(model, spec, tensor_layouts(model, 2));
     };
     const PipelineProgram megatron = program_with(PipelineBoundarySend::scatter_gather);
