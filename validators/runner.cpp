@@ -488,19 +488,22 @@ NetworkRunner<T>::NetworkRunner(const networks::Network& network, const std::vec
                 boundary_ = k;
             }
     if (segment_.last + 1 < n_layers) return;  // the loss is another segment's
-    // The loss reads the whole batch of logits on every rank; its gradient is sliced back locally.
     const Stage& last = *stages_.back();
     logits_shape_ = last.out.shape;
     sequence_logits_ = layers.back().output_shape.size() == 2;  // [B, S, V, 1]: per token
     classes_ = logits_shape_[sequence_logits_ ? 2 : 1];
     Box all{{0, 0, 0, 0}, logits_shape_};
     std::vector<Box> out_boxes = last.out.boxes(*last.grid), everywhere(p, all);
-    if (sequence_logits_ && last.out.axis[2] != kReplica && last.grid->dim(last.out.axis[2]) > 1) {
-        // Logits split over the vocabulary: the loss runs on the shards (Megatron's vocab-parallel
-        // cross-entropy) instead of gathering [B, S, V] everywhere.
-        vocab_group_ = last.grid->group(Grid::bit(static_cast<Axis>(last.out.axis[2])));
+    auto split = [&](int d) { return last.out.axis[d] != kReplica && last.grid->dim(last.out.axis[d]) > 1; };
+    if (sequence_logits_ && (split(2) || !split(1))) {
+        // Per-token logits whole along the sequence: each rank's loss runs on its own samples and,
+        // split over the vocabulary, on its shard (Megatron's vocab-parallel cross-entropy), as the
+        // cost model charges it (the local share, no gather of [B, S, V]).
+        vocab_group_ = last.grid->group(split(2) ? Grid::bit(static_cast<Axis>(last.out.axis[2])) : 0u);
         batch_group_ = split_group(*last.grid, last.out, {0});
     } else {
+        // Otherwise the loss reads the whole batch of logits on every rank; its gradient is sliced
+        // back locally.
         gather_logits_ = Repartition(out_boxes, everywhere, comm);
         scatter_logits_ = Repartition(everywhere, out_boxes, comm);
     }
