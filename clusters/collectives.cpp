@@ -983,8 +983,10 @@ double halo_exchange_seconds(double halo_bytes, const GroupPlacement& line, cons
     // spans more than one node.
     const double step =
         step_seconds(line.per_node > 1, halo_bytes, node_count(line) > 1, halo_bytes, Links{intra, inter});
-    return parts == 2 ? step : 2 * step;
+    return halo_neighbours(parts) * step;
 }
+
+int halo_neighbours(int parts) { return parts <= 1 ? 0 : parts == 2 ? 1 : 2; }
 
 double halo_exchange_seconds(double halo_bytes, int parts, const LinkCost& link) {
     if (parts < 1) throw std::invalid_argument("halo exchange: parts must be >= 1, got " + std::to_string(parts));

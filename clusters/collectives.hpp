@@ -183,5 +183,8 @@ double halo_exchange_seconds(double halo_bytes, const GroupPlacement& line, cons
                              const LinkCost& inter);
 // The same on one link kind: 0 (parts <= 1), a + h b (parts == 2), 2 (a + h b) (parts >= 3).
 double halo_exchange_seconds(double halo_bytes, int parts, const LinkCost& link);
+// The neighbours each part of a halo line exchanges with: 0 (one part), 1 (two), 2 (more), the
+// steps halo_exchange_seconds charges.
+int halo_neighbours(int parts);
 
 }  // namespace dnnplan::clusters

@@ -302,6 +302,11 @@ std::optional<double> cpu_pass_seconds(const clusters::Device& device, DType dty
     return t;
 }
 
+double halo_pack_seconds(const clusters::Device& device, double message_bytes, int messages) {
+    const CpuPass pack{{KernelWork{CpuKernel::halo_pack, 2.0 * messages * message_bytes, 2.0 * messages}}, {}};
+    return cpu_pass_seconds(device, DType::fp32, pack).value_or(0.0);
+}
+
 GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, double flops) {
     GemmTime r;
     const double useful = 2 * g.m * g.n * g.k * g.count;

@@ -82,6 +82,12 @@ std::optional<CpuLayerWork> cpu_layer_work(const networks::Network& network, int
 // gemm_call's per_call_s per BLAS call; nullopt when a kernel it needs is not on the device.
 std::optional<double> cpu_pass_seconds(const clusters::Device& device, DType dtype, const CpuPass& pass);
 
+// The packing of a halo exchange on a calibrated CPU (CpuKernel::halo_pack; 0 on devices without
+// it): each of the busiest process's `messages` neighbour messages of `message_bytes` is packed by
+// its sender and unpacked by its receiver, and the process does both for each neighbour, so
+// 2 x messages copies of message_bytes each.
+double halo_pack_seconds(const clusters::Device& device, double message_bytes, int messages);
+
 // Forward and backward seconds of `network.layers[index]` for `local` under `model`.
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& local,
                                const clusters::Device& device, DType dtype, ComputeModel model, bool roofline);

@@ -261,19 +261,55 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
 }
 }  // namespace
 
-double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link) {
+double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link, const clusters::KernelCost& halo_pack) {
     const clusters::GroupPlacement group{p.group, p.group};
-    if (p.pattern == planner::CommPattern::halo_exchange)
-        return clusters::halo_exchange_seconds(p.bytes, group, link, link);
-    return clusters::cheapest(p.collective, group, p.bytes, link, link).seconds;
+    if (p.pattern != planner::CommPattern::halo_exchange)
+        return clusters::cheapest(p.collective, group, p.bytes, link, link).seconds;
+    clusters::Device packing;
+    packing.cpu_kernels[clusters::CpuKernel::halo_pack] = halo_pack;
+    return clusters::halo_exchange_seconds(p.bytes, group, link, link) +
+           planner::halo_pack_seconds(packing, p.bytes, clusters::halo_neighbours(p.group));
 }
+
+namespace {
+bool is_halo(const PrimitivePoint& p) { return p.pattern == planner::CommPattern::halo_exchange; }
+
+// The halo packing's per-byte and per-message cost (both >= 0) minimising the squared relative
+// error of primitive_model over the halo points on `link`: weighted linear least squares of the
+// residual (measured - transfer) on the copies' bytes and count, a one-parameter fit when the
+// two-parameter solution has a negative part.
+clusters::KernelCost fit_halo_pack(const std::vector<PrimitivePoint>& points, const clusters::LinkCost& link) {
+    // Rows scaled by 1 / measured: minimise sum ((transfer + a u + b n - m) / m)^2.
+    double uu = 0, un = 0, nn = 0, ur = 0, nr = 0;
+    for (const PrimitivePoint& q : points) {
+        if (!is_halo(q)) continue;
+        const double transfer = primitive_model(q, link), copies = 2.0 * clusters::halo_neighbours(q.group);
+        const double u = copies * q.bytes / q.seconds, n = copies / q.seconds, r = (q.seconds - transfer) / q.seconds;
+        uu += u * u, un += u * n, nn += n * n, ur += u * r, nr += n * r;
+    }
+    const double det = uu * nn - un * un;
+    clusters::KernelCost both{det > 0 ? (ur * nn - nr * un) / det : -1, det > 0 ? (nr * uu - ur * un) / det : -1};
+    if (both.per_unit_s >= 0 && both.per_call_s >= 0) return both;
+    auto error = [&](const clusters::KernelCost& k) {
+        double e = 0;
+        for (const PrimitivePoint& q : points)
+            if (is_halo(q)) e += std::pow((primitive_model(q, link, k) - q.seconds) / q.seconds, 2);
+        return e;
+    };
+    const clusters::KernelCost per_byte{uu > 0 ? std::max(0.0, ur / uu) : 0, 0};
+    const clusters::KernelCost per_message{0, nn > 0 ? std::max(0.0, nr / nn) : 0};
+    return error(per_byte) <= error(per_message) ? per_byte : per_message;
+}
+}  // namespace
 
 void fit_link_to_primitives(Calibration& c) {
     if (c.primitives.empty()) return;
+    const bool only_halos = std::all_of(c.primitives.begin(), c.primitives.end(), is_halo);
     auto cost = [&](double alpha, double bw) {
         double sum = 0;
         for (const PrimitivePoint& q : c.primitives)
-            sum += std::pow(std::log(primitive_model(q, clusters::LinkCost{bw, alpha}) / q.seconds), 2);
+            if (only_halos || !is_halo(q))
+                sum += std::pow(std::log(primitive_model(q, clusters::LinkCost{bw, alpha}) / q.seconds), 2);
         return sum;
     };
     double best_alpha = 0, best_bw = 0, best_cost = std::numeric_limits<double>::infinity();
@@ -291,12 +327,23 @@ void fit_link_to_primitives(Calibration& c) {
     search(best_alpha / da, best_alpha * da, best_bw / db, best_bw * db, 20);
     c.latency_s = best_alpha;
     c.bandwidth_Bps = best_bw;
-    double sq = 0;
+    const clusters::LinkCost link{best_bw, best_alpha};
+    clusters::KernelCost pack;
+    if (!only_halos && std::any_of(c.primitives.begin(), c.primitives.end(), is_halo)) {
+        pack = fit_halo_pack(c.primitives, link);
+        KernelFit& fit = c.cpu_kernels[clusters::CpuKernel::halo_pack];
+        fit.cost = pack;
+        fit.points = static_cast<int>(std::count_if(c.primitives.begin(), c.primitives.end(), is_halo));
+    }
+    double sq = 0, halo_sq = 0;
     for (PrimitivePoint& q : c.primitives) {
-        q.model_s = primitive_model(q, clusters::LinkCost{best_bw, best_alpha});
+        q.model_s = primitive_model(q, link, pack);
         sq += std::pow((q.model_s - q.seconds) / q.seconds, 2);
+        if (is_halo(q)) halo_sq += std::pow((q.model_s - q.seconds) / q.seconds, 2);
     }
     c.primitive_fit_residual = std::sqrt(sq / double(c.primitives.size()));
+    if (auto fit = c.cpu_kernels.find(clusters::CpuKernel::halo_pack); fit != c.cpu_kernels.end())
+        fit->second.rms_relative_residual = std::sqrt(halo_sq / std::max(1, fit->second.points));
 }
 
 namespace {
@@ -633,7 +680,7 @@ void KernelFitter::run() {
 }  // namespace
 
 void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks) {
-    c.cpu_kernels.clear();
+    for (int k = 0; k < kKernels; ++k) c.cpu_kernels.erase(static_cast<CpuKernel>(k));  // halo_pack is the link's
     c.elementwise_bandwidth_Bps = 0;  // the kernels' own costs replace the one elementwise rate
     if (c.layers.empty()) return;
     KernelFitter(c, networks).run();

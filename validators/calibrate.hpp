@@ -108,12 +108,17 @@ struct Calibration {
     std::string host;  // recorded as the cluster spec's measured_on
 };
 
-// The cost model's time for one primitive point on `link` (one node: every group is intra-node).
-double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link);
+// The cost model's time for one primitive point on `link` (one node: every group is intra-node),
+// a halo exchange's packing at `halo_pack` (planner::halo_pack_seconds) included.
+double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link,
+                       const clusters::KernelCost& halo_pack = {});
 // Sets c.latency_s and c.bandwidth_Bps to the link minimising the squared log ratio of
-// primitive_model to the measured c.primitives (a log-spaced grid over 10 ns .. 1 ms and
-// 0.1 .. 100 GB/s, refined once around its best point to ~1%), and each point's model_s and
-// c.primitive_fit_residual (RMS relative error).
+// primitive_model to the measured c.primitives other than halo exchanges (a log-spaced grid over
+// 10 ns .. 1 ms and 0.1 .. 100 GB/s, refined once around its best point to ~1%); then the halo
+// exchanges' packing (c.cpu_kernels[halo_pack]: per byte and per message, non-negative, least
+// squares of the relative error over the halo points on that link: a halo packs strided ghost
+// cells, which a link fitted to both would charge as a slower link to every collective); each
+// point's model_s and c.primitive_fit_residual (RMS relative error over all points).
 void fit_link_to_primitives(Calibration& c);
 
 // The device of the spec cluster_spec(c) writes, with the compute constants of `c`.

@@ -596,6 +596,20 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         //   no backward halo.
         CHECK(plan.cost.comm(CommKind::halo) == Approx(3.024e-6 + 2 * 4.048e-6).epsilon(1e-12));
     }
+    SECTION("a calibrated CPU packs its ghost cells: 2 copies per neighbour on top of the transfer") {
+        // halo_pack 0.5 ns per byte and 1 us per copy. 1 x 4 split as above: the busiest (inner)
+        // process exchanges with 2 neighbours, so 4 copies per exchange: conv1's 512 B message,
+        // 4 x 512 x 0.5e-9 + 4e-6 = 5.024e-6 s; conv2's 1024 B, 2.048e-6 + 4e-6 = 6.048e-6 s,
+        // forward and backward. Halo = 3.024e-6 + 5.024e-6 + 2 (4.048e-6 + 6.048e-6) = 28.24e-6 s.
+        cluster.device.cpu_kernels[clusters::CpuKernel::halo_pack] = {0.5e-9, 1e-6};
+        CostModel model(net, cluster, options(4, 4));
+        ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 1, 4}));
+        CHECK(plan.cost.comm(CommKind::halo) == Approx(28.24e-6).epsilon(1e-12));
+        // 2 x 2: two-part lines, one neighbour, 2 copies: conv1 256 B and 320 B, conv2 512 B and
+        // 640 B twice: 8.88e-6 + 6 x 2e-6 + 2 x 0.5e-9 x (256 + 320 + 2 (512 + 640)) = 23.76e-6 s.
+        ScoredPlan grid = model.score(all(net, model, Layout{1, 1, 1, 2, 2}));
+        CHECK(grid.cost.comm(CommKind::halo) == Approx(23.76e-6).epsilon(1e-12));
+    }
 }
 
 TEST_CASE("domain split: halo widths of unpadded and strided convolutions are the rows a block needs", "[planner][cost]") {

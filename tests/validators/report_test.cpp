@@ -74,6 +74,36 @@ int main() {
     check(std::abs(c.bandwidth_Bps / 1e9 - 1) < 0.02, "fitted bandwidth");
     check(c.primitive_fit_residual < 0.02, "fit residual of exact points");
 
+    // With collectives beside the halos, the link is fitted to the collectives and the halos'
+    // packing to what is left: a link of 1 us and 5 GB/s, packing 0.5 ns per byte and 1 us per
+    // copy. A 1 KiB halo on 2 ranks: transfer 1 + 1024 / 5e9 s = 1.2048 us; one message each way,
+    // so 2 copies: 2 x 1024 x 0.5 ns + 2 x 1 us = 3.024 us; 4.2288 us in all.
+    {
+        using dnnplan::clusters::Collective;
+        using dnnplan::planner::CommPattern;
+        const dnnplan::clusters::LinkCost link{5e9, 1e-6};
+        const dnnplan::clusters::KernelCost pack{0.5e-9, 1e-6};
+        Calibration mixed;
+        for (double bytes : {64.0, 4096.0, 65536.0, 1048576.0}) {
+            PrimitivePoint q{"all-reduce", CommPattern::collective, Collective::all_reduce, 2, bytes, 0, 0};
+            q.seconds = primitive_model(q, link);
+            mixed.primitives.push_back(q);
+        }
+        for (double bytes : {128.0, 1024.0, 8192.0, 65536.0}) {
+            PrimitivePoint q{"halo exchange", CommPattern::halo_exchange, Collective::all_reduce, 2, bytes, 0, 0};
+            q.seconds = primitive_model(q, link, pack);
+            mixed.primitives.push_back(q);
+        }
+        check(std::abs(mixed.primitives[5].seconds / 4.2288e-6 - 1) < 1e-12, "hand value of a packed 1 KiB halo");
+        fit_link_to_primitives(mixed);
+        check(std::abs(mixed.latency_s / 1e-6 - 1) < 0.02, "link fitted to the collectives: latency");
+        check(std::abs(mixed.bandwidth_Bps / 5e9 - 1) < 0.02, "link fitted to the collectives: bandwidth");
+        const auto& fit = mixed.cpu_kernels.at(dnnplan::clusters::CpuKernel::halo_pack);
+        check(std::abs(fit.cost.per_unit_s / 0.5e-9 - 1) < 0.05, "halo packing per byte");
+        check(std::abs(fit.cost.per_call_s / 1e-6 - 1) < 0.05, "halo packing per copy");
+        check(fit.points == 4 && mixed.primitive_fit_residual < 0.02, "packed halos: points and residual");
+    }
+
     // The compute fit recovers the validator's kernel costs from per-layer times made by hand for
     // lenet5 at batches 16 and 4 (the unit of each kernel as planner/compute.cpp documents it):
     // sgemm peak 100 GFLOP/s at the GEMM share 0.4, operands at 10 GB/s, 2 us per BLAS call,
