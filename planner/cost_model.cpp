@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <numeric>
+#include <utility>
 
 #include "planner/stage_evaluator.hpp"
 
@@ -52,10 +53,11 @@ std::string halo_problem(const Layer& layer, const networks::Shape& in, const La
 struct CostModel::Recorder {
     std::vector<CommCall>* calls;
     CostBreakdown* cost;
-    void add(const CommCall& call) {
-        calls->push_back(call);
-        if (call.phase == Phase::sync) return;  // sync is accounted separately (overlap)
-        cost->comm_s[index_of(call.kind)] += call.seconds;
+    // By value: callers pass temporaries, moved in (one string allocation per call, not two).
+    void add(CommCall call) {
+        if (call.phase != Phase::sync)  // sync is accounted separately (overlap)
+            cost->comm_s[index_of(call.kind)] += call.seconds;
+        calls->push_back(std::move(call));
     }
 };
 
@@ -278,7 +280,7 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
         call.algorithm = choice.algorithm;
         call.seconds = choice.seconds;
         call.what = target_coarser ? "redistribution (all-gather)" : "redistribution (all-to-all)";
-        recorder->add(call);
+        recorder->add(std::move(call));
     }
     return choice.seconds;
 }

@@ -373,6 +373,78 @@ bool better(const CostBreakdown& a, const CostBreakdown& b) {
     return a.iteration_s < b.iteration_s;
 }
 
+// A lower bound of the exact score's iteration, kept for the plan of improve_locally and
+// updated for a trial that changes one anchor's layout. The one-stage, one-micro-batch stage
+// evaluator's iteration is forward + backward + (sync exposed or contended, >= 0) + optimizer
+// step, with forward + backward = every layer's compute and blocking communication and the
+// gradient accumulation (planner/stage_evaluator.cpp stage_times, evaluate_stages). The same
+// terms, each >= 0, are the segments' own seconds with the sync weighted 0 (CostModel::segment_cost:
+// compute, blocking communication, step and accumulation, redistributions inside the segment)
+// plus the redistributions on the edges between segments (charged to the consumer in both). The
+// bound leaves out what is >= 0 and not in those: segment 0 (the input's followers), its edges,
+// the sync. So bound <= iteration in exact arithmetic.
+class IterationBound {
+public:
+    IterationBound(const CostModel& model, const SegmentTable& table, const std::vector<Layout>& layouts)
+        : model_(&model), table_(&table), graph_(segment_graph(model)), own_(layouts.size(), 0.0) {
+        for (const auto& [pair, edges] : graph_.edges)
+            if (pair.second != 0)  // into segment 0 (its layout is not in `layouts`): left out
+                for (const Edge& e : edges) {
+                    kept_edges_.push_back(e);
+                    touching_[pair.first].push_back(e), touching_[pair.second].push_back(e);
+                }
+        reset(layouts);
+    }
+    // After the plan's layouts changed.
+    void reset(const std::vector<Layout>& layouts) {
+        total_ = 0;
+        for (int a : model_->anchors()) total_ += own_[a] = own_seconds_at(a, layouts[a]);
+        for (const Edge& e : kept_edges_) total_ += edge_seconds(e, layouts);
+    }
+    // The bound for `layouts` (the plan's, `plan_layout` at anchor a, but a's set to its trial) and its rounding
+    // allowance: a generous 1e-9 of the magnitudes summed (the sums and the evaluator's own
+    // rounding are within a few hundred ulps of them, about 1e-13 relative).
+    bool cannot_beat(int a, const std::vector<Layout>& layouts, const Layout& plan_layout, double best) const {
+        std::vector<Layout>& old_layouts = scratch_;
+        old_layouts = layouts;
+        old_layouts[a] = plan_layout;
+        double change = own_seconds_at(a, layouts[a]) - own_[a];
+        double magnitude = total_ + std::abs(change);
+        for (const Edge& e : touching(a)) {
+            const double now = edge_seconds(e, layouts), before = edge_seconds(e, old_layouts);
+            change += now - before;
+            magnitude += now + before;
+        }
+        const double bound = total_ + change;
+        return bound - 1e-9 * magnitude >= best;
+    }
+
+private:
+    double own_seconds_at(int a, const Layout& l) const {
+        const std::vector<Layout>& cands = table_->candidates[a];
+        const auto at = std::find(cands.begin(), cands.end(), l);
+        return at == cands.end() ? model_->segment_cost(a, l).seconds : table_->costs[a][at - cands.begin()].seconds;
+    }
+    double edge_seconds(const Edge& e, const std::vector<Layout>& layouts) const {
+        const Dist have = model_->segment_output_dist(e.producer, layouts[model_->anchor_of(e.producer)]);
+        const Dist want = model_->required_input_dist(e.consumer, layouts[model_->anchor_of(e.consumer)], e.input_index);
+        return have == want ? 0.0 : model_->redistribution_seconds(have, want, e.producer);
+    }
+    const std::vector<Edge>& touching(int a) const {
+        static const std::vector<Edge> none;
+        const auto it = touching_.find(a);
+        return it == touching_.end() ? none : it->second;
+    }
+    const CostModel* model_;
+    const SegmentTable* table_;
+    SegmentGraph graph_;
+    std::vector<Edge> kept_edges_;               // between anchored segments
+    std::map<int, std::vector<Edge>> touching_;  // per anchor, the edges into or out of its segment
+    std::vector<double> own_;
+    double total_ = 0;
+    mutable std::vector<Layout> scratch_;
+};
+
 // Coordinate descent with the exact score: change one anchor's layout at a time while that
 // shortens the iteration. Only where the exact scores fit a small budget (each costs a pass over
 // every layer), which covers the CNNs of tens of anchors but not ResNet-1001.
@@ -392,6 +464,7 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
     // those while the others are unchanged (it re-scores the plan's former layout, kept then).
     std::vector<std::vector<Layout>> context(layouts.size());
     std::vector<std::vector<Layout>> tried(layouts.size());
+    IterationBound bound(model, table, layouts);
     for (int pass = 0; pass < 2 && options * layers * (pass + 1) <= kBudget; ++pass) {
         bool improved = false;
         for (int a : model.anchors()) {
@@ -406,10 +479,16 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
                 if (same_context && std::find(tried[a].begin(), tried[a].end(), l) != tried[a].end()) continue;
                 tried[a].push_back(l);
                 layouts[a] = l;
+                // The plan is feasible: a trial whose iteration cannot be shorter cannot win.
+                if (bound.cannot_beat(a, layouts, plan.anchor_layouts[a], plan.cost.iteration_s)) {
+                    layouts[a] = plan.anchor_layouts[a];
+                    continue;
+                }
                 ScoredPlan trial = model.score(layouts);
                 *evaluations += layers - 1;
                 if (better(trial.cost, plan.cost)) {
                     plan = std::move(trial);
+                    bound.reset(plan.anchor_layouts);
                     improved = true;
                 } else {
                     layouts[a] = plan.anchor_layouts[a];
