@@ -518,7 +518,7 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Layout& 
 }
 
 double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
-                                double sync_weight, double* sync_out) const {
+                                double sync_weight, SegmentCost* parts) const {
     const Layer& layer = network_->layers[index];
     const double eb = element_bytes_;
     LocalSizes local;
@@ -581,12 +581,15 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     // The layout search's objective is one micro-batch's iteration: its gradient accumulation too
     // (M = 1; the stage evaluator adds it per stage from LayerCost::local_params, not recorded here).
     const double accumulate = accumulation_per_param(cluster_->device, options_, 1) * weight_local / eb;
-    if (sync_out) *sync_out += sync;
+    if (parts) {
+        parts->sync_s += sync;
+        parts->backward_s += bwd_c + comm.backward + accumulate;
+    }
     return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync + step + accumulate;
 }
 
 double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight,
-                                   double* sync_out) const {
+                                   SegmentCost* parts) const {
     double total = 0;
     // Output dists of the segment's layers, in segment order (increasing layer index): a follower's
     // first input is earlier in the same segment, so each dist is one step from a kept one
@@ -607,15 +610,17 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
         const Dist first_out = is_anchor_kind(layer.kind) ? Dist{} : first == 0 ? loader_dist(l) : out_of(first);
         const LayerDists dists = layer_dists(*network_, index, l, first_out);
         outs[s] = dists.out;
-        total += layer_seconds(index, l, dists.in, dists.out, recorder, sync_weight, sync_out);
+        total += layer_seconds(index, l, dists.in, dists.out, recorder, sync_weight, parts);
         // Inputs produced inside this segment are redistributed here; others are edges.
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
             int producer = layer.inputs[k];
             if (producer == 0 || anchor_of_[producer] != anchor) continue;
             Dist have = out_of(producer);
             Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            total += redistribute(have, want, producer, index, Phase::forward, recorder) +
-                     redistribute(want, have, producer, index, Phase::backward, recorder);
+            const double forward = redistribute(have, want, producer, index, Phase::forward, recorder);
+            const double backward = redistribute(want, have, producer, index, Phase::backward, recorder);
+            total += forward + backward;
+            if (parts) parts->backward_s += backward;
         }
     }
     return total;
@@ -627,7 +632,7 @@ double CostModel::segment_seconds(int anchor, const Layout& layout, double sync_
 
 SegmentCost CostModel::segment_cost(int anchor, const Layout& layout) const {
     SegmentCost cost;
-    cost.seconds = evaluate_segment(anchor, layout, nullptr, 0.0, &cost.sync_s);
+    cost.seconds = evaluate_segment(anchor, layout, nullptr, 0.0, &cost);
     return cost;
 }
 

@@ -118,6 +118,9 @@ struct ScoredPlan {
 struct SegmentCost {
     double seconds = 0;  // forward + backward compute and blocking communication
     double sync_s = 0;   // weight-gradient all-reduce, in full
+    // The part of `seconds` in the backward pass: compute, blocking communication (the backward
+    // redistributions inside the segment too) and gradient accumulation.
+    double backward_s = 0;
 };
 
 // Immutable context built once per (network, cluster, options): per-layer shapes and the
@@ -174,7 +177,7 @@ public:
 private:
     struct Recorder;
     double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder, double sync_weight = 1.0,
-                            double* sync_out = nullptr) const;
+                            SegmentCost* parts = nullptr) const;
     struct LayerComm {
         double forward = 0, backward = 0;  // blocking seconds
     };
@@ -188,7 +191,7 @@ private:
     double halo_exchange(int index, const Layout& layout, double local_batch, std::int64_t channels, Phase phase,
                          const char* what, Recorder* rec) const;
     double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out, Recorder* recorder,
-                         double sync_weight = 1.0, double* sync_out = nullptr) const;
+                         double sync_weight = 1.0, SegmentCost* parts = nullptr) const;
     clusters::CollectiveChoice cheapest(clusters::Collective kind, const clusters::GroupPlacement& group,
                                         double bytes) const;
     double redistribute(const Dist& from, const Dist& to, int producer, int layer, Phase phase,

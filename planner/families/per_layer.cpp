@@ -375,19 +375,24 @@ bool better(const CostBreakdown& a, const CostBreakdown& b) {
 
 // A lower bound of the exact score's iteration, kept for the plan of improve_locally and
 // updated for a trial that changes one anchor's layout. The one-stage, one-micro-batch stage
-// evaluator's iteration is forward + backward + (sync exposed or contended, >= 0) + optimizer
-// step, with forward + backward = every layer's compute and blocking communication and the
-// gradient accumulation (planner/stage_evaluator.cpp stage_times, evaluate_stages). The same
-// terms, each >= 0, are the segments' own seconds with the sync weighted 0 (CostModel::segment_cost:
-// compute, blocking communication, step and accumulation, redistributions inside the segment)
-// plus the redistributions on the edges between segments (charged to the consumer in both). The
-// bound leaves out what is >= 0 and not in those: segment 0 (the input's followers), its edges,
-// the sync. So bound <= iteration in exact arithmetic.
+// evaluator (planner/stage_evaluator.cpp stage_times, evaluate_stages) gives
+//   iteration = F + B + past + step,
+// F the layers' forward compute and blocking communication, B their backward ones and the
+// gradient accumulation, step the optimizer's. past = contention + exposed sync (no tied copies on
+// one stage) >= 0, and >= S - B with S the layers' syncs: SyncOverlap serialises the all-reduces
+// (its network_free ends >= S) while its clock ends at B + contention, so exposed >= S - B -
+// contention. Hence iteration >= F + max(B, S) + step.
+// F + B + step are the segments' own seconds with the sync weighted 0 (CostModel::segment_cost:
+// compute, blocking communication, step, accumulation, redistributions inside the segment; B's
+// part in SegmentCost::backward_s) plus the redistributions on the edges between segments (charged
+// to the consumer in both). Edges count wholly in B (B only over-estimated, F as much under:
+// F + max(B, S) does not grow). Left out, each >= 0 or lowering S: segment 0 (the input's
+// followers) and its edges. So the bound <= iteration in exact arithmetic.
 class IterationBound {
 public:
     IterationBound(const CostModel& model, const SegmentTable& table, const std::vector<Layout>& layouts)
-        : model_(&model), table_(&table), graph_(segment_graph(model)), own_(layouts.size(), 0.0) {
-        for (const auto& [pair, edges] : graph_.edges)
+        : model_(&model), table_(&table), own_(layouts.size()) {
+        for (const auto& [pair, edges] : segment_graph(model).edges)
             if (pair.second != 0)  // into segment 0 (its layout is not in `layouts`): left out
                 for (const Edge& e : edges) {
                     kept_edges_.push_back(e);
@@ -397,38 +402,56 @@ public:
     }
     // After the plan's layouts changed.
     void reset(const std::vector<Layout>& layouts) {
-        total_ = 0;
-        for (int a : model_->anchors()) total_ += own_[a] = own_seconds_at(a, layouts[a]);
-        for (const Edge& e : kept_edges_) total_ += edge_seconds(e, layouts);
+        total_ = Parts{};
+        for (int a : model_->anchors()) {
+            own_[a] = own_parts(a, layouts[a]);
+            total_ += own_[a];
+        }
+        for (const Edge& e : kept_edges_) total_ += edge_parts(e, layouts);
     }
-    // The bound for `layouts` (the plan's, `plan_layout` at anchor a, but a's set to its trial) and its rounding
-    // allowance: a generous 1e-9 of the magnitudes summed (the sums and the evaluator's own
-    // rounding are within a few hundred ulps of them, about 1e-13 relative).
+    // Whether the exact score of `layouts` (the plan's, `plan_layout` at anchor a, but a's set to
+    // its trial) is not below `best`, by the bound less a rounding allowance: a generous 1e-9 of
+    // the magnitudes summed (the sums and the evaluator's own rounding are within a few hundred
+    // ulps of them, about 1e-13 relative).
     bool cannot_beat(int a, const std::vector<Layout>& layouts, const Layout& plan_layout, double best) const {
         std::vector<Layout>& old_layouts = scratch_;
         old_layouts = layouts;
         old_layouts[a] = plan_layout;
-        double change = own_seconds_at(a, layouts[a]) - own_[a];
-        double magnitude = total_ + std::abs(change);
+        Parts trial = total_, magnitude = total_;
+        const Parts now = own_parts(a, layouts[a]);
+        trial += now - own_[a];
+        magnitude += now + own_[a];
         for (const Edge& e : touching(a)) {
-            const double now = edge_seconds(e, layouts), before = edge_seconds(e, old_layouts);
-            change += now - before;
-            magnitude += now + before;
+            const Parts after = edge_parts(e, layouts), before = edge_parts(e, old_layouts);
+            trial += after - before;
+            magnitude += after + before;
         }
-        const double bound = total_ + change;
-        return bound - 1e-9 * magnitude >= best;
+        const double bound = trial.seconds - trial.backward + std::max(trial.backward, trial.sync);
+        return bound - 1e-9 * (magnitude.seconds + magnitude.backward + magnitude.sync) >= best;
     }
 
 private:
-    double own_seconds_at(int a, const Layout& l) const {
+    struct Parts {
+        double seconds = 0, backward = 0, sync = 0;  // F + B + step, B, S
+        Parts& operator+=(const Parts& o) {
+            seconds += o.seconds, backward += o.backward, sync += o.sync;
+            return *this;
+        }
+        Parts operator+(const Parts& o) const { return Parts{seconds + o.seconds, backward + o.backward, sync + o.sync}; }
+        Parts operator-(const Parts& o) const { return Parts{seconds - o.seconds, backward - o.backward, sync - o.sync}; }
+    };
+    Parts own_parts(int a, const Layout& l) const {
         const std::vector<Layout>& cands = table_->candidates[a];
         const auto at = std::find(cands.begin(), cands.end(), l);
-        return at == cands.end() ? model_->segment_cost(a, l).seconds : table_->costs[a][at - cands.begin()].seconds;
+        const SegmentCost c =
+            at == cands.end() ? model_->segment_cost(a, l) : table_->costs[a][static_cast<std::size_t>(at - cands.begin())];
+        return Parts{c.seconds, c.backward_s, c.sync_s};
     }
-    double edge_seconds(const Edge& e, const std::vector<Layout>& layouts) const {
+    Parts edge_parts(const Edge& e, const std::vector<Layout>& layouts) const {
         const Dist have = model_->segment_output_dist(e.producer, layouts[model_->anchor_of(e.producer)]);
         const Dist want = model_->required_input_dist(e.consumer, layouts[model_->anchor_of(e.consumer)], e.input_index);
-        return have == want ? 0.0 : model_->redistribution_seconds(have, want, e.producer);
+        const double seconds = have == want ? 0.0 : model_->redistribution_seconds(have, want, e.producer);
+        return Parts{seconds, seconds, 0.0};
     }
     const std::vector<Edge>& touching(int a) const {
         static const std::vector<Edge> none;
@@ -437,11 +460,10 @@ private:
     }
     const CostModel* model_;
     const SegmentTable* table_;
-    SegmentGraph graph_;
     std::vector<Edge> kept_edges_;               // between anchored segments
     std::map<int, std::vector<Edge>> touching_;  // per anchor, the edges into or out of its segment
-    std::vector<double> own_;
-    double total_ = 0;
+    std::vector<Parts> own_;                     // per anchor, at the plan's layout
+    Parts total_;
     mutable std::vector<Layout> scratch_;
 };
 
