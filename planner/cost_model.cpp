@@ -53,8 +53,11 @@ std::string halo_problem(const Layer& layer, const networks::Shape& in, const La
 struct CostModel::Recorder {
     std::vector<CommCall>* calls;
     CostBreakdown* cost;
+    bool described = true;  // CallText::described: calls carry their text
+    const char* text(const char* what) const { return described ? what : ""; }
     // By value: callers pass temporaries, moved in (one string allocation per call, not two).
     void add(CommCall call) {
+        if (!described) call.what.clear();  // the few calls built with their text (halo exchanges)
         if (call.phase != Phase::sync)  // sync is accounted separately (overlap)
             cost->comm_s[index_of(call.kind)] += call.seconds;
         calls->push_back(std::move(call));
@@ -225,7 +228,7 @@ double CostModel::collective(Collective kind, const GroupPlacement& group, doubl
                              const char* what, Recorder* recorder) const {
     if (group.size <= 1 || bytes <= 0) return 0;
     clusters::CollectiveChoice choice = cheapest(kind, group, bytes);
-    if (recorder) recorder->add(collective_call(layer, phase, kind, choice, group, bytes, what));
+    if (recorder) recorder->add(collective_call(layer, phase, kind, choice, group, bytes, recorder->text(what)));
     return choice.seconds;
 }
 
@@ -279,7 +282,7 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
         call.bytes = part_bytes;
         call.algorithm = choice.algorithm;
         call.seconds = choice.seconds;
-        call.what = target_coarser ? "redistribution (all-gather)" : "redistribution (all-to-all)";
+        call.what = recorder->text(target_coarser ? "redistribution (all-gather)" : "redistribution (all-to-all)");
         recorder->add(std::move(call));
     }
     return choice.seconds;
@@ -489,7 +492,7 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Layout& 
             const clusters::CollectiveChoice choice = cheapest(Collective::all_to_all, line, bytes);
             if (rec)
                 rec->add(CommCall{index, phase, CommKind::redistribution, CommPattern::collective, Collective::all_to_all,
-                                  choice.algorithm, line, bytes, choice.seconds, what});
+                                  choice.algorithm, line, bytes, choice.seconds, rec->text(what)});
             return choice.seconds;
         };
         comm.forward += exchange(moved.forward_channels, Phase::forward, "concat channel blocks");
@@ -660,14 +663,14 @@ clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlace
     return choice;
 }
 
-ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) const {
+ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts, CallText text) const {
     ScoredPlan plan;
     plan.anchor_layouts = anchor_layouts;
     const auto& layers = network_->layers;
     plan.layers.assign(layers.size(), LayerCost{});
     plan.calls.reserve(4 * layers.size());  // a few calls per layer: one allocation, not a doubling series
     CostBreakdown& cost = plan.cost;
-    Recorder recorder{&plan.calls, &cost};
+    Recorder recorder{&plan.calls, &cost, text == CallText::described};
 
     // Problems with the layouts themselves make the plan infeasible, with the first reason.
     for (int a : anchors_) {
@@ -741,8 +744,8 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
     return plan;
 }
 
-ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
-    LayerTable table = make_layer_table(*this, layer_costs(anchor_layouts));
+ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts, CallText text) const {
+    LayerTable table = make_layer_table(*this, layer_costs(anchor_layouts, text));
     PipelineSpec one_stage;
     one_stage.stage_first = {1};
     const std::vector<LayerSync> sync = replica_sync(*this, table, 1, 1, false);

@@ -161,12 +161,15 @@ public:
     // Forward + backward seconds to move `producer`'s output (whole batch) from one dist to another.
     double redistribution_seconds(const Dist& from, const Dist& to, int producer) const;
 
+    // Whether the calls of a scored plan carry their CommCall::what text (for people only): a
+    // search's trials need the numbers alone, and building the text costs an allocation per call.
+    enum class CallText { described, omitted };
     // Per-layer costs and communication calls of a full assignment (layouts of the anchors;
     // others ignored), infeasible with the first layout problem; no totals.
-    ScoredPlan layer_costs(const std::vector<Layout>& anchor_layouts) const;
+    ScoredPlan layer_costs(const std::vector<Layout>& anchor_layouts, CallText text = CallText::described) const;
     // Exact score of a full assignment: its layer costs through the stage evaluator as one stage
     // with one micro-batch (planner/stage_evaluator.hpp).
-    ScoredPlan score(const std::vector<Layout>& anchor_layouts) const;
+    ScoredPlan score(const std::vector<Layout>& anchor_layouts, CallText text = CallText::described) const;
 
     const clusters::LinkModel& links() const { return links_; }
     // The whole batch of `layer`'s output in the training dtype (planner/memory.hpp).

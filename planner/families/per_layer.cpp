@@ -487,6 +487,7 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
     std::vector<std::vector<Layout>> context(layouts.size());
     std::vector<std::vector<Layout>> tried(layouts.size());
     IterationBound bound(model, table, layouts);
+    bool adopted = false;
     for (int pass = 0; pass < 2 && options * layers * (pass + 1) <= kBudget; ++pass) {
         bool improved = false;
         for (int a : model.anchors()) {
@@ -506,7 +507,7 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
                     layouts[a] = plan.anchor_layouts[a];
                     continue;
                 }
-                ScoredPlan trial = model.score(layouts);
+                ScoredPlan trial = model.score(layouts, CostModel::CallText::omitted);
                 *evaluations += layers - 1;
                 if (better(trial.cost, plan.cost)) {
                     plan = std::move(trial);
@@ -519,6 +520,12 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
             layouts[a] = plan.anchor_layouts[a];
         }
         if (!improved) break;
+        adopted = true;
+    }
+    // The trials' calls carry no text: the plan kept is scored again with it (the same numbers).
+    if (adopted) {
+        plan = model.score(plan.anchor_layouts);
+        *evaluations += layers - 1;
     }
 }
 }  // namespace
