@@ -5,6 +5,7 @@
 #include <cmath>
 #include <functional>
 #include <numeric>
+#include <utility>
 
 #include "planner/stage_evaluator.hpp"
 
@@ -52,10 +53,14 @@ std::string halo_problem(const Layer& layer, const networks::Shape& in, const La
 struct CostModel::Recorder {
     std::vector<CommCall>* calls;
     CostBreakdown* cost;
-    void add(const CommCall& call) {
-        calls->push_back(call);
-        if (call.phase == Phase::sync) return;  // sync is accounted separately (overlap)
-        cost->comm_s[index_of(call.kind)] += call.seconds;
+    bool described = true;  // CallText::described: calls carry their text
+    const char* text(const char* what) const { return described ? what : ""; }
+    // By value: callers pass temporaries, moved in (one string allocation per call, not two).
+    void add(CommCall call) {
+        if (!described) call.what.clear();  // the few calls built with their text (halo exchanges)
+        if (call.phase != Phase::sync)  // sync is accounted separately (overlap)
+            cost->comm_s[index_of(call.kind)] += call.seconds;
+        calls->push_back(std::move(call));
     }
 };
 
@@ -223,7 +228,7 @@ double CostModel::collective(Collective kind, const GroupPlacement& group, doubl
                              const char* what, Recorder* recorder) const {
     if (group.size <= 1 || bytes <= 0) return 0;
     clusters::CollectiveChoice choice = cheapest(kind, group, bytes);
-    if (recorder) recorder->add(collective_call(layer, phase, kind, choice, group, bytes, what));
+    if (recorder) recorder->add(collective_call(layer, phase, kind, choice, group, bytes, recorder->text(what)));
     return choice.seconds;
 }
 
@@ -277,8 +282,8 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
         call.bytes = part_bytes;
         call.algorithm = choice.algorithm;
         call.seconds = choice.seconds;
-        call.what = target_coarser ? "redistribution (all-gather)" : "redistribution (all-to-all)";
-        recorder->add(call);
+        call.what = recorder->text(target_coarser ? "redistribution (all-gather)" : "redistribution (all-to-all)");
+        recorder->add(std::move(call));
     }
     return choice.seconds;
 }
@@ -514,7 +519,7 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Layout& 
             const clusters::CollectiveChoice choice = cheapest(Collective::all_to_all, line, bytes);
             if (rec)
                 rec->add(CommCall{index, phase, CommKind::redistribution, CommPattern::collective, Collective::all_to_all,
-                                  choice.algorithm, line, bytes, choice.seconds, what});
+                                  choice.algorithm, line, bytes, choice.seconds, rec->text(what)});
             return choice.seconds;
         };
         comm.forward += exchange(moved.forward_channels, Phase::forward, "concat channel blocks");
@@ -543,7 +548,7 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Layout& 
 }
 
 double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, const Dist& out, Recorder* rec,
-                                double sync_weight, double* sync_out) const {
+                                double sync_weight, SegmentCost* parts) const {
     const Layer& layer = network_->layers[index];
     const double eb = element_bytes_;
     LocalSizes local;
@@ -606,12 +611,15 @@ double CostModel::layer_seconds(int index, const Layout& l, const Dist& in, cons
     // The layout search's objective is one micro-batch's iteration: its gradient accumulation too
     // (M = 1; the stage evaluator adds it per stage from LayerCost::local_params, not recorded here).
     const double accumulate = accumulation_per_param(cluster_->device, options_, 1) * weight_local / eb;
-    if (sync_out) *sync_out += sync;
+    if (parts) {
+        parts->sync_s += sync;
+        parts->backward_s += bwd_c + comm.backward + accumulate;
+    }
     return fwd_c + bwd_c + comm.forward + comm.backward + sync_weight * sync + step + accumulate;
 }
 
 double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* recorder, double sync_weight,
-                                   double* sync_out) const {
+                                   SegmentCost* parts) const {
     double total = 0;
     // Output dists of the segment's layers, in segment order (increasing layer index): a follower's
     // first input is earlier in the same segment, so each dist is one step from a kept one
@@ -632,15 +640,17 @@ double CostModel::evaluate_segment(int anchor, const Layout& l, Recorder* record
         const Dist first_out = is_anchor_kind(layer.kind) ? Dist{} : first == 0 ? loader_dist(l) : out_of(first);
         const LayerDists dists = layer_dists(*network_, index, l, first_out);
         outs[s] = dists.out;
-        total += layer_seconds(index, l, dists.in, dists.out, recorder, sync_weight, sync_out);
+        total += layer_seconds(index, l, dists.in, dists.out, recorder, sync_weight, parts);
         // Inputs produced inside this segment are redistributed here; others are edges.
         for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
             int producer = layer.inputs[k];
             if (producer == 0 || anchor_of_[producer] != anchor) continue;
             Dist have = out_of(producer);
             Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            total += redistribute(have, want, producer, index, Phase::forward, recorder) +
-                     redistribute(want, have, producer, index, Phase::backward, recorder);
+            const double forward = redistribute(have, want, producer, index, Phase::forward, recorder);
+            const double backward = redistribute(want, have, producer, index, Phase::backward, recorder);
+            total += forward + backward;
+            if (parts) parts->backward_s += backward;
         }
     }
     return total;
@@ -652,7 +662,7 @@ double CostModel::segment_seconds(int anchor, const Layout& layout, double sync_
 
 SegmentCost CostModel::segment_cost(int anchor, const Layout& layout) const {
     SegmentCost cost;
-    cost.seconds = evaluate_segment(anchor, layout, nullptr, 0.0, &cost.sync_s);
+    cost.seconds = evaluate_segment(anchor, layout, nullptr, 0.0, &cost);
     return cost;
 }
 
@@ -680,14 +690,14 @@ clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlace
     return choice;
 }
 
-ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) const {
+ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts, CallText text) const {
     ScoredPlan plan;
     plan.anchor_layouts = anchor_layouts;
     const auto& layers = network_->layers;
     plan.layers.assign(layers.size(), LayerCost{});
     plan.calls.reserve(4 * layers.size());  // a few calls per layer: one allocation, not a doubling series
     CostBreakdown& cost = plan.cost;
-    Recorder recorder{&plan.calls, &cost};
+    Recorder recorder{&plan.calls, &cost, text == CallText::described};
 
     // Problems with the layouts themselves make the plan infeasible, with the first reason.
     for (int a : anchors_) {
@@ -761,8 +771,8 @@ ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts) con
     return plan;
 }
 
-ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts) const {
-    LayerTable table = make_layer_table(*this, layer_costs(anchor_layouts));
+ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts, CallText text) const {
+    LayerTable table = make_layer_table(*this, layer_costs(anchor_layouts, text));
     PipelineSpec one_stage;
     one_stage.stage_first = {1};
     const std::vector<LayerSync> sync = replica_sync(*this, table, 1, 1, false);

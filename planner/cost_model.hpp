@@ -118,6 +118,9 @@ struct ScoredPlan {
 struct SegmentCost {
     double seconds = 0;  // forward + backward compute and blocking communication
     double sync_s = 0;   // weight-gradient all-reduce, in full
+    // The part of `seconds` in the backward pass: compute, blocking communication (the backward
+    // redistributions inside the segment too) and gradient accumulation.
+    double backward_s = 0;
 };
 
 // Immutable context built once per (network, cluster, options): per-layer shapes and the
@@ -158,12 +161,15 @@ public:
     // Forward + backward seconds to move `producer`'s output (whole batch) from one dist to another.
     double redistribution_seconds(const Dist& from, const Dist& to, int producer) const;
 
+    // Whether the calls of a scored plan carry their CommCall::what text (for people only): a
+    // search's trials need the numbers alone, and building the text costs an allocation per call.
+    enum class CallText { described, omitted };
     // Per-layer costs and communication calls of a full assignment (layouts of the anchors;
     // others ignored), infeasible with the first layout problem; no totals.
-    ScoredPlan layer_costs(const std::vector<Layout>& anchor_layouts) const;
+    ScoredPlan layer_costs(const std::vector<Layout>& anchor_layouts, CallText text = CallText::described) const;
     // Exact score of a full assignment: its layer costs through the stage evaluator as one stage
     // with one micro-batch (planner/stage_evaluator.hpp).
-    ScoredPlan score(const std::vector<Layout>& anchor_layouts) const;
+    ScoredPlan score(const std::vector<Layout>& anchor_layouts, CallText text = CallText::described) const;
 
     const clusters::LinkModel& links() const { return links_; }
     // The whole batch of `layer`'s output in the training dtype (planner/memory.hpp).
@@ -174,7 +180,7 @@ public:
 private:
     struct Recorder;
     double evaluate_segment(int anchor, const Layout& layout, Recorder* recorder, double sync_weight = 1.0,
-                            double* sync_out = nullptr) const;
+                            SegmentCost* parts = nullptr) const;
     struct LayerComm {
         double forward = 0, backward = 0;  // blocking seconds
     };
@@ -188,7 +194,7 @@ private:
     double halo_exchange(int index, const Layout& layout, double local_batch, std::int64_t channels, Phase phase,
                          const char* what, Recorder* rec) const;
     double layer_seconds(int layer, const Layout& anchor_layout, const Dist& in, const Dist& out, Recorder* recorder,
-                         double sync_weight = 1.0, double* sync_out = nullptr) const;
+                         double sync_weight = 1.0, SegmentCost* parts = nullptr) const;
     clusters::CollectiveChoice cheapest(clusters::Collective kind, const clusters::GroupPlacement& group,
                                         double bytes) const;
     double redistribute(const Dist& from, const Dist& to, int producer, int layer, Phase phase,

@@ -373,6 +373,100 @@ bool better(const CostBreakdown& a, const CostBreakdown& b) {
     return a.iteration_s < b.iteration_s;
 }
 
+// A lower bound of the exact score's iteration, kept for the plan of improve_locally and
+// updated for a trial that changes one anchor's layout. The one-stage, one-micro-batch stage
+// evaluator (planner/stage_evaluator.cpp stage_times, evaluate_stages) gives
+//   iteration = F + B + past + step,
+// F the layers' forward compute and blocking communication, B their backward ones and the
+// gradient accumulation, step the optimizer's. past = contention + exposed sync (no tied copies on
+// one stage) >= 0, and >= S - B with S the layers' syncs: SyncOverlap serialises the all-reduces
+// (its network_free ends >= S) while its clock ends at B + contention, so exposed >= S - B -
+// contention. Hence iteration >= F + max(B, S) + step.
+// F + B + step are the segments' own seconds with the sync weighted 0 (CostModel::segment_cost:
+// compute, blocking communication, step, accumulation, redistributions inside the segment; B's
+// part in SegmentCost::backward_s) plus the redistributions on the edges between segments (charged
+// to the consumer in both). Edges count wholly in B (B only over-estimated, F as much under:
+// F + max(B, S) does not grow). Left out, each >= 0 or lowering S: segment 0 (the input's
+// followers) and its edges. So the bound <= iteration in exact arithmetic.
+class IterationBound {
+public:
+    IterationBound(const CostModel& model, const SegmentTable& table, const std::vector<Layout>& layouts)
+        : model_(&model), table_(&table), own_(layouts.size()) {
+        for (const auto& [pair, edges] : segment_graph(model).edges)
+            if (pair.second != 0)  // into segment 0 (its layout is not in `layouts`): left out
+                for (const Edge& e : edges) {
+                    kept_edges_.push_back(e);
+                    touching_[pair.first].push_back(e), touching_[pair.second].push_back(e);
+                }
+        reset(layouts);
+    }
+    // After the plan's layouts changed.
+    void reset(const std::vector<Layout>& layouts) {
+        total_ = Parts{};
+        for (int a : model_->anchors()) {
+            own_[a] = own_parts(a, layouts[a]);
+            total_ += own_[a];
+        }
+        for (const Edge& e : kept_edges_) total_ += edge_parts(e, layouts);
+    }
+    // Whether the exact score of `layouts` (the plan's, `plan_layout` at anchor a, but a's set to
+    // its trial) is not below `best`, by the bound less a rounding allowance: a generous 1e-9 of
+    // the magnitudes summed (the sums and the evaluator's own rounding are within a few hundred
+    // ulps of them, about 1e-13 relative).
+    bool cannot_beat(int a, const std::vector<Layout>& layouts, const Layout& plan_layout, double best) const {
+        std::vector<Layout>& old_layouts = scratch_;
+        old_layouts = layouts;
+        old_layouts[a] = plan_layout;
+        Parts trial = total_, magnitude = total_;
+        const Parts now = own_parts(a, layouts[a]);
+        trial += now - own_[a];
+        magnitude += now + own_[a];
+        for (const Edge& e : touching(a)) {
+            const Parts after = edge_parts(e, layouts), before = edge_parts(e, old_layouts);
+            trial += after - before;
+            magnitude += after + before;
+        }
+        const double bound = trial.seconds - trial.backward + std::max(trial.backward, trial.sync);
+        return bound - 1e-9 * (magnitude.seconds + magnitude.backward + magnitude.sync) >= best;
+    }
+
+private:
+    struct Parts {
+        double seconds = 0, backward = 0, sync = 0;  // F + B + step, B, S
+        Parts& operator+=(const Parts& o) {
+            seconds += o.seconds, backward += o.backward, sync += o.sync;
+            return *this;
+        }
+        Parts operator+(const Parts& o) const { return Parts{seconds + o.seconds, backward + o.backward, sync + o.sync}; }
+        Parts operator-(const Parts& o) const { return Parts{seconds - o.seconds, backward - o.backward, sync - o.sync}; }
+    };
+    Parts own_parts(int a, const Layout& l) const {
+        const std::vector<Layout>& cands = table_->candidates[a];
+        const auto at = std::find(cands.begin(), cands.end(), l);
+        const SegmentCost c =
+            at == cands.end() ? model_->segment_cost(a, l) : table_->costs[a][static_cast<std::size_t>(at - cands.begin())];
+        return Parts{c.seconds, c.backward_s, c.sync_s};
+    }
+    Parts edge_parts(const Edge& e, const std::vector<Layout>& layouts) const {
+        const Dist have = model_->segment_output_dist(e.producer, layouts[model_->anchor_of(e.producer)]);
+        const Dist want = model_->required_input_dist(e.consumer, layouts[model_->anchor_of(e.consumer)], e.input_index);
+        const double seconds = have == want ? 0.0 : model_->redistribution_seconds(have, want, e.producer);
+        return Parts{seconds, seconds, 0.0};
+    }
+    const std::vector<Edge>& touching(int a) const {
+        static const std::vector<Edge> none;
+        const auto it = touching_.find(a);
+        return it == touching_.end() ? none : it->second;
+    }
+    const CostModel* model_;
+    const SegmentTable* table_;
+    std::vector<Edge> kept_edges_;               // between anchored segments
+    std::map<int, std::vector<Edge>> touching_;  // per anchor, the edges into or out of its segment
+    std::vector<Parts> own_;                     // per anchor, at the plan's layout
+    Parts total_;
+    mutable std::vector<Layout> scratch_;
+};
+
 // Coordinate descent with the exact score: change one anchor's layout at a time while that
 // shortens the iteration. Only where the exact scores fit a small budget (each costs a pass over
 // every layer), which covers the CNNs of tens of anchors but not ResNet-1001.
@@ -392,6 +486,8 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
     // those while the others are unchanged (it re-scores the plan's former layout, kept then).
     std::vector<std::vector<Layout>> context(layouts.size());
     std::vector<std::vector<Layout>> tried(layouts.size());
+    IterationBound bound(model, table, layouts);
+    bool adopted = false;
     for (int pass = 0; pass < 2 && options * layers * (pass + 1) <= kBudget; ++pass) {
         bool improved = false;
         for (int a : model.anchors()) {
@@ -406,10 +502,16 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
                 if (same_context && std::find(tried[a].begin(), tried[a].end(), l) != tried[a].end()) continue;
                 tried[a].push_back(l);
                 layouts[a] = l;
-                ScoredPlan trial = model.score(layouts);
+                // The plan is feasible: a trial whose iteration cannot be shorter cannot win.
+                if (bound.cannot_beat(a, layouts, plan.anchor_layouts[a], plan.cost.iteration_s)) {
+                    layouts[a] = plan.anchor_layouts[a];
+                    continue;
+                }
+                ScoredPlan trial = model.score(layouts, CostModel::CallText::omitted);
                 *evaluations += layers - 1;
                 if (better(trial.cost, plan.cost)) {
                     plan = std::move(trial);
+                    bound.reset(plan.anchor_layouts);
                     improved = true;
                 } else {
                     layouts[a] = plan.anchor_layouts[a];
@@ -418,6 +520,12 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
             layouts[a] = plan.anchor_layouts[a];
         }
         if (!improved) break;
+        adopted = true;
+    }
+    // The trials' calls carry no text: the plan kept is scored again with it (the same numbers).
+    if (adopted) {
+        plan = model.score(plan.anchor_layouts);
+        *evaluations += layers - 1;
     }
 }
 }  // namespace
