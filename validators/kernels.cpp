@@ -163,11 +163,14 @@ void pool_backward(bool max, const Tensor<T>& x, const ConvGeometry& g, const Te
                 T go = gout[oh * d.wo + ow];
                 if (max) {
                     // The first maximum in window order takes the gradient (PyTorch's tie rule).
+                    // Chosen by arithmetic, not a branch: a data-dependent branch is predicted
+                    // for a small tensor seen every step but not for a large one, which made the
+                    // cost per window depend on the batch (see relu's backward in runner.cpp).
                     Index best = (oh * g.sh) * d.we + ow * g.sw;
                     for (Index i = 0; i < g.kh; ++i)
                         for (Index j = 0; j < g.kw; ++j) {
                             Index at = (oh * g.sh + i) * d.we + ow * g.sw + j;
-                            if (in[at] > in[best]) best = at;
+                            best += (at - best) * static_cast<Index>(in[at] > in[best]);
                         }
                     gin[best] += go;
                 } else {
