@@ -28,9 +28,11 @@ void run_search(benchmark::State& state, const std::string& net_name, const std:
     planner::CostModel model(in.net, in.cluster, in.options);
     long long evaluations = 0;
     std::int64_t feasible = 0;
+    planner::SearchOptions search_options;
+    search_options.pipelines = pipelines;
     for (auto _ : state) {
         try {
-            planner::SearchResult result = planner::search(model, planner::SearchOptions{.pipelines = pipelines});
+            planner::SearchResult result = planner::search(model, search_options);
             evaluations += result.layout_evaluations;
             feasible = result.feasible_count;
             benchmark::DoNotOptimize(result.ranked.data());
