@@ -34,6 +34,7 @@ using dnnplan::planner::test::check_sane;
 using dnnplan::planner::test::builtin;
 using dnnplan::planner::test::hand_cluster;
 using dnnplan::planner::test::options;
+using dnnplan::planner::test::three_linear;
 using clusters::Algorithm;
 using clusters::Collective;
 
@@ -46,18 +47,6 @@ constexpr double kBandwidth = 1e9;      // 1 / b, bytes per second
 constexpr double kFlops = 1e12;         // achievable FLOP/s
 constexpr double kB = 1.0 / kBandwidth; // b, seconds per byte
 
-// Three linear layers without bias: 64 -> 96 -> 48 -> 24. fc1 reads the data, so it has no input
-// gradient (DESIGN: the first layer's input gradient is skipped); fc2 and fc3 have one.
-networks::Network three_linear() {
-    return networks::parse_network(Json::parse(R"({
-        "name": "three_linear", "batch": 1, "input": {"shape": [64]},
-        "layers": [
-            {"name": "fc1", "kind": "linear", "out_features": 96, "bias": false},
-            {"name": "fc2", "kind": "linear", "out_features": 48, "bias": false},
-            {"name": "fc3", "kind": "linear", "out_features": 24, "bias": false}
-        ]})"),
-                                   "inline.json");
-}
 
 // Textbook alpha-beta formulas for p processes and n bytes (one link kind).
 double ring_all_reduce(int p, double n) { return 2.0 * (p - 1) * (kLatency + n / p * kB); }

@@ -19,6 +19,19 @@ inline networks::Network builtin(const std::string& name) {
     return networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/networks/" + name + ".json");
 }
 
+// Three linear layers without bias: 64 -> 96 -> 48 -> 24. fc1 reads the data, so it has no input
+// gradient (DESIGN: the first layer's input gradient is skipped); fc2 and fc3 have one.
+inline networks::Network three_linear() {
+    return networks::parse_network(nlohmann::json::parse(R"({
+        "name": "three_linear", "batch": 1, "input": {"shape": [64]},
+        "layers": [
+            {"name": "fc1", "kind": "linear", "out_features": 96, "bias": false},
+            {"name": "fc2", "kind": "linear", "out_features": 48, "bias": false},
+            {"name": "fc3", "kind": "linear", "out_features": 24, "bias": false}
+        ]})"),
+                                   "inline.json");
+}
+
 inline clusters::Cluster preset(const std::string& name) {
     return clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/" + name + ".json");
 }

@@ -17,6 +17,7 @@ using namespace dnnplan::planner;
 using dnnplan::planner::test::builtin;
 using dnnplan::planner::test::hand_cluster;
 using dnnplan::planner::test::options;
+using dnnplan::planner::test::three_linear;
 
 namespace {
 // Each anchor's first candidate that splits more than the batch, so that the layers communicate
@@ -61,14 +62,7 @@ TEST_CASE("a segment's backward seconds are the recorded backward compute, commu
     // ci2 reads as it is; fc2's partial sums are all-reduced, which fc3's co2 reads whole. No
     // redistribution between the segments (layer_costs would charge those to the consumer,
     // segment_cost leaves them to the edges), and fc3's input gradient is all-reduced backward.
-    const networks::Network net = networks::parse_network(Json::parse(R"({
-        "name": "three_linear", "batch": 1, "input": {"shape": [64]},
-        "layers": [
-            {"name": "fc1", "kind": "linear", "out_features": 96, "bias": false},
-            {"name": "fc2", "kind": "linear", "out_features": 48, "bias": false},
-            {"name": "fc3", "kind": "linear", "out_features": 24, "bias": false}
-        ]})"),
-                                                          "inline.json");
+    const networks::Network net = three_linear();
     const clusters::Cluster cluster = hand_cluster();
     const PlannerOptions o = options(2, 4);
     const CostModel model(net, cluster, o);
