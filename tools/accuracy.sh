@@ -5,8 +5,9 @@
 # and the best-plan verdict, as `dnnplan validate` computes them; medians over all plans) ready to
 # paste into validators/README.md. Run from the source directory on an idle machine:
 #
-#   tools/accuracy.sh --out accuracy-run            # all networks, np 2, 5 warm-up + 30 iterations
-#   tools/accuracy.sh --networks lenet5 --iterations 2 --warmup 0 --idle-timeout 0 --out /tmp/acc  # machinery only
+#   tools/accuracy.sh --out accuracy-run            # all networks, np 2, 5 warm-up + 30 iterations, 3 rounds
+#   tools/accuracy.sh --networks lenet5 --iterations 2 --warmup 0 --idle-timeout 0 --quick-calibration \
+#       --repeats 2 --out /tmp/acc                  # machinery only
 #
 # Families and plans (P = --np, 2 by default):
 #   layer-parallel  every network: the `validate --net` candidates (batch, domain, model, per-layer, ...)
@@ -14,12 +15,20 @@
 #   graph-partition inception-small: the planner's k = 2 placement (tests/validators/data/
 #                   inception-small-graph-p2.json; p4 at P = 4) at this batch with M = 1, 2, 4, 8
 #   tp-pp-dp        gpt-pipe: T = 2 (M = 1, 2), S = 2 (M = 1, 2, 4, 8 under 1F1B, 4 under GPipe), DP = P
+# Repeats: the same binary's measured time of one plan moved by up to 50% between runs minutes
+# apart on the idle machine (lenet5 pipe-S2-M4-1f1b 1,941 and 2,963 us) while each run's iterations
+# stayed within a few percent of their median: the machine drifts between runs, not between
+# iterations. So every family is validated --repeats times (default 3), the rounds interleaved (round
+# 1 of every family of a network, then round 2, ...) so that a slow drift hits every plan alike; the
+# calibration runs once per network (its per-element constants moved under 6% between those runs).
+# The table takes per plan the median of the rounds' measured medians, shows their spread and
+# counts the plans whose spread is wider than their error (tools/accuracy_table.py).
 # Before every calibration and validation the script waits until /proc/stat shows the CPUs at
 # least --idle-percent idle for --idle-seconds consecutive seconds (up to --idle-timeout seconds,
 # then it stops with status 1: figures from a busy machine say nothing about accuracy); 0 skips
 # the wait and the table says so. Every run's start, end and load averages go to DIR/runs.tsv.
-# Outputs in DIR: cal-NET.json (cluster spec), calrep-NET.json, plans/, NET-FAMILY.json (validate's
-# results document) and .txt, runs.tsv, load.txt, accuracy.md (the tables).
+# Outputs in DIR: cal-NET.json (cluster spec), calrep-NET.json, plans/, NET-FAMILY-rR.json (validate's
+# results document of round R) and .txt, runs.tsv, load.txt, accuracy.md (the tables).
 # Exit status: 0 done (plans failing their checks are marked in the table), 1 the machine never
 # became idle or a step failed to run, 2 bad usage.
 set -uo pipefail
@@ -28,15 +37,16 @@ usage() {  # usage STATUS: the header's description of the families and options
     sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed -n '/^# Families/,$p' | sed 's/^# \{0,1\}//' >&2
     echo "usage: $0 [--out DIR] [--build DIR] [--networks 'lenet5 smallcnn resnet-small inception-small gpt-pipe']" >&2
     echo "          [--np N] [--warmup N] [--iterations N] [--idle-percent P] [--idle-seconds S] [--idle-timeout S] [--quick-calibration]" >&2
+    echo "          [--repeats N]" >&2
     exit "$1"
 }
 
 out="accuracy-$(date -u +%Y%m%d-%H%M%S)"
 build=build
 networks="lenet5 smallcnn resnet-small inception-small gpt-pipe"
-np=2 warmup=5 iterations=30 idle_percent=95 idle_seconds=15 idle_timeout=3600 quick=""
+np=2 warmup=5 iterations=30 idle_percent=95 idle_seconds=15 idle_timeout=3600 quick="" repeats=3
 while [ $# -gt 0 ]; do
-    case $1 in --out|--build|--networks|--np|--warmup|--iterations|--idle-percent|--idle-seconds|--idle-timeout)
+    case $1 in --out|--build|--networks|--np|--warmup|--iterations|--idle-percent|--idle-seconds|--idle-timeout|--repeats)
         [ $# -ge 2 ] || { echo "$0: $1 wants a value" >&2; usage 2; } ;;
     esac
     case $1 in
@@ -50,13 +60,15 @@ while [ $# -gt 0 ]; do
         --idle-seconds) idle_seconds=$2; shift 2 ;;
         --idle-timeout) idle_timeout=$2; shift 2 ;;
         --quick-calibration) quick=--quick; shift ;;
+        --repeats) repeats=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "$0: unknown option $1" >&2; usage 2 ;;
     esac
 done
-for v in np warmup iterations idle_percent idle_seconds idle_timeout; do
+for v in np warmup iterations idle_percent idle_seconds idle_timeout repeats; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --${v//_/-} wants a whole number, got '${!v}'" >&2; exit 2; }
 done
+[ "$repeats" -ge 1 ] || { echo "$0: --repeats wants at least 1, got $repeats" >&2; exit 2; }
 src=$(cd "$(dirname "$0")/.." && pwd)
 dnnplan=$(realpath "$build/dnnplan" 2>/dev/null)
 [ -x "$dnnplan" ] || { echo "$0: $build/dnnplan not found (build it first, or give --build DIR)" >&2; exit 2; }
@@ -70,7 +82,7 @@ mkdir -p "$out/plans" || exit 1
 out=$(realpath "$out")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 runs=$out/runs.tsv
-printf 'network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\n' >"$runs"
+printf 'network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\n' >"$runs"
 
 # Percent of CPU time idle (idle + iowait) over one second, from /proc/stat's first line.
 idle_over_one_second() {
@@ -97,20 +109,32 @@ wait_for_idle() {
     done
     waited=$((SECONDS - start)) idle=yes
 }
+# Ticks stolen by the hypervisor and total ticks so far (/proc/stat's first line, fields 8 and 1-8).
+cpu_ticks() {
+    local a i total=0
+    read -r -a a < /proc/stat
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + a[i])); done
+    echo "${a[8]} $total"
+}
 # step NETWORK FAMILY LOG COMMAND...: waits for an idle machine, runs the command (its output to
-# LOG), records the run.
+# LOG), records the run (round $round, "-" for the calibration) and the share of CPU time the
+# hypervisor stole meanwhile.
+round=-
 step() {
     local net=$1 family=$2 log=$3
     shift 3
     wait_for_idle || exit 1
-    local before start status
-    before=$(cut -d' ' -f1-3 /proc/loadavg) start=$(date -u +%T)
-    echo "$start $net $family: load average $before before" >>"$out/load.txt"
+    local before start status ticks_before ticks_after
+    before=$(cut -d' ' -f1-3 /proc/loadavg) start=$(date -u +%T) ticks_before=$(cpu_ticks)
+    echo "$start $net $family $round: load average $before before" >>"$out/load.txt"
     "$@" >"$log" 2>&1
     status=$?
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$family" "$start" "$(date -u +%T)" "$waited" "$idle" \
-        "$before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$status" >>"$runs"
-    echo "$(date -u +%T) $net $family: load average $(cut -d' ' -f1-3 /proc/loadavg) after (status $status)" >>"$out/load.txt"
+    ticks_after=$(cpu_ticks)
+    local steal
+    steal=$(echo "$ticks_before $ticks_after" | awk '{t = $4 - $2; printf "%.1f%%", t > 0 ? 100 * ($3 - $1) / t : 0}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$family" "$start" "$(date -u +%T)" "$waited" "$idle" \
+        "$before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$status" "$round" "$steal" >>"$runs"
+    echo "$(date -u +%T) $net $family $round: load average $(cut -d' ' -f1-3 /proc/loadavg) after (status $status, steal $steal)" >>"$out/load.txt"
     return $status
 }
 # plan NET NAME OPTIONS...: an explicit pipeline plan on the network's calibrated cluster.
@@ -139,13 +163,13 @@ json.dump(plan, open(dst, "w"), indent=1)
 PY
     done
 }
-# validate_family NET FAMILY ARGS...: one validate run of the family's plans (status 1 = a check
-# failed: recorded, not fatal; 2 or 3 = the run did not happen).
+# validate_family NET FAMILY ARGS...: round $round's validate run of the family's plans (status 1 =
+# a check failed: recorded, not fatal; 2 or 3 = the run did not happen).
 validate_family() {
     local net=$1 family=$2 status
     shift 2
-    step "$net" "$family" "$out/$net-$family.txt" "$dnnplan" validate "$@" --cluster "$out/cal-$net.json" --np "$np" \
-        --warmup "$warmup" --iterations "$iterations" --out "$out/$net-$family.json"
+    step "$net" "$family" "$out/$net-$family-r$round.txt" "$dnnplan" validate "$@" --cluster "$out/cal-$net.json" \
+        --np "$np" --warmup "$warmup" --iterations "$iterations" --out "$out/$net-$family-r$round.json"
     status=$?
     [ $status -le 1 ] || { echo "$0: $net $family: validate failed (status $status; $out/$net-$family.txt)" >&2; exit 1; }
 }
@@ -153,10 +177,10 @@ validate_family() {
 started=$SECONDS
 for net in $networks; do
     batch=$(batch_of "$net")
+    round=-
     step "$net" calibrate "$out/cal-$net.txt" "$dnnplan" calibrate --np "$np" --batch "$batch" \
         --networks "$(net_source "$net")" $quick --out "$out/cal-$net.json" --report "$out/calrep-$net.json" ||
         { echo "$0: $net: calibrate failed ($out/cal-$net.txt)" >&2; exit 1; }
-    validate_family "$net" layer-parallel --net "$(net_source "$net")" --batch "$batch"
     plans=()
     case $net in
         gpt-pipe)
@@ -175,13 +199,16 @@ for net in $networks; do
             for m in 2 4 8; do plan "$net" pipe-S2-M$m-gpipe --stages 2 --micro-batches $m --schedule gpipe; done ;;
     esac
     for f in "$out"/plans/"$net"-*.json; do [ -f "$f" ] && plans+=(--plan "$f"); done
-    if [ ${#plans[@]} -gt 0 ]; then
-        validate_family "$net" "$family" "${plans[@]}"
-    else
-        echo "$0: $net: no $family plan was written" >&2
-    fi
+    [ ${#plans[@]} -gt 0 ] || echo "$0: $net: no $family plan was written" >&2
+    # Round r of every family before round r + 1 of any: a drift of the machine over the minutes
+    # the network takes reaches every plan's rounds alike.
+    for round in $(seq 1 "$repeats"); do
+        validate_family "$net" layer-parallel --net "$(net_source "$net")" --batch "$batch"
+        [ ${#plans[@]} -gt 0 ] && validate_family "$net" "$family" "${plans[@]}"
+    done
 done
 elapsed=$((SECONDS - started))
 python3 "$src/tools/accuracy_table.py" --dir "$out" --np "$np" --warmup "$warmup" --iterations "$iterations" \
+    --repeats "$repeats" \
     --idle "$idle_percent% for $idle_seconds s" --elapsed "$elapsed" >"$out/accuracy.md" || exit 1
 echo "wrote $out/accuracy.md ($elapsed s)"

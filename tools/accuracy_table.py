@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
 """Renders tools/accuracy.sh's results as Markdown for validators/README.md.
 
-Reads DIR/runs.tsv and every DIR/NET-FAMILY.json (`dnnplan validate`'s results document). Per
-plan it prints the document's figures; per network and family the document's own Kendall tau,
-best-plan verdict and median relative error (validate computes them: nothing is recomputed here).
-The one figure no single document has is the median over all plans of all documents (at this
-number of ranks), taken here from the documents' per-plan relative errors.
+Reads DIR/runs.tsv and, per network and family, every round's results document of `dnnplan
+validate` (DIR/NET-FAMILY-rR.json; a directory of the single-round script, DIR/NET-FAMILY.json, is
+one round). Per plan: the median over the rounds of the rounds' measured times (each already a
+median over iterations), their spread ((max - min) / median) and the relative error against that
+median. Per network and family: Kendall tau, the best-plan verdict and the median relative error on
+those medians, by validate's own rule (validators/validate.cpp, `kendall_tau` and `summarize`).
+
+Why the rule is repeated here and not called: it lives in the validators library, which links MPI
+and runs only inside the MPI worker; dnnplan itself does not link it. Rather than an MPI launch to
+take medians, this script applies the same rule and checks itself against validate on every round:
+each round document's own tau, best plans, ratio and median error must equal what `summarize` below
+computes from that document's per-plan times, or the script stops (status 1) naming the field.
 """
 import argparse
 import csv
+import glob
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -32,6 +41,48 @@ def short_label(label, network):
     return label[len(network) + 1:] if label.startswith(network + "-") else label
 
 
+# validate's rule (validators/validate.cpp): rel(), kendall_tau() and summarize(), same definitions.
+def relative_error(predicted, measured):
+    return abs(predicted - measured) / measured if measured > 0 else 0.0
+
+
+def kendall_tau(a, b):
+    """Kendall's tau-a; ties count as neither concordant nor discordant."""
+    n = len(a)
+    if n < 2:
+        return 1.0
+    s = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            d = (a[i] - a[j]) * (b[i] - b[j])
+            s += 1 if d > 0 else -1 if d < 0 else 0
+    return s / (0.5 * n * (n - 1))
+
+
+def summarize(labels, predicted, measured):
+    """Tau, best plans (the first minimum), their ratio and the median relative error."""
+    pb = min(range(len(predicted)), key=lambda k: predicted[k])
+    mb = min(range(len(measured)), key=lambda k: measured[k])
+    return {"kendall_tau": kendall_tau(predicted, measured), "predicted_best": labels[pb], "measured_best": labels[mb],
+            "predicted_best_is_measured_best": pb == mb,
+            "predicted_best_over_measured_best": measured[pb] / measured[mb] if measured[mb] > 0 else 1.0,
+            "median_relative_error": statistics.median(relative_error(p, m) for p, m in zip(predicted, measured))}
+
+
+def check_against_validate(path, doc):
+    """Stops when this script's rule gives another summary of a round than validate wrote into it."""
+    labels = [p["label"] for p in doc["plans"]]
+    predicted = [p["predicted"]["iteration_s"] for p in doc["plans"]]
+    for suffix, key in [("", "measured"), ("_best", "measured_best")]:
+        mine = summarize(labels, predicted, [p[key]["iteration_s"] for p in doc["plans"]])
+        for field, value in mine.items():
+            theirs = doc[field + suffix]
+            same = abs(value - theirs) <= 1e-9 * max(1.0, abs(theirs)) if isinstance(value, float) else value == theirs
+            if not same:
+                sys.exit(f"accuracy_table.py: {path}: {field + suffix} is {theirs} in validate's document but {value} "
+                         "by this script's rule: the two definitions differ (validators/validate.cpp summarize)")
+
+
 def check_text(plan):
     c = plan["check"]
     if not c.get("performed", False):
@@ -48,40 +99,104 @@ def check_text(plan):
     return text
 
 
-def verdict(doc, suffix=""):
-    if doc.get("predicted_best_is_measured_best" + suffix):
+def aggregate(net, family, rounds):
+    """rounds: [(path, document)] of one network and family. Per plan the median over the rounds."""
+    first = rounds[0][1]
+    labels = [p["label"] for p in first["plans"]]
+    for path, doc in rounds:
+        check_against_validate(path, doc)
+        if [p["label"] for p in doc["plans"]] != labels:
+            sys.exit(f"accuracy_table.py: {path}: other plans than {rounds[0][0]}")
+        for p, q in zip(doc["plans"], first["plans"]):
+            if relative_error(p["predicted"]["iteration_s"], q["predicted"]["iteration_s"]) > 1e-9:
+                sys.exit(f"accuracy_table.py: {path}: {p['label']}'s prediction differs from {rounds[0][0]}'s")
+    plans = []
+    for k, label in enumerate(labels):
+        per_round = [doc["plans"][k] for _, doc in rounds]
+        times = [p["measured"]["iteration_s"] for p in per_round]
+        median = statistics.median(times)
+        predicted = first["plans"][k]["predicted"]
+        failed = [(r + 1, p) for r, p in enumerate(per_round) if check_text(p) not in ("ok", "not checked")]
+        plan = {"label": label, "predicted": predicted["iteration_s"], "rounds": times, "measured": median,
+                "spread": (max(times) - min(times)) / median if median > 0 else 0.0,
+                "error": relative_error(predicted["iteration_s"], median),
+                "measured_best": statistics.median(p["measured_best"]["iteration_s"] for p in per_round),
+                "ops": {o: (predicted[o], statistics.median(p["measured"][o] for p in per_round)) for o in OPERATIONS},
+                "passed": all(p["check"].get("passed", False) for p in per_round),
+                "check": f"{check_text(failed[0][1])} (round {failed[0][0]})" if failed else check_text(per_round[0])}
+        plan["error_best"] = relative_error(plan["predicted"], plan["measured_best"])
+        plan["noise"] = plan["spread"] > plan["error"]
+        plans.append(plan)
+    predicted = [p["predicted"] for p in plans]
+    summary = summarize(labels, predicted, [p["measured"] for p in plans])
+    summary_best = summarize(labels, predicted, [p["measured_best"] for p in plans])
+    return {"net": net, "family": family, "plans": plans, "summary": summary, "summary_best": summary_best,
+            "rounds": [doc for _, doc in rounds], "batch": first["plans"][0]["batch"] if first["plans"] else "?",
+            "ranks": first["ranks"], "warmup": first["warmup"], "iterations": first["iterations"]}
+
+
+def verdict(summary):
+    if summary["predicted_best_is_measured_best"]:
         return "yes"
-    ratio = doc["predicted_best_over_measured_best" + suffix]
+    ratio = summary["predicted_best_over_measured_best"]
     return f"{'within 5%' if ratio <= WITHIN else 'no'} (+{percent(ratio - 1)})"
 
 
-def family_section(net, family, doc, run):
-    lines = [f"### {net}: {family}", ""]
-    when = ""
-    if run:
-        when = (f"; run {run['start_utc']}-{run['end_utc']} UTC, load average {run['load_before']} before, "
-                f"{run['load_after']} after")
-        when += f", waited {run['waited_s']} s for an idle machine" if run["idle"] == "yes" else ", idle wait skipped"
-    batch = doc["plans"][0]["batch"] if doc["plans"] else "?"
-    lines.append(f"Batch {batch}, cluster `cal-{net}.json`, {doc['ranks']} ranks, {doc['warmup']} warm-up + "
-                 f"{doc['iterations']} iterations{when}.")
+def runs_text(runs):
+    """When the rounds ran, the load before each, and the share of CPU time the hypervisor stole."""
+    if not runs:
+        return ""
+    text = f"; rounds run {runs[0]['start_utc']}-{runs[-1]['end_utc']} UTC, load average (1 min) before each " + \
+        ", ".join(r["load_before"].split()[0] for r in runs)
+    if any(r.get("steal") for r in runs):
+        text += ", CPU time stolen by the hypervisor " + ", ".join(r.get("steal") or "?" for r in runs)
+    waits = [r["waited_s"] for r in runs if r["idle"] == "yes"]
+    return text + (f", waited {', '.join(waits)} s for an idle machine" if len(waits) == len(runs) else
+                   ", idle wait skipped")
+
+
+def family_section(a, runs):
+    net = a["net"]
+    lines = [f"### {net}: {a['family']}", ""]
+    lines.append(f"Batch {a['batch']}, cluster `cal-{net}.json`, {a['ranks']} ranks, {a['warmup']} warm-up + "
+                 f"{a['iterations']} iterations, {len(a['rounds'])} rounds{runs_text(runs)}.")
     lines.append("")
-    lines.append("| plan | predicted (us) | measured median (us) | rel. err | measured best (us) | rel. err (best) | "
-                 "per operation predicted:measured (us) | check |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for p in doc["plans"]:
-        ops = " / ".join(f"{us(p['predicted'][o])}:{us(p['measured'][o])}" for o in OPERATIONS)
-        lines.append(f"| {short_label(p['label'], net)} | {us(p['predicted']['iteration_s'])} | "
-                     f"{us(p['measured']['iteration_s'])} | {percent(p['relative_error'])} | "
-                     f"{us(p['measured_best']['iteration_s'])} | {percent(p['relative_error_best'])} | {ops} | "
-                     f"{check_text(p)} |")
+    lines.append("| plan | predicted (us) | measured, median of rounds (us) | rounds (us) | spread | rel. err | "
+                 "measured best (us) | rel. err (best) | per operation predicted:measured (us) | check |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for p in a["plans"]:
+        ops = " / ".join(f"{us(pr)}:{us(me)}" for pr, me in p["ops"].values())
+        lines.append(f"| {short_label(p['label'], net)} | {us(p['predicted'])} | {us(p['measured'])} | "
+                     f"{', '.join(us(t) for t in p['rounds'])} | {percent(p['spread'])} | {percent(p['error'])}"
+                     f"{' (noise)' if p['noise'] else ''} | {us(p['measured_best'])} | {percent(p['error_best'])} | "
+                     f"{ops} | {p['check']} |")
     lines.append("")
-    lines.append(f"Kendall tau {doc['kendall_tau']:.2f} (best iteration {doc['kendall_tau_best']:.2f}); predicted best "
-                 f"`{short_label(doc['predicted_best'], net)}`, measured best `{short_label(doc['measured_best'], net)}`: "
-                 f"{verdict(doc)} (best iteration: {verdict(doc, '_best')}); median relative error "
-                 f"{percent(doc['median_relative_error'])} (best iteration {percent(doc['median_relative_error_best'])}).")
+    s, b = a["summary"], a["summary_best"]
+    per_round = "; ".join(f"{d['kendall_tau']:.2f} {verdict(d)}" for d in a["rounds"])
+    lines.append(f"On the medians: Kendall tau {s['kendall_tau']:.2f} (best iteration {b['kendall_tau']:.2f}); predicted "
+                 f"best `{short_label(s['predicted_best'], net)}`, measured best `{short_label(s['measured_best'], net)}`: "
+                 f"{verdict(s)} (best iteration: {verdict(b)}); median relative error "
+                 f"{percent(s['median_relative_error'])} (best iteration {percent(b['median_relative_error'])}); "
+                 f"spread wider than the error in {sum(p['noise'] for p in a['plans'])} of {len(a['plans'])} plans. "
+                 f"Each round alone (tau, verdict): {per_round}.")
     lines.append("")
     return lines
+
+
+def load_rounds(directory, net, family):
+    """[(path, document)] of the rounds, in round order; the single-round layout is one round."""
+    found = []
+    for path in glob.glob(os.path.join(directory, f"{net}-{family}-r*.json")):
+        m = re.fullmatch(re.escape(f"{net}-{family}-r") + r"([0-9]+)\.json", os.path.basename(path))
+        if m:
+            found.append((int(m.group(1)), path))
+    single = os.path.join(directory, f"{net}-{family}.json")
+    paths = [path for _, path in sorted(found)] or ([single] if os.path.exists(single) else [])
+    rounds = []
+    for path in paths:
+        with open(path) as f:
+            rounds.append((path, json.load(f)))
+    return rounds
 
 
 def main():
@@ -90,61 +205,67 @@ def main():
     ap.add_argument("--np", type=int, required=True)
     ap.add_argument("--warmup", type=int, required=True)
     ap.add_argument("--iterations", type=int, required=True)
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--idle", default="")
     ap.add_argument("--elapsed", type=int, default=0)
     a = ap.parse_args()
     runs = {}
     with open(os.path.join(a.dir, "runs.tsv")) as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            runs[(row["network"], row["family"])] = row
+            runs.setdefault((row["network"], row["family"]), []).append(row)
     networks = []
     for net, _ in runs:
         if net not in networks:
             networks.append(net)
-    docs = []
+    sets = []
     for net in networks:
         for family in FAMILIES:
-            path = os.path.join(a.dir, f"{net}-{family}.json")
-            if os.path.exists(path):
-                with open(path) as f:
-                    docs.append((net, family, json.load(f)))
-    if not docs:
+            rounds = load_rounds(a.dir, net, family)
+            if rounds:
+                sets.append(aggregate(net, family, rounds))
+    if not sets:
         sys.exit(f"accuracy_table.py: no results documents in {a.dir}")
-    idle_skipped = any(r["idle"] != "yes" for r in runs.values())
+    idle_skipped = any(r["idle"] != "yes" for rows in runs.values() for r in rows)
     out = [f"## Accuracy at P = {a.np} (tools/accuracy.sh)", ""]
-    out.append(f"`tools/accuracy.sh --np {a.np} --warmup {a.warmup} --iterations {a.iterations}`; the script took "
-               f"{a.elapsed} s. Each calibration and validation waited for CPUs idle {a.idle} (`/proc/stat`); "
-               "load averages (1, 5, 15 min) per run in `runs.tsv`.")
+    out.append(f"`tools/accuracy.sh --np {a.np} --warmup {a.warmup} --iterations {a.iterations} --repeats {a.repeats}`; "
+               f"the script took {a.elapsed} s. Each calibration and validation waited for CPUs idle {a.idle} "
+               "(`/proc/stat`); load averages (1, 5, 15 min) and the CPU time stolen by the hypervisor per run in "
+               "`runs.tsv`. Per plan, the measured time is the median of the rounds' measured times (each a median "
+               "over iterations), the spread is (max - min) / median over the rounds, and Kendall tau and the verdict "
+               "are those medians' (as `dnnplan validate` computes them).")
     if idle_skipped:
         out.append("")
         out.append("**The idle wait was skipped (`--idle-timeout 0`): these figures check the machinery only; they "
                    "are not accuracy figures.**")
     out.append("")
-    # The summary first: one row per network and family, the documents' own summaries.
-    out.append("| network | family | plans | median rel. err | (best iteration) | Kendall tau | predicted best = measured "
-               "best? | checks |")
-    out.append("|---|---|---|---|---|---|---|---|")
-    errors, errors_best, per_family, hits = [], [], {}, 0
-    for net, family, doc in docs:
-        passed = sum(1 for p in doc["plans"] if p["check"].get("passed", False))
-        out.append(f"| {net} | {family} | {len(doc['plans'])} | {percent(doc['median_relative_error'])} | "
-                   f"{percent(doc['median_relative_error_best'])} | {doc['kendall_tau']:.2f} | {verdict(doc)} | "
-                   f"{passed}/{len(doc['plans'])} ok |")
-        errors += [p["relative_error"] for p in doc["plans"]]
-        errors_best += [p["relative_error_best"] for p in doc["plans"]]
-        per_family.setdefault(family, []).extend(p["relative_error"] for p in doc["plans"])
-        hits += doc.get("predicted_best_is_measured_best") or doc["predicted_best_over_measured_best"] <= WITHIN
+    out.append("| network | family | plans | rounds | median rel. err | (best iteration) | Kendall tau | predicted best = "
+               "measured best? | spread > error | checks |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
+    plans, per_family, hits = [], {}, 0
+    for s in sets:
+        passed = sum(1 for p in s["plans"] if p["passed"])
+        summary = s["summary"]
+        out.append(f"| {s['net']} | {s['family']} | {len(s['plans'])} | {len(s['rounds'])} | "
+                   f"{percent(summary['median_relative_error'])} | {percent(s['summary_best']['median_relative_error'])} | "
+                   f"{summary['kendall_tau']:.2f} | {verdict(summary)} | {sum(p['noise'] for p in s['plans'])} | "
+                   f"{passed}/{len(s['plans'])} ok |")
+        plans += s["plans"]
+        per_family.setdefault(s["family"], []).extend(p["error"] for p in s["plans"])
+        hits += summary["predicted_best_is_measured_best"] or summary["predicted_best_over_measured_best"] <= WITHIN
     out.append("")
-    median = statistics.median(errors)
-    out.append(f"**Median relative error over all {len(errors)} plans at P = {a.np}: {percent(median)} (best iteration "
-               f"{percent(statistics.median(errors_best))}; target <= 10%: {'met' if median <= 0.10 else 'missed'}). "
-               "Per family: " + ", ".join(f"{f} {percent(statistics.median(v))} ({len(v)} plans)"
-                                          for f, v in per_family.items()) +
-               f". The predicted best is the measured best or within 5% of it in {hits} of {len(docs)} "
-               "network-family sets.**")
+    median = statistics.median(p["error"] for p in plans)
+    noisy = sum(p["noise"] for p in plans)
+    out.append(f"**Median relative error over all {len(plans)} plans at P = {a.np}: {percent(median)} (best iteration "
+               f"{percent(statistics.median(p['error_best'] for p in plans))}; target <= 10%: "
+               f"{'met' if median <= 0.10 else 'missed'}). Per family: " +
+               ", ".join(f"{f} {percent(statistics.median(v))} ({len(v)} plans)" for f, v in per_family.items()) +
+               f". The predicted best is the measured best or within 5% of it in {hits} of {len(sets)} "
+               f"network-family sets. Median spread over the rounds {percent(statistics.median(p['spread'] for p in plans))}; "
+               f"{noisy} of {len(plans)} plans have a spread wider than their error (their error is noise at this "
+               "number of rounds).**")
     out.append("")
-    for net, family, doc in docs:
-        out += family_section(net, family, doc, runs.get((net, family)))
+    for s in sets:
+        out += family_section(s, runs.get((s["net"], s["family"]), []))
     print("\n".join(out))
 
 

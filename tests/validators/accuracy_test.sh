@@ -13,60 +13,90 @@ report() {  # report NAME STATUS
     if [ "$2" = 0 ]; then echo "ok   $1"; else echo "FAIL $1"; sed 's/^/    /' "$tmp/out"; fail=1; fi
 }
 
-# 1. The renderer on two hand-made documents. lenet5 layer-parallel: 3 plans with relative errors
-# 0.10, 0.20, 0.50; lenet5 pipeline: 2 plans with 0.30, 0.40. Median over the 5 plans: 0.30 (the
-# third of 0.10 0.20 0.30 0.40 0.50); layer-parallel's own median 0.20, the pipeline's 0.35.
-# The pipeline's predicted best is measured 1.04x the measured best: "within 5% (+4.0%)".
+# 1. The renderer on hand-made documents (figures by hand). lenet5 pipeline, a pair of rounds of
+# three plans predicted 1000, 2000, 3000 us:
+#   round 1 measured 1100, 1000, 4000: tau (-1 + 1 + 1) / 3 = 1/3; predicted best M1 measured 1.10x the
+#     measured best M2 ("no (+10.0%)"); errors 100/1100, 1000/1000, 1000/4000: median 0.25
+#   round 2 measured 1320, 2600, 3800: tau 1; best M1 both; errors 320/1320, 600/2600, 800/3800: median 3/13
+#   medians 1210, 1800, 3900; spreads 220/1210 = 18.2%, 1600/1800 = 88.9%, 200/3900 = 5.1%; errors
+#   210/1210 = 17.4%, 200/1800 = 11.1%, 900/3900 = 23.1% (median 17.4%); spread > error in M1 and M2;
+#   tau on the medians 1, best M1 both ("yes"). M4's check fails in round 2.
+# lenet5 layer-parallel, one round in the single-round layout (lenet5-layer-parallel.json): predicted
+# 1000, 2000, measured 1100, 2500: errors 0.0909, 0.2 (median 0.1455), tau 1, spread 0.
+# All five plans: errors 0.0909 0.1111 0.1736 0.2 0.2308, median 17.4%; spreads 0 0 0.051 0.182 0.889,
+# median 5.1%; 2 of 5 wider than their error.
 mkdir -p "$tmp/fixture"
 python3 - "$tmp/fixture" <<'PY' >"$tmp/out" 2>&1
 import json, sys
 d = sys.argv[1]
-def plan(label, pred, meas, err, passed=True):
+def plan(label, pred, meas, passed=True):
     ops = {k: 0.0 for k in ["fwd_compute_s", "bwd_compute_s", "all_reduce_s", "halo_s", "redistribution_s", "sync_exposed_s"]}
     return {"label": label, "batch": 32, "predicted": dict(ops, iteration_s=pred), "measured": dict(ops, iteration_s=meas),
-            "measured_best": dict(ops, iteration_s=meas), "relative_error": err, "relative_error_best": err,
+            "measured_best": dict(ops, iteration_s=meas), "relative_error": abs(pred - meas) / meas,
+            "relative_error_best": abs(pred - meas) / meas,
             "check": {"performed": True, "passed": passed, "output_error": 0, "gradient_error": 0.5 if not passed else 0,
                       "loss_error": 0}, "ledger": {"agrees": True}}
-def doc(plans, tau, pb, mb, same, ratio, median):
-    return {"ranks": 2, "warmup": 0, "iterations": 1, "plans": plans, "kendall_tau": tau, "kendall_tau_best": tau,
-            "predicted_best": pb, "measured_best": mb, "predicted_best_is_measured_best": same,
-            "predicted_best_over_measured_best": ratio, "median_relative_error": median,
-            "median_relative_error_best": median, "predicted_best_is_measured_best_best": same,
-            "predicted_best_over_measured_best_best": ratio}
-json.dump(doc([plan("lenet5 batch", 1e-3, 1.1e-3, 0.10), plan("lenet5 domain", 2e-3, 2.5e-3, 0.20),
-               plan("lenet5 model", 3e-3, 6e-3, 0.50, passed=False)], 1.0, "lenet5 batch", "lenet5 batch", True, 1.0, 0.20),
-          open(f"{d}/lenet5-layer-parallel.json", "w"))
-json.dump(doc([plan("lenet5-pipe-S2-M1-1f1b.json", 1e-3, 1.04e-3, 0.30), plan("lenet5-pipe-S2-M2-1f1b.json", 2e-3, 1e-3, 0.40)],
-              -1.0, "lenet5-pipe-S2-M1-1f1b.json", "lenet5-pipe-S2-M2-1f1b.json", False, 1.04, 0.35),
-          open(f"{d}/lenet5-pipeline.json", "w"))
+def doc(plans, tau, pb, mb, ratio, median):  # validate's summary, by hand (see above)
+    out = {"ranks": 2, "warmup": 0, "iterations": 1, "plans": plans}
+    for suffix in ["", "_best"]:
+        out.update({"kendall_tau" + suffix: tau, "predicted_best" + suffix: pb, "measured_best" + suffix: mb,
+                    "predicted_best_is_measured_best" + suffix: pb == mb,
+                    "predicted_best_over_measured_best" + suffix: ratio, "median_relative_error" + suffix: median})
+    return out
+m1, m2, m4 = "lenet5-pipe-S2-M1-1f1b.json", "lenet5-pipe-S2-M2-1f1b.json", "lenet5-pipe-S2-M4-1f1b.json"
+json.dump(doc([plan("lenet5 batch", 1e-3, 1.1e-3), plan("lenet5 domain", 2e-3, 2.5e-3)], 1.0, "lenet5 batch",
+              "lenet5 batch", 1.0, 0.5 * (0.1 / 1.1 + 0.2)), open(f"{d}/lenet5-layer-parallel.json", "w"))
+json.dump(doc([plan(m1, 1e-3, 1.1e-3), plan(m2, 2e-3, 1.0e-3), plan(m4, 3e-3, 4.0e-3)], 1 / 3, m1, m2, 1.1, 0.25),
+          open(f"{d}/lenet5-pipeline-r1.json", "w"))
+json.dump(doc([plan(m1, 1e-3, 1.32e-3), plan(m2, 2e-3, 2.6e-3), plan(m4, 3e-3, 3.8e-3, passed=False)], 1.0, m1, m1, 1.0,
+              3 / 13), open(f"{d}/lenet5-pipeline-r2.json", "w"))
 with open(f"{d}/runs.tsv", "w") as f:
-    f.write("network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\n")
-    for fam in ["calibrate", "layer-parallel", "pipeline"]:
-        f.write(f"lenet5\t{fam}\t07:00:00\t07:00:05\t17\tyes\t0.10 0.20 0.30\t0.90 0.30 0.30\t0\n")
+    f.write("network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\n")
+    f.write("lenet5\tcalibrate\t07:00:00\t07:00:05\t17\tyes\t0.10 0.20 0.30\t0.90 0.30 0.30\t0\t-\t0.0%\n")
+    f.write("lenet5\tlayer-parallel\t07:00:05\t07:00:06\t17\tyes\t0.10 0.20 0.30\t0.90 0.30 0.30\t0\t1\t0.0%\n")
+    f.write("lenet5\tpipeline\t07:00:06\t07:00:08\t18\tyes\t0.40 0.20 0.30\t0.90 0.30 0.30\t0\t1\t0.5%\n")
+    f.write("lenet5\tpipeline\t07:00:09\t07:00:11\t19\tyes\t0.50 0.20 0.30\t0.90 0.30 0.30\t0\t2\t1.5%\n")
 PY
-python3 tools/accuracy_table.py --dir "$tmp/fixture" --np 2 --warmup 0 --iterations 1 --idle "95% for 15 s" \
+python3 tools/accuracy_table.py --dir "$tmp/fixture" --np 2 --warmup 0 --iterations 1 --repeats 2 --idle "95% for 15 s" \
     --elapsed 42 >"$tmp/fixture.md" 2>>"$tmp/out"
 python3 - "$tmp/fixture.md" <<'PY' >>"$tmp/out" 2>&1
 import sys
 md = open(sys.argv[1]).read()
 print(md)
-assert "Median relative error over all 5 plans at P = 2: 30.0%" in md
+assert "Median relative error over all 5 plans at P = 2: 17.4%" in md
 assert "target <= 10%: missed" in md
-assert "layer-parallel 20.0% (3 plans), pipeline 35.0% (2 plans)" in md
-assert "| lenet5 | layer-parallel | 3 | 20.0% | 20.0% | 1.00 | yes | 2/3 ok |" in md
-assert "| lenet5 | pipeline | 2 | 35.0% | 35.0% | -1.00 | within 5% (+4.0%) | 2/2 ok |" in md
+assert "layer-parallel 14.5% (2 plans), pipeline 17.4% (3 plans)" in md
+assert "| lenet5 | layer-parallel | 2 | 1 | 14.5% | 14.5% | 1.00 | yes | 0 | 2/2 ok |" in md
+assert "| lenet5 | pipeline | 3 | 2 | 17.4% | 17.4% | 1.00 | yes | 2 | 2/3 ok |" in md
 assert "in 2 of 2 network-family sets" in md
-assert "| pipe-S2-M1-1f1b | 1000 | 1040 | 30.0% |" in md
-assert "FAILED (0e+00 / 5e-01 / 0e+00)" in md
-assert "waited 17 s for an idle machine" in md and "idle wait was skipped" not in md
-assert "the script took 42 s" in md
+assert "Median spread over the rounds 5.1%; 2 of 5 plans have a spread wider than their error" in md
+assert "| pipe-S2-M1-1f1b | 1000 | 1210 | 1100, 1320 | 18.2% | 17.4% (noise) |" in md
+assert "| pipe-S2-M2-1f1b | 2000 | 1800 | 1000, 2600 | 88.9% | 11.1% (noise) |" in md
+assert "| pipe-S2-M4-1f1b | 3000 | 3900 | 4000, 3800 | 5.1% | 23.1% |" in md
+assert "FAILED (0e+00 / 5e-01 / 0e+00) (round 2)" in md
+assert "Each round alone (tau, verdict): 0.33 no (+10.0%); 1.00 yes." in md
+assert "rounds run 07:00:06-07:00:11 UTC, load average (1 min) before each 0.40, 0.50" in md
+assert "stolen by the hypervisor 0.5%, 1.5%, waited 18, 19 s for an idle machine" in md
+assert "idle wait was skipped" not in md and "the script took 42 s" in md
 PY
-report "accuracy_table.py on hand-made documents" $?
+report "accuracy_table.py on hand-made rounds: medians, spreads, tau" $?
+
+# The script's rule checked against validate's on every round: a round whose Kendall tau is not
+# the one its per-plan times give (1/3 here) stops the table (status 1), naming the field.
+cp -r "$tmp/fixture" "$tmp/drift"
+python3 -c "import json, sys; p = sys.argv[1]; d = json.load(open(p)); d['kendall_tau'] = 0.5; json.dump(d, open(p, 'w'))" \
+    "$tmp/drift/lenet5-pipeline-r1.json"
+python3 tools/accuracy_table.py --dir "$tmp/drift" --np 2 --warmup 0 --iterations 1 >"$tmp/out" 2>&1
+[ $? = 1 ] && grep -q "lenet5-pipeline-r1.json: kendall_tau is 0.5 in validate's document but 0.333" "$tmp/out"
+report "a round whose tau differs from the rule is refused" $?
 
 # 2. Usage errors (status 2) and an idle wait that cannot succeed (101% idle): status 1, no table.
 tools/accuracy.sh --np two --out "$tmp/bad" >"$tmp/out" 2>&1
 [ $? = 2 ] && grep -q -- "--np wants a whole number, got 'two'" "$tmp/out"
 report "bad --np refused (status 2)" $?
+tools/accuracy.sh --repeats 0 --out "$tmp/bad" >"$tmp/out" 2>&1
+[ $? = 2 ] && grep -q -- "--repeats wants at least 1, got 0" "$tmp/out"
+report "--repeats 0 refused (status 2)" $?
 tools/accuracy.sh --build "$(dirname "$DNNPLAN")" --networks resnet50 --out "$tmp/bad" >"$tmp/out" 2>&1
 [ $? = 2 ] && grep -q "unknown network 'resnet50'" "$tmp/out"
 report "unknown network refused (status 2)" $?
@@ -77,31 +107,37 @@ status=$?
     [ ! -e "$tmp/busy/cal-lenet5.json" ]
 report "idle wait gives up (status $status), nothing measured" $?
 
-# 3. End to end on lenet5 (both of its families), checks on: every plan passes, the table has a
-# row per plan of each document, and validate's Kendall tau matches one recomputed here.
-tools/accuracy.sh --build "$(dirname "$DNNPLAN")" --networks lenet5 --warmup 0 --iterations 1 --idle-timeout 0 \
-    --quick-calibration --out "$tmp/run" >"$tmp/out" 2>&1
+# 3. End to end on lenet5 (both of its families, two rounds), checks on: every plan passes in every
+# round, the rounds ran interleaved (runs.tsv: layer-parallel 1, pipeline 1, layer-parallel 2,
+# pipeline 2), the table has a row per plan, and its Kendall tau is the one recomputed here from the
+# medians of the two rounds' per-plan times (the mean of the two).
+tools/accuracy.sh --build "$(dirname "$DNNPLAN")" --networks lenet5 --warmup 0 --iterations 2 --idle-timeout 0 \
+    --quick-calibration --repeats 2 --out "$tmp/run" >"$tmp/out" 2>&1
 status=$?
 [ $status = 0 ] && python3 - "$tmp/run" <<'PY' >>"$tmp/out" 2>&1
-import json, sys
+import csv, json, sys
 d = sys.argv[1]
 md = open(f"{d}/accuracy.md").read()
 print(md)
-assert "idle wait was skipped" in md
+assert "idle wait was skipped" in md and "--repeats 2" in md
+order = [(r["family"], r["round"]) for r in csv.DictReader(open(f"{d}/runs.tsv"), delimiter="\t")]
+assert order == [("calibrate", "-"), ("layer-parallel", "1"), ("pipeline", "1"), ("layer-parallel", "2"),
+                 ("pipeline", "2")], order
 # layer-parallel: batch, domain, model, and per-layer when it differs from them, which depends on
 # the quick calibration's constants (3 or 4 plans); pipeline: M = 1, 2, 4, 8 under 1F1B, 2, 4, 8 GPipe.
 for family, allowed in [("layer-parallel", (3, 4)), ("pipeline", (7,))]:
-    doc = json.load(open(f"{d}/lenet5-{family}.json"))
-    plans = len(doc["plans"])
+    rounds = [json.load(open(f"{d}/lenet5-{family}-r{r}.json")) for r in (1, 2)]
+    plans = len(rounds[0]["plans"])
     assert plans in allowed, (family, plans)
-    assert all(p["check"]["passed"] for p in doc["plans"]), family
-    pred = [p["predicted"]["iteration_s"] for p in doc["plans"]]
-    meas = [p["measured"]["iteration_s"] for p in doc["plans"]]
+    assert all(p["check"]["passed"] for doc in rounds for p in doc["plans"]), family
+    pred = [p["predicted"]["iteration_s"] for p in rounds[0]["plans"]]
+    meas = [0.5 * (a["measured"]["iteration_s"] + b["measured"]["iteration_s"])
+            for a, b in zip(rounds[0]["plans"], rounds[1]["plans"])]
     n = len(pred)
     s = sum((1 if (pred[i] - pred[j]) * (meas[i] - meas[j]) > 0 else -1 if (pred[i] - pred[j]) * (meas[i] - meas[j]) < 0 else 0)
             for i in range(n) for j in range(i + 1, n))
     tau = s / (n * (n - 1) / 2)
-    row = [l for l in md.splitlines() if l.startswith(f"| lenet5 | {family} | {plans} |")]
+    row = [l for l in md.splitlines() if l.startswith(f"| lenet5 | {family} | {plans} | 2 |")]
     assert len(row) == 1 and f"| {tau:.2f} |" in row[0], (row, tau)
     section = md.split(f"### lenet5: {family}")[1].split("###")[0]
     assert section.count("\n| ") == plans + 1, section  # header + one row per plan
