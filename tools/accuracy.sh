@@ -82,7 +82,7 @@ mkdir -p "$out/plans" || exit 1
 out=$(realpath "$out")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 runs=$out/runs.tsv
-printf 'network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\n' >"$runs"
+printf 'network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\tcpu_probe_ms\n' >"$runs"
 
 # Percent of CPU time idle (idle + iowait) over one second, from /proc/stat's first line.
 idle_over_one_second() {
@@ -116,24 +116,36 @@ cpu_ticks() {
     for i in 1 2 3 4 5 6 7 8; do total=$((total + a[i])); done
     echo "${a[8]} $total"
 }
+# Milliseconds one core takes for a fixed loop (the fastest of 3 tries): a step whose probe is slower
+# than the others' ran while the host gave this VM a slower or shared core (the guest's
+# /proc/cpuinfo shows a constant 2596 MHz and no cpufreq, so this is the only view of it).
+cpu_probe() {
+    python3 -c 'import time
+def once():
+    t = time.perf_counter(); s = 0
+    for i in range(300000): s += i
+    return time.perf_counter() - t
+print(f"{1e3 * min(once() for _ in range(3)):.1f}")'
+}
 # step NETWORK FAMILY LOG COMMAND...: waits for an idle machine, runs the command (its output to
-# LOG), records the run (round $round, "-" for the calibration) and the share of CPU time the
-# hypervisor stole meanwhile.
+# LOG), records the run (round $round, "-" for the calibration), the share of CPU time the
+# hypervisor stole meanwhile and the CPU probe before it.
 round=-
 step() {
     local net=$1 family=$2 log=$3
     shift 3
     wait_for_idle || exit 1
-    local before start status ticks_before ticks_after
+    local before start status ticks_before ticks_after probe
+    probe=$(cpu_probe)
     before=$(cut -d' ' -f1-3 /proc/loadavg) start=$(date -u +%T) ticks_before=$(cpu_ticks)
     echo "$start $net $family $round: load average $before before" >>"$out/load.txt"
     "$@" >"$log" 2>&1
     status=$?
     ticks_after=$(cpu_ticks)
     local steal
-    steal=$(echo "$ticks_before $ticks_after" | awk '{t = $4 - $2; printf "%.1f%%", t > 0 ? 100 * ($3 - $1) / t : 0}')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$family" "$start" "$(date -u +%T)" "$waited" "$idle" \
-        "$before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$status" "$round" "$steal" >>"$runs"
+    steal=$(echo "$ticks_before $ticks_after" | awk '{t = $4 - $2; printf "%.1f%%", (t > 0 ? 100 * ($3 - $1) / t : 0)}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$family" "$start" "$(date -u +%T)" "$waited" "$idle" \
+        "$before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$status" "$round" "$steal" "$probe" >>"$runs"
     echo "$(date -u +%T) $net $family $round: load average $(cut -d' ' -f1-3 /proc/loadavg) after (status $status, steal $steal)" >>"$out/load.txt"
     return $status
 }

@@ -143,13 +143,15 @@ def verdict(summary):
 
 
 def runs_text(runs):
-    """When the rounds ran, the load before each, and the share of CPU time the hypervisor stole."""
+    """When the rounds ran; before each the load, the CPU probe, and the CPU time the hypervisor stole."""
     if not runs:
         return ""
     text = f"; rounds run {runs[0]['start_utc']}-{runs[-1]['end_utc']} UTC, load average (1 min) before each " + \
         ", ".join(r["load_before"].split()[0] for r in runs)
     if any(r.get("steal") for r in runs):
         text += ", CPU time stolen by the hypervisor " + ", ".join(r.get("steal") or "?" for r in runs)
+    if any(r.get("cpu_probe_ms") for r in runs):
+        text += ", CPU probe (ms) " + ", ".join(r.get("cpu_probe_ms") or "?" for r in runs)
     waits = [r["waited_s"] for r in runs if r["idle"] == "yes"]
     return text + (f", waited {', '.join(waits)} s for an idle machine" if len(waits) == len(runs) else
                    ", idle wait skipped")
@@ -230,7 +232,7 @@ def main():
     out.append(f"`tools/accuracy.sh --np {a.np} --warmup {a.warmup} --iterations {a.iterations} --repeats {a.repeats}`; "
                f"the script took {a.elapsed} s. Each calibration and validation waited for CPUs idle {a.idle} "
                "(`/proc/stat`); load averages (1, 5, 15 min) and the CPU time stolen by the hypervisor per run in "
-               "`runs.tsv`. Per plan, the measured time is the median of the rounds' measured times (each a median "
+               "`runs.tsv` with a CPU probe before each. Per plan, the measured time is the median of the rounds' measured times (each a median "
                "over iterations), the spread is (max - min) / median over the rounds, and Kendall tau and the verdict "
                "are those medians' (as `dnnplan validate` computes them).")
     if idle_skipped:

@@ -51,11 +51,11 @@ json.dump(doc([plan(m1, 1e-3, 1.1e-3), plan(m2, 2e-3, 1.0e-3), plan(m4, 3e-3, 4.
 json.dump(doc([plan(m1, 1e-3, 1.32e-3), plan(m2, 2e-3, 2.6e-3), plan(m4, 3e-3, 3.8e-3, passed=False)], 1.0, m1, m1, 1.0,
               3 / 13), open(f"{d}/lenet5-pipeline-r2.json", "w"))
 with open(f"{d}/runs.tsv", "w") as f:
-    f.write("network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\n")
-    f.write("lenet5\tcalibrate\t07:00:00\t07:00:05\t17\tyes\t0.10 0.20 0.30\t0.90 0.30 0.30\t0\t-\t0.0%\n")
-    f.write("lenet5\tlayer-parallel\t07:00:05\t07:00:06\t17\tyes\t0.10 0.20 0.30\t0.90 0.30 0.30\t0\t1\t0.0%\n")
-    f.write("lenet5\tpipeline\t07:00:06\t07:00:08\t18\tyes\t0.40 0.20 0.30\t0.90 0.30 0.30\t0\t1\t0.5%\n")
-    f.write("lenet5\tpipeline\t07:00:09\t07:00:11\t19\tyes\t0.50 0.20 0.30\t0.90 0.30 0.30\t0\t2\t1.5%\n")
+    f.write("network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\tcpu_probe_ms\n")
+    f.write("lenet5\tcalibrate\t07:00:00\t07:00:05\t17\tyes\t0.10 0.20 0.30\t0.90 0.30 0.30\t0\t-\t0.0%\t20.0\n")
+    f.write("lenet5\tlayer-parallel\t07:00:05\t07:00:06\t17\tyes\t0.10 0.20 0.30\t0.90 0.30 0.30\t0\t1\t0.0%\t20.0\n")
+    f.write("lenet5\tpipeline\t07:00:06\t07:00:08\t18\tyes\t0.40 0.20 0.30\t0.90 0.30 0.30\t0\t1\t0.5%\t21.0\n")
+    f.write("lenet5\tpipeline\t07:00:09\t07:00:11\t19\tyes\t0.50 0.20 0.30\t0.90 0.30 0.30\t0\t2\t1.5%\t30.5\n")
 PY
 python3 tools/accuracy_table.py --dir "$tmp/fixture" --np 2 --warmup 0 --iterations 1 --repeats 2 --idle "95% for 15 s" \
     --elapsed 42 >"$tmp/fixture.md" 2>>"$tmp/out"
@@ -76,7 +76,7 @@ assert "| pipe-S2-M4-1f1b | 3000 | 3900 | 4000, 3800 | 5.1% | 23.1% |" in md
 assert "FAILED (0e+00 / 5e-01 / 0e+00) (round 2)" in md
 assert "Each round alone (tau, verdict): 0.33 no (+10.0%); 1.00 yes." in md
 assert "rounds run 07:00:06-07:00:11 UTC, load average (1 min) before each 0.40, 0.50" in md
-assert "stolen by the hypervisor 0.5%, 1.5%, waited 18, 19 s for an idle machine" in md
+assert "stolen by the hypervisor 0.5%, 1.5%, CPU probe (ms) 21.0, 30.5, waited 18, 19 s for an idle machine" in md
 assert "idle wait was skipped" not in md and "the script took 42 s" in md
 PY
 report "accuracy_table.py on hand-made rounds: medians, spreads, tau" $?
@@ -115,12 +115,14 @@ tools/accuracy.sh --build "$(dirname "$DNNPLAN")" --networks lenet5 --warmup 0 -
     --quick-calibration --repeats 2 --out "$tmp/run" >"$tmp/out" 2>&1
 status=$?
 [ $status = 0 ] && python3 - "$tmp/run" <<'PY' >>"$tmp/out" 2>&1
-import csv, json, sys
+import csv, json, re, sys
 d = sys.argv[1]
 md = open(f"{d}/accuracy.md").read()
 print(md)
 assert "idle wait was skipped" in md and "--repeats 2" in md
-order = [(r["family"], r["round"]) for r in csv.DictReader(open(f"{d}/runs.tsv"), delimiter="\t")]
+runs = list(csv.DictReader(open(f"{d}/runs.tsv"), delimiter="\t"))
+order = [(r["family"], r["round"]) for r in runs]
+assert all(re.fullmatch(r"[0-9]+\.[0-9]%", r["steal"]) and float(r["cpu_probe_ms"]) > 0 for r in runs), runs
 assert order == [("calibrate", "-"), ("layer-parallel", "1"), ("pipeline", "1"), ("layer-parallel", "2"),
                  ("pipeline", "2")], order
 # layer-parallel: batch, domain, model, and per-layer when it differs from them, which depends on
