@@ -26,7 +26,8 @@
 # Before every calibration and validation the script waits until /proc/stat shows the CPUs at
 # least --idle-percent idle for --idle-seconds consecutive seconds (up to --idle-timeout seconds,
 # then it stops with status 1: figures from a busy machine say nothing about accuracy); 0 skips
-# the wait and the table says so. Every run's start, end and load averages go to DIR/runs.tsv.
+# the wait and the table says so. Every run's start, end, load averages, round, the CPU time the
+# hypervisor stole during it and a CPU probe before it go to DIR/runs.tsv.
 # Outputs in DIR: cal-NET.json (cluster spec), calrep-NET.json, plans/, NET-FAMILY-rR.json (validate's
 # results document of round R) and .txt, runs.tsv, load.txt, accuracy.md (the tables).
 # Exit status: 0 done (plans failing their checks are marked in the table), 1 the machine never
