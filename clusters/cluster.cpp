@@ -28,6 +28,7 @@ constexpr Range kLatency{1e-10, 1, "s"};
 constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
 constexpr Range kProgress{0, 1, "(a fraction of the collective's full speed)"};
+constexpr Range kTestCalls{1, 1e6, "(MPI_Test calls)"};  // a collective needs at least one call
 constexpr Range kKernelSeconds{0, 1, "s"};  // a kernel's time per unit of work or per call
 
 // Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
@@ -63,12 +64,14 @@ private:
 };
 
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress"});
+    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls"});
     Link link;
     link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
     link.latency_s = reader.number(node, "latency_s", kLatency);
     if (node.has("efficiency")) link.efficiency = reader.number(node, "efficiency", kLinkEfficiency);
     if (node.has("nonblocking_progress")) link.nonblocking_progress = reader.number(node, "nonblocking_progress", kProgress);
+    if (node.has("nonblocking_test_calls"))
+        link.nonblocking_test_calls = reader.number(node, "nonblocking_test_calls", kTestCalls);
     return link;
 }
 
@@ -231,6 +234,9 @@ Json link_json(const Cluster& cluster, const std::string& pointer, const Link& l
     if (link.efficiency != 1) out["efficiency"] = sourced(cluster, pointer + "/efficiency", link.efficiency);
     if (link.nonblocking_progress != 1)
         out["nonblocking_progress"] = sourced(cluster, pointer + "/nonblocking_progress", link.nonblocking_progress);
+    if (link.nonblocking_test_calls > 0)
+        out["nonblocking_test_calls"] =
+            sourced(cluster, pointer + "/nonblocking_test_calls", link.nonblocking_test_calls);
     return out;
 }
 
@@ -322,7 +328,8 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
                   std::to_string(cluster.devices_per_node) + ")");
 
     SpecNode inter = root.child("inter_node");
-    std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "topology"};
+    std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress",
+                                        "nonblocking_test_calls", "topology"};
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
@@ -331,6 +338,8 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
     if (inter.has("efficiency")) cluster.inter_node.efficiency = reader.number(inter, "efficiency", kLinkEfficiency);
     if (inter.has("nonblocking_progress"))
         cluster.inter_node.nonblocking_progress = reader.number(inter, "nonblocking_progress", kProgress);
+    if (inter.has("nonblocking_test_calls"))
+        cluster.inter_node.nonblocking_test_calls = reader.number(inter, "nonblocking_test_calls", kTestCalls);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());

@@ -25,6 +25,12 @@ struct Link {
     // own (NCCL on its own stream, the presets); Open MPI without a progress thread advances it only
     // inside MPI calls, so `dnnplan calibrate` measures it (validators/README.md, Calibration).
     double nonblocking_progress = 1;
+    // When > 0, replaces nonblocking_progress: the MPI_Test calls, separated by compute, after
+    // which a non-blocking all-reduce on this link is complete (Open MPI's libnbc advances its
+    // schedule inside MPI calls only, about one step per call: per call, not per unit of time).
+    // The validator's runner tests once after each layer's backward (planner::SyncProgress);
+    // measured by `dnnplan calibrate`. 0 (every preset): the time-fraction model above.
+    double nonblocking_test_calls = 0;
     double effective_bandwidth_Bps() const { return bandwidth_Bps * efficiency; }
     bool operator==(const Link&) const = default;
 };

@@ -218,7 +218,7 @@ std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& ta
                                     bool zero) {
     std::vector<LayerSync> out(table.layer_count);
     auto progress = [&](bool network) {
-        return (network ? model.cluster().inter_node : model.cluster().intra_node).nonblocking_progress;
+        return SyncProgress::of(network ? model.cluster().inter_node : model.cluster().intra_node);
     };
     if (replicas == 1 && !zero) {  // what the layer pass already summed (LayerCost::sync_s)
         for (int i = 1; i < table.layer_count; ++i)

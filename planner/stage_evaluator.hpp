@@ -14,44 +14,84 @@
 
 namespace dnnplan::planner {
 
+// How a non-blocking collective in flight advances while its process computes (the link's
+// nonblocking_progress / nonblocking_test_calls, clusters/cluster.hpp).
+struct SyncProgress {
+    double fraction = 1;    // share of its full speed during compute (1: a progress engine of its own)
+    double test_calls = 0;  // > 0: done after this many MPI_Test calls (per call, not per unit of time)
+    static SyncProgress of(const clusters::Link& link) {
+        return {link.nonblocking_progress, link.nonblocking_test_calls};
+    }
+    // The share of a collective still to run after `calls` of the `test_calls` it needs, each call
+    // advancing it by one equal step (Open MPI's libnbc runs its schedule one round per progress
+    // call: ompi/mca/coll/libnbc/nbc.c, NBC_Progress). SyncOverlap and the calibration's fit of
+    // test_calls (validators/calibrate.cpp) both use this one formula.
+    static double left_after_calls(double calls, double test_calls) {
+        return test_calls > 0 ? std::max(0.0, 1 - calls / test_calls) : 0.0;
+    }
+};
+
 // The overlapped gradient synchronisation of one backward pass, fed layer by layer in backward
 // order: a layer's all-reduce starts when its backward is done, one at a time (the simulator
 // replays this). A blocking transfer on the same links as an all-reduce in flight (both through
 // the network card, or both inside a node) shares the bandwidth fairly: b seconds of transfer
 // while r seconds of sync remain delay both by min(b, r) (the SimGrid replay measured up to 6.6%
 // more time when this was ignored, and no delay when the two use different links).
-// While the process computes, the syncs in flight progress at `progress` of their speed (the
-// link's nonblocking_progress, measured by dnnplan calibrate: Open MPI without a progress thread
-// advances a non-blocking all-reduce only inside MPI calls); inside blocking transfers and after
-// the backward pass at full speed.
+// While the process computes, the syncs in flight progress at `fraction` of their speed (the
+// link's nonblocking_progress); inside blocking transfers and after the backward pass at full
+// speed. Per-call progress (SyncProgress::test_calls > 0, Open MPI without a progress thread as
+// dnnplan calibrate measures it): nothing moves during compute; the validator's runner tests its
+// outstanding all-reduces once after each layer's backward (validators/runner.cpp), and each such
+// call advances what is in flight by one of the test_calls steps the last started sync still
+// needs, never faster than the link moves the bytes; the rest runs in the final wait.
 class SyncOverlap {
 public:
     SyncOverlap(bool overlap, double start_s = 0) : overlap_(overlap), clock_(start_s) {}
     void layer(double compute_s, double comm_s, double comm_network_s, double sync_s, bool sync_network,
-               double progress = 1) {
-        const double remaining = std::max(0.0, network_free_ - clock_);
+               SyncProgress progress = {}) {
+        const double remaining = left();
         clock_ += compute_s;
-        network_free_ = clock_ + std::max(0.0, remaining - progress_ * compute_s);
+        network_free_ = clock_ + (per_call() ? std::max(call_left_, full_speed_free_ - clock_)
+                                             : std::max(0.0, remaining - progress_.fraction * compute_s));
         const double same_links = in_flight_network_ ? comm_network_s : comm_s - comm_network_s;
-        const double shared = overlap_ ? std::min(same_links, std::max(0.0, network_free_ - clock_)) : 0.0;
+        const double shared = overlap_ ? std::min(same_links, left()) : 0.0;
         clock_ += comm_s + shared;
         network_free_ += shared;
+        full_speed_free_ += shared;
+        call_left_ = std::max(0.0, call_left_ - comm_s);  // MPI calls: full speed inside blocking transfers
         total_ += sync_s;
         contention_ += shared;
         if (sync_s > 0) {
             network_free_ = std::max(network_free_, clock_) + sync_s;
+            full_speed_free_ = std::max(full_speed_free_, clock_) + sync_s;
             in_flight_network_ = sync_network;
             progress_ = progress;
+            call_left_ = left();
+            calls_left_ = progress.test_calls;
         }
+        if (per_call()) test_call();
     }
     double total_s() const { return total_; }
     double contention_s() const { return contention_; }
     // What runs past the end of the backward pass (all of it without overlap).
-    double exposed_s() const { return overlap_ ? std::max(0.0, network_free_ - clock_) : total_; }
+    double exposed_s() const { return overlap_ ? left() : total_; }
 
 private:
+    double left() const { return std::max(0.0, network_free_ - clock_); }
+    bool per_call() const { return progress_.test_calls > 0; }
+    // One MPI_Test: what is in flight shrinks by one of the calls the last started sync still
+    // needs (SyncProgress::left_after_calls), but no faster than at full speed.
+    void test_call() {
+        call_left_ *= SyncProgress::left_after_calls(1, calls_left_);
+        calls_left_ = std::max(0.0, calls_left_ - 1);
+        network_free_ = clock_ + std::max(call_left_, full_speed_free_ - clock_);
+    }
     bool overlap_;
-    double clock_, network_free_ = 0, total_ = 0, contention_ = 0, progress_ = 1;
+    double clock_, network_free_ = 0, total_ = 0, contention_ = 0;
+    SyncProgress progress_;
+    // Per-call progress: when the syncs would end at full speed, the seconds left as the calls
+    // count them, and the calls the last started sync still needs.
+    double full_speed_free_ = 0, call_left_ = 0, calls_left_ = 0;
     bool in_flight_network_ = true;
 };
 
@@ -141,7 +181,7 @@ void record_memory(CostBreakdown& cost, const MemoryBreakdown& worst, const clus
 struct LayerSync {
     double seconds = 0;
     bool network = true;
-    double progress = 1;  // its link's nonblocking_progress (SyncOverlap)
+    SyncProgress progress;  // its link's (SyncOverlap)
 };
 // Per layer, the gradient synchronisation over the inner batch group times the R replicas
 // (gradient_sync_calls); with one replica and no ZeRO, the micro-batch plan's own sync calls.

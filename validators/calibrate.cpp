@@ -13,6 +13,7 @@
 
 #include "clusters/collectives.hpp"
 #include "planner/cost_model.hpp"
+#include "planner/stage_evaluator.hpp"
 #include "validators/kernels.hpp"
 #include "validators/primitives.hpp"
 #include "validators/runner.hpp"
@@ -118,37 +119,38 @@ void compute_for(double seconds) {
     (void)sink;
 }
 
-// ProgressPoint at gradient sizes (a small CNN's fully connected layers: 64 KiB .. 1 MiB) on a rank
-// pair; the link's nonblocking_progress is their median.
+// ProgressPoints at gradient sizes (a small CNN's layers: 64 KiB .. 1 MiB) on a rank pair, 0 to 8
+// test calls each; the link's nonblocking_test_calls is fitted to them (fit_test_calls).
 template <class MedianCall, class MedianMessageCall>
 void measure_nonblocking_progress(MPI_Comm pair, Calibration& c, MedianCall&& median_call,
                                   MedianMessageCall&& median_message_call) {
     for (double bytes : {65536.0, 262144.0, 1048576.0}) {
         std::vector<float> buf(static_cast<std::size_t>(bytes / 4), 1.0f);
-        ProgressPoint q;
-        q.bytes = bytes;
-        q.alone_s = median_call([&] {
+        const double alone_s = median_call([&] {
             MPI_Request r;
             MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM, pair, &r);
             MPI_Wait(&r, MPI_STATUS_IGNORE);
         });
-        q.wait_s = median_message_call([&](double& waited) {
-            MPI_Request r;
-            MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM, pair, &r);
-            compute_for(q.alone_s / 2);
-            int done = 0;
-            MPI_Test(&r, &done, MPI_STATUS_IGNORE);
-            compute_for(q.alone_s / 2);
-            const double t0 = MPI_Wtime();
-            MPI_Wait(&r, MPI_STATUS_IGNORE);
-            waited += MPI_Wtime() - t0;
-        });
-        q.progress = std::clamp(1 - q.wait_s / q.alone_s, 0.0, 1.0);
-        c.progress_points.push_back(q);
+        for (int calls : {0, 1, 2, 3, 4, 5, 6, 8}) {
+            ProgressPoint q;
+            q.bytes = bytes, q.calls = calls, q.alone_s = alone_s;
+            q.wait_s = median_message_call([&](double& waited) {
+                MPI_Request r;
+                MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM, pair, &r);
+                for (int k = 0; k < calls; ++k) {
+                    compute_for(alone_s);
+                    int done = 0;
+                    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+                }
+                compute_for(alone_s);
+                const double t0 = MPI_Wtime();
+                MPI_Wait(&r, MPI_STATUS_IGNORE);
+                waited += MPI_Wtime() - t0;
+            });
+            c.progress_points.push_back(q);
+        }
     }
-    std::vector<double> fractions;
-    for (const ProgressPoint& q : c.progress_points) fractions.push_back(q.progress);
-    c.nonblocking_progress = median(fractions);
+    c.progress_fit = fit_test_calls(c.progress_points);
 }
 
 // Times the validator's own primitives the way the plan runner calls them (fp32 tensors, packing,
@@ -269,6 +271,22 @@ double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link, 
     packing.cpu_kernels[clusters::CpuKernel::halo_pack] = halo_pack;
     return clusters::halo_exchange_seconds(p.bytes, group, link, link) +
            planner::halo_pack_seconds(packing, p.bytes, clusters::halo_neighbours(p.group));
+}
+
+TestCallsFit fit_test_calls(const std::vector<ProgressPoint>& points) {
+    if (points.empty()) return {};
+    auto squared_error = [&](double n) {
+        double e = 0;
+        for (const ProgressPoint& q : points) e += std::pow(planner::SyncProgress::left_after_calls(q.calls, n) - q.left(), 2);
+        return e;
+    };
+    TestCallsFit best{1, std::numeric_limits<double>::infinity()};
+    for (int step = 0; step <= 63 * 20; ++step) {  // N = 1, 1.05, ..., 64
+        const double n = 1 + step / 20.0, e = squared_error(n);
+        if (e < best.rms_residual) best = {n, e};
+    }
+    best.rms_residual = std::sqrt(best.rms_residual / double(points.size()));
+    return best;
 }
 
 namespace {
@@ -946,11 +964,13 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
     if (!c.progress_points.empty()) {
         std::string sizes;
         for (const ProgressPoint& q : c.progress_points)
-            sizes += (sizes.empty() ? "" : ", ") + human_size(q.bytes) + " " + num(q.progress, 2);
-        link["nonblocking_progress"] =
-            src(c.nonblocking_progress, run + ": an MPI_Iallreduce on a rank pair during busy compute as long as the "
-                                              "all-reduce alone, one MPI_Test midway, then MPI_Wait; 1 - wait / alone, "
-                                              "median over " + sizes);
+            if (q.calls == 0) sizes += (sizes.empty() ? "" : ", ") + human_size(q.bytes);
+        link["nonblocking_test_calls"] =
+            src(c.progress_fit.test_calls,
+                run + ": an MPI_Iallreduce on a rank pair, 0 to 8 MPI_Test calls each after busy compute as long as "
+                      "the all-reduce alone, then MPI_Wait; least squares of planner::SyncProgress::left_after_calls "
+                      "against wait / alone over " + sizes + " (" + std::to_string(c.progress_points.size()) +
+                      " points, RMS residual " + num(c.progress_fit.rms_residual, 2) + " of the all-reduce)");
     }
     Json spec = {
         {"name", name},
@@ -1052,7 +1072,7 @@ Json calibration_report(const Calibration& c) {
             {"point_to_point", points(c.point_to_point)},
             {"all_reduce", points(c.all_reduce)},
             {"primitives", prims},
-            {"nonblocking_progress", c.nonblocking_progress},
+            {"nonblocking_test_calls", c.progress_fit.test_calls},
             {"primitive_fit",
              {{"latency_s", c.latency_s},
               {"bandwidth_Bps", c.bandwidth_Bps},
@@ -1096,11 +1116,13 @@ std::string calibration_text(const Calibration& c) {
            << " us, bandwidth " << num(c.bandwidth_Bps / 1e9) << " GB/s, RMS relative residual "
            << num(100 * c.primitive_fit_residual, 2) << "%\n";
         for (const ProgressPoint& q : c.progress_points)
-            os << "  non-blocking all-reduce on 2 " << std::setw(10) << human_size(q.bytes) << ": alone "
-               << num(q.alone_s * 1e6) << " us, left after compute " << num(q.wait_s * 1e6) << " us, progress "
-               << num(q.progress, 2) << "\n";
+            os << "  non-blocking all-reduce on 2 " << std::setw(10) << human_size(q.bytes) << ", " << q.calls
+               << " test calls: alone " << num(q.alone_s * 1e6) << " us, left at the wait " << num(q.wait_s * 1e6)
+               << " us (" << num(q.left(), 2) << "; model "
+               << num(planner::SyncProgress::left_after_calls(q.calls, c.progress_fit.test_calls), 2) << ")\n";
         if (!c.progress_points.empty())
-            os << "nonblocking_progress written to the spec: " << num(c.nonblocking_progress, 2) << "\n";
+            os << "nonblocking_test_calls written to the spec: " << num(c.progress_fit.test_calls, 3)
+               << " (RMS residual " << num(c.progress_fit.rms_residual, 2) << " of the all-reduce)\n";
     }
     if (!c.layers.empty()) {
         os << "\nper layer of the sequential training step (us), measured / model:\n";

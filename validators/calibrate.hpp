@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <map>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -66,14 +67,24 @@ struct KernelFit {
     double rms_relative_residual = 0;
 };
 
-// Whether a non-blocking all-reduce progresses while its rank computes: started, then compute for
-// as long as the all-reduce alone takes (`alone_s`, MPI_Iallreduce + MPI_Wait) with one MPI_Test
-// midway (the runner tests its outstanding all-reduces once per layer), then MPI_Wait (`wait_s`).
-// progress = 1 - wait / alone, within [0, 1]: the share of its full speed it kept during compute.
+// How far a non-blocking all-reduce gets per MPI_Test call while its rank computes: started
+// (MPI_Iallreduce), then `calls` times busy compute as long as the all-reduce alone takes
+// (`alone_s`, MPI_Iallreduce + MPI_Wait) followed by one MPI_Test (the runner tests its outstanding
+// all-reduces once per layer's backward), compute once more, then MPI_Wait: `wait_s` is what is
+// left. left() = wait / alone within [0, 1], which planner::SyncProgress::left_after_calls models.
 struct ProgressPoint {
     double bytes = 0;
-    double alone_s = 0, wait_s = 0, progress = 1;
+    int calls = 0;
+    double alone_s = 0, wait_s = 0;
+    double left() const { return alone_s > 0 ? std::clamp(wait_s / alone_s, 0.0, 1.0) : 0.0; }
 };
+// The link's nonblocking_test_calls: the number N of calls minimising the squared error of
+// SyncProgress::left_after_calls(calls, N) against the points' left() (N from 1 to 64 in steps of
+// 1/20), and the RMS of that error. {0, 0} without points.
+struct TestCallsFit {
+    double test_calls = 0, rms_residual = 0;
+};
+TestCallsFit fit_test_calls(const std::vector<ProgressPoint>& points);
 
 struct Calibration {
     int ranks = 1;
@@ -83,9 +94,9 @@ struct Calibration {
     // times (what alpha and beta stand for in a run: per-call costs, packing, waiting for peers).
     double latency_s = 0, bandwidth_Bps = 0;
     double primitive_fit_residual = 0;  // RMS relative error of the model over the primitive points
-    // The link's nonblocking_progress: the median of `progress_points` (1 when not measured).
+    // The link's nonblocking_test_calls fitted to `progress_points` (0 when not measured).
     std::vector<ProgressPoint> progress_points;
-    double nonblocking_progress = 1;
+    TestCallsFit progress_fit;
     // The raw ping-pong fit, reported beside it.
     double pingpong_latency_s = 0, pingpong_bandwidth_Bps = 0;
     double latency_fit_max_bytes = 0, bandwidth_fit_min_bytes = 0, bandwidth_fit_max_bytes = 0;

@@ -266,6 +266,20 @@ TEST_CASE("a link's nonblocking_progress is a sourced fraction, 1 by default", "
     CHECK(parse_error(spec).starts_with("spec.json: /inter_node/nonblocking_progress: must be between 0 and 1"));
 }
 
+TEST_CASE("a link's nonblocking_test_calls is a sourced count of at least 1, absent by default", "[clusters][json]") {
+    Json spec = tiny_spec();
+    CHECK(parse_cluster(spec, "p.json").inter_node.nonblocking_test_calls == 0);  // the presets: time-fraction model
+    spec["inter_node"]["nonblocking_test_calls"] = {{"value", 3.5}, {"source", "measured by dnnplan calibrate"}};
+    const Cluster c = parse_cluster(spec, "m.json");
+    CHECK(c.inter_node.nonblocking_test_calls == 3.5);
+    CHECK(c.sources.at("/inter_node/nonblocking_test_calls") == "measured by dnnplan calibrate");
+    CHECK(parse_cluster(to_json(c), "m.json") == c);  // written back with its source
+    spec["inter_node"]["nonblocking_test_calls"] = 0.5;  // a collective needs at least one call
+    CHECK(parse_error(spec).starts_with("spec.json: /inter_node/nonblocking_test_calls: must be between 1 and"));
+    spec["inter_node"]["nonblocking_test_calls"] = "four";
+    CHECK(parse_error(spec).starts_with("spec.json: /inter_node/nonblocking_test_calls: "));
+}
+
 TEST_CASE("a fat tree's oversubscription defaults to non-blocking", "[clusters]") {
     Json spec = tiny_spec();
     spec["inter_node"]["topology"] = "fat_tree";

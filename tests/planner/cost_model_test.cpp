@@ -840,13 +840,76 @@ TEST_CASE("domain split: halo bytes equal a brute-force count of the busiest pro
     CHECK(strided_unsplit > 20);
 }
 
+TEST_CASE("per-call progress: a sync in flight advances one step per layer's MPI_Test, not during compute", "[planner][sync]") {
+    // SyncProgress::left_after_calls by hand: after k of N calls, 1 - k / N is left, never below 0.
+    CHECK(SyncProgress::left_after_calls(1, 4) == 0.75);
+    CHECK(SyncProgress::left_after_calls(3, 4) == 0.25);
+    CHECK(SyncProgress::left_after_calls(5, 4) == 0);
+    CHECK(SyncProgress::left_after_calls(2, 0) == 0);  // no per-call model: nothing left to count
+    // Seconds, N = 4 calls: layer A computes 10 and starts an 8 s sync, then tests it at once
+    // (t = 10: nothing can have moved yet, 8 left: it ends at 18 at the earliest). Each later layer
+    // computes 20 and tests once: after 2 calls 8 x (1 - 2/4) = 4 left, after 3 calls 2, after 4
+    // none. Compute alone moves nothing: a wall-time fraction of 1 would have finished it in B.
+    const SyncProgress four{1, 4};
+    for (auto [later_layers, exposed] : std::vector<std::pair<int, double>>{{1, 4.0}, {2, 2.0}, {3, 0.0}}) {
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, four);
+        for (int k = 0; k < later_layers; ++k) o.layer(20, 0, 0, 0, true);
+        CHECK(o.exposed_s() == Approx(exposed).margin(1e-12));
+        CHECK(o.total_s() == 8);
+    }
+    {
+        // Calls close together: no faster than the link. A as above, B computes 1 (t = 11): the
+        // calls would leave 4, but at full speed the sync ends at 18: 7 left.
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, four);
+        o.layer(1, 0, 0, 0, true);
+        CHECK(o.exposed_s() == Approx(7).margin(1e-12));
+    }
+    {
+        // Two syncs, N = 2. A: compute 10, 8 s sync, one call: 4 left. B: compute 20 (t = 30,
+        // still 4 left), starts a 4 s sync (8 in flight, 2 calls to go for the last one), tests:
+        // 8 x (1 - 1/2) = 4 left (A done after its 2 calls, B half). C: compute 20, one call: 0.
+        const SyncProgress two{1, 2};
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, two);
+        o.layer(20, 0, 0, 4, true, two);
+        CHECK(o.exposed_s() == Approx(4).margin(1e-12));
+        o.layer(20, 0, 0, 0, true);
+        CHECK(o.exposed_s() == Approx(0).margin(1e-12));
+    }
+    {
+        // A blocking transfer runs the sync at full speed as before: A as above (after its call
+        // 8 x 3/4 = 6 left as the calls count; the link's bound of 18 has passed at t = 30), B
+        // computes 20 and sends 3 s on other links: 3 left before B's call (the 2nd of 4, 3 to
+        // go), 3 x (1 - 1/3) = 2 after it.
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, four);
+        o.layer(20, 3, 0, 0, false);
+        CHECK(o.exposed_s() == Approx(2).epsilon(1e-12));
+    }
+    // Through the cost model (three linear layers, P = 6, pure batch, as below): the syncs total
+    // 109.36e-6 s; the two backwards after fc3's are 61.44e-9 s, far shorter than the syncs, so
+    // with N = 1 each call finishes what is in flight only as fast as the link does: exposed
+    // 109.36e-6 - 61.44e-9 = 109.29856e-6 (the full-progress figure). With N = 1e6 the 3 calls
+    // move nothing measurable: all 109.36e-6 s are exposed.
+    networks::Network net = three_linear();
+    clusters::Cluster cluster = hand_cluster();
+    for (auto [calls, exposed] : std::vector<std::pair<double, double>>{{1.0, 109.29856e-6}, {1e6, 109.36e-6}}) {
+        cluster.inter_node.nonblocking_test_calls = calls;
+        CostModel model(net, cluster, options(6, 12));
+        ScoredPlan plan = model.score(all(net, model, Layout{6, 1, 1, 1, 1}));
+        CHECK(plan.cost.sync_exposed_s == Approx(exposed).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("a sync in flight progresses at the link's nonblocking_progress while the rank computes", "[planner][cost]") {
     // SyncOverlap by hand (seconds): layer A computes 10 and starts an 8 s sync at progress 0.25;
     // layer B computes 20: the sync advances 0.25 x 20 = 5, so 3 remain past the backward pass
     // (at progress 1 it is done by then: 0 exposed; at 0 all 8 remain).
     for (auto [progress, exposed] : std::vector<std::pair<double, double>>{{0.25, 3.0}, {1.0, 0.0}, {0.0, 8.0}}) {
         SyncOverlap o(true);
-        o.layer(10, 0, 0, 8, true, progress);
+        o.layer(10, 0, 0, 8, true, SyncProgress{progress});
         o.layer(20, 0, 0, 0, true);
         CHECK(o.exposed_s() == Approx(exposed).epsilon(1e-12));
         CHECK(o.total_s() == 8);
@@ -854,7 +917,7 @@ TEST_CASE("a sync in flight progresses at the link's nonblocking_progress while 
     // Inside a blocking transfer (MPI calls progress it) the sync runs at full speed: layer B
     // computes 4 (8 - 0.25 x 4 = 7 left) then sends 1 s on other links (no sharing): 6 left.
     SyncOverlap o(true);
-    o.layer(10, 0, 0, 8, true, 0.25);
+    o.layer(10, 0, 0, 8, true, SyncProgress{0.25});
     o.layer(4, 1, 0, 0, false);
     CHECK(o.exposed_s() == Approx(6).epsilon(1e-12));
 

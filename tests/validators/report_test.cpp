@@ -104,6 +104,30 @@ int main() {
         check(fit.points == 4 && mixed.primitive_fit_residual < 0.02, "packed halos: points and residual");
     }
 
+    // The fit of the link's nonblocking_test_calls recovers N from points made by hand: an
+    // all-reduce needing N = 3.5 calls has 1 - k / 3.5 of itself left after k calls (k = 0..6:
+    // 1, 0.714.., 0.428.., 0.142.., 0, 0, 0), the same at every size; a point whose wait exceeds
+    // the all-reduce alone (a descheduled peer) counts as 1 left. The grid step is 0.05.
+    {
+        std::vector<ProgressPoint> points;
+        for (double bytes : {65536.0, 1048576.0})
+            for (int k = 0; k <= 6; ++k) {
+                const double left[] = {1, 2.5 / 3.5, 1.5 / 3.5, 0.5 / 3.5, 0, 0, 0};
+                points.push_back({bytes, k, 200e-6, 200e-6 * left[k]});
+            }
+        check(std::abs(points[2].left() - 1.5 / 3.5) < 1e-12, "hand value: 2 of 3.5 calls leave 3/7");
+        TestCallsFit f = fit_test_calls(points);
+        check(std::abs(f.test_calls - 3.5) < 0.026 && f.rms_residual < 1e-9, "test calls fitted to exact points");
+        points.push_back({65536.0, 0, 30e-6, 900e-6});  // 30x the all-reduce: left() clamps it to 1
+        check(points.back().left() == 1 && std::abs(fit_test_calls(points).test_calls - 3.5) < 0.026,
+              "a descheduled wait does not move the fit");
+        // Every point left whole after 6 calls (no progress in calls at all): N at the grid's top.
+        std::vector<ProgressPoint> stuck;
+        for (int k = 0; k <= 6; ++k) stuck.push_back({65536.0, k, 30e-6, 30e-6});
+        check(fit_test_calls(stuck).test_calls == 64, "no progress per call: the largest N");
+        check(fit_test_calls({}).test_calls == 0, "no points: 0 (not measured)");
+    }
+
     // The compute fit recovers the validator's kernel costs from per-layer times made by hand for
     // lenet5 at batches 16 and 4 (the unit of each kernel as planner/compute.cpp documents it):
     // sgemm peak 100 GFLOP/s at the GEMM share 0.4, operands at 10 GB/s, 2 us per BLAS call,
