@@ -24,8 +24,9 @@ namespace {
 PlannerOptions plan_options(const networks::Network& net, std::int64_t procs) {
     PlannerOptions o;
     o.procs = procs;
-    o.batch = net.batch;
+    o.batch = net.default_batch;
     o.dtype = net.dtype;
+    o.optimizer = default_optimizer(net);  // as the CLI chooses it
     return o;
 }
 
