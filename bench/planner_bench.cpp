@@ -93,6 +93,39 @@ void BM_search_resnet50_p512_cli(benchmark::State& state) {
     state.counters["layout_evals"] = static_cast<double>(evaluations) / static_cast<double>(state.iterations());
 }
 
+// GoogLeNet at P = 512 and ResNet-50 at P = 4096 (default batches) as the CLI plans them: every
+// processes-per-node choice, fresh models, CPU time of the process. Target: under 1 s each. Before
+// the local improvement scored its trials incrementally (planner/rescore.hpp): about 1.3-1.5 s
+// and 1.5-1.9 s of CPU (dnnplan under /usr/bin/time, 2026-12-07, load 6-11 on 2 cores).
+// `trial_scoring` full: the reference path, for the comparison (BM_*_full_trials).
+void run_cli_search(benchmark::State& state, const std::string& net_name, std::int64_t procs,
+                    planner::TrialScoring scoring) {
+    bench::BenchInputs in = bench::bench_inputs(net_name, "cori-knl", procs, 1);
+    in.options.batch = in.net.default_batch;  // the network's default, as the CLI's
+    planner::SearchOptions search_options;
+    search_options.trial_scoring = scoring;
+    long long evaluations = 0;
+    for (auto _ : state) {
+        planner::PlacementSearch placed =
+            planner::search_processes_per_node(in.net, in.cluster, in.options, search_options);
+        evaluations += placed.result.layout_evaluations;
+        benchmark::DoNotOptimize(placed.result.ranked.data());
+    }
+    state.counters["layout_evals"] = static_cast<double>(evaluations) / static_cast<double>(state.iterations());
+}
+void BM_search_googlenet_p512_cli(benchmark::State& state) {
+    run_cli_search(state, "googlenet", 512, planner::TrialScoring::incremental);
+}
+void BM_search_resnet50_p4096_cli(benchmark::State& state) {
+    run_cli_search(state, "resnet50", 4096, planner::TrialScoring::incremental);
+}
+void BM_search_googlenet_p512_cli_full_trials(benchmark::State& state) {
+    run_cli_search(state, "googlenet", 512, planner::TrialScoring::full);
+}
+void BM_search_resnet50_p4096_cli_full_trials(benchmark::State& state) {
+    run_cli_search(state, "resnet50", 4096, planner::TrialScoring::full);
+}
+
 // The layer-parallel search alone: uniform families and per-layer layouts.
 void BM_layers_vgg16_p512(benchmark::State& state) { run_search(state, "vgg16", "cori-knl", 512, 256, false); }
 void BM_layers_resnet1001_p4096(benchmark::State& state) {
@@ -113,5 +146,9 @@ BENCHMARK(BM_search_vgg16_p512)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_search_resnet1001_p4096)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_search_alexnet_p512)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_search_resnet50_p512_cli)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_search_googlenet_p512_cli)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_search_resnet50_p4096_cli)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_search_googlenet_p512_cli_full_trials)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_search_resnet50_p4096_cli_full_trials)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -57,7 +57,7 @@ struct CostModel::Recorder {
     const char* text(const char* what) const { return described ? what : ""; }
     // By value: callers pass temporaries, moved in (one string allocation per call, not two).
     void add(CommCall call) {
-        if (!described) call.what.clear();  // the few calls built with their text (halo exchanges)
+        if (!described) call.what.clear();  // any call built with its text regardless
         if (call.phase != Phase::sync)  // sync is accounted separately (overlap)
             cost->comm_s[index_of(call.kind)] += call.seconds;
         calls->push_back(std::move(call));
@@ -476,7 +476,7 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch, 
         if (s > 0) s += halo_pack_seconds(cluster_->device, bytes, clusters::halo_neighbours(line.size));
         if (rec && s > 0)
             rec->add(CommCall{index, phase, CommKind::halo, CommPattern::halo_exchange, Collective::all_reduce,
-                              clusters::Algorithm::ring, line, bytes, s, what});
+                              clusters::Algorithm::ring, line, bytes, s, rec->text(what)});
         t += s;
     };
     if (l.h > 1 && cells_h > 0)
@@ -690,89 +690,99 @@ clusters::CollectiveChoice CostModel::cheapest(Collective kind, const GroupPlace
     return choice;
 }
 
+Layout CostModel::layout_of(int layer, const std::vector<Layout>& anchor_layouts) const {
+    const int a = anchor_of_[layer];
+    if (a != 0) return anchor_layouts[a];
+    // Followers of the raw input: batch split as far as the batch allows.
+    Layout l;
+    l.n = static_cast<int>(std::gcd(options_.procs, options_.batch));
+    return l;
+}
+
+std::string CostModel::first_layout_problem(const std::vector<Layout>& anchor_layouts) const {
+    for (int a : anchors_) {
+        std::string problem = layout_problem(a, anchor_layouts[a]);
+        if (!problem.empty()) return "layer " + network_->layers[a].name + ": " + problem;
+    }
+    return "";
+}
+
+void CostModel::layer_cost(int index, const Layout& l, std::vector<LayerCost>& layer_costs,
+                           std::vector<CommCall>& calls, CostBreakdown& totals, CallText text) const {
+    const Layer& layer = network_->layers[index];
+    Recorder recorder{&calls, &totals, text == CallText::described};
+    LayerCost& lc = layer_costs[index];
+    lc = LayerCost{};
+    lc.layout = l;
+    // A follower shares its first input's layout: its dists follow from that input's output.
+    const int first = layer.inputs.front();
+    const Dist first_out = is_anchor_kind(layer.kind) ? Dist{}
+                           : first == 0               ? loader_dist(l)
+                                                      : layer_costs[first].out_dist;
+    const LayerDists dists = layer_dists(*network_, index, l, first_out);
+    lc.in_dist = dists.in;
+    lc.out_dist = dists.out;
+    const std::size_t calls_before = calls.size();
+    const double fwd_before = totals.fwd_compute_s, bwd_before = totals.bwd_compute_s,
+                 step_before = totals.optimizer_step_s;
+    layer_seconds(index, l, lc.in_dist, lc.out_dist, &recorder);
+    // Every input's redistribution, cross-segment or not, is charged to the consumer: the
+    // activation forward, its gradient backward.
+    for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
+        const int producer = layer.inputs[k];
+        if (producer == 0) continue;
+        const Dist have = layer_costs[producer].out_dist;
+        const Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
+        redistribute(have, want, producer, index, Phase::forward, &recorder);
+        redistribute(want, have, producer, index, Phase::backward, &recorder);
+    }
+    lc.fwd_compute_s = totals.fwd_compute_s - fwd_before;
+    lc.bwd_compute_s = totals.bwd_compute_s - bwd_before;
+    lc.optimizer_step_s = totals.optimizer_step_s - step_before;
+    for (std::size_t c = calls_before; c < calls.size(); ++c) {
+        const CommCall& call = calls[c];
+        if (call.phase == Phase::forward) lc.fwd_comm_s += call.seconds;
+        if (call.phase == Phase::backward) {
+            lc.bwd_comm_s += call.seconds;
+            if (clusters::node_count(call.group) > 1) lc.bwd_comm_network_s += call.seconds;
+        }
+        if (call.phase == Phase::sync) {
+            lc.sync_s += call.seconds;
+            lc.sync_network = clusters::node_count(call.group) > 1;
+        }
+    }
+    const LayerMemory memory = layer_memory(*network_, index, l, dists, local_batch(options_.batch, lc.in_dist.n),
+                                            element_bytes_, options_.sequence_parallel);
+    lc.local_params = memory.local_params;
+    lc.weight_bytes = memory.weight_bytes;
+    lc.activation_bytes = memory.activation_bytes;
+    lc.attention_core_bytes = memory.attention_core_bytes;
+    lc.checkpoint_bytes = memory.checkpoint_bytes;
+    lc.working_set_bytes = memory.working_set_bytes;
+}
+
 ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts, CallText text) const {
     ScoredPlan plan;
     plan.anchor_layouts = anchor_layouts;
     const auto& layers = network_->layers;
     plan.layers.assign(layers.size(), LayerCost{});
     plan.calls.reserve(4 * layers.size());  // a few calls per layer: one allocation, not a doubling series
-    CostBreakdown& cost = plan.cost;
-    Recorder recorder{&plan.calls, &cost, text == CallText::described};
-
     // Problems with the layouts themselves make the plan infeasible, with the first reason.
-    for (int a : anchors_) {
-        std::string problem = layout_problem(a, anchor_layouts[a]);
-        if (!problem.empty() && cost.feasible)
-            cost.set_infeasible(Infeasibility::layout, "layer " + layers[a].name + ": " + problem);
-    }
-    auto layout_of = [&](int index) -> Layout {
-        int a = anchor_of_[index];
-        if (a == 0) {
-            // Followers of the raw input: batch split as far as the batch allows.
-            Layout l;
-            l.n = static_cast<int>(std::gcd(options_.procs, options_.batch));
-            return l;
-        }
-        return anchor_layouts[a];
-    };
-
+    if (std::string problem = first_layout_problem(anchor_layouts); !problem.empty())
+        plan.cost.set_infeasible(Infeasibility::layout, std::move(problem));
     for (std::size_t i = 1; i < layers.size(); ++i) {
         const int index = static_cast<int>(i);
-        const Layer& layer = layers[i];
-        const Layout l = layout_of(index);
-        LayerCost& lc = plan.layers[i];
-        lc.layout = l;
-        // A follower shares its first input's layout: its dists follow from that input's output.
-        const int first = layer.inputs.front();
-        const Dist first_out = is_anchor_kind(layer.kind) ? Dist{}
-                               : first == 0               ? loader_dist(l)
-                                                          : plan.layers[first].out_dist;
-        const LayerDists dists = layer_dists(*network_, index, l, first_out);
-        lc.in_dist = dists.in;
-        lc.out_dist = dists.out;
-        const std::size_t calls_before = plan.calls.size();
-        const double fwd_before = cost.fwd_compute_s, bwd_before = cost.bwd_compute_s,
-                     step_before = cost.optimizer_step_s;
-        layer_seconds(index, l, lc.in_dist, lc.out_dist, &recorder);
-        // Every input's redistribution, cross-segment or not, is charged to the consumer: the
-        // activation forward, its gradient backward.
-        for (std::size_t k = 0; k < layer.inputs.size(); ++k) {
-            const int producer = layer.inputs[k];
-            if (producer == 0) continue;
-            const Dist have = plan.layers[producer].out_dist;
-            const Dist want = wanted_input_dist(*network_, index, static_cast<int>(k), l, first_out);
-            redistribute(have, want, producer, index, Phase::forward, &recorder);
-            redistribute(want, have, producer, index, Phase::backward, &recorder);
-        }
-        lc.fwd_compute_s = cost.fwd_compute_s - fwd_before;
-        lc.bwd_compute_s = cost.bwd_compute_s - bwd_before;
-        lc.optimizer_step_s = cost.optimizer_step_s - step_before;
-        for (std::size_t c = calls_before; c < plan.calls.size(); ++c) {
-            const CommCall& call = plan.calls[c];
-            if (call.phase == Phase::forward) lc.fwd_comm_s += call.seconds;
-            if (call.phase == Phase::backward) {
-                lc.bwd_comm_s += call.seconds;
-                if (clusters::node_count(call.group) > 1) lc.bwd_comm_network_s += call.seconds;
-            }
-            if (call.phase == Phase::sync) {
-                lc.sync_s += call.seconds;
-                lc.sync_network = clusters::node_count(call.group) > 1;
-            }
-        }
-        const LayerMemory memory = layer_memory(*network_, index, l, dists, local_batch(options_.batch, lc.in_dist.n),
-                                                element_bytes_, options_.sequence_parallel);
-        lc.local_params = memory.local_params;
-        lc.weight_bytes = memory.weight_bytes;
-        lc.activation_bytes = memory.activation_bytes;
-        lc.attention_core_bytes = memory.attention_core_bytes;
-        lc.checkpoint_bytes = memory.checkpoint_bytes;
-        lc.working_set_bytes = memory.working_set_bytes;
+        layer_cost(index, layout_of(index, anchor_layouts), plan.layers, plan.calls, plan.cost, text);
     }
     return plan;
 }
 
 ScoredPlan CostModel::score(const std::vector<Layout>& anchor_layouts, CallText text) const {
-    LayerTable table = make_layer_table(*this, layer_costs(anchor_layouts, text));
+    return evaluate_one_stage(layer_costs(anchor_layouts, text));
+}
+
+ScoredPlan CostModel::evaluate_one_stage(ScoredPlan layer_plan) const {
+    LayerTable table = make_layer_table(*this, std::move(layer_plan));
     PipelineSpec one_stage;
     one_stage.stage_first = {1};
     const std::vector<LayerSync> sync = replica_sync(*this, table, 1, 1, false);

@@ -170,6 +170,21 @@ public:
     // Exact score of a full assignment: its layer costs through the stage evaluator as one stage
     // with one micro-batch (planner/stage_evaluator.hpp).
     ScoredPlan score(const std::vector<Layout>& anchor_layouts, CallText text = CallText::described) const;
+    // score() after layer_costs(): the stage evaluation of a layer plan (planner/rescore.hpp builds
+    // layer plans piece by piece).
+    ScoredPlan evaluate_one_stage(ScoredPlan layer_plan) const;
+
+    // The pieces of layer_costs. The layout `layer` runs under: its segment anchor's (the input's
+    // followers: the batch split as far as the batch allows).
+    Layout layout_of(int layer, const std::vector<Layout>& anchor_layouts) const;
+    // The infeasibility reason of the first anchor whose layout does not fit ("" when all fit).
+    std::string first_layout_problem(const std::vector<Layout>& anchor_layouts) const;
+    // Layer `layer`'s LayerCost under `layout` into layer_costs[layer], reading the out_dist of its
+    // inputs (earlier entries), its calls appended to `calls` and its seconds added to `totals` (by
+    // call kind, compute and optimizer step: the LayerCost's compute and step seconds are the
+    // increments of those running totals, as layer_costs sums them).
+    void layer_cost(int layer, const Layout& layout, std::vector<LayerCost>& layer_costs, std::vector<CommCall>& calls,
+                    CostBreakdown& totals, CallText text = CallText::described) const;
 
     const clusters::LinkModel& links() const { return links_; }
     // The whole batch of `layer`'s output in the training dtype (planner/memory.hpp).

@@ -20,10 +20,13 @@ std::vector<Candidate> grid_candidates(const CostModel& model, long long* evalua
 // objective: 1 counts it in full, 0 assumes the overlap with the backward pass hides it.
 std::vector<Layout> dynamic_programme(const CostModel& model, long long* evaluations = nullptr,
                                       double sync_weight = 1.0);
+// How the per-layer search's local improvement scores its trials (the same scores either way).
+enum class TrialScoring { incremental, full };
 // The best of the DP runs (sync weighted 1, 1/2, 1/4, 0) and of the feasible `baselines`, by exact
-// score, improved by single-anchor changes.
+// score, improved by single-anchor changes, each scored by planner/rescore.hpp (incremental) or by
+// CostModel::score (full; the same scores, slower).
 Candidate per_layer_candidate(const CostModel& model, const std::vector<Candidate>& baselines,
-                              long long* evaluations = nullptr);
+                              long long* evaluations = nullptr, TrialScoring scoring = TrialScoring::incremental);
 
 // Pipelines and 3-D parallelism (pipeline_search.cpp): the best configuration per (T, S).
 struct PipelineSearchStats {

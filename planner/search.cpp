@@ -18,7 +18,8 @@ SearchResult search(const CostModel& model, const SearchOptions& options) {
     const bool narrowed = options.narrowing.any();
     if (!narrowed) {
         result.ranked = grid_candidates(model, &result.layout_evaluations);
-        result.ranked.push_back(per_layer_candidate(model, result.ranked, &result.layout_evaluations));
+        result.ranked.push_back(
+            per_layer_candidate(model, result.ranked, &result.layout_evaluations, options.trial_scoring));
     }
     if (options.pipelines || narrowed) {
         PipelineSearchStats stats;

@@ -6,6 +6,7 @@
 
 #include "planner/candidate.hpp"
 #include "planner/cost_model.hpp"
+#include "planner/families.hpp"
 #include "planner/schedule.hpp"
 
 namespace dnnplan::planner {
@@ -28,6 +29,9 @@ struct SearchOptions {
     // Only pipeline and tp-pp-dp plans have these dimensions: when any is set, the layer-parallel
     // and graph-partition families are left out and the pipeline search keeps only matching ones.
     PipelineNarrowing narrowing;
+    // The per-layer local improvement's trials: incremental (planner/rescore.hpp) or full scores, the
+    // reference the tests compare the incremental ones with.
+    TrialScoring trial_scoring = TrialScoring::incremental;
 };
 
 SearchResult search(const CostModel& model, const SearchOptions& options = {});

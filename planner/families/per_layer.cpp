@@ -2,9 +2,11 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "planner/families.hpp"
+#include "planner/rescore.hpp"
 
 namespace dnnplan::planner {
 
@@ -469,9 +471,11 @@ private:
 
 // Coordinate descent with the exact score: change one anchor's layout at a time while that
 // shortens the iteration. Only where the exact scores fit a small budget (each costs a pass over
-// every layer), which covers the CNNs of tens of anchors but not ResNet-1001.
+// every layer), which covers the CNNs of tens of anchors but not ResNet-1001. A trial is scored
+// by PlanRescorer (only the layers the change reaches costed again; the same score), or with
+// `rescoring` full by CostModel::score (the reference the tests compare it with).
 void improve_locally(const CostModel& model, const SegmentTable& table, std::vector<Layout>& layouts, ScoredPlan& plan,
-                     long long* evaluations) {
+                     long long* evaluations, TrialScoring scoring) {
     if (!plan.cost.feasible) return;
     const long long layers = static_cast<long long>(model.network().layers.size());
     long long options = 0;
@@ -487,6 +491,9 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
     std::vector<std::vector<Layout>> context(layouts.size());
     std::vector<std::vector<Layout>> tried(layouts.size());
     IterationBound bound(model, table, layouts);
+    std::optional<PlanRescorer> rescorer;
+    if (scoring == TrialScoring::incremental) rescorer.emplace(model, plan.anchor_layouts);
+    const long long costed_before = rescorer ? rescorer->layers_costed() : 0;
     bool adopted = false;
     for (int pass = 0; pass < 2 && options * layers * (pass + 1) <= kBudget; ++pass) {
         bool improved = false;
@@ -507,9 +514,10 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
                     layouts[a] = plan.anchor_layouts[a];
                     continue;
                 }
-                ScoredPlan trial = model.score(layouts, CostModel::CallText::omitted);
-                *evaluations += layers - 1;
+                ScoredPlan trial = rescorer ? rescorer->score_with(a, l) : model.score(layouts, CostModel::CallText::omitted);
+                if (!rescorer) *evaluations += layers - 1;
                 if (better(trial.cost, plan.cost)) {
+                    if (rescorer) rescorer->adopt(a, l);
                     plan = std::move(trial);
                     bound.reset(plan.anchor_layouts);
                     improved = true;
@@ -522,6 +530,7 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
         if (!improved) break;
         adopted = true;
     }
+    if (rescorer) *evaluations += rescorer->layers_costed() - costed_before;
     // The trials' calls carry no text: the plan kept is scored again with it (the same numbers).
     if (adopted) {
         plan = model.score(plan.anchor_layouts);
@@ -530,7 +539,8 @@ void improve_locally(const CostModel& model, const SegmentTable& table, std::vec
 }
 }  // namespace
 
-Candidate per_layer_candidate(const CostModel& model, const std::vector<Candidate>& baselines, long long* evaluations) {
+Candidate per_layer_candidate(const CostModel& model, const std::vector<Candidate>& baselines, long long* evaluations,
+                              TrialScoring scoring) {
     long long local = 0;
     long long& count = evaluations ? *evaluations : local;
     // The DP's objective is additive, but how much gradient sync the backward pass hides depends on
@@ -556,7 +566,7 @@ Candidate per_layer_candidate(const CostModel& model, const std::vector<Candidat
             best_layouts = c.plan.anchor_layouts;
             best_plan = c.plan;
         }
-    improve_locally(model, table, best_layouts, best_plan, &count);
+    improve_locally(model, table, best_layouts, best_plan, &count, scoring);
     Candidate per_layer;
     per_layer.strategy = Strategy::per_layer;
     per_layer.grid = {0, 0};
