@@ -86,7 +86,7 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys(
         {"name", "peak_flops", "achievable_fraction", "memory_bytes", "reserved_bytes", "memory_bandwidth_Bps",
          "memory_efficiency", "elementwise_bandwidth_Bps", "gemm_operand_bandwidth_Bps", "cores", "gemm",
-         "cpu_kernels"});
+         "cpu_kernels", "kernel_launch_s"});
     Device device;
     device.name = node.get_string("name");
     if (device.name.empty()) node.child("name").fail("must not be empty");
@@ -115,6 +115,7 @@ Device parse_device(const SpecNode& node, const SourcedReader& reader) {
         device.elementwise_bandwidth_Bps = reader.number(node, "elementwise_bandwidth_Bps", kMemoryBandwidth);
     if (node.has("gemm_operand_bandwidth_Bps"))
         device.gemm_operand_bandwidth_Bps = reader.number(node, "gemm_operand_bandwidth_Bps", kMemoryBandwidth);
+    if (node.has("kernel_launch_s")) device.kernel_launch_s = reader.number(node, "kernel_launch_s", kKernelSeconds);
     if (node.has("cores")) device.cores = reader.small_int(node.child("cores"), 1);
     if (node.has("gemm")) {
         SpecNode gemm = node.child("gemm");
@@ -416,6 +417,8 @@ Json to_json(const Cluster& cluster) {
     if (c.device.gemm_operand_bandwidth_Bps > 0)
         out["device"]["gemm_operand_bandwidth_Bps"] =
             sourced(c, "/device/gemm_operand_bandwidth_Bps", c.device.gemm_operand_bandwidth_Bps);
+    if (c.device.kernel_launch_s > 0)
+        out["device"]["kernel_launch_s"] = sourced(c, "/device/kernel_launch_s", c.device.kernel_launch_s);
     if (c.device.cores > 0) out["device"]["cores"] = sourced(c, "/device/cores", c.device.cores);
     for (const auto& [kernel, cost] : c.device.cpu_kernels) {
         const std::string at = "/device/cpu_kernels/" + to_string(kernel);

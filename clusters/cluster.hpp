@@ -119,6 +119,10 @@ struct Device {
     // bound), when it differs from the copy rate: a calibrated CPU's per-sample GEMMs work on
     // cache-resident blocks. 0 when not given: memory_bandwidth_Bps x memory_efficiency.
     double gemm_operand_bandwidth_Bps = 0;
+    // GPU time each kernel adds on its stream beyond its own work when the host queues kernels
+    // ahead of the device (the gap between back-to-back kernels; planner/compute.cpp counts the
+    // kernels of each layer). 0 when not given.
+    double kernel_launch_s = 0;
     GemmTiling gemm;  // optional: per-shape GEMM and convolution efficiency (planner/compute.hpp)
     // A calibrated CPU's kernels (empty elsewhere): a layer whose kernels are all here is costed
     // kernel by kernel (planner/compute.cpp, cpu_layer_work), others by the rates above.

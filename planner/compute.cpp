@@ -345,6 +345,46 @@ double memory_bound_seconds(const clusters::Device& device, DType dtype, double 
     return std::max(flops / vector_rate(device, dtype), stream_s);
 }
 
+namespace {
+
+// The kernels one pass of a layer launches as this file costs it: one per GEMM with work (the
+// attention's QKV, score, context and output products and their gradients, as attention_time),
+// one per memory-bound pass that moves bytes (views launch none), the attention's softmax and
+// dropout kernels, and the loss's one each way.
+struct KernelCount {
+    double forward = 0, backward = 0;
+};
+KernelCount layer_kernels(const Layer& layer, const LocalLayer& l, double element_bytes) {
+    KernelCount k;
+    switch (layer.kind) {
+        case LayerKind::linear:
+        case LayerKind::conv2d:
+        case LayerKind::conv_transpose2d:
+            k.forward = l.fwd_flops > 0 ? 1 : 0;
+            k.backward = (l.bwd_input_flops > 0 ? 1 : 0) + (l.bwd_weight_flops > 0 ? 1 : 0);
+            break;
+        case LayerKind::attention: {
+            const double dropout = layer.attrs.probability > 0 ? 1 : 0;
+            const double needs_dx = layer.inputs.front() != 0 ? 1 : 0;
+            k.forward = 4 + 1 + dropout;               // QKV, scores, context, output; softmax; dropout
+            k.backward = 2 + 4 + 1 + needs_dx + 1 + dropout;  // output's two, dP dV dQ dK, QKV's; softmax; dropout
+            break;
+        }
+        default: {
+            const PassBytes bytes = memory_bound_bytes(layer, l.input_bytes, l.output_bytes, element_bytes);
+            k.forward = bytes.forward > 0 ? 1 : 0;
+            k.backward = bytes.backward > 0 ? 1 : 0;
+        }
+    }
+    if (l.network_output) {
+        k.forward += 1;
+        k.backward += 1;
+    }
+    return k;
+}
+
+}  // namespace
+
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& l,
                                const clusters::Device& device, DType dtype, ComputeModel model, bool roofline) {
     const Layer& layer = network.layers[index];
@@ -390,6 +430,11 @@ ComputeTime layer_compute_time(const networks::Network& network, int index, cons
         t.forward_s += memory_bound_seconds(device, dtype, 6 * l.output_bytes / dtype_bytes(dtype), l.output_bytes);
         t.backward_s +=
             memory_bound_seconds(device, dtype, 4 * l.output_bytes / dtype_bytes(dtype), 2 * l.output_bytes);
+    }
+    if (device.kernel_launch_s > 0) {
+        const KernelCount k = layer_kernels(layer, l, static_cast<double>(dtype_bytes(dtype)));
+        t.forward_s += k.forward * device.kernel_launch_s;
+        t.backward_s += k.backward * device.kernel_launch_s;
     }
     return t;
 }

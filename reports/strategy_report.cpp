@@ -9,6 +9,7 @@
 
 #include "common/units.hpp"
 #include "planner/plan.hpp"
+#include "planner/software_options.hpp"
 #include "reports/text.hpp"
 
 namespace dnnplan::reports {
@@ -133,6 +134,16 @@ ReportTable inputs_table(const ReportInput& in) {
     text("gradient sync overlapped with backward", o.overlap_sync ? "yes" : "no");
     text("roofline compute", o.roofline ? "yes" : "no");
     text("compute model", planner::to_string(o.compute));
+    // The training software's behaviour the plan is scored with (planner/software_options.hpp),
+    // decided on the options' enums; the names are the CLI's and the plan file's spellings.
+    const planner::GradAccumulation accumulation =
+        o.grad_accumulation.value_or(planner::default_grad_accumulation(o.dtype));
+    text("gradient accumulation", planner::to_string(accumulation) +
+                                      (o.grad_accumulation ? "" : " (default for " + to_string(o.dtype) + ")"));
+    text("mixed-precision optimizer step", o.dtype == DType::fp32
+                                               ? "not used (fp32: one fused pass)"
+                                               : planner::to_string(o.mixed_precision_step));
+    text("pipeline boundary sends", planner::to_string(o.boundary_send));
     number("processes P", static_cast<double>(o.procs), Unit::count, "");
     text("cluster", cluster.name, true);
     text("cluster source", in.cluster_source, true);

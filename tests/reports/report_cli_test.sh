@@ -27,6 +27,20 @@ check "json parses" python3 -c "import json,sys; d=json.load(open('$work/l.json'
 run report --net lenet5 --procs 4 --format csv
 check "csv to stdout" grep -q '^table,rank,strategy,pr,pc,family,tensor,stages,replicas,micro_batches,micro_batch_size,schedule,interleave,zero,recompute,sequence_parallel,processes_per_node,iteration_s,' "$work/stdout"
 
+# A saved plan's training-software options (written by `plan --out` from the typed options) are
+# rows of the report's inputs table, in every format.
+run --net networks/gpt2.json --procs 4 --cluster dgx-a100 --batch 8 --dtype fp16 --tensor 2 --stages 2 \
+  --replicas 1 --micro-batches 4 --schedule 1f1b --grad-accumulation autograd --mixed-precision-step deepspeed \
+  --boundary-send deepspeed --out "$work/ds.json"
+check "the plan with DeepSpeed's options is saved" [ "$status" -eq 0 ]
+run report --plan "$work/ds.json" --format csv
+check "report csv: gradient accumulation" grep -qx 'inputs,gradient accumulation,autograd,' "$work/stdout"
+check "report csv: optimizer step" grep -qx 'inputs,mixed-precision optimizer step,deepspeed,' "$work/stdout"
+check "report csv: boundary sends" grep -qx 'inputs,pipeline boundary sends,deepspeed,' "$work/stdout"
+run report --plan "$work/ds.json" --format md
+check "report md: gradient accumulation" grep -qx '| gradient accumulation | autograd |' "$work/stdout"
+check "report md: boundary sends" grep -qx '| pipeline boundary sends | deepspeed |' "$work/stdout"
+
 # With simulated and measured results beside the prediction.
 run report --net lenet5 --procs 4 --simulated "$data/simulated.json" --measured "$data/measured.json" --out "$work/c.md"
 check "report with results exits 0" [ "$status" -eq 0 ]

@@ -384,3 +384,62 @@ TEST_CASE("value formats", "[reports]") {
     CHECK(format_value(61706, Unit::count) == "61706");
     CHECK(format_value(3.7e-6, Unit::none) == "3.7e-06");
 }
+
+TEST_CASE("the inputs table lists the training-software options of the plan's options", "[reports]") {
+    // The rows come from PlannerOptions' enums: an explicit choice by its name, an unset gradient
+    // accumulation as the dtype's default (planner::default_grad_accumulation: 16-bit -> the
+    // main_grad hook, fp32 -> in the GEMM), fp32 with no mixed-precision step to name.
+    networks::Network network = networks::load_network_file(kSource + "/networks/lenet5.json");
+    clusters::Cluster cluster = clusters::load_cluster_file(kSource + "/clusters/dgx-a100.json");
+    auto rows_of = [&](const planner::PlannerOptions& options, std::string* md, std::string* html, std::string* csv) {
+        planner::CostModel model(network, cluster, options);
+        planner::SearchResult result = planner::search(model);
+        ReportInput in;
+        in.model = &model;
+        in.result = &result;
+        in.network_source = "lenet5";
+        in.cluster_source = "dgx-a100";
+        StrategyReport report = build_strategy_report(in);
+        *md = report_markdown(report);
+        *html = report_html(report);
+        *csv = report_csv(report);
+        std::map<std::string, std::string> rows;
+        const Json json = Json::parse(report_json(report));
+        for (const auto& row : json.at("tables").at("inputs").at("rows"))
+            if (row.at("value").is_string()) rows[row.at("item").get<std::string>()] = row.at("value").get<std::string>();
+        return rows;
+    };
+    planner::PlannerOptions options;
+    options.procs = 2;
+    options.batch = 64;
+    options.dtype = DType::fp16;
+    options.grad_accumulation = planner::GradAccumulation::autograd_in_place;
+    options.mixed_precision_step = planner::MixedPrecisionStep::deepspeed_zero;
+    options.boundary_send = planner::PipelineBoundarySend::deepspeed;
+    std::string md, html, csv;
+    auto rows = rows_of(options, &md, &html, &csv);
+    CHECK(rows["gradient accumulation"] == "autograd");
+    CHECK(rows["mixed-precision optimizer step"] == "deepspeed");
+    CHECK(rows["pipeline boundary sends"] == "deepspeed");
+    CHECK(md.find("| gradient accumulation | autograd |") != std::string::npos);
+    CHECK(md.find("| mixed-precision optimizer step | deepspeed |") != std::string::npos);
+    CHECK(md.find("| pipeline boundary sends | deepspeed |") != std::string::npos);
+    CHECK(csv.find("inputs,gradient accumulation,autograd,") != std::string::npos);
+    CHECK(csv.find("inputs,pipeline boundary sends,deepspeed,") != std::string::npos);
+    CHECK(html.find(">mixed-precision optimizer step<") != std::string::npos);
+
+    options.grad_accumulation.reset();
+    options.mixed_precision_step = planner::MixedPrecisionStep::megatron_lm;
+    options.boundary_send = planner::PipelineBoundarySend::whole_tensor;
+    rows = rows_of(options, &md, &html, &csv);
+    CHECK(rows["gradient accumulation"] == "hook (default for fp16)");
+    CHECK(rows["mixed-precision optimizer step"] == "megatron");
+    CHECK(rows["pipeline boundary sends"] == "whole-tensor");
+
+    options.dtype = DType::fp32;
+    options.boundary_send = planner::PipelineBoundarySend::scatter_gather;
+    rows = rows_of(options, &md, &html, &csv);
+    CHECK(rows["gradient accumulation"] == "in-gemm (default for fp32)");
+    CHECK(rows["mixed-precision optimizer step"] == "not used (fp32: one fused pass)");
+    CHECK(rows["pipeline boundary sends"] == "scatter-gather");
+}
