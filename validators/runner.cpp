@@ -992,6 +992,7 @@ RunResult run_plan(const networks::Network& network, const planner::ScoredPlan& 
             result.ledger = layer_ledger(network, scored.calls, sent, comm);
         }
         if (timer.trace) result.trace_origin = t0;
+        if (options.on_step) options.on_step("iteration " + std::to_string(it) + " waits of blocking calls", true);
         settle_waits(timer);
         if (measured) samples.add(t1 - t0, timer, comm);
     }
