@@ -43,7 +43,7 @@ Tensor<T> DistBatchNorm<T>::forward(const Tensor<T>& x, OpTimer& timer) {
             }
     });
     if (comm_size(group_) > 1)
-        timer.time(Op::all_reduce, name_ + " statistics all-reduce", [&] { all_sum_reduce(sums, group_); });
+        timer.time_blocking(Op::all_reduce, name_ + " statistics all-reduce", group_, [&] { all_sum_reduce(sums, group_); });
     Tensor<T> y(x.box);
     timer.time(Op::fwd_compute, name_ + " forward", [&] {
         xhat_ = Tensor<T>(x.box);
@@ -86,7 +86,7 @@ Tensor<T> DistBatchNorm<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
         }
     });
     if (comm_size(group_) > 1)
-        timer.time(Op::all_reduce, name_ + " backward all-reduce", [&] { all_sum_reduce(sums, group_); });
+        timer.time_blocking(Op::all_reduce, name_ + " backward all-reduce", group_, [&] { all_sum_reduce(sums, group_); });
     Tensor<T> dx(dy.box);
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
         // dx = gamma / sigma (dy - mean(dy) - xhat mean(dy xhat)) (Ioffe and Szegedy 2015, section 3).
@@ -128,7 +128,7 @@ Tensor<T> DistGlobalAvgPool<T>::forward(const Tensor<T>& x, OpTimer& timer) {
     });
     MPI_Comm tiles = split_group(grid_, in_, {2, 3});
     if (comm_size(tiles) > 1)
-        timer.time(Op::all_reduce, name_ + " all-reduce", [&] { all_sum_reduce(y.data, tiles); });
+        timer.time_blocking(Op::all_reduce, name_ + " all-reduce", tiles, [&] { all_sum_reduce(y.data, tiles); });
     return y;
 }
 

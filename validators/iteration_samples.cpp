@@ -18,6 +18,8 @@ double IterationSamples::add(double local_s, const OpTimer& timer, MPI_Comm comm
     std::array<double, static_cast<int>(Op::count)> worst{};
     MPI_Allreduce(timer.seconds.data(), worst.data(), static_cast<int>(Op::count), MPI_DOUBLE, MPI_MAX, comm);
     ops_.push_back(worst);
+    MPI_Allreduce(timer.waited.data(), worst.data(), static_cast<int>(Op::count), MPI_DOUBLE, MPI_MAX, comm);
+    waits_.push_back(worst);
     return slowest;
 }
 
@@ -30,6 +32,9 @@ void IterationSamples::summarise(RunResult& r) const {
         for (const auto& a : ops_) v.push_back(a[o]);
         r.op_s[o] = median_of(v);
         r.op_best_s[o] = v.empty() ? 0 : *std::min_element(v.begin(), v.end());
+        v.clear();
+        for (const auto& a : waits_) v.push_back(a[o]);
+        r.op_wait_s[o] = median_of(v);
     }
 }
 

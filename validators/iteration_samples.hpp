@@ -28,6 +28,7 @@ public:
 private:
     std::vector<double> iterations_;
     std::vector<std::array<double, static_cast<int>(Op::count)>> ops_;
+    std::vector<std::array<double, static_cast<int>(Op::count)>> waits_;
 };
 
 // One rank's split of a timed iteration (pipeline stages, graph-partition devices), in this order;

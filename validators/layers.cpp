@@ -1,5 +1,6 @@
 #include "validators/layers.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 
@@ -27,6 +28,17 @@ const char* to_string(Op op) {
             break;
     }
     return "?";
+}
+
+void settle_waits(OpTimer& timer) {
+    for (const OpTimer::BlockingCall& c : timer.blocking) {
+        double shortest = c.seconds;
+        MPI_Allreduce(&c.seconds, &shortest, 1, MPI_DOUBLE, MPI_MIN, c.comm);
+        const double wait = std::max(0.0, c.seconds - shortest);
+        timer.seconds[static_cast<int>(c.op)] -= wait;
+        timer.waited[static_cast<int>(c.op)] += wait;
+    }
+    timer.blocking.clear();
 }
 
 // ---- Grid ----
@@ -164,14 +176,14 @@ WeightedLayer<T>::WeightedLayer(const Grid& grid, std::string name, Index output
 template <class T>
 void WeightedLayer<T>::reduce_partial_sums(Tensor<T>& y, OpTimer& timer) {
     if (grid_.dim(kCi) > 1)
-        timer.time(Op::all_reduce, name_ + " partial sums",
-                   [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCi))); });
+        timer.time_blocking(Op::all_reduce, name_ + " partial sums", grid_.group(Grid::bit(kCi)),
+                            [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCi))); });
 }
 template <class T>
 void WeightedLayer<T>::reduce_input_gradient(Tensor<T>& dx, OpTimer& timer) {
     if (grid_.dim(kCo) > 1)
-        timer.time(Op::all_reduce, name_ + " input gradient",
-                   [&] { all_sum_reduce(dx.data, grid_.group(Grid::bit(kCo))); });
+        timer.time_blocking(Op::all_reduce, name_ + " input gradient", grid_.group(Grid::bit(kCo)),
+                            [&] { all_sum_reduce(dx.data, grid_.group(Grid::bit(kCo))); });
 }
 template <class T>
 MPI_Comm WeightedLayer<T>::sync_group() const {

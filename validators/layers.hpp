@@ -48,9 +48,34 @@ struct OpTimer {
     std::function<void(const std::string&, bool)> on_step;
     // Told each step's operation and name before it runs (the byte ledger attributes sends to it).
     std::function<void(Op, const std::string&)> on_op;
+    // A blocking collective's own time on this rank, to be split by settle_waits() into the time
+    // the group's last arriver spent in it (the call's cost) and this rank's wait for that arrival
+    // (skew: the other ranks' slower preceding work), which is not the call's.
+    struct BlockingCall {
+        Op op;
+        MPI_Comm comm;
+        double seconds;
+    };
+    std::vector<BlockingCall> blocking;
+    std::array<double, static_cast<int>(Op::count)> waited{};  // per Op, moved out of `seconds`
     void reset() {
         seconds.fill(0);
+        waited.fill(0);
         events.clear();
+        blocking.clear();
+    }
+    // time() of a blocking collective over `comm` that every rank of `comm` calls in the same order.
+    template <class F>
+    auto time_blocking(Op op, const std::string& name, MPI_Comm comm, F&& f) {
+        const double before = seconds[static_cast<int>(op)];
+        if constexpr (std::is_void_v<decltype(f())>) {
+            time(op, name, std::forward<F>(f));
+            blocking.push_back({op, comm, seconds[static_cast<int>(op)] - before});
+        } else {
+            auto r = time(op, name, std::forward<F>(f));
+            blocking.push_back({op, comm, seconds[static_cast<int>(op)] - before});
+            return r;
+        }
     }
     template <class F>
     auto time(Op op, const std::string& name, F&& f) {
@@ -72,6 +97,13 @@ struct OpTimer {
         if (trace) events.push_back({name, op, t0, t1});
     }
 };
+
+// After a timed iteration (outside its timing): for every blocking call of timer.blocking, in
+// order, the shortest time any rank of its group spent in it (the last arriver's: the call's own
+// cost) stays the call's; the rest of this rank's time, its wait for the last arriver, moves from
+// timer.seconds to timer.waited. Collective over each call's group, in the order the calls ran
+// (which did not deadlock). Clears timer.blocking.
+void settle_waits(OpTimer& timer);
 
 // Grid axes in rank order, slowest first.
 enum Axis { kReplica = 0, kN, kCo, kCi, kH, kW, kAxes };

@@ -207,6 +207,7 @@ public:
     const Box& src_box() const { return src_[me_]; }
     const Box& dst_box() const { return dst_[me_]; }
     bool is_local() const { return local_only_; }  // no rank sends anything
+    MPI_Comm comm() const { return comm_; }
 
     template <class T>
     Tensor<T> forward(const Tensor<T>& x) const;

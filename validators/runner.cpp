@@ -682,8 +682,11 @@ Tensor<T> NetworkRunner<T>::forward_segment(Tensor<T> boundary, OpTimer& timer) 
         for (std::size_t k = 0; k < st->inputs.size(); ++k) {
             const Tensor<T>& src = st->inputs[k] == 0 ? st->loaded[k] : acts_[st->inputs[k]];
             if (st->to_in[k]) {
-                moved[k] = timer.time(Op::redistribution, st->name + " redistribution",
-                                      [&] { return st->to_in[k]->forward(src); });
+                const Repartition& r = *st->to_in[k];
+                auto move = [&] { return r.forward(src); };
+                const std::string name = st->name + " redistribution";
+                moved[k] = r.is_local() ? timer.time(Op::redistribution, name, move)
+                                        : timer.time_blocking(Op::redistribution, name, r.comm(), move);
                 xs[k] = &moved[k];
             } else {
                 xs[k] = &src;
@@ -728,9 +731,14 @@ Tensor<T> NetworkRunner<T>::backward_segment(Tensor<T> dy, OpTimer& timer) {
                 }
         for (std::size_t k = 0; k < st.inputs.size(); ++k) {
             if (st.inputs[k] == 0) continue;  // the network's input needs no gradient
-            Tensor<T> g = st.back[k] ? timer.time(Op::redistribution, st.name + " redistribution back",
-                                                  [&] { return st.back[k]->forward(dxs[k]); })
-                                     : std::move(dxs[k]);
+            Tensor<T> g = std::move(dxs[k]);
+            if (st.back[k]) {
+                const Repartition& r = *st.back[k];
+                auto move = [&] { return r.forward(g); };
+                const std::string name = st.name + " redistribution back";
+                g = r.is_local() ? timer.time(Op::redistribution, name, move)
+                                 : timer.time_blocking(Op::redistribution, name, r.comm(), move);
+            }
             add_into(grads[st.inputs[k]], has_grad[st.inputs[k]], std::move(g));
         }
     }
@@ -984,13 +992,17 @@ RunResult run_plan(const networks::Network& network, const planner::ScoredPlan& 
             result.ledger = layer_ledger(network, scored.calls, sent, comm);
         }
         if (timer.trace) result.trace_origin = t0;
+        if (options.on_step) options.on_step("iteration " + std::to_string(it) + " waits of blocking calls", true);
+        settle_waits(timer);
         if (measured) samples.add(t1 - t0, timer, comm);
     }
     samples.summarise(result);
     if (options.trace) {
-        // Gather every rank's events of the last iteration on rank 0, times relative to rank 0's start.
-        double origin = result.trace_origin;
-        MPI_Bcast(&origin, 1, MPI_DOUBLE, 0, comm);
+        // Gather every rank's events of the last iteration on rank 0, times relative to each rank's own
+        // exit from the iteration's barrier: Open MPI's MPI_Wtime counts from each process's MPI_Init
+        // (ompi_wtime_time_origin), so rank 0's origin on another rank is off by their start-up gap
+        // (117 us on resnet-small at P = 2: rank 1's first event was at -115 us).
+        const double origin = result.trace_origin;
         std::vector<double> flat;
         std::string names;
         for (const auto& e : timer.events) {

@@ -150,6 +150,9 @@ struct RunResult {
     // processes leave it alone (the calibration's statistic too).
     double iteration_best_s = 0;
     std::array<double, static_cast<int>(Op::count)> op_best_s{};
+    // Per blocking operation, the slowest rank's wait for its group's last arriver (OpTimer::waited,
+    // settle_waits): not in op_s, still in the iteration.
+    std::array<double, static_cast<int>(Op::count)> op_wait_s{};
     std::vector<double> iteration_samples;
     // The byte ledger of the last timed iteration against the plan's CommCalls (rank 0 only; see
     // layer_ledger): {"agrees", "entries", "mismatches"}.

@@ -219,7 +219,8 @@ Tensor<T> DistAttention<T>::forward(const Tensor<T>& x, OpTimer& timer) {
         }
     });
     if (grid_.dim(kCo) > 1)
-        timer.time(Op::all_reduce, name_ + " output all-reduce", [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCo))); });
+        timer.time_blocking(Op::all_reduce, name_ + " output all-reduce", grid_.group(Grid::bit(kCo)),
+                            [&] { all_sum_reduce(y.data, grid_.group(Grid::bit(kCo))); });
     if (bias_)
         timer.time(Op::fwd_compute, name_ + " bias", [&] {
             for (Index r = 0; r < rows; ++r)

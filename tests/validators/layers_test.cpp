@@ -257,5 +257,54 @@ int main(int argc, char** argv) {
                             "y on the first column");
             });
         }
+
+        suite.run("for_each_run merges the inner axes the region, source and target cover whole", [&] {
+            std::vector<std::array<Index, 3>> calls;  // src offset, dst offset, run
+            auto note = [&](Index a, Index b, Index n) { calls.push_back({a, b, n}); };
+            // [2, 3, 4, 1] with rows 2..3 of axis 2 (a sequence block [B, S, E, 1] split on E):
+            // axis 3 is whole, axis 2 is not, so one run of 2 per (b, c): 2 x 3 calls, source
+            // offsets (b 3 + c) 4 + 2, target offsets 2 (b 3 + c).
+            Box src{{0, 0, 0, 0}, {2, 3, 4, 1}}, region{{0, 0, 2, 0}, {2, 3, 4, 1}};
+            for_each_run(src, region, region, note);
+            suite.check(calls.size() == 6, "6 runs, got " + std::to_string(calls.size()));
+            for (std::size_t k = 0; k < calls.size() && k < 6; ++k) {
+                const Index bc = static_cast<Index>(k);
+                suite.check(calls[k] == std::array<Index, 3>{bc * 4 + 2, bc * 2, 2}, "run " + std::to_string(k));
+            }
+            // [4, 3, 2, 5] with samples 1..2: axes 1-3 whole, one run of 2 x 3 x 2 x 5 = 60 from offset 30.
+            calls.clear();
+            Box src2{{0, 0, 0, 0}, {4, 3, 2, 5}}, samples{{1, 0, 0, 0}, {3, 3, 2, 5}};
+            for_each_run(src2, samples, samples, note);
+            suite.check(calls.size() == 1 && calls[0] == std::array<Index, 3>{30, 0, 60}, "one run of 60 from 30");
+        });
+
+        suite.run("settle_waits: a blocking call's wait for the last arriver is not the call's time", [&] {
+            // The last rank arrives 30 ms late: the others' time in the all-reduce is mostly that
+            // wait; after settle_waits every rank keeps the last arriver's time (the group's
+            // shortest) as the call's and the rest as its wait, which together are its own time.
+            OpTimer t;
+            const int me = comm_rank(MPI_COMM_WORLD);
+            double value = 1, sum = 0;
+            MPI_Barrier(MPI_COMM_WORLD);
+            if (me == p - 1) {
+                const double start = MPI_Wtime();
+                while (MPI_Wtime() - start < 0.030) {
+                }
+            }
+            t.time_blocking(Op::all_reduce, "late all-reduce", MPI_COMM_WORLD,
+                            [&] { MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); });
+            const double own = t.seconds[static_cast<int>(Op::all_reduce)];
+            settle_waits(t);
+            const double kept = t.seconds[static_cast<int>(Op::all_reduce)];
+            const double waited = t.waited[static_cast<int>(Op::all_reduce)];
+            suite.check(std::abs(kept + waited - own) < 1e-12, "kept + waited = own time");
+            double lo = 0, hi = 0;
+            MPI_Allreduce(&kept, &lo, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+            MPI_Allreduce(&kept, &hi, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            suite.check(lo == hi, "every rank keeps the same (the last arriver's) time");
+            suite.check(t.blocking.empty(), "the calls are settled");
+            if (p > 1 && me == 0) suite.check(waited > 0.015, "rank 0 waited " + std::to_string(waited) + " s");
+            if (me == p - 1) suite.check(waited < 0.005, "the last arriver waited " + std::to_string(waited) + " s");
+        });
     });
 }
