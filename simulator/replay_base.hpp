@@ -41,6 +41,13 @@ void count_message(RankClock& clock);
 
 bool pair_exchanges_only(const CommCall& call);  // below
 
+// The packing and unpacking of member `index`'s ghost cells in a halo exchange on a calibrated
+// CPU: planner::halo_pack_seconds, the cost model's own charge, for the member's neighbours (its
+// sends: 2 inside a line, 1 at its ends or on a two-part line; the model charges its busiest
+// member, clusters::halo_neighbours). The replays run it as compute after the call's messages; 0
+// for other calls and on devices without the kernel (simulator/README.md, "The replay").
+double halo_pack_seconds(const planner::CostModel& model, const CommCall& call, int index);
+
 // An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.
 // Open addressing in one array (linear probing, at most half full): every message looks its
 // mailbox up, and a node-based map cost 5% of resnet50's best plan at P = 4,096 in cache misses.
@@ -211,6 +218,8 @@ struct ReplayBase {
         } else if (step.type == Step::Type::comm) {
             member_of(*step.call, [&](int index, const auto& member) {
                 run_call(*step.call, rank, index, member, channel, boxes, clock);
+                if (const double pack = halo_pack_seconds(model, *step.call, index); pack > 0)
+                    sg4::this_actor::execute(pack * speed);
             });
             clock.by_kind[planner::index_of(step.call->kind)] += sg4::Engine::get_clock() - start;
             record(clock, rank, 0, "communication", start, call_name(*step.call) + suffix);
