@@ -170,7 +170,13 @@ struct ReplayBase {
             if (step.send_to < 0) continue;
             const int partner = member(step.send_to);
             count_message(clock);
-            if (rank < partner) {
+            if (router_lanes > 1 && partner % router_lanes != 0) {
+                // Router symmetry: the partner is not replayed; the exchange is one flow to its host.
+                sg4::CommPtr send = sg4::Comm::sendto_async(
+                    (*hosts)[rank], (*hosts)[partner], std::max<std::uint64_t>(1, std::llround(step.send_bytes)));
+                send->wait();
+                flow(rank, partner, 2 * step.send_bytes, send->get_start_time(), label(call));
+            } else if (rank < partner) {
                 sg4::CommPtr send = mailbox(boxes, channel, rank, partner)
                                         ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
                 send->wait();

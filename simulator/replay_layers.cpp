@@ -265,7 +265,7 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
     const RouterSymmetry routers = symmetric ? RouterSymmetry::none : router_symmetry(model, program, given);
     const int router_lanes = routers == RouterSymmetry::none ? 1 : model.cluster().topology.dragonfly_nodes_per_router;
     const bool pairs_only = pair_exchanges_everywhere(program);
-    const bool fold = !symmetric && router_lanes == 1 && foldable_layers(model, pairs_only, given);
+    const bool fold = !symmetric && foldable_layers(model, pairs_only, given);
     SimOptions options = given;
     options.platform.shared_duplex = fold;
     options.platform.router_lanes = router_lanes;
@@ -293,7 +293,8 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
                 if (router_lanes > 1) {
                     replay->stride = router_lanes;
                     replay->router_lanes = router_lanes;
-                    reduction = "one node per dragonfly router replayed (router symmetry: rank xor 1 .. " +
+                    reduction = (reduction.empty() ? "" : reduction + "; ") +
+                                "one node per dragonfly router replayed (router symmetry: rank xor 1 .. " +
                                 std::to_string(router_lanes - 1) + " maps the plan and the topology onto themselves" +
                                 std::string(routers == RouterSymmetry::exact ? ")" : "; lone flows approximated)");
                 }
