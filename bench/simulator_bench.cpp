@@ -12,7 +12,8 @@
 //   gpt3-175b, the README's plan (T = 8 x S = 4 x R = 32, M = 48, 1F1B, ZeRO-1) on dgx-a100's fat tree;
 //   "Folded": pair exchanges as one flow on links shared by both directions (simulator/README.md,
 //   "Folded exchanges"): exact for pure batch on the dragonfly ("Unfolded" the reference), with
-//   lone flows approximated for the best plans (halos).
+//   lone flows approximated for the best plans (halos); "Router": one node per dragonfly router
+//   (simulator/README.md, "Router symmetry"), approximate for the best plans.
 #include <benchmark/benchmark.h>
 
 #include "clusters/cluster.hpp"
@@ -68,7 +69,7 @@ void batch(benchmark::State& state, const std::string& net, const std::string& t
 
 // The planner's best candidate (batch 256) on the cluster's own topology.
 void best(benchmark::State& state, const std::string& net, bool event_driven = false, bool memory_pool = true,
-          bool fold_lone_flows = false) {
+          bool fold_lone_flows = false, bool router_symmetry = false) {
     const int procs = static_cast<int>(state.range(0));
     networks::Network network = network_named(net);
     planner::PlannerOptions options;
@@ -82,6 +83,7 @@ void best(benchmark::State& state, const std::string& net, bool event_driven = f
     sim.event_driven = event_driven;
     sim.memory_pool = memory_pool;
     sim.fold_lone_flows = fold_lone_flows;
+    sim.router_symmetry = router_symmetry;
     simulator::SimResult result;
     for (auto _ : state) result = simulator::simulate(model, plan, sim);
     report(state, result, plan.cost.iteration_s);
@@ -135,6 +137,11 @@ void BM_SimulateResnet50BatchDragonflyUnfolded(benchmark::State& state) {
 }
 void BM_SimulateVgg16BestDragonflyFolded(benchmark::State& state) { best(state, "vgg16", false, true, true); }
 void BM_SimulateResnet50BestDragonflyFolded(benchmark::State& state) { best(state, "resnet50", false, true, true); }
+// Router symmetry (simulator/README.md, "Router symmetry"): one node per dragonfly router; approximate
+// with the best plans' halos and shifts inside a router.
+void BM_SimulateResnet50BestDragonflyRouter(benchmark::State& state) {
+    best(state, "resnet50", false, true, false, true);
+}
 void BM_SimulateGpt2PipelineStar(benchmark::State& state) {
     pipeline(state, "gpt2", "dgx-a100", 512, spec_of(4, 4, static_cast<int>(state.range(0)) / 16, 8, false), "star",
              true);
@@ -171,5 +178,6 @@ BENCHMARK(BM_SimulateResnet50BatchDragonflyFolded)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BatchDragonflyUnfolded)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateVgg16BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BestDragonflyRouter)->Arg(128)->Arg(4096)->ONE_RUN;
 
 BENCHMARK_MAIN();

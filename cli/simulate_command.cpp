@@ -33,6 +33,7 @@ struct SimulateOptions {
     double max_seconds = 0;
     bool full = false;
     bool fold_lone_flows = false;
+    bool router_symmetry = false;
     int top_links = 10;
 };
 
@@ -189,6 +190,7 @@ int run_simulate(const SimulateOptions& o) {
     options.max_seconds = o.max_seconds;
     options.reduce = !o.full;
     options.fold_lone_flows = o.fold_lone_flows;
+    options.router_symmetry = o.router_symmetry;
     options.top_links = o.top_links;
     auto progress = std::make_shared<SimulateProgress>();
     options.on_progress = [progress](const simulator::SimProgress& p) { (*progress)(p); };
@@ -270,6 +272,9 @@ Command add_simulate_command(CLI::App& app) {
     cmd->add_flag("--fold-lone-flows", o->fold_lone_flows,
                   "fold pair exchanges even when halos or rings send lone flows (an approximation; simulator/README.md, "
                   "\"Folded exchanges\")");
+    cmd->add_flag("--router-symmetry", o->router_symmetry,
+                  "on a dragonfly, replay one node per router: exact for xor-symmetric pair exchanges, approximate "
+                  "with halos or shifts inside a router (simulator/README.md, \"Router symmetry\")");
     return {cmd, [o] { return run_simulate(*o); }};
 }
 

@@ -268,7 +268,8 @@ Json run_simulation(const planner::CostModel& model, const SimOptions& given, co
     double cpu = static_cast<double>(std::clock() - cpu_start) / CLOCKS_PER_SEC;
     double iteration = 0;
     for (const auto& c : clocks) iteration = std::max(iteration, c.end);
-    Json links = started.links ? started.links->to_json(iteration, options.top_links, options.platform.lanes) : Json();
+    Json links = started.links ? started.links->to_json(iteration, options.top_links, options.platform.lanes,
+                                                             options.platform.router_lanes) : Json();
     return encode_result(clocks, platform, static_cast<std::int64_t>(engine.get_host_count()), wall, cpu, actors,
                          started.reduction, std::move(links));
 }

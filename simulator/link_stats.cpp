@@ -102,11 +102,13 @@ double LinkStats::busy(const Link& link) {
     return total;
 }
 
-Json LinkStats::to_json(double iteration_s, int top, int lanes) const {
+Json LinkStats::to_json(double iteration_s, int top, int lanes, int router_lanes) const {
     std::vector<int> order(links_.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
     auto scale = [&](const Link& l) {
         const std::string& name = l.link->get_name();
+        if (router_lanes > 1)  // router symmetry: a replayed flow between routers stands for router_lanes
+            return name.rfind("local_link", 0) == 0 ? 1.0 : static_cast<double>(router_lanes);
         return name.rfind("nic", 0) == 0 || name.rfind("intra", 0) == 0 ? 1.0 : static_cast<double>(lanes);
     };
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {

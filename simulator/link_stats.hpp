@@ -28,7 +28,7 @@ public:
     // The `top` links by bytes carried, with their busy fraction and utilisation over `iteration_s`
     // and their three largest senders. Links whose names do not start with "nic" or "intra" (the
     // topology's) count `lanes` times their bytes and bandwidth (the reduced pipeline replay).
-    Json to_json(double iteration_s, int top, int lanes) const;
+    Json to_json(double iteration_s, int top, int lanes, int router_lanes = 1) const;
 
 private:
     struct Link {

@@ -357,6 +357,18 @@ BuiltPlatform build_platform(sg4::Engine& engine, const clusters::Cluster& clust
     else  // dragonfly
         built = b.dragonfly(topo);
     b.root->seal();
+    if (options.router_lanes > 1 && built.kind == "dragonfly") {
+        // Router symmetry: each replayed flow between routers stands for router_lanes identical
+        // ones (max-min sharing of k copies on capacity c gives each what one gets on c / k); the
+        // node links (local_link_*) are private and keep theirs.
+        for (sg4::Link* link : engine.get_all_links()) {
+            const std::string& name = link->get_name();
+            if (name.rfind("green_link", 0) == 0 || name.rfind("black_link", 0) == 0 || name.rfind("blue_link", 0) == 0)
+                link->set_bandwidth(link->get_bandwidth() / options.router_lanes);
+        }
+        built.summary += "; one node per router replayed, router and global links at 1/" +
+                         std::to_string(options.router_lanes) + " of their bandwidth (router symmetry)";
+    }
     if (options.shared_duplex) built.summary += "; links folded: one resource for both directions (folded exchanges)";
     built.hosts = std::move(b.hosts);
     return built;

@@ -2,6 +2,7 @@
 #include "simulator/replay_base.hpp"
 
 #include "simulator/child.hpp"
+#include "planner/compute.hpp"
 
 #include <algorithm>
 
@@ -32,6 +33,13 @@ std::vector<clusters::RankStep> ReplayBase::call_rank_steps(const CommCall& call
         return {step};
     }
     return clusters::halo_rank_steps(call.group, call.bytes, index);
+}
+
+double halo_pack_seconds(const planner::CostModel& model, const CommCall& call, int index) {
+    if (call.kind != CommKind::halo || call.pattern != planner::CommPattern::halo_exchange) return 0;
+    int neighbours = 0;
+    for (const auto& step : ReplayBase::call_rank_steps(call, index)) neighbours += step.send_to >= 0 ? 1 : 0;
+    return planner::halo_pack_seconds(model.cluster().device, call.bytes, neighbours);
 }
 
 void count_message(RankClock& clock) {

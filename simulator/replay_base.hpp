@@ -3,6 +3,7 @@
 // Private to simulator/ (SimGrid headers stay out of simulator.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -40,6 +41,13 @@ struct RankClock {
 void count_message(RankClock& clock);
 
 bool pair_exchanges_only(const CommCall& call);  // below
+
+// The packing and unpacking of member `index`'s ghost cells in a halo exchange on a calibrated
+// CPU: planner::halo_pack_seconds, the cost model's own charge, for the member's neighbours (its
+// sends: 2 inside a line, 1 at its ends or on a two-part line; the model charges its busiest
+// member, clusters::halo_neighbours). The replays run it as compute after the call's messages; 0
+// for other calls and on devices without the kernel (simulator/README.md, "The replay").
+double halo_pack_seconds(const planner::CostModel& model, const CommCall& call, int index);
 
 // An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.
 // Open addressing in one array (linear probing, at most half full): every message looks its
@@ -94,6 +102,10 @@ struct ReplayBase {
     // The folded replay (simulator/README.md, "Folded exchanges"): the links are SHARED, and each
     // pair exchange of a call made only of pair exchanges is one flow from the lower rank.
     bool folded = false;
+    // The router-symmetric replay (simulator/README.md, "Router symmetry"): only ranks r with
+    // r % router_lanes == 0 have actors; a partner of another lane (in the same router) is not
+    // replayed, and its side of each step is a flow from its host started with the rank's own.
+    int router_lanes = 1;
     std::unordered_map<const CommCall*, bool> pair_calls{};  // memo of pair_exchanges_only()
     LinkStats link_stats{};
     std::unordered_map<const CommCall*, std::string> labels{};  // "<what> (<collective>)" per call
@@ -126,6 +138,10 @@ struct ReplayBase {
             run_folded(call, rank, index, member, channel, boxes, clock);
             return;
         }
+        if (router_lanes > 1) {
+            run_router(call, rank, index, member, channel, boxes, clock);
+            return;
+        }
         for (const auto& step : call_rank_steps(call, index)) {
             sg4::CommPtr send, recv;
             int* received = nullptr;
@@ -154,7 +170,13 @@ struct ReplayBase {
             if (step.send_to < 0) continue;
             const int partner = member(step.send_to);
             count_message(clock);
-            if (rank < partner) {
+            if (router_lanes > 1 && partner % router_lanes != 0) {
+                // Router symmetry: the partner is not replayed; the exchange is one flow to its host.
+                sg4::CommPtr send = sg4::Comm::sendto_async(
+                    (*hosts)[rank], (*hosts)[partner], std::max<std::uint64_t>(1, std::llround(step.send_bytes)));
+                send->wait();
+                flow(rank, partner, 2 * step.send_bytes, send->get_start_time(), label(call));
+            } else if (rank < partner) {
                 sg4::CommPtr send = mailbox(boxes, channel, rank, partner)
                                         ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)));
                 send->wait();
@@ -166,6 +188,42 @@ struct ReplayBase {
             }
         }
     }
+    // Member `index` under router symmetry: a replayed partner (same lane) through the mailboxes as
+    // usual; a partner of another lane of the rank's router is not replayed but runs the same step
+    // at the same time (the symmetry), so the rank's send is a flow to its host and its receive a
+    // flow from it, both started at once.
+    template <class Member>
+    void run_router(const CommCall& call, int rank, int index, const Member& member, const std::string& channel,
+                    Boxes& boxes, RankClock& clock) {
+        sg4::Host* self = (*hosts)[rank];
+        // A host-to-host flow of 0 bytes would never start (SimGrid 3.32); 1 byte costs 0.1 ns.
+        auto size = [](double bytes) { return std::max<std::uint64_t>(1, std::llround(bytes)); };
+        for (const auto& step : call_rank_steps(call, index)) {
+            sg4::CommPtr send, recv;
+            int* received = nullptr;
+            const int to = step.send_to >= 0 ? member(step.send_to) : -1;
+            const int from = step.recv_from >= 0 ? member(step.recv_from) : -1;
+            if (to >= 0) {
+                send = to % router_lanes == 0
+                           ? mailbox(boxes, channel, rank, to)
+                                 ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(step.send_bytes)))
+                           : sg4::Comm::sendto_async(self, (*hosts)[to], size(step.send_bytes));
+                count_message(clock);
+            }
+            if (from >= 0)
+                recv = from % router_lanes == 0 ? mailbox(boxes, channel, from, rank)->template get_async<int>(&received)
+                                                : sg4::Comm::sendto_async((*hosts)[from], self, size(step.recv_bytes));
+            if (send) {
+                send->wait();
+                flow(rank, to, step.send_bytes, send->get_start_time(), label(call));
+            }
+            if (recv) {
+                recv->wait();
+                if (from % router_lanes != 0) flow(from, rank, step.recv_bytes, recv->get_start_time(), label(call));
+            }
+        }
+    }
+
     bool pair_call(const CommCall& call) {
         auto [it, inserted] = pair_calls.try_emplace(&call, false);
         if (inserted) it->second = pair_exchanges_only(call);
@@ -211,6 +269,8 @@ struct ReplayBase {
         } else if (step.type == Step::Type::comm) {
             member_of(*step.call, [&](int index, const auto& member) {
                 run_call(*step.call, rank, index, member, channel, boxes, clock);
+                if (const double pack = halo_pack_seconds(model, *step.call, index); pack > 0)
+                    sg4::this_actor::execute(pack * speed);
             });
             clock.by_kind[planner::index_of(step.call->kind)] += sg4::Engine::get_clock() - start;
             record(clock, rank, 0, "communication", start, call_name(*step.call) + suffix);

@@ -34,6 +34,7 @@ struct Stream {
     int pending = 0;
     double started = 0;  // start of the current program step (call, sync call, compute)
     bool finished = false, waiting_for_sync = false;
+    bool packing = false;  // main: the halo call's packing compute after its messages
     enum class Phase { program, deferred, optimizer, done } phase = Phase::program;
 };
 
@@ -189,10 +190,29 @@ struct EventReplay : ReplayBase {
         ++s.pc;
     }
 
+    // After a halo call's messages, its packing compute (halo_pack_seconds, as the actors' replay);
+    // true when it started, false when there is none or it has just ended.
+    bool start_packing(Stream& s) {
+        if (s.packing) {
+            s.packing = false;
+            return false;
+        }
+        const Step& step = program.main[s.pc];
+        if (step.type != Step::Type::comm || s.index < 0) return false;
+        const double pack = halo_pack_seconds(model, *step.call, s.index);
+        if (pack <= 0) return false;
+        s.packing = true;
+        start_compute(s, pack);
+        return true;
+    }
+
     void advance_main(Stream& s, bool resumed) {
         RankClock& clock = clocks[s.rank];
         if (s.phase == Stream::Phase::program) {
-            if (resumed) end_main_step(s);
+            if (resumed) {
+                if (start_packing(s)) return;
+                end_main_step(s);
+            }
             for (; s.pc < program.main.size();) {
                 const Step& step = program.main[s.pc];
                 s.started = sg4::Engine::get_clock();
@@ -220,6 +240,7 @@ struct EventReplay : ReplayBase {
                     return;
                 }
                 if (begin_call(s, *step.call) && !run_steps(s)) return;
+                if (start_packing(s)) return;
                 end_main_step(s);
             }
             clock.backward_end = sg4::Engine::get_clock();

@@ -175,6 +175,64 @@ bool symmetric_layers(const planner::CostModel& model, const ReplayProgram& prog
 }
 
 
+// True when member i ^ k runs member i's steps mapped by ^ k (partners i ^ k's, the same bytes) for
+// every k below min(group size, lanes): recursive doubling and halving, Rabenseifner on a power of
+// two, any pair exchange over 2 ranks; not rings, shifts or halos over more than 2 parts.
+bool xor_symmetric(const CommCall& call, int lanes) {
+    const int g = std::max(1, call.group.size);
+    const int k_end = std::min(g, lanes);
+    std::vector<std::vector<clusters::RankStep>> steps(static_cast<std::size_t>(g));
+    for (int i = 0; i < g; ++i) steps[i] = ReplayBase::call_rank_steps(call, i);
+    auto image = [](int partner, int k) { return partner < 0 ? -1 : partner ^ k; };
+    for (int k = 1; k < k_end; ++k)
+        for (int i = 0; i < g; ++i) {
+            const auto& mine = steps[i];
+            const auto& theirs = steps[i ^ k];
+            if (mine.size() != theirs.size()) return false;
+            for (std::size_t s = 0; s < mine.size(); ++s)
+                if (theirs[s].send_to != image(mine[s].send_to, k) || theirs[s].recv_from != image(mine[s].recv_from, k) ||
+                    theirs[s].send_bytes != mine[s].send_bytes || theirs[s].recv_bytes != mine[s].recv_bytes)
+                    return false;
+        }
+    return true;
+}
+
+// The router-symmetric replay's conditions (simulator/README.md, "Router symmetry"): CM02 on a built
+// dragonfly with one device per node, R = nodes per router a power of two dividing P, every call's
+// groups contiguous blocks that lie inside one router (g < R) or are whole routers (R | g), and every
+// partner of a member either in its router or in its lane (i % R, so a partner of a replayed rank
+// is replayed or in its router). Exact when every call is also xor-symmetric and made of pair
+// exchanges; otherwise approximate (lone flows inside a router).
+enum class RouterSymmetry { none, exact, approximate };
+RouterSymmetry router_symmetry(const planner::CostModel& model, const ReplayProgram& program, const SimOptions& options) {
+    const auto& cluster = model.cluster();
+    const int procs = static_cast<int>(model.options().procs);
+    const int R = cluster.topology.dragonfly_nodes_per_router;
+    const bool dragonfly =
+        options.platform.topology == "cluster" && cluster.topology.kind == clusters::TopologyKind::dragonfly;
+    if (!options.reduce || !options.router_symmetry || !dragonfly || options.event_driven ||
+        !options.platform.platform_file.empty() || options.platform.network_model != NetworkModel::cm02 ||
+        std::min(cluster.devices_per_node, procs) != 1 || R < 2 || (R & (R - 1)) != 0 || procs % R != 0)
+        return RouterSymmetry::none;
+    std::vector<const CommCall*> calls;
+    for (const Step& step : program.main)
+        if (step.type == Step::Type::comm) calls.push_back(step.call);
+    for (const auto& group : program.sync) calls.insert(calls.end(), group.begin(), group.end());
+    std::unordered_map<const CommCall*, bool> seen;
+    bool exact = true;
+    for (const CommCall* call : calls) {
+        if (!seen.emplace(call, true).second) continue;
+        const int g = std::max(1, call->group.size);
+        if (procs % g != 0 || (g < R ? R % g != 0 : g % R != 0)) return RouterSymmetry::none;
+        for (int i = 0; i < g; ++i)
+            for (const auto& step : ReplayBase::call_rank_steps(*call, i))
+                for (int j : {step.send_to, step.recv_from})
+                    if (j >= 0 && i / R != j / R && i % R != j % R) return RouterSymmetry::none;
+        if (exact && !(pair_exchanges_only(*call) && xor_symmetric(*call, R))) exact = false;
+    }
+    return exact ? RouterSymmetry::exact : RouterSymmetry::approximate;
+}
+
 // True when every call of the program is made of pair exchanges (pair_exchanges_only).
 bool pair_exchanges_everywhere(const ReplayProgram& program) {
     for (const Step& step : program.main)
@@ -204,10 +262,13 @@ bool foldable_layers(const planner::CostModel& model, bool pairs_only, const Sim
 SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& plan, const SimOptions& given) {
     const ReplayProgram program = build_replay_program(model, plan);
     const bool symmetric = symmetric_layers(model, program, given);
+    const RouterSymmetry routers = symmetric ? RouterSymmetry::none : router_symmetry(model, program, given);
+    const int router_lanes = routers == RouterSymmetry::none ? 1 : model.cluster().topology.dragonfly_nodes_per_router;
     const bool pairs_only = pair_exchanges_everywhere(program);
     const bool fold = !symmetric && foldable_layers(model, pairs_only, given);
     SimOptions options = given;
     options.platform.shared_duplex = fold;
+    options.platform.router_lanes = router_lanes;
     SimResult result = run_in_child(model, options, [&] {
         const int procs = static_cast<int>(model.options().procs);
         const int d = std::max(1, std::min(model.cluster().devices_per_node, procs));
@@ -229,6 +290,14 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
                     reduction = "each pair exchange is one flow on links shared by both directions (folded exchanges" +
                                 std::string(pairs_only ? ")" : "; lone flows approximated)");
                 }
+                if (router_lanes > 1) {
+                    replay->stride = router_lanes;
+                    replay->router_lanes = router_lanes;
+                    reduction = (reduction.empty() ? "" : reduction + "; ") +
+                                "one node per dragonfly router replayed (router symmetry: rank xor 1 .. " +
+                                std::to_string(router_lanes - 1) + " maps the plan and the topology onto themselves" +
+                                std::string(routers == RouterSymmetry::exact ? ")" : "; lone flows approximated)");
+                }
                 if (!symmetric && options.event_driven) {
                     replay->hosts = &hosts;
                     return start_event_replay(events, model, program, options, hosts, speed,
@@ -240,6 +309,8 @@ SimResult simulate(const planner::CostModel& model, const planner::ScoredPlan& p
     });
     // The symmetric replay: every rank's timeline is rank 0's.
     if (symmetric) replicate_slices(result, static_cast<int>(model.options().procs), 1);
+    // Router symmetry: rank r + k's timeline is rank r's (r a replayed rank, k below the lanes).
+    if (router_lanes > 1) replicate_slices(result, router_lanes, 1);
     return result;
 }
 

@@ -408,7 +408,8 @@ std::optional<TimedCalls> collapsible_calls(const planner::CostModel& model, con
             if (inner.my_index(call->group, t) < 0) return false;
         const double s = isolated_call_seconds(*call, latency, bandwidth);
         if (s < 0) return false;
-        seconds[call] = s;
+        // A symmetric halo (two parts) packs the same on both members.
+        seconds[call] = s + halo_pack_seconds(model, *call, 0);
         return true;
     };
     for (const auto& layer : layers)

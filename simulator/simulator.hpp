@@ -48,6 +48,10 @@ struct PlatformOptions {
     // Set by the folded replay (not by users): every link is one SHARED resource for both
     // directions instead of a split-duplex pair (simulator/README.md, "Folded exchanges").
     bool shared_duplex = false;
+    // Set by the router-symmetric replay (not by users): one node per dragonfly router is replayed
+    // and stands for the router's `router_lanes` nodes, so the router-to-router and global links get
+    // 1 / router_lanes of their bandwidth (simulator/README.md, "Router symmetry").
+    int router_lanes = 1;
 };
 
 // What a running simulation has done so far (SimOptions::on_progress).
@@ -91,6 +95,13 @@ struct SimOptions {
     // more than 2 ranks): those flows then share a folded link with both directions' traffic, an
     // approximation (measured, not exact; off by default).
     bool fold_lone_flows = false;
+    // Layer-parallel plans on a built dragonfly with one device per node under CM02: replay one node
+    // per router (the first) when every partner of a replayed rank is in its router or is replayed
+    // too (simulator/README.md, "Router symmetry"). Exact when every call maps onto itself under
+    // rank xor 1 .. R-1 (R nodes per router) and is made of pair exchanges; with halos over 3 or more
+    // parts or shifts inside a router, the replayed node's partners there are assumed to post with
+    // it: an approximation (measured, not exact). Off by default; SimResult::reduction says which.
+    bool router_symmetry = false;
 };
 
 // One named slice of one rank's timeline: compute, a collective, a sync all-reduce.

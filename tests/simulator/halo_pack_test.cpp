@@ -1,0 +1,79 @@
+// The replay charges a calibrated CPU's halo packing (CpuKernel::halo_pack) as the cost model does:
+// planner::halo_pack_seconds after the exchange's messages (simulator/README.md, "The replay").
+#include <catch2/catch.hpp>
+
+#include "planner/cost_model.hpp"
+#include "sim_test_helpers.hpp"
+#include "simulator/simulator.hpp"
+
+using namespace dnnplan;
+using simulator::test::test_cluster;
+
+namespace {
+
+// Two 3x3 convolutions (padding 1, no bias) on 4 x 8 x 8 images, 8 output channels each, batch 4:
+// the network of the cost model's hand-computed halo test (tests/planner/cost_model_test.cpp).
+networks::Network two_conv() {
+    return networks::parse_network(Json::parse(R"({
+        "name": "two_conv", "batch": 4, "input": {"shape": [4, 8, 8]},
+        "layers": [
+            {"name": "conv1", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false},
+            {"name": "conv2", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false}
+        ]})"),
+                                   "inline.json");
+}
+
+struct Replays {
+    double predicted_halo = 0, predicted = 0, actors = 0, events = 0;
+};
+
+// Every layer split 1 x 4 by columns (a four-part line: inner parts have two neighbours), sync
+// after the backward pass (every message sequential), on the contention-free star.
+Replays replay(const networks::Network& net, const clusters::Cluster& cluster) {
+    planner::PlannerOptions options;
+    options.procs = 4;
+    options.batch = 4;
+    options.overlap_sync = false;
+    planner::CostModel model(net, cluster, options);
+    std::vector<planner::Layout> layouts(net.layers.size());
+    for (int a : model.anchors()) layouts[a] = planner::Layout{1, 1, 1, 1, 4};
+    const planner::ScoredPlan plan = model.score(layouts);
+    REQUIRE(plan.cost.feasible);
+    simulator::SimOptions sim;
+    sim.platform.topology = "star";
+    Replays r{plan.cost.comm(planner::CommKind::halo), plan.cost.iteration_s, 0, 0};
+    r.actors = simulator::simulate(model, plan, sim).simulated.iteration_s;
+    sim.event_driven = true;
+    r.events = simulator::simulate(model, plan, sim).simulated.iteration_s;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("a calibrated CPU's halo packing is replayed as the cost model charges it", "[sim][halo_pack]") {
+    // 4 nodes on a star, 1 GB/s and 1 us end to end per message (the cost model test's links).
+    clusters::Cluster plain = test_cluster("calibrated", 4, 1, {1e9, 1e-6}, {1e9, 1e-6});
+    // A calibrated CPU: im2col lowering and BLAS calls fitted (round constants), and halo_pack
+    // 0.5 ns per byte and 1 us per copy.
+    using clusters::CpuKernel;
+    plain.device.cpu_kernels[CpuKernel::lowering_forward] = {1e-9, 0};
+    plain.device.cpu_kernels[CpuKernel::lowering_backward] = {0.5e-9, 0};
+    plain.device.cpu_kernels[CpuKernel::gemm_call] = {0, 2e-6};
+    clusters::Cluster packing = plain;
+    packing.device.cpu_kernels[CpuKernel::halo_pack] = {0.5e-9, 1e-6};
+    const networks::Network net = two_conv();
+    const Replays without = replay(net, plain), with = replay(net, packing);
+    // The transfers alone (cost model test, by hand): conv1 forward 512 B messages, 2 (1 us +
+    // 0.512 us) = 3.024 us; conv2 forward and backward 1024 B, 2 (1 + 1.024) = 4.048 us each:
+    // 11.12 us. The busiest (inner) part packs 2 copies per neighbour, 4 per exchange: conv1
+    // 4 x 512 x 0.5 ns + 4 x 1 us = 5.024 us, conv2 2.048 + 4 = 6.048 us twice: 17.12 us more.
+    CHECK(without.predicted_halo == Approx(11.12e-6).epsilon(1e-9));
+    CHECK(with.predicted_halo == Approx(28.24e-6).epsilon(1e-9));
+    // Contention-free and sequential: the replay is the model, with the packing and without.
+    CHECK(without.actors == Approx(without.predicted).epsilon(1e-9));
+    CHECK(with.actors == Approx(with.predicted).epsilon(1e-9));
+    CHECK(with.events == Approx(with.predicted).epsilon(1e-9));
+    // And the packing is what moved the simulated iteration: 17.12 us, as by hand.
+    CHECK(with.actors - without.actors == Approx(17.12e-6).epsilon(1e-6));
+    CHECK(with.events - without.events == Approx(17.12e-6).epsilon(1e-6));
+}
