@@ -613,7 +613,11 @@ std::string plan_text(const PlanReportInput& in) {
         table = fit_columns(merged, width, left_out);
         if (longest_line(table) > static_cast<std::size_t>(width)) {
             // Narrower still: everything but compute in one column.
-            std::vector<TextColumn> narrow = {columns[0], columns[1], columns[2], columns[3], columns[4]};
+            // A long 3-D label can leave no room for the compute column either: it goes before
+            // non-compute (iteration and the label always stay).
+            TextColumn compute = columns[4];
+            compute.drop_order = 99;
+            std::vector<TextColumn> narrow = {columns[0], columns[1], columns[2], columns[3], compute};
             TextColumn rest{"non-compute", {}, 100};  // the last to go (long pipeline labels)
             for (const auto* c : shown)
                 rest.cells.push_back(seconds(c->plan.cost.iteration_s - c->plan.cost.fwd_compute_s -

@@ -238,7 +238,7 @@ TEST_CASE("other malformed layers", "[networks][bad]") {
     CHECK(parse_error(spec_with(many)) == "inline.json: /layers/20/inputs/1: no layer named \"zzz\"");
 }
 
-TEST_CASE("syntax errors point at line and column; number overflow too", "[networks][bad]") {
+TEST_CASE("syntax errors point at line and column, number overflow too", "[networks][bad]") {
     auto syntax = [](const std::string& text) {
         try {
             dnnplan::parse_json_text(text, "t.json");

@@ -257,7 +257,7 @@ TEST_CASE("ONNX operators beyond the CNNs: hand-computed counts (tests/data/onnx
     CHECK(dnnplan::networks::totals(n, 3).fwd_flops == 3 * (896 + 8192 + 256 + 1280 + 4096 + 128 + 256 + 1290 + 48));
 }
 
-TEST_CASE("ONNX: a weight shared by two nodes counts once; uneven padding is exact", "[onnx]") {
+TEST_CASE("ONNX: a weight shared by two nodes counts once, uneven padding is exact", "[onnx]") {
     Network shared = load_network_file(kOnnxDir + "shared_weight.onnx");
     CHECK(dnnplan::networks::totals(shared, 1).params == 16 * 16 + 16);
     CHECK(layer(shared, "fc1").params == 272);

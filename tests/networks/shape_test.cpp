@@ -188,7 +188,7 @@ TEST_CASE("maxpool2d ceil_mode keeps or drops the last window by PyTorch's rule"
     }
 }
 
-TEST_CASE("avgpool2d: stride defaults to the kernel; padding counts", "[networks][shape]") {
+TEST_CASE("avgpool2d: stride defaults to the kernel, padding counts", "[networks][shape]") {
     Network n = make(Json::array({{{"name", "bn"}, {"kind", "batchnorm2d"}},
                                   {{"name", "pool"}, {"kind", "avgpool2d"}, {"kernel", 3}, {"stride", 2}, {"padding", 1}},
                                   {{"name", "pool2"}, {"kind", "avgpool2d"}, {"kernel", 2}, {"inputs", {"bn"}}}}),
@@ -466,7 +466,7 @@ TEST_CASE("input gradients are counted only where autograd computes them", "[net
     CHECK(layer(n, "relu_out").bwd_input_flops == 128);
 }
 
-TEST_CASE("dtype sets activation and weight bytes; totals multiply by the batch", "[networks][totals]") {
+TEST_CASE("dtype sets activation and weight bytes, totals multiply by the batch", "[networks][totals]") {
     Json layers = Json::array({{{"name", "relu"}, {"kind", "relu"}},
                                {{"name", "flat"}, {"kind", "flatten"}},
                                {{"name", "fc"}, {"kind", "linear"}, {"out_features", 10}}});

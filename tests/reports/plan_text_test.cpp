@@ -81,7 +81,7 @@ TEST_CASE("identical numbered blocks collapse into one, others stay", "[reports]
     CHECK(reports::collapse_repeated_blocks(plain)[2].name == "b.0.x");
 }
 
-TEST_CASE("the ranking fits its width; a pipeline plan shows its stages", "[reports]") {
+TEST_CASE("the ranking fits its width, a pipeline plan shows its stages", "[reports]") {
     const std::string source = DNNPLAN_SOURCE_DIR;
     networks::Network network = networks::load_network_file(source + "/networks/gpt2.json");
     clusters::Cluster cluster = clusters::load_cluster_file(source + "/clusters/dgx-a100.json");
