@@ -138,8 +138,11 @@ planner::Dist parts_of(const TensorMap& m, const Grid& grid, const networks::Sha
 }
 
 std::string to_text(const planner::Dist& d) {
-    return "n" + std::to_string(d.n) + " c" + std::to_string(d.c) + " h" + std::to_string(d.h) + " w" +
-           std::to_string(d.w);
+    // Appended, not `"n" + std::to_string(...)`: GCC 12 warns falsely (-Wrestrict) on that form.
+    std::string out = "n";
+    for (auto [tag, parts] : {std::pair{"", d.n}, std::pair{" c", d.c}, std::pair{" h", d.h}, std::pair{" w", d.w}})
+        out.append(tag).append(std::to_string(parts));
+    return out;
 }
 
 Box shift_channels(Box b, Index by) {
