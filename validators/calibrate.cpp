@@ -697,6 +697,16 @@ void KernelFitter::run() {
 }
 }  // namespace
 
+std::vector<double> median_per_layer(const std::vector<std::vector<double>>& steps) {
+    std::vector<double> out(steps.empty() ? 0 : steps.front().size(), 0.0), column;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        column.clear();
+        for (const auto& step : steps) column.push_back(step.at(i));
+        out[i] = median(column);
+    }
+    return out;
+}
+
 void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks) {
     for (int k = 0; k < kKernels; ++k) c.cpu_kernels.erase(static_cast<CpuKernel>(k));  // halo_pack is the link's
     c.elementwise_bandwidth_Bps = 0;  // the kernels' own costs replace the one elementwise rate
@@ -706,8 +716,12 @@ void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Net
 
 namespace {
 // Per layer of `net`'s sequential training step at `batch` (the validator's own kernels, each
-// layer's fastest step, scaled to the rank's share of the cores): the points c.layers gets.
-// Returns the best chunk's forward and backward compute per step.
+// layer's median step, scaled to the rank's share of the cores): the points c.layers gets.
+// Returns the median chunk's forward and backward compute per step. Medians, not the fastest
+// step: `validate` compares a plan's prediction with its median iteration, and on this shared
+// machine a plan's fastest iteration was up to 1.3x faster than its median (the 14:15 accuracy
+// run of 7 Dec 2026, validators/README.md), so a fit to the fastest steps predicted every plan
+// too fast.
 double measure_layers(MPI_Comm comm, const networks::Network& net, std::int64_t batch, int chunks, double target,
                       Calibration& c) {
     NetworkRunner<float> seq(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, false);
@@ -715,7 +729,8 @@ double measure_layers(MPI_Comm comm, const networks::Network& net, std::int64_t 
     auto run = [&] { seq.step(timer); };
     int reps = reps_for(comm, target * 5, run);
     timer.trace = true;
-    std::vector<double> per_chunk, best_layers;
+    std::vector<double> per_chunk;
+    std::vector<std::vector<double>> steps;  // per step: forward and backward seconds per layer
     for (int k = 0; k < chunks; ++k) {
         // The span over all ranks (see shared_chunks) times the share of a step that is
         // forward and backward compute (the loss and the SGD update are not counted as FLOPs).
@@ -735,29 +750,27 @@ double measure_layers(MPI_Comm comm, const networks::Network& net, std::int64_t 
         MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm);
         MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
         per_chunk.push_back((last - first) * share_sum / comm_size(comm) / reps);
-        // Per layer and step: its events on this rank's clock; each layer's fastest step is
-        // the one no other process interrupted.
+        // Per layer and step: its events on this rank's clock.
         for (int r = 0; r < reps; ++r) {
             const std::size_t from = r == 0 ? 0 : step_end[r - 1];
-            std::vector<double> step = layer_seconds(
-                net, std::vector<TraceEvent>(timer.events.begin() + from, timer.events.begin() + step_end[r]));
-            if (best_layers.empty()) best_layers = step;
-            for (std::size_t i = 0; i < step.size(); ++i) best_layers[i] = std::min(best_layers[i], step[i]);
+            steps.push_back(layer_seconds(
+                net, std::vector<TraceEvent>(timer.events.begin() + from, timer.events.begin() + step_end[r])));
         }
         timer.events.clear();
     }
-    // Scaled to the rank's share of the cores: their sum is the best chunk's compute per step
+    std::vector<double> typical_layers = median_per_layer(steps);
+    // Scaled to the rank's share of the cores: their sum is the median chunk's compute per step
     // (the span over all ranks, above; 1 when every rank has a core of its own and nothing
     // interrupts), then averaged over the ranks.
     double layer_sum = 0;
-    for (double v : best_layers) layer_sum += v;
-    const double share_scale = layer_sum > 0 ? std::max(1.0, best(per_chunk) / layer_sum) : 1.0;
-    for (double& v : best_layers) v *= share_scale / comm_size(comm);
-    MPI_Allreduce(MPI_IN_PLACE, best_layers.data(), int(best_layers.size()), MPI_DOUBLE, MPI_SUM, comm);
+    for (double v : typical_layers) layer_sum += v;
+    const double share_scale = layer_sum > 0 ? std::max(1.0, median(per_chunk) / layer_sum) : 1.0;
+    for (double& v : typical_layers) v *= share_scale / comm_size(comm);
+    MPI_Allreduce(MPI_IN_PLACE, typical_layers.data(), int(typical_layers.size()), MPI_DOUBLE, MPI_SUM, comm);
     for (std::size_t i = 1; i < net.layers.size(); ++i)
         c.layers.push_back({net.name, net.layers[i].name, net.layers[i].kind, static_cast<int>(i),
-                            best_layers[2 * i], best_layers[2 * i + 1], 0, 0, batch});
-    return best(per_chunk);
+                            typical_layers[2 * i], typical_layers[2 * i + 1], 0, 0, batch});
+    return median(per_chunk);
 }
 }  // namespace
 

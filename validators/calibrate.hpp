@@ -132,6 +132,10 @@ double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link,
 // point's model_s and c.primitive_fit_residual (RMS relative error over all points).
 void fit_link_to_primitives(Calibration& c);
 
+// Per entry (a layer's forward or backward seconds), the median over `steps` (each the same
+// length): the typical step the calibration fits, as `validate` reports a plan's median iteration.
+std::vector<double> median_per_layer(const std::vector<std::vector<double>>& steps);
+
 // The device of the spec cluster_spec(c) writes, with the compute constants of `c`.
 clusters::Device calibrated_device(const Calibration& c);
 // Per-layer forward and backward compute seconds of `network`'s sequential training step at

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "validators/calibrate.hpp"
 #include "validators/image.hpp"
@@ -18,6 +19,15 @@ int main() {
             ++failures;
         }
     };
+    // The calibration's typical step: per entry the median over steps. Entry 0 over {5, 1, 9} is
+    // 5 (the fastest, 1, is what the old fit took); entry 1 over {2, 4, 100} is 4 (one
+    // interrupted step does not move it). An even count averages the middle two: {1, 3, 5, 7} -> 4.
+    {
+        const std::vector<double> typical = median_per_layer({{5, 2}, {1, 4}, {9, 100}});
+        check(typical.size() == 2 && typical[0] == 5 && typical[1] == 4, "median per layer over three steps");
+        check(median_per_layer({{1}, {7}, {3}, {5}}) == std::vector<double>{4}, "median per layer over four steps");
+        check(median_per_layer({}).empty(), "median per layer of no steps");
+    }
     // Pairs of [1,2,3] vs [1,3,2]: (1,2) and (1,3) concordant, (2,3) discordant: (2 - 1) / 3.
     check(std::abs(kendall_tau({1, 2, 3}, {1, 3, 2}) - 1.0 / 3) < 1e-15, "tau of one swap in three");
     check(kendall_tau({1, 2, 3, 4}, {4, 3, 2, 1}) == -1.0, "tau of a reversed ranking");
