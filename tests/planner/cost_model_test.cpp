@@ -530,13 +530,8 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
     // Two 3x3 convolutions (padding 1, no bias) on 4 x 8 x 8 images, 8 output channels each,
     // B = 4 and n = 1, so every process holds all 4 samples. Halo width floor(3/2) * 1 = 1 row or
     // column; a + n b per step with a = 1 us, 1 GB/s.
-    networks::Network net = networks::parse_network(Json::parse(R"({
-        "name": "two_conv", "batch": 4, "input": {"shape": [4, 8, 8]},
-        "layers": [
-            {"name": "conv1", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false},
-            {"name": "conv2", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false}
-        ]})"),
-                                                     "inline.json");
+    networks::Network net =
+        networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/tests/data/planner/two_conv.json");
     clusters::Cluster cluster = hand_cluster();
 
     SECTION("2 x 2 split: two-part lines, one step each") {

@@ -11,6 +11,7 @@
 
 using namespace dnnplan;
 using simulator::test::builtin_network;
+using simulator::test::options_for;
 using simulator::test::preset_cluster;
 
 namespace {
@@ -29,15 +30,6 @@ Runs both(const planner::CostModel& model, const planner::ScoredPlan& plan, bool
     sim.fold_exchanges = false;
     out.full = simulator::simulate(model, plan, sim);
     return out;
-}
-
-planner::PlannerOptions options_for(const networks::Network& network, int procs, bool overlap) {
-    planner::PlannerOptions options;
-    options.procs = procs;
-    options.batch = 256;
-    options.dtype = network.dtype;
-    options.overlap_sync = overlap;
-    return options;
 }
 
 double bytes_on_links(const simulator::SimResult& r) { return r.links.at("bytes_on_links").get<double>(); }

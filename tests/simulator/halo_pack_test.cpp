@@ -14,13 +14,7 @@ namespace {
 // Two 3x3 convolutions (padding 1, no bias) on 4 x 8 x 8 images, 8 output channels each, batch 4:
 // the network of the cost model's hand-computed halo test (tests/planner/cost_model_test.cpp).
 networks::Network two_conv() {
-    return networks::parse_network(Json::parse(R"({
-        "name": "two_conv", "batch": 4, "input": {"shape": [4, 8, 8]},
-        "layers": [
-            {"name": "conv1", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false},
-            {"name": "conv2", "kind": "conv2d", "out_channels": 8, "kernel": 3, "padding": 1, "bias": false}
-        ]})"),
-                                   "inline.json");
+    return networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/tests/data/planner/two_conv.json");
 }
 
 struct Replays {

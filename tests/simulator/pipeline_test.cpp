@@ -98,7 +98,7 @@ double dag_makespan(const std::vector<std::vector<PipelineOp>>& orders, const st
 TEST_CASE("pipeline_order gives GPipe and 1F1B orders as written out by hand", "[sim][pipeline]") {
     auto text = [](const std::vector<PipelineOp>& ops) {
         std::string s;
-        for (const auto& op : ops) s += (op.forward ? "F" : "B") + std::to_string(op.micro) + " ";
+        for (const auto& op : ops) s.append(op.forward ? "F" : "B").append(std::to_string(op.micro)).append(" ");
         return s;
     };
     CHECK(text(simulator::pipeline_order(Schedule::gpipe, 4, 1, 3)) == "F0 F1 F2 B0 B1 B2 ");

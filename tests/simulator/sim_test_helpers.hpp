@@ -5,6 +5,7 @@
 #include <string>
 
 #include "clusters/cluster.hpp"
+#include "planner/cost_model.hpp"
 #include "networks/network.hpp"
 
 namespace dnnplan::simulator::test {
@@ -16,6 +17,17 @@ inline networks::Network builtin_network(const std::string& name) {
 }
 inline clusters::Cluster preset_cluster(const std::string& name) {
     return clusters::load_cluster_file(std::string(DNNPLAN_SOURCE_DIR) + "/clusters/" + name + ".json");
+}
+
+// Batch 256 over `procs`, the network's element type, the gradient sync overlapped or not: the
+// folded-exchange and router-symmetry tests' planner options.
+inline planner::PlannerOptions options_for(const networks::Network& network, int procs, bool overlap) {
+    planner::PlannerOptions options;
+    options.procs = procs;
+    options.batch = 256;
+    options.dtype = network.dtype;
+    options.overlap_sync = overlap;
+    return options;
 }
 
 // `nodes` x `devices` at 1 TFLOP/s fp32 on a crossbar (the simulator builds a star with private
