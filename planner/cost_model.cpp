@@ -751,14 +751,8 @@ void CostModel::layer_cost(int index, const Layout& l, std::vector<LayerCost>& l
             lc.sync_network = clusters::node_count(call.group) > 1;
         }
     }
-    const LayerMemory memory = layer_memory(*network_, index, l, dists, local_batch(options_.batch, lc.in_dist.n),
-                                            element_bytes_, options_.sequence_parallel);
-    lc.local_params = memory.local_params;
-    lc.weight_bytes = memory.weight_bytes;
-    lc.activation_bytes = memory.activation_bytes;
-    lc.attention_core_bytes = memory.attention_core_bytes;
-    lc.checkpoint_bytes = memory.checkpoint_bytes;
-    lc.working_set_bytes = memory.working_set_bytes;
+    static_cast<LayerMemory&>(lc) = layer_memory(*network_, index, l, dists, local_batch(options_.batch, lc.in_dist.n),
+                                                 element_bytes_, options_.sequence_parallel);
 }
 
 ScoredPlan CostModel::layer_costs(const std::vector<Layout>& anchor_layouts, CallText text) const {

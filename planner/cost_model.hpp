@@ -92,16 +92,15 @@ struct CostBreakdown {
 // less 1.26 GiB reserved)": the infeasibility reason of a plan over the device's usable memory.
 std::string over_memory_reason(double needed_bytes, const clusters::Device& device, const std::string& where = "");
 
-// Per-layer result of a scored assignment (one micro-batch on the stage's processes in pipelines).
-struct LayerCost {
+// Per-layer result of a scored assignment (one micro-batch on the stage's processes in pipelines);
+// its memory figures are layer_memory's (planner/memory.hpp), held as they come.
+struct LayerCost : LayerMemory {
     Layout layout;  // the anchor's layout (followers: their segment anchor's)
     Dist in_dist, out_dist;
     double fwd_compute_s = 0, bwd_compute_s = 0, fwd_comm_s = 0, bwd_comm_s = 0, sync_s = 0;
     double optimizer_step_s = 0;    // once per iteration, on the layer's local parameters
     double bwd_comm_network_s = 0;  // the part of bwd_comm_s whose groups span nodes (through the network card)
     bool sync_network = true;       // the weight-gradient sync's group spans nodes
-    double local_params = 0, weight_bytes = 0, activation_bytes = 0, working_set_bytes = 0;  // planner/memory.hpp
-    double attention_core_bytes = 0, checkpoint_bytes = 0;                                   // planner/memory.hpp
     bool operator==(const LayerCost&) const = default;
 };
 

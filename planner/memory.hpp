@@ -34,6 +34,7 @@ struct LayerMemory {
     double attention_core_bytes = 0;  // the part of them selective recomputation drops (s x s tensors)
     double checkpoint_bytes = 0;      // full recomputation: the transformer layer's input (attention layers)
     double working_set_bytes = 0;     // the output and input gradients, live together in the backward pass
+    bool operator==(const LayerMemory&) const = default;
 };
 // `layout` is the layer's segment anchor's, `dists` its input and output distributions.
 //
