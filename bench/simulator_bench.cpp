@@ -142,6 +142,10 @@ void BM_SimulateResnet50BestDragonflyFolded(benchmark::State& state) { best(stat
 void BM_SimulateResnet50BestDragonflyRouter(benchmark::State& state) {
     best(state, "resnet50", false, true, false, true);
 }
+// Both approximations: the configuration that brings resnet50's best plan at P = 4,096 under 60 s.
+void BM_SimulateResnet50BestDragonflyRouterFolded(benchmark::State& state) {
+    best(state, "resnet50", false, true, true, true);
+}
 void BM_SimulateGpt2PipelineStar(benchmark::State& state) {
     pipeline(state, "gpt2", "dgx-a100", 512, spec_of(4, 4, static_cast<int>(state.range(0)) / 16, 8, false), "star",
              true);
@@ -179,5 +183,6 @@ BENCHMARK(BM_SimulateResnet50BatchDragonflyUnfolded)->Arg(512)->ONE_RUN;
 BENCHMARK(BM_SimulateVgg16BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyFolded)->Arg(512)->Arg(4096)->ONE_RUN;
 BENCHMARK(BM_SimulateResnet50BestDragonflyRouter)->Arg(128)->Arg(4096)->ONE_RUN;
+BENCHMARK(BM_SimulateResnet50BestDragonflyRouterFolded)->Arg(4096)->ONE_RUN;
 
 BENCHMARK_MAIN();
