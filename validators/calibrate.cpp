@@ -907,7 +907,9 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
             a[0] += b[1];
         };
         int reps = reps_for(comm, target * 5, copy);
-        double t = best(shared_chunks(comm, chunks, reps, copy));
+        // The median chunk, as the training step's (measure_layers): the optimizer step streams
+        // at this rate inside the plans' median iterations.
+        double t = median(shared_chunks(comm, chunks, reps, copy));
         c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
     }
     fit_compute_to_layers(c, options.networks);
