@@ -20,6 +20,17 @@ namespace {
 // dgx-a100 preset: fp16 peak 312e12, large-GEMM efficiency 0.86, 256 x 128 tiles, 108 SMs,
 // 2.039e12 B/s at the memory-copy efficiency 0.871, fp32 (vector) peak 19.5e12 at achievable 0.6.
 constexpr double kPeak16 = 312e12, kGemmEff = 0.86, kBandwidth = 2.039e12 * 0.871;
+
+// One calibrated CPU rank with round constants: sgemm peak 100 GFLOP/s at the GEMM share 0.4
+// (40 GFLOP/s), `memory_Bps` for copies.
+clusters::Cluster hand_cpu(double memory_Bps) {
+    clusters::Cluster cpu = hand_cluster();
+    cpu.nodes = 1;
+    cpu.device.peak_flops[DType::fp32] = 100e9;
+    cpu.device.achievable_fraction = 0.4;
+    cpu.device.memory_bandwidth_Bps = memory_Bps;
+    return cpu;
+}
 }  // namespace
 
 TEST_CASE("a 4096 x 4096 x 4096 fp16 GEMM on an A100: tiles, waves and time", "[compute]") {
@@ -184,11 +195,7 @@ TEST_CASE("a calibrated CPU rank: lenet5's per-layer times at batch 16 by hand",
     // The constants `dnnplan calibrate` writes (validators/README.md, Calibration): sgemm peak
     // 100 GFLOP/s at the fitted GEMM share 0.4 (40 GFLOP/s), the copy rate 10 GB/s for GEMM
     // operands, elementwise/pooling layers streaming at 2 GB/s.
-    clusters::Cluster cpu = hand_cluster();
-    cpu.nodes = 1;
-    cpu.device.peak_flops[DType::fp32] = 100e9;
-    cpu.device.achievable_fraction = 0.4;
-    cpu.device.memory_bandwidth_Bps = 10e9;
+    clusters::Cluster cpu = hand_cpu(10e9);
     cpu.device.elementwise_bandwidth_Bps = 2e9;
     const networks::Network lenet = builtin("lenet5");
     PlannerOptions o;
@@ -236,11 +243,7 @@ TEST_CASE("a calibrated CPU rank: lenet5's per-layer times at batch 16 by hand",
 TEST_CASE("a calibrated CPU's kernels: lenet5 and a GPT block by hand", "[compute]") {
     // Round constants for the validator's kernels (as `dnnplan calibrate` fits them), sgemm peak
     // 100 GFLOP/s at the GEMM share 0.4 (40 GFLOP/s), operands at 10 GB/s, 2 us per BLAS call.
-    clusters::Cluster cpu = hand_cluster();
-    cpu.nodes = 1;
-    cpu.device.peak_flops[DType::fp32] = 100e9;
-    cpu.device.achievable_fraction = 0.4;
-    cpu.device.memory_bandwidth_Bps = 40e9;
+    clusters::Cluster cpu = hand_cpu(40e9);
     cpu.device.gemm_operand_bandwidth_Bps = 10e9;
     using clusters::CpuKernel;
     auto& k = cpu.device.cpu_kernels;
