@@ -176,7 +176,7 @@ assert all(r["probe_reference_ms"] == "10.0" for r in runs), runs
 md = open(f"{d}/accuracy.md").read()
 print(md)
 assert "within 25% of the fastest probe seen (10.0 ms); 2 attempt(s)" in md, md
-assert "**1 step(s) kept with a probe over that limit (retries used up" in md, md
+assert "**1 step(s) kept with a slow after-probe (retries used up)**" in md, md
 assert "CPU probe before -> after (ms) 10.0 -> 20.0" in md  # the pipeline's kept step
 PY
 report "tools/accuracy.sh speed gate: redo and give-up on a scripted probe (status $status)" $?
