@@ -28,16 +28,6 @@
 # then it stops with status 1: figures from a busy machine say nothing about accuracy); 0 skips
 # the wait and the table says so. Every run's start, end, load averages, round, the CPU time the
 # hypervisor stole during it and a CPU probe before it go to DIR/runs.tsv.
-# The speed gate: on this VM a fixed single-core loop takes either about 9 or about 14 ms (the
-# probe before the 105 steps of three idle runs on 7 Dec 2026 is 7.9-11.7 or 13.4-15.5 ms; the host seems to give the vCPU
-# a whole core or half of one), and a calibration taken in one mode predicts a step measured in the
-# other 1.5x off. So before every calibration and validation the script also waits (up to
-# --probe-timeout s, then status 1) until the probe on each core the ranks use (0 .. np-1, pinned
-# with taskset) is within --probe-tolerance percent of the fastest probe seen (the reference: the
-# fastest of 10 probes taken at the start, lowered whenever a faster one is seen), and probes again
-# after the step: a step whose after-probe is slow is run again, up to --probe-retries times (the
-# discarded attempts stay in runs.tsv as status "redo"). --probe-tolerance 0 turns the gate off;
-# --idle-timeout 0 does too unless --probe-tolerance is given.
 # Outputs in DIR: cal-NET.json (cluster spec), calrep-NET.json, plans/, NET-FAMILY-rR.json (validate's
 # results document of round R) and .txt, runs.tsv, load.txt, accuracy.md (the tables).
 # Exit status: 0 done (plans failing their checks are marked in the table), 1 the machine never
@@ -48,7 +38,7 @@ usage() {  # usage STATUS: the header's description of the families and options
     sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed -n '/^# Families/,$p' | sed 's/^# \{0,1\}//' >&2
     echo "usage: $0 [--out DIR] [--build DIR] [--networks 'lenet5 smallcnn resnet-small inception-small gpt-pipe']" >&2
     echo "          [--np N] [--warmup N] [--iterations N] [--idle-percent P] [--idle-seconds S] [--idle-timeout S] [--quick-calibration]" >&2
-    echo "          [--repeats N] [--probe-tolerance PCT] [--probe-timeout S] [--probe-retries N]" >&2
+    echo "          [--repeats N]" >&2
     exit "$1"
 }
 
@@ -56,9 +46,8 @@ out="accuracy-$(date -u +%Y%m%d-%H%M%S)"
 build=build
 networks="lenet5 smallcnn resnet-small inception-small gpt-pipe"
 np=2 warmup=5 iterations=30 idle_percent=95 idle_seconds=15 idle_timeout=3600 quick="" repeats=3
-probe_tolerance=25 probe_timeout=1800 probe_retries=3 probe_given=no
 while [ $# -gt 0 ]; do
-    case $1 in --out|--build|--networks|--np|--warmup|--iterations|--idle-percent|--idle-seconds|--idle-timeout|--repeats|--probe-tolerance|--probe-timeout|--probe-retries)
+    case $1 in --out|--build|--networks|--np|--warmup|--iterations|--idle-percent|--idle-seconds|--idle-timeout|--repeats)
         [ $# -ge 2 ] || { echo "$0: $1 wants a value" >&2; usage 2; } ;;
     esac
     case $1 in
@@ -73,19 +62,14 @@ while [ $# -gt 0 ]; do
         --idle-timeout) idle_timeout=$2; shift 2 ;;
         --quick-calibration) quick=--quick; shift ;;
         --repeats) repeats=$2; shift 2 ;;
-        --probe-tolerance) probe_tolerance=$2 probe_given=yes; shift 2 ;;
-        --probe-timeout) probe_timeout=$2; shift 2 ;;
-        --probe-retries) probe_retries=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "$0: unknown option $1" >&2; usage 2 ;;
     esac
 done
-for v in np warmup iterations idle_percent idle_seconds idle_timeout repeats probe_tolerance probe_timeout probe_retries; do
+for v in np warmup iterations idle_percent idle_seconds idle_timeout repeats; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --${v//_/-} wants a whole number, got '${!v}'" >&2; exit 2; }
 done
 [ "$repeats" -ge 1 ] || { echo "$0: --repeats wants at least 1, got $repeats" >&2; exit 2; }
-# Without the idle wait the figures check the machinery only, so the speed gate is off too unless asked for.
-[ "$idle_timeout" = 0 ] && [ "$probe_given" = no ] && probe_tolerance=0
 src=$(cd "$(dirname "$0")/.." && pwd)
 dnnplan=$(realpath "$build/dnnplan" 2>/dev/null)
 [ -x "$dnnplan" ] || { echo "$0: $build/dnnplan not found (build it first, or give --build DIR)" >&2; exit 2; }
@@ -99,7 +83,7 @@ mkdir -p "$out/plans" || exit 1
 out=$(realpath "$out")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 runs=$out/runs.tsv
-printf 'network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\tcpu_probe_ms\tprobe_after_ms\tprobe_reference_ms\tfast\n' >"$runs"
+printf 'network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\tcpu_probe_ms\n' >"$runs"
 
 # Percent of CPU time idle (idle + iowait) over one second, from /proc/stat's first line.
 idle_over_one_second() {
@@ -133,75 +117,37 @@ cpu_ticks() {
     for i in 1 2 3 4 5 6 7 8; do total=$((total + a[i])); done
     echo "${a[8]} $total"
 }
-# Milliseconds a core takes for a fixed loop (the fastest of 3 tries), the slowest of the cores the
-# ranks run on (0 .. np-1; Open MPI binds rank r to core r here): a step whose probe is slower
-# than the reference ran while the host gave this VM a slower or shared core (the guest's
+# Milliseconds one core takes for a fixed loop (the fastest of 3 tries): a step whose probe is slower
+# than the others' ran while the host gave this VM a slower or shared core (the guest's
 # /proc/cpuinfo shows a constant 2596 MHz and no cpufreq, so this is the only view of it).
-cores=$(nproc)
 cpu_probe() {
-    [ -n "${ACCURACY_CPU_PROBE:-}" ] && { $ACCURACY_CPU_PROBE; return; }  # tests/validators/accuracy_test.sh's scripted probe
-    local c slowest=0 t
-    for c in $(seq 0 $((np - 1))); do
-        t=$(taskset -c $((c % cores)) python3 -c 'import time
+    python3 -c 'import time
 def once():
     t = time.perf_counter(); s = 0
     for i in range(300000): s += i
     return time.perf_counter() - t
-print(f"{1e3 * min(once() for _ in range(3)):.1f}")')
-        slowest=$(awk -v a="$slowest" -v b="$t" 'BEGIN { print (b > a ? b : a) }')
-    done
-    echo "$slowest"
+print(f"{1e3 * min(once() for _ in range(3)):.1f}")'
 }
-# The speed gate (header): the reference is the fastest probe seen; is_fast MS says whether MS is
-# within --probe-tolerance percent of it (always, with the gate off), lowering it first.
-probe_reference=
-is_fast() {
-    [ "$probe_tolerance" = 0 ] && return 0
-    probe_reference=$(awk -v a="$probe_reference" -v b="$1" 'BEGIN { print (a == "" || b < a ? b : a) }')
-    awk -v t="$1" -v r="$probe_reference" -v p="$probe_tolerance" 'BEGIN { exit !(t <= r * (1 + p / 100)) }'
-}
-# Waits until the probe is fast (sets probe); status 1 after --probe-timeout seconds.
-wait_for_fast_cpu() {
-    local start=$SECONDS
-    probe=$(cpu_probe)
-    until is_fast "$probe"; do
-        if [ $((SECONDS - start)) -ge "$probe_timeout" ]; then
-            echo "$0: the CPU probe stayed above ${probe_tolerance}% over the reference ${probe_reference} ms for ${probe_timeout} s (last ${probe} ms); stopping" >&2
-            return 1
-        fi
-        sleep 2
-        probe=$(cpu_probe)
-    done
-}
-# step NETWORK FAMILY LOG COMMAND...: waits for an idle machine and a fast CPU probe, runs the
-# command (its output to LOG), probes again, and records the run (round $round, "-" for the
-# calibration), the share of CPU time the hypervisor stole meanwhile and the probes; a run whose
-# after-probe is slow is recorded as "redo" and run again (up to --probe-retries times).
+# step NETWORK FAMILY LOG COMMAND...: waits for an idle machine, runs the command (its output to
+# LOG), records the run (round $round, "-" for the calibration), the share of CPU time the
+# hypervisor stole meanwhile and the CPU probe before it.
 round=-
 step() {
     local net=$1 family=$2 log=$3
     shift 3
-    local attempt=0 before start status ticks_before ticks_after probe probe_after steal fast
-    while :; do
-        wait_for_idle || exit 1
-        wait_for_fast_cpu || exit 1
-        before=$(cut -d' ' -f1-3 /proc/loadavg) start=$(date -u +%T) ticks_before=$(cpu_ticks)
-        echo "$start $net $family $round: load average $before before" >>"$out/load.txt"
-        "$@" >"$log" 2>&1
-        status=$?
-        ticks_after=$(cpu_ticks)
-        probe_after=$(cpu_probe)
-        steal=$(echo "$ticks_before $ticks_after" | awk '{t = $4 - $2; printf "%.1f%%", (t > 0 ? 100 * ($3 - $1) / t : 0)}')
-        if [ "$probe_tolerance" = 0 ]; then fast=skipped; elif is_fast "$probe_after"; then fast=yes; else fast=no; fi
-        local recorded=$status
-        [ "$fast" = no ] && [ "$attempt" -lt "$probe_retries" ] && recorded=redo
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$family" "$start" "$(date -u +%T)" \
-            "$waited" "$idle" "$before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$recorded" "$round" "$steal" "$probe" \
-            "$probe_after" "${probe_reference:--}" "$fast" >>"$runs"
-        echo "$(date -u +%T) $net $family $round: load average $(cut -d' ' -f1-3 /proc/loadavg) after (status $status, steal $steal, probe $probe -> $probe_after ms)" >>"$out/load.txt"
-        [ "$recorded" = redo ] || break
-        attempt=$((attempt + 1))
-    done
+    wait_for_idle || exit 1
+    local before start status ticks_before ticks_after probe
+    probe=$(cpu_probe)
+    before=$(cut -d' ' -f1-3 /proc/loadavg) start=$(date -u +%T) ticks_before=$(cpu_ticks)
+    echo "$start $net $family $round: load average $before before" >>"$out/load.txt"
+    "$@" >"$log" 2>&1
+    status=$?
+    ticks_after=$(cpu_ticks)
+    local steal
+    steal=$(echo "$ticks_before $ticks_after" | awk '{t = $4 - $2; printf "%.1f%%", (t > 0 ? 100 * ($3 - $1) / t : 0)}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$net" "$family" "$start" "$(date -u +%T)" "$waited" "$idle" \
+        "$before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$status" "$round" "$steal" "$probe" >>"$runs"
+    echo "$(date -u +%T) $net $family $round: load average $(cut -d' ' -f1-3 /proc/loadavg) after (status $status, steal $steal)" >>"$out/load.txt"
     return $status
 }
 # plan NET NAME OPTIONS...: an explicit pipeline plan on the network's calibrated cluster.
@@ -242,11 +188,6 @@ validate_family() {
 }
 
 started=$SECONDS
-if [ "$probe_tolerance" != 0 ]; then  # the reference: the fastest of 10 probes on the idle machine
-    wait_for_idle || exit 1
-    for _ in $(seq 1 10); do is_fast "$(cpu_probe)"; sleep 1; done
-    echo "probe reference $probe_reference ms (fastest of 10), gate ${probe_tolerance}%" >>"$out/load.txt"
-fi
 for net in $networks; do
     batch=$(batch_of "$net")
     round=-
@@ -281,6 +222,6 @@ for net in $networks; do
 done
 elapsed=$((SECONDS - started))
 python3 "$src/tools/accuracy_table.py" --dir "$out" --np "$np" --warmup "$warmup" --iterations "$iterations" \
-    --repeats "$repeats" --probe-tolerance "$probe_tolerance" \
+    --repeats "$repeats" \
     --idle "$idle_percent% for $idle_seconds s" --elapsed "$elapsed" >"$out/accuracy.md" || exit 1
 echo "wrote $out/accuracy.md ($elapsed s)"

@@ -150,10 +150,7 @@ def runs_text(runs):
         ", ".join(r["load_before"].split()[0] for r in runs)
     if any(r.get("steal") for r in runs):
         text += ", CPU time stolen by the hypervisor " + ", ".join(r.get("steal") or "?" for r in runs)
-    if any(r.get("probe_after_ms") for r in runs):
-        text += ", CPU probe before -> after (ms) " + ", ".join(
-            f"{r.get('cpu_probe_ms') or '?'} -> {r.get('probe_after_ms') or '?'}" for r in runs)
-    elif any(r.get("cpu_probe_ms") for r in runs):
+    if any(r.get("cpu_probe_ms") for r in runs):
         text += ", CPU probe (ms) " + ", ".join(r.get("cpu_probe_ms") or "?" for r in runs)
     waits = [r["waited_s"] for r in runs if r["idle"] == "yes"]
     return text + (f", waited {', '.join(waits)} s for an idle machine" if len(waits) == len(runs) else
@@ -213,14 +210,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--idle", default="")
     ap.add_argument("--elapsed", type=int, default=0)
-    ap.add_argument("--probe-tolerance", type=int, default=0)
     a = ap.parse_args()
-    runs, redone = {}, []
+    runs = {}
     with open(os.path.join(a.dir, "runs.tsv")) as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            if row["status"] == "redo":  # an attempt the speed gate discarded (tools/accuracy.sh)
-                redone.append(row)
-                continue
             runs.setdefault((row["network"], row["family"]), []).append(row)
     networks = []
     for net, _ in runs:
@@ -242,16 +235,6 @@ def main():
                "`runs.tsv` with a CPU probe before each. Per plan, the measured time is the median of the rounds' measured times (each a median "
                "over iterations), the spread is (max - min) / median over the rounds, and Kendall tau and the verdict "
                "are those medians' (as `dnnplan validate` computes them).")
-    kept = [r for rows in runs.values() for r in rows]
-    if a.probe_tolerance > 0:
-        slow = sum(1 for r in kept if r.get("fast") == "no")
-        reference = min((float(r["probe_reference_ms"]) for r in kept if r.get("probe_reference_ms", "-") not in ("", "-")),
-                        default=float("nan"))
-        out.append("")
-        out.append(f"Speed gate: every step started and ended with the CPU probe within {a.probe_tolerance}% of the "
-                   f"fastest probe seen ({reference:.1f} ms); {len(redone)} attempt(s) whose after-probe was slower "
-                   f"were run again and left out" +
-                   (f"; **{slow} step(s) kept with a slow after-probe (retries used up)**" if slow else "") + ".")
     if idle_skipped:
         out.append("")
         out.append("**The idle wait was skipped (`--idle-timeout 0`): these figures check the machinery only; they "
