@@ -63,8 +63,18 @@ private:
     std::map<std::string, std::string>& sources_;
 };
 
+// The optional point-to-point message figures of a link (Link::message_bandwidth_Bps): both or neither.
+void parse_message_cost(const SpecNode& node, const SourcedReader& reader, Link& link) {
+    if (node.has("message_bandwidth_Bps") != node.has("message_latency_s"))
+        node.fail("message_bandwidth_Bps and message_latency_s go together (one point-to-point message fit)");
+    if (!node.has("message_bandwidth_Bps")) return;
+    link.message_bandwidth_Bps = reader.number(node, "message_bandwidth_Bps", kLinkBandwidth);
+    link.message_latency_s = reader.number(node, "message_latency_s", kLatency);
+}
+
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls"});
+    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls",
+                     "message_bandwidth_Bps", "message_latency_s"});
     Link link;
     link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
     link.latency_s = reader.number(node, "latency_s", kLatency);
@@ -72,6 +82,7 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
     if (node.has("nonblocking_progress")) link.nonblocking_progress = reader.number(node, "nonblocking_progress", kProgress);
     if (node.has("nonblocking_test_calls"))
         link.nonblocking_test_calls = reader.number(node, "nonblocking_test_calls", kTestCalls);
+    parse_message_cost(node, reader, link);
     return link;
 }
 
@@ -238,6 +249,10 @@ Json link_json(const Cluster& cluster, const std::string& pointer, const Link& l
     if (link.nonblocking_test_calls > 0)
         out["nonblocking_test_calls"] =
             sourced(cluster, pointer + "/nonblocking_test_calls", link.nonblocking_test_calls);
+    if (link.message_bandwidth_Bps > 0) {
+        out["message_bandwidth_Bps"] = sourced(cluster, pointer + "/message_bandwidth_Bps", link.message_bandwidth_Bps);
+        out["message_latency_s"] = sourced(cluster, pointer + "/message_latency_s", link.message_latency_s);
+    }
     return out;
 }
 
@@ -330,7 +345,8 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
 
     SpecNode inter = root.child("inter_node");
     std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress",
-                                        "nonblocking_test_calls", "topology"};
+                                        "nonblocking_test_calls", "message_bandwidth_Bps", "message_latency_s",
+                                        "topology"};
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
@@ -341,6 +357,7 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
         cluster.inter_node.nonblocking_progress = reader.number(inter, "nonblocking_progress", kProgress);
     if (inter.has("nonblocking_test_calls"))
         cluster.inter_node.nonblocking_test_calls = reader.number(inter, "nonblocking_test_calls", kTestCalls);
+    parse_message_cost(inter, reader, cluster.inter_node);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());
