@@ -25,6 +25,9 @@ constexpr Range kFraction{1e-3, 1, "(a fraction of peak)"};
 constexpr Range kMemoryBandwidth{1e6, 1e15, "bytes/s"};
 constexpr Range kLinkBandwidth{1e3, 1e15, "bytes/s"};
 constexpr Range kLatency{1e-10, 1, "s"};
+// A message fit's latency may be 0 (calibrate's fit_message_link refits through the origin when
+// the free fit's latency is negative).
+constexpr Range kMessageLatency{0, 1, "s"};
 constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
 constexpr Range kProgress{0, 1, "(a fraction of the collective's full speed)"};
@@ -69,7 +72,7 @@ void parse_message_cost(const SpecNode& node, const SourcedReader& reader, Link&
         node.fail("message_bandwidth_Bps and message_latency_s go together (one point-to-point message fit)");
     if (!node.has("message_bandwidth_Bps")) return;
     link.message_bandwidth_Bps = reader.number(node, "message_bandwidth_Bps", kLinkBandwidth);
-    link.message_latency_s = reader.number(node, "message_latency_s", kLatency);
+    link.message_latency_s = reader.number(node, "message_latency_s", kMessageLatency);
 }
 
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {

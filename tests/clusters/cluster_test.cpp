@@ -308,6 +308,8 @@ TEST_CASE("a link's point-to-point message figures are sourced, optional, both o
     CHECK(parse_error(spec) ==
           "spec.json: /intra_node: message_bandwidth_Bps and message_latency_s go together (one point-to-point "
           "message fit)");
+    spec["intra_node"]["message_latency_s"] = 0.0;  // a fit through the origin
+    CHECK(parse_cluster(spec, "z.json").intra_node.message_latency_s == 0);
     spec["intra_node"]["message_latency_s"] = 2.0;
     CHECK(parse_error(spec).starts_with("spec.json: /intra_node/message_latency_s: must be between"));
 }
