@@ -25,6 +25,9 @@ constexpr Range kFraction{1e-3, 1, "(a fraction of peak)"};
 constexpr Range kMemoryBandwidth{1e6, 1e15, "bytes/s"};
 constexpr Range kLinkBandwidth{1e3, 1e15, "bytes/s"};
 constexpr Range kLatency{1e-10, 1, "s"};
+// A message fit's latency may be 0 (calibrate's fit_message_link refits through the origin when
+// the free fit's latency is negative).
+constexpr Range kMessageLatency{0, 1, "s"};
 constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
 constexpr Range kProgress{0, 1, "(a fraction of the collective's full speed)"};
@@ -63,8 +66,18 @@ private:
     std::map<std::string, std::string>& sources_;
 };
 
+// The optional point-to-point message figures of a link (Link::message_bandwidth_Bps): both or neither.
+void parse_message_cost(const SpecNode& node, const SourcedReader& reader, Link& link) {
+    if (node.has("message_bandwidth_Bps") != node.has("message_latency_s"))
+        node.fail("message_bandwidth_Bps and message_latency_s go together (one point-to-point message fit)");
+    if (!node.has("message_bandwidth_Bps")) return;
+    link.message_bandwidth_Bps = reader.number(node, "message_bandwidth_Bps", kLinkBandwidth);
+    link.message_latency_s = reader.number(node, "message_latency_s", kMessageLatency);
+}
+
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls"});
+    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls",
+                     "message_bandwidth_Bps", "message_latency_s"});
     Link link;
     link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
     link.latency_s = reader.number(node, "latency_s", kLatency);
@@ -72,6 +85,7 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
     if (node.has("nonblocking_progress")) link.nonblocking_progress = reader.number(node, "nonblocking_progress", kProgress);
     if (node.has("nonblocking_test_calls"))
         link.nonblocking_test_calls = reader.number(node, "nonblocking_test_calls", kTestCalls);
+    parse_message_cost(node, reader, link);
     return link;
 }
 
@@ -238,6 +252,10 @@ Json link_json(const Cluster& cluster, const std::string& pointer, const Link& l
     if (link.nonblocking_test_calls > 0)
         out["nonblocking_test_calls"] =
             sourced(cluster, pointer + "/nonblocking_test_calls", link.nonblocking_test_calls);
+    if (link.message_bandwidth_Bps > 0) {
+        out["message_bandwidth_Bps"] = sourced(cluster, pointer + "/message_bandwidth_Bps", link.message_bandwidth_Bps);
+        out["message_latency_s"] = sourced(cluster, pointer + "/message_latency_s", link.message_latency_s);
+    }
     return out;
 }
 
@@ -330,7 +348,8 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
 
     SpecNode inter = root.child("inter_node");
     std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress",
-                                        "nonblocking_test_calls", "topology"};
+                                        "nonblocking_test_calls", "message_bandwidth_Bps", "message_latency_s",
+                                        "topology"};
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
@@ -341,6 +360,7 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
         cluster.inter_node.nonblocking_progress = reader.number(inter, "nonblocking_progress", kProgress);
     if (inter.has("nonblocking_test_calls"))
         cluster.inter_node.nonblocking_test_calls = reader.number(inter, "nonblocking_test_calls", kTestCalls);
+    parse_message_cost(inter, reader, cluster.inter_node);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());

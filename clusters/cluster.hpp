@@ -31,6 +31,13 @@ struct Link {
     // The validator's runner tests once after each layer's backward (planner::SyncProgress);
     // measured by `dnnplan calibrate`. 0 (every preset): the time-fraction model above.
     double nonblocking_test_calls = 0;
+    // One contiguous message between two ranks (a pipeline boundary's send/recv, a graph
+    // partition's cut tensor) when measured apart from the collectives: `dnnplan calibrate` fits
+    // them to its ping-pong, while bandwidth_Bps and latency_s are fitted to the validator's
+    // collective and halo primitives (their packing and two-way traffic included). 0 (every
+    // preset): the link's own latency_s and effective bandwidth.
+    double message_bandwidth_Bps = 0;
+    double message_latency_s = 0;
     double effective_bandwidth_Bps() const { return bandwidth_Bps * efficiency; }
     bool operator==(const Link&) const = default;
 };

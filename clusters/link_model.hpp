@@ -13,6 +13,9 @@ namespace dnnplan::clusters {
 struct LinkModel {
     LinkCost intra;  // device to device inside a node (the inter-node link on one-device nodes)
     LinkCost inter;  // through the network
+    // One contiguous point-to-point message on either link (Link::message_bandwidth_Bps; the
+    // link's own figures when the spec has none).
+    LinkCost intra_message, inter_message;
     int devices_per_node = 1;
 
     // Nodes of one device have no intra-node link: every transfer goes through the network card.
@@ -24,7 +27,17 @@ struct LinkModel {
                       ? LinkCost{cluster.intra_node.effective_bandwidth_Bps(), cluster.intra_node.latency_s}
                       : m.inter;
         m.devices_per_node = cluster.devices_per_node > 1 ? cluster.devices_per_node : 1;
+        m.inter_message = message_cost(cluster.inter_node, m.inter);
+        m.intra_message = cluster.devices_per_node > 1 ? message_cost(cluster.intra_node, m.intra) : m.inter_message;
         return m;
+    }
+    static LinkCost message_cost(const Link& link, const LinkCost& otherwise) {
+        return link.message_bandwidth_Bps > 0 ? LinkCost{link.message_bandwidth_Bps, link.message_latency_s}
+                                              : otherwise;
+    }
+    // The link a point-to-point message between two ranks takes.
+    const LinkCost& message_between(std::int64_t rank_a, std::int64_t rank_b) const {
+        return same_node(rank_a, rank_b) ? intra_message : inter_message;
     }
     // Ranks are placed node by node (rank r on node r / devices_per_node).
     bool same_node(std::int64_t rank_a, std::int64_t rank_b) const {

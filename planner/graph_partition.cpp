@@ -316,7 +316,7 @@ struct GraphContext {
         const int from = spec.device_of[producer], to = spec.device_of[consumer];
         if (from == to) return t;
         t.bytes = output_bytes(model.network().layers[producer], micro_batch, element_bytes);
-        t.link = links.between(from, to);
+        t.link = links.message_between(from, to);
         t.seconds = clusters::point_to_point_seconds(t.bytes, t.link);
         return t;
     }

@@ -175,7 +175,7 @@ LayerTable make_layer_table(const CostModel& model, int tensor, std::int64_t mic
 
 clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages) {
     const clusters::LinkModel& links = model.links();
-    return links.fits_in_node(static_cast<std::int64_t>(tensor) * stages) ? links.intra : links.inter;
+    return links.fits_in_node(static_cast<std::int64_t>(tensor) * stages) ? links.intra_message : links.inter_message;
 }
 
 clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spec, int s) {
@@ -187,8 +187,9 @@ clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spe
     const std::int64_t replicas = std::min<std::int64_t>(spec.replicas, d);
     for (std::int64_t r = 0; r < replicas; ++r)
         for (std::int64_t t = 0; t < T; ++t)
-            if (!links.same_node(t + T * (from_device + S * r), t + T * (to_device + S * r))) return links.inter;
-    return links.intra;
+            if (!links.same_node(t + T * (from_device + S * r), t + T * (to_device + S * r)))
+                return links.inter_message;
+    return links.intra_message;
 }
 
 std::vector<std::vector<CommCall>> replica_sync_calls(const CostModel& model, const LayerTable& table, int stages,

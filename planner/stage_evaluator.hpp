@@ -195,7 +195,9 @@ std::vector<LayerSync> replica_sync(const CostModel& model, const LayerTable& ta
 // partitioner, which does not know which boundary a cut becomes, inside a node when the whole
 // pipeline of one replica fits in a node; for scoring, the transfer into stage s (from s - 1)
 // inside a node when every pair of counterparts (rank t + T (s - 1 + S r) and the rank T later)
-// shares a node (a stage starts when its slowest member has its input).
+// shares a node (a stage starts when its slowest member has its input). Either is the link's
+// point-to-point message cost (LinkModel::intra_message: the calibrated ping-pong on this machine,
+// what the runner's one MPI_Isend / MPI_Recv per boundary tensor costs), not its collective fit.
 clusters::LinkCost stage_link(const CostModel& model, int tensor, int stages);
 clusters::LinkCost boundary_link(const CostModel& model, const PipelineSpec& spec, int stage);
 

@@ -320,6 +320,31 @@ clusters::KernelCost fit_halo_pack(const std::vector<PrimitivePoint>& points, co
 }
 }  // namespace
 
+void fit_message_link(Calibration& c) {
+    // Rows (1 / t, n / t) . (latency, 1 / bandwidth) = 1: the relative error of the model.
+    double s11 = 0, s12 = 0, s22 = 0, r1 = 0, r2 = 0;
+    int n = 0;
+    for (const SizePoint& p : c.point_to_point) {
+        if (p.bytes < kMessageFitMinBytes || p.bytes > kMessageFitMaxBytes || p.seconds <= 0) continue;
+        const double u = 1 / p.seconds, v = p.bytes / p.seconds;
+        s11 += u * u, s12 += u * v, s22 += v * v, r1 += u, r2 += v;
+        ++n;
+    }
+    c.message = {};
+    c.message_fit_points = n;
+    if (n < 2) return;
+    const double det = s11 * s22 - s12 * s12;
+    double latency = det > 0 ? (r1 * s22 - r2 * s12) / det : -1, slope = det > 0 ? (s11 * r2 - s12 * r1) / det : 0;
+    if (latency < 0) latency = 0, slope = r2 / s22;  // through the origin
+    if (slope <= 0) return;
+    c.message = clusters::LinkCost{1 / slope, latency};
+    double sq = 0;
+    for (const SizePoint& p : c.point_to_point)
+        if (p.bytes >= kMessageFitMinBytes && p.bytes <= kMessageFitMaxBytes && p.seconds > 0)
+            sq += std::pow(clusters::point_to_point_seconds(p.bytes, c.message) / p.seconds - 1, 2);
+    c.message_fit_residual = std::sqrt(sq / n);
+}
+
 void fit_link_to_primitives(Calibration& c) {
     if (c.primitives.empty()) return;
     const bool only_halos = std::all_of(c.primitives.begin(), c.primitives.end(), is_halo);
@@ -856,6 +881,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     }
 
     if (c.ranks >= 2) measure_primitives(comm, c, chunks, target);
+    fit_message_link(c);
 
     // OpenBLAS sgemm, every rank at once (what each rank gets while the others compute too).
     double best_gemm = 0;
@@ -976,6 +1002,17 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
         num(c.pingpong_bandwidth_Bps / 1e9) + " GB/s (" + human_size(c.bandwidth_fit_min_bytes) + " .. " +
         human_size(c.bandwidth_fit_max_bytes) + ", RMS relative residual " + num(100 * c.fit_residual, 2) + "%)";
     Json link = {{"bandwidth_Bps", src(c.bandwidth_Bps, fit)}, {"latency_s", src(c.latency_s, fit)}};
+    if (c.message.bandwidth_Bps > 0) {
+        const std::string message_fit =
+            run + ": least squares (relative error) of latency + bytes / bandwidth (clusters::point_to_point_seconds) "
+                  "over the one-way ping-pong times (best chunk) of " + human_size(kMessageFitMinBytes) + " .. " +
+            human_size(kMessageFitMaxBytes) + ", latency and bandwidth both fitted (" +
+            std::to_string(c.message_fit_points) + " points, RMS relative residual " +
+            num(100 * c.message_fit_residual, 2) + "%): one MPI_Isend / MPI_Recv of a contiguous tensor, as a "
+            "pipeline boundary or a graph partition's cut tensor";
+        link["message_bandwidth_Bps"] = src(c.message.bandwidth_Bps, message_fit);
+        link["message_latency_s"] = src(c.message.latency_s, message_fit);
+    }
     if (!c.progress_points.empty()) {
         std::string sizes;
         for (const ProgressPoint& q : c.progress_points)
@@ -1098,6 +1135,11 @@ Json calibration_report(const Calibration& c) {
               {"latency_sizes_max_bytes", c.latency_fit_max_bytes},
               {"bandwidth_sizes_bytes", {c.bandwidth_fit_min_bytes, c.bandwidth_fit_max_bytes}},
               {"rms_relative_residual", c.fit_residual}}},
+            {"message_fit",
+             {{"latency_s", c.message.latency_s},
+              {"bandwidth_Bps", c.message.bandwidth_Bps},
+              {"sizes_bytes", {kMessageFitMinBytes, kMessageFitMaxBytes}},
+              {"rms_relative_residual", c.message_fit_residual}}},
             {"gemm_flops", c.gemm_flops},
             {"conv_flops", c.conv_flops},
             {"memory_bandwidth_Bps", c.memory_bandwidth_Bps}};
@@ -1116,7 +1158,13 @@ std::string calibration_text(const Calibration& c) {
            << " us (sizes <= " << human_size(c.latency_fit_max_bytes) << "), bandwidth "
            << num(c.pingpong_bandwidth_Bps / 1e9) << " GB/s (sizes " << human_size(c.bandwidth_fit_min_bytes) << " .. "
            << human_size(c.bandwidth_fit_max_bytes) << "), RMS relative residual " << num(100 * c.fit_residual, 2)
-           << "%\n\nall-reduce over all ranks:\n";
+           << "%\n";
+        if (c.message.bandwidth_Bps > 0)
+            os << "point-to-point message fit (written as message_latency_s / message_bandwidth_Bps): latency "
+               << num(c.message.latency_s * 1e6) << " us, bandwidth " << num(c.message.bandwidth_Bps / 1e9)
+               << " GB/s (sizes " << human_size(kMessageFitMinBytes) << " .. " << human_size(kMessageFitMaxBytes)
+               << ", both fitted), RMS relative residual " << num(100 * c.message_fit_residual, 2) << "%\n";
+        os << "\nall-reduce over all ranks:\n";
         for (const SizePoint& p : c.all_reduce)
             os << std::setw(10) << human_size(p.bytes) << std::setw(10) << num(p.seconds * 1e6) << " us  model "
                << num(p.model_s * 1e6) << " us (" << num(100 * (p.model_s - p.seconds) / p.seconds, 2) << "%)\n";

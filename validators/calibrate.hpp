@@ -101,6 +101,10 @@ struct Calibration {
     double pingpong_latency_s = 0, pingpong_bandwidth_Bps = 0;
     double latency_fit_max_bytes = 0, bandwidth_fit_min_bytes = 0, bandwidth_fit_max_bytes = 0;
     double fit_residual = 0;  // RMS relative error of latency + bytes / bandwidth over the bandwidth-fit sizes
+    // The link's point-to-point message cost (clusters::Link::message_bandwidth_Bps; fit_message_link).
+    clusters::LinkCost message;
+    double message_fit_residual = 0;
+    int message_fit_points = 0;
     double gemm_flops = 0, conv_flops = 0, memory_bandwidth_Bps = 0;
     std::string gemm_note, conv_note;
     std::vector<LayerPoint> layers;  // per layer of the calibration networks' training steps
@@ -131,6 +135,18 @@ double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link,
 // cells, which a link fitted to both would charge as a slower link to every collective); each
 // point's model_s and c.primitive_fit_residual (RMS relative error over all points).
 void fit_link_to_primitives(Calibration& c);
+
+// The byte range of the ping-pong points fit_message_link uses: from the shared-memory transport's
+// switch away from eager copies (Open MPI's btl_vader_eager_limit, 4 KiB by default) to the
+// largest point under 16 MiB; the pipeline boundaries and graph-partition cut tensors of the
+// validated plans are 1.5 KiB .. 2 MiB.
+inline constexpr double kMessageFitMinBytes = 4096, kMessageFitMaxBytes = 4 << 20;
+// Sets c.message (latency and bandwidth both free) to minimise the squared relative error of
+// clusters::point_to_point_seconds against the one-way ping-pong times of c.point_to_point in
+// [kMessageFitMinBytes, kMessageFitMaxBytes]: linear least squares in (latency, 1 / bandwidth)
+// with each point's row divided by its time (the normal equations of a 2 x 2 system). Unset (zero)
+// with fewer than two points or a non-positive slope; a negative latency is refitted at zero.
+void fit_message_link(Calibration& c);
 
 // Per entry (a layer's forward or backward seconds), the median over `steps` (each the same
 // length): the typical step the calibration fits, as `validate` reports a plan's median iteration.

@@ -1,6 +1,7 @@
 // Tests of the cluster model: presets load and match their datasheet numbers, every preset number
 // carries a source, JSON round trips, and each malformed spec gives its exact diagnostic.
 #include "clusters/cluster.hpp"
+#include "clusters/link_model.hpp"
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -278,6 +279,39 @@ TEST_CASE("a link's nonblocking_test_calls is a sourced count of at least 1, abs
     CHECK(parse_error(spec).starts_with("spec.json: /inter_node/nonblocking_test_calls: must be between 1 and"));
     spec["inter_node"]["nonblocking_test_calls"] = "four";
     CHECK(parse_error(spec).starts_with("spec.json: /inter_node/nonblocking_test_calls: "));
+}
+
+TEST_CASE("a link's point-to-point message figures are sourced, optional, both or neither", "[clusters][json]") {
+    Json spec = tiny_spec();
+    spec["devices_per_node"] = 2;
+    spec["intra_node"] = {{"bandwidth_Bps", 1e9}, {"latency_s", 6e-7}, {"efficiency", 0.5}};
+    {  // none given: a message pays the link's own figures (the effective bandwidth)
+        const clusters::LinkModel links = clusters::LinkModel::of(parse_cluster(spec, "p.json"));
+        CHECK(links.intra_message == clusters::LinkCost{5e8, 6e-7});
+        CHECK(links.inter_message == clusters::LinkCost{1e10, 1e-6});
+        CHECK(links.message_between(0, 1) == links.intra_message);
+        CHECK(links.message_between(1, 2) == links.inter_message);  // ranks 1 and 2 on nodes 0 and 1
+    }
+    spec["intra_node"]["message_bandwidth_Bps"] = {{"value", 2.5e9}, {"source", "ping-pong fit"}};
+    spec["intra_node"]["message_latency_s"] = 3e-6;
+    const Cluster c = parse_cluster(spec, "m.json");
+    CHECK(c.intra_node.message_bandwidth_Bps == 2.5e9);
+    CHECK(c.sources.at("/intra_node/message_bandwidth_Bps") == "ping-pong fit");
+    CHECK(parse_cluster(to_json(c), "m.json") == c);  // written back with its source
+    // The measured figures as they are (no efficiency: a ping-pong is the rate reached); the
+    // collectives keep the link's. A 2 MiB boundary: 3 us + 2097152 / 2.5e9 s = 841.86 us.
+    const clusters::LinkModel links = clusters::LinkModel::of(c);
+    CHECK(links.intra_message == clusters::LinkCost{2.5e9, 3e-6});
+    CHECK(links.intra == clusters::LinkCost{5e8, 6e-7});
+    CHECK(clusters::point_to_point_seconds(2097152, links.intra_message) == Approx(841.8608e-6).epsilon(1e-12));
+    spec["intra_node"].erase("message_latency_s");
+    CHECK(parse_error(spec) ==
+          "spec.json: /intra_node: message_bandwidth_Bps and message_latency_s go together (one point-to-point "
+          "message fit)");
+    spec["intra_node"]["message_latency_s"] = 0.0;  // a fit through the origin
+    CHECK(parse_cluster(spec, "z.json").intra_node.message_latency_s == 0);
+    spec["intra_node"]["message_latency_s"] = 2.0;
+    CHECK(parse_error(spec).starts_with("spec.json: /intra_node/message_latency_s: must be between"));
 }
 
 TEST_CASE("a fat tree's oversubscription defaults to non-blocking", "[clusters]") {

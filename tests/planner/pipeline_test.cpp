@@ -187,6 +187,32 @@ TEST_CASE("GPipe and 1F1B: 4 stages x 8 micro-batches by hand", "[pipeline]") {
     CHECK(r.stages[0].memory_bytes == Approx(12e6 + 8 * 4000 + 4000 + 8000).epsilon(1e-12));
 }
 
+TEST_CASE("a boundary pays the link's point-to-point message cost, not its collective fit", "[pipeline]") {
+    // The 4 x 8 GPipe case above with the link's collective figures unchanged (1 GB/s, 1 us) and a
+    // ping-pong fit of 4 GB/s and 0.5 us for one message: a boundary of 4000 B costs
+    // 0.5 + 4000 / 4e9 = 1.5 us instead of 5 us. Stage 0: F = 2, B = 2 + 1.5; stages 1, 2:
+    // F = 2 + 1.5, B = 4 + 1.5; stage 3: F = 2 + 1.5, B = 4. sum(F + B) = 5.5 + 9 + 9 + 7.5 = 31 us;
+    // max F = 3.5, max B = 5.5: GPipe 31 + 7 x (3.5 + 5.5) = 94 us, its received transfers on the
+    // slowest stage (stage 1: 8 x (1.5 + 1.5)) 24 us.
+    networks::Network net = chain4();
+    clusters::Cluster cluster = hand_cluster(1e9, 1e-6);
+    cluster.inter_node.message_bandwidth_Bps = 4e9;
+    cluster.inter_node.message_latency_s = 0.5e-6;
+    CostModel model(net, cluster, options(4, 8));
+    PipelineSpec spec;
+    spec.stages = 4;
+    spec.micro_batches = 8;
+    spec.stage_first = {1, 2, 3, 4};
+    spec.schedule = Schedule::gpipe;
+    std::vector<Layout> ones(net.layers.size());
+    PipelineScore s = score_pipeline(model, spec, ones);
+    REQUIRE(s.plan.cost.feasible);
+    CHECK(s.plan.cost.iteration_s == Approx(94e-6).epsilon(1e-12));
+    CHECK(s.stages[1].forward_s == Approx(3.5e-6).epsilon(1e-12));
+    CHECK(s.stages[1].backward_s == Approx(5.5e-6).epsilon(1e-12));
+    CHECK(s.plan.cost.comm(CommKind::point_to_point) == Approx(24e-6).epsilon(1e-12));
+}
+
 // The schedule as an explicit graph, solved by Kahn's topological order and longest paths: one
 // node per (stage, position in its order); edges from the previous position on the stage and from
 // the operation the input comes from. Independent of last_backward_ends' worklist and closed form.

@@ -207,6 +207,36 @@ int main() {
           "fitted loss beside fc3's GEMM");
     check(fit.layer_fit_points == 24 && fit.layer_fit_residual < 0.03, "compute fit residual of exact points");
     check(fit.cpu_kernels.count(CpuKernel::gelu_forward) == 0, "no gelu in lenet5: no gelu cost written");
+    // The point-to-point message fit: one-way ping-pong times made by hand from 3 us and 2 GB/s,
+    // t = 3e-6 + n / 2e9: 4 KiB 5.048 us, 64 KiB 35.768 us, 1 MiB 527.288 us, 4 MiB 2100.152 us;
+    // 512 B (below the 4 KiB eager switch) and 16 MiB are outside the fitted range, so their
+    // times (10x too slow here) must not move it. Exact points: latency 3 us, 2 GB/s, residual 0.
+    {
+        Calibration m;
+        for (double bytes : {512.0, 4096.0, 65536.0, 1048576.0, 4194304.0, 16777216.0}) {
+            const bool fitted = bytes >= 4096 && bytes <= 4194304;
+            m.point_to_point.push_back({bytes, (3e-6 + bytes / 2e9) * (fitted ? 1 : 10), 0, 0});
+        }
+        check(std::abs(m.point_to_point[3].seconds - 527.288e-6) < 1e-15, "hand value of a 1 MiB message");
+        fit_message_link(m);
+        check(m.message_fit_points == 4, "message fit: the 4 points in 4 KiB .. 4 MiB");
+        check(std::abs(m.message.latency_s / 3e-6 - 1) < 1e-6, "message fit: latency");
+        check(std::abs(m.message.bandwidth_Bps / 2e9 - 1) < 1e-9, "message fit: bandwidth");
+        check(m.message_fit_residual < 1e-9, "message fit: residual of exact points");
+        // 4 KiB in 1 us and 1 MiB in 512 us: the line through both has latency
+        // 1 - 4096 x 511 / 1044480 = -1.004 us, so the fit goes through the origin: rows
+        // n / t = 4.096e9 and 2.048e9, slope (4.096e9 + 2.048e9) / (4.096e9^2 + 2.048e9^2)
+        // = 6.144e9 / 20.97152e18, bandwidth 20.97152e18 / 6.144e9 = 1.024e10 / 3 B/s.
+        Calibration z;
+        z.point_to_point = {{4096, 1e-6, 0, 0}, {1048576, 512e-6, 0, 0}};
+        fit_message_link(z);
+        check(z.message.latency_s == 0 && std::abs(z.message.bandwidth_Bps / (1.024e10 / 3) - 1) < 1e-12,
+              "message fit: a negative latency refitted through the origin");
+        Calibration none;
+        none.point_to_point = {{512, 1e-6, 0, 0}, {8192, 4e-6, 0, 0}};
+        fit_message_link(none);
+        check(none.message.bandwidth_Bps == 0 && none.message_fit_points == 1, "message fit: one point is no fit");
+    }
     std::printf("%s\n", failures ? "report tests FAILED" : "report tests ok");
     return failures ? 1 : 0;
 }
