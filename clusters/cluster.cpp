@@ -29,6 +29,7 @@ constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
 constexpr Range kProgress{0, 1, "(a fraction of the collective's full speed)"};
 constexpr Range kTestCalls{1, 1e6, "(MPI_Test calls)"};  // a collective needs at least one call
+constexpr Range kCallShare{0, 1, "(a fraction of the progress a call makes)"};
 constexpr Range kKernelSeconds{0, 1, "s"};  // a kernel's time per unit of work or per call
 
 // Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
@@ -64,7 +65,8 @@ private:
 };
 
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
-    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls"});
+    node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls",
+                     "nonblocking_call_share"});
     Link link;
     link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
     link.latency_s = reader.number(node, "latency_s", kLatency);
@@ -72,6 +74,8 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
     if (node.has("nonblocking_progress")) link.nonblocking_progress = reader.number(node, "nonblocking_progress", kProgress);
     if (node.has("nonblocking_test_calls"))
         link.nonblocking_test_calls = reader.number(node, "nonblocking_test_calls", kTestCalls);
+    if (node.has("nonblocking_call_share"))
+        link.nonblocking_call_share = reader.number(node, "nonblocking_call_share", kCallShare);
     return link;
 }
 
@@ -238,6 +242,9 @@ Json link_json(const Cluster& cluster, const std::string& pointer, const Link& l
     if (link.nonblocking_test_calls > 0)
         out["nonblocking_test_calls"] =
             sourced(cluster, pointer + "/nonblocking_test_calls", link.nonblocking_test_calls);
+    if (link.nonblocking_call_share > 0)
+        out["nonblocking_call_share"] =
+            sourced(cluster, pointer + "/nonblocking_call_share", link.nonblocking_call_share);
     return out;
 }
 
@@ -330,7 +337,7 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
 
     SpecNode inter = root.child("inter_node");
     std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress",
-                                        "nonblocking_test_calls", "topology"};
+                                        "nonblocking_test_calls", "nonblocking_call_share", "topology"};
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
@@ -341,6 +348,8 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
         cluster.inter_node.nonblocking_progress = reader.number(inter, "nonblocking_progress", kProgress);
     if (inter.has("nonblocking_test_calls"))
         cluster.inter_node.nonblocking_test_calls = reader.number(inter, "nonblocking_test_calls", kTestCalls);
+    if (inter.has("nonblocking_call_share"))
+        cluster.inter_node.nonblocking_call_share = reader.number(inter, "nonblocking_call_share", kCallShare);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());

@@ -31,6 +31,10 @@ struct Link {
     // The validator's runner tests once after each layer's backward (planner::SyncProgress);
     // measured by `dnnplan calibrate`. 0 (every preset): the time-fraction model above.
     double nonblocking_test_calls = 0;
+    // With nonblocking_test_calls: the share of what a call advances that the calling process
+    // spends inside it (the copies and the reduction run on its CPU); measured by `dnnplan
+    // calibrate`. 0: the calls take no time (every preset).
+    double nonblocking_call_share = 0;
     double effective_bandwidth_Bps() const { return bandwidth_Bps * efficiency; }
     bool operator==(const Link&) const = default;
 };
