@@ -746,8 +746,9 @@ Tensor<T> NetworkRunner<T>::backward_segment(Tensor<T> dy, OpTimer& timer) {
 
 // Poke the outstanding gradient all-reduces: Open MPI progresses non-blocking collectives only
 // inside MPI calls, and the overlap the model assumes needs that progress. The calls do the
-// transfer's and the reduction's work on this process (libnbc's rounds, the shared-memory copy):
-// 0.3-0.5 ms of a 1 MiB all-reduce at P = 2 on this machine, timed as sync (planner::SyncProgress).
+// transfer's and the reduction's work on this process (libnbc's rounds, the CMA copy): smallcnn's
+// batch plan at P = 2 spent 200-450 us per iteration in them (16:33 UTC, load 2.4-2.6), which no
+// operation timed before; now sync, as the model charges them (planner::SyncProgress::call_share).
 template <class T>
 void NetworkRunner<T>::progress_syncs(OpTimer& timer) {
     const bool any = std::any_of(stages_.begin(), stages_.end(),
