@@ -32,6 +32,7 @@ constexpr Range kLinkEfficiency{1e-3, 1, "(a fraction of the line rate)"};
 constexpr Range kOversubscription{1, 1024, "(1 is full bisection)"};
 constexpr Range kProgress{0, 1, "(a fraction of the collective's full speed)"};
 constexpr Range kTestCalls{1, 1e6, "(MPI_Test calls)"};  // a collective needs at least one call
+constexpr Range kCallShare{0, 1, "(a fraction of the progress a call makes)"};
 constexpr Range kKernelSeconds{0, 1, "s"};  // a kernel's time per unit of work or per call
 
 // Reads numbers given plainly or as {"value": X, "source": "..."} and records each source under
@@ -77,7 +78,8 @@ void parse_message_cost(const SpecNode& node, const SourcedReader& reader, Link&
 
 Link parse_link(const SpecNode& node, const SourcedReader& reader) {
     node.check_keys({"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress", "nonblocking_test_calls",
-                     "message_bandwidth_Bps", "message_latency_s"});
+                     "message_bandwidth_Bps", "message_latency_s",
+                     "nonblocking_call_share"});
     Link link;
     link.bandwidth_Bps = reader.number(node, "bandwidth_Bps", kLinkBandwidth);
     link.latency_s = reader.number(node, "latency_s", kLatency);
@@ -86,6 +88,8 @@ Link parse_link(const SpecNode& node, const SourcedReader& reader) {
     if (node.has("nonblocking_test_calls"))
         link.nonblocking_test_calls = reader.number(node, "nonblocking_test_calls", kTestCalls);
     parse_message_cost(node, reader, link);
+    if (node.has("nonblocking_call_share"))
+        link.nonblocking_call_share = reader.number(node, "nonblocking_call_share", kCallShare);
     return link;
 }
 
@@ -256,6 +260,9 @@ Json link_json(const Cluster& cluster, const std::string& pointer, const Link& l
         out["message_bandwidth_Bps"] = sourced(cluster, pointer + "/message_bandwidth_Bps", link.message_bandwidth_Bps);
         out["message_latency_s"] = sourced(cluster, pointer + "/message_latency_s", link.message_latency_s);
     }
+    if (link.nonblocking_call_share > 0)
+        out["nonblocking_call_share"] =
+            sourced(cluster, pointer + "/nonblocking_call_share", link.nonblocking_call_share);
     return out;
 }
 
@@ -349,7 +356,7 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
     SpecNode inter = root.child("inter_node");
     std::vector<std::string> inter_keys{"bandwidth_Bps", "latency_s", "efficiency", "nonblocking_progress",
                                         "nonblocking_test_calls", "message_bandwidth_Bps", "message_latency_s",
-                                        "topology"};
+                                        "nonblocking_call_share", "topology"};
     for (const auto& name : topology_names())
         if (name != "crossbar") inter_keys.push_back(name);
     inter.check_keys(inter_keys);
@@ -361,6 +368,8 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
     if (inter.has("nonblocking_test_calls"))
         cluster.inter_node.nonblocking_test_calls = reader.number(inter, "nonblocking_test_calls", kTestCalls);
     parse_message_cost(inter, reader, cluster.inter_node);
+    if (inter.has("nonblocking_call_share"))
+        cluster.inter_node.nonblocking_call_share = reader.number(inter, "nonblocking_call_share", kCallShare);
     std::string kind_name = inter.get_choice("topology", topology_names());
     auto kind = static_cast<TopologyKind>(std::find(topology_names().begin(), topology_names().end(), kind_name) -
                                           topology_names().begin());

@@ -38,6 +38,10 @@ struct Link {
     // preset): the link's own latency_s and effective bandwidth.
     double message_bandwidth_Bps = 0;
     double message_latency_s = 0;
+    // With nonblocking_test_calls: the share of what a call advances that the calling process
+    // spends inside it (the copies and the reduction run on its CPU); measured by `dnnplan
+    // calibrate`. 0: the calls take no time (every preset).
+    double nonblocking_call_share = 0;
     double effective_bandwidth_Bps() const { return bandwidth_Bps * efficiency; }
     bool operator==(const Link&) const = default;
 };

@@ -19,8 +19,9 @@ namespace dnnplan::planner {
 struct SyncProgress {
     double fraction = 1;    // share of its full speed during compute (1: a progress engine of its own)
     double test_calls = 0;  // > 0: done after this many MPI_Test calls (per call, not per unit of time)
+    double call_share = 0;  // per-call progress: the share of what a call advances that it takes of its caller
     static SyncProgress of(const clusters::Link& link) {
-        return {link.nonblocking_progress, link.nonblocking_test_calls};
+        return {link.nonblocking_progress, link.nonblocking_test_calls, link.nonblocking_call_share};
     }
     // The share of a collective still to run after `calls` of the `test_calls` it needs, each call
     // advancing it by one equal step (Open MPI's libnbc runs its schedule one round per progress
@@ -29,6 +30,12 @@ struct SyncProgress {
     static double left_after_calls(double calls, double test_calls) {
         return test_calls > 0 ? std::max(0.0, 1 - calls / test_calls) : 0.0;
     }
+    // The share of a collective's time alone that its process spends on it when `left` of it is
+    // still to run at the final wait: all of that, and call_share of the part the start and the
+    // MPI_Test calls advanced (they do the copies and the reduction on the caller's CPU; Open MPI's
+    // shared-memory transport copies a large message inside the receiver's progress call).
+    // SyncOverlap and the calibration's fit of call_share (validators/calibrate.cpp) use this.
+    static double paid_share(double left, double call_share) { return left + call_share * (1 - left); }
 };
 
 // The overlapped gradient synchronisation of one backward pass, fed layer by layer in backward
@@ -43,7 +50,8 @@ struct SyncProgress {
 // dnnplan calibrate measures it): nothing moves during compute; the validator's runner tests its
 // outstanding all-reduces once after each layer's backward (validators/runner.cpp), and each such
 // call advances what is in flight by one of the test_calls steps the last started sync still
-// needs, never faster than the link moves the bytes; the rest runs in the final wait.
+// needs, never faster than the link moves the bytes; the rest runs in the final wait. What a call
+// advances costs the process call_share of it (SyncProgress::paid_share): exposed, like the wait.
 class SyncOverlap {
 public:
     SyncOverlap(bool overlap, double start_s = 0) : overlap_(overlap), clock_(start_s) {}
@@ -66,15 +74,18 @@ public:
             full_speed_free_ = std::max(full_speed_free_, clock_) + sync_s;
             in_flight_network_ = sync_network;
             progress_ = progress;
-            call_left_ = left();
+            // As the calls count: what they had left of the earlier syncs, and this one whole (the
+            // link's bound in test_call keeps it no faster than the bytes move).
+            call_left_ += sync_s;
             calls_left_ = progress.test_calls;
         }
         if (per_call()) test_call();
     }
     double total_s() const { return total_; }
     double contention_s() const { return contention_; }
-    // What runs past the end of the backward pass (all of it without overlap).
-    double exposed_s() const { return overlap_ ? left() : total_; }
+    // What the process spends on the syncs: inside the per-call progress calls during the backward
+    // pass, and what runs past its end (all of it without overlap).
+    double exposed_s() const { return overlap_ ? in_calls_ + left() : total_; }
 
 private:
     double left() const { return std::max(0.0, network_free_ - clock_); }
@@ -82,8 +93,12 @@ private:
     // One MPI_Test: what is in flight shrinks by one of the calls the last started sync still
     // needs (SyncProgress::left_after_calls), but no faster than at full speed.
     void test_call() {
+        const double before = call_left_;
         call_left_ *= SyncProgress::left_after_calls(1, calls_left_);
         calls_left_ = std::max(0.0, calls_left_ - 1);
+        const double paid = progress_.call_share * (before - call_left_);
+        clock_ += paid;
+        in_calls_ += paid;
         network_free_ = clock_ + std::max(call_left_, full_speed_free_ - clock_);
     }
     bool overlap_;
@@ -92,6 +107,7 @@ private:
     // Per-call progress: when the syncs would end at full speed, the seconds left as the calls
     // count them, and the calls the last started sync still needs.
     double full_speed_free_ = 0, call_left_ = 0, calls_left_ = 0;
+    double in_calls_ = 0;  // seconds the process spent inside them (call_share)
     bool in_flight_network_ = true;
 };
 

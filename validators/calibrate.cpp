@@ -147,10 +147,29 @@ void measure_nonblocking_progress(MPI_Comm pair, Calibration& c, MedianCall&& me
                 MPI_Wait(&r, MPI_STATUS_IGNORE);
                 waited += MPI_Wtime() - t0;
             });
+            // The same, timing every MPI call (the start and the tests too): the work the calls do.
+            q.paid_s = median_message_call([&](double& paid) {
+                MPI_Request r;
+                double t0 = MPI_Wtime();
+                MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM, pair, &r);
+                paid += MPI_Wtime() - t0;
+                for (int k = 0; k < calls; ++k) {
+                    compute_for(alone_s);
+                    int done = 0;
+                    t0 = MPI_Wtime();
+                    MPI_Test(&r, &done, MPI_STATUS_IGNORE);
+                    paid += MPI_Wtime() - t0;
+                }
+                compute_for(alone_s);
+                t0 = MPI_Wtime();
+                MPI_Wait(&r, MPI_STATUS_IGNORE);
+                paid += MPI_Wtime() - t0;
+            });
             c.progress_points.push_back(q);
         }
     }
     c.progress_fit = fit_test_calls(c.progress_points);
+    c.call_share_fit = fit_call_share(c.progress_points, c.progress_fit.test_calls);
 }
 
 // Times the validator's own primitives the way the plan runner calls them (fp32 tensors, packing,
@@ -285,6 +304,23 @@ TestCallsFit fit_test_calls(const std::vector<ProgressPoint>& points) {
         const double n = 1 + step / 20.0, e = squared_error(n);
         if (e < best.rms_residual) best = {n, e};
     }
+    best.rms_residual = std::sqrt(best.rms_residual / double(points.size()));
+    return best;
+}
+
+CallShareFit fit_call_share(const std::vector<ProgressPoint>& points, double test_calls) {
+    if (points.empty()) return {};
+    auto squared_error = [&](double share) {
+        double e = 0;
+        for (const ProgressPoint& q : points) {
+            const double left = planner::SyncProgress::left_after_calls(q.calls, test_calls);
+            e += std::pow(planner::SyncProgress::paid_share(left, share) - q.paid(), 2);
+        }
+        return e;
+    };
+    CallShareFit best{0, std::numeric_limits<double>::infinity()};
+    for (int step = 0; step <= 200; ++step)
+        if (const double e = squared_error(step / 200.0); e < best.rms_residual) best = {step / 200.0, e};
     best.rms_residual = std::sqrt(best.rms_residual / double(points.size()));
     return best;
 }
@@ -1023,6 +1059,12 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
                       "the all-reduce alone, then MPI_Wait; least squares of planner::SyncProgress::left_after_calls "
                       "against wait / alone over " + sizes + " (" + std::to_string(c.progress_points.size()) +
                       " points, RMS residual " + num(c.progress_fit.rms_residual, 2) + " of the all-reduce)");
+        link["nonblocking_call_share"] =
+            src(c.call_share_fit.call_share,
+                run + ": the same all-reduces with the start, each MPI_Test and the wait timed (slowest rank); least "
+                      "squares of planner::SyncProgress::paid_share against (start + tests + wait) / alone (" +
+                      std::to_string(c.progress_points.size()) + " points, RMS residual " +
+                      num(c.call_share_fit.rms_residual, 2) + " of the all-reduce)");
     }
     Json spec = {
         {"name", name},
@@ -1125,6 +1167,7 @@ Json calibration_report(const Calibration& c) {
             {"all_reduce", points(c.all_reduce)},
             {"primitives", prims},
             {"nonblocking_test_calls", c.progress_fit.test_calls},
+            {"nonblocking_call_share", c.call_share_fit.call_share},
             {"primitive_fit",
              {{"latency_s", c.latency_s},
               {"bandwidth_Bps", c.bandwidth_Bps},
@@ -1182,10 +1225,18 @@ std::string calibration_text(const Calibration& c) {
             os << "  non-blocking all-reduce on 2 " << std::setw(10) << human_size(q.bytes) << ", " << q.calls
                << " test calls: alone " << num(q.alone_s * 1e6) << " us, left at the wait " << num(q.wait_s * 1e6)
                << " us (" << num(q.left(), 2) << "; model "
-               << num(planner::SyncProgress::left_after_calls(q.calls, c.progress_fit.test_calls), 2) << ")\n";
+               << num(planner::SyncProgress::left_after_calls(q.calls, c.progress_fit.test_calls), 2)
+               << "), spent in the calls " << num(q.paid_s * 1e6) << " us (" << num(q.paid(), 2) << "; model "
+               << num(planner::SyncProgress::paid_share(
+                          planner::SyncProgress::left_after_calls(q.calls, c.progress_fit.test_calls),
+                          c.call_share_fit.call_share),
+                      2)
+               << ")\n";
         if (!c.progress_points.empty())
             os << "nonblocking_test_calls written to the spec: " << num(c.progress_fit.test_calls, 3)
-               << " (RMS residual " << num(c.progress_fit.rms_residual, 2) << " of the all-reduce)\n";
+               << " (RMS residual " << num(c.progress_fit.rms_residual, 2) << " of the all-reduce); "
+               << "nonblocking_call_share: " << num(c.call_share_fit.call_share, 3) << " (RMS residual "
+               << num(c.call_share_fit.rms_residual, 2) << ")\n";
     }
     if (!c.layers.empty()) {
         os << "\nper layer of the sequential training step (us), measured / model:\n";

@@ -76,7 +76,9 @@ struct ProgressPoint {
     double bytes = 0;
     int calls = 0;
     double alone_s = 0, wait_s = 0;
+    double paid_s = 0;  // the start, the test calls and the wait: what the process spent on it
     double left() const { return alone_s > 0 ? std::clamp(wait_s / alone_s, 0.0, 1.0) : 0.0; }
+    double paid() const { return alone_s > 0 ? std::clamp(paid_s / alone_s, 0.0, 1.0) : 0.0; }
 };
 // The link's nonblocking_test_calls: the number N of calls minimising the squared error of
 // SyncProgress::left_after_calls(calls, N) against the points' left() (N from 1 to 64 in steps of
@@ -85,6 +87,13 @@ struct TestCallsFit {
     double test_calls = 0, rms_residual = 0;
 };
 TestCallsFit fit_test_calls(const std::vector<ProgressPoint>& points);
+// The link's nonblocking_call_share: the share s in [0, 1] minimising the squared error of
+// SyncProgress::paid_share(left_after_calls(calls, test_calls), s) against the points' paid()
+// (s in steps of 1/200), and the RMS of that error. {0, 0} without points.
+struct CallShareFit {
+    double call_share = 0, rms_residual = 0;
+};
+CallShareFit fit_call_share(const std::vector<ProgressPoint>& points, double test_calls);
 
 struct Calibration {
     int ranks = 1;
@@ -97,6 +106,7 @@ struct Calibration {
     // The link's nonblocking_test_calls fitted to `progress_points` (0 when not measured).
     std::vector<ProgressPoint> progress_points;
     TestCallsFit progress_fit;
+    CallShareFit call_share_fit;
     // The raw ping-pong fit, reported beside it.
     double pingpong_latency_s = 0, pingpong_bandwidth_Bps = 0;
     double latency_fit_max_bytes = 0, bandwidth_fit_min_bytes = 0, bandwidth_fit_max_bytes = 0;

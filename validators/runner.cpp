@@ -643,9 +643,11 @@ template <class T>
 void NetworkRunner<T>::start_sync(Stage& st, OpTimer& timer) {
     Shard<T>* sh = st.shard();
     if (!sh || comm_size(st.sync_group) <= 1) return;
-    st.sync_buffer.assign(sh->dweight.begin(), sh->dweight.end());
-    st.sync_buffer.insert(st.sync_buffer.end(), sh->dbias.begin(), sh->dbias.end());
     timer.time(Op::sync, st.name + " gradient all-reduce", [&] {
+        // The weight and bias gradients in one buffer (one all-reduce per layer, as the plan has
+        // it): the copy is the sync's, timed with it.
+        st.sync_buffer.assign(sh->dweight.begin(), sh->dweight.end());
+        st.sync_buffer.insert(st.sync_buffer.end(), sh->dbias.begin(), sh->dbias.end());
         if (overlap_sync_)
             MPI_Iallreduce(MPI_IN_PLACE, st.sync_buffer.data(), static_cast<int>(st.sync_buffer.size()), mpi_type<T>(),
                            MPI_SUM, st.sync_group, &st.sync_request);
@@ -724,14 +726,7 @@ Tensor<T> NetworkRunner<T>::backward_segment(Tensor<T> dy, OpTimer& timer) {
         grads[st.index] = Tensor<T>{};
         // Layer i's gradient all-reduce starts as soon as its backward is done (the model's overlap).
         start_sync(st, timer);
-        // Poke the outstanding gradient all-reduces: Open MPI progresses non-blocking collectives
-        // only inside MPI calls, and the overlap the model assumes needs that progress.
-        if (overlap_sync_)
-            for (auto& other : stages_)
-                if (other->sync_request != MPI_REQUEST_NULL) {
-                    int done = 0;
-                    MPI_Test(&other->sync_request, &done, MPI_STATUS_IGNORE);
-                }
+        if (overlap_sync_) progress_syncs(timer);
         for (std::size_t k = 0; k < st.inputs.size(); ++k) {
             if (st.inputs[k] == 0) continue;  // the network's input needs no gradient
             Tensor<T> g = std::move(dxs[k]);
@@ -747,6 +742,25 @@ Tensor<T> NetworkRunner<T>::backward_segment(Tensor<T> dy, OpTimer& timer) {
     }
     finish_sync(timer);
     return boundary_ != 0 ? std::move(grads[static_cast<std::size_t>(boundary_)]) : Tensor<T>{};
+}
+
+// Poke the outstanding gradient all-reduces: Open MPI progresses non-blocking collectives only
+// inside MPI calls, and the overlap the model assumes needs that progress. The calls do the
+// transfer's and the reduction's work on this process (libnbc's rounds, the CMA copy): smallcnn's
+// batch plan at P = 2 spent 200-450 us per iteration in them (16:33 UTC, load 2.4-2.6), which no
+// operation timed before; now sync, as the model charges them (planner::SyncProgress::call_share).
+template <class T>
+void NetworkRunner<T>::progress_syncs(OpTimer& timer) {
+    const bool any = std::any_of(stages_.begin(), stages_.end(),
+                                 [](const auto& st) { return st->sync_request != MPI_REQUEST_NULL; });
+    if (!any) return;
+    timer.time(Op::sync, "gradient all-reduce progress", [&] {
+        for (auto& st : stages_)
+            if (st->sync_request != MPI_REQUEST_NULL) {
+                int done = 0;
+                MPI_Test(&st->sync_request, &done, MPI_STATUS_IGNORE);
+            }
+    });
 }
 
 template <class T>

@@ -103,6 +103,7 @@ private:
     Tensor<T> forward_layer(Stage& st, std::vector<const Tensor<T>*>& xs, OpTimer& timer);
     std::vector<Tensor<T>> backward_layer(Stage& st, Tensor<T>&& dy, OpTimer& timer);
     void start_sync(Stage& st, OpTimer& timer);
+    void progress_syncs(OpTimer& timer);  // one MPI_Test of every outstanding gradient all-reduce
     Tensor<T> loss_gradient(double& loss);
     void load_input(Stage& st, std::size_t k);
     void finish_sync(OpTimer& timer);

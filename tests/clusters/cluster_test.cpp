@@ -314,6 +314,18 @@ TEST_CASE("a link's point-to-point message figures are sourced, optional, both o
     CHECK(parse_error(spec).starts_with("spec.json: /intra_node/message_latency_s: must be between"));
 }
 
+TEST_CASE("a link's nonblocking_call_share is a sourced fraction, absent by default", "[clusters][json]") {
+    Json spec = tiny_spec();
+    CHECK(parse_cluster(spec, "p.json").inter_node.nonblocking_call_share == 0);  // the presets: calls are free
+    spec["inter_node"]["nonblocking_call_share"] = {{"value", 0.4}, {"source", "measured by dnnplan calibrate"}};
+    const Cluster c = parse_cluster(spec, "m.json");
+    CHECK(c.inter_node.nonblocking_call_share == 0.4);
+    CHECK(c.sources.at("/inter_node/nonblocking_call_share") == "measured by dnnplan calibrate");
+    CHECK(parse_cluster(to_json(c), "m.json") == c);  // written back with its source
+    spec["inter_node"]["nonblocking_call_share"] = 1.5;
+    CHECK(parse_error(spec).starts_with("spec.json: /inter_node/nonblocking_call_share: must be between 0 and 1"));
+}
+
 TEST_CASE("a fat tree's oversubscription defaults to non-blocking", "[clusters]") {
     Json spec = tiny_spec();
     spec["inter_node"]["topology"] = "fat_tree";

@@ -898,6 +898,40 @@ TEST_CASE("per-call progress: a sync in flight advances one step per layer's MPI
     }
 }
 
+TEST_CASE("per-call progress costs the caller call_share of what each call advances", "[planner][sync]") {
+    // SyncProgress::paid_share by hand: with 0.25 left at the wait and call share 0.4, the process
+    // pays 0.25 + 0.4 x 0.75 = 0.55 of the all-reduce alone; nothing advanced in calls: all of it.
+    CHECK(SyncProgress::paid_share(0.25, 0.4) == Approx(0.55).epsilon(1e-12));
+    CHECK(SyncProgress::paid_share(1, 0.4) == 1);
+    CHECK(SyncProgress::paid_share(0, 0) == 0);
+    // SyncOverlap, N = 4 calls, share 0.5 (seconds): layer A computes 10, starts an 8 s sync and
+    // tests it: the call takes it to 8 x 3/4 = 6 as the calls count, costing 0.5 x 2 = 1 (t = 11).
+    // B computes 20 (t = 31; the link's bound, 18, has passed) and tests: 6 x (1 - 1/3) = 4 left,
+    // 1 more in the call: exposed 2 in calls + 4 left = 6 (share 0: 4, the case above).
+    const SyncProgress half{1, 4, 0.5};
+    {
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, half);
+        o.layer(20, 0, 0, 0, true);
+        CHECK(o.exposed_s() == Approx(6).epsilon(1e-12));
+    }
+    // Three later layers: the 4 calls advance all 8 s, each 2 s costing share x 2; nothing is left
+    // at the wait, and the process has paid 8 x share (share 1: nothing hidden at all).
+    for (double share : {0.0, 0.25, 1.0}) {
+        SyncOverlap o(true);
+        o.layer(10, 0, 0, 8, true, SyncProgress{1, 4, share});
+        for (int k = 0; k < 3; ++k) o.layer(20, 0, 0, 0, true);
+        CHECK(o.exposed_s() == Approx(8 * share).margin(1e-12));
+        CHECK(o.total_s() == 8);
+    }
+    // The link's share reaches the overlap through SyncProgress::of.
+    clusters::Link link;
+    link.nonblocking_test_calls = 2;
+    link.nonblocking_call_share = 0.5;
+    CHECK(SyncProgress::of(link).call_share == 0.5);
+    CHECK(SyncProgress::of(link).test_calls == 2);
+}
+
 TEST_CASE("a sync in flight progresses at the link's nonblocking_progress while the rank computes", "[planner][cost]") {
     // SyncOverlap by hand (seconds): layer A computes 10 and starts an 8 s sync at progress 0.25;
     // layer B computes 20: the sync advances 0.25 x 20 = 5, so 3 remain past the backward pass

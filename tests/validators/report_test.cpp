@@ -137,6 +137,22 @@ int main() {
         check(fit_test_calls(stuck).test_calls == 64, "no progress per call: the largest N");
         check(fit_test_calls({}).test_calls == 0, "no points: 0 (not measured)");
     }
+    // The fit of nonblocking_call_share recovers the share from points made by hand: N = 3.5 calls
+    // as above and share 0.4, so after k calls the process pays left + 0.4 (1 - left) of the
+    // all-reduce alone (k = 0: 1; k = 2: 3/7 + 0.4 x 4/7 = 0.657..; k >= 4: 0.4). Grid step 1/200.
+    {
+        std::vector<ProgressPoint> points;
+        for (int k = 0; k <= 6; ++k) {
+            const double left = k >= 4 ? 0 : 1 - k / 3.5;
+            ProgressPoint q{65536.0, k, 200e-6, 200e-6 * left};
+            q.paid_s = 200e-6 * (left + 0.4 * (1 - left));
+            points.push_back(q);
+        }
+        check(std::abs(points[2].paid() - (3.0 / 7 + 0.4 * 4.0 / 7)) < 1e-12, "hand value: paid after 2 calls");
+        CallShareFit f = fit_call_share(points, 3.5);
+        check(std::abs(f.call_share - 0.4) < 0.0026 && f.rms_residual < 1e-9, "call share fitted to exact points");
+        check(fit_call_share({}, 3.5).call_share == 0, "no points: 0 (not measured)");
+    }
 
     // The compute fit recovers the validator's kernel costs from per-layer times made by hand for
     // lenet5 at batches 16 and 4 (the unit of each kernel as planner/compute.cpp documents it):

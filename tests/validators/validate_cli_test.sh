@@ -55,6 +55,14 @@ else
     echo "ok   validate on this host's calibration has no foreign-cluster note"
 fi
 check "the calibrated spec records this host" 0 "\"host\": \"$(hostname)\"" -- cat "$tmp/this-machine.json"
+# The calibration measures what the calls of a non-blocking all-reduce cost their caller.
+check "the calibrated spec has the per-call share of the progress" 0 '"nonblocking_call_share": \{' -- \
+    cat "$tmp/this-machine.json"
+# The runner's MPI_Test calls that progress the gradient all-reduces during the backward pass are
+# timed as sync (they do the copies and the reduction), on the trace's sync lane.
+check "the gradient all-reduces' progress calls are timed as sync" 0 '"cat": *"sync"[^}]*"name": *"gradient all-reduce progress"|"name": *"gradient all-reduce progress"[^}]*"cat": *"sync"' -- \
+    bash -c "\"$DNNPLAN\" validate --net lenet5 --batch 8 --np 2 --strategies batch --cluster \"$tmp/this-machine.json\" \
+             --iterations 2 --no-check --trace \"$tmp/trace.json\" >/dev/null && tr -d '\n' < \"$tmp/trace.json\""
 sed "s/\"host\": \"$(hostname)\"/\"host\": \"elsewhere-node7\"/" "$tmp/this-machine.json" >"$tmp/elsewhere.json"
 check "a spec calibrated on another host is noted" 0 "calibrate on host elsewhere-node7, not on this one" -- \
     "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --strategies batch --cluster "$tmp/elsewhere.json" --iterations 1
