@@ -96,8 +96,9 @@ enum class CpuKernel {
     lowering_forward, lowering_backward,  // GEMM layers' copies: padding, im2col, col2im, bias
     gemm_call,                            // one BLAS call: per_call_s only
     // A halo message's copies through the validator's primitives (primitives.hpp: the sender packs
-    // the strided ghost cells, the receiver unpacks them): per byte and per message, on top of the
-    // link's transfer (planner::halo_pack_seconds). Fitted with the link, not with the layers.
+    // the strided ghost cells, the receiver unpacks them; a repartition's pieces likewise): per byte
+    // and per contiguous run copied, on top of the link's transfer (planner::halo_pack_seconds).
+    // Fitted with the link, not with the layers.
     halo_pack,
 };
 std::string to_string(CpuKernel kernel);

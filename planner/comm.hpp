@@ -48,6 +48,9 @@ struct CommCall {
     double bytes = 0;
     double seconds = 0;
     std::string what;  // for people only: "weight gradient", "input gradient", "halo of input", ...
+    // Halo exchanges and redistributions: the contiguous runs each message's packing copies
+    // (planner::halo_pack_seconds); 1 for calls that send their buffer as it is.
+    double runs = 1;
     bool operator==(const CommCall&) const = default;
 };
 

@@ -302,8 +302,9 @@ std::optional<double> cpu_pass_seconds(const clusters::Device& device, DType dty
     return t;
 }
 
-double halo_pack_seconds(const clusters::Device& device, double message_bytes, int messages) {
-    const CpuPass pack{{KernelWork{CpuKernel::halo_pack, 2.0 * messages * message_bytes, 2.0 * messages}}, {}};
+double halo_pack_seconds(const clusters::Device& device, double message_bytes, int messages, double runs_per_message) {
+    const CpuPass pack{
+        {KernelWork{CpuKernel::halo_pack, 2.0 * messages * message_bytes, 2.0 * messages * runs_per_message}}, {}};
     return cpu_pass_seconds(device, DType::fp32, pack).value_or(0.0);
 }
 

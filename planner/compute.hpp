@@ -82,11 +82,16 @@ std::optional<CpuLayerWork> cpu_layer_work(const networks::Network& network, int
 // gemm_call's per_call_s per BLAS call; nullopt when a kernel it needs is not on the device.
 std::optional<double> cpu_pass_seconds(const clusters::Device& device, DType dtype, const CpuPass& pass);
 
-// The packing of a halo exchange on a calibrated CPU (CpuKernel::halo_pack; 0 on devices without
-// it): each of the busiest process's `messages` neighbour messages of `message_bytes` is packed by
-// its sender and unpacked by its receiver, and the process does both for each neighbour, so
-// 2 x messages copies of message_bytes each.
-double halo_pack_seconds(const clusters::Device& device, double message_bytes, int messages);
+// The packing of a halo exchange or a redistribution on a calibrated CPU (CpuKernel::halo_pack; 0
+// on devices without it): each of the busiest process's `messages` messages of `message_bytes` is
+// packed by its sender and unpacked by its receiver, and the process does both for each peer, so
+// 2 x messages copies of message_bytes each, made of `runs_per_message` contiguous runs (one
+// std::copy_n each in validators/tensor.hpp for_each_run: a column halo of width k moves runs of
+// k elements, one per row). The kernel's per_unit_s is per byte, its per_call_s per run: on this
+// machine a run of 1-4 floats costs ~6 ns whatever its length (validators/README.md), so a width-1
+// column halo costs twice a width-2 one per byte.
+double halo_pack_seconds(const clusters::Device& device, double message_bytes, int messages,
+                         double runs_per_message = 1);
 
 // Forward and backward seconds of `network.layers[index]` for `local` under `model`.
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& local,

@@ -271,7 +271,13 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
         part_bytes = output_bytes(producer) * load.share * exchange.size / load.peers;
     }
     const clusters::CollectiveChoice choice = cheapest(kind, exchange, part_bytes);
-    if (recorder && choice.seconds > 0) {
+    // On a calibrated CPU the pieces are packed and unpacked (validators/primitives.hpp Repartition:
+    // one message of part_bytes / size to each of the size - 1 others in both collectives).
+    const double message = part_bytes / exchange.size;
+    const double runs = message / element_bytes_ / run_elements(from, to, shape, options_.batch);
+    const double seconds =
+        choice.seconds > 0 ? choice.seconds + halo_pack_seconds(cluster_->device, message, exchange.size - 1, runs) : 0;
+    if (recorder && seconds > 0) {
         CommCall call;
         call.layer = layer;
         call.phase = phase;
@@ -281,11 +287,12 @@ double CostModel::redistribute(const Dist& from, const Dist& to, int producer, i
         call.group = exchange;
         call.bytes = part_bytes;
         call.algorithm = choice.algorithm;
-        call.seconds = choice.seconds;
+        call.seconds = seconds;
+        call.runs = runs;
         call.what = recorder->text(target_coarser ? "redistribution (all-gather)" : "redistribution (all-to-all)");
         recorder->add(std::move(call));
     }
-    return choice.seconds;
+    return seconds;
 }
 
 double CostModel::redistribution_seconds(const Dist& from, const Dist& to, int producer) const {
@@ -419,6 +426,7 @@ HaloProfile halo_profile(std::int64_t n_in, std::int64_t n_out, std::int64_t k, 
 // cells along each dimension. The byte ledger of validators/ measures exactly this busiest process.
 struct BusiestHalo {
     double row_cells = 0, column_cells = 0;
+    double block_rows = 0;  // rows of the (row-extended) block the column exchange packs, one run each
 };
 BusiestHalo busiest_halo(const HaloProfile& rows, const HaloProfile& cols) {
     BusiestHalo best;
@@ -430,7 +438,7 @@ BusiestHalo busiest_halo(const HaloProfile& rows, const HaloProfile& cols) {
                 const auto& along_cols = sending ? cols.sent : cols.received;
                 const double r = static_cast<double>(along_rows[i] * cols.owned[j]);
                 const double c = static_cast<double>(along_cols[j] * rows.extended[i]);
-                if (r + c > best_total) best_total = r + c, best = BusiestHalo{r, c};
+                if (r + c > best_total) best_total = r + c, best = BusiestHalo{r, c, static_cast<double>(rows.extended[i])};
             }
     return best;
 }
@@ -453,6 +461,10 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch, 
     const std::int64_t rows = x[1], cols = x[2];
     // Cells (rows x columns of one channel of one sample) per neighbour message along each dimension.
     double cells_h = 0, cells_w = 0;
+    // Contiguous runs per (sample, channel) of a message (halo_pack_seconds): the row exchange
+    // sends whole rows of the block (its ghost rows are one run), the column exchange one run per
+    // row of the row-extended block.
+    double block_rows = static_cast<double>(largest_part(rows, l.h));
     if (layer.kind == LayerKind::conv_transpose2d || y.size() != 3) {
         // Columns are exchanged after rows, on the row-extended block (DistDL's order; corners travel).
         const bool disjoint_h = layer.kind == LayerKind::conv_transpose2d && a.kernel_h == a.stride_h && a.padding_h == 0;
@@ -467,22 +479,25 @@ double CostModel::halo_exchange(int index, const Layout& l, double local_batch, 
                          halo_profile(x[2], y[2], a.kernel_w, a.stride_w, a.padding_w, a.dilation_w, l.w));
         cells_h = busiest.row_cells / std::min(2, std::max(1, l.h - 1));
         cells_w = busiest.column_cells / std::min(2, std::max(1, l.w - 1));
+        block_rows = busiest.block_rows;
     }
     double t = 0;
-    auto exchange = [&](double bytes, const GroupPlacement& line) {
+    auto exchange = [&](double bytes, const GroupPlacement& line, double runs) {
         // The transfer, then on a calibrated CPU the packing of the strided ghost cells, which the
         // validator times with the messages.
         double s = clusters::halo_exchange_seconds(bytes, line, links_.intra, links_.inter);
-        if (s > 0) s += halo_pack_seconds(cluster_->device, bytes, clusters::halo_neighbours(line.size));
+        if (s > 0) s += halo_pack_seconds(cluster_->device, bytes, clusters::halo_neighbours(line.size), runs);
         if (rec && s > 0)
             rec->add(CommCall{index, phase, CommKind::halo, CommPattern::halo_exchange, Collective::all_reduce,
-                              clusters::Algorithm::ring, line, bytes, s, rec->text(what)});
+                              clusters::Algorithm::ring, line, bytes, s, rec->text(what), runs});
         t += s;
     };
     if (l.h > 1 && cells_h > 0)
-        exchange(local_batch * channels * cells_h * element_bytes_, placement(l, false, false, false, true, false));
+        exchange(local_batch * channels * cells_h * element_bytes_, placement(l, false, false, false, true, false),
+                 local_batch * channels);
     if (l.w > 1 && cells_w > 0)
-        exchange(local_batch * channels * cells_w * element_bytes_, placement(l, false, false, false, false, true));
+        exchange(local_batch * channels * cells_w * element_bytes_, placement(l, false, false, false, false, true),
+                 local_batch * channels * block_rows);
     return t;
 }
 
@@ -517,10 +532,18 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Layout& 
             if (channels == 0) return 0.0;
             const double bytes = per_call * static_cast<double>(channels);
             const clusters::CollectiveChoice choice = cheapest(Collective::all_to_all, line, bytes);
+            // Packed like any repartition (redistribute): a piece of a sample's channels is one
+            // run while its tile is whole rows, one per channel and row under a column split (per
+            // message: the busiest process's runs over its line.size - 1 peers).
+            const double runs = local_batch / (line.size - 1) * (in.w > 1 ? static_cast<double>(channels) *
+                                                              static_cast<double>(largest_part(layer.output_shape[1], in.h))
+                                                        : in.h > 1 ? static_cast<double>(channels) : 1.0);
+            const double seconds =
+                choice.seconds + halo_pack_seconds(cluster_->device, bytes / line.size, line.size - 1, runs);
             if (rec)
                 rec->add(CommCall{index, phase, CommKind::redistribution, CommPattern::collective, Collective::all_to_all,
-                                  choice.algorithm, line, bytes, choice.seconds, rec->text(what)});
-            return choice.seconds;
+                                  choice.algorithm, line, bytes, seconds, rec->text(what), runs});
+            return seconds;
         };
         comm.forward += exchange(moved.forward_channels, Phase::forward, "concat channel blocks");
         comm.backward += exchange(moved.backward_channels, Phase::backward, "concat channel blocks (gradient)");

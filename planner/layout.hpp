@@ -120,6 +120,14 @@ ExchangeLoad busiest_sender(const Dist& from, const Dist& to, const networks::Sh
 // pairs of distributions per layer made it 8x slower), and the exchange group's all-to-all beyond.
 inline constexpr std::int64_t kBusiestSenderMaxProcs = 32;
 
+// The elements of one contiguous run of a repartition's pieces from `from` to `to` of a tensor of
+// per-sample `shape` and `batch` (row-major [B, C, H, W] blocks, as validators/tensor.hpp packs
+// them): innermost first, an axis neither side splits is whole in every piece and joins the run;
+// the first axis either side splits ends it with the piece's extent along it, that of the finer
+// side's largest block (the blocks nest when one count divides the other). Packing copies
+// message elements / run_elements runs (planner::halo_pack_seconds).
+double run_elements(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch);
+
 // The busiest process's share of a layer's parameters (a count): anchors' weights over co x ci
 // (their output and input axes, balanced), their biases over co only (whole on every ci shard;
 // attention's output-projection bias whole on every head shard); batch norm and position

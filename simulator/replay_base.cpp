@@ -36,10 +36,14 @@ std::vector<clusters::RankStep> ReplayBase::call_rank_steps(const CommCall& call
 }
 
 double halo_pack_seconds(const planner::CostModel& model, const CommCall& call, int index) {
+    // A redistribution packs a piece for each of the group's other members (the cost model's charge).
+    if (call.kind == CommKind::redistribution && call.pattern == planner::CommPattern::collective && call.group.size > 1)
+        return planner::halo_pack_seconds(model.cluster().device, call.bytes / call.group.size, call.group.size - 1,
+                                          call.runs);
     if (call.kind != CommKind::halo || call.pattern != planner::CommPattern::halo_exchange) return 0;
     int neighbours = 0;
     for (const auto& step : ReplayBase::call_rank_steps(call, index)) neighbours += step.send_to >= 0 ? 1 : 0;
-    return planner::halo_pack_seconds(model.cluster().device, call.bytes, neighbours);
+    return planner::halo_pack_seconds(model.cluster().device, call.bytes, neighbours, call.runs);
 }
 
 void count_message(RankClock& clock) {

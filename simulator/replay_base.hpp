@@ -46,7 +46,8 @@ bool pair_exchanges_only(const CommCall& call);  // below
 // CPU: planner::halo_pack_seconds, the cost model's own charge, for the member's neighbours (its
 // sends: 2 inside a line, 1 at its ends or on a two-part line; the model charges its busiest
 // member, clusters::halo_neighbours). The replays run it as compute after the call's messages; 0
-// for other calls and on devices without the kernel (simulator/README.md, "The replay").
+// for other calls and on devices without the kernel (simulator/README.md, "The replay"). A
+// redistribution's pieces likewise: packed for, and unpacked from, each other member.
 double halo_pack_seconds(const planner::CostModel& model, const CommCall& call, int index);
 
 // An actor's mailboxes by (from, to): looked up once, since by_name hashes a string each time.

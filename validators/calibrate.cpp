@@ -241,10 +241,12 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
             owned = halo_complete(f);
             messages += MPI_Wtime() - t0;
         });
-        c.primitives.push_back(
-            {"halo exchange", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce, 2, ghost, fwd, 0});
-        c.primitives.push_back(
-            {"halo adjoint", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce, 2, ghost, adj, 0});
+        // One run of `width` columns per plane and row (tensor.hpp for_each_run).
+        const double runs = double(planes) * side;
+        c.primitives.push_back({"halo exchange", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce,
+                                2, ghost, fwd, 0, runs});
+        c.primitives.push_back({"halo adjoint", planner::CommPattern::halo_exchange, clusters::Collective::all_reduce,
+                                2, ghost, adj, 0, runs});
     }
     for (double bytes : {64.0, 4096.0, 65536.0, 1048576.0}) {
         std::vector<float> buf(static_cast<std::size_t>(bytes / 4), 1.0f);
@@ -271,12 +273,17 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
         const double total = double(whole.volume()) * sizeof(float);
         Repartition a2a(by_batch, by_width, comm), gather(by_width, replicated, comm);
         Tensor<float> x(by_batch[me], 1.0f), y = a2a.forward(x), z = gather.forward(y);
+        // Both pack runs of one width block (2 side / p columns) per sample, plane and row
+        // (planner::run_elements); a message is the call's bytes / p (the cost model's
+        // redistribution: total / p^2 of the all-to-all's total / p, a whole block of the all-gather's).
+        const double run_bytes = double(block_begin(2 * side, p, 1)) * sizeof(float);
+        const double a2a_runs = total / (double(p) * p) / run_bytes, gather_runs = total / p / run_bytes;
         c.primitives.push_back({"repartition (all-to-all)", planner::CommPattern::collective,
                                 clusters::Collective::all_to_all, p, total / p,
-                                median_call([&] { y = a2a.forward(x); }), 0});
+                                median_call([&] { y = a2a.forward(x); }), 0, a2a_runs});
         c.primitives.push_back({"repartition (all-gather)", planner::CommPattern::collective,
                                 clusters::Collective::all_gather, p, total, median_call([&] { z = gather.forward(y); }),
-                                0});
+                                0, gather_runs});
     }
     fit_link_to_primitives(c);
 }
@@ -284,12 +291,16 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
 
 double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link, const clusters::KernelCost& halo_pack) {
     const clusters::GroupPlacement group{p.group, p.group};
-    if (p.pattern != planner::CommPattern::halo_exchange)
-        return clusters::cheapest(p.collective, group, p.bytes, link, link).seconds;
     clusters::Device packing;
     packing.cpu_kernels[clusters::CpuKernel::halo_pack] = halo_pack;
+    if (p.pattern != planner::CommPattern::halo_exchange) {
+        const double transfer = clusters::cheapest(p.collective, group, p.bytes, link, link).seconds;
+        // A repartition packs a piece for each other rank (planner CostModel::redistribute).
+        return p.runs > 0 ? transfer + planner::halo_pack_seconds(packing, p.bytes / p.group, p.group - 1, p.runs)
+                          : transfer;
+    }
     return clusters::halo_exchange_seconds(p.bytes, group, link, link) +
-           planner::halo_pack_seconds(packing, p.bytes, clusters::halo_neighbours(p.group));
+           planner::halo_pack_seconds(packing, p.bytes, clusters::halo_neighbours(p.group), std::max(1.0, p.runs));
 }
 
 TestCallsFit fit_test_calls(const std::vector<ProgressPoint>& points) {
@@ -327,18 +338,25 @@ CallShareFit fit_call_share(const std::vector<ProgressPoint>& points, double tes
 
 namespace {
 bool is_halo(const PrimitivePoint& p) { return p.pattern == planner::CommPattern::halo_exchange; }
+// Halo exchanges and repartitions: their time includes copies of what they send and receive.
+bool is_packed(const PrimitivePoint& p) { return is_halo(p) || p.runs > 0; }
 
-// The halo packing's per-byte and per-message cost (both >= 0) minimising the squared relative
-// error of primitive_model over the halo points on `link`: weighted linear least squares of the
-// residual (measured - transfer) on the copies' bytes and count, a one-parameter fit when the
+// The packing's per-byte and per-run cost (both >= 0) minimising the squared relative error of
+// primitive_model over the halo and repartition points on `link`: weighted linear least squares
+// of the residual (measured - transfer) on the copies' bytes and runs (planner::halo_pack_seconds:
+// 2 x messages copies of the message's bytes and runs), a one-parameter fit when the
 // two-parameter solution has a negative part.
 clusters::KernelCost fit_halo_pack(const std::vector<PrimitivePoint>& points, const clusters::LinkCost& link) {
     // Rows scaled by 1 / measured: minimise sum ((transfer + a u + b n - m) / m)^2.
     double uu = 0, un = 0, nn = 0, ur = 0, nr = 0;
     for (const PrimitivePoint& q : points) {
-        if (!is_halo(q)) continue;
-        const double transfer = primitive_model(q, link), copies = 2.0 * clusters::halo_neighbours(q.group);
-        const double u = copies * q.bytes / q.seconds, n = copies / q.seconds, r = (q.seconds - transfer) / q.seconds;
+        if (!is_packed(q)) continue;
+        const bool halo = is_halo(q);
+        const double messages = halo ? clusters::halo_neighbours(q.group) : q.group - 1.0;
+        const double message = halo ? q.bytes : q.bytes / q.group;
+        const double transfer = primitive_model(q, link), copies = 2.0 * messages;
+        const double u = copies * message / q.seconds, n = copies * std::max(1.0, q.runs) / q.seconds,
+                     r = (q.seconds - transfer) / q.seconds;
         uu += u * u, un += u * n, nn += n * n, ur += u * r, nr += n * r;
     }
     const double det = uu * nn - un * un;
@@ -347,7 +365,7 @@ clusters::KernelCost fit_halo_pack(const std::vector<PrimitivePoint>& points, co
     auto error = [&](const clusters::KernelCost& k) {
         double e = 0;
         for (const PrimitivePoint& q : points)
-            if (is_halo(q)) e += std::pow((primitive_model(q, link, k) - q.seconds) / q.seconds, 2);
+            if (is_packed(q)) e += std::pow((primitive_model(q, link, k) - q.seconds) / q.seconds, 2);
         return e;
     };
     const clusters::KernelCost per_byte{uu > 0 ? std::max(0.0, ur / uu) : 0, 0};
@@ -383,11 +401,11 @@ void fit_message_link(Calibration& c) {
 
 void fit_link_to_primitives(Calibration& c) {
     if (c.primitives.empty()) return;
-    const bool only_halos = std::all_of(c.primitives.begin(), c.primitives.end(), is_halo);
+    const bool only_packed = std::all_of(c.primitives.begin(), c.primitives.end(), is_packed);
     auto cost = [&](double alpha, double bw) {
         double sum = 0;
         for (const PrimitivePoint& q : c.primitives)
-            if (only_halos || !is_halo(q))
+            if (only_packed || !is_packed(q))
                 sum += std::pow(std::log(primitive_model(q, clusters::LinkCost{bw, alpha}) / q.seconds), 2);
         return sum;
     };
@@ -408,17 +426,17 @@ void fit_link_to_primitives(Calibration& c) {
     c.bandwidth_Bps = best_bw;
     const clusters::LinkCost link{best_bw, best_alpha};
     clusters::KernelCost pack;
-    if (!only_halos && std::any_of(c.primitives.begin(), c.primitives.end(), is_halo)) {
+    if (!only_packed && std::any_of(c.primitives.begin(), c.primitives.end(), is_packed)) {
         pack = fit_halo_pack(c.primitives, link);
         KernelFit& fit = c.cpu_kernels[clusters::CpuKernel::halo_pack];
         fit.cost = pack;
-        fit.points = static_cast<int>(std::count_if(c.primitives.begin(), c.primitives.end(), is_halo));
+        fit.points = static_cast<int>(std::count_if(c.primitives.begin(), c.primitives.end(), is_packed));
     }
     double sq = 0, halo_sq = 0;
     for (PrimitivePoint& q : c.primitives) {
         q.model_s = primitive_model(q, link, pack);
         sq += std::pow((q.model_s - q.seconds) / q.seconds, 2);
-        if (is_halo(q)) halo_sq += std::pow((q.model_s - q.seconds) / q.seconds, 2);
+        if (is_packed(q)) halo_sq += std::pow((q.model_s - q.seconds) / q.seconds, 2);
     }
     c.primitive_fit_residual = std::sqrt(sq / double(c.primitives.size()));
     if (auto fit = c.cpu_kernels.find(clusters::CpuKernel::halo_pack); fit != c.cpu_kernels.end())
@@ -1030,8 +1048,9 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
     std::string fit =
         run +
         ": least-squares fit (log ratio) of the cost model's formulas to the validator's own primitives as the "
-        "plan runner calls them (halo exchange and its adjoint on rank pairs, all-reduce on pairs and all "
-        "ranks, repartition all-to-all and all-gather over all ranks; " +
+        "plan runner calls them (the link: all-reduce on pairs and all ranks, which send their buffers as they "
+        "are; beside it the packing of the halo exchange and its adjoint on rank pairs and of the repartition "
+        "all-to-all and all-gather over all ranks, cpu_kernels.halo_pack per byte and per contiguous run; " +
         std::to_string(c.primitives.size()) + " points, 64 B .. 1 MiB, median of " +
         "chunks, slowest rank), RMS relative residual " + num(100 * c.primitive_fit_residual, 2) +
         "%; raw ping-pong for comparison: latency " + num(c.pingpong_latency_s * 1e6) + " us, bandwidth " +

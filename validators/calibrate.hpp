@@ -45,6 +45,9 @@ struct PrimitivePoint {
     double bytes = 0;    // the size the cost model is given (ghost slab, buffer, part), per rank
     double seconds = 0;  // median over the chunks, slowest rank per chunk, per call
     double model_s = 0;  // the cost model's time on the fitted link
+    // Contiguous runs per message that the primitive packs and unpacks (halo exchanges,
+    // repartitions: planner::halo_pack_seconds); 0 for a call on its buffer as it is (all-reduce).
+    double runs = 0;
 };
 
 // One layer of a calibration network's sequential training step: its forward and backward as the
@@ -134,16 +137,18 @@ struct Calibration {
 };
 
 // The cost model's time for one primitive point on `link` (one node: every group is intra-node),
-// a halo exchange's packing at `halo_pack` (planner::halo_pack_seconds) included.
+// the packing of a halo exchange or a repartition at `halo_pack` (planner::halo_pack_seconds, as
+// the cost model charges halos and redistributions) included.
 double primitive_model(const PrimitivePoint& p, const clusters::LinkCost& link,
                        const clusters::KernelCost& halo_pack = {});
 // Sets c.latency_s and c.bandwidth_Bps to the link minimising the squared log ratio of
-// primitive_model to the measured c.primitives other than halo exchanges (a log-spaced grid over
-// 10 ns .. 1 ms and 0.1 .. 100 GB/s, refined once around its best point to ~1%); then the halo
-// exchanges' packing (c.cpu_kernels[halo_pack]: per byte and per message, non-negative, least
-// squares of the relative error over the halo points on that link: a halo packs strided ghost
-// cells, which a link fitted to both would charge as a slower link to every collective); each
-// point's model_s and c.primitive_fit_residual (RMS relative error over all points).
+// primitive_model to the measured c.primitives that pack nothing (the all-reduces; every point
+// when all pack) (a log-spaced grid over 10 ns .. 1 ms and 0.1 .. 100 GB/s, refined once around
+// its best point to ~1%); then the packing (c.cpu_kernels[halo_pack]: per byte and per
+// contiguous run, non-negative, least squares of the relative error over the halo and
+// repartition points on that link: a link fitted to the packed points too would charge their
+// copies as a slower link to every collective, 2-4x too slow for the model plans' all-reduces);
+// each point's model_s and c.primitive_fit_residual (RMS relative error over all points).
 void fit_link_to_primitives(Calibration& c);
 
 // The byte range of the ping-pong points fit_message_link uses: from the shared-memory transport's

@@ -581,18 +581,28 @@ TEST_CASE("domain split: one halo exchange per split dimension, input forward an
         CHECK(plan.cost.comm(CommKind::halo) == Approx(3.024e-6 + 2 * 4.048e-6).epsilon(1e-12));
     }
     SECTION("a calibrated CPU packs its ghost cells: 2 copies per neighbour on top of the transfer") {
-        // halo_pack 0.5 ns per byte and 1 us per copy. 1 x 4 split as above: the busiest (inner)
-        // process exchanges with 2 neighbours, so 4 copies per exchange: conv1's 512 B message,
-        // 4 x 512 x 0.5e-9 + 4e-6 = 5.024e-6 s; conv2's 1024 B, 2.048e-6 + 4e-6 = 6.048e-6 s,
-        // forward and backward. Halo = 3.024e-6 + 5.024e-6 + 2 (4.048e-6 + 6.048e-6) = 28.24e-6 s.
-        cluster.device.cpu_kernels[clusters::CpuKernel::halo_pack] = {0.5e-9, 1e-6};
+        // halo_pack 0.5 ns per byte and 1 ns per contiguous run (tensor.hpp for_each_run). 1 x 4
+        // split as above: the busiest (inner) process exchanges with 2 neighbours, so 4 copies per
+        // exchange. A column message holds one run per sample, channel and row of the block:
+        // conv1's 512 B message 4 x 4 x 8 = 128 runs, 4 x 512 x 0.5e-9 + 4 x 128 x 1e-9 =
+        // 1.536e-6 s; conv2's 1024 B, 4 x 8 x 8 = 256 runs, 2.048e-6 + 1.024e-6 = 3.072e-6 s,
+        // forward and backward. Halo = 3.024e-6 + 1.536e-6 + 2 (4.048e-6 + 3.072e-6) = 18.8e-6 s.
+        cluster.device.cpu_kernels[clusters::CpuKernel::halo_pack] = {0.5e-9, 1e-9};
         CostModel model(net, cluster, options(4, 4));
         ScoredPlan plan = model.score(all(net, model, Layout{1, 1, 1, 1, 4}));
-        CHECK(plan.cost.comm(CommKind::halo) == Approx(28.24e-6).epsilon(1e-12));
-        // 2 x 2: two-part lines, one neighbour, 2 copies: conv1 256 B and 320 B, conv2 512 B and
-        // 640 B twice: 8.88e-6 + 6 x 2e-6 + 2 x 0.5e-9 x (256 + 320 + 2 (512 + 640)) = 23.76e-6 s.
+        CHECK(plan.cost.comm(CommKind::halo) == Approx(18.8e-6).epsilon(1e-12));
+        // 2 x 2: two-part lines, one neighbour, 2 copies. A row message is one run per sample and
+        // channel (its ghost row is contiguous), a column message one per sample, channel and row
+        // of the row-extended block (5 rows): conv1 256 B / 16 runs and 320 B / 80 runs, conv2
+        // 512 B / 32 runs and 640 B / 160 runs twice. Packing 2 x 0.5e-9 x (256 + 320 + 2 (512 +
+        // 640)) + 2 x 1e-9 x (16 + 80 + 2 (32 + 160)) = 2.88e-6 + 0.96e-6 = 3.84e-6 s; with the
+        // transfers 8.88e-6 + 3.84e-6 = 12.72e-6 s.
         ScoredPlan grid = model.score(all(net, model, Layout{1, 1, 1, 2, 2}));
-        CHECK(grid.cost.comm(CommKind::halo) == Approx(23.76e-6).epsilon(1e-12));
+        CHECK(grid.cost.comm(CommKind::halo) == Approx(12.72e-6).epsilon(1e-12));
+        std::multiset<double> runs;
+        for (const CommCall& c : grid.calls)
+            if (c.kind == CommKind::halo) runs.insert(c.runs);
+        CHECK(runs == std::multiset<double>{16, 80, 32, 32, 160, 160});
     }
 }
 

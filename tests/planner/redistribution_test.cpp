@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "planner/compute.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/search.hpp"
 #include "planner_test_helpers.hpp"
@@ -281,6 +282,64 @@ TEST_CASE("a flattened tensor keeps the blocks it was flattened from (byte ledge
         CHECK(c.bytes == 61440);
     }
     CHECK(calls == 1);
+}
+
+TEST_CASE("a repartition's pieces are packed in contiguous runs (run_elements, hand-computed)",
+          "[planner][redistribution]") {
+    // Row-major [B, C, H, W] blocks (validators/tensor.hpp): innermost first, unsplit axes join
+    // the run, the first split one ends it with the finer side's largest block along it.
+    // lenet5's pool2 [16, 5, 5] from a column split (w2) to whole: 5 columns in blocks 2 + 3, runs
+    // of at most 3 elements (one per sample, channel and row).
+    CHECK(run_elements(Dist{1, 1, 1, 2}, Dist{1, 1, 1, 1}, networks::Shape{16, 5, 5}, 32) == 3);
+    // smallcnn's conv2 output [32, 32, 32] from co2 to whole: a sample's 16 channels of 32 x 32
+    // pixels, 16 x 1024 = 16,384 elements per run.
+    CHECK(run_elements(Dist{1, 2, 1, 1}, Dist{1, 1, 1, 1}, networks::Shape{32, 32, 32}, 32) == 16384);
+    // Batch split to channel split of [32, 8, 8]: 4 of 32 channels (8-way) of 64 pixels: 256.
+    CHECK(run_elements(Dist{2, 1, 1, 1}, Dist{1, 8, 1, 1}, networks::Shape{32, 8, 8}, 4) == 256);
+    // Rows split 3 ways on 10 rows of 7 columns: blocks of up to 4 rows, 4 x 7 = 28.
+    CHECK(run_elements(Dist{1, 1, 3, 1}, Dist{1, 1, 1, 1}, networks::Shape{2, 10, 7}, 1) == 28);
+    // Tokens [S, H] = [64, 128]: hidden split 2 ways gives runs of 64 hidden units; a batch
+    // split of the whole sequence runs over all tokens of a sample and the batch's half: 64 x 128
+    // x 16 = 131,072 (batch 32).
+    CHECK(run_elements(Dist{2, 1, 1, 1}, Dist{1, 2, 1, 1}, networks::Shape{64, 128}, 32) == 64);
+    CHECK(run_elements(Dist{2, 1, 1, 1}, Dist{1, 1, 1, 1}, networks::Shape{64, 128}, 32) == 131072);
+
+    // halo_pack_seconds: 2 x messages copies of the message, each of runs_per_message runs: at
+    // 0.5 ns per byte and 1 ns per run, one 8192 B message of 1024 runs costs
+    // 2 x 8192 x 0.5e-9 + 2 x 1024 x 1e-9 = 8.192e-6 + 2.048e-6 = 10.24e-6 s.
+    clusters::Cluster cluster = hand_cluster();
+    cluster.device.cpu_kernels[clusters::CpuKernel::halo_pack] = {0.5e-9, 1e-9};
+    CHECK(halo_pack_seconds(cluster.device, 8192, 1, 1024) == Approx(10.24e-6).epsilon(1e-12));
+    // Three peers of 100 B in 10 runs: 6 x 100 x 0.5e-9 + 6 x 10 x 1e-9 = 0.3e-6 + 0.06e-6.
+    CHECK(halo_pack_seconds(cluster.device, 100, 3, 10) == Approx(0.36e-6).epsilon(1e-12));
+
+    // lenet5 domain's fc1 all-gather (the test above: 61,440 B over 2, 30,720 B sent) on a 1 GB/s,
+    // 1 us link: transfer 1e-6 + 30720 / 1e9 = 31.72e-6 s; one 30,720 B message of 3-element runs,
+    // 30720 / 4 / 3 = 2560 runs (32 samples x 16 channels x 5 rows), packed and unpacked:
+    // 2 x 30720 x 0.5e-9 + 2 x 2560 x 1e-9 = 30.72e-6 + 5.12e-6 = 35.84e-6 s; 67.56e-6 s in all.
+    networks::Network net = builtin("lenet5");
+    CostModel model(net, cluster, options(2, 32));
+    std::vector<Layout> layouts(net.layers.size());
+    for (int a : model.anchors()) layouts[a] = Layout{1, 2, 1, 1, 1};
+    layouts[net.find("conv1")] = layouts[net.find("conv2")] = Layout{1, 1, 1, 1, 2};
+    ScoredPlan plan = model.score(layouts);
+    REQUIRE(plan.cost.feasible);
+    int calls = 0;
+    for (const CommCall& c : plan.calls) {
+        if (c.kind != CommKind::redistribution || c.layer != net.find("fc1")) continue;
+        ++calls;
+        CHECK(c.bytes == 61440);
+        CHECK(c.runs == Approx(2560));
+        CHECK(c.seconds == Approx(67.56e-6).epsilon(1e-12));
+    }
+    CHECK(calls == 1);
+    // A device without the kernel (every preset) pays the transfer only.
+    clusters::Cluster plain = hand_cluster();
+    CostModel plain_model(net, plain, options(2, 32));
+    ScoredPlan plain_plan = plain_model.score(layouts);
+    for (const CommCall& c : plain_plan.calls)
+        if (c.kind == CommKind::redistribution && c.layer == net.find("fc1"))
+            CHECK(c.seconds == Approx(31.72e-6).epsilon(1e-12));
 }
 
 TEST_CASE("a repartition whose ranks keep nothing: the busiest sender and its peers (byte ledger, smallcnn)",

@@ -84,15 +84,20 @@ int main() {
     check(std::abs(c.bandwidth_Bps / 1e9 - 1) < 0.02, "fitted bandwidth");
     check(c.primitive_fit_residual < 0.02, "fit residual of exact points");
 
-    // With collectives beside the halos, the link is fitted to the collectives and the halos'
-    // packing to what is left: a link of 1 us and 5 GB/s, packing 0.5 ns per byte and 1 us per
-    // copy. A 1 KiB halo on 2 ranks: transfer 1 + 1024 / 5e9 s = 1.2048 us; one message each way,
-    // so 2 copies: 2 x 1024 x 0.5 ns + 2 x 1 us = 3.024 us; 4.2288 us in all.
+    // With all-reduces beside the halos and repartitions, the link is fitted to the all-reduces
+    // (which send their buffers as they are) and the packing, per byte and per contiguous run, to
+    // what is left of the halos and repartitions: a link of 1 us and 5 GB/s, packing 0.5 ns per
+    // byte and 5 ns per run. A 1 KiB halo of width-2 columns (128 runs of 8 B) on 2 ranks:
+    // transfer 1 + 1024 / 5e9 s = 1.2048 us; one message each way, 2 copies: 2 x 1024 x 0.5 ns +
+    // 2 x 128 x 5 ns = 1.024 + 1.28 us; 3.5088 us in all. A repartition all-to-all of a 32 KiB
+    // buffer per rank on 2 ranks in runs of 64 B: one 16 KiB message (256 runs) to the other,
+    // pairwise 1 + 16384 / 5e9 s = 4.2768 us, packing 2 x 16384 x 0.5 ns + 2 x 256 x 5 ns =
+    // 16.384 + 2.56 us; 23.2208 us in all.
     {
         using dnnplan::clusters::Collective;
         using dnnplan::planner::CommPattern;
         const dnnplan::clusters::LinkCost link{5e9, 1e-6};
-        const dnnplan::clusters::KernelCost pack{0.5e-9, 1e-6};
+        const dnnplan::clusters::KernelCost pack{0.5e-9, 5e-9};
         Calibration mixed;
         for (double bytes : {64.0, 4096.0, 65536.0, 1048576.0}) {
             PrimitivePoint q{"all-reduce", CommPattern::collective, Collective::all_reduce, 2, bytes, 0, 0};
@@ -100,18 +105,25 @@ int main() {
             mixed.primitives.push_back(q);
         }
         for (double bytes : {128.0, 1024.0, 8192.0, 65536.0}) {
-            PrimitivePoint q{"halo exchange", CommPattern::halo_exchange, Collective::all_reduce, 2, bytes, 0, 0};
+            PrimitivePoint q{"halo exchange", CommPattern::halo_exchange, Collective::all_reduce, 2, bytes, 0, 0, bytes / 8};
             q.seconds = primitive_model(q, link, pack);
             mixed.primitives.push_back(q);
         }
-        check(std::abs(mixed.primitives[5].seconds / 4.2288e-6 - 1) < 1e-12, "hand value of a packed 1 KiB halo");
+        for (double bytes : {4096.0, 32768.0, 262144.0}) {
+            PrimitivePoint q{"repartition (all-to-all)", CommPattern::collective, Collective::all_to_all, 2, bytes, 0, 0,
+                             bytes / 2 / 64};
+            q.seconds = primitive_model(q, link, pack);
+            mixed.primitives.push_back(q);
+        }
+        check(std::abs(mixed.primitives[5].seconds / 3.5088e-6 - 1) < 1e-12, "hand value of a packed 1 KiB halo");
+        check(std::abs(mixed.primitives[9].seconds / 23.2208e-6 - 1) < 1e-12, "hand value of a packed repartition");
         fit_link_to_primitives(mixed);
-        check(std::abs(mixed.latency_s / 1e-6 - 1) < 0.02, "link fitted to the collectives: latency");
-        check(std::abs(mixed.bandwidth_Bps / 5e9 - 1) < 0.02, "link fitted to the collectives: bandwidth");
+        check(std::abs(mixed.latency_s / 1e-6 - 1) < 0.02, "link fitted to the all-reduces: latency");
+        check(std::abs(mixed.bandwidth_Bps / 5e9 - 1) < 0.02, "link fitted to the all-reduces: bandwidth");
         const auto& fit = mixed.cpu_kernels.at(dnnplan::clusters::CpuKernel::halo_pack);
-        check(std::abs(fit.cost.per_unit_s / 0.5e-9 - 1) < 0.05, "halo packing per byte");
-        check(std::abs(fit.cost.per_call_s / 1e-6 - 1) < 0.05, "halo packing per copy");
-        check(fit.points == 4 && mixed.primitive_fit_residual < 0.02, "packed halos: points and residual");
+        check(std::abs(fit.cost.per_unit_s / 0.5e-9 - 1) < 0.05, "packing per byte");
+        check(std::abs(fit.cost.per_call_s / 5e-9 - 1) < 0.05, "packing per run");
+        check(fit.points == 7 && mixed.primitive_fit_residual < 0.02, "packed halos and repartitions: points and residual");
     }
 
     // The fit of the link's nonblocking_test_calls recovers N from points made by hand: an
