@@ -580,8 +580,9 @@ void KernelFitter::fit_alone(int k) {
     record(k, {x[0], x[1]}, used);
 }
 // The GEMM layers (linear, convolution): their GEMMs at peak x fraction or their operands at the
-// operand rate (planner::gemm_time), plus per BLAS call, plus the lowering copies per element.
-// A grid over the two rates; at each point the three linear costs by least squares.
+// operand rate (planner::gemm_time), plus per BLAS call, plus the lowering copies per element and
+// per contiguous row copied (their calls, planner/compute.cpp). A grid over the two rates; at each
+// point the five linear costs by least squares.
 void KernelFitter::fit_gemm_layers() {
     const int call = static_cast<int>(CpuKernel::gemm_call), lf = static_cast<int>(CpuKernel::lowering_forward),
               lb = static_cast<int>(CpuKernel::lowering_backward);
@@ -595,7 +596,7 @@ void KernelFitter::fit_gemm_layers() {
     clusters::Device d = probe_device();
     d.peak_flops[DType::fp32] = c_.gemm_flops;
     double best_cost = std::numeric_limits<double>::infinity(), best_f = 1, best_op = 1e12;
-    std::vector<double> best_x(3, 0.0);
+    std::vector<double> best_x(5, 0.0);
     auto try_at = [&](double fraction, double operand) {
         d.achievable_fraction = std::min(1.0, fraction);
         d.gemm_operand_bandwidth_Bps = operand;
@@ -604,14 +605,17 @@ void KernelFitter::fit_gemm_layers() {
         std::vector<double> y, t;
         for (std::size_t i : used) {
             const FitPoint& f = points_[i];
-            a.push_back({f.calls[call], f.units[lf], f.units[lb]});
+            a.push_back({f.calls[call], f.units[lf], f.units[lb], f.calls[lf], f.calls[lb]});
             y.push_back(f.measured - at(gemms, f));
             t.push_back(f.measured);
         }
-        const std::vector<double> x = relative_least_squares(a, y, t, 3);
+        const std::vector<double> x = relative_least_squares(a, y, t, 5);
         double cost = 0;
-        for (std::size_t r = 0; r < a.size(); ++r)
-            cost += std::pow((a[r][0] * x[0] + a[r][1] * x[1] + a[r][2] * x[2] - y[r]) / t[r], 2);
+        for (std::size_t r = 0; r < a.size(); ++r) {
+            double model = 0;
+            for (std::size_t j = 0; j < x.size(); ++j) model += a[r][j] * x[j];
+            cost += std::pow((model - y[r]) / t[r], 2);
+        }
         if (cost < best_cost) best_cost = cost, best_f = d.achievable_fraction, best_op = operand, best_x = x;
     };
     const int steps = 30;
@@ -625,8 +629,8 @@ void KernelFitter::fit_gemm_layers() {
     c_.gemm_fraction = best_f;
     c_.gemm_operand_bandwidth_Bps = best_op;
     record(call, {0, best_x[0]}, used);
-    record(lf, {best_x[1], 0}, used);
-    record(lb, {best_x[2], 0}, used);
+    record(lf, {best_x[1], best_x[3]}, used);  // per element, per copied row
+    record(lb, {best_x[2], best_x[4]}, used);
 }
 
 // A kernel met only beside fitted ones (the loss, in the last layer's forward after its GEMM):
