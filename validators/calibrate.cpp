@@ -582,8 +582,9 @@ void KernelFitter::fit_alone(int k) {
 }
 // The GEMM layers (linear, convolution): their GEMMs at peak x fraction or their operands at the
 // operand rate (planner::gemm_time), plus per BLAS call, plus the lowering copies per element and
-// per contiguous row copied (their calls, planner/compute.cpp). A grid over the two rates; at each
-// point the five linear costs by least squares.
+// per contiguous row of the padding copy (their calls, planner/compute.cpp; the row cost measured
+// apart, measure_copy_rows). A grid over the two rates; at each point the three linear costs by
+// least squares.
 void KernelFitter::fit_gemm_layers() {
     const int call = static_cast<int>(CpuKernel::gemm_call), lf = static_cast<int>(CpuKernel::lowering_forward),
               lb = static_cast<int>(CpuKernel::lowering_backward);
@@ -597,7 +598,7 @@ void KernelFitter::fit_gemm_layers() {
     clusters::Device d = probe_device();
     d.peak_flops[DType::fp32] = c_.gemm_flops;
     double best_cost = std::numeric_limits<double>::infinity(), best_f = 1, best_op = 1e12;
-    std::vector<double> best_x(5, 0.0);
+    std::vector<double> best_x(3, 0.0);
     auto try_at = [&](double fraction, double operand) {
         d.achievable_fraction = std::min(1.0, fraction);
         d.gemm_operand_bandwidth_Bps = operand;
@@ -606,11 +607,13 @@ void KernelFitter::fit_gemm_layers() {
         std::vector<double> y, t;
         for (std::size_t i : used) {
             const FitPoint& f = points_[i];
-            a.push_back({f.calls[call], f.units[lf], f.units[lb], f.calls[lf], f.calls[lb]});
-            y.push_back(f.measured - at(gemms, f));
+            a.push_back({f.calls[call], f.units[lf], f.units[lb]});
+            // The copies' rows at their own measured cost (c.copy_row_s: fitted here they were
+            // not identifiable where every layer's rows are the same share of its elements).
+            y.push_back(f.measured - at(gemms, f) - f.calls[lf] * c_.copy_row_s - f.calls[lb] * c_.copy_row_add_s);
             t.push_back(f.measured);
         }
-        const std::vector<double> x = relative_least_squares(a, y, t, 5);
+        const std::vector<double> x = relative_least_squares(a, y, t, 3);
         double cost = 0;
         for (std::size_t r = 0; r < a.size(); ++r) {
             double model = 0;
@@ -630,8 +633,8 @@ void KernelFitter::fit_gemm_layers() {
     c_.gemm_fraction = best_f;
     c_.gemm_operand_bandwidth_Bps = best_op;
     record(call, {0, best_x[0]}, used);
-    record(lf, {best_x[1], best_x[3]}, used);  // per element, per copied row
-    record(lb, {best_x[2], best_x[4]}, used);
+    record(lf, {best_x[1], c_.copy_row_s}, used);  // per element, per copied row
+    record(lb, {best_x[2], c_.copy_row_add_s}, used);
 }
 
 // A kernel met only beside fitted ones (the loss, in the last layer's forward after its GEMM):
@@ -795,6 +798,41 @@ double LayerMeasure::finish(Calibration& c) {
     return median(per_chunk_);
 }
 
+// The padding/halo copy per contiguous row (validators/primitives.hpp halo_local: the extended block
+// allocated and zeroed, the block copied into it one copy_region run per row; the adjoint adds the
+// extended block's rows back into a fresh block): the same 16 x 8 x 8 x 8 elements as rows of 8 and
+// as 32 x 8 x 8 x 4, rows of 4 (what a width split makes of a batch split's block), each into a
+// block 2 columns wider. The time difference over the 1,024 extra rows; the 2,048 more zeroed
+// cells of the narrower extended block are counted in it (as the layers' copies have them).
+void measure_copy_rows(MPI_Comm comm, Calibration& c, int chunks, double target) {
+    float sink = 0;
+    for (bool add : {false, true}) {
+        double seconds[2] = {0, 0};
+        for (int g = 0; g < 2; ++g) {
+            const Index b = Index{16} << g, w = Index{8} >> g;
+            Tensor<float> x(Box{{0, 0, 0, 0}, {b, 8, 8, w}});
+            for (std::size_t k = 0; k < x.data.size(); ++k) x.data[k] = float(k % 7);
+            const Box ext{{0, 0, 0, -1}, {b, 8, 8, w + 1}};
+            Tensor<float> e(ext);
+            auto body = [&] {
+                if (add) {
+                    Tensor<float> owned(x.box);
+                    copy_region(e, owned, x.box, true);
+                    sink += owned.data[1];
+                } else {
+                    Tensor<float> extended(ext);
+                    copy_region(x, extended, x.box, false);
+                    sink += extended.data[1];
+                }
+            };
+            const int reps = reps_for(comm, target, body);
+            seconds[g] = median(timed_chunks(comm, chunks, reps, body));
+        }
+        (add ? c.copy_row_add_s : c.copy_row_s) = std::max(0.0, (seconds[1] - seconds[0]) / 1024.0);
+    }
+    if (sink < 0) std::abort();  // keeps the copies
+}
+
 // `net`'s layers at `batch` and, when it is at least 2, at a quarter of it: with two sizes per
 // layer the fit tells a kernel's cost per call from its cost per unit of work (pipelines run
 // micro-batches of a few samples). The two sizes' chunks alternate, so that the host's changing
@@ -953,6 +991,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         double t = median(shared_chunks(comm, chunks, reps, copy));
         c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
     }
+    measure_copy_rows(comm, c, chunks, target);
     fit_compute_to_layers(c, options.networks);
     return c;
 }
