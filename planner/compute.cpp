@@ -205,8 +205,19 @@ std::optional<CpuLayerWork> cpu_gemm_layer_work(const networks::Network& network
     const double co = static_cast<double>(largest_part(y[0], lay.co));
     const double b = l.batch, bias = layer.attrs.bias ? b * co * n : 0.0;
     const bool needs_dx = layer.inputs.front() != 0;
-    w.forward = {{{CpuKernel::lowering_forward, b * (in + k * n) + bias, 2}}, {{co, n, k, b}}};
-    w.backward.kernels = {{CpuKernel::lowering_backward, bias + (needs_dx ? b * (k * n + in) : 0.0), 1}};
+    // The copies' calls are the padding/halo copy's contiguous rows: validators/primitives.hpp
+    // halo_local allocates the extended block and copies the C x H rows of the input block into
+    // it (one copy_region run each), once per extended dimension; backward the adjoint's copies
+    // likewise. A width split halves every row, so a domain plan copies the same elements in
+    // twice the rows (resnet-small's 3x3 layers at w2: 1.6-1.8x the n2 copy time, 7 Dec 2026).
+    // im2col's rows are not counted: inception-small's unpadded 1x1 layers, whose only copies
+    // are im2col's, ran as fast at w2 as at n2 though their im2col rows doubled.
+    const double extended = (layer.attrs.kernel_h > 1 || layer.attrs.padding_h > 0 ? 1.0 : 0.0) +
+                            (layer.attrs.kernel_w > 1 || layer.attrs.padding_w > 0 ? 1.0 : 0.0);
+    const double rows =
+        b * extended * static_cast<double>(largest_part(x[0], lay.ci) * largest_part(x[1], lay.h));
+    w.forward = {{{CpuKernel::lowering_forward, b * (in + k * n) + bias, rows}}, {{co, n, k, b}}};
+    w.backward.kernels = {{CpuKernel::lowering_backward, bias + (needs_dx ? b * (k * n + in) : 0.0), needs_dx ? rows : 0.0}};
     w.backward.gemms = {{co, k, n, b}};
     if (needs_dx) w.backward.gemms.push_back({k, n, co, b});
     return w;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <array>
 #include <cmath>
 #include <fstream>
@@ -659,8 +660,10 @@ void KernelFitter::fit_alone(int k) {
     record(k, {x[0], x[1]}, used);
 }
 // The GEMM layers (linear, convolution): their GEMMs at peak x fraction or their operands at the
-// operand rate (planner::gemm_time), plus per BLAS call, plus the lowering copies per element.
-// A grid over the two rates; at each point the three linear costs by least squares.
+// operand rate (planner::gemm_time), plus per BLAS call, plus the lowering copies per element and
+// per contiguous row of the padding copy (their calls, planner/compute.cpp; the row cost measured
+// apart, measure_copy_rows). A grid over the two rates; at each point the three linear costs by
+// least squares.
 void KernelFitter::fit_gemm_layers() {
     const int call = static_cast<int>(CpuKernel::gemm_call), lf = static_cast<int>(CpuKernel::lowering_forward),
               lb = static_cast<int>(CpuKernel::lowering_backward);
@@ -684,13 +687,18 @@ void KernelFitter::fit_gemm_layers() {
         for (std::size_t i : used) {
             const FitPoint& f = points_[i];
             a.push_back({f.calls[call], f.units[lf], f.units[lb]});
-            y.push_back(f.measured - at(gemms, f));
+            // The copies' rows at their own measured cost (c.copy_row_s: fitted here they were
+            // not identifiable where every layer's rows are the same share of its elements).
+            y.push_back(f.measured - at(gemms, f) - f.calls[lf] * c_.copy_row_s - f.calls[lb] * c_.copy_row_add_s);
             t.push_back(f.measured);
         }
         const std::vector<double> x = relative_least_squares(a, y, t, 3);
         double cost = 0;
-        for (std::size_t r = 0; r < a.size(); ++r)
-            cost += std::pow((a[r][0] * x[0] + a[r][1] * x[1] + a[r][2] * x[2] - y[r]) / t[r], 2);
+        for (std::size_t r = 0; r < a.size(); ++r) {
+            double model = 0;
+            for (std::size_t j = 0; j < x.size(); ++j) model += a[r][j] * x[j];
+            cost += std::pow((model - y[r]) / t[r], 2);
+        }
         if (cost < best_cost) best_cost = cost, best_f = d.achievable_fraction, best_op = operand, best_x = x;
     };
     const int steps = 30;
@@ -704,8 +712,8 @@ void KernelFitter::fit_gemm_layers() {
     c_.gemm_fraction = best_f;
     c_.gemm_operand_bandwidth_Bps = best_op;
     record(call, {0, best_x[0]}, used);
-    record(lf, {best_x[1], 0}, used);
-    record(lb, {best_x[2], 0}, used);
+    record(lf, {best_x[1], c_.copy_row_s}, used);  // per element, per copied row
+    record(lb, {best_x[2], c_.copy_row_add_s}, used);
 }
 
 // A kernel met only beside fitted ones (the loss, in the last layer's forward after its GEMM):
@@ -796,60 +804,134 @@ void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Net
 namespace {
 // Per layer of `net`'s sequential training step at `batch` (the validator's own kernels, each
 // layer's median step, scaled to the rank's share of the cores): the points c.layers gets.
-// Returns the median chunk's forward and backward compute per step. Medians, not the fastest
-// step: `validate` compares a plan's prediction with its median iteration, and on this shared
-// machine a plan's fastest iteration was up to 1.3x faster than its median (the 14:15 accuracy
-// run of 7 Dec 2026, validators/README.md), so a fit to the fastest steps predicted every plan
-// too fast.
-double measure_layers(MPI_Comm comm, const networks::Network& net, std::int64_t batch, int chunks, double target,
-                      Calibration& c) {
-    NetworkRunner<float> seq(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, false);
-    OpTimer timer;
-    auto run = [&] { seq.step(timer); };
-    int reps = reps_for(comm, target * 5, run);
-    timer.trace = true;
-    std::vector<double> per_chunk;
-    std::vector<std::vector<double>> steps;  // per step: forward and backward seconds per layer
-    for (int k = 0; k < chunks; ++k) {
-        // The span over all ranks (see shared_chunks) times the share of a step that is
-        // forward and backward compute (the loss and the SGD update are not counted as FLOPs).
-        MPI_Barrier(comm);
-        timer.reset();
-        double t0 = MPI_Wtime();
-        std::vector<std::size_t> step_end;
-        for (int r = 0; r < reps; ++r) {
-            seq.step(timer);
-            step_end.push_back(timer.events.size());
-        }
-        double t1 = MPI_Wtime(), first = 0, last = 0;
-        double compute =
-            timer.seconds[static_cast<int>(Op::fwd_compute)] + timer.seconds[static_cast<int>(Op::bwd_compute)];
-        double share = std::clamp(compute / (t1 - t0), 0.0, 1.0), share_sum = 0;
-        MPI_Allreduce(&t0, &first, 1, MPI_DOUBLE, MPI_MIN, comm);
-        MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm);
-        MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm);
-        per_chunk.push_back((last - first) * share_sum / comm_size(comm) / reps);
-        // Per layer and step: its events on this rank's clock.
-        for (int r = 0; r < reps; ++r) {
-            const std::size_t from = r == 0 ? 0 : step_end[r - 1];
-            steps.push_back(layer_seconds(
-                net, std::vector<TraceEvent>(timer.events.begin() + from, timer.events.begin() + step_end[r])));
-        }
-        timer.events.clear();
+// Medians, not the fastest step: `validate` compares a plan's prediction with its median
+// iteration, and on this shared machine a plan's fastest iteration was up to 1.3x faster than its
+// median (the 14:15 accuracy run of 7 Dec 2026, validators/README.md), so a fit to the fastest
+// steps predicted every plan too fast. Measured a chunk at a time so that the caller can
+// interleave batch sizes (measure_network_layers).
+class LayerMeasure {
+public:
+    LayerMeasure(MPI_Comm comm, const networks::Network& net, std::int64_t batch, double target)
+        : comm_(comm), net_(net), batch_(batch),
+          seq_(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, false) {
+        reps_ = reps_for(comm, target * 5, [&] { seq_.step(timer_); });
+        timer_.trace = true;
     }
-    std::vector<double> typical_layers = median_per_layer(steps);
+    void chunk();
+    // Appends the layers' points to c.layers; returns the median chunk's forward and backward
+    // compute per step.
+    double finish(Calibration& c);
+
+private:
+    MPI_Comm comm_;
+    const networks::Network& net_;
+    std::int64_t batch_;
+    NetworkRunner<float> seq_;
+    OpTimer timer_;
+    int reps_ = 1;
+    std::vector<double> per_chunk_;
+    std::vector<std::vector<double>> steps_;  // per step: forward and backward seconds per layer
+};
+
+void LayerMeasure::chunk() {
+    // The span over all ranks (see shared_chunks) times the share of a step that is forward and
+    // backward compute (the loss and the SGD update are not counted as FLOPs).
+    MPI_Barrier(comm_);
+    timer_.reset();
+    double t0 = MPI_Wtime();
+    std::vector<std::size_t> step_end;
+    for (int r = 0; r < reps_; ++r) {
+        seq_.step(timer_);
+        step_end.push_back(timer_.events.size());
+    }
+    double t1 = MPI_Wtime(), first = 0, last = 0;
+    double compute =
+        timer_.seconds[static_cast<int>(Op::fwd_compute)] + timer_.seconds[static_cast<int>(Op::bwd_compute)];
+    double share = std::clamp(compute / (t1 - t0), 0.0, 1.0), share_sum = 0;
+    MPI_Allreduce(&t0, &first, 1, MPI_DOUBLE, MPI_MIN, comm_);
+    MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm_);
+    MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm_);
+    per_chunk_.push_back((last - first) * share_sum / comm_size(comm_) / reps_);
+    // Per layer and step: its events on this rank's clock.
+    for (int r = 0; r < reps_; ++r) {
+        const std::size_t from = r == 0 ? 0 : step_end[r - 1];
+        steps_.push_back(layer_seconds(
+            net_, std::vector<TraceEvent>(timer_.events.begin() + from, timer_.events.begin() + step_end[r])));
+    }
+    timer_.events.clear();
+}
+
+double LayerMeasure::finish(Calibration& c) {
+    std::vector<double> typical_layers = median_per_layer(steps_);
     // Scaled to the rank's share of the cores: their sum is the median chunk's compute per step
     // (the span over all ranks, above; 1 when every rank has a core of its own and nothing
     // interrupts), then averaged over the ranks.
     double layer_sum = 0;
     for (double v : typical_layers) layer_sum += v;
-    const double share_scale = layer_sum > 0 ? std::max(1.0, median(per_chunk) / layer_sum) : 1.0;
-    for (double& v : typical_layers) v *= share_scale / comm_size(comm);
-    MPI_Allreduce(MPI_IN_PLACE, typical_layers.data(), int(typical_layers.size()), MPI_DOUBLE, MPI_SUM, comm);
-    for (std::size_t i = 1; i < net.layers.size(); ++i)
-        c.layers.push_back({net.name, net.layers[i].name, net.layers[i].kind, static_cast<int>(i),
-                            typical_layers[2 * i], typical_layers[2 * i + 1], 0, 0, batch});
-    return median(per_chunk);
+    const double share_scale = layer_sum > 0 ? std::max(1.0, median(per_chunk_) / layer_sum) : 1.0;
+    for (double& v : typical_layers) v *= share_scale / comm_size(comm_);
+    MPI_Allreduce(MPI_IN_PLACE, typical_layers.data(), int(typical_layers.size()), MPI_DOUBLE, MPI_SUM, comm_);
+    for (std::size_t i = 1; i < net_.layers.size(); ++i)
+        c.layers.push_back({net_.name, net_.layers[i].name, net_.layers[i].kind, static_cast<int>(i),
+                            typical_layers[2 * i], typical_layers[2 * i + 1], 0, 0, batch_});
+    return median(per_chunk_);
+}
+
+// The padding/halo copy per contiguous row (validators/primitives.hpp halo_local: the extended block
+// allocated and zeroed, the block copied into it one copy_region run per row; the adjoint adds the
+// extended block's rows back into a fresh block): the same 16 x 8 x 8 x 8 elements as rows of 8 and
+// as 32 x 8 x 8 x 4, rows of 4 (what a width split makes of a batch split's block), each into a
+// block 2 columns wider. The time difference over the 1,024 extra rows; the 2,048 more zeroed
+// cells of the narrower extended block are counted in it (as the layers' copies have them).
+void measure_copy_rows(MPI_Comm comm, Calibration& c, int chunks, double target) {
+    float sink = 0;
+    for (bool add : {false, true}) {
+        double seconds[2] = {0, 0};
+        for (int g = 0; g < 2; ++g) {
+            const Index b = Index{16} << g, w = Index{8} >> g;
+            Tensor<float> x(Box{{0, 0, 0, 0}, {b, 8, 8, w}});
+            for (std::size_t k = 0; k < x.data.size(); ++k) x.data[k] = float(k % 7);
+            const Box ext{{0, 0, 0, -1}, {b, 8, 8, w + 1}};
+            Tensor<float> e(ext);
+            auto body = [&] {
+                if (add) {
+                    Tensor<float> owned(x.box);
+                    copy_region(e, owned, x.box, true);
+                    sink += owned.data[1];
+                } else {
+                    Tensor<float> extended(ext);
+                    copy_region(x, extended, x.box, false);
+                    sink += extended.data[1];
+                }
+            };
+            const int reps = reps_for(comm, target, body);
+            seconds[g] = median(timed_chunks(comm, chunks, reps, body));
+        }
+        (add ? c.copy_row_add_s : c.copy_row_s) = std::max(0.0, (seconds[1] - seconds[0]) / 1024.0);
+    }
+    if (sink < 0) std::abort();  // keeps the copies
+}
+
+// `net`'s layers at `batch` and, when it is at least 2, at a quarter of it: with two sizes per
+// layer the fit tells a kernel's cost per call from its cost per unit of work (pipelines run
+// micro-batches of a few samples). The two sizes' chunks alternate, so that the host's changing
+// speed (this VM's CPU probe moved between 8.7 and 15 ms within minutes, validators/README.md)
+// falls on both alike: measured one after the other, resnet-small's batch-16 points once came out
+// 1.45x slower per unit than its batch-4 points, a cost growing with the batch that no per-unit
+// and per-call cost can express, and the fit split the difference (batch plans predicted 25%
+// fast). Returns the full batch's median compute per step.
+double measure_network_layers(MPI_Comm comm, const networks::Network& net, std::int64_t batch, int chunks,
+                              double target, Calibration& c) {
+    LayerMeasure full(comm, net, batch, target);
+    std::optional<LayerMeasure> quarter;
+    if (batch >= 2) quarter.emplace(comm, net, std::max<std::int64_t>(1, batch / 4), target);
+    for (int k = 0; k < chunks; ++k) {
+        full.chunk();
+        if (quarter) quarter->chunk();
+    }
+    const double step = full.finish(c);
+    if (quarter) quarter->finish(c);
+    return step;
 }
 }  // namespace
 
@@ -961,10 +1043,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     for (const networks::Network* net : options.networks) {
         networks::NetworkTotals tot = networks::totals(*net, options.batch);
         const double flops = double(tot.fwd_flops + tot.bwd_input_flops + tot.bwd_weight_flops);
-        const double rate = flops / measure_layers(comm, *net, options.batch, chunks, target, c);
-        // A quarter of the batch too: with two sizes per layer the fit tells a kernel's cost per
-        // call from its cost per unit of work (pipelines run micro-batches of a few samples).
-        if (options.batch >= 2) measure_layers(comm, *net, std::max<std::int64_t>(1, options.batch / 4), chunks, target, c);
+        const double rate = flops / measure_network_layers(comm, *net, options.batch, chunks, target, c);
         log_sum += std::log(rate);
         ++counted;
         notes += std::string(notes.empty() ? "" : ", ") + net->name + " batch " + std::to_string(options.batch) + " " +
@@ -987,11 +1066,12 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
             a[0] += b[1];
         };
         int reps = reps_for(comm, target * 5, copy);
-        // The median chunk, as the training step's (measure_layers): the optimizer step streams
+        // The median chunk, as the training step's (LayerMeasure): the optimizer step streams
         // at this rate inside the plans' median iterations.
         double t = median(shared_chunks(comm, chunks, reps, copy));
         c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
     }
+    measure_copy_rows(comm, c, chunks, target);
     fit_compute_to_layers(c, options.networks);
     return c;
 }

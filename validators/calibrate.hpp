@@ -121,6 +121,10 @@ struct Calibration {
     double gemm_flops = 0, conv_flops = 0, memory_bandwidth_Bps = 0;
     std::string gemm_note, conv_note;
     std::vector<LayerPoint> layers;  // per layer of the calibration networks' training steps
+    // Seconds per contiguous row of the padding/halo copy, forward (copy) and backward (the
+    // adjoint's add), measured apart (measure_copy_rows in calibrate.cpp); the lowering kernels'
+    // per_call_s. 0: not measured (the fit then leaves the rows free of cost).
+    double copy_row_s = 0, copy_row_add_s = 0;
     // The compute model's constants fitted to `layers` (fit_compute_to_layers); 0 when no network
     // was measured (the spec then gives the sgemm rate and the copy rate).
     double gemm_fraction = 0;             // device.achievable_fraction: GEMM math rate / sgemm peak

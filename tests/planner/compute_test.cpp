@@ -356,3 +356,47 @@ TEST_CASE("each kernel a layer launches adds the device's launch gap", "[compute
     kernels("h.0.attn", 6, 10);
     kernels("lm_head", 2, 3);  // the head's GEMMs (no bias) and the loss's kernel each way
 }
+
+TEST_CASE("a calibrated CPU's lowering copies: one call per padding-copy row, twice the rows under a width split",
+          "[compute]") {
+    // resnet-small's layer1_0.0.conv1: 8 -> 8 channels on 8 x 8, 3 x 3, padding 1.
+    const networks::Network net =
+        networks::load_network_file(std::string(DNNPLAN_SOURCE_DIR) + "/tests/validators/data/resnet-small.json");
+    const int index = net.find("layer1_0.0.conv1");
+    auto rows = [&](Layout lay, double batch) {
+        LocalLayer l;
+        l.layout = lay;
+        l.batch = batch;
+        const auto w = cpu_layer_work(net, index, l, DType::fp32);
+        REQUIRE(w.has_value());
+        REQUIRE(w->forward.kernels.size() == 1);
+        REQUIRE(w->backward.kernels.size() == 1);
+        CHECK(w->forward.kernels[0].kernel == clusters::CpuKernel::lowering_forward);
+        CHECK(w->backward.kernels[0].calls == w->forward.kernels[0].calls);  // col2im and the adjoint copies
+        return w->forward.kernels[0].calls;
+    };
+    // Per sample: the padding copy along H and along W, 8 channels x 8 rows each: 128 rows.
+    CHECK(rows(Layout{}, 1) == 128);
+    // Batch split at batch 32: 16 samples here, 2048 rows.
+    CHECK(rows(Layout{2, 1, 1, 1, 1}, 16) == 2048);
+    // Width split: all 32 samples, each row half as long: 32 x 128 = 4096 rows.
+    CHECK(rows(Layout{1, 1, 1, 1, 2}, 32) == 4096);
+    // Height split: 32 samples of 4 input rows each: 2 x 8 x 4 x 32 = 2048.
+    CHECK(rows(Layout{1, 1, 1, 2, 1}, 32) == 2048);
+    // The 1x1, unpadded, strided projection (layer2_0.0.down_conv): no padding copy, no rows; the
+    // first layer (conv1) has no input gradient, so no backward rows, and 2 x 3 x 16 = 96 forward.
+    LocalLayer one;
+    one.batch = 1;
+    const auto down = cpu_layer_work(net, net.find("layer2_0.0.down_conv"), one, DType::fp32);
+    REQUIRE(down.has_value());
+    CHECK(down->forward.kernels[0].calls == 0);
+    const auto first = cpu_layer_work(net, net.find("conv1"), one, DType::fp32);
+    REQUIRE(first.has_value());
+    CHECK(first->forward.kernels[0].calls == 96);
+    CHECK(first->backward.kernels[0].calls == 0);
+    // Costed at 1 ns per row and nothing else: 4.096 us for the width split's forward.
+    clusters::Device d;
+    d.cpu_kernels[clusters::CpuKernel::lowering_forward] = {0, 1e-9};
+    const CpuPass copies{{KernelWork{clusters::CpuKernel::lowering_forward, 0, 4096}}, {}};
+    CHECK(*cpu_pass_seconds(d, DType::fp32, copies) == Approx(4.096e-6));
+}

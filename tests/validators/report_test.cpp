@@ -169,7 +169,7 @@ int main() {
     // The compute fit recovers the validator's kernel costs from per-layer times made by hand for
     // lenet5 at batches 16 and 4 (the unit of each kernel as planner/compute.cpp documents it):
     // sgemm peak 100 GFLOP/s at the GEMM share 0.4, operands at 10 GB/s, 2 us per BLAS call,
-    // lowering copies 1 ns forward and 0.5 ns backward per element, relu 1 ns + 0.5 us forward and
+    // lowering copies 1 ns forward and 0.5 ns backward per element and 20 ns / 10 ns per row, relu 1 ns + 0.5 us forward and
     // 2 ns + 1 us backward, max pooling 0.5 ns + 0.2 us and 3 ns per window read, the loss 20 ns
     // per logit + 5 us.
     dnnplan::networks::Network lenet = load_network_at_image(lenet5, parse_image_size("32"));
@@ -190,20 +190,28 @@ int main() {
         // conv1 1x32x32 -> 6x28x28, 5x5: per sample W [6 x 25] x col [25 x 784]; copies: the
         // 1024-element padded input, 25 x 784 im2col, 6 x 784 bias; backward the bias gradient
         // and dW only (the first layer's input needs no gradient).
-        point("conv1", batch, gemm(6, 784, 25, b) + b * 2e-6 + b * (1024 + 25 * 784 + 6 * 784) * 1e-9,
+        // Rows copied (one lowering call each): the padding copy along H and along W, 1 channel
+        // x 32 rows each: 64 per sample, 20 ns each; no backward rows.
+        point("conv1", batch, gemm(6, 784, 25, b) + b * 2e-6 + b * (1024 + 25 * 784 + 6 * 784) * 1e-9 + b * 64 * 20e-9,
               gemm(6, 25, 784, b) + b * 2e-6 + b * 6 * 784 * 0.5e-9);
         point(relu1, batch, b * 4704 * 1e-9 + 0.5e-6, b * 4704 * 2e-9 + 1e-6);
         point("pool1", batch, b * 1176 * 4 * 0.5e-9 + 0.2e-6, b * 1176 * 4 * 3e-9);
         // conv2 6x14x14 -> 16x10x10: W [16 x 150] x col [150 x 100]; backward dW, dcol = W^T dy,
         // col2im and the 1176-element input gradient.
-        point("conv2", batch, gemm(16, 100, 150, b) + b * 2e-6 + b * (1176 + 150 * 100 + 1600) * 1e-9,
-              gemm(16, 150, 100, b) + gemm(150, 100, 16, b) + 2 * b * 2e-6 + b * (1600 + 150 * 100 + 1176) * 0.5e-9);
-        point("fc1", batch, gemm(b, 120, 400, 1) + 2e-6 + b * 120 * 1e-9,
-              gemm(120, 400, b, 1) + gemm(b, 400, 120, 1) + 4e-6 + b * 120 * 0.5e-9);
+        // Rows: the padding copies 2 x 6 x 14 = 168 per sample each way (the adjoint's copies
+        // backward), 20 ns forward and 10 ns backward.
+        point("conv2", batch, gemm(16, 100, 150, b) + b * 2e-6 + b * (1176 + 150 * 100 + 1600) * 1e-9 + b * 168 * 20e-9,
+              gemm(16, 150, 100, b) + gemm(150, 100, 16, b) + 2 * b * 2e-6 + b * (1600 + 150 * 100 + 1176) * 0.5e-9 +
+                  b * 168 * 10e-9);
+        // The linear layers' bias copy: one call (row) each way.
+        point("fc1", batch, gemm(b, 120, 400, 1) + 2e-6 + b * 120 * 1e-9 + 20e-9,
+              gemm(120, 400, b, 1) + gemm(b, 400, 120, 1) + 4e-6 + b * 120 * 0.5e-9 + 10e-9);
         // fc3 84 -> 10, the network's output: its forward carries the loss over b x 10 logits.
-        point("fc3", batch, gemm(b, 10, 84, 1) + 2e-6 + b * 10 * 1e-9 + b * 10 * 20e-9 + 5e-6,
-              gemm(10, 84, b, 1) + gemm(b, 84, 10, 1) + 4e-6 + b * 10 * 0.5e-9);
+        point("fc3", batch, gemm(b, 10, 84, 1) + 2e-6 + b * 10 * 1e-9 + 20e-9 + b * 10 * 20e-9 + 5e-6,
+              gemm(10, 84, b, 1) + gemm(b, 84, 10, 1) + 4e-6 + b * 10 * 0.5e-9 + 10e-9);
     }
+    fit.copy_row_s = 20e-9;  // as measure_copy_rows would give them
+    fit.copy_row_add_s = 10e-9;
     fit_compute_to_layers(fit, {&lenet});
     using dnnplan::clusters::CpuKernel;
     auto cost = [&](CpuKernel k) { return fit.cpu_kernels.count(k) ? fit.cpu_kernels.at(k).cost : dnnplan::clusters::KernelCost{-1, -1}; };
@@ -222,6 +230,7 @@ int main() {
           "fitted pool backward (no per-call cost)");
     // The GEMM layers: the two rates on a refined log grid (steps of ~5% and ~6%), the linear
     // costs solved at the best grid point.
+    std::printf("lowering per row %g / %g\n", cost(CpuKernel::lowering_forward).per_call_s, cost(CpuKernel::lowering_backward).per_call_s);
     std::printf("GEMM fit: fraction %g operand %g call %g lowering %g / %g loss %g + %g residual %g\n",
                 fit.gemm_fraction, fit.gemm_operand_bandwidth_Bps, cost(CpuKernel::gemm_call).per_call_s,
                 cost(CpuKernel::lowering_forward).per_unit_s, cost(CpuKernel::lowering_backward).per_unit_s,
@@ -231,6 +240,9 @@ int main() {
     check(near(cost(CpuKernel::gemm_call).per_call_s, 2e-6, 0.05), "fitted BLAS call cost");
     check(near(cost(CpuKernel::lowering_forward).per_unit_s, 1e-9, 0.05), "fitted lowering copy forward");
     check(near(cost(CpuKernel::lowering_backward).per_unit_s, 0.5e-9, 0.05), "fitted lowering copy backward");
+    // The rows at the measured row costs (measure_copy_rows), written as the lowering's per call.
+    check(cost(CpuKernel::lowering_forward).per_call_s == 20e-9 && cost(CpuKernel::lowering_backward).per_call_s == 10e-9,
+          "lowering cost per row: the measured copy rows");
     check(near(cost(CpuKernel::loss).per_unit_s, 20e-9, 0.1) && near(cost(CpuKernel::loss).per_call_s, 5e-6, 0.1),
           "fitted loss beside fc3's GEMM");
     check(fit.layer_fit_points == 24 && fit.layer_fit_residual < 0.03, "compute fit residual of exact points");
