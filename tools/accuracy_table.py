@@ -235,6 +235,13 @@ def main():
                "`runs.tsv` with a CPU probe before each. Per plan, the measured time is the median of the rounds' measured times (each a median "
                "over iterations), the spread is (max - min) / median over the rounds, and Kendall tau and the verdict "
                "are those medians' (as `dnnplan validate` computes them).")
+    chosen = os.path.join(a.dir, "calibrations.txt")
+    if os.path.exists(chosen):
+        with open(chosen) as f:
+            rows = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
+        out.append("")
+        out.append("Calibrations (per network the one whose measured training step is the median of those made, "
+                   "`tools/medoid_calibration.py`): " + "; ".join(f"{net}: {what}" for net, what in rows) + ".")
     if idle_skipped:
         out.append("")
         out.append("**The idle wait was skipped (`--idle-timeout 0`): these figures check the machinery only; they "

@@ -90,6 +90,25 @@ python3 tools/accuracy_table.py --dir "$tmp/drift" --np 2 --warmup 0 --iteration
 [ $? = 1 ] && grep -q "lenet5-pipeline-r1.json: kendall_tau is 0.5 in validate's document but 0.333" "$tmp/out"
 report "a round whose tau differs from the rule is refused" $?
 
+# tools/medoid_calibration.py on hand-made reports: training steps (largest batch only) 1 + 2 = 3,
+# 5 + 5 = 10 and 2 + 2 = 4 us (the batch-1 rows, 100 us, do not count): the median is 4 us, the third.
+python3 - "$tmp" <<'PY' >"$tmp/out" 2>&1
+import json, subprocess, sys
+d = sys.argv[1]
+def report(k, f, b):
+    rows = [{"batch": 4, "forward_s": f * 1e-6, "backward_s": b * 1e-6}, {"batch": 1, "forward_s": 1e-4, "backward_s": 0.0}]
+    json.dump({"layers": rows}, open(f"{d}/rep{k}.json", "w"))
+    json.dump({"name": f"cal{k}"}, open(f"{d}/spec{k}.json", "w"))
+for k, (f, b) in enumerate([(1, 2), (5, 5), (2, 2)], 1):
+    report(k, f, b)
+args = [a for k in (1, 2, 3) for a in (f"{d}/spec{k}.json", f"{d}/rep{k}.json")]
+out = subprocess.run(["python3", "tools/medoid_calibration.py", "--out-spec", f"{d}/spec.json", "--out-report",
+                      f"{d}/rep.json"] + args, capture_output=True, text=True, check=True).stdout
+assert out.strip() == "calibration 3 of 3 (training step 3, 10, 4 us)", out
+assert json.load(open(f"{d}/spec.json")) == {"name": "cal3"}
+PY
+report "medoid_calibration.py picks the median training step" $?
+
 # 2. Usage errors (status 2) and an idle wait that cannot succeed (101% idle): status 1, no table.
 tools/accuracy.sh --np two --out "$tmp/bad" >"$tmp/out" 2>&1
 [ $? = 2 ] && grep -q -- "--np wants a whole number, got 'two'" "$tmp/out"
@@ -104,7 +123,7 @@ tools/accuracy.sh --build "$(dirname "$DNNPLAN")" --networks lenet5 --idle-perce
     --out "$tmp/busy" >"$tmp/out" 2>&1
 status=$?
 [ $status = 1 ] && grep -q "not 101% idle for 15 s within 2 s" "$tmp/out" && [ ! -e "$tmp/busy/accuracy.md" ] &&
-    [ ! -e "$tmp/busy/cal-lenet5.json" ]
+    [ -z "$(ls "$tmp"/busy/cal-* 2>/dev/null)" ]
 report "idle wait gives up (status $status), nothing measured" $?
 
 # 3. End to end on lenet5 (both of its families, two rounds), checks on: every plan passes in every
@@ -112,7 +131,7 @@ report "idle wait gives up (status $status), nothing measured" $?
 # pipeline 2), the table has a row per plan, and its Kendall tau is the one recomputed here from the
 # medians of the two rounds' per-plan times (the mean of the two).
 tools/accuracy.sh --build "$(dirname "$DNNPLAN")" --networks lenet5 --warmup 0 --iterations 2 --idle-timeout 0 \
-    --quick-calibration --repeats 2 --out "$tmp/run" >"$tmp/out" 2>&1
+    --quick-calibration --repeats 2 --calibrations 2 --out "$tmp/run" >"$tmp/out" 2>&1
 status=$?
 [ $status = 0 ] && python3 - "$tmp/run" <<'PY' >>"$tmp/out" 2>&1
 import csv, json, re, sys
@@ -123,8 +142,16 @@ assert "idle wait was skipped" in md and "--repeats 2" in md
 runs = list(csv.DictReader(open(f"{d}/runs.tsv"), delimiter="\t"))
 order = [(r["family"], r["round"]) for r in runs]
 assert all(re.fullmatch(r"[0-9]+\.[0-9]%", r["steal"]) and float(r["cpu_probe_ms"]) > 0 for r in runs), runs
-assert order == [("calibrate", "-"), ("layer-parallel", "1"), ("pipeline", "1"), ("layer-parallel", "2"),
-                 ("pipeline", "2")], order
+assert order == [("calibrate", "c1"), ("calibrate", "c2"), ("layer-parallel", "1"), ("pipeline", "1"),
+                 ("layer-parallel", "2"), ("pipeline", "2")], order
+# Of two calibrations the lower step is the medoid: cal-lenet5.json is a copy of that one.
+def step(k):
+    layers = json.load(open(f"{d}/calrep-lenet5-k{k}.json"))["layers"]
+    b = max(l["batch"] for l in layers)
+    return sum(l["forward_s"] + l["backward_s"] for l in layers if l["batch"] == b)
+low = 1 if step(1) <= step(2) else 2
+assert open(f"{d}/cal-lenet5.json").read() == open(f"{d}/cal-lenet5-k{low}.json").read()
+assert f"lenet5: calibration {low} of 2 (training step" in md, md
 # layer-parallel: batch, domain, model, and per-layer when it differs from them, which depends on
 # the quick calibration's constants (3 or 4 plans); pipeline: M = 1, 2, 4, 8 under 1F1B, 2, 4, 8 GPipe.
 for family, allowed in [("layer-parallel", (3, 4)), ("pipeline", (7,))]:
