@@ -28,14 +28,18 @@
 # then it stops with status 1: figures from a busy machine say nothing about accuracy); 0 skips
 # the wait and the table says so. Every run's start, end, load averages, round, the CPU time the
 # hypervisor stole during it and a CPU probe before it go to DIR/runs.tsv.
-# Calibrations: each core of this VM switches between two speeds about 1.5x apart for seconds at a
-# time (a fixed loop pinned to one core took 8.7-10.8 ms or 15-18 ms minutes apart on 7 Dec 2026),
-# so one 2-4 s calibration can land in a slow or a fast stretch: six gpt-pipe calibrations run back
-# to back measured its attention layer at 44-64 us, and the 17:08 run's one calibration (41 us)
-# predicted every gpt-pipe plan 30-47% fast. So the network is calibrated --calibrations times
-# (default 3, each after its own idle wait) and the one whose measured training step is the median
-# is used (tools/medoid_calibration.py; the K figures go to DIR/calibrations.txt and the table).
-# Outputs in DIR: cal-NET.json (cluster spec) and calrep-NET.json (the chosen calibration), cal-NET-kK.json/.txt and calrep-NET-kK.json (calibration K), calibrations.txt, plans/, NET-FAMILY-rR.json (validate's
+# Calibration per round: each core of this VM switches between two speeds about 1.5x apart for
+# seconds to minutes at a time (a fixed loop pinned to one core took 15-16 ms five times in a row,
+# then 8.7-10.8 ms, 7 Dec 2026), so a calibration made once per network can fall in a slow or a
+# fast stretch and every prediction follows it: six gpt-pipe calibrations run back to back measured
+# its attention layer at 44-64 us, and in the 17:21 run three calibrations within 40 s all measured
+# 41 us while the validations after them ran 1.3-1.5x slower. So every round starts with its own
+# calibration (cal-NET-rR.json) and the round's validations predict from it (validate --cluster):
+# a calibration and the validations it predicts run within a minute of each other. The plan files
+# are written once, on round 1's calibration (cal-NET.json). The table takes per plan the median of
+# the rounds' predictions against the median of their measurements.
+# Outputs in DIR: cal-NET-rR.json (round R's cluster spec), calrep-NET-rR.json, cal-NET-rR.txt,
+# cal-NET.json (round 1's, for the plan files), plans/, NET-FAMILY-rR.json (validate's
 # results document of round R) and .txt, runs.tsv, load.txt, accuracy.md (the tables).
 # Exit status: 0 done (plans failing their checks are marked in the table), 1 the machine never
 # became idle or a step failed to run, 2 bad usage.
@@ -45,16 +49,16 @@ usage() {  # usage STATUS: the header's description of the families and options
     sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed -n '/^# Families/,$p' | sed 's/^# \{0,1\}//' >&2
     echo "usage: $0 [--out DIR] [--build DIR] [--networks 'lenet5 smallcnn resnet-small inception-small gpt-pipe']" >&2
     echo "          [--np N] [--warmup N] [--iterations N] [--idle-percent P] [--idle-seconds S] [--idle-timeout S] [--quick-calibration]" >&2
-    echo "          [--repeats N] [--calibrations K]" >&2
+    echo "          [--repeats N]" >&2
     exit "$1"
 }
 
 out="accuracy-$(date -u +%Y%m%d-%H%M%S)"
 build=build
 networks="lenet5 smallcnn resnet-small inception-small gpt-pipe"
-np=2 warmup=5 iterations=30 idle_percent=95 idle_seconds=15 idle_timeout=3600 quick="" repeats=3 calibrations=3
+np=2 warmup=5 iterations=30 idle_percent=95 idle_seconds=15 idle_timeout=3600 quick="" repeats=3
 while [ $# -gt 0 ]; do
-    case $1 in --out|--build|--networks|--np|--warmup|--iterations|--idle-percent|--idle-seconds|--idle-timeout|--repeats|--calibrations)
+    case $1 in --out|--build|--networks|--np|--warmup|--iterations|--idle-percent|--idle-seconds|--idle-timeout|--repeats)
         [ $# -ge 2 ] || { echo "$0: $1 wants a value" >&2; usage 2; } ;;
     esac
     case $1 in
@@ -69,16 +73,14 @@ while [ $# -gt 0 ]; do
         --idle-timeout) idle_timeout=$2; shift 2 ;;
         --quick-calibration) quick=--quick; shift ;;
         --repeats) repeats=$2; shift 2 ;;
-        --calibrations) calibrations=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "$0: unknown option $1" >&2; usage 2 ;;
     esac
 done
-for v in np warmup iterations idle_percent idle_seconds idle_timeout repeats calibrations; do
+for v in np warmup iterations idle_percent idle_seconds idle_timeout repeats; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$0: --${v//_/-} wants a whole number, got '${!v}'" >&2; exit 2; }
 done
 [ "$repeats" -ge 1 ] || { echo "$0: --repeats wants at least 1, got $repeats" >&2; exit 2; }
-[ "$calibrations" -ge 1 ] || { echo "$0: --calibrations wants at least 1, got $calibrations" >&2; exit 2; }
 src=$(cd "$(dirname "$0")/.." && pwd)
 dnnplan=$(realpath "$build/dnnplan" 2>/dev/null)
 [ -x "$dnnplan" ] || { echo "$0: $build/dnnplan not found (build it first, or give --build DIR)" >&2; exit 2; }
@@ -190,26 +192,27 @@ PY
 validate_family() {
     local net=$1 family=$2 status
     shift 2
-    step "$net" "$family" "$out/$net-$family-r$round.txt" "$dnnplan" validate "$@" --cluster "$out/cal-$net.json" \
+    step "$net" "$family" "$out/$net-$family-r$round.txt" "$dnnplan" validate "$@" --cluster "$out/cal-$net-r$round.json" \
         --np "$np" --warmup "$warmup" --iterations "$iterations" --out "$out/$net-$family-r$round.json"
     status=$?
     [ $status -le 1 ] || { echo "$0: $net $family: validate failed (status $status; $out/$net-$family.txt)" >&2; exit 1; }
 }
 
+# calibrate_round R: round R's calibration of $net (cal-NET-rR.json, its report and text).
+calibrate_round() {
+    local r=$1
+    round=c$r
+    step "$net" calibrate "$out/cal-$net-r$r.txt" "$dnnplan" calibrate --np "$np" --batch "$batch" \
+        --networks "$(net_source "$net")" $quick --out "$out/cal-$net-r$r.json" --report "$out/calrep-$net-r$r.json" ||
+        { echo "$0: $net: calibrate failed ($out/cal-$net-r$r.txt)" >&2; exit 1; }
+    round=$r
+}
+
 started=$SECONDS
 for net in $networks; do
     batch=$(batch_of "$net")
-    pairs=()
-    for k in $(seq 1 "$calibrations"); do
-        round=c$k
-        step "$net" calibrate "$out/cal-$net-k$k.txt" "$dnnplan" calibrate --np "$np" --batch "$batch" \
-            --networks "$(net_source "$net")" $quick --out "$out/cal-$net-k$k.json" --report "$out/calrep-$net-k$k.json" ||
-            { echo "$0: $net: calibrate failed ($out/cal-$net-k$k.txt)" >&2; exit 1; }
-        pairs+=("$out/cal-$net-k$k.json" "$out/calrep-$net-k$k.json")
-    done
-    chosen=$(python3 "$src/tools/medoid_calibration.py" --out-spec "$out/cal-$net.json" --out-report "$out/calrep-$net.json" \
-        "${pairs[@]}") || { echo "$0: $net: no calibration could be chosen" >&2; exit 1; }
-    printf '%s\t%s\n' "$net" "$chosen" >>"$out/calibrations.txt"
+    calibrate_round 1
+    cp "$out/cal-$net-r1.json" "$out/cal-$net.json"
     plans=()
     case $net in
         gpt-pipe)
@@ -232,6 +235,7 @@ for net in $networks; do
     # Round r of every family before round r + 1 of any: a drift of the machine over the minutes
     # the network takes reaches every plan's rounds alike.
     for round in $(seq 1 "$repeats"); do
+        [ "$round" -gt 1 ] && calibrate_round "$round"
         validate_family "$net" layer-parallel --net "$(net_source "$net")" --batch "$batch"
         [ ${#plans[@]} -gt 0 ] && validate_family "$net" "$family" "${plans[@]}"
     done

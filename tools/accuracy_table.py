@@ -100,24 +100,26 @@ def check_text(plan):
 
 
 def aggregate(net, family, rounds):
-    """rounds: [(path, document)] of one network and family. Per plan the median over the rounds."""
+    """rounds: [(path, document)] of one network and family. Per plan the median over the rounds of
+    the measured times and of the predictions (each round predicts from its own calibration,
+    tools/accuracy.sh). A plan that is not in every round (the layer-parallel candidates follow the
+    calibration: per-layer may equal batch in one round and not in another) is left out and named."""
     first = rounds[0][1]
-    labels = [p["label"] for p in first["plans"]]
     for path, doc in rounds:
         check_against_validate(path, doc)
-        if [p["label"] for p in doc["plans"]] != labels:
-            sys.exit(f"accuracy_table.py: {path}: other plans than {rounds[0][0]}")
-        for p, q in zip(doc["plans"], first["plans"]):
-            if relative_error(p["predicted"]["iteration_s"], q["predicted"]["iteration_s"]) > 1e-9:
-                sys.exit(f"accuracy_table.py: {path}: {p['label']}'s prediction differs from {rounds[0][0]}'s")
+    in_all = set.intersection(*({p["label"] for p in doc["plans"]} for _, doc in rounds))
+    labels = [p["label"] for p in first["plans"] if p["label"] in in_all]
+    dropped = sorted({p["label"] for _, doc in rounds for p in doc["plans"]} - in_all)
     plans = []
-    for k, label in enumerate(labels):
-        per_round = [doc["plans"][k] for _, doc in rounds]
+    for label in labels:
+        per_round = [next(p for p in doc["plans"] if p["label"] == label) for _, doc in rounds]
         times = [p["measured"]["iteration_s"] for p in per_round]
         median = statistics.median(times)
-        predicted = first["plans"][k]["predicted"]
+        predictions = [p["predicted"]["iteration_s"] for p in per_round]
+        predicted = {o: statistics.median(p["predicted"][o] for p in per_round) for o in ["iteration_s"] + OPERATIONS}
         failed = [(r + 1, p) for r, p in enumerate(per_round) if check_text(p) not in ("ok", "not checked")]
         plan = {"label": label, "predicted": predicted["iteration_s"], "rounds": times, "measured": median,
+                "predictions": predictions,
                 "spread": (max(times) - min(times)) / median if median > 0 else 0.0,
                 "error": relative_error(predicted["iteration_s"], median),
                 "measured_best": statistics.median(p["measured_best"]["iteration_s"] for p in per_round),
@@ -132,6 +134,7 @@ def aggregate(net, family, rounds):
     summary_best = summarize(labels, predicted, [p["measured_best"] for p in plans])
     return {"net": net, "family": family, "plans": plans, "summary": summary, "summary_best": summary_best,
             "rounds": [doc for _, doc in rounds], "batch": first["plans"][0]["batch"] if first["plans"] else "?",
+            "dropped": dropped,
             "ranks": first["ranks"], "warmup": first["warmup"], "iterations": first["iterations"]}
 
 
@@ -160,18 +163,21 @@ def runs_text(runs):
 def family_section(a, runs):
     net = a["net"]
     lines = [f"### {net}: {a['family']}", ""]
-    lines.append(f"Batch {a['batch']}, cluster `cal-{net}.json`, {a['ranks']} ranks, {a['warmup']} warm-up + "
-                 f"{a['iterations']} iterations, {len(a['rounds'])} rounds{runs_text(runs)}.")
+    lines.append(f"Batch {a['batch']}, each round predicted on its own calibration (`cal-{net}-rR.json`), "
+                 f"{a['ranks']} ranks, {a['warmup']} warm-up + "
+                 f"{a['iterations']} iterations, {len(a['rounds'])} rounds{runs_text(runs)}." +
+                 (f" Left out, not in every round: {', '.join(a['dropped'])}." if a["dropped"] else ""))
     lines.append("")
     lines.append("| plan | predicted (us) | measured, median of rounds (us) | rounds (us) | spread | rel. err | "
-                 "measured best (us) | rel. err (best) | per operation predicted:measured (us) | check |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+                 "measured best (us) | rel. err (best) | per operation predicted:measured (us) | check | "
+                 "predicted per round (us) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in a["plans"]:
         ops = " / ".join(f"{us(pr)}:{us(me)}" for pr, me in p["ops"].values())
         lines.append(f"| {short_label(p['label'], net)} | {us(p['predicted'])} | {us(p['measured'])} | "
                      f"{', '.join(us(t) for t in p['rounds'])} | {percent(p['spread'])} | {percent(p['error'])}"
                      f"{' (noise)' if p['noise'] else ''} | {us(p['measured_best'])} | {percent(p['error_best'])} | "
-                     f"{ops} | {p['check']} |")
+                     f"{ops} | {p['check']} | {', '.join(us(t) for t in p['predictions'])} |")
     lines.append("")
     s, b = a["summary"], a["summary_best"]
     per_round = "; ".join(f"{d['kendall_tau']:.2f} {verdict(d)}" for d in a["rounds"])
@@ -232,16 +238,10 @@ def main():
     out.append(f"`tools/accuracy.sh --np {a.np} --warmup {a.warmup} --iterations {a.iterations} --repeats {a.repeats}`; "
                f"the script took {a.elapsed} s. Each calibration and validation waited for CPUs idle {a.idle} "
                "(`/proc/stat`); load averages (1, 5, 15 min) and the CPU time stolen by the hypervisor per run in "
-               "`runs.tsv` with a CPU probe before each. Per plan, the measured time is the median of the rounds' measured times (each a median "
-               "over iterations), the spread is (max - min) / median over the rounds, and Kendall tau and the verdict "
+               "`runs.tsv` with a CPU probe before each. Every round starts with its own calibration and predicts from it. Per plan, "
+               "the measured time is the median of the rounds' measured times (each a median over iterations), the "
+               "predicted time the median of the rounds' predictions, the spread is (max - min) / median over the rounds, and Kendall tau and the verdict "
                "are those medians' (as `dnnplan validate` computes them).")
-    chosen = os.path.join(a.dir, "calibrations.txt")
-    if os.path.exists(chosen):
-        with open(chosen) as f:
-            rows = [line.rstrip("\n").split("\t", 1) for line in f if line.strip()]
-        out.append("")
-        out.append("Calibrations (per network the one whose measured training step is the median of those made, "
-                   "`tools/medoid_calibration.py`): " + "; ".join(f"{net}: {what}" for net, what in rows) + ".")
     if idle_skipped:
         out.append("")
         out.append("**The idle wait was skipped (`--idle-timeout 0`): these figures check the machinery only; they "
