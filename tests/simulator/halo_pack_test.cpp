@@ -43,19 +43,23 @@ Replays replay(const networks::Network& net, const clusters::Cluster& cluster,
     return r;
 }
 
+// 4 nodes on a star, 1 GB/s and 1 us end to end per message (the cost model test's links), of a
+// calibrated CPU: im2col lowering and BLAS calls fitted (round constants); with packing, halo_pack
+// at 0.5 ns per byte and 1 ns per contiguous run.
+clusters::Cluster calibrated_cpu(bool with_packing) {
+    clusters::Cluster cluster = test_cluster("calibrated", 4, 1, {1e9, 1e-6}, {1e9, 1e-6});
+    using clusters::CpuKernel;
+    cluster.device.cpu_kernels[CpuKernel::lowering_forward] = {1e-9, 0};
+    cluster.device.cpu_kernels[CpuKernel::lowering_backward] = {0.5e-9, 0};
+    cluster.device.cpu_kernels[CpuKernel::gemm_call] = {0, 2e-6};
+    if (with_packing) cluster.device.cpu_kernels[CpuKernel::halo_pack] = {0.5e-9, 1e-9};
+    return cluster;
+}
+
 }  // namespace
 
 TEST_CASE("a calibrated CPU's halo packing is replayed as the cost model charges it", "[sim][halo_pack]") {
-    // 4 nodes on a star, 1 GB/s and 1 us end to end per message (the cost model test's links).
-    clusters::Cluster plain = test_cluster("calibrated", 4, 1, {1e9, 1e-6}, {1e9, 1e-6});
-    // A calibrated CPU: im2col lowering and BLAS calls fitted (round constants), and halo_pack
-    // 0.5 ns per byte and 1 ns per contiguous run.
-    using clusters::CpuKernel;
-    plain.device.cpu_kernels[CpuKernel::lowering_forward] = {1e-9, 0};
-    plain.device.cpu_kernels[CpuKernel::lowering_backward] = {0.5e-9, 0};
-    plain.device.cpu_kernels[CpuKernel::gemm_call] = {0, 2e-6};
-    clusters::Cluster packing = plain;
-    packing.device.cpu_kernels[CpuKernel::halo_pack] = {0.5e-9, 1e-9};
+    const clusters::Cluster plain = calibrated_cpu(false), packing = calibrated_cpu(true);
     const networks::Network net = two_conv();
     const Replays without = replay(net, plain), with = replay(net, packing);
     // The transfers alone (cost model test, by hand): conv1 forward 512 B messages, 2 (1 us +
@@ -76,13 +80,7 @@ TEST_CASE("a calibrated CPU's halo packing is replayed as the cost model charges
 }
 
 TEST_CASE("a calibrated CPU's redistribution packing is replayed as the cost model charges it", "[sim][halo_pack]") {
-    clusters::Cluster plain = test_cluster("calibrated", 4, 1, {1e9, 1e-6}, {1e9, 1e-6});
-    using clusters::CpuKernel;
-    plain.device.cpu_kernels[CpuKernel::lowering_forward] = {1e-9, 0};
-    plain.device.cpu_kernels[CpuKernel::lowering_backward] = {0.5e-9, 0};
-    plain.device.cpu_kernels[CpuKernel::gemm_call] = {0, 2e-6};
-    clusters::Cluster packing = plain;
-    packing.device.cpu_kernels[CpuKernel::halo_pack] = {0.5e-9, 1e-9};
+    const clusters::Cluster plain = calibrated_cpu(false), packing = calibrated_cpu(true);
     const networks::Network net = two_conv();
     // conv1 split by columns 4 ways, conv2 by output channels (co4): conv2 reads conv1's whole
     // output, an all-gather over 4 of 4 samples x 8 channels x 8 rows x 2 columns x 4 B = 2048 B

@@ -25,10 +25,9 @@ report() {  # report NAME STATUS
 # 1000, 2000, measured 1100, 2500: errors 0.0909, 0.2 (median 0.1455), tau 1, spread 0.
 # All five plans: errors 0.0909 0.1111 0.1736 0.2 0.2308, median 17.4%; spreads 0 0 0.051 0.182 0.889,
 # median 5.1%; 2 of 5 wider than their error.
-mkdir -p "$tmp/fixture"
-python3 - "$tmp/fixture" <<'PY' >"$tmp/out" 2>&1
-import json, sys
-d = sys.argv[1]
+# Hand-made results documents: a plan (predicted and measured iteration, no operation times) and
+# validate's summary of a round, given by hand.
+cat >"$tmp/fixtures.py" <<'PY'
 def plan(label, pred, meas, passed=True):
     ops = {k: 0.0 for k in ["fwd_compute_s", "bwd_compute_s", "all_reduce_s", "halo_s", "redistribution_s", "sync_exposed_s"]}
     return {"label": label, "batch": 32, "predicted": dict(ops, iteration_s=pred), "measured": dict(ops, iteration_s=meas),
@@ -36,13 +35,20 @@ def plan(label, pred, meas, passed=True):
             "relative_error_best": abs(pred - meas) / meas,
             "check": {"performed": True, "passed": passed, "output_error": 0, "gradient_error": 0.5 if not passed else 0,
                       "loss_error": 0}, "ledger": {"agrees": True}}
-def doc(plans, tau, pb, mb, ratio, median):  # validate's summary, by hand (see above)
+def doc(plans, tau, pb, mb, ratio, median):
     out = {"ranks": 2, "warmup": 0, "iterations": 1, "plans": plans}
     for suffix in ["", "_best"]:
         out.update({"kendall_tau" + suffix: tau, "predicted_best" + suffix: pb, "measured_best" + suffix: mb,
                     "predicted_best_is_measured_best" + suffix: pb == mb,
                     "predicted_best_over_measured_best" + suffix: ratio, "median_relative_error" + suffix: median})
     return out
+PY
+mkdir -p "$tmp/fixture"
+python3 - "$tmp/fixture" "$tmp" <<'PY' >"$tmp/out" 2>&1
+import json, sys
+d = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+from fixtures import plan, doc
 m1, m2, m4 = "lenet5-pipe-S2-M1-1f1b.json", "lenet5-pipe-S2-M2-1f1b.json", "lenet5-pipe-S2-M4-1f1b.json"
 json.dump(doc([plan("lenet5 batch", 1e-3, 1.1e-3), plan("lenet5 domain", 2e-3, 2.5e-3)], 1.0, "lenet5 batch",
               "lenet5 batch", 1.0, 0.5 * (0.1 / 1.1 + 0.2)), open(f"{d}/lenet5-layer-parallel.json", "w"))
@@ -94,22 +100,11 @@ report "a round whose tau differs from the rule is refused" $?
 # batch 1000 and model 3000 us and has a per-layer plan, round 2 predicts 1200 and 2600 and has none.
 # Per plan the median (mean of two) prediction: batch 1100, model 2800; measured 1000 / 1200 -> 1100
 # and 3000 / 3000: errors 0 and 200/3000 = 6.7%; per-layer is left out and named.
-mkdir -p "$tmp/own" && python3 - "$tmp/own" <<'PY' >"$tmp/out" 2>&1
+mkdir -p "$tmp/own" && python3 - "$tmp/own" "$tmp" <<'PY' >"$tmp/out" 2>&1
 import json, sys
 d = sys.argv[1]
-ops = {k: 0.0 for k in ["fwd_compute_s", "bwd_compute_s", "all_reduce_s", "halo_s", "redistribution_s", "sync_exposed_s"]}
-def plan(label, pred, meas):
-    return {"label": label, "batch": 32, "predicted": dict(ops, iteration_s=pred), "measured": dict(ops, iteration_s=meas),
-            "measured_best": dict(ops, iteration_s=meas), "relative_error": abs(pred - meas) / meas,
-            "relative_error_best": abs(pred - meas) / meas, "ledger": {"agrees": True},
-            "check": {"performed": True, "passed": True, "output_error": 0, "gradient_error": 0, "loss_error": 0}}
-def doc(plans, tau, pb, mb, ratio, median):
-    out = {"ranks": 2, "warmup": 0, "iterations": 1, "plans": plans}
-    for suffix in ["", "_best"]:
-        out.update({"kendall_tau" + suffix: tau, "predicted_best" + suffix: pb, "measured_best" + suffix: mb,
-                    "predicted_best_is_measured_best" + suffix: pb == mb,
-                    "predicted_best_over_measured_best" + suffix: ratio, "median_relative_error" + suffix: median})
-    return out
+sys.path.insert(0, sys.argv[2])
+from fixtures import plan, doc
 # round 1: predicted 1000, 3000, 2000 / measured 1000, 3000, 1000: tau (1 + 0 + 1) / 3 (batch and
 # per-layer tie in the measurement), best batch both,
 # errors 0, 0, 1 (median 0); round 2: 1200, 2600 / 1200, 3000: tau 1, errors 0, 400/3000 (median 1/15).
