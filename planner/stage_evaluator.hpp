@@ -34,7 +34,8 @@ struct SyncProgress {
     // still to run at the final wait: all of that, and call_share of the part the start and the
     // MPI_Test calls advanced (they do the copies and the reduction on the caller's CPU; Open MPI's
     // shared-memory transport copies a large message inside the receiver's progress call).
-    // SyncOverlap and the calibration's fit of call_share (validators/calibrate.cpp) use this.
+    // The calibration's fit of call_share (validators/calibrate.cpp) uses this; SyncOverlap keeps
+    // its two parts apart (call_share of each call's advance as it happens, `left` at the wait).
     static double paid_share(double left, double call_share) { return left + call_share * (1 - left); }
 };
 

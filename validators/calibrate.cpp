@@ -338,6 +338,10 @@ CallShareFit fit_call_share(const std::vector<ProgressPoint>& points, double tes
 }
 
 namespace {
+// Defined with the compute fit below; the message link's fit solves with it too.
+std::vector<double> relative_least_squares(const std::vector<std::vector<double>>& a, const std::vector<double>& y,
+                                           const std::vector<double>& t, std::size_t columns);
+
 bool is_halo(const PrimitivePoint& p) { return p.pattern == planner::CommPattern::halo_exchange; }
 // Halo exchanges and repartitions: their time includes copies of what they send and receive.
 bool is_packed(const PrimitivePoint& p) { return is_halo(p) || p.runs > 0; }
@@ -376,27 +380,25 @@ clusters::KernelCost fit_halo_pack(const std::vector<PrimitivePoint>& points, co
 }  // namespace
 
 void fit_message_link(Calibration& c) {
-    // Rows (1 / t, n / t) . (latency, 1 / bandwidth) = 1: the relative error of the model.
-    double s11 = 0, s12 = 0, s22 = 0, r1 = 0, r2 = 0;
-    int n = 0;
-    for (const SizePoint& p : c.point_to_point) {
-        if (p.bytes < kMessageFitMinBytes || p.bytes > kMessageFitMaxBytes || p.seconds <= 0) continue;
-        const double u = 1 / p.seconds, v = p.bytes / p.seconds;
-        s11 += u * u, s12 += u * v, s22 += v * v, r1 += u, r2 += v;
-        ++n;
-    }
+    // latency + bytes / bandwidth in relative error (relative_least_squares, the compute fit's
+    // solver: a negative latency is dropped and the fit goes through the origin).
+    std::vector<std::vector<double>> work;
+    std::vector<double> seconds;
+    for (const SizePoint& p : c.point_to_point)
+        if (p.bytes >= kMessageFitMinBytes && p.bytes <= kMessageFitMaxBytes && p.seconds > 0) {
+            work.push_back({1.0, p.bytes});
+            seconds.push_back(p.seconds);
+        }
+    const int n = static_cast<int>(seconds.size());
     c.message = {};
     c.message_fit_points = n;
     if (n < 2) return;
-    const double det = s11 * s22 - s12 * s12;
-    double latency = det > 0 ? (r1 * s22 - r2 * s12) / det : -1, slope = det > 0 ? (s11 * r2 - s12 * r1) / det : 0;
-    if (latency < 0) latency = 0, slope = r2 / s22;  // through the origin
-    if (slope <= 0) return;
-    c.message = clusters::LinkCost{1 / slope, latency};
+    const std::vector<double> x = relative_least_squares(work, seconds, seconds, 2);
+    if (x[1] <= 0) return;
+    c.message = clusters::LinkCost{1 / x[1], x[0]};
     double sq = 0;
-    for (const SizePoint& p : c.point_to_point)
-        if (p.bytes >= kMessageFitMinBytes && p.bytes <= kMessageFitMaxBytes && p.seconds > 0)
-            sq += std::pow(clusters::point_to_point_seconds(p.bytes, c.message) / p.seconds - 1, 2);
+    for (std::size_t i = 0; i < seconds.size(); ++i)
+        sq += std::pow(clusters::point_to_point_seconds(work[i][1], c.message) / seconds[i] - 1, 2);
     c.message_fit_residual = std::sqrt(sq / n);
 }
 
