@@ -335,10 +335,13 @@ Cluster parse_cluster(const Json& spec, const std::string& file) {
     if (root.has("measured_on")) {
         SpecNode measured = root.child("measured_on");
         measured.expect_object("an object {\"host\", \"ranks\"} written by dnnplan calibrate");
-        measured.check_keys({"host", "ranks"});
+        measured.check_keys({"host", "ranks", "reference_kernel_s"});
         cluster.measured_on.host = measured.get_string("host");
         if (cluster.measured_on.host.empty()) measured.child("host").fail("must not be empty");
         cluster.measured_on.ranks = static_cast<int>(measured.get_int("ranks", 1, max_small_int));
+        if (measured.has("reference_kernel_s"))
+            cluster.measured_on.reference_kernel_s =
+                measured.child("reference_kernel_s").as_number_within(1e-9, 1.0, "seconds");
     }
     cluster.nodes = reader.integer(root, "nodes", 1, std::numeric_limits<std::int64_t>::max());
     cluster.devices_per_node = static_cast<int>(reader.integer(root, "devices_per_node", 1, max_small_int));
@@ -381,6 +384,18 @@ std::string local_host_name() {
     char name[256] = {};
     if (gethostname(name, sizeof name - 1) != 0) return "";
     return name;
+}
+
+Device at_compute_speed(Device device, double slowdown) {
+    for (auto& [dtype, flops] : device.peak_flops) flops /= slowdown;
+    device.elementwise_bandwidth_Bps /= slowdown;  // 0 (not given) stays 0
+    device.gemm_operand_bandwidth_Bps /= slowdown;
+    device.kernel_launch_s *= slowdown;
+    for (auto& [kernel, cost] : device.cpu_kernels) {
+        cost.per_unit_s *= slowdown;
+        cost.per_call_s *= slowdown;
+    }
+    return device;
 }
 
 Cluster load_cluster_file(const std::string& path) {
@@ -427,7 +442,11 @@ Json to_json(const Cluster& cluster) {
     Json out = Json::object();
     out["name"] = c.name;
     out["description"] = c.description;
-    if (!c.measured_on.empty()) out["measured_on"] = Json{{"host", c.measured_on.host}, {"ranks", c.measured_on.ranks}};
+    if (!c.measured_on.empty()) {
+        out["measured_on"] = Json{{"host", c.measured_on.host}, {"ranks", c.measured_on.ranks}};
+        if (c.measured_on.reference_kernel_s > 0)
+            out["measured_on"]["reference_kernel_s"] = c.measured_on.reference_kernel_s;
+    }
     out["nodes"] = sourced(c, "/nodes", c.nodes);
     out["devices_per_node"] = sourced(c, "/devices_per_node", c.devices_per_node);
     out["device"] =

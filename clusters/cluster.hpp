@@ -153,12 +153,25 @@ struct Device {
 struct MeasuredOn {
     std::string host;
     int ranks = 0;
+    // Seconds of the validator's speed reference (validators/speed_reference.hpp: a fixed
+    // cache-resident GEMM) per run, the median over the calibration's layer measurements; 0 when not
+    // measured. This VM's cores change their compute speed for seconds to minutes at a time, so
+    // `validate` times the same kernel between its iterations and predicts at the speed it ran at
+    // (at_compute_speed) beside the prediction at the calibration's speed.
+    double reference_kernel_s = 0;
     bool empty() const { return host.empty(); }
     bool operator==(const MeasuredOn&) const = default;
 };
 
 // This machine's host name as MeasuredOn records it (gethostname; "" if it cannot be read).
 std::string local_host_name();
+
+// `device` with every compute cost `slowdown` times as long: the FLOP rates, the elementwise and
+// GEMM-operand rates and the calibrated kernels (halo packing included: per-run copies are
+// instruction-bound); not the memory-copy bandwidth nor the links. On this VM a cache-resident
+// GEMM, a scalar exp loop and a 256 x 256 GEMM changed speed together (per-second medians correlated
+// 0.90-0.97 over 80 s on each core) while an 8 MiB memcpy did not (-0.24 to 0.12), 7 Dec 2026.
+Device at_compute_speed(Device device, double slowdown);
 
 struct Cluster {
     std::string name;

@@ -73,8 +73,11 @@ def check_against_validate(path, doc):
     """Stops when this script's rule gives another summary of a round than validate wrote into it."""
     labels = [p["label"] for p in doc["plans"]]
     predicted = [p["predicted"]["iteration_s"] for p in doc["plans"]]
-    for suffix, key in [("", "measured"), ("_best", "measured_best")]:
-        mine = summarize(labels, predicted, [p[key]["iteration_s"] for p in doc["plans"]])
+    checks = [("", predicted, "measured"), ("_best", predicted, "measured_best")]
+    if "median_relative_error_at_run_speed" in doc:
+        checks.append(("_at_run_speed", [p["predicted_at_run_speed"]["iteration_s"] for p in doc["plans"]], "measured"))
+    for suffix, predictions, key in checks:
+        mine = summarize(labels, predictions, [p[key]["iteration_s"] for p in doc["plans"]])
         for field, value in mine.items():
             theirs = doc[field + suffix]
             same = abs(value - theirs) <= 1e-9 * max(1.0, abs(theirs)) if isinstance(value, float) else value == theirs
@@ -127,12 +130,21 @@ def aggregate(net, family, rounds):
                 "passed": all(p["check"].get("passed", False) for p in per_round),
                 "check": f"{check_text(failed[0][1])} (round {failed[0][0]})" if failed else check_text(per_round[0])}
         plan["error_best"] = relative_error(plan["predicted"], plan["measured_best"])
+        # At the run's compute speed (validate's speed reference against the calibration's): each
+        # round's prediction scaled to the speed that round's validation ran at.
+        if all("predicted_at_run_speed" in p for p in per_round):
+            plan["slowdowns"] = [p["speed"]["slowdown"] for p in per_round]
+            plan["predicted_run"] = statistics.median(p["predicted_at_run_speed"]["iteration_s"] for p in per_round)
+            plan["error_run"] = relative_error(plan["predicted_run"], median)
         plan["noise"] = plan["spread"] > plan["error"]
         plans.append(plan)
     predicted = [p["predicted"] for p in plans]
     summary = summarize(labels, predicted, [p["measured"] for p in plans])
     summary_best = summarize(labels, predicted, [p["measured_best"] for p in plans])
+    summary_run = summarize(labels, [p["predicted_run"] for p in plans], [p["measured"] for p in plans]) \
+        if plans and all("predicted_run" in p for p in plans) else None
     return {"net": net, "family": family, "plans": plans, "summary": summary, "summary_best": summary_best,
+            "summary_run": summary_run,
             "rounds": [doc for _, doc in rounds], "batch": first["plans"][0]["batch"] if first["plans"] else "?",
             "dropped": dropped,
             "ranks": first["ranks"], "warmup": first["warmup"], "iterations": first["iterations"]}
@@ -168,16 +180,20 @@ def family_section(a, runs):
                  f"{a['iterations']} iterations, {len(a['rounds'])} rounds{runs_text(runs)}." +
                  (f" Left out, not in every round: {', '.join(a['dropped'])}." if a["dropped"] else ""))
     lines.append("")
+    run = a["summary_run"] is not None
     lines.append("| plan | predicted (us) | measured, median of rounds (us) | rounds (us) | spread | rel. err | "
                  "measured best (us) | rel. err (best) | per operation predicted:measured (us) | check | "
-                 "predicted per round (us) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                 "predicted per round (us) |" +
+                 (" slowdown per round | predicted at run speed (us) | rel. err at run speed |" if run else ""))
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if run else ""))
     for p in a["plans"]:
         ops = " / ".join(f"{us(pr)}:{us(me)}" for pr, me in p["ops"].values())
         lines.append(f"| {short_label(p['label'], net)} | {us(p['predicted'])} | {us(p['measured'])} | "
                      f"{', '.join(us(t) for t in p['rounds'])} | {percent(p['spread'])} | {percent(p['error'])}"
                      f"{' (noise)' if p['noise'] else ''} | {us(p['measured_best'])} | {percent(p['error_best'])} | "
-                     f"{ops} | {p['check']} | {', '.join(us(t) for t in p['predictions'])} |")
+                     f"{ops} | {p['check']} | {', '.join(us(t) for t in p['predictions'])} |" +
+                     (f" {', '.join(f'{x:.2f}' for x in p['slowdowns'])} | {us(p['predicted_run'])} | "
+                      f"{percent(p['error_run'])} |" if run else ""))
     lines.append("")
     s, b = a["summary"], a["summary_best"]
     per_round = "; ".join(f"{d['kendall_tau']:.2f} {verdict(d)}" for d in a["rounds"])
@@ -187,6 +203,12 @@ def family_section(a, runs):
                  f"{percent(s['median_relative_error'])} (best iteration {percent(b['median_relative_error'])}); "
                  f"spread wider than the error in {sum(p['noise'] for p in a['plans'])} of {len(a['plans'])} plans. "
                  f"Each round alone (tau, verdict): {per_round}.")
+    if run:
+        r = a["summary_run"]
+        lines.append("")
+        lines.append(f"Predicted at the run's compute speed: median relative error {percent(r['median_relative_error'])}, "
+                     f"Kendall tau {r['kendall_tau']:.2f}, predicted best `{short_label(r['predicted_best'], net)}`: "
+                     f"{verdict(r)}.")
     lines.append("")
     return lines
 
@@ -262,6 +284,23 @@ def main():
         per_family.setdefault(s["family"], []).extend(p["error"] for p in s["plans"])
         hits += summary["predicted_best_is_measured_best"] or summary["predicted_best_over_measured_best"] <= WITHIN
     out.append("")
+    if all(s["summary_run"] is not None for s in sets):
+        # The same plans predicted at the compute speed each round's validation ran at.
+        runs_family = {}
+        for s in sets:
+            runs_family.setdefault(s["family"], []).extend(p["error_run"] for p in s["plans"])
+        run_hits = sum(s["summary_run"]["predicted_best_is_measured_best"] or
+                       s["summary_run"]["predicted_best_over_measured_best"] <= WITHIN for s in sets)
+        run_median = statistics.median(p["error_run"] for p in plans)
+        slowdowns = [x for p in plans for x in p["slowdowns"]]
+        out.append(f"**Predicted at the run's compute speed** (each round's prediction with its calibration's compute "
+                   f"costs scaled by the slowdown of the speed reference timed between the validation's iterations "
+                   f"against the calibration's; slowdowns {min(slowdowns):.2f}-{max(slowdowns):.2f}, median "
+                   f"{statistics.median(slowdowns):.2f}): median relative error {percent(run_median)} over {len(plans)} plans "
+                   f"(target <= 10%: {'met' if run_median <= 0.10 else 'missed'}). Per family: " +
+                   ", ".join(f"{f} {percent(statistics.median(v))}" for f, v in runs_family.items()) +
+                   f". The predicted best is the measured best or within 5% of it in {run_hits} of {len(sets)} sets.")
+        out.append("")
     median = statistics.median(p["error"] for p in plans)
     noisy = sum(p["noise"] for p in plans)
     out.append(f"**Median relative error over all {len(plans)} plans at P = {a.np}: {percent(median)} (best iteration "

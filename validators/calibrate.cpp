@@ -10,6 +10,7 @@
 #include <iomanip>
 #include <limits>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "clusters/collectives.hpp"
@@ -18,6 +19,7 @@
 #include "validators/kernels.hpp"
 #include "validators/primitives.hpp"
 #include "validators/runner.hpp"
+#include "validators/speed_reference.hpp"
 
 namespace dnnplan::validators {
 
@@ -811,27 +813,37 @@ namespace {
 // median (the 14:15 accuracy run of 7 Dec 2026, validators/README.md), so a fit to the fastest
 // steps predicted every plan too fast. Measured a chunk at a time so that the caller can
 // interleave batch sizes (measure_network_layers).
+// Every chunk is followed by the speed reference (validators/speed_reference.hpp) on every rank,
+// and finish() scales each chunk to the speed of the reference's median over all chunks of the
+// calibration, which becomes the spec's measured_on.reference_kernel_s: the cores' speed changes
+// within a calibration too (six gpt-pipe calibrations back to back measured one layer at 44-64 us).
 class LayerMeasure {
 public:
-    LayerMeasure(MPI_Comm comm, const networks::Network& net, std::int64_t batch, double target)
+    LayerMeasure(MPI_Comm comm, const networks::Network& net, std::int64_t batch, double target,
+                 SpeedReference& reference)
         : comm_(comm), net_(net), batch_(batch),
-          seq_(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, false) {
+          seq_(net, std::vector<planner::Layout>(net.layers.size()), batch, MPI_COMM_SELF, false),
+          reference_(reference) {
         reps_ = reps_for(comm, target * 5, [&] { seq_.step(timer_); });
         timer_.trace = true;
     }
     void chunk();
-    // Appends the layers' points to c.layers; returns the median chunk's forward and backward
-    // compute per step.
-    double finish(Calibration& c);
+    // The ranks' mean speed-reference seconds after each chunk so far.
+    const std::vector<double>& chunk_references() const { return chunk_reference_; }
+    // Appends the layers' points, at the speed at which the reference takes `reference_s`, to
+    // c.layers; returns the median chunk's forward and backward compute per step at that speed.
+    double finish(Calibration& c, double reference_s);
 
 private:
     MPI_Comm comm_;
     const networks::Network& net_;
     std::int64_t batch_;
     NetworkRunner<float> seq_;
+    SpeedReference& reference_;
     OpTimer timer_;
     int reps_ = 1;
     std::vector<double> per_chunk_;
+    std::vector<double> chunk_reference_;
     std::vector<std::vector<double>> steps_;  // per step: forward and backward seconds per layer
 };
 
@@ -854,6 +866,7 @@ void LayerMeasure::chunk() {
     MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm_);
     MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm_);
     per_chunk_.push_back((last - first) * share_sum / comm_size(comm_) / reps_);
+    chunk_reference_.push_back(reference_.time_ranks_mean(comm_));
     // Per layer and step: its events on this rank's clock.
     for (int r = 0; r < reps_; ++r) {
         const std::size_t from = r == 0 ? 0 : step_end[r - 1];
@@ -863,7 +876,14 @@ void LayerMeasure::chunk() {
     timer_.events.clear();
 }
 
-double LayerMeasure::finish(Calibration& c) {
+double LayerMeasure::finish(Calibration& c, double reference_s) {
+    // Each chunk's steps (reps_ of them) and span at the reference speed.
+    for (std::size_t k = 0; k < per_chunk_.size(); ++k) {
+        const double speed = reference_s / chunk_reference_[k];
+        per_chunk_[k] *= speed;
+        for (int r = 0; r < reps_; ++r)
+            for (double& v : steps_[k * reps_ + r]) v *= speed;
+    }
     std::vector<double> typical_layers = median_per_layer(steps_);
     // Scaled to the rank's share of the cores: their sum is the median chunk's compute per step
     // (the span over all ranks, above; 1 when every rank has a core of its own and nothing
@@ -922,18 +942,40 @@ void measure_copy_rows(MPI_Comm comm, Calibration& c, int chunks, double target)
 // 1.45x slower per unit than its batch-4 points, a cost growing with the batch that no per-unit
 // and per-call cost can express, and the fit split the difference (batch plans predicted 25%
 // fast). Returns the full batch's median compute per step.
-double measure_network_layers(MPI_Comm comm, const networks::Network& net, std::int64_t batch, int chunks,
-                              double target, Calibration& c) {
-    LayerMeasure full(comm, net, batch, target);
-    std::optional<LayerMeasure> quarter;
-    if (batch >= 2) quarter.emplace(comm, net, std::max<std::int64_t>(1, batch / 4), target);
-    for (int k = 0; k < chunks; ++k) {
-        full.chunk();
-        if (quarter) quarter->chunk();
+// Returns the measures, to be finished at one reference speed (measure_layers).
+std::vector<std::unique_ptr<LayerMeasure>> measure_network_layers(MPI_Comm comm, const networks::Network& net,
+                                                                  std::int64_t batch, int chunks, double target,
+                                                                  SpeedReference& reference) {
+    std::vector<std::unique_ptr<LayerMeasure>> measures;
+    measures.push_back(std::make_unique<LayerMeasure>(comm, net, batch, target, reference));
+    if (batch >= 2)
+        measures.push_back(
+            std::make_unique<LayerMeasure>(comm, net, std::max<std::int64_t>(1, batch / 4), target, reference));
+    for (int k = 0; k < chunks; ++k)
+        for (auto& m : measures) m->chunk();
+    return measures;
+}
+
+// Every network's layers (measure_network_layers), scaled to the speed of the speed reference's
+// median over all their chunks (c.reference_kernel_s); per network the full batch's median compute
+// per step at that speed.
+std::vector<double> measure_layers(MPI_Comm comm, const std::vector<const networks::Network*>& networks,
+                                   std::int64_t batch, int chunks, double target, Calibration& c) {
+    SpeedReference reference;
+    std::vector<std::vector<std::unique_ptr<LayerMeasure>>> per_network;
+    std::vector<double> references;
+    for (const networks::Network* net : networks) {
+        per_network.push_back(measure_network_layers(comm, *net, batch, chunks, target, reference));
+        for (const auto& m : per_network.back())
+            references.insert(references.end(), m->chunk_references().begin(), m->chunk_references().end());
     }
-    const double step = full.finish(c);
-    if (quarter) quarter->finish(c);
-    return step;
+    c.reference_kernel_s = median(references);
+    std::vector<double> steps;
+    for (auto& measures : per_network) {
+        steps.push_back(measures.front()->finish(c, c.reference_kernel_s));
+        for (std::size_t k = 1; k < measures.size(); ++k) measures[k]->finish(c, c.reference_kernel_s);
+    }
+    return steps;
 }
 }  // namespace
 
@@ -1042,10 +1084,12 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
     double log_sum = 0;
     int counted = 0;
     std::string notes;
-    for (const networks::Network* net : options.networks) {
+    const std::vector<double> steps = measure_layers(comm, options.networks, options.batch, chunks, target, c);
+    for (std::size_t n = 0; n < options.networks.size(); ++n) {
+        const networks::Network* net = options.networks[n];
         networks::NetworkTotals tot = networks::totals(*net, options.batch);
         const double flops = double(tot.fwd_flops + tot.bwd_input_flops + tot.bwd_weight_flops);
-        const double rate = flops / measure_network_layers(comm, *net, options.batch, chunks, target, c);
+        const double rate = flops / steps[n];
         log_sum += std::log(rate);
         ++counted;
         notes += std::string(notes.empty() ? "" : ", ") + net->name + " batch " + std::to_string(options.batch) + " " +
@@ -1073,7 +1117,17 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         double t = median(shared_chunks(comm, chunks, reps, copy));
         c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
     }
-    measure_copy_rows(comm, c, chunks, target);
+    // The copies' rows at the layer points' speed (LayerMeasure): the speed reference around them.
+    {
+        SpeedReference reference;
+        const double before = reference.time_ranks_mean(comm);
+        measure_copy_rows(comm, c, chunks, target);
+        const double around = 0.5 * (before + reference.time_ranks_mean(comm));
+        if (c.reference_kernel_s > 0 && around > 0) {
+            c.copy_row_s *= c.reference_kernel_s / around;
+            c.copy_row_add_s *= c.reference_kernel_s / around;
+        }
+    }
     fit_compute_to_layers(c, options.networks);
     return c;
 }
@@ -1171,7 +1225,9 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
         {"name", name},
         {"description", "This machine as " + std::to_string(c.ranks) +
                             " MPI ranks (Open MPI, shared memory), calibrated by dnnplan calibrate"},
-        {"measured_on", {{"host", c.host}, {"ranks", c.ranks}}},
+        {"measured_on", c.reference_kernel_s > 0
+                            ? Json{{"host", c.host}, {"ranks", c.ranks}, {"reference_kernel_s", c.reference_kernel_s}}
+                            : Json{{"host", c.host}, {"ranks", c.ranks}}},
         {"nodes", 1},
         {"devices_per_node", Json{{"value", c.ranks}, {"source", "one device per MPI rank of the calibration run"}}},
         {"device", device}};

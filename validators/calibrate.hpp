@@ -138,6 +138,9 @@ struct Calibration {
     std::int64_t batch = 0;  // per-rank batch of the training-step measurement
     std::string cpu;
     std::string host;  // recorded as the cluster spec's measured_on
+    // The speed reference's median seconds over the layer measurements (validators/speed_reference.hpp),
+    // the speed the layer points are scaled to; 0 when no network was measured.
+    double reference_kernel_s = 0;
 };
 
 // The cost model's time for one primitive point on `link` (one node: every group is intra-node),

@@ -20,6 +20,7 @@ double IterationSamples::add(double local_s, const OpTimer& timer, MPI_Comm comm
     ops_.push_back(worst);
     MPI_Allreduce(timer.waited.data(), worst.data(), static_cast<int>(Op::count), MPI_DOUBLE, MPI_MAX, comm);
     waits_.push_back(worst);
+    references_.push_back(reference_.time_ranks_mean(comm));
     return slowest;
 }
 
@@ -27,6 +28,7 @@ void IterationSamples::summarise(RunResult& r) const {
     r.iteration_samples = iterations_;
     r.iteration_s = median_of(iterations_);
     r.iteration_best_s = iterations_.empty() ? 0 : *std::min_element(iterations_.begin(), iterations_.end());
+    r.reference_kernel_s = median_of(references_);
     for (std::size_t o = 0; o < r.op_s.size(); ++o) {
         std::vector<double> v;
         for (const auto& a : ops_) v.push_back(a[o]);

@@ -10,6 +10,7 @@
 
 #include "validators/layers.hpp"
 #include "validators/runner.hpp"
+#include "validators/speed_reference.hpp"
 
 namespace dnnplan::validators {
 
@@ -20,12 +21,16 @@ double median_of(std::vector<double> v);
 class IterationSamples {
 public:
     // After a timed iteration that took `local_s` on this rank; collective over `comm`. Returns the
-    // slowest rank's iteration.
+    // slowest rank's iteration. Then times the speed reference on every rank (untimed for the
+    // iteration; the ranks' mean is kept).
     double add(double local_s, const OpTimer& timer, MPI_Comm comm);
-    // r's iteration_samples, iteration_s / iteration_best_s and op_s / op_best_s (medians / minima).
+    // r's iteration_samples, iteration_s / iteration_best_s and op_s / op_best_s (medians / minima),
+    // reference_kernel_s (median).
     void summarise(RunResult& r) const;
 
 private:
+    SpeedReference reference_;
+    std::vector<double> references_;
     std::vector<double> iterations_;
     std::vector<std::array<double, static_cast<int>(Op::count)>> ops_;
     std::vector<std::array<double, static_cast<int>(Op::count)>> waits_;

@@ -155,6 +155,9 @@ struct RunResult {
     // settle_waits): not in op_s, still in the iteration.
     std::array<double, static_cast<int>(Op::count)> op_wait_s{};
     std::vector<double> iteration_samples;
+    // The speed reference's seconds (validators/speed_reference.hpp) timed after every timed
+    // iteration, mean over the ranks, median over the iterations: the compute speed the run had.
+    double reference_kernel_s = 0;
     // The byte ledger of the last timed iteration against the plan's CommCalls (rank 0 only; see
     // layer_ledger): {"agrees", "entries", "mismatches"}.
     Json ledger;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "common/timeline.hpp"
@@ -75,10 +76,16 @@ PlanJob load_plan_job(const std::string& file, const std::string& cluster_overri
                           : job.pipeline.active() ? pipeline_unsupported_reason(job.pipeline) : "";
         !why.empty())
         throw InputError(file, "/pipeline", why);
-    job.scored = graph                   ? planner::score_graph_partition(*job.model, job.pipeline, layouts).plan
-                 : job.pipeline.active() ? planner::score_pipeline(*job.model, job.pipeline, layouts).plan
-                                         : job.model->score(layouts);
+    job.scored = score_plan(*job.model, job.pipeline, layouts);
+    job.layouts = std::move(layouts);
     return job;
+}
+
+planner::ScoredPlan score_plan(const planner::CostModel& model, const planner::PipelineSpec& pipeline,
+                               const std::vector<planner::Layout>& layouts) {
+    if (!pipeline.device_of.empty()) return planner::score_graph_partition(model, pipeline, layouts).plan;
+    if (pipeline.active()) return planner::score_pipeline(model, pipeline, layouts).plan;
+    return model.score(layouts);
 }
 
 std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std::int64_t batch,
@@ -134,6 +141,7 @@ std::vector<PlanJob> search_jobs(const std::string& net, std::int64_t procs, std
         job.strategy = c.strategy;
         job.grid = c.label;
         job.scored = graph ? c.plan : model->score(c.plan.anchor_layouts);
+        job.layouts = c.plan.anchor_layouts;
         if (graph) job.pipeline = c.pipeline;
         jobs.push_back(std::move(job));
     }
@@ -209,6 +217,30 @@ double predicted_op(const planner::CostBreakdown& c, Op op) {
     }
 }
 double rel(double predicted, double measured) { return measured > 0 ? std::abs(predicted - measured) / measured : 0; }
+
+Json predicted_ops(const planner::CostBreakdown& c) {
+    Json pred = {{"iteration_s", c.iteration_s}, {"sync_total_s", c.sync_total_s}};
+    for (const OpPair& o : kOps) pred[o.name] = predicted_op(c, o.op);
+    return pred;
+}
+
+// The plan's prediction at the compute speed its run had: the run's speed reference over the
+// calibration's (clusters::MeasuredOn::reference_kernel_s); none when either was not timed.
+struct RunSpeed {
+    double slowdown = 1;
+    planner::CostBreakdown cost;
+};
+std::optional<RunSpeed> at_run_speed(const PlanJob& job, const RunResult& r) {
+    const double calibrated = job.cluster->measured_on.reference_kernel_s;
+    if (!(calibrated > 0 && r.reference_kernel_s > 0)) return std::nullopt;
+    RunSpeed speed;
+    speed.slowdown = r.reference_kernel_s / calibrated;
+    clusters::Cluster cluster = *job.cluster;
+    cluster.device = clusters::at_compute_speed(cluster.device, speed.slowdown);
+    const planner::CostModel model(*job.network, cluster, job.model->options());
+    speed.cost = score_plan(model, job.pipeline, job.layouts).cost;
+    return speed;
+}
 }  // namespace
 
 namespace {
@@ -234,20 +266,19 @@ void summarize(Json& out, const std::vector<PlanJob>& jobs, const std::vector<do
 Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results, const RunOptions& options,
                   int ranks) {
     Json plans = Json::array();
-    std::vector<double> predicted, measured, best;
+    std::vector<double> predicted, measured, best, predicted_at_run_speed;
     bool all_passed = true, all_ledgers_agree = true;
     for (std::size_t k = 0; k < jobs.size(); ++k) {
         const PlanJob& job = jobs[k];
         const RunResult& r = results[k];
         const planner::CostBreakdown& c = job.scored.cost;
-        Json pred = {{"iteration_s", c.iteration_s}, {"sync_total_s", c.sync_total_s}};
+        Json pred = predicted_ops(c);
         Json meas = {{"iteration_s", r.iteration_s},
                      {"loss_s", r.op_s[static_cast<int>(Op::loss)]},
                      {"optimizer_s", r.op_s[static_cast<int>(Op::optimizer)]}};
         Json meas_best = {{"iteration_s", r.iteration_best_s}};
         Json errs = Json::object();
         for (const OpPair& o : kOps) {
-            pred[o.name] = predicted_op(c, o.op);
             meas[o.name] = r.op_s[static_cast<int>(o.op)];
             meas_best[o.name] = r.op_best_s[static_cast<int>(o.op)];
             errs[o.name] = rel(predicted_op(c, o.op), r.op_s[static_cast<int>(o.op)]);
@@ -305,6 +336,15 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
                            {"strategy", planner::to_string(job.strategy)},
                            {"label", job.grid}}},
                          {"ledger", r.ledger}});
+        if (const std::optional<RunSpeed> speed = at_run_speed(job, r)) {
+            Json& plan = plans.back();
+            plan["speed"] = {{"reference_kernel_s", r.reference_kernel_s},
+                             {"calibration_reference_kernel_s", job.cluster->measured_on.reference_kernel_s},
+                             {"slowdown", speed->slowdown}};
+            plan["predicted_at_run_speed"] = predicted_ops(speed->cost);
+            plan["relative_error_at_run_speed"] = rel(speed->cost.iteration_s, r.iteration_s);
+            predicted_at_run_speed.push_back(speed->cost.iteration_s);
+        }
         predicted.push_back(c.iteration_s);
         measured.push_back(r.iteration_s);
         best.push_back(r.iteration_best_s);
@@ -313,6 +353,8 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
                 {"iterations", options.iterations}, {"plans", plans}};
     summarize(out, jobs, predicted, measured, "");
     summarize(out, jobs, predicted, best, "_best");
+    if (!jobs.empty() && predicted_at_run_speed.size() == jobs.size())
+        summarize(out, jobs, predicted_at_run_speed, measured, "_at_run_speed");
     out["checks_passed"] = all_passed;
     out["ledgers_agree"] = all_ledgers_agree;
     return out;
@@ -363,8 +405,10 @@ std::string results_text(const Json& results) {
     std::ostringstream os;
     // Columns as wide as their widest cell (reports::TextTable), so that no value runs into the next.
     reports::TextTable plans;
-    plans.header = {"plan", "predicted us", "measured us", "rel.err", "best us", "rel.err",
-                    "check (output / gradients / losses)"};
+    const bool at_run_speed = results.contains("median_relative_error_at_run_speed");
+    plans.header = {"plan", "predicted us", "measured us", "rel.err", "best us", "rel.err"};
+    if (at_run_speed) plans.header.insert(plans.header.end(), {"slowdown", "at run speed us", "rel.err"});
+    plans.header.push_back("check (output / gradients / losses)");
     for (const Json& p : results["plans"]) {
         std::string check = "not run";
         const Json& c = p["check"];
@@ -374,11 +418,17 @@ std::string results_text(const Json& results) {
               << c["gradient_error"].get<double>() << " / " << c["loss_error"].get<double>();
             check = (c["passed"].get<bool>() ? "ok " : "FAILED ") + e.str();
         }
-        plans.rows.push_back({short_label(p), us(p["predicted"]["iteration_s"].get<double>()),
-                              us(p["measured"]["iteration_s"].get<double>()),
-                              fixed(100 * p["relative_error"].get<double>(), 0) + "%",
-                              us(p["measured_best"]["iteration_s"].get<double>()),
-                              fixed(100 * p["relative_error_best"].get<double>(), 0) + "%", check});
+        std::vector<std::string> row = {short_label(p), us(p["predicted"]["iteration_s"].get<double>()),
+                                        us(p["measured"]["iteration_s"].get<double>()),
+                                        fixed(100 * p["relative_error"].get<double>(), 0) + "%",
+                                        us(p["measured_best"]["iteration_s"].get<double>()),
+                                        fixed(100 * p["relative_error_best"].get<double>(), 0) + "%"};
+        if (at_run_speed)
+            row.insert(row.end(), {fixed(p["speed"]["slowdown"].get<double>(), 2),
+                                   us(p["predicted_at_run_speed"]["iteration_s"].get<double>()),
+                                   fixed(100 * p["relative_error_at_run_speed"].get<double>(), 0) + "%"});
+        row.push_back(check);
+        plans.rows.push_back(std::move(row));
     }
     os << plans.render();
     os << "\nper operation, predicted / measured (us):\n" << operations_table(results);
@@ -387,10 +437,13 @@ std::string results_text(const Json& results) {
             os << "\nbyte ledger of " << p["label"].get<std::string>() << " differs from the plan:\n";
             for (const Json& m : p["ledger"]["mismatches"]) os << "  " << m.get<std::string>() << "\n";
         }
-    for (const std::string suffix : {"", "_best"}) {
+    for (const std::string suffix : {"", "_best", "_at_run_speed"}) {
         if (!results.contains("median_relative_error" + suffix)) continue;
         os << "\n"
-           << (suffix.empty() ? "median iteration" : "best iteration") << ": median relative error "
+           << (suffix.empty()         ? "median iteration"
+               : suffix == "_best"    ? "best iteration"
+                                      : "median iteration, predicted at the run's compute speed")
+           << ": median relative error "
            << fixed(100 * results["median_relative_error" + suffix].get<double>(), 1) << "%, Kendall tau "
            << fixed(results["kendall_tau" + suffix].get<double>(), 2) << ", predicted best "
            << results["predicted_best" + suffix].get<std::string>() << ", measured best "

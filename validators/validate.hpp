@@ -29,6 +29,7 @@ struct PlanJob {
     planner::Strategy strategy = planner::Strategy::hand_edited;
     std::string grid;  // the candidate's label
     planner::ScoredPlan scored;  // the prediction on `cluster`
+    std::vector<planner::Layout> layouts;  // the anchor layouts `scored` was scored with
     planner::PipelineSpec pipeline;  // a pipeline plan's block (inactive for layer-parallel plans)
 };
 
@@ -52,6 +53,16 @@ void check_runnable(const PlanJob& job, int ranks);
 // Kendall's tau-a between two rankings given as values (ties count as neither concordant nor discordant).
 double kendall_tau(const std::vector<double>& a, const std::vector<double>& b);
 
+// The plan `pipeline` (inactive: layer-parallel; device_of set: a graph partition) with `layouts`,
+// scored by `model` as the planner scores its family.
+planner::ScoredPlan score_plan(const planner::CostModel& model, const planner::PipelineSpec& pipeline,
+                               const std::vector<planner::Layout>& layouts);
+
+// The results document. A plan whose run timed the speed reference, predicted on a cluster spec
+// that `dnnplan calibrate` timed it in, is also scored at the run's compute speed
+// (clusters::at_compute_speed, slowdown = the run's reference time over the calibration's):
+// "speed", "predicted_at_run_speed" and "relative_error_at_run_speed" per plan, and the summary
+// with the suffix "_at_run_speed" when every plan has them.
 Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>& results, const RunOptions& options,
                   int ranks);
 std::string results_text(const Json& results);

@@ -253,6 +253,44 @@ TEST_CASE("a calibrated spec records where it was measured, as a typed field", "
     CHECK(parse_error(spec).starts_with("spec.json: /measured_on: "));
 }
 
+TEST_CASE("a calibrated spec keeps the speed reference's time, a positive number of seconds", "[clusters][json]") {
+    Json spec = tiny_spec();
+    spec["measured_on"] = {{"host", "node7"}, {"ranks", 2}, {"reference_kernel_s", 7.2e-5}};
+    Cluster c = parse_cluster(spec, "m.json");
+    CHECK(c.measured_on.reference_kernel_s == 7.2e-5);
+    CHECK(parse_cluster(to_json(c), "m.json") == c);
+    CHECK_FALSE(to_json(parse_cluster(tiny_spec(), "p.json")).contains("measured_on"));
+    spec["measured_on"]["reference_kernel_s"] = 0;
+    CHECK(parse_error(spec).starts_with("spec.json: /measured_on/reference_kernel_s: must be between 1e-09 and 1"));
+    spec["measured_on"]["reference_kernel_s"] = "fast";
+    CHECK(parse_error(spec).starts_with("spec.json: /measured_on/reference_kernel_s: expected a number"));
+}
+
+TEST_CASE("at_compute_speed slows every compute cost and no memory copy", "[clusters]") {
+    Device d;
+    d.peak_flops[DType::fp32] = 1e11;
+    d.memory_bandwidth_Bps = 2e10;
+    d.memory_efficiency = 0.5;
+    d.elementwise_bandwidth_Bps = 4e9;
+    d.gemm_operand_bandwidth_Bps = 8e9;
+    d.kernel_launch_s = 3e-6;
+    d.cpu_kernels[CpuKernel::relu_forward] = {1e-9, 2e-7};
+    d.cpu_kernels[CpuKernel::halo_pack] = {5e-11, 6e-9};
+    const Device slow = at_compute_speed(d, 1.25);
+    // By hand: rates / 1.25, seconds x 1.25.
+    CHECK(slow.peak_flops.at(DType::fp32) == Approx(8e10));
+    CHECK(slow.elementwise_bandwidth_Bps == Approx(3.2e9));
+    CHECK(slow.gemm_operand_bandwidth_Bps == Approx(6.4e9));
+    CHECK(slow.kernel_launch_s == Approx(3.75e-6));
+    CHECK(slow.cpu_kernels.at(CpuKernel::relu_forward).per_unit_s == Approx(1.25e-9));
+    CHECK(slow.cpu_kernels.at(CpuKernel::relu_forward).per_call_s == Approx(2.5e-7));
+    CHECK(slow.cpu_kernels.at(CpuKernel::halo_pack).per_call_s == Approx(7.5e-9));
+    // The copy rate (memory_bandwidth_Bps x memory_efficiency) is not the cores' speed.
+    CHECK(slow.memory_bandwidth_Bps == 2e10);
+    CHECK(slow.memory_efficiency == 0.5);
+    CHECK(at_compute_speed(d, 1.0) == d);
+}
+
 TEST_CASE("a link's nonblocking_progress is a sourced fraction, 1 by default", "[clusters][json]") {
     Json spec = tiny_spec();
     CHECK(parse_cluster(spec, "p.json").inter_node.nonblocking_progress == 1);  // the presets' behaviour

@@ -47,6 +47,37 @@ check "calibration writes a cluster file" 0 "wrote $tmp/this-machine.json" -- \
 # The planner's library (cluster loader, cost model, DP) reads the calibrated file here.
 check "validate the candidates on the calibrated machine" 0 '"checks_passed": true' -- \
     "$DNNPLAN" validate --net lenet5 --batch 8 --np 2 --cluster "$tmp/this-machine.json" --iterations 3 --format json
+# The speed reference (validators/speed_reference.hpp): the calibration records its time, the run
+# times it between iterations, and the plan is scored again at the run's speed: slowdown = the
+# run's time over the calibration's; compute scaled by it, all-reduces as predicted, halos and
+# repartitions between the two (by hand: clusters::at_compute_speed scales every compute cost of a
+# calibrated CPU, the packing copies included, and no link).
+cp "$tmp/out" "$tmp/validated.json"
+if python3 - "$tmp/this-machine.json" "$tmp/validated.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+text = open(sys.argv[2]).read()
+doc = json.loads(text[text.index("{"):])
+ref = spec["measured_on"]["reference_kernel_s"]
+assert ref > 0, ref
+close = lambda a, b: abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-12)
+for p in doc["plans"]:
+    s = p["speed"]
+    assert close(s["calibration_reference_kernel_s"], ref), s
+    assert s["reference_kernel_s"] > 0 and close(s["slowdown"], s["reference_kernel_s"] / ref), s
+    pred, run = p["predicted"], p["predicted_at_run_speed"]
+    for op in ["fwd_compute_s", "bwd_compute_s"]:
+        assert close(run[op], pred[op] * s["slowdown"]), (p["label"], op, run[op], pred[op], s["slowdown"])
+    assert close(run["all_reduce_s"], pred["all_reduce_s"]), (p["label"], run, pred)
+    # Halos and repartitions: the transfer as predicted, the packing copies (per run) scaled.
+    lo, hi = sorted([1.0, s["slowdown"]])
+    for op in ["halo_s", "redistribution_s"]:
+        assert pred[op] * lo * (1 - 1e-9) <= run[op] <= pred[op] * hi * (1 + 1e-9), (p["label"], op, run[op], pred[op])
+    assert close(p["relative_error_at_run_speed"], abs(run["iteration_s"] - p["measured"]["iteration_s"]) / p["measured"]["iteration_s"])
+assert "median_relative_error_at_run_speed" in doc and "kendall_tau_at_run_speed" in doc
+PY
+then echo "ok   the run is predicted at its own compute speed beside the calibration's"
+else echo "FAIL the prediction at the run's compute speed (above)"; fail=1; fi
 # The calibrated spec records where it was measured (a typed field, not its description): on this
 # host validate has nothing to note; a spec measured elsewhere and a preset are named as such.
 if grep -q "note: the predictions are for cluster" "$tmp/out"; then
