@@ -349,35 +349,25 @@ bool is_halo(const PrimitivePoint& p) { return p.pattern == planner::CommPattern
 bool is_packed(const PrimitivePoint& p) { return is_halo(p) || p.runs > 0; }
 
 // The packing's per-byte and per-run cost (both >= 0) minimising the squared relative error of
-// primitive_model over the halo and repartition points on `link`: weighted linear least squares
-// of the residual (measured - transfer) on the copies' bytes and runs (planner::halo_pack_seconds:
-// 2 x messages copies of the message's bytes and runs), a one-parameter fit when the
-// two-parameter solution has a negative part.
+// primitive_model over the halo and repartition points on `link`: the residual (measured -
+// transfer) on the copies' bytes and runs (planner::halo_pack_seconds: 2 x messages copies of the
+// message's bytes and runs), relative to the measured time, by relative_least_squares (a negative
+// part dropped and the other fitted alone).
 clusters::KernelCost fit_halo_pack(const std::vector<PrimitivePoint>& points, const clusters::LinkCost& link) {
-    // Rows scaled by 1 / measured: minimise sum ((transfer + a u + b n - m) / m)^2.
-    double uu = 0, un = 0, nn = 0, ur = 0, nr = 0;
+    std::vector<std::vector<double>> work;
+    std::vector<double> residual, measured;
     for (const PrimitivePoint& q : points) {
         if (!is_packed(q)) continue;
         const bool halo = is_halo(q);
         const double messages = halo ? clusters::halo_neighbours(q.group) : q.group - 1.0;
         const double message = halo ? q.bytes : q.bytes / q.group;
-        const double transfer = primitive_model(q, link), copies = 2.0 * messages;
-        const double u = copies * message / q.seconds, n = copies * std::max(1.0, q.runs) / q.seconds,
-                     r = (q.seconds - transfer) / q.seconds;
-        uu += u * u, un += u * n, nn += n * n, ur += u * r, nr += n * r;
+        const double copies = 2.0 * messages;
+        work.push_back({copies * message, copies * std::max(1.0, q.runs)});
+        residual.push_back(q.seconds - primitive_model(q, link));
+        measured.push_back(q.seconds);
     }
-    const double det = uu * nn - un * un;
-    clusters::KernelCost both{det > 0 ? (ur * nn - nr * un) / det : -1, det > 0 ? (nr * uu - ur * un) / det : -1};
-    if (both.per_unit_s >= 0 && both.per_call_s >= 0) return both;
-    auto error = [&](const clusters::KernelCost& k) {
-        double e = 0;
-        for (const PrimitivePoint& q : points)
-            if (is_packed(q)) e += std::pow((primitive_model(q, link, k) - q.seconds) / q.seconds, 2);
-        return e;
-    };
-    const clusters::KernelCost per_byte{uu > 0 ? std::max(0.0, ur / uu) : 0, 0};
-    const clusters::KernelCost per_message{0, nn > 0 ? std::max(0.0, nr / nn) : 0};
-    return error(per_byte) <= error(per_message) ? per_byte : per_message;
+    const std::vector<double> x = relative_least_squares(work, residual, measured, 2);
+    return {x[0], x[1]};
 }
 }  // namespace
 
