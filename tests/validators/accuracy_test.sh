@@ -42,6 +42,12 @@ def doc(plans, tau, pb, mb, ratio, median):
                     "predicted_best_is_measured_best" + suffix: pb == mb,
                     "predicted_best_over_measured_best" + suffix: ratio, "median_relative_error" + suffix: median})
     return out
+def idle_rounds_tsv(d, net, family, rounds):
+    """runs.tsv of `rounds` validations of one family, each after an idle wait."""
+    with open(f"{d}/runs.tsv", "w") as f:
+        f.write("network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\tcpu_probe_ms\n")
+        for r in range(1, rounds + 1):
+            f.write(f"{net}\t{family}\t07:00:0{r}\t07:00:0{r}\t15\tyes\t0.1 0.1 0.1\t0.1 0.1 0.1\t0\t{r}\t0.0%\t9.0\n")
 PY
 mkdir -p "$tmp/fixture"
 python3 - "$tmp/fixture" "$tmp" <<'PY' >"$tmp/out" 2>&1
@@ -104,7 +110,7 @@ mkdir -p "$tmp/own" && python3 - "$tmp/own" "$tmp" <<'PY' >"$tmp/out" 2>&1
 import json, sys
 d = sys.argv[1]
 sys.path.insert(0, sys.argv[2])
-from fixtures import plan, doc
+from fixtures import plan, doc, idle_rounds_tsv
 # round 1: predicted 1000, 3000, 2000 / measured 1000, 3000, 1000: tau (1 + 0 + 1) / 3 (batch and
 # per-layer tie in the measurement), best batch both,
 # errors 0, 0, 1 (median 0); round 2: 1200, 2600 / 1200, 3000: tau 1, errors 0, 400/3000 (median 1/15).
@@ -112,10 +118,7 @@ json.dump(doc([plan("smallcnn batch", 1e-3, 1e-3), plan("smallcnn model", 3e-3, 
               2 / 3, "smallcnn batch", "smallcnn batch", 1.0, 0.0), open(f"{d}/smallcnn-layer-parallel-r1.json", "w"))
 json.dump(doc([plan("smallcnn batch", 1.2e-3, 1.2e-3), plan("smallcnn model", 2.6e-3, 3e-3)], 1.0, "smallcnn batch",
               "smallcnn batch", 1.0, 1 / 15), open(f"{d}/smallcnn-layer-parallel-r2.json", "w"))
-with open(f"{d}/runs.tsv", "w") as f:
-    f.write("network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\tcpu_probe_ms\n")
-    for r in (1, 2):
-        f.write(f"smallcnn\tlayer-parallel\t07:00:0{r}\t07:00:0{r}\t15\tyes\t0.1 0.1 0.1\t0.1 0.1 0.1\t0\t{r}\t0.0%\t9.0\n")
+idle_rounds_tsv(d, "smallcnn", "layer-parallel", 2)
 PY
 python3 tools/accuracy_table.py --dir "$tmp/own" --np 2 --warmup 0 --iterations 1 --repeats 2 >"$tmp/own.md" 2>>"$tmp/out" &&
     python3 - "$tmp/own.md" <<'PY' >>"$tmp/out" 2>&1
@@ -141,7 +144,7 @@ mkdir -p "$tmp/speed" && python3 - "$tmp/speed" "$tmp" <<'PY' >"$tmp/out" 2>&1
 import json, sys
 d = sys.argv[1]
 sys.path.insert(0, sys.argv[2])
-from fixtures import plan, doc
+from fixtures import plan, doc, idle_rounds_tsv
 def at_speed(p, slowdown, pred_run, meas):
     p["speed"] = {"reference_kernel_s": 7e-5 * slowdown, "calibration_reference_kernel_s": 7e-5, "slowdown": slowdown}
     p["predicted_at_run_speed"] = dict(p["predicted"], iteration_s=pred_run)
@@ -160,10 +163,7 @@ r2 = doc([at_speed(plan("smallcnn batch", 1e-3, 1.1e-3), 1.0, 1e-3, 1.1e-3),
          1.0, 0.5 * (0.1 / 1.1))
 json.dump(run_summary(r1, 0.5 * (0.3 / 3.3)), open(f"{d}/smallcnn-layer-parallel-r1.json", "w"))
 json.dump(run_summary(r2, 0.5 * (0.1 / 1.1)), open(f"{d}/smallcnn-layer-parallel-r2.json", "w"))
-with open(f"{d}/runs.tsv", "w") as f:
-    f.write("network\tfamily\tstart_utc\tend_utc\twaited_s\tidle\tload_before\tload_after\tstatus\tround\tsteal\tcpu_probe_ms\n")
-    for r in (1, 2):
-        f.write(f"smallcnn\tlayer-parallel\t07:00:0{r}\t07:00:0{r}\t15\tyes\t0.1 0.1 0.1\t0.1 0.1 0.1\t0\t{r}\t0.0%\t9.0\n")
+idle_rounds_tsv(d, "smallcnn", "layer-parallel", 2)
 PY
 python3 tools/accuracy_table.py --dir "$tmp/speed" --np 2 --warmup 0 --iterations 1 --repeats 2 >"$tmp/speed.md" 2>>"$tmp/out" &&
     python3 - "$tmp/speed.md" <<'PY' >>"$tmp/out" 2>&1
