@@ -727,6 +727,7 @@ Tensor<T> NetworkRunner<T>::backward_segment(Tensor<T> dy, OpTimer& timer) {
         // Layer i's gradient all-reduce starts as soon as its backward is done (the model's overlap).
         start_sync(st, timer);
         if (overlap_sync_) progress_syncs(timer);
+        if (after_backward) after_backward(st.index, timer);
         for (std::size_t k = 0; k < st.inputs.size(); ++k) {
             if (st.inputs[k] == 0) continue;  // the network's input needs no gradient
             Tensor<T> g = std::move(dxs[k]);
