@@ -138,20 +138,13 @@ void add_gradient(const Shard<T>& sh, bool transposed, std::vector<T>& values) {
     for (std::size_t e = 0; e < sh.dbias.size(); ++e) values[sh.dweight.size() + e] += sh.dbias[e];
 }
 
-// The parameter and gradient storage of two shards of the same layer trade places (O(1): the
-// vectors' buffers, not their elements).
-template <class T>
-void swap_storage(Shard<T>& a, Shard<T>& b) {
-    a.weight.swap(b.weight), a.bias.swap(b.bias), a.dweight.swap(b.dweight), a.dbias.swap(b.dbias);
-}
-
 // One device of one replica on this rank: per model chunk and micro-batch a NetworkRunner segment
 // of the chunk's layers on the stage's T ranks (the plan's tensor-parallel layouts; one runner per
 // micro-batch keeps its activations until its backward, one in all with full recomputation). As
 // GPipe, PipeDream-1F1B and Megatron-LM do, the chunk holds one set of weights and one gradient
 // per layer (Chunk::params), which every micro-batch reads and accumulates its gradient into in
 // place: the runners' own shards stay empty and are lent the chunk's storage for the operation
-// they run (Loan).
+// they run (Loan: Shard::trade, O(1)).
 template <class T>
 class PipelineStage {
 public:
@@ -230,7 +223,7 @@ private:
 
     private:
         void trade(bool lend) {
-            for (auto& [index, pair] : c_.lend[slot_]) swap_storage(*pair.first, *pair.second);
+            for (auto& [index, pair] : c_.lend[slot_]) pair.first->trade(*pair.second);
             for (auto& [index, pair] : c_.lend[slot_]) c_.holder[index] = lend ? pair.first : pair.second;
         }
         Chunk& c_;
@@ -350,7 +343,7 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
         for (auto& slot : ch.slots) {
             ch.lend.emplace_back();
             for (const auto& [index, sh] : shards_of(*slot, ch)) {
-                for (std::vector<T>* v : {&sh->weight, &sh->bias, &sh->dweight, &sh->dbias}) std::vector<T>().swap(*v);
+                Shard<T>().trade(*sh);  // released
                 ch.lend.back().push_back({index, {sh, &ch.params.at(index)}});
             }
         }
