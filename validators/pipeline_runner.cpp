@@ -167,7 +167,13 @@ public:
     // replica's ZeRO-1 slice). `shard`: the geometry (rows and columns this rank holds).
     struct Gradient {
         int layer = 0;
+        // The gradient, flattened [weight, bias], `size` values at `data`: the layer's storage
+        // itself (Shard::grad, no copy) when the layer is its only source and untransposed and
+        // no tie over two devices all-reduces it; else `values`, gathered from the sources.
+        T* data = nullptr;
+        Index size = 0;
         std::vector<T> values;
+        bool gathered() const { return !values.empty(); }
         Index lo = 0, hi = 0;
         const Shard<T>* shard = nullptr;
         // A tied layer's copy of its embedding's table (a tie over two devices): values in the
@@ -370,6 +376,12 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
     for (Gradient& g : grads_) {
         g.completed_by = g.layer;
         for (const auto& source : g.sources) g.completed_by = std::min(g.completed_by, source.first);
+        g.size = static_cast<Index>(g.values.size());
+        const bool tied = std::any_of(ties_.begin(), ties_.end(),
+                                      [&](const Tie& t) { return t.layer == g.layer || t.embedding == g.layer; });
+        if (g.sources.size() == 1 && !g.transposed && !tied) std::vector<T>().swap(g.values);
+        // The storage's buffer stays put when loans trade it between shards.
+        g.data = g.gathered() ? g.values.data() : storage_of(g.layer)->grad.data();
     }
 }
 
@@ -537,35 +549,36 @@ template <class T>
 void PipelineStage<T>::sync_gradient(Gradient& g, OpTimer& timer, ByteLedger& ledger) {
     g.started = true;
     auto gather = [&] {
+        if (!g.gathered()) return;
         std::fill(g.values.begin(), g.values.end(), T{0});
         for (const auto& [layer, transposed] : g.sources) add_gradient(*storage_of(layer), transposed, g.values);
     };
     if (replicas_ <= 1) return gather();
-    const double bytes = double(g.values.size() * sizeof(T));
+    const double bytes = double(g.size) * sizeof(T);
     const std::string name = net_.layers[static_cast<std::size_t>(g.layer)].name;
     if (spec_.zero) {
         std::vector<int> counts(static_cast<std::size_t>(replicas_));
-        const Index n = static_cast<Index>(g.values.size());
+        const Index n = g.size;
         for (int r = 0; r < replicas_; ++r)
             counts[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas_, r + 1) - block_begin(n, replicas_, r));
         g.slice.resize(static_cast<std::size_t>(g.hi - g.lo));
         timer.time(Op::sync, name + " gradient reduce-scatter", [&] {
             gather();
             if (overlap_sync_)
-                MPI_Ireduce_scatter(g.values.data(), g.slice.data(), counts.data(), mpi_type<T>(), MPI_SUM,
+                MPI_Ireduce_scatter(g.data, g.slice.data(), counts.data(), mpi_type<T>(), MPI_SUM,
                                     replica_comm_, &g.request);
             else
-                MPI_Reduce_scatter(g.values.data(), g.slice.data(), counts.data(), mpi_type<T>(), MPI_SUM, replica_comm_);
+                MPI_Reduce_scatter(g.data, g.slice.data(), counts.data(), mpi_type<T>(), MPI_SUM, replica_comm_);
         });
         ledger.record({g.layer, planner::Phase::sync, planner::CommKind::reduce_scatter, -1, replicas_, bytes});
     } else {
         timer.time(Op::sync, name + " gradient all-reduce", [&] {
             gather();
             if (overlap_sync_)
-                MPI_Iallreduce(MPI_IN_PLACE, g.values.data(), static_cast<int>(g.values.size()), mpi_type<T>(), MPI_SUM,
+                MPI_Iallreduce(MPI_IN_PLACE, g.data, static_cast<int>(g.size), mpi_type<T>(), MPI_SUM,
                                replica_comm_, &g.request);
             else
-                MPI_Allreduce(MPI_IN_PLACE, g.values.data(), static_cast<int>(g.values.size()), mpi_type<T>(), MPI_SUM,
+                MPI_Allreduce(MPI_IN_PLACE, g.data, static_cast<int>(g.size), mpi_type<T>(), MPI_SUM,
                               replica_comm_);
         });
         ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_reduce, -1, replicas_, bytes});
@@ -600,8 +613,8 @@ void PipelineStage<T>::finish_syncs(OpTimer& timer) {
         });
     if (spec_.zero)
         for (Gradient& g : grads_) {
-            std::fill(g.values.begin(), g.values.end(), T{0});
-            std::copy(g.slice.begin(), g.slice.end(), g.values.begin() + g.lo);
+            std::fill(g.values.begin(), g.values.end(), T{0});  // a gathered one: zeros outside the slice
+            std::copy(g.slice.begin(), g.slice.end(), g.data + g.lo);
         }
 }
 
@@ -649,11 +662,20 @@ template <class T>
 void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) {
     const int replicas = comm_size(replica_comm_);
     for (Gradient& g : grads_) {
+        if (!g.gathered() && !(spec_.zero && replicas > 1)) {  // in place, the layer's one weight
+            Shard<T>& sh = *storage_of(g.layer);
+            timer.time(Op::optimizer, "sgd", [&] {
+                const std::size_t nw = sh.weight.size();
+                for (std::size_t e = 0; e < nw; ++e) sh.weight[e] -= learning_rate * g.data[e];
+                for (std::size_t e = 0; e < sh.bias.size(); ++e) sh.bias[e] -= learning_rate * g.data[nw + e];
+            });
+            continue;
+        }
         std::vector<T> flat = flat_values(*g.shard, g.transposed);
         // ZeRO-1: each replica updates its own slice (the optimizer state lives with it), then the
         // updated parameters are all-gathered.
         timer.time(Op::optimizer, "sgd", [&] {
-            for (Index e = g.lo; e < g.hi; ++e) flat[static_cast<std::size_t>(e)] -= learning_rate * g.values[static_cast<std::size_t>(e)];
+            for (Index e = g.lo; e < g.hi; ++e) flat[static_cast<std::size_t>(e)] -= learning_rate * g.data[e];
         });
         if (spec_.zero && replicas > 1) {
             std::vector<int> counts(static_cast<std::size_t>(replicas)), displs(static_cast<std::size_t>(replicas));
@@ -698,7 +720,7 @@ double shard_gradient_error(const PipelineStage<double>::Gradient& g, const Shar
         const Index e = g.transposed && k < nw ? shard_index(sh, k) : k;  // the shard's element
         const double w = e < nw ? want[static_cast<std::size_t>((sh.row_lo + e / nc) * whole.cols + sh.col_lo + e % nc)]
                                 : want[whole_nw + static_cast<std::size_t>((sh.bias_size > 0 ? 0 : sh.row_lo) + e - nw)];
-        err = std::max(err, std::abs(g.values[static_cast<std::size_t>(k)] - w));
+        err = std::max(err, std::abs(g.data[k] - w));
     }
     return scale > 0 ? err / scale : err;
 }
