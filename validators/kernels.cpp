@@ -84,7 +84,7 @@ void conv2d_forward(const Tensor<T>& x, const std::vector<T>& weight, const std:
 
 template <class T>
 void conv2d_backward(const Tensor<T>& x, const std::vector<T>& weight, Index co, const ConvGeometry& g,
-                     const Tensor<T>& dy, Tensor<T>* dx, std::vector<T>& dweight, std::vector<T>* dbias,
+                     const Tensor<T>& dy, Tensor<T>* dx, T* dweight, T* dbias,
                      const std::vector<T>* cols) {
     Dims d = dims_of(x, dy);
     const Index k = d.ci * g.kh * g.kw, n = d.ho * d.wo;
@@ -95,11 +95,11 @@ void conv2d_backward(const Tensor<T>& x, const std::vector<T>& weight, Index co,
         const T* gy = dy.data.data() + s * co * n;
         if (dbias)
             for (Index c = 0; c < co; ++c)
-                for (Index i = 0; i < n; ++i) (*dbias)[c] += gy[c * n + i];
+                for (Index i = 0; i < n; ++i) dbias[c] += gy[c * n + i];
         if (k == 0) continue;
         const T* col = cols ? cols->data() + s * k * n : scratch.data();
         if (!cols) im2col(x.data.data() + s * d.ci * d.he * d.we, d, g, scratch.data());
-        gemm<T>(false, true, co, k, n, T{1}, gy, n, col, n, T{1}, dweight.data(), k);
+        gemm<T>(false, true, co, k, n, T{1}, gy, n, col, n, T{1}, dweight, k);
         if (!dx) continue;
         gemm<T>(true, false, k, n, co, T{1}, weight.data(), k, gy, n, T{0}, dcol.data(), n);
         col2im_add(dcol.data(), d, g, dx->data.data() + s * d.ci * d.he * d.we);
@@ -120,12 +120,12 @@ void linear_forward(const T* x, Index batch, Index fi, const std::vector<T>& wei
 
 template <class T>
 void linear_backward(const T* x, Index batch, Index fi, const std::vector<T>& weight, Index fo, const T* dy, T* dx,
-                     std::vector<T>& dweight, std::vector<T>* dbias) {
+                     T* dweight, T* dbias) {
     if (dbias)
         for (Index s = 0; s < batch; ++s)
-            for (Index f = 0; f < fo; ++f) (*dbias)[f] += dy[s * fo + f];
+            for (Index f = 0; f < fo; ++f) dbias[f] += dy[s * fo + f];
     if (fi == 0) return;
-    gemm<T>(true, false, fo, fi, batch, T{1}, dy, fo, x, fi, T{1}, dweight.data(), fi);
+    gemm<T>(true, false, fo, fi, batch, T{1}, dy, fo, x, fi, T{1}, dweight, fi);
     gemm<T>(false, false, batch, fi, fo, T{1}, dy, fo, weight.data(), fi, T{0}, dx, fi);
 }
 
@@ -203,11 +203,11 @@ double softmax_cross_entropy(const T* logits, const std::vector<int>& labels, In
     template void conv2d_forward<T>(const Tensor<T>&, const std::vector<T>&, const std::vector<T>&, Index,            \
                                     const ConvGeometry&, Tensor<T>&, std::vector<T>*);                                \
     template void conv2d_backward<T>(const Tensor<T>&, const std::vector<T>&, Index, const ConvGeometry&,             \
-                                     const Tensor<T>&, Tensor<T>*, std::vector<T>&, std::vector<T>*,                  \
+                                     const Tensor<T>&, Tensor<T>*, T*, T*,                                            \
                                      const std::vector<T>*);                                                          \
     template void linear_forward<T>(const T*, Index, Index, const std::vector<T>&, const std::vector<T>&, Index, T*); \
     template void linear_backward<T>(const T*, Index, Index, const std::vector<T>&, Index, const T*, T*,              \
-                                     std::vector<T>&, std::vector<T>*);                                               \
+                                     T*, T*);                                                                         \
     template void pool_forward<T>(bool, const Tensor<T>&, const ConvGeometry&, Tensor<T>&);                           \
     template void pool_backward<T>(bool, const Tensor<T>&, const ConvGeometry&, const Tensor<T>&, Tensor<T>&);        \
     template double softmax_cross_entropy<T>(const T*, const std::vector<int>&, Index, T*);

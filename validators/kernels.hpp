@@ -27,11 +27,12 @@ template <class T>
 void conv2d_forward(const Tensor<T>& x, const std::vector<T>& weight, const std::vector<T>& bias, Index co,
                     const ConvGeometry& g, Tensor<T>& y, std::vector<T>* cols = nullptr);
 // dx (same box as x, overwritten; nullptr when the input needs no gradient, as the cost model
-// counts no input-gradient FLOPs for the first layer), dweight and dbias accumulated (+=).
+// counts no input-gradient FLOPs for the first layer), dweight ([co, k]) and dbias ([co]; nullptr
+// without a bias) accumulated (+=).
 // `cols`: the forward's im2col matrices (recomputed when nullptr).
 template <class T>
 void conv2d_backward(const Tensor<T>& x, const std::vector<T>& weight, Index co, const ConvGeometry& g,
-                     const Tensor<T>& dy, Tensor<T>* dx, std::vector<T>& dweight, std::vector<T>* dbias,
+                     const Tensor<T>& dy, Tensor<T>* dx, T* dweight, T* dbias,
                      const std::vector<T>* cols = nullptr);
 
 // y[b, fo] = x[b, fi] * W[fo, fi]^T + bias; x's local block is flattened per sample.
@@ -40,7 +41,7 @@ void linear_forward(const T* x, Index batch, Index fi, const std::vector<T>& wei
                     Index fo, T* y);
 template <class T>
 void linear_backward(const T* x, Index batch, Index fi, const std::vector<T>& weight, Index fo, const T* dy, T* dx,
-                     std::vector<T>& dweight, std::vector<T>* dbias);
+                     T* dweight, T* dbias);
 
 // Pooling without padding on an extended block: kernel (kh, kw), stride (sh, sw).
 template <class T>

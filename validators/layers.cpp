@@ -122,14 +122,13 @@ void Shard<T>::init(const std::function<double(Index, Index)>& w, const std::fun
     bias.assign(has_bias ? static_cast<std::size_t>(bias_size > 0 ? bias_size : nr) : 0, T{0});
     const Index b0 = bias_size > 0 ? 0 : row_lo;
     for (std::size_t r = 0; r < bias.size(); ++r) bias[r] = static_cast<T>(b(b0 + Index(r)));
-    dweight.assign(weight.size(), T{0});
-    dbias.assign(bias.size(), T{0});
+    grad.assign(weight.size() + bias.size(), T{0});
+    bind(weight.size());
 }
 
 template <class T>
 void Shard<T>::zero_grad() {
-    std::fill(dweight.begin(), dweight.end(), T{0});
-    std::fill(dbias.begin(), dbias.end(), T{0});
+    std::fill(grad.begin(), grad.end(), T{0});
 }
 
 namespace {
@@ -153,8 +152,7 @@ void add_bias(Tensor<T>& y, const Shard<T>& shard) {
 template <class T>
 void allreduce_grads(Shard<T>& shard, MPI_Comm comm) {
     if (comm_size(comm) == 1) return;
-    all_sum_reduce(shard.dweight, comm);
-    if (!shard.dbias.empty()) all_sum_reduce(shard.dbias, comm);
+    all_sum_reduce(shard.grad, comm);
 }
 }  // namespace
 
@@ -275,7 +273,7 @@ Tensor<T> DistConv2d<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     const ConvGeometry g{spec_.kh, spec_.kw, spec_.sh, spec_.sw, spec_.dh, spec_.dw};
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
         conv2d_backward(ext_, shard.weight, shard.row_hi - shard.row_lo, g, dy, spec_.input_grad ? &dext : nullptr,
-                        shard.dweight, shard.has_bias ? &shard.dbias : nullptr, &cols_);
+                        shard.dweight.data(), shard.has_bias ? shard.dbias.data() : nullptr, &cols_);
     });
     if (!spec_.input_grad) return Tensor<T>{};
     Op hop = grid_.dim(kH) * grid_.dim(kW) > 1 ? Op::halo : Op::bwd_compute;
@@ -328,8 +326,8 @@ Tensor<T> DistLinear<T>::backward(const Tensor<T>& dy, OpTimer& timer) {
     const Index b = x_.extent(0) * (spec_.tokens > 0 ? x_.extent(1) : 1), fi = shard.col_hi - shard.col_lo,
                 fo = shard.row_hi - shard.row_lo;
     timer.time(Op::bwd_compute, name_ + " backward", [&] {
-        linear_backward(x_.data.data(), b, fi, shard.weight, fo, dy.data.data(), dx.data.data(), shard.dweight,
-                        shard.has_bias ? &shard.dbias : nullptr);
+        linear_backward(x_.data.data(), b, fi, shard.weight, fo, dy.data.data(), dx.data.data(), shard.dweight.data(),
+                        shard.has_bias ? shard.dbias.data() : nullptr);
     });
     if (!spec_.input_grad) return Tensor<T>{};
     this->reduce_input_gradient(dx, timer);
@@ -452,8 +450,8 @@ Tensor<T> DistAffine<T>::backward(const Tensor<T>& dy) {
     std::vector<T> g = j_ == 0 ? dy.data : std::vector<T>(static_cast<std::size_t>(batch_ * fo));
     sum_reduce_adjoint(g, 0, row_);
     std::vector<T> dx(static_cast<std::size_t>(batch_ * fi));
-    linear_backward(x_local_.data(), batch_, fi, shard.weight, fo, g.data(), dx.data(), shard.dweight,
-                    shard.has_bias ? &shard.dbias : nullptr);
+    linear_backward(x_local_.data(), batch_, fi, shard.weight, fo, g.data(), dx.data(), shard.dweight.data(),
+                    shard.has_bias ? shard.dbias.data() : nullptr);
     broadcast_adjoint(dx, 0, col_);
     Tensor<T> out(x_box());
     if (i_ == 0) out.data = std::move(dx);

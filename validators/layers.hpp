@@ -153,17 +153,63 @@ struct TensorMap {
 // Windowed-operator halo ranges along one tensor dimension of a split.
 HaloLine window_halo(int dim, int parts, Index n_in, Index n_out, Index kernel, Index stride, Index pad, Index dil);
 
-// A layer's trainable shard: weight rows [row_lo, row_hi) x columns [col_lo, col_hi) of the global
-// [rows, cols] matrix (conv: cols = ci * kh * kw), bias rows (bias_rows may be empty).
+// A gradient inside its shard's one buffer (Shard::grad): the vector-like calls made on it.
 template <class T>
-struct Shard {
+class GradientView {
+public:
+    GradientView() = default;
+    GradientView(T* data, std::size_t size) : data_(data), size_(size) {}
+    T* data() const { return data_; }
+    std::size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    T& operator[](std::size_t k) const { return data_[k]; }
+    T* begin() const { return data_; }
+    T* end() const { return data_ + size_; }
+    operator std::vector<T>() const { return std::vector<T>(begin(), end()); }
+
+private:
+    T* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+// A shard's place in its layer's weight matrix (Shard).
+struct ShardGeometry {
     Index rows = 0, cols = 0, row_lo = 0, row_hi = 0, col_lo = 0, col_hi = 0;
     bool has_bias = false;
     Index bias_size = 0;  // > 0: a bias of this many entries held whole by every rank, not one per row
-    std::vector<T> weight, bias, dweight, dbias;
+};
+
+// A layer's trainable shard: weight rows [row_lo, row_hi) x columns [col_lo, col_hi) of the global
+// [rows, cols] matrix (conv: cols = ci * kh * kw), bias rows (bias_rows may be empty). The weight
+// and bias gradients are views of one buffer, `grad` = [dweight, dbias], which the gradient sync
+// reduces in place: one call per layer, as the plan has it, and no copy (Megatron-LM's contiguous
+// gradient buffer, PyTorch DDP's gradient_as_bucket_view).
+template <class T>
+struct Shard : ShardGeometry {
+    std::vector<T> weight, bias;
+    std::vector<T> grad;
+    GradientView<T> dweight, dbias;
+    Shard() = default;
+    Shard(const Shard& o) : ShardGeometry(o), weight(o.weight), bias(o.bias), grad(o.grad) { bind(o.dweight.size()); }
+    Shard(Shard&& o) noexcept { trade(o), static_cast<ShardGeometry&>(*this) = o; }
+    Shard& operator=(Shard o) noexcept {
+        trade(o), static_cast<ShardGeometry&>(*this) = o;
+        return *this;
+    }
     // Fills from global-index functions (the same values on every partition).
     void init(const std::function<double(Index, Index)>& w, const std::function<double(Index)>& b);
     void zero_grad();
+    // Trades weights, biases and gradients (their buffers, O(1)) with `o`; the geometry stays.
+    void trade(Shard& o) noexcept {
+        weight.swap(o.weight), bias.swap(o.bias), grad.swap(o.grad);
+        std::swap(dweight, o.dweight), std::swap(dbias, o.dbias);
+    }
+
+private:
+    void bind(std::size_t weights) {
+        dweight = {grad.data(), weights};
+        dbias = {grad.data() + weights, grad.size() - weights};
+    }
 };
 
 struct ConvSpec {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <optional>
 #include <iomanip>
@@ -139,14 +140,17 @@ void add_gradient(const Shard<T>& sh, bool transposed, std::vector<T>& values) {
 
 // One device of one replica on this rank: per model chunk and micro-batch a NetworkRunner segment
 // of the chunk's layers on the stage's T ranks (the plan's tensor-parallel layouts; one runner per
-// micro-batch keeps its activations until its backward, one in all with full recomputation). The
-// copies of a chunk hold the same weights: their gradients are summed and every copy takes the
-// same update.
+// micro-batch keeps its activations until its backward, one in all with full recomputation). As
+// GPipe, PipeDream-1F1B and Megatron-LM do, the chunk holds one set of weights and one gradient
+// per layer (Chunk::params), which every micro-batch reads and accumulates its gradient into in
+// place: the runners' own shards stay empty and are lent the chunk's storage for the operation
+// they run (Loan: Shard::trade, O(1)).
 template <class T>
 class PipelineStage {
 public:
+    // `overlap_sync`: each layer's replica sync starts after its last backward (RunOptions).
     PipelineStage(const networks::Network& net, const planner::PipelineProgram& program,
-                  const planner::PipelineSpec& spec, Index batch, MPI_Comm comm);
+                  const planner::PipelineSpec& spec, Index batch, MPI_Comm comm, bool overlap_sync);
     ~PipelineStage() {
         for (MPI_Comm* c : {&replica_comm_, &tensor_comm_})
             if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
@@ -163,7 +167,13 @@ public:
     // replica's ZeRO-1 slice). `shard`: the geometry (rows and columns this rank holds).
     struct Gradient {
         int layer = 0;
+        // The gradient, flattened [weight, bias], `size` values at `data`: the layer's storage
+        // itself (Shard::grad, no copy) when the layer is its only source and untransposed and
+        // no tie over two devices all-reduces it; else `values`, gathered from the sources.
+        T* data = nullptr;
+        Index size = 0;
         std::vector<T> values;
+        bool gathered() const { return !values.empty(); }
         Index lo = 0, hi = 0;
         const Shard<T>* shard = nullptr;
         // A tied layer's copy of its embedding's table (a tie over two devices): values in the
@@ -172,6 +182,14 @@ public:
         // The layers whose weights these are (transposed or not): the layer, and a layer tied to
         // it on the same device (one weight: its gradient adds in, its weights follow the update).
         std::vector<std::pair<int, bool>> sources;
+        // The replicas' sum in flight (RunOptions::overlap_sync): its request, and under ZeRO-1
+        // this replica's slice as it arrives.
+        MPI_Request request = MPI_REQUEST_NULL;
+        std::vector<T> slice;
+        bool started = false;
+        // The layer whose backward completes the gradient: the lowest of `sources` (the last
+        // backward pass of the stage reaches it last).
+        int completed_by = 0;
     };
     const std::vector<Gradient>& gradients() const { return grads_; }
     const Role& role() const { return me_; }
@@ -192,10 +210,35 @@ private:
         int v = 0, first = 1, last = 1;
         std::vector<std::unique_ptr<NetworkRunner<T>>> slots;  // per micro-batch (one with recomputation)
         std::vector<Tensor<T>> inputs;                          // recomputation: the received input per micro-batch
+        // Per layer with weights: the chunk's one parameter and gradient storage (map nodes stay
+        // put: Gradient::shard points at them).
+        std::map<int, Shard<T>> params;
+        // Per slot: (layer, (the runner's shard, the chunk's storage of the layer)), for the loans.
+        std::vector<std::vector<std::pair<int, std::pair<Shard<T>*, Shard<T>*>>>> lend;
+        // Per layer with weights: the shard holding its storage now (a runner's during a loan).
+        std::map<int, Shard<T>*> holder;
+        int last_backward = 0;  // the micro-batch of the chunk's last backward in the stage's order
     };
-    NetworkRunner<T>& runner(Chunk& c, int m) {
-        return *c.slots[spec_.recompute == planner::Recompute::full ? 0 : static_cast<std::size_t>(m)];
+    // Lends chunk c's storage to slot `slot`'s runner for one operation, and takes it back.
+    class Loan {
+    public:
+        Loan(Chunk& c, std::size_t slot) : c_(c), slot_(slot) { trade(true); }
+        ~Loan() { trade(false); }
+        Loan(const Loan&) = delete;
+        Loan& operator=(const Loan&) = delete;
+
+    private:
+        void trade(bool lend) {
+            for (auto& [index, pair] : c_.lend[slot_]) pair.first->trade(*pair.second);
+            for (auto& [index, pair] : c_.lend[slot_]) c_.holder[index] = lend ? pair.first : pair.second;
+        }
+        Chunk& c_;
+        std::size_t slot_;
+    };
+    std::size_t slot_of(int m) const {
+        return spec_.recompute == planner::Recompute::full ? 0 : static_cast<std::size_t>(m);
     }
+    NetworkRunner<T>& runner(Chunk& c, int m) { return *c.slots[slot_of(m)]; }
     void run_op(const StageOp& op, OpTimer& timer, ByteLedger& ledger);
     // The tensor crossing boundary `into_v` (into virtual stage into_v: activations forward, their
     // gradients backward) travels as 1/T slices and is all-gathered by the receivers when the plan
@@ -207,10 +250,17 @@ private:
               ByteLedger& ledger);
     Tensor<T> receive(const Box& box, int from_v, int tag, const std::string& what, int layer, planner::Phase phase,
                       bool slice, OpTimer& timer, ByteLedger& ledger);
+    // Starts the replicas' sum of g (blocking without overlap), from the storage's gradients.
     void sync_gradient(Gradient& g, OpTimer& timer, ByteLedger& ledger);
+    // After layer `layer`'s backward in a backward operation (NetworkRunner::after_backward): in a
+    // chunk's last backward, the syncs of the gradients it completes start; the ones in flight
+    // are tested once (the progress Open MPI makes only inside MPI calls).
+    void layer_backward_done(int layer, OpTimer& timer);
+    void finish_syncs(OpTimer& timer);
     std::vector<std::pair<int, Shard<T>*>> shards_of(NetworkRunner<T>& r, const Chunk& c);
-    // Every copy of layer `layer` on this device (one per chunk slot).
-    std::vector<Shard<T>*> copies_of(int layer);
+    // The shard holding layer `layer`'s parameters and gradient on this device now: its chunk's
+    // storage, or the runner it is lent to (nullptr: not on this device).
+    Shard<T>* storage_of(int layer);
     Gradient* gradient_of(int layer);
     void tie_weights(const planner::PipelineProgram& program);
     // A tie over two devices this rank takes part in (PipelineProgram::tied): the embedding group,
@@ -236,6 +286,10 @@ private:
     std::vector<std::unique_ptr<PendingSend>> sends_;
     double loss_sum_ = 0;
     std::vector<StageOp> executed_;
+    bool overlap_sync_ = true;
+    int replicas_ = 1;
+    // While a chunk's last backward runs (the last micro-batch's gradients arrive): its ledger.
+    ByteLedger* finishing_ = nullptr;
 };
 
 // Every layer's layout: the plan's micro-batch plan on T processes (a follower: its anchor's).
@@ -255,11 +309,13 @@ std::vector<std::pair<int, Shard<T>*>> PipelineStage<T>::shards_of(NetworkRunner
 
 template <class T>
 PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::PipelineProgram& program,
-                                const planner::PipelineSpec& spec, Index batch, MPI_Comm comm)
-    : net_(net), spec_(spec), batch_(batch), micro_batch_(program.micro_batch), comm_(comm) {
+                                const planner::PipelineSpec& spec, Index batch, MPI_Comm comm, bool overlap_sync)
+    : net_(net), spec_(spec), batch_(batch), micro_batch_(program.micro_batch), comm_(comm),
+      overlap_sync_(overlap_sync) {
     const int rank = comm_rank(comm);
     me_ = role_of(spec, rank);
     MPI_Comm_split(comm, rank % (spec.tensor * spec.stages), me_.replica, &replica_comm_);
+    replicas_ = comm_size(replica_comm_);
     MPI_Comm_split(comm, rank / spec.tensor, me_.tensor, &tensor_comm_);
     const std::vector<planner::Layout> layouts = layer_layouts(program, net.layers.size());
     for (const auto& st : program.stages) boundary_gather_.push_back(st.recv_gather_bytes);
@@ -272,6 +328,7 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
                                         " splits the batch or the image inside a pipeline stage; the validator runs "
                                         "stages whose layouts split co and ci only");
     const int slots = spec.recompute == planner::Recompute::full ? 1 : spec.micro_batches;
+    chunks_.reserve(static_cast<std::size_t>(spec.interleave));
     for (int c = 0; c < spec.interleave; ++c) {
         Chunk ch;
         ch.v = c * spec.stages + me_.stage;
@@ -283,9 +340,22 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
             seg.sample_offset = Index(me_.replica) * (batch / spec.replicas) + Index(m) * micro_batch_;
             seg.loss_scale = double(micro_batch_) / double(batch);
             ch.slots.push_back(std::make_unique<NetworkRunner<T>>(net, layouts, micro_batch_, tensor_comm_, false, seg));
+            ch.slots.back()->after_backward = [this](int layer, OpTimer& timer) { layer_backward_done(layer, timer); };
         }
         ch.inputs.resize(static_cast<std::size_t>(spec.micro_batches));
-        for (const auto& [index, sh] : shards_of(*ch.slots[0], ch)) {
+        // The first slot's weights become the chunk's storage; every slot's own are released (the
+        // same initial values: the layers fill them from global indices).
+        for (const auto& [index, sh] : shards_of(*ch.slots[0], ch)) ch.params.emplace(index, *sh);
+        for (auto& slot : ch.slots) {
+            ch.lend.emplace_back();
+            for (const auto& [index, sh] : shards_of(*slot, ch)) {
+                Shard<T>().trade(*sh);  // released
+                ch.lend.back().push_back({index, {sh, &ch.params.at(index)}});
+            }
+        }
+        for (auto& [index, storage] : ch.params) ch.holder[index] = &storage;
+        for (auto& [index, storage] : ch.params) {
+            Shard<T>* sh = &storage;
             Gradient g;
             g.layer = index;
             g.shard = sh;
@@ -300,17 +370,26 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
         }
         chunks_.push_back(std::move(ch));
     }
+    for (const StageOp& op : stage_ops(spec, me_.stage))
+        if (!op.forward) chunks_[static_cast<std::size_t>(op.chunk)].last_backward = op.micro;
     tie_weights(program);
+    for (Gradient& g : grads_) {
+        g.completed_by = g.layer;
+        for (const auto& source : g.sources) g.completed_by = std::min(g.completed_by, source.first);
+        g.size = static_cast<Index>(g.values.size());
+        const bool tied = std::any_of(ties_.begin(), ties_.end(),
+                                      [&](const Tie& t) { return t.layer == g.layer || t.embedding == g.layer; });
+        if (g.sources.size() == 1 && !g.transposed && !tied) std::vector<T>().swap(g.values);
+        // The storage's buffer stays put when loans trade it between shards.
+        g.data = g.gathered() ? g.values.data() : storage_of(g.layer)->grad.data();
+    }
 }
 
 template <class T>
-std::vector<Shard<T>*> PipelineStage<T>::copies_of(int layer) {
-    std::vector<Shard<T>*> out;
+Shard<T>* PipelineStage<T>::storage_of(int layer) {
     for (auto& ch : chunks_)
-        for (auto& r : ch.slots)
-            for (const auto& [index, sh] : shards_of(*r, ch))
-                if (index == layer) out.push_back(sh);
-    return out;
+        if (auto it = ch.holder.find(layer); it != ch.holder.end()) return it->second;
+    return nullptr;
 }
 
 template <class T>
@@ -345,8 +424,7 @@ void PipelineStage<T>::tie_weights(const planner::PipelineProgram& program) {
                                    ": its copy and the embedding hold different vocabulary blocks");
         std::vector<T> flat = copy ? std::vector<T>(g.values.size(), T{0}) : flat_values(*g.shard, false);
         MPI_Allreduce(MPI_IN_PLACE, flat.data(), static_cast<int>(flat.size()), mpi_type<T>(), MPI_SUM, tie.group);
-        if (copy)
-            for (Shard<T>* sh : copies_of(tie.layer)) set_values(*sh, true, flat);
+        if (copy) set_values(*storage_of(tie.layer), true, flat);
         ties_.push_back(tie);
     }
     for (std::size_t i = 1; i < net_.layers.size(); ++i) {  // both on this device
@@ -356,7 +434,7 @@ void PipelineStage<T>::tie_weights(const planner::PipelineProgram& program) {
         if (!tied || !embedding) continue;
         embedding->sources.emplace_back(static_cast<int>(i), true);
         const std::vector<T> flat = flat_values(*embedding->shard, false);
-        for (Shard<T>* sh : copies_of(static_cast<int>(i))) set_values(*sh, true, flat);
+        set_values(*storage_of(static_cast<int>(i)), true, flat);
         grads_.erase(grads_.begin() + (tied - grads_.data()));
     }
 }
@@ -431,6 +509,7 @@ void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& led
     const int m = op.micro;
     Chunk& ch = chunks_[static_cast<std::size_t>(op.chunk)];
     NetworkRunner<T>& r = runner(ch, m);
+    const Loan loan(ch, slot_of(m));
     const bool first_v = ch.v == 0, last_v = ch.v + 1 == spec_.virtual_stages();
     const bool full = spec_.recompute == planner::Recompute::full;
     const Index base = Index(me_.replica) * (batch_ / spec_.replicas) + Index(m) * micro_batch_;
@@ -453,39 +532,90 @@ void PipelineStage<T>::run_op(const StageOp& op, OpTimer& timer, ByteLedger& led
         dy = receive(r.output_box(), ch.v + 1, error_tag(spec_, ch.v, m), "errors of " + mtext, ch.last + 1,
                      planner::Phase::backward, scattered(ch.v + 1), timer, ledger);
     if (full) r.forward_segment(ch.inputs[static_cast<std::size_t>(m)], timer);  // the redone forward
+    finishing_ = m == ch.last_backward ? &ledger : nullptr;
     Tensor<T> dx = r.backward_segment(std::move(dy), timer);
+    finishing_ = nullptr;
     if (last_v) loss_sum_ += r.loss();
     if (!first_v)
         send(std::move(dx), ch.v - 1, error_tag(spec_, ch.v - 1, m), ch.first, planner::Phase::backward, scattered(ch.v),
              timer, ledger);
 }
 
-// The replicas' sum of one layer's gradient (ZeRO-1: each replica keeps the sum of its slice).
+// The replicas' sum of one layer's gradient (ZeRO-1: each replica keeps the sum of its slice),
+// started from the storage's gradient: the gradient in one buffer in the sync's order (one call per
+// layer, as the plan has it; the copy is the sync's, timed with it, as the layer-parallel runner's
+// start_sync), non-blocking under overlap (finish_syncs waits).
 template <class T>
 void PipelineStage<T>::sync_gradient(Gradient& g, OpTimer& timer, ByteLedger& ledger) {
-    const int replicas = comm_size(replica_comm_);
-    if (replicas <= 1) return;
-    const double bytes = double(g.values.size() * sizeof(T));
+    g.started = true;
+    auto gather = [&] {
+        if (!g.gathered()) return;
+        std::fill(g.values.begin(), g.values.end(), T{0});
+        for (const auto& [layer, transposed] : g.sources) add_gradient(*storage_of(layer), transposed, g.values);
+    };
+    if (replicas_ <= 1) return gather();
+    const double bytes = double(g.size) * sizeof(T);
     const std::string name = net_.layers[static_cast<std::size_t>(g.layer)].name;
     if (spec_.zero) {
-        std::vector<int> counts(static_cast<std::size_t>(replicas));
-        const Index n = static_cast<Index>(g.values.size());
-        for (int r = 0; r < replicas; ++r)
-            counts[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas, r + 1) - block_begin(n, replicas, r));
-        std::vector<T> mine(static_cast<std::size_t>(g.hi - g.lo));
+        std::vector<int> counts(static_cast<std::size_t>(replicas_));
+        const Index n = g.size;
+        for (int r = 0; r < replicas_; ++r)
+            counts[static_cast<std::size_t>(r)] = static_cast<int>(block_begin(n, replicas_, r + 1) - block_begin(n, replicas_, r));
+        g.slice.resize(static_cast<std::size_t>(g.hi - g.lo));
         timer.time(Op::sync, name + " gradient reduce-scatter", [&] {
-            MPI_Reduce_scatter(g.values.data(), mine.data(), counts.data(), mpi_type<T>(), MPI_SUM, replica_comm_);
+            gather();
+            if (overlap_sync_)
+                MPI_Ireduce_scatter(g.data, g.slice.data(), counts.data(), mpi_type<T>(), MPI_SUM,
+                                    replica_comm_, &g.request);
+            else
+                MPI_Reduce_scatter(g.data, g.slice.data(), counts.data(), mpi_type<T>(), MPI_SUM, replica_comm_);
         });
-        std::fill(g.values.begin(), g.values.end(), T{0});
-        std::copy(mine.begin(), mine.end(), g.values.begin() + g.lo);
-        ledger.record({g.layer, planner::Phase::sync, planner::CommKind::reduce_scatter, -1, replicas, bytes});
+        ledger.record({g.layer, planner::Phase::sync, planner::CommKind::reduce_scatter, -1, replicas_, bytes});
     } else {
         timer.time(Op::sync, name + " gradient all-reduce", [&] {
-            MPI_Allreduce(MPI_IN_PLACE, g.values.data(), static_cast<int>(g.values.size()), mpi_type<T>(), MPI_SUM,
-                          replica_comm_);
+            gather();
+            if (overlap_sync_)
+                MPI_Iallreduce(MPI_IN_PLACE, g.data, static_cast<int>(g.size), mpi_type<T>(), MPI_SUM,
+                               replica_comm_, &g.request);
+            else
+                MPI_Allreduce(MPI_IN_PLACE, g.data, static_cast<int>(g.size), mpi_type<T>(), MPI_SUM,
+                              replica_comm_);
         });
-        ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_reduce, -1, replicas, bytes});
+        ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_reduce, -1, replicas_, bytes});
     }
+}
+
+template <class T>
+void PipelineStage<T>::layer_backward_done(int layer, OpTimer& timer) {
+    if (!overlap_sync_ || replicas_ <= 1) return;
+    if (finishing_)
+        for (Gradient& g : grads_)
+            if (!g.started && g.completed_by == layer) sync_gradient(g, timer, *finishing_);
+    const bool any = std::any_of(grads_.begin(), grads_.end(), [](const Gradient& g) { return g.request != MPI_REQUEST_NULL; });
+    if (!any) return;
+    timer.time(Op::sync, "gradient sync progress", [&] {
+        for (Gradient& g : grads_)
+            if (g.request != MPI_REQUEST_NULL) {
+                int done = 0;
+                MPI_Test(&g.request, &done, MPI_STATUS_IGNORE);
+            }
+    });
+}
+
+// The syncs in flight end; under ZeRO-1 each gradient keeps its slice of the sum.
+template <class T>
+void PipelineStage<T>::finish_syncs(OpTimer& timer) {
+    if (replicas_ <= 1) return;
+    if (overlap_sync_)
+        timer.time(Op::sync, "gradient sync wait", [&] {
+            for (Gradient& g : grads_)
+                if (g.request != MPI_REQUEST_NULL) MPI_Wait(&g.request, MPI_STATUS_IGNORE);
+        });
+    if (spec_.zero)
+        for (Gradient& g : grads_) {
+            std::fill(g.values.begin(), g.values.end(), T{0});  // a gathered one: zeros outside the slice
+            std::copy(g.slice.begin(), g.slice.end(), g.data + g.lo);
+        }
 }
 
 template <class T>
@@ -493,7 +623,8 @@ double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
     send_s = recv_s = loss_sum_ = 0;
     executed_.clear();
     for (auto& ch : chunks_)
-        for (auto& r : ch.slots) r->zero_grad();
+        for (auto& [index, storage] : ch.params) storage.zero_grad();
+    for (Gradient& g : grads_) g.started = false;
     for (const StageOp& op : stage_ops(spec_, me_.stage)) run_op(op, timer, ledger);
     {  // waiting for the peers to take the last messages: send time, not the plan's transfer
         const double t0 = MPI_Wtime();
@@ -502,14 +633,11 @@ double PipelineStage<T>::step(OpTimer& timer, ByteLedger& ledger) {
         send_s += MPI_Wtime() - t0;
         sends_.clear();
     }
-    // The micro-batches' gradients add up; then the replicas', in backward order (last layer first).
-    for (std::size_t k = grads_.size(); k-- > 0;) {
-        Gradient& g = grads_[k];
-        std::fill(g.values.begin(), g.values.end(), T{0});
-        for (const auto& [layer, transposed] : g.sources)
-            for (const Shard<T>* sh : copies_of(layer)) add_gradient(*sh, transposed, g.values);
-        sync_gradient(g, timer, ledger);
-    }
+    // The replicas' sums not started in the last backward pass (all of them without overlap, as
+    // Megatron-LM's finalize_model_grads without --overlap-grad-reduce), in backward order.
+    for (std::size_t k = grads_.size(); k-- > 0;)
+        if (!grads_[k].started) sync_gradient(grads_[k], timer, ledger);
+    finish_syncs(timer);
     // Tied weights on two devices: after the replicas' syncs, the embedding group's all-reduce of
     // the whole gradient (megatron/core/distributed/finalize_model_grads.py, finalize_model_grads ->
     // _allreduce_word_embedding_grads; under ZeRO-1 both hold the same slice, zeros elsewhere).
@@ -534,11 +662,20 @@ template <class T>
 void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) {
     const int replicas = comm_size(replica_comm_);
     for (Gradient& g : grads_) {
+        if (!g.gathered() && !(spec_.zero && replicas > 1)) {  // in place, the layer's one weight
+            Shard<T>& sh = *storage_of(g.layer);
+            timer.time(Op::optimizer, "sgd", [&] {
+                const std::size_t nw = sh.weight.size();
+                for (std::size_t e = 0; e < nw; ++e) sh.weight[e] -= learning_rate * g.data[e];
+                for (std::size_t e = 0; e < sh.bias.size(); ++e) sh.bias[e] -= learning_rate * g.data[nw + e];
+            });
+            continue;
+        }
         std::vector<T> flat = flat_values(*g.shard, g.transposed);
         // ZeRO-1: each replica updates its own slice (the optimizer state lives with it), then the
         // updated parameters are all-gathered.
         timer.time(Op::optimizer, "sgd", [&] {
-            for (Index e = g.lo; e < g.hi; ++e) flat[static_cast<std::size_t>(e)] -= learning_rate * g.values[static_cast<std::size_t>(e)];
+            for (Index e = g.lo; e < g.hi; ++e) flat[static_cast<std::size_t>(e)] -= learning_rate * g.data[e];
         });
         if (spec_.zero && replicas > 1) {
             std::vector<int> counts(static_cast<std::size_t>(replicas)), displs(static_cast<std::size_t>(replicas));
@@ -554,10 +691,8 @@ void PipelineStage<T>::sgd(T learning_rate, OpTimer& timer, ByteLedger& ledger) 
             ledger.record({g.layer, planner::Phase::sync, planner::CommKind::all_gather, -1, replicas,
                            double(flat.size() * sizeof(T))});
         }
-        // Every copy of the layer (one per micro-batch slot), and of a layer tied to it, takes the
-        // same parameters.
-        for (const auto& [layer, transposed] : g.sources)
-            for (Shard<T>* sh : copies_of(layer)) set_values(*sh, transposed, flat);
+        // The layer, and a layer tied to it, take the same parameters.
+        for (const auto& [layer, transposed] : g.sources) set_values(*storage_of(layer), transposed, flat);
     }
 }
 
@@ -585,7 +720,7 @@ double shard_gradient_error(const PipelineStage<double>::Gradient& g, const Shar
         const Index e = g.transposed && k < nw ? shard_index(sh, k) : k;  // the shard's element
         const double w = e < nw ? want[static_cast<std::size_t>((sh.row_lo + e / nc) * whole.cols + sh.col_lo + e % nc)]
                                 : want[whole_nw + static_cast<std::size_t>((sh.bias_size > 0 ? 0 : sh.row_lo) + e - nw)];
-        err = std::max(err, std::abs(g.values[static_cast<std::size_t>(k)] - w));
+        err = std::max(err, std::abs(g.data[k] - w));
     }
     return scale > 0 ? err / scale : err;
 }
@@ -620,7 +755,7 @@ void check_pipeline(const networks::Network& net, const planner::PipelineProgram
     SequentialReference seq(net, spec, batch);
     const std::vector<int> weighted = seq.weighted_layers();
     tie_reference(seq, net, true);
-    PipelineStage<double> stage(net, program, spec, batch, comm);
+    PipelineStage<double> stage(net, program, spec, batch, comm, options.overlap_sync);
     OpTimer t;
     t.on_step = options.on_step;
     ByteLedger ignored;
@@ -752,7 +887,7 @@ PipelineRunResult run_pipeline(const planner::CostModel& model, const planner::P
     PipelineRunResult out;
     if (options.check) check_pipeline(net, program, spec, batch, options, comm, out.run);
 
-    PipelineStage<float> stage(net, program, spec, batch, comm);
+    PipelineStage<float> stage(net, program, spec, batch, comm, options.overlap_sync);
     OpTimer timer;
     timer.on_step = options.on_step;
     ByteLedger ledger;

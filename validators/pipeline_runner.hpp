@@ -2,7 +2,9 @@
 // t + T (s + S r) is tensor rank t of stage s of replica r (planner/pipeline.hpp); each stage runs
 // its layers on the micro-batches in the plan's exact order (planner::pipeline_order), receiving
 // activations from stage s - 1 and partial errors from stage s + 1 by point-to-point messages;
-// the replicas all-reduce each stage's weight gradients (ZeRO-1: reduce-scatter, each replica
+// a stage keeps one weight and one gradient per layer, into which every micro-batch accumulates;
+// the replicas all-reduce each stage's weight gradients, each layer's from its last backward on
+// under the plan's overlap (ZeRO-1: reduce-scatter, each replica
 // updates its slice of the parameters, all-gather); with recomputation a stage keeps only its
 // input per micro-batch and redoes the forward right before the backward. Checked in double
 // against the sequential network (loss, every weight gradient, SGD losses), timed in fp32 per

@@ -191,7 +191,6 @@ struct NetworkRunner<T>::Stage {
     Tensor<T> saved;                    // relu output, gelu input
     bool gelu = false;
     MPI_Comm sync_group = MPI_COMM_NULL;
-    std::vector<T> sync_buffer;
     MPI_Request sync_request = MPI_REQUEST_NULL;
     Shard<T>* shard() {
         return conv ? &conv->shard : linear ? &linear->shard : bn ? &bn->shard : convt ? &convt->shard
@@ -644,16 +643,14 @@ void NetworkRunner<T>::start_sync(Stage& st, OpTimer& timer) {
     Shard<T>* sh = st.shard();
     if (!sh || comm_size(st.sync_group) <= 1) return;
     timer.time(Op::sync, st.name + " gradient all-reduce", [&] {
-        // The weight and bias gradients in one buffer (one all-reduce per layer, as the plan has
-        // it): the copy is the sync's, timed with it.
-        st.sync_buffer.assign(sh->dweight.begin(), sh->dweight.end());
-        st.sync_buffer.insert(st.sync_buffer.end(), sh->dbias.begin(), sh->dbias.end());
+        // The weight and bias gradients live in one buffer (Shard::grad): one all-reduce per
+        // layer, as the plan has it, in place.
         if (overlap_sync_)
-            MPI_Iallreduce(MPI_IN_PLACE, st.sync_buffer.data(), static_cast<int>(st.sync_buffer.size()), mpi_type<T>(),
-                           MPI_SUM, st.sync_group, &st.sync_request);
+            MPI_Iallreduce(MPI_IN_PLACE, sh->grad.data(), static_cast<int>(sh->grad.size()), mpi_type<T>(), MPI_SUM,
+                           st.sync_group, &st.sync_request);
         else
-            MPI_Allreduce(MPI_IN_PLACE, st.sync_buffer.data(), static_cast<int>(st.sync_buffer.size()), mpi_type<T>(),
-                          MPI_SUM, st.sync_group);
+            MPI_Allreduce(MPI_IN_PLACE, sh->grad.data(), static_cast<int>(sh->grad.size()), mpi_type<T>(), MPI_SUM,
+                          st.sync_group);
     });
 }
 
@@ -727,6 +724,7 @@ Tensor<T> NetworkRunner<T>::backward_segment(Tensor<T> dy, OpTimer& timer) {
         // Layer i's gradient all-reduce starts as soon as its backward is done (the model's overlap).
         start_sync(st, timer);
         if (overlap_sync_) progress_syncs(timer);
+        if (after_backward) after_backward(st.index, timer);
         for (std::size_t k = 0; k < st.inputs.size(); ++k) {
             if (st.inputs[k] == 0) continue;  // the network's input needs no gradient
             Tensor<T> g = std::move(dxs[k]);
@@ -766,15 +764,8 @@ void NetworkRunner<T>::progress_syncs(OpTimer& timer) {
 template <class T>
 void NetworkRunner<T>::finish_sync(OpTimer& timer) {
     timer.time(Op::sync, "gradient all-reduce wait", [&] {
-        for (auto& st : stages_) {
-            if (st->sync_buffer.empty()) continue;
+        for (auto& st : stages_)
             if (st->sync_request != MPI_REQUEST_NULL) MPI_Wait(&st->sync_request, MPI_STATUS_IGNORE);
-            Shard<T>* sh = st->shard();
-            std::copy_n(st->sync_buffer.begin(), sh->dweight.size(), sh->dweight.begin());
-            std::copy(st->sync_buffer.begin() + static_cast<std::ptrdiff_t>(sh->dweight.size()), st->sync_buffer.end(),
-                      sh->dbias.begin());
-            st->sync_buffer.clear();
-        }
     });
 }
 

@@ -70,6 +70,9 @@ public:
     double loss() const { return loss_; }
     void set_sample_offset(Index offset);  // the micro-batch this runner works on next
     void zero_grad();
+    // Called in backward_segment after each layer's backward (its weight gradient complete for
+    // this call): the pipeline runner starts the replicas' gradient sync there.
+    std::function<void(int layer, OpTimer&)> after_backward;
 
     // Forward, loss, backward and gradient synchronisation; returns the mean loss.
     double step(OpTimer& timer);

@@ -151,8 +151,7 @@ void test_batchnorm(mpi_check::Suite& suite, int p, OpTimer& timer) {
             bn.shard.zero_grad();
             Tensor<double> py = bn.forward(block_of(x, m.box(grid, grid.rank())), timer);
             Tensor<double> pdx = bn.backward(block_of(dy, py.box), timer);
-            sum_over(bn.shard.dweight, bn.sync_group());
-            sum_over(bn.shard.dbias, bn.sync_group());
+            sum_over(bn.shard.grad, bn.sync_group());  // [dweight, dbias]
             double ey = block_error(py, y), ex = block_error(pdx, dx);
             double eg = shard_error(bn.shard.dweight, bn.shard.row_lo, bn.shard.row_hi, 0, 1, dgamma, 1);
             double eb = shard_error(bn.shard.dbias, bn.shard.row_lo, bn.shard.row_hi, 0, 1, dbeta, 1);

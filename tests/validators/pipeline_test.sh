@@ -131,6 +131,54 @@ plan bn-replicas "$resnet" 4 layer1_0.0.relu2 layer1_0.0.add --micro-batches 2 -
 run bn-replicas 4 0 "$BN
 assert p['pipeline']['micro_batches'] == 2 and p['pipeline']['replicas'] == 2"
 
+# Gradient accumulation over micro-batches: a stage keeps one weight and one gradient per layer,
+# which every micro-batch's backward adds into (no batch norm here, so the batch's gradient does
+# not depend on M). The same batch of 16 at M = 1, 4 (1F1B), 4 (GPipe) and 8 must give the same
+# SGD losses (--sgd-steps 4): the first from the common initial weights, the next three from
+# weights updated with the accumulated gradients, so a gradient of one micro-batch only (16 / M of
+# the batch), one added twice, or one not zeroed between iterations (the previous step's added in)
+# changes losses 2-4. Relative 1e-12: the runs differ only in the order of their sums in double.
+# The losses must move (each step changes the weights), else equal losses would prove nothing.
+# The replicas' gradient sync: started after each layer's last backward, in flight during the rest
+# (the plan's default overlap), or blocking after the stage's last backward (--no-overlap).
+acc_run() {  # acc_run NAME PROCS: validate with 4 SGD steps; the losses to $tmp/NAME.losses
+    "$DNNPLAN" validate --plan "$tmp/$1.json" --np "$2" --warmup 0 --iterations 1 --sgd-steps 4 --format json \
+        --out "$tmp/$1-results.json" >"$tmp/out" 2>&1 || { echo "status $? for $1" >>"$tmp/out"; return 1; }
+    python3 - "$tmp/$1-results.json" >"$tmp/$1.losses" 2>>"$tmp/out" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["plans"][0]["check"]
+assert c["passed"] and c["gradient_error"] < 1e-10, c
+print(json.dumps(c["losses"]))
+PY
+}
+acc_same() {  # acc_same NAME REFERENCE: NAME's losses equal REFERENCE's to 1e-12 relative
+    python3 - "$tmp/$1.losses" "$tmp/$2.losses" >>"$tmp/out" 2>&1 <<'PY'
+import json, sys
+got, want = (json.load(open(f)) for f in sys.argv[1:])
+assert len(got) == len(want) == 4, (got, want)
+assert max(abs(a - b) / abs(b) for a, b in zip(got, want)) < 1e-12, (got, want)
+assert min(abs(want[k + 1] - want[k]) / abs(want[k]) for k in range(3)) > 1e-6, want
+PY
+}
+plan acc-m1 lenet5 2 flatten_0 pool2 --micro-batches 1
+acc_run acc-m1 2
+report "accumulation: M = 1 runs" $?
+for m in "4 1f1b" "4 gpipe" "8 1f1b"; do
+    set -- $m
+    plan "acc-m$1-$2" lenet5 2 flatten_0 pool2 --micro-batches "$1" --schedule "$2"
+    acc_run "acc-m$1-$2" 2 && acc_same "acc-m$1-$2" acc-m1
+    report "accumulation: M = $1 ($2) gives M = 1's SGD losses" $?
+done
+plan acc-r2 lenet5 4 flatten_0 pool2 --micro-batches 2 --replicas 2
+acc_run acc-r2 4 && acc_same acc-r2 acc-m1
+report "accumulation: 2 replicas x M = 2, overlapped sync, give M = 1's SGD losses" $?
+plan acc-r2-blocking lenet5 4 flatten_0 pool2 --micro-batches 2 --replicas 2 --no-overlap
+acc_run acc-r2-blocking 4 && acc_same acc-r2-blocking acc-m1
+report "accumulation: 2 replicas x M = 2, blocking sync, give M = 1's SGD losses" $?
+plan acc-zero lenet5 4 flatten_0 pool2 --micro-batches 4 --replicas 2 --zero
+acc_run acc-zero 4 && acc_same acc-zero acc-m1
+report "accumulation: ZeRO-1 over 2 replicas x M = 4 gives M = 1's SGD losses" $?
+
 # The doctored plan: dtype fp16 (on a cluster with an fp16 rate), so its calls carry 2-byte
 # elements while the runner sends fp32: the ledger differs (3200 B planned, 6400 B sent) and the
 # run fails with status 1 though the numerical checks pass.

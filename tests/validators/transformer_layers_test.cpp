@@ -49,8 +49,7 @@ double shard_error(const Shard<double>& mine, const Shard<double>& whole) {
 
 void sync(Shard<double>& s, MPI_Comm group) {
     if (comm_size(group) <= 1) return;
-    all_sum_reduce(s.dweight, group);
-    if (!s.dbias.empty()) all_sum_reduce(s.dbias, group);
+    all_sum_reduce(s.grad, group);  // [dweight, dbias]
 }
 
 Global to_global(const Tensor<double>& t) {
