@@ -68,11 +68,12 @@ struct GraphReplay : ReplayBase {
         if (end > start) clock.slices.push_back(Slice{rank, "receive " + what, "communication", 0, start, end - start});
     }
 
-    void send(int replica, int direction, int edge, int micro, RankClock& clock, std::vector<sg4::CommPtr>& pending) {
+    void send(int rank, int replica, int direction, int edge, int micro, RankClock& clock,
+              std::vector<sg4::CommPtr>& pending) {
         put_time[message(replica, direction, edge, micro)] = sg4::Engine::get_clock();
-        pending.push_back(
-            box(replica, direction, edge, micro)
-                ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(program.transfers[edge].bytes))));
+        const auto& t = program.transfers[edge];
+        const int to = rank_of(direction == 0 ? t.consumer : t.producer, replica);
+        pending.push_back(box(replica, direction, edge, micro)->put_async(&dummy, message_bytes(rank, to, t.bytes)));
         count_message(clock);
     }
 
@@ -117,14 +118,14 @@ struct GraphReplay : ReplayBase {
                 if (spec.device_of[i] != dev) continue;
                 for (int e : in_edges[i]) receive(rank, replica, 0, e, m, incoming[e][m], clock);
                 compute(rank, clock, i, m, true);
-                for (int e : out_edges[i]) send(replica, 0, e, m, clock, pending);
+                for (int e : out_edges[i]) send(rank, replica, 0, e, m, clock, pending);
             }
         for (int m = 0; m < M(); ++m)
             for (int i = n - 1; i >= 1; --i) {
                 if (spec.device_of[i] != dev) continue;
                 for (int e : out_edges[i]) receive(rank, replica, 1, e, m, incoming[E() + e][m], clock);
                 compute(rank, clock, i, m, false);
-                for (int e : in_edges[i]) send(replica, 1, e, m, clock, pending);
+                for (int e : in_edges[i]) send(rank, replica, 1, e, m, clock, pending);
                 // The layer's gradients are complete after its last micro-batch: its sync may start
                 // (with overlap; otherwise once the device's backward pass is done, as the model).
                 if (overlap() && m + 1 == M() && !program.sync[i].empty()) ready->release();
@@ -197,6 +198,7 @@ SimResult simulate_graph_partition(const planner::CostModel& model, const planne
                 }
                 replay->put_time.assign(
                     static_cast<std::size_t>(spec.replicas) * 2 * program.transfers.size() * spec.micro_batches, 0.0);
+                replay->message_links = MessageLinks::install(model.cluster(), hosts, options.platform);
                 spawn_rank_actors(replay.get(), hosts, procs, true);  // a sync actor per rank; overlap() times it
                 return {replay->clocks, replay->count_messages(), replay->count_steps(), "", &replay->link_stats};
             });
