@@ -52,6 +52,12 @@ struct GraphReplay : ReplayBase {
                  RankClock& clock) {
         const double posted_at = sg4::Engine::get_clock();
         comm->wait();
+        // The receiving device copies the message into the operation's input (the model's
+        // receive_copy_s, in step before the operation; 0 off calibrated CPUs).
+        if (const double copy = program.transfers[edge].receive_copy_s; copy > 0) {
+            sg4::this_actor::execute(copy * speed);
+            count_shared_event();
+        }
         const double end = sg4::Engine::get_clock();
         const double sent = put_time[message(replica, direction, edge, micro)];
         const double start = std::min(end, std::max(posted_at, sent));
@@ -88,11 +94,13 @@ struct GraphReplay : ReplayBase {
         return total;
     }
 
-    // The computes: every layer's forward and backward, per replica and micro-batch.
+    // The computes: every layer's forward and backward and every receive copy, per replica and
+    // micro-batch.
     std::int64_t count_steps() const {
         std::int64_t n = 0;
         for (std::size_t i = 1; i < program.forward_s.size(); ++i)
             n += (program.forward_s[i] > 0 ? 1 : 0) + (program.backward_s[i] > 0 ? 1 : 0);
+        for (const auto& t : program.transfers) n += t.receive_copy_s > 0 ? 2 : 0;  // both directions' copies
         return n * spec.replicas * M();
     }
 

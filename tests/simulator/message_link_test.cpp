@@ -149,3 +149,48 @@ TEST_CASE("a pipeline's boundaries are replayed on the calibrated message link",
         CHECK(r.simulated.iteration_s == Approx(hand).epsilon(1e-6));
     }
 }
+
+TEST_CASE("a calibrated CPU copies each received cut tensor in step, in the list schedule and the replay",
+          "[sim][graph_partition]") {
+    networks::Network network = networks::load_network_file(kData + "four_linear.json");
+    // fast_cluster's figures on a calibrated CPU (any device.cpu_kernels entry makes it one): the
+    // receiving device copies each cut tensor at its copy rate, 16384 B / 100 GB/s = 0.16384 us (c).
+    Json spec_json = {{"name", "calibrated-cpu"},
+                      {"description", "simulator test cluster: a calibrated CPU"},
+                      {"nodes", 2},
+                      {"devices_per_node", 1},
+                      {"device",
+                       {{"name", "test CPU"},
+                        {"peak_flops", {{"fp32", 1e12}}},
+                        {"achievable_fraction", 1.0},
+                        {"memory_bytes", 1LL << 34},
+                        {"memory_bandwidth_Bps", 1e11},
+                        {"cpu_kernels", {{"halo_pack", {{"per_unit_s", 1e-10}, {"per_call_s", 0.0}}}}}}},
+                      {"inter_node", {{"bandwidth_Bps", 1e10}, {"latency_s", 1e-6}, {"topology", "crossbar"}}}};
+    clusters::Cluster cluster = clusters::parse_cluster(spec_json, "calibrated-cpu.json");
+    planner::CostModel model(network, cluster, uniform_options(2, 32));
+    planner::PipelineSpec spec;
+    spec.stages = 2;
+    spec.micro_batches = 2;
+    spec.device_of = {0, 0, 0, 1, 1};
+    const std::vector<planner::Layout> ones(network.layers.size());
+    const planner::GraphPartitionProgram program = planner::graph_partition_program(model, spec, ones);
+    REQUIRE(program.transfers.size() == 1);
+    constexpr double c = 0.16384e-6;
+    CHECK(program.transfers[0].receive_copy_s == Approx(c).epsilon(1e-12));
+    // graph_partition_test.cpp's first schedule with each receiving operation c longer: device 1
+    // l3 mb0 from 2f + r (copy, then 2f with l4) to 4f + r + c, mb1 (arrived at 4f + r) to
+    // 6f + r + 2c; backwards to 10f + r + 2c (gradient mb0 at device 0: 10f + 2r + 2c) and
+    // 14f + r + 2c (mb1: 14f + 2r + 2c). Device 0: l2, l1 of mb0 from 10f + 2r + 2c to
+    // 13f + 2r + 3c, l2 of mb1 waits for 14f + 2r + 2c, then c + 2f + f: 17f + 2r + 3c =
+    // 35.651584 + 5.2768 + 0.49152 us.
+    const double hand = 17 * kF + 2 * kR + 3 * c;
+    CHECK(hand == Approx(41.419904e-6).epsilon(1e-9));
+    const planner::PipelineScore score = planner::score_graph_partition(model, spec, ones);
+    CHECK(score.plan.cost.iteration_s == Approx(hand).epsilon(1e-9));
+    // Device 0 (the busiest: 2 x (2f) forward, 2 x (3f) backward) copied 2 gradients: 2c of its
+    // point-to-point time, the rest the transfers it waited for.
+    CHECK(score.plan.cost.comm(planner::CommKind::point_to_point) >= 2 * c);
+    const simulator::SimResult r = simulator::simulate_graph_partition(model, spec, ones, on_star());
+    CHECK(r.simulated.iteration_s == Approx(hand).epsilon(1e-6));
+}
