@@ -128,7 +128,8 @@ private:
     // `owned` (backward: a gradient the device no longer needs), from the tensor itself as NCCL and
     // MPI send: no copy into a send buffer.
     void send(const Tensor<T>& t, int edge, int direction, int micro, OpTimer& timer, Tensor<T>&& owned = {});
-    Tensor<T> receive(int edge, int direction, int micro, OpTimer& timer);
+    // Receives into the message's buffer (inbox_) and returns it.
+    Tensor<T>& receive(int edge, int direction, int micro, OpTimer& timer);
     void sync_layer(std::size_t g, OpTimer& timer);
     int tag(int edge, int direction, int micro) const { return (edge * spec_.micro_batches + micro) * 2 + direction; }
 
@@ -151,6 +152,10 @@ private:
     };
     std::vector<PendingSend> sends_;
     std::vector<std::vector<Tensor<T>>> acts_;  // per micro-batch, per layer: this step's outputs
+    // Per message (tag()): the buffer a received cut tensor lands in, kept from step to step as a
+    // framework's caching allocator keeps it, so that a receive does not allocate and zero-fill a
+    // tensor MPI then overwrites (a gradient buffer moved into the backward pass is made again).
+    std::vector<Tensor<T>> inbox_;
     double loss_share_ = 0;
 };
 
@@ -178,6 +183,7 @@ GraphDevice<T>::GraphDevice(const networks::Network& net, const planner::GraphPa
         }
     dlogits_.resize(static_cast<std::size_t>(spec.micro_batches));
     acts_.resize(static_cast<std::size_t>(spec.micro_batches));
+    inbox_.resize(static_cast<std::size_t>(2 * spec.micro_batches) * program.transfers.size());
     // Every send of a step is pending until its end: no reallocation moves a request meanwhile.
     sends_.reserve(static_cast<std::size_t>(2 * spec.micro_batches) * program.transfers.size());
     sync_requests_.assign(grads_.size(), MPI_REQUEST_NULL);
@@ -205,10 +211,12 @@ void GraphDevice<T>::send(const Tensor<T>& t, int edge, int direction, int micro
 }
 
 template <class T>
-Tensor<T> GraphDevice<T>::receive(int edge, int direction, int micro, OpTimer& timer) {
+Tensor<T>& GraphDevice<T>::receive(int edge, int direction, int micro, OpTimer& timer) {
     const auto& tr = program_.transfers[static_cast<std::size_t>(edge)];
     // Either way the tensor is the producer's output block (a one-process layer holds all of it).
-    Tensor<T> t(micro_[static_cast<std::size_t>(micro)]->output_box(tr.producer));
+    const Box box = micro_[static_cast<std::size_t>(micro)]->output_box(tr.producer);
+    Tensor<T>& t = inbox_[static_cast<std::size_t>(tag(edge, direction, micro))];
+    if (!(t.box == box) || static_cast<Index>(t.data.size()) != box.volume()) t = Tensor<T>(box);
     const int peer = rank_of(spec_, direction == 0 ? tr.producer : tr.consumer, replica_);
     const double t0 = MPI_Wtime();
     const std::string what = net_.layers[tr.consumer].name +
@@ -233,13 +241,11 @@ void GraphDevice<T>::forward_micro(int m, OpTimer& timer) {
     acts.resize(static_cast<std::size_t>(n_));
     for (int i : mine_) {
         const auto& inputs = net_.layers[i].inputs;
-        std::vector<Tensor<T>> received(inputs.size());
         std::vector<const Tensor<T>*> xs(inputs.size(), nullptr);
         for (std::size_t k = 0; k < inputs.size(); ++k) {
             const int e = edges_.in[i][k];
             if (e >= 0) {
-                received[k] = receive(e, 0, m, timer);
-                xs[k] = &received[k];
+                xs[k] = &receive(e, 0, m, timer);
             } else if (inputs[k] > 0) {
                 xs[k] = &acts[inputs[k]];
             }
@@ -271,7 +277,7 @@ void GraphDevice<T>::backward_micro(int m, OpTimer& timer) {
     }
     for (auto it = mine_.rbegin(); it != mine_.rend(); ++it) {
         const int i = *it;
-        for (int e : edges_.out[i]) accumulate(grads[i], has[i], receive(e, 1, m, timer));
+        for (int e : edges_.out[i]) accumulate(grads[i], has[i], std::move(receive(e, 1, m, timer)));
         // A layer no loss path reads gets a zero gradient: its producers' devices wait for the
         // message the plan has either way.
         if (!has[i]) grads[i] = Tensor<T>(run.output_box(i));
