@@ -349,6 +349,8 @@ GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& g, d
     return r;
 }
 
+double memory_copy_seconds(const clusters::Device& device, double bytes) { return bandwidth_seconds(device, bytes); }
+
 double memory_bound_seconds(const clusters::Device& device, DType dtype, double flops, double bytes) {
     // A device whose elementwise kernels stream slower than a copy (a calibrated CPU: the
     // validator's scalar loops) gives that rate; GEMM operands and the optimizer step keep the

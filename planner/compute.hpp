@@ -47,6 +47,9 @@ GemmTime gemm_time(const clusters::Device& device, DType dtype, const Gemm& gemm
 // normalisations, pooling (their FLOPs run on CUDA cores or SIMD lanes, never tensor cores).
 double memory_bound_seconds(const clusters::Device& device, DType dtype, double flops, double bytes);
 
+// `bytes` copied at the device's memory-copy rate (memory_bandwidth_Bps x memory_efficiency).
+double memory_copy_seconds(const clusters::Device& device, double bytes);
+
 // What one process does for one layer: its share of the FLOPs and of the tensors.
 struct LocalLayer {
     Layout layout;        // the segment anchor's layout

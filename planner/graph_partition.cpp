@@ -268,6 +268,10 @@ GraphPartition partition_graph(const DataflowGraph& graph, int parts, double tol
     return *best;
 }
 
+double receive_copy_seconds(const clusters::Device& device, double bytes) {
+    return device.cpu_kernels.empty() ? 0.0 : memory_copy_seconds(device, bytes);
+}
+
 namespace {
 
 // Why spec cannot be scored as a graph partition ("" when it can).
@@ -318,6 +322,7 @@ struct GraphContext {
         t.bytes = output_bytes(model.network().layers[producer], micro_batch, element_bytes);
         t.link = links.message_between(from, to);
         t.seconds = clusters::point_to_point_seconds(t.bytes, t.link);
+        t.receive_copy_s = receive_copy_seconds(model.cluster().device, t.bytes);
         return t;
     }
     // Layer's weight-gradient sync over the R replicas (ZeRO: reduce-scatter, then all-gather),
@@ -341,6 +346,7 @@ namespace {
 struct ListSchedule {
     double makespan = 0, iteration = 0;
     std::vector<double> busy, received, sync_total;  // per device
+    std::vector<double> copies;                      // per device: its receive copies (in busy)
 };
 
 // The list schedule of the dataflow graph, GPipe order on every device: all forwards (micro-batch
@@ -422,6 +428,7 @@ ListScheduler::ListScheduler(const CostModel& model, const PipelineSpec& spec, c
       running_(k_, 0),
       current_(k_, -1) {
     out_.busy.assign(k_, 0.0), out_.received.assign(k_, 0.0), out_.sync_total.assign(k_, 0.0);
+    out_.copies.assign(k_, 0.0);
     order_operations();
 }
 
@@ -448,7 +455,17 @@ void ListScheduler::start_ready(int dev) {
     if (missing_[op] > 0) return;
     const bool backward = op >= n_ * M_;
     const int i = (backward ? op - n_ * M_ : op) % n_;
-    const double seconds = g_.seconds[2 * i + (backward ? 1 : 0)];
+    // The device first copies the cut tensors it received for the operation (receive_copy_seconds).
+    double copies = 0;
+    if (!backward) {
+        for (int p : model_.network().layers[i].inputs)
+            if (p > 0 && spec_.device_of[p] != dev) copies += context_.transfer(model_, spec_, p, i).receive_copy_s;
+    } else {
+        for (int c : consumers_[i])
+            if (spec_.device_of[c] != dev) copies += context_.transfer(model_, spec_, i, c).receive_copy_s;
+    }
+    const double seconds = g_.seconds[2 * i + (backward ? 1 : 0)] + copies;
+    out_.copies[dev] += copies;
     running_[dev] = 1, current_[dev] = op;
     device_free_[dev] = now_ + seconds;
     out_.busy[dev] += seconds;
@@ -639,8 +656,10 @@ CostBreakdown schedule_cost(const CostModel& model, const PipelineSpec& spec, co
     k_cost.fwd_compute_s = M * shares[busiest].fwd_compute_s;
     k_cost.bwd_compute_s = M * shares[busiest].bwd_compute_s;
     double idle = std::max(0.0, makespan - sched.busy[busiest]);
-    k_cost.comm_s[index_of(CommKind::point_to_point)] = std::min(sched.received[busiest], idle);
-    k_cost.bubble_s = idle - k_cost.comm(CommKind::point_to_point);
+    const double waited = std::min(sched.received[busiest], idle);
+    // The receive copies are the device's own time (busy), the transfers only where it idles.
+    k_cost.comm_s[index_of(CommKind::point_to_point)] = sched.copies[busiest] + waited;
+    k_cost.bubble_s = idle - waited;
     k_cost.sync_total_s = *std::max_element(sched.sync_total.begin(), sched.sync_total.end());
     // What runs past the schedule: the sync itself, and beyond it what sharing cards with the
     // transfers added to it.

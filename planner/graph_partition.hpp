@@ -81,6 +81,9 @@ struct GraphPartitionProgram {
         double bytes = 0;                // per micro-batch
         clusters::LinkCost link;
         double seconds = 0;  // clusters::point_to_point_seconds(bytes, link)
+        // The receiving device's own time for the message: its copy into the reading operation's
+        // input, in step before that operation (receive_copy_seconds). 0 on GPUs and presets.
+        double receive_copy_s = 0;
     };
     std::vector<Transfer> transfers;          // by consumer, then its inputs in order
     std::vector<std::vector<CommCall>> sync;  // per layer, in the order run
@@ -88,5 +91,13 @@ struct GraphPartitionProgram {
 };
 GraphPartitionProgram graph_partition_program(const CostModel& model, const PipelineSpec& spec,
                                               const std::vector<Layout>& layouts);
+
+// The receiving process's copy of a cut tensor of `bytes` on a calibrated CPU (device.cpu_kernels
+// given): Open MPI's shared-memory transport moves a message above its eager limit only inside
+// the receiver's MPI calls (the receiver pulls it, one copy into the receive buffer), whether the
+// receive was posted early or not, so the receiving CPU spends the copy in step with its work
+// (validators/README.md, "Graph-partition plans"): bytes at the device's copy rate. 0 elsewhere:
+// NCCL receives on a stream of its own, beside the compute.
+double receive_copy_seconds(const clusters::Device& device, double bytes);
 
 }  // namespace dnnplan::planner

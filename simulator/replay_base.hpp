@@ -7,12 +7,14 @@
 #include <cmath>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <simgrid/s4u.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "simulator/link_stats.hpp"
+#include "simulator/message_link.hpp"
 #include "simulator/simulator.hpp"
 
 namespace dnnplan::simulator {
@@ -119,6 +121,17 @@ struct ReplayBase {
         if (hosts) flow((*hosts)[from], (*hosts)[to], bytes, start, what);
     }
     const std::string& label(const CommCall& call);
+
+    // Point-to-point messages on the cost model's message link (message_link.hpp); null when the
+    // cluster's message link is its collective link (every preset) or the platform is not built.
+    std::unique_ptr<MessageLinks> message_links{};
+    // The simulated size of a point-to-point message of `bytes` from rank `from` to rank `to`
+    // (a pipeline boundary, a cut tensor), announced to the message link: call it just before the put.
+    std::uint64_t message_bytes(int from, int to, double bytes) {
+        const auto size = static_cast<std::uint64_t>(std::llround(bytes));
+        if (message_links) message_links->expect(from, to, size);
+        return size;
+    }
 
     // "<layer> <what> (<collective>, <algorithm>)"; a halo has no collective.
     std::string call_name(const CommCall& call) const;

@@ -52,6 +52,12 @@ struct GraphReplay : ReplayBase {
                  RankClock& clock) {
         const double posted_at = sg4::Engine::get_clock();
         comm->wait();
+        // The receiving device copies the message into the operation's input (the model's
+        // receive_copy_s, in step before the operation; 0 off calibrated CPUs).
+        if (const double copy = program.transfers[edge].receive_copy_s; copy > 0) {
+            sg4::this_actor::execute(copy * speed);
+            count_shared_event();
+        }
         const double end = sg4::Engine::get_clock();
         const double sent = put_time[message(replica, direction, edge, micro)];
         const double start = std::min(end, std::max(posted_at, sent));
@@ -68,11 +74,12 @@ struct GraphReplay : ReplayBase {
         if (end > start) clock.slices.push_back(Slice{rank, "receive " + what, "communication", 0, start, end - start});
     }
 
-    void send(int replica, int direction, int edge, int micro, RankClock& clock, std::vector<sg4::CommPtr>& pending) {
+    void send(int rank, int replica, int direction, int edge, int micro, RankClock& clock,
+              std::vector<sg4::CommPtr>& pending) {
         put_time[message(replica, direction, edge, micro)] = sg4::Engine::get_clock();
-        pending.push_back(
-            box(replica, direction, edge, micro)
-                ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(program.transfers[edge].bytes))));
+        const auto& t = program.transfers[edge];
+        const int to = rank_of(direction == 0 ? t.consumer : t.producer, replica);
+        pending.push_back(box(replica, direction, edge, micro)->put_async(&dummy, message_bytes(rank, to, t.bytes)));
         count_message(clock);
     }
 
@@ -87,11 +94,13 @@ struct GraphReplay : ReplayBase {
         return total;
     }
 
-    // The computes: every layer's forward and backward, per replica and micro-batch.
+    // The computes: every layer's forward and backward and every receive copy, per replica and
+    // micro-batch.
     std::int64_t count_steps() const {
         std::int64_t n = 0;
         for (std::size_t i = 1; i < program.forward_s.size(); ++i)
             n += (program.forward_s[i] > 0 ? 1 : 0) + (program.backward_s[i] > 0 ? 1 : 0);
+        for (const auto& t : program.transfers) n += t.receive_copy_s > 0 ? 2 : 0;  // both directions' copies
         return n * spec.replicas * M();
     }
 
@@ -117,14 +126,14 @@ struct GraphReplay : ReplayBase {
                 if (spec.device_of[i] != dev) continue;
                 for (int e : in_edges[i]) receive(rank, replica, 0, e, m, incoming[e][m], clock);
                 compute(rank, clock, i, m, true);
-                for (int e : out_edges[i]) send(replica, 0, e, m, clock, pending);
+                for (int e : out_edges[i]) send(rank, replica, 0, e, m, clock, pending);
             }
         for (int m = 0; m < M(); ++m)
             for (int i = n - 1; i >= 1; --i) {
                 if (spec.device_of[i] != dev) continue;
                 for (int e : out_edges[i]) receive(rank, replica, 1, e, m, incoming[E() + e][m], clock);
                 compute(rank, clock, i, m, false);
-                for (int e : in_edges[i]) send(replica, 1, e, m, clock, pending);
+                for (int e : in_edges[i]) send(rank, replica, 1, e, m, clock, pending);
                 // The layer's gradients are complete after its last micro-batch: its sync may start
                 // (with overlap; otherwise once the device's backward pass is done, as the model).
                 if (overlap() && m + 1 == M() && !program.sync[i].empty()) ready->release();
@@ -197,6 +206,7 @@ SimResult simulate_graph_partition(const planner::CostModel& model, const planne
                 }
                 replay->put_time.assign(
                     static_cast<std::size_t>(spec.replicas) * 2 * program.transfers.size() * spec.micro_batches, 0.0);
+                replay->message_links = MessageLinks::install(model.cluster(), hosts, options.platform);
                 spawn_rank_actors(replay.get(), hosts, procs, true);  // a sync actor per rank; overlap() times it
                 return {replay->clocks, replay->count_messages(), replay->count_steps(), "", &replay->link_stats};
             });

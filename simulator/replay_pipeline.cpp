@@ -252,8 +252,8 @@ struct PipelineReplay : ReplayBase {
     void send(int rank, int to, int direction, int chunk, int micro, double bytes, Boxes& boxes, RankClock& clock,
               std::vector<sg4::CommPtr>& pending) {
         posted(rank, direction, chunk, micro) = sg4::Engine::get_clock();
-        pending.push_back(mailbox(boxes, direction == 0 ? "a" : "g", rank, to)
-                              ->put_async(&dummy, static_cast<std::uint64_t>(std::llround(bytes))));
+        pending.push_back(
+            mailbox(boxes, direction == 0 ? "a" : "g", rank, to)->put_async(&dummy, message_bytes(rank, to, bytes)));
         count_message(clock);
     }
 
@@ -455,6 +455,7 @@ SimResult simulate_pipeline(const planner::CostModel& model, const planner::Pipe
                     replay->intra_latency = collapsed->latency;
                     replay->intra_bandwidth = collapsed->bandwidth;
                 }
+                replay->message_links = MessageLinks::install(model.cluster(), hosts, options.platform);
                 spawn_rank_actors(replay.get(), hosts, procs, overlap, replay->lanes);
                 return {replay->clocks, replay->count_messages(), replay->count_steps(), reduction, &replay->link_stats};
             },

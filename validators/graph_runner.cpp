@@ -124,8 +124,12 @@ public:
 private:
     void forward_micro(int m, OpTimer& timer);
     void backward_micro(int m, OpTimer& timer);
-    void send(const Tensor<T>& t, int edge, int direction, int micro, OpTimer& timer);
-    Tensor<T> receive(int edge, int direction, int micro, OpTimer& timer);
+    // Sends `t` (forward: an activation kept in acts_ until the step's sends are complete) or
+    // `owned` (backward: a gradient the device no longer needs), from the tensor itself as NCCL and
+    // MPI send: no copy into a send buffer.
+    void send(const Tensor<T>& t, int edge, int direction, int micro, OpTimer& timer, Tensor<T>&& owned = {});
+    // Receives into the message's buffer (inbox_) and returns it.
+    Tensor<T>& receive(int edge, int direction, int micro, OpTimer& timer);
     void sync_layer(std::size_t g, OpTimer& timer);
     int tag(int edge, int direction, int micro) const { return (edge * spec_.micro_batches + micro) * 2 + direction; }
 
@@ -143,10 +147,15 @@ private:
     std::vector<std::pair<int, std::vector<T>>> grads_;
     std::vector<MPI_Request> sync_requests_;
     struct PendingSend {
-        std::vector<T> data;
+        Tensor<T> owned;  // the gradient sent (forward sends read acts_)
         MPI_Request request = MPI_REQUEST_NULL;
     };
-    std::vector<std::unique_ptr<PendingSend>> sends_;
+    std::vector<PendingSend> sends_;
+    std::vector<std::vector<Tensor<T>>> acts_;  // per micro-batch, per layer: this step's outputs
+    // Per message (tag()): the buffer a received cut tensor lands in, kept from step to step as a
+    // framework's caching allocator keeps it, so that a receive does not allocate and zero-fill a
+    // tensor MPI then overwrites (a gradient buffer moved into the backward pass is made again).
+    std::vector<Tensor<T>> inbox_;
     double loss_share_ = 0;
 };
 
@@ -173,35 +182,41 @@ GraphDevice<T>::GraphDevice(const networks::Network& net, const planner::GraphPa
                 grads_.emplace_back(i, std::vector<T>(sh->weight.size() + sh->bias.size(), T{0}));
         }
     dlogits_.resize(static_cast<std::size_t>(spec.micro_batches));
+    acts_.resize(static_cast<std::size_t>(spec.micro_batches));
+    inbox_.resize(static_cast<std::size_t>(2 * spec.micro_batches) * program.transfers.size());
+    // Every send of a step is pending until its end: no reallocation moves a request meanwhile.
+    sends_.reserve(static_cast<std::size_t>(2 * spec.micro_batches) * program.transfers.size());
     sync_requests_.assign(grads_.size(), MPI_REQUEST_NULL);
 }
 
 template <class T>
-void GraphDevice<T>::send(const Tensor<T>& t, int edge, int direction, int micro, OpTimer& timer) {
+void GraphDevice<T>::send(const Tensor<T>& t, int edge, int direction, int micro, OpTimer& timer, Tensor<T>&& owned) {
     const auto& tr = program_.transfers[static_cast<std::size_t>(edge)];
     // Forward: the producer's output to the consumer's device; backward: its gradient back.
     const int layer = direction == 0 ? tr.producer : tr.consumer;
     const int peer = rank_of(spec_, direction == 0 ? tr.consumer : tr.producer, replica_);
     const planner::Phase phase = direction == 0 ? planner::Phase::forward : planner::Phase::backward;
-    auto pending = std::make_unique<PendingSend>();
-    pending->data = t.data;
+    PendingSend& pending = sends_.emplace_back();
+    pending.owned = std::move(owned);
+    const Tensor<T>& sent = pending.owned.data.empty() ? t : pending.owned;
     if (counter) counter->set_step(static_cast<int>(Op::redistribution), ledger_step(layer, phase, planner::CommKind::point_to_point));
     const double t0 = MPI_Wtime();
     timer.time(Op::redistribution, net_.layers[layer].name + (direction == 0 ? " activations" : " gradients") +
                                        " to rank " + std::to_string(peer),
                [&] {
-                   MPI_Isend(pending->data.data(), static_cast<int>(pending->data.size()), mpi_type<T>(), peer,
-                             tag(edge, direction, micro), comm_, &pending->request);
+                   MPI_Isend(sent.data.data(), static_cast<int>(sent.data.size()), mpi_type<T>(), peer,
+                             tag(edge, direction, micro), comm_, &pending.request);
                });
     send_s += MPI_Wtime() - t0;
-    sends_.push_back(std::move(pending));
 }
 
 template <class T>
-Tensor<T> GraphDevice<T>::receive(int edge, int direction, int micro, OpTimer& timer) {
+Tensor<T>& GraphDevice<T>::receive(int edge, int direction, int micro, OpTimer& timer) {
     const auto& tr = program_.transfers[static_cast<std::size_t>(edge)];
     // Either way the tensor is the producer's output block (a one-process layer holds all of it).
-    Tensor<T> t(micro_[static_cast<std::size_t>(micro)]->output_box(tr.producer));
+    const Box box = micro_[static_cast<std::size_t>(micro)]->output_box(tr.producer);
+    Tensor<T>& t = inbox_[static_cast<std::size_t>(tag(edge, direction, micro))];
+    if (!(t.box == box) || static_cast<Index>(t.data.size()) != box.volume()) t = Tensor<T>(box);
     const int peer = rank_of(spec_, direction == 0 ? tr.producer : tr.consumer, replica_);
     const double t0 = MPI_Wtime();
     const std::string what = net_.layers[tr.consumer].name +
@@ -222,16 +237,15 @@ Tensor<T> GraphDevice<T>::receive(int edge, int direction, int micro, OpTimer& t
 template <class T>
 void GraphDevice<T>::forward_micro(int m, OpTimer& timer) {
     NetworkRunner<T>& run = *micro_[static_cast<std::size_t>(m)];
-    std::vector<Tensor<T>> acts(static_cast<std::size_t>(n_));
+    std::vector<Tensor<T>>& acts = acts_[static_cast<std::size_t>(m)];
+    acts.resize(static_cast<std::size_t>(n_));
     for (int i : mine_) {
         const auto& inputs = net_.layers[i].inputs;
-        std::vector<Tensor<T>> received(inputs.size());
         std::vector<const Tensor<T>*> xs(inputs.size(), nullptr);
         for (std::size_t k = 0; k < inputs.size(); ++k) {
             const int e = edges_.in[i][k];
             if (e >= 0) {
-                received[k] = receive(e, 0, m, timer);
-                xs[k] = &received[k];
+                xs[k] = &receive(e, 0, m, timer);
             } else if (inputs[k] > 0) {
                 xs[k] = &acts[inputs[k]];
             }
@@ -263,7 +277,7 @@ void GraphDevice<T>::backward_micro(int m, OpTimer& timer) {
     }
     for (auto it = mine_.rbegin(); it != mine_.rend(); ++it) {
         const int i = *it;
-        for (int e : edges_.out[i]) accumulate(grads[i], has[i], receive(e, 1, m, timer));
+        for (int e : edges_.out[i]) accumulate(grads[i], has[i], std::move(receive(e, 1, m, timer)));
         // A layer no loss path reads gets a zero gradient: its producers' devices wait for the
         // message the plan has either way.
         if (!has[i]) grads[i] = Tensor<T>(run.output_box(i));
@@ -272,7 +286,7 @@ void GraphDevice<T>::backward_micro(int m, OpTimer& timer) {
         for (std::size_t k = 0; k < inputs.size(); ++k) {
             if (inputs[k] == 0) continue;
             if (edges_.in[i][k] >= 0)
-                send(dxs[k], edges_.in[i][k], 1, m, timer);
+                send(dxs[k], edges_.in[i][k], 1, m, timer, std::move(dxs[k]));
             else
                 accumulate(grads[inputs[k]], has[inputs[k]], std::move(dxs[k]));
         }
@@ -324,9 +338,10 @@ double GraphDevice<T>::step(OpTimer& timer) {
         for (std::size_t g = grads_.size(); g-- > 0;) sync_layer(g, timer);  // last layer first
     const double t0 = MPI_Wtime();  // waiting for the peers to take the messages: send time only
     if (timer.on_step) timer.on_step("device " + std::to_string(dev_) + " send completion", true);
-    for (auto& p : sends_) MPI_Wait(&p->request, MPI_STATUS_IGNORE);
+    for (auto& p : sends_) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
     send_s += MPI_Wtime() - t0;
     sends_.clear();
+    for (auto& acts : acts_) acts.clear();  // the activations the sends read
     timer.time(Op::sync, "gradient all-reduce wait", [&] {
         MPI_Waitall(static_cast<int>(sync_requests_.size()), sync_requests_.data(), MPI_STATUSES_IGNORE);
     });
