@@ -532,14 +532,13 @@ CostModel::LayerComm CostModel::follower_communication(int index, const Layout& 
             if (channels == 0) return 0.0;
             const double bytes = per_call * static_cast<double>(channels);
             const clusters::CollectiveChoice choice = cheapest(Collective::all_to_all, line, bytes);
-            // Packed like any repartition (redistribute): a piece of a sample's channels is one
-            // run while its tile is whole rows, one per channel and row under a column split (per
-            // message: the busiest process's runs over its line.size - 1 peers).
-            const double runs = local_batch / (line.size - 1) * (in.w > 1 ? static_cast<double>(channels) *
-                                                              static_cast<double>(largest_part(layer.output_shape[1], in.h))
-                                                        : in.h > 1 ? static_cast<double>(channels) : 1.0);
-            const double seconds =
-                choice.seconds + halo_pack_seconds(cluster_->device, bytes / line.size, line.size - 1, runs);
+            // Packed like any repartition (redistribute; run_elements' rule): per message (the
+            // busiest process's pieces over its line.size - 1 peers) a sample's moved channels are
+            // one run while its tile is whole rows, one per channel and row under a column split.
+            const double message = bytes / line.size;
+            const double runs =
+                message / element_bytes_ / run_elements(in, in, layer.output_shape, options_.batch, channels);
+            const double seconds = choice.seconds + halo_pack_seconds(cluster_->device, message, line.size - 1, runs);
             if (rec)
                 rec->add(CommCall{index, phase, CommKind::redistribution, CommPattern::collective, Collective::all_to_all,
                                   choice.algorithm, line, bytes, seconds, rec->text(what), runs});

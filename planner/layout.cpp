@@ -227,13 +227,15 @@ ExchangeLoad busiest_sender(const Dist& from, const Dist& to, const networks::Sh
     return out;
 }
 
-double run_elements(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch) {
+double run_elements(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch,
+                    std::int64_t channel_piece) {
     const std::int64_t extent[4] = {batch, channel_extent(shape), height_extent(shape), width_extent(shape)};
     const int f[4] = {from.n, from.c, from.h, from.w}, t[4] = {to.n, to.c, to.h, to.w};
     double run = 1;
     for (int k = 3; k >= 0; --k) {
         const int parts = std::max(f[k], t[k]);
-        if (parts > 1) return run * static_cast<double>(largest_part(extent[k], parts));
+        if (parts > 1)
+            return run * static_cast<double>(k == 1 && channel_piece > 0 ? channel_piece : largest_part(extent[k], parts));
         run *= static_cast<double>(extent[k]);
         // [S, H] (tokens, hidden) and the like: the axes before the split one are whole too.
         if (k == 1 && shape.size() != 3)

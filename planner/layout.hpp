@@ -124,9 +124,12 @@ inline constexpr std::int64_t kBusiestSenderMaxProcs = 32;
 // per-sample `shape` and `batch` (row-major [B, C, H, W] blocks, as validators/tensor.hpp packs
 // them): innermost first, an axis neither side splits is whole in every piece and joins the run;
 // the first axis either side splits ends it with the piece's extent along it, that of the finer
-// side's largest block (the blocks nest when one count divides the other). Packing copies
-// message elements / run_elements runs (planner::halo_pack_seconds).
-double run_elements(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch);
+// side's largest block (the blocks nest when one count divides the other); when that axis is the
+// channels and `channel_piece` > 0, the pieces' channels instead (a channel concat's moved channels,
+// which are not blocks of a balanced split). Packing copies message elements / run_elements runs
+// (planner::halo_pack_seconds); every redistribution path counts its runs here.
+double run_elements(const Dist& from, const Dist& to, const networks::Shape& shape, std::int64_t batch,
+                    std::int64_t channel_piece = 0);
 
 // The busiest process's share of a layer's parameters (a count): anchors' weights over co x ci
 // (their output and input axes, balanced), their biases over co only (whole on every ci shard;

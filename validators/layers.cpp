@@ -233,12 +233,15 @@ namespace {
 // compute (`local`), as it is when a sequential layer pads its input, where the compute
 // calibration measures it. Before, the copy counted as halo under a split only: smallcnn's domain
 // plan showed ~2.9 ms of "halo" for ~0.2 ms of messages, and less forward compute than predicted.
+// The completion (the wait for the neighbours' messages) is timed as a blocking call over the line:
+// a rank that got there before its neighbour posted waits for the neighbour's preceding work, and
+// settle_waits() moves that wait out of the halo time, as for the collectives.
 template <class T>
 Tensor<T> timed_halo_forward(OpTimer& timer, Op hop, const std::string& name, const Tensor<T>& x,
                              const HaloLine& line, MPI_Comm comm, const Box* within = nullptr) {
     HaloInFlight<T> f = timer.time(hop, name + " halo", [&] { return halo_forward_post(x, line, comm, within); });
     timer.time(Op::fwd_compute, name + " halo local copy", [&] { halo_local(x, f); });
-    return timer.time(hop, name + " halo", [&] { return halo_complete(f); });
+    return timer.time_blocking(hop, name + " halo", comm, [&] { return halo_complete(f); });
 }
 template <class T>
 Tensor<T> timed_halo_adjoint(OpTimer& timer, Op hop, const std::string& name, const Tensor<T>& dext,
@@ -246,7 +249,7 @@ Tensor<T> timed_halo_adjoint(OpTimer& timer, Op hop, const std::string& name, co
     HaloInFlight<T> f =
         timer.time(hop, name + " halo adjoint", [&] { return halo_adjoint_post(dext, owned_box, line, comm, within); });
     timer.time(Op::bwd_compute, name + " halo adjoint local copy", [&] { halo_local(dext, f); });
-    return timer.time(hop, name + " halo adjoint", [&] { return halo_complete(f); });
+    return timer.time_blocking(hop, name + " halo adjoint", comm, [&] { return halo_complete(f); });
 }
 }  // namespace
 

@@ -283,9 +283,10 @@ Json results_json(const std::vector<PlanJob>& jobs, const std::vector<RunResult>
             meas_best[o.name] = r.op_best_s[static_cast<int>(o.op)];
             errs[o.name] = rel(predicted_op(c, o.op), r.op_s[static_cast<int>(o.op)]);
         }
-        // The waits for the last arriver at blocking collectives, left out of their op's time.
+        // The waits for the last arriver at blocking collectives and halo exchanges, left out of their op's time.
         meas["all_reduce_wait_s"] = r.op_wait_s[static_cast<int>(Op::all_reduce)];
         meas["redistribution_wait_s"] = r.op_wait_s[static_cast<int>(Op::redistribution)];
+        meas["halo_wait_s"] = r.op_wait_s[static_cast<int>(Op::halo)];
         std::string layouts;
         for (int a : job.model->anchors())
             layouts += (layouts.empty() ? "" : ", ") + job.network->layers[a].name + " " +

@@ -308,6 +308,13 @@ TEST_CASE("a repartition's pieces are packed in contiguous runs (run_elements, h
     // split of the whole sequence runs over all tokens of a sample and the batch's half: 64 x 128
     // x 16 = 131,072 (batch 32).
     CHECK(run_elements(Dist{2, 1, 1, 1}, Dist{1, 2, 1, 1}, networks::Shape{64, 128}, 32) == 64);
+    // A channel concat's exchange (CostModel's concat channel blocks): the pieces are the moved
+    // channels, not blocks of the split. inception-small's concat [16, 7, 7] over c2, 3 channels
+    // moved: whole tiles, one run of 3 x 49 = 147 elements per sample; under rows h2 the tile's
+    // 4 rows of 7 columns (28) end the run first, under columns w2 its 4 columns.
+    CHECK(run_elements(Dist{1, 2, 1, 1}, Dist{1, 2, 1, 1}, networks::Shape{16, 7, 7}, 32, 3) == 147);
+    CHECK(run_elements(Dist{1, 2, 2, 1}, Dist{1, 2, 2, 1}, networks::Shape{16, 7, 7}, 32, 3) == 28);
+    CHECK(run_elements(Dist{1, 2, 1, 2}, Dist{1, 2, 1, 2}, networks::Shape{16, 7, 7}, 32, 3) == 4);
     CHECK(run_elements(Dist{2, 1, 1, 1}, Dist{1, 1, 1, 1}, networks::Shape{64, 128}, 32) == 131072);
 
     // halo_pack_seconds: 2 x messages copies of the message, each of runs_per_message runs: at
