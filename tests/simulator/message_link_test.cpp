@@ -21,23 +21,12 @@ namespace {
 // and 3 us on the link named (`on_intra`: inside a node, else between nodes), written as
 // `dnnplan calibrate` writes it.
 clusters::Cluster calibrated_cluster(int nodes, int devices, bool on_intra) {
-    Json link = {{"bandwidth_Bps", 1e10}, {"latency_s", 1e-6}};
-    Json message = link;
-    message["message_bandwidth_Bps"] = {{"value", 2e10}, {"source", "ping-pong fit (test)"}};
-    message["message_latency_s"] = {{"value", 3e-6}, {"source", "ping-pong fit (test)"}};
-    Json spec = {{"name", "calibrated"},
-                 {"description", "simulator test cluster with a point-to-point message fit"},
-                 {"nodes", nodes},
-                 {"devices_per_node", devices},
-                 {"device",
-                  {{"name", "test device"},
-                   {"peak_flops", {{"fp32", 1e12}}},
-                   {"achievable_fraction", 1.0},
-                   {"memory_bytes", 1LL << 34},
-                   {"memory_bandwidth_Bps", 1e11}}},
-                 {"inter_node", on_intra ? link : message}};
-    spec["inter_node"]["topology"] = "crossbar";
-    if (devices > 1) spec["intra_node"] = on_intra ? message : link;
+    const clusters::Link link{1e10, 1e-6};
+    Json spec = test_cluster_spec("calibrated", nodes, devices, link, link);
+    spec["description"] = "simulator test cluster with a point-to-point message fit";
+    Json& fitted = spec[on_intra ? "intra_node" : "inter_node"];
+    fitted["message_bandwidth_Bps"] = {{"value", 2e10}, {"source", "ping-pong fit (test)"}};
+    fitted["message_latency_s"] = {{"value", 3e-6}, {"source", "ping-pong fit (test)"}};
     return clusters::parse_cluster(spec, "calibrated.json");
 }
 
@@ -51,6 +40,17 @@ planner::PlannerOptions uniform_options(int procs, int batch) {
     options.procs = procs;
     options.batch = batch;
     return options;
+}
+
+// four_linear's l1, l2 on device 0 and l3, l4 on device 1: the program, whose one cut tensor takes
+// kMessage on the fit.
+planner::GraphPartitionProgram split_after_l2(const planner::CostModel& model, planner::PipelineSpec& spec,
+                                              const std::vector<planner::Layout>& layouts) {
+    spec.device_of = {0, 0, 0, 1, 1};
+    planner::GraphPartitionProgram program = planner::graph_partition_program(model, spec, layouts);
+    REQUIRE(program.transfers.size() == 1);
+    CHECK(program.transfers[0].seconds == Approx(kMessage).epsilon(1e-12));
+    return program;
 }
 
 simulator::SimOptions on_star() {
@@ -86,11 +86,8 @@ TEST_CASE("a graph partition's cut tensors are replayed on the calibrated messag
     planner::PipelineSpec spec;
     spec.stages = 2;
     spec.micro_batches = 2;
-    spec.device_of = {0, 0, 0, 1, 1};
     const std::vector<planner::Layout> ones(network.layers.size());
-    const planner::GraphPartitionProgram program = planner::graph_partition_program(model, spec, ones);
-    REQUIRE(program.transfers.size() == 1);
-    CHECK(program.transfers[0].seconds == Approx(kMessage).epsilon(1e-12));
+    split_after_l2(model, spec, ones);  // sets the placement, checks the cut tensor
     const double hand = 17 * kF + 2 * kMessage;
     CHECK(hand == Approx(43.289984e-6).epsilon(1e-9));
     CHECK(planner::score_graph_partition(model, spec, ones).plan.cost.iteration_s == Approx(hand).epsilon(1e-9));
@@ -111,11 +108,8 @@ TEST_CASE("a graph partition's cut tensor inside a node takes the intra-node fit
     spec.stages = 2;
     spec.micro_batches = 1;
     spec.replicas = 2;
-    spec.device_of = {0, 0, 0, 1, 1};
     const std::vector<planner::Layout> ones(network.layers.size());
-    const planner::GraphPartitionProgram program = planner::graph_partition_program(model, spec, ones);
-    REQUIRE(program.transfers.size() == 1);
-    CHECK(program.transfers[0].seconds == Approx(kMessage).epsilon(1e-12));
+    const planner::GraphPartitionProgram program = split_after_l2(model, spec, ones);
     // a: the 2-rank all-reduce of 262144 B on the network's 10 GB/s and 1 us. graph_partition_test.cpp's
     // second case with r = kMessage: 10 f + 2 r + 2 a (the syncs, a > 2 f, dominate).
     const double a = program.sync[1][0].seconds;

@@ -31,9 +31,10 @@ inline planner::PlannerOptions options_for(const networks::Network& network, int
 }
 
 // `nodes` x `devices` at 1 TFLOP/s fp32 on a crossbar (the simulator builds a star with private
-// links): between nodes `inter` bandwidth and latency, inside a node `intra`.
-inline clusters::Cluster test_cluster(const std::string& name, int nodes, int devices, clusters::Link inter,
-                                      clusters::Link intra) {
+// links): between nodes `inter` bandwidth and latency, inside a node `intra`. The spec, for tests
+// that add fields to it, and the parsed cluster.
+inline Json test_cluster_spec(const std::string& name, int nodes, int devices, clusters::Link inter,
+                              clusters::Link intra) {
     Json spec = {{"name", name},
                  {"description", "simulator test cluster"},
                  {"nodes", nodes},
@@ -47,7 +48,11 @@ inline clusters::Cluster test_cluster(const std::string& name, int nodes, int de
                  {"inter_node",
                   {{"bandwidth_Bps", inter.bandwidth_Bps}, {"latency_s", inter.latency_s}, {"topology", "crossbar"}}}};
     if (devices > 1) spec["intra_node"] = {{"bandwidth_Bps", intra.bandwidth_Bps}, {"latency_s", intra.latency_s}};
-    return clusters::parse_cluster(spec, name);
+    return spec;
+}
+inline clusters::Cluster test_cluster(const std::string& name, int nodes, int devices, clusters::Link inter,
+                                      clusters::Link intra) {
+    return clusters::parse_cluster(test_cluster_spec(name, nodes, devices, inter, intra), name);
 }
 // 10 GB/s and 1 us end to end, between and inside nodes: the pipeline and graph-partition tests'.
 inline clusters::Cluster fast_cluster(int nodes, int devices = 1) {
