@@ -54,10 +54,11 @@ struct LentParameters {
     // Per layer with weights: the shard holding its storage now (a runner's during a loan).
     std::map<int, Shard<T>*> holder;
 
-    // `slots[s]`: slot s's runner's shards by layer. The first slot's weights become the storage;
-    // every slot's own are released (the same initial values: the layers fill them from global indices).
+    // `slots[s]`: slot s's runner's shards by layer. The first slot's buffers become the storage
+    // (moved, not copied); every other slot's own are released (the same initial values: the
+    // layers fill them from global indices).
     void adopt(const std::vector<std::vector<std::pair<int, Shard<T>*>>>& slots) {
-        for (const auto& [index, sh] : slots.at(0)) params.emplace(index, *sh);
+        for (const auto& [index, sh] : slots.at(0)) params.emplace(index, std::move(*sh));
         for (const auto& slot : slots) {
             lend.emplace_back();
             for (const auto& [index, sh] : slot) {
