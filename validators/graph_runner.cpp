@@ -1,6 +1,7 @@
 #include "validators/graph_runner.hpp"
 
 #include "validators/iteration_samples.hpp"
+#include "validators/pipeline_runner.hpp"
 #include "validators/sequential_reference.hpp"
 
 #include <algorithm>
@@ -99,8 +100,9 @@ void accumulate(Tensor<T>& acc, char& has, Tensor<T>&& g) {
 
 // Device dev of replica r on this rank. One NetworkRunner per micro-batch on MPI_COMM_SELF (every
 // layout a single process, the micro-batch's own samples) runs this device's layers one at a time
-// and keeps that micro-batch's saved activations; the runners' weights stay equal (same
-// initialisation, the same update).
+// and keeps that micro-batch's saved activations. The device holds one weight and one gradient per
+// layer (LentParameters, as the pipeline runner's stages): a micro-batch's forward and backward
+// borrow it (Shard::trade, no copy), its gradient accumulates in place, zeroed once per step.
 template <class T>
 class GraphDevice {
 public:
@@ -116,8 +118,9 @@ public:
     // batch's mean loss (the sum over ranks is the loss).
     double step(OpTimer& timer);
     void sgd(T learning_rate, OpTimer& timer);
-    // Per layer on this device with weights: the flattened [weight, bias] gradient of the batch.
-    const std::vector<std::pair<int, std::vector<T>>>& gradients() const { return grads_; }
+    // Per layer on this device with weights: the flattened [weight, bias] gradient of the batch
+    // (the layer's storage itself, Shard::grad).
+    const std::vector<std::pair<int, GradientView<T>>>& gradients() const { return grads_; }
     SendCounter* counter = nullptr;  // set while the byte ledger listens
     double send_s = 0, recv_s = 0;   // this step's point-to-point time (sends; receive waits)
 
@@ -144,7 +147,8 @@ private:
     std::vector<int> mine_;  // this device's layers, ascending
     std::vector<std::unique_ptr<NetworkRunner<T>>> micro_;
     std::vector<Tensor<T>> dlogits_;  // per micro-batch, when the last layer is here
-    std::vector<std::pair<int, std::vector<T>>> grads_;
+    LentParameters<T> params_;  // slot m: micro-batch m's runner
+    std::vector<std::pair<int, GradientView<T>>> grads_;  // views of params_' gradients (buffers stay put)
     std::vector<MPI_Request> sync_requests_;
     struct PendingSend {
         Tensor<T> owned;  // the gradient sent (forward sends read acts_)
@@ -176,11 +180,16 @@ GraphDevice<T>::GraphDevice(const networks::Network& net, const planner::GraphPa
                                                          Segment{.sample_offset = first}));
     }
     for (int i = 1; i < n_; ++i)
-        if (spec.device_of[i] == dev_) {
-            mine_.push_back(i);
-            if (const Shard<T>* sh = micro_[0]->shard_of(i))
-                grads_.emplace_back(i, std::vector<T>(sh->weight.size() + sh->bias.size(), T{0}));
-        }
+        if (spec.device_of[i] == dev_) mine_.push_back(i);
+    std::vector<std::vector<std::pair<int, Shard<T>*>>> slot_shards;
+    for (auto& run : micro_) {
+        slot_shards.emplace_back();
+        for (int i : mine_)
+            if (Shard<T>* sh = run->shard_of(i)) slot_shards.back().emplace_back(i, sh);
+    }
+    params_.adopt(slot_shards);
+    for (auto& [layer, storage] : params_.params)
+        grads_.emplace_back(layer, GradientView<T>(storage.grad.data(), storage.grad.size()));
     dlogits_.resize(static_cast<std::size_t>(spec.micro_batches));
     acts_.resize(static_cast<std::size_t>(spec.micro_batches));
     inbox_.resize(static_cast<std::size_t>(2 * spec.micro_batches) * program.transfers.size());
@@ -237,6 +246,7 @@ Tensor<T>& GraphDevice<T>::receive(int edge, int direction, int micro, OpTimer& 
 template <class T>
 void GraphDevice<T>::forward_micro(int m, OpTimer& timer) {
     NetworkRunner<T>& run = *micro_[static_cast<std::size_t>(m)];
+    const typename LentParameters<T>::Loan loan(params_, static_cast<std::size_t>(m));
     std::vector<Tensor<T>>& acts = acts_[static_cast<std::size_t>(m)];
     acts.resize(static_cast<std::size_t>(n_));
     for (int i : mine_) {
@@ -269,6 +279,7 @@ void GraphDevice<T>::forward_micro(int m, OpTimer& timer) {
 template <class T>
 void GraphDevice<T>::backward_micro(int m, OpTimer& timer) {
     NetworkRunner<T>& run = *micro_[static_cast<std::size_t>(m)];
+    const typename LentParameters<T>::Loan loan(params_, static_cast<std::size_t>(m));
     std::vector<Tensor<T>> grads(static_cast<std::size_t>(n_));
     std::vector<char> has(static_cast<std::size_t>(n_), 0);
     if (spec_.device_of[n_ - 1] == dev_) {
@@ -298,16 +309,11 @@ void GraphDevice<T>::backward_micro(int m, OpTimer& timer) {
     }
 }
 
-// The micro-batches' gradients add up, then the replicas' (the plan's sync calls of the layer).
+// The replicas' sum of the layer's gradient (the plan's sync calls), in its storage: the
+// micro-batches have accumulated into it.
 template <class T>
 void GraphDevice<T>::sync_layer(std::size_t g, OpTimer& timer) {
-    auto& [layer, values] = grads_[g];
-    std::fill(values.begin(), values.end(), T{0});
-    for (auto& run : micro_) {
-        const Shard<T>& sh = *run->shard_of(layer);
-        for (std::size_t e = 0; e < sh.dweight.size(); ++e) values[e] += sh.dweight[e];
-        for (std::size_t e = 0; e < sh.dbias.size(); ++e) values[sh.dweight.size() + e] += sh.dbias[e];
-    }
+    const auto& [layer, values] = grads_[g];
     for (const planner::CommCall& call : program_.sync[static_cast<std::size_t>(layer)]) {
         if (call.group.size <= 1) continue;
         if (call.kind != planner::CommKind::all_reduce || call.group.size != spec_.replicas)
@@ -328,9 +334,7 @@ void GraphDevice<T>::sync_layer(std::size_t g, OpTimer& timer) {
 template <class T>
 double GraphDevice<T>::step(OpTimer& timer) {
     send_s = recv_s = loss_share_ = 0;
-    for (auto& run : micro_)
-        for (int i : mine_)
-            if (Shard<T>* sh = run->shard_of(i)) sh->zero_grad();
+    for (auto& [layer, storage] : params_.params) storage.zero_grad();
     // The model's list order (simulator/replay_graph.cpp).
     for (int m = 0; m < spec_.micro_batches; ++m) forward_micro(m, timer);
     for (int m = 0; m < spec_.micro_batches; ++m) backward_micro(m, timer);
@@ -351,12 +355,11 @@ double GraphDevice<T>::step(OpTimer& timer) {
 template <class T>
 void GraphDevice<T>::sgd(T learning_rate, OpTimer& timer) {
     timer.time(Op::optimizer, "sgd", [&] {
-        for (const auto& [layer, g] : grads_)
-            for (auto& run : micro_) {
-                Shard<T>& sh = *run->shard_of(layer);
-                for (std::size_t e = 0; e < sh.weight.size(); ++e) sh.weight[e] -= learning_rate * g[e];
-                for (std::size_t e = 0; e < sh.bias.size(); ++e) sh.bias[e] -= learning_rate * g[sh.weight.size() + e];
-            }
+        for (auto& [layer, sh] : params_.params) {  // in place, the layer's one weight
+            const std::size_t nw = sh.weight.size();
+            for (std::size_t e = 0; e < nw; ++e) sh.weight[e] -= learning_rate * sh.grad[e];
+            for (std::size_t e = 0; e < sh.bias.size(); ++e) sh.bias[e] -= learning_rate * sh.grad[nw + e];
+        }
     });
 }
 

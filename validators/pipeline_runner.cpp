@@ -142,9 +142,9 @@ void add_gradient(const Shard<T>& sh, bool transposed, std::vector<T>& values) {
 // of the chunk's layers on the stage's T ranks (the plan's tensor-parallel layouts; one runner per
 // micro-batch keeps its activations until its backward, one in all with full recomputation). As
 // GPipe, PipeDream-1F1B and Megatron-LM do, the chunk holds one set of weights and one gradient
-// per layer (Chunk::params), which every micro-batch reads and accumulates its gradient into in
-// place: the runners' own shards stay empty and are lent the chunk's storage for the operation
-// they run (Loan: Shard::trade, O(1)).
+// per layer (Chunk::params, LentParameters), which every micro-batch reads and accumulates its
+// gradient into in place: the runners' own shards stay empty and are lent the chunk's storage for
+// the operation they run (Loan: Shard::trade, O(1)).
 template <class T>
 class PipelineStage {
 public:
@@ -206,35 +206,13 @@ public:
     double send_s = 0, recv_s = 0;  // this step's point-to-point time (sends; receive waits)
 
 private:
-    struct Chunk {
+    struct Chunk : LentParameters<T> {  // params: Gradient::shard points at them
         int v = 0, first = 1, last = 1;
         std::vector<std::unique_ptr<NetworkRunner<T>>> slots;  // per micro-batch (one with recomputation)
         std::vector<Tensor<T>> inputs;                          // recomputation: the received input per micro-batch
-        // Per layer with weights: the chunk's one parameter and gradient storage (map nodes stay
-        // put: Gradient::shard points at them).
-        std::map<int, Shard<T>> params;
-        // Per slot: (layer, (the runner's shard, the chunk's storage of the layer)), for the loans.
-        std::vector<std::vector<std::pair<int, std::pair<Shard<T>*, Shard<T>*>>>> lend;
-        // Per layer with weights: the shard holding its storage now (a runner's during a loan).
-        std::map<int, Shard<T>*> holder;
         int last_backward = 0;  // the micro-batch of the chunk's last backward in the stage's order
     };
-    // Lends chunk c's storage to slot `slot`'s runner for one operation, and takes it back.
-    class Loan {
-    public:
-        Loan(Chunk& c, std::size_t slot) : c_(c), slot_(slot) { trade(true); }
-        ~Loan() { trade(false); }
-        Loan(const Loan&) = delete;
-        Loan& operator=(const Loan&) = delete;
-
-    private:
-        void trade(bool lend) {
-            for (auto& [index, pair] : c_.lend[slot_]) pair.first->trade(*pair.second);
-            for (auto& [index, pair] : c_.lend[slot_]) c_.holder[index] = lend ? pair.first : pair.second;
-        }
-        Chunk& c_;
-        std::size_t slot_;
-    };
+    using Loan = typename LentParameters<T>::Loan;
     std::size_t slot_of(int m) const {
         return spec_.recompute == planner::Recompute::full ? 0 : static_cast<std::size_t>(m);
     }
@@ -343,17 +321,9 @@ PipelineStage<T>::PipelineStage(const networks::Network& net, const planner::Pip
             ch.slots.back()->after_backward = [this](int layer, OpTimer& timer) { layer_backward_done(layer, timer); };
         }
         ch.inputs.resize(static_cast<std::size_t>(spec.micro_batches));
-        // The first slot's weights become the chunk's storage; every slot's own are released (the
-        // same initial values: the layers fill them from global indices).
-        for (const auto& [index, sh] : shards_of(*ch.slots[0], ch)) ch.params.emplace(index, *sh);
-        for (auto& slot : ch.slots) {
-            ch.lend.emplace_back();
-            for (const auto& [index, sh] : shards_of(*slot, ch)) {
-                Shard<T>().trade(*sh);  // released
-                ch.lend.back().push_back({index, {sh, &ch.params.at(index)}});
-            }
-        }
-        for (auto& [index, storage] : ch.params) ch.holder[index] = &storage;
+        std::vector<std::vector<std::pair<int, Shard<T>*>>> slot_shards;
+        for (auto& slot : ch.slots) slot_shards.push_back(shards_of(*slot, ch));
+        ch.adopt(slot_shards);
         for (auto& [index, storage] : ch.params) {
             Shard<T>* sh = &storage;
             Gradient g;

@@ -14,7 +14,9 @@
 
 #include <mpi.h>
 
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "planner/pipeline.hpp"
@@ -37,6 +39,52 @@ struct StageOp {
 };
 // The order stage `stage` runs its operations in: planner::pipeline_order (V chunks when interleaved).
 std::vector<StageOp> stage_ops(const planner::PipelineSpec& spec, int stage);
+
+// One weight and gradient storage per layer for the runners of a device's micro-batch slots, as
+// GPipe, PipeDream-1F1B and Megatron-LM keep it: every micro-batch reads the same weights and
+// accumulates its gradient in place. The slots' own shards stay empty and are lent the storage for
+// the operation they run (Loan: Shard::trade, O(1), no element copy). The pipeline runner's model
+// chunks and the graph-partition runner's devices use it.
+template <class T>
+struct LentParameters {
+    // Per layer with weights: the storage (map nodes stay put, also when this moves).
+    std::map<int, Shard<T>> params;
+    // Per slot: (layer, (the runner's shard, the storage of the layer)), for the loans.
+    std::vector<std::vector<std::pair<int, std::pair<Shard<T>*, Shard<T>*>>>> lend;
+    // Per layer with weights: the shard holding its storage now (a runner's during a loan).
+    std::map<int, Shard<T>*> holder;
+
+    // `slots[s]`: slot s's runner's shards by layer. The first slot's buffers become the storage
+    // (moved, not copied); every other slot's own are released (the same initial values: the
+    // layers fill them from global indices).
+    void adopt(const std::vector<std::vector<std::pair<int, Shard<T>*>>>& slots) {
+        for (const auto& [index, sh] : slots.at(0)) params.emplace(index, std::move(*sh));
+        for (const auto& slot : slots) {
+            lend.emplace_back();
+            for (const auto& [index, sh] : slot) {
+                Shard<T>().trade(*sh);  // released
+                lend.back().push_back({index, {sh, &params.at(index)}});
+            }
+        }
+        for (auto& [index, storage] : params) holder[index] = &storage;
+    }
+    // Lends the storage to slot `slot`'s runner for one operation, and takes it back.
+    class Loan {
+    public:
+        Loan(LentParameters& p, std::size_t slot) : p_(p), slot_(slot) { trade(true); }
+        ~Loan() { trade(false); }
+        Loan(const Loan&) = delete;
+        Loan& operator=(const Loan&) = delete;
+
+    private:
+        void trade(bool lending) {
+            for (auto& [index, pair] : p_.lend[slot_]) pair.first->trade(*pair.second);
+            for (auto& [index, pair] : p_.lend[slot_]) p_.holder[index] = lending ? pair.first : pair.second;
+        }
+        LentParameters& p_;
+        std::size_t slot_;
+    };
+};
 
 // What the plan says rank `rank` sends in one iteration, per model chunk: M activations of
 // B / (R M) samples to the same tensor rank of the next stage and M partial errors to the previous

@@ -5,7 +5,8 @@
 # cori-knl --out ...` and `--procs 4 --batch 16`: graph-partition ranks first, k = 2 devices, M = 1,
 # R = 1 and 2), the P = 2 plan edited to M = 2 micro-batches, each checked against the sequential
 # network (exit 0 only when the loss, every weight gradient and the SGD losses match) with its byte
-# ledger equal to the plan's transfers and syncs; and a doctored plan (dtype fp16 while the runner
+# ledger equal to the plan's transfers and syncs; M = 1, 2, 4 giving the same SGD losses without batch
+# norm; and a doctored plan (dtype fp16 while the runner
 # sends fp32) whose ledger differs, so the run fails, and a ZeRO-1 one refused. Needs DNNPLAN (build/dnnplan, with
 # build/dnnplan-validate beside it) and python3; run from the source directory.
 set -u
@@ -80,6 +81,39 @@ assert entries(phase='forward') == [(1, 0, 4, 12544, 1), (1, 0, 10, 6272, 1), (1
 syncs = sorted((e['rank'], e['group_size'], e['bytes'], e['measured_calls']) for e in led['entries'] if e['phase'] == 'sync' and e['layer'] in (1, 28))
 assert syncs == [(0, 2, 680, 1), (1, 2, 864, 1), (2, 2, 680, 1), (3, 2, 864, 1)], syncs
 "
+
+# Gradient accumulation over micro-batches: a device keeps one weight and one gradient per layer,
+# which every micro-batch's backward adds into. Batch norm's statistics are per micro-batch, so here
+# inception-small's batch norms become relus (same names and shapes: the plan's placement and cut
+# tensors stand) and the batch's gradient does not depend on M. The same batch of 16 at M = 1, 2
+# and 4 must give the same SGD losses (--sgd-steps 4): the first from the common initial weights,
+# the next three from weights updated with the accumulated gradients, so a gradient of one
+# micro-batch only, one added twice, or one not zeroed between iterations changes losses 2-4.
+# Relative 1e-12: the runs differ only in the order of their sums in double. The losses must move.
+# The edited network's fingerprint: from a plan dnnplan writes for it (whatever its best strategy).
+sed 's/"batchnorm2d"/"relu"/' $data/inception-small.json >"$tmp/inception-nobn.json"
+"$DNNPLAN" --net "$tmp/inception-nobn.json" --procs 2 --batch 16 --cluster cori-knl --out "$tmp/nobn-any.json" >/dev/null 2>&1
+for m in 1 2 4; do
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['network']=json.load(open(sys.argv[2]))['network']; d['batch']=16; d['pipeline']['micro_batches']=int(sys.argv[3]); json.dump(d, open(sys.argv[4],'w'))" \
+        $data/inception-small-graph-p2.json "$tmp/nobn-any.json" $m "$tmp/acc-m$m.json"
+    "$DNNPLAN" validate --plan "$tmp/acc-m$m.json" --np 2 --warmup 0 --iterations 1 --sgd-steps 4 --format json \
+        --out "$tmp/acc-m$m-results.json" >"$tmp/out" 2>&1
+    status=$?
+    python3 - "$tmp/acc-m$m-results.json" "$tmp/acc-m1-results.json" >>"$tmp/out" 2>&1 <<'PY'
+import json, sys
+def check(f):
+    p = json.load(open(f))["plans"][0]
+    c = p["check"]
+    assert c["passed"] and c["gradient_error"] < 1e-10 and p["graph_partition"]["ledger"]["agrees"], c
+    return c["losses"]
+got, want = check(sys.argv[1]), check(sys.argv[2])
+assert len(got) == len(want) == 4, (got, want)
+assert max(abs(a - b) / abs(b) for a, b in zip(got, want)) < 1e-12, (got, want)
+assert min(abs(want[k + 1] - want[k]) / abs(want[k]) for k in range(3)) > 1e-6, want
+PY
+    [ $? = 0 ] && [ $status = 0 ]
+    report "accumulation: M = $m gives M = 1's SGD losses (status $status; M = 1: its own run checked)" $?
+done
 
 # The search's graph partitions (validate --net ... --strategies graph-partition): on 4 ranks k = 2
 # x R = 2 and k = 4 x R = 1, both checked, both ledgers equal to their plans.
