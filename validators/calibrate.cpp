@@ -16,6 +16,7 @@
 #include "clusters/collectives.hpp"
 #include "planner/cost_model.hpp"
 #include "planner/stage_evaluator.hpp"
+#include "validators/iteration_samples.hpp"
 #include "validators/kernels.hpp"
 #include "validators/primitives.hpp"
 #include "validators/runner.hpp"
@@ -24,14 +25,9 @@
 namespace dnnplan::validators {
 
 namespace {
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    std::size_t n = v.size();
-    return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 double spread(const std::vector<double>& v) {
-    double m = median(v);
+    double m = median_of(v);
     return m > 0 ? (*std::max_element(v.begin(), v.end()) - *std::min_element(v.begin(), v.end())) / m : 0;
 }
 double max_over(MPI_Comm comm, double v) {
@@ -184,7 +180,7 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
     const int me = comm_rank(comm), p = c.ranks;
     auto median_call = [&](auto&& body) {
         int reps = reps_for(comm, target, body);
-        return median(timed_chunks(comm, chunks, reps, body));
+        return median_of(timed_chunks(comm, chunks, reps, body));
     };
     // Like median_call, for a body that adds the seconds of its communication steps to its
     // argument: per chunk the slowest rank's mean of those seconds.
@@ -198,7 +194,7 @@ void measure_primitives(MPI_Comm comm, Calibration& c, int chunks, double target
             for (int r = 0; r < reps; ++r) body(messages);
             out.push_back(max_over(comm, messages / reps));
         }
-        return median(out);
+        return median_of(out);
     };
     // Pairs (0,1), (2,3), ...: the lines of a 2-way domain or model split; an odd last rank idles.
     MPI_Comm pair = MPI_COMM_NULL;
@@ -783,7 +779,7 @@ std::vector<double> median_per_layer(const std::vector<std::vector<double>>& ste
     for (std::size_t i = 0; i < out.size(); ++i) {
         column.clear();
         for (const auto& step : steps) column.push_back(step.at(i));
-        out[i] = median(column);
+        out[i] = median_of(column);
     }
     return out;
 }
@@ -880,13 +876,13 @@ double LayerMeasure::finish(Calibration& c, double reference_s) {
     // interrupts), then averaged over the ranks.
     double layer_sum = 0;
     for (double v : typical_layers) layer_sum += v;
-    const double share_scale = layer_sum > 0 ? std::max(1.0, median(per_chunk_) / layer_sum) : 1.0;
+    const double share_scale = layer_sum > 0 ? std::max(1.0, median_of(per_chunk_) / layer_sum) : 1.0;
     for (double& v : typical_layers) v *= share_scale / comm_size(comm_);
     MPI_Allreduce(MPI_IN_PLACE, typical_layers.data(), int(typical_layers.size()), MPI_DOUBLE, MPI_SUM, comm_);
     for (std::size_t i = 1; i < net_.layers.size(); ++i)
         c.layers.push_back({net_.name, net_.layers[i].name, net_.layers[i].kind, static_cast<int>(i),
                             typical_layers[2 * i], typical_layers[2 * i + 1], 0, 0, batch_});
-    return median(per_chunk_);
+    return median_of(per_chunk_);
 }
 
 // The padding/halo copy per contiguous row (validators/primitives.hpp halo_local: the extended block
@@ -917,7 +913,7 @@ void measure_copy_rows(MPI_Comm comm, Calibration& c, int chunks, double target)
                 }
             };
             const int reps = reps_for(comm, target, body);
-            seconds[g] = median(timed_chunks(comm, chunks, reps, body));
+            seconds[g] = median_of(timed_chunks(comm, chunks, reps, body));
         }
         (add ? c.copy_row_add_s : c.copy_row_s) = std::max(0.0, (seconds[1] - seconds[0]) / 1024.0);
     }
@@ -959,7 +955,7 @@ std::vector<double> measure_layers(MPI_Comm comm, const std::vector<const networ
         for (const auto& m : per_network.back())
             references.insert(references.end(), m->chunk_references().begin(), m->chunk_references().end());
     }
-    c.reference_kernel_s = median(references);
+    c.reference_kernel_s = median_of(references);
     std::vector<double> steps;
     for (auto& measures : per_network) {
         steps.push_back(measures.front()->finish(c, c.reference_kernel_s));
@@ -1013,7 +1009,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         std::vector<double> small;
         for (const SizePoint& p : c.point_to_point)
             if (p.bytes <= c.latency_fit_max_bytes) small.push_back(p.seconds);
-        c.latency_s = median(small);
+        c.latency_s = median_of(small);
         double sxy = 0, sxx = 0;
         for (const SizePoint& p : c.point_to_point)
             if (p.bytes >= c.bandwidth_fit_min_bytes && p.bytes <= c.bandwidth_fit_max_bytes) {
@@ -1104,7 +1100,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         int reps = reps_for(comm, target * 5, copy);
         // The median chunk, as the training step's (LayerMeasure): the optimizer step streams
         // at this rate inside the plans' median iterations.
-        double t = median(shared_chunks(comm, chunks, reps, copy));
+        double t = median_of(shared_chunks(comm, chunks, reps, copy));
         c.memory_bandwidth_Bps = 2.0 * double(n) * 4 / t;
     }
     // The copies' rows at the layer points' speed (LayerMeasure): the speed reference around them.
