@@ -290,7 +290,8 @@ const std::vector<std::string>& cpu_kernel_names() {
         "concat_backward", "pool_forward", "pool_backward", "global_pool_forward", "global_pool_backward",
         "upsample_forward", "upsample_backward", "embedding_forward", "embedding_backward",
         "position_embedding_forward", "position_embedding_backward", "attention_forward", "attention_backward",
-        "loss", "lowering_forward", "lowering_backward", "gemm_call", "halo_pack"};
+        "loss", "lowering_forward", "lowering_backward", "gemm_call", "halo_pack",
+        "framework"};
     return names;
 }
 

@@ -100,6 +100,12 @@ enum class CpuKernel {
     // and per contiguous run copied, on top of the link's transfer (planner::halo_pack_seconds).
     // Fitted with the link, not with the layers.
     halo_pack,
+    // The framework's work around a layer's kernels that no kernel timer sees (the validator's
+    // per-layer dispatch, tensor allocations and moves, activation copies): per byte of the pass's
+    // activation (the output forward, the input gradient backward) and per kernel the pass
+    // launches (planner/compute.cpp, with_dispatch_overhead). `dnnplan calibrate` fits it to the
+    // sequential training step's untimed time at two batch sizes; absent, nothing is charged.
+    framework,
 };
 std::string to_string(CpuKernel kernel);
 const std::vector<std::string>& cpu_kernel_names();  // the JSON keys of device.cpu_kernels

@@ -397,6 +397,25 @@ KernelCount layer_kernels(const Layer& layer, const LocalLayer& l, double elemen
     return k;
 }
 
+// `t` with the time each pass spends around its kernels: the device's launch gap per kernel, and
+// on a calibrated CPU the framework's untimed work (CpuKernel::framework) per kernel and per byte
+// of the pass's activation (the output forward, the input gradient backward).
+ComputeTime with_dispatch_overhead(ComputeTime t, const Layer& layer, const LocalLayer& l,
+                                   const clusters::Device& device, DType dtype) {
+    const auto framework = device.cpu_kernels.find(CpuKernel::framework);
+    const bool has_framework = framework != device.cpu_kernels.end();
+    if (device.kernel_launch_s <= 0 && !has_framework) return t;
+    const KernelCount k = layer_kernels(layer, l, static_cast<double>(dtype_bytes(dtype)));
+    t.forward_s += k.forward * device.kernel_launch_s;
+    t.backward_s += k.backward * device.kernel_launch_s;
+    if (has_framework) {
+        const clusters::KernelCost& cost = framework->second;
+        t.forward_s += cost.per_call_s * k.forward + cost.per_unit_s * l.output_bytes;
+        t.backward_s += cost.per_call_s * k.backward + cost.per_unit_s * l.input_bytes;
+    }
+    return t;
+}
+
 }  // namespace
 
 ComputeTime layer_compute_time(const networks::Network& network, int index, const LocalLayer& l,
@@ -417,7 +436,7 @@ ComputeTime layer_compute_time(const networks::Network& network, int index, cons
         if (const auto work = cpu_layer_work(network, index, l, dtype)) {
             const auto fwd = cpu_pass_seconds(device, dtype, work->forward);
             const auto bwd = cpu_pass_seconds(device, dtype, work->backward);
-            if (fwd && bwd) return {*fwd, *bwd};
+            if (fwd && bwd) return with_dispatch_overhead(ComputeTime{*fwd, *bwd}, layer, l, device, dtype);
         }
     }
     switch (layer.kind) {
@@ -445,12 +464,7 @@ ComputeTime layer_compute_time(const networks::Network& network, int index, cons
         t.backward_s +=
             memory_bound_seconds(device, dtype, 4 * l.output_bytes / dtype_bytes(dtype), 2 * l.output_bytes);
     }
-    if (device.kernel_launch_s > 0) {
-        const KernelCount k = layer_kernels(layer, l, static_cast<double>(dtype_bytes(dtype)));
-        t.forward_s += k.forward * device.kernel_launch_s;
-        t.backward_s += k.backward * device.kernel_launch_s;
-    }
-    return t;
+    return with_dispatch_overhead(t, layer, l, device, dtype);
 }
 
 // Per parameter, fp32: one fused pass (the validators' update; torch's fused Adam) reads the

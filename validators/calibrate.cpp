@@ -786,9 +786,54 @@ std::vector<double> median_per_layer(const std::vector<std::vector<double>>& ste
 
 void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks) {
     for (int k = 0; k < kKernels; ++k) c.cpu_kernels.erase(static_cast<CpuKernel>(k));  // halo_pack is the link's
+    // The framework's untimed work is fitted after the layers (fit_framework_overhead); the
+    // layers' times are their kernels' alone.
+    c.cpu_kernels.erase(CpuKernel::framework);
     c.elementwise_bandwidth_Bps = 0;  // the kernels' own costs replace the one elementwise rate
     if (c.layers.empty()) return;
     KernelFitter(c, networks).run();
+}
+
+void fit_framework_overhead(Calibration& c, const std::vector<const networks::Network*>& networks) {
+    c.cpu_kernels.erase(CpuKernel::framework);
+    if (c.untimed.empty()) return;
+    std::map<std::string, const networks::Network*> by_name;
+    for (const networks::Network* net : networks) by_name[net->name] = net;
+    // The cost model's bytes and kernels of each step: its compute with a unit cost of one term
+    // minus its compute without the term.
+    const clusters::Device fitted = calibrated_device(c);
+    auto step_seconds = [&](const UntimedPoint& p, const clusters::Device& d) {
+        double sum = 0;
+        for (double v : model_layer_seconds(*by_name.at(p.network), p.batch, d)) sum += v;
+        return sum;
+    };
+    auto with_framework = [&](clusters::KernelCost cost) {
+        clusters::Device d = fitted;
+        d.cpu_kernels[CpuKernel::framework] = cost;
+        return d;
+    };
+    const clusters::Device per_byte = with_framework({1, 0}), per_kernel = with_framework({0, 1});
+    std::vector<std::vector<double>> rows;
+    std::vector<double> y;
+    std::vector<UntimedPoint*> points;
+    for (UntimedPoint& p : c.untimed) {
+        if (p.untimed_s <= 0) continue;  // nothing to fit a relative error to
+        points.push_back(&p);
+        const double base = step_seconds(p, fitted);
+        rows.push_back({step_seconds(p, per_byte) - base, step_seconds(p, per_kernel) - base});
+        y.push_back(p.untimed_s);
+    }
+    if (rows.empty()) return;
+    const std::vector<double> x = relative_least_squares(rows, y, y, 2);
+    KernelFit& fit = c.cpu_kernels[CpuKernel::framework];
+    fit.cost = {x[0], x[1]};
+    double sum_sq = 0;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        points[i]->model_s = x[0] * rows[i][0] + x[1] * rows[i][1];
+        sum_sq += std::pow((points[i]->model_s - y[i]) / y[i], 2);
+    }
+    fit.points = static_cast<int>(rows.size());
+    fit.rms_relative_residual = std::sqrt(sum_sq / static_cast<double>(rows.size()));
 }
 
 namespace {
@@ -831,6 +876,7 @@ private:
     std::vector<double> per_chunk_;
     std::vector<double> chunk_reference_;
     std::vector<std::vector<double>> steps_;  // per step: forward and backward seconds per layer
+    std::vector<double> untimed_;  // per chunk: this rank's seconds per step outside every timed operation
 };
 
 void LayerMeasure::chunk() {
@@ -852,6 +898,9 @@ void LayerMeasure::chunk() {
     MPI_Allreduce(&t1, &last, 1, MPI_DOUBLE, MPI_MAX, comm_);
     MPI_Allreduce(&share, &share_sum, 1, MPI_DOUBLE, MPI_SUM, comm_);
     per_chunk_.push_back((last - first) * share_sum / comm_size(comm_) / reps_);
+    double timed = 0;
+    for (double v : timer_.seconds) timed += v;
+    untimed_.push_back(std::max(0.0, (t1 - t0) - timed) / reps_);
     chunk_reference_.push_back(reference_.time_ranks_mean(comm_));
     // Per layer and step: its events on this rank's clock.
     for (int r = 0; r < reps_; ++r) {
@@ -867,6 +916,7 @@ double LayerMeasure::finish(Calibration& c, double reference_s) {
     for (std::size_t k = 0; k < per_chunk_.size(); ++k) {
         const double speed = reference_s / chunk_reference_[k];
         per_chunk_[k] *= speed;
+        untimed_[k] *= speed;
         for (int r = 0; r < reps_; ++r)
             for (double& v : steps_[k * reps_ + r]) v *= speed;
     }
@@ -882,6 +932,11 @@ double LayerMeasure::finish(Calibration& c, double reference_s) {
     for (std::size_t i = 1; i < net_.layers.size(); ++i)
         c.layers.push_back({net_.name, net_.layers[i].name, net_.layers[i].kind, static_cast<int>(i),
                             typical_layers[2 * i], typical_layers[2 * i + 1], 0, 0, batch_});
+    // The untimed time as the layers: the median chunk, at the rank's share of the cores, the
+    // ranks' mean. (Tracing adds its event records to it, about 0.1 us per operation.)
+    double untimed = median_of(untimed_) * share_scale / comm_size(comm_);
+    MPI_Allreduce(MPI_IN_PLACE, &untimed, 1, MPI_DOUBLE, MPI_SUM, comm_);
+    c.untimed.push_back({net_.name, batch_, untimed, 0});
     return median_of(per_chunk_);
 }
 
@@ -1115,6 +1170,7 @@ Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options) {
         }
     }
     fit_compute_to_layers(c, options.networks);
+    fit_framework_overhead(c, options.networks);
     return c;
 }
 
@@ -1162,8 +1218,15 @@ Json cluster_spec(const Calibration& c, const std::string& name) {
     if (c.elementwise_bandwidth_Bps > 0) device["elementwise_bandwidth_Bps"] = src(c.elementwise_bandwidth_Bps, layer_fit);
     if (c.gemm_operand_bandwidth_Bps > 0) device["gemm_operand_bandwidth_Bps"] = src(c.gemm_operand_bandwidth_Bps, layer_fit);
     for (const auto& [kernel, fit] : c.cpu_kernels) {
-        const std::string note = layer_fit + "; this kernel: " + std::to_string(fit.points) +
-                                 " points, RMS relative residual " + num(100 * fit.rms_relative_residual, 2) + "%";
+        const std::string points = std::to_string(fit.points) + " points, RMS relative residual " +
+                                   num(100 * fit.rms_relative_residual, 2) + "%";
+        const std::string note =
+            kernel == clusters::CpuKernel::framework
+                ? run + ": least-squares fit (relative error) of seconds per activation byte and per kernel "
+                        "(planner/compute.cpp with_dispatch_overhead) to the validator's sequential training "
+                        "step's time outside every timed operation (" + networks_note + ", batch " + batches +
+                        " per rank; " + points + ")"
+                : layer_fit + "; this kernel: " + points;
         device["cpu_kernels"][clusters::to_string(kernel)] = {{"per_unit_s", src(fit.cost.per_unit_s, note)},
                                                                {"per_call_s", src(fit.cost.per_call_s, note)}};
     }
@@ -1291,11 +1354,15 @@ Json calibration_report(const Calibration& c) {
                           {"model_forward_s", p.model_fwd_s},
                           {"model_backward_s", p.model_bwd_s},
                           {"batch", p.batch > 0 ? p.batch : c.batch}});
+    Json untimed = Json::array();
+    for (const UntimedPoint& p : c.untimed)
+        untimed.push_back({{"network", p.network}, {"batch", p.batch}, {"seconds", p.untimed_s}, {"model_s", p.model_s}});
     Json kinds = Json::object();
     for (const auto& [kind, r] : residuals_by_kind(c))
         kinds[kind] = {{"points", r.points}, {"rms_relative_residual", r.rms()}};
     return {{"ranks", c.ranks},
             {"layers", layers},
+            {"untimed_per_step", untimed},
             {"layer_fit",
              {{"achievable_fraction", c.gemm_fraction},
               {"gemm_flops_fitted", c.gemm_fraction * c.gemm_flops},
@@ -1397,6 +1464,10 @@ std::string calibration_text(const Calibration& c) {
             os << std::setw(28) << clusters::to_string(kernel) << std::setw(11) << num(fit.cost.per_unit_s * 1e9)
                << " ns" << std::setw(9) << num(fit.cost.per_call_s * 1e6) << " us" << std::setw(5) << fit.points
                << std::setw(9) << num(100 * fit.rms_relative_residual, 2) << "%\n";
+        os << "outside every timed operation per step (us), measured / model (the framework kernel):";
+        for (const UntimedPoint& p : c.untimed)
+            os << " " << p.network << " b" << p.batch << " " << num(p.untimed_s * 1e6) << " / " << num(p.model_s * 1e6);
+        os << "\n";
         os << "residual by layer kind:";
         for (const auto& [kind, r] : residuals_by_kind(c))
             os << " " << kind << " " << num(100 * r.rms(), 2) << "% (" << r.points << ")";

@@ -62,6 +62,16 @@ struct LayerPoint {
     std::int64_t batch = 0;                   // samples of the measured step (0: Calibration::batch)
 };
 
+// One network's sequential training step at one batch: the seconds per step outside every timed
+// operation (the median chunk at the calibration's speed, the ranks' mean), what
+// CpuKernel::framework is fitted to.
+struct UntimedPoint {
+    std::string network;
+    std::int64_t batch = 0;
+    double untimed_s = 0;
+    double model_s = 0;  // the fitted framework cost of the step (fit_framework_overhead)
+};
+
 // One of the validator's kernels as fitted: its cost, the points it was fitted to and the RMS
 // relative error of the model over them.
 struct KernelFit {
@@ -121,6 +131,7 @@ struct Calibration {
     double gemm_flops = 0, conv_flops = 0, memory_bandwidth_Bps = 0;
     std::string gemm_note, conv_note;
     std::vector<LayerPoint> layers;  // per layer of the calibration networks' training steps
+    std::vector<UntimedPoint> untimed;  // per network and batch of those steps
     // Seconds per contiguous row of the padding/halo copy, forward (copy) and backward (the
     // adjoint's add), measured apart (measure_copy_rows in calibrate.cpp); the lowering kernels'
     // per_call_s. 0: not measured (the fit then leaves the rows free of cost).
@@ -192,6 +203,13 @@ std::vector<double> model_layer_seconds(const networks::Network& network, std::i
 // the last layer's GEMM) then on what they leave. With every point's model times and the RMS
 // relative residual. `networks` are the ones the points name.
 void fit_compute_to_layers(Calibration& c, const std::vector<const networks::Network*>& networks);
+
+// Fits c.cpu_kernels[framework] (per byte of activation, per kernel: planner/compute.cpp
+// with_dispatch_overhead) to c.untimed: the bytes and kernels of each step are the cost model's,
+// probed through model_layer_seconds on the fitted device with a unit cost of each; non-negative
+// least squares of the relative error (both terms need two batch sizes), each point's model_s.
+// Run after fit_compute_to_layers: the layers' fit compares kernel time only.
+void fit_framework_overhead(Calibration& c, const std::vector<const networks::Network*>& networks);
 
 // Collective over `comm`; every rank gets the result.
 Calibration calibrate(MPI_Comm comm, const CalibrationOptions& options);

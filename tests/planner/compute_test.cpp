@@ -357,6 +357,37 @@ TEST_CASE("each kernel a layer launches adds the device's launch gap", "[compute
     kernels("lm_head", 2, 3);  // the head's GEMMs (no bias) and the loss's kernel each way
 }
 
+TEST_CASE("a calibrated CPU's framework overhead: per kernel and per byte of each pass's activation", "[compute]") {
+    // hand_cpu with no validator kernels: every layer at the rates; then 0.2 us per kernel and
+    // 0.05 ns per byte of the pass's activation (the output forward, the input gradient backward).
+    clusters::Cluster plain = hand_cpu(40e9), with = plain;
+    with.device.cpu_kernels[clusters::CpuKernel::framework] = {0.05e-9, 0.2e-6};
+    const networks::Network lenet = builtin("lenet5");
+    PlannerOptions o;
+    o.procs = 1;
+    o.batch = 16;
+    const std::vector<Layout> layouts(lenet.layers.size());
+    const ScoredPlan a = CostModel(lenet, with, o).layer_costs(layouts), b = CostModel(lenet, plain, o).layer_costs(layouts);
+    auto added = [&](const std::string& name, double forward, double backward) {
+        INFO(name);
+        const auto i = static_cast<std::size_t>(lenet.find(name));
+        CHECK(a.layers[i].fwd_compute_s - b.layers[i].fwd_compute_s == Approx(forward).epsilon(1e-9));
+        CHECK(a.layers[i].bwd_compute_s - b.layers[i].bwd_compute_s == Approx(backward).epsilon(1e-9));
+    };
+    // conv1: 1 x 32 x 32 in, 6 x 28 x 28 out, 16 samples in fp32: output 16 x 4704 x 4 = 301056 B,
+    // input 16 x 1024 x 4 = 65536 B. One GEMM forward: 0.2 us + 15.0528 us. Backward the weight
+    // gradient only (the network's input needs none): one kernel, 0.2 us + 3.2768 us.
+    added("conv1", 0.2e-6 + 301056 * 0.05e-9, 0.2e-6 + 65536 * 0.05e-9);
+    // pool1: 6 x 28 x 28 in, 6 x 14 x 14 out: output 16 x 1176 x 4 = 75264 B, input 301056 B; one
+    // memory-bound pass each way.
+    added("pool1", 0.2e-6 + 75264 * 0.05e-9, 0.2e-6 + 301056 * 0.05e-9);
+    // fc3, 84 -> 10, the network's output: its GEMM and the loss forward (2 kernels), the two
+    // gradients and the loss backward (3): output 16 x 10 x 4 = 640 B, input 16 x 84 x 4 = 5376 B.
+    added("fc3", 2 * 0.2e-6 + 640 * 0.05e-9, 3 * 0.2e-6 + 5376 * 0.05e-9);
+    // The preset devices have no framework kernel: nothing added (checked by the launch test above
+    // and every preset score).
+}
+
 TEST_CASE("a calibrated CPU's lowering copies: one call per padding-copy row, twice the rows under a width split",
           "[compute]") {
     // resnet-small's layer1_0.0.conv1: 8 -> 8 channels on 8 x 8, 3 x 3, padding 1.

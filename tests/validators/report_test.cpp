@@ -247,6 +247,29 @@ int main() {
           "fitted loss beside fc3's GEMM");
     check(fit.layer_fit_points == 24 && fit.layer_fit_residual < 0.03, "compute fit residual of exact points");
     check(fit.cpu_kernels.count(CpuKernel::gelu_forward) == 0, "no gelu in lenet5: no gelu cost written");
+    // The framework's untimed work, made by hand at 0.05 ns per byte and 0.2 us per kernel. lenet5's
+    // kernels per step (planner/compute.cpp's count): forward one per layer but the flatten (a view)
+    // and two for fc3 (its GEMM and the loss): 12; backward conv1 1 (no input gradient), conv2,
+    // fc1, fc2 2 each, fc3 3, the relus and pools 1 each: 16; 28 in all. Elements per sample, the
+    // outputs forward: 4704 + 4704 + 1176 + 1600 + 1600 + 400 + 400 + 120 + 120 + 84 + 84 + 10 =
+    // 15002; the input gradients backward: 1024 + 4704 + 4704 + 1176 + 1600 + 1600 + 400 + 400 +
+    // 120 + 120 + 84 + 84 = 16016; 31018 x 4 = 124072 B. Batch 16: 99.2576 + 5.6 = 104.8576 us;
+    // batch 4: 24.8144 + 5.6 = 30.4144 us.
+    fit.untimed = {{"lenet5", 16, 104.8576e-6, 0}, {"lenet5", 4, 30.4144e-6, 0}};
+    fit_framework_overhead(fit, {&lenet});
+    check(near(cost(CpuKernel::framework).per_unit_s, 0.05e-9, 1e-6) &&
+              near(cost(CpuKernel::framework).per_call_s, 0.2e-6, 1e-6),
+          "fitted framework overhead: per byte and per kernel");
+    check(near(fit.untimed[0].model_s, 104.8576e-6, 1e-6) && fit.cpu_kernels.at(CpuKernel::framework).points == 2,
+          "framework overhead: the step's model time");
+    // The layers' fit does not see it: fitted again, the kernels are the same and the framework
+    // entry is the fit's own.
+    {
+        Calibration again = fit;
+        fit_compute_to_layers(again, {&lenet});
+        check(again.cpu_kernels.at(CpuKernel::relu_forward).cost == fit.cpu_kernels.at(CpuKernel::relu_forward).cost,
+              "the layers' fit beside a framework entry");
+    }
     // The point-to-point message fit: one-way ping-pong times made by hand from 3 us and 2 GB/s,
     // t = 3e-6 + n / 2e9: 4 KiB 5.048 us, 64 KiB 35.768 us, 1 MiB 527.288 us, 4 MiB 2100.152 us;
     // 512 B (below the 4 KiB eager switch) and 16 MiB are outside the fitted range, so their
