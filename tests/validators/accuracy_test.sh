@@ -249,4 +249,27 @@ for family, allowed in [("layer-parallel", (3, 4)), ("pipeline", (7,))]:
     assert section.count("\n| ") == plans + 1, section  # header + one row per plan
 PY
 report "tools/accuracy.sh end to end on lenet5 (status $status)" $?
+
+# 4. tools/framework_ab.sh on that run: every round's calibration again without the framework kernel,
+# every plan predicted again on it; each prediction without it is shorter (the term adds time to
+# every layer pass), and the summary names the run's plans and rounds.
+if [ $status = 0 ]; then
+    tools/framework_ab.sh "$tmp/run" "$(dirname "$DNNPLAN")" >"$tmp/out" 2>&1
+    ab=$?
+    [ $ab = 0 ] && python3 - "$tmp/run" >>"$tmp/out" 2>&1 <<'PY'
+import glob, json, os, sys
+d = sys.argv[1]
+for r in (1, 2):
+    assert "framework" in json.load(open(f"{d}/cal-lenet5-r{r}.json"))["device"]["cpu_kernels"], r
+    assert "framework" not in json.load(open(f"{d}/without-framework/cal-lenet5-r{r}.json"))["device"]["cpu_kernels"], r
+    for family in ("layer-parallel", "pipeline"):
+        with_term = {p["label"]: p["predicted"]["iteration_s"] for p in json.load(open(f"{d}/lenet5-{family}-r{r}.json"))["plans"]}
+        without = {p["label"]: p["predicted"]["iteration_s"] for p in json.load(open(f"{d}/without-framework/lenet5-{family}-r{r}.json"))["plans"]}
+        assert set(without) == set(with_term), (family, r)
+        assert all(without[l] < with_term[l] for l in with_term), (family, r, with_term, without)
+PY
+    [ $ab = 0 ] && grep -q "plans, 2 rounds: median relative error with the framework term" "$tmp/out" &&
+        grep -q "lenet5-pipeline .* predicted best over measured best" "$tmp/out"
+    report "tools/framework_ab.sh on that run" $?
+fi
 exit $fail
