@@ -2,7 +2,6 @@
 // it under mpirun). Every rank parses the same arguments and loads the same inputs, so an input
 // error is found by all ranks alike; rank 0 reports and writes the outputs.
 #include <cblas.h>
-#include <malloc.h>
 #include <mpi.h>
 
 #include <CLI/CLI.hpp>
@@ -67,15 +66,6 @@ void check_same_jobs_everywhere(const std::vector<dnnplan::validators::PlanJob>&
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Keep freed memory in the process, as a training framework's caching allocator does (PyTorch
-    // keeps its blocks for the next step). glibc by default serves blocks from 128 KiB up by mmap and
-    // trims the heap's top after frees, so every step faulted its tensors' pages in again: on this
-    // VM a fresh 1 MiB took 2.8-4.2 ms to touch (11-16 us per 4 KiB page), and lenet5's sequential
-    // step at 16 samples measured 1.66-5.0 ms with glibc's defaults against 1.63-1.83 ms with these
-    // (7 Dec 2026, 00:00 UTC, five steps each way, twice). Blocks above 32 MiB (glibc's largest mmap
-    // threshold) are still mapped per allocation.
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     MPI_Init(&argc, &argv);
     // One BLAS thread per rank: the ranks are the parallelism (and share the cores).
     openblas_set_num_threads(1);
