@@ -85,6 +85,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 dnnplan=$(realpath "$build/dnnplan" 2>/dev/null)
 [ -x "$dnnplan" ] || { echo "$0: $build/dnnplan not found (build it first, or give --build DIR)" >&2; exit 2; }
 data=$src/tests/validators/data
+. "$src/tools/accuracy_networks.sh"  # net_source, batch_of
 for net in $networks; do
     case $net in lenet5|smallcnn|resnet-small|inception-small|gpt-pipe) ;;
         *) echo "$0: --networks: unknown network '$net' (lenet5 smallcnn resnet-small inception-small gpt-pipe)" >&2; exit 2 ;;
@@ -169,8 +170,6 @@ plan() {
         "$@" --out "$out/plans/$net-$name.json" >/dev/null 2>>"$out/plans/plan.log" ||
         echo "$0: $net $name: dnnplan plan $* failed (plans/plan.log); left out" >&2
 }
-net_source() { case $1 in lenet5|smallcnn) echo "$1" ;; *) echo "$data/$1.json" ;; esac; }
-batch_of() { case $1 in gpt-pipe) echo 8 ;; *) echo 32 ;; esac; }
 # The graph-partition plans: the planner's placement with this batch and M micro-batches.
 graph_plans() {
     local net=$1 placement=$data/inception-small-graph-p$np.json m

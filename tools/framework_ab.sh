@@ -6,11 +6,17 @@
 # Usage (from the source directory): tools/framework_ab.sh ACCURACY_DIR [BUILD_DIR]
 # Writes ACCURACY_DIR/without-framework/ (calibrations and results documents); prints the table.
 set -euo pipefail
-acc=${1:?usage: $0 ACCURACY_DIR [BUILD_DIR]}
+[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: $0 ACCURACY_DIR [BUILD_DIR]" >&2; exit 2; }
+acc=$1
 build=${2:-build}
-out=$acc/without-framework
 data=tests/validators/data
-mkdir -p "$out"
+. tools/accuracy_networks.sh  # net_source, batch_of: the suite's own
+[ -d "$acc" ] || { echo "$0: $acc: no such directory" >&2; exit 2; }
+ls "$acc"/*-r[0-9].json >/dev/null 2>&1 || { echo "$0: $acc: no round documents (NET-FAMILY-rR.json) of tools/accuracy.sh" >&2; exit 2; }
+[ -x "$build/dnnplan" ] || { echo "$0: $build/dnnplan not found (build it first, or give BUILD_DIR)" >&2; exit 2; }
+# Written beside, then moved into place: a failed run leaves no partial without-framework/.
+out=$(mktemp -d "$acc/.without-framework.XXXXXX")
+trap 'rm -rf "$out"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
 for f in "$acc"/*-r[0-9].json; do
     b=$(basename "$f" .json)
@@ -26,16 +32,19 @@ spec = json.load(open(sys.argv[1]))
 spec["device"].get("cpu_kernels", {}).pop("framework", None)
 json.dump(spec, open(sys.argv[2], "w"), indent=1)
 PY
-    case $net in lenet5|smallcnn) src=$net ;; *) src=$data/$net.json ;; esac
-    batch=32; [ "$net" = gpt-pipe ] && batch=8
+    ranks=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["ranks"])' "$f")
     if [ "$family" = layer-parallel ]; then
-        args=(--net "$src" --batch "$batch")
+        args=(--net "$(net_source "$net")" --batch "$(batch_of "$net")")
     else
         args=(); for p in "$acc"/plans/"$net"-*.json; do args+=(--plan "$p"); done
     fi
-    "$build"/dnnplan validate "${args[@]}" --cluster "$out/cal-$net-r$r.json" --np 2 --warmup 0 --iterations 1 \
+    "$build"/dnnplan validate "${args[@]}" --cluster "$out/cal-$net-r$r.json" --np "$ranks" --warmup 0 --iterations 1 \
         --no-check --out "$out/$b.json" >/dev/null 2>"$out/$b.log" || { echo "$0: $b: validate failed ($out/$b.log)" >&2; exit 1; }
 done
+rm -rf "$acc/without-framework"
+mv "$out" "$acc/without-framework"
+trap - EXIT
+out=$acc/without-framework
 python3 - "$acc" "$out" <<'PY'
 import collections, glob, json, os, statistics, sys
 acc, out = sys.argv[1:]

@@ -272,4 +272,13 @@ PY
         grep -q "lenet5-pipeline .* predicted best over measured best" "$tmp/out"
     report "tools/framework_ab.sh on that run" $?
 fi
+mkdir -p "$tmp/empty"
+tools/framework_ab.sh "$tmp/empty" "$(dirname "$DNNPLAN")" >"$tmp/out" 2>&1
+status=$?
+[ $status = 2 ] && grep -q "no round documents" "$tmp/out" && [ -z "$(ls -A "$tmp/empty")" ]
+report "tools/framework_ab.sh refuses a directory without round documents (status $status), writes nothing" $?
+tools/framework_ab.sh "$tmp/no-such-dir" >"$tmp/out" 2>&1
+status=$?
+[ $status = 2 ] && grep -q "no such directory" "$tmp/out"
+report "tools/framework_ab.sh refuses a missing directory (status $status)" $?
 exit $fail
